@@ -1,0 +1,56 @@
+// The op interface the forward pass is written against. The CPU backend
+// (common/ops/cpu) implements it in fp32; a CUDA backend implements the same
+// calls on device memory. All float pointers are in the backend's memory.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+
+#include "common/model/model_config.h"
+#include "common/model/weight_tensor.h"
+#include "common/ops/attention_batch.h"
+
+namespace specserve {
+
+class Ops {
+ public:
+  virtual ~Ops() = default;
+  virtual std::string name() const = 0;
+  virtual int num_threads() const = 0;
+
+  // out[t] = table row tokens[t], dequantised to fp32 (dim = table.cols).
+  virtual void EmbedRows(const WeightTensor& table, std::span<const int32_t> tokens,
+                         float* out) = 0;
+
+  // y[r] = x[r] / sqrt(mean(x[r]^2) + eps) * weight, for r < n_rows; x and y may alias.
+  virtual void RmsNorm(const float* x, const WeightTensor& weight, float eps, int n_rows,
+                       float* y) = 0;
+
+  // y[r][o] = sum_i x[r][i] * w[o][i]: x is n_rows x w.cols, y is n_rows x w.rows
+  // (both row-contiguous). Weights are read once for all rows (batched decode).
+  virtual void MatMul(const WeightTensor& w, const float* x, int n_rows, float* y) = 0;
+
+  // Rotates the first rope_dim dims of every head of every row in place.
+  // x is n_rows x (n_heads * head_dim) with row stride `stride` floats;
+  // positions[r] is row r's true position.
+  virtual void Rope(float* x, int n_rows, int stride, int n_heads, int head_dim, int rope_dim,
+                    std::span<const int32_t> positions, float theta, RopeStyle style) = 0;
+
+  // out[i] = silu(gate[i]) * up[i].
+  virtual void SwiGlu(const float* gate, const float* up, int64_t n, float* out) = 0;
+
+  // x[i] += y[i].
+  virtual void Add(float* x, const float* y, int64_t n) = 0;
+
+  // Softmax attention for every sequence of a batch (grouped-query heads share
+  // kv heads: query head h uses kv head h / (n_heads / n_kv_heads)).
+  virtual void Attention(std::span<const AttentionSequence> sequences,
+                         const AttentionShape& shape) = 0;
+};
+
+// The CPU backend with `num_threads` threads (0: all hardware threads).
+std::unique_ptr<Ops> MakeCpuOps(int num_threads = 0);
+
+}  // namespace specserve

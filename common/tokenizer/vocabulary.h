@@ -1,0 +1,39 @@
+// A SentencePiece-style vocabulary as GGUF (`tokenizer.ggml.*`) and llama2.c's
+// tokenizer.bin describe it: a piece, a score and a type per token.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace specserve {
+
+// Same numbering as GGUF's tokenizer.ggml.token_type.
+enum class TokenType : int32_t {
+  kNormal = 1,
+  kUnknown = 2,
+  kControl = 3,
+  kUserDefined = 4,
+  kUnused = 5,
+  kByte = 6,
+};
+
+struct Vocabulary {
+  std::string model = "llama";  // GGUF tokenizer.ggml.model
+  std::vector<std::string> pieces;  // UTF-8, with U+2581 ("▁") for spaces in SentencePiece vocabularies
+  std::vector<float> scores;        // merge priority: higher merges first
+  std::vector<TokenType> types;     // same length as pieces
+  int32_t bos_id = 1;
+  int32_t eos_id = 2;
+  int32_t unk_id = 0;
+  bool add_bos = true;
+  // When true, a space is prepended to the text before encoding (SentencePiece's
+  // add_dummy_prefix); llama2.c's run.c and llama.cpp both do this for `llama` vocabularies.
+  bool add_space_prefix = true;
+  // llama2.c tokenizer.bin vocabularies store spaces as ' ' rather than U+2581.
+  bool uses_plain_spaces = false;
+
+  int32_t size() const { return static_cast<int32_t>(pieces.size()); }
+};
+
+}  // namespace specserve
