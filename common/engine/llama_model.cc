@@ -1,0 +1,173 @@
+#include "common/engine/llama_model.h"
+
+#include <cmath>
+
+#include "absl/strings/str_format.h"
+#include "common/util/status_macros.h"
+
+namespace specserve {
+
+LlamaModel::LlamaModel(const LoadedModel& model, Ops& ops) : model_(model), ops_(ops) {}
+
+absl::Status LlamaModel::Validate(std::span<const ForwardSequence> batch) const {
+  const ModelConfig& c = model_.config;
+  for (size_t s = 0; s < batch.size(); ++s) {
+    const ForwardSequence& seq = batch[s];
+    const int n = static_cast<int>(seq.tokens.size());
+    if (seq.cache == nullptr) {
+      return absl::InvalidArgumentError(absl::StrFormat("sequence %d has no KV cache", s));
+    }
+    for (int i = 0; i < n; ++i) {
+      if (seq.tokens[i] < 0 || seq.tokens[i] >= c.vocab_size) {
+        return absl::InvalidArgumentError(absl::StrFormat(
+            "sequence %d token %d: id %d is outside the vocabulary [0, %d)", s, i, seq.tokens[i],
+            c.vocab_size));
+      }
+    }
+    if (!seq.positions.empty()) {
+      if (static_cast<int>(seq.positions.size()) != n) {
+        return absl::InvalidArgumentError(absl::StrFormat(
+            "sequence %d has %d positions for %d tokens", s, seq.positions.size(), n));
+      }
+      for (int i = 0; i < n; ++i) {
+        if (seq.positions[i] < 0) {
+          return absl::InvalidArgumentError(
+              absl::StrFormat("sequence %d token %d: negative position %d", s, i, seq.positions[i]));
+        }
+      }
+    }
+    if (!seq.parents.empty()) {
+      if (static_cast<int>(seq.parents.size()) != n) {
+        return absl::InvalidArgumentError(
+            absl::StrFormat("sequence %d has %d parents for %d tokens", s, seq.parents.size(), n));
+      }
+      for (int i = 0; i < n; ++i) {
+        if (seq.parents[i] < -1 || seq.parents[i] >= i) {
+          return absl::InvalidArgumentError(absl::StrFormat(
+              "sequence %d token %d: parent %d must be -1 or an earlier token", s, i,
+              seq.parents[i]));
+        }
+      }
+    }
+    for (int32_t row : seq.logit_rows) {
+      if (row < 0 || row >= n) {
+        return absl::InvalidArgumentError(absl::StrFormat(
+            "sequence %d: logit row %d is outside its %d new tokens", s, row, n));
+      }
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status LlamaModel::Forward(std::span<const ForwardSequence> batch,
+                                 std::vector<float>* logits) {
+  RETURN_IF_ERROR(Validate(batch));
+  const ModelConfig& c = model_.config;
+  const LlamaWeights& w = model_.weights;
+
+  // Flatten the batch: row offsets of each sequence's new tokens.
+  std::vector<int> offset(batch.size() + 1, 0);
+  int n_logit_rows = 0;
+  for (size_t s = 0; s < batch.size(); ++s) {
+    offset[s + 1] = offset[s] + static_cast<int>(batch[s].tokens.size());
+    n_logit_rows += static_cast<int>(batch[s].logit_rows.size());
+  }
+  const int T = offset.back();
+  logits->assign(static_cast<size_t>(n_logit_rows) * c.vocab_size, 0.0f);
+  if (T == 0) return absl::OkStatus();
+
+  for (size_t s = 0; s < batch.size(); ++s) {
+    absl::Status st = batch[s].cache->BeginAppend(static_cast<int>(batch[s].tokens.size()));
+    if (!st.ok()) {
+      for (size_t r = 0; r < s; ++r) batch[r].cache->DropPending();
+      return absl::Status(st.code(), absl::StrFormat("sequence %d: %s", s, st.message()));
+    }
+  }
+
+  tokens_.resize(T);
+  positions_.resize(T);
+  for (size_t s = 0; s < batch.size(); ++s) {
+    const ForwardSequence& seq = batch[s];
+    const int64_t base = seq.cache->committed_tokens();
+    for (size_t i = 0; i < seq.tokens.size(); ++i) {
+      tokens_[offset[s] + i] = seq.tokens[i];
+      positions_[offset[s] + i] =
+          seq.positions.empty() ? static_cast<int32_t>(base + i) : seq.positions[i];
+    }
+  }
+
+  const int dim = c.dim, q_dim = c.q_dim(), kv_dim = c.kv_dim(), ffn = c.ffn_dim;
+  x_.resize(static_cast<size_t>(T) * dim);
+  xb_.resize(static_cast<size_t>(T) * dim);
+  q_.resize(static_cast<size_t>(T) * q_dim);
+  k_.resize(static_cast<size_t>(T) * kv_dim);
+  v_.resize(static_cast<size_t>(T) * kv_dim);
+  attn_.resize(static_cast<size_t>(T) * q_dim);
+  gate_.resize(static_cast<size_t>(T) * ffn);
+  up_.resize(static_cast<size_t>(T) * ffn);
+
+  ops_.EmbedRows(w.token_embedding, tokens_, x_.data());
+
+  const AttentionShape shape{c.n_heads, c.n_kv_heads, c.head_dim,
+                             1.0f / std::sqrt(static_cast<float>(c.head_dim))};
+  std::vector<AttentionSequence> attention(batch.size());
+
+  for (int l = 0; l < c.n_layers; ++l) {
+    const LayerWeights& layer = w.layers[l];
+
+    // Attention block: x += Wo · attention(rope(Wq·n), rope(Wk·n), Wv·n), n = rmsnorm(x).
+    ops_.RmsNorm(x_.data(), layer.attn_norm, c.rms_eps, T, xb_.data());
+    ops_.MatMul(layer.wq, xb_.data(), T, q_.data());
+    ops_.MatMul(layer.wk, xb_.data(), T, k_.data());
+    ops_.MatMul(layer.wv, xb_.data(), T, v_.data());
+    ops_.Rope(q_.data(), T, q_dim, c.n_heads, c.head_dim, c.rope_dim, positions_, c.rope_theta,
+              c.rope_style);
+    ops_.Rope(k_.data(), T, kv_dim, c.n_kv_heads, c.head_dim, c.rope_dim, positions_,
+              c.rope_theta, c.rope_style);
+
+    for (size_t s = 0; s < batch.size(); ++s) {
+      const ForwardSequence& seq = batch[s];
+      const int n = static_cast<int>(seq.tokens.size());
+      const size_t row0 = offset[s];
+      AttentionSequence& a = attention[s];
+      seq.cache->CommittedSegments(l, &a.cached);  // before this step's rows are written
+      seq.cache->WritePending(l, k_.data() + row0 * kv_dim, v_.data() + row0 * kv_dim, n, kv_dim);
+      a.n_new = n;
+      a.q = q_.data() + row0 * q_dim;
+      a.q_stride = q_dim;
+      a.k = k_.data() + row0 * kv_dim;
+      a.v = v_.data() + row0 * kv_dim;
+      a.kv_stride = kv_dim;
+      a.out = attn_.data() + row0 * q_dim;
+      a.out_stride = q_dim;
+      a.parents = seq.parents.empty() ? nullptr : seq.parents.data();
+    }
+    ops_.Attention(attention, shape);
+    ops_.MatMul(layer.wo, attn_.data(), T, xb_.data());
+    ops_.Add(x_.data(), xb_.data(), static_cast<int64_t>(T) * dim);
+
+    // Feed-forward block: x += W_down · (silu(W_gate·n) * (W_up·n)), n = rmsnorm(x).
+    ops_.RmsNorm(x_.data(), layer.ffn_norm, c.rms_eps, T, xb_.data());
+    ops_.MatMul(layer.w_gate, xb_.data(), T, gate_.data());
+    ops_.MatMul(layer.w_up, xb_.data(), T, up_.data());
+    ops_.SwiGlu(gate_.data(), up_.data(), static_cast<int64_t>(T) * ffn, gate_.data());
+    ops_.MatMul(layer.w_down, gate_.data(), T, xb_.data());
+    ops_.Add(x_.data(), xb_.data(), static_cast<int64_t>(T) * dim);
+  }
+
+  if (n_logit_rows == 0) return absl::OkStatus();
+  // Only the rows asked for go through the final norm and the (large) output projection.
+  final_.resize(static_cast<size_t>(n_logit_rows) * dim);
+  int r = 0;
+  for (size_t s = 0; s < batch.size(); ++s) {
+    for (int32_t row : batch[s].logit_rows) {
+      std::copy_n(x_.data() + static_cast<size_t>(offset[s] + row) * dim, dim,
+                  final_.data() + static_cast<size_t>(r++) * dim);
+    }
+  }
+  ops_.RmsNorm(final_.data(), w.output_norm, c.rms_eps, n_logit_rows, final_.data());
+  ops_.MatMul(w.output, final_.data(), n_logit_rows, logits->data());
+  return absl::OkStatus();
+}
+
+}  // namespace specserve

@@ -1,0 +1,123 @@
+// The draft's fixed-window cache (MagicDec / StreamingLLM): the first `sinks`
+// tokens stay forever, the most recent `window` tokens live in a ring. Rows keep
+// their true rotary positions, so attention over sinks + ring needs no ordering:
+// softmax attention is invariant to the order of its keys.
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+#include "absl/strings/str_format.h"
+#include "common/kv/kv_cache.h"
+
+namespace specserve {
+namespace {
+
+class WindowKvCache final : public KvCache {
+ public:
+  WindowKvCache(const KvShape& shape, int sinks, int window, int max_pending)
+      : shape_(shape), sinks_(sinks), window_(window), max_pending_(max_pending) {
+    const size_t per_layer = static_cast<size_t>(sinks_ + window_ + max_pending_) * shape.kv_dim;
+    k_.assign(per_layer * shape.n_layers, 0.0f);
+    v_.assign(per_layer * shape.n_layers, 0.0f);
+  }
+
+  int64_t committed_tokens() const override { return committed_; }
+  int64_t stored_rows() const override { return SinkRows() + RingRows(); }
+  int64_t pending_rows() const override { return pending_; }
+
+  absl::Status BeginAppend(int n) override {
+    pending_ = 0;
+    if (n < 0 || n > max_pending_) {
+      return absl::OutOfRangeError(absl::StrFormat(
+          "cannot append %d rows to a window cache that takes at most %d at once", n,
+          max_pending_));
+    }
+    pending_ = n;
+    return absl::OkStatus();
+  }
+
+  void WritePending(int layer, const float* k, const float* v, int n, int stride) override {
+    for (int i = 0; i < n && i < pending_; ++i) {
+      std::memcpy(Row(k_, layer, sinks_ + window_ + i), k + static_cast<size_t>(i) * stride,
+                  sizeof(float) * shape_.kv_dim);
+      std::memcpy(Row(v_, layer, sinks_ + window_ + i), v + static_cast<size_t>(i) * stride,
+                  sizeof(float) * shape_.kv_dim);
+    }
+  }
+
+  void CommittedSegments(int layer, std::vector<KvSegment>* out) const override {
+    out->clear();
+    if (SinkRows() > 0) {
+      out->push_back(KvSegment{Row(k_, layer, 0), Row(v_, layer, 0), SinkRows()});
+    }
+    if (RingRows() > 0) {
+      out->push_back(KvSegment{Row(k_, layer, sinks_), Row(v_, layer, sinks_), RingRows()});
+    }
+  }
+
+  absl::Status Commit(std::span<const int32_t> keep) override {
+    for (size_t j = 0; j < keep.size(); ++j) {
+      if (keep[j] < 0 || keep[j] >= pending_ || (j > 0 && keep[j] <= keep[j - 1])) {
+        pending_ = 0;
+        return absl::InvalidArgumentError(absl::StrFormat(
+            "kept row %d is not an ascending index below the %d pending rows", keep[j], pending_));
+      }
+    }
+    for (int32_t src : keep) CommitRow(sinks_ + window_ + src);
+    pending_ = 0;
+    return absl::OkStatus();
+  }
+
+  void CommitAll() override {
+    for (int i = 0; i < pending_; ++i) CommitRow(sinks_ + window_ + i);
+    pending_ = 0;
+  }
+  void DropPending() override { pending_ = 0; }
+
+  int64_t memory_bytes() const override {
+    return static_cast<int64_t>(k_.size() + v_.size()) * sizeof(float);
+  }
+
+ private:
+  int SinkRows() const { return static_cast<int>(std::min<int64_t>(committed_, sinks_)); }
+  int RingRows() const {
+    return static_cast<int>(std::min<int64_t>(std::max<int64_t>(committed_ - sinks_, 0), window_));
+  }
+  // Slot of the token with index `t`: a sink slot, or its place in the ring.
+  int SlotOf(int64_t t) const {
+    return t < sinks_ ? static_cast<int>(t) : sinks_ + static_cast<int>((t - sinks_) % window_);
+  }
+  void CommitRow(int pending_slot) {
+    const int64_t t = committed_++;
+    if (t >= sinks_ && window_ == 0) return;  // nothing but sinks is kept
+    const int slot = SlotOf(t);
+    for (int layer = 0; layer < shape_.n_layers; ++layer) {
+      std::memcpy(Row(k_, layer, slot), Row(k_, layer, pending_slot), sizeof(float) * shape_.kv_dim);
+      std::memcpy(Row(v_, layer, slot), Row(v_, layer, pending_slot), sizeof(float) * shape_.kv_dim);
+    }
+  }
+  float* Row(std::vector<float>& buf, int layer, int slot) {
+    return buf.data() + (static_cast<size_t>(layer) * (sinks_ + window_ + max_pending_) + slot) *
+                            shape_.kv_dim;
+  }
+  const float* Row(const std::vector<float>& buf, int layer, int slot) const {
+    return buf.data() + (static_cast<size_t>(layer) * (sinks_ + window_ + max_pending_) + slot) *
+                            shape_.kv_dim;
+  }
+
+  KvShape shape_;
+  int sinks_, window_, max_pending_;
+  std::vector<float> k_, v_;
+  int64_t committed_ = 0;
+  int pending_ = 0;
+};
+
+}  // namespace
+
+std::unique_ptr<KvCache> MakeWindowKvCache(const KvShape& shape, int sinks, int window,
+                                           int max_pending) {
+  return std::make_unique<WindowKvCache>(shape, std::max(0, sinks), std::max(0, window),
+                                         std::max(1, max_pending));
+}
+
+}  // namespace specserve

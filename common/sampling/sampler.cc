@@ -1,0 +1,98 @@
+#include "common/sampling/sampler.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "absl/strings/str_format.h"
+
+namespace specserve {
+
+absl::Status SamplingParams::Validate() const {
+  if (!(temperature >= 0.0f) || !std::isfinite(temperature)) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("temperature %g must be a finite number >= 0", temperature));
+  }
+  if (top_k < 0) {
+    return absl::InvalidArgumentError(absl::StrFormat("top_k %d must be >= 0 (0 = off)", top_k));
+  }
+  if (!(top_p > 0.0f && top_p <= 1.0f)) {
+    return absl::InvalidArgumentError(absl::StrFormat("top_p %g must be in (0, 1]", top_p));
+  }
+  return absl::OkStatus();
+}
+
+int32_t Argmax(std::span<const float> logits) {
+  int32_t best = 0;
+  for (size_t i = 1; i < logits.size(); ++i) {
+    if (logits[i] > logits[best]) best = static_cast<int32_t>(i);
+  }
+  return best;
+}
+
+std::vector<TokenProb> SamplingDistribution(std::span<const float> logits,
+                                            const SamplingParams& params) {
+  if (params.greedy()) return {TokenProb{Argmax(logits), 1.0f}};
+  const int n = static_cast<int>(logits.size());
+  std::vector<int32_t> order(n);
+  for (int i = 0; i < n; ++i) order[i] = i;
+  auto by_logit = [&](int32_t a, int32_t b) {
+    return logits[a] > logits[b] || (logits[a] == logits[b] && a < b);
+  };
+  int keep = n;
+  if (params.top_k > 0 && params.top_k < n) {
+    keep = params.top_k;
+    std::partial_sort(order.begin(), order.begin() + keep, order.end(), by_logit);
+  } else {
+    std::sort(order.begin(), order.end(), by_logit);
+  }
+  // Softmax over the kept tokens in double; the top-k cut does not change the ratios.
+  const double inv_t = 1.0 / params.temperature;
+  const double max_logit = logits[order[0]];
+  std::vector<double> p(keep);
+  double sum = 0.0;
+  for (int i = 0; i < keep; ++i) {
+    p[i] = std::exp((logits[order[i]] - max_logit) * inv_t);
+    sum += p[i];
+  }
+  if (params.top_p < 1.0f) {
+    double cumulative = 0.0;
+    int cut = keep;
+    for (int i = 0; i < keep; ++i) {
+      cumulative += p[i] / sum;
+      if (cumulative >= params.top_p) {
+        cut = i + 1;
+        break;
+      }
+    }
+    keep = cut;
+    sum = 0.0;
+    for (int i = 0; i < keep; ++i) sum += p[i];
+  }
+  std::vector<TokenProb> dist(keep);
+  for (int i = 0; i < keep; ++i) dist[i] = {order[i], static_cast<float>(p[i] / sum)};
+  return dist;
+}
+
+int32_t SampleFrom(std::span<const TokenProb> dist, Rng& rng) {
+  double total = 0.0;
+  for (const TokenProb& tp : dist) total += tp.prob;
+  const double u = rng.Uniform() * total;
+  double cumulative = 0.0;
+  for (const TokenProb& tp : dist) {
+    cumulative += tp.prob;
+    if (u < cumulative) return tp.token;
+  }
+  // Rounding left u at the very top: the last token with non-zero mass.
+  for (size_t i = dist.size(); i-- > 0;) {
+    if (dist[i].prob > 0.0f) return dist[i].token;
+  }
+  return dist.empty() ? 0 : dist.front().token;
+}
+
+int32_t SampleToken(std::span<const float> logits, const SamplingParams& params, Rng& rng) {
+  if (params.greedy()) return Argmax(logits);
+  const std::vector<TokenProb> dist = SamplingDistribution(logits, params);
+  return SampleFrom(dist, rng);
+}
+
+}  // namespace specserve

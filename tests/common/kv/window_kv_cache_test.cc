@@ -1,0 +1,94 @@
+#include <algorithm>
+#include <vector>
+
+#include "common/kv/kv_cache.h"
+#include "gtest/gtest.h"
+
+namespace specserve {
+namespace {
+
+constexpr KvShape kShape{2, 4};
+
+void AppendTokens(KvCache& cache, const std::vector<float>& ids) {
+  const int n = static_cast<int>(ids.size());
+  ASSERT_TRUE(cache.BeginAppend(n).ok());
+  for (int l = 0; l < kShape.n_layers; ++l) {
+    std::vector<float> k, v;
+    for (float id : ids) {
+      for (int c = 0; c < kShape.kv_dim; ++c) {
+        k.push_back(id + 1000.0f * l);
+        v.push_back(-id - 1000.0f * l);
+      }
+    }
+    cache.WritePending(l, k.data(), v.data(), n, kShape.kv_dim);
+  }
+}
+
+// The set of token ids whose rows a layer attends to (sorted).
+std::vector<float> Stored(const KvCache& cache, int layer) {
+  std::vector<KvSegment> segments;
+  cache.CommittedSegments(layer, &segments);
+  std::vector<float> out;
+  for (const KvSegment& s : segments) {
+    for (int r = 0; r < s.n_rows; ++r) {
+      out.push_back(s.k[r * kShape.kv_dim] - 1000.0f * layer);
+      EXPECT_EQ(s.v[r * kShape.kv_dim + 3], -s.k[r * kShape.kv_dim + 3]);
+    }
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+// Expected: sinks 0..S-1 plus the last W of the n tokens.
+std::vector<float> Expected(int n, int sinks, int window) {
+  std::vector<float> out;
+  for (int t = 0; t < n; ++t) {
+    if (t < sinks || t >= std::max(sinks, n - window)) out.push_back(t);
+  }
+  return out;
+}
+
+TEST(WindowKvCacheTest, KeepsExactlySinksAndLastWindow) {
+  for (int sinks : {0, 1, 4}) {
+    for (int window : {0, 1, 3, 8}) {
+      auto cache = MakeWindowKvCache(kShape, sinks, window, 16);
+      int n = 0;
+      for (int chunk : {1, 5, 2, 7, 1, 1, 9}) {
+        std::vector<float> ids;
+        for (int i = 0; i < chunk; ++i) ids.push_back(n + i);
+        AppendTokens(*cache, ids);
+        cache->CommitAll();
+        n += chunk;
+        EXPECT_EQ(cache->committed_tokens(), n);
+        for (int l = 0; l < kShape.n_layers; ++l) {
+          EXPECT_EQ(Stored(*cache, l), Expected(n, sinks, window))
+              << "sinks " << sinks << " window " << window << " n " << n;
+        }
+        EXPECT_EQ(cache->stored_rows(), static_cast<int64_t>(Expected(n, sinks, window).size()));
+      }
+    }
+  }
+}
+
+TEST(WindowKvCacheTest, CommitsOnlyTheAcceptedPath) {
+  auto cache = MakeWindowKvCache(kShape, 2, 3, 8);
+  AppendTokens(*cache, {0, 1, 2, 3});
+  cache->CommitAll();  // sinks {0,1}, ring {2,3}
+  AppendTokens(*cache, {50, 4, 51, 5, 52});  // a tree; the path is rows 1 and 3
+  EXPECT_EQ(Stored(*cache, 0), (std::vector<float>{0, 1, 2, 3}));  // pending not visible
+  const std::vector<int32_t> keep = {1, 3};
+  ASSERT_TRUE(cache->Commit(keep).ok());
+  EXPECT_EQ(cache->committed_tokens(), 6);
+  EXPECT_EQ(Stored(*cache, 1), (std::vector<float>{0, 1, 3, 4, 5}));  // 2 slid out
+}
+
+TEST(WindowKvCacheTest, RefusesMorePendingRowsThanItHolds) {
+  auto cache = MakeWindowKvCache(kShape, 1, 2, 4);
+  absl::Status st = cache->BeginAppend(5);
+  EXPECT_EQ(st.code(), absl::StatusCode::kOutOfRange);
+  EXPECT_NE(st.message().find("at most 4"), std::string::npos) << st.message();
+  EXPECT_TRUE(cache->BeginAppend(4).ok());
+}
+
+}  // namespace
+}  // namespace specserve
