@@ -1,0 +1,169 @@
+#include "common/spec/sequoia.h"
+
+#include <algorithm>
+#include <deque>
+#include <limits>
+
+namespace specserve {
+namespace {
+constexpr double kNegInf = -std::numeric_limits<double>::infinity();
+}
+
+int TreeShape::depth() const {
+  std::vector<int32_t> d(parents.size());
+  int max_depth = 0;
+  for (size_t i = 0; i < parents.size(); ++i) {
+    d[i] = parents[i] < 0 ? 1 : d[parents[i]] + 1;
+    max_depth = std::max(max_depth, d[i]);
+  }
+  return max_depth;
+}
+
+std::vector<int32_t> TreeShape::ChildCounts() const {
+  std::vector<int32_t> counts(parents.size() + 1, 0);
+  for (int32_t p : parents) ++counts[p + 1];
+  return counts;
+}
+
+double ExpectedTokens(const TreeShape& shape, const std::vector<double>& p) {
+  std::vector<double> reach(shape.parents.size());
+  double total = 1.0;  // the root: the token the target adds every step
+  for (size_t i = 0; i < shape.parents.size(); ++i) {
+    const int rank = shape.ranks[i];
+    const double edge = rank < static_cast<int>(p.size()) ? p[rank] : 0.0;
+    reach[i] = (shape.parents[i] < 0 ? 1.0 : reach[shape.parents[i]]) * edge;
+    total += reach[i];
+  }
+  return total;
+}
+
+TreeShape ChainShape(int gamma) {
+  TreeShape shape;
+  for (int i = 0; i < gamma; ++i) {
+    shape.parents.push_back(i - 1);
+    shape.ranks.push_back(0);
+  }
+  return shape;
+}
+
+TreeShape KaryShape(int k, int depth, int max_nodes) {
+  TreeShape shape;
+  std::vector<int32_t> level = {-1};
+  for (int d = 0; d < depth; ++d) {
+    std::vector<int32_t> next;
+    for (int32_t parent : level) {
+      for (int r = 0; r < k; ++r) {
+        if (max_nodes > 0 && shape.speculated() >= max_nodes) return shape;
+        next.push_back(shape.speculated());
+        shape.parents.push_back(parent);
+        shape.ranks.push_back(r);
+      }
+    }
+    level = std::move(next);
+  }
+  return shape;
+}
+
+SequoiaTables::SequoiaTables(std::vector<double> p, int max_nodes, int max_depth)
+    : p_(std::move(p)),
+      k_(static_cast<int>(p_.size())),
+      max_nodes_(std::max(1, max_nodes)),
+      max_depth_(std::max(0, max_depth)) {
+  const int N = max_nodes_, D = max_depth_, K = k_;
+  g_.assign(static_cast<size_t>(N + 1) * (D + 1), kNegInf);
+  h_.assign(static_cast<size_t>(D + 1) * N * (K + 2), kNegInf);
+  arg_.assign(h_.size(), 0);
+  auto g = [&](int n, int d) -> double& { return g_[static_cast<size_t>(n) * (D + 1) + d]; };
+  auto h = [&](int d, int m, int j) -> double& {
+    return h_[(static_cast<size_t>(d) * N + m) * (K + 2) + j];
+  };
+  auto arg = [&](int d, int m, int j) -> int32_t& {
+    return arg_[(static_cast<size_t>(d) * N + m) * (K + 2) + j];
+  };
+  for (int d = 0; d <= D; ++d) {
+    g(1, d) = 1.0;
+    if (d == 0) continue;
+    // H(m, j, d): best value of m nodes spread over candidates j, j+1, ... of one
+    // node, each candidate's subtree a best tree of depth <= d - 1.
+    for (int j = K + 1; j >= 1; --j) {
+      h(d, 0, j) = 0.0;
+      if (j == K + 1) continue;
+      for (int m = 1; m < N; ++m) {
+        double best = kNegInf;
+        int best_a = 0;
+        for (int a = 1; a <= m; ++a) {
+          const double sub = g(a, d - 1), rest = h(d, m - a, j + 1);
+          if (sub == kNegInf || rest == kNegInf) continue;
+          const double value = p_[j - 1] * sub + rest;
+          if (value > best) {
+            best = value;
+            best_a = a;
+          }
+        }
+        h(d, m, j) = best;
+        arg(d, m, j) = best_a;
+      }
+    }
+    for (int n = 2; n <= N; ++n) {
+      const double rest = h(d, n - 1, 1);
+      g(n, d) = rest == kNegInf ? kNegInf : 1.0 + rest;
+    }
+  }
+}
+
+double SequoiaTables::Expected(int n, int d) const {
+  if (n < 1 || n > max_nodes_) return kNegInf;
+  d = std::clamp(d, 0, max_depth_);
+  return g_[static_cast<size_t>(n) * (max_depth_ + 1) + d];
+}
+
+double SequoiaTables::H(int d, int m, int j) const {
+  return h_[(static_cast<size_t>(d) * max_nodes_ + m) * (k_ + 2) + j];
+}
+int SequoiaTables::ArgH(int d, int m, int j) const {
+  return arg_[(static_cast<size_t>(d) * max_nodes_ + m) * (k_ + 2) + j];
+}
+
+TreeShape SequoiaTables::Shape(int n, int d) const {
+  d = std::clamp(d, 0, max_depth_);
+  // Build depth-first, then renumber breadth-first.
+  struct Node {
+    int parent, rank;
+    std::vector<int> children;
+  };
+  std::vector<Node> nodes = {{-1, 0, {}}};  // node 0 is the root
+  struct Work {
+    int node, size, depth;
+  };
+  std::vector<Work> stack = {{0, n, d}};
+  while (!stack.empty()) {
+    const Work w = stack.back();
+    stack.pop_back();
+    int m = w.size - 1;
+    for (int j = 1; m > 0 && j <= k_; ++j) {
+      const int a = ArgH(w.depth, m, j);
+      if (a <= 0) break;
+      const int child = static_cast<int>(nodes.size());
+      nodes.push_back({w.node, j - 1, {}});
+      nodes[w.node].children.push_back(child);
+      stack.push_back({child, a, w.depth - 1});
+      m -= a;
+    }
+  }
+  TreeShape shape;
+  std::vector<int> index(nodes.size(), -1);
+  std::deque<int> queue = {0};
+  while (!queue.empty()) {
+    const int v = queue.front();
+    queue.pop_front();
+    for (int c : nodes[v].children) {
+      index[c] = shape.speculated();
+      shape.parents.push_back(v == 0 ? -1 : index[v]);
+      shape.ranks.push_back(nodes[c].rank);
+      queue.push_back(c);
+    }
+  }
+  return shape;
+}
+
+}  // namespace specserve

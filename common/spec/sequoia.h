@@ -1,0 +1,61 @@
+// Sequoia's dynamic program (arXiv 2402.12374): from a positional acceptance
+// vector p_1..p_K (p_k = probability that a node's k-th candidate is the one
+// the target accepts), the tree of n nodes and depth <= d that maximises the
+// expected number of tokens a step yields,
+//   F(T) = sum over nodes v of prod over the edges above v of p_(child rank),
+// counting the root (the extra token the target always gives). Definitions in
+// ../shared/DESIGN.md ("Sequoia DP").
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+namespace specserve {
+
+// A tree without tokens. Nodes (the root excluded) in breadth-first order:
+// parents[i] is an earlier node or -1 (the root); ranks[i] is 0 for a node's
+// most likely candidate, 1 for the next, and so on (siblings in rank order).
+struct TreeShape {
+  std::vector<int32_t> parents;
+  std::vector<int32_t> ranks;
+
+  int speculated() const { return static_cast<int>(parents.size()); }
+  int depth() const;
+  // Number of children of each node (index -1 -> element 0 = the root, node i -> i + 1).
+  std::vector<int32_t> ChildCounts() const;
+};
+
+// F(T) for a shape, with p[k] = p_(k+1).
+double ExpectedTokens(const TreeShape& shape, const std::vector<double>& p);
+
+// A chain of `gamma` speculated tokens (one candidate per level).
+TreeShape ChainShape(int gamma);
+// A full `k`-ary tree of the given depth, truncated to `max_nodes` speculated nodes
+// in breadth-first order (0: no truncation).
+TreeShape KaryShape(int k, int depth, int max_nodes = 0);
+
+class SequoiaTables {
+ public:
+  // Tables for every n <= max_nodes (root included) and d <= max_depth.
+  SequoiaTables(std::vector<double> p, int max_nodes, int max_depth);
+
+  int max_nodes() const { return max_nodes_; }
+  int max_depth() const { return max_depth_; }
+  // G(n, d): expected tokens of the best tree of exactly n nodes (root included)
+  // and depth <= d; -infinity when no such tree exists (n too large for K and d).
+  double Expected(int n, int d) const;
+  // The best tree itself (n - 1 speculated nodes). Requires Expected(n, d) finite.
+  TreeShape Shape(int n, int d) const;
+
+ private:
+  double H(int d, int m, int j) const;
+  int ArgH(int d, int m, int j) const;
+
+  std::vector<double> p_;
+  int k_, max_nodes_, max_depth_;
+  std::vector<double> g_;  // [n][d]
+  std::vector<double> h_;  // [d][m][j], j in 1..k+1
+  std::vector<int32_t> arg_;  // [d][m][j]: size of the subtree under candidate j
+};
+
+}  // namespace specserve
