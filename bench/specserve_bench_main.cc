@@ -72,9 +72,9 @@ double WeightBytesPerStep(const LoadedModel& m) {
 void FillCache(KvCache& cache, const KvShape& shape, int n, Rng& rng) {
   std::vector<float> rows(static_cast<size_t>(n) * shape.kv_dim);
   for (float& x : rows) x = static_cast<float>(rng.Uniform() - 0.5);
-  (void)cache.BeginAppend(n);
+  const int first = cache.ReservePending(n).value_or(0);
   for (int l = 0; l < shape.n_layers; ++l) {
-    cache.WritePending(l, rows.data(), rows.data(), n, shape.kv_dim);
+    cache.WritePending(l, first, rows.data(), rows.data(), n, shape.kv_dim);
   }
   cache.CommitAll();
 }
@@ -136,7 +136,7 @@ int Run() {
       std::vector<double> times;
       for (int r = 0; r < 3; ++r) {
         auto cache = MakeFullKvCache(shape);
-        ForwardSequence seq{cache.get(), tokens, {}, {}, last};
+        ForwardSequence seq{cache.get(), tokens, {}, {}, {}, last};
         const auto start = Clock::now();
         if (!llama.Forward({&seq, 1}, &logits).ok()) return 1;
         times.push_back(std::chrono::duration<double>(Clock::now() - start).count());
@@ -163,7 +163,7 @@ int Run() {
         const std::vector<int32_t> row0 = {0};
         std::vector<ForwardSequence> seqs;
         for (int b = 0; b < batch; ++b) {
-          seqs.push_back(ForwardSequence{caches[b].get(), std::span(&tokens[b], 1), {}, {}, row0});
+          seqs.push_back(ForwardSequence{caches[b].get(), std::span(&tokens[b], 1), {}, {}, {}, row0});
         }
         std::vector<double> times;
         for (int s = 0; s < steps + 1; ++s) {

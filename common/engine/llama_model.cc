@@ -41,11 +41,24 @@ absl::Status LlamaModel::Validate(std::span<const ForwardSequence> batch) const 
         return absl::InvalidArgumentError(
             absl::StrFormat("sequence %d has %d parents for %d tokens", s, seq.parents.size(), n));
       }
-      for (int i = 0; i < n; ++i) {
-        if (seq.parents[i] < -1 || seq.parents[i] >= i) {
+      const int pending = static_cast<int>(seq.cache->pending_rows());
+      if (static_cast<int>(seq.pending_parents.size()) != pending) {
+        return absl::InvalidArgumentError(absl::StrFormat(
+            "sequence %d: a tree over %d pending rows needs their %d parents, got %d", s,
+            pending, pending, seq.pending_parents.size()));
+      }
+      for (int r = 0; r < pending; ++r) {
+        if (seq.pending_parents[r] < -1 || seq.pending_parents[r] >= r) {
           return absl::InvalidArgumentError(absl::StrFormat(
-              "sequence %d token %d: parent %d must be -1 or an earlier token", s, i,
-              seq.parents[i]));
+              "sequence %d: pending row %d has parent %d", s, r, seq.pending_parents[r]));
+        }
+      }
+      for (int i = 0; i < n; ++i) {
+        if (seq.parents[i] < -1 || seq.parents[i] >= pending + i) {
+          return absl::InvalidArgumentError(absl::StrFormat(
+              "sequence %d token %d: parent %d must be -1, a pending row (< %d) or an earlier "
+              "token",
+              s, i, seq.parents[i], pending));
         }
       }
     }
@@ -76,19 +89,25 @@ absl::Status LlamaModel::Forward(std::span<const ForwardSequence> batch,
   logits->assign(static_cast<size_t>(n_logit_rows) * c.vocab_size, 0.0f);
   if (T == 0) return absl::OkStatus();
 
+  // Rows already pending in each cache, and where this pass's rows start.
+  std::vector<int> pending_before(batch.size()), first_row(batch.size());
   for (size_t s = 0; s < batch.size(); ++s) {
-    absl::Status st = batch[s].cache->BeginAppend(static_cast<int>(batch[s].tokens.size()));
-    if (!st.ok()) {
-      for (size_t r = 0; r < s; ++r) batch[r].cache->DropPending();
-      return absl::Status(st.code(), absl::StrFormat("sequence %d: %s", s, st.message()));
+    pending_before[s] = static_cast<int>(batch[s].cache->pending_rows());
+    absl::StatusOr<int> first =
+        batch[s].cache->ReservePending(static_cast<int>(batch[s].tokens.size()));
+    if (!first.ok()) {
+      for (size_t r = 0; r < s; ++r) batch[r].cache->TruncatePending(pending_before[r]);
+      return absl::Status(first.status().code(),
+                          absl::StrFormat("sequence %d: %s", s, first.status().message()));
     }
+    first_row[s] = *first;
   }
 
   tokens_.resize(T);
   positions_.resize(T);
   for (size_t s = 0; s < batch.size(); ++s) {
     const ForwardSequence& seq = batch[s];
-    const int64_t base = seq.cache->committed_tokens();
+    const int64_t base = seq.cache->committed_tokens() + pending_before[s];
     for (size_t i = 0; i < seq.tokens.size(); ++i) {
       tokens_[offset[s] + i] = seq.tokens[i];
       positions_[offset[s] + i] =
@@ -110,7 +129,7 @@ absl::Status LlamaModel::Forward(std::span<const ForwardSequence> batch,
 
   const AttentionShape shape{c.n_heads, c.n_kv_heads, c.head_dim,
                              1.0f / std::sqrt(static_cast<float>(c.head_dim))};
-  std::vector<AttentionSequence> attention(batch.size());
+  std::vector<AttentionSequence> attention;
 
   for (int l = 0; l < c.n_layers; ++l) {
     const LayerWeights& layer = w.layers[l];
@@ -125,13 +144,20 @@ absl::Status LlamaModel::Forward(std::span<const ForwardSequence> batch,
     ops_.Rope(k_.data(), T, kv_dim, c.n_kv_heads, c.head_dim, c.rope_dim, positions_,
               c.rope_theta, c.rope_style);
 
+    attention.clear();
     for (size_t s = 0; s < batch.size(); ++s) {
       const ForwardSequence& seq = batch[s];
       const int n = static_cast<int>(seq.tokens.size());
       const size_t row0 = offset[s];
-      AttentionSequence& a = attention[s];
-      seq.cache->CommittedSegments(l, &a.cached);  // before this step's rows are written
-      seq.cache->WritePending(l, k_.data() + row0 * kv_dim, v_.data() + row0 * kv_dim, n, kv_dim);
+      seq.cache->WritePending(l, first_row[s], k_.data() + row0 * kv_dim,
+                              v_.data() + row0 * kv_dim, n, kv_dim);
+      if (n == 0) continue;
+      if (pending_before[s] > 0) {
+        AddAttentionWithPending(seq, l, pending_before[s], first_row[s], row0, &attention);
+        continue;
+      }
+      AttentionSequence& a = attention.emplace_back();
+      seq.cache->CommittedSegments(l, &a.cached);
       a.n_new = n;
       a.q = q_.data() + row0 * q_dim;
       a.q_stride = q_dim;
@@ -168,6 +194,40 @@ absl::Status LlamaModel::Forward(std::span<const ForwardSequence> batch,
   ops_.RmsNorm(final_.data(), w.output_norm, c.rms_eps, n_logit_rows, final_.data());
   ops_.MatMul(w.output, final_.data(), n_logit_rows, logits->data());
   return absl::OkStatus();
+}
+
+void LlamaModel::AddAttentionWithPending(const ForwardSequence& seq, int layer,
+                                         int pending_before, int first_row, size_t batch_row,
+                                         std::vector<AttentionSequence>* out) {
+  const ModelConfig& c = model_.config;
+  const int n = static_cast<int>(seq.tokens.size());
+  const int q_dim = c.q_dim(), kv_dim = c.kv_dim();
+  std::vector<KvSegment> committed;
+  seq.cache->CommittedSegments(layer, &committed);
+  for (int i = 0; i < n; ++i) {
+    AttentionSequence& a = out->emplace_back();
+    a.cached = committed;
+    if (seq.parents.empty()) {
+      for (int r = 0; r < pending_before + i; ++r) a.cached.push_back(seq.cache->PendingRow(layer, r));
+    } else {
+      // Ancestors, in the combined numbering (pending rows, then this pass's tokens,
+      // whose rows were written to the pending region above).
+      for (int32_t p = seq.parents[i]; p >= 0;) {
+        a.cached.push_back(seq.cache->PendingRow(layer, p));
+        p = p < pending_before ? seq.pending_parents[p] : seq.parents[p - pending_before];
+      }
+    }
+    a.n_new = 1;
+    const size_t row = batch_row + i;
+    a.q = q_.data() + row * q_dim;
+    a.q_stride = q_dim;
+    a.k = k_.data() + row * kv_dim;
+    a.v = v_.data() + row * kv_dim;
+    a.kv_stride = kv_dim;
+    a.out = attn_.data() + row * q_dim;
+    a.out_stride = q_dim;
+    a.parents = nullptr;
+  }
 }
 
 }  // namespace specserve

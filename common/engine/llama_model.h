@@ -17,12 +17,17 @@ namespace specserve {
 struct ForwardSequence {
   KvCache* cache = nullptr;
   std::span<const int32_t> tokens;
-  // True rotary positions of the new tokens; empty: committed_tokens() + i.
+  // True rotary positions of the new tokens; empty: committed + pending + i.
   std::span<const int32_t> positions;
-  // Empty: causal (prefill, decode). Otherwise a token tree: parents[i] < i is the
-  // index of token i's parent among the new tokens, or -1 when its parent is the
-  // last cached token; token i attends to the cache, its ancestors and itself.
+  // Empty: causal (prefill, decode): token i sees the cache, any rows pending in
+  // it, and new tokens 0..i. Otherwise a token tree over the P rows already
+  // pending in the cache followed by the new tokens: parents[i] is -1 (a child of
+  // the last committed token), p < P (pending row p) or P + j with j < i (new
+  // token j); token i attends to the committed cache, its ancestors and itself.
   std::span<const int32_t> parents;
+  // With tree parents and P > 0 rows pending: the parents of those rows, in the
+  // same numbering (the caller knows the tree it is expanding; the cache does not).
+  std::span<const int32_t> pending_parents;
   // Indices of the new tokens whose logits are wanted.
   std::span<const int32_t> logit_rows;
 };
@@ -44,6 +49,11 @@ class LlamaModel {
 
  private:
   absl::Status Validate(std::span<const ForwardSequence> batch) const;
+  // Attention entries for a sequence whose tokens must see rows pending from an
+  // earlier pass: one entry per token, its visible pending rows as segments.
+  void AddAttentionWithPending(const ForwardSequence& seq, int layer, int pending_before,
+                               int first_row, size_t batch_row,
+                               std::vector<AttentionSequence>* out);
 
   const LoadedModel& model_;
   Ops& ops_;

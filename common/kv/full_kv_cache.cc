@@ -19,10 +19,9 @@ class FullKvCache final : public KvCache {
   int64_t stored_rows() const override { return committed_; }
   int64_t pending_rows() const override { return pending_; }
 
-  absl::Status BeginAppend(int n) override {
-    pending_ = 0;
+  absl::StatusOr<int> ReservePending(int n) override {
     if (n < 0) return absl::InvalidArgumentError(absl::StrFormat("cannot append %d rows", n));
-    const int64_t needed = committed_ + n;
+    const int64_t needed = committed_ + pending_ + n;
     if (max_tokens_ > 0 && needed > max_tokens_) {
       return absl::OutOfRangeError(absl::StrFormat(
           "sequence would hold %d tokens, more than the KV cache limit of %d", needed,
@@ -36,17 +35,24 @@ class FullKvCache final : public KvCache {
         layer.v.emplace_back(new float[block_floats]);
       }
     }
-    pending_ = n;
-    return absl::OkStatus();
+    const int first = pending_;
+    pending_ += n;
+    return first;
   }
 
-  void WritePending(int layer, const float* k, const float* v, int n, int stride) override {
-    for (int i = 0; i < n && i < pending_; ++i) {
-      std::memcpy(RowK(layer, committed_ + i), k + static_cast<size_t>(i) * stride,
+  void WritePending(int layer, int first, const float* k, const float* v, int n,
+                    int stride) override {
+    for (int i = 0; i < n && first + i < pending_; ++i) {
+      std::memcpy(RowK(layer, committed_ + first + i), k + static_cast<size_t>(i) * stride,
                   sizeof(float) * shape_.kv_dim);
-      std::memcpy(RowV(layer, committed_ + i), v + static_cast<size_t>(i) * stride,
+      std::memcpy(RowV(layer, committed_ + first + i), v + static_cast<size_t>(i) * stride,
                   sizeof(float) * shape_.kv_dim);
     }
+  }
+
+  KvSegment PendingRow(int layer, int row) const override {
+    auto* self = const_cast<FullKvCache*>(this);
+    return KvSegment{self->RowK(layer, committed_ + row), self->RowV(layer, committed_ + row), 1};
   }
 
   void CommittedSegments(int layer, std::vector<KvSegment>* out) const override {
@@ -85,7 +91,11 @@ class FullKvCache final : public KvCache {
     committed_ += pending_;
     pending_ = 0;
   }
-  void DropPending() override { pending_ = 0; }
+  void TruncatePending(int n) override { pending_ = std::clamp(n, 0, pending_); }
+  absl::Status SkipTokens(int64_t n) override {
+    return absl::FailedPreconditionError(
+        absl::StrFormat("a full KV cache cannot skip %d tokens: it keeps every token", n));
+  }
 
   int64_t memory_bytes() const override {
     if (layers_.empty()) return 0;

@@ -1,7 +1,9 @@
 // Per-sequence key/value caches. A forward pass appends the K/V rows of a
 // sequence's new tokens as *pending* rows; the caller then keeps all of them
 // (prefill, plain decode), a chosen subset in order (the accepted path of a
-// token tree) or none. Rows are stored rotated at their true positions.
+// token tree) or none. Pending rows accumulate over several forward passes (a
+// draft expands a tree level by level, each level attending to its pending
+// ancestors). Rows are stored rotated at their true positions.
 #pragma once
 
 #include <cstdint>
@@ -10,6 +12,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "common/ops/attention_batch.h"
 
 namespace specserve {
@@ -30,18 +33,26 @@ class KvCache {
   virtual int64_t stored_rows() const = 0;
   virtual int64_t pending_rows() const = 0;
 
-  // Reserves `n` pending rows in every layer; fails (naming the limit) when the
-  // cache cannot hold them. Drops any earlier pending rows.
-  virtual absl::Status BeginAppend(int n) = 0;
-  // Copies the K/V of pending rows [0, n) of `layer` (row stride `stride` floats).
-  virtual void WritePending(int layer, const float* k, const float* v, int n, int stride) = 0;
+  // Adds `n` pending rows in every layer after those already pending; returns the
+  // index of the first. Fails (naming the limit) when the cache cannot hold them.
+  virtual absl::StatusOr<int> ReservePending(int n) = 0;
+  // Copies K/V into pending rows [first, first + n) of `layer` (row stride `stride` floats).
+  virtual void WritePending(int layer, int first, const float* k, const float* v, int n,
+                            int stride) = 0;
   // The committed rows of `layer` that every new token attends to (not the pending ones).
   virtual void CommittedSegments(int layer, std::vector<KvSegment>* out) const = 0;
+  // Pending row `row` of `layer` as a one-row segment.
+  virtual KvSegment PendingRow(int layer, int row) const = 0;
 
   // Keeps pending rows `keep` (ascending indices) in that order, drops the others.
   virtual absl::Status Commit(std::span<const int32_t> keep) = 0;
   virtual void CommitAll() = 0;
-  virtual void DropPending() = 0;
+  virtual void DropPending() { TruncatePending(0); }
+  // Keeps only the first `n` pending rows.
+  virtual void TruncatePending(int n) = 0;
+  // Counts `n` tokens as committed without storing them. Only a window cache can:
+  // a draft prefill of a long prompt feeds only the sinks and the last W tokens.
+  virtual absl::Status SkipTokens(int64_t n) = 0;
 
   // Bytes of K/V memory this cache holds now.
   virtual int64_t memory_bytes() const = 0;

@@ -25,24 +25,30 @@ class WindowKvCache final : public KvCache {
   int64_t stored_rows() const override { return SinkRows() + RingRows(); }
   int64_t pending_rows() const override { return pending_; }
 
-  absl::Status BeginAppend(int n) override {
-    pending_ = 0;
-    if (n < 0 || n > max_pending_) {
+  absl::StatusOr<int> ReservePending(int n) override {
+    if (n < 0 || pending_ + n > max_pending_) {
       return absl::OutOfRangeError(absl::StrFormat(
-          "cannot append %d rows to a window cache that takes at most %d at once", n,
-          max_pending_));
+          "cannot add %d rows to the %d pending in a window cache that holds at most %d pending",
+          n, pending_, max_pending_));
     }
-    pending_ = n;
-    return absl::OkStatus();
+    const int first = pending_;
+    pending_ += n;
+    return first;
   }
 
-  void WritePending(int layer, const float* k, const float* v, int n, int stride) override {
-    for (int i = 0; i < n && i < pending_; ++i) {
-      std::memcpy(Row(k_, layer, sinks_ + window_ + i), k + static_cast<size_t>(i) * stride,
-                  sizeof(float) * shape_.kv_dim);
-      std::memcpy(Row(v_, layer, sinks_ + window_ + i), v + static_cast<size_t>(i) * stride,
-                  sizeof(float) * shape_.kv_dim);
+  void WritePending(int layer, int first, const float* k, const float* v, int n,
+                    int stride) override {
+    for (int i = 0; i < n && first + i < pending_; ++i) {
+      std::memcpy(Row(k_, layer, sinks_ + window_ + first + i),
+                  k + static_cast<size_t>(i) * stride, sizeof(float) * shape_.kv_dim);
+      std::memcpy(Row(v_, layer, sinks_ + window_ + first + i),
+                  v + static_cast<size_t>(i) * stride, sizeof(float) * shape_.kv_dim);
     }
+  }
+
+  KvSegment PendingRow(int layer, int row) const override {
+    return KvSegment{Row(k_, layer, sinks_ + window_ + row), Row(v_, layer, sinks_ + window_ + row),
+                     1};
   }
 
   void CommittedSegments(int layer, std::vector<KvSegment>* out) const override {
@@ -50,8 +56,15 @@ class WindowKvCache final : public KvCache {
     if (SinkRows() > 0) {
       out->push_back(KvSegment{Row(k_, layer, 0), Row(v_, layer, 0), SinkRows()});
     }
-    if (RingRows() > 0) {
-      out->push_back(KvSegment{Row(k_, layer, sinks_), Row(v_, layer, sinks_), RingRows()});
+    const int rows = RingRows();
+    if (rows == 0) return;
+    // The ring tokens [committed - rows, committed) occupy consecutive slots modulo W.
+    const int first = SlotOf(committed_ - rows) - sinks_;
+    const int head = std::min(rows, window_ - first);
+    out->push_back(
+        KvSegment{Row(k_, layer, sinks_ + first), Row(v_, layer, sinks_ + first), head});
+    if (rows > head) {
+      out->push_back(KvSegment{Row(k_, layer, sinks_), Row(v_, layer, sinks_), rows - head});
     }
   }
 
@@ -72,7 +85,23 @@ class WindowKvCache final : public KvCache {
     for (int i = 0; i < pending_; ++i) CommitRow(sinks_ + window_ + i);
     pending_ = 0;
   }
-  void DropPending() override { pending_ = 0; }
+  void TruncatePending(int n) override { pending_ = std::clamp(n, 0, pending_); }
+
+  absl::Status SkipTokens(int64_t n) override {
+    if (n < 0 || pending_ > 0) {
+      return absl::FailedPreconditionError(
+          absl::StrFormat("cannot skip %d tokens with %d rows pending", n, pending_));
+    }
+    // Skipped tokens would have left the ring anyway; sinks must be fed for real.
+    if (n > 0 && committed_ < sinks_) {
+      return absl::FailedPreconditionError(absl::StrFormat(
+          "cannot skip tokens before the %d sink tokens are stored (%d are)", sinks_, committed_));
+    }
+    // Rows in the ring from before the gap are no longer among the last W tokens.
+    committed_ += n;
+    if (n > 0) ring_valid_from_ = committed_;
+    return absl::OkStatus();
+  }
 
   int64_t memory_bytes() const override {
     return static_cast<int64_t>(k_.size() + v_.size()) * sizeof(float);
@@ -81,7 +110,8 @@ class WindowKvCache final : public KvCache {
  private:
   int SinkRows() const { return static_cast<int>(std::min<int64_t>(committed_, sinks_)); }
   int RingRows() const {
-    return static_cast<int>(std::min<int64_t>(std::max<int64_t>(committed_ - sinks_, 0), window_));
+    const int64_t from = std::max<int64_t>({sinks_, committed_ - window_, ring_valid_from_});
+    return static_cast<int>(std::max<int64_t>(committed_ - from, 0));
   }
   // Slot of the token with index `t`: a sink slot, or its place in the ring.
   int SlotOf(int64_t t) const {
@@ -109,6 +139,7 @@ class WindowKvCache final : public KvCache {
   int sinks_, window_, max_pending_;
   std::vector<float> k_, v_;
   int64_t committed_ = 0;
+  int64_t ring_valid_from_ = 0;  // first token index after the last SkipTokens gap
   int pending_ = 0;
 };
 

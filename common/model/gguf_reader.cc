@@ -14,7 +14,7 @@ namespace {
 constexpr uint64_t kMaxKeyBytes = 65535;
 constexpr int kMaxArrayNesting = 8;
 // Smallest possible encodings, used to bound declared counts by the bytes left.
-constexpr uint64_t kMinKeyValueBytes = 8 + 1 + 4 + 1;    // key len, 1-byte key, type, uint8
+constexpr uint64_t kMinKeyValueBytes = 8 + 1 + 4 + 1;            // key len, 1-byte key, type, uint8
 constexpr uint64_t kMinTensorInfoBytes = 8 + 1 + 4 + 8 + 4 + 8;  // name, n_dims, ne0, type, offset
 
 bool IsPowerOfTwo(uint64_t v) { return v != 0 && (v & (v - 1)) == 0; }
@@ -24,8 +24,8 @@ bool IsPowerOfTwo(uint64_t v) { return v != 0 && (v & (v - 1)) == 0; }
 // Reads the file front to back; `context_` names what is being read for errors.
 class GgufParser {
  public:
-  explicit GgufParser(GgufFile& out) : out_(out), data_(out.file_->data()),
-                                       size_(out.file_->size()) {}
+  explicit GgufParser(GgufFile& out)
+      : out_(out), data_(out.file_->data()), size_(out.file_->size()) {}
 
   absl::Status Run() {
     RETURN_IF_ERROR(ReadHeader());
@@ -36,13 +36,13 @@ class GgufParser {
   }
 
  private:
-  absl::Status Error(std::string_view where, std::string_view what) const {
+  absl::Status Error(absl::string_view where, absl::string_view what) const {
     return absl::InvalidArgumentError(absl::StrCat(out_.path(), ": ", where, ": ", what));
   }
 
   uint64_t remaining() const { return size_ - pos_; }
 
-  absl::Status Need(uint64_t n, std::string_view where) const {
+  absl::Status Need(uint64_t n, absl::string_view where) const {
     if (n > remaining()) {
       return Error(where, absl::StrCat("file is truncated: needs ", n, " bytes at offset ", pos_,
                                        " but the file has ", size_, " bytes"));
@@ -51,7 +51,7 @@ class GgufParser {
   }
 
   template <typename T>
-  absl::StatusOr<T> Read(std::string_view where) {
+  absl::StatusOr<T> Read(absl::string_view where) {
     RETURN_IF_ERROR(Need(sizeof(T), where));
     T value;
     std::memcpy(&value, data_ + pos_, sizeof(T));
@@ -59,7 +59,7 @@ class GgufParser {
     return value;
   }
 
-  absl::StatusOr<std::string> ReadString(std::string_view where, uint64_t max_bytes) {
+  absl::StatusOr<std::string> ReadString(absl::string_view where, uint64_t max_bytes) {
     ASSIGN_OR_RETURN(const uint64_t length, Read<uint64_t>(where));
     if (length > max_bytes) {
       return Error(where, absl::StrCat("string length ", length, " exceeds the limit of ",
@@ -89,8 +89,8 @@ class GgufParser {
                                             " looks byte-swapped: big-endian GGUF files are "
                                             "not supported"));
       }
-      return Error("header", absl::StrCat("unsupported GGUF version ", version,
-                                          " (supported: 2 and 3)"));
+      return Error("header",
+                   absl::StrCat("unsupported GGUF version ", version, " (supported: 2 and 3)"));
     }
     out_.version_ = version;
     ASSIGN_OR_RETURN(tensor_count_, Read<uint64_t>("header"));
@@ -121,7 +121,7 @@ class GgufParser {
     return absl::OkStatus();
   }
 
-  absl::StatusOr<GgufValue> ReadValue(std::string_view where, uint32_t raw_type, int depth) {
+  absl::StatusOr<GgufValue> ReadValue(absl::string_view where, uint32_t raw_type, int depth) {
     if (!IsValidGgufType(raw_type)) {
       return Error(where, absl::StrCat("unknown value type ", raw_type));
     }
@@ -181,7 +181,7 @@ class GgufParser {
     return Error(where, "unreachable value type");
   }
 
-  absl::StatusOr<GgufValue> ReadArray(std::string_view where, int depth) {
+  absl::StatusOr<GgufValue> ReadArray(absl::string_view where, int depth) {
     if (depth >= kMaxArrayNesting) {
       return Error(where, absl::StrCat("arrays nested deeper than ", kMaxArrayNesting));
     }
@@ -195,7 +195,7 @@ class GgufParser {
     if (type == GgufType::kString) min_bytes = 8;
     if (type == GgufType::kArray) min_bytes = 12;
     if (count > remaining() / min_bytes) {
-      return Error(where, absl::StrCat("array of ", count, " ", GgufTypeName(type),
+      return Error(where, absl::StrCat("array of ", count, " ", std::string(GgufTypeName(type)),
                                        " values runs past the end of the file (", remaining(),
                                        " bytes left)"));
     }
@@ -213,8 +213,9 @@ class GgufParser {
     if (value == nullptr) return absl::OkStatus();
     const std::optional<int64_t> alignment = value->AsInt();
     if (!alignment.has_value()) {
-      return Error("key 'general.alignment'",
-                   absl::StrCat("must be an integer, not ", GgufTypeName(value->type())));
+      return Error(
+          "key 'general.alignment'",
+          absl::StrCat("must be an integer, not ", std::string(GgufTypeName(value->type()))));
     }
     if (*alignment <= 0 || !IsPowerOfTwo(static_cast<uint64_t>(*alignment)) ||
         *alignment > (1 << 24)) {
@@ -251,8 +252,8 @@ class GgufParser {
     ASSIGN_OR_RETURN(const uint32_t ggml_type, Read<uint32_t>(tw));
     const std::optional<TensorType> type = TensorTypeFromGgml(ggml_type);
     if (!type.has_value()) {
-      return Error(tw, absl::StrCat("has type ", GgmlTypeName(ggml_type), " (ggml type ",
-                                    ggml_type,
+      return Error(tw, absl::StrCat("has type ", std::string(GgmlTypeName(ggml_type)),
+                                    " (ggml type ", ggml_type,
                                     "), which specserve does not support (supported: F32, F16, "
                                     "BF16, Q8_0, Q4_0)"));
     }
@@ -260,7 +261,7 @@ class GgufParser {
     const int64_t block = BlockElements(info.type);
     if (info.shape[0] % block != 0) {
       return Error(tw, absl::StrCat("row length ", info.shape[0], " is not a multiple of the ",
-                                    TensorTypeName(info.type), " block size ", block));
+                                    std::string(TensorTypeName(info.type)), " block size ", block));
     }
     uint64_t bytes = 0;
     if (__builtin_mul_overflow(static_cast<uint64_t>(elements / block),
@@ -287,24 +288,24 @@ class GgufParser {
     if (out_.tensors_.empty()) return absl::OkStatus();
     if (data_offset > size_) {
       return Error("data section", absl::StrCat("starts at offset ", data_offset,
-                                                ", past the end of the file (", size_,
-                                                " bytes)"));
+                                                ", past the end of the file (", size_, " bytes)"));
     }
     const uint64_t data_size = size_ - data_offset;
     std::vector<const GgufTensorInfo*> by_offset;
     by_offset.reserve(out_.tensors_.size());
     for (const GgufTensorInfo& t : out_.tensors_) {
       if (t.offset > data_size || t.bytes > data_size - t.offset) {
-        return Error(absl::StrCat("tensor '", t.name, "'"),
-                     absl::StrCat("data [", t.offset, ", +", t.bytes,
-                                  ") lies outside the data section (", data_size,
-                                  " bytes from file offset ", data_offset,
-                                  "): the file is truncated or corrupt"));
+        return Error(
+            absl::StrCat("tensor '", t.name, "'"),
+            absl::StrCat("data [", t.offset, ", +", t.bytes, ") lies outside the data section (",
+                         data_size, " bytes from file offset ", data_offset,
+                         "): the file is truncated or corrupt"));
       }
       by_offset.push_back(&t);
     }
-    std::sort(by_offset.begin(), by_offset.end(),
-              [](const GgufTensorInfo* x, const GgufTensorInfo* y) { return x->offset < y->offset; });
+    std::sort(
+        by_offset.begin(), by_offset.end(),
+        [](const GgufTensorInfo* x, const GgufTensorInfo* y) { return x->offset < y->offset; });
     for (size_t i = 1; i < by_offset.size(); ++i) {
       const GgufTensorInfo& prev = *by_offset[i - 1];
       const GgufTensorInfo& cur = *by_offset[i];
@@ -337,13 +338,13 @@ absl::StatusOr<std::unique_ptr<GgufFile>> GgufFile::Parse(std::shared_ptr<const 
   return gguf;
 }
 
-const GgufValue* GgufFile::FindValue(std::string_view key) const {
-  auto it = metadata_index_.find(key);
+const GgufValue* GgufFile::FindValue(absl::string_view key) const {
+  auto it = metadata_index_.find(absl::string_view(key.data(), key.size()));
   return it == metadata_index_.end() ? nullptr : &metadata_[it->second].value;
 }
 
 const GgufTensorInfo* GgufFile::FindTensor(std::string_view name) const {
-  auto it = tensor_index_.find(name);
+  auto it = tensor_index_.find(absl::string_view(name.data(), name.size()));
   return it == tensor_index_.end() ? nullptr : &tensors_[it->second];
 }
 

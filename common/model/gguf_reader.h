@@ -46,7 +46,7 @@ class GgufFile {
 
   const std::vector<GgufKeyValue>& metadata() const { return metadata_; }
   // nullptr when absent.
-  const GgufValue* FindValue(std::string_view key) const;
+  const GgufValue* FindValue(absl::string_view key) const;
 
   const std::vector<GgufTensorInfo>& tensors() const { return tensors_; }
   // nullptr when absent.

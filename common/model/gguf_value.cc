@@ -137,7 +137,8 @@ std::string GgufValue::ToString(size_t max_items) const {
       return absl::StrFormat("%g", std::get<double>(data_));
     case GgufType::kArray: {
       const GgufArray& a = std::get<GgufArray>(data_);
-      std::string out = absl::StrCat("[", a.items.size(), " x ", GgufTypeName(a.element_type));
+      std::string out =
+          absl::StrCat("[", a.items.size(), " x ", std::string(GgufTypeName(a.element_type)));
       if (a.items.size() <= max_items) {
         absl::StrAppend(&out, ":");
         for (const GgufValue& v : a.items) absl::StrAppend(&out, " ", v.ToString(max_items));

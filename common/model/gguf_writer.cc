@@ -50,8 +50,7 @@ absl::Status GgufWriter::Fail(std::string message) {
 absl::Status GgufWriter::Write(const void* data, size_t n) {
   if (n == 0) return absl::OkStatus();
   if (std::fwrite(data, 1, n, file_) != n) {
-    return absl::InternalError(
-        absl::StrCat(tmp_path_, ": write failed: ", std::strerror(errno)));
+    return absl::InternalError(absl::StrCat(tmp_path_, ": write failed: ", std::strerror(errno)));
   }
   written_ += n;
   return absl::OkStatus();
@@ -106,8 +105,9 @@ absl::Status GgufWriter::WriteValue(const GgufValue& v, const std::string& key) 
       RETURN_IF_ERROR(Write(&count, sizeof(count)));
       for (const GgufValue& item : a.items) {
         if (item.type() != a.element_type) {
-          return Fail(absl::StrCat("key '", key, "': array of ", GgufTypeName(a.element_type),
-                                   " holds a ", GgufTypeName(item.type())));
+          return Fail(absl::StrCat("key '", key, "': array of ",
+                                   std::string(GgufTypeName(a.element_type)), " holds a ",
+                                   std::string(GgufTypeName(item.type()))));
         }
         RETURN_IF_ERROR(WriteValue(item, key));
       }
@@ -147,7 +147,8 @@ absl::Status GgufWriter::Begin() {
     }
     if (t.shape[0] % BlockElements(t.type) != 0) {
       return Fail(absl::StrCat(where, ": row length ", t.shape[0], " is not a multiple of the ",
-                               TensorTypeName(t.type), " block size ", BlockElements(t.type)));
+                               std::string(TensorTypeName(t.type)), " block size ",
+                               BlockElements(t.type)));
     }
     t.bytes = static_cast<uint64_t>(TensorBytes(t.type, elements));
     t.offset = data_bytes;
@@ -158,8 +159,7 @@ absl::Status GgufWriter::Begin() {
 
   file_ = std::fopen(tmp_path_.c_str(), "wb");
   if (file_ == nullptr) {
-    return absl::InternalError(
-        absl::StrCat(tmp_path_, ": cannot create: ", std::strerror(errno)));
+    return absl::InternalError(absl::StrCat(tmp_path_, ": cannot create: ", std::strerror(errno)));
   }
   begun_ = true;
   std::setvbuf(file_, nullptr, _IOFBF, 1 << 20);
@@ -217,8 +217,8 @@ absl::Status GgufWriter::Finish() {
   if (!begun_ || finished_) return Fail("Finish() without Begin()");
   // Zero-byte tensors cannot exist (shapes are positive), so every tensor needs data.
   if (current_ < tensors_.size()) {
-    return Fail(absl::StrCat("tensor '", tensors_[current_].name, "': only ", current_done_,
-                             " of ", tensors_[current_].bytes, " bytes were written"));
+    return Fail(absl::StrCat("tensor '", tensors_[current_].name, "': only ", current_done_, " of ",
+                             tensors_[current_].bytes, " bytes were written"));
   }
   const int flush_rc = std::fflush(file_);
   const int close_rc = std::fclose(file_);
@@ -227,8 +227,8 @@ absl::Status GgufWriter::Finish() {
     return absl::InternalError(absl::StrCat(tmp_path_, ": write failed: ", std::strerror(errno)));
   }
   if (std::rename(tmp_path_.c_str(), path_.c_str()) != 0) {
-    return absl::InternalError(absl::StrCat("cannot rename ", tmp_path_, " to ", path_, ": ",
-                                            std::strerror(errno)));
+    return absl::InternalError(
+        absl::StrCat("cannot rename ", tmp_path_, " to ", path_, ": ", std::strerror(errno)));
   }
   finished_ = true;
   return absl::OkStatus();

@@ -66,7 +66,7 @@ class GgufWriter {
   bool finished_ = false;
   std::vector<GgufKeyValue> metadata_;
   std::vector<Tensor> tensors_;
-  size_t current_ = 0;        // tensor being written
+  size_t current_ = 0;         // tensor being written
   uint64_t current_done_ = 0;  // its bytes written so far
   uint64_t written_ = 0;
   uint64_t total_bytes_ = 0;

@@ -30,25 +30,24 @@ absl::Status CheckRange(const char* field, int value, int max) {
 }  // namespace
 
 absl::Status ModelConfig::Validate() const {
-  for (const auto& [field, value, max] :
-       {std::tuple<const char*, int, int>{"dim", dim, kMaxDim},
-        {"n_layers", n_layers, kMaxLayers},
-        {"n_heads", n_heads, kMaxHeads},
-        {"n_kv_heads", n_kv_heads, kMaxHeads},
-        {"head_dim", head_dim, kMaxDim},
-        {"ffn_dim", ffn_dim, kMaxFfn},
-        {"vocab_size", vocab_size, kMaxVocab},
-        {"context_length", context_length, kMaxContext},
-        {"rope_dim", rope_dim, kMaxDim}}) {
+  for (const auto& [field, value, max] : {std::tuple<const char*, int, int>{"dim", dim, kMaxDim},
+                                          {"n_layers", n_layers, kMaxLayers},
+                                          {"n_heads", n_heads, kMaxHeads},
+                                          {"n_kv_heads", n_kv_heads, kMaxHeads},
+                                          {"head_dim", head_dim, kMaxDim},
+                                          {"ffn_dim", ffn_dim, kMaxFfn},
+                                          {"vocab_size", vocab_size, kMaxVocab},
+                                          {"context_length", context_length, kMaxContext},
+                                          {"rope_dim", rope_dim, kMaxDim}}) {
     if (absl::Status s = CheckRange(field, value, max); !s.ok()) return s;
   }
   if (n_kv_heads > n_heads || n_heads % n_kv_heads != 0) {
-    return absl::InvalidArgumentError(absl::StrCat("n_kv_heads (", n_kv_heads,
-                                                   ") must divide n_heads (", n_heads, ")"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("n_kv_heads (", n_kv_heads, ") must divide n_heads (", n_heads, ")"));
   }
   if (static_cast<int64_t>(n_heads) * head_dim > kMaxDim) {
-    return absl::InvalidArgumentError(absl::StrCat("n_heads (", n_heads, ") * head_dim (",
-                                                   head_dim, ") is implausibly large"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("n_heads (", n_heads, ") * head_dim (", head_dim, ") is implausibly large"));
   }
   if (rope_dim > head_dim) {
     return absl::InvalidArgumentError(
@@ -62,8 +61,7 @@ absl::Status ModelConfig::Validate() const {
         absl::StrCat("rope_theta (", rope_theta, ") must be a positive number"));
   }
   if (!std::isfinite(rms_eps) || rms_eps <= 0.0f || rms_eps >= 1.0f) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("rms_eps (", rms_eps, ") must be in (0, 1)"));
+    return absl::InvalidArgumentError(absl::StrCat("rms_eps (", rms_eps, ") must be in (0, 1)"));
   }
   return absl::OkStatus();
 }

@@ -60,8 +60,8 @@ void ConvertRowToBf16(const float* x, int64_t n, uint16_t* y) {
 absl::Status QuantizeRow(TensorType type, const float* x, int64_t n, void* dst) {
   if (n % BlockElements(type) != 0) {
     return absl::InvalidArgumentError(absl::StrCat("row of ", n, " elements is not a multiple of ",
-                                                   TensorTypeName(type), "'s block size ",
-                                                   BlockElements(type)));
+                                                   std::string(TensorTypeName(type)),
+                                                   "'s block size ", BlockElements(type)));
   }
   switch (type) {
     case TensorType::kF32:

@@ -1,9 +1,9 @@
 // StorageHandle implementations: a memory map, or an owned aligned heap buffer.
 #pragma once
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
-#include <algorithm>
 #include <memory>
 #include <new>
 
@@ -25,8 +25,8 @@ class OwnedBuffer : public StorageHandle {
 
   explicit OwnedBuffer(size_t bytes) : size_(bytes) {
     const size_t rounded = (bytes + kAlignment - 1) / kAlignment * kAlignment;
-    data_ = static_cast<uint8_t*>(::operator new[](rounded == 0 ? kAlignment : rounded,
-                                                   std::align_val_t(kAlignment)));
+    data_ = static_cast<uint8_t*>(
+        ::operator new[](rounded == 0 ? kAlignment : rounded, std::align_val_t(kAlignment)));
     std::fill(data_, data_ + rounded, uint8_t{0});
   }
   OwnedBuffer(const OwnedBuffer&) = delete;

@@ -73,7 +73,7 @@ std::optional<TensorType> TensorTypeFromGgml(uint32_t ggml_type) {
 }
 
 std::optional<TensorType> TensorTypeFromName(std::string_view name) {
-  const std::string lower = absl::AsciiStrToLower(name);
+  const std::string lower = absl::AsciiStrToLower(absl::string_view(name.data(), name.size()));
   if (lower == "f32") return TensorType::kF32;
   if (lower == "f16") return TensorType::kF16;
   if (lower == "bf16") return TensorType::kBF16;
@@ -84,14 +84,46 @@ std::optional<TensorType> TensorTypeFromName(std::string_view name) {
 
 std::string_view GgmlTypeName(uint32_t ggml_type) {
   // ggml's type numbering; retired ids are "(removed)".
-  static constexpr std::array<std::string_view, 40> kNames = {
-      "F32",     "F16",       "Q4_0",      "Q4_1",      "Q4_2 (removed)", "Q4_3 (removed)",
-      "Q5_0",    "Q5_1",      "Q8_0",      "Q8_1",      "Q2_K",           "Q3_K",
-      "Q4_K",    "Q5_K",      "Q6_K",      "Q8_K",      "IQ2_XXS",        "IQ2_XS",
-      "IQ3_XXS", "IQ1_S",     "IQ4_NL",    "IQ3_S",     "IQ2_S",          "IQ4_XS",
-      "I8",      "I16",       "I32",       "I64",       "F64",            "IQ1_M",
-      "BF16",    "Q4_0_4_4",  "Q4_0_4_8",  "Q4_0_8_8",  "TQ1_0",          "TQ2_0",
-      "IQ4_NL_4_4", "IQ4_NL_4_8", "IQ4_NL_8_8", "MXFP4"};
+  static constexpr std::array<std::string_view, 40> kNames = {"F32",
+                                                              "F16",
+                                                              "Q4_0",
+                                                              "Q4_1",
+                                                              "Q4_2 (removed)",
+                                                              "Q4_3 (removed)",
+                                                              "Q5_0",
+                                                              "Q5_1",
+                                                              "Q8_0",
+                                                              "Q8_1",
+                                                              "Q2_K",
+                                                              "Q3_K",
+                                                              "Q4_K",
+                                                              "Q5_K",
+                                                              "Q6_K",
+                                                              "Q8_K",
+                                                              "IQ2_XXS",
+                                                              "IQ2_XS",
+                                                              "IQ3_XXS",
+                                                              "IQ1_S",
+                                                              "IQ4_NL",
+                                                              "IQ3_S",
+                                                              "IQ2_S",
+                                                              "IQ4_XS",
+                                                              "I8",
+                                                              "I16",
+                                                              "I32",
+                                                              "I64",
+                                                              "F64",
+                                                              "IQ1_M",
+                                                              "BF16",
+                                                              "Q4_0_4_4",
+                                                              "Q4_0_4_8",
+                                                              "Q4_0_8_8",
+                                                              "TQ1_0",
+                                                              "TQ2_0",
+                                                              "IQ4_NL_4_4",
+                                                              "IQ4_NL_4_8",
+                                                              "IQ4_NL_8_8",
+                                                              "MXFP4"};
   if (ggml_type < kNames.size()) return kNames[ggml_type];
   return "unknown";
 }

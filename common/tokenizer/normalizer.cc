@@ -30,8 +30,8 @@ class SymbolWriter {
 
 }  // namespace
 
-NormalizedText NormalizeForEncoding(std::string_view text, bool add_space_prefix,
-                                    bool plain_spaces, const PieceIndex& pieces) {
+NormalizedText NormalizeForEncoding(std::string_view text, bool add_space_prefix, bool plain_spaces,
+                                    const PieceIndex& pieces) {
   NormalizedText out;
   if (text.empty()) return out;
   out.text.reserve(text.size() + text.size() / 2 + 3);

@@ -21,7 +21,7 @@ struct NormalizedText {
 // character, a byte that is not part of well-formed UTF-8, and (with U+2581 spaces) a
 // literal U+2581 in the text become non-mergeable symbols left to byte fallback, so
 // that decoding gives back exactly the text.
-NormalizedText NormalizeForEncoding(std::string_view text, bool add_space_prefix,
-                                    bool plain_spaces, const PieceIndex& pieces);
+NormalizedText NormalizeForEncoding(std::string_view text, bool add_space_prefix, bool plain_spaces,
+                                    const PieceIndex& pieces);
 
 }  // namespace specserve

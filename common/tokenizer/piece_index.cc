@@ -1,5 +1,6 @@
 #include "common/tokenizer/piece_index.h"
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 
@@ -39,7 +40,8 @@ PieceIndex::PieceIndex(const Vocabulary& vocab) : scores_(vocab.pieces.size(), 0
 
 int32_t PieceIndex::Find(std::string_view piece) const {
   if (piece.empty() || static_cast<int>(piece.size()) > max_piece_length_) return -1;
-  const auto it = ids_.find(piece);
+  // This abseil build has its own string_view type, which heterogeneous lookup needs.
+  const auto it = ids_.find(absl::string_view(piece.data(), piece.size()));
   return it == ids_.end() ? -1 : it->second;
 }
 

@@ -54,8 +54,7 @@ std::string TextOfToken(const Vocabulary& vocab, int32_t id) {
 
 }  // namespace
 
-Tokenizer::Tokenizer(Vocabulary vocab)
-    : vocab_(Completed(std::move(vocab))), pieces_(vocab_) {
+Tokenizer::Tokenizer(Vocabulary vocab) : vocab_(Completed(std::move(vocab))), pieces_(vocab_) {
   byte_token_.fill(-1);
   token_text_.reserve(vocab_.size());
   for (int32_t id = 0; id < vocab_.size(); ++id) {

@@ -15,8 +15,8 @@ int HexDigit(char c) {
 absl::Status CheckSpecialId(const Vocabulary& vocab, const char* name, int32_t id) {
   if (id == -1 || (id >= 0 && id < vocab.size())) return absl::OkStatus();
   return absl::InvalidArgumentError(absl::StrCat("vocabulary: ", name, " id ", id,
-                                                 " is outside the vocabulary of ",
-                                                 vocab.size(), " tokens (use -1 for none)"));
+                                                 " is outside the vocabulary of ", vocab.size(),
+                                                 " tokens (use -1 for none)"));
 }
 
 }  // namespace
@@ -44,9 +44,9 @@ int ParseBytePiece(const std::string& piece) {
 absl::Status ValidateVocabulary(const Vocabulary& vocab) {
   if (vocab.pieces.empty()) return absl::InvalidArgumentError("vocabulary: no tokens");
   if (vocab.scores.size() != vocab.pieces.size() || vocab.types.size() != vocab.pieces.size()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("vocabulary: ", vocab.pieces.size(), " pieces but ", vocab.scores.size(),
-                     " scores and ", vocab.types.size(), " types"));
+    return absl::InvalidArgumentError(absl::StrCat("vocabulary: ", vocab.pieces.size(),
+                                                   " pieces but ", vocab.scores.size(),
+                                                   " scores and ", vocab.types.size(), " types"));
   }
   if (absl::Status s = CheckSpecialId(vocab, "bos", vocab.bos_id); !s.ok()) return s;
   if (absl::Status s = CheckSpecialId(vocab, "eos", vocab.eos_id); !s.ok()) return s;

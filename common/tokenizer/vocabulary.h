@@ -22,9 +22,10 @@ enum class TokenType : int32_t {
 
 struct Vocabulary {
   std::string model = "llama";  // GGUF tokenizer.ggml.model
-  std::vector<std::string> pieces;  // UTF-8, with U+2581 ("▁") for spaces in SentencePiece vocabularies
-  std::vector<float> scores;        // merge priority: higher merges first
-  std::vector<TokenType> types;     // same length as pieces
+  // UTF-8, with U+2581 ("▁") for spaces in SentencePiece vocabularies.
+  std::vector<std::string> pieces;
+  std::vector<float> scores;     // merge priority: higher merges first
+  std::vector<TokenType> types;  // same length as pieces
   int32_t bos_id = 1;
   int32_t eos_id = 2;
   int32_t unk_id = 0;

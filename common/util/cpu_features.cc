@@ -108,7 +108,7 @@ std::string_view CpuIsaName(CpuIsa isa) {
 }
 
 std::optional<CpuIsa> CpuIsaFromName(std::string_view name) {
-  const std::string lower = absl::AsciiStrToLower(name);
+  const std::string lower = absl::AsciiStrToLower(std::string(name));
   if (lower == "scalar") return CpuIsa::kScalar;
   if (lower == "avx2") return CpuIsa::kAvx2;
   if (lower == "avx512") return CpuIsa::kAvx512;

@@ -18,11 +18,12 @@ std::vector<float> Rows(int layer, int first, int n) {
 }
 
 void Append(KvCache& cache, int first, int n) {
-  ASSERT_TRUE(cache.BeginAppend(n).ok());
+  auto row = cache.ReservePending(n);
+  ASSERT_TRUE(row.ok());
   for (int l = 0; l < kShape.n_layers; ++l) {
     std::vector<float> k = Rows(l, first, n), v = k;
     for (float& x : v) x = -x;
-    cache.WritePending(l, k.data(), v.data(), n, kShape.kv_dim);
+    cache.WritePending(l, *row, k.data(), v.data(), n, kShape.kv_dim);
   }
 }
 
@@ -88,9 +89,25 @@ TEST(FullKvCacheTest, RejectsBadKeepListsAndLimits) {
   EXPECT_EQ(cache->committed_tokens(), 0);
   Append(*cache, 0, 5);
   cache->CommitAll();
-  absl::Status st = cache->BeginAppend(1);
+  absl::Status st = cache->ReservePending(1).status();
   EXPECT_EQ(st.code(), absl::StatusCode::kOutOfRange);
   EXPECT_NE(st.message().find("limit of 5"), std::string::npos) << st.message();
+  EXPECT_FALSE(cache->SkipTokens(1).ok());
+}
+
+TEST(FullKvCacheTest, PendingRowsAccumulateAcrossAppends) {
+  auto cache = MakeFullKvCache(kShape, 0, 2);
+  Append(*cache, 0, 1);
+  cache->CommitAll();
+  Append(*cache, 10, 2);  // pending 0, 1
+  Append(*cache, 20, 3);  // pending 2, 3, 4
+  EXPECT_EQ(cache->pending_rows(), 5);
+  EXPECT_EQ(cache->PendingRow(1, 3).k[0], 121.0f);
+  EXPECT_EQ(cache->PendingRow(0, 1).v[0], -11.0f);
+  cache->TruncatePending(4);
+  const std::vector<int32_t> keep = {0, 3};
+  ASSERT_TRUE(cache->Commit(keep).ok());
+  EXPECT_EQ(FirstColumn(*cache, 0), (std::vector<float>{0, 10, 21}));
 }
 
 }  // namespace

@@ -11,7 +11,8 @@ constexpr KvShape kShape{2, 4};
 
 void AppendTokens(KvCache& cache, const std::vector<float>& ids) {
   const int n = static_cast<int>(ids.size());
-  ASSERT_TRUE(cache.BeginAppend(n).ok());
+  auto first = cache.ReservePending(n);
+  ASSERT_TRUE(first.ok());
   for (int l = 0; l < kShape.n_layers; ++l) {
     std::vector<float> k, v;
     for (float id : ids) {
@@ -20,7 +21,7 @@ void AppendTokens(KvCache& cache, const std::vector<float>& ids) {
         v.push_back(-id - 1000.0f * l);
       }
     }
-    cache.WritePending(l, k.data(), v.data(), n, kShape.kv_dim);
+    cache.WritePending(l, *first, k.data(), v.data(), n, kShape.kv_dim);
   }
 }
 
@@ -84,10 +85,28 @@ TEST(WindowKvCacheTest, CommitsOnlyTheAcceptedPath) {
 
 TEST(WindowKvCacheTest, RefusesMorePendingRowsThanItHolds) {
   auto cache = MakeWindowKvCache(kShape, 1, 2, 4);
-  absl::Status st = cache->BeginAppend(5);
+  absl::Status st = cache->ReservePending(5).status();
   EXPECT_EQ(st.code(), absl::StatusCode::kOutOfRange);
   EXPECT_NE(st.message().find("at most 4"), std::string::npos) << st.message();
-  EXPECT_TRUE(cache->BeginAppend(4).ok());
+  EXPECT_TRUE(cache->ReservePending(3).ok());
+  EXPECT_FALSE(cache->ReservePending(2).ok());  // pending rows accumulate
+  EXPECT_TRUE(cache->ReservePending(1).ok());
+}
+
+TEST(WindowKvCacheTest, SkippingTokensKeepsSinksAndOnlyRowsAfterTheGap) {
+  auto cache = MakeWindowKvCache(kShape, 2, 4, 16);
+  AppendTokens(*cache, {0, 1, 2, 3, 4});
+  cache->CommitAll();
+  EXPECT_FALSE(MakeWindowKvCache(kShape, 2, 4, 16)->SkipTokens(3).ok());  // sinks first
+  ASSERT_TRUE(cache->SkipTokens(95).ok());  // tokens 5..99 never stored
+  EXPECT_EQ(cache->committed_tokens(), 100);
+  EXPECT_EQ(Stored(*cache, 0), (std::vector<float>{0, 1}));
+  AppendTokens(*cache, {100, 101, 102});
+  cache->CommitAll();
+  EXPECT_EQ(Stored(*cache, 1), (std::vector<float>{0, 1, 100, 101, 102}));
+  AppendTokens(*cache, {103, 104, 105});
+  cache->CommitAll();
+  EXPECT_EQ(Stored(*cache, 0), (std::vector<float>{0, 1, 102, 103, 104, 105}));
 }
 
 }  // namespace

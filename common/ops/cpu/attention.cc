@@ -1,0 +1,222 @@
+#include "common/ops/cpu/attention.h"
+
+#include <algorithm>
+#include <cassert>
+#include <cmath>
+#include <limits>
+
+namespace specserve::cpu {
+namespace {
+
+constexpr int kKeyBlock = 64;             // key rows per online-softmax step
+constexpr int kMaxQueriesPerTile = 256;   // query rows (tokens x group) per item
+constexpr int64_t kMinChunkRows = 256;    // split-K never makes smaller chunks
+constexpr float kNegInf = -std::numeric_limits<float>::infinity();
+
+int64_t CeilDiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+// vis[t * n + j] = 1 when new token t sees new token j (itself and its ancestors).
+void BuildTreeMask(const int32_t* parents, int n, std::vector<uint8_t>& vis) {
+  vis.assign(static_cast<size_t>(n) * n, 0);
+  for (int t = 0; t < n; ++t) {
+    const int p = parents[t];
+    assert(p < t);
+    if (p >= 0) std::copy_n(vis.begin() + static_cast<int64_t>(p) * n, p + 1, vis.begin() + static_cast<int64_t>(t) * n);
+    vis[static_cast<size_t>(t) * n + t] = 1;
+  }
+}
+
+}  // namespace
+
+void AttentionRunner::Run(const KernelTable& kernels, ThreadPool& pool,
+                          std::span<const AttentionSequence> sequences,
+                          const AttentionShape& shape) {
+  assert(shape.n_kv_heads > 0 && shape.n_heads % shape.n_kv_heads == 0);
+  const int group = shape.n_heads / shape.n_kv_heads;
+  const int d = shape.head_dim;
+  const int n_seq = static_cast<int>(sequences.size());
+  masks_.resize(n_seq);
+  cached_rows_.assign(n_seq, 0);
+  for (int s = 0; s < n_seq; ++s) {
+    const AttentionSequence& seq = sequences[s];
+    for (const KvSegment& seg : seq.cached) cached_rows_[s] += seg.n_rows;
+    if (seq.parents != nullptr && seq.n_new > 0) BuildTreeMask(seq.parents, seq.n_new, masks_[s]);
+  }
+
+  // Base units: (sequence, query tile, kv head), largest tiles first.
+  struct Unit {
+    int seq, kv_head, tok_begin, tok_end;
+    int64_t rows;
+  };
+  std::vector<Unit> units;
+  const int tokens_per_tile = std::max(1, kMaxQueriesPerTile / group);
+  for (int s = 0; s < n_seq; ++s) {
+    const int n_new = sequences[s].n_new;
+    for (int t1 = n_new; t1 > 0; t1 -= tokens_per_tile) {
+      const int t0 = std::max(0, t1 - tokens_per_tile);
+      for (int g = 0; g < shape.n_kv_heads; ++g) {
+        units.push_back({s, g, t0, t1, cached_rows_[s] + t1});
+      }
+    }
+  }
+  if (units.empty()) return;
+
+  // Split key rows when there are too few units to keep every thread busy.
+  const int64_t wanted = 4 * static_cast<int64_t>(pool.num_threads());
+  const int64_t split = static_cast<int64_t>(units.size()) >= wanted
+                            ? 1
+                            : CeilDiv(wanted, static_cast<int64_t>(units.size()));
+  items_.clear();
+  split_groups_.clear();
+  partial_offset_.clear();
+  int64_t partial_rows = 0;
+  for (const Unit& u : units) {
+    const int64_t chunks = std::min(split, CeilDiv(u.rows, kMinChunkRows));
+    if (chunks <= 1) {
+      items_.push_back({u.seq, u.kv_head, u.tok_begin, u.tok_end, 0, u.rows, -1});
+      continue;
+    }
+    const int64_t chunk_rows = CeilDiv(CeilDiv(u.rows, chunks), kKeyBlock) * kKeyBlock;
+    const int m = (u.tok_end - u.tok_begin) * group;
+    split_groups_.push_back({static_cast<int64_t>(items_.size()), 0});
+    for (int64_t r = 0; r < u.rows; r += chunk_rows) {
+      const int64_t partial = static_cast<int64_t>(partial_offset_.size());
+      partial_offset_.push_back(partial_rows);
+      partial_rows += m;
+      items_.push_back({u.seq, u.kv_head, u.tok_begin, u.tok_end, r,
+                        std::min(u.rows, r + chunk_rows), partial});
+      ++split_groups_.back().second;
+    }
+  }
+  partial_o_.resize(partial_rows * d);
+  partial_max_.resize(partial_rows);
+  partial_sum_.resize(partial_rows);
+
+  scratch_.resize(pool.num_threads());
+  pool.ParallelForEach(static_cast<int64_t>(items_.size()), [&](int64_t i, int thread_index) {
+    RunItem(items_[i], scratch_[thread_index], sequences, shape, kernels);
+  });
+  Merge(sequences, shape);
+}
+
+void AttentionRunner::RunItem(const Item& item, Scratch& sc,
+                              std::span<const AttentionSequence> sequences,
+                              const AttentionShape& shape, const KernelTable& kernels) {
+  const AttentionSequence& seq = sequences[item.seq];
+  const int group = shape.n_heads / shape.n_kv_heads;
+  const int d = shape.head_dim;
+  const int64_t kv_dim = static_cast<int64_t>(shape.n_kv_heads) * d;
+  const int m = (item.tok_end - item.tok_begin) * group;
+  sc.q.resize(static_cast<size_t>(m) * d);
+  sc.o.assign(static_cast<size_t>(m) * d, 0.0f);
+  sc.s.resize(static_cast<size_t>(m) * kKeyBlock);
+  sc.row_max.assign(m, kNegInf);
+  sc.row_sum.assign(m, 0.0f);
+
+  // Query row i = (token - tok_begin) * group + head within the group.
+  for (int t = item.tok_begin; t < item.tok_end; ++t) {
+    for (int hg = 0; hg < group; ++hg) {
+      const int h = item.kv_head * group + hg;
+      std::copy_n(seq.q + static_cast<int64_t>(t) * seq.q_stride + static_cast<int64_t>(h) * d, d,
+                  sc.q.data() + static_cast<int64_t>((t - item.tok_begin) * group + hg) * d);
+    }
+  }
+
+  const std::vector<uint8_t>* tree = seq.parents != nullptr ? &masks_[item.seq] : nullptr;
+  // Streams n key rows (k, v: this kv head's first row, `stride` floats apart);
+  // new_row0 >= 0 when they are new tokens (masked), -1 for cached rows.
+  auto process = [&](const float* k, const float* v, int64_t stride, int64_t n, int64_t new_row0) {
+    for (int64_t b = 0; b < n; b += kKeyBlock) {
+      const int nb = static_cast<int>(std::min<int64_t>(kKeyBlock, n - b));
+      kernels.attention_scores(sc.q.data(), m, d, k + b * stride, stride, nb, shape.scale,
+                               sc.s.data(), kKeyBlock);
+      if (new_row0 >= 0) {
+        for (int i = 0; i < m; ++i) {
+          const int t = item.tok_begin + i / group;
+          float* si = sc.s.data() + static_cast<int64_t>(i) * kKeyBlock;
+          for (int j = 0; j < nb; ++j) {
+            const int64_t row = new_row0 + b + j;
+            const bool visible =
+                tree == nullptr ? row <= t : (*tree)[static_cast<size_t>(t) * seq.n_new + row] != 0;
+            if (!visible) si[j] = kNegInf;
+          }
+        }
+      }
+      kernels.attention_softmax(sc.s.data(), m, nb, kKeyBlock, sc.row_max.data(),
+                                sc.row_sum.data(), sc.o.data(), d);
+      kernels.attention_accumulate(sc.s.data(), m, nb, kKeyBlock, v + b * stride, stride, d,
+                                   sc.o.data());
+    }
+  };
+
+  const int64_t head_offset = static_cast<int64_t>(item.kv_head) * d;
+  int64_t base = 0;
+  for (const KvSegment& seg : seq.cached) {
+    const int64_t a = std::max(item.row_begin, base) - base;
+    const int64_t e = std::min(item.row_end, base + seg.n_rows) - base;
+    if (a < e) {
+      process(seg.k + a * kv_dim + head_offset, seg.v + a * kv_dim + head_offset, kv_dim, e - a,
+              -1);
+    }
+    base += seg.n_rows;
+  }
+  {
+    const int64_t a = std::max(item.row_begin, base) - base;
+    const int64_t e = std::min(item.row_end, base + item.tok_end) - base;
+    if (a < e) {
+      process(seq.k + a * seq.kv_stride + head_offset, seq.v + a * seq.kv_stride + head_offset,
+              seq.kv_stride, e - a, a);
+    }
+  }
+
+  if (item.partial >= 0) {
+    const int64_t off = partial_offset_[item.partial];
+    std::copy(sc.o.begin(), sc.o.end(), partial_o_.begin() + off * d);
+    std::copy(sc.row_max.begin(), sc.row_max.end(), partial_max_.begin() + off);
+    std::copy(sc.row_sum.begin(), sc.row_sum.end(), partial_sum_.begin() + off);
+    return;
+  }
+  for (int i = 0; i < m; ++i) {
+    const int t = item.tok_begin + i / group;
+    const int h = item.kv_head * group + i % group;
+    float* out = seq.out + static_cast<int64_t>(t) * seq.out_stride + static_cast<int64_t>(h) * d;
+    const float inv = 1.0f / sc.row_sum[i];
+    const float* oi = sc.o.data() + static_cast<int64_t>(i) * d;
+    for (int c = 0; c < d; ++c) out[c] = oi[c] * inv;
+  }
+}
+
+void AttentionRunner::Merge(std::span<const AttentionSequence> sequences,
+                            const AttentionShape& shape) {
+  const int group = shape.n_heads / shape.n_kv_heads;
+  const int d = shape.head_dim;
+  std::vector<float> acc(d);
+  for (const auto& [first, count] : split_groups_) {
+    const Item& head = items_[first];
+    const AttentionSequence& seq = sequences[head.seq];
+    const int m = (head.tok_end - head.tok_begin) * group;
+    for (int i = 0; i < m; ++i) {
+      float max = kNegInf;
+      for (int c = 0; c < count; ++c) {
+        max = std::max(max, partial_max_[partial_offset_[items_[first + c].partial] + i]);
+      }
+      std::fill(acc.begin(), acc.end(), 0.0f);
+      float sum = 0.0f;
+      for (int c = 0; c < count; ++c) {
+        const int64_t row = partial_offset_[items_[first + c].partial] + i;
+        if (partial_max_[row] == kNegInf) continue;  // chunk saw no key for this query
+        const float w = std::exp(partial_max_[row] - max);
+        sum += partial_sum_[row] * w;
+        const float* o = partial_o_.data() + row * d;
+        for (int j = 0; j < d; ++j) acc[j] += o[j] * w;
+      }
+      const int t = head.tok_begin + i / group;
+      const int h = head.kv_head * group + i % group;
+      float* out = seq.out + static_cast<int64_t>(t) * seq.out_stride + static_cast<int64_t>(h) * d;
+      const float inv = 1.0f / sum;
+      for (int j = 0; j < d; ++j) out[j] = acc[j] * inv;
+    }
+  }
+}
+
+}  // namespace specserve::cpu

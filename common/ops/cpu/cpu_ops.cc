@@ -1,0 +1,113 @@
+#include "common/ops/cpu/cpu_ops.h"
+
+#include <algorithm>
+#include <cstring>
+#include <string>
+
+#include "absl/strings/str_format.h"
+#include "common/ops/cpu/attention.h"
+#include "common/ops/cpu/dequantize.h"
+#include "common/ops/cpu/elementwise.h"
+#include "common/ops/cpu/kernels.h"
+#include "common/ops/cpu/matmul.h"
+#include "common/ops/cpu/weight_layout.h"
+#include "common/util/thread_pool.h"
+
+namespace specserve {
+namespace {
+
+// Element-wise calls smaller than this run on the calling thread alone.
+constexpr int64_t kMinParallelElements = 1 << 15;
+
+class CpuOps final : public Ops {
+ public:
+  CpuOps(int num_threads, CpuIsa isa)
+      : pool_(num_threads), kernels_(cpu::KernelsFor(ClampCpuIsa(isa))) {}
+
+  std::string name() const override {
+    return absl::StrFormat("cpu-%s (%d thread%s)", CpuIsaName(kernels_.isa), pool_.num_threads(),
+                           pool_.num_threads() == 1 ? "" : "s");
+  }
+  int num_threads() const override { return pool_.num_threads(); }
+
+  void EmbedRows(const WeightTensor& table, std::span<const int32_t> tokens,
+                 float* out) override {
+    const int64_t row_bytes = cpu::WeightRowBytes(table.type, table.cols);
+    const auto* base = static_cast<const uint8_t*>(table.data);
+    for (size_t t = 0; t < tokens.size(); ++t) {
+      float* dst = out + static_cast<int64_t>(t) * table.cols;
+      const int32_t token = tokens[t];
+      if (token < 0 || token >= table.rows) {  // the engine validates tokens; never read outside
+        std::fill_n(dst, table.cols, 0.0f);
+        continue;
+      }
+      cpu::DequantizeRow(table.type, base + token * row_bytes, table.cols, dst);
+    }
+  }
+
+  void RmsNorm(const float* x, const WeightTensor& weight, float eps, int n_rows,
+               float* y) override {
+    const int64_t dim = weight.cols;
+    const auto* w = static_cast<const float*>(weight.data);
+    if (static_cast<int64_t>(n_rows) * dim < kMinParallelElements) {
+      cpu::RmsNormRows(x, w, dim, eps, 0, n_rows, y);
+      return;
+    }
+    pool_.ParallelFor(n_rows, [&](int64_t b, int64_t e) { cpu::RmsNormRows(x, w, dim, eps, b, e, y); });
+  }
+
+  void MatMul(const WeightTensor& w, const float* x, int n_rows, float* y) override {
+    cpu::MatMul(kernels_, pool_, w, x, n_rows, y);
+  }
+
+  void Rope(float* x, int n_rows, int stride, int n_heads, int head_dim, int rope_dim,
+            std::span<const int32_t> positions, float theta, RopeStyle style) override {
+    if (static_cast<int64_t>(n_rows) * n_heads * rope_dim < kMinParallelElements) {
+      cpu::RopeRows(x, 0, n_rows, stride, n_heads, head_dim, rope_dim, positions.data(), theta,
+                    style);
+      return;
+    }
+    pool_.ParallelFor(n_rows, [&](int64_t b, int64_t e) {
+      cpu::RopeRows(x, b, e, stride, n_heads, head_dim, rope_dim, positions.data(), theta, style);
+    });
+  }
+
+  void SwiGlu(const float* gate, const float* up, int64_t n, float* out) override {
+    if (n < kMinParallelElements) {
+      cpu::SwiGluRange(gate, up, 0, n, out);
+      return;
+    }
+    pool_.ParallelFor(n, [&](int64_t b, int64_t e) { cpu::SwiGluRange(gate, up, b, e, out); },
+                      1024);
+  }
+
+  void Add(float* x, const float* y, int64_t n) override {
+    if (n < 4 * kMinParallelElements) {
+      cpu::AddRange(x, y, 0, n);
+      return;
+    }
+    pool_.ParallelFor(n, [&](int64_t b, int64_t e) { cpu::AddRange(x, y, b, e); }, 4096);
+  }
+
+  void Attention(std::span<const AttentionSequence> sequences,
+                 const AttentionShape& shape) override {
+    attention_.Run(kernels_, pool_, sequences, shape);
+  }
+
+ private:
+  ThreadPool pool_;
+  const cpu::KernelTable& kernels_;
+  cpu::AttentionRunner attention_;
+};
+
+}  // namespace
+
+std::unique_ptr<Ops> MakeCpuOpsWithIsa(int num_threads, CpuIsa isa) {
+  return std::make_unique<CpuOps>(num_threads, isa);
+}
+
+std::unique_ptr<Ops> MakeCpuOps(int num_threads) {
+  return MakeCpuOpsWithIsa(num_threads, SelectedCpuIsa());
+}
+
+}  // namespace specserve

@@ -1,0 +1,29 @@
+// The cheap per-element and per-row ops of the CPU backend (plain C++; the
+// compiler vectorises what it can at the baseline ISA). The drivers in
+// cpu_ops.cc spread large calls over the thread pool.
+#pragma once
+
+#include <cstdint>
+
+#include "common/model/model_config.h"
+
+namespace specserve::cpu {
+
+// Rows [r_begin, r_end) of RmsNorm: y = x / sqrt(mean(x^2) + eps) * w (the sum
+// of squares in double); x and y may alias.
+void RmsNormRows(const float* x, const float* w, int64_t dim, float eps, int64_t r_begin,
+                 int64_t r_end, float* y);
+
+// Rotates rows [r_begin, r_end) in place, as llama2.c does: for pair i,
+// freq = 1 / powf(theta, 2i / rope_dim), angle = pos * freq, cosf / sinf, all
+// in float. kInterleaved pairs (2i, 2i + 1); kHalf pairs (i, i + rope_dim / 2).
+void RopeRows(float* x, int64_t r_begin, int64_t r_end, int stride, int n_heads, int head_dim,
+              int rope_dim, const int32_t* positions, float theta, RopeStyle style);
+
+// out[i] = silu(gate[i]) * up[i] for i in [begin, end), silu(g) = g / (1 + expf(-g)).
+void SwiGluRange(const float* gate, const float* up, int64_t begin, int64_t end, float* out);
+
+// x[i] += y[i] for i in [begin, end).
+void AddRange(float* x, const float* y, int64_t begin, int64_t end);
+
+}  // namespace specserve::cpu

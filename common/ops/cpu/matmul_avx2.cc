@@ -1,0 +1,270 @@
+// AVX2 MatMul kernels (compiled with -mavx2 -mfma -mf16c). The same scheme as
+// matmul_avx512.cc with 8-lane accumulators: every y[r][o] is one accumulator
+// fed chunk by chunk with weights dequantised to fp32 in registers, so the
+// GEMV and GEMM paths agree bit for bit. Only 16 ymm registers: GEMV tiles are
+// 1 x 4 (batch 1) or up to 4 x 2; the GEMM microkernel is 4 x 2.
+#include <immintrin.h>
+
+#include <cstdint>
+#include <cstring>
+#include <type_traits>
+
+#include "common/ops/cpu/kernels.h"
+
+namespace specserve::cpu {
+namespace {
+
+constexpr int kLanes = 8;
+constexpr int64_t kGemmMinRows = 8;  // below this the GEMV path is used
+
+inline float Reduce(__m256 v) {
+  __m128 b = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  b = _mm_add_ps(b, _mm_movehl_ps(b, b));
+  b = _mm_add_ss(b, _mm_movehdup_ps(b));
+  return _mm_cvtss_f32(b);
+}
+
+inline float LoadHalf(const uint8_t* p) {
+  uint16_t h;
+  std::memcpy(&h, p, sizeof(h));
+  return _cvtsh_ss(h);
+}
+
+inline __m256i TailMask(int64_t rem) {
+  return _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(rem)),
+                            _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+
+// The first `rem` (< 8) 16-bit elements at p, zero-extended to 8.
+inline __m128i LoadU16Tail(const uint8_t* p, int64_t rem) {
+  alignas(16) uint16_t buf[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  std::memcpy(buf, p, rem * 2);
+  return _mm_load_si128(reinterpret_cast<const __m128i*>(buf));
+}
+
+struct LoadF32 {
+  static constexpr int kStep = 8;
+  static constexpr int kChunks = 1;
+  static constexpr bool kHasTail = true;
+  static __m256 Scale(const uint8_t*, int64_t) { return _mm256_setzero_ps(); }
+  static __m256 Chunk(const uint8_t* row, int64_t s, int, __m256) {
+    return _mm256_loadu_ps(reinterpret_cast<const float*>(row) + s * kStep);
+  }
+  static __m256 Tail(const uint8_t* row, int64_t s, int64_t rem) {
+    return _mm256_maskload_ps(reinterpret_cast<const float*>(row) + s * kStep, TailMask(rem));
+  }
+};
+
+struct LoadF16 {
+  static constexpr int kStep = 8;
+  static constexpr int kChunks = 1;
+  static constexpr bool kHasTail = true;
+  static __m256 Scale(const uint8_t*, int64_t) { return _mm256_setzero_ps(); }
+  static __m256 Chunk(const uint8_t* row, int64_t s, int, __m256) {
+    return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(row + s * 16)));
+  }
+  static __m256 Tail(const uint8_t* row, int64_t s, int64_t rem) {
+    return _mm256_cvtph_ps(LoadU16Tail(row + s * 16, rem));
+  }
+};
+
+struct LoadBF16 {
+  static constexpr int kStep = 8;
+  static constexpr int kChunks = 1;
+  static constexpr bool kHasTail = true;
+  static __m256 Widen(__m128i h) {
+    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+  }
+  static __m256 Scale(const uint8_t*, int64_t) { return _mm256_setzero_ps(); }
+  static __m256 Chunk(const uint8_t* row, int64_t s, int, __m256) {
+    return Widen(_mm_loadu_si128(reinterpret_cast<const __m128i*>(row + s * 16)));
+  }
+  static __m256 Tail(const uint8_t* row, int64_t s, int64_t rem) {
+    return Widen(LoadU16Tail(row + s * 16, rem));
+  }
+};
+
+struct LoadQ8 {
+  static constexpr int kStep = 32;
+  static constexpr int kChunks = 4;
+  static constexpr bool kHasTail = false;
+  static constexpr int64_t kBlockBytes = 34;
+  static __m256 Scale(const uint8_t* row, int64_t s) {
+    return _mm256_set1_ps(LoadHalf(row + s * kBlockBytes));
+  }
+  static __m256 Chunk(const uint8_t* row, int64_t s, int c, __m256 scale) {
+    const __m128i q =
+        _mm_loadl_epi64(reinterpret_cast<const __m128i*>(row + s * kBlockBytes + 2 + 8 * c));
+    return _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q)), scale);
+  }
+  static __m256 Tail(const uint8_t*, int64_t, int64_t) { return _mm256_setzero_ps(); }
+};
+
+struct LoadQ4 {
+  static constexpr int kStep = 32;
+  static constexpr int kChunks = 4;
+  static constexpr bool kHasTail = false;
+  static constexpr int64_t kBlockBytes = 18;
+  static __m256 Scale(const uint8_t* row, int64_t s) {
+    return _mm256_set1_ps(LoadHalf(row + s * kBlockBytes));
+  }
+  // Chunks 0, 1: low nibbles of bytes 0-7, 8-15 (elements 0-15); 2, 3: high nibbles.
+  static __m256 Chunk(const uint8_t* row, int64_t s, int c, __m256 scale) {
+    const __m256i bytes = _mm256_cvtepu8_epi32(_mm_loadl_epi64(
+        reinterpret_cast<const __m128i*>(row + s * kBlockBytes + 2 + 8 * (c & 1))));
+    const __m256i nib = c < 2 ? _mm256_and_si256(bytes, _mm256_set1_epi32(0x0f))
+                              : _mm256_srli_epi32(bytes, 4);
+    const __m256i q = _mm256_sub_epi32(nib, _mm256_set1_epi32(8));
+    return _mm256_mul_ps(_mm256_cvtepi32_ps(q), scale);
+  }
+  static __m256 Tail(const uint8_t*, int64_t, int64_t) { return _mm256_setzero_ps(); }
+};
+
+template <class L, int R, int O>
+void DotTile(const uint8_t* w, int64_t w_stride, const float* x, int64_t ldx, int64_t cols,
+             float* y, int64_t ldy) {
+  __m256 acc[R][O];
+  for (int r = 0; r < R; ++r) {
+    for (int o = 0; o < O; ++o) acc[r][o] = _mm256_setzero_ps();
+  }
+  const int64_t steps = cols / L::kStep;
+  for (int64_t s = 0; s < steps; ++s) {
+    __m256 scale[O];
+    for (int o = 0; o < O; ++o) scale[o] = L::Scale(w + o * w_stride, s);
+    for (int c = 0; c < L::kChunks; ++c) {
+      __m256 wv[O];
+      for (int o = 0; o < O; ++o) wv[o] = L::Chunk(w + o * w_stride, s, c, scale[o]);
+      const int64_t k = s * L::kStep + c * kLanes;
+      for (int r = 0; r < R; ++r) {
+        const __m256 xv = _mm256_loadu_ps(x + r * ldx + k);
+        for (int o = 0; o < O; ++o) acc[r][o] = _mm256_fmadd_ps(wv[o], xv, acc[r][o]);
+      }
+    }
+  }
+  if constexpr (L::kHasTail) {
+    const int64_t rem = cols - steps * L::kStep;
+    if (rem > 0) {
+      __m256 wv[O];
+      for (int o = 0; o < O; ++o) wv[o] = L::Tail(w + o * w_stride, steps, rem);
+      const __m256i m = TailMask(rem);
+      for (int r = 0; r < R; ++r) {
+        const __m256 xv = _mm256_maskload_ps(x + r * ldx + steps * L::kStep, m);
+        for (int o = 0; o < O; ++o) acc[r][o] = _mm256_fmadd_ps(wv[o], xv, acc[r][o]);
+      }
+    }
+  }
+  for (int r = 0; r < R; ++r) {
+    for (int o = 0; o < O; ++o) y[r * ldy + o] = Reduce(acc[r][o]);
+  }
+}
+
+template <class L, int O>
+void RowTiles(const uint8_t* w, int64_t w_stride, const MatMulProblem& p, int64_t r_begin,
+              int64_t r_end, float* y) {
+  const int64_t ldx = p.cols;
+  const int64_t ldy = p.out_rows;
+  int64_t r = r_begin;
+  for (; r + 4 <= r_end; r += 4) {
+    DotTile<L, 4, O>(w, w_stride, p.x + r * ldx, ldx, p.cols, y + r * ldy, ldy);
+  }
+  switch (r_end - r) {
+    case 3:
+      DotTile<L, 3, O>(w, w_stride, p.x + r * ldx, ldx, p.cols, y + r * ldy, ldy);
+      break;
+    case 2:
+      DotTile<L, 2, O>(w, w_stride, p.x + r * ldx, ldx, p.cols, y + r * ldy, ldy);
+      break;
+    case 1:
+      DotTile<L, 1, O>(w, w_stride, p.x + r * ldx, ldx, p.cols, y + r * ldy, ldy);
+      break;
+    default:
+      break;
+  }
+}
+
+// Output rows [o_begin, o_end) in groups of O (then singles) for x rows [r_begin, r_end).
+template <class L, int O>
+void OutputTiles(const uint8_t* w, int64_t w_stride, const MatMulProblem& p, int64_t o_begin,
+                 int64_t o_end, int64_t r_begin, int64_t r_end) {
+  int64_t o = o_begin;
+  for (; o + O <= o_end; o += O) {
+    RowTiles<L, O>(w + (o - o_begin) * w_stride, w_stride, p, r_begin, r_end, p.y + o);
+  }
+  for (; o < o_end; ++o) {
+    RowTiles<L, 1>(w + (o - o_begin) * w_stride, w_stride, p, r_begin, r_end, p.y + o);
+  }
+}
+
+template <class L>
+void DequantizeRow(const uint8_t* row, int64_t cols, float* out) {
+  const int64_t steps = cols / L::kStep;
+  for (int64_t s = 0; s < steps; ++s) {
+    const __m256 scale = L::Scale(row, s);
+    for (int c = 0; c < L::kChunks; ++c) {
+      _mm256_storeu_ps(out + s * L::kStep + c * kLanes, L::Chunk(row, s, c, scale));
+    }
+  }
+  if constexpr (L::kHasTail) {
+    const int64_t rem = cols - steps * L::kStep;
+    if (rem > 0) _mm256_maskstore_ps(out + steps * L::kStep, TailMask(rem), L::Tail(row, steps, rem));
+  }
+}
+
+int64_t GemmRowBlock(int64_t cols) {
+  int64_t rows = (256 * 1024) / (cols * 4) / 4 * 4;
+  if (rows < 8) rows = 8;
+  if (rows > 64) rows = 64;
+  return rows;
+}
+
+template <class L>
+void Gemm(const MatMulProblem& p, int64_t o_begin, int64_t o_end, float* panel) {
+  const int64_t panel_stride = (p.cols + 15) / 16 * 16;
+  const int64_t row_block = GemmRowBlock(p.cols);
+  for (int64_t rb = 0; rb < p.n_rows; rb += row_block) {
+    const int64_t re = rb + row_block < p.n_rows ? rb + row_block : p.n_rows;
+    for (int64_t ob = o_begin; ob < o_end; ob += kMatMulPanelRows) {
+      const int64_t oe = ob + kMatMulPanelRows < o_end ? ob + kMatMulPanelRows : o_end;
+      if constexpr (std::is_same_v<L, LoadF32>) {  // fp32 weights are their own panel
+        OutputTiles<LoadF32, 2>(p.w + ob * p.w_row_bytes, p.w_row_bytes, p, ob, oe, rb, re);
+      } else {
+        for (int64_t o = ob; o < oe; ++o) {
+          DequantizeRow<L>(p.w + o * p.w_row_bytes, p.cols, panel + (o - ob) * panel_stride);
+        }
+        OutputTiles<LoadF32, 2>(reinterpret_cast<const uint8_t*>(panel), panel_stride * 4, p,
+                                ob, oe, rb, re);
+      }
+    }
+  }
+}
+
+template <class L>
+void Range(const MatMulProblem& p, int64_t o_begin, int64_t o_end, float* scratch) {
+  const uint8_t* w = p.w + o_begin * p.w_row_bytes;
+  if (p.n_rows >= kGemmMinRows) {
+    Gemm<L>(p, o_begin, o_end, scratch);
+  } else if (p.n_rows == 1) {
+    OutputTiles<L, 4>(w, p.w_row_bytes, p, o_begin, o_end, 0, 1);
+  } else {
+    OutputTiles<L, 2>(w, p.w_row_bytes, p, o_begin, o_end, 0, p.n_rows);
+  }
+}
+
+}  // namespace
+
+void MatMulRangeAvx2(const MatMulProblem& p, int64_t o_begin, int64_t o_end, float* scratch) {
+  switch (p.type) {
+    case TensorType::kF32:
+      return Range<LoadF32>(p, o_begin, o_end, scratch);
+    case TensorType::kF16:
+      return Range<LoadF16>(p, o_begin, o_end, scratch);
+    case TensorType::kBF16:
+      return Range<LoadBF16>(p, o_begin, o_end, scratch);
+    case TensorType::kQ8_0:
+      return Range<LoadQ8>(p, o_begin, o_end, scratch);
+    case TensorType::kQ4_0:
+      return Range<LoadQ4>(p, o_begin, o_end, scratch);
+  }
+}
+
+}  // namespace specserve::cpu

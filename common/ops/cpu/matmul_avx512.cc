@@ -1,0 +1,294 @@
+// AVX-512 MatMul kernels (compiled with -mavx512f/bw/vl/dq -mfma -mf16c).
+//
+// Every output y[r][o] is one 16-lane fp32 accumulator: for k = 0, 16, 32, ...
+// acc = fma(w[o][k..k+15], x[r][k..k+15], acc), weights dequantised to fp32 in
+// registers (Q8_0: q * d; Q4_0: (nibble - 8) * d; F16/BF16: exact widening),
+// then a fixed horizontal sum. Two paths compute exactly that:
+//  - GEMV (few x rows): tiles of R <= 4 x rows by O <= 4 weight rows,
+//    dequantising in registers; every weight byte is read from memory once.
+//  - GEMM (many x rows): a panel of 16 weight rows is dequantised to fp32 once
+//    and reused by every x row of a row block, in 4x4 register tiles.
+// Because both do the same operations per output, results do not depend on the
+// batch size or the thread split.
+//
+// Q8_0 choice: activations stay fp32 (no int8 re-quantisation of x as in
+// ggml's q8 path). Decode is bound by weight bandwidth, where the fp32 FMA path
+// is as fast, and it keeps the result equal to the dequantised-f32 product up
+// to fp32 rounding (and batch invariant), which lossless speculation relies on.
+#include <immintrin.h>
+
+#include <cstdint>
+#include <cstring>
+#include <type_traits>
+
+#include "common/ops/cpu/kernels.h"
+
+namespace specserve::cpu {
+namespace {
+
+constexpr int kLanes = 16;
+constexpr int64_t kGemmMinRows = 8;  // below this the GEMV path is used
+
+inline float Reduce(__m512 v) {
+  // Masked extracts: GCC 12's unmasked extracts and casts use an "undefined"
+  // source that trips -Wuninitialized.
+  const __m256 a = _mm256_add_ps(_mm512_maskz_extractf32x8_ps(0xff, v, 0),
+                                 _mm512_maskz_extractf32x8_ps(0xff, v, 1));
+  __m128 b = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
+  b = _mm_add_ps(b, _mm_movehl_ps(b, b));
+  b = _mm_add_ss(b, _mm_movehdup_ps(b));
+  return _mm_cvtss_f32(b);
+}
+
+inline float LoadHalf(const uint8_t* p) {
+  uint16_t h;
+  std::memcpy(&h, p, sizeof(h));
+  return _cvtsh_ss(h);
+}
+
+// Weight loaders: a row is walked in steps of kStep elements (one quantisation
+// block, or one vector for float types); each step yields kChunks vectors of
+// 16 consecutive elements.
+struct LoadF32 {
+  static constexpr int kStep = 16;
+  static constexpr int kChunks = 1;
+  static constexpr bool kHasTail = true;
+  static __m512 Scale(const uint8_t*, int64_t) { return _mm512_setzero_ps(); }
+  static __m512 Chunk(const uint8_t* row, int64_t s, int, __m512) {
+    return _mm512_loadu_ps(reinterpret_cast<const float*>(row) + s * kStep);
+  }
+  static __m512 Tail(const uint8_t* row, int64_t s, __mmask16 m) {
+    return _mm512_maskz_loadu_ps(m, reinterpret_cast<const float*>(row) + s * kStep);
+  }
+};
+
+struct LoadF16 {
+  static constexpr int kStep = 16;
+  static constexpr int kChunks = 1;
+  static constexpr bool kHasTail = true;
+  static __m512 Scale(const uint8_t*, int64_t) { return _mm512_setzero_ps(); }
+  static __m512 Chunk(const uint8_t* row, int64_t s, int, __m512) {
+    return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(row + s * 32)));
+  }
+  static __m512 Tail(const uint8_t* row, int64_t s, __mmask16 m) {
+    return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, row + s * 32));
+  }
+};
+
+struct LoadBF16 {
+  static constexpr int kStep = 16;
+  static constexpr int kChunks = 1;
+  static constexpr bool kHasTail = true;
+  static __m512 Widen(__m256i h) {
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+  }
+  static __m512 Scale(const uint8_t*, int64_t) { return _mm512_setzero_ps(); }
+  static __m512 Chunk(const uint8_t* row, int64_t s, int, __m512) {
+    return Widen(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(row + s * 32)));
+  }
+  static __m512 Tail(const uint8_t* row, int64_t s, __mmask16 m) {
+    return Widen(_mm256_maskz_loadu_epi16(m, row + s * 32));
+  }
+};
+
+struct LoadQ8 {
+  static constexpr int kStep = 32;
+  static constexpr int kChunks = 2;
+  static constexpr bool kHasTail = false;
+  static constexpr int64_t kBlockBytes = 34;
+  static __m512 Scale(const uint8_t* row, int64_t s) {
+    return _mm512_set1_ps(LoadHalf(row + s * kBlockBytes));
+  }
+  static __m512 Chunk(const uint8_t* row, int64_t s, int c, __m512 scale) {
+    const __m128i q =
+        _mm_loadu_si128(reinterpret_cast<const __m128i*>(row + s * kBlockBytes + 2 + 16 * c));
+    return _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(q)), scale);
+  }
+  static __m512 Tail(const uint8_t*, int64_t, __mmask16) { return _mm512_setzero_ps(); }
+};
+
+struct LoadQ4 {
+  static constexpr int kStep = 32;
+  static constexpr int kChunks = 2;
+  static constexpr bool kHasTail = false;
+  static constexpr int64_t kBlockBytes = 18;
+  static __m512 Scale(const uint8_t* row, int64_t s) {
+    return _mm512_set1_ps(LoadHalf(row + s * kBlockBytes));
+  }
+  // Chunk 0: low nibbles of the 16 bytes (elements 0-15); chunk 1: high nibbles.
+  static __m512 Chunk(const uint8_t* row, int64_t s, int c, __m512 scale) {
+    const __m512i bytes = _mm512_cvtepu8_epi32(
+        _mm_loadu_si128(reinterpret_cast<const __m128i*>(row + s * kBlockBytes + 2)));
+    const __m512i nib = c == 0 ? _mm512_and_si512(bytes, _mm512_set1_epi32(0x0f))
+                               : _mm512_srli_epi32(bytes, 4);
+    const __m512i q = _mm512_sub_epi32(nib, _mm512_set1_epi32(8));
+    return _mm512_mul_ps(_mm512_cvtepi32_ps(q), scale);
+  }
+  static __m512 Tail(const uint8_t*, int64_t, __mmask16) { return _mm512_setzero_ps(); }
+};
+
+// y[r * ldy + o] = dot(x[r * ldx ..], w row o) for r < R, o < O (w rows w_stride bytes apart).
+template <class L, int R, int O>
+void DotTile(const uint8_t* w, int64_t w_stride, const float* x, int64_t ldx, int64_t cols,
+             float* y, int64_t ldy) {
+  __m512 acc[R][O];
+  for (int r = 0; r < R; ++r) {
+    for (int o = 0; o < O; ++o) acc[r][o] = _mm512_setzero_ps();
+  }
+  const int64_t steps = cols / L::kStep;
+  for (int64_t s = 0; s < steps; ++s) {
+    __m512 scale[O];
+    for (int o = 0; o < O; ++o) scale[o] = L::Scale(w + o * w_stride, s);
+    for (int c = 0; c < L::kChunks; ++c) {
+      __m512 wv[O];
+      for (int o = 0; o < O; ++o) wv[o] = L::Chunk(w + o * w_stride, s, c, scale[o]);
+      const int64_t k = s * L::kStep + c * kLanes;
+      for (int r = 0; r < R; ++r) {
+        const __m512 xv = _mm512_loadu_ps(x + r * ldx + k);
+        for (int o = 0; o < O; ++o) acc[r][o] = _mm512_fmadd_ps(wv[o], xv, acc[r][o]);
+      }
+    }
+  }
+  if constexpr (L::kHasTail) {
+    const int64_t rem = cols - steps * L::kStep;
+    if (rem > 0) {
+      const __mmask16 m = static_cast<__mmask16>((1u << rem) - 1);
+      __m512 wv[O];
+      for (int o = 0; o < O; ++o) wv[o] = L::Tail(w + o * w_stride, steps, m);
+      for (int r = 0; r < R; ++r) {
+        const __m512 xv = _mm512_maskz_loadu_ps(m, x + r * ldx + steps * L::kStep);
+        for (int o = 0; o < O; ++o) acc[r][o] = _mm512_fmadd_ps(wv[o], xv, acc[r][o]);
+      }
+    }
+  }
+  for (int r = 0; r < R; ++r) {
+    for (int o = 0; o < O; ++o) y[r * ldy + o] = Reduce(acc[r][o]);
+  }
+}
+
+// All x rows [r_begin, r_end) against O weight rows starting at w.
+template <class L, int O>
+void RowTiles(const uint8_t* w, int64_t w_stride, const MatMulProblem& p, int64_t r_begin,
+              int64_t r_end, float* y) {
+  const int64_t ldx = p.cols;
+  const int64_t ldy = p.out_rows;
+  int64_t r = r_begin;
+  for (; r + 4 <= r_end; r += 4) {
+    DotTile<L, 4, O>(w, w_stride, p.x + r * ldx, ldx, p.cols, y + r * ldy, ldy);
+  }
+  switch (r_end - r) {
+    case 3:
+      DotTile<L, 3, O>(w, w_stride, p.x + r * ldx, ldx, p.cols, y + r * ldy, ldy);
+      break;
+    case 2:
+      DotTile<L, 2, O>(w, w_stride, p.x + r * ldx, ldx, p.cols, y + r * ldy, ldy);
+      break;
+    case 1:
+      DotTile<L, 1, O>(w, w_stride, p.x + r * ldx, ldx, p.cols, y + r * ldy, ldy);
+      break;
+    default:
+      break;
+  }
+}
+
+// Output rows [o_begin, o_end) (weights `w` = row o_begin) for x rows [r_begin, r_end).
+template <class L>
+void OutputTiles(const uint8_t* w, int64_t w_stride, const MatMulProblem& p, int64_t o_begin,
+                 int64_t o_end, int64_t r_begin, int64_t r_end) {
+  int64_t o = o_begin;
+  for (; o + 4 <= o_end; o += 4) {
+    RowTiles<L, 4>(w + (o - o_begin) * w_stride, w_stride, p, r_begin, r_end, p.y + o);
+  }
+  const uint8_t* wo = w + (o - o_begin) * w_stride;
+  switch (o_end - o) {
+    case 3:
+      RowTiles<L, 3>(wo, w_stride, p, r_begin, r_end, p.y + o);
+      break;
+    case 2:
+      RowTiles<L, 2>(wo, w_stride, p, r_begin, r_end, p.y + o);
+      break;
+    case 1:
+      RowTiles<L, 1>(wo, w_stride, p, r_begin, r_end, p.y + o);
+      break;
+    default:
+      break;
+  }
+}
+
+// Dequantises one weight row to fp32 exactly as L::Chunk does.
+template <class L>
+void DequantizeRow(const uint8_t* row, int64_t cols, float* out) {
+  const int64_t steps = cols / L::kStep;
+  for (int64_t s = 0; s < steps; ++s) {
+    const __m512 scale = L::Scale(row, s);
+    for (int c = 0; c < L::kChunks; ++c) {
+      _mm512_storeu_ps(out + s * L::kStep + c * kLanes, L::Chunk(row, s, c, scale));
+    }
+  }
+  if constexpr (L::kHasTail) {
+    const int64_t rem = cols - steps * L::kStep;
+    if (rem > 0) {
+      const __mmask16 m = static_cast<__mmask16>((1u << rem) - 1);
+      _mm512_mask_storeu_ps(out + steps * L::kStep, m, L::Tail(row, steps, m));
+    }
+  }
+}
+
+// x rows per block of the GEMM path: the block's activations stay in L2 while
+// every panel of the thread's range passes over them.
+int64_t GemmRowBlock(int64_t cols) {
+  int64_t rows = (256 * 1024) / (cols * 4) / 4 * 4;
+  if (rows < 8) rows = 8;
+  if (rows > 64) rows = 64;
+  return rows;
+}
+
+template <class L>
+void Gemm(const MatMulProblem& p, int64_t o_begin, int64_t o_end, float* panel) {
+  const int64_t panel_stride = (p.cols + 15) / 16 * 16;
+  const int64_t row_block = GemmRowBlock(p.cols);
+  for (int64_t rb = 0; rb < p.n_rows; rb += row_block) {
+    const int64_t re = rb + row_block < p.n_rows ? rb + row_block : p.n_rows;
+    for (int64_t ob = o_begin; ob < o_end; ob += kMatMulPanelRows) {
+      const int64_t oe = ob + kMatMulPanelRows < o_end ? ob + kMatMulPanelRows : o_end;
+      if constexpr (std::is_same_v<L, LoadF32>) {  // fp32 weights are their own panel
+        OutputTiles<LoadF32>(p.w + ob * p.w_row_bytes, p.w_row_bytes, p, ob, oe, rb, re);
+      } else {
+        for (int64_t o = ob; o < oe; ++o) {
+          DequantizeRow<L>(p.w + o * p.w_row_bytes, p.cols, panel + (o - ob) * panel_stride);
+        }
+        OutputTiles<LoadF32>(reinterpret_cast<const uint8_t*>(panel), panel_stride * 4, p, ob,
+                             oe, rb, re);
+      }
+    }
+  }
+}
+
+template <class L>
+void Range(const MatMulProblem& p, int64_t o_begin, int64_t o_end, float* scratch) {
+  if (p.n_rows >= kGemmMinRows) {
+    Gemm<L>(p, o_begin, o_end, scratch);
+  } else {
+    OutputTiles<L>(p.w + o_begin * p.w_row_bytes, p.w_row_bytes, p, o_begin, o_end, 0,
+                   p.n_rows);
+  }
+}
+
+}  // namespace
+
+void MatMulRangeAvx512(const MatMulProblem& p, int64_t o_begin, int64_t o_end, float* scratch) {
+  switch (p.type) {
+    case TensorType::kF32:
+      return Range<LoadF32>(p, o_begin, o_end, scratch);
+    case TensorType::kF16:
+      return Range<LoadF16>(p, o_begin, o_end, scratch);
+    case TensorType::kBF16:
+      return Range<LoadBF16>(p, o_begin, o_end, scratch);
+    case TensorType::kQ8_0:
+      return Range<LoadQ8>(p, o_begin, o_end, scratch);
+    case TensorType::kQ4_0:
+      return Range<LoadQ4>(p, o_begin, o_end, scratch);
+  }
+}
+
+}  // namespace specserve::cpu
