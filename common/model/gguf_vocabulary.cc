@@ -1,6 +1,7 @@
 #include "common/model/gguf_vocabulary.h"
 
 #include "absl/status/status.h"
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
 #include "common/util/status_macros.h"
@@ -126,7 +127,15 @@ absl::StatusOr<Vocabulary> ReadGgufVocabulary(const GgufFile& file) {
 void AddGgufVocabulary(const Vocabulary& vocab, GgufWriter& writer) {
   std::vector<std::string> pieces = vocab.pieces;
   if (vocab.uses_plain_spaces) {
-    for (std::string& p : pieces) p = absl::StrReplaceAll(p, {{" ", "\xe2\x96\x81"}});
+    // llama2.c's tokenizer.bin: spaces as ' ' and BOS/EOS as "\n<s>\n", "\n</s>\n".
+    for (size_t i = 0; i < pieces.size(); ++i) {
+      std::string& p = pieces[i];
+      if (i < vocab.types.size() && vocab.types[i] == TokenType::kControl) {
+        p = std::string(absl::StripAsciiWhitespace(p));
+      } else {
+        p = absl::StrReplaceAll(p, {{" ", "\xe2\x96\x81"}});
+      }
+    }
   }
   std::vector<float> scores = vocab.scores;
   scores.resize(pieces.size(), 0.0f);

@@ -99,13 +99,15 @@ absl::StatusOr<ModelConfig> ConfigFromHeader(const std::string& path, const Head
   c.tied_embeddings = h.shared_classifier;
   const std::string where = absl::StrCat(path, ": header (", Describe(h), "): ");
   if (c.n_heads > 0 && c.dim > 0 && c.dim % c.n_heads != 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(where, "n_heads (", c.n_heads, ") must divide dim (", c.dim, ")"));
+    return absl::InvalidArgumentError(absl::StrCat(where, "n_heads (", c.n_heads,
+                                                   ") must divide dim (", c.dim,
+                                                   ") (is this a llama2.c checkpoint?)"));
   }
   c.head_dim = c.n_heads > 0 ? c.dim / c.n_heads : 0;
   c.rope_dim = c.head_dim;
   if (absl::Status s = c.Validate(); !s.ok()) {
-    return absl::InvalidArgumentError(absl::StrCat(where, s.message()));
+    return absl::InvalidArgumentError(
+        absl::StrCat(where, s.message(), " (is this a llama2.c checkpoint?)"));
   }
   if (c.head_dim % 2 != 0) {
     return absl::InvalidArgumentError(

@@ -30,6 +30,14 @@ absl::Status CheckRange(const char* field, int value, int max) {
 }  // namespace
 
 absl::Status ModelConfig::Validate() const {
+  if (head_dim == 0 && n_heads > 0 && dim > 0) {  // the usual derivation was not done
+    if (dim % n_heads != 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("n_heads (", n_heads, ") must divide dim (", dim, ")"));
+    }
+    return absl::InvalidArgumentError(absl::StrCat(
+        "head_dim (0) must be positive (usually dim / n_heads = ", dim / n_heads, ")"));
+  }
   for (const auto& [field, value, max] : {std::tuple<const char*, int, int>{"dim", dim, kMaxDim},
                                           {"n_layers", n_layers, kMaxLayers},
                                           {"n_heads", n_heads, kMaxHeads},

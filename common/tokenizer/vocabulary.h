@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -18,6 +19,32 @@ enum class TokenType : int32_t {
   kUserDefined = 4,
   kUnused = 5,
   kByte = 6,
+};
+
+// A token of a Hugging Face tokenizer.json matched in text before BPE ("added_tokens").
+struct AddedToken {
+  int32_t id = 0;
+  bool special = false;     // matched only when special tokens are parsed; else plain text
+  bool normalized = false;  // matched in the normalised text (by its normalised content)
+};
+
+// How a Hugging Face tokenizer.json BPE model tokenises (Vocabulary::hf_bpe).
+struct HfBpeRules {
+  // Merges by rank (index 0 merges first), as pairs of pieces; the merged piece is
+  // their concatenation, which must be a token.
+  std::vector<std::pair<std::string, std::string>> merges;
+  bool byte_fallback = false;  // unknown characters become <0xNN> tokens when all exist
+  bool fuse_unk = false;       // consecutive unknown characters give one unk
+  bool ignore_merges = false;  // a word that is a token is taken whole
+  // Spaces become U+2581 ("▁"); the space prefix goes on every text segment (the
+  // Prepend normalizer) or only on the first segment of the input (Metaspace with
+  // prepend_scheme "first").
+  bool prefix_every_segment = true;
+  // Metaspace split: merges never cross the start of a "▁"-led word.
+  bool split_words = false;
+  // Added tokens, matched longest-first before BPE; also kept as piece types
+  // (special: control; else user-defined).
+  std::vector<AddedToken> added_tokens;
 };
 
 struct Vocabulary {
@@ -38,6 +65,12 @@ struct Vocabulary {
   // LoadLlama2cTokenizer sets it with PiecesUsePlainSpaces, and the Tokenizer also
   // turns it on for any vocabulary where PiecesUsePlainSpaces holds.
   bool uses_plain_spaces = false;
+  // Set for Hugging Face tokenizer.json BPE vocabularies: merges follow `hf.merges` by
+  // rank (pairs of symbols), not piece scores. Scores are then -rank of the merge that
+  // makes each piece (0 for pieces no merge makes), which is what a SentencePiece-style
+  // tokenizer (llama.cpp's `llama` model) needs to merge in the same order.
+  bool hf_bpe = false;
+  HfBpeRules hf;
 
   int32_t size() const { return static_cast<int32_t>(pieces.size()); }
 };

@@ -1,7 +1,8 @@
 #include "tests/testing/random_model.h"
 
-#include <atomic>
 #include <unistd.h>
+
+#include <atomic>
 
 #include "absl/strings/str_cat.h"
 #include "common/model/synthetic_vocabulary.h"

@@ -20,8 +20,7 @@ ModelConfig TinyConfig();
 std::string TempPath(const std::string& name);
 
 // MakeRandomModel with the synthetic vocabulary; ADD_FAILUREs and returns null on error.
-std::unique_ptr<LoadedModel> TinyRandomModel(TensorType type = TensorType::kF32,
-                                             uint64_t seed = 1,
+std::unique_ptr<LoadedModel> TinyRandomModel(TensorType type = TensorType::kF32, uint64_t seed = 1,
                                              const ModelConfig& config = TinyConfig());
 
 // Writes a random GGUF (synthetic vocabulary) and returns its path; "" (and a

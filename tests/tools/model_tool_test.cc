@@ -22,8 +22,7 @@ struct Result {
 };
 
 Result RunTool(const std::string& args) {
-  const std::string command =
-      absl::StrCat(SPECSERVE_BIN_DIR, "/specserve-model ", args, " 2>&1");
+  const std::string command = absl::StrCat(SPECSERVE_BIN_DIR, "/specserve-model ", args, " 2>&1");
   Result r;
   FILE* pipe = popen(command.c_str(), "r");
   if (pipe == nullptr) return r;
@@ -67,7 +66,8 @@ TEST(ModelToolTest, InfoOnRandomFile) {
   EXPECT_EQ(j["vocab"]["eos"]["piece"], "</s>");
   EXPECT_EQ(j["tensors"].size(), 20u);
   EXPECT_TRUE(j["tied_embeddings"].get<bool>());
-  EXPECT_EQ(j["parameters"].get<int64_t>(), 20480 + 64 + 2 * (64 * 2 + 3 * 64 * 96 + 2 * 64 * 64 + 2 * 32 * 64));
+  EXPECT_EQ(j["parameters"].get<int64_t>(),
+            20480 + 64 + 2 * (64 * 2 + 3 * 64 * 96 + 2 * 64 * 64 + 2 * 32 * 64));
 
   r = RunTool("info --metadata " + path);
   EXPECT_EQ(r.exit_code, 0);
@@ -126,9 +126,8 @@ TEST(ModelToolTest, RandomWithVocabularyOfARealModel) {
   SPECSERVE_REQUIRE_SHARED_MODEL(gguf, "stories260K.gguf");
   for (const std::string& source : {tok, gguf}) {
     const std::string out = testing::TempPath("vocab_from.gguf");
-    Result r = RunTool(absl::StrCat("random --out ", out,
-                                    " --dim 32 --layers 1 --heads 2 --ffn 64 --vocab-from ",
-                                    source));
+    Result r = RunTool(absl::StrCat(
+        "random --out ", out, " --dim 32 --layers 1 --heads 2 --ffn 64 --vocab-from ", source));
     ASSERT_EQ(r.exit_code, 0) << r.output;
     r = RunTool("info --json " + out);
     ASSERT_EQ(r.exit_code, 0) << r.output;

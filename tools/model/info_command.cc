@@ -3,6 +3,7 @@
 #include <cstdio>
 #include <iostream>
 
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
@@ -27,7 +28,7 @@ int64_t Elements(const TensorDescription& t) {
 
 std::string Piece(const Vocabulary& v, int32_t id) {
   if (id < 0 || id >= v.size()) return "(none)";
-  return absl::StrCat(id, " '", v.pieces[id], "'");
+  return absl::StrCat(id, " '", absl::CEscape(v.pieces[id]), "'");
 }
 
 nlohmann::json TokenJson(const Vocabulary& v, int32_t id) {

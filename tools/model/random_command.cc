@@ -26,8 +26,10 @@ class ProgressLine {
       : path_(std::move(path)), total_(total_bytes), start_(Clock::now()), last_(start_) {}
 
   void Update(double fraction) {
+    if (done_) return;
     const Clock::time_point now = Clock::now();
     if (fraction < 1.0 && now - last_ < std::chrono::milliseconds(200)) return;
+    done_ = fraction >= 1.0;
     last_ = now;
     const double seconds = std::chrono::duration<double>(now - start_).count();
     const double mb = fraction * static_cast<double>(total_) / 1e6;
@@ -43,6 +45,7 @@ class ProgressLine {
   uint64_t total_;
   Clock::time_point start_;
   Clock::time_point last_;
+  bool done_ = false;
 };
 
 }  // namespace

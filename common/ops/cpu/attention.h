@@ -1,15 +1,18 @@
-// The attention driver: cuts a batch into work items (sequence x kv head x
-// query-token tile x key-row chunk), runs them on the pool with the ISA's
-// primitives, and merges split chunks.
+// The attention driver: cuts a batch into work items (sequence x query-token
+// tile x key-row chunk), runs them on the pool with the ISA's primitives, and
+// merges split chunks.
 //
-// Loop structure: an item gathers every query head of its kv head's group and
-// every new token of its tile (m = tokens x group query rows), then streams the
-// item's K/V rows once, in blocks of kKeyBlock rows, through an online (flash
-// style) softmax: scores for the block, running max / sum update, P x V
-// accumulate. So a decode step reads each sequence's KV once, whatever the
-// group size or tree size. When there are fewer items than the pool can keep
-// busy (batch 1 with a long context), the key rows are split into chunks
-// whose partial (output, max, sum) triples are merged at the end (split-K).
+// Loop structure: an item streams its K/V rows once, in blocks of whole rows
+// (all kv heads: contiguous memory, so the hardware prefetcher keeps up; a
+// per-head walk would touch a few cache lines per 4 KB row and stall on every
+// row). Within a block, for each kv head, every query head of the group and
+// every new token of the tile (m = tokens x group query rows) goes through an
+// online (flash style) softmax step: scores for the block, running max / sum
+// update, P x V accumulate. So a decode step reads each sequence's KV once,
+// whatever the group size or tree size. When there are fewer items than the
+// pool can keep busy (batch 1 with a long context), the key rows are split
+// into chunks whose partial (output, max, sum) triples are merged at the end
+// (split-K).
 #pragma once
 
 #include <cstdint>
@@ -30,7 +33,6 @@ class AttentionRunner {
  private:
   struct Item {
     int seq = 0;
-    int kv_head = 0;
     int tok_begin = 0;  // query tokens [tok_begin, tok_end) of the sequence's new tokens
     int tok_end = 0;
     int64_t row_begin = 0;  // key rows of the item: cached rows first, then new rows

@@ -1,6 +1,12 @@
 // AVX-512 attention primitives (see kernels.h for the contracts). head_dim is
 // walked in 16-lane chunks with a masked last chunk, so any head_dim works
 // (the tiny real models have 8 and 16).
+// GCC 12 (bug 105593): AVX-512 intrinsics built on _mm512_undefined_*() trip
+// -Wuninitialized / -Wmaybe-uninitialized once inlined. Fixed in GCC 13.
+#if defined(__GNUC__) && !defined(__clang__) && __GNUC__ < 13
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
 #include <immintrin.h>
 
 #include <cstdint>
@@ -17,10 +23,8 @@ inline __mmask16 ChunkMask(int d, int c) {
   return rem >= 16 ? static_cast<__mmask16>(0xffff) : static_cast<__mmask16>((1u << rem) - 1);
 }
 
-// The halves of a vector. GCC 12's unmasked extracts and casts use an
-// "undefined" source that trips -Wuninitialized, so these use masked extracts.
-inline __m256 Low256(__m512 v) { return _mm512_maskz_extractf32x8_ps(0xff, v, 0); }
-inline __m256 High256(__m512 v) { return _mm512_maskz_extractf32x8_ps(0xff, v, 1); }
+inline __m256 Low256(__m512 v) { return _mm512_castps512_ps256(v); }
+inline __m256 High256(__m512 v) { return _mm512_extractf32x8_ps(v, 1); }
 
 inline __m128 SumTo128(__m512 v) {
   const __m256 h = _mm256_add_ps(Low256(v), High256(v));

@@ -15,6 +15,12 @@
 // ggml's q8 path). Decode is bound by weight bandwidth, where the fp32 FMA path
 // is as fast, and it keeps the result equal to the dequantised-f32 product up
 // to fp32 rounding (and batch invariant), which lossless speculation relies on.
+// GCC 12 (bug 105593): AVX-512 intrinsics built on _mm512_undefined_*() trip
+// -Wuninitialized / -Wmaybe-uninitialized once inlined. Fixed in GCC 13.
+#if defined(__GNUC__) && !defined(__clang__) && __GNUC__ < 13
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
 #include <immintrin.h>
 
 #include <cstdint>
@@ -28,12 +34,10 @@ namespace {
 
 constexpr int kLanes = 16;
 constexpr int64_t kGemmMinRows = 8;  // below this the GEMV path is used
+constexpr int64_t kPrefetchBytes = 1024;  // software prefetch distance along a weight row
 
 inline float Reduce(__m512 v) {
-  // Masked extracts: GCC 12's unmasked extracts and casts use an "undefined"
-  // source that trips -Wuninitialized.
-  const __m256 a = _mm256_add_ps(_mm512_maskz_extractf32x8_ps(0xff, v, 0),
-                                 _mm512_maskz_extractf32x8_ps(0xff, v, 1));
+  const __m256 a = _mm256_add_ps(_mm512_castps512_ps256(v), _mm512_extractf32x8_ps(v, 1));
   __m128 b = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
   b = _mm_add_ps(b, _mm_movehl_ps(b, b));
   b = _mm_add_ss(b, _mm_movehdup_ps(b));
@@ -51,6 +55,7 @@ inline float LoadHalf(const uint8_t* p) {
 // 16 consecutive elements.
 struct LoadF32 {
   static constexpr int kStep = 16;
+  static constexpr int64_t kStepBytes = 64;
   static constexpr int kChunks = 1;
   static constexpr bool kHasTail = true;
   static __m512 Scale(const uint8_t*, int64_t) { return _mm512_setzero_ps(); }
@@ -64,6 +69,7 @@ struct LoadF32 {
 
 struct LoadF16 {
   static constexpr int kStep = 16;
+  static constexpr int64_t kStepBytes = 32;
   static constexpr int kChunks = 1;
   static constexpr bool kHasTail = true;
   static __m512 Scale(const uint8_t*, int64_t) { return _mm512_setzero_ps(); }
@@ -77,6 +83,7 @@ struct LoadF16 {
 
 struct LoadBF16 {
   static constexpr int kStep = 16;
+  static constexpr int64_t kStepBytes = 32;
   static constexpr int kChunks = 1;
   static constexpr bool kHasTail = true;
   static __m512 Widen(__m256i h) {
@@ -96,6 +103,7 @@ struct LoadQ8 {
   static constexpr int kChunks = 2;
   static constexpr bool kHasTail = false;
   static constexpr int64_t kBlockBytes = 34;
+  static constexpr int64_t kStepBytes = kBlockBytes;
   static __m512 Scale(const uint8_t* row, int64_t s) {
     return _mm512_set1_ps(LoadHalf(row + s * kBlockBytes));
   }
@@ -112,6 +120,7 @@ struct LoadQ4 {
   static constexpr int kChunks = 2;
   static constexpr bool kHasTail = false;
   static constexpr int64_t kBlockBytes = 18;
+  static constexpr int64_t kStepBytes = kBlockBytes;
   static __m512 Scale(const uint8_t* row, int64_t s) {
     return _mm512_set1_ps(LoadHalf(row + s * kBlockBytes));
   }
@@ -137,6 +146,13 @@ void DotTile(const uint8_t* w, int64_t w_stride, const float* x, int64_t ldx, in
   }
   const int64_t steps = cols / L::kStep;
   for (int64_t s = 0; s < steps; ++s) {
+    if constexpr (R <= 2) {  // weight streams from memory: prefetch ahead of the rows
+      for (int o = 0; o < O; ++o) {
+        _mm_prefetch(reinterpret_cast<const char*>(w + o * w_stride + s * L::kStepBytes) +
+                         kPrefetchBytes,
+                     _MM_HINT_T0);
+      }
+    }
     __m512 scale[O];
     for (int o = 0; o < O; ++o) scale[o] = L::Scale(w + o * w_stride, s);
     for (int c = 0; c < L::kChunks; ++c) {

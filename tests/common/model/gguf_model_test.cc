@@ -50,8 +50,7 @@ class RandomGgufTest : public ::testing::TestWithParam<TensorType> {};
 TEST_P(RandomGgufTest, WriteThenLoadMatchesInMemoryModel) {
   const TensorType type = GetParam();
   const ModelConfig config = TinyConfig();
-  const std::string path =
-      specserve::testing::WriteTinyRandomGguf("random.gguf", type, 7, config);
+  const std::string path = specserve::testing::WriteTinyRandomGguf("random.gguf", type, 7, config);
   ASSERT_FALSE(path.empty());
   absl::StatusOr<std::unique_ptr<LoadedModel>> loaded = LoadModel(path);
   ASSERT_TRUE(loaded.ok()) << loaded.status();
@@ -130,13 +129,12 @@ TEST(RandomModelTest, UntiedAndFallbackTypes) {
   const std::string path = TempPath("untied.gguf");
   double last = 0;
   int calls = 0;
-  ASSERT_TRUE(WriteRandomGguf(path, c, TensorType::kQ8_0, MakeSyntheticVocabulary(320), 1,
-                              [&](double f) {
-                                EXPECT_GE(f, last);
-                                last = f;
-                                ++calls;
-                              })
-                  .ok());
+  ASSERT_TRUE(
+      WriteRandomGguf(path, c, TensorType::kQ8_0, MakeSyntheticVocabulary(320), 1, [&](double f) {
+        EXPECT_GE(f, last);
+        last = f;
+        ++calls;
+      }).ok());
   EXPECT_EQ(last, 1.0);
   EXPECT_GT(calls, 2);
   absl::StatusOr<std::unique_ptr<LoadedModel>> loaded = LoadModel(path);
@@ -256,9 +254,8 @@ TEST_F(BrokenGgufModelTest, BaselineLoads) {
 }
 
 TEST_F(BrokenGgufModelTest, WrongArchitecture) {
-  const std::string path = Write([](auto& kv, auto&) {
-    SetKey(kv, "general.architecture", GgufValue::String("qwen2"));
-  });
+  const std::string path = Write(
+      [](auto& kv, auto&) { SetKey(kv, "general.architecture", GgufValue::String("qwen2")); });
   EXPECT_THAT(LoadError(path), HasSubstr("key 'general.architecture': architecture 'qwen2' is "
                                          "not supported (only 'llama')"));
 }

@@ -1,10 +1,11 @@
 // The GGUF reader refuses every kind of broken file with a message naming the
 // file, the key or tensor, and the problem.
+#include "common/model/gguf_reader.h"
+
 #include <cstdint>
 #include <string>
 #include <vector>
 
-#include "common/model/gguf_reader.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/common/model/test_files.h"

@@ -32,11 +32,11 @@ std::vector<GgufKeyValue> AllTypesMetadata() {
       {"t.floats", GgufValue::Float32Array({1.5f, -2.0f})},
       {"t.ints", GgufValue::Int32Array({1, -2, 3})},
       {"t.empty_array", GgufValue::Array(GgufType::kUint8, {})},
-      {"t.nested",
-       GgufValue::Array(GgufType::kArray,
-                        {GgufValue::Array(GgufType::kUint16, {GgufValue::Uint16(7)}),
-                         GgufValue::StringArray({"x", "y"})})},
-      {"t.bools", GgufValue::Array(GgufType::kBool, {GgufValue::Bool(false), GgufValue::Bool(true)})},
+      {"t.nested", GgufValue::Array(GgufType::kArray,
+                                    {GgufValue::Array(GgufType::kUint16, {GgufValue::Uint16(7)}),
+                                     GgufValue::StringArray({"x", "y"})})},
+      {"t.bools",
+       GgufValue::Array(GgufType::kBool, {GgufValue::Bool(false), GgufValue::Bool(true)})},
   };
   return kv;
 }
@@ -87,20 +87,20 @@ TEST(GgufRoundTripTest, TensorsOfEveryTypeSurvive) {
     std::vector<uint8_t> bytes(TensorBytes(t, values.size()));
     // Stream row by row to exercise chunked writes.
     for (int r = 0; r < kRows; ++r) {
-      ASSERT_TRUE(QuantizeRow(t, values.data() + r * kCols, kCols,
-                              bytes.data() + r * TensorBytes(t, kCols))
-                      .ok());
+      ASSERT_TRUE(
+          QuantizeRow(t, values.data() + r * kCols, kCols, bytes.data() + r * TensorBytes(t, kCols))
+              .ok());
     }
     for (int r = 0; r < kRows; ++r) {
-      ASSERT_TRUE(writer.WriteTensorData(bytes.data() + r * TensorBytes(t, kCols),
-                                         TensorBytes(t, kCols))
-                      .ok());
+      ASSERT_TRUE(
+          writer.WriteTensorData(bytes.data() + r * TensorBytes(t, kCols), TensorBytes(t, kCols))
+              .ok());
     }
   }
   const float odd[3] = {1, 2, 3};
   ASSERT_TRUE(writer.WriteTensorData(odd, sizeof(odd)).ok());
   const std::vector<uint16_t> cube(16, 0x3c00);  // fp16 1.0
-  EXPECT_FALSE(writer.Finish().ok());  // "cube" not written yet
+  EXPECT_FALSE(writer.Finish().ok());            // "cube" not written yet
   ASSERT_TRUE(writer.WriteTensorData(cube.data(), 32).ok());
   EXPECT_FALSE(writer.WriteTensorData(cube.data(), 2).ok());  // beyond the last tensor
   ASSERT_TRUE(writer.Finish().ok());
@@ -110,7 +110,8 @@ TEST(GgufRoundTripTest, TensorsOfEveryTypeSurvive) {
   EXPECT_EQ((*file)->file_size(), writer.total_bytes());
   EXPECT_EQ((*file)->data_offset() % 32, 0u);
   for (TensorType t : types) {
-    const GgufTensorInfo* info = (*file)->FindTensor(std::string("w.") + std::string(TensorTypeName(t)));
+    const GgufTensorInfo* info =
+        (*file)->FindTensor(std::string("w.") + std::string(TensorTypeName(t)));
     ASSERT_NE(info, nullptr);
     EXPECT_EQ(info->type, t);
     EXPECT_EQ(info->shape, (std::vector<int64_t>{kCols, kRows}));

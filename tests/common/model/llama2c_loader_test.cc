@@ -1,9 +1,10 @@
 // llama2.c checkpoints: legacy and version-1 exports load with the weights in the
 // right places; wrong sizes, bad headers and missing tokenizers are refused.
+#include "common/model/llama2c_loader.h"
+
 #include <filesystem>
 #include <vector>
 
-#include "common/model/llama2c_loader.h"
 #include "common/model/model_loader.h"
 #include "common/model/synthetic_vocabulary.h"
 #include "gmock/gmock.h"
@@ -150,8 +151,7 @@ TEST(Llama2cLoaderTest, WrongSizeIsRefusedWithBothSizes) {
   std::vector<uint8_t> bytes = Llama2cBytes(Dims{}, true, 0);
   const size_t full = bytes.size();
   for (size_t cut : {size_t{4}, size_t{100}, full / 2, full - 4}) {
-    const std::string path =
-        MakeModelDir(std::vector<uint8_t>(bytes.begin(), bytes.begin() + cut));
+    const std::string path = MakeModelDir(std::vector<uint8_t>(bytes.begin(), bytes.begin() + cut));
     const std::string error = LoadError(path);
     EXPECT_THAT(error, HasSubstr(path + ": ")) << cut;
     if (cut >= 28) {

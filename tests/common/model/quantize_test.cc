@@ -82,11 +82,11 @@ TEST(QuantizeTest, MatchesGgmlReferenceOnKnownBlock) {
   BlockQ4_0 q4;
   QuantizeRowQ4_0(x.data(), 32, &q4);
   EXPECT_EQ(Fp16ToFloat(q4.d), 0.5f);
-  EXPECT_EQ(q4.qs[0] & 0x0f, 0);   // -4 / 0.5 = -8 -> 0
+  EXPECT_EQ(q4.qs[0] & 0x0f, 0);  // -4 / 0.5 = -8 -> 0
   EXPECT_EQ(q4.qs[1] & 0x0f, 10);
   EXPECT_EQ(q4.qs[2] & 0x0f, 6);
-  EXPECT_EQ(q4.qs[3] & 0x0f, 8);   // zero
-  EXPECT_EQ(q4.qs[0] >> 4, 15);    // element 16
+  EXPECT_EQ(q4.qs[3] & 0x0f, 8);  // zero
+  EXPECT_EQ(q4.qs[0] >> 4, 15);   // element 16
   EXPECT_EQ(q4.qs[1] >> 4, 8);
 
   std::vector<float> z(32, 0.0f);
@@ -116,7 +116,8 @@ TEST(QuantizeTest, HalfTypesRoundTrip) {
     ASSERT_TRUE(QuantizeRow(t, x.data(), x.size(), bytes.data()).ok());
     std::vector<float> y(x.size());
     DequantizeRow(t, bytes.data(), x.size(), y.data());
-    const float rel = t == TensorType::kF32 ? 0.0f : (t == TensorType::kF16 ? 1.0f / 2048 : 1.0f / 256);
+    const float rel =
+        t == TensorType::kF32 ? 0.0f : (t == TensorType::kF16 ? 1.0f / 2048 : 1.0f / 256);
     for (size_t i = 0; i < x.size(); ++i) {
       EXPECT_LE(std::fabs(x[i] - y[i]), std::fabs(x[i]) * rel + 1e-7f) << TensorTypeName(t);
     }

@@ -1,10 +1,11 @@
 // The real test models load, and the GGUF and llama2.c copies of stories260K
 // hold the same configuration and the same weights.
+#include "tests/testing/shared_models.h"
+
 #include <cstring>
 
 #include "common/model/model_loader.h"
 #include "gtest/gtest.h"
-#include "tests/testing/shared_models.h"
 
 namespace specserve {
 namespace {

@@ -1,0 +1,65 @@
+// MatMul per weight type and batch size on a 4096 x 4096 matrix (fits in L3
+// for the quantised types) and on a ~320 MB matrix (streams from memory).
+// Reports weight bytes per second (compare with BM_ReadBandwidth/2) and
+// GFLOP/s (2 * rows * cols * n_rows per call).
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "benchmark/benchmark.h"
+#include "bench/micro/bench_util.h"
+
+namespace specserve::bench {
+namespace {
+
+constexpr int64_t kCols = 4096;
+constexpr int64_t kBigBytes = int64_t{320} << 20;
+
+const TensorType kTypes[] = {TensorType::kF32, TensorType::kF16, TensorType::kBF16,
+                             TensorType::kQ8_0, TensorType::kQ4_0};
+
+// Keeps only the most recent weight alive (the big ones are 320 MB each).
+const WeightTensor& CachedWeight(TensorType type, bool big) {
+  static std::unique_ptr<BenchWeight> cached;
+  static TensorType cached_type;
+  static bool cached_big = false;
+  if (!cached || cached_type != type || cached_big != big) {
+    cached.reset();
+    const int64_t rows = big ? kBigBytes / cpu::WeightRowBytes(type, kCols) / 64 * 64 : 4096;
+    cached = MakeBenchWeight(type, rows, kCols);
+    cached_type = type;
+    cached_big = big;
+  }
+  return cached->tensor;
+}
+
+// Args: type index, n_rows, big (0/1).
+void BM_MatMul(benchmark::State& state) {
+  const TensorType type = kTypes[state.range(0)];
+  const int n_rows = static_cast<int>(state.range(1));
+  const WeightTensor& w = CachedWeight(type, state.range(2) != 0);
+  std::vector<float> x(n_rows * w.cols, 0.5f), y(n_rows * w.rows);
+  Ops& ops = BenchOps();
+  for (auto _ : state) {
+    ops.MatMul(w, x.data(), n_rows, y.data());
+    benchmark::DoNotOptimize(y.data());
+  }
+  state.SetLabel(std::string(TensorTypeName(type)) + (state.range(2) ? " big" : " 4096^2") +
+                 " " + ops.name());
+  state.SetBytesProcessed(state.iterations() * w.bytes());
+  state.counters["GFLOPS"] = benchmark::Counter(
+      2.0 * static_cast<double>(w.rows) * w.cols * n_rows * 1e-9,
+      benchmark::Counter::kIsIterationInvariantRate);
+}
+
+void MatMulArgs(benchmark::internal::Benchmark* b) {
+  for (int big : {0, 1}) {
+    for (int t = 0; t < 5; ++t) {
+      for (int n : {1, 8, 32, 64}) b->Args({t, n, big});
+    }
+  }
+}
+BENCHMARK(BM_MatMul)->Apply(MatMulArgs)->UseRealTime()->Unit(benchmark::kMillisecond);
+
+}  // namespace
+}  // namespace specserve::bench

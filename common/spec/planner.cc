@@ -1,0 +1,200 @@
+#include "common/spec/planner.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/match.h"
+
+namespace specserve {
+
+absl::StatusOr<SpecConfig> ParseSpecMode(const std::string& text, SpecConfig base) {
+  SpecConfig c = base;
+  auto number = [&](absl::string_view prefix, int* out) -> absl::Status {
+    int v = 0;
+    if (!absl::SimpleAtoi(absl::string_view(text).substr(prefix.size()), &v) || v < 1 ||
+        v > 256) {
+      return absl::InvalidArgumentError(absl::StrFormat(
+          "speculation mode '%s': the number after '%s' must be in [1, 256]", text, prefix));
+    }
+    *out = v;
+    return absl::OkStatus();
+  };
+  if (text == "off") {
+    c.mode = SpecMode::kOff;
+  } else if (text == "auto") {
+    c.mode = SpecMode::kAuto;
+  } else if (absl::StartsWith(text, "chain:")) {
+    c.mode = SpecMode::kChain;
+    if (absl::Status st = number("chain:", &c.chain_gamma); !st.ok()) return st;
+  } else if (absl::StartsWith(text, "tree:")) {
+    c.mode = SpecMode::kTree;
+    if (absl::Status st = number("tree:", &c.tree_nodes); !st.ok()) return st;
+  } else {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "speculation mode '%s' is not one of off, chain:G, tree:N, auto", text));
+  }
+  return c;
+}
+
+std::string SpecModeName(const SpecConfig& c) {
+  switch (c.mode) {
+    case SpecMode::kOff:
+      return "off";
+    case SpecMode::kChain:
+      return absl::StrFormat("chain:%d", c.chain_gamma);
+    case SpecMode::kTree:
+      return absl::StrFormat("tree:%d", c.tree_nodes);
+    case SpecMode::kAuto:
+      return "auto";
+  }
+  return "?";
+}
+
+AcceptanceStats::AcceptanceStats(int k) : hits_(std::max(1, k), 0), visits_(std::max(1, k), 0) {}
+
+void AcceptanceStats::Record(const VerifyResult& result) {
+  for (size_t v = 0; v < result.visited_children.size(); ++v) {
+    const int children = std::min<int>(result.visited_children[v], k());
+    for (int r = 0; r < children; ++r) ++visits_[r];
+    const int rank = result.accepted_rank[v];
+    if (rank >= 0 && rank < k()) ++hits_[rank];
+  }
+}
+
+std::vector<double> AcceptanceStats::Vector() const {
+  // Prior: 2 pseudo-visits with acceptance 0.3 at rank 1 and less further down.
+  std::vector<double> p(k());
+  double total = 0.0;
+  for (int r = 0; r < k(); ++r) {
+    const double prior = 0.3 / (1 << r);
+    p[r] = (hits_[r] + 2.0 * prior) / (visits_[r] + 2.0);
+    total += p[r];
+  }
+  if (total > 0.999) {  // p_1 + ... + p_K <= 1 by definition; keep rounding in check
+    for (double& x : p) x *= 0.999 / total;
+  }
+  return p;
+}
+
+StepClass ClassOf(int batch, double mean_context) {
+  StepClass c;
+  while (c.batch_bucket < batch) c.batch_bucket *= 2;
+  while (c.context_bucket < mean_context) c.context_bucket *= 2;
+  return c;
+}
+
+void CostTable::Record(int m, double seconds) {
+  auto [it, inserted] = ema_.emplace(m, seconds);
+  if (!inserted) it->second = 0.8 * it->second + 0.2 * seconds;
+}
+
+Planner::Planner(SpecConfig config, CostPrior prior)
+    : config_(config), prior_(prior), acceptance_(config.candidates) {
+  RebuildTables();
+}
+
+void Planner::RebuildTables() {
+  const int nodes = std::max({config_.max_nodes, config_.tree_nodes, 1}) + 1;
+  tables_ = std::make_unique<SequoiaTables>(acceptance_.Vector(), nodes, config_.max_depth);
+  steps_since_rebuild_ = 0;
+}
+
+void Planner::RecordDraftPass(StepClass c, int m, double seconds) {
+  draft_costs_[c].Record(m, seconds);
+}
+void Planner::RecordVerifyPass(StepClass c, int m, double seconds) {
+  verify_costs_[c].Record(m, seconds);
+}
+
+double Planner::PredictVerify(StepClass c, int batch, double context, int m) const {
+  auto prior = [&](int mm) {
+    const double bytes = prior_.target_weight_bytes +
+                         batch * (context + mm) * prior_.target_kv_bytes_per_token;
+    return bytes / prior_.bandwidth_bytes_per_second +
+           batch * mm * prior_.target_flops_per_token / prior_.flops_per_second;
+  };
+  auto it = verify_costs_.find(c);
+  return it == verify_costs_.end() ? prior(m) : it->second.Estimate(m, prior);
+}
+
+double Planner::PredictDraft(StepClass c, int batch, const TreeShape& shape) const {
+  auto prior = [&](int mm) {
+    const double bytes = prior_.draft_weight_bytes +
+                         batch * (prior_.draft_window_tokens + mm) * prior_.draft_kv_bytes_per_token;
+    return bytes / prior_.bandwidth_bytes_per_second +
+           batch * mm * prior_.draft_flops_per_token / prior_.flops_per_second;
+  };
+  auto it = draft_costs_.find(c);
+  auto pass = [&](int m) { return it == draft_costs_.end() ? prior(m) : it->second.Estimate(m, prior); };
+  // Level 0 feeds about one token (the pending one); level d feeds the nodes of
+  // depth d that have children.
+  const std::vector<int32_t> counts = shape.ChildCounts();
+  std::vector<int> fed_per_level(shape.depth() + 1, 0);
+  std::vector<int> depth(shape.speculated());
+  for (int i = 0; i < shape.speculated(); ++i) {
+    depth[i] = shape.parents[i] < 0 ? 1 : depth[shape.parents[i]] + 1;
+    if (counts[i + 1] > 0) ++fed_per_level[depth[i]];
+  }
+  double seconds = pass(1);
+  for (size_t d = 1; d < fed_per_level.size(); ++d) {
+    if (fed_per_level[d] > 0) seconds += pass(fed_per_level[d]);
+  }
+  return seconds;
+}
+
+Plan Planner::Choose(int batch, double mean_context) {
+  ++steps_;
+  Plan plan;
+  switch (config_.mode) {
+    case SpecMode::kOff:
+      return plan;
+    case SpecMode::kChain:
+      plan.shape = ChainShape(config_.chain_gamma);
+      break;
+    case SpecMode::kTree:
+      if (++steps_since_rebuild_ >= 16) RebuildTables();
+      plan.shape = tables_->Shape(config_.tree_nodes + 1, config_.max_depth);
+      break;
+    case SpecMode::kAuto: {
+      if (++steps_since_rebuild_ >= 8) RebuildTables();
+      const StepClass c = ClassOf(batch, mean_context);
+      const double plain = PredictVerify(c, batch, mean_context, 1);
+      double best_rate = 1.0 / plain;
+      int best_n = 1, best_d = 0;
+      for (int d = 1; d <= config_.max_depth; ++d) {
+        for (int n = 2; n <= config_.max_nodes + 1; ++n) {
+          const double g = tables_->Expected(n, d);
+          if (!std::isfinite(g)) continue;
+          // A deeper limit only helps if the best tree uses it.
+          if (d > 1 && g <= tables_->Expected(n, d - 1) + 1e-12) continue;
+          const TreeShape shape = tables_->Shape(n, d);
+          const double seconds =
+              PredictDraft(c, batch, shape) + PredictVerify(c, batch, mean_context, n);
+          if (g / seconds > best_rate) {
+            best_rate = g / seconds;
+            best_n = n;
+            best_d = d;
+          }
+        }
+      }
+      if (best_n > 1) {
+        plan.shape = tables_->Shape(best_n, best_d);
+        plain_streak_ = 0;
+      } else if (++plain_streak_ % 16 == 0) {
+        // Plain decoding wins on what we know; probe with a short chain now and
+        // then so the acceptance estimate can recover when the text gets easier.
+        plan.shape = ChainShape(2);
+        plan.exploring = true;
+      }
+      break;
+    }
+  }
+  plan.nodes = plan.shape.speculated();
+  plan.depth = plan.shape.depth();
+  plan.expected_tokens = ExpectedTokens(plan.shape, acceptance_.Vector());
+  return plan;
+}
+
+}  // namespace specserve

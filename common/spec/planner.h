@@ -1,0 +1,134 @@
+// The adaptive planner (DESIGN.md "Planner"): per step class (batch bucket x
+// context bucket) it keeps measured costs of draft and verify passes and the
+// acceptance vector, and picks the tree (n, d) that maximises expected tokens
+// per second, G(n, d) / (T_draft + T_verify(n)), against plain decoding 1 / T_verify(1).
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "common/spec/sequoia.h"
+#include "common/spec/verifier.h"
+
+namespace specserve {
+
+enum class SpecMode { kOff, kChain, kTree, kAuto };
+
+struct SpecConfig {
+  SpecMode mode = SpecMode::kAuto;
+  int chain_gamma = 4;   // chain:G
+  int tree_nodes = 16;   // tree:N (speculated nodes)
+  int max_nodes = 64;    // largest tree auto may choose (speculated nodes)
+  int max_depth = 10;
+  int candidates = 8;    // K: candidate positions tracked in the acceptance vector
+};
+// "off", "chain:G", "tree:N" or "auto"; errors name the text and the forms.
+absl::StatusOr<SpecConfig> ParseSpecMode(const std::string& text, SpecConfig base = {});
+std::string SpecModeName(const SpecConfig& config);
+
+// Positional acceptance p_k = P(the k-th candidate of a node is the one accepted),
+// estimated as hits at rank k / visited nodes that had at least k candidates.
+class AcceptanceStats {
+ public:
+  explicit AcceptanceStats(int k);
+  void Record(const VerifyResult& result);
+  // With a weak prior (so an unseen rank is neither 0 nor 1).
+  std::vector<double> Vector() const;
+  int64_t hits(int rank) const { return hits_[rank]; }
+  int64_t visits(int rank) const { return visits_[rank]; }
+  int k() const { return static_cast<int>(hits_.size()); }
+
+ private:
+  std::vector<int64_t> hits_, visits_;
+};
+
+// What the analytic prior needs: bytes a pass reads over the machine's bandwidth,
+// plus arithmetic over its rate.
+struct CostPrior {
+  double bandwidth_bytes_per_second = 10e9;
+  double flops_per_second = 50e9;
+  double target_weight_bytes = 0;
+  double draft_weight_bytes = 0;
+  double target_kv_bytes_per_token = 0;  // all layers, K and V
+  double draft_kv_bytes_per_token = 0;
+  double target_flops_per_token = 0;     // ~2 x parameters
+  double draft_flops_per_token = 0;
+  int draft_window_tokens = 0;           // sinks + window
+};
+
+struct StepClass {
+  int batch_bucket = 1;
+  int context_bucket = 64;
+  bool operator<(const StepClass& o) const {
+    return std::pair(batch_bucket, context_bucket) < std::pair(o.batch_bucket, o.context_bucket);
+  }
+};
+StepClass ClassOf(int batch, double mean_context);
+
+// Measured seconds of a pass with m new tokens per sequence, per step class:
+// an exponential moving average per m, with the prior scaled to the nearest
+// measurement where m was never measured.
+class CostTable {
+ public:
+  void Record(int m, double seconds);
+  // `prior(m)` gives the analytic estimate.
+  template <typename Prior>
+  double Estimate(int m, const Prior& prior) const {
+    auto exact = ema_.find(m);
+    if (exact != ema_.end()) return exact->second;
+    if (ema_.empty()) return prior(m);
+    auto above = ema_.lower_bound(m);
+    auto nearest = above == ema_.end() ? std::prev(above)
+                   : above == ema_.begin()
+                       ? above
+                       : (above->first - m < m - std::prev(above)->first ? above : std::prev(above));
+    return prior(m) * nearest->second / prior(nearest->first);
+  }
+  bool empty() const { return ema_.empty(); }
+
+ private:
+  std::map<int, double> ema_;
+};
+
+struct Plan {
+  TreeShape shape;             // empty: plain decoding
+  int nodes = 0;               // speculated nodes
+  int depth = 0;
+  double expected_tokens = 1;  // per sequence per step
+  double predicted_seconds = 0;
+  bool exploring = false;      // a small probe while plain decoding wins
+};
+
+class Planner {
+ public:
+  Planner(SpecConfig config, CostPrior prior);
+
+  const SpecConfig& config() const { return config_; }
+  Plan Choose(int batch, double mean_context);
+
+  void RecordAcceptance(const VerifyResult& result) { acceptance_.Record(result); }
+  // Level widths of a draft: level 0 (catch-up) then fed nodes per level.
+  void RecordDraftPass(StepClass c, int tokens_per_sequence, double seconds);
+  void RecordVerifyPass(StepClass c, int tokens_per_sequence, double seconds);
+
+  const AcceptanceStats& acceptance() const { return acceptance_; }
+  double PredictVerify(StepClass c, int batch, double context, int m) const;
+  double PredictDraft(StepClass c, int batch, const TreeShape& shape) const;
+
+ private:
+  void RebuildTables();
+
+  SpecConfig config_;
+  CostPrior prior_;
+  AcceptanceStats acceptance_;
+  std::map<StepClass, CostTable> draft_costs_, verify_costs_;
+  std::unique_ptr<SequoiaTables> tables_;
+  int64_t steps_ = 0, steps_since_rebuild_ = 0, plain_streak_ = 0;
+};
+
+}  // namespace specserve

@@ -1,0 +1,69 @@
+// The MagicDec draft: expands a token tree per sequence, level by level, with
+// one batched draft forward per depth over every sequence's frontier. The draft
+// model keeps a fixed-window KV cache (sinks + ring), so its cost per step does
+// not grow with the context; it may be the target's own weights.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "common/engine/llama_model.h"
+#include "common/sampling/sampler.h"
+#include "common/spec/sequoia.h"
+#include "common/spec/token_tree.h"
+
+namespace specserve {
+
+struct DraftRequest {
+  KvCache* cache = nullptr;  // the sequence's draft cache (window)
+  // History tokens the draft cache has not seen yet, ending with the root (the
+  // last committed token). Long catch-ups keep only the last `window` tokens.
+  std::span<const int32_t> catch_up;
+  const TreeShape* shape = nullptr;  // what to expand; may come out smaller
+  const SamplingParams* sampling = nullptr;
+  Rng* rng = nullptr;
+};
+
+struct DraftResult {
+  TokenTree tree;
+  // Sampling only: the distribution q each expanded node's children were drawn
+  // from without replacement (0 = root, 1 + i = node i; empty for leaves).
+  std::vector<std::vector<TokenProb>> q;
+  // Pending row of each tree node in the draft cache, or -1 for nodes never fed
+  // (leaves). Rows of the accepted path are committed with CommitAccepted.
+  std::vector<int32_t> pending_row;
+};
+
+class TreeDrafter {
+ public:
+  // `window`: the draft cache's ring size (catch-ups longer than it are cut).
+  // `max_candidates`: q keeps at most this many tokens (exact and small to send).
+  TreeDrafter(LlamaModel& draft, int window, int max_candidates = 32);
+
+  absl::Status Draft(std::span<const DraftRequest> requests, std::vector<DraftResult>* results);
+
+  // Commits the draft's rows for the accepted path (nodes in path order); drops
+  // the rest. Leaves on the path were never fed: they are caught up next step.
+  static absl::Status CommitAccepted(KvCache& cache, const DraftResult& result,
+                                     std::span<const int32_t> accepted);
+
+  // Each forward of the last Draft(): (new tokens per sequence, seconds), level 0 first.
+  struct PassTime {
+    int tokens_per_sequence;
+    double seconds;
+  };
+  const std::vector<PassTime>& last_passes() const { return passes_; }
+
+ private:
+  absl::Status TimedForward(std::span<const ForwardSequence> batch);
+
+  LlamaModel& draft_;
+  int window_;
+  int max_candidates_;
+  std::vector<float> logits_;
+  std::vector<PassTime> passes_;
+};
+
+}  // namespace specserve
