@@ -15,10 +15,13 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "bench/memory_bandwidth.h"
+#include "bench/spec_bench.h"
+#include "common/tokenizer/tokenizer.h"
 #include "common/engine/llama_model.h"
 #include "common/model/model_loader.h"
 #include "common/ops/ops.h"
 #include "common/sampling/rng.h"
+#include "common/spec/planner.h"
 #include "common/util/cli.h"
 #include "nlohmann/json.hpp"
 
@@ -30,6 +33,14 @@ ABSL_FLAG(int, steps, 8, "Timed decode steps per grid cell (median reported)");
 ABSL_FLAG(int, prefill_tokens, 512, "Prompt length of the prefill measurement");
 ABSL_FLAG(int, threads, 0, "CPU threads (0 = all cores)");
 ABSL_FLAG(std::string, out, "", "Write results to OUT.json and OUT.csv");
+ABSL_FLAG(std::string, mode, "engine",
+          "engine: plain decode/prefill throughput and bandwidth use; spec: plain vs chain vs "
+          "tree vs auto speculative decoding over the grid");
+ABSL_FLAG(std::string, spec_modes, "off,chain:4,tree:16,auto", "Modes compared by --mode spec");
+ABSL_FLAG(std::string, draft, "self", "--mode spec: 'self' or a draft model file");
+ABSL_FLAG(int, sinks, 16, "--mode spec: draft sink tokens");
+ABSL_FLAG(int, window, 64, "--mode spec: draft window tokens");
+ABSL_FLAG(int, new_tokens, 32, "--mode spec: tokens generated per sequence");
 
 namespace specserve {
 namespace {
@@ -90,6 +101,72 @@ struct Row {
   double bandwidth_fraction = 0;
 };
 
+int RunSpec(const std::vector<std::string>& models, const std::vector<int>& batches,
+            const std::vector<int>& contexts, Ops& ops, double bandwidth) {
+  nlohmann::json all = nlohmann::json::array();
+  std::vector<std::string> modes = {"off"};
+  for (absl::string_view m : absl::StrSplit(absl::GetFlag(FLAGS_spec_modes), ',', absl::SkipEmpty())) {
+    if (m == "off") continue;
+    if (!ParseSpecMode(std::string(m)).ok()) {
+      std::fprintf(stderr, "error: --spec_modes: '%s' is not off, chain:G, tree:N or auto\n",
+                   std::string(m).c_str());
+      return 1;
+    }
+    modes.emplace_back(m);
+  }
+  LoadOptions load_options;
+  load_options.tokenizer_path = absl::GetFlag(FLAGS_tokenizer);
+  for (const std::string& path : models) {
+    auto model = LoadModel(path, load_options);
+    if (!model.ok()) {
+      std::fprintf(stderr, "error: %s\n", std::string(model.status().message()).c_str());
+      return 1;
+    }
+    LlamaModel target(**model, ops);
+    Tokenizer tokenizer((*model)->vocab);
+    std::unique_ptr<LoadedModel> draft_model;
+    std::unique_ptr<LlamaModel> draft;
+    const std::string draft_path = absl::GetFlag(FLAGS_draft);
+    if (draft_path != "self") {
+      auto loaded = LoadModel(draft_path, load_options);
+      if (!loaded.ok()) {
+        std::fprintf(stderr, "error: --draft: %s\n", std::string(loaded.status().message()).c_str());
+        return 1;
+      }
+      draft_model = *std::move(loaded);
+      draft = std::make_unique<LlamaModel>(*draft_model, ops);
+    }
+    SpecBenchOptions options;
+    options.batches = batches;
+    options.contexts = contexts;
+    options.modes = modes;
+    options.new_tokens = absl::GetFlag(FLAGS_new_tokens);
+    options.sinks = absl::GetFlag(FLAGS_sinks);
+    options.window = absl::GetFlag(FLAGS_window);
+    options.label = draft_path == "self" ? "self" : draft_path.substr(draft_path.find_last_of('/') + 1);
+    std::printf("\n%s\n", path.c_str());
+    nlohmann::json rows = RunSpecBench(target, draft ? *draft : target, tokenizer, options, bandwidth);
+    for (auto& row : rows) {
+      row["model"] = path.substr(path.find_last_of('/') + 1);
+      all.push_back(row);
+    }
+  }
+  if (const std::string out = absl::GetFlag(FLAGS_out); !out.empty()) {
+    std::ofstream(out + ".json") << nlohmann::json{{"backend", ops.name()}, {"rows", all}}.dump(2) << "\n";
+    std::ofstream csv(out + ".csv");
+    csv << "model,draft,batch,context,mode,tokens_per_second,tokens_per_step,accepted_per_step,speedup_over_plain\n";
+    for (const auto& r : all) {
+      csv << absl::StrFormat("%s,%s,%d,%d,%s,%.3f,%.4f,%.4f,%.4f\n", r["model"].get<std::string>(),
+                             r["draft"].get<std::string>(), r["batch"].get<int>(), r["context"].get<int>(),
+                             r["mode"].get<std::string>(), r["tokens_per_second"].get<double>(),
+                             r["tokens_per_step"].get<double>(), r["accepted_per_step"].get<double>(),
+                             r["speedup_over_plain"].get<double>());
+    }
+    std::printf("\nwrote %s.json and %s.csv\n", out.c_str(), out.c_str());
+  }
+  return 0;
+}
+
 int Run() {
   const std::vector<std::string> models = absl::GetFlag(FLAGS_model);
   if (models.empty()) {
@@ -105,6 +182,12 @@ int Run() {
   std::printf("backend %s, memory read bandwidth %.2f GB/s\n", ops->name().c_str(),
               bandwidth / 1e9);
 
+  if (absl::GetFlag(FLAGS_mode) == "spec") return RunSpec(models, batches, contexts, *ops, bandwidth);
+  if (absl::GetFlag(FLAGS_mode) != "engine") {
+    std::fprintf(stderr, "error: --mode '%s' is not engine or spec\n",
+                 absl::GetFlag(FLAGS_mode).c_str());
+    return 1;
+  }
   std::vector<Row> rows;
   for (const std::string& path : models) {
     LoadOptions options;

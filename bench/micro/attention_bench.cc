@@ -67,6 +67,7 @@ BENCHMARK(BM_Attention)
     ->Args({8, 1024, 32, 8, 128, 32})
     ->Args({64, 1024, 6, 6, 48, 1})
     ->UseRealTime()
+    ->ComputeStatistics("min", MinOf)
     ->Unit(benchmark::kMillisecond);
 
 }  // namespace

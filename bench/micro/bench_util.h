@@ -27,6 +27,14 @@ inline Ops& BenchOps() {
   return *ops;
 }
 
+// The "min" statistic over repetitions (--benchmark_repetitions=N): the
+// machine is shared, and the fastest repetition is the least disturbed one.
+inline double MinOf(const std::vector<double>& v) {
+  double m = v.empty() ? 0.0 : v[0];
+  for (double x : v) m = x < m ? x : m;
+  return m;
+}
+
 struct BenchWeight {
   std::vector<uint8_t> bytes;
   WeightTensor tensor;

@@ -99,6 +99,26 @@ void Planner::RebuildTables() {
   const int nodes = std::max({config_.max_nodes, config_.tree_nodes, 1}) + 1;
   tables_ = std::make_unique<SequoiaTables>(acceptance_.Vector(), nodes, config_.max_depth);
   steps_since_rebuild_ = 0;
+  if (config_.mode != SpecMode::kAuto) return;
+  // Every (n, d) whose best tree really uses depth d, with its draft level widths,
+  // so that choosing costs a few array lookups per candidate.
+  candidates_.clear();
+  for (int d = 1; d <= config_.max_depth; ++d) {
+    for (int n = 2; n <= config_.max_nodes + 1; ++n) {
+      const double g = tables_->Expected(n, d);
+      if (!std::isfinite(g) || (d > 1 && g <= tables_->Expected(n, d - 1) + 1e-12)) continue;
+      const TreeShape shape = tables_->Shape(n, d);
+      const std::vector<int32_t> counts = shape.ChildCounts();
+      Candidate c{n, d, g, std::vector<int>(shape.depth() + 1, 0)};
+      std::vector<int> depth(shape.speculated());
+      for (int i = 0; i < shape.speculated(); ++i) {
+        depth[i] = shape.parents[i] < 0 ? 1 : depth[shape.parents[i]] + 1;
+        if (counts[i + 1] > 0) ++c.fed_per_level[depth[i]];
+      }
+      candidates_.push_back(std::move(c));
+    }
+  }
+  choices_.clear();
 }
 
 void Planner::RecordDraftPass(StepClass c, int m, double seconds) {
@@ -119,7 +139,7 @@ double Planner::PredictVerify(StepClass c, int batch, double context, int m) con
   return it == verify_costs_.end() ? prior(m) : it->second.Estimate(m, prior);
 }
 
-double Planner::PredictDraft(StepClass c, int batch, const TreeShape& shape) const {
+double Planner::DraftPassCost(StepClass c, int batch, int m) const {
   auto prior = [&](int mm) {
     const double bytes = prior_.draft_weight_bytes +
                          batch * (prior_.draft_window_tokens + mm) * prior_.draft_kv_bytes_per_token;
@@ -127,7 +147,11 @@ double Planner::PredictDraft(StepClass c, int batch, const TreeShape& shape) con
            batch * mm * prior_.draft_flops_per_token / prior_.flops_per_second;
   };
   auto it = draft_costs_.find(c);
-  auto pass = [&](int m) { return it == draft_costs_.end() ? prior(m) : it->second.Estimate(m, prior); };
+  return it == draft_costs_.end() ? prior(m) : it->second.Estimate(m, prior);
+}
+
+double Planner::PredictDraft(StepClass c, int batch, const TreeShape& shape) const {
+  auto pass = [&](int m) { return DraftPassCost(c, batch, m); };
   // Level 0 feeds about one token (the pending one); level d feeds the nodes of
   // depth d that have children.
   const std::vector<int32_t> counts = shape.ChildCounts();
@@ -157,39 +181,63 @@ Plan Planner::Choose(int batch, double mean_context) {
       if (++steps_since_rebuild_ >= 16) RebuildTables();
       plan.shape = tables_->Shape(config_.tree_nodes + 1, config_.max_depth);
       break;
-    case SpecMode::kAuto: {
-      if (++steps_since_rebuild_ >= 8) RebuildTables();
-      const StepClass c = ClassOf(batch, mean_context);
-      const double plain = PredictVerify(c, batch, mean_context, 1);
-      double best_rate = 1.0 / plain;
-      int best_n = 1, best_d = 0;
-      for (int d = 1; d <= config_.max_depth; ++d) {
-        for (int n = 2; n <= config_.max_nodes + 1; ++n) {
-          const double g = tables_->Expected(n, d);
-          if (!std::isfinite(g)) continue;
-          // A deeper limit only helps if the best tree uses it.
-          if (d > 1 && g <= tables_->Expected(n, d - 1) + 1e-12) continue;
-          const TreeShape shape = tables_->Shape(n, d);
-          const double seconds =
-              PredictDraft(c, batch, shape) + PredictVerify(c, batch, mean_context, n);
-          if (g / seconds > best_rate) {
-            best_rate = g / seconds;
-            best_n = n;
-            best_d = d;
-          }
-        }
+    case SpecMode::kAuto:
+      return ChooseAuto(batch, mean_context);
+  }
+  plan.nodes = plan.shape.speculated();
+  plan.depth = plan.shape.depth();
+  plan.expected_tokens = ExpectedTokens(plan.shape, acceptance_.Vector());
+  return plan;
+}
+
+}  // namespace specserve
+
+namespace specserve {
+
+Plan Planner::ChooseAuto(int batch, double mean_context) {
+  if (++steps_since_rebuild_ >= 64) RebuildTables();
+  const StepClass c = ClassOf(batch, mean_context);
+  CachedChoice& choice = choices_[c];
+  if (steps_ > choice.valid_until_step) {
+    // Costs per pass width, once per decision, then each candidate is a sum.
+    const int max_n = config_.max_nodes + 1;
+    std::vector<double> verify(max_n + 1), draft_pass(max_n + 1, -1.0);
+    for (int n = 1; n <= max_n; ++n) verify[n] = PredictVerify(c, batch, mean_context, n);
+    auto pass = [&](int m) {
+      if (draft_pass[m] < 0) draft_pass[m] = DraftPassCost(c, batch, m);
+      return draft_pass[m];
+    };
+    double best_rate = 1.0 / verify[1];
+    choice.n = 1;
+    choice.d = 0;
+    for (const Candidate& cand : candidates_) {
+      double seconds = verify[cand.n] + pass(1);
+      for (size_t l = 1; l < cand.fed_per_level.size(); ++l) {
+        if (cand.fed_per_level[l] > 0) seconds += pass(cand.fed_per_level[l]);
       }
-      if (best_n > 1) {
-        plan.shape = tables_->Shape(best_n, best_d);
-        plain_streak_ = 0;
-      } else if (++plain_streak_ % 16 == 0) {
-        // Plain decoding wins on what we know; probe with a short chain now and
-        // then so the acceptance estimate can recover when the text gets easier.
-        plan.shape = ChainShape(2);
-        plan.exploring = true;
+      if (cand.expected / seconds > best_rate) {
+        best_rate = cand.expected / seconds;
+        choice.n = cand.n;
+        choice.d = cand.d;
       }
-      break;
     }
+    // Decisions hold for a few steps: choosing costs more than a tiny model's step.
+    choice.valid_until_step = steps_ + 8;
+  }
+  Plan plan;
+  if (choice.n > 1) {
+    plan.shape = tables_->Shape(choice.n, choice.d);
+    plain_streak_ = 0;
+    probe_interval_ = 64;
+  } else if (++plain_streak_ % probe_interval_ == 0) {
+    // Plain decoding wins on what we know. Probe with a short chain now and then
+    // so the acceptance estimate can recover when the text gets easier; back off
+    // while probes keep failing, so probing costs well under 1% of the steps.
+    const int64_t hits = acceptance_.hits(0);
+    probe_interval_ = hits > hits_at_last_probe_ ? 64 : std::min<int64_t>(probe_interval_ * 2, 4096);
+    hits_at_last_probe_ = hits;
+    plan.shape = ChainShape(2);
+    plan.exploring = true;
   }
   plan.nodes = plan.shape.speculated();
   plan.depth = plan.shape.depth();

@@ -119,16 +119,33 @@ class Planner {
   const AcceptanceStats& acceptance() const { return acceptance_; }
   double PredictVerify(StepClass c, int batch, double context, int m) const;
   double PredictDraft(StepClass c, int batch, const TreeShape& shape) const;
+  // One draft pass with m new tokens per sequence.
+  double DraftPassCost(StepClass c, int batch, int m) const;
 
  private:
+  // A tree the auto mode may choose: its size, depth, expected tokens and the
+  // number of draft-fed nodes per level (what its draft passes cost).
+  struct Candidate {
+    int n, d;
+    double expected;
+    std::vector<int> fed_per_level;
+  };
+  struct CachedChoice {
+    int n = 1, d = 0;
+    int64_t valid_until_step = -1;
+  };
   void RebuildTables();
+  Plan ChooseAuto(int batch, double mean_context);
 
   SpecConfig config_;
   CostPrior prior_;
   AcceptanceStats acceptance_;
   std::map<StepClass, CostTable> draft_costs_, verify_costs_;
   std::unique_ptr<SequoiaTables> tables_;
-  int64_t steps_ = 0, steps_since_rebuild_ = 0, plain_streak_ = 0;
+  std::vector<Candidate> candidates_;
+  std::map<StepClass, CachedChoice> choices_;
+  int64_t steps_ = 0, steps_since_rebuild_ = 0, plain_streak_ = 0, probe_interval_ = 64;
+  int64_t hits_at_last_probe_ = 0;
 };
 
 }  // namespace specserve

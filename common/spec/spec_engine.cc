@@ -338,11 +338,17 @@ absl::Status SpecEngine::Step() {
     Append(*seq, appended);
     const int64_t gained = static_cast<int64_t>(seq->state.tokens.size() - before);
     last_.accepted_tokens += static_cast<int64_t>(result.accepted.size());
+    accepted_total_ += static_cast<int64_t>(result.accepted.size());
     last_.generated_tokens += gained;
     decoded_tokens_ += gained;
     ++sequence_steps_;
   }
-  if (!decoding.empty()) decode_seconds_ += last_.draft_seconds + last_.verify_seconds;
+  if (!decoding.empty()) {
+    decode_seconds_ += last_.draft_seconds + last_.verify_seconds;
+  } else {
+    prefill_seconds_ += last_.verify_seconds;
+  }
+  prefill_total_ += last_.prefill_tokens;
   return absl::OkStatus();
 }
 

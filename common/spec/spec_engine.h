@@ -71,7 +71,13 @@ class SpecEngine {
   double mean_tokens_per_step() const {
     return sequence_steps_ ? static_cast<double>(decoded_tokens_) / sequence_steps_ : 0.0;
   }
+  // Mean tree tokens accepted per sequence per decoding step (the extra token excluded).
+  double mean_accepted_per_step() const {
+    return sequence_steps_ ? static_cast<double>(accepted_total_) / sequence_steps_ : 0.0;
+  }
   int64_t decoded_tokens() const { return decoded_tokens_; }
+  int64_t prefill_tokens() const { return prefill_total_; }
+  double prefill_seconds() const { return prefill_seconds_; }
   double decode_seconds() const { return decode_seconds_; }
 
  private:
@@ -96,8 +102,8 @@ class SpecEngine {
   int next_id_ = 0;
   std::vector<float> logits_;
   StepStats last_;
-  int64_t decoded_tokens_ = 0, sequence_steps_ = 0;
-  double decode_seconds_ = 0;
+  int64_t decoded_tokens_ = 0, sequence_steps_ = 0, accepted_total_ = 0, prefill_total_ = 0;
+  double decode_seconds_ = 0, prefill_seconds_ = 0;
 };
 
 // Checks that a draft can propose tokens for a target: same vocabulary, piece by piece.

@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
 #include "common/tokenizer/bpe_merge.h"
+#include "common/tokenizer/hf_bpe_encoder.h"
 #include "common/tokenizer/normalizer.h"
 
 namespace specserve {
@@ -63,16 +64,22 @@ Tokenizer::Tokenizer(Vocabulary vocab) : vocab_(Completed(std::move(vocab))), pi
     const int byte = ParseBytePiece(vocab_.pieces[id]);
     if (byte >= 0 && byte_token_[byte] < 0) byte_token_[byte] = id;
   }
+  if (vocab_.hf_bpe) hf_ = std::make_shared<const HfBpeEncoder>(vocab_);
 }
 
 int32_t Tokenizer::ByteFallback(uint8_t byte) const {
   return byte_token_[byte] >= 0 ? byte_token_[byte] : vocab_.unk_id;
 }
 
-std::vector<int32_t> Tokenizer::Encode(std::string_view text, bool add_bos) const {
+std::vector<int32_t> Tokenizer::Encode(std::string_view text, bool add_bos,
+                                       bool parse_special) const {
   std::vector<int32_t> ids;
   if (add_bos && vocab_.bos_id >= 0) ids.push_back(vocab_.bos_id);
   if (text.empty()) return ids;
+  if (hf_ != nullptr) {
+    hf_->Encode(text, parse_special, &ids);
+    return ids;
+  }
   NormalizedText normalized =
       NormalizeForEncoding(text, vocab_.add_space_prefix, vocab_.uses_plain_spaces, pieces_);
   const std::vector<BpeSymbol> symbols =

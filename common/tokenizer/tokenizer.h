@@ -1,5 +1,7 @@
-// SentencePiece-style BPE over a Vocabulary, as llama2.c's run.c and llama.cpp's SPM
-// (`llama`) tokenizer do it: spaces as U+2581 (or ' ' for llama2.c tokenizer.bin
+// Text <-> token ids over a Vocabulary. Hugging Face tokenizer.json BPE vocabularies
+// (vocab.hf_bpe) encode as the `tokenizers` library does (HfBpeEncoder: merges by rank,
+// added tokens first). All others use SentencePiece-style BPE, as llama2.c's run.c and
+// llama.cpp's SPM (`llama`) tokenizer do it: spaces as U+2581 (or ' ' for llama2.c tokenizer.bin
 // vocabularies), a dummy-prefix space, one symbol per UTF-8 character, merges by piece
 // score (highest first, leftmost among equals), byte fallback to <0xNN> tokens (else
 // unk). Decoding is the exact inverse. Text is plain text: "<s>" in it is three
@@ -8,6 +10,7 @@
 
 #include <array>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -17,6 +20,8 @@
 #include "common/tokenizer/vocabulary.h"
 
 namespace specserve {
+
+class HfBpeEncoder;
 
 class Tokenizer {
  public:
@@ -30,7 +35,14 @@ class Tokenizer {
   // Characters that are no piece become their UTF-8 bytes as <0xNN> tokens, or unk
   // per byte when the vocabulary has no such byte token. Bytes that are not
   // well-formed UTF-8 are encoded the same way, so any byte string round-trips.
-  std::vector<int32_t> Encode(std::string_view text, bool add_bos) const;
+  std::vector<int32_t> Encode(std::string_view text, bool add_bos) const {
+    return Encode(text, add_bos, /*parse_special=*/false);
+  }
+  // With `parse_special`, the text of a special added token of a tokenizer.json
+  // vocabulary ("<|end_story|>") encodes to that token, as `tokenizers` does by default;
+  // without it such text is plain text. Non-special added tokens always match. For
+  // other vocabularies the flag changes nothing.
+  std::vector<int32_t> Encode(std::string_view text, bool add_bos, bool parse_special) const;
 
   // Ids to text, the exact inverse of Encode(text, ...) for any text that encodes
   // without unk: BOS/EOS and other control tokens produce nothing; <0xNN> tokens give
@@ -64,6 +76,7 @@ class Tokenizer {
   PieceIndex pieces_;                    // what text encodes to
   std::vector<std::string> token_text_;  // what each id decodes to
   std::array<int32_t, 256> byte_token_;  // id of <0xNN>, or -1
+  std::shared_ptr<const HfBpeEncoder> hf_;  // for tokenizer.json BPE vocabularies
 };
 
 // Streaming detokenisation: feed ids one at a time, get the text that is now

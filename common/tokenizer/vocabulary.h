@@ -28,7 +28,10 @@ struct AddedToken {
   bool normalized = false;  // matched in the normalised text (by its normalised content)
 };
 
-// How a Hugging Face tokenizer.json BPE model tokenises (Vocabulary::hf_bpe).
+// How a Hugging Face tokenizer.json BPE model tokenises (used when Vocabulary::hf_bpe).
+// The pipeline: split the text on added tokens that match the raw text; normalise each
+// other segment; split it on added tokens that match normalised text; pre-tokenise each
+// remaining piece; BPE each word.
 struct HfBpeRules {
   // Merges by rank (index 0 merges first), as pairs of pieces; the merged piece is
   // their concatenation, which must be a token.
@@ -36,14 +39,22 @@ struct HfBpeRules {
   bool byte_fallback = false;  // unknown characters become <0xNN> tokens when all exist
   bool fuse_unk = false;       // consecutive unknown characters give one unk
   bool ignore_merges = false;  // a word that is a token is taken whole
-  // Spaces become U+2581 ("▁"); the space prefix goes on every text segment (the
-  // Prepend normalizer) or only on the first segment of the input (Metaspace with
-  // prepend_scheme "first").
-  bool prefix_every_segment = true;
-  // Metaspace split: merges never cross the start of a "▁"-led word.
+
+  // Normalizer: Prepend("▁") to every non-empty segment, and/or Replace(" ", "▁").
+  bool normalizer_prepend = false;
+  bool normalizer_replace_spaces = false;
+
+  // Pre-tokenizer Metaspace (replacement "▁"): spaces become "▁", a "▁" is prepended
+  // to a piece that does not start with one (every piece, or only the piece at the
+  // start of the input), and with `split_words` merges never cross the start of a
+  // "▁"-led word.
+  enum class MetaspacePrepend { kAlways, kFirst, kNever };
+  bool metaspace = false;
+  MetaspacePrepend metaspace_prepend = MetaspacePrepend::kAlways;
   bool split_words = false;
-  // Added tokens, matched longest-first before BPE; also kept as piece types
-  // (special: control; else user-defined).
+
+  // Added tokens, matched (longest first) before BPE; their pieces are typed control
+  // (special) or user-defined.
   std::vector<AddedToken> added_tokens;
 };
 

@@ -9,6 +9,7 @@
 #include "absl/flags/flag.h"
 #include "absl/strings/str_format.h"
 #include "common/engine/batch_generator.h"
+#include "common/spec/spec_engine.h"
 #include "common/engine/llama_model.h"
 #include "common/model/model_loader.h"
 #include "common/ops/ops.h"
@@ -30,6 +31,14 @@ ABSL_FLAG(uint64_t, seed, 0, "Random seed");
 ABSL_FLAG(int, threads, 0, "CPU threads (0 = all cores)");
 ABSL_FLAG(bool, json, false, "Print one JSON object on the last line instead of text");
 ABSL_FLAG(bool, ignore_eos, false, "Keep generating after EOS");
+ABSL_FLAG(std::string, draft, "self",
+          "Draft model: 'self' (the target's own weights with a window KV cache) or a model "
+          "file with the target's vocabulary (e.g. a Q8_0/Q4_0 copy)");
+ABSL_FLAG(int, sinks, 16, "Draft window cache: attention-sink tokens kept");
+ABSL_FLAG(int, window, 256, "Draft window cache: most recent tokens kept");
+ABSL_FLAG(std::string, spec, "auto",
+          "Speculation: off, chain:G (a chain of G drafted tokens), tree:N (a Sequoia tree of "
+          "N nodes) or auto (the planner picks the tree from measured costs)");
 
 namespace specserve {
 namespace {
@@ -75,7 +84,23 @@ int Run() {
 
   Tokenizer tokenizer((*model)->vocab);
   LlamaModel llama(**model, *ops);
-  BatchGenerator generator(llama);
+  std::unique_ptr<LoadedModel> draft_model;
+  std::unique_ptr<LlamaModel> draft_llama;
+  if (const std::string draft = absl::GetFlag(FLAGS_draft); draft != "self") {
+    auto loaded = LoadModel(draft, load_options);
+    if (!loaded.ok()) return Fail(absl::StrFormat("--draft: %s", loaded.status().message()));
+    draft_model = *std::move(loaded);
+    draft_llama = std::make_unique<LlamaModel>(*draft_model, *ops);
+  }
+  SpecEngineOptions spec_options;
+  auto spec = ParseSpecMode(absl::GetFlag(FLAGS_spec));
+  if (!spec.ok()) return Fail(absl::StrFormat("--spec: %s", spec.status().message()));
+  spec_options.spec = *spec;
+  spec_options.sinks = absl::GetFlag(FLAGS_sinks);
+  spec_options.window = absl::GetFlag(FLAGS_window);
+  auto engine = SpecEngine::Create(llama, draft_llama ? *draft_llama : llama, spec_options);
+  if (!engine.ok()) return Fail(std::string(engine.status().message()));
+  SpecEngine& generator = **engine;
   SamplingParams sampling;
   sampling.temperature = absl::GetFlag(FLAGS_temperature);
   sampling.top_k = absl::GetFlag(FLAGS_top_k);
@@ -129,7 +154,7 @@ int Run() {
     texts.push_back(text.ok() ? *text : std::string());
   }
   const double decode_tps = generator.decode_seconds() > 0
-                                ? generator.decode_tokens() / generator.decode_seconds()
+                                ? generator.decoded_tokens() / generator.decode_seconds()
                                 : 0.0;
   const double prefill_tps = generator.prefill_seconds() > 0
                                  ? generator.prefill_tokens() / generator.prefill_seconds()
@@ -145,6 +170,9 @@ int Run() {
     out["finish_reason"] = batched ? nlohmann::json(reasons) : nlohmann::json(reasons[0]);
     out["prompt_tokens"] = prompt_tokens;
     out["generated_tokens"] = generated_tokens;
+    out["spec"] = SpecModeName(spec_options.spec);
+    out["mean_accepted_per_step"] = generator.mean_accepted_per_step();
+    out["mean_tokens_per_step"] = generator.mean_tokens_per_step();
     out["timings"] = {{"load_seconds", load_seconds},
                       {"total_seconds", total_seconds},
                       {"prefill_seconds", generator.prefill_seconds()},
@@ -160,9 +188,11 @@ int Run() {
   } else {
     for (size_t i = 0; i < texts.size(); ++i) std::printf("[%zu] %s\n", i, texts[i].c_str());
   }
-  std::printf("prompt tokens: %lld, generated tokens: %lld, decode: %.1f tokens/s, prefill: %.1f tokens/s\n",
-              static_cast<long long>(prompt_tokens), static_cast<long long>(generated_tokens),
-              decode_tps, prefill_tps);
+  std::printf(
+      "prompt tokens: %lld, generated tokens: %lld, decode: %.1f tokens/s, prefill: %.1f "
+      "tokens/s, speculation %s: %.2f tokens per step\n",
+      static_cast<long long>(prompt_tokens), static_cast<long long>(generated_tokens), decode_tps,
+      prefill_tps, SpecModeName(spec_options.spec).c_str(), generator.mean_tokens_per_step());
   return 0;
 }
 

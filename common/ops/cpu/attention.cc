@@ -5,6 +5,8 @@
 #include <cmath>
 #include <limits>
 
+#include <xmmintrin.h>
+
 namespace specserve::cpu {
 namespace {
 
@@ -18,6 +20,16 @@ int64_t CeilDiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
 // within about 512 KB, well inside L2.
 int KeyBlockRows(int64_t kv_dim) {
   return static_cast<int>(std::clamp<int64_t>(65536 / kv_dim / 16 * 16, 16, 64));
+}
+
+// Prefetches part `part` of `parts` of [begin, end) into L2.
+void PrefetchPart(const float* begin, const float* end, int part, int parts) {
+  const char* b = reinterpret_cast<const char*>(begin);
+  const int64_t bytes = reinterpret_cast<const char*>(end) - b;
+  if (bytes <= 0) return;
+  const int64_t per = (bytes / parts + 63) / 64 * 64;
+  const char* e = b + std::min(bytes, (part + 1) * per);
+  for (const char* p = b + part * per; p < e; p += 64) _mm_prefetch(p, _MM_HINT_T1);
 }
 
 // vis[t * n + j] = 1 when new token t sees new token j (itself and its ancestors).
@@ -136,7 +148,15 @@ void AttentionRunner::RunItem(const Item& item, Scratch& sc,
   auto process = [&](const float* k, const float* v, int64_t stride, int64_t n, int64_t new_row0) {
     for (int64_t b = 0; b < n; b += block_rows) {
       const int nb = static_cast<int>(std::min<int64_t>(block_rows, n - b));
+      // The next block's rows, prefetched a slice per head while this one runs:
+      // each head reads only d floats of every row, which the hardware
+      // prefetchers do not follow well.
+      const int64_t next_end = std::min<int64_t>(n, b + nb + block_rows);
       for (int g = 0; g < n_kv; ++g) {
+        if (b + nb < n) {
+          PrefetchPart(k + (b + nb) * stride, k + next_end * stride, g, n_kv);
+          PrefetchPart(v + (b + nb) * stride, v + next_end * stride, g, n_kv);
+        }
         const int64_t head = static_cast<int64_t>(g) * d;
         const int64_t q0 = static_cast<int64_t>(g) * m;
         kernels.attention_scores(sc.q.data() + q0 * d, m, d, k + b * stride + head, stride, nb,

@@ -71,18 +71,24 @@ template <int QN>
 void ScoreTile4(const float* q, int d, const float* k, int64_t k_stride, float scale, float* s,
                 int ld_s) {
   __m256 acc[QN][4];
+  #pragma GCC unroll 16
   for (int i = 0; i < QN; ++i) {
+    #pragma GCC unroll 16
     for (int j = 0; j < 4; ++j) acc[i][j] = _mm256_setzero_ps();
   }
   for (int c = 0; c < d; c += 8) {
     __m256 kv[4];
+    #pragma GCC unroll 16
     for (int j = 0; j < 4; ++j) kv[j] = MaskLoad(k + j * k_stride, d, c);
+    #pragma GCC unroll 16
     for (int i = 0; i < QN; ++i) {
       const __m256 qv = MaskLoad(q + static_cast<int64_t>(i) * d, d, c);
+      #pragma GCC unroll 16
       for (int j = 0; j < 4; ++j) acc[i][j] = _mm256_fmadd_ps(qv, kv[j], acc[i][j]);
     }
   }
   const __m128 vscale = _mm_set1_ps(scale);
+  #pragma GCC unroll 16
   for (int i = 0; i < QN; ++i) {
     const __m128 sums = _mm_hadd_ps(_mm_hadd_ps(To128(acc[i][0]), To128(acc[i][1])),
                                     _mm_hadd_ps(To128(acc[i][2]), To128(acc[i][3])));
@@ -93,13 +99,16 @@ void ScoreTile4(const float* q, int d, const float* k, int64_t k_stride, float s
 template <int QN>
 void ScoreTile1(const float* q, int d, const float* k, float scale, float* s, int ld_s) {
   __m256 acc[QN];
+  #pragma GCC unroll 16
   for (int i = 0; i < QN; ++i) acc[i] = _mm256_setzero_ps();
   for (int c = 0; c < d; c += 8) {
     const __m256 kv = MaskLoad(k, d, c);
+    #pragma GCC unroll 16
     for (int i = 0; i < QN; ++i) {
       acc[i] = _mm256_fmadd_ps(MaskLoad(q + static_cast<int64_t>(i) * d, d, c), kv, acc[i]);
     }
   }
+  #pragma GCC unroll 16
   for (int i = 0; i < QN; ++i) s[static_cast<int64_t>(i) * ld_s] = ReduceAdd(acc[i]) * scale;
 }
 
@@ -116,13 +125,16 @@ void AccumulateRows(const float* p, int n, int ld_p, const float* v, int64_t v_s
                     float* o) {
   for (int c = 0; c < d; c += 8) {
     __m256 acc[QN];
+    #pragma GCC unroll 16
     for (int i = 0; i < QN; ++i) acc[i] = MaskLoad(o + static_cast<int64_t>(i) * d, d, c);
     for (int j = 0; j < n; ++j) {
       const __m256 vv = MaskLoad(v + j * v_stride, d, c);
+      #pragma GCC unroll 16
       for (int i = 0; i < QN; ++i) {
         acc[i] = _mm256_fmadd_ps(_mm256_set1_ps(p[static_cast<int64_t>(i) * ld_p + j]), vv, acc[i]);
       }
     }
+    #pragma GCC unroll 16
     for (int i = 0; i < QN; ++i) MaskStore(o + static_cast<int64_t>(i) * d, d, c, acc[i]);
   }
 }

@@ -23,6 +23,12 @@ inline __mmask16 ChunkMask(int d, int c) {
   return rem >= 16 ? static_cast<__mmask16>(0xffff) : static_cast<__mmask16>((1u << rem) - 1);
 }
 
+// 16 floats at p + c, or the d - c < 16 that remain (zeros after). Full chunks
+// use plain loads: masked loads are much slower on streaming data on some cores.
+inline __m512 LoadChunk(const float* p, int d, int c) {
+  return d - c >= 16 ? _mm512_loadu_ps(p + c) : _mm512_maskz_loadu_ps(ChunkMask(d, c), p + c);
+}
+
 inline __m256 Low256(__m512 v) { return _mm512_castps512_ps256(v); }
 inline __m256 High256(__m512 v) { return _mm512_extractf32x8_ps(v, 1); }
 
@@ -77,19 +83,24 @@ template <int QN>
 void ScoreTile4(const float* q, int d, const float* k, int64_t k_stride, float scale, float* s,
                 int ld_s) {
   __m512 acc[QN][4];
+  #pragma GCC unroll 16
   for (int i = 0; i < QN; ++i) {
+    #pragma GCC unroll 16
     for (int j = 0; j < 4; ++j) acc[i][j] = _mm512_setzero_ps();
   }
   for (int c = 0; c < d; c += 16) {
-    const __mmask16 m = ChunkMask(d, c);
     __m512 kv[4];
-    for (int j = 0; j < 4; ++j) kv[j] = _mm512_maskz_loadu_ps(m, k + j * k_stride + c);
+    #pragma GCC unroll 16
+    for (int j = 0; j < 4; ++j) kv[j] = LoadChunk(k + j * k_stride, d, c);
+    #pragma GCC unroll 16
     for (int i = 0; i < QN; ++i) {
-      const __m512 qv = _mm512_maskz_loadu_ps(m, q + static_cast<int64_t>(i) * d + c);
+      const __m512 qv = LoadChunk(q + static_cast<int64_t>(i) * d, d, c);
+      #pragma GCC unroll 16
       for (int j = 0; j < 4; ++j) acc[i][j] = _mm512_fmadd_ps(qv, kv[j], acc[i][j]);
     }
   }
   const __m128 vscale = _mm_set1_ps(scale);
+  #pragma GCC unroll 16
   for (int i = 0; i < QN; ++i) {
     const __m128 sums = Reduce4(acc[i][0], acc[i][1], acc[i][2], acc[i][3]);
     _mm_storeu_ps(s + static_cast<int64_t>(i) * ld_s, _mm_mul_ps(sums, vscale));
@@ -100,15 +111,16 @@ void ScoreTile4(const float* q, int d, const float* k, int64_t k_stride, float s
 template <int QN>
 void ScoreTile1(const float* q, int d, const float* k, float scale, float* s, int ld_s) {
   __m512 acc[QN];
+  #pragma GCC unroll 16
   for (int i = 0; i < QN; ++i) acc[i] = _mm512_setzero_ps();
   for (int c = 0; c < d; c += 16) {
-    const __mmask16 m = ChunkMask(d, c);
-    const __m512 kv = _mm512_maskz_loadu_ps(m, k + c);
+    const __m512 kv = LoadChunk(k, d, c);
+    #pragma GCC unroll 16
     for (int i = 0; i < QN; ++i) {
-      acc[i] = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, q + static_cast<int64_t>(i) * d + c), kv,
-                               acc[i]);
+      acc[i] = _mm512_fmadd_ps(LoadChunk(q + static_cast<int64_t>(i) * d, d, c), kv, acc[i]);
     }
   }
+  #pragma GCC unroll 16
   for (int i = 0; i < QN; ++i) s[static_cast<int64_t>(i) * ld_s] = ReduceAdd(acc[i]) * scale;
 }
 
@@ -126,13 +138,16 @@ void AccumulateChunk(const float* p, int n, int ld_p, const float* v, int64_t v_
                      int c, float* o) {
   const __mmask16 m = ChunkMask(d, c);
   __m512 acc[QN];
+  #pragma GCC unroll 16
   for (int i = 0; i < QN; ++i) acc[i] = _mm512_maskz_loadu_ps(m, o + static_cast<int64_t>(i) * d + c);
   for (int j = 0; j < n; ++j) {
-    const __m512 vv = _mm512_maskz_loadu_ps(m, v + j * v_stride + c);
+    const __m512 vv = LoadChunk(v + j * v_stride, d, c);
+    #pragma GCC unroll 16
     for (int i = 0; i < QN; ++i) {
       acc[i] = _mm512_fmadd_ps(_mm512_set1_ps(p[static_cast<int64_t>(i) * ld_p + j]), vv, acc[i]);
     }
   }
+  #pragma GCC unroll 16
   for (int i = 0; i < QN; ++i) _mm512_mask_storeu_ps(o + static_cast<int64_t>(i) * d + c, m, acc[i]);
 }
 

@@ -124,19 +124,26 @@ template <class L, int R, int O>
 void DotTile(const uint8_t* w, int64_t w_stride, const float* x, int64_t ldx, int64_t cols,
              float* y, int64_t ldy) {
   __m256 acc[R][O];
+  #pragma GCC unroll 16
   for (int r = 0; r < R; ++r) {
+    #pragma GCC unroll 16
     for (int o = 0; o < O; ++o) acc[r][o] = _mm256_setzero_ps();
   }
   const int64_t steps = cols / L::kStep;
   for (int64_t s = 0; s < steps; ++s) {
     __m256 scale[O];
+    #pragma GCC unroll 16
     for (int o = 0; o < O; ++o) scale[o] = L::Scale(w + o * w_stride, s);
+    #pragma GCC unroll 4
     for (int c = 0; c < L::kChunks; ++c) {
       __m256 wv[O];
+      #pragma GCC unroll 16
       for (int o = 0; o < O; ++o) wv[o] = L::Chunk(w + o * w_stride, s, c, scale[o]);
       const int64_t k = s * L::kStep + c * kLanes;
+      #pragma GCC unroll 16
       for (int r = 0; r < R; ++r) {
         const __m256 xv = _mm256_loadu_ps(x + r * ldx + k);
+        #pragma GCC unroll 16
         for (int o = 0; o < O; ++o) acc[r][o] = _mm256_fmadd_ps(wv[o], xv, acc[r][o]);
       }
     }
@@ -145,15 +152,20 @@ void DotTile(const uint8_t* w, int64_t w_stride, const float* x, int64_t ldx, in
     const int64_t rem = cols - steps * L::kStep;
     if (rem > 0) {
       __m256 wv[O];
+      #pragma GCC unroll 16
       for (int o = 0; o < O; ++o) wv[o] = L::Tail(w + o * w_stride, steps, rem);
       const __m256i m = TailMask(rem);
+      #pragma GCC unroll 16
       for (int r = 0; r < R; ++r) {
         const __m256 xv = _mm256_maskload_ps(x + r * ldx + steps * L::kStep, m);
+        #pragma GCC unroll 16
         for (int o = 0; o < O; ++o) acc[r][o] = _mm256_fmadd_ps(wv[o], xv, acc[r][o]);
       }
     }
   }
+  #pragma GCC unroll 16
   for (int r = 0; r < R; ++r) {
+    #pragma GCC unroll 16
     for (int o = 0; o < O; ++o) y[r * ldy + o] = Reduce(acc[r][o]);
   }
 }
@@ -200,6 +212,7 @@ void DequantizeRow(const uint8_t* row, int64_t cols, float* out) {
   const int64_t steps = cols / L::kStep;
   for (int64_t s = 0; s < steps; ++s) {
     const __m256 scale = L::Scale(row, s);
+    #pragma GCC unroll 4
     for (int c = 0; c < L::kChunks; ++c) {
       _mm256_storeu_ps(out + s * L::kStep + c * kLanes, L::Chunk(row, s, c, scale));
     }

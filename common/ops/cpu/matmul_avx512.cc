@@ -141,12 +141,15 @@ template <class L, int R, int O>
 void DotTile(const uint8_t* w, int64_t w_stride, const float* x, int64_t ldx, int64_t cols,
              float* y, int64_t ldy) {
   __m512 acc[R][O];
+  #pragma GCC unroll 16
   for (int r = 0; r < R; ++r) {
+    #pragma GCC unroll 16
     for (int o = 0; o < O; ++o) acc[r][o] = _mm512_setzero_ps();
   }
   const int64_t steps = cols / L::kStep;
   for (int64_t s = 0; s < steps; ++s) {
     if constexpr (R <= 2) {  // weight streams from memory: prefetch ahead of the rows
+      #pragma GCC unroll 16
       for (int o = 0; o < O; ++o) {
         _mm_prefetch(reinterpret_cast<const char*>(w + o * w_stride + s * L::kStepBytes) +
                          kPrefetchBytes,
@@ -154,13 +157,18 @@ void DotTile(const uint8_t* w, int64_t w_stride, const float* x, int64_t ldx, in
       }
     }
     __m512 scale[O];
+    #pragma GCC unroll 16
     for (int o = 0; o < O; ++o) scale[o] = L::Scale(w + o * w_stride, s);
+    #pragma GCC unroll 4
     for (int c = 0; c < L::kChunks; ++c) {
       __m512 wv[O];
+      #pragma GCC unroll 16
       for (int o = 0; o < O; ++o) wv[o] = L::Chunk(w + o * w_stride, s, c, scale[o]);
       const int64_t k = s * L::kStep + c * kLanes;
+      #pragma GCC unroll 16
       for (int r = 0; r < R; ++r) {
         const __m512 xv = _mm512_loadu_ps(x + r * ldx + k);
+        #pragma GCC unroll 16
         for (int o = 0; o < O; ++o) acc[r][o] = _mm512_fmadd_ps(wv[o], xv, acc[r][o]);
       }
     }
@@ -170,14 +178,19 @@ void DotTile(const uint8_t* w, int64_t w_stride, const float* x, int64_t ldx, in
     if (rem > 0) {
       const __mmask16 m = static_cast<__mmask16>((1u << rem) - 1);
       __m512 wv[O];
+      #pragma GCC unroll 16
       for (int o = 0; o < O; ++o) wv[o] = L::Tail(w + o * w_stride, steps, m);
+      #pragma GCC unroll 16
       for (int r = 0; r < R; ++r) {
         const __m512 xv = _mm512_maskz_loadu_ps(m, x + r * ldx + steps * L::kStep);
+        #pragma GCC unroll 16
         for (int o = 0; o < O; ++o) acc[r][o] = _mm512_fmadd_ps(wv[o], xv, acc[r][o]);
       }
     }
   }
+  #pragma GCC unroll 16
   for (int r = 0; r < R; ++r) {
+    #pragma GCC unroll 16
     for (int o = 0; o < O; ++o) y[r * ldy + o] = Reduce(acc[r][o]);
   }
 }
@@ -237,6 +250,7 @@ void DequantizeRow(const uint8_t* row, int64_t cols, float* out) {
   const int64_t steps = cols / L::kStep;
   for (int64_t s = 0; s < steps; ++s) {
     const __m512 scale = L::Scale(row, s);
+    #pragma GCC unroll 4
     for (int c = 0; c < L::kChunks; ++c) {
       _mm512_storeu_ps(out + s * L::kStep + c * kLanes, L::Chunk(row, s, c, scale));
     }
