@@ -4,7 +4,6 @@
 #include <chrono>
 
 #include "absl/strings/str_format.h"
-#include "common/spec/verifier.h"
 #include "common/util/status_macros.h"
 
 namespace specserve {
@@ -15,27 +14,37 @@ double SecondsSince(Clock::time_point start) {
   return std::chrono::duration<double>(Clock::now() - start).count();
 }
 
-double WeightBytes(const LoadedModel& m) {
-  double bytes = m.weights.output.bytes();
+// Bytes and multiply-adds of the matrices a pass reads (norms are negligible).
+void MatrixTotals(const LoadedModel& m, double* bytes, double* params) {
+  *bytes = static_cast<double>(m.weights.output.bytes());
+  *params = static_cast<double>(m.weights.output.elements());
   for (const LayerWeights& l : m.weights.layers) {
     for (const WeightTensor* w : {&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_down, &l.w_up}) {
-      bytes += w->bytes();
+      *bytes += static_cast<double>(w->bytes());
+      *params += static_cast<double>(w->elements());
     }
   }
-  return bytes;
-}
-
-double FlopsPerToken(const LoadedModel& m) {
-  double params = static_cast<double>(m.weights.output.elements());
-  for (const LayerWeights& l : m.weights.layers) {
-    for (const WeightTensor* w : {&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_down, &l.w_up}) {
-      params += w->elements();
-    }
-  }
-  return 2.0 * params;
 }
 
 }  // namespace
+
+ModelFacts FactsOf(const LoadedModel& target, const LoadedModel& draft, int sinks, int window) {
+  ModelFacts f;
+  f.vocab_size = target.config.vocab_size;
+  f.eos_id = target.vocab.eos_id;
+  f.context_length = target.config.context_length;
+  double params = 0;
+  MatrixTotals(target, &f.prior.target_weight_bytes, &params);
+  f.prior.target_flops_per_token = 2 * params;
+  MatrixTotals(draft, &f.prior.draft_weight_bytes, &params);
+  f.prior.draft_flops_per_token = 2 * params;
+  f.prior.target_kv_bytes_per_token =
+      2.0 * sizeof(float) * target.config.n_layers * target.config.kv_dim();
+  f.prior.draft_kv_bytes_per_token =
+      2.0 * sizeof(float) * draft.config.n_layers * draft.config.kv_dim();
+  f.prior.draft_window_tokens = sinks + window;
+  return f;
+}
 
 absl::Status CheckSameVocabulary(const LoadedModel& target, const LoadedModel& draft) {
   const Vocabulary& a = target.vocab;
@@ -60,6 +69,30 @@ absl::StatusOr<std::unique_ptr<SpecEngine>> SpecEngine::Create(LlamaModel& targe
                                                                LlamaModel& draft,
                                                                SpecEngineOptions options) {
   if (&draft != &target) RETURN_IF_ERROR(CheckSameVocabulary(target.model(), draft.model()));
+  DraftWorkerOptions d;
+  d.sinks = options.sinks;
+  d.window = options.window;
+  d.max_candidates = options.max_candidates;
+  d.max_tree_nodes = std::max(options.spec.max_nodes, options.spec.tree_nodes) + 4;
+  TargetWorkerOptions t;
+  t.max_context = options.max_context;
+  t.max_tree_nodes = d.max_tree_nodes;
+  t.acceptance_scale = options.verifier_acceptance_scale;
+  auto draft_worker = std::make_unique<DraftWorker>(draft, d);
+  auto target_worker = std::make_unique<TargetWorker>(target, t);
+  ASSIGN_OR_RETURN(std::unique_ptr<SpecEngine> engine,
+                   Create(draft_worker.get(), *target_worker,
+                          FactsOf(target.model(), draft.model(), options.sinks, options.window),
+                          options));
+  engine->owned_draft_ = std::move(draft_worker);
+  engine->owned_target_ = std::move(target_worker);
+  return engine;
+}
+
+absl::StatusOr<std::unique_ptr<SpecEngine>> SpecEngine::Create(DraftBackend* draft,
+                                                               TargetBackend& target,
+                                                               ModelFacts facts,
+                                                               SpecEngineOptions options) {
   if (options.sinks < 0 || options.window < 1) {
     return absl::InvalidArgumentError(absl::StrFormat(
         "draft window: sinks %d must be >= 0 and window %d >= 1", options.sinks, options.window));
@@ -70,37 +103,31 @@ absl::StatusOr<std::unique_ptr<SpecEngine>> SpecEngine::Create(LlamaModel& targe
         "tree limits: max nodes %d must be in [1, 256], max depth %d in [1, 64]", s.max_nodes,
         s.max_depth));
   }
-  return std::unique_ptr<SpecEngine>(new SpecEngine(target, draft, options));
+  if (facts.vocab_size <= 0) return absl::InvalidArgumentError("the model has no vocabulary");
+  return std::unique_ptr<SpecEngine>(new SpecEngine(draft, target, facts, options));
 }
 
-SpecEngine::SpecEngine(LlamaModel& target, LlamaModel& draft, SpecEngineOptions options)
-    : target_(target),
-      draft_(draft),
-      options_(options),
-      drafter_(draft, options.window, options.max_candidates) {
-  max_context_ = options.max_context > 0 ? options.max_context : target.config().context_length;
+SpecEngine::SpecEngine(DraftBackend* draft, TargetBackend& target, ModelFacts facts,
+                       SpecEngineOptions options)
+    : draft_(draft), target_(target), facts_(facts), options_(options) {
+  max_context_ = options.max_context > 0 ? options.max_context : facts.context_length;
   if (max_context_ <= 0) max_context_ = 2048;
-  CostPrior prior;
+  CostPrior prior = facts.prior;
   prior.bandwidth_bytes_per_second =
       options.bandwidth_bytes_per_second > 0 ? options.bandwidth_bytes_per_second : 10e9;
   prior.flops_per_second = options.flops_per_second > 0 ? options.flops_per_second : 50e9;
-  prior.target_weight_bytes = WeightBytes(target.model());
-  prior.draft_weight_bytes = WeightBytes(draft.model());
-  prior.target_kv_bytes_per_token = 2.0 * sizeof(float) * target.config().n_layers * target.config().kv_dim();
-  prior.draft_kv_bytes_per_token = 2.0 * sizeof(float) * draft.config().n_layers * draft.config().kv_dim();
-  prior.target_flops_per_token = FlopsPerToken(target.model());
-  prior.draft_flops_per_token = FlopsPerToken(draft.model());
-  prior.draft_window_tokens = options.sinks + options.window;
-  planner_ = std::make_unique<Planner>(options.spec, prior);
+  SpecConfig spec = options.spec;
+  if (draft_ == nullptr) spec.mode = SpecMode::kOff;
+  planner_ = std::make_unique<Planner>(spec, prior);
 }
 
 absl::StatusOr<int> SpecEngine::Add(const GenerationRequest& request) {
   if (request.prompt.empty()) return absl::InvalidArgumentError("the prompt has no tokens");
-  const int vocab = target_.config().vocab_size;
   for (size_t i = 0; i < request.prompt.size(); ++i) {
-    if (request.prompt[i] < 0 || request.prompt[i] >= vocab) {
-      return absl::InvalidArgumentError(absl::StrFormat(
-          "prompt token %d: id %d is outside the vocabulary [0, %d)", i, request.prompt[i], vocab));
+    if (request.prompt[i] < 0 || request.prompt[i] >= facts_.vocab_size) {
+      return absl::InvalidArgumentError(
+          absl::StrFormat("prompt token %d: id %d is outside the vocabulary [0, %d)", i,
+                          request.prompt[i], facts_.vocab_size));
     }
   }
   if (static_cast<int>(request.prompt.size()) >= max_context_) {
@@ -117,12 +144,6 @@ absl::StatusOr<int> SpecEngine::Add(const GenerationRequest& request) {
   seq->request = request;
   seq->state.tokens = request.prompt;
   seq->state.prompt_tokens = static_cast<int>(request.prompt.size());
-  // Room for the verify pass: the pending token and a full tree beyond the context.
-  seq->target_cache =
-      MakeFullKvCache(target_.kv_shape(), max_context_ + options_.spec.max_nodes + 2);
-  seq->draft_cache = MakeWindowKvCache(draft_.kv_shape(), options_.sinks, options_.window,
-                                       options_.window + options_.spec.max_nodes + 8);
-  seq->rng.Seed(request.sampling.seed);
   if (request.max_new_tokens == 0) seq->state.finish = FinishReason::kLength;
   const int id = next_id_++;
   sequences_[id] = std::move(seq);
@@ -137,18 +158,30 @@ int SpecEngine::live_count() const {
   return n;
 }
 
+void SpecEngine::Remove(int id) {
+  if (sequences_.erase(id) == 0) return;
+  target_.Release(id);
+  if (draft_ != nullptr) draft_->Release(id);
+}
+
 void SpecEngine::Cancel(int id) {
   auto it = sequences_.find(id);
   if (it != sequences_.end() && !it->second->state.finished()) {
     it->second->state.finish = FinishReason::kCancelled;
+    target_.Release(id);
+    if (draft_ != nullptr) draft_->Release(id);
   }
+}
+
+void SpecEngine::ForgetTargetState() {
+  for (auto& [id, seq] : sequences_) seq->target_from = 0;
 }
 
 void SpecEngine::Append(Sequence& seq, std::span<const int32_t> tokens) {
   SequenceState& st = seq.state;
   for (int32_t token : tokens) {
     st.tokens.push_back(token);
-    if (seq.request.stop_at_eos && token == target_.model().vocab.eos_id) {
+    if (seq.request.stop_at_eos && token == facts_.eos_id) {
       st.finish = FinishReason::kEos;
     } else if (st.generated() >= seq.request.max_new_tokens) {
       st.finish = FinishReason::kLength;
@@ -161,170 +194,154 @@ void SpecEngine::Append(Sequence& seq, std::span<const int32_t> tokens) {
 
 absl::Status SpecEngine::Step() {
   last_ = StepStats{};
-  const int vocab = target_.config().vocab_size;
-
-  // Who prefills (the target has not seen all but the last token) and who decodes.
-  std::vector<Sequence*> prefilling, decoding;
+  // Who prefills (the target lacks more than the last token) and who decodes.
+  std::vector<std::pair<int, Sequence*>> prefilling, decoding;
   for (auto& [id, seq] : sequences_) {
     if (seq->state.finished()) continue;
-    const int64_t uncached =
-        static_cast<int64_t>(seq->state.tokens.size()) - seq->target_cache->committed_tokens();
-    (uncached > 1 ? prefilling : decoding).push_back(seq.get());
+    const int64_t uncached = static_cast<int64_t>(seq->state.tokens.size()) - seq->target_from;
+    (uncached > 1 ? prefilling : decoding).emplace_back(id, seq.get());
   }
   if (prefilling.empty() && decoding.empty()) return absl::OkStatus();
 
-  // The plan for this step's decoding sequences; sequences too close to their
-  // context limit for the tree decode plainly.
+  // The plan; sequences too close to their context limit for the tree decode plainly.
   double mean_context = 0;
-  for (Sequence* seq : decoding) mean_context += static_cast<double>(seq->state.tokens.size());
+  for (auto& [id, seq] : decoding) mean_context += static_cast<double>(seq->state.tokens.size());
   if (!decoding.empty()) mean_context /= decoding.size();
+  last_.mean_context = mean_context;
   const StepClass step_class = ClassOf(static_cast<int>(decoding.size()), mean_context);
   Plan plan;
   if (!decoding.empty()) plan = planner_->Choose(static_cast<int>(decoding.size()), mean_context);
-  std::vector<bool> speculate(decoding.size(), false);
-  std::vector<DraftRequest> draft_requests;
-  std::vector<size_t> drafted;
-  for (size_t i = 0; i < decoding.size() && plan.nodes > 0; ++i) {
-    Sequence* seq = decoding[i];
+
+  // 1. Propose: one call for every sequence that speculates this step.
+  std::vector<ProposeItem> proposals;
+  std::vector<size_t> proposed;  // index into decoding
+  for (size_t i = 0; i < decoding.size() && plan.nodes > 0 && draft_ != nullptr; ++i) {
+    auto [id, seq] = decoding[i];
     if (static_cast<int>(seq->state.tokens.size()) + plan.nodes + 1 > max_context_) continue;
-    speculate[i] = true;
-    DraftRequest r;
-    r.cache = seq->draft_cache.get();
-    r.catch_up = std::span<const int32_t>(seq->state.tokens)
-                     .subspan(static_cast<size_t>(seq->draft_cache->committed_tokens()));
-    r.shape = &plan.shape;
-    r.sampling = &seq->request.sampling;
-    r.rng = &seq->rng;
-    draft_requests.push_back(r);
-    drafted.push_back(i);
+    ProposeItem item;
+    item.sequence_id = id;
+    item.start = seq->draft_from;
+    item.tokens = std::span<const int32_t>(seq->state.tokens).subspan(seq->draft_from);
+    item.previous_accepted = seq->previous_accepted;
+    item.shape = &plan.shape;
+    item.sampling = seq->request.sampling;
+    proposals.push_back(item);
+    proposed.push_back(i);
   }
-
-  // 1. Draft.
-  std::vector<DraftResult> drafts;
-  if (!draft_requests.empty()) {
+  std::vector<ProposeOutput> drafts;
+  std::vector<const ProposeOutput*> draft_of(decoding.size(), nullptr);
+  if (!proposals.empty()) {
     const auto start = Clock::now();
-    RETURN_IF_ERROR(drafter_.Draft(draft_requests, &drafts));
+    std::vector<PassTime> passes;
+    absl::Status st = draft_->Propose(proposals, &drafts, &passes);
     last_.draft_seconds = SecondsSince(start);
-    for (const TreeDrafter::PassTime& pass : drafter_.last_passes()) {
-      planner_->RecordDraftPass(step_class, pass.tokens_per_sequence, pass.seconds);
+    if (!st.ok()) {
+      last_.draft_failed = true;  // decode plainly this step; the draft catches up later
+      for (size_t k = 0; k < proposed.size(); ++k) {
+        decoding[proposed[k]].second->previous_accepted.clear();
+      }
+    } else {
+      for (const PassTime& pass : passes) {
+        planner_->RecordDraftPass(step_class, pass.tokens_per_sequence, pass.seconds);
+      }
+      for (size_t k = 0; k < proposed.size(); ++k) {
+        Sequence* seq = decoding[proposed[k]].second;
+        const ProposeOutput& out = drafts[k];
+        seq->previous_accepted.clear();
+        if (out.status.ok()) {
+          draft_of[proposed[k]] = &out;
+          seq->draft_from = static_cast<int64_t>(seq->state.tokens.size());
+        } else if (absl::IsFailedPrecondition(out.status)) {
+          // The draft lost its state (restart) or is elsewhere: resend from the start.
+          seq->draft_from = 0;
+        }
+      }
     }
   }
-  std::vector<const DraftResult*> draft_of(decoding.size(), nullptr);
-  for (size_t k = 0; k < drafted.size(); ++k) draft_of[drafted[k]] = &drafts[k];
-
-  // 2. One target pass: prefill chunks, and for each decoding sequence its
-  // uncached history (usually the one pending token) followed by its tree.
-  std::vector<ForwardSequence> batch;
-  std::vector<std::vector<int32_t>> tokens(decoding.size()), parents(decoding.size()),
-      positions(decoding.size()), rows(decoding.size());
+  // Sequences not drafted this step: their draft pending rows get dropped next time.
   for (size_t i = 0; i < decoding.size(); ++i) {
-    Sequence* seq = decoding[i];
-    const int64_t committed = seq->target_cache->committed_tokens();
-    tokens[i].assign(seq->state.tokens.begin() + committed, seq->state.tokens.end());
-    const int c = static_cast<int>(tokens[i].size());  // >= 1; the last is the tree's root
-    ForwardSequence fs;
-    fs.cache = seq->target_cache.get();
-    if (const DraftResult* d = draft_of[i]; d != nullptr && d->tree.size() > 0) {
-      const std::vector<int32_t> depth = TreeDepths(d->tree.parents);
-      for (int j = 0; j < c; ++j) {
-        parents[i].push_back(j - 1);
-        positions[i].push_back(static_cast<int32_t>(committed + j));
-      }
-      for (int n = 0; n < d->tree.size(); ++n) {
-        tokens[i].push_back(d->tree.tokens[n]);
-        parents[i].push_back(d->tree.parents[n] < 0 ? c - 1 : c + d->tree.parents[n]);
-        positions[i].push_back(static_cast<int32_t>(committed + c - 1 + depth[n]));
-      }
-      fs.parents = parents[i];
-      fs.positions = positions[i];
-    }
-    for (int r = c - 1; r < static_cast<int>(tokens[i].size()); ++r) rows[i].push_back(r);
-    fs.tokens = tokens[i];
-    fs.logit_rows = rows[i];
-    batch.push_back(fs);
+    if (draft_of[i] == nullptr) decoding[i].second->previous_accepted.clear();
+  }
+
+  // 2. Verify: one target call with every decoding sequence and prefill chunks.
+  std::vector<VerifyItem> items;
+  for (size_t i = 0; i < decoding.size(); ++i) {
+    auto [id, seq] = decoding[i];
+    VerifyItem item;
+    item.sequence_id = id;
+    item.kind = VerifyKind::kVerify;
+    item.start = seq->target_from;
+    item.tokens = std::span<const int32_t>(seq->state.tokens).subspan(seq->target_from);
+    item.tree = draft_of[i] ? &draft_of[i]->tree : nullptr;
+    item.q = draft_of[i] ? &draft_of[i]->q : nullptr;
+    item.sampling = seq->request.sampling;
+    items.push_back(item);
   }
   int budget = options_.max_tokens_per_step;
   std::vector<Sequence*> prefilled;
-  for (Sequence* seq : prefilling) {
-    const int64_t committed = seq->target_cache->committed_tokens();
-    const int64_t want = static_cast<int64_t>(seq->state.tokens.size()) - 1 - committed;
+  for (auto [id, seq] : prefilling) {
+    const int64_t want = static_cast<int64_t>(seq->state.tokens.size()) - 1 - seq->target_from;
     const int n = static_cast<int>(std::min<int64_t>(want, budget));
     if (n <= 0) break;
     budget -= n;
-    ForwardSequence fs;
-    fs.cache = seq->target_cache.get();
-    fs.tokens = std::span<const int32_t>(seq->state.tokens).subspan(committed, n);
-    batch.push_back(fs);
+    VerifyItem item;
+    item.sequence_id = id;
+    item.kind = VerifyKind::kPrefill;
+    item.start = seq->target_from;
+    item.tokens = std::span<const int32_t>(seq->state.tokens).subspan(seq->target_from, n);
+    item.sampling = seq->request.sampling;
+    items.push_back(item);
     prefilled.push_back(seq);
     last_.prefill_tokens += n;
   }
+  std::vector<VerifyOutput> verified;
   const auto verify_start = Clock::now();
-  RETURN_IF_ERROR(target_.Forward(batch, &logits_));
+  RETURN_IF_ERROR(target_.Verify(items, &verified));
   last_.verify_seconds = SecondsSince(verify_start);
-  for (Sequence* seq : prefilled) seq->target_cache->CommitAll();
-  // The draft's sinks are fed while the target prefills (the rest of a long prompt
-  // reaches the draft as a catch-up that keeps only the last W tokens).
-  std::vector<ForwardSequence> sink_batch;
-  for (Sequence* seq : prefilled) {
-    const int64_t have = seq->draft_cache->committed_tokens();
-    const int64_t sinks_end =
-        std::min<int64_t>(options_.sinks, static_cast<int64_t>(seq->state.tokens.size()) - 1);
-    if (have < sinks_end) {
-      ForwardSequence fs;
-      fs.cache = seq->draft_cache.get();
-      fs.tokens = std::span<const int32_t>(seq->state.tokens).subspan(have, sinks_end - have);
-      sink_batch.push_back(fs);
-    }
-  }
-  if (!sink_batch.empty()) {
-    std::vector<float> unused;
-    RETURN_IF_ERROR(draft_.Forward(sink_batch, &unused));
-    for (const ForwardSequence& fs : sink_batch) fs.cache->CommitAll();
-  }
   if (prefilled.empty() && !decoding.empty()) {
-    const int per_sequence = static_cast<int>(tokens.empty() ? 1 : tokens[0].size());
-    planner_->RecordVerifyPass(step_class, per_sequence, last_.verify_seconds);
+    int tokens = 0;
+    for (size_t i = 0; i < decoding.size(); ++i) {
+      tokens += 1 + (draft_of[i] ? draft_of[i]->tree.size() : 0);
+    }
+    planner_->RecordVerifyPass(step_class, (tokens + static_cast<int>(decoding.size()) - 1) /
+                                               static_cast<int>(decoding.size()),
+                               last_.verify_seconds);
+  }
+  for (size_t k = 0; k < prefilled.size(); ++k) {
+    const VerifyOutput& out = verified[decoding.size() + k];
+    prefilled[k]->target_from = out.status.ok() ? out.cached_tokens
+                                : absl::IsFailedPrecondition(out.status) ? 0
+                                                                         : prefilled[k]->target_from;
   }
 
-  // 3. Verify, commit the accepted paths on both sides, extend the histories.
+  // 3. Extend the histories with what each verification accepted.
   last_.batch = static_cast<int>(decoding.size());
   last_.tree_nodes = plan.nodes;
   last_.tree_depth = plan.depth;
-  last_.speculated = !drafted.empty();
   last_.exploring = plan.exploring;
   last_.hits_by_rank.assign(planner_->acceptance().k(), 0);
   last_.visits_by_rank.assign(planner_->acceptance().k(), 0);
-  size_t logit_row = 0;
   for (size_t i = 0; i < decoding.size(); ++i) {
-    Sequence* seq = decoding[i];
-    const int c = static_cast<int>(tokens[i].size()) - (draft_of[i] ? draft_of[i]->tree.size() : 0);
-    static const TokenTree kEmpty;
-    const TokenTree& tree = draft_of[i] ? draft_of[i]->tree : kEmpty;
-    VerifyInput in;
-    in.tree = &tree;
-    in.logits = std::span<const float>(logits_.data() + logit_row * vocab,
-                                       static_cast<size_t>(tree.size() + 1) * vocab);
-    in.vocab_size = vocab;
-    in.sampling = &seq->request.sampling;
-    in.draft = draft_of[i] ? &draft_of[i]->q : nullptr;
-    in.rng = &seq->rng;
-    in.acceptance_scale = options_.verifier_acceptance_scale;
-    const VerifyResult result = VerifyTree(in);
-    logit_row += tree.size() + 1;
-
-    std::vector<int32_t> keep;
-    for (int j = 0; j < c; ++j) keep.push_back(j);
-    for (int32_t node : result.accepted) keep.push_back(c + node);
-    RETURN_IF_ERROR(seq->target_cache->Commit(keep));
+    auto [id, seq] = decoding[i];
+    const VerifyOutput& out = verified[i];
+    if (!out.status.ok()) {
+      if (absl::IsFailedPrecondition(out.status)) {
+        seq->target_from = 0;  // the target restarted: re-prefill from the history
+        seq->previous_accepted.clear();
+        continue;
+      }
+      return absl::Status(out.status.code(),
+                          absl::StrFormat("sequence %d: %s", id, out.status.message()));
+    }
+    seq->target_from = out.cached_tokens;
+    const VerifyResult& result = out.result;
     if (draft_of[i]) {
-      RETURN_IF_ERROR(
-          TreeDrafter::CommitAccepted(*seq->draft_cache, *draft_of[i], result.accepted));
+      last_.speculated = true;
+      seq->previous_accepted = result.accepted;
       planner_->RecordAcceptance(result);
       for (size_t v = 0; v < result.visited_children.size(); ++v) {
-        for (int r = 0; r < std::min<int>(result.visited_children[v], last_.visits_by_rank.size());
-             ++r) {
-          ++last_.visits_by_rank[r];
-        }
+        const int visits = std::min<int>(result.visited_children[v], last_.visits_by_rank.size());
+        for (int r = 0; r < visits; ++r) ++last_.visits_by_rank[r];
         const int rank = result.accepted_rank[v];
         if (rank >= 0 && rank < static_cast<int>(last_.hits_by_rank.size())) {
           ++last_.hits_by_rank[rank];
@@ -332,7 +349,7 @@ absl::Status SpecEngine::Step() {
       }
     }
     std::vector<int32_t> appended;
-    for (int32_t node : result.accepted) appended.push_back(tree.tokens[node]);
+    for (int32_t node : result.accepted) appended.push_back(draft_of[i]->tree.tokens[node]);
     appended.push_back(result.extra_token);
     const size_t before = seq->state.tokens.size();
     Append(*seq, appended);
@@ -342,6 +359,7 @@ absl::Status SpecEngine::Step() {
     last_.generated_tokens += gained;
     decoded_tokens_ += gained;
     ++sequence_steps_;
+    if (seq->state.finished()) last_.finished.push_back(id);
   }
   if (!decoding.empty()) {
     decode_seconds_ += last_.draft_seconds + last_.verify_seconds;

@@ -1,8 +1,9 @@
-// The speculative step engine the router drives: for all live sequences, one
-// step = draft token trees with the window-KV draft (one batched pass per
-// depth), verify every tree in one target pass, commit the accepted paths on
-// both sides. Plain decoding is the same step with empty trees. New sequences
-// join between steps; long prompts are prefilled in chunks beside running decodes.
+// The speculative step engine (the router's core): token histories, continuous
+// batching, the planner, and one step = one Propose to the draft (token trees for
+// the whole batch, with the previous step's accepted paths) + one Verify to the
+// target (prefill chunks and every tree in one forward). Plain decoding is the
+// same step with empty trees. The workers sit behind DraftBackend/TargetBackend:
+// in-process here, gRPC clients in the split deployment.
 #pragma once
 
 #include <cstdint>
@@ -13,8 +14,10 @@
 #include "absl/status/statusor.h"
 #include "common/engine/batch_generator.h"
 #include "common/engine/llama_model.h"
+#include "common/spec/backends.h"
+#include "common/spec/draft_worker.h"
 #include "common/spec/planner.h"
-#include "common/spec/tree_drafter.h"
+#include "common/spec/target_worker.h"
 
 namespace specserve {
 
@@ -40,19 +43,36 @@ struct StepStats {
   int tree_depth = 0;
   bool speculated = false;
   bool exploring = false;
+  bool draft_failed = false;     // the draft did not answer: this step decoded plainly
   int64_t accepted_tokens = 0;   // tree tokens accepted, all sequences
   int64_t generated_tokens = 0;  // tokens appended, all sequences (accepted + extra)
   double draft_seconds = 0;
   double verify_seconds = 0;
+  double mean_context = 0;
   std::vector<int64_t> hits_by_rank, visits_by_rank;  // this step's acceptance by position
+  std::vector<int> finished;  // ids of sequences that finished this step
 };
+
+// What the engine needs to know of the models behind the backends.
+struct ModelFacts {
+  int vocab_size = 0;
+  int eos_id = -1;
+  int context_length = 0;
+  CostPrior prior;  // weights, KV bytes per token, flops (bandwidth/flops filled from options)
+};
+ModelFacts FactsOf(const LoadedModel& target, const LoadedModel& draft, int sinks, int window);
 
 class SpecEngine {
  public:
-  // `draft` may be the same object as `target` (self-speculation, the default
-  // MagicDec setting). Fails if the two vocabularies differ.
+  // In-process: `draft` may be the same object as `target` (self-speculation,
+  // the default MagicDec setting). Fails if the two vocabularies differ.
   static absl::StatusOr<std::unique_ptr<SpecEngine>> Create(LlamaModel& target,
                                                             LlamaModel& draft,
+                                                            SpecEngineOptions options);
+  // Over any backends (gRPC clients in the router). `draft` may be null: no speculation.
+  static absl::StatusOr<std::unique_ptr<SpecEngine>> Create(DraftBackend* draft,
+                                                            TargetBackend& target,
+                                                            ModelFacts facts,
                                                             SpecEngineOptions options);
 
   absl::StatusOr<int> Add(const GenerationRequest& request);
@@ -60,13 +80,17 @@ class SpecEngine {
   bool HasLive() const;
   int live_count() const;
   const SequenceState& state(int id) const { return sequences_.at(id)->state; }
-  // Frees the sequence's caches; a later state(id) is an error.
-  void Remove(int id) { sequences_.erase(id); }
+  bool Contains(int id) const { return sequences_.count(id) > 0; }
+  // Frees the sequence's caches on both workers.
+  void Remove(int id);
   void Cancel(int id);
+  // A restarted target lost every cache: re-prefill all live sequences from history.
+  void ForgetTargetState();
 
   const StepStats& last_step() const { return last_; }
   Planner& planner() { return *planner_; }
   const SpecEngineOptions& options() const { return options_; }
+  int max_context() const { return max_context_; }
   // Mean tokens a sequence gained per decoding step, since construction.
   double mean_tokens_per_step() const {
     return sequence_steps_ ? static_cast<double>(decoded_tokens_) / sequence_steps_ : 0.0;
@@ -76,31 +100,33 @@ class SpecEngine {
     return sequence_steps_ ? static_cast<double>(accepted_total_) / sequence_steps_ : 0.0;
   }
   int64_t decoded_tokens() const { return decoded_tokens_; }
+  double decode_seconds() const { return decode_seconds_; }
   int64_t prefill_tokens() const { return prefill_total_; }
   double prefill_seconds() const { return prefill_seconds_; }
-  double decode_seconds() const { return decode_seconds_; }
 
  private:
   struct Sequence {
     GenerationRequest request;
     SequenceState state;
-    std::unique_ptr<KvCache> target_cache;
-    std::unique_ptr<KvCache> draft_cache;
-    Rng rng;
+    int64_t target_from = 0;  // the target holds history[0, target_from)
+    int64_t draft_from = 0;   // the draft holds at least history[0, draft_from)
+    std::vector<int32_t> previous_accepted;  // last step's accepted nodes, for the draft
   };
 
-  SpecEngine(LlamaModel& target, LlamaModel& draft, SpecEngineOptions options);
+  SpecEngine(DraftBackend* draft, TargetBackend& target, ModelFacts facts,
+             SpecEngineOptions options);
   void Append(Sequence& seq, std::span<const int32_t> tokens);
 
-  LlamaModel& target_;
-  LlamaModel& draft_;
+  std::unique_ptr<DraftWorker> owned_draft_;
+  std::unique_ptr<TargetWorker> owned_target_;
+  DraftBackend* draft_;
+  TargetBackend& target_;
+  ModelFacts facts_;
   SpecEngineOptions options_;
   int max_context_;
   std::unique_ptr<Planner> planner_;
-  TreeDrafter drafter_;
   std::map<int, std::unique_ptr<Sequence>> sequences_;
   int next_id_ = 0;
-  std::vector<float> logits_;
   StepStats last_;
   int64_t decoded_tokens_ = 0, sequence_steps_ = 0, accepted_total_ = 0, prefill_total_ = 0;
   double decode_seconds_ = 0, prefill_seconds_ = 0;

@@ -8,8 +8,11 @@
 
 namespace specserve {
 
-TreeDrafter::TreeDrafter(LlamaModel& draft, int window, int max_candidates)
-    : draft_(draft), window_(std::max(1, window)), max_candidates_(std::max(1, max_candidates)) {}
+TreeDrafter::TreeDrafter(LlamaModel& draft, int window, int max_candidates, int sinks)
+    : draft_(draft),
+      window_(std::max(1, window)),
+      max_candidates_(std::max(1, max_candidates)),
+      sinks_(std::max(0, sinks)) {}
 
 namespace {
 
@@ -53,16 +56,38 @@ absl::Status TreeDrafter::Draft(std::span<const DraftRequest> requests,
   const int vocab = draft_.config().vocab_size;
   results->assign(requests.size(), DraftResult{});
 
-  // Level 0: catch up on the history; the root's logits give the first level.
+  passes_.clear();
+  // A long catch-up (a prompt, or history while speculation was off) keeps only
+  // the sinks and the last W tokens: feed missing sinks first, skip the middle.
+  std::vector<std::span<const int32_t>> catch_up(requests.size());
   std::vector<ForwardSequence> batch;
-  std::vector<int32_t> last_row(requests.size());
-  std::vector<size_t> members;
   for (size_t s = 0; s < requests.size(); ++s) {
     const DraftRequest& r = requests[s];
     if (r.catch_up.empty()) {
       return absl::InvalidArgumentError(absl::StrFormat("sequence %d: nothing to draft from", s));
     }
-    std::span<const int32_t> feed = r.catch_up;
+    catch_up[s] = r.catch_up;
+    const int64_t missing_sinks = std::max<int64_t>(sinks_ - r.cache->committed_tokens(), 0);
+    if (static_cast<int64_t>(r.catch_up.size()) > window_ + missing_sinks && missing_sinks > 0) {
+      ForwardSequence fs;
+      fs.cache = r.cache;
+      fs.tokens = r.catch_up.subspan(0, missing_sinks);
+      batch.push_back(fs);
+      catch_up[s] = r.catch_up.subspan(missing_sinks);
+    }
+  }
+  if (!batch.empty()) {
+    RETURN_IF_ERROR(TimedForward(batch));
+    for (const ForwardSequence& fs : batch) fs.cache->CommitAll();
+  }
+
+  // Level 0: catch up on the history; the root's logits give the first level.
+  batch.clear();
+  std::vector<int32_t> last_row(requests.size());
+  std::vector<size_t> members;
+  for (size_t s = 0; s < requests.size(); ++s) {
+    const DraftRequest& r = requests[s];
+    std::span<const int32_t> feed = catch_up[s];
     if (static_cast<int>(feed.size()) > window_) {
       // Tokens before the last W would leave the ring anyway: count them, skip them.
       RETURN_IF_ERROR(r.cache->SkipTokens(static_cast<int64_t>(feed.size()) - window_));
@@ -76,7 +101,6 @@ absl::Status TreeDrafter::Draft(std::span<const DraftRequest> requests,
     batch.push_back(fs);
     members.push_back(s);
   }
-  passes_.clear();
   RETURN_IF_ERROR(TimedForward(batch));
   for (size_t s = 0; s < requests.size(); ++s) requests[s].cache->CommitAll();
 

@@ -40,7 +40,7 @@ class TreeDrafter {
  public:
   // `window`: the draft cache's ring size (catch-ups longer than it are cut).
   // `max_candidates`: q keeps at most this many tokens (exact and small to send).
-  TreeDrafter(LlamaModel& draft, int window, int max_candidates = 32);
+  TreeDrafter(LlamaModel& draft, int window, int max_candidates = 32, int sinks = 0);
 
   absl::Status Draft(std::span<const DraftRequest> requests, std::vector<DraftResult>* results);
 
@@ -62,6 +62,7 @@ class TreeDrafter {
   LlamaModel& draft_;
   int window_;
   int max_candidates_;
+  int sinks_;
   std::vector<float> logits_;
   std::vector<PassTime> passes_;
 };

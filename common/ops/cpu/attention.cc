@@ -19,7 +19,7 @@ int64_t CeilDiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
 // Key rows per online-softmax step: the block's K and V rows (all heads) stay
 // within about 512 KB, well inside L2.
 int KeyBlockRows(int64_t kv_dim) {
-  return static_cast<int>(std::clamp<int64_t>(65536 / kv_dim / 16 * 16, 16, 64));
+  return static_cast<int>(std::clamp<int64_t>(32768 / kv_dim / 8 * 8, 16, 64));
 }
 
 // Prefetches part `part` of `parts` of [begin, end) into L2.

@@ -114,8 +114,9 @@ struct LoadQ4 {
         reinterpret_cast<const __m128i*>(row + s * kBlockBytes + 2 + 8 * (c & 1))));
     const __m256i nib = c < 2 ? _mm256_and_si256(bytes, _mm256_set1_epi32(0x0f))
                               : _mm256_srli_epi32(bytes, 4);
-    const __m256i q = _mm256_sub_epi32(nib, _mm256_set1_epi32(8));
-    return _mm256_mul_ps(_mm256_cvtepi32_ps(q), scale);
+    // nib * d - 8 * d, rounded once: exactly (nib - 8) * d, which fits in 15 bits.
+    return _mm256_fmsub_ps(_mm256_cvtepi32_ps(nib), scale,
+                           _mm256_mul_ps(scale, _mm256_set1_ps(8.0f)));
   }
   static __m256 Tail(const uint8_t*, int64_t, int64_t) { return _mm256_setzero_ps(); }
 };
@@ -223,30 +224,23 @@ void DequantizeRow(const uint8_t* row, int64_t cols, float* out) {
   }
 }
 
-int64_t GemmRowBlock(int64_t cols) {
-  int64_t rows = (256 * 1024) / (cols * 4) / 4 * 4;
-  if (rows < 8) rows = 8;
-  if (rows > 64) rows = 64;
-  return rows;
-}
-
+// The GEMM path: each panel of kMatMulPanelRows weight rows is dequantised to
+// fp32 once (fp32 weights are used in place) and every x row passes over it
+// in 4-row tiles, so weights are read from memory exactly once; the
+// activations (n_rows x cols) are re-read from L2/L3 per panel.
 template <class L>
 void Gemm(const MatMulProblem& p, int64_t o_begin, int64_t o_end, float* panel) {
   const int64_t panel_stride = (p.cols + 15) / 16 * 16;
-  const int64_t row_block = GemmRowBlock(p.cols);
-  for (int64_t rb = 0; rb < p.n_rows; rb += row_block) {
-    const int64_t re = rb + row_block < p.n_rows ? rb + row_block : p.n_rows;
-    for (int64_t ob = o_begin; ob < o_end; ob += kMatMulPanelRows) {
-      const int64_t oe = ob + kMatMulPanelRows < o_end ? ob + kMatMulPanelRows : o_end;
-      if constexpr (std::is_same_v<L, LoadF32>) {  // fp32 weights are their own panel
-        OutputTiles<LoadF32, 2>(p.w + ob * p.w_row_bytes, p.w_row_bytes, p, ob, oe, rb, re);
-      } else {
-        for (int64_t o = ob; o < oe; ++o) {
-          DequantizeRow<L>(p.w + o * p.w_row_bytes, p.cols, panel + (o - ob) * panel_stride);
-        }
-        OutputTiles<LoadF32, 2>(reinterpret_cast<const uint8_t*>(panel), panel_stride * 4, p,
-                                ob, oe, rb, re);
+  for (int64_t ob = o_begin; ob < o_end; ob += kMatMulPanelRows) {
+    const int64_t oe = ob + kMatMulPanelRows < o_end ? ob + kMatMulPanelRows : o_end;
+    if constexpr (std::is_same_v<L, LoadF32>) {  // fp32 weights are their own panel
+      OutputTiles<LoadF32, 2>(p.w + ob * p.w_row_bytes, p.w_row_bytes, p, ob, oe, 0, p.n_rows);
+    } else {
+      for (int64_t o = ob; o < oe; ++o) {
+        DequantizeRow<L>(p.w + o * p.w_row_bytes, p.cols, panel + (o - ob) * panel_stride);
       }
+      OutputTiles<LoadF32, 2>(reinterpret_cast<const uint8_t*>(panel), panel_stride * 4, p, ob, oe, 0,
+          p.n_rows);
     }
   }
 }

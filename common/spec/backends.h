@@ -1,0 +1,86 @@
+// The boundary between the router (scheduler, planner, token histories) and the
+// two model workers. In-process workers implement it directly (all-in-one mode,
+// tests); gRPC clients implement it for the split deployment. The router is the
+// source of truth: every call carries the history tokens a worker may lack, so a
+// restarted worker is rebuilt from the history (it answers FAILED_PRECONDITION
+// naming the position it needs).
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "common/sampling/sampler.h"
+#include "common/spec/sequoia.h"
+#include "common/spec/token_tree.h"
+#include "common/spec/verifier.h"
+
+namespace specserve {
+
+struct ProposeItem {
+  int64_t sequence_id = 0;
+  // History tokens from position `start` to the end; the last one is the root of
+  // the tree to draft. The draft uses those it has not cached.
+  int64_t start = 0;
+  std::span<const int32_t> tokens;
+  // The previous step's accepted nodes of this sequence's previous tree (the
+  // commit travels with the next proposal: no separate round trip).
+  std::span<const int32_t> previous_accepted;
+  const TreeShape* shape = nullptr;
+  SamplingParams sampling;
+};
+
+struct ProposeOutput {
+  absl::Status status;  // per sequence: e.g. FAILED_PRECONDITION "need history from N"
+  TokenTree tree;
+  std::vector<std::vector<TokenProb>> q;  // sampling: per expanded node (0 = root)
+};
+
+struct PassTime {
+  int tokens_per_sequence = 0;
+  double seconds = 0;
+};
+
+class DraftBackend {
+ public:
+  virtual ~DraftBackend() = default;
+  // One call per step for the whole batch. A failed call (draft down, deadline)
+  // makes the router decode without speculation this step.
+  virtual absl::Status Propose(std::span<const ProposeItem> items,
+                               std::vector<ProposeOutput>* outputs,
+                               std::vector<PassTime>* passes) = 0;
+  virtual void Release(int64_t sequence_id) = 0;
+};
+
+enum class VerifyKind {
+  kPrefill,  // cache all the tokens; no output
+  kVerify,   // cache the tokens, verify `tree` rooted at the last one
+};
+
+struct VerifyItem {
+  int64_t sequence_id = 0;
+  VerifyKind kind = VerifyKind::kVerify;
+  int64_t start = 0;  // position of tokens[0]
+  std::span<const int32_t> tokens;
+  const TokenTree* tree = nullptr;  // kVerify; may be empty (plain decoding)
+  const std::vector<std::vector<TokenProb>>* q = nullptr;  // sampling with a tree
+  SamplingParams sampling;
+};
+
+struct VerifyOutput {
+  absl::Status status;  // per sequence
+  VerifyResult result;  // kVerify: accepted nodes and the extra token
+  int64_t cached_tokens = 0;  // the target's committed tokens after the call
+};
+
+class TargetBackend {
+ public:
+  virtual ~TargetBackend() = default;
+  // One forward for the whole batch (prefill chunks and verifications together).
+  virtual absl::Status Verify(std::span<const VerifyItem> items,
+                              std::vector<VerifyOutput>* outputs) = 0;
+  virtual void Release(int64_t sequence_id) = 0;
+};
+
+}  // namespace specserve

@@ -1,0 +1,51 @@
+// The draft side of speculation in-process: the draft model and, per live
+// sequence, its window KV cache (sinks + ring) and random stream. The draft
+// service wraps exactly this.
+#pragma once
+
+#include <map>
+#include <memory>
+#include <mutex>
+
+#include "common/engine/llama_model.h"
+#include "common/spec/backends.h"
+#include "common/spec/tree_drafter.h"
+
+namespace specserve {
+
+struct DraftWorkerOptions {
+  int sinks = 16;
+  int window = 256;
+  int max_tree_nodes = 256;  // trees larger than this are refused
+  int max_depth = 64;
+  int max_candidates = 32;
+  int max_sequences = 4096;
+};
+
+class DraftWorker final : public DraftBackend {
+ public:
+  DraftWorker(LlamaModel& draft, DraftWorkerOptions options);
+
+  absl::Status Propose(std::span<const ProposeItem> items, std::vector<ProposeOutput>* outputs,
+                       std::vector<PassTime>* passes) override;
+  void Release(int64_t sequence_id) override;
+
+  int sequences() const;
+  int64_t kv_bytes() const;
+  const DraftWorkerOptions& options() const { return options_; }
+
+ private:
+  struct Sequence {
+    std::unique_ptr<KvCache> cache;
+    Rng rng;
+    DraftResult last;  // the previous tree, whose accepted path the next call commits
+  };
+
+  LlamaModel& draft_;
+  DraftWorkerOptions options_;
+  TreeDrafter drafter_;
+  mutable std::mutex mu_;  // one Propose at a time; Release may come from another thread
+  std::map<int64_t, Sequence> sequences_;
+};
+
+}  // namespace specserve
