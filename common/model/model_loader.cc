@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/model/gguf_model_loader.h"
 #include "common/model/gguf_reader.h"
+#include "common/model/hf_model_loader.h"
 #include "common/model/llama2c_loader.h"
 #include "common/util/mapped_file.h"
 #include "common/util/status_macros.h"
@@ -43,8 +44,8 @@ absl::Status RefuseOtherFormats(const MappedFile& file) {
     if (header_len + 8 <= n) {
       return absl::InvalidArgumentError(
           absl::StrCat(file.path(),
-                       ": looks like a safetensors file; load its Hugging Face directory instead "
-                       "(not supported yet)"));
+                       ": looks like a safetensors file; load its Hugging Face directory (with "
+                       "config.json and tokenizer.json) instead"));
     }
   }
   return absl::OkStatus();
@@ -62,14 +63,11 @@ absl::StatusOr<std::unique_ptr<LoadedModel>> LoadModel(const std::string& path,
     return absl::NotFoundError(absl::StrCat(path, ": no such file"));
   }
   if (fs::is_directory(status)) {
-    if (fs::exists(fs::path(path) / "config.json", ec)) {
-      return absl::UnimplementedError(
-          absl::StrCat(path, ": Hugging Face directories are not supported yet"));
-    }
+    if (fs::exists(fs::path(path) / "config.json", ec)) return LoadHfModel(path);
     return absl::InvalidArgumentError(
         absl::StrCat(path,
-                     ": is a directory, not a model file (Hugging Face directories are "
-                     "not supported yet)"));
+                     ": is a directory without config.json: neither a model file nor a "
+                     "Hugging Face model directory"));
   }
   ASSIGN_OR_RETURN(std::unique_ptr<MappedFile> mapped, MappedFile::Open(path));
   std::shared_ptr<const MappedFile> file(std::move(mapped));

@@ -15,7 +15,8 @@ struct LoadOptions {
   std::string tokenizer_path;
 };
 
-// GGUF (magic "GGUF") or llama2.c `.bin`. Every size, offset, shape and type is
+// GGUF (magic "GGUF"), llama2.c `.bin`, or a Hugging Face model directory (one with
+// config.json; see hf_model_loader.h). Every size, offset, shape and type is
 // checked against the file; errors name the file, the tensor or key, and the problem.
 absl::StatusOr<std::unique_ptr<LoadedModel>> LoadModel(const std::string& path,
                                                        const LoadOptions& options = {});

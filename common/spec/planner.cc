@@ -70,6 +70,10 @@ std::vector<double> AcceptanceStats::Vector() const {
   for (int r = 0; r < k(); ++r) {
     const double prior = 0.3 / (1 << r);
     p[r] = (hits_[r] + 2.0 * prior) / (visits_[r] + 2.0);
+    // Candidates come in the draft's order of likelihood, so a later rank is not
+    // believed to do better than an earlier one (this also keeps an unobserved
+    // rank's prior from outliving evidence that the earlier ranks fail).
+    if (r > 0) p[r] = std::min(p[r], p[r - 1]);
     total += p[r];
   }
   if (total > 0.999) {  // p_1 + ... + p_K <= 1 by definition; keep rounding in check
@@ -99,6 +103,7 @@ void Planner::RebuildTables() {
   const int nodes = std::max({config_.max_nodes, config_.tree_nodes, 1}) + 1;
   tables_ = std::make_unique<SequoiaTables>(acceptance_.Vector(), nodes, config_.max_depth);
   steps_since_rebuild_ = 0;
+  visits_at_rebuild_ = acceptance_.visits(0);
   if (config_.mode != SpecMode::kAuto) return;
   // Every (n, d) whose best tree really uses depth d, with its draft level widths,
   // so that choosing costs a few array lookups per candidate.
@@ -195,7 +200,11 @@ Plan Planner::Choose(int batch, double mean_context) {
 namespace specserve {
 
 Plan Planner::ChooseAuto(int batch, double mean_context) {
-  if (++steps_since_rebuild_ >= 64) RebuildTables();
+  // Re-plan trees when the acceptance evidence has grown by a quarter, or every 64 steps.
+  if (++steps_since_rebuild_ >= 64 ||
+      acceptance_.visits(0) > visits_at_rebuild_ + visits_at_rebuild_ / 4 + 16) {
+    RebuildTables();
+  }
   const StepClass c = ClassOf(batch, mean_context);
   CachedChoice& choice = choices_[c];
   if (steps_ > choice.valid_until_step) {

@@ -72,23 +72,28 @@ void ThreadPool::WorkerLoop(int thread_index) {
   for (;;) {
     seen = WaitForJob(seen);
     if (stop_.load(std::memory_order_acquire)) return;
+    // Join the current job unless the caller has already closed it.
+    uint32_t state = job_state_.load(std::memory_order_acquire);
+    bool joined = false;
+    while ((state & kClosed) == 0) {
+      if (job_state_.compare_exchange_weak(state, state + 1, std::memory_order_acq_rel)) {
+        joined = true;
+        break;
+      }
+    }
+    if (!joined) continue;
     tls_in_job = true;
     tls_thread_index = thread_index;
     (*job_)(thread_index);
     tls_in_job = false;
-    pending_.fetch_sub(1, std::memory_order_acq_rel);
+    job_state_.fetch_sub(1, std::memory_order_acq_rel);
   }
 }
 
-void ThreadPool::RunOnAllThreads(absl::FunctionRef<void(int thread_index)> fn) {
-  if (num_threads_ == 1 || tls_in_job) {
-    // Nested call (or no workers): the current thread does every part.
-    for (int t = 0; t < num_threads_; ++t) fn(t);
-    return;
-  }
+void ThreadPool::Run(absl::FunctionRef<void(int thread_index)> claim_loop) {
   std::lock_guard<std::mutex> call_lock(call_mu_);
-  job_ = &fn;
-  pending_.store(num_threads_ - 1, std::memory_order_relaxed);
+  job_ = &claim_loop;
+  job_state_.store(0, std::memory_order_release);  // open, no worker inside
   generation_.fetch_add(1, std::memory_order_seq_cst);
   if (sleeping_.load(std::memory_order_seq_cst) > 0) {
     { std::lock_guard<std::mutex> lock(mu_); }
@@ -96,9 +101,11 @@ void ThreadPool::RunOnAllThreads(absl::FunctionRef<void(int thread_index)> fn) {
   }
   tls_in_job = true;
   tls_thread_index = 0;
-  fn(0);
+  claim_loop(0);
   tls_in_job = false;
-  for (int i = 0; pending_.load(std::memory_order_acquire) != 0; ++i) {
+  // All work is claimed; close the job and wait for the workers still inside.
+  job_state_.fetch_or(kClosed, std::memory_order_acq_rel);
+  for (int i = 0; job_state_.load(std::memory_order_acquire) != kClosed; ++i) {
     if (i < 4096) {
       CpuRelax();
     } else {
@@ -121,7 +128,7 @@ void ThreadPool::ParallelFor(int64_t n, absl::FunctionRef<void(int64_t begin, in
   const int64_t chunk_units = std::max<int64_t>(1, units / (4 * num_threads_));
   const int64_t chunk = chunk_units * grain;
   std::atomic<int64_t> next{0};
-  RunOnAllThreads([&](int) {
+  Run([&](int) {
     for (;;) {
       const int64_t begin = next.fetch_add(chunk, std::memory_order_relaxed);
       if (begin >= n) return;
@@ -139,7 +146,7 @@ void ThreadPool::ParallelForEach(int64_t n,
     return;
   }
   std::atomic<int64_t> next{0};
-  RunOnAllThreads([&](int thread_index) {
+  Run([&](int thread_index) {
     for (;;) {
       const int64_t i = next.fetch_add(1, std::memory_order_relaxed);
       if (i >= n) return;

@@ -10,7 +10,9 @@
 // call of a burst reaches them in well under a microsecond, and only then block
 // on a condition variable (so an idle engine does not burn CPU). The calling
 // thread takes part in every job as thread 0, so a pool of N threads starts
-// N - 1 workers.
+// N - 1 workers. Work is claimed dynamically and the caller never waits for a
+// worker that has not started, so a descheduled worker (other processes on
+// the cores) costs nothing but its share of the parallelism.
 #pragma once
 
 #include <atomic>
@@ -34,10 +36,6 @@ class ThreadPool {
 
   int num_threads() const { return num_threads_; }
 
-  // Runs fn(thread_index) once on every thread of the pool (the caller is
-  // thread 0) and returns when all have finished.
-  void RunOnAllThreads(absl::FunctionRef<void(int thread_index)> fn);
-
   // Calls fn(begin, end) on disjoint chunks that cover [0, n) and returns when
   // all are done. Chunks are multiples of `grain` (except the last) and are
   // handed out dynamically, a few per thread, so a thread that got a slow core
@@ -47,13 +45,20 @@ class ThreadPool {
 
   // Calls fn(i, thread_index) for every i in [0, n), items handed out one at a
   // time (for few, uneven items). thread_index < num_threads() identifies the
-  // thread, e.g. to pick its scratch buffer.
+  // running thread (0 = the caller), e.g. to pick its scratch buffer.
   void ParallelForEach(int64_t n, absl::FunctionRef<void(int64_t i, int thread_index)> fn);
 
  private:
+  // Runs `claim_loop` on the caller and on every worker that arrives before the
+  // caller has finished its own share; claim_loop hands out the work, so a
+  // worker that was descheduled (an oversubscribed host) is simply not waited
+  // for. Returns when no worker is still inside claim_loop.
+  void Run(absl::FunctionRef<void(int thread_index)> claim_loop);
   void WorkerLoop(int thread_index);
   // Waits (spinning, then blocking) until generation_ differs from `seen`.
   uint32_t WaitForJob(uint32_t seen);
+
+  static constexpr uint32_t kClosed = 1u << 31;
 
   const int num_threads_;
   std::vector<std::thread> workers_;
@@ -61,7 +66,9 @@ class ThreadPool {
   // The current job; written by the caller before it bumps generation_.
   absl::FunctionRef<void(int)>* job_ = nullptr;
   std::atomic<uint32_t> generation_{0};
-  std::atomic<int> pending_{0};  // workers still running the current job
+  // Workers inside the current job, plus kClosed once the caller is done with
+  // its share (no worker may join after that).
+  std::atomic<uint32_t> job_state_{kClosed};
   std::atomic<bool> stop_{false};
 
   // Blocking path for idle workers.

@@ -63,8 +63,9 @@ nlohmann::json ConfigJson(const ModelConfig& c) {
 const char kInfoUsage[] =
     "usage: specserve-model info PATH [--tokenizer FILE] [--json] [--metadata]\n"
     "\n"
-    "Loads a model (GGUF, or a llama2.c .bin checkpoint) with every check the engine\n"
-    "applies and prints its format, configuration, vocabulary and tensors.\n"
+    "Loads a model (GGUF, a llama2.c .bin checkpoint, or a Hugging Face directory) with\n"
+    "every check the engine applies and prints its format, configuration, vocabulary\n"
+    "and tensors.\n"
     "\n"
     "  --tokenizer FILE  llama2.c tokenizer.bin for a .bin model (default: tok<vocab>.bin,\n"
     "                    tokenizer.bin or another tok*.bin beside the model)\n"
@@ -112,7 +113,8 @@ int RunInfo(const std::vector<std::string>& argv) {
     j["config"] = ConfigJson(c);
     j["tied_embeddings"] = c.tied_embeddings;
     j["vocab"] = {{"size", v.size()},
-                  {"model", v.model},
+                  {"model", v.hf_bpe ? "tokenizer.json BPE" : v.model},
+                  {"merges", v.hf.merges.size()},
                   {"bos", TokenJson(v, v.bos_id)},
                   {"eos", TokenJson(v, v.eos_id)},
                   {"unk", TokenJson(v, v.unk_id)},
@@ -150,8 +152,11 @@ int RunInfo(const std::vector<std::string>& argv) {
   std::cout << absl::StrFormat("output:      %s\n", c.tied_embeddings
                                                         ? "tied to the token embedding"
                                                         : "separate output.weight");
+  const std::string vocab_model =
+      v.hf_bpe ? absl::StrCat("tokenizer.json BPE, ", v.hf.merges.size(), " merges") : v.model;
   std::cout << absl::StrFormat("vocabulary:  %d tokens (%s); BOS %s, EOS %s, UNK %s\n", v.size(),
-                               v.model, Piece(v, v.bos_id), Piece(v, v.eos_id), Piece(v, v.unk_id));
+                               vocab_model, Piece(v, v.bos_id), Piece(v, v.eos_id),
+                               Piece(v, v.unk_id));
   std::cout << absl::StrFormat("parameters:  %d (%.2f MB of tensor data)\n", parameters,
                                tensor_bytes / 1e6);
   for (const GgufKeyValue& kv : metadata) {

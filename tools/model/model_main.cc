@@ -1,8 +1,9 @@
-// specserve-model: inspect model files and write random-weight models.
+// specserve-model: inspect, convert and write random-weight models.
 #include <cstdio>
 #include <string>
 #include <vector>
 
+#include "tools/model/convert_command.h"
 #include "tools/model/info_command.h"
 #include "tools/model/random_command.h"
 
@@ -13,6 +14,7 @@ constexpr char kUsage[] =
     "\n"
     "commands:\n"
     "  info PATH     print a model's format, config, vocabulary and tensors\n"
+    "  convert PATH  write a model (GGUF, llama2.c, Hugging Face dir) as GGUF\n"
     "  random ...    write a GGUF Llama model with seeded random weights\n"
     "\n"
     "'specserve-model COMMAND --help' describes a command.\n";
@@ -31,6 +33,7 @@ int main(int argc, char** argv) {
     return 0;
   }
   if (command == "info") return specserve::model_tool::RunInfo(rest);
+  if (command == "convert") return specserve::model_tool::RunConvert(rest);
   if (command == "random") return specserve::model_tool::RunRandom(rest);
   std::fprintf(stderr, "error: unknown command '%s'\n\n%s", command.c_str(), kUsage);
   return 1;

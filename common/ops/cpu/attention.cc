@@ -38,7 +38,7 @@ void BuildTreeMask(const int32_t* parents, int n, std::vector<uint8_t>& vis) {
   for (int t = 0; t < n; ++t) {
     const int p = parents[t];
     assert(p < t);
-    if (p >= 0) {
+    if (p >= 0 && p < t) {  // an invalid parent (engines validate trees) acts as -1
       std::copy_n(vis.begin() + static_cast<int64_t>(p) * n, p + 1,
                   vis.begin() + static_cast<int64_t>(t) * n);
     }

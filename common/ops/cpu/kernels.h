@@ -31,6 +31,10 @@ struct MatMulProblem {
 // path); the drivers split output rows across threads in multiples of this.
 inline constexpr int64_t kMatMulPanelRows = 16;
 
+// From this many x rows on, the kernels take the GEMM path (dequantised panels);
+// below it the GEMV path (dequantising in registers, tiles of 4 output rows).
+inline constexpr int64_t kMatMulGemmMinRows = 8;
+
 // Floats of scratch the matmul kernels need for `cols` columns.
 constexpr int64_t MatMulScratchFloats(int64_t cols) {
   return kMatMulPanelRows * ((cols + 15) / 16 * 16);

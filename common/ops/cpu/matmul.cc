@@ -42,7 +42,7 @@ void MatMul(const KernelTable& kernels, ThreadPool& pool, const WeightTensor& w,
     return;
   }
   // Ranges are whole panels (GEMM path) or whole 4-row tiles (GEMV path).
-  const int64_t grain = n_rows >= 8 ? kMatMulPanelRows : 4;
+  const int64_t grain = n_rows >= kMatMulGemmMinRows ? kMatMulPanelRows : 4;
   pool.ParallelFor(
       w.rows,
       [&](int64_t begin, int64_t end) { kernel(p, begin, end, ThreadScratch(scratch_floats)); },

@@ -15,7 +15,6 @@ namespace specserve::cpu {
 namespace {
 
 constexpr int kLanes = 8;
-constexpr int64_t kGemmMinRows = 8;  // below this the GEMV path is used
 
 inline float Reduce(__m256 v) {
   __m128 b = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
@@ -248,7 +247,7 @@ void Gemm(const MatMulProblem& p, int64_t o_begin, int64_t o_end, float* panel) 
 template <class L>
 void Range(const MatMulProblem& p, int64_t o_begin, int64_t o_end, float* scratch) {
   const uint8_t* w = p.w + o_begin * p.w_row_bytes;
-  if (p.n_rows >= kGemmMinRows) {
+  if (p.n_rows >= kMatMulGemmMinRows) {
     Gemm<L>(p, o_begin, o_end, scratch);
   } else if (p.n_rows == 1) {
     OutputTiles<L, 4>(w, p.w_row_bytes, p, o_begin, o_end, 0, 1);

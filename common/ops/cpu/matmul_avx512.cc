@@ -7,14 +7,18 @@
 //  - GEMV (few x rows): tiles of R <= 4 x rows by O <= 4 weight rows,
 //    dequantising in registers; every weight byte is read from memory once.
 //  - GEMM (many x rows): a panel of 16 weight rows is dequantised to fp32 once
-//    and reused by every x row of a row block, in 4x4 register tiles.
+//    and reused by every x row, in 4x4 register tiles.
 // Because both do the same operations per output, results do not depend on the
 // batch size or the thread split.
 //
-// Q8_0 choice: activations stay fp32 (no int8 re-quantisation of x as in
-// ggml's q8 path). Decode is bound by weight bandwidth, where the fp32 FMA path
-// is as fast, and it keeps the result equal to the dequantised-f32 product up
-// to fp32 rounding (and batch invariant), which lossless speculation relies on.
+// Q8_0 / Q4_0 choice: activations stay fp32 (no int8 re-quantisation of x as
+// in ggml's q8 path), so the result equals the exactly dequantised f32 product
+// up to fp32 rounding and is batch invariant, which lossless speculation
+// (verify at batch B == decode at batch 1) relies on. The price: at batch 1
+// the quantised types are bound by dequantisation work rather than memory on
+// a 2-core machine. An int8-activation (VNNI) path used for every batch size
+// would lift that, at ~0.4%-of-block-max rounding of x.
+
 // GCC 12 (bug 105593): AVX-512 intrinsics built on _mm512_undefined_*() trip
 // -Wuninitialized / -Wmaybe-uninitialized once inlined. Fixed in GCC 13.
 #if defined(__GNUC__) && !defined(__clang__) && __GNUC__ < 13
@@ -33,7 +37,6 @@ namespace specserve::cpu {
 namespace {
 
 constexpr int kLanes = 16;
-constexpr int64_t kGemmMinRows = 8;  // below this the GEMV path is used
 constexpr int64_t kPrefetchBytes = 1024;  // software prefetch distance along a weight row
 
 inline float Reduce(__m512 v) {
@@ -288,7 +291,7 @@ void Gemm(const MatMulProblem& p, int64_t o_begin, int64_t o_end, float* panel) 
 
 template <class L>
 void Range(const MatMulProblem& p, int64_t o_begin, int64_t o_end, float* scratch) {
-  if (p.n_rows >= kGemmMinRows) {
+  if (p.n_rows >= kMatMulGemmMinRows) {
     Gemm<L>(p, o_begin, o_end, scratch);
   } else {
     OutputTiles<L>(p.w + o_begin * p.w_row_bytes, p.w_row_bytes, p, o_begin, o_end, 0,

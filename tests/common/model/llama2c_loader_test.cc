@@ -221,7 +221,8 @@ TEST(ModelLoaderTest, RefusesWhatIsNotAModelFile) {
   std::filesystem::create_directories(dir);
   EXPECT_THAT(LoadError(dir), HasSubstr("is a directory"));
   WriteBytes(dir + "/config.json", {'{', '}'});
-  EXPECT_THAT(LoadError(dir), HasSubstr("Hugging Face directories are not supported yet"));
+  // With config.json it is a Hugging Face directory, here with an empty config.
+  EXPECT_THAT(LoadError(dir), HasSubstr(dir + "/config.json: key 'architectures': missing"));
   const std::string empty = TempPath("empty.bin");
   WriteBytes(empty, {});
   EXPECT_THAT(LoadError(empty), HasSubstr(empty + ": file is empty"));

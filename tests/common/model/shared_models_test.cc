@@ -109,12 +109,25 @@ TEST(SharedModelsTest, BabyLlamaLoads) {
   EXPECT_TRUE(LoadModel(path).ok());  // tok105.bin found beside it
 }
 
-TEST(SharedModelsTest, HuggingFaceDirectoryIsRefusedForNow) {
+TEST(SharedModelsTest, TinyStories656K) {
   SPECSERVE_REQUIRE_SHARED_MODEL(dir, "TinyStories-656K");
   absl::StatusOr<std::unique_ptr<LoadedModel>> m = LoadModel(dir);
-  ASSERT_FALSE(m.ok());
-  EXPECT_NE(m.status().message().find("Hugging Face directories are not supported yet"),
-            absl::string_view::npos);
+  ASSERT_TRUE(m.ok()) << m.status();
+  const ModelConfig& c = (*m)->config;
+  EXPECT_EQ((*m)->format, "hf");
+  EXPECT_EQ(c.dim, 128);
+  EXPECT_EQ(c.n_layers, 2);
+  EXPECT_EQ(c.n_heads, 8);
+  EXPECT_EQ(c.n_kv_heads, 4);
+  EXPECT_EQ(c.ffn_dim, 384);
+  EXPECT_EQ(c.vocab_size, 2048);
+  EXPECT_EQ(c.context_length, 512);
+  EXPECT_FLOAT_EQ(c.rms_eps, 1e-6f);
+  EXPECT_EQ(c.rope_style, RopeStyle::kHalf);
+  // Stored once, as lm_head.weight: the embedding views the same data.
+  EXPECT_TRUE(c.tied_embeddings);
+  EXPECT_EQ((*m)->weights.output.data, (*m)->weights.token_embedding.data);
+  EXPECT_EQ((*m)->vocab.size(), 2048);
 }
 
 }  // namespace
