@@ -73,7 +73,6 @@ inline std::unique_ptr<BenchWeight> MakeBenchWeight(TensorType type, int64_t row
       break;
     }
   }
-  w->tensor.name = "bench";
   w->tensor.type = type;
   w->tensor.rows = rows;
   w->tensor.cols = cols;

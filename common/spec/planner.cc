@@ -206,6 +206,19 @@ Plan Planner::ChooseAuto(int batch, double mean_context) {
     RebuildTables();
   }
   const StepClass c = ClassOf(batch, mean_context);
+  // Decide from measurements, not the prior alone: first time plain steps of this
+  // class, then probe once with a short chain to time the draft, then choose.
+  auto verify_it = verify_costs_.find(c);
+  if (verify_it == verify_costs_.end() || verify_it->second.empty()) return Plan{};
+  if (draft_costs_.find(c) == draft_costs_.end()) {
+    Plan probe;
+    probe.shape = ChainShape(2);
+    probe.nodes = 2;
+    probe.depth = 2;
+    probe.exploring = true;
+    probe.expected_tokens = ExpectedTokens(probe.shape, acceptance_.Vector());
+    return probe;
+  }
   CachedChoice& choice = choices_[c];
   if (steps_ > choice.valid_until_step) {
     // Costs per pass width, once per decision, then each candidate is a sum.
@@ -240,11 +253,10 @@ Plan Planner::ChooseAuto(int batch, double mean_context) {
     probe_interval_ = 64;
   } else if (++plain_streak_ % probe_interval_ == 0) {
     // Plain decoding wins on what we know. Probe with a short chain now and then
-    // so the acceptance estimate can recover when the text gets easier; back off
-    // while probes keep failing, so probing costs well under 1% of the steps.
-    const int64_t hits = acceptance_.hits(0);
-    probe_interval_ = hits > hits_at_last_probe_ ? 64 : std::min<int64_t>(probe_interval_ * 2, 4096);
-    hits_at_last_probe_ = hits;
+    // so the estimates can recover when the text gets easier; each probe that
+    // still loses doubles the interval (a probe also makes the draft catch up on
+    // the window, so it costs several plain steps).
+    probe_interval_ = std::min<int64_t>(probe_interval_ * 2, 8192);
     plan.shape = ChainShape(2);
     plan.exploring = true;
   }

@@ -145,7 +145,7 @@ class Planner {
   std::vector<Candidate> candidates_;
   std::map<StepClass, CachedChoice> choices_;
   int64_t steps_ = 0, steps_since_rebuild_ = 0, plain_streak_ = 0, probe_interval_ = 64;
-  int64_t hits_at_last_probe_ = 0, visits_at_rebuild_ = 0;
+  int64_t visits_at_rebuild_ = 0;
 };
 
 }  // namespace specserve

@@ -3,6 +3,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "common/ops/cpu/cpu_ops.h"
 #include "gtest/gtest.h"
 #include "tests/common/ops/reference_ops.h"
@@ -137,7 +138,7 @@ TEST_P(ElementwiseTest, SwiGluAndAdd) {
 
 TEST_P(ElementwiseTest, NameReportsIsaAndThreads) {
   auto ops = MakeCpuOpsWithIsa(2, GetParam());
-  EXPECT_EQ(ops->name(), "cpu-" + std::string(CpuIsaName(GetParam())) + " (2 threads)");
+  EXPECT_EQ(ops->name(), absl::StrCat("cpu-", std::string(CpuIsaName(GetParam())), " (2 threads)"));
   EXPECT_EQ(ops->num_threads(), 2);
 }
 

@@ -11,6 +11,7 @@
 #include <tuple>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "common/ops/cpu/cpu_ops.h"
 #include "gtest/gtest.h"
 #include "tests/common/ops/reference_ops.h"
@@ -114,8 +115,8 @@ std::vector<std::tuple<CpuIsa, TensorType>> AllParams() {
 INSTANTIATE_TEST_SUITE_P(
     AllIsasAndTypes, MatMulTest, ::testing::ValuesIn(AllParams()),
     [](const ::testing::TestParamInfo<std::tuple<CpuIsa, TensorType>>& info) {
-      return std::string(CpuIsaName(std::get<0>(info.param))) + "_" +
-             std::string(TensorTypeName(std::get<1>(info.param)));
+      return absl::StrCat(std::string(CpuIsaName(std::get<0>(info.param))), "_",
+                          std::string(TensorTypeName(std::get<1>(info.param))));
     });
 
 }  // namespace

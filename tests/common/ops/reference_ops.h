@@ -103,7 +103,6 @@ inline OwnedWeight RandomWeight(TensorType type, int64_t rows, int64_t cols, uin
       }
     }
   }
-  w.tensor.name = "w";
   w.tensor.type = type;
   w.tensor.rows = rows;
   w.tensor.cols = cols;

@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# Builds the libFuzzer targets (clang, ASan + UBSan) into build-fuzz, makes seed
+# corpora from ../shared/models (in the build directory, not committed), and runs
+# each target for a short while. Crashes are left as build-fuzz/fuzz/<target>-crash-*;
+# each one found must become a regression test.
+#
+#   fuzz/run_fuzzers.sh [SECONDS_PER_TARGET]   (default 20)
+set -euo pipefail
+
+SECONDS_PER_TARGET="${1:-20}"
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+BUILD="${SPECSERVE_FUZZ_BUILD_DIR:-$ROOT/build-fuzz}"
+MODELS="${SPECSERVE_MODELS_DIR:-$ROOT/../shared/models}"
+SANITIZE="-fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined"
+
+cmake -S "$ROOT" -B "$BUILD" -G Ninja \
+  -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+  -DCMAKE_CXX_FLAGS="$SANITIZE -fno-omit-frame-pointer" \
+  -DSPECSERVE_BUILD_FUZZERS=ON -DSPECSERVE_BUILD_TESTS=OFF -DSPECSERVE_BUILD_BENCH=OFF \
+  -DSPECSERVE_ENABLE_CUDA=OFF >/dev/null
+TARGETS=(gguf_fuzzer safetensors_fuzzer hf_config_fuzzer tokenizer_json_fuzzer
+         llama2c_fuzzer llama2c_tokenizer_fuzzer)
+ninja -C "$BUILD" specserve-model "${TARGETS[@]}"
+
+# Seed corpora.
+SEEDS="$BUILD/fuzz/seeds"
+rm -rf "$SEEDS"
+for t in "${TARGETS[@]}"; do mkdir -p "$SEEDS/$t"; done
+copy() { [ -e "$MODELS/$1" ] && cp "$MODELS/$1" "$SEEDS/$2/$3" || true; }
+"$BUILD/bin/specserve-model" random --out "$SEEDS/gguf_fuzzer/tiny.gguf" --dim 32 --layers 1 \
+  --heads 2 --ffn 64 --vocab-size 300 --context 64 --quiet 2>/dev/null
+"$BUILD/bin/specserve-model" random --out "$SEEDS/gguf_fuzzer/tiny_q8.gguf" --dim 32 \
+  --layers 1 --heads 2 --ffn 64 --vocab-size 300 --context 64 --type q8_0 --quiet 2>/dev/null
+copy stories260K.gguf gguf_fuzzer stories260K.gguf
+copy TinyStories-656K/model.safetensors safetensors_fuzzer model.safetensors
+printf '{"metadata": {"total_size": 8}, "weight_map": {"a.weight": "model-00001-of-00002.safetensors", "b.weight": "model-00002-of-00002.safetensors"}}' \
+  >"$SEEDS/safetensors_fuzzer/index.json"
+copy TinyStories-656K/config.json hf_config_fuzzer config.json
+copy TinyStories-656K/tokenizer.json tokenizer_json_fuzzer tokenizer.json
+if [ -e "$MODELS/TinyStories-656K/tokenizer.json" ]; then
+  { cat "$MODELS/TinyStories-656K/tokenizer.json"; printf '\0Once upon a <|end_story|> time \xc3\xa9'; } \
+    >"$SEEDS/tokenizer_json_fuzzer/tokenizer_and_text"
+fi
+copy stories260K.bin llama2c_fuzzer stories260K.bin
+copy babyllama-tok105/model5000.bin llama2c_fuzzer model5000.bin
+for spec in "tok512.bin:512" "babyllama-tok105/tok105.bin:105"; do
+  file="${spec%%:*}"; n="${spec##*:}"
+  [ -e "$MODELS/$file" ] || continue
+  { printf "\\x$(printf %02x $((n & 255)))\\x$(printf %02x $((n >> 8)))"; cat "$MODELS/$file"; } \
+    >"$SEEDS/llama2c_tokenizer_fuzzer/$(basename "$file")"
+done
+
+status=0
+for t in "${TARGETS[@]}"; do
+  echo "== $t: ${SECONDS_PER_TARGET}s"
+  corpus="$BUILD/fuzz/corpus/$t"
+  mkdir -p "$corpus"
+  if ! (cd "$BUILD/fuzz" && ASAN_OPTIONS=detect_leaks=1 "./$t" "$corpus" "$SEEDS/$t" \
+        -max_total_time="$SECONDS_PER_TARGET" -max_len=3000000 -rss_limit_mb=4096 \
+        -timeout=20 -artifact_prefix="$BUILD/fuzz/$t-" -print_final_stats=1 2>&1 |
+        grep -E "^#[0-9]+ +DONE|stat::number_of_executed_units|ERROR|SUMMARY|Test unit written"); then
+    :
+  fi
+  if ls "$BUILD/fuzz/$t-"crash-* "$BUILD/fuzz/$t-"leak-* "$BUILD/fuzz/$t-"timeout-* \
+        "$BUILD/fuzz/$t-"oom-* >/dev/null 2>&1; then
+    echo "!! $t found a problem: $(ls "$BUILD/fuzz/$t-"* | head -3)"
+    status=1
+  fi
+done
+exit $status

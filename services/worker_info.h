@@ -1,0 +1,14 @@
+// The static part of a worker's Info answer: the model's identity, vocabulary
+// fingerprint and the figures the router's planner prior needs.
+#pragma once
+
+#include "common/model/loaded_model.h"
+#include "specserve/v1/worker.pb.h"
+
+namespace specserve {
+
+// `window_tokens`: the draft's sinks + window (0 for a target).
+v1::WorkerInfo MakeWorkerInfo(const LoadedModel& model, int max_context, int max_tree_nodes,
+                              int max_batch, int window_tokens);
+
+}  // namespace specserve
