@@ -157,6 +157,16 @@ void AttentionRunner::RunItem(const Item& item, Scratch& sc,
           PrefetchPart(k + (b + nb) * stride, k + next_end * stride, g, n_kv);
           PrefetchPart(v + (b + nb) * stride, v + next_end * stride, g, n_kv);
         }
+        if (g + 1 < n_kv) {  // the next head's slice of this block, into L1
+          for (int j = 0; j < nb; ++j) {
+            const float* kr = k + (b + j) * stride + static_cast<int64_t>(g + 1) * d;
+            const float* vr = v + (b + j) * stride + static_cast<int64_t>(g + 1) * d;
+            for (int c = 0; c < d; c += 16) {
+              _mm_prefetch(reinterpret_cast<const char*>(kr + c), _MM_HINT_T0);
+              _mm_prefetch(reinterpret_cast<const char*>(vr + c), _MM_HINT_T0);
+            }
+          }
+        }
         const int64_t head = static_cast<int64_t>(g) * d;
         const int64_t q0 = static_cast<int64_t>(g) * m;
         kernels.attention_scores(sc.q.data() + q0 * d, m, d, k + b * stride + head, stride, nb,

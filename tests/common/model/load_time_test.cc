@@ -1,0 +1,95 @@
+// Loading is a memory map plus validation: time to first token for a 300 MB+ random
+// model, in GGUF and Hugging Face form, against the time to read its file once,
+// measured in the same run. Slow (it writes ~700 MB), so it runs only with
+// SPECSERVE_LOAD_TIME_TEST=1; it prints the figures and checks the 2x bound.
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include "common/model/model_loader.h"
+#include "common/model/synthetic_vocabulary.h"
+#include "gtest/gtest.h"
+#include "tests/common/model/hf_test_files.h"
+#include "tests/common/model/model_runs.h"
+#include "tests/testing/random_model.h"
+
+namespace specserve {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double Seconds(Clock::time_point since) {
+  return std::chrono::duration<double>(Clock::now() - since).count();
+}
+
+// Reads every file once (into one reused buffer); returns the bytes read.
+uint64_t ReadAll(const std::vector<std::string>& paths) {
+  std::vector<char> buffer(8 << 20);
+  uint64_t total = 0;
+  for (const std::string& path : paths) {
+    std::ifstream in(path, std::ios::binary);
+    while (in.read(buffer.data(), buffer.size()) || in.gcount() > 0) total += in.gcount();
+  }
+  return total;
+}
+
+std::vector<std::string> FilesOf(const std::string& path) {
+  if (!std::filesystem::is_directory(path)) return {path};
+  std::vector<std::string> files;
+  for (const auto& e : std::filesystem::directory_iterator(path)) files.push_back(e.path());
+  return files;
+}
+
+void Measure(const std::string& form, const std::string& path) {
+  const Clock::time_point read_start = Clock::now();
+  const uint64_t bytes = ReadAll(FilesOf(path));
+  const double read_s = Seconds(read_start);
+
+  const Clock::time_point start = Clock::now();
+  absl::StatusOr<std::unique_ptr<LoadedModel>> model = LoadModel(path);
+  ASSERT_TRUE(model.ok()) << model.status();
+  const double load_s = Seconds(start);
+  const std::vector<int32_t> first = testing::GreedyContinuation(**model, {1, 300, 301}, 1);
+  const double ttft_s = Seconds(start);
+  ASSERT_EQ(first.size(), 1u);
+  std::printf("%s: %.0f MB; read once %.3f s (%.0f MB/s); load %.3f s; time to first token "
+              "%.3f s = %.2fx the read\n",
+              form.c_str(), bytes / 1e6, read_s, bytes / 1e6 / read_s, load_s, ttft_s,
+              ttft_s / read_s);
+  EXPECT_LE(ttft_s, 2.0 * read_s) << form;
+}
+
+TEST(LoadTimeTest, TimeToFirstTokenWithinTwiceTheFileRead) {
+  if (std::getenv("SPECSERVE_LOAD_TIME_TEST") == nullptr) {
+    GTEST_SKIP() << "set SPECSERVE_LOAD_TIME_TEST=1 to write a 340 MB model and time it";
+  }
+  ModelConfig c;
+  c.name = "load-time";
+  c.dim = 1024;
+  c.n_layers = 6;
+  c.n_heads = 16;
+  c.n_kv_heads = 16;
+  c.ffn_dim = 2816;
+  c.vocab_size = 8000;
+  c.context_length = 2048;
+  c.tied_embeddings = true;
+  const std::string gguf = testing::WriteTinyRandomGguf("load_time.gguf", TensorType::kF32, 1, c);
+  ASSERT_FALSE(gguf.empty());
+  {
+    absl::StatusOr<std::unique_ptr<LoadedModel>> m = LoadModel(gguf);
+    ASSERT_TRUE(m.ok()) << m.status();
+    testing::WriteHfDirectory(**m, testing::TempPath("load_time_hf"));
+  }
+  const std::string hf = testing::TempPath("load_time_hf");
+  Measure("GGUF F32", gguf);
+  Measure("HF safetensors F32", hf);
+  std::filesystem::remove(gguf);
+  std::filesystem::remove_all(hf);
+}
+
+}  // namespace
+}  // namespace specserve
