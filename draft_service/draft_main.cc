@@ -10,6 +10,7 @@
 #include "common/ops/ops.h"
 #include "common/spec/draft_worker.h"
 #include "common/util/cli.h"
+#include "services/flag_names.h"
 #include "draft_service/draft_service.h"
 #include "prometheus/registry.h"
 #include "services/server_runner.h"
@@ -102,6 +103,7 @@ int Run() {
 }  // namespace specserve
 
 int main(int argc, char** argv) {
+  specserve::DashesToUnderscores(argc, argv);
   specserve::BlockShutdownSignals();
   specserve::ParseCommandLine(
       argc, argv,

@@ -12,8 +12,7 @@ namespace specserve::fuzz {
 
 inline std::string WriteInput(const uint8_t* data, size_t size, const char* suffix) {
   static const std::string dir = access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp";
-  const std::string path =
-      dir + "/specserve_fuzz_" + std::to_string(getpid()) + "_" + suffix;
+  const std::string path = dir + "/specserve_fuzz_" + std::to_string(getpid()) + "_" + suffix;
   std::FILE* f = std::fopen(path.c_str(), "wb");
   if (f == nullptr) std::abort();
   if (size > 0 && std::fwrite(data, 1, size, f) != size) std::abort();

@@ -11,7 +11,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   auto mapped = specserve::MappedFile::Open(path);
   if (!mapped.ok()) return 0;
   // No tokenizer beside the model: the header and weights are checked first.
-  (void)specserve::LoadLlama2cModel(std::shared_ptr<const specserve::MappedFile>(*std::move(mapped)),
-                                    "/nonexistent/tokenizer.bin");
+  (void)specserve::LoadLlama2cModel(
+      std::shared_ptr<const specserve::MappedFile>(*std::move(mapped)),
+      "/nonexistent/tokenizer.bin");
   return 0;
 }

@@ -5,6 +5,9 @@
 # each one found must become a regression test.
 #
 #   fuzz/run_fuzzers.sh [SECONDS_PER_TARGET]   (default 20)
+#
+# SPECSERVE_FUZZ_BUILD_DIR: build directory (default build-fuzz);
+# SPECSERVE_FUZZ_SKIP_BUILD=1: use the targets already built there.
 set -euo pipefail
 
 SECONDS_PER_TARGET="${1:-20}"
@@ -13,14 +16,16 @@ BUILD="${SPECSERVE_FUZZ_BUILD_DIR:-$ROOT/build-fuzz}"
 MODELS="${SPECSERVE_MODELS_DIR:-$ROOT/../shared/models}"
 SANITIZE="-fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined"
 
+TARGETS=(gguf_fuzzer safetensors_fuzzer hf_config_fuzzer tokenizer_json_fuzzer
+         llama2c_fuzzer llama2c_tokenizer_fuzzer)
+if [ -z "${SPECSERVE_FUZZ_SKIP_BUILD:-}" ]; then
 cmake -S "$ROOT" -B "$BUILD" -G Ninja \
   -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_BUILD_TYPE=RelWithDebInfo \
   -DCMAKE_CXX_FLAGS="$SANITIZE -fno-omit-frame-pointer" \
   -DSPECSERVE_BUILD_FUZZERS=ON -DSPECSERVE_BUILD_TESTS=OFF -DSPECSERVE_BUILD_BENCH=OFF \
   -DSPECSERVE_ENABLE_CUDA=OFF >/dev/null
-TARGETS=(gguf_fuzzer safetensors_fuzzer hf_config_fuzzer tokenizer_json_fuzzer
-         llama2c_fuzzer llama2c_tokenizer_fuzzer)
 ninja -C "$BUILD" specserve-model "${TARGETS[@]}"
+fi
 
 # Seed corpora.
 SEEDS="$BUILD/fuzz/seeds"

@@ -12,8 +12,8 @@
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   (void)specserve::ParseSafetensorsHeader(std::span<const uint8_t>(data, size), size,
                                           "fuzz.safetensors");
-  auto json = specserve::ParseJson(
-      std::string_view(reinterpret_cast<const char*>(data), size), "index.json");
+  auto json = specserve::ParseJson(std::string_view(reinterpret_cast<const char*>(data), size),
+                                   "index.json");
   if (json.ok()) (void)specserve::ParseSafetensorsIndex(*json, "index.json");
   return 0;
 }

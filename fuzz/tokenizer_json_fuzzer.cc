@@ -13,7 +13,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::string_view input(reinterpret_cast<const char*>(data), size);
   const size_t nul = input.find('\0');
   const std::string_view json_text = input.substr(0, nul);
-  const std::string_view text = nul == std::string_view::npos ? "Once upon a time" : input.substr(nul + 1);
+  const std::string_view text =
+      nul == std::string_view::npos ? "Once upon a time" : input.substr(nul + 1);
   auto json = specserve::ParseJson(json_text, "tokenizer.json");
   if (!json.ok()) return 0;
   auto vocab = specserve::ParseHfTokenizerJson(*json, "tokenizer.json");

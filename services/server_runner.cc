@@ -110,6 +110,10 @@ absl::StatusOr<std::unique_ptr<ServerRunner>> ServerRunner::Start(
   return runner;
 }
 
+void ServerRunner::SetServing(bool serving) {
+  if (auto* health = server_->GetHealthCheckService()) health->SetServingStatus(serving);
+}
+
 void ServerRunner::Shutdown(double drain_seconds) {
   if (shut_down_) return;
   shut_down_ = true;

@@ -52,6 +52,8 @@ class ServerRunner {
   int grpc_port() const { return grpc_port_; }
   int metrics_port() const { return metrics_port_; }
   grpc::Server& server() { return *server_; }
+  // Health checks answer SERVING / NOT_SERVING.
+  void SetServing(bool serving);
   // Health NOT_SERVING, then stops taking calls and waits up to `drain_seconds`
   // for running calls to finish (then cancels them).
   void Shutdown(double drain_seconds);

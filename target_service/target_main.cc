@@ -10,6 +10,7 @@
 #include "common/ops/ops.h"
 #include "common/spec/target_worker.h"
 #include "common/util/cli.h"
+#include "services/flag_names.h"
 #include "prometheus/registry.h"
 #include "services/server_runner.h"
 #include "services/worker_info.h"
@@ -92,6 +93,7 @@ int Run() {
 }  // namespace specserve
 
 int main(int argc, char** argv) {
+  specserve::DashesToUnderscores(argc, argv);
   specserve::BlockShutdownSignals();
   specserve::ParseCommandLine(
       argc, argv,

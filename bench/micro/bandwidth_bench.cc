@@ -7,8 +7,8 @@
 #include <cstring>
 #include <vector>
 
-#include "benchmark/benchmark.h"
 #include "bench/micro/bench_util.h"
+#include "benchmark/benchmark.h"
 #include "common/util/thread_pool.h"
 
 namespace specserve {
@@ -55,8 +55,12 @@ void BM_ReadBandwidth(benchmark::State& state) {
   }
   state.SetBytesProcessed(state.iterations() * kBufferBytes);
 }
-BENCHMARK(BM_ReadBandwidth)->Arg(1)->Arg(2)->UseRealTime()
-    ->ComputeStatistics("min", MinOf)->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_ReadBandwidth)
+    ->Arg(1)
+    ->Arg(2)
+    ->UseRealTime()
+    ->ComputeStatistics("min", MinOf)
+    ->Unit(benchmark::kMillisecond);
 
 // memcpy of 64 MB, one thread (bytes = bytes copied; traffic is about 2x).
 void BM_Memcpy(benchmark::State& state) {
@@ -68,8 +72,7 @@ void BM_Memcpy(benchmark::State& state) {
   }
   state.SetBytesProcessed(state.iterations() * bytes);
 }
-BENCHMARK(BM_Memcpy)->UseRealTime()
-    ->ComputeStatistics("min", MinOf)->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_Memcpy)->UseRealTime()->ComputeStatistics("min", MinOf)->Unit(benchmark::kMillisecond);
 
 // One ParallelFor with almost no work: the per-call cost of the pool.
 void BM_ThreadPoolCall(benchmark::State& state) {
@@ -80,8 +83,7 @@ void BM_ThreadPoolCall(benchmark::State& state) {
   }
   benchmark::DoNotOptimize(sink.data());
 }
-BENCHMARK(BM_ThreadPoolCall)->Arg(2)->UseRealTime()
-    ->ComputeStatistics("min", MinOf);
+BENCHMARK(BM_ThreadPoolCall)->Arg(2)->UseRealTime()->ComputeStatistics("min", MinOf);
 
 }  // namespace
 }  // namespace specserve

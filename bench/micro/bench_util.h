@@ -55,14 +55,16 @@ inline std::unique_ptr<BenchWeight> MakeBenchWeight(TensorType type, int64_t row
   switch (type) {
     case TensorType::kF32:
       for (int64_t i = 0; i < n; ++i) {
-        const float f = static_cast<float>(static_cast<int64_t>(i * 2654435761u % 2001) - 1000) * 1e-3f;
+        const float f =
+            static_cast<float>(static_cast<int64_t>(i * 2654435761u % 2001) - 1000) * 1e-3f;
         std::memcpy(w->bytes.data() + 4 * i, &f, 4);
       }
       break;
     case TensorType::kF16:
     case TensorType::kBF16:
       for (int64_t i = 0; i < n; ++i) {
-        const float f = static_cast<float>(static_cast<int64_t>(i * 2654435761u % 2001) - 1000) * 1e-3f;
+        const float f =
+            static_cast<float>(static_cast<int64_t>(i * 2654435761u % 2001) - 1000) * 1e-3f;
         set16(2 * i, type == TensorType::kF16 ? FloatToFp16(f) : FloatToBf16(f));
       }
       break;

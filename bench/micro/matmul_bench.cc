@@ -6,8 +6,8 @@
 #include <memory>
 #include <vector>
 
-#include "benchmark/benchmark.h"
 #include "bench/micro/bench_util.h"
+#include "benchmark/benchmark.h"
 
 namespace specserve::bench {
 namespace {
@@ -44,12 +44,12 @@ void BM_MatMul(benchmark::State& state) {
     ops.MatMul(w, x.data(), n_rows, y.data());
     benchmark::DoNotOptimize(y.data());
   }
-  state.SetLabel(std::string(TensorTypeName(type)) + (state.range(2) ? " big" : " 4096^2") +
-                 " " + ops.name());
+  state.SetLabel(std::string(TensorTypeName(type)) + (state.range(2) ? " big" : " 4096^2") + " " +
+                 ops.name());
   state.SetBytesProcessed(state.iterations() * w.bytes());
-  state.counters["GFLOPS"] = benchmark::Counter(
-      2.0 * static_cast<double>(w.rows) * w.cols * n_rows * 1e-9,
-      benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["GFLOPS"] =
+      benchmark::Counter(2.0 * static_cast<double>(w.rows) * w.cols * n_rows * 1e-9,
+                         benchmark::Counter::kIsIterationInvariantRate);
 }
 
 void MatMulArgs(benchmark::internal::Benchmark* b) {
@@ -59,8 +59,11 @@ void MatMulArgs(benchmark::internal::Benchmark* b) {
     }
   }
 }
-BENCHMARK(BM_MatMul)->Apply(MatMulArgs)->UseRealTime()
-    ->ComputeStatistics("min", MinOf)->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_MatMul)
+    ->Apply(MatMulArgs)
+    ->UseRealTime()
+    ->ComputeStatistics("min", MinOf)
+    ->Unit(benchmark::kMillisecond);
 
 }  // namespace
 }  // namespace specserve::bench

@@ -43,8 +43,7 @@ Vocabulary GgufStyleVocabulary(const Vocabulary& vocab) {
   if (vocab.hf_bpe) {
     out.add_space_prefix =
         vocab.hf.normalizer_prepend ||
-        (vocab.hf.metaspace &&
-         vocab.hf.metaspace_prepend != HfBpeRules::MetaspacePrepend::kNever);
+        (vocab.hf.metaspace && vocab.hf.metaspace_prepend != HfBpeRules::MetaspacePrepend::kNever);
     out.hf_bpe = false;
     out.hf = HfBpeRules{};
   }
@@ -57,15 +56,15 @@ absl::Status ConvertToGguf(const LoadedModel& model, const std::string& out_path
   ModelConfig c = model.config;
   const bool permute = c.rope_style == RopeStyle::kHalf;
   if (permute && c.rope_dim != c.head_dim) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        model.path, ": rotate_half rotary over ", c.rope_dim, " of ", c.head_dim,
-        " head dimensions cannot be converted to GGUF's layout"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(model.path, ": rotate_half rotary over ", c.rope_dim, " of ", c.head_dim,
+                     " head dimensions cannot be converted to GGUF's layout"));
   }
   c.rope_style = RopeStyle::kInterleaved;
   if (model.vocab.size() != c.vocab_size) {
     return absl::InvalidArgumentError(absl::StrCat(model.path, ": vocabulary of ",
-                                                   model.vocab.size(),
-                                                   " tokens but vocab_size ", c.vocab_size));
+                                                   model.vocab.size(), " tokens but vocab_size ",
+                                                   c.vocab_size));
   }
   GgufWriter writer(out_path);
   AddGgufLlamaMetadata(c, options.type, writer);
@@ -85,13 +84,14 @@ absl::Status ConvertToGguf(const LoadedModel& model, const std::string& out_path
   for (const LlamaTensorSlot& s : slots) {
     const WeightTensor& src = *s.slot;  // a copy of the model's view: same data
     if (src.data == nullptr || src.rows != s.rows() || src.cols != s.cols()) {
-      return absl::InternalError(absl::StrCat(model.path, ": tensor '", s.name,
-                                              "' is missing or has the wrong shape"));
+      return absl::InternalError(
+          absl::StrCat(model.path, ": tensor '", s.name, "' is missing or has the wrong shape"));
     }
     const TensorType out_type = ConvertedTensorType(options.type, s.is_norm, s.cols());
     const bool rotary = permute && IsRotary(s.name);
     const int64_t out_row_bytes = TensorBytes(out_type, s.cols());
-    const int64_t rows_per_chunk = std::max<int64_t>(1, (8 << 20) / std::max<int64_t>(1, out_row_bytes));
+    const int64_t rows_per_chunk =
+        std::max<int64_t>(1, (8 << 20) / std::max<int64_t>(1, out_row_bytes));
     row.resize(s.cols());
     for (int64_t r0 = 0; r0 < s.rows(); r0 += rows_per_chunk) {
       const int64_t n = std::min(rows_per_chunk, s.rows() - r0);

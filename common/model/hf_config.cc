@@ -95,9 +95,9 @@ absl::Status CheckUnsupported(const Json& c, const std::string& where, int conte
       if (t.has_value() && !type.has_value()) type = t;
     }
     if (type.value_or("") != "default") {
-      return KeyError(where, "rope_scaling",
-                      absl::StrCat("rope scaling type '", type.value_or("(none)"),
-                                   "' is not supported"));
+      return KeyError(
+          where, "rope_scaling",
+          absl::StrCat("rope scaling type '", type.value_or("(none)"), "' is not supported"));
     }
   }
   if (c.contains("quantization_config") && !c["quantization_config"].is_null()) {

@@ -86,8 +86,8 @@ absl::StatusOr<TensorSet> OpenShards(const std::string& dir) {
     for (const auto& [tensor, shard] : weight_map) {
       const TensorSet::Entry* e = set.Find(tensor);
       if (e == nullptr || fs::path(e->file->path()).filename() != shard) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            index_path, ": tensor '", tensor, "': not in its shard '", shard, "'"));
+        return absl::InvalidArgumentError(
+            absl::StrCat(index_path, ": tensor '", tensor, "': not in its shard '", shard, "'"));
       }
     }
     return set;
@@ -142,9 +142,9 @@ absl::Status FillWeight(const TensorSet::Entry& e, bool is_norm, WeightTensor* w
 // Gives tokens the model has but the tokenizer lacks (padded embeddings) unused pieces.
 absl::Status MatchVocabSize(const std::string& dir, int vocab_size, Vocabulary* vocab) {
   if (vocab->size() > vocab_size) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(dir, "/tokenizer.json: ", vocab->size(),
-                     " tokens, more than config.json's vocab_size ", vocab_size));
+    return absl::InvalidArgumentError(absl::StrCat(dir, "/tokenizer.json: ", vocab->size(),
+                                                   " tokens, more than config.json's vocab_size ",
+                                                   vocab_size));
   }
   for (int32_t id = vocab->size(); id < vocab_size; ++id) {
     vocab->pieces.push_back(absl::StrCat("[PAD", id, "]"));
@@ -157,20 +157,20 @@ absl::Status MatchVocabSize(const std::string& dir, int vocab_size, Vocabulary* 
 }  // namespace
 
 std::string HfTensorName(const std::string& gguf_name) {
-  static const auto* const kGlobal = new std::map<std::string, std::string>{
-      {"token_embd.weight", kEmbed},
-      {"output_norm.weight", "model.norm.weight"},
-      {"output.weight", kLmHead}};
-  static const auto* const kLayer = new std::map<std::string, std::string>{
-      {"attn_norm.weight", "input_layernorm.weight"},
-      {"attn_q.weight", "self_attn.q_proj.weight"},
-      {"attn_k.weight", "self_attn.k_proj.weight"},
-      {"attn_v.weight", "self_attn.v_proj.weight"},
-      {"attn_output.weight", "self_attn.o_proj.weight"},
-      {"ffn_norm.weight", "post_attention_layernorm.weight"},
-      {"ffn_gate.weight", "mlp.gate_proj.weight"},
-      {"ffn_down.weight", "mlp.down_proj.weight"},
-      {"ffn_up.weight", "mlp.up_proj.weight"}};
+  static const auto* const kGlobal =
+      new std::map<std::string, std::string>{{"token_embd.weight", kEmbed},
+                                             {"output_norm.weight", "model.norm.weight"},
+                                             {"output.weight", kLmHead}};
+  static const auto* const kLayer =
+      new std::map<std::string, std::string>{{"attn_norm.weight", "input_layernorm.weight"},
+                                             {"attn_q.weight", "self_attn.q_proj.weight"},
+                                             {"attn_k.weight", "self_attn.k_proj.weight"},
+                                             {"attn_v.weight", "self_attn.v_proj.weight"},
+                                             {"attn_output.weight", "self_attn.o_proj.weight"},
+                                             {"ffn_norm.weight", "post_attention_layernorm.weight"},
+                                             {"ffn_gate.weight", "mlp.gate_proj.weight"},
+                                             {"ffn_down.weight", "mlp.down_proj.weight"},
+                                             {"ffn_up.weight", "mlp.up_proj.weight"}};
   if (const auto it = kGlobal->find(gguf_name); it != kGlobal->end()) return it->second;
   const std::vector<std::string> parts = absl::StrSplit(gguf_name, absl::MaxSplits('.', 2));
   int layer = 0;
@@ -201,8 +201,8 @@ absl::StatusOr<std::unique_ptr<LoadedModel>> LoadHfModel(const std::string& dir)
     if (embed == nullptr) embed = head;
     head = nullptr;
     if (embed == nullptr) {
-      return absl::InvalidArgumentError(absl::StrCat(first_file, ": tensor '", kEmbed,
-                                                     "': missing (and no '", kLmHead, "')"));
+      return absl::InvalidArgumentError(
+          absl::StrCat(first_file, ": tensor '", kEmbed, "': missing (and no '", kLmHead, "')"));
     }
   } else if (embed == nullptr || head == nullptr) {
     return absl::InvalidArgumentError(
@@ -228,8 +228,7 @@ absl::StatusOr<std::unique_ptr<LoadedModel>> LoadHfModel(const std::string& dir)
     const std::vector<int64_t> want = Reversed(s.shape);
     if (t.shape != want) {
       return absl::InvalidArgumentError(absl::StrCat(where, "shape is ", ShapeString(t.shape),
-                                                     " but the config needs ",
-                                                     ShapeString(want)));
+                                                     " but the config needs ", ShapeString(want)));
     }
     WeightTensor* w = s.slot;
     w->name = s.name;

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "common/model/gguf_llama_metadata.h"
 #include "common/model/gguf_vocabulary.h"
 #include "common/model/gguf_writer.h"
 #include "common/model/llama_layout.h"
@@ -70,44 +71,6 @@ absl::Status GenerateTensor(const LlamaTensorSlot& s, TensorType type, uint64_t 
   return absl::OkStatus();
 }
 
-uint32_t FileType(TensorType type) {
-  switch (type) {  // llama.cpp's llama_ftype
-    case TensorType::kF32:
-      return 0;
-    case TensorType::kF16:
-      return 1;
-    case TensorType::kQ4_0:
-      return 2;
-    case TensorType::kQ8_0:
-      return 7;
-    case TensorType::kBF16:
-      return 32;
-  }
-  return 0;
-}
-
-void AddLlamaMetadata(const ModelConfig& c, TensorType type, uint64_t seed, GgufWriter& w) {
-  w.AddMetadata("general.architecture", GgufValue::String("llama"));
-  w.AddMetadata("general.name", GgufValue::String(c.name.empty() ? "specserve-random" : c.name));
-  w.AddMetadata("general.file_type", GgufValue::Uint32(FileType(type)));
-  if (BlockElements(type) > 1) w.AddMetadata("general.quantization_version", GgufValue::Uint32(2));
-  w.AddMetadata("specserve.random_seed", GgufValue::Uint64(seed));
-  w.AddMetadata("llama.vocab_size", GgufValue::Uint32(c.vocab_size));
-  w.AddMetadata("llama.context_length", GgufValue::Uint32(c.context_length));
-  w.AddMetadata("llama.embedding_length", GgufValue::Uint32(c.dim));
-  w.AddMetadata("llama.block_count", GgufValue::Uint32(c.n_layers));
-  w.AddMetadata("llama.feed_forward_length", GgufValue::Uint32(c.ffn_dim));
-  w.AddMetadata("llama.rope.dimension_count", GgufValue::Uint32(c.rope_dim));
-  w.AddMetadata("llama.attention.head_count", GgufValue::Uint32(c.n_heads));
-  w.AddMetadata("llama.attention.head_count_kv", GgufValue::Uint32(c.n_kv_heads));
-  if (c.head_dim * c.n_heads != c.dim) {
-    w.AddMetadata("llama.attention.key_length", GgufValue::Uint32(c.head_dim));
-    w.AddMetadata("llama.attention.value_length", GgufValue::Uint32(c.head_dim));
-  }
-  w.AddMetadata("llama.attention.layer_norm_rms_epsilon", GgufValue::Float32(c.rms_eps));
-  w.AddMetadata("llama.rope.freq_base", GgufValue::Float32(c.rope_theta));
-}
-
 }  // namespace
 
 absl::StatusOr<ModelConfig> CompleteRandomConfig(ModelConfig c, const Vocabulary& vocab) {
@@ -160,7 +123,10 @@ absl::Status WriteRandomGguf(const std::string& out_path, const ModelConfig& con
   }
   const ModelConfig& c = *completed;
   GgufWriter writer(out_path);
-  AddLlamaMetadata(c, type, seed, writer);
+  ModelConfig named = c;
+  if (named.name.empty()) named.name = "specserve-random";
+  AddGgufLlamaMetadata(named, type, writer);
+  writer.AddMetadata("specserve.random_seed", GgufValue::Uint64(seed));
   AddGgufVocabulary(vocab, writer);
   LlamaWeights weights;
   const std::vector<LlamaTensorSlot> slots = LlamaTensorSlots(c, &weights);

@@ -82,10 +82,10 @@ absl::StatusOr<SafetensorsTensor> ParseTensor(const std::string& name, const Jso
   }
   const uint64_t bytes = static_cast<uint64_t>(elements) * static_cast<uint64_t>(*element_bytes);
   if (t.end - t.begin != bytes) {
-    return TensorError(path, name,
-                       absl::StrCat("data_offsets [", t.begin, ", ", t.end, "] hold ",
-                                    t.end - t.begin, " bytes but ", t.dtype, " shape needs ",
-                                    bytes));
+    return TensorError(
+        path, name,
+        absl::StrCat("data_offsets [", t.begin, ", ", t.end, "] hold ", t.end - t.begin,
+                     " bytes but ", t.dtype, " shape needs ", bytes));
   }
   return t;
 }
@@ -100,9 +100,9 @@ int64_t SafetensorsTensor::elements() const {
 
 std::optional<int> SafetensorsDtypeBytes(const std::string& dtype) {
   static const auto* const kSizes = new std::map<std::string, int>{
-      {"BOOL", 1}, {"U8", 1},  {"I8", 1},   {"F8_E4M3", 1}, {"F8_E5M2", 1}, {"I16", 2},
-      {"U16", 2},  {"F16", 2}, {"BF16", 2}, {"I32", 4},     {"U32", 4},     {"F32", 4},
-      {"I64", 8},  {"U64", 8}, {"F64", 8}};
+      {"BOOL", 1}, {"U8", 1},  {"I8", 1},  {"F8_E4M3", 1}, {"F8_E5M2", 1},
+      {"I16", 2},  {"U16", 2}, {"F16", 2}, {"BF16", 2},    {"I32", 4},
+      {"U32", 4},  {"F32", 4}, {"I64", 8}, {"U64", 8},     {"F64", 8}};
   const auto it = kSizes->find(dtype);
   if (it == kSizes->end()) return std::nullopt;
   return it->second;
@@ -112,8 +112,8 @@ absl::StatusOr<SafetensorsHeader> ParseSafetensorsHeader(std::span<const uint8_t
                                                          uint64_t file_size,
                                                          const std::string& path) {
   if (file_size < 8 || bytes.size() < 8) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        path, ": file of ", file_size, " bytes is too short for a safetensors header"));
+    return absl::InvalidArgumentError(absl::StrCat(path, ": file of ", file_size,
+                                                   " bytes is too short for a safetensors header"));
   }
   uint64_t header_len;
   std::memcpy(&header_len, bytes.data(), 8);
@@ -165,10 +165,10 @@ absl::StatusOr<SafetensorsHeader> ParseSafetensorsHeader(std::span<const uint8_t
   for (const SafetensorsTensor& t : header.tensors) {
     if (t.begin == t.end) continue;
     if (previous != nullptr && t.begin < previous->end) {
-      return TensorError(path, t.name,
-                         absl::StrCat("data_offsets [", t.begin, ", ", t.end,
-                                      "] overlap tensor '", previous->name, "' [",
-                                      previous->begin, ", ", previous->end, "]"));
+      return TensorError(
+          path, t.name,
+          absl::StrCat("data_offsets [", t.begin, ", ", t.end, "] overlap tensor '", previous->name,
+                       "' [", previous->begin, ", ", previous->end, "]"));
     }
     previous = &t;
   }

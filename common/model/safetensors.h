@@ -25,17 +25,17 @@ inline constexpr uint64_t kMaxSafetensorsHeaderBytes = 100'000'000;
 
 struct SafetensorsTensor {
   std::string name;
-  std::string dtype;                // as written: "F32", "BF16", "I64", ...
-  std::optional<TensorType> type;   // F32, F16 and BF16; nullopt for the others
-  std::vector<int64_t> shape;       // as written: shape[0] is the outermost dimension
-  uint64_t begin = 0;               // byte range in the data section
+  std::string dtype;               // as written: "F32", "BF16", "I64", ...
+  std::optional<TensorType> type;  // F32, F16 and BF16; nullopt for the others
+  std::vector<int64_t> shape;      // as written: shape[0] is the outermost dimension
+  uint64_t begin = 0;              // byte range in the data section
   uint64_t end = 0;
   int64_t elements() const;
 };
 
 // What the header says, checked against a file of `file_size` bytes.
 struct SafetensorsHeader {
-  uint64_t data_offset = 0;  // 8 + header length
+  uint64_t data_offset = 0;                // 8 + header length
   std::vector<SafetensorsTensor> tensors;  // in order of data_offsets
   std::map<std::string, std::string> metadata;
 };

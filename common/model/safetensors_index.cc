@@ -21,9 +21,8 @@ absl::StatusOr<std::map<std::string, std::string>> ParseSafetensorsIndex(
   std::map<std::string, std::string> out;
   for (const auto& [tensor, file] : map->items()) {
     if (!file.is_string()) {
-      return absl::InvalidArgumentError(absl::StrCat(where, ": weight_map['", tensor,
-                                                     "']: must be a file name, not ",
-                                                     JsonTypeName(file)));
+      return absl::InvalidArgumentError(absl::StrCat(
+          where, ": weight_map['", tensor, "']: must be a file name, not ", JsonTypeName(file)));
     }
     const std::string name = file.get<std::string>();
     if (name.empty() || name.find('/') != std::string::npos ||

@@ -109,8 +109,8 @@ void HfBpeEncoder::Encode(std::string_view text, bool parse_special,
   }
 }
 
-void HfBpeEncoder::EncodeNormalized(std::string_view text, bool at_input_start,
-                                    bool parse_special, std::vector<int32_t>* ids) const {
+void HfBpeEncoder::EncodeNormalized(std::string_view text, bool at_input_start, bool parse_special,
+                                    std::vector<int32_t>* ids) const {
   const AddedTokenMatcher& matcher = parse_special ? normalized_all_ : normalized_plain_;
   for (const TextSegment& seg : matcher.Split(text)) {
     if (seg.id >= 0) {

@@ -48,8 +48,8 @@ absl::StatusOr<int32_t> NamedToken(const Json& config, const std::string& key,
 }
 
 // "bos_token_id" / "eos_token_id": an id, or a list whose first id is taken.
-absl::StatusOr<int32_t> TokenId(const Json& config, const std::string& key,
-                                const std::string& path, const Vocabulary& vocab) {
+absl::StatusOr<int32_t> TokenId(const Json& config, const std::string& key, const std::string& path,
+                                const Vocabulary& vocab) {
   const auto it = config.find(key);
   if (it == config.end() || it->is_null()) return -1;
   const Json* value = &*it;
@@ -61,8 +61,8 @@ absl::StatusOr<int32_t> TokenId(const Json& config, const std::string& key,
   const int64_t id = value->get<int64_t>();
   if (id < 0 || id >= vocab.size()) {
     return absl::InvalidArgumentError(absl::StrCat(path, ": key '", key, "': token id ", id,
-                                                   " is outside the vocabulary of ",
-                                                   vocab.size(), " tokens"));
+                                                   " is outside the vocabulary of ", vocab.size(),
+                                                   " tokens"));
   }
   return static_cast<int32_t>(id);
 }
@@ -75,14 +75,14 @@ absl::StatusOr<Vocabulary> LoadHfTokenizer(const std::string& dir) {
   std::error_code ec;
   if (!fs::exists(tokenizer_path, ec)) {
     if (fs::exists(fs::path(dir) / "tokenizer.model", ec)) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          dir, ": has tokenizer.model (SentencePiece) but no tokenizer.json, which is not "
-               "supported: convert the tokenizer with Hugging Face `tokenizers` first"));
+      return absl::InvalidArgumentError(
+          absl::StrCat(dir,
+                       ": has tokenizer.model (SentencePiece) but no tokenizer.json, which is not "
+                       "supported: convert the tokenizer with Hugging Face `tokenizers` first"));
     }
     return absl::NotFoundError(absl::StrCat(tokenizer_path, ": no such file"));
   }
-  ASSIGN_OR_RETURN(const Json tokenizer_json,
-                   ReadJsonFile(tokenizer_path, kMaxTokenizerJsonBytes));
+  ASSIGN_OR_RETURN(const Json tokenizer_json, ReadJsonFile(tokenizer_path, kMaxTokenizerJsonBytes));
   ASSIGN_OR_RETURN(Vocabulary vocab, ParseHfTokenizerJson(tokenizer_json, tokenizer_path));
 
   const std::string tc_path = (fs::path(dir) / "tokenizer_config.json").string();
@@ -99,9 +99,10 @@ absl::StatusOr<Vocabulary> LoadHfTokenizer(const std::string& dir) {
           absl::StrCat(tc_path, ": add_eos_token true (EOS after every text) is not supported"));
     }
     if (tc.contains("add_prefix_space") && !tc["add_prefix_space"].is_null()) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          tc_path, ": add_prefix_space (which makes transformers rebuild the tokenizer from "
-                   "its SentencePiece model) is not supported"));
+      return absl::InvalidArgumentError(
+          absl::StrCat(tc_path,
+                       ": add_prefix_space (which makes transformers rebuild the tokenizer from "
+                       "its SentencePiece model) is not supported"));
     }
   }
 

@@ -63,10 +63,11 @@ absl::Status ParseNormalizer(const Json& n, const std::string& key, const std::s
   ASSIGN_OR_RETURN(const std::string type, ComponentType(n, key, where));
   if (type == "Sequence") {
     const auto it = n.find("normalizers");
-    if (it == n.end() || !it->is_array()) return Error(where, key, "'normalizers' must be an array");
+    if (it == n.end() || !it->is_array())
+      return Error(where, key, "'normalizers' must be an array");
     for (size_t i = 0; i < it->size(); ++i) {
-      RETURN_IF_ERROR(ParseNormalizer((*it)[i], absl::StrCat(key, ".normalizers[", i, "]"), where,
-                                      rules));
+      RETURN_IF_ERROR(
+          ParseNormalizer((*it)[i], absl::StrCat(key, ".normalizers[", i, "]"), where, rules));
     }
     return absl::OkStatus();
   }
@@ -83,9 +84,9 @@ absl::Status ParseNormalizer(const Json& n, const std::string& key, const std::s
     ASSIGN_OR_RETURN(const std::string pattern, StringPattern(n, key, where));
     ASSIGN_OR_RETURN(std::optional<std::string> content, JsonString(n, "content", where));
     if (pattern != " " || content != kMarker) {
-      return Unsupported(where, absl::StrCat("normalizer Replace of ", Quoted(pattern), " by ",
-                                             Quoted(content.value_or("")),
-                                             " (only ' ' by '\\u2581')"));
+      return Unsupported(where,
+                         absl::StrCat("normalizer Replace of ", Quoted(pattern), " by ",
+                                      Quoted(content.value_or("")), " (only ' ' by '\\u2581')"));
     }
     rules->normalizer_replace_spaces = true;
     return absl::OkStatus();
@@ -94,14 +95,12 @@ absl::Status ParseNormalizer(const Json& n, const std::string& key, const std::s
 }
 
 // Metaspace's prepend scheme, from "prepend_scheme" or the older "add_prefix_space".
-absl::StatusOr<HfBpeRules::MetaspacePrepend> MetaspacePrepend(const Json& m,
-                                                              const std::string& key,
+absl::StatusOr<HfBpeRules::MetaspacePrepend> MetaspacePrepend(const Json& m, const std::string& key,
                                                               const std::string& where) {
   using P = HfBpeRules::MetaspacePrepend;
   ASSIGN_OR_RETURN(std::optional<std::string> replacement, JsonString(m, "replacement", where));
   if (replacement.has_value() && *replacement != kMarker) {
-    return Unsupported(where,
-                       absl::StrCat(key, ": Metaspace replacement ", Quoted(*replacement)));
+    return Unsupported(where, absl::StrCat(key, ": Metaspace replacement ", Quoted(*replacement)));
   }
   ASSIGN_OR_RETURN(std::optional<std::string> scheme, JsonString(m, "prepend_scheme", where));
   if (scheme.has_value()) {
@@ -124,8 +123,8 @@ absl::Status ParsePreTokenizer(const Json& p, const std::string& key, const std:
       return Error(where, key, "'pretokenizers' must be an array");
     }
     for (size_t i = 0; i < it->size(); ++i) {
-      RETURN_IF_ERROR(ParsePreTokenizer((*it)[i], absl::StrCat(key, ".pretokenizers[", i, "]"),
-                                        where, rules));
+      RETURN_IF_ERROR(
+          ParsePreTokenizer((*it)[i], absl::StrCat(key, ".pretokenizers[", i, "]"), where, rules));
     }
     return absl::OkStatus();
   }
@@ -163,9 +162,9 @@ absl::Status ParseDecoder(const Json& d, const std::string& key, const std::stri
     ASSIGN_OR_RETURN(const std::string pattern, StringPattern(d, key, where));
     ASSIGN_OR_RETURN(std::optional<std::string> content, JsonString(d, "content", where));
     if (pattern != kMarker || content != " ") {
-      return Unsupported(where, absl::StrCat("decoder Replace of ", Quoted(pattern), " by ",
-                                             Quoted(content.value_or("")),
-                                             " (only '\\u2581' by ' ')"));
+      return Unsupported(where,
+                         absl::StrCat("decoder Replace of ", Quoted(pattern), " by ",
+                                      Quoted(content.value_or("")), " (only '\\u2581' by ' ')"));
     }
     steps->marker_to_space = true;
     return absl::OkStatus();
@@ -180,9 +179,10 @@ absl::Status ParseDecoder(const Json& d, const std::string& key, const std::stri
     ASSIGN_OR_RETURN(std::optional<int64_t> start, JsonInt(d, "start", where));
     ASSIGN_OR_RETURN(std::optional<int64_t> stop, JsonInt(d, "stop", where));
     if (content != " " || start.value_or(0) > 1 || start.value_or(0) < 0 || stop.value_or(0) != 0) {
-      return Unsupported(where, absl::StrCat("decoder Strip of ", Quoted(content.value_or("")),
-                                             " (start ", start.value_or(0), ", stop ",
-                                             stop.value_or(0), "); only ' ' with start <= 1, stop 0"));
+      return Unsupported(where,
+                         absl::StrCat("decoder Strip of ", Quoted(content.value_or("")), " (start ",
+                                      start.value_or(0), ", stop ", stop.value_or(0),
+                                      "); only ' ' with start <= 1, stop 0"));
     }
     steps->strip_first_space = start.value_or(0) == 1;
     return absl::OkStatus();
@@ -323,15 +323,17 @@ class PieceTable {
   absl::Status Set(int64_t id, const std::string& piece, const std::string& key,
                    const std::string& where, bool may_replace) {
     if (id < 0 || id >= kMaxTokens) {
-      return Error(where, key, absl::StrCat("token id ", id, " is out of range [0, ", kMaxTokens, ")"));
+      return Error(where, key,
+                   absl::StrCat("token id ", id, " is out of range [0, ", kMaxTokens, ")"));
     }
     if (static_cast<size_t>(id) >= pieces_.size()) {
       pieces_.resize(id + 1);
       set_.resize(id + 1, false);
     }
     if (set_[id] && !may_replace && pieces_[id] != piece) {
-      return Error(where, key, absl::StrCat("token id ", id, " is given to both ",
-                                            Quoted(pieces_[id]), " and ", Quoted(piece)));
+      return Error(where, key,
+                   absl::StrCat("token id ", id, " is given to both ", Quoted(pieces_[id]), " and ",
+                                Quoted(piece)));
     }
     pieces_[id] = piece;
     set_[id] = true;

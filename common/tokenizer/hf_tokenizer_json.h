@@ -10,8 +10,8 @@
 #include <string>
 
 #include "absl/status/statusor.h"
-#include "nlohmann/json.hpp"
 #include "common/tokenizer/vocabulary.h"
+#include "nlohmann/json.hpp"
 
 namespace specserve {
 

@@ -39,8 +39,8 @@ int NestingDepth(std::string_view text) {
 
 absl::Status KeyTypeError(const std::string& where, const std::string& key, const char* expected,
                           const nlohmann::json& value) {
-  return absl::InvalidArgumentError(absl::StrCat(where, ": key '", key, "': must be ", expected,
-                                                 ", not ", JsonTypeName(value)));
+  return absl::InvalidArgumentError(
+      absl::StrCat(where, ": key '", key, "': must be ", expected, ", not ", JsonTypeName(value)));
 }
 
 // The member, or nullptr when absent or null.
@@ -122,8 +122,8 @@ absl::StatusOr<std::optional<bool>> JsonBool(const nlohmann::json& object, const
   return v->get<bool>();
 }
 
-absl::StatusOr<std::optional<int64_t>> JsonInt(const nlohmann::json& object,
-                                               const std::string& key, const std::string& where) {
+absl::StatusOr<std::optional<int64_t>> JsonInt(const nlohmann::json& object, const std::string& key,
+                                               const std::string& where) {
   const nlohmann::json* v = Member(object, key);
   if (v == nullptr) return std::nullopt;
   if (v->is_number_integer()) return v->get<int64_t>();
@@ -139,8 +139,7 @@ absl::StatusOr<std::optional<int64_t>> JsonInt(const nlohmann::json& object,
 }
 
 absl::StatusOr<std::optional<double>> JsonNumber(const nlohmann::json& object,
-                                                 const std::string& key,
-                                                 const std::string& where) {
+                                                 const std::string& key, const std::string& where) {
   const nlohmann::json* v = Member(object, key);
   if (v == nullptr) return std::nullopt;
   if (!v->is_number()) return KeyTypeError(where, key, "a number", *v);

@@ -31,8 +31,8 @@ absl::StatusOr<std::optional<std::string>> JsonString(const nlohmann::json& obje
 absl::StatusOr<std::optional<bool>> JsonBool(const nlohmann::json& object, const std::string& key,
                                              const std::string& where);
 // Integers must be whole numbers within int64 (floats such as 2.0 are refused).
-absl::StatusOr<std::optional<int64_t>> JsonInt(const nlohmann::json& object,
-                                               const std::string& key, const std::string& where);
+absl::StatusOr<std::optional<int64_t>> JsonInt(const nlohmann::json& object, const std::string& key,
+                                               const std::string& where);
 absl::StatusOr<std::optional<double>> JsonNumber(const nlohmann::json& object,
                                                  const std::string& key, const std::string& where);
 

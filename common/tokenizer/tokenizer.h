@@ -73,9 +73,9 @@ class Tokenizer {
   int32_t ByteFallback(uint8_t byte) const;
 
   Vocabulary vocab_;
-  PieceIndex pieces_;                    // what text encodes to
-  std::vector<std::string> token_text_;  // what each id decodes to
-  std::array<int32_t, 256> byte_token_;  // id of <0xNN>, or -1
+  PieceIndex pieces_;                       // what text encodes to
+  std::vector<std::string> token_text_;     // what each id decodes to
+  std::array<int32_t, 256> byte_token_;     // id of <0xNN>, or -1
   std::shared_ptr<const HfBpeEncoder> hf_;  // for tokenizer.json BPE vocabularies
 };
 

@@ -34,7 +34,7 @@ CpuFeatures Detect() {
   const bool f16c = Bit(ecx, 29);
   if (!osxsave || !avx) return f;
   const uint64_t xcr0 = ReadXcr0();
-  const bool os_ymm = (xcr0 & 0x6) == 0x6;            // SSE + AVX state
+  const bool os_ymm = (xcr0 & 0x6) == 0x6;              // SSE + AVX state
   const bool os_zmm = os_ymm && (xcr0 & 0xe0) == 0xe0;  // opmask + ZMM_Hi256 + Hi16_ZMM
   if (!os_ymm) return f;
 

@@ -32,7 +32,7 @@ const CpuFeatures& GetCpuFeatures();
 // Kernel levels, lowest first.
 enum class CpuIsa { kScalar = 0, kAvx2 = 1, kAvx512 = 2 };
 
-std::string_view CpuIsaName(CpuIsa isa);  // "scalar", "avx2", "avx512"
+std::string_view CpuIsaName(CpuIsa isa);                      // "scalar", "avx2", "avx512"
 std::optional<CpuIsa> CpuIsaFromName(std::string_view name);  // case-insensitive
 
 // The highest level this CPU (and OS) supports: kAvx512 needs AVX-512 F/BW/VL/DQ

@@ -50,7 +50,8 @@ TEST(ConvertToolTest, ConvertsEveryTypeAndLoadsBack) {
   ASSERT_FALSE(source.empty());
   for (const char* type : {"f32", "f16", "bf16", "q8_0", "q4_0"}) {
     const std::string out = testing::TempPath(absl::StrCat("converted_", type, ".gguf"));
-    const Output r = RunModelTool(absl::StrCat("convert ", source, " --out ", out, " --type ", type));
+    const Output r =
+        RunModelTool(absl::StrCat("convert ", source, " --out ", out, " --type ", type));
     ASSERT_EQ(r.exit_code, 0) << r.text;
     EXPECT_THAT(r.text, HasSubstr("MB/s"));
     const Output info = RunModelTool("info " + out);

@@ -1,6 +1,7 @@
 // specserve-generate as a person or a script uses it: text, --json, batches,
 // speculation flags, and clear failures on bad files and flags.
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <cstdio>
 #include <fstream>
@@ -25,7 +26,10 @@ struct Result {
 };
 
 Result Generate(const std::string& args) {
-  const std::string err = ::testing::TempDir() + "/generate_stderr.txt";
+  // One file per call: ctest runs the tests of this binary in parallel processes.
+  static int calls = 0;
+  const std::string err = absl::StrCat(::testing::TempDir(), "/generate_stderr_", getpid(), "_",
+                                       calls++, ".txt");
   const std::string command =
       absl::StrCat(SPECSERVE_BIN_DIR, "/specserve-generate ", args, " 2>", err);
   Result r;

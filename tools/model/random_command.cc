@@ -1,6 +1,5 @@
 #include "tools/model/random_command.h"
 
-#include <chrono>
 #include <cstdio>
 
 #include "absl/strings/str_cat.h"
@@ -9,6 +8,7 @@
 #include "common/model/random_model.h"
 #include "common/model/tensor_type.h"
 #include "tools/model/args.h"
+#include "tools/model/progress_line.h"
 #include "tools/model/vocab_source.h"
 
 namespace specserve::model_tool {
@@ -18,35 +18,6 @@ int Fail(absl::string_view message) {
   std::fprintf(stderr, "error: %s\n", std::string(message).c_str());
   return 1;
 }
-
-// "\rwriting F: 42.0% (12.3 of 29.3 MB, 180.2 MB/s)" at most every 0.2 s.
-class ProgressLine {
- public:
-  ProgressLine(std::string path, uint64_t total_bytes)
-      : path_(std::move(path)), total_(total_bytes), start_(Clock::now()), last_(start_) {}
-
-  void Update(double fraction) {
-    if (done_) return;
-    const Clock::time_point now = Clock::now();
-    if (fraction < 1.0 && now - last_ < std::chrono::milliseconds(200)) return;
-    done_ = fraction >= 1.0;
-    last_ = now;
-    const double seconds = std::chrono::duration<double>(now - start_).count();
-    const double mb = fraction * static_cast<double>(total_) / 1e6;
-    std::fprintf(stderr, "\rwriting %s: %5.1f%% (%.1f of %.1f MB, %.1f MB/s)", path_.c_str(),
-                 100.0 * fraction, mb, total_ / 1e6, seconds > 0 ? mb / seconds : 0.0);
-    if (fraction >= 1.0) std::fputc('\n', stderr);
-    std::fflush(stderr);
-  }
-
- private:
-  using Clock = std::chrono::steady_clock;
-  std::string path_;
-  uint64_t total_;
-  Clock::time_point start_;
-  Clock::time_point last_;
-  bool done_ = false;
-};
 
 }  // namespace
 
@@ -154,7 +125,7 @@ int RunRandom(const std::vector<std::string>& argv) {
 
   absl::StatusOr<uint64_t> total = RandomGgufBytes(c, *type, vocab);
   if (!total.ok()) return Fail(total.status().message());
-  ProgressLine progress(out, *total);
+  ProgressLine progress("writing", out, *total);
   const bool show = !args->Has("quiet") && *total >= (16u << 20);
   absl::Status written =
       WriteRandomGguf(out, c, *type, vocab, static_cast<uint64_t>(*seed),

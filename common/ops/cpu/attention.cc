@@ -1,11 +1,11 @@
 #include "common/ops/cpu/attention.h"
 
+#include <xmmintrin.h>
+
 #include <algorithm>
 #include <cassert>
 #include <cmath>
 #include <limits>
-
-#include <xmmintrin.h>
 
 namespace specserve::cpu {
 namespace {
@@ -100,8 +100,8 @@ void AttentionRunner::Run(const KernelTable& kernels, ThreadPool& pool,
       const int64_t partial = static_cast<int64_t>(partial_offset_.size());
       partial_offset_.push_back(partial_rows);
       partial_rows += m_total;
-      items_.push_back({u.seq, u.tok_begin, u.tok_end, r, std::min(u.rows, r + chunk_rows),
-                        partial});
+      items_.push_back(
+          {u.seq, u.tok_begin, u.tok_end, r, std::min(u.rows, r + chunk_rows), partial});
       ++split_groups_.back().second;
     }
   }
@@ -157,16 +157,6 @@ void AttentionRunner::RunItem(const Item& item, Scratch& sc,
           PrefetchPart(k + (b + nb) * stride, k + next_end * stride, g, n_kv);
           PrefetchPart(v + (b + nb) * stride, v + next_end * stride, g, n_kv);
         }
-        if (g + 1 < n_kv) {  // the next head's slice of this block, into L1
-          for (int j = 0; j < nb; ++j) {
-            const float* kr = k + (b + j) * stride + static_cast<int64_t>(g + 1) * d;
-            const float* vr = v + (b + j) * stride + static_cast<int64_t>(g + 1) * d;
-            for (int c = 0; c < d; c += 16) {
-              _mm_prefetch(reinterpret_cast<const char*>(kr + c), _MM_HINT_T0);
-              _mm_prefetch(reinterpret_cast<const char*>(vr + c), _MM_HINT_T0);
-            }
-          }
-        }
         const int64_t head = static_cast<int64_t>(g) * d;
         const int64_t q0 = static_cast<int64_t>(g) * m;
         kernels.attention_scores(sc.q.data() + q0 * d, m, d, k + b * stride + head, stride, nb,
@@ -202,7 +192,8 @@ void AttentionRunner::RunItem(const Item& item, Scratch& sc,
   {
     const int64_t a = std::max(item.row_begin, base) - base;
     const int64_t e = std::min(item.row_end, base + item.tok_end) - base;
-    if (a < e) process(seq.k + a * seq.kv_stride, seq.v + a * seq.kv_stride, seq.kv_stride, e - a, a);
+    if (a < e)
+      process(seq.k + a * seq.kv_stride, seq.v + a * seq.kv_stride, seq.kv_stride, e - a, a);
   }
 
   if (item.partial >= 0) {

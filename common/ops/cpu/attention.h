@@ -48,9 +48,9 @@ class AttentionRunner {
   void Merge(std::span<const AttentionSequence> sequences, const AttentionShape& shape);
 
   std::vector<Item> items_;
-  std::vector<Scratch> scratch_;              // one per pool thread
-  std::vector<std::vector<uint8_t>> masks_;   // per sequence: tree visibility n_new x n_new
-  std::vector<int64_t> cached_rows_;          // per sequence
+  std::vector<Scratch> scratch_;             // one per pool thread
+  std::vector<std::vector<uint8_t>> masks_;  // per sequence: tree visibility n_new x n_new
+  std::vector<int64_t> cached_rows_;         // per sequence
   // Split-K partials: for partial p, m rows of (o[d], max, sum).
   std::vector<float> partial_o_, partial_max_, partial_sum_;
   std::vector<int64_t> partial_offset_;  // first query row of each partial in the buffers

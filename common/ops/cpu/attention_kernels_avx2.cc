@@ -62,7 +62,8 @@ inline __m256 ExpNonPositive(__m256 x) {
   p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.5f));
   p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
   p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
-  const __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+  const __m256i e =
+      _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
   return _mm256_and_ps(_mm256_mul_ps(p, _mm256_castsi256_ps(e)), live);
 }
 
@@ -71,24 +72,24 @@ template <int QN>
 void ScoreTile4(const float* q, int d, const float* k, int64_t k_stride, float scale, float* s,
                 int ld_s) {
   __m256 acc[QN][4];
-  #pragma GCC unroll 16
+#pragma GCC unroll 16
   for (int i = 0; i < QN; ++i) {
-    #pragma GCC unroll 16
+#pragma GCC unroll 16
     for (int j = 0; j < 4; ++j) acc[i][j] = _mm256_setzero_ps();
   }
   for (int c = 0; c < d; c += 8) {
     __m256 kv[4];
-    #pragma GCC unroll 16
+#pragma GCC unroll 16
     for (int j = 0; j < 4; ++j) kv[j] = MaskLoad(k + j * k_stride, d, c);
-    #pragma GCC unroll 16
+#pragma GCC unroll 16
     for (int i = 0; i < QN; ++i) {
       const __m256 qv = MaskLoad(q + static_cast<int64_t>(i) * d, d, c);
-      #pragma GCC unroll 16
+#pragma GCC unroll 16
       for (int j = 0; j < 4; ++j) acc[i][j] = _mm256_fmadd_ps(qv, kv[j], acc[i][j]);
     }
   }
   const __m128 vscale = _mm_set1_ps(scale);
-  #pragma GCC unroll 16
+#pragma GCC unroll 16
   for (int i = 0; i < QN; ++i) {
     const __m128 sums = _mm_hadd_ps(_mm_hadd_ps(To128(acc[i][0]), To128(acc[i][1])),
                                     _mm_hadd_ps(To128(acc[i][2]), To128(acc[i][3])));
@@ -99,16 +100,16 @@ void ScoreTile4(const float* q, int d, const float* k, int64_t k_stride, float s
 template <int QN>
 void ScoreTile1(const float* q, int d, const float* k, float scale, float* s, int ld_s) {
   __m256 acc[QN];
-  #pragma GCC unroll 16
+#pragma GCC unroll 16
   for (int i = 0; i < QN; ++i) acc[i] = _mm256_setzero_ps();
   for (int c = 0; c < d; c += 8) {
     const __m256 kv = MaskLoad(k, d, c);
-    #pragma GCC unroll 16
+#pragma GCC unroll 16
     for (int i = 0; i < QN; ++i) {
       acc[i] = _mm256_fmadd_ps(MaskLoad(q + static_cast<int64_t>(i) * d, d, c), kv, acc[i]);
     }
   }
-  #pragma GCC unroll 16
+#pragma GCC unroll 16
   for (int i = 0; i < QN; ++i) s[static_cast<int64_t>(i) * ld_s] = ReduceAdd(acc[i]) * scale;
 }
 
@@ -120,23 +121,47 @@ void ScoreRows(const float* q, int d, const float* k, int64_t k_stride, int n, f
   for (; j < n; ++j) ScoreTile1<QN>(q, d, k + j * k_stride, scale, s + j, ld_s);
 }
 
+// o rows of up to 4 queries (QN), NC consecutive 8-lane chunks starting at c,
+// += p * v over n keys. NC > 1 only for full chunks; QN x NC independent
+// accumulators hide the FMA latency.
+template <int QN, int NC>
+void AccumulateChunks(const float* p, int n, int ld_p, const float* v, int64_t v_stride, int d,
+                      int c, float* o) {
+  __m256 acc[QN][NC];
+#pragma GCC unroll 16
+  for (int i = 0; i < QN; ++i) {
+#pragma GCC unroll 16
+    for (int u = 0; u < NC; ++u)
+      acc[i][u] = MaskLoad(o + static_cast<int64_t>(i) * d, d, c + 8 * u);
+  }
+  for (int j = 0; j < n; ++j) {
+    __m256 vv[NC];
+#pragma GCC unroll 16
+    for (int u = 0; u < NC; ++u) vv[u] = MaskLoad(v + j * v_stride, d, c + 8 * u);
+#pragma GCC unroll 16
+    for (int i = 0; i < QN; ++i) {
+      const __m256 pij = _mm256_set1_ps(p[static_cast<int64_t>(i) * ld_p + j]);
+#pragma GCC unroll 16
+      for (int u = 0; u < NC; ++u) acc[i][u] = _mm256_fmadd_ps(pij, vv[u], acc[i][u]);
+    }
+  }
+#pragma GCC unroll 16
+  for (int i = 0; i < QN; ++i) {
+#pragma GCC unroll 16
+    for (int u = 0; u < NC; ++u)
+      MaskStore(o + static_cast<int64_t>(i) * d, d, c + 8 * u, acc[i][u]);
+  }
+}
+
 template <int QN>
 void AccumulateRows(const float* p, int n, int ld_p, const float* v, int64_t v_stride, int d,
                     float* o) {
-  for (int c = 0; c < d; c += 8) {
-    __m256 acc[QN];
-    #pragma GCC unroll 16
-    for (int i = 0; i < QN; ++i) acc[i] = MaskLoad(o + static_cast<int64_t>(i) * d, d, c);
-    for (int j = 0; j < n; ++j) {
-      const __m256 vv = MaskLoad(v + j * v_stride, d, c);
-      #pragma GCC unroll 16
-      for (int i = 0; i < QN; ++i) {
-        acc[i] = _mm256_fmadd_ps(_mm256_set1_ps(p[static_cast<int64_t>(i) * ld_p + j]), vv, acc[i]);
-      }
-    }
-    #pragma GCC unroll 16
-    for (int i = 0; i < QN; ++i) MaskStore(o + static_cast<int64_t>(i) * d, d, c, acc[i]);
+  constexpr int kWide = QN == 1 ? 4 : 2;  // chunks per pass: up to 8 accumulators
+  int c = 0;
+  for (; c + 8 * kWide <= d; c += 8 * kWide) {
+    AccumulateChunks<QN, kWide>(p, n, ld_p, v, v_stride, d, c, o);
   }
+  for (; c < d; c += 8) AccumulateChunks<QN, 1>(p, n, ld_p, v, v_stride, d, c, o);
 }
 
 }  // namespace
@@ -176,7 +201,8 @@ void AttentionSoftmaxAvx2(float* s, int m, int n, int ld_s, float* row_max, floa
     __m256 vsum = _mm256_setzero_ps();
     for (j = 0; j < n; j += 8) {
       const __m256i mk = ChunkMask(n, j);
-      const __m256 x = _mm256_blendv_ps(vneg_inf, _mm256_maskload_ps(si + j, mk), _mm256_castsi256_ps(mk));
+      const __m256 x =
+          _mm256_blendv_ps(vneg_inf, _mm256_maskload_ps(si + j, mk), _mm256_castsi256_ps(mk));
       const __m256 e = ExpNonPositive(_mm256_sub_ps(x, vnew));
       _mm256_maskstore_ps(si + j, mk, e);
       vsum = _mm256_add_ps(vsum, e);  // lanes past n are exp(-inf) = 0

@@ -78,32 +78,36 @@ inline __m512 ExpNonPositive(__m512 x) {
   return _mm512_maskz_scalef_ps(live, p, n);
 }
 
-// Scores of up to 4 queries (QN) against 4 consecutive keys.
-template <int QN>
-void ScoreTile4(const float* q, int d, const float* k, int64_t k_stride, float scale, float* s,
-                int ld_s) {
-  __m512 acc[QN][4];
-  #pragma GCC unroll 16
+// Scores of up to 4 queries (QN) against KN (4 or 8) consecutive keys: QN x KN
+// independent accumulators keep the FMA pipes busy.
+template <int QN, int KN>
+void ScoreTile(const float* q, int d, const float* k, int64_t k_stride, float scale, float* s,
+               int ld_s) {
+  __m512 acc[QN][KN];
+#pragma GCC unroll 16
   for (int i = 0; i < QN; ++i) {
-    #pragma GCC unroll 16
-    for (int j = 0; j < 4; ++j) acc[i][j] = _mm512_setzero_ps();
+#pragma GCC unroll 16
+    for (int j = 0; j < KN; ++j) acc[i][j] = _mm512_setzero_ps();
   }
   for (int c = 0; c < d; c += 16) {
-    __m512 kv[4];
-    #pragma GCC unroll 16
-    for (int j = 0; j < 4; ++j) kv[j] = LoadChunk(k + j * k_stride, d, c);
-    #pragma GCC unroll 16
+    __m512 kv[KN];
+#pragma GCC unroll 16
+    for (int j = 0; j < KN; ++j) kv[j] = LoadChunk(k + j * k_stride, d, c);
+#pragma GCC unroll 16
     for (int i = 0; i < QN; ++i) {
       const __m512 qv = LoadChunk(q + static_cast<int64_t>(i) * d, d, c);
-      #pragma GCC unroll 16
-      for (int j = 0; j < 4; ++j) acc[i][j] = _mm512_fmadd_ps(qv, kv[j], acc[i][j]);
+#pragma GCC unroll 16
+      for (int j = 0; j < KN; ++j) acc[i][j] = _mm512_fmadd_ps(qv, kv[j], acc[i][j]);
     }
   }
   const __m128 vscale = _mm_set1_ps(scale);
-  #pragma GCC unroll 16
+#pragma GCC unroll 16
   for (int i = 0; i < QN; ++i) {
-    const __m128 sums = Reduce4(acc[i][0], acc[i][1], acc[i][2], acc[i][3]);
-    _mm_storeu_ps(s + static_cast<int64_t>(i) * ld_s, _mm_mul_ps(sums, vscale));
+#pragma GCC unroll 4
+    for (int j = 0; j < KN; j += 4) {
+      const __m128 sums = Reduce4(acc[i][j], acc[i][j + 1], acc[i][j + 2], acc[i][j + 3]);
+      _mm_storeu_ps(s + static_cast<int64_t>(i) * ld_s + j, _mm_mul_ps(sums, vscale));
+    }
   }
 }
 
@@ -111,50 +115,76 @@ void ScoreTile4(const float* q, int d, const float* k, int64_t k_stride, float s
 template <int QN>
 void ScoreTile1(const float* q, int d, const float* k, float scale, float* s, int ld_s) {
   __m512 acc[QN];
-  #pragma GCC unroll 16
+#pragma GCC unroll 16
   for (int i = 0; i < QN; ++i) acc[i] = _mm512_setzero_ps();
   for (int c = 0; c < d; c += 16) {
     const __m512 kv = LoadChunk(k, d, c);
-    #pragma GCC unroll 16
+#pragma GCC unroll 16
     for (int i = 0; i < QN; ++i) {
       acc[i] = _mm512_fmadd_ps(LoadChunk(q + static_cast<int64_t>(i) * d, d, c), kv, acc[i]);
     }
   }
-  #pragma GCC unroll 16
+#pragma GCC unroll 16
   for (int i = 0; i < QN; ++i) s[static_cast<int64_t>(i) * ld_s] = ReduceAdd(acc[i]) * scale;
 }
 
 template <int QN>
 void ScoreRows(const float* q, int d, const float* k, int64_t k_stride, int n, float scale,
                float* s, int ld_s) {
+  constexpr int kKeys = QN == 1 ? 8 : 4;
   int j = 0;
-  for (; j + 4 <= n; j += 4) ScoreTile4<QN>(q, d, k + j * k_stride, k_stride, scale, s + j, ld_s);
+  for (; j + kKeys <= n; j += kKeys) {
+    ScoreTile<QN, kKeys>(q, d, k + j * k_stride, k_stride, scale, s + j, ld_s);
+  }
+  for (; j + 4 <= n; j += 4) ScoreTile<QN, 4>(q, d, k + j * k_stride, k_stride, scale, s + j, ld_s);
   for (; j < n; ++j) ScoreTile1<QN>(q, d, k + j * k_stride, scale, s + j, ld_s);
 }
 
-// o rows of up to 4 queries, one 16-lane chunk, += p * v over n keys.
-template <int QN>
-void AccumulateChunk(const float* p, int n, int ld_p, const float* v, int64_t v_stride, int d,
-                     int c, float* o) {
-  const __mmask16 m = ChunkMask(d, c);
-  __m512 acc[QN];
-  #pragma GCC unroll 16
-  for (int i = 0; i < QN; ++i) acc[i] = _mm512_maskz_loadu_ps(m, o + static_cast<int64_t>(i) * d + c);
-  for (int j = 0; j < n; ++j) {
-    const __m512 vv = LoadChunk(v + j * v_stride, d, c);
-    #pragma GCC unroll 16
-    for (int i = 0; i < QN; ++i) {
-      acc[i] = _mm512_fmadd_ps(_mm512_set1_ps(p[static_cast<int64_t>(i) * ld_p + j]), vv, acc[i]);
+// o rows of up to 4 queries (QN), NC consecutive 16-lane chunks starting at
+// c, += p * v over n keys. NC > 1 only for full chunks; QN x NC independent
+// accumulators hide the FMA latency.
+template <int QN, int NC>
+void AccumulateChunks(const float* p, int n, int ld_p, const float* v, int64_t v_stride, int d,
+                      int c, float* o) {
+  const __mmask16 m = NC == 1 ? ChunkMask(d, c) : static_cast<__mmask16>(0xffff);
+  __m512 acc[QN][NC];
+#pragma GCC unroll 16
+  for (int i = 0; i < QN; ++i) {
+#pragma GCC unroll 16
+    for (int u = 0; u < NC; ++u) {
+      acc[i][u] = _mm512_maskz_loadu_ps(m, o + static_cast<int64_t>(i) * d + c + 16 * u);
     }
   }
-  #pragma GCC unroll 16
-  for (int i = 0; i < QN; ++i) _mm512_mask_storeu_ps(o + static_cast<int64_t>(i) * d + c, m, acc[i]);
+  for (int j = 0; j < n; ++j) {
+    __m512 vv[NC];
+#pragma GCC unroll 16
+    for (int u = 0; u < NC; ++u) vv[u] = LoadChunk(v + j * v_stride, d, c + 16 * u);
+#pragma GCC unroll 16
+    for (int i = 0; i < QN; ++i) {
+      const __m512 pij = _mm512_set1_ps(p[static_cast<int64_t>(i) * ld_p + j]);
+#pragma GCC unroll 16
+      for (int u = 0; u < NC; ++u) acc[i][u] = _mm512_fmadd_ps(pij, vv[u], acc[i][u]);
+    }
+  }
+#pragma GCC unroll 16
+  for (int i = 0; i < QN; ++i) {
+#pragma GCC unroll 16
+    for (int u = 0; u < NC; ++u) {
+      _mm512_mask_storeu_ps(o + static_cast<int64_t>(i) * d + c + 16 * u, m, acc[i][u]);
+    }
+  }
 }
 
 template <int QN>
 void AccumulateRows(const float* p, int n, int ld_p, const float* v, int64_t v_stride, int d,
                     float* o) {
-  for (int c = 0; c < d; c += 16) AccumulateChunk<QN>(p, n, ld_p, v, v_stride, d, c, o);
+  constexpr int kWide = QN <= 2 ? 8 : 4;  // chunks per pass: up to 16 accumulators
+  int c = 0;
+  for (; c + 16 * kWide <= d; c += 16 * kWide) {
+    AccumulateChunks<QN, kWide>(p, n, ld_p, v, v_stride, d, c, o);
+  }
+  for (; c + 32 <= d; c += 32) AccumulateChunks<QN, 2>(p, n, ld_p, v, v_stride, d, c, o);
+  for (; c < d; c += 16) AccumulateChunks<QN, 1>(p, n, ld_p, v, v_stride, d, c, o);
 }
 
 }  // namespace
@@ -195,7 +225,8 @@ void AttentionSoftmaxAvx512(float* s, int m, int n, int ld_s, float* row_max, fl
     }
     const float block_max = ReduceMax(vmax);
     if (block_max == -__builtin_inff()) {
-      for (int j = 0; j < n; j += 16) _mm512_mask_storeu_ps(si + j, ChunkMask(n, j), _mm512_setzero_ps());
+      for (int j = 0; j < n; j += 16)
+        _mm512_mask_storeu_ps(si + j, ChunkMask(n, j), _mm512_setzero_ps());
       continue;
     }
     const float old_max = row_max[i];
@@ -205,7 +236,8 @@ void AttentionSoftmaxAvx512(float* s, int m, int n, int ld_s, float* row_max, fl
     __m512 vsum = _mm512_setzero_ps();
     for (int j = 0; j < n; j += 16) {
       const __mmask16 mk = ChunkMask(n, j);
-      const __m512 e = ExpNonPositive(_mm512_sub_ps(_mm512_mask_loadu_ps(neg_inf, mk, si + j), vnew));
+      const __m512 e =
+          ExpNonPositive(_mm512_sub_ps(_mm512_mask_loadu_ps(neg_inf, mk, si + j), vnew));
       _mm512_mask_storeu_ps(si + j, mk, e);
       vsum = _mm512_add_ps(vsum, _mm512_maskz_mov_ps(mk, e));
     }

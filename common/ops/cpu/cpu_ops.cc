@@ -30,8 +30,7 @@ class CpuOps final : public Ops {
   }
   int num_threads() const override { return pool_.num_threads(); }
 
-  void EmbedRows(const WeightTensor& table, std::span<const int32_t> tokens,
-                 float* out) override {
+  void EmbedRows(const WeightTensor& table, std::span<const int32_t> tokens, float* out) override {
     const int64_t row_bytes = cpu::WeightRowBytes(table.type, table.cols);
     const auto* base = static_cast<const uint8_t*>(table.data);
     for (size_t t = 0; t < tokens.size(); ++t) {
@@ -53,7 +52,8 @@ class CpuOps final : public Ops {
       cpu::RmsNormRows(x, w, dim, eps, 0, n_rows, y);
       return;
     }
-    pool_.ParallelFor(n_rows, [&](int64_t b, int64_t e) { cpu::RmsNormRows(x, w, dim, eps, b, e, y); });
+    pool_.ParallelFor(n_rows,
+                      [&](int64_t b, int64_t e) { cpu::RmsNormRows(x, w, dim, eps, b, e, y); });
   }
 
   void MatMul(const WeightTensor& w, const float* x, int n_rows, float* y) override {
@@ -77,8 +77,8 @@ class CpuOps final : public Ops {
       cpu::SwiGluRange(gate, up, 0, n, out);
       return;
     }
-    pool_.ParallelFor(n, [&](int64_t b, int64_t e) { cpu::SwiGluRange(gate, up, b, e, out); },
-                      1024);
+    pool_.ParallelFor(
+        n, [&](int64_t b, int64_t e) { cpu::SwiGluRange(gate, up, b, e, out); }, 1024);
   }
 
   void Add(float* x, const float* y, int64_t n) override {
@@ -86,7 +86,8 @@ class CpuOps final : public Ops {
       cpu::AddRange(x, y, 0, n);
       return;
     }
-    pool_.ParallelFor(n, [&](int64_t b, int64_t e) { cpu::AddRange(x, y, b, e); }, 4096);
+    pool_.ParallelFor(
+        n, [&](int64_t b, int64_t e) { cpu::AddRange(x, y, b, e); }, 4096);
   }
 
   void Attention(std::span<const AttentionSequence> sequences,

@@ -12,8 +12,7 @@ void RmsNormRows(const float* x, const float* w, int64_t dim, float eps, int64_t
     float* yr = y + r * dim;
     double ss = 0.0;
     for (int64_t i = 0; i < dim; ++i) ss += static_cast<double>(xr[i]) * xr[i];
-    const float scale =
-        1.0f / std::sqrt(static_cast<float>(ss / static_cast<double>(dim)) + eps);
+    const float scale = 1.0f / std::sqrt(static_cast<float>(ss / static_cast<double>(dim)) + eps);
     for (int64_t i = 0; i < dim; ++i) yr[i] = w[i] * (scale * xr[i]);
   }
 }

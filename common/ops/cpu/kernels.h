@@ -48,8 +48,8 @@ using MatMulRangeFn = void (*)(const MatMulProblem& p, int64_t o_begin, int64_t 
                                float* scratch);
 
 // s[i * ld_s + j] = scale * dot(q[i * d ..], k[j * k_stride ..]) for i < m, j < n.
-using AttentionScoresFn = void (*)(const float* q, int m, int d, const float* k,
-                                   int64_t k_stride, int n, float scale, float* s, int ld_s);
+using AttentionScoresFn = void (*)(const float* q, int m, int d, const float* k, int64_t k_stride,
+                                   int n, float scale, float* s, int ld_s);
 
 // One online-softmax step over a block of scores (masked entries are -inf).
 // For each query row i: new_max = max(row_max[i], max_j s[i][j]); s[i][j] is

@@ -109,10 +109,10 @@ struct LoadQ4 {
   }
   // Chunks 0, 1: low nibbles of bytes 0-7, 8-15 (elements 0-15); 2, 3: high nibbles.
   static __m256 Chunk(const uint8_t* row, int64_t s, int c, __m256 scale) {
-    const __m256i bytes = _mm256_cvtepu8_epi32(_mm_loadl_epi64(
-        reinterpret_cast<const __m128i*>(row + s * kBlockBytes + 2 + 8 * (c & 1))));
-    const __m256i nib = c < 2 ? _mm256_and_si256(bytes, _mm256_set1_epi32(0x0f))
-                              : _mm256_srli_epi32(bytes, 4);
+    const __m256i bytes = _mm256_cvtepu8_epi32(
+        _mm_loadl_epi64(reinterpret_cast<const __m128i*>(row + s * kBlockBytes + 2 + 8 * (c & 1))));
+    const __m256i nib =
+        c < 2 ? _mm256_and_si256(bytes, _mm256_set1_epi32(0x0f)) : _mm256_srli_epi32(bytes, 4);
     // nib * d - 8 * d, rounded once: exactly (nib - 8) * d, which fits in 15 bits.
     return _mm256_fmsub_ps(_mm256_cvtepi32_ps(nib), scale,
                            _mm256_mul_ps(scale, _mm256_set1_ps(8.0f)));
@@ -124,26 +124,26 @@ template <class L, int R, int O>
 void DotTile(const uint8_t* w, int64_t w_stride, const float* x, int64_t ldx, int64_t cols,
              float* y, int64_t ldy) {
   __m256 acc[R][O];
-  #pragma GCC unroll 16
+#pragma GCC unroll 16
   for (int r = 0; r < R; ++r) {
-    #pragma GCC unroll 16
+#pragma GCC unroll 16
     for (int o = 0; o < O; ++o) acc[r][o] = _mm256_setzero_ps();
   }
   const int64_t steps = cols / L::kStep;
   for (int64_t s = 0; s < steps; ++s) {
     __m256 scale[O];
-    #pragma GCC unroll 16
+#pragma GCC unroll 16
     for (int o = 0; o < O; ++o) scale[o] = L::Scale(w + o * w_stride, s);
-    #pragma GCC unroll 4
+#pragma GCC unroll 4
     for (int c = 0; c < L::kChunks; ++c) {
       __m256 wv[O];
-      #pragma GCC unroll 16
+#pragma GCC unroll 16
       for (int o = 0; o < O; ++o) wv[o] = L::Chunk(w + o * w_stride, s, c, scale[o]);
       const int64_t k = s * L::kStep + c * kLanes;
-      #pragma GCC unroll 16
+#pragma GCC unroll 16
       for (int r = 0; r < R; ++r) {
         const __m256 xv = _mm256_loadu_ps(x + r * ldx + k);
-        #pragma GCC unroll 16
+#pragma GCC unroll 16
         for (int o = 0; o < O; ++o) acc[r][o] = _mm256_fmadd_ps(wv[o], xv, acc[r][o]);
       }
     }
@@ -152,20 +152,20 @@ void DotTile(const uint8_t* w, int64_t w_stride, const float* x, int64_t ldx, in
     const int64_t rem = cols - steps * L::kStep;
     if (rem > 0) {
       __m256 wv[O];
-      #pragma GCC unroll 16
+#pragma GCC unroll 16
       for (int o = 0; o < O; ++o) wv[o] = L::Tail(w + o * w_stride, steps, rem);
       const __m256i m = TailMask(rem);
-      #pragma GCC unroll 16
+#pragma GCC unroll 16
       for (int r = 0; r < R; ++r) {
         const __m256 xv = _mm256_maskload_ps(x + r * ldx + steps * L::kStep, m);
-        #pragma GCC unroll 16
+#pragma GCC unroll 16
         for (int o = 0; o < O; ++o) acc[r][o] = _mm256_fmadd_ps(wv[o], xv, acc[r][o]);
       }
     }
   }
-  #pragma GCC unroll 16
+#pragma GCC unroll 16
   for (int r = 0; r < R; ++r) {
-    #pragma GCC unroll 16
+#pragma GCC unroll 16
     for (int o = 0; o < O; ++o) y[r * ldy + o] = Reduce(acc[r][o]);
   }
 }
@@ -212,14 +212,15 @@ void DequantizeRow(const uint8_t* row, int64_t cols, float* out) {
   const int64_t steps = cols / L::kStep;
   for (int64_t s = 0; s < steps; ++s) {
     const __m256 scale = L::Scale(row, s);
-    #pragma GCC unroll 4
+#pragma GCC unroll 4
     for (int c = 0; c < L::kChunks; ++c) {
       _mm256_storeu_ps(out + s * L::kStep + c * kLanes, L::Chunk(row, s, c, scale));
     }
   }
   if constexpr (L::kHasTail) {
     const int64_t rem = cols - steps * L::kStep;
-    if (rem > 0) _mm256_maskstore_ps(out + steps * L::kStep, TailMask(rem), L::Tail(row, steps, rem));
+    if (rem > 0)
+      _mm256_maskstore_ps(out + steps * L::kStep, TailMask(rem), L::Tail(row, steps, rem));
   }
 }
 
@@ -238,8 +239,8 @@ void Gemm(const MatMulProblem& p, int64_t o_begin, int64_t o_end, float* panel) 
       for (int64_t o = ob; o < oe; ++o) {
         DequantizeRow<L>(p.w + o * p.w_row_bytes, p.cols, panel + (o - ob) * panel_stride);
       }
-      OutputTiles<LoadF32, 2>(reinterpret_cast<const uint8_t*>(panel), panel_stride * 4, p, ob, oe, 0,
-          p.n_rows);
+      OutputTiles<LoadF32, 2>(reinterpret_cast<const uint8_t*>(panel), panel_stride * 4, p, ob, oe,
+                              0, p.n_rows);
     }
   }
 }

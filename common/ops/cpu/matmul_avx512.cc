@@ -131,8 +131,8 @@ struct LoadQ4 {
   static __m512 Chunk(const uint8_t* row, int64_t s, int c, __m512 scale) {
     const __m512i bytes = _mm512_cvtepu8_epi32(
         _mm_loadu_si128(reinterpret_cast<const __m128i*>(row + s * kBlockBytes + 2)));
-    const __m512i nib = c == 0 ? _mm512_and_si512(bytes, _mm512_set1_epi32(0x0f))
-                               : _mm512_srli_epi32(bytes, 4);
+    const __m512i nib =
+        c == 0 ? _mm512_and_si512(bytes, _mm512_set1_epi32(0x0f)) : _mm512_srli_epi32(bytes, 4);
     // nib * d - 8 * d, rounded once: exactly (nib - 8) * d, which fits in 15 bits.
     return _mm512_fmsub_ps(_mm512_cvtepi32_ps(nib), scale,
                            _mm512_mul_ps(scale, _mm512_set1_ps(8.0f)));
@@ -145,34 +145,34 @@ template <class L, int R, int O>
 void DotTile(const uint8_t* w, int64_t w_stride, const float* x, int64_t ldx, int64_t cols,
              float* y, int64_t ldy) {
   __m512 acc[R][O];
-  #pragma GCC unroll 16
+#pragma GCC unroll 16
   for (int r = 0; r < R; ++r) {
-    #pragma GCC unroll 16
+#pragma GCC unroll 16
     for (int o = 0; o < O; ++o) acc[r][o] = _mm512_setzero_ps();
   }
   const int64_t steps = cols / L::kStep;
   for (int64_t s = 0; s < steps; ++s) {
     if constexpr (R <= 2) {  // weight streams from memory: prefetch ahead of the rows
-      #pragma GCC unroll 16
+#pragma GCC unroll 16
       for (int o = 0; o < O; ++o) {
-        _mm_prefetch(reinterpret_cast<const char*>(w + o * w_stride + s * L::kStepBytes) +
-                         kPrefetchBytes,
-                     _MM_HINT_T0);
+        _mm_prefetch(
+            reinterpret_cast<const char*>(w + o * w_stride + s * L::kStepBytes) + kPrefetchBytes,
+            _MM_HINT_T0);
       }
     }
     __m512 scale[O];
-    #pragma GCC unroll 16
+#pragma GCC unroll 16
     for (int o = 0; o < O; ++o) scale[o] = L::Scale(w + o * w_stride, s);
-    #pragma GCC unroll 4
+#pragma GCC unroll 4
     for (int c = 0; c < L::kChunks; ++c) {
       __m512 wv[O];
-      #pragma GCC unroll 16
+#pragma GCC unroll 16
       for (int o = 0; o < O; ++o) wv[o] = L::Chunk(w + o * w_stride, s, c, scale[o]);
       const int64_t k = s * L::kStep + c * kLanes;
-      #pragma GCC unroll 16
+#pragma GCC unroll 16
       for (int r = 0; r < R; ++r) {
         const __m512 xv = _mm512_loadu_ps(x + r * ldx + k);
-        #pragma GCC unroll 16
+#pragma GCC unroll 16
         for (int o = 0; o < O; ++o) acc[r][o] = _mm512_fmadd_ps(wv[o], xv, acc[r][o]);
       }
     }
@@ -182,19 +182,19 @@ void DotTile(const uint8_t* w, int64_t w_stride, const float* x, int64_t ldx, in
     if (rem > 0) {
       const __mmask16 m = static_cast<__mmask16>((1u << rem) - 1);
       __m512 wv[O];
-      #pragma GCC unroll 16
+#pragma GCC unroll 16
       for (int o = 0; o < O; ++o) wv[o] = L::Tail(w + o * w_stride, steps, m);
-      #pragma GCC unroll 16
+#pragma GCC unroll 16
       for (int r = 0; r < R; ++r) {
         const __m512 xv = _mm512_maskz_loadu_ps(m, x + r * ldx + steps * L::kStep);
-        #pragma GCC unroll 16
+#pragma GCC unroll 16
         for (int o = 0; o < O; ++o) acc[r][o] = _mm512_fmadd_ps(wv[o], xv, acc[r][o]);
       }
     }
   }
-  #pragma GCC unroll 16
+#pragma GCC unroll 16
   for (int r = 0; r < R; ++r) {
-    #pragma GCC unroll 16
+#pragma GCC unroll 16
     for (int o = 0; o < O; ++o) y[r * ldy + o] = Reduce(acc[r][o]);
   }
 }
@@ -254,7 +254,7 @@ void DequantizeRow(const uint8_t* row, int64_t cols, float* out) {
   const int64_t steps = cols / L::kStep;
   for (int64_t s = 0; s < steps; ++s) {
     const __m512 scale = L::Scale(row, s);
-    #pragma GCC unroll 4
+#pragma GCC unroll 4
     for (int c = 0; c < L::kChunks; ++c) {
       _mm512_storeu_ps(out + s * L::kStep + c * kLanes, L::Chunk(row, s, c, scale));
     }
@@ -284,7 +284,7 @@ void Gemm(const MatMulProblem& p, int64_t o_begin, int64_t o_end, float* panel) 
         DequantizeRow<L>(p.w + o * p.w_row_bytes, p.cols, panel + (o - ob) * panel_stride);
       }
       OutputTiles<LoadF32>(reinterpret_cast<const uint8_t*>(panel), panel_stride * 4, p, ob, oe, 0,
-          p.n_rows);
+                           p.n_rows);
     }
   }
 }
@@ -294,8 +294,7 @@ void Range(const MatMulProblem& p, int64_t o_begin, int64_t o_end, float* scratc
   if (p.n_rows >= kMatMulGemmMinRows) {
     Gemm<L>(p, o_begin, o_end, scratch);
   } else {
-    OutputTiles<L>(p.w + o_begin * p.w_row_bytes, p.w_row_bytes, p, o_begin, o_end, 0,
-                   p.n_rows);
+    OutputTiles<L>(p.w + o_begin * p.w_row_bytes, p.w_row_bytes, p, o_begin, o_end, 0, p.n_rows);
   }
 }
 

@@ -42,8 +42,7 @@ TEST_P(ConvertSharedModelTest, F32CopyDecodesAlikeAndQ8_0StaysClose) {
   }
   absl::StatusOr<std::unique_ptr<LoadedModel>> source = LoadModel(path, options);
   ASSERT_TRUE(source.ok()) << source.status();
-  const std::vector<int32_t> prompt =
-      Tokenizer((*source)->vocab).Encode("Once upon a time", true);
+  const std::vector<int32_t> prompt = Tokenizer((*source)->vocab).Encode("Once upon a time", true);
   const std::vector<int32_t> want = testing::GreedyContinuation(**source, prompt, 64);
   ASSERT_FALSE(want.empty());
   std::vector<int32_t> sequence = prompt;
@@ -67,10 +66,11 @@ TEST_P(ConvertSharedModelTest, F32CopyDecodesAlikeAndQ8_0StaysClose) {
     }
     size_t same = 0;
     while (same < std::min(got.size(), want.size()) && got[same] == want[same]) ++same;
-    std::printf("%s -> %s GGUF: max |logit diff| %.3g over %zu positions; first %zu of %zu "
-                "greedy tokens equal the source's\n",
-                m.name, std::string(TensorTypeName(type)).c_str(), max_diff, sequence.size(),
-                same, want.size());
+    std::printf(
+        "%s -> %s GGUF: max |logit diff| %.3g over %zu positions; first %zu of %zu "
+        "greedy tokens equal the source's\n",
+        m.name, std::string(TensorTypeName(type)).c_str(), max_diff, sequence.size(), same,
+        want.size());
     if (type == TensorType::kF32) {
       EXPECT_EQ(got, want);
       EXPECT_LE(max_diff, 1e-4f);

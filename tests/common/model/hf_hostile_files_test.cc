@@ -22,9 +22,8 @@ using ::testing::HasSubstr;
 namespace fs = std::filesystem;
 
 std::string SafetensorsError(const std::vector<uint8_t>& bytes) {
-  const absl::StatusOr<SafetensorsHeader> h =
-      ParseSafetensorsHeader(std::span<const uint8_t>(bytes.data(), bytes.size()), bytes.size(),
-                             "x.safetensors");
+  const absl::StatusOr<SafetensorsHeader> h = ParseSafetensorsHeader(
+      std::span<const uint8_t>(bytes.data(), bytes.size()), bytes.size(), "x.safetensors");
   return h.ok() ? "" : std::string(h.status().message());
 }
 
@@ -43,7 +42,8 @@ TEST(SafetensorsHeaderTest, RefusesBrokenHeaders) {
   huge.Put<uint64_t>(uint64_t{1} << 60).Raw("{}");
   testing::ByteWriter past_end;
   past_end.Put<uint64_t>(1000).Raw("{}");
-  const std::string ok_tensor = R"("a": {"dtype": "F32", "shape": [2, 2], "data_offsets": [0, 16]})";
+  const std::string ok_tensor =
+      R"("a": {"dtype": "F32", "shape": [2, 2], "data_offsets": [0, 16]})";
   const std::vector<Case> cases = {
       {{1, 2, 3}, "too short"},
       {huge.bytes(), "over the format's limit"},
@@ -55,7 +55,8 @@ TEST(SafetensorsHeaderTest, RefusesBrokenHeaders) {
       {WithHeader(R"({"a": {"dtype": "F32", "shape": [-1], "data_offsets": [0, 4]}})", 4),
        "shape entries must be non-negative"},
       {WithHeader(R"({"a": {"dtype": "F32", "shape": [1099511627776, 1099511627776],
-                         "data_offsets": [0, 4]}})", 4),
+                         "data_offsets": [0, 4]}})",
+                  4),
        "implausibly many elements"},
       {WithHeader("{" + ok_tensor + "}", 8), "run past the end of the data section"},
       {WithHeader(R"({"a": {"dtype": "F32", "shape": [2], "data_offsets": [8, 0]}})", 8),
@@ -63,13 +64,14 @@ TEST(SafetensorsHeaderTest, RefusesBrokenHeaders) {
       {WithHeader(R"({"a": {"dtype": "F32", "shape": [3], "data_offsets": [0, 8]}})", 8),
        "hold 8 bytes but F32 shape needs 12"},
       {WithHeader(R"({"a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]},
-                      "b": {"dtype": "F32", "shape": [2], "data_offsets": [4, 12]}})", 12),
+                      "b": {"dtype": "F32", "shape": [2], "data_offsets": [4, 12]}})",
+                  12),
        "overlap tensor 'a'"},
       {WithHeader(R"({"a": {"dtype": "F32", "shape": [2], "data_offsets": [0]}})", 8),
        "'data_offsets' must be two"},
       {WithHeader(R"({"__metadata__": {"k": 1}})", 0), "__metadata__ key 'k'"},
       {WithHeader(R"({"a": [1]})", 0), "tensor 'a': must be an object"},
-      {WithHeader(std::string(200, '[') , 0), "does not start with '{'"},
+      {WithHeader(std::string(200, '['), 0), "does not start with '{'"},
       {WithHeader("{" + std::string(200, '[') + "}", 0), "nested deeper"},
   };
   for (const Case& c : cases) {
@@ -119,9 +121,13 @@ TEST_F(HfDirectoryTest, RefusesBadConfigs) {
   const std::vector<Case> cases = {
       {[](nlohmann::json& c) { c["architectures"] = {"Qwen2ForCausalLM"}; },
        "architecture \"Qwen2ForCausalLM\" is not supported"},
-      {[](nlohmann::json& c) { c["rope_scaling"] = {{"rope_type", "llama3"}, {"factor", 8}}; },
+      {[](nlohmann::json& c) {
+         c["rope_scaling"] = {{"rope_type", "llama3"}, {"factor", 8}};
+       },
        "rope scaling type 'llama3' is not supported"},
-      {[](nlohmann::json& c) { c["rope_scaling"] = {{"type", "linear"}, {"factor", 2}}; },
+      {[](nlohmann::json& c) {
+         c["rope_scaling"] = {{"type", "linear"}, {"factor", 2}};
+       },
        "rope scaling type 'linear'"},
       {[](nlohmann::json& c) { c["hidden_act"] = "gelu"; }, "activation 'gelu'"},
       {[](nlohmann::json& c) { c["attention_bias"] = true; }, "attention_bias"},
@@ -130,11 +136,15 @@ TEST_F(HfDirectoryTest, RefusesBadConfigs) {
       {[](nlohmann::json& c) { c["num_hidden_layers"] = -2; }, "out of range"},
       {[](nlohmann::json& c) { c["rope_theta"] = 0; }, "rope_theta"},
       {[](nlohmann::json& c) { c["num_key_value_heads"] = 3; }, "n_kv_heads (3) must divide"},
-      {[](nlohmann::json& c) { c["quantization_config"] = {{"bits", 4}}; }, "pre-quantised"},
+      {[](nlohmann::json& c) {
+         c["quantization_config"] = {{"bits", 4}};
+       },
+       "pre-quantised"},
       {[](nlohmann::json& c) { c["sliding_window"] = 16; }, "sliding-window"},
       {[](nlohmann::json& c) { c["hidden_size"] = 128; }, "shape is"},
       {[](nlohmann::json& c) { c["tie_word_embeddings"] = false; }, "'lm_head.weight': missing"},
-      {[](nlohmann::json& c) { c["vocab_size"] = 100; }, "shape is [320, 64] but the config needs [100, 64]"},
+      {[](nlohmann::json& c) { c["vocab_size"] = 100; },
+       "shape is [320, 64] but the config needs [100, 64]"},
       {[](nlohmann::json& c) { c = nlohmann::json::array(); }, "must be a JSON object"},
   };
   int i = 0;
@@ -165,7 +175,8 @@ TEST_F(HfDirectoryTest, RefusesBadFiles) {
     fs::remove(dir + "/model.safetensors");
     EXPECT_THAT(Error(dir), HasSubstr("no model.safetensors"));
     testing::WriteText(dir + "/pytorch_model.bin", "PK");
-    EXPECT_THAT(Error(dir), HasSubstr("pytorch_model.bin (PyTorch pickle), which is not supported"));
+    EXPECT_THAT(Error(dir),
+                HasSubstr("pytorch_model.bin (PyTorch pickle), which is not supported"));
   }
   {
     const std::string dir = Write("no_tokenizer");
@@ -174,8 +185,9 @@ TEST_F(HfDirectoryTest, RefusesBadFiles) {
   }
   {
     const std::string dir = Write("byte_level");
-    EditJson(dir + "/tokenizer.json",
-             [](nlohmann::json& t) { t["pre_tokenizer"] = {{"type", "ByteLevel"}}; });
+    EditJson(dir + "/tokenizer.json", [](nlohmann::json& t) {
+      t["pre_tokenizer"] = {{"type", "ByteLevel"}};
+    });
     EXPECT_THAT(Error(dir), HasSubstr(dir + "/tokenizer.json: pre_tokenizer type ByteLevel is not "
                                             "supported"));
   }
@@ -201,14 +213,18 @@ TEST_F(HfDirectoryTest, RefusesBadShardIndexes) {
   sharded.shards = 2;
   EXPECT_EQ(Error(Write("sharded", sharded)), "");
   const std::vector<std::pair<std::function<void(nlohmann::json&)>, const char*>> cases = {
-      {[](nlohmann::json& j) { j["weight_map"]["model.norm.weight"] = "model-00009-of-00009.safetensors"; },
+      {[](nlohmann::json& j) {
+         j["weight_map"]["model.norm.weight"] = "model-00009-of-00009.safetensors";
+       },
        "shard 'model-00009-of-00009.safetensors' (tensor 'model.norm.weight') does not exist"},
       {[](nlohmann::json& j) { j["weight_map"]["model.norm.weight"] = "../../etc/x.safetensors"; },
        "is not a .safetensors file name inside the model directory"},
       {[](nlohmann::json& j) { j["weight_map"]["model.norm.weight"] = "/abs.safetensors"; },
        "is not a .safetensors file name"},
       {[](nlohmann::json& j) { j["weight_map"]["model.norm.weight"] = 5; }, "must be a file name"},
-      {[](nlohmann::json& j) { j["weight_map"]["extra.weight"] = "model-00001-of-00002.safetensors"; },
+      {[](nlohmann::json& j) {
+         j["weight_map"]["extra.weight"] = "model-00001-of-00002.safetensors";
+       },
        "tensor 'extra.weight': not in its shard"},
       {[](nlohmann::json& j) { j.erase("weight_map"); }, "key 'weight_map': missing"},
   };

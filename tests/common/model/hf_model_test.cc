@@ -93,14 +93,15 @@ TEST_P(HfRandomModelTest, DecodesLikeItsGgufSource) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    Forms, HfRandomModelTest,
-    ::testing::Values(HfCase{"f32", {"F32", 1, false}, 1e-4f},
-                      HfCase{"f32_lm_head_only", {"F32", 1, true}, 1e-4f},
-                      HfCase{"f32_three_shards", {"F32", 3, false}, 1e-4f},
-                      HfCase{"f16", {"F16", 1, false}, 0.05f},
-                      HfCase{"bf16_two_shards", {"BF16", 2, true}, 0.3f}),
-    [](const ::testing::TestParamInfo<HfCase>& info) { return std::string(info.param.name); });
+INSTANTIATE_TEST_SUITE_P(Forms, HfRandomModelTest,
+                         ::testing::Values(HfCase{"f32", {"F32", 1, false}, 1e-4f},
+                                           HfCase{"f32_lm_head_only", {"F32", 1, true}, 1e-4f},
+                                           HfCase{"f32_three_shards", {"F32", 3, false}, 1e-4f},
+                                           HfCase{"f16", {"F16", 1, false}, 0.05f},
+                                           HfCase{"bf16_two_shards", {"BF16", 2, true}, 0.3f}),
+                         [](const ::testing::TestParamInfo<HfCase>& info) {
+                           return std::string(info.param.name);
+                         });
 
 TEST(HfModelTest, TokenizerOfTheDirectoryIsUsed) {
   std::unique_ptr<LoadedModel> source = testing::TinyRandomModel();

@@ -40,8 +40,8 @@ inline void WriteSafetensors(const std::string& path, const std::vector<Safetens
   if (!metadata.is_null()) header["__metadata__"] = metadata;
   uint64_t offset = 0;
   for (const SafetensorsEntry& e : entries) {
-    header[e.name] = {{"dtype", e.dtype}, {"shape", e.shape},
-                      {"data_offsets", {offset, offset + e.data.size()}}};
+    header[e.name] = {
+        {"dtype", e.dtype}, {"shape", e.shape}, {"data_offsets", {offset, offset + e.data.size()}}};
     offset += e.data.size();
   }
   if (header_edit) header_edit(header);
@@ -52,7 +52,8 @@ inline void WriteSafetensors(const std::string& path, const std::vector<Safetens
   out.write(reinterpret_cast<const char*>(&n), 8);
   out << text;
   for (const SafetensorsEntry& e : entries) {
-    out.write(reinterpret_cast<const char*>(e.data.data()), static_cast<std::streamsize>(e.data.size()));
+    out.write(reinterpret_cast<const char*>(e.data.data()),
+              static_cast<std::streamsize>(e.data.size()));
   }
 }
 
@@ -73,8 +74,12 @@ inline nlohmann::json TokenizerJsonFor(const Vocabulary& v) {
   nlohmann::json added = nlohmann::json::array();
   for (int32_t id = 0; id < v.size(); ++id) {
     if (v.types[id] != TokenType::kControl && v.types[id] != TokenType::kUnknown) continue;
-    added.push_back({{"id", id}, {"content", v.pieces[id]}, {"single_word", false},
-                     {"lstrip", false}, {"rstrip", false}, {"normalized", false},
+    added.push_back({{"id", id},
+                     {"content", v.pieces[id]},
+                     {"single_word", false},
+                     {"lstrip", false},
+                     {"rstrip", false},
+                     {"normalized", false},
                      {"special", true}});
   }
   const std::string marker = "\xE2\x96\x81";
@@ -89,8 +94,9 @@ inline nlohmann::json TokenizerJsonFor(const Vocabulary& v) {
       {"pre_tokenizer", nullptr},
       {"post_processor",
        {{"type", "TemplateProcessing"},
-        {"single", {{{"SpecialToken", {{"id", v.pieces[v.bos_id]}, {"type_id", 0}}}},
-                    {{"Sequence", {{"id", "A"}, {"type_id", 0}}}}}},
+        {"single",
+         {{{"SpecialToken", {{"id", v.pieces[v.bos_id]}, {"type_id", 0}}}},
+          {{"Sequence", {{"id", "A"}, {"type_id", 0}}}}}},
         {"special_tokens",
          {{v.pieces[v.bos_id],
            {{"id", v.pieces[v.bos_id]}, {"ids", {v.bos_id}}, {"tokens", {v.pieces[v.bos_id]}}}}}}}},
@@ -102,8 +108,13 @@ inline nlohmann::json TokenizerJsonFor(const Vocabulary& v) {
           {{"type", "Fuse"}},
           {{"type", "Strip"}, {"content", " "}, {"start", 1}, {"stop", 0}}}}}},
       {"model",
-       {{"type", "BPE"}, {"dropout", nullptr}, {"unk_token", v.pieces[v.unk_id]},
-        {"fuse_unk", true}, {"byte_fallback", true}, {"vocab", vocab}, {"merges", merges}}}};
+       {{"type", "BPE"},
+        {"dropout", nullptr},
+        {"unk_token", v.pieces[v.unk_id]},
+        {"fuse_unk", true},
+        {"byte_fallback", true},
+        {"vocab", vocab},
+        {"merges", merges}}}};
 }
 
 inline nlohmann::json ConfigJsonFor(const ModelConfig& c) {
@@ -128,8 +139,8 @@ inline nlohmann::json ConfigJsonFor(const ModelConfig& c) {
 }
 
 struct HfWriteOptions {
-  std::string dtype = "F32";  // F32, F16 or BF16
-  int shards = 1;             // > 1: model-0000i-of-0000n.safetensors + index
+  std::string dtype = "F32";     // F32, F16 or BF16
+  int shards = 1;                // > 1: model-0000i-of-0000n.safetensors + index
   bool tied_as_lm_head = false;  // store a tied matrix only as lm_head.weight
 };
 
@@ -161,8 +172,8 @@ inline void WriteHfDirectory(const LoadedModel& model, const std::string& dir,
     }
     e.dtype = options.dtype;
     e.shape = std::vector<int64_t>(s.shape.rbegin(), s.shape.rend());
-    const bool rotary = s.name.find("attn_q") != std::string::npos ||
-                        s.name.find("attn_k") != std::string::npos;
+    const bool rotary =
+        s.name.find("attn_q") != std::string::npos || s.name.find("attn_k") != std::string::npos;
     const int64_t row_bytes = TensorBytes(type, s.cols());
     e.data.resize(s.rows() * row_bytes);
     std::vector<float> row(s.cols());

@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "common/model/gguf_converter.h"
 #include "common/model/model_loader.h"
 #include "common/model/synthetic_vocabulary.h"
 #include "gtest/gtest.h"
@@ -56,10 +57,10 @@ void Measure(const std::string& form, const std::string& path) {
   const std::vector<int32_t> first = testing::GreedyContinuation(**model, {1, 300, 301}, 1);
   const double ttft_s = Seconds(start);
   ASSERT_EQ(first.size(), 1u);
-  std::printf("%s: %.0f MB; read once %.3f s (%.0f MB/s); load %.3f s; time to first token "
-              "%.3f s = %.2fx the read\n",
-              form.c_str(), bytes / 1e6, read_s, bytes / 1e6 / read_s, load_s, ttft_s,
-              ttft_s / read_s);
+  std::printf(
+      "%s: %.0f MB; read once %.3f s (%.0f MB/s); load %.3f s; time to first token "
+      "%.3f s = %.2fx the read\n",
+      form.c_str(), bytes / 1e6, read_s, bytes / 1e6 / read_s, load_s, ttft_s, ttft_s / read_s);
   EXPECT_LE(ttft_s, 2.0 * read_s) << form;
 }
 
@@ -79,14 +80,29 @@ TEST(LoadTimeTest, TimeToFirstTokenWithinTwiceTheFileRead) {
   c.tied_embeddings = true;
   const std::string gguf = testing::WriteTinyRandomGguf("load_time.gguf", TensorType::kF32, 1, c);
   ASSERT_FALSE(gguf.empty());
+  const std::string hf = testing::TempPath("load_time_hf");
   {
     absl::StatusOr<std::unique_ptr<LoadedModel>> m = LoadModel(gguf);
     ASSERT_TRUE(m.ok()) << m.status();
-    testing::WriteHfDirectory(**m, testing::TempPath("load_time_hf"));
+    testing::WriteHfDirectory(**m, hf);
   }
-  const std::string hf = testing::TempPath("load_time_hf");
   Measure("GGUF F32", gguf);
   Measure("HF safetensors F32", hf);
+  for (const TensorType type : {TensorType::kF32, TensorType::kQ8_0}) {
+    absl::StatusOr<std::unique_ptr<LoadedModel>> m = LoadModel(hf);
+    ASSERT_TRUE(m.ok()) << m.status();
+    const std::string out = testing::TempPath("load_time_converted.gguf");
+    ConvertOptions options;
+    options.type = type;
+    const Clock::time_point start = Clock::now();
+    ASSERT_TRUE(ConvertToGguf(**m, out, options).ok());
+    const double s = Seconds(start);
+    const double in_mb = (*m)->file_bytes / 1e6;
+    const double out_mb = std::filesystem::file_size(out) / 1e6;
+    std::printf("convert HF F32 -> %s GGUF: %.0f MB in, %.0f MB out, %.2f s (%.0f MB/s of input)\n",
+                std::string(TensorTypeName(type)).c_str(), in_mb, out_mb, s, in_mb / s);
+    std::filesystem::remove(out);
+  }
   std::filesystem::remove(gguf);
   std::filesystem::remove_all(hf);
 }

@@ -90,8 +90,8 @@ void RunAndCheck(Ops& ops, const AttentionShape& shape, const std::vector<SeqSpe
         const double want = ref[static_cast<size_t>(t) * q_dim + c];
         if (!(std::abs(got - want) <= 2e-5)) {
           ADD_FAILURE() << ops.name() << " heads " << shape.n_heads << "/" << shape.n_kv_heads
-                        << " d " << shape.head_dim << " seq " << s << " token " << t << " dim "
-                        << c << ": " << got << " vs " << want;
+                        << " d " << shape.head_dim << " seq " << s << " token " << t << " dim " << c
+                        << ": " << got << " vs " << want;
           ++bad;
         }
       }
@@ -105,8 +105,8 @@ struct ShapeCase {
 
 class AttentionTest : public ::testing::TestWithParam<CpuIsa> {};
 
-const ShapeCase kShapes[] = {{4, 4, 8}, {6, 2, 16}, {8, 2, 64}, {4, 1, 128}, {3, 3, 20},
-                             {8, 8, 48}, {2, 1, 200}};
+const ShapeCase kShapes[] = {{4, 4, 8},  {6, 2, 16}, {8, 2, 64}, {4, 1, 128},
+                             {3, 3, 20}, {8, 8, 48}, {2, 1, 200}};
 
 AttentionShape MakeShape(const ShapeCase& c) {
   AttentionShape shape;
@@ -123,13 +123,13 @@ TEST_P(AttentionTest, MixedBatchCausalAndTree) {
     uint32_t seed = 1;
     for (const ShapeCase& c : kShapes) {
       const std::vector<SeqSpec> specs = {
-          {{}, 1, false},              // first token, no cache
-          {{5}, 1, false},             // decode
-          {{70, 3}, 4, false},         // two segments, causal chunk
-          {{64, 1, 129}, 9, true},     // three segments, tree
-          {{}, 13, true},              // tree without cache
-          {{200}, 0, false},           // nothing new: untouched
-          {{0, 33}, 7, false},         // empty segment
+          {{}, 1, false},           // first token, no cache
+          {{5}, 1, false},          // decode
+          {{70, 3}, 4, false},      // two segments, causal chunk
+          {{64, 1, 129}, 9, true},  // three segments, tree
+          {{}, 13, true},           // tree without cache
+          {{200}, 0, false},        // nothing new: untouched
+          {{0, 33}, 7, false},      // empty segment
       };
       RunAndCheck(*ops, MakeShape(c), specs, seed++);
     }

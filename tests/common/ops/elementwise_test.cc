@@ -20,8 +20,8 @@ class ElementwiseTest : public ::testing::TestWithParam<CpuIsa> {};
 
 TEST_P(ElementwiseTest, EmbedRowsDequantisesEveryType) {
   auto ops = MakeCpuOpsWithIsa(2, GetParam());
-  for (TensorType type : {TensorType::kF32, TensorType::kF16, TensorType::kBF16,
-                          TensorType::kQ8_0, TensorType::kQ4_0}) {
+  for (TensorType type : {TensorType::kF32, TensorType::kF16, TensorType::kBF16, TensorType::kQ8_0,
+                          TensorType::kQ4_0}) {
     const auto w = RandomWeight(type, 50, 96, 3);
     const std::vector<int32_t> tokens = {0, 49, 7, 7, 23};
     std::vector<float> out(tokens.size() * 96);
@@ -40,7 +40,8 @@ TEST_P(ElementwiseTest, RmsNormMatchesDoubleReference) {
   auto ops = MakeCpuOpsWithIsa(2, GetParam());
   for (int dim : {8, 13, 288, 4096}) {
     for (int n_rows : {1, 3, 40}) {
-      const std::vector<float> x = RandomFloats(static_cast<int64_t>(n_rows) * dim, dim + n_rows, -3, 3);
+      const std::vector<float> x =
+          RandomFloats(static_cast<int64_t>(n_rows) * dim, dim + n_rows, -3, 3);
       const auto w = RandomWeight(TensorType::kF32, 1, dim, 5);
       std::vector<float> y(x.size());
       ops->RmsNorm(x.data(), w.tensor, 1e-5f, n_rows, y.data());
@@ -112,7 +113,8 @@ TEST_P(ElementwiseTest, RopePartialAndHalfMatchDoubleReference) {
           want[b] = in[a] * std::sin(angle) + in[b] * std::cos(angle);
         }
         for (int c = 0; c < head_dim; ++c) {
-          ASSERT_NEAR(got[c], want[c], 2e-6 * (1 + pos[r])) << "row " << r << " head " << h << " dim " << c;
+          ASSERT_NEAR(got[c], want[c], 2e-6 * (1 + pos[r]))
+              << "row " << r << " head " << h << " dim " << c;
         }
       }
     }

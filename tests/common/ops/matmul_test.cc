@@ -112,12 +112,12 @@ std::vector<std::tuple<CpuIsa, TensorType>> AllParams() {
   return params;
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    AllIsasAndTypes, MatMulTest, ::testing::ValuesIn(AllParams()),
-    [](const ::testing::TestParamInfo<std::tuple<CpuIsa, TensorType>>& info) {
-      return absl::StrCat(std::string(CpuIsaName(std::get<0>(info.param))), "_",
-                          std::string(TensorTypeName(std::get<1>(info.param))));
-    });
+INSTANTIATE_TEST_SUITE_P(AllIsasAndTypes, MatMulTest, ::testing::ValuesIn(AllParams()),
+                         [](const ::testing::TestParamInfo<std::tuple<CpuIsa, TensorType>>& info) {
+                           return absl::StrCat(
+                               std::string(CpuIsaName(std::get<0>(info.param))), "_",
+                               std::string(TensorTypeName(std::get<1>(info.param))));
+                         });
 
 }  // namespace
 }  // namespace specserve

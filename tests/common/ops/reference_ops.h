@@ -141,8 +141,8 @@ inline void RefAttention(const AttentionSequence& seq, const AttentionShape& sha
     std::vector<std::pair<const float*, const float*>> rows;
     for (const KvSegment& seg : seq.cached) {
       for (int j = 0; j < seg.n_rows; ++j) {
-        rows.push_back({seg.k + static_cast<int64_t>(j) * kv_dim,
-                        seg.v + static_cast<int64_t>(j) * kv_dim});
+        rows.push_back(
+            {seg.k + static_cast<int64_t>(j) * kv_dim, seg.v + static_cast<int64_t>(j) * kv_dim});
       }
     }
     std::vector<bool> visible(seq.n_new, false);

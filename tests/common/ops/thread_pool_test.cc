@@ -12,8 +12,7 @@ namespace {
 
 TEST(ThreadPoolTest, ZeroMeansHardwareConcurrency) {
   ThreadPool pool(0);
-  EXPECT_EQ(pool.num_threads(),
-            std::max(1, static_cast<int>(std::thread::hardware_concurrency())));
+  EXPECT_EQ(pool.num_threads(), std::max(1, static_cast<int>(std::thread::hardware_concurrency())));
 }
 
 TEST(ThreadPoolTest, ParallelForCoversEveryIndexOnce) {
@@ -70,7 +69,8 @@ TEST(ThreadPoolTest, ManyTinyCallsAreFastAndCorrect) {
   for (int c = 0; c < calls; ++c) {
     pool.ParallelFor(8, [&](int64_t b, int64_t e) { sum.fetch_add(e - b); });
   }
-  const double us = std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - start).count();
+  const double us =
+      std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - start).count();
   EXPECT_EQ(sum.load(), 8 * calls);
   // Spinning workers: a call costs microseconds, not a condition-variable round trip.
   std::printf("ThreadPool: %.2f us per ParallelFor call (2 threads)\n", us / calls);
@@ -91,7 +91,8 @@ TEST(ThreadPoolTest, NestedCallsRunInline) {
   std::atomic<int> inner{0};
   pool.ParallelFor(4, [&](int64_t b, int64_t e) {
     for (int64_t i = b; i < e; ++i) {
-      pool.ParallelFor(10, [&](int64_t b2, int64_t e2) { inner.fetch_add(static_cast<int>(e2 - b2)); });
+      pool.ParallelFor(10,
+                       [&](int64_t b2, int64_t e2) { inner.fetch_add(static_cast<int>(e2 - b2)); });
     }
   });
   EXPECT_EQ(inner.load(), 40);

@@ -2,12 +2,13 @@
 // equivalence with SentencePiece-style merging by -rank scores (what the GGUF
 // conversion writes for llama.cpp), byte fallback round trips, added tokens, and
 // refusal of features that are not implemented.
+#include "common/tokenizer/hf_tokenizer.h"
+
 #include <cstdio>
 #include <string>
 #include <vector>
 
 #include "absl/strings/str_replace.h"
-#include "common/tokenizer/hf_tokenizer.h"
 #include "common/tokenizer/hf_tokenizer_json.h"
 #include "common/tokenizer/json_document.h"
 #include "common/tokenizer/tokenizer.h"
@@ -56,10 +57,10 @@ TEST(TinyStoriesTokenizerTest, KnownIds) {
 TEST(TinyStoriesTokenizerTest, ReferenceContinuationDecodes) {
   SPECSERVE_REQUIRE_SHARED_MODEL(dir, kDir);
   const Tokenizer tokenizer(LoadTinyStories(dir));
-  const std::vector<int32_t> ids = {1,   80,   147, 201,  282, 57,   313, 598,  303, 1049, 1468,
-                                    267, 628,  333, 94,   1210, 263, 251, 604, 94,  1030, 94,
-                                    1030, 94, 436, 220, 1053, 615, 303, 328,  552, 319, 1269,
-                                    163, 1945, 897, 645, 1188, 108, 319, 135, 448, 563, 1799};
+  const std::vector<int32_t> ids = {1,    80,   147, 201, 282,  57,  313, 598, 303, 1049, 1468,
+                                    267,  628,  333, 94,  1210, 263, 251, 604, 94,  1030, 94,
+                                    1030, 94,   436, 220, 1053, 615, 303, 328, 552, 319,  1269,
+                                    163,  1945, 897, 645, 1188, 108, 319, 135, 448, 563,  1799};
   const absl::StatusOr<std::string> text = tokenizer.Decode(ids);
   ASSERT_TRUE(text.ok()) << text.status();
   EXPECT_THAT(*text, ::testing::StartsWith(
@@ -91,9 +92,9 @@ TEST(TinyStoriesTokenizerTest, RankScoresMatchPairMergesOnRandomText) {
   const Vocabulary vocab = LoadTinyStories(dir);
   const Tokenizer hf(vocab);
   const Tokenizer spm(AsSentencePiece(vocab));
-  std::vector<std::string> alphabet = {" ", " ", " ", "\n", "e", "t", "a", "o", "h", "n",
-                                       "s", "d", "i", "l", "r", "y", ",", ".", "T", "O",
-                                       "L", "w", "u", "m", "g", "b", "p", "k", "\"", "!"};
+  std::vector<std::string> alphabet = {" ", " ", " ", "\n", "e", "t", "a", "o", "h",  "n",
+                                       "s", "d", "i", "l",  "r", "y", ",", ".", "T",  "O",
+                                       "L", "w", "u", "m",  "g", "b", "p", "k", "\"", "!"};
   testing::RandomText random(7);
   int mismatches = 0;
   const int kTexts = 2000;
@@ -140,16 +141,23 @@ Json SmallTokenizerJson() {
   }
   for (const char* p : {"\xE2\x96\x81", "a", "b", "c", "h", "e", "l", "o"}) vocab[p] = id++;
   Json merges = Json::array();
-  for (auto [a, b] : std::vector<std::pair<std::string, std::string>>{
-           {"h", "e"}, {"l", "l"}, {"he", "ll"}, {"hell", "o"}, {"\xE2\x96\x81", "hello"},
-           {"a", "b"}, {"ab", "c"}, {"\xE2\x96\x81", "a"}}) {
+  for (auto [a, b] : std::vector<std::pair<std::string, std::string>>{{"h", "e"},
+                                                                      {"l", "l"},
+                                                                      {"he", "ll"},
+                                                                      {"hell", "o"},
+                                                                      {"\xE2\x96\x81", "hello"},
+                                                                      {"a", "b"},
+                                                                      {"ab", "c"},
+                                                                      {"\xE2\x96\x81", "a"}}) {
     vocab[a + b] = id++;
     merges.push_back(a + " " + b);
   }
   Json added = Json::array();
   for (int i = 0; i < 3; ++i) {
     added.push_back({{"id", i},
-                     {"content", i == 0 ? "<unk>" : i == 1 ? "<s>" : "</s>"},
+                     {"content", i == 0   ? "<unk>"
+                                 : i == 1 ? "<s>"
+                                          : "</s>"},
                      {"single_word", false},
                      {"lstrip", false},
                      {"rstrip", false},
@@ -167,8 +175,9 @@ Json SmallTokenizerJson() {
       {"pre_tokenizer", nullptr},
       {"post_processor",
        {{"type", "TemplateProcessing"},
-        {"single", {{{"SpecialToken", {{"id", "<s>"}, {"type_id", 0}}}},
-                    {{"Sequence", {{"id", "A"}, {"type_id", 0}}}}}},
+        {"single",
+         {{{"SpecialToken", {{"id", "<s>"}, {"type_id", 0}}}},
+          {{"Sequence", {{"id", "A"}, {"type_id", 0}}}}}},
         {"special_tokens", {{"<s>", {{"id", "<s>"}, {"ids", {1}}, {"tokens", {"<s>"}}}}}}}},
       {"decoder",
        {{"type", "Sequence"},
@@ -226,7 +235,10 @@ TEST(HfTokenizerJsonTest, RoundTripsArbitraryUtf8AndBytes) {
 
 TEST(HfTokenizerJsonTest, LiteralSpaceMarkerDecodesAsSpace) {
   const Tokenizer tokenizer = SmallTokenizer();
-  EXPECT_EQ(*tokenizer.Decode(tokenizer.Encode("a\xE2\x96\x81" "b", true)), "a b");
+  EXPECT_EQ(*tokenizer.Decode(tokenizer.Encode("a\xE2\x96\x81"
+                                               "b",
+                                               true)),
+            "a b");
 }
 
 TEST(HfTokenizerJsonTest, SpecialTokensSplitTheText) {
@@ -251,14 +263,25 @@ TEST(HfTokenizerJsonTest, RefusesUnsupportedFeaturesByName) {
     const char* message;
   };
   const std::vector<Case> cases = {
-      {[](Json& j) { j["pre_tokenizer"] = {{"type", "ByteLevel"}}; },
+      {[](Json& j) {
+         j["pre_tokenizer"] = {{"type", "ByteLevel"}};
+       },
        "pre_tokenizer type ByteLevel is not supported"},
       {[](Json& j) { j["model"]["type"] = "Unigram"; }, "model type Unigram"},
-      {[](Json& j) { j["normalizer"] = {{"type", "NFKC"}}; }, "normalizer type NFKC"},
-      {[](Json& j) { j["decoder"] = {{"type", "WordPiece"}}; }, "decoder type WordPiece"},
+      {[](Json& j) {
+         j["normalizer"] = {{"type", "NFKC"}};
+       },
+       "normalizer type NFKC"},
+      {[](Json& j) {
+         j["decoder"] = {{"type", "WordPiece"}};
+       },
+       "decoder type WordPiece"},
       {[](Json& j) { j["model"]["dropout"] = 0.1; }, "dropout"},
       {[](Json& j) { j["added_tokens"][1]["lstrip"] = true; }, "lstrip"},
-      {[](Json& j) { j["post_processor"] = {{"type", "ByteLevel"}}; }, "post_processor type"},
+      {[](Json& j) {
+         j["post_processor"] = {{"type", "ByteLevel"}};
+       },
+       "post_processor type"},
       {[](Json& j) { j["model"]["merges"].push_back("zz q"); }, "model.merges[8]"},
       {[](Json& j) { j["model"]["merges"].push_back("abc"); }, "not two pieces"},
       {[](Json& j) { j["model"]["vocab"]["zzz"] = 5000; }, "has no piece"},

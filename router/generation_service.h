@@ -1,0 +1,57 @@
+// The public Generation gRPC service (sync API: one handler thread per call, which
+// waits on its RequestHandle and streams chunks as the scheduler produces them).
+// Used by specserve-router and specserve-serve alike.
+#pragma once
+
+#include <functional>
+#include <string>
+
+#include "common/tokenizer/tokenizer.h"
+#include "router/request_validation.h"
+#include "router/router_metrics.h"
+#include "router/scheduler.h"
+#include "specserve/v1/generation.grpc.pb.h"
+
+namespace specserve {
+
+struct ServiceDescription {
+  std::string model;
+  std::string architecture = "llama";
+  std::string deployment;  // "split" or "all-in-one"
+  int draft_sinks = 0;
+  int draft_window = 0;
+  std::function<bool()> draft_available;  // may be empty: always true
+};
+
+class GenerationService final : public v1::Generation::Service {
+ public:
+  // Everything passed must outlive the service; `metrics` may be null.
+  GenerationService(Scheduler& scheduler, const Tokenizer& tokenizer, RequestLimits limits,
+                    ServiceDescription description, RouterMetrics* metrics);
+
+  grpc::Status Generate(grpc::ServerContext* context, const v1::GenerateRequest* request,
+                        v1::GenerateResponse* response) override;
+  grpc::Status GenerateStream(grpc::ServerContext* context, const v1::GenerateRequest* request,
+                              grpc::ServerWriter<v1::GenerateStreamResponse>* writer) override;
+  grpc::Status Tokenize(grpc::ServerContext* context, const v1::TokenizeRequest* request,
+                        v1::TokenizeResponse* response) override;
+  grpc::Status Detokenize(grpc::ServerContext* context, const v1::DetokenizeRequest* request,
+                          v1::DetokenizeResponse* response) override;
+  grpc::Status ModelInfo(grpc::ServerContext* context, const v1::ModelInfoRequest* request,
+                         v1::ModelInfoResponse* response) override;
+
+ private:
+  // Runs one generation, handing each chunk to `on_chunk` (false: the client is
+  // gone, cancel). Fills `stats` at the end.
+  grpc::Status Run(grpc::ServerContext* context, const v1::GenerateRequest& request,
+                   const std::function<bool(const GenerationChunk&)>& on_chunk,
+                   GenerationStats* stats);
+
+  Scheduler& scheduler_;
+  const Tokenizer& tokenizer_;
+  RequestLimits limits_;
+  ServiceDescription description_;
+  RouterMetrics* metrics_;
+};
+
+}  // namespace specserve

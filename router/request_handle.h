@@ -1,0 +1,69 @@
+// The channel between an RPC handler and the scheduler for one generation: the
+// scheduler pushes chunks (text + tokens) and finally a status with the request's
+// stats; the handler waits for them and may ask for cancellation at any time.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "common/engine/batch_generator.h"
+
+namespace specserve {
+
+struct GenerationChunk {
+  std::string text;
+  std::vector<int32_t> tokens;
+};
+
+enum class EndReason { kNone, kLength, kEos, kStop, kContext, kCancelled };
+
+struct GenerationStats {
+  int prompt_tokens = 0;
+  int generated_tokens = 0;
+  int accepted_tokens = 0;
+  int steps = 0;
+  int speculated_steps = 0;
+  double time_to_first_token_seconds = 0;
+  double total_seconds = 0;
+  EndReason reason = EndReason::kNone;
+  std::string stop;
+};
+
+class RequestHandle {
+ public:
+  // Scheduler side.
+  void Push(GenerationChunk chunk);
+  void Finish(absl::Status status, GenerationStats stats);
+  bool cancel_requested() const { return cancel_.load(); }
+  absl::Status cancel_reason() const;
+
+  // Handler side. Waits up to `timeout` for a chunk or the end: returns true with
+  // a chunk, or false when there is none now (check done()).
+  bool Next(GenerationChunk* chunk, std::chrono::milliseconds timeout);
+  bool done() const;
+  // After done(): the final status and stats.
+  absl::Status status() const;
+  GenerationStats stats() const;
+  // Asks the scheduler to stop this generation and free its KV (CANCELLED or
+  // DEADLINE_EXCEEDED as the reason).
+  void Cancel(absl::Status reason);
+
+ private:
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<GenerationChunk> chunks_;
+  bool done_ = false;
+  absl::Status status_;
+  GenerationStats stats_;
+  std::atomic<bool> cancel_{false};
+  absl::Status cancel_reason_;
+};
+
+}  // namespace specserve

@@ -1,0 +1,35 @@
+// Checks a public GenerateRequest at the edge and turns it into a scheduler
+// request. Errors name the field, the bad value and the limit: INVALID_ARGUMENT
+// for malformed input, OUT_OF_RANGE for values past a server limit.
+#pragma once
+
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "common/spec/planner.h"
+#include "common/tokenizer/tokenizer.h"
+#include "router/scheduler.h"
+#include "specserve/v1/generation.pb.h"
+
+namespace specserve {
+
+struct RequestLimits {
+  int vocab_size = 0;
+  int max_context = 2048;          // prompt + generated tokens
+  int max_new_tokens_limit = 4096;
+  int default_max_new_tokens = 128;
+  int max_prompt_bytes = 1 << 20;
+  int max_stops = 16;
+  int max_stop_bytes = 256;
+  int max_spec_nodes = 64;         // chain:G and tree:N
+  SpecConfig default_spec;
+};
+
+// Well-formed UTF-8 or INVALID_ARGUMENT naming `what` and the byte offset.
+absl::Status CheckUtf8(const std::string& text, const std::string& what);
+
+absl::StatusOr<ScheduledRequest> ToScheduledRequest(const v1::GenerateRequest& request,
+                                                    const Tokenizer& tokenizer,
+                                                    const RequestLimits& limits);
+
+}  // namespace specserve

@@ -1,0 +1,164 @@
+// specserve-router: the public Generation API in front of a draft and a target
+// service. Holds every request's token history, batches all live requests into
+// one Propose + one Verify RPC per step, and survives draft outages (plain
+// decoding) and target restarts (re-prefill from the histories).
+#include <cstdio>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/flags/flag.h"
+#include "absl/strings/str_format.h"
+#include "common/util/cli.h"
+#include "services/flag_names.h"
+#include "router/frontend.h"
+#include "router/grpc_backends.h"
+#include "router/slot_backends.h"
+#include "services/proto_convert.h"
+#include "services/server_runner.h"
+
+ABSL_FLAG(std::string, target, "", "Target service address HOST:PORT (required)");
+ABSL_FLAG(std::string, draft, "",
+          "Draft service address HOST:PORT; empty: no speculation (plain decoding)");
+ABSL_FLAG(int, draft_timeout_ms, 1000,
+          "Propose deadline; a slower draft counts as down for that step (plain decoding)");
+ABSL_FLAG(int, target_timeout_ms, 60000, "Verify deadline");
+ABSL_FLAG(double, target_retry_seconds, 10,
+          "While the target does not answer, retry steps this long before failing its "
+          "requests with UNAVAILABLE");
+ABSL_FLAG(double, connect_seconds, 30, "At start, wait this long for the target to answer");
+
+namespace specserve {
+namespace {
+
+int Fail(const std::string& message) {
+  std::fprintf(stderr, "specserve-router: error: %s\n", message.c_str());
+  return 1;
+}
+
+CostPrior PriorFrom(const v1::WorkerInfo& target, const v1::WorkerInfo& draft) {
+  CostPrior p;
+  p.target_weight_bytes = target.weight_bytes();
+  p.target_flops_per_token = target.flops_per_token();
+  p.target_kv_bytes_per_token = target.kv_bytes_per_token();
+  p.draft_weight_bytes = draft.weight_bytes();
+  p.draft_flops_per_token = draft.flops_per_token();
+  p.draft_kv_bytes_per_token = draft.kv_bytes_per_token();
+  p.draft_window_tokens = draft.window_tokens();
+  return p;
+}
+
+int Run() {
+  auto frontend = LoadFrontend();
+  if (!frontend.ok()) return Fail(std::string(frontend.status().message()));
+  Frontend& f = **frontend;
+  const std::string target_address = absl::GetFlag(FLAGS_target);
+  const std::string draft_address = absl::GetFlag(FLAGS_draft);
+  if (absl::Status st = ValidateListenAddress(target_address); !st.ok()) {
+    return Fail(absl::StrFormat("--target: %s", st.message()));
+  }
+  const int draft_timeout_ms = absl::GetFlag(FLAGS_draft_timeout_ms);
+  const int target_timeout_ms = absl::GetFlag(FLAGS_target_timeout_ms);
+  if (draft_timeout_ms < 1 || target_timeout_ms < 1) {
+    return Fail(absl::StrFormat("--draft-timeout-ms %d and --target-timeout-ms %d must be >= 1",
+                                draft_timeout_ms, target_timeout_ms));
+  }
+  f.scheduler.target_retry_seconds = absl::GetFlag(FLAGS_target_retry_seconds);
+  const uint64_t fingerprint = VocabularyFingerprint(f.model->vocab.pieces);
+
+  auto target = std::make_unique<GrpcTargetBackend>(MakeWorkerChannel(target_address),
+                                                    target_timeout_ms / 1000.0);
+  target->set_vocab_size(f.model->config.vocab_size);
+  auto target_info = target->Info(absl::GetFlag(FLAGS_connect_seconds), /*wait_for_ready=*/true);
+  if (!target_info.ok()) {
+    return Fail(absl::StrFormat("the target at %s did not answer: %s", target_address,
+                                target_info.status().message()));
+  }
+  if (target_info->vocab_fingerprint() != fingerprint ||
+      target_info->vocab_size() != f.model->config.vocab_size) {
+    return Fail(absl::StrFormat(
+        "the target at %s serves %s, whose vocabulary (%d tokens) differs from --model's (%d)",
+        target_address, target_info->model(), target_info->vocab_size(),
+        f.model->config.vocab_size));
+  }
+  if (absl::Status st = SetMaxContext(f, target_info->max_context()); !st.ok()) {
+    return Fail(std::string(st.message()));
+  }
+  f.limits.max_spec_nodes = std::min(f.limits.max_spec_nodes, target_info->max_tree_nodes() - 4);
+  f.scheduler.max_batch = std::min(f.scheduler.max_batch, target_info->max_batch());
+
+  std::unique_ptr<GrpcDraftBackend> draft;
+  v1::WorkerInfo draft_info = *target_info;  // self-speculation figures until the draft answers
+  if (!draft_address.empty()) {
+    if (absl::Status st = ValidateListenAddress(draft_address); !st.ok()) {
+      return Fail(absl::StrFormat("--draft: %s", st.message()));
+    }
+    draft = std::make_unique<GrpcDraftBackend>(MakeWorkerChannel(draft_address),
+                                               draft_timeout_ms / 1000.0);
+    draft->set_vocab_size(f.model->config.vocab_size);
+    auto info = draft->Info(3, /*wait_for_ready=*/true);
+    if (info.ok()) {
+      if (info->vocab_fingerprint() != fingerprint) {
+        return Fail(absl::StrFormat("the draft at %s serves %s, whose vocabulary differs from "
+                                    "the target's",
+                                    draft_address, info->model()));
+      }
+      draft_info = *info;
+      f.scheduler.max_batch = std::min(f.scheduler.max_batch, info->max_batch());
+    } else {
+      std::fprintf(stderr,
+                   "specserve-router: warning: the draft at %s did not answer (%s); decoding "
+                   "without speculation until it does\n",
+                   draft_address.c_str(), std::string(info.status().message()).c_str());
+    }
+  }
+  ModelFacts facts;
+  facts.vocab_size = f.model->config.vocab_size;
+  facts.eos_id = f.model->vocab.eos_id;
+  facts.context_length = f.engine.max_context;
+  facts.prior = PriorFrom(*target_info, draft_info);
+
+  // One pair of slot adapters per engine (speculation mode in use).
+  std::vector<std::unique_ptr<DraftBackend>> draft_slots;
+  std::vector<std::unique_ptr<TargetBackend>> target_slots;
+  EngineFactory factory = [&](const SpecConfig& spec, int slot)
+      -> absl::StatusOr<std::unique_ptr<SpecEngine>> {
+    if (draft) draft_slots.push_back(std::make_unique<SlotDraftBackend>(*draft, slot));
+    target_slots.push_back(std::make_unique<SlotTargetBackend>(*target, slot));
+    SpecEngineOptions options = f.engine;
+    options.spec = spec;
+    return SpecEngine::Create(draft ? draft_slots.back().get() : nullptr, *target_slots.back(),
+                              facts, options);
+  };
+  ServiceDescription description;
+  description.model = f.model->path;
+  description.deployment = "split";
+  // The draft service owns its window (sinks + W); report the total it gave.
+  description.draft_window = draft ? draft_info.window_tokens() : 0;
+  GrpcDraftBackend* draft_ptr = draft.get();
+  description.draft_available = [draft_ptr] { return draft_ptr != nullptr && draft_ptr->available(); };
+  RouterMetrics* metrics = f.metrics.get();
+  auto on_step = [draft_ptr, metrics] {
+    metrics->SetDraftAvailable(draft_ptr != nullptr && draft_ptr->available(),
+                               draft_ptr ? draft_ptr->failures() : 0);
+  };
+  std::fprintf(stderr, "specserve-router: target %s (%s), draft %s, context %d, spec %s\n",
+               target_address.c_str(), target_info->model().c_str(),
+               draft_address.empty() ? "none" : draft_address.c_str(), f.engine.max_context,
+               SpecModeName(f.engine.spec).c_str());
+  return Serve(f, factory, description, on_step, "specserve-router");
+}
+
+}  // namespace
+}  // namespace specserve
+
+int main(int argc, char** argv) {
+  specserve::DashesToUnderscores(argc, argv);
+  specserve::BlockShutdownSignals();
+  specserve::ParseCommandLine(
+      argc, argv,
+      "specserve-router: the public generation API over a draft and a target service.\n"
+      "  specserve-router --model MODEL.gguf --target 127.0.0.1:50053 --draft 127.0.0.1:50052 \\\n"
+      "      --listen 127.0.0.1:50051 --metrics-port 9400");
+  return specserve::Run();
+}

@@ -1,0 +1,156 @@
+// Faults an operator must be able to trust: the draft dies (plain decoding, same
+// tokens, speculation again when it returns), the target restarts (re-prefill
+// from the router's histories, same tokens), the target stays down (UNAVAILABLE,
+// no hang), cancellation and deadlines free KV on both workers, overload is
+// refused early, SIGTERM drains in-flight requests.
+#include <future>
+#include <vector>
+
+#include "tests/integration/harness.h"
+
+namespace specserve::testing {
+namespace {
+
+constexpr int kLong = 1500;
+
+TEST(FaultsTest, KillingTheDraftMidGenerationKeepsTheTokensAndSpeculationResumes) {
+  auto split = Split::Start(SharedRandomModel(), {"--spec=tree:8"});
+  ASSERT_NE(split, nullptr);
+  const std::vector<int32_t> prompt = Prompt(5, 20);
+  const auto reference = ReferenceGreedy(SharedRandomModel(), {prompt}, kLong);
+  auto stub = v1::Generation::NewStub(Connect(split->router->address()));
+  const int draft_port = split->draft->grpc_port();
+  StreamResult r = Stream(*stub, TokenRequest(prompt, kLong), [&] { split->draft->Kill(SIGKILL); });
+  ASSERT_TRUE(r.status.ok()) << r.status.error_message();
+  EXPECT_EQ(r.tokens, reference.at(0));
+  const std::string metrics = HttpGet(split->router->metrics_port(), "/metrics");
+  EXPECT_GT(MetricValue(metrics, "specserve_steps_total{kind=\"draft_failed\"}"), 0) << metrics;
+  EXPECT_EQ(MetricValue(metrics, "specserve_draft_available"), 0);
+  EXPECT_GT(MetricValue(metrics, "specserve_draft_failures"), 0);
+
+  // The draft comes back on the same address: speculation resumes.
+  split->draft = ServiceProcess::Start(
+      "specserve-draft",
+      {"--model=" + SharedRandomModel(), "--threads=1", "--window=32", "--sinks=4"}, draft_port);
+  ASSERT_NE(split->draft, nullptr);
+  int speculated = 0;
+  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (speculated == 0 && std::chrono::steady_clock::now() < until) {
+    StreamResult again = Stream(*stub, TokenRequest(prompt, 200));
+    ASSERT_TRUE(again.status.ok());
+    EXPECT_EQ(again.tokens, std::vector<int32_t>(reference[0].begin(), reference[0].begin() + 200));
+    speculated = again.stats.speculated_steps();
+  }
+  EXPECT_GT(speculated, 0) << "speculation did not resume after the draft returned";
+}
+
+TEST(FaultsTest, RestartingTheTargetMidGenerationKeepsTheTokens) {
+  auto split = Split::Start(SharedRandomModel(), {"--spec=tree:8"});
+  ASSERT_NE(split, nullptr);
+  const std::vector<int32_t> prompt = Prompt(6, 30);
+  const auto reference = ReferenceGreedy(SharedRandomModel(), {prompt}, kLong);
+  auto stub = v1::Generation::NewStub(Connect(split->router->address()));
+  const int port = split->target->grpc_port();
+  StreamResult r = Stream(*stub, TokenRequest(prompt, kLong), [&] {
+    split->target->Kill(SIGKILL);
+    split->target = ServiceProcess::Start(
+        "specserve-target", {"--model=" + SharedRandomModel(), "--threads=1"}, port);
+  });
+  ASSERT_NE(split->target, nullptr);
+  ASSERT_TRUE(r.status.ok()) << r.status.error_message();
+  EXPECT_EQ(r.tokens, reference.at(0));
+  // The history was re-prefilled into the new target: more than the prompt.
+  const std::string metrics = HttpGet(split->router->metrics_port(), "/metrics");
+  EXPECT_GT(MetricValue(metrics, "specserve_prefill_tokens_total"), 30) << metrics;
+}
+
+TEST(FaultsTest, ATargetThatStaysDownFailsRequestsWithUnavailable) {
+  auto split = Split::Start(SharedRandomModel(), {"--target-retry-seconds=0.5"});
+  ASSERT_NE(split, nullptr);
+  split->target->Kill(SIGKILL);
+  auto stub = v1::Generation::NewStub(Connect(split->router->address()));
+  const auto start = std::chrono::steady_clock::now();
+  StreamResult r = Stream(*stub, TokenRequest(Prompt(7, 10), 50), {}, 20);
+  EXPECT_EQ(r.status.error_code(), grpc::StatusCode::UNAVAILABLE) << r.status.error_message();
+  EXPECT_LT(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(), 10);
+}
+
+TEST(FaultsTest, CancellationAndDeadlinesFreeKvOnBothWorkers) {
+  auto split = Split::Start(SharedRandomModel(), {"--spec=tree:8"});
+  ASSERT_NE(split, nullptr);
+  auto stub = v1::Generation::NewStub(Connect(split->router->address()));
+  {
+    grpc::ClientContext context;
+    auto reader = stub->GenerateStream(&context, TokenRequest(Prompt(8, 40), kLong));
+    v1::GenerateStreamResponse message;
+    ASSERT_TRUE(reader->Read(&message));
+    EXPECT_GT(WorkerSequences(split->target->address(), false), 0);
+    context.TryCancel();
+    while (reader->Read(&message)) {
+    }
+    EXPECT_EQ(reader->Finish().error_code(), grpc::StatusCode::CANCELLED);
+  }
+  EXPECT_TRUE(WaitForNoSequences(*split, 5)) << "KV still held after cancellation";
+  {
+    grpc::ClientContext context;
+    SetTimeout(&context, 0.05);
+    v1::GenerateResponse response;
+    grpc::Status st = stub->Generate(&context, TokenRequest(Prompt(9, 1000), 1000), &response);
+    EXPECT_EQ(st.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED) << st.error_message();
+  }
+  EXPECT_TRUE(WaitForNoSequences(*split, 5)) << "KV still held after a deadline";
+  const std::string metrics = HttpGet(split->router->metrics_port(), "/metrics");
+  EXPECT_GE(MetricValue(metrics, "specserve_requests_total{outcome=\"cancelled\"}"), 1) << metrics;
+  EXPECT_GE(MetricValue(metrics, "specserve_requests_total{outcome=\"deadline\"}"), 1) << metrics;
+}
+
+TEST(FaultsTest, OverloadIsRefusedWithResourceExhausted) {
+  auto serve = ServiceProcess::Start("specserve-serve",
+                                     {"--model=" + SharedRandomModel(), "--threads=1",
+                                      "--max-batch=1", "--max-queue=1"});
+  ASSERT_NE(serve, nullptr);
+  // 16 requests at once against room for 2 (one running, one queued): the
+  // rest are refused at once, and what is admitted completes.
+  std::vector<std::future<StreamResult>> results;
+  for (int i = 0; i < 16; ++i) {
+    results.push_back(std::async(std::launch::async, [&] {
+      auto stub = v1::Generation::NewStub(Connect(serve->address()));
+      return Stream(*stub, TokenRequest(Prompt(11, 10), kLong));
+    }));
+  }
+  int ok = 0, refused = 0;
+  for (auto& f : results) {
+    StreamResult r = f.get();
+    if (r.status.ok()) {
+      ++ok;
+      EXPECT_EQ(r.tokens.size(), static_cast<size_t>(kLong));
+    } else {
+      ++refused;
+      EXPECT_EQ(r.status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED)
+          << r.status.error_message();
+      EXPECT_NE(r.status.error_message().find("--max-queue"), std::string::npos)
+          << r.status.error_message();
+    }
+  }
+  EXPECT_GE(ok, 2);
+  EXPECT_GE(refused, 1);
+  const std::string metrics = HttpGet(serve->metrics_port(), "/metrics");
+  EXPECT_EQ(MetricValue(metrics, "specserve_requests_total{outcome=\"rejected\"}"), refused);
+}
+
+TEST(FaultsTest, SigtermDrainsInFlightRequests) {
+  auto serve = ServiceProcess::Start("specserve-serve",
+                                     {"--model=" + SharedRandomModel(), "--threads=1"});
+  ASSERT_NE(serve, nullptr);
+  auto stub = v1::Generation::NewStub(Connect(serve->address()));
+  const std::vector<int32_t> prompt = Prompt(14, 10);
+  const auto reference = ReferenceGreedy(SharedRandomModel(), {prompt}, kLong);
+  StreamResult r = Stream(*stub, TokenRequest(prompt, kLong), [&] { serve->Signal(SIGTERM); });
+  ASSERT_TRUE(r.status.ok()) << r.status.error_message();
+  EXPECT_EQ(r.tokens, reference.at(0));
+  const int status = serve->Wait();
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << serve->Log();
+}
+
+}  // namespace
+}  // namespace specserve::testing

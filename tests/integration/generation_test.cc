@@ -1,0 +1,188 @@
+// The public API end to end: router + draft + target (and specserve-serve) give
+// exactly the target-only greedy tokens; seeded sampling is reproducible; many
+// concurrent streams; health, metrics.
+#include <atomic>
+#include <future>
+#include <map>
+
+#include "tests/integration/harness.h"
+#include "tests/testing/shared_models.h"
+
+namespace specserve::testing {
+namespace {
+
+class GenerationTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    split_ = Split::Start(SharedRandomModel(), {"--spec=tree:8"}).release();
+  }
+  static void TearDownTestSuite() {
+    delete split_;
+    split_ = nullptr;
+  }
+  void SetUp() override { ASSERT_NE(split_, nullptr); }
+  std::unique_ptr<v1::Generation::Stub> Router() {
+    return v1::Generation::NewStub(Connect(split_->router->address()));
+  }
+  static Split* split_;
+};
+Split* GenerationTest::split_ = nullptr;
+
+TEST_F(GenerationTest, StreamedGreedyEqualsTargetOnlyInEveryMode) {
+  const std::vector<int32_t> prompt = Prompt(1, 12);
+  const auto reference = ReferenceGreedy(SharedRandomModel(), {prompt}, 80);
+  ASSERT_EQ(reference.size(), 1u);
+  auto stub = Router();
+  int speculated = 0;
+  for (const std::string mode : {"", "off", "chain:4", "tree:8", "auto"}) {
+    StreamResult r = Stream(*stub, TokenRequest(prompt, 80, mode));
+    ASSERT_TRUE(r.status.ok()) << mode << ": " << r.status.error_message();
+    EXPECT_EQ(r.tokens, reference[0]) << "mode '" << mode << "'";
+    EXPECT_EQ(r.stats.generated_tokens(), 80);
+    EXPECT_EQ(r.stats.prompt_tokens(), 12);
+    EXPECT_EQ(r.stats.finish_reason(), v1::FINISH_REASON_LENGTH);
+    EXPECT_GT(r.messages, 2) << "tokens arrive as they are generated";
+    if (mode == "off") {
+      EXPECT_EQ(r.stats.speculated_steps(), 0);
+    }
+    speculated += r.stats.speculated_steps();
+  }
+  EXPECT_GT(speculated, 0) << "the fixed modes speculate";
+}
+
+TEST_F(GenerationTest, UnaryGenerateAndTextRoundTrip) {
+  auto stub = Router();
+  v1::GenerateRequest request = TokenRequest(Prompt(2, 5), 20);
+  grpc::ClientContext context;
+  SetTimeout(&context, 30);
+  v1::GenerateResponse response;
+  ASSERT_TRUE(stub->Generate(&context, request, &response).ok());
+  EXPECT_EQ(response.tokens_size(), 20);
+  EXPECT_EQ(response.stats().generated_tokens(), 20);
+  EXPECT_GE(response.stats().time_to_first_token_seconds(), 0);
+  EXPECT_GE(response.stats().steps(), 1);
+  EXPECT_EQ(response.stats().accepted_tokens() + response.stats().steps(), 20);
+}
+
+TEST_F(GenerationTest, SeededSamplingIsReproducible) {
+  auto stub = Router();
+  v1::GenerateRequest request = TokenRequest(Prompt(3, 8), 40);
+  request.mutable_sampling()->set_temperature(0.9f);
+  request.mutable_sampling()->set_top_p(0.95f);
+  request.mutable_sampling()->set_seed(1234);
+  StreamResult a = Stream(*stub, request);
+  StreamResult b = Stream(*stub, request);
+  ASSERT_TRUE(a.status.ok()) << a.status.error_message();
+  ASSERT_TRUE(b.status.ok()) << b.status.error_message();
+  EXPECT_EQ(a.tokens, b.tokens);
+  EXPECT_EQ(a.tokens.size(), 40u);
+}
+
+TEST_F(GenerationTest, ServeGivesTheSameTokensAsTheSplitDeployment) {
+  auto serve = ServiceProcess::Start("specserve-serve",
+                                     {"--model=" + SharedRandomModel(), "--threads=1",
+                                      "--window=32", "--sinks=4", "--spec=tree:8"});
+  ASSERT_NE(serve, nullptr);
+  auto all_in_one = v1::Generation::NewStub(Connect(serve->address()));
+  auto split = Router();
+  for (int i = 0; i < 3; ++i) {
+    v1::GenerateRequest request = TokenRequest(Prompt(10 + i, 6 + 5 * i), 50);
+    StreamResult a = Stream(*all_in_one, request);
+    StreamResult b = Stream(*split, request);
+    ASSERT_TRUE(a.status.ok()) << a.status.error_message();
+    ASSERT_TRUE(b.status.ok()) << b.status.error_message();
+    EXPECT_EQ(a.tokens, b.tokens) << "prompt " << i;
+  }
+  grpc::ClientContext context;
+  v1::ModelInfoResponse info;
+  ASSERT_TRUE(all_in_one->ModelInfo(&context, {}, &info).ok());
+  EXPECT_EQ(info.deployment(), "all-in-one");
+  EXPECT_EQ(info.vocab_size(), 320);
+}
+
+TEST_F(GenerationTest, SixtyFourConcurrentStreamsWithMixedPromptLengths) {
+  constexpr int kStreams = 64, kDistinct = 8, kTokens = 24;
+  std::vector<std::vector<int32_t>> prompts;
+  for (int i = 0; i < kDistinct; ++i) prompts.push_back(Prompt(100 + i, 3 + 37 * i));
+  const auto reference = ReferenceGreedy(SharedRandomModel(), prompts, kTokens);
+  ASSERT_EQ(reference.size(), prompts.size());
+  const auto start = std::chrono::steady_clock::now();
+  std::vector<std::future<StreamResult>> results;
+  for (int i = 0; i < kStreams; ++i) {
+    results.push_back(std::async(std::launch::async, [&, i] {
+      auto stub = Router();
+      return Stream(*stub, TokenRequest(prompts[i % kDistinct], kTokens), {}, 60);
+    }));
+  }
+  for (int i = 0; i < kStreams; ++i) {
+    StreamResult r = results[i].get();
+    ASSERT_TRUE(r.status.ok()) << i << ": " << r.status.error_message();
+    EXPECT_EQ(r.tokens, reference[i % kDistinct]) << "stream " << i;
+  }
+  EXPECT_LT(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(), 45);
+}
+
+TEST_F(GenerationTest, HealthAndMetricsOnEveryProcess) {
+  for (ServiceProcess* p : {split_->router.get(), split_->draft.get(), split_->target.get()}) {
+    auto health = grpc::health::v1::Health::NewStub(Connect(p->address()));
+    grpc::ClientContext context;
+    SetTimeout(&context, 5);
+    grpc::health::v1::HealthCheckResponse response;
+    ASSERT_TRUE(health->Check(&context, {}, &response).ok());
+    EXPECT_EQ(response.status(), grpc::health::v1::HealthCheckResponse::SERVING);
+  }
+  // Some traffic first, so that every series exists.
+  auto stub = Router();
+  ASSERT_TRUE(Stream(*stub, TokenRequest(Prompt(4, 10), 30, "tree:8")).status.ok());
+  const std::string router = HttpGet(split_->router->metrics_port(), "/metrics");
+  for (const char* name :
+       {"specserve_requests_total{", "specserve_queue_depth", "specserve_batch_size_bucket",
+        "specserve_context_length_tokens_bucket", "specserve_draft_step_seconds_bucket",
+        "specserve_verify_step_seconds_bucket", "specserve_tree_nodes_proposed_total",
+        "specserve_tokens_accepted_total", "specserve_accepted_length_tokens_bucket",
+        "specserve_acceptance_by_position_ratio{position=\"1\"}", "specserve_planner_tree_nodes",
+        "specserve_planner_tree_depth", "specserve_speculation_active",
+        "specserve_tokens_per_second", "specserve_time_to_first_token_seconds_bucket",
+        "specserve_inter_token_latency_seconds_bucket", "specserve_draft_available",
+        "specserve_generated_tokens_total"}) {
+    EXPECT_NE(router.find(name), std::string::npos) << name << " missing from the router";
+  }
+  EXPECT_GT(MetricValue(router, "specserve_tokens_accepted_total"), 0);
+  for (ServiceProcess* p : {split_->draft.get(), split_->target.get()}) {
+    const std::string text = HttpGet(p->metrics_port(), "/metrics");
+    EXPECT_NE(text.find("specserve_kv_usage_bytes{"), std::string::npos);
+    EXPECT_NE(text.find("specserve_worker_call_seconds_bucket"), std::string::npos);
+  }
+}
+
+TEST(RealModelTest, Stories260KThroughServeEqualsTargetOnly) {
+  SPECSERVE_REQUIRE_SHARED_MODEL(path, "stories260K.gguf");
+  auto serve = ServiceProcess::Start("specserve-serve", {"--model=" + path, "--threads=1"});
+  ASSERT_NE(serve, nullptr);
+  auto stub = v1::Generation::NewStub(Connect(serve->address()));
+  grpc::ClientContext tc;
+  v1::TokenizeRequest tokenize;
+  tokenize.set_text("Once upon a time");
+  tokenize.set_add_bos(true);
+  v1::TokenizeResponse ids;
+  ASSERT_TRUE(stub->Tokenize(&tc, tokenize, &ids).ok());
+  const std::vector<int32_t> prompt(ids.ids().begin(), ids.ids().end());
+  const auto reference = ReferenceGreedy(path, {prompt}, 64);
+  v1::GenerateRequest request;
+  request.set_text("Once upon a time");
+  request.set_max_new_tokens(64);
+  request.set_ignore_eos(true);
+  StreamResult r = Stream(*stub, request);
+  ASSERT_TRUE(r.status.ok()) << r.status.error_message();
+  ASSERT_EQ(r.tokens, reference.at(0));
+  grpc::ClientContext dc;
+  v1::DetokenizeRequest detokenize;
+  for (int32_t t : prompt) detokenize.add_ids(t);
+  for (int32_t t : r.tokens) detokenize.add_ids(t);
+  v1::DetokenizeResponse whole;
+  ASSERT_TRUE(stub->Detokenize(&dc, detokenize, &whole).ok());
+  EXPECT_EQ("Once upon a time" + r.text, whole.text());
+}
+
+}  // namespace
+}  // namespace specserve::testing
