@@ -107,7 +107,7 @@ int main(int argc, char** argv) {
   specserve::BlockShutdownSignals();
   specserve::ParseCommandLine(
       argc, argv,
-      "specserve-draft: the draft model service (window KV cache per sequence).\n"
+      "The draft model service (window KV cache per sequence).\n"
       "  specserve-draft --model MODEL.gguf --listen 127.0.0.1:50052 --window 256 --sinks 16");
   return specserve::Run();
 }

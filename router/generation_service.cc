@@ -158,9 +158,13 @@ grpc::Status GenerationService::Detokenize(grpc::ServerContext*,
                                           request->ids(i), limits_.vocab_size));
     }
   }
-  auto text = tokenizer_.Decode(std::vector<int32_t>(request->ids().begin(), request->ids().end()));
-  if (!text.ok()) return ToGrpcStatus(text.status());
-  response->set_text(*text);
+  // Through the streaming decoder: the answer is well-formed UTF-8 (U+FFFD for bytes
+  // that are not), and equals Decode otherwise.
+  StreamingDecoder decoder(tokenizer_);
+  std::string text;
+  for (int32_t id : request->ids()) text += decoder.Push(id);
+  text += decoder.Finish();
+  response->set_text(text);
   return grpc::Status::OK;
 }
 

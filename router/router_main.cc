@@ -157,7 +157,7 @@ int main(int argc, char** argv) {
   specserve::BlockShutdownSignals();
   specserve::ParseCommandLine(
       argc, argv,
-      "specserve-router: the public generation API over a draft and a target service.\n"
+      "The public generation API over a draft and a target service.\n"
       "  specserve-router --model MODEL.gguf --target 127.0.0.1:50053 --draft 127.0.0.1:50052 \\\n"
       "      --listen 127.0.0.1:50051 --metrics-port 9400");
   return specserve::Run();

@@ -20,7 +20,7 @@ SamplingParams FromProto(const v1::WorkerSampling& params) {
   SamplingParams out;
   out.temperature = params.temperature();
   out.top_k = params.top_k();
-  out.top_p = params.top_p();
+  out.top_p = params.top_p() == 0.0f ? 1.0f : params.top_p();  // 0: unset
   out.seed = params.seed();
   return out;
 }

@@ -97,7 +97,7 @@ int main(int argc, char** argv) {
   specserve::BlockShutdownSignals();
   specserve::ParseCommandLine(
       argc, argv,
-      "specserve-target: the target model service (full KV cache per sequence).\n"
+      "The target model service (full KV cache per sequence).\n"
       "  specserve-target --model MODEL.gguf --listen 127.0.0.1:50053 --max-context 4096");
   return specserve::Run();
 }

@@ -207,6 +207,7 @@ inline StreamResult Stream(v1::Generation::Stub& stub, const v1::GenerateRequest
 inline v1::GenerateRequest TokenRequest(const std::vector<int32_t>& prompt, int max_new_tokens,
                                         const std::string& speculation = "") {
   v1::GenerateRequest request;
+  request.mutable_tokens();  // set even when empty
   for (int32_t t : prompt) request.mutable_tokens()->add_ids(t);
   request.set_max_new_tokens(max_new_tokens);
   request.set_ignore_eos(true);

@@ -39,7 +39,7 @@ namespace specserve {
 namespace {
 
 constexpr const char* kUsage =
-    "specserve-client: generate, stream, tokenize, detokenize, info or health.\n"
+    "Talks to specserve-serve / specserve-router: generate, stream, tokenize, detokenize, info or health.\n"
     "  specserve-client [--server HOST:PORT] generate \"Once upon a time\" --max-new-tokens 64\n"
     "  specserve-client stream \"Once upon a time\" --temperature 0.8 --seed 7\n"
     "  specserve-client stream --ids 1,403,407 --json\n"

@@ -104,7 +104,7 @@ int main(int argc, char** argv) {
   specserve::BlockShutdownSignals();
   specserve::ParseCommandLine(
       argc, argv,
-      "specserve-serve: router + draft + target in one process, the public generation API.\n"
+      "Router + draft + target in one process, the public generation API.\n"
       "  specserve-serve --model ../shared/models/stories260K.gguf --listen 127.0.0.1:50051\n"
       "  specserve-client --server 127.0.0.1:50051 stream \"Once upon a time\"");
   return specserve::Run();
