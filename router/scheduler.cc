@@ -23,6 +23,7 @@ EndReason ReasonOf(FinishReason f) {
       return EndReason::kContext;
     case FinishReason::kCancelled:
       return EndReason::kCancelled;
+    case FinishReason::kError:
     case FinishReason::kNone:
       break;
   }
@@ -213,6 +214,10 @@ bool Scheduler::Collect(Active& a) {
     }
     if (metrics_ != nullptr) metrics_->ObserveAcceptedLength(gained - 1);
     a.last_token = now;
+  }
+  if (st.finish == FinishReason::kError) {
+    End(a, absl::InternalError(absl::StrCat("generation failed: ", st.error)), "error");
+    return true;
   }
   const bool finished = st.finished() || a.text->stopped();
   if (finished) a.text->Finish();

@@ -17,7 +17,7 @@
 
 namespace specserve {
 
-enum class FinishReason { kNone, kLength, kEos, kContext, kCancelled };
+enum class FinishReason { kNone, kLength, kEos, kContext, kCancelled, kError };
 const char* FinishReasonName(FinishReason reason);
 
 struct GenerationRequest {
@@ -32,6 +32,7 @@ struct SequenceState {
   int prompt_tokens = 0;
   int generated() const { return static_cast<int>(tokens.size()) - prompt_tokens; }
   FinishReason finish = FinishReason::kNone;
+  std::string error;  // with kError: what went wrong for this sequence alone
   bool finished() const { return finish != FinishReason::kNone; }
 };
 

@@ -330,8 +330,13 @@ absl::Status SpecEngine::Step() {
         seq->previous_accepted.clear();
         continue;
       }
-      return absl::Status(out.status.code(),
-                          absl::StrFormat("sequence %d: %s", id, out.status.message()));
+      // This sequence alone fails; the rest of the batch goes on.
+      seq->state.finish = FinishReason::kError;
+      seq->state.error = std::string(out.status.message());
+      last_.finished.push_back(id);
+      target_.Release(id);
+      if (draft_ != nullptr) draft_->Release(id);
+      continue;
     }
     seq->target_from = out.cached_tokens;
     const VerifyResult& result = out.result;

@@ -87,7 +87,16 @@ absl::Status TargetWorker::Verify(std::span<const VerifyItem> items,
     const int64_t end = item.start + static_cast<int64_t>(item.tokens.size());
     const bool verify = item.kind == VerifyKind::kVerify;
     // The history must reach past what we hold (a verify needs at least its root).
-    if (have < item.start || have > end || (verify && have >= end)) {
+    if (have > end || (verify && have >= end)) {
+      // We hold tokens the router never saw (a verification whose answer was lost):
+      // start over from the router's history.
+      seq.cache = MakeFullKvCache(target_.kv_shape(), max_context_ + options_.max_tree_nodes + 2);
+      out.status = absl::FailedPreconditionError(absl::StrFormat(
+          "sequence %d: the cache ran ahead of the history (%d > %d); need history from 0",
+          item.sequence_id, have, end));
+      continue;
+    }
+    if (have < item.start) {
       out.status = absl::FailedPreconditionError(absl::StrFormat(
           "sequence %d: need history from position %d (sent %d..%d)", item.sequence_id, have,
           item.start, end));

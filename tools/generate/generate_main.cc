@@ -141,6 +141,11 @@ int Run() {
   const double total_seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - gen_start).count();
 
+  for (size_t i = 0; i < ids.size(); ++i) {
+    if (generator.state(ids[i]).finish == FinishReason::kError) {
+      return Fail(absl::StrFormat("sequence %d: %s", i, generator.state(ids[i]).error));
+    }
+  }
   int64_t prompt_tokens = 0, generated_tokens = 0;
   std::vector<std::vector<int32_t>> prompt_ids, generated_ids;
   std::vector<std::string> texts;
