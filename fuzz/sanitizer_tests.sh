@@ -23,7 +23,7 @@ cmake -S "$ROOT" -B "$BUILD" -G Ninja -DCMAKE_CXX_COMPILER="${CXX:-c++}" "${LAUN
   -DCMAKE_CXX_FLAGS="-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer $EXTRA" \
   -DCMAKE_EXE_LINKER_FLAGS="-fsanitize=address,undefined" \
   -DSPECSERVE_BUILD_BENCH=OFF -DSPECSERVE_ENABLE_CUDA=OFF >/dev/null
-ninja -C "$BUILD" -j "$JOBS" specserve-model "${TESTS[@]}"
+ninja -C "$BUILD" -j "$JOBS" specserve-model specserve-generate "${TESTS[@]}"
 
 export ASAN_OPTIONS="detect_leaks=1:abort_on_error=1:strict_string_checks=1"
 export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
