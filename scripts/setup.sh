@@ -26,6 +26,13 @@ if ((${#missing[@]})); then
   $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
+# Extra tools some tests need (Node clients, Prometheus, Helm...): one idempotent
+# hook per need, so each part of the project owns its own set-up.
+for hook in scripts/setup.d/*.sh; do
+  [[ -e "$hook" ]] || continue
+  bash "$hook"
+done
+
 BUILD_DIR="${SPECSERVE_BUILD_DIR:-build}"
 cmake_args=(-G Ninja -DCMAKE_BUILD_TYPE=Release)
 if command -v ccache >/dev/null; then
