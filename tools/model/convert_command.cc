@@ -79,14 +79,15 @@ int RunConvert(const std::vector<std::string>& argv) {
     return Fail(absl::StrCat("the written file does not load back: ", check.status().message()));
   }
   const ModelConfig& c = (*check)->config;
-  const double mb = static_cast<double>((*check)->file_bytes) / 1e6;
+  const double in_mb = static_cast<double>((*model)->file_bytes) / 1e6;
+  const double out_mb = static_cast<double>((*check)->file_bytes) / 1e6;
   std::fprintf(stderr,
-               "converted %s (%s) to %s: %s, dim=%d layers=%d heads=%d/%d ffn=%d vocab=%d, "
-               "%.1f MB in %.2f s (%.1f MB/s)\n",
+               "converted %s (%s) to %s: %s, dim=%d layers=%d heads=%d/%d ffn=%d vocab=%d; "
+               "%.1f MB read, %.1f MB written in %.2f s (%.1f MB/s read, %.1f MB/s written)\n",
                in.c_str(), (*model)->format.c_str(), out.c_str(),
                std::string(TensorTypeName(*type)).c_str(), c.dim, c.n_layers, c.n_heads,
-               c.n_kv_heads, c.ffn_dim, c.vocab_size, mb, seconds,
-               seconds > 0 ? mb / seconds : 0.0);
+               c.n_kv_heads, c.ffn_dim, c.vocab_size, in_mb, out_mb, seconds,
+               seconds > 0 ? in_mb / seconds : 0.0, seconds > 0 ? out_mb / seconds : 0.0);
   return 0;
 }
 

@@ -1,0 +1,622 @@
+#include "bench/grpc_bench.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <limits>
+#include <map>
+#include <memory>
+#include <sstream>
+#include <thread>
+#include <utility>
+
+#include <grpcpp/grpcpp.h>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "common/engine/batch_generator.h"
+#include "common/engine/llama_model.h"
+#include "common/model/model_loader.h"
+#include "common/spec/planner.h"
+#include "common/spec/spec_engine.h"
+#include "common/tokenizer/tokenizer.h"
+#include "specserve/v1/generation.grpc.pb.h"
+
+extern char** environ;
+
+namespace specserve {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double SecondsSince(Clock::time_point start) {
+  return std::chrono::duration<double>(Clock::now() - start).count();
+}
+
+// ---------------------------------------------------------------------------
+// Services started on loopback.
+
+// A service binary running in the background with --listen 127.0.0.1:0 and a
+// --port-file; stopped (SIGTERM, then SIGKILL) on destruction.
+class Spawned {
+ public:
+  static std::unique_ptr<Spawned> Start(const std::string& bin_dir, const std::string& name,
+                                        std::vector<std::string> args) {
+    auto p = std::unique_ptr<Spawned>(new Spawned());
+    p->name_ = name;
+    const std::string stem =
+        (std::filesystem::temp_directory_path() / absl::StrCat("specserve-bench-", getpid(), "-"))
+            .string() + name;
+    const std::string port_file = stem + ".port";
+    p->log_ = stem + ".log";
+    std::filesystem::remove(port_file);
+    args.insert(args.begin(), bin_dir + "/" + name);
+    args.push_back("--listen=127.0.0.1:0");
+    args.push_back("--port-file=" + port_file);
+    std::vector<char*> argv;
+    for (std::string& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    posix_spawn_file_actions_t actions;
+    posix_spawn_file_actions_init(&actions);
+    posix_spawn_file_actions_addopen(&actions, 1, p->log_.c_str(), O_WRONLY | O_CREAT | O_TRUNC,
+                                     0644);
+    posix_spawn_file_actions_adddup2(&actions, 1, 2);
+    const int rc = posix_spawn(&p->pid_, argv[0], &actions, nullptr, argv.data(), environ);
+    posix_spawn_file_actions_destroy(&actions);
+    if (rc != 0) {
+      std::fprintf(stderr, "error: cannot start %s (--bin_dir?)\n", argv[0]);
+      p->pid_ = -1;
+      return nullptr;
+    }
+    const auto until = Clock::now() + std::chrono::seconds(300);
+    while (Clock::now() < until) {
+      std::ifstream in(port_file);
+      if (int port = 0; in >> port) {
+        p->address_ = absl::StrCat("127.0.0.1:", port);
+        std::filesystem::remove(port_file);
+        return p;
+      }
+      int status = 0;
+      if (waitpid(p->pid_, &status, WNOHANG) == p->pid_) {
+        p->pid_ = -1;
+        std::fprintf(stderr, "error: %s exited early:\n%s\n", name.c_str(), p->Log().c_str());
+        return nullptr;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    std::fprintf(stderr, "error: %s did not report its port:\n%s\n", name.c_str(),
+                 p->Log().c_str());
+    return nullptr;
+  }
+
+  ~Spawned() {
+    if (pid_ > 0) {
+      kill(pid_, SIGTERM);
+      const auto until = Clock::now() + std::chrono::seconds(10);
+      int status = 0;
+      while (waitpid(pid_, &status, WNOHANG) != pid_) {
+        if (Clock::now() > until) {
+          kill(pid_, SIGKILL);
+          waitpid(pid_, &status, 0);
+          break;
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+      }
+    }
+    std::filesystem::remove(log_);
+  }
+
+  const std::string& address() const { return address_; }
+  std::string Log() const {
+    std::ifstream in(log_);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    return ss.str();
+  }
+
+ private:
+  Spawned() = default;
+  std::string name_, log_, address_;
+  pid_t pid_ = -1;
+};
+
+// A deployment under test: its public address and the processes behind it.
+struct Deployment {
+  std::string label;  // "serve", "split" or "server"
+  std::string address;
+  std::vector<std::unique_ptr<Spawned>> processes;
+};
+
+std::string SelfDir() {
+  std::error_code error;
+  const auto exe = std::filesystem::read_symlink("/proc/self/exe", error);
+  return error ? std::string(".") : exe.parent_path().string();
+}
+
+std::unique_ptr<Deployment> StartDeployment(const std::string& kind,
+                                            const GrpcBenchOptions& options) {
+  const std::string bin = options.bin_dir.empty() ? SelfDir() : options.bin_dir;
+  int max_clients = 1;
+  for (int c : options.clients) max_clients = std::max(max_clients, c);
+  const std::string model = "--model=" + options.models.front();
+  const std::string threads = absl::StrCat("--threads=", options.threads);
+  const std::string sinks = absl::StrCat("--sinks=", options.sinks);
+  const std::string window = absl::StrCat("--window=", options.window);
+  std::vector<std::string> router_flags = {model, sinks, window,
+                                           absl::StrCat("--max-batch=", max_clients),
+                                           absl::StrCat("--max-queue=", max_clients)};
+  if (!options.tokenizer.empty()) router_flags.push_back("--tokenizer=" + options.tokenizer);
+  auto d = std::make_unique<Deployment>();
+  d->label = kind;
+  if (kind == "serve") {
+    router_flags.push_back(threads);
+    d->processes.push_back(Spawned::Start(bin, "specserve-serve", router_flags));
+    if (!d->processes.back()) return nullptr;
+  } else if (kind == "split") {
+    std::vector<std::string> worker = {model, threads};
+    if (!options.tokenizer.empty()) worker.push_back("--tokenizer=" + options.tokenizer);
+    d->processes.push_back(Spawned::Start(bin, "specserve-target", worker));
+    if (!d->processes.back()) return nullptr;
+    const std::string target = d->processes.back()->address();
+    worker.push_back(sinks);
+    worker.push_back(window);
+    d->processes.push_back(Spawned::Start(bin, "specserve-draft", worker));
+    if (!d->processes.back()) return nullptr;
+    const std::string draft = d->processes.back()->address();
+    // A Propose at a large batch on a CPU can take seconds: do not let the router
+    // fall back to plain decoding because of a deadline meant for a dead draft.
+    router_flags.insert(router_flags.end(), {"--target=" + target, "--draft=" + draft,
+                                             "--draft-timeout-ms=600000",
+                                             "--target-timeout-ms=600000"});
+    d->processes.push_back(Spawned::Start(bin, "specserve-router", router_flags));
+    if (!d->processes.back()) return nullptr;
+  } else {
+    std::fprintf(stderr, "error: --spawn: '%s' is not serve or split\n", kind.c_str());
+    return nullptr;
+  }
+  d->address = d->processes.back()->address();
+  return d;
+}
+
+// ---------------------------------------------------------------------------
+// One run: N requests at once, traced token by token.
+
+// One request as seen by its client (or, in-process, by the step loop).
+struct Trace {
+  double done = 0;  // seconds from the run's start to the last token
+  double first = 0;  // ... to the first token
+  std::vector<std::pair<double, int>> arrivals;  // (seconds, tokens so far) per message/step
+  std::vector<int32_t> tokens;
+  int steps = 0;
+  int speculated_steps = 0;
+  std::string error;
+};
+
+struct RunResult {
+  std::vector<Trace> traces;
+  double wall = 0;  // seconds, first request sent to last token received
+  // The decode window: from the moment every request has its first token to the
+  // moment the first request completes, all N decode together in both runs.
+  double window_seconds = 0;
+  int64_t window_tokens = 0;
+  int window_steps = 0;
+  std::string error;  // the first failure, if any
+};
+
+void SummarizeWindow(RunResult& r) {
+  double start = 0, end = std::numeric_limits<double>::infinity();
+  for (const Trace& t : r.traces) {
+    if (t.arrivals.empty()) return;
+    start = std::max(start, t.arrivals.front().first);
+    end = std::min(end, t.arrivals.back().first);
+  }
+  if (!(end > start)) return;
+  for (const Trace& t : r.traces) {
+    int at_start = 0, at_end = 0, steps = 0;
+    for (const auto& [time, count] : t.arrivals) {
+      if (time <= start) at_start = count;
+      if (time <= end) at_end = count;
+      if (time > start && time <= end) ++steps;
+    }
+    r.window_tokens += at_end - at_start;
+    r.window_steps = std::max(r.window_steps, steps);
+  }
+  r.window_seconds = end - start;
+}
+
+RunResult RunOverGrpc(const std::string& address, const std::vector<std::vector<int32_t>>& prompts,
+                      int clients, const std::string& mode, int new_tokens) {
+  RunResult r;
+  r.traces.resize(clients);
+  auto channel = grpc::CreateChannel(address, grpc::InsecureChannelCredentials());
+  const auto start = Clock::now();
+  std::vector<std::thread> threads;
+  for (int i = 0; i < clients; ++i) {
+    threads.emplace_back([&, i] {
+      Trace& t = r.traces[i];
+      auto stub = v1::Generation::NewStub(channel);
+      v1::GenerateRequest request;
+      for (int32_t id : prompts[i % prompts.size()]) request.mutable_tokens()->add_ids(id);
+      request.set_max_new_tokens(new_tokens);
+      request.set_ignore_eos(true);
+      request.set_speculation(mode);
+      grpc::ClientContext context;
+      context.set_deadline(std::chrono::system_clock::now() + std::chrono::hours(1));
+      auto reader = stub->GenerateStream(&context, request);
+      v1::GenerateStreamResponse message;
+      while (reader->Read(&message)) {
+        if (message.tokens_size() > 0) {
+          t.tokens.insert(t.tokens.end(), message.tokens().begin(), message.tokens().end());
+          t.arrivals.emplace_back(SecondsSince(start), static_cast<int>(t.tokens.size()));
+        }
+        if (message.has_final()) {
+          t.steps = message.final().steps();
+          t.speculated_steps = message.final().speculated_steps();
+        }
+      }
+      const grpc::Status status = reader->Finish();
+      t.done = SecondsSince(start);
+      if (!status.ok()) {
+        t.error = absl::StrCat("request ", i, ": status ", static_cast<int>(status.error_code()), " ",
+                               status.error_message());
+      }
+    });
+  }
+  for (std::thread& th : threads) th.join();
+  r.wall = SecondsSince(start);
+  for (Trace& t : r.traces) {
+    if (!t.error.empty() && r.error.empty()) r.error = t.error;
+    if (!t.arrivals.empty()) t.first = t.arrivals.front().first;
+  }
+  SummarizeWindow(r);
+  return r;
+}
+
+RunResult RunInProcess(LlamaModel& model, const std::vector<std::vector<int32_t>>& prompts,
+                       int clients, const std::string& mode, int new_tokens,
+                       const GrpcBenchOptions& options) {
+  RunResult r;
+  r.traces.resize(clients);
+  SpecEngineOptions eo;
+  eo.spec = *ParseSpecMode(mode);
+  eo.sinks = options.sinks;
+  eo.window = options.window;
+  auto engine = SpecEngine::Create(model, model, eo);
+  if (!engine.ok()) {
+    r.error = std::string(engine.status().message());
+    return r;
+  }
+  const auto start = Clock::now();
+  std::vector<int> ids;
+  for (int i = 0; i < clients; ++i) {
+    GenerationRequest request;
+    request.prompt = prompts[i % prompts.size()];
+    request.max_new_tokens = new_tokens;
+    request.stop_at_eos = false;
+    auto id = (*engine)->Add(request);
+    if (!id.ok()) {
+      r.error = std::string(id.status().message());
+      return r;
+    }
+    ids.push_back(*id);
+  }
+  std::vector<int> speculated(clients, 0), steps(clients, 0);
+  while ((*engine)->HasLive()) {
+    if (absl::Status st = (*engine)->Step(); !st.ok()) {
+      r.error = std::string(st.message());
+      return r;
+    }
+    const double now = SecondsSince(start);
+    const bool spec = (*engine)->last_step().speculated;
+    for (int i = 0; i < clients; ++i) {
+      Trace& t = r.traces[i];
+      const int generated = (*engine)->state(ids[i]).generated();
+      const int before = t.arrivals.empty() ? 0 : t.arrivals.back().second;
+      if (generated > before) {
+        t.arrivals.emplace_back(now, generated);
+        ++t.steps;
+        if (spec) ++t.speculated_steps;
+      }
+    }
+  }
+  r.wall = SecondsSince(start);
+  for (int i = 0; i < clients; ++i) {
+    Trace& t = r.traces[i];
+    const SequenceState& s = (*engine)->state(ids[i]);
+    t.tokens.assign(s.tokens.begin() + s.prompt_tokens, s.tokens.end());
+    if (!t.arrivals.empty()) {
+      t.first = t.arrivals.front().first;
+      t.done = t.arrivals.back().first;
+    }
+  }
+  SummarizeWindow(r);
+  return r;
+}
+
+// ---------------------------------------------------------------------------
+// Figures.
+
+double WindowRate(const RunResult& r) {
+  return r.window_seconds > 0 ? r.window_tokens / r.window_seconds : 0;
+}
+double StepMs(const RunResult& r) {
+  return r.window_steps > 0 ? 1e3 * r.window_seconds / r.window_steps : 0;
+}
+int64_t Generated(const RunResult& r) {
+  int64_t n = 0;
+  for (const Trace& t : r.traces) n += static_cast<int64_t>(t.tokens.size());
+  return n;
+}
+double TokensPerStep(const RunResult& r) {
+  int64_t tokens = 0, steps = 0;
+  for (const Trace& t : r.traces) {
+    tokens += static_cast<int64_t>(t.tokens.size());
+    steps += t.steps;
+  }
+  return steps > 0 ? static_cast<double>(tokens) / steps : 0;
+}
+double SpeculatedFraction(const RunResult& r) {
+  int64_t spec = 0, steps = 0;
+  for (const Trace& t : r.traces) {
+    spec += t.speculated_steps;
+    steps += t.steps;
+  }
+  return steps > 0 ? static_cast<double>(spec) / steps : 0;
+}
+// Nearest-rank percentile of the requests' completion latencies.
+double LatencyPercentile(const RunResult& r, double p) {
+  std::vector<double> v;
+  for (const Trace& t : r.traces) v.push_back(t.done);
+  std::sort(v.begin(), v.end());
+  const size_t rank = static_cast<size_t>(std::ceil(p * v.size()));
+  return v[std::clamp<size_t>(rank, 1, v.size()) - 1];
+}
+double MeanFirstToken(const RunResult& r) {
+  double sum = 0;
+  for (const Trace& t : r.traces) sum += t.first;
+  return sum / r.traces.size();
+}
+bool SameTokens(const RunResult& a, const RunResult& b) {
+  if (a.traces.size() != b.traces.size()) return false;
+  for (size_t i = 0; i < a.traces.size(); ++i) {
+    if (a.traces[i].tokens != b.traces[i].tokens) return false;
+  }
+  return true;
+}
+
+// Distinct prompts with real-looking text: story openings continued by the model
+// itself (sampled, one seed per prompt), `length` tokens each.
+std::vector<std::vector<int32_t>> MakePrompts(LlamaModel& model, const Tokenizer& tokenizer,
+                                              int count, int length) {
+  static const char* const kOpenings[] = {
+      "Once upon a time", "One day, a little girl", "The dog ran to the park",
+      "Tim had a red ball", "It was a sunny morning", "Sam and Mia found a box",
+      "There was an old cat", "The bird sang a song"};
+  BatchGenerator generator(model);
+  std::vector<int> ids;
+  for (int i = 0; i < count; ++i) {
+    GenerationRequest request;
+    request.prompt = tokenizer.Encode(kOpenings[i % std::size(kOpenings)],
+                                      tokenizer.vocab().add_bos);
+    if (static_cast<int>(request.prompt.size()) > length) request.prompt.resize(length);
+    request.max_new_tokens = length - static_cast<int>(request.prompt.size());
+    request.stop_at_eos = false;
+    request.sampling.temperature = 1.0f;
+    request.sampling.seed = 1000 + i;
+    ids.push_back(*generator.Add(request));
+  }
+  while (generator.HasLive()) {
+    if (!generator.Step().ok()) break;
+  }
+  std::vector<std::vector<int32_t>> prompts;
+  for (int id : ids) prompts.push_back(generator.state(id).tokens);
+  return prompts;
+}
+
+struct Cell {
+  std::string model, deployment, mode;
+  int clients = 0;
+  RunResult grpc, local;
+};
+
+void PrintHeader() {
+  std::printf("%-6s %7s %-9s %10s %10s %7s %8s %8s %8s %6s %6s %7s %7s %7s %7s %7s %5s\n",
+              "deploy", "clients", "mode", "grpc t/s", "local t/s", "grpc/lc", "step ms",
+              "local ms", "rpc ms", "t/step", "spec%", "vs off", "lc off", "p50 s", "p99 s",
+              "ttft s", "same");
+}
+
+// Measures one model; appends its cells. Returns false on an error (printed).
+bool RunModel(const std::string& path, const GrpcBenchOptions& options,
+              const std::vector<std::string>& modes, Ops& ops, std::vector<Cell>& cells) {
+  LoadOptions load;
+  load.tokenizer_path = options.tokenizer;
+  auto loaded = LoadModel(path, load);
+  if (!loaded.ok()) {
+    std::fprintf(stderr, "error: %s\n", std::string(loaded.status().message()).c_str());
+    return false;
+  }
+  LlamaModel model(**loaded, ops);
+  Tokenizer tokenizer((*loaded)->vocab);
+  const int context = (*loaded)->config.context_length;
+  if (context > 0 && options.prompt_tokens + options.new_tokens + 80 > context) {
+    std::fprintf(stderr, "error: --prompt_tokens %d + --new_tokens %d do not fit the context %d\n",
+                 options.prompt_tokens, options.new_tokens, context);
+    return false;
+  }
+  int max_clients = 1;
+  for (int c : options.clients) max_clients = std::max(max_clients, c);
+  const std::string name = path.substr(path.find_last_of('/') + 1);
+  std::fprintf(stderr, "making %d prompts of %d tokens...\n", max_clients, options.prompt_tokens);
+  const auto prompts = MakePrompts(model, tokenizer, max_clients, options.prompt_tokens);
+
+  std::printf("\n%s: gRPC clients vs the same workload in-process (SpecEngine), %s, "
+              "%d threads; %d-token prompts, %d new tokens, greedy; draft self, sinks %d, "
+              "window %d\n",
+              name.c_str(), ops.name().c_str(), ops.num_threads(), options.prompt_tokens,
+              options.new_tokens, options.sinks, options.window);
+
+  // The in-process twin of every (clients, mode), measured once.
+  std::map<std::pair<int, std::string>, RunResult> local;
+  for (int clients : options.clients) {
+    for (const std::string& mode : modes) {
+      RunResult r = RunInProcess(model, prompts, clients, mode, options.new_tokens, options);
+      if (!r.error.empty()) {
+        std::fprintf(stderr, "error: in-process %d x %s: %s\n", clients, mode.c_str(),
+                     r.error.c_str());
+        return false;
+      }
+      std::fprintf(stderr, "in-process %2d clients %-8s %8.1f tokens/s\n", clients, mode.c_str(),
+                   WindowRate(r));
+      local[{clients, mode}] = std::move(r);
+    }
+  }
+
+  GrpcBenchOptions served = options;
+  served.models = {path};
+  std::vector<std::string> kinds = options.spawn;
+  if (!options.server.empty()) kinds = {"server"};
+  PrintHeader();
+  for (const std::string& kind : kinds) {
+    std::unique_ptr<Deployment> deployment;
+    if (kind == "server") {
+      deployment = std::make_unique<Deployment>();
+      deployment->label = "server";
+      deployment->address = options.server;
+    } else {
+      deployment = StartDeployment(kind, served);
+      if (!deployment) return false;
+    }
+    // Warm-up: connections, scratch memory, one engine per mode.
+    for (const std::string& mode : modes) {
+      RunResult warm = RunOverGrpc(deployment->address, prompts, 1, mode, 4);
+      if (!warm.error.empty()) {
+        std::fprintf(stderr, "error: %s at %s: %s\n", kind.c_str(), deployment->address.c_str(),
+                     warm.error.c_str());
+        return false;
+      }
+    }
+    for (int clients : options.clients) {
+      double grpc_off = 0;
+      for (const std::string& mode : modes) {
+        Cell cell{name, kind, mode, clients,
+                  RunOverGrpc(deployment->address, prompts, clients, mode, options.new_tokens),
+                  local[{clients, mode}]};
+        if (!cell.grpc.error.empty()) {
+          std::fprintf(stderr, "error: %s, %d clients, %s: %s\n", kind.c_str(), clients,
+                       mode.c_str(), cell.grpc.error.c_str());
+          return false;
+        }
+        const double g = WindowRate(cell.grpc), l = WindowRate(cell.local);
+        if (mode == "off") grpc_off = g;
+        const double l_off = WindowRate(local[{clients, "off"}]);
+        std::printf(
+            "%-6s %7d %-9s %10.1f %10.1f %7.3f %8.2f %8.2f %8.2f %6.2f %5.0f%% %6.2fx %6.2fx "
+            "%7.2f %7.2f %7.3f %5s\n",
+            kind.c_str(), clients, mode.c_str(), g, l, l > 0 ? g / l : 0, StepMs(cell.grpc),
+            StepMs(cell.local), StepMs(cell.grpc) - StepMs(cell.local), TokensPerStep(cell.grpc),
+            100 * SpeculatedFraction(cell.grpc), grpc_off > 0 ? g / grpc_off : 0,
+            l_off > 0 ? l / l_off : 0, LatencyPercentile(cell.grpc, 0.5),
+            LatencyPercentile(cell.grpc, 0.99), MeanFirstToken(cell.grpc),
+            SameTokens(cell.grpc, cell.local) ? "yes" : "NO");
+        std::fflush(stdout);
+        cells.push_back(std::move(cell));
+      }
+    }
+  }
+  return true;
+}
+
+}  // namespace
+
+int RunGrpcBench(const GrpcBenchOptions& options, Ops& ops) {
+  if (options.models.empty()) {
+    std::fprintf(stderr, "error: --mode grpc needs --model (prompts and the in-process run)\n");
+    return 1;
+  }
+  if (options.server.empty() == options.spawn.empty()) {
+    std::fprintf(stderr, "error: --mode grpc needs either --server HOST:PORT or --spawn "
+                         "serve,split\n");
+    return 1;
+  }
+  if (!options.server.empty() && options.models.size() != 1) {
+    std::fprintf(stderr, "error: --server: give the one --model that server serves\n");
+    return 1;
+  }
+  std::vector<std::string> modes = {"off"};
+  for (const std::string& mode : options.modes) {
+    if (mode == "off") continue;
+    if (!ParseSpecMode(mode).ok()) {
+      std::fprintf(stderr, "error: --spec_modes: '%s' is not off, chain:G, tree:N or auto\n",
+                   mode.c_str());
+      return 1;
+    }
+    modes.push_back(mode);
+  }
+  std::vector<Cell> cells;
+  for (const std::string& path : options.models) {
+    if (!RunModel(path, options, modes, ops, cells)) return 1;
+  }
+  std::printf(
+      "grpc t/s, local t/s: decode tokens/s while all requests decode together (gRPC: as "
+      "received by the clients; local: SpecEngine in this process); step ms: per decoding "
+      "step; rpc ms = step ms - local ms; vs off / lc off: speedup over plain decoding; p50/p99: "
+      "request latency; same: gRPC tokens == in-process tokens\n");
+
+  if (!options.out.empty()) {
+    nlohmann::json rows = nlohmann::json::array();
+    std::ofstream csv(options.out + ".csv");
+    csv << "model,deployment,clients,mode,grpc_tokens_per_second,local_tokens_per_second,"
+           "grpc_over_local,grpc_step_ms,local_step_ms,rpc_ms_per_step,tokens_per_step,"
+           "speculated_fraction,aggregate_tokens_per_second,latency_p50_seconds,"
+           "latency_p99_seconds,mean_time_to_first_token_seconds,same_tokens\n";
+    for (const Cell& c : cells) {
+      const double g = WindowRate(c.grpc), l = WindowRate(c.local);
+      nlohmann::json row = {
+          {"model", c.model},
+          {"deployment", c.deployment},
+          {"clients", c.clients},
+          {"mode", c.mode},
+          {"grpc_tokens_per_second", g},
+          {"local_tokens_per_second", l},
+          {"grpc_over_local", l > 0 ? g / l : 0},
+          {"grpc_step_ms", StepMs(c.grpc)},
+          {"local_step_ms", StepMs(c.local)},
+          {"rpc_ms_per_step", StepMs(c.grpc) - StepMs(c.local)},
+          {"tokens_per_step", TokensPerStep(c.grpc)},
+          {"speculated_fraction", SpeculatedFraction(c.grpc)},
+          {"aggregate_tokens_per_second", c.grpc.wall > 0 ? Generated(c.grpc) / c.grpc.wall : 0},
+          {"latency_p50_seconds", LatencyPercentile(c.grpc, 0.5)},
+          {"latency_p99_seconds", LatencyPercentile(c.grpc, 0.99)},
+          {"mean_time_to_first_token_seconds", MeanFirstToken(c.grpc)},
+          {"same_tokens", SameTokens(c.grpc, c.local)}};
+      csv << absl::StrFormat("%s,%s,%d,%s,%.3f,%.3f,%.4f,%.3f,%.3f,%.3f,%.3f,%.3f,%.3f,%.4f,%.4f,"
+                             "%.4f,%d\n",
+                             c.model, c.deployment, c.clients, c.mode, g, l, l > 0 ? g / l : 0,
+                             StepMs(c.grpc), StepMs(c.local), StepMs(c.grpc) - StepMs(c.local),
+                             TokensPerStep(c.grpc), SpeculatedFraction(c.grpc),
+                             c.grpc.wall > 0 ? Generated(c.grpc) / c.grpc.wall : 0,
+                             LatencyPercentile(c.grpc, 0.5), LatencyPercentile(c.grpc, 0.99),
+                             MeanFirstToken(c.grpc), SameTokens(c.grpc, c.local) ? 1 : 0);
+      rows.push_back(row);
+    }
+    std::ofstream(options.out + ".json")
+        << nlohmann::json{{"backend", ops.name()}, {"threads", ops.num_threads()}, {"rows", rows}}
+               .dump(2)
+        << "\n";
+    std::printf("\nwrote %s.json and %s.csv\n", options.out.c_str(), options.out.c_str());
+  }
+  return 0;
+}
+
+}  // namespace specserve
