@@ -19,7 +19,9 @@ SANITIZE="-fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=unde
 TARGETS=(gguf_fuzzer safetensors_fuzzer hf_config_fuzzer tokenizer_json_fuzzer
          llama2c_fuzzer llama2c_tokenizer_fuzzer)
 if [ -z "${SPECSERVE_FUZZ_SKIP_BUILD:-}" ]; then
-cmake -S "$ROOT" -B "$BUILD" -G Ninja \
+LAUNCHER=()
+if command -v ccache >/dev/null; then LAUNCHER=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache); fi
+cmake -S "$ROOT" -B "$BUILD" -G Ninja "${LAUNCHER[@]}" \
   -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_BUILD_TYPE=RelWithDebInfo \
   -DCMAKE_CXX_FLAGS="$SANITIZE -fno-omit-frame-pointer" \
   -DSPECSERVE_BUILD_FUZZERS=ON -DSPECSERVE_BUILD_TESTS=OFF -DSPECSERVE_BUILD_BENCH=OFF \
