@@ -4,20 +4,19 @@
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 
-#include <string_view>
-
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/string_view.h"
 
 namespace specserve::cuda {
 
-inline absl::Status CudaStatus(cudaError_t error, std::string_view what) {
+inline absl::Status CudaStatus(cudaError_t error, absl::string_view what) {
   if (error == cudaSuccess) return absl::OkStatus();
   return absl::InternalError(
       absl::StrCat(what, ": ", cudaGetErrorName(error), " (", cudaGetErrorString(error), ")"));
 }
 
-inline absl::Status CublasStatus(cublasStatus_t status, std::string_view what) {
+inline absl::Status CublasStatus(cublasStatus_t status, absl::string_view what) {
   if (status == CUBLAS_STATUS_SUCCESS) return absl::OkStatus();
   return absl::InternalError(absl::StrCat(what, ": ", cublasGetStatusName(status), " (",
                                           cublasGetStatusString(status), ")"));

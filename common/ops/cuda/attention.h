@@ -1,0 +1,67 @@
+// The CUDA attention kernel: every new token of every sequence against the
+// sequence's cached segments (full cache blocks, or window sinks + ring) and
+// its visible new rows (causal, or a tree mask by parents). Decode over a long
+// cache is split across thread blocks (split-K with an online-softmax merge),
+// so that a batch of one still fills the device.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+#include "absl/status/status.h"
+
+namespace specserve::cuda {
+
+// Plain descriptors, built on the host and copied to the device.
+struct DeviceKvSegment {
+  const float* k;
+  const float* v;
+  int n_rows;
+};
+
+struct DeviceAttentionSequence {
+  int segment_begin;  // into the segment array
+  int segment_count;
+  int cached_rows;  // sum of the segments' rows
+  int n_new;
+  const float* q;
+  int q_stride;
+  const float* k;
+  const float* v;
+  int kv_stride;
+  float* out;
+  int out_stride;
+  int parents_offset;  // into the parents array; -1: causal
+};
+
+// One item per new token: which sequence and which of its new tokens.
+struct DeviceAttentionItem {
+  int sequence;
+  int token;
+};
+
+struct DeviceAttentionArgs {
+  const DeviceKvSegment* segments;
+  const DeviceAttentionSequence* sequences;
+  const DeviceAttentionItem* items;
+  const int32_t* parents;
+  int n_items;
+  int n_heads;
+  int n_kv_heads;
+  int head_dim;  // at most kMaxAttentionHeadDim
+  int kv_dim;    // row stride of cached segments (n_kv_heads * head_dim)
+  float scale;
+  int splits;  // KV splits per (item, head)
+  int rows_per_split;
+  float* partial;  // n_items * n_heads * splits * (head_dim + 2) floats
+};
+
+inline constexpr int kMaxAttentionHeadDim = 256;
+
+// Bytes of scratch `partial` needs.
+int64_t AttentionPartialFloats(int n_items, int n_heads, int splits, int head_dim);
+
+absl::Status LaunchAttention(const DeviceAttentionArgs& args, cudaStream_t stream);
+
+}  // namespace specserve::cuda

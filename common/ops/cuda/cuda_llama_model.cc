@@ -1,0 +1,236 @@
+#include "common/ops/cuda/cuda_llama_model.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "absl/strings/str_format.h"
+#include "common/ops/cuda/cuda_status.h"
+#include "common/util/status_macros.h"
+
+namespace specserve::cuda {
+
+CudaLlamaModel::CudaLlamaModel(const LoadedModel& model, CudaOps& device, Ops* ops)
+    : model_(model), device_(device), ops_(ops != nullptr ? *ops : device) {}
+
+absl::StatusOr<std::unique_ptr<CudaKvCache>> CudaLlamaModel::NewKvCache(int64_t max_tokens) const {
+  RETURN_IF_ERROR(device_.MakeCurrent());
+  return CudaKvCache::Create(kv_shape(), max_tokens, device_.stream());
+}
+
+absl::Status CudaLlamaModel::Validate(std::span<const ForwardSequence> batch) const {
+  const ModelConfig& c = model_.config;
+  for (size_t s = 0; s < batch.size(); ++s) {
+    const ForwardSequence& seq = batch[s];
+    const int n = static_cast<int>(seq.tokens.size());
+    if (dynamic_cast<CudaKvCache*>(seq.cache) == nullptr) {
+      return absl::InvalidArgumentError(
+          absl::StrFormat("sequence %d: the cache must be a device KV cache", s));
+    }
+    if (seq.cache->pending_rows() > 0) {
+      return absl::UnimplementedError(absl::StrFormat(
+          "sequence %d: passes over rows pending from an earlier pass are not supported on "
+          "CUDA yet",
+          s));
+    }
+    for (int32_t t : seq.tokens) {
+      if (t < 0 || t >= c.vocab_size) {
+        return absl::InvalidArgumentError(absl::StrFormat(
+            "sequence %d: token id %d is outside the vocabulary [0, %d)", s, t, c.vocab_size));
+      }
+    }
+    if (!seq.positions.empty() && static_cast<int>(seq.positions.size()) != n) {
+      return absl::InvalidArgumentError(absl::StrFormat(
+          "sequence %d has %d positions for %d tokens", s, seq.positions.size(), n));
+    }
+    if (!seq.parents.empty()) {
+      if (static_cast<int>(seq.parents.size()) != n) {
+        return absl::InvalidArgumentError(
+            absl::StrFormat("sequence %d has %d parents for %d tokens", s, seq.parents.size(), n));
+      }
+      for (int i = 0; i < n; ++i) {
+        if (seq.parents[i] < -1 || seq.parents[i] >= i) {
+          return absl::InvalidArgumentError(
+              absl::StrFormat("sequence %d token %d: parent %d must be -1 or an earlier token", s,
+                              i, seq.parents[i]));
+        }
+      }
+    }
+    for (int32_t row : seq.logit_rows) {
+      if (row < 0 || row >= n) {
+        return absl::InvalidArgumentError(
+            absl::StrFormat("sequence %d: logit row %d is outside its %d new tokens", s, row, n));
+      }
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CudaLlamaModel::ForwardOnDevice(std::span<const ForwardSequence> batch, int* n_rows) {
+  RETURN_IF_ERROR(Validate(batch));
+  RETURN_IF_ERROR(device_.MakeCurrent());
+  RETURN_IF_ERROR(device_.status());
+  const ModelConfig& c = model_.config;
+  const LlamaWeights& w = model_.weights;
+
+  std::vector<int> offset(batch.size() + 1, 0), first_row(batch.size());
+  *n_rows = 0;
+  for (size_t s = 0; s < batch.size(); ++s) {
+    offset[s + 1] = offset[s] + static_cast<int>(batch[s].tokens.size());
+    *n_rows += static_cast<int>(batch[s].logit_rows.size());
+  }
+  const int T = offset.back();
+  if (T == 0) return absl::OkStatus();
+  for (size_t s = 0; s < batch.size(); ++s) {
+    absl::StatusOr<int> first =
+        batch[s].cache->ReservePending(static_cast<int>(batch[s].tokens.size()));
+    if (!first.ok()) {
+      for (size_t r = 0; r < s; ++r) batch[r].cache->TruncatePending(0);
+      return absl::Status(first.status().code(),
+                          absl::StrFormat("sequence %d: %s", s, first.status().message()));
+    }
+    first_row[s] = *first;
+  }
+  tokens_.resize(T);
+  positions_.resize(T);
+  for (size_t s = 0; s < batch.size(); ++s) {
+    const ForwardSequence& seq = batch[s];
+    const int64_t base = seq.cache->committed_tokens();
+    for (size_t i = 0; i < seq.tokens.size(); ++i) {
+      tokens_[offset[s] + i] = seq.tokens[i];
+      positions_[offset[s] + i] =
+          seq.positions.empty() ? static_cast<int32_t>(base + i) : seq.positions[i];
+    }
+  }
+
+  const int dim = c.dim, q_dim = c.q_dim(), kv_dim = c.kv_dim(), ffn = c.ffn_dim;
+  const size_t f = sizeof(float);
+  for (auto [buffer, width] : {std::pair{&x_, dim},
+                               {&xb_, dim},
+                               {&q_, q_dim},
+                               {&k_, kv_dim},
+                               {&v_, kv_dim},
+                               {&attn_, q_dim},
+                               {&gate_, ffn},
+                               {&up_, ffn}}) {
+    RETURN_IF_ERROR(buffer->Reserve(static_cast<size_t>(T) * width * f));
+  }
+  float *x = x_.as<float>(), *xb = xb_.as<float>(), *q = q_.as<float>(), *k = k_.as<float>(),
+        *v = v_.as<float>(), *attn = attn_.as<float>(), *gate = gate_.as<float>(),
+        *up = up_.as<float>();
+
+  ops_.EmbedRows(w.token_embedding, tokens_, x);
+  const AttentionShape shape{c.n_heads, c.n_kv_heads, c.head_dim,
+                             1.0f / std::sqrt(static_cast<float>(c.head_dim))};
+  std::vector<AttentionSequence> attention(batch.size());
+  for (int l = 0; l < c.n_layers; ++l) {
+    const LayerWeights& layer = w.layers[l];
+    ops_.RmsNorm(x, layer.attn_norm, c.rms_eps, T, xb);
+    ops_.MatMul(layer.wq, xb, T, q);
+    ops_.MatMul(layer.wk, xb, T, k);
+    ops_.MatMul(layer.wv, xb, T, v);
+    ops_.Rope(q, T, q_dim, c.n_heads, c.head_dim, c.rope_dim, positions_, c.rope_theta,
+              c.rope_style);
+    ops_.Rope(k, T, kv_dim, c.n_kv_heads, c.head_dim, c.rope_dim, positions_, c.rope_theta,
+              c.rope_style);
+    for (size_t s = 0; s < batch.size(); ++s) {
+      const ForwardSequence& seq = batch[s];
+      const size_t row0 = offset[s];
+      seq.cache->WritePending(l, first_row[s], k + row0 * kv_dim, v + row0 * kv_dim,
+                              static_cast<int>(seq.tokens.size()), kv_dim);
+      AttentionSequence& a = attention[s];
+      seq.cache->CommittedSegments(l, &a.cached);
+      a.n_new = static_cast<int>(seq.tokens.size());
+      a.q = q + row0 * q_dim;
+      a.q_stride = q_dim;
+      a.k = k + row0 * kv_dim;
+      a.v = v + row0 * kv_dim;
+      a.kv_stride = kv_dim;
+      a.out = attn + row0 * q_dim;
+      a.out_stride = q_dim;
+      a.parents = seq.parents.empty() ? nullptr : seq.parents.data();
+    }
+    ops_.Attention(attention, shape);
+    ops_.MatMul(layer.wo, attn, T, xb);
+    ops_.Add(x, xb, static_cast<int64_t>(T) * dim);
+    ops_.RmsNorm(x, layer.ffn_norm, c.rms_eps, T, xb);
+    ops_.MatMul(layer.w_gate, xb, T, gate);
+    ops_.MatMul(layer.w_up, xb, T, up);
+    ops_.SwiGlu(gate, up, static_cast<int64_t>(T) * ffn, gate);
+    ops_.MatMul(layer.w_down, gate, T, xb);
+    ops_.Add(x, xb, static_cast<int64_t>(T) * dim);
+  }
+  for (size_t s = 0; s < batch.size(); ++s) {
+    const CudaKvCache* cache = static_cast<const CudaKvCache*>(batch[s].cache);
+    RETURN_IF_ERROR(cache->status());
+  }
+  if (*n_rows == 0) return device_.status();
+
+  RETURN_IF_ERROR(final_.Reserve(static_cast<size_t>(*n_rows) * dim * f));
+  RETURN_IF_ERROR(logits_.Reserve(static_cast<size_t>(*n_rows) * c.vocab_size * f));
+  int r = 0;
+  for (size_t s = 0; s < batch.size(); ++s) {
+    for (int32_t row : batch[s].logit_rows) {
+      RETURN_IF_ERROR(
+          CudaStatus(cudaMemcpyAsync(final_.as<float>() + static_cast<size_t>(r++) * dim,
+                                     x + static_cast<size_t>(offset[s] + row) * dim, dim * f,
+                                     cudaMemcpyDeviceToDevice, device_.stream()),
+                     "gather logit rows"));
+    }
+  }
+  ops_.RmsNorm(final_.as<float>(), w.output_norm, c.rms_eps, *n_rows, final_.as<float>());
+  ops_.MatMul(w.output, final_.as<float>(), *n_rows, logits_.as<float>());
+  return device_.status();
+}
+
+absl::Status CudaLlamaModel::Forward(std::span<const ForwardSequence> batch,
+                                     std::vector<float>* logits) {
+  int n_rows = 0;
+  RETURN_IF_ERROR(ForwardOnDevice(batch, &n_rows));
+  logits->assign(static_cast<size_t>(n_rows) * model_.config.vocab_size, 0.0f);
+  if (n_rows > 0) {
+    RETURN_IF_ERROR(
+        CudaStatus(cudaMemcpyAsync(logits->data(), device_logits(), logits->size() * sizeof(float),
+                                   cudaMemcpyDeviceToHost, device_.stream()),
+                   "download logits"));
+  }
+  return device_.Synchronize();
+}
+
+absl::Status CudaLlamaModel::Argmax(int n_rows, std::vector<int32_t>* tokens) {
+  RETURN_IF_ERROR(selected_.Reserve(std::max<size_t>(n_rows, 1) * sizeof(int32_t)));
+  RETURN_IF_ERROR(ArgmaxRows(device_logits(), n_rows, model_.config.vocab_size,
+                             selected_.as<int32_t>(), device_.stream()));
+  tokens->resize(n_rows);
+  RETURN_IF_ERROR(
+      CudaStatus(cudaMemcpyAsync(tokens->data(), selected_.data(), n_rows * sizeof(int32_t),
+                                 cudaMemcpyDeviceToHost, device_.stream()),
+                 "download tokens"));
+  return device_.Synchronize();
+}
+
+absl::Status CudaLlamaModel::Sample(std::span<const SamplingParams> params, Rng& rng,
+                                    std::vector<int32_t>* tokens) {
+  const int n_rows = static_cast<int>(params.size());
+  std::vector<DeviceSamplingRow> rows(n_rows);
+  for (int r = 0; r < n_rows; ++r) {
+    rows[r] = {params[r].temperature, params[r].top_k, params[r].top_p,
+               std::min(static_cast<float>(rng.Uniform()), 0x1.fffffep-1f)};
+  }
+  RETURN_IF_ERROR(params_.Reserve(std::max<size_t>(n_rows, 1) * sizeof(DeviceSamplingRow)));
+  RETURN_IF_ERROR(selected_.Reserve(std::max<size_t>(n_rows, 1) * sizeof(int32_t)));
+  RETURN_IF_ERROR(CudaStatus(
+      cudaMemcpyAsync(params_.data(), rows.data(), rows.size() * sizeof(DeviceSamplingRow),
+                      cudaMemcpyHostToDevice, device_.stream()),
+      "upload sampling params"));
+  RETURN_IF_ERROR(SampleRows(device_logits(), n_rows, model_.config.vocab_size,
+                             params_.as<const DeviceSamplingRow>(), selected_.as<int32_t>(),
+                             device_.stream()));
+  tokens->resize(n_rows);
+  RETURN_IF_ERROR(
+      CudaStatus(cudaMemcpyAsync(tokens->data(), selected_.data(), n_rows * sizeof(int32_t),
+                                 cudaMemcpyDeviceToHost, device_.stream()),
+                 "download tokens"));
+  return device_.Synchronize();
+}
+
+}  // namespace specserve::cuda

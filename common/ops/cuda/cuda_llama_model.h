@@ -1,0 +1,66 @@
+// The Llama forward pass on the CUDA backend: LlamaModel's contract
+// (ForwardSequence batches, pending rows, tree masks) with device scratch
+// activations and CudaKvCache caches, so that only token ids, positions and
+// the requested logits (or just the selected tokens) cross PCIe.
+//
+// Supported: causal passes (prefill, decode, chunks) and tree-masked passes
+// over caches with no rows pending from an earlier pass (the target's verify
+// step). A pass over rows left pending by an earlier one (a draft expanding a
+// tree level by level) returns UNIMPLEMENTED for now.
+//
+// Status: compiled but not yet run on a GPU.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "common/engine/llama_model.h"
+#include "common/model/loaded_model.h"
+#include "common/ops/cuda/cuda_kv_cache.h"
+#include "common/ops/cuda/cuda_ops.h"
+#include "common/ops/cuda/device_buffer.h"
+#include "common/ops/cuda/sampling.h"
+#include "common/sampling/rng.h"
+#include "common/sampling/sampler.h"
+
+namespace specserve::cuda {
+
+class CudaLlamaModel {
+ public:
+  // `model` and `device` must outlive this object. `ops` (default: `device`)
+  // is what the forward pass calls; a TensorParallelOps around `device` makes
+  // it one rank of a tensor-parallel group.
+  CudaLlamaModel(const LoadedModel& model, CudaOps& device, Ops* ops = nullptr);
+
+  const ModelConfig& config() const { return model_.config; }
+  KvShape kv_shape() const { return {model_.config.n_layers, model_.config.kv_dim()}; }
+  // A device cache for one sequence of at most `max_tokens` tokens.
+  absl::StatusOr<std::unique_ptr<CudaKvCache>> NewKvCache(int64_t max_tokens) const;
+
+  // As LlamaModel::Forward; every cache must be a CudaKvCache.
+  absl::Status Forward(std::span<const ForwardSequence> batch, std::vector<float>* logits);
+  // The same pass, leaving the logits on the device (device_logits(), `*n_rows` rows).
+  absl::Status ForwardOnDevice(std::span<const ForwardSequence> batch, int* n_rows);
+  const float* device_logits() const { return logits_.as<const float>(); }
+
+  // The token of each row of the last ForwardOnDevice: argmax, or drawn with
+  // `params[r]` and one uniform number from `rng` per row.
+  absl::Status Argmax(int n_rows, std::vector<int32_t>* tokens);
+  absl::Status Sample(std::span<const SamplingParams> params, Rng& rng,
+                      std::vector<int32_t>* tokens);
+
+ private:
+  absl::Status Validate(std::span<const ForwardSequence> batch) const;
+
+  const LoadedModel& model_;
+  CudaOps& device_;
+  Ops& ops_;
+  DeviceBuffer x_, xb_, q_, k_, v_, attn_, gate_, up_, final_, logits_, selected_, params_;
+  std::vector<int32_t> tokens_, positions_;
+};
+
+}  // namespace specserve::cuda

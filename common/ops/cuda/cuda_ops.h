@@ -1,0 +1,107 @@
+// The CUDA backend of Ops. Every float pointer passed to it (activations, KV
+// segments, attention outputs) is device memory; the WeightTensors are the
+// model's host views, uploaded once to the device on first use (or all at once
+// by UploadModel) and kept there in bf16 or fp16 (fp32 for norms), with Q8_0 and
+// Q4_0 dequantised on the device. Token ids, positions and tree parents are
+// host arrays, as in the interface. Projections are cuBLAS GEMMs with fp32
+// accumulation (activations rounded to the weight type first); the other ops
+// are this directory's kernels. All work is enqueued on one stream.
+//
+// Ops calls cannot return errors: the first CUDA/cuBLAS error is kept in
+// status() (later calls become no-ops until ResetStatus()).
+//
+// Status: compiled for sm_80 and sm_90 but not yet run on a GPU.
+#pragma once
+
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <tuple>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "common/model/loaded_model.h"
+#include "common/ops/cuda/attention.h"
+#include "common/ops/cuda/device_buffer.h"
+#include "common/ops/cuda/kernels.h"
+#include "common/ops/ops.h"
+
+namespace specserve::cuda {
+
+struct CudaOpsOptions {
+  int device = 0;
+  DeviceType weight_type = DeviceType::kBF16;  // kF16 or kBF16 (kF32 for tests)
+};
+
+class CudaOps : public Ops {
+ public:
+  static absl::StatusOr<std::unique_ptr<CudaOps>> Create(const CudaOpsOptions& options = {});
+  ~CudaOps() override;
+  CudaOps(const CudaOps&) = delete;
+  CudaOps& operator=(const CudaOps&) = delete;
+
+  std::string name() const override;
+  int num_threads() const override { return 1; }
+  void EmbedRows(const WeightTensor& table, std::span<const int32_t> tokens, float* out) override;
+  void RmsNorm(const float* x, const WeightTensor& weight, float eps, int n_rows,
+               float* y) override;
+  void MatMul(const WeightTensor& w, const float* x, int n_rows, float* y) override;
+  void Rope(float* x, int n_rows, int stride, int n_heads, int head_dim, int rope_dim,
+            std::span<const int32_t> positions, float theta, RopeStyle style) override;
+  void SwiGlu(const float* gate, const float* up, int64_t n, float* out) override;
+  void Add(float* x, const float* y, int64_t n) override;
+  void Attention(std::span<const AttentionSequence> sequences,
+                 const AttentionShape& shape) override;
+
+  // Uploads (and converts) every weight of `model` now.
+  absl::Status UploadModel(const LoadedModel& model);
+  int64_t weight_bytes() const { return weight_bytes_; }
+
+  int device() const { return options_.device; }
+  cudaStream_t stream() const { return stream_; }
+  // Makes this object's device current on the calling thread.
+  absl::Status MakeCurrent() const;
+  // Waits for the stream; returns the first error seen.
+  absl::Status Synchronize();
+  const absl::Status& status() const { return status_; }
+  void ResetStatus() { status_ = absl::OkStatus(); }
+
+ private:
+  struct DeviceWeight {
+    DeviceBuffer buffer;
+    DeviceType type = DeviceType::kF32;
+  };
+
+  explicit CudaOps(const CudaOpsOptions& options) : options_(options) {}
+  // The device copy of `w` in `type`, uploading it on first use.
+  absl::StatusOr<const DeviceWeight*> Weight(const WeightTensor& w, DeviceType type);
+  // Copies host ints to `buffer` on the stream.
+  absl::StatusOr<const int32_t*> UploadInts(std::span<const int32_t> values, DeviceBuffer* buffer);
+  // Records the first error; true when `s` is OK and no earlier error is pending.
+  bool Check(absl::Status s);
+  absl::Status AttentionImpl(std::span<const AttentionSequence> sequences,
+                             const AttentionShape& shape);
+
+  const CudaOpsOptions options_;
+  cudaStream_t stream_ = nullptr;
+  cublasHandle_t cublas_ = nullptr;
+  int sm_count_ = 1;
+  absl::Status status_;
+  // Keyed by the host data pointer, the shape and the device type.
+  absl::flat_hash_map<std::tuple<const void*, int64_t, int64_t, int>, DeviceWeight> weights_;
+  int64_t weight_bytes_ = 0;
+  DeviceBuffer staging_, activations_, tokens_, positions_;
+  DeviceBuffer segments_, sequences_, items_, parents_, partial_;
+  std::vector<DeviceKvSegment> host_segments_;
+  std::vector<DeviceAttentionSequence> host_sequences_;
+  std::vector<DeviceAttentionItem> host_items_;
+  std::vector<int32_t> host_parents_;
+};
+
+}  // namespace specserve::cuda

@@ -1,0 +1,54 @@
+// Launchers of the CUDA backend's element-wise and row kernels. All pointers
+// are device pointers; every launcher enqueues on `stream` and returns the
+// launch error (execution errors surface at the next synchronisation).
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+#include "absl/status/status.h"
+#include "common/model/tensor_type.h"
+
+namespace specserve::cuda {
+
+// How weights are stored on the device.
+enum class DeviceType { kF32, kF16, kBF16 };
+
+// Bytes per element of `type`.
+int DeviceTypeBytes(DeviceType type);
+
+// dst (rows x cols of `dst_type`) = the weight `src` (raw bytes of `src_type`,
+// already on the device), dequantising Q8_0/Q4_0 and converting f32/f16/bf16.
+absl::Status ConvertWeights(TensorType src_type, const void* src, int64_t rows, int64_t cols,
+                            DeviceType dst_type, void* dst, cudaStream_t stream);
+
+// out[t] = fp32 copy of row tokens[t] of `table` (cols wide, `type`).
+absl::Status EmbedRows(const void* table, DeviceType type, int64_t cols, const int32_t* tokens,
+                       int n, float* out, cudaStream_t stream);
+
+// y[r] = x[r] / sqrt(mean(x[r]^2) + eps) * weight (fp32), rows of `dim`.
+absl::Status RmsNorm(const float* x, const float* weight, float eps, int n_rows, int dim, float* y,
+                     cudaStream_t stream);
+
+// Rotary embedding in place (interleaved pairs, or rotate-half when `half`).
+absl::Status Rope(float* x, int n_rows, int stride, int n_heads, int head_dim, int rope_dim,
+                  const int32_t* positions, float theta, bool half, cudaStream_t stream);
+
+// out[i] = silu(gate[i]) * up[i].
+absl::Status SwiGlu(const float* gate, const float* up, int64_t n, float* out, cudaStream_t stream);
+
+// x[i] += y[i].
+absl::Status Add(float* x, const float* y, int64_t n, cudaStream_t stream);
+
+// out[i] = x[i] rounded to `type` (the GEMM input precision).
+absl::Status ConvertActivations(const float* x, int64_t n, DeviceType type, void* out,
+                                cudaStream_t stream);
+
+// KV compaction of one layer's rows (row_width floats each): rows
+// first + keep[i] move to first + i for i < n_keep (keep ascending), through
+// `scratch` (n_keep rows) so that overlapping moves are safe.
+absl::Status CompactRows(float* base, int64_t row_width, int64_t first, const int32_t* keep,
+                         int n_keep, float* scratch, cudaStream_t stream);
+
+}  // namespace specserve::cuda
