@@ -2,7 +2,7 @@
 
 #include <fcntl.h>
 #include <signal.h>
-#include <spawn.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -12,7 +12,6 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
-#include <limits>
 #include <map>
 #include <memory>
 #include <sstream>
@@ -23,7 +22,6 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "absl/strings/str_join.h"
 #include "common/engine/batch_generator.h"
 #include "common/engine/llama_model.h"
 #include "common/model/model_loader.h"
@@ -66,16 +64,29 @@ class Spawned {
     std::vector<char*> argv;
     for (std::string& a : args) argv.push_back(a.data());
     argv.push_back(nullptr);
-    posix_spawn_file_actions_t actions;
-    posix_spawn_file_actions_init(&actions);
-    posix_spawn_file_actions_addopen(&actions, 1, p->log_.c_str(), O_WRONLY | O_CREAT | O_TRUNC,
-                                     0644);
-    posix_spawn_file_actions_adddup2(&actions, 1, 2);
-    const int rc = posix_spawn(&p->pid_, argv[0], &actions, nullptr, argv.data(), environ);
-    posix_spawn_file_actions_destroy(&actions);
-    if (rc != 0) {
-      std::fprintf(stderr, "error: cannot start %s (--bin_dir?)\n", argv[0]);
-      p->pid_ = -1;
+    if (access(argv[0], X_OK) != 0) {
+      std::fprintf(stderr, "error: no executable %s (--bin_dir?)\n", argv[0]);
+      return nullptr;
+    }
+    const int log_fd = open(p->log_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (log_fd < 0) {
+      std::fprintf(stderr, "error: cannot write %s\n", p->log_.c_str());
+      return nullptr;
+    }
+    const pid_t parent = getpid();
+    p->pid_ = fork();
+    if (p->pid_ == 0) {
+      // The service ends with the bench, however the bench ends.
+      prctl(PR_SET_PDEATHSIG, SIGTERM);
+      if (getppid() != parent) _exit(127);
+      dup2(log_fd, 1);
+      dup2(log_fd, 2);
+      execve(argv[0], argv.data(), environ);
+      _exit(127);
+    }
+    close(log_fd);
+    if (p->pid_ < 0) {
+      std::fprintf(stderr, "error: cannot start %s\n", argv[0]);
       return nullptr;
     }
     const auto until = Clock::now() + std::chrono::seconds(300);
@@ -189,50 +200,26 @@ std::unique_ptr<Deployment> StartDeployment(const std::string& kind,
 }
 
 // ---------------------------------------------------------------------------
-// One run: N requests at once, traced token by token.
+// One run: N requests at once.
 
 // One request as seen by its client (or, in-process, by the step loop).
 struct Trace {
-  double done = 0;  // seconds from the run's start to the last token
-  double first = 0;  // ... to the first token
-  std::vector<std::pair<double, int>> arrivals;  // (seconds, tokens so far) per message/step
-  std::vector<int32_t> tokens;
+  double done = 0;   // seconds from the run's start to the last token (client side)
+  double first = 0;  // ... to the first generated token
+  // Decoding as the server measured it (in-process: the step loop): seconds from
+  // the request's first generated token to its last, and the steps it took part in.
+  double decode_seconds = 0;
   int steps = 0;
   int speculated_steps = 0;
+  std::vector<int32_t> tokens;
   std::string error;
 };
 
 struct RunResult {
   std::vector<Trace> traces;
-  double wall = 0;  // seconds, first request sent to last token received
-  // The decode window: from the moment every request has its first token to the
-  // moment the first request completes, all N decode together in both runs.
-  double window_seconds = 0;
-  int64_t window_tokens = 0;
-  int window_steps = 0;
+  double wall = 0;    // seconds, first request sent to last token received
   std::string error;  // the first failure, if any
 };
-
-void SummarizeWindow(RunResult& r) {
-  double start = 0, end = std::numeric_limits<double>::infinity();
-  for (const Trace& t : r.traces) {
-    if (t.arrivals.empty()) return;
-    start = std::max(start, t.arrivals.front().first);
-    end = std::min(end, t.arrivals.back().first);
-  }
-  if (!(end > start)) return;
-  for (const Trace& t : r.traces) {
-    int at_start = 0, at_end = 0, steps = 0;
-    for (const auto& [time, count] : t.arrivals) {
-      if (time <= start) at_start = count;
-      if (time <= end) at_end = count;
-      if (time > start && time <= end) ++steps;
-    }
-    r.window_tokens += at_end - at_start;
-    r.window_steps = std::max(r.window_steps, steps);
-  }
-  r.window_seconds = end - start;
-}
 
 RunResult RunOverGrpc(const std::string& address, const std::vector<std::vector<int32_t>>& prompts,
                       int clients, const std::string& mode, int new_tokens) {
@@ -255,47 +242,37 @@ RunResult RunOverGrpc(const std::string& address, const std::vector<std::vector<
       auto reader = stub->GenerateStream(&context, request);
       v1::GenerateStreamResponse message;
       while (reader->Read(&message)) {
-        if (message.tokens_size() > 0) {
-          t.tokens.insert(t.tokens.end(), message.tokens().begin(), message.tokens().end());
-          t.arrivals.emplace_back(SecondsSince(start), static_cast<int>(t.tokens.size()));
-        }
+        if (t.tokens.empty() && message.tokens_size() > 0) t.first = SecondsSince(start);
+        t.tokens.insert(t.tokens.end(), message.tokens().begin(), message.tokens().end());
         if (message.has_final()) {
-          t.steps = message.final().steps();
-          t.speculated_steps = message.final().speculated_steps();
+          const v1::GenerateStats& stats = message.final();
+          t.steps = stats.steps();
+          t.speculated_steps = stats.speculated_steps();
+          t.decode_seconds = stats.total_seconds() - stats.time_to_first_token_seconds();
         }
       }
       const grpc::Status status = reader->Finish();
       t.done = SecondsSince(start);
       if (!status.ok()) {
-        t.error = absl::StrCat("request ", i, ": status ", static_cast<int>(status.error_code()), " ",
-                               status.error_message());
+        t.error = absl::StrCat("request ", i, ": status ", static_cast<int>(status.error_code()),
+                               " ", status.error_message());
       }
     });
   }
   for (std::thread& th : threads) th.join();
   r.wall = SecondsSince(start);
-  for (Trace& t : r.traces) {
+  for (const Trace& t : r.traces) {
     if (!t.error.empty() && r.error.empty()) r.error = t.error;
-    if (!t.arrivals.empty()) t.first = t.arrivals.front().first;
   }
-  SummarizeWindow(r);
   return r;
 }
 
-RunResult RunInProcess(LlamaModel& model, const std::vector<std::vector<int32_t>>& prompts,
-                       int clients, const std::string& mode, int new_tokens,
-                       const GrpcBenchOptions& options) {
+// `engine` lives as long as the bench, like the service's engine of a mode: the
+// planner's acceptance and cost measurements carry over from run to run.
+RunResult RunInProcess(SpecEngine& engine, const std::vector<std::vector<int32_t>>& prompts,
+                       int clients, int new_tokens) {
   RunResult r;
   r.traces.resize(clients);
-  SpecEngineOptions eo;
-  eo.spec = *ParseSpecMode(mode);
-  eo.sinks = options.sinks;
-  eo.window = options.window;
-  auto engine = SpecEngine::Create(model, model, eo);
-  if (!engine.ok()) {
-    r.error = std::string(engine.status().message());
-    return r;
-  }
   const auto start = Clock::now();
   std::vector<int> ids;
   for (int i = 0; i < clients; ++i) {
@@ -303,67 +280,73 @@ RunResult RunInProcess(LlamaModel& model, const std::vector<std::vector<int32_t>
     request.prompt = prompts[i % prompts.size()];
     request.max_new_tokens = new_tokens;
     request.stop_at_eos = false;
-    auto id = (*engine)->Add(request);
+    auto id = engine.Add(request);
     if (!id.ok()) {
       r.error = std::string(id.status().message());
-      return r;
+      break;
     }
     ids.push_back(*id);
   }
-  std::vector<int> speculated(clients, 0), steps(clients, 0);
-  while ((*engine)->HasLive()) {
-    if (absl::Status st = (*engine)->Step(); !st.ok()) {
+  while (engine.HasLive()) {
+    if (absl::Status st = engine.Step(); !st.ok()) {
       r.error = std::string(st.message());
-      return r;
+      break;
     }
     const double now = SecondsSince(start);
-    const bool spec = (*engine)->last_step().speculated;
+    const bool speculated = engine.last_step().speculated;
     for (int i = 0; i < clients; ++i) {
       Trace& t = r.traces[i];
-      const int generated = (*engine)->state(ids[i]).generated();
-      const int before = t.arrivals.empty() ? 0 : t.arrivals.back().second;
-      if (generated > before) {
-        t.arrivals.emplace_back(now, generated);
-        ++t.steps;
-        if (spec) ++t.speculated_steps;
-      }
+      const SequenceState& s = engine.state(ids[i]);
+      if (static_cast<size_t>(s.generated()) == t.tokens.size()) continue;
+      t.tokens.assign(s.tokens.begin() + s.prompt_tokens, s.tokens.end());
+      if (t.steps++ == 0) t.first = now;
+      if (speculated) ++t.speculated_steps;
+      t.done = now;
+      t.decode_seconds = now - t.first;
     }
   }
   r.wall = SecondsSince(start);
-  for (int i = 0; i < clients; ++i) {
-    Trace& t = r.traces[i];
-    const SequenceState& s = (*engine)->state(ids[i]);
-    t.tokens.assign(s.tokens.begin() + s.prompt_tokens, s.tokens.end());
-    if (!t.arrivals.empty()) {
-      t.first = t.arrivals.front().first;
-      t.done = t.arrivals.back().first;
-    }
-  }
-  SummarizeWindow(r);
+  for (int id : ids) engine.Remove(id);
   return r;
 }
 
 // ---------------------------------------------------------------------------
 // Figures.
 
-double WindowRate(const RunResult& r) {
-  return r.window_seconds > 0 ? r.window_tokens / r.window_seconds : 0;
+// Decode tokens/s of the whole batch: the sum over requests of each one's rate
+// from its first generated token to its last (all N decode together meanwhile).
+double DecodeRate(const RunResult& r) {
+  double rate = 0;
+  for (const Trace& t : r.traces) {
+    if (t.tokens.size() > 1 && t.decode_seconds > 0) {
+      rate += static_cast<double>(t.tokens.size() - 1) / t.decode_seconds;
+    }
+  }
+  return rate;
 }
+// Mean milliseconds per decoding step (the steps after each request's first token).
 double StepMs(const RunResult& r) {
-  return r.window_steps > 0 ? 1e3 * r.window_seconds / r.window_steps : 0;
+  double sum = 0;
+  int n = 0;
+  for (const Trace& t : r.traces) {
+    if (t.steps > 1 && t.decode_seconds > 0) {
+      sum += 1e3 * t.decode_seconds / (t.steps - 1);
+      ++n;
+    }
+  }
+  return n > 0 ? sum / n : 0;
 }
 int64_t Generated(const RunResult& r) {
   int64_t n = 0;
   for (const Trace& t : r.traces) n += static_cast<int64_t>(t.tokens.size());
   return n;
 }
+// Generated tokens over wall time, prefill and delivery included.
+double EndToEndRate(const RunResult& r) { return r.wall > 0 ? Generated(r) / r.wall : 0; }
 double TokensPerStep(const RunResult& r) {
-  int64_t tokens = 0, steps = 0;
-  for (const Trace& t : r.traces) {
-    tokens += static_cast<int64_t>(t.tokens.size());
-    steps += t.steps;
-  }
-  return steps > 0 ? static_cast<double>(tokens) / steps : 0;
+  int64_t steps = 0;
+  for (const Trace& t : r.traces) steps += t.steps;
+  return steps > 0 ? static_cast<double>(Generated(r)) / steps : 0;
 }
 double SpeculatedFraction(const RunResult& r) {
   int64_t spec = 0, steps = 0;
@@ -373,7 +356,7 @@ double SpeculatedFraction(const RunResult& r) {
   }
   return steps > 0 ? static_cast<double>(spec) / steps : 0;
 }
-// Nearest-rank percentile of the requests' completion latencies.
+// Nearest-rank percentile of the requests' completion latencies (client side).
 double LatencyPercentile(const RunResult& r, double p) {
   std::vector<double> v;
   for (const Trace& t : r.traces) v.push_back(t.done);
@@ -384,7 +367,14 @@ double LatencyPercentile(const RunResult& r, double p) {
 double MeanFirstToken(const RunResult& r) {
   double sum = 0;
   for (const Trace& t : r.traces) sum += t.first;
-  return sum / r.traces.size();
+  return r.traces.empty() ? 0 : sum / r.traces.size();
+}
+// The run with the median decode rate.
+RunResult Median(std::vector<RunResult> runs) {
+  std::sort(runs.begin(), runs.end(), [](const RunResult& a, const RunResult& b) {
+    return DecodeRate(a) < DecodeRate(b);
+  });
+  return std::move(runs[runs.size() / 2]);
 }
 bool SameTokens(const RunResult& a, const RunResult& b) {
   if (a.traces.size() != b.traces.size()) return false;
@@ -430,10 +420,22 @@ struct Cell {
 };
 
 void PrintHeader() {
-  std::printf("%-6s %7s %-9s %10s %10s %7s %8s %8s %8s %6s %6s %7s %7s %7s %7s %7s %5s\n",
-              "deploy", "clients", "mode", "grpc t/s", "local t/s", "grpc/lc", "step ms",
-              "local ms", "rpc ms", "t/step", "spec%", "vs off", "lc off", "p50 s", "p99 s",
-              "ttft s", "same");
+  std::printf("%-6s %7s %-9s %10s %10s %7s %8s %8s %7s %6s %6s %5s %7s %7s %9s %7s %7s %5s\n",
+              "deploy", "clients", "mode", "grpc t/s", "local t/s", "ratio", "step ms",
+              "local ms", "rpc ms", "t/step", "lc t/st", "spec%", "vs off", "lc off", "e2e t/s",
+              "p50 s", "p99 s", "same");
+}
+
+void PrintLegend() {
+  std::printf(
+      "grpc t/s: decode tokens/s of the batch as the server timed it (sum over requests of "
+      "(generated - 1) / (total - time to first token)); local t/s: the same workload through "
+      "SpecEngine in this process, timed the same way; ratio = grpc / local; step ms, local "
+      "ms: mean time per decoding step; rpc ms = step ms - local ms; t/step, lc t/step: tokens "
+      "per request per step; spec%%: steps that speculated; vs off, lc off: decode speedup over "
+      "plain decoding (gRPC, in-process); e2e t/s: generated tokens / wall time at the clients "
+      "(prefill and delivery included); p50/p99: request latency at the clients; same: gRPC "
+      "tokens == in-process tokens\n");
 }
 
 // Measures one model; appends its cells. Returns false on an error (printed).
@@ -466,20 +468,19 @@ bool RunModel(const std::string& path, const GrpcBenchOptions& options,
               name.c_str(), ops.name().c_str(), ops.num_threads(), options.prompt_tokens,
               options.new_tokens, options.sinks, options.window);
 
-  // The in-process twin of every (clients, mode), measured once.
-  std::map<std::pair<int, std::string>, RunResult> local;
-  for (int clients : options.clients) {
-    for (const std::string& mode : modes) {
-      RunResult r = RunInProcess(model, prompts, clients, mode, options.new_tokens, options);
-      if (!r.error.empty()) {
-        std::fprintf(stderr, "error: in-process %d x %s: %s\n", clients, mode.c_str(),
-                     r.error.c_str());
-        return false;
-      }
-      std::fprintf(stderr, "in-process %2d clients %-8s %8.1f tokens/s\n", clients, mode.c_str(),
-                   WindowRate(r));
-      local[{clients, mode}] = std::move(r);
+  // One engine per mode, as in the services.
+  std::map<std::string, std::unique_ptr<SpecEngine>> engines;
+  for (const std::string& mode : modes) {
+    SpecEngineOptions eo;
+    eo.spec = *ParseSpecMode(mode);
+    eo.sinks = options.sinks;
+    eo.window = options.window;
+    auto engine = SpecEngine::Create(model, model, eo);
+    if (!engine.ok()) {
+      std::fprintf(stderr, "error: %s\n", std::string(engine.status().message()).c_str());
+      return false;
     }
+    engines[mode] = *std::move(engine);
   }
 
   GrpcBenchOptions served = options;
@@ -497,37 +498,52 @@ bool RunModel(const std::string& path, const GrpcBenchOptions& options,
       deployment = StartDeployment(kind, served);
       if (!deployment) return false;
     }
-    // Warm-up: connections, scratch memory, one engine per mode.
+    // Warm-up, both ways: connections, scratch memory, one engine per mode.
     for (const std::string& mode : modes) {
-      RunResult warm = RunOverGrpc(deployment->address, prompts, 1, mode, 4);
+      RunResult warm = RunOverGrpc(deployment->address, prompts, max_clients, mode, 4);
       if (!warm.error.empty()) {
         std::fprintf(stderr, "error: %s at %s: %s\n", kind.c_str(), deployment->address.c_str(),
                      warm.error.c_str());
         return false;
       }
+      (void)RunInProcess(*engines[mode], prompts, max_clients, 4);
     }
     for (int clients : options.clients) {
-      double grpc_off = 0;
+      double grpc_off = 0, local_off = 0;
       for (const std::string& mode : modes) {
-        Cell cell{name, kind, mode, clients,
-                  RunOverGrpc(deployment->address, prompts, clients, mode, options.new_tokens),
-                  local[{clients, mode}]};
-        if (!cell.grpc.error.empty()) {
-          std::fprintf(stderr, "error: %s, %d clients, %s: %s\n", kind.c_str(), clients,
-                       mode.c_str(), cell.grpc.error.c_str());
-          return false;
+        // gRPC and in-process runs alternate, so that drift in the machine's load
+        // hits both alike; the median run of each is reported.
+        std::vector<RunResult> grpc_runs, local_runs;
+        for (int rep = 0; rep < std::max(1, options.repeats); ++rep) {
+          local_runs.push_back(
+              RunInProcess(*engines[mode], prompts, clients, options.new_tokens));
+          grpc_runs.push_back(
+              RunOverGrpc(deployment->address, prompts, clients, mode, options.new_tokens));
+          for (const RunResult* r : {&local_runs.back(), &grpc_runs.back()}) {
+            if (!r->error.empty()) {
+              std::fprintf(stderr, "error: %s, %d clients, %s: %s\n",
+                           r == &grpc_runs.back() ? kind.c_str() : "in-process", clients,
+                           mode.c_str(), r->error.c_str());
+              return false;
+            }
+          }
         }
-        const double g = WindowRate(cell.grpc), l = WindowRate(cell.local);
-        if (mode == "off") grpc_off = g;
-        const double l_off = WindowRate(local[{clients, "off"}]);
+        Cell cell{name, kind, mode, clients, Median(std::move(grpc_runs)),
+                  Median(std::move(local_runs))};
+        const double g = DecodeRate(cell.grpc), l = DecodeRate(cell.local);
+        if (mode == "off") {
+          grpc_off = g;
+          local_off = l;
+        }
+        const double l_off = local_off;
         std::printf(
-            "%-6s %7d %-9s %10.1f %10.1f %7.3f %8.2f %8.2f %8.2f %6.2f %5.0f%% %6.2fx %6.2fx "
-            "%7.2f %7.2f %7.3f %5s\n",
+            "%-6s %7d %-9s %10.1f %10.1f %7.3f %8.2f %8.2f %7.2f %6.2f %6.2f %4.0f%% %6.2fx "
+            "%6.2fx %9.1f %7.2f %7.2f %5s\n",
             kind.c_str(), clients, mode.c_str(), g, l, l > 0 ? g / l : 0, StepMs(cell.grpc),
             StepMs(cell.local), StepMs(cell.grpc) - StepMs(cell.local), TokensPerStep(cell.grpc),
-            100 * SpeculatedFraction(cell.grpc), grpc_off > 0 ? g / grpc_off : 0,
-            l_off > 0 ? l / l_off : 0, LatencyPercentile(cell.grpc, 0.5),
-            LatencyPercentile(cell.grpc, 0.99), MeanFirstToken(cell.grpc),
+            TokensPerStep(cell.local), 100 * SpeculatedFraction(cell.grpc),
+            grpc_off > 0 ? g / grpc_off : 0, l_off > 0 ? l / l_off : 0, EndToEndRate(cell.grpc),
+            LatencyPercentile(cell.grpc, 0.5), LatencyPercentile(cell.grpc, 0.99),
             SameTokens(cell.grpc, cell.local) ? "yes" : "NO");
         std::fflush(stdout);
         cells.push_back(std::move(cell));
@@ -567,48 +583,42 @@ int RunGrpcBench(const GrpcBenchOptions& options, Ops& ops) {
   for (const std::string& path : options.models) {
     if (!RunModel(path, options, modes, ops, cells)) return 1;
   }
-  std::printf(
-      "grpc t/s, local t/s: decode tokens/s while all requests decode together (gRPC: as "
-      "received by the clients; local: SpecEngine in this process); step ms: per decoding "
-      "step; rpc ms = step ms - local ms; vs off / lc off: speedup over plain decoding; p50/p99: "
-      "request latency; same: gRPC tokens == in-process tokens\n");
-
+  PrintLegend();
   if (!options.out.empty()) {
     nlohmann::json rows = nlohmann::json::array();
     std::ofstream csv(options.out + ".csv");
     csv << "model,deployment,clients,mode,grpc_tokens_per_second,local_tokens_per_second,"
            "grpc_over_local,grpc_step_ms,local_step_ms,rpc_ms_per_step,tokens_per_step,"
-           "speculated_fraction,aggregate_tokens_per_second,latency_p50_seconds,"
-           "latency_p99_seconds,mean_time_to_first_token_seconds,same_tokens\n";
+           "local_tokens_per_step,speculated_fraction,end_to_end_tokens_per_second,"
+           "latency_p50_seconds,latency_p99_seconds,mean_time_to_first_token_seconds,"
+           "same_tokens\n";
     for (const Cell& c : cells) {
-      const double g = WindowRate(c.grpc), l = WindowRate(c.local);
-      nlohmann::json row = {
-          {"model", c.model},
-          {"deployment", c.deployment},
-          {"clients", c.clients},
-          {"mode", c.mode},
-          {"grpc_tokens_per_second", g},
-          {"local_tokens_per_second", l},
-          {"grpc_over_local", l > 0 ? g / l : 0},
-          {"grpc_step_ms", StepMs(c.grpc)},
-          {"local_step_ms", StepMs(c.local)},
-          {"rpc_ms_per_step", StepMs(c.grpc) - StepMs(c.local)},
-          {"tokens_per_step", TokensPerStep(c.grpc)},
-          {"speculated_fraction", SpeculatedFraction(c.grpc)},
-          {"aggregate_tokens_per_second", c.grpc.wall > 0 ? Generated(c.grpc) / c.grpc.wall : 0},
-          {"latency_p50_seconds", LatencyPercentile(c.grpc, 0.5)},
-          {"latency_p99_seconds", LatencyPercentile(c.grpc, 0.99)},
-          {"mean_time_to_first_token_seconds", MeanFirstToken(c.grpc)},
-          {"same_tokens", SameTokens(c.grpc, c.local)}};
-      csv << absl::StrFormat("%s,%s,%d,%s,%.3f,%.3f,%.4f,%.3f,%.3f,%.3f,%.3f,%.3f,%.3f,%.4f,%.4f,"
-                             "%.4f,%d\n",
-                             c.model, c.deployment, c.clients, c.mode, g, l, l > 0 ? g / l : 0,
-                             StepMs(c.grpc), StepMs(c.local), StepMs(c.grpc) - StepMs(c.local),
-                             TokensPerStep(c.grpc), SpeculatedFraction(c.grpc),
-                             c.grpc.wall > 0 ? Generated(c.grpc) / c.grpc.wall : 0,
-                             LatencyPercentile(c.grpc, 0.5), LatencyPercentile(c.grpc, 0.99),
-                             MeanFirstToken(c.grpc), SameTokens(c.grpc, c.local) ? 1 : 0);
-      rows.push_back(row);
+      const double g = DecodeRate(c.grpc), l = DecodeRate(c.local);
+      rows.push_back({{"model", c.model},
+                      {"deployment", c.deployment},
+                      {"clients", c.clients},
+                      {"mode", c.mode},
+                      {"grpc_tokens_per_second", g},
+                      {"local_tokens_per_second", l},
+                      {"grpc_over_local", l > 0 ? g / l : 0},
+                      {"grpc_step_ms", StepMs(c.grpc)},
+                      {"local_step_ms", StepMs(c.local)},
+                      {"rpc_ms_per_step", StepMs(c.grpc) - StepMs(c.local)},
+                      {"tokens_per_step", TokensPerStep(c.grpc)},
+                      {"local_tokens_per_step", TokensPerStep(c.local)},
+                      {"speculated_fraction", SpeculatedFraction(c.grpc)},
+                      {"end_to_end_tokens_per_second", EndToEndRate(c.grpc)},
+                      {"latency_p50_seconds", LatencyPercentile(c.grpc, 0.5)},
+                      {"latency_p99_seconds", LatencyPercentile(c.grpc, 0.99)},
+                      {"mean_time_to_first_token_seconds", MeanFirstToken(c.grpc)},
+                      {"same_tokens", SameTokens(c.grpc, c.local)}});
+      csv << absl::StrFormat(
+          "%s,%s,%d,%s,%.3f,%.3f,%.4f,%.3f,%.3f,%.3f,%.3f,%.3f,%.3f,%.3f,%.4f,%.4f,%.4f,%d\n",
+          c.model, c.deployment, c.clients, c.mode, g, l, l > 0 ? g / l : 0, StepMs(c.grpc),
+          StepMs(c.local), StepMs(c.grpc) - StepMs(c.local), TokensPerStep(c.grpc),
+          TokensPerStep(c.local), SpeculatedFraction(c.grpc), EndToEndRate(c.grpc),
+          LatencyPercentile(c.grpc, 0.5), LatencyPercentile(c.grpc, 0.99), MeanFirstToken(c.grpc),
+          SameTokens(c.grpc, c.local) ? 1 : 0);
     }
     std::ofstream(options.out + ".json")
         << nlohmann::json{{"backend", ops.name()}, {"threads", ops.num_threads()}, {"rows", rows}}

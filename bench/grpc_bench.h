@@ -29,6 +29,7 @@ struct GrpcBenchOptions {
   std::vector<std::string> modes = {"off", "auto"};  // "off" is added first when absent
   int new_tokens = 64;     // generated per request (greedy, EOS ignored)
   int prompt_tokens = 32;  // prompt length of every request
+  int repeats = 3;         // runs per cell (gRPC and in-process alternate); medians reported
   int threads = 0;         // CPU threads of the spawned services (0: all cores)
   int sinks = 16;          // draft window of the spawned services and the baseline
   int window = 64;

@@ -14,6 +14,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
+#include "bench/grpc_bench.h"
 #include "bench/memory_bandwidth.h"
 #include "bench/spec_bench.h"
 #include "common/tokenizer/tokenizer.h"
@@ -35,12 +36,25 @@ ABSL_FLAG(int, threads, 0, "CPU threads (0 = all cores)");
 ABSL_FLAG(std::string, out, "", "Write results to OUT.json and OUT.csv");
 ABSL_FLAG(std::string, mode, "engine",
           "engine: plain decode/prefill throughput and bandwidth use; spec: plain vs chain vs "
-          "tree vs auto speculative decoding over the grid");
+          "tree vs auto speculative decoding over the grid; grpc: --clients concurrent gRPC "
+          "clients against the same workload in-process, speculative vs plain through the "
+          "services");
 ABSL_FLAG(std::string, spec_modes, "off,chain:4,tree:16,auto", "Modes compared by --mode spec");
 ABSL_FLAG(std::string, draft, "self", "--mode spec: 'self' or a draft model file");
 ABSL_FLAG(int, sinks, 16, "--mode spec: draft sink tokens");
 ABSL_FLAG(int, window, 64, "--mode spec: draft window tokens");
-ABSL_FLAG(int, new_tokens, 32, "--mode spec: tokens generated per sequence");
+ABSL_FLAG(int, new_tokens, 32, "--mode spec, grpc: tokens generated per sequence");
+ABSL_FLAG(std::string, server, "",
+          "--mode grpc: a running specserve-router or specserve-serve HOST:PORT to drive");
+ABSL_FLAG(std::vector<std::string>, spawn, {},
+          "--mode grpc: start these on 127.0.0.1 from --bin_dir and drive each in turn: "
+          "serve (specserve-serve), split (specserve-target + specserve-draft + specserve-router)");
+ABSL_FLAG(std::string, bin_dir, "", "--mode grpc --spawn: the service binaries' folder "
+          "(default: this executable's)");
+ABSL_FLAG(std::string, clients, "1,16,64", "--mode grpc: concurrent clients (comma-separated)");
+ABSL_FLAG(int, prompt_tokens, 32, "--mode grpc: prompt tokens per request");
+ABSL_FLAG(int, repeats, 3,
+          "--mode grpc: runs per cell, gRPC and in-process alternating; the medians are reported");
 
 namespace specserve {
 namespace {
@@ -177,6 +191,24 @@ int Run() {
   const std::vector<int> contexts = ParseList(absl::GetFlag(FLAGS_contexts), "contexts");
   const int steps = std::max(1, absl::GetFlag(FLAGS_steps));
   std::unique_ptr<Ops> ops = MakeCpuOps(absl::GetFlag(FLAGS_threads));
+  if (absl::GetFlag(FLAGS_mode) == "grpc") {
+    GrpcBenchOptions grpc;
+    grpc.models = models;
+    grpc.tokenizer = absl::GetFlag(FLAGS_tokenizer);
+    grpc.server = absl::GetFlag(FLAGS_server);
+    grpc.spawn = absl::GetFlag(FLAGS_spawn);
+    grpc.bin_dir = absl::GetFlag(FLAGS_bin_dir);
+    grpc.clients = ParseList(absl::GetFlag(FLAGS_clients), "clients");
+    grpc.modes = absl::StrSplit(absl::GetFlag(FLAGS_spec_modes), ',', absl::SkipEmpty());
+    grpc.new_tokens = absl::GetFlag(FLAGS_new_tokens);
+    grpc.prompt_tokens = absl::GetFlag(FLAGS_prompt_tokens);
+    grpc.repeats = absl::GetFlag(FLAGS_repeats);
+    grpc.threads = absl::GetFlag(FLAGS_threads);
+    grpc.sinks = absl::GetFlag(FLAGS_sinks);
+    grpc.window = absl::GetFlag(FLAGS_window);
+    grpc.out = absl::GetFlag(FLAGS_out);
+    return RunGrpcBench(grpc, *ops);
+  }
   std::fprintf(stderr, "measuring memory read bandwidth with %d threads...\n", ops->num_threads());
   const double bandwidth = MeasureReadBandwidth(ops->num_threads());
   std::printf("backend %s, memory read bandwidth %.2f GB/s\n", ops->name().c_str(),
@@ -184,7 +216,7 @@ int Run() {
 
   if (absl::GetFlag(FLAGS_mode) == "spec") return RunSpec(models, batches, contexts, *ops, bandwidth);
   if (absl::GetFlag(FLAGS_mode) != "engine") {
-    std::fprintf(stderr, "error: --mode '%s' is not engine or spec\n",
+    std::fprintf(stderr, "error: --mode '%s' is not engine, spec or grpc\n",
                  absl::GetFlag(FLAGS_mode).c_str());
     return 1;
   }
@@ -297,6 +329,8 @@ int main(int argc, char** argv) {
       argc, argv,
       "Measures decode and prefill throughput over batch sizes and context lengths.\n"
       "  specserve-bench --model ../shared/models/stories260K.gguf --batches 1,8,32,64 "
-      "--contexts 128,256,512,1024 --out results");
+      "--contexts 128,256,512,1024 --out results\n"
+      "  specserve-bench --mode grpc --spawn serve,split --model ../shared/models/stories260K.gguf "
+      "--clients 1,16,64 --spec_modes off,auto");
   return specserve::Run();
 }
