@@ -6,6 +6,8 @@
 #   SPECSERVE_CMAKE_ARGS="..."       extra CMake arguments
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# ccache hits across checkouts in different folders (CI clones afresh).
+export CCACHE_BASEDIR="${CCACHE_BASEDIR:-$PWD}" CCACHE_NOHASHDIR=true
 
 PACKAGES=(
   build-essential cmake ninja-build ccache pkg-config git

@@ -7,6 +7,8 @@
 # SPECSERVE_QUICK=1 skips 1 and 2.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# ccache hits across checkouts in different folders (CI clones afresh).
+export CCACHE_BASEDIR="${CCACHE_BASEDIR:-$PWD}" CCACHE_NOHASHDIR=true
 scripts/setup.sh
 BUILD_DIR="${SPECSERVE_BUILD_DIR:-build}"
 if [[ -z "${SPECSERVE_QUICK:-}" ]]; then
