@@ -2,6 +2,8 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <unistd.h>
+
 #include <fstream>
 #include <limits>
 #include <string>
@@ -52,7 +54,10 @@ std::vector<Record> GoodRecords() {
 class Llama2cTokenizerTest : public ::testing::Test {
  protected:
   std::string Write(const std::string& name, const std::string& bytes) {
-    const std::string path = ::testing::TempDir() + "/specserve_tok_" + name + ".bin";
+    // Unique per process and test: ctest runs the tests of this binary in parallel.
+    const std::string path = ::testing::TempDir() + "/specserve_tok_" + std::to_string(getpid()) +
+                             "_" + ::testing::UnitTest::GetInstance()->current_test_info()->name() +
+                             "_" + name + ".bin";
     std::ofstream(path, std::ios::binary) << bytes;
     return path;
   }
