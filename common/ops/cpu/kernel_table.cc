@@ -3,12 +3,35 @@
 namespace specserve::cpu {
 
 const KernelTable& KernelsFor(CpuIsa isa) {
-  static const KernelTable kScalar = {CpuIsa::kScalar, MatMulRangeScalar, AttentionScoresScalar,
-                                      AttentionSoftmaxScalar, AttentionAccumulateScalar};
-  static const KernelTable kAvx2 = {CpuIsa::kAvx2, MatMulRangeAvx2, AttentionScoresAvx2,
-                                    AttentionSoftmaxAvx2, AttentionAccumulateAvx2};
-  static const KernelTable kAvx512 = {CpuIsa::kAvx512, MatMulRangeAvx512, AttentionScoresAvx512,
-                                      AttentionSoftmaxAvx512, AttentionAccumulateAvx512};
+  static const KernelTable kScalar = {
+      .isa = CpuIsa::kScalar,
+      .matmul = MatMulRangeScalar,
+      .quantize_activations = QuantizeActivationsScalar,
+      .matmul_quantized = MatMulQuantizedRangeScalar,
+      .attention_scores = AttentionScoresScalar,
+      .attention_softmax = AttentionSoftmaxScalar,
+      .attention_accumulate = AttentionAccumulateScalar,
+  };
+  static const KernelTable kAvx2 = {
+      .isa = CpuIsa::kAvx2,
+      .matmul = MatMulRangeAvx2,
+      .quantize_activations = QuantizeActivationsAvx2,
+      .matmul_quantized = MatMulQuantizedRangeAvx2,
+      .attention_scores = AttentionScoresAvx2,
+      .attention_softmax = AttentionSoftmaxAvx2,
+      .attention_accumulate = AttentionAccumulateAvx2,
+  };
+  static const KernelTable kAvx512 = {
+      .isa = CpuIsa::kAvx512,
+      .matmul = MatMulRangeAvx512,
+      .quantize_activations = QuantizeActivationsAvx512,
+      // vpdpbusd where the CPU has AVX-512 VNNI; both variants give identical results.
+      .matmul_quantized = GetCpuFeatures().avx512_vnni ? MatMulQuantizedRangeAvx512Vnni
+                                                       : MatMulQuantizedRangeAvx512,
+      .attention_scores = AttentionScoresAvx512,
+      .attention_softmax = AttentionSoftmaxAvx512,
+      .attention_accumulate = AttentionAccumulateAvx512,
+  };
   switch (isa) {
     case CpuIsa::kAvx512:
       return kAvx512;

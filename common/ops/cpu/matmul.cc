@@ -13,10 +13,51 @@ namespace {
 // the workers would cost more than it saves.
 constexpr int64_t kMinParallelMacs = 1 << 16;
 
+// Below this many activations a call quantises them on the calling thread alone.
+constexpr int64_t kMinParallelQuantize = 1 << 15;
+
 float* ThreadScratch(int64_t floats) {
   thread_local std::vector<float> scratch;
   if (static_cast<int64_t>(scratch.size()) < floats) scratch.resize(floats);
   return scratch.data();
+}
+
+// The calling thread's buffer for quantised activations (read by every worker
+// during the call). 64-byte units keep it aligned for the SIMD loads.
+uint8_t* QuantizedActivationBuffer(int64_t bytes) {
+  struct alignas(64) Line {
+    uint8_t bytes[64];
+  };
+  thread_local std::vector<Line> buffer;
+  const int64_t lines = (bytes + 63) / 64;
+  if (static_cast<int64_t>(buffer.size()) < lines) buffer.resize(lines);
+  return buffer.data()->bytes;
+}
+
+// Q8_0 / Q4_0 weights: quantise every x row once (rows are independent, so a
+// row's quantisation, and hence its result, does not depend on the batch), then
+// run the integer kernel over 4-row tiles of output rows.
+void MatMulQuantized(const KernelTable& kernels, ThreadPool& pool, MatMulProblem& p) {
+  const int64_t row_bytes = QuantizedActivationBytes(p.cols);
+  uint8_t* xq = QuantizedActivationBuffer(p.n_rows * row_bytes);
+  const QuantizeActivationsFn quantize = kernels.quantize_activations;
+  if (p.n_rows * p.cols < kMinParallelQuantize || pool.num_threads() == 1) {
+    quantize(p.x, p.cols, p.type, 0, p.n_rows, xq);
+  } else {
+    pool.ParallelFor(p.n_rows, [&](int64_t begin, int64_t end) {
+      quantize(p.x, p.cols, p.type, begin, end, xq);
+    });
+  }
+  p.xq = xq;
+  const MatMulRangeFn kernel = kernels.matmul_quantized;
+  const int64_t macs = p.out_rows * p.cols * p.n_rows;
+  if (macs < kMinParallelMacs || pool.num_threads() == 1) {
+    kernel(p, 0, p.out_rows, nullptr);
+    return;
+  }
+  pool.ParallelFor(
+      p.out_rows, [&](int64_t begin, int64_t end) { kernel(p, begin, end, nullptr); },
+      kMatMulQuantizedTileRows);
 }
 
 }  // namespace
@@ -34,6 +75,10 @@ void MatMul(const KernelTable& kernels, ThreadPool& pool, const WeightTensor& w,
   p.x = x;
   p.n_rows = n_rows;
   p.y = y;
+  if (IsBlockQuantized(w.type)) {
+    MatMulQuantized(kernels, pool, p);
+    return;
+  }
   const int64_t scratch_floats = MatMulScratchFloats(w.cols);
   const MatMulRangeFn kernel = kernels.matmul;
   const int64_t macs = w.rows * w.cols * n_rows;

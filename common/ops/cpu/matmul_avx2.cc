@@ -3,6 +3,12 @@
 // fed chunk by chunk with weights dequantised to fp32 in registers, so the
 // GEMV and GEMM paths agree bit for bit. Only 16 ymm registers: GEMV tiles are
 // 1 x 4 (batch 1) or up to 4 x 2; the GEMM microkernel is 4 x 2.
+//
+// Q8_0 / Q4_0 weights go to MatMulQuantizedRangeAvx2 (int8 activations, see
+// kernels.h): per block, vpmaddubsw(|q8|, sign(q8) * x) or vpmaddubsw(nibble,
+// x) + corr, then vpmaddwd with ones gives the 8 exact partial dot products;
+// even and odd blocks feed two 8-lane accumulators, so the 16 lanes and the
+// final tree are those of the AVX-512 kernel (bit-identical results).
 #include <immintrin.h>
 
 #include <cstdint>
@@ -257,7 +263,165 @@ void Range(const MatMulProblem& p, int64_t o_begin, int64_t o_end, float* scratc
   }
 }
 
+namespace quantized {
+
+// One block of weights of an output row, prepared for every x row of a tile.
+struct PreparedBlock {
+  __m256i q;  // Q8_0: the signed q8; Q4_0: the nibbles in element order
+  __m256 d;   // the weight scale, broadcast
+};
+
+template <TensorType kType>
+inline PreparedBlock PrepareBlock(const uint8_t* blk) {
+  PreparedBlock pb;
+  pb.d = _mm256_set1_ps(LoadHalf(blk));
+  if constexpr (kType == TensorType::kQ8_0) {
+    pb.q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + 2));
+  } else {
+    const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(blk + 2));
+    pb.q = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(b, 4), b), _mm256_set1_epi8(0x0f));
+  }
+  return pb;
+}
+
+// The 8 exact int32 partial dot products of a weight block and an x block.
+template <TensorType kType>
+inline __m256i BlockProducts(const PreparedBlock& pb, __m256i x, const uint8_t* corr) {
+  const __m256i ones = _mm256_set1_epi16(1);
+  if constexpr (kType == TensorType::kQ8_0) {
+    return _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_abs_epi8(pb.q), _mm256_sign_epi8(x, pb.q)),
+                             ones);
+  } else {
+    return _mm256_add_epi32(_mm256_madd_epi16(_mm256_maddubs_epi16(pb.q, x), ones),
+                            _mm256_loadu_si256(reinterpret_cast<const __m256i*>(corr)));
+  }
+}
+
+// Block b of an R x O tile into accumulator set acc[.][.][b % 2].
+template <TensorType kType, int R, int O>
+inline void BlockStep(const uint8_t* w, int64_t w_stride, const uint8_t* xq, int64_t ldq,
+                      int64_t cols, int64_t b, int parity, __m256 (&acc)[R][O][2]) {
+  constexpr int64_t kBlockBytes = kType == TensorType::kQ8_0 ? 34 : 18;
+  PreparedBlock pb[O];
+#pragma GCC unroll 4
+  for (int o = 0; o < O; ++o) pb[o] = PrepareBlock<kType>(w + o * w_stride + b * kBlockBytes);
+#pragma GCC unroll 4
+  for (int r = 0; r < R; ++r) {
+    const uint8_t* xr = xq + r * ldq + b * 32;
+    const __m256i x = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xr));
+    const __m256 dx = _mm256_loadu_ps(reinterpret_cast<const float*>(xr + 2 * cols));
+#pragma GCC unroll 4
+    for (int o = 0; o < O; ++o) {
+      const __m256 t = _mm256_cvtepi32_ps(BlockProducts<kType>(pb[o], x, xr + cols));
+      acc[r][o][parity] = _mm256_fmadd_ps(t, _mm256_mul_ps(pb[o].d, dx), acc[r][o][parity]);
+    }
+  }
+}
+
+template <TensorType kType, int R, int O>
+void DotTile(const uint8_t* w, int64_t w_stride, const uint8_t* xq, int64_t ldq, int64_t cols,
+             float* y, int64_t ldy) {
+  __m256 acc[R][O][2];
+#pragma GCC unroll 4
+  for (int r = 0; r < R; ++r) {
+#pragma GCC unroll 4
+    for (int o = 0; o < O; ++o) acc[r][o][0] = acc[r][o][1] = _mm256_setzero_ps();
+  }
+  const int64_t blocks = cols / 32;
+  for (int64_t b = 0; b < blocks; ++b) {
+    BlockStep<kType, R, O>(w, w_stride, xq, ldq, cols, b, static_cast<int>(b & 1), acc);
+  }
+#pragma GCC unroll 4
+  for (int r = 0; r < R; ++r) {
+#pragma GCC unroll 4
+    for (int o = 0; o < O; ++o) {
+      y[r * ldy + o] = Reduce(_mm256_add_ps(acc[r][o][0], acc[r][o][1]));
+    }
+  }
+}
+
+template <TensorType kType, int R, int O>
+void Tiles(const MatMulProblem& p, int64_t o_begin, int64_t o_end) {
+  const int64_t ldq = QuantizedActivationBytes(p.cols);
+  const int64_t ldy = p.out_rows;
+  int64_t o = o_begin;
+  for (; o + O <= o_end; o += O) {
+    int64_t r = 0;
+    for (; r + R <= p.n_rows; r += R) {
+      DotTile<kType, R, O>(p.w + o * p.w_row_bytes, p.w_row_bytes, p.xq + r * ldq, ldq, p.cols,
+                           p.y + r * ldy + o, ldy);
+    }
+    for (; r < p.n_rows; ++r) {
+      DotTile<kType, 1, O>(p.w + o * p.w_row_bytes, p.w_row_bytes, p.xq + r * ldq, ldq, p.cols,
+                           p.y + r * ldy + o, ldy);
+    }
+  }
+  for (; o < o_end; ++o) {
+    for (int64_t r = 0; r < p.n_rows; ++r) {
+      DotTile<kType, 1, 1>(p.w + o * p.w_row_bytes, p.w_row_bytes, p.xq + r * ldq, ldq, p.cols,
+                           p.y + r * ldy + o, ldy);
+    }
+  }
+}
+
+template <TensorType kType>
+void Range(const MatMulProblem& p, int64_t o_begin, int64_t o_end) {
+  if (p.n_rows == 1) {  // one weight row at a time: a single sequential stream
+    Tiles<kType, 1, 1>(p, o_begin, o_end);
+  } else {
+    Tiles<kType, 2, 2>(p, o_begin, o_end);
+  }
+}
+
+}  // namespace quantized
+
 }  // namespace
+
+void QuantizeActivationsAvx2(const float* x, int64_t cols, TensorType type, int64_t r_begin,
+                             int64_t r_end, uint8_t* out) {
+  const int shift = type == TensorType::kQ8_0 ? 7 : 3;  // c = 128 or 8 (kernels.h)
+  const int64_t blocks = cols / 32;
+  const __m256 abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+  const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+  const __m256i ones8 = _mm256_set1_epi8(1);
+  const __m256i ones16 = _mm256_set1_epi16(1);
+  for (int64_t r = r_begin; r < r_end; ++r) {
+    const float* xr = x + r * cols;
+    uint8_t* q = out + r * QuantizedActivationBytes(cols);
+    for (int64_t b = 0; b < blocks; ++b) {
+      __m256 v[4];
+      for (int k = 0; k < 4; ++k) v[k] = _mm256_loadu_ps(xr + b * 32 + 8 * k);
+      const __m256 m = _mm256_max_ps(
+          _mm256_max_ps(_mm256_and_ps(v[0], abs_mask), _mm256_and_ps(v[1], abs_mask)),
+          _mm256_max_ps(_mm256_and_ps(v[2], abs_mask), _mm256_and_ps(v[3], abs_mask)));
+      __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+      m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+      m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
+      const float amax = _mm_cvtss_f32(m4);
+      const float d = amax / 127.0f;
+      const __m256 id = _mm256_set1_ps(amax > 0.0f ? 127.0f / amax : 0.0f);
+      __m256i i[4];
+      for (int k = 0; k < 4; ++k) i[k] = _mm256_cvtps_epi32(_mm256_mul_ps(v[k], id));
+      // packs works within 128-bit lanes: the groups of 4 come out as 0 2 4 6 1 3 5 7.
+      const __m256i qb = _mm256_permutevar8x32_epi32(
+          _mm256_packs_epi16(_mm256_packs_epi32(i[0], i[1]), _mm256_packs_epi32(i[2], i[3])),
+          order);
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(q + b * 32), qb);
+      const __m256i sums = _mm256_madd_epi16(_mm256_maddubs_epi16(ones8, qb), ones16);
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(q + cols + b * 32),
+                          _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(sums, shift)));
+      _mm256_storeu_ps(reinterpret_cast<float*>(q + 2 * cols + b * 32), _mm256_set1_ps(d));
+    }
+  }
+}
+
+void MatMulQuantizedRangeAvx2(const MatMulProblem& p, int64_t o_begin, int64_t o_end, float*) {
+  if (p.type == TensorType::kQ8_0) {
+    quantized::Range<TensorType::kQ8_0>(p, o_begin, o_end);
+  } else if (p.type == TensorType::kQ4_0) {
+    quantized::Range<TensorType::kQ4_0>(p, o_begin, o_end);
+  }
+}
 
 void MatMulRangeAvx2(const MatMulProblem& p, int64_t o_begin, int64_t o_end, float* scratch) {
   switch (p.type) {

@@ -11,13 +11,13 @@
 // Because both do the same operations per output, results do not depend on the
 // batch size or the thread split.
 //
-// Q8_0 / Q4_0 choice: activations stay fp32 (no int8 re-quantisation of x as
-// in ggml's q8 path), so the result equals the exactly dequantised f32 product
-// up to fp32 rounding and is batch invariant, which lossless speculation
-// (verify at batch B == decode at batch 1) relies on. The price: at batch 1
-// the quantised types are bound by dequantisation work rather than memory on
-// a 2-core machine. An int8-activation (VNNI) path used for every batch size
-// would lift that, at ~0.4%-of-block-max rounding of x.
+// Q8_0 / Q4_0 weights: the MatMul driver sends them to the integer kernel
+// (MatMulQuantizedRangeAvx512, matmul_quantized_avx512.inc) on activations
+// quantised to int8 blocks by QuantizeActivationsAvx512; dequantising in
+// registers on fp32 activations (LoadQ8 / LoadQ4 below, still accepted by
+// MatMulRangeAvx512) made batch 1 compute-bound on a 2-core machine. Both keep
+// batch invariance, which lossless speculation (verify at batch B == decode at
+// batch 1) relies on.
 
 // GCC 12 (bug 105593): AVX-512 intrinsics built on _mm512_undefined_*() trip
 // -Wuninitialized / -Wmaybe-uninitialized once inlined. Fixed in GCC 13.
@@ -298,7 +298,40 @@ void Range(const MatMulProblem& p, int64_t o_begin, int64_t o_end, float* scratc
   }
 }
 
+#include "common/ops/cpu/matmul_quantized_avx512.inc"
+
 }  // namespace
+
+void QuantizeActivationsAvx512(const float* x, int64_t cols, TensorType type, int64_t r_begin,
+                               int64_t r_end, uint8_t* out) {
+  const int shift = type == TensorType::kQ8_0 ? 7 : 3;  // c = 128 or 8 (kernels.h)
+  const int64_t blocks = cols / 32;
+  const __m256i ones8 = _mm256_set1_epi8(1);
+  const __m256i ones16 = _mm256_set1_epi16(1);
+  for (int64_t r = r_begin; r < r_end; ++r) {
+    const float* xr = x + r * cols;
+    uint8_t* q = out + r * QuantizedActivationBytes(cols);
+    for (int64_t b = 0; b < blocks; ++b) {
+      const __m512 v0 = _mm512_loadu_ps(xr + b * 32);
+      const __m512 v1 = _mm512_loadu_ps(xr + b * 32 + 16);
+      const float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(v0), _mm512_abs_ps(v1)));
+      const float d = amax / 127.0f;
+      const __m512 id = _mm512_set1_ps(amax > 0.0f ? 127.0f / amax : 0.0f);
+      const __m128i q0 = _mm512_cvtsepi32_epi8(_mm512_cvtps_epi32(_mm512_mul_ps(v0, id)));
+      const __m128i q1 = _mm512_cvtsepi32_epi8(_mm512_cvtps_epi32(_mm512_mul_ps(v1, id)));
+      const __m256i qb = _mm256_set_m128i(q1, q0);
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(q + b * 32), qb);
+      const __m256i sums = _mm256_madd_epi16(_mm256_maddubs_epi16(ones8, qb), ones16);
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(q + cols + b * 32),
+                          _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(sums, shift)));
+      _mm256_storeu_ps(reinterpret_cast<float*>(q + 2 * cols + b * 32), _mm256_set1_ps(d));
+    }
+  }
+}
+
+void MatMulQuantizedRangeAvx512(const MatMulProblem& p, int64_t o_begin, int64_t o_end, float*) {
+  quantized::QuantizedRange<false>(p, o_begin, o_end);
+}
 
 void MatMulRangeAvx512(const MatMulProblem& p, int64_t o_begin, int64_t o_end, float* scratch) {
   switch (p.type) {

@@ -1,10 +1,27 @@
 // MatMul of every weight type at every available ISA level against a double
 // reference on the exactly dequantised weights.
 //
-// Bound: |y - y_ref| <= 4e-6 * sqrt(cols) * sum_i |x_i w_i| + 1e-30. The
-// dequantisation itself is exact in fp32 (an int8 or 4-bit value times an fp16
-// scale has at most 19 significant bits), so the only error is fp32
-// accumulation (16- or 8-lane partial sums, then a fixed tree).
+// F32 / F16 / BF16 bound: |y - y_ref| <= 4e-6 * sqrt(cols) * sum_i |x_i w_i| +
+// 1e-30. The dequantisation itself is exact in fp32 (an fp16 / bf16 value, or
+// an int8 or 4-bit value times an fp16 scale, has at most 19 significant bits),
+// so the only error is fp32 accumulation (16- or 8-lane partial sums, then a
+// fixed tree).
+//
+// Q8_0 / Q4_0: the kernels quantise x to int8 per block of 32 (kernels.h):
+// x^_j = d q_j with d = fl(amax / 127), q_j = round(fl(x_j * fl(127 / amax))),
+// so |x_j - x^_j| <= d / 2 + 3 * 2^-24 * |x_j| <= amax * (0.5 / 127) * (1 + 1e-4)
+// (amax = the block's max |x|, about 0.4% of it). The products w_j x^_j and
+// their block sums are exact integers times fp32 scales; the fp32 part is
+// bounded as above. Hence, per output,
+//   |y - y_ref| <= sum_b amax_b * (0.5 / 127) * (1 + 1e-4) * sum_{j in b} |w_j|
+//                 + 4e-6 * sqrt(cols) * sum_j |x^_j w_j|   (the second term on
+// sum |x w| plus the first). That worst case adds every element's rounding with
+// the same sign; the tests below also check the result against the double
+// product with x^ (computed here independently) under the tight fp32 bound
+// alone, and that every SIMD variant equals the scalar kernel bit for bit.
+#include "common/ops/cpu/matmul.h"
+
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <string>
@@ -13,6 +30,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/ops/cpu/cpu_ops.h"
+#include "common/ops/cpu/kernels.h"
+#include "common/util/thread_pool.h"
 #include "gtest/gtest.h"
 #include "tests/common/ops/reference_ops.h"
 #include "tests/common/ops/test_isas.h"
@@ -33,6 +52,46 @@ bool IsQuantized(TensorType t) { return t == TensorType::kQ8_0 || t == TensorTyp
 
 class MatMulTest : public ::testing::TestWithParam<std::tuple<CpuIsa, TensorType>> {};
 
+// x rounded as the kernels quantise it for Q8_0 / Q4_0 weights (kernels.h),
+// written independently of them: x^ = d * q per block of 32.
+std::vector<float> QuantizedActivations(const std::vector<float>& x) {
+  std::vector<float> out(x.size());
+  for (size_t b = 0; b < x.size(); b += 32) {
+    float amax = 0.0f;
+    for (size_t j = b; j < b + 32; ++j) amax = std::max(amax, std::abs(x[j]));
+    const float d = amax / 127.0f;
+    const float id = amax > 0.0f ? 127.0f / amax : 0.0f;
+    for (size_t j = b; j < b + 32; ++j) {
+      const float scaled = x[j] * id;
+      out[j] = static_cast<float>(d * static_cast<double>(std::nearbyint(scaled)));
+    }
+  }
+  return out;
+}
+
+// The activation-rounding term of the Q8_0 / Q4_0 bound (see the top): per
+// output, sum_b amax_b * (0.5 / 127) * (1 + 1e-4) * sum_{j in b} |w_j|.
+std::vector<double> ActivationRoundingBound(const OwnedWeight& w, const std::vector<float>& x,
+                                            int n_rows) {
+  const int64_t rows = w.tensor.rows, cols = w.tensor.cols;
+  std::vector<double> bound(static_cast<size_t>(n_rows) * rows, 0.0);
+  for (int r = 0; r < n_rows; ++r) {
+    for (int64_t o = 0; o < rows; ++o) {
+      double sum = 0.0;
+      for (int64_t b = 0; b < cols; b += 32) {
+        double amax = 0.0, wsum = 0.0;
+        for (int64_t j = b; j < b + 32; ++j) {
+          amax = std::max(amax, static_cast<double>(std::abs(x[r * cols + j])));
+          wsum += std::abs(w.dequantized[o * cols + j]);
+        }
+        sum += amax * wsum;
+      }
+      bound[r * rows + o] = sum * (0.5 / 127.0) * (1.0 + 1e-4);
+    }
+  }
+  return bound;
+}
+
 void CheckAgainstReference(Ops& ops, const OwnedWeight& w, int n_rows, uint32_t seed) {
   const int64_t rows = w.tensor.rows, cols = w.tensor.cols;
   const std::vector<float> x = RandomFloats(n_rows * cols, seed);
@@ -41,9 +100,11 @@ void CheckAgainstReference(Ops& ops, const OwnedWeight& w, int n_rows, uint32_t 
   std::vector<double> ref, abs_sum;
   RefMatMul(w.dequantized, rows, cols, x.data(), n_rows, ref, abs_sum);
   const double rel = 4e-6 * std::sqrt(static_cast<double>(cols));
+  std::vector<double> act(y.size(), 0.0);
+  if (IsQuantized(w.tensor.type)) act = ActivationRoundingBound(w, x, n_rows);
   int bad = 0;
   for (size_t i = 0; i < y.size() && bad < 5; ++i) {
-    const double tol = rel * abs_sum[i] + 1e-30;
+    const double tol = rel * (abs_sum[i] + act[i]) + act[i] + 1e-30;
     if (!(std::abs(y[i] - ref[i]) <= tol)) {
       ADD_FAILURE() << ops.name() << " " << TensorTypeName(w.tensor.type) << " rows=" << rows
                     << " cols=" << cols << " n_rows=" << n_rows << " at " << i << ": " << y[i]
@@ -78,6 +139,41 @@ TEST_P(MatMulTest, MatchesReferenceOnLargeShape) {
   for (int n_rows : {1, 4, 16, 40}) CheckAgainstReference(*ops, w, n_rows, 100 + n_rows);
 }
 
+// Q8_0 / Q4_0: against the double product of the weights with x^ (x rounded
+// as the kernels quantise it), under the fp32-accumulation bound alone.
+void CheckAgainstQuantizedActivations(CpuIsa isa, TensorType type) {
+  auto ops = MakeCpuOpsWithIsa(2, isa);
+  uint32_t seed = 500;
+  for (int64_t cols : {32, 96, 1024}) {
+    const OwnedWeight w = RandomWeight(type, 37, cols, seed++);
+    for (int n_rows : {1, 3, 9}) {
+      // Mixed magnitudes across blocks, and one all-zero block.
+      std::vector<float> x = RandomFloats(n_rows * cols, seed++);
+      for (size_t i = 0; i < x.size(); ++i) x[i] *= 1 + static_cast<int>(i / 32 % 5) * 7;
+      std::fill_n(x.begin(), 32, 0.0f);
+      std::vector<float> y(n_rows * w.tensor.rows, NAN);
+      ops->MatMul(w.tensor, x.data(), n_rows, y.data());
+      const std::vector<float> xq = QuantizedActivations(x);
+      std::vector<double> ref, abs_sum;
+      RefMatMul(w.dequantized, w.tensor.rows, cols, xq.data(), n_rows, ref, abs_sum);
+      const double rel = 4e-6 * std::sqrt(static_cast<double>(cols));
+      for (size_t i = 0; i < y.size(); ++i) {
+        ASSERT_LE(std::abs(y[i] - ref[i]), rel * abs_sum[i] + 1e-30)
+            << ops->name() << " " << TensorTypeName(type) << " cols=" << cols
+            << " n_rows=" << n_rows << " at " << i;
+      }
+    }
+  }
+}
+
+TEST(MatMulQuantizedTest, MatchesReferenceOnQuantizedActivations) {
+  for (CpuIsa isa : AvailableIsas()) {
+    for (TensorType type : {TensorType::kQ8_0, TensorType::kQ4_0}) {
+      CheckAgainstQuantizedActivations(isa, type);
+    }
+  }
+}
+
 // Every output is computed with the same operations whatever the batch size,
 // the path (GEMV or GEMM) and the thread split: bit-identical results.
 TEST_P(MatMulTest, BatchAndThreadInvariant) {
@@ -100,6 +196,65 @@ TEST_P(MatMulTest, BatchAndThreadInvariant) {
       EXPECT_EQ(0, std::memcmp(part.data(), batch.data() + first * w.tensor.rows,
                                part.size() * sizeof(float)))
           << ops3->name() << " rows " << first << "+" << count;
+    }
+  }
+}
+
+// The integer kernels of every level (and both AVX-512 variants) and the
+// activation quantisers give bit-identical results (kernels.h specifies them).
+TEST(MatMulQuantizedTest, AllVariantsEqualScalarBitForBit) {
+  struct Variant {
+    const char* name;
+    CpuIsa isa;
+    bool supported;
+    cpu::QuantizeActivationsFn quantize;
+    cpu::MatMulRangeFn matmul;
+  };
+  const CpuFeatures& f = GetCpuFeatures();
+  const bool avx512 = MaxSupportedCpuIsa() == CpuIsa::kAvx512;
+  const Variant variants[] = {
+      {"avx2", CpuIsa::kAvx2, MaxSupportedCpuIsa() >= CpuIsa::kAvx2, cpu::QuantizeActivationsAvx2,
+       cpu::MatMulQuantizedRangeAvx2},
+      {"avx512", CpuIsa::kAvx512, avx512, cpu::QuantizeActivationsAvx512,
+       cpu::MatMulQuantizedRangeAvx512},
+      {"avx512vnni", CpuIsa::kAvx512, avx512 && f.avx512_vnni, cpu::QuantizeActivationsAvx512,
+       cpu::MatMulQuantizedRangeAvx512Vnni},
+  };
+  const cpu::KernelTable& scalar = cpu::KernelsFor(CpuIsa::kScalar);
+  ThreadPool pool(2);
+  uint32_t seed = 900;
+  for (TensorType type : {TensorType::kQ8_0, TensorType::kQ4_0}) {
+    for (int64_t cols : {32, 64, 96, 544}) {
+      OwnedWeight w = RandomWeight(type, 23, cols, seed++);
+      if (type == TensorType::kQ8_0) {  // -128 is a valid ggml byte; |q| reaches 128
+        for (int64_t o = 0; o < w.tensor.rows; ++o) w.bytes[o * (cols / 32 * 34) + 2] = 0x80;
+      }
+      for (int n_rows : {1, 2, 5, 8, 13}) {
+        std::vector<float> x = RandomFloats(n_rows * cols, seed++, -3.0f, 3.0f);
+        // Row 0, block 0: amax = 127 (so id = d = 1), exact ties (2.5 -> 2,
+        // -0.5 -> 0, 3.5 -> 4) and both ends of the int8 range.
+        x[1] = 127.0f;
+        x[2] = -127.0f;
+        x[3] = 2.5f;
+        x[4] = -0.5f;
+        x[5] = 3.5f;
+        std::vector<float> want(n_rows * w.tensor.rows);
+        cpu::MatMul(scalar, pool, w.tensor, x.data(), n_rows, want.data());
+        std::vector<uint8_t> want_q(n_rows * cpu::QuantizedActivationBytes(cols));
+        scalar.quantize_activations(x.data(), cols, type, 0, n_rows, want_q.data());
+        for (const Variant& v : variants) {
+          if (!v.supported) continue;
+          std::vector<uint8_t> got_q(want_q.size());
+          v.quantize(x.data(), cols, type, 0, n_rows, got_q.data());
+          EXPECT_EQ(got_q, want_q) << v.name << " quantiser, cols=" << cols;
+          cpu::KernelTable table = cpu::KernelsFor(v.isa);
+          table.matmul_quantized = v.matmul;
+          std::vector<float> got(want.size());
+          cpu::MatMul(table, pool, w.tensor, x.data(), n_rows, got.data());
+          EXPECT_EQ(0, std::memcmp(got.data(), want.data(), got.size() * sizeof(float)))
+              << v.name << " " << TensorTypeName(type) << " cols=" << cols << " n_rows=" << n_rows;
+        }
+      }
     }
   }
 }

@@ -29,10 +29,18 @@ namespace specserve {
 namespace {
 
 constexpr double kRelativeTolerance = 1e-5;
+// Q8_0/Q4_0 matmuls round their activations to int8 per 32-block: a last-bit
+// difference from the partial sums can move an activation across a rounding
+// boundary (one step = 0.4% of its block's largest value), so TP and TP=1 agree
+// to quantisation steps, not to float rounding: 3% of max(1, max |logit|)
+// (seen: 0.4-0.7%).
+constexpr double kQuantizedTolerance = 0.03;
 
-// 8 query heads over 4 kv heads. wo's column shards (q_dim 128 -> 64, 32) fall
-// on 32-element quantisation blocks and stay Q8_0/Q4_0; w_down's (ffn 160 ->
-// 80, 40) do not and are dequantised to F32.
+// 8 query heads over 4 kv heads. wo's column shards (q_dim 128 -> 64, 32) and
+// w_down's (ffn 256 -> 128, 64) fall on 32-element quantisation blocks, so every
+// shard keeps its Q8_0/Q4_0 type and the same int8-activation arithmetic as TP=1.
+// (A shard that does not fall on blocks is dequantised to F32; its exact fp32
+// activations then differ from the int8-activation path by about 1-2%.)
 ModelConfig TpConfig() {
   ModelConfig c;
   c.name = "tp-test";
@@ -41,7 +49,7 @@ ModelConfig TpConfig() {
   c.n_heads = 8;
   c.n_kv_heads = 4;
   c.head_dim = 16;
-  c.ffn_dim = 160;
+  c.ffn_dim = 256;
   c.vocab_size = 300;
   c.context_length = 512;
   c.rope_dim = 16;
@@ -204,7 +212,10 @@ TEST_P(TensorParallelTest, TwoAndFourRanksGiveTheLogitsOfOne) {
     if (degree == 1) {
       EXPECT_EQ(diff, 0.0) << "one rank is the unsharded computation";
     } else {
-      EXPECT_LE(diff, kRelativeTolerance) << "TP=" << degree;
+      const bool quantized = GetParam() == TensorType::kQ8_0 || GetParam() == TensorType::kQ4_0;
+      EXPECT_LE(diff, quantized ? kQuantizedTolerance : kRelativeTolerance) << "TP=" << degree;
+      std::printf("[ tp       ] %s TP=%d: max |TP - TP1| / max(1, max |logit|) = %.2g\n",
+                  std::string(TensorTypeName(GetParam())).c_str(), degree, diff);
     }
   }
 }
@@ -223,8 +234,10 @@ std::vector<float> Dense(const WeightTensor& w) {
 }
 
 TEST(ShardLlamaModelTest, ShardsTileTheWeights) {
+  ModelConfig config = TpConfig();
+  config.ffn_dim = 160;  // w_down's 40-wide column shards do not fall on blocks
   for (TensorType type : {TensorType::kF32, TensorType::kQ8_0}) {
-    auto model = MakeRandomModel(TpConfig(), type, /*seed=*/3);
+    auto model = MakeRandomModel(config, type, /*seed=*/3);
     ASSERT_NE(model, nullptr);
     constexpr int kDegree = 4;
     const LayerWeights& full = model->weights.layers[1];
@@ -270,7 +283,7 @@ TEST(ShardLlamaModelTest, DegreeMustDivideKvHeadsAndFfn) {
     EXPECT_EQ(tp.status().code(), absl::StatusCode::kInvalidArgument);
     if (degree != 0) {
       EXPECT_NE(tp.status().message().find("n_kv_heads (4)"), std::string::npos) << tp.status();
-      EXPECT_NE(tp.status().message().find("ffn_dim (160)"), std::string::npos) << tp.status();
+      EXPECT_NE(tp.status().message().find("ffn_dim (256)"), std::string::npos) << tp.status();
     }
   }
   EXPECT_FALSE(ShardLlamaModel(*model, 2, 2).ok());
