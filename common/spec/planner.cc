@@ -206,19 +206,12 @@ Plan Planner::ChooseAuto(int batch, double mean_context) {
     RebuildTables();
   }
   const StepClass c = ClassOf(batch, mean_context);
-  // Decide from measurements, not the prior alone: first time plain steps of this
-  // class, then probe once with a short chain to time the draft, then choose.
+  // Decide from measurements, not the prior alone: first plain steps of this
+  // class, then (once probing is affordable, see below) a probe with a short
+  // chain to time the draft, then choose.
   auto verify_it = verify_costs_.find(c);
   if (verify_it == verify_costs_.end() || verify_it->second.empty()) return Plan{};
-  if (draft_costs_.find(c) == draft_costs_.end()) {
-    Plan probe;
-    probe.shape = ChainShape(2);
-    probe.nodes = 2;
-    probe.depth = 2;
-    probe.exploring = true;
-    probe.expected_tokens = ExpectedTokens(probe.shape, acceptance_.Vector());
-    return probe;
-  }
+  if (draft_costs_.find(c) == draft_costs_.end()) return PlainOrProbe(c, batch, mean_context);
   CachedChoice& choice = choices_[c];
   if (steps_ > choice.valid_until_step) {
     // Costs per pass width, once per decision, then each candidate is a sum.
@@ -246,22 +239,38 @@ Plan Planner::ChooseAuto(int batch, double mean_context) {
     // Decisions hold for a few steps: choosing costs more than a tiny model's step.
     choice.valid_until_step = steps_ + 8;
   }
+  if (choice.n <= 1) return PlainOrProbe(c, batch, mean_context);
   Plan plan;
-  if (choice.n > 1) {
-    plan.shape = tables_->Shape(choice.n, choice.d);
-    plain_streak_ = 0;
-    probe_interval_ = 64;
-  } else if (++plain_streak_ % probe_interval_ == 0) {
-    // Plain decoding wins on what we know. Probe with a short chain now and then
-    // so the estimates can recover when the text gets easier; each probe that
-    // still loses doubles the interval (a probe also makes the draft catch up on
-    // the window, so it costs several plain steps).
-    probe_interval_ = std::min<int64_t>(probe_interval_ * 2, 8192);
-    plan.shape = ChainShape(2);
-    plan.exploring = true;
-  }
+  plan.shape = tables_->Shape(choice.n, choice.d);
+  plain_seconds_ = 0;
+  probe_budget_factor_ = kProbeBudgetFactor;
   plan.nodes = plan.shape.speculated();
   plan.depth = plan.shape.depth();
+  plan.expected_tokens = ExpectedTokens(plan.shape, acceptance_.Vector());
+  return plan;
+}
+
+Plan Planner::PlainOrProbe(StepClass c, int batch, double mean_context) {
+  // Plain decoding wins on what we know (or the draft was never timed). A probe
+  // costs a draft catch-up over the window (the draft falls behind while it is
+  // not used) plus a short chain, several plain steps' worth on a small model:
+  // probe only once the plain time since the last probe is at least
+  // probe_budget_factor_ times that cost, so probing stays under 1/factor of
+  // the time; each probe that still loses doubles the factor.
+  const double plain_step = PredictVerify(c, batch, mean_context, 1);
+  plain_seconds_ += plain_step;
+  const double probe_cost = DraftPassCost(c, batch, prior_.draft_window_tokens) +
+                            2 * DraftPassCost(c, batch, 1) +
+                            PredictVerify(c, batch, mean_context, 3);
+  Plan plan;
+  if (plain_seconds_ < probe_budget_factor_ * probe_cost) return plan;
+  if (probed_once_) probe_budget_factor_ = std::min(probe_budget_factor_ * 2, 1e4);
+  probed_once_ = true;
+  plain_seconds_ = 0;
+  plan.shape = ChainShape(2);
+  plan.nodes = 2;
+  plan.depth = 2;
+  plan.exploring = true;
   plan.expected_tokens = ExpectedTokens(plan.shape, acceptance_.Vector());
   return plan;
 }

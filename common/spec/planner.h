@@ -136,6 +136,9 @@ class Planner {
   };
   void RebuildTables();
   Plan ChooseAuto(int batch, double mean_context);
+  Plan PlainOrProbe(StepClass c, int batch, double mean_context);
+  // Probing may take at most 1/kProbeBudgetFactor of the time while plain wins.
+  static constexpr double kProbeBudgetFactor = 20;
 
   SpecConfig config_;
   CostPrior prior_;
@@ -144,7 +147,9 @@ class Planner {
   std::unique_ptr<SequoiaTables> tables_;
   std::vector<Candidate> candidates_;
   std::map<StepClass, CachedChoice> choices_;
-  int64_t steps_ = 0, steps_since_rebuild_ = 0, plain_streak_ = 0, probe_interval_ = 64;
+  int64_t steps_ = 0, steps_since_rebuild_ = 0;
+  double plain_seconds_ = 0, probe_budget_factor_ = kProbeBudgetFactor;
+  bool probed_once_ = false;
   int64_t visits_at_rebuild_ = 0;
 };
 
