@@ -17,7 +17,8 @@
 #include "common/util/cli.h"
 #include "nlohmann/json.hpp"
 
-ABSL_FLAG(std::string, model, "", "Model file: GGUF, or a llama2.c .bin checkpoint");
+ABSL_FLAG(std::string, model, "",
+          "Model: a GGUF file, a llama2.c .bin checkpoint or a Hugging Face directory");
 ABSL_FLAG(std::string, tokenizer, "",
           "llama2.c tokenizer.bin for a .bin model (default: tokenizer.bin or tok*.bin beside it)");
 ABSL_FLAG(std::string, prompt, "Once upon a time", "Prompt text");
@@ -50,7 +51,9 @@ int Fail(const std::string& message) {
 
 int Run() {
   const std::string model_path = absl::GetFlag(FLAGS_model);
-  if (model_path.empty()) return Fail("--model is required (a GGUF file or a llama2.c .bin)");
+  if (model_path.empty()) {
+    return Fail("--model is required (a GGUF file, a llama2.c .bin or a Hugging Face directory)");
+  }
   const int n = absl::GetFlag(FLAGS_n);
   if (n < 0) return Fail(absl::StrFormat("-n %d must be >= 0", n));
   const int batch = absl::GetFlag(FLAGS_batch);
