@@ -33,25 +33,43 @@ BatchGenerator::BatchGenerator(LlamaModel& model, BatchGeneratorOptions options)
   options_.max_tokens_per_step = std::max(1, options_.max_tokens_per_step);
 }
 
-absl::StatusOr<int> BatchGenerator::Add(const GenerationRequest& request) {
+absl::Status ValidateGenerationRequest(const GenerationRequest& request, int vocab_size,
+                                       int max_context) {
   if (request.prompt.empty()) return absl::InvalidArgumentError("the prompt has no tokens");
-  const int vocab = model_.config().vocab_size;
   for (size_t i = 0; i < request.prompt.size(); ++i) {
-    if (request.prompt[i] < 0 || request.prompt[i] >= vocab) {
-      return absl::InvalidArgumentError(absl::StrFormat(
-          "prompt token %d: id %d is outside the vocabulary [0, %d)", i, request.prompt[i], vocab));
+    if (request.prompt[i] < 0 || request.prompt[i] >= vocab_size) {
+      return absl::InvalidArgumentError(
+          absl::StrFormat("prompt token %d: id %d is outside the vocabulary [0, %d)", i,
+                          request.prompt[i], vocab_size));
     }
   }
-  if (static_cast<int>(request.prompt.size()) >= max_context_) {
+  if (static_cast<int>(request.prompt.size()) >= max_context) {
     return absl::OutOfRangeError(absl::StrFormat(
         "the prompt has %d tokens; the context holds at most %d (prompt + generated)",
-        request.prompt.size(), max_context_));
+        request.prompt.size(), max_context));
   }
   if (request.max_new_tokens < 0) {
     return absl::InvalidArgumentError(
         absl::StrFormat("max_new_tokens %d must be >= 0", request.max_new_tokens));
   }
-  RETURN_IF_ERROR(request.sampling.Validate());
+  return request.sampling.Validate();
+}
+
+bool AppendGeneratedToken(const GenerationRequest& request, int32_t token, int32_t eos_id,
+                          int max_context, SequenceState* state) {
+  state->tokens.push_back(token);
+  if (request.stop_at_eos && token == eos_id) {
+    state->finish = FinishReason::kEos;
+  } else if (state->generated() >= request.max_new_tokens) {
+    state->finish = FinishReason::kLength;
+  } else if (static_cast<int>(state->tokens.size()) >= max_context) {
+    state->finish = FinishReason::kContext;
+  }
+  return state->finished();
+}
+
+absl::StatusOr<int> BatchGenerator::Add(const GenerationRequest& request) {
+  RETURN_IF_ERROR(ValidateGenerationRequest(request, model_.config().vocab_size, max_context_));
   auto seq = std::make_unique<Sequence>();
   seq->request = request;
   seq->state.tokens = request.prompt;
@@ -126,15 +144,8 @@ absl::Status BatchGenerator::Step() {
     const std::span<const float> row(logits_.data() + static_cast<size_t>(logit_row++) * vocab,
                                      vocab);
     const int32_t token = SampleToken(row, seq->request.sampling, seq->rng);
-    SequenceState& st = seq->state;
-    st.tokens.push_back(token);
-    if (seq->request.stop_at_eos && token == model_.model().vocab.eos_id) {
-      st.finish = FinishReason::kEos;
-    } else if (st.generated() >= seq->request.max_new_tokens) {
-      st.finish = FinishReason::kLength;
-    } else if (static_cast<int>(st.tokens.size()) >= max_context_) {
-      st.finish = FinishReason::kContext;
-    }
+    AppendGeneratedToken(seq->request, token, model_.model().vocab.eos_id, max_context_,
+                         &seq->state);
   }
   if (any_prefill) {
     prefill_tokens_ += fed;

@@ -36,6 +36,17 @@ struct SequenceState {
   bool finished() const { return finish != FinishReason::kNone; }
 };
 
+// Checks a request against the vocabulary and the context (prompt + generated);
+// errors name the bad value and the limit. Shared by every engine that takes requests.
+absl::Status ValidateGenerationRequest(const GenerationRequest& request, int vocab_size,
+                                       int max_context);
+
+// Appends one generated token and sets the finish reason it causes (EOS when the
+// request stops there, the max_new_tokens length, the context limit). Returns
+// true when the sequence is finished.
+bool AppendGeneratedToken(const GenerationRequest& request, int32_t token, int32_t eos_id,
+                          int max_context, SequenceState* state);
+
 struct BatchGeneratorOptions {
   // Upper bound on new tokens in one forward (bounds scratch memory; long prompts
   // are prefilled in chunks so running decodes are not stalled for long).

@@ -122,24 +122,7 @@ SpecEngine::SpecEngine(DraftBackend* draft, TargetBackend& target, ModelFacts fa
 }
 
 absl::StatusOr<int> SpecEngine::Add(const GenerationRequest& request) {
-  if (request.prompt.empty()) return absl::InvalidArgumentError("the prompt has no tokens");
-  for (size_t i = 0; i < request.prompt.size(); ++i) {
-    if (request.prompt[i] < 0 || request.prompt[i] >= facts_.vocab_size) {
-      return absl::InvalidArgumentError(
-          absl::StrFormat("prompt token %d: id %d is outside the vocabulary [0, %d)", i,
-                          request.prompt[i], facts_.vocab_size));
-    }
-  }
-  if (static_cast<int>(request.prompt.size()) >= max_context_) {
-    return absl::OutOfRangeError(absl::StrFormat(
-        "the prompt has %d tokens; the context holds at most %d (prompt + generated)",
-        request.prompt.size(), max_context_));
-  }
-  if (request.max_new_tokens < 0) {
-    return absl::InvalidArgumentError(
-        absl::StrFormat("max_new_tokens %d must be >= 0", request.max_new_tokens));
-  }
-  RETURN_IF_ERROR(request.sampling.Validate());
+  RETURN_IF_ERROR(ValidateGenerationRequest(request, facts_.vocab_size, max_context_));
   auto seq = std::make_unique<Sequence>();
   seq->request = request;
   seq->state.tokens = request.prompt;
@@ -178,17 +161,9 @@ void SpecEngine::ForgetTargetState() {
 }
 
 void SpecEngine::Append(Sequence& seq, std::span<const int32_t> tokens) {
-  SequenceState& st = seq.state;
   for (int32_t token : tokens) {
-    st.tokens.push_back(token);
-    if (seq.request.stop_at_eos && token == facts_.eos_id) {
-      st.finish = FinishReason::kEos;
-    } else if (st.generated() >= seq.request.max_new_tokens) {
-      st.finish = FinishReason::kLength;
-    } else if (static_cast<int>(st.tokens.size()) >= max_context_) {
-      st.finish = FinishReason::kContext;
-    }
-    if (st.finished()) return;  // tokens past the stop are dropped, as plain decoding would
+    // Tokens past the stop are dropped, as plain decoding would never produce them.
+    if (AppendGeneratedToken(seq.request, token, facts_.eos_id, max_context_, &seq.state)) return;
   }
 }
 
