@@ -25,8 +25,8 @@
 #include "common/engine/batch_generator.h"
 #include "common/engine/llama_model.h"
 #include "common/model/model_loader.h"
-#include "common/spec/planner.h"
-#include "common/spec/spec_engine.h"
+#include "common/speculation/planner.h"
+#include "common/speculation/spec_engine.h"
 #include "common/tokenizer/tokenizer.h"
 #include "specserve/v1/generation.grpc.pb.h"
 

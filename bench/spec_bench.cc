@@ -4,7 +4,7 @@
 #include <cstdio>
 
 #include "common/engine/batch_generator.h"
-#include "common/spec/spec_engine.h"
+#include "common/speculation/spec_engine.h"
 
 namespace specserve {
 namespace {

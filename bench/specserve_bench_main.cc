@@ -22,7 +22,7 @@
 #include "common/model/model_loader.h"
 #include "common/ops/ops.h"
 #include "common/sampling/rng.h"
-#include "common/spec/planner.h"
+#include "common/speculation/planner.h"
 #include "common/util/cli.h"
 #include "nlohmann/json.hpp"
 

@@ -8,7 +8,7 @@
 #include "common/engine/llama_model.h"
 #include "common/model/model_loader.h"
 #include "common/ops/ops.h"
-#include "common/spec/draft_worker.h"
+#include "common/speculation/draft_worker.h"
 #include "common/util/cli.h"
 #include "services/flag_names.h"
 #include "draft_service/draft_service.h"

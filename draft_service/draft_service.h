@@ -4,7 +4,7 @@
 
 #include <memory>
 
-#include "common/spec/draft_worker.h"
+#include "common/speculation/draft_worker.h"
 #include "services/worker_metrics.h"
 #include "specserve/v1/draft.grpc.pb.h"
 

@@ -10,7 +10,7 @@
 
 #include "absl/status/statusor.h"
 #include "common/model/loaded_model.h"
-#include "common/spec/spec_engine.h"
+#include "common/speculation/spec_engine.h"
 #include "common/tokenizer/tokenizer.h"
 #include "prometheus/registry.h"
 #include "router/generation_service.h"

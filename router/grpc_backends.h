@@ -14,7 +14,7 @@
 #include <string>
 
 #include "absl/status/statusor.h"
-#include "common/spec/backends.h"
+#include "common/speculation/backends.h"
 #include "router/release_queue.h"
 #include "specserve/v1/draft.grpc.pb.h"
 #include "specserve/v1/target.grpc.pb.h"

@@ -6,7 +6,7 @@
 #include <string>
 
 #include "absl/status/statusor.h"
-#include "common/spec/planner.h"
+#include "common/speculation/planner.h"
 #include "common/tokenizer/tokenizer.h"
 #include "router/scheduler.h"
 #include "specserve/v1/generation.pb.h"

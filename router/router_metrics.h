@@ -8,8 +8,8 @@
 #include <string>
 #include <vector>
 
-#include "common/spec/planner.h"
-#include "common/spec/spec_engine.h"
+#include "common/speculation/planner.h"
+#include "common/speculation/spec_engine.h"
 #include "prometheus/counter.h"
 #include "prometheus/family.h"
 #include "prometheus/gauge.h"

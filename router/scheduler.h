@@ -22,7 +22,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "common/spec/spec_engine.h"
+#include "common/speculation/spec_engine.h"
 #include "common/tokenizer/tokenizer.h"
 #include "router/request_handle.h"
 #include "router/router_metrics.h"

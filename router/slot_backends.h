@@ -3,7 +3,7 @@
 // so that they never collide on the workers.
 #pragma once
 
-#include "common/spec/backends.h"
+#include "common/speculation/backends.h"
 
 namespace specserve {
 

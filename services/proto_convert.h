@@ -6,8 +6,8 @@
 
 #include "absl/status/status.h"
 #include "common/sampling/sampler.h"
-#include "common/spec/sequoia.h"
-#include "common/spec/token_tree.h"
+#include "common/speculation/sequoia.h"
+#include "common/speculation/token_tree.h"
 #include "specserve/v1/draft.pb.h"
 #include "specserve/v1/worker.pb.h"
 

@@ -1,6 +1,6 @@
 #include "services/worker_info.h"
 
-#include "common/spec/spec_engine.h"
+#include "common/speculation/spec_engine.h"
 #include "services/proto_convert.h"
 
 namespace specserve {

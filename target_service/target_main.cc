@@ -8,7 +8,7 @@
 #include "common/engine/llama_model.h"
 #include "common/model/model_loader.h"
 #include "common/ops/ops.h"
-#include "common/spec/target_worker.h"
+#include "common/speculation/target_worker.h"
 #include "common/util/cli.h"
 #include "services/flag_names.h"
 #include "prometheus/registry.h"

@@ -3,7 +3,7 @@
 // reaches the worker; trees are validated by the worker (ValidateTree).
 #pragma once
 
-#include "common/spec/target_worker.h"
+#include "common/speculation/target_worker.h"
 #include "services/worker_metrics.h"
 #include "specserve/v1/target.grpc.pb.h"
 

@@ -9,7 +9,7 @@
 #include "absl/flags/flag.h"
 #include "absl/strings/str_format.h"
 #include "common/engine/batch_generator.h"
-#include "common/spec/spec_engine.h"
+#include "common/speculation/spec_engine.h"
 #include "common/engine/llama_model.h"
 #include "common/model/model_loader.h"
 #include "common/ops/ops.h"

@@ -1,7 +1,7 @@
 // The lossless contract: speculative greedy output equals plain greedy output
 // token for token, for every tree mode, window, batch and draft; speculative
 // sampling keeps the target's distribution.
-#include "common/spec/spec_engine.h"
+#include "common/speculation/spec_engine.h"
 
 #include <cmath>
 #include <map>

@@ -11,7 +11,7 @@
 
 #include "common/sampling/rng.h"
 #include "common/sampling/sampler.h"
-#include "common/spec/token_tree.h"
+#include "common/speculation/token_tree.h"
 
 namespace specserve {
 

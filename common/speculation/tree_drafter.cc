@@ -1,4 +1,4 @@
-#include "common/spec/tree_drafter.h"
+#include "common/speculation/tree_drafter.h"
 
 #include <algorithm>
 #include <chrono>

@@ -8,7 +8,7 @@
 #include <mutex>
 
 #include "common/engine/llama_model.h"
-#include "common/spec/backends.h"
+#include "common/speculation/backends.h"
 
 namespace specserve {
 

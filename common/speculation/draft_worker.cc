@@ -1,4 +1,4 @@
-#include "common/spec/draft_worker.h"
+#include "common/speculation/draft_worker.h"
 
 #include "absl/strings/str_format.h"
 #include "common/util/status_macros.h"

@@ -1,4 +1,4 @@
-#include "common/spec/target_worker.h"
+#include "common/speculation/target_worker.h"
 
 #include "absl/strings/str_format.h"
 

@@ -11,8 +11,8 @@
 #include "absl/status/status.h"
 #include "common/engine/llama_model.h"
 #include "common/sampling/sampler.h"
-#include "common/spec/sequoia.h"
-#include "common/spec/token_tree.h"
+#include "common/speculation/sequoia.h"
+#include "common/speculation/token_tree.h"
 
 namespace specserve {
 

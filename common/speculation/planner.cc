@@ -1,4 +1,4 @@
-#include "common/spec/planner.h"
+#include "common/speculation/planner.h"
 
 #include <algorithm>
 #include <cmath>

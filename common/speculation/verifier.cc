@@ -1,4 +1,4 @@
-#include "common/spec/verifier.h"
+#include "common/speculation/verifier.h"
 
 #include <algorithm>
 #include <unordered_map>

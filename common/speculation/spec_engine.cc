@@ -1,4 +1,4 @@
-#include "common/spec/spec_engine.h"
+#include "common/speculation/spec_engine.h"
 
 #include <algorithm>
 #include <chrono>

@@ -1,4 +1,4 @@
-#include "common/spec/sequoia.h"
+#include "common/speculation/sequoia.h"
 
 #include <cmath>
 #include <functional>

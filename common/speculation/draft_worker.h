@@ -8,8 +8,8 @@
 #include <mutex>
 
 #include "common/engine/llama_model.h"
-#include "common/spec/backends.h"
-#include "common/spec/tree_drafter.h"
+#include "common/speculation/backends.h"
+#include "common/speculation/tree_drafter.h"
 
 namespace specserve {
 

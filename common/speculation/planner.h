@@ -12,8 +12,8 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "common/spec/sequoia.h"
-#include "common/spec/verifier.h"
+#include "common/speculation/sequoia.h"
+#include "common/speculation/verifier.h"
 
 namespace specserve {
 

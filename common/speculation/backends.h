@@ -12,9 +12,9 @@
 
 #include "absl/status/status.h"
 #include "common/sampling/sampler.h"
-#include "common/spec/sequoia.h"
-#include "common/spec/token_tree.h"
-#include "common/spec/verifier.h"
+#include "common/speculation/sequoia.h"
+#include "common/speculation/token_tree.h"
+#include "common/speculation/verifier.h"
 
 namespace specserve {
 

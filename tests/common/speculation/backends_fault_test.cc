@@ -4,7 +4,7 @@
 #include <vector>
 
 #include "common/model/random_model.h"
-#include "common/spec/spec_engine.h"
+#include "common/speculation/spec_engine.h"
 #include "gtest/gtest.h"
 
 namespace specserve {

@@ -14,10 +14,10 @@
 #include "absl/status/statusor.h"
 #include "common/engine/batch_generator.h"
 #include "common/engine/llama_model.h"
-#include "common/spec/backends.h"
-#include "common/spec/draft_worker.h"
-#include "common/spec/planner.h"
-#include "common/spec/target_worker.h"
+#include "common/speculation/backends.h"
+#include "common/speculation/draft_worker.h"
+#include "common/speculation/planner.h"
+#include "common/speculation/target_worker.h"
 
 namespace specserve {
 
