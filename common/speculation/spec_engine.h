@@ -6,8 +6,10 @@
 // in-process here, gRPC clients in the split deployment.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <memory>
 #include <vector>
 
@@ -126,6 +128,7 @@ class SpecEngine {
       std::span<const std::pair<int, Sequence*>> decoding, const Plan& plan, StepClass step_class,
       std::vector<ProposeOutput>* drafts);
   void ApplyVerified(int id, Sequence& seq, const ProposeOutput* draft, const VerifyOutput& out);
+  void RecordOverhead(std::chrono::steady_clock::time_point step_start);
 
   std::unique_ptr<DraftWorker> owned_draft_;
   std::unique_ptr<TargetWorker> owned_target_;
@@ -138,6 +141,7 @@ class SpecEngine {
   std::map<int, std::unique_ptr<Sequence>> sequences_;
   int next_id_ = 0;
   bool last_step_prefilled_ = false;
+  std::optional<std::chrono::steady_clock::time_point> last_decode_end_;
   StepStats last_;
   int64_t decoded_tokens_ = 0, sequence_steps_ = 0, accepted_total_ = 0, prefill_total_ = 0;
   double decode_seconds_ = 0, prefill_seconds_ = 0;
