@@ -39,7 +39,12 @@ class LlamaModel {
 
   const ModelConfig& config() const { return model_.config; }
   const LoadedModel& model() const { return model_; }
-  KvShape kv_shape() const { return {model_.config.n_layers, model_.config.kv_dim()}; }
+  // The shape of this model's caches (MakeFullKvCache / MakeWindowKvCache),
+  // with the KV element type set by set_kv_type (default fp32).
+  KvShape kv_shape() const {
+    return {model_.config.n_layers, model_.config.kv_dim(), model_.config.n_kv_heads, kv_type_};
+  }
+  void set_kv_type(KvType type) { kv_type_ = type; }
 
   // One pass for the whole batch. The new tokens' K/V are left *pending* in each
   // cache: the caller commits all of them, a subset (an accepted tree path) or none.
@@ -49,17 +54,21 @@ class LlamaModel {
 
  private:
   absl::Status Validate(std::span<const ForwardSequence> batch) const;
-  // Attention entries for a sequence whose tokens must see rows pending from an
-  // earlier pass: one entry per token, its visible pending rows as segments.
-  void AddAttentionWithPending(const ForwardSequence& seq, int layer, int pending_before,
-                               int first_row, size_t batch_row,
-                               std::vector<AttentionSequence>* out);
+  // Which cache rows each new token of sequence `s` sees (AttentionSequence's
+  // visible / extra lists), from its causal or tree structure.
+  void BuildVisibility(const ForwardSequence& seq, int pending_before, size_t s);
 
   const LoadedModel& model_;
   Ops& ops_;
   // Scratch activations, rows = all new tokens of the batch.
   std::vector<float> x_, xb_, q_, k_, v_, attn_, gate_, up_, final_;
   std::vector<int32_t> tokens_, positions_;
+  struct Visibility {
+    std::vector<int32_t> visible, extra_begin, extra;
+  };
+  std::vector<Visibility> visibility_;  // per sequence of the batch
+  std::vector<KvTiles> tiles_;
+  KvType kv_type_ = KvType::kF32;
 };
 
 }  // namespace specserve
