@@ -1,6 +1,7 @@
 #include "common/engine/llama_model.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 
 #include "absl/strings/str_format.h"
@@ -83,9 +84,39 @@ absl::Status LlamaModel::Validate(std::span<const ForwardSequence> batch) const 
   return absl::OkStatus();
 }
 
+namespace {
+
+// Charges the time since the last switch to the current phase of a profile.
+class PhaseClock {
+ public:
+  explicit PhaseClock(ForwardProfile* profile) : profile_(profile) {
+    if (profile_ != nullptr) start_ = last_ = Clock::now();
+  }
+  void Charge(double ForwardProfile::*phase) {
+    if (profile_ == nullptr) return;
+    const Clock::time_point now = Clock::now();
+    profile_->*phase += std::chrono::duration<double>(now - last_).count();
+    last_ = now;
+  }
+  void Finish() {
+    if (profile_ == nullptr) return;
+    Charge(&ForwardProfile::other_seconds);
+    profile_->total_seconds += std::chrono::duration<double>(last_ - start_).count();
+    ++profile_->passes;
+  }
+
+ private:
+  using Clock = std::chrono::steady_clock;
+  ForwardProfile* profile_;
+  Clock::time_point start_, last_;
+};
+
+}  // namespace
+
 absl::Status LlamaModel::Forward(std::span<const ForwardSequence> batch,
-                                 std::vector<float>* logits) {
+                                 std::vector<float>* logits, ForwardProfile* profile) {
   RETURN_IF_ERROR(Validate(batch));
+  PhaseClock clock(profile);
   const ModelConfig& c = model_.config;
   const LlamaWeights& w = model_.weights;
 
@@ -145,19 +176,41 @@ absl::Status LlamaModel::Forward(std::span<const ForwardSequence> batch,
   const AttentionShape shape{c.n_heads, c.n_kv_heads, c.head_dim,
                              1.0f / std::sqrt(static_cast<float>(c.head_dim))};
   std::vector<AttentionSequence> attention;
+  if (profile != nullptr) {
+    double keys = 0;  // (token, visible key) pairs of one layer
+    for (const Visibility& vis : visibility_) {
+      for (size_t i = 0; i < vis.visible.size(); ++i) {
+        keys += vis.visible[i] +
+                (vis.extra_begin.empty() ? 0 : vis.extra_begin[i + 1] - vis.extra_begin[i]);
+      }
+    }
+    double weights = 0;  // weight elements of the layers' matrices
+    for (const LayerWeights& lw : w.layers) {
+      for (const WeightTensor* m : {&lw.wq, &lw.wk, &lw.wv, &lw.wo, &lw.w_gate, &lw.w_up,
+                                    &lw.w_down}) {
+        weights += static_cast<double>(m->elements());
+      }
+    }
+    profile->matmul_flops += 2.0 * T * weights + 2.0 * n_logit_rows * w.output.elements();
+    profile->attention_flops += 4.0 * c.head_dim * c.n_heads * keys * c.n_layers;
+  }
+  clock.Charge(&ForwardProfile::other_seconds);
 
   for (int l = 0; l < c.n_layers; ++l) {
     const LayerWeights& layer = w.layers[l];
 
     // Attention block: x += Wo · attention(rope(Wq·n), rope(Wk·n), Wv·n), n = rmsnorm(x).
     ops_.RmsNorm(x_.data(), layer.attn_norm, c.rms_eps, T, xb_.data());
+    clock.Charge(&ForwardProfile::other_seconds);
     ops_.MatMul(layer.wq, xb_.data(), T, q_.data());
     ops_.MatMul(layer.wk, xb_.data(), T, k_.data());
     ops_.MatMul(layer.wv, xb_.data(), T, v_.data());
+    clock.Charge(&ForwardProfile::matmul_seconds);
     ops_.Rope(q_.data(), T, q_dim, c.n_heads, c.head_dim, c.rope_dim, positions_, c.rope_theta,
               c.rope_style);
     ops_.Rope(k_.data(), T, kv_dim, c.n_kv_heads, c.head_dim, c.rope_dim, positions_,
               c.rope_theta, c.rope_style);
+    clock.Charge(&ForwardProfile::other_seconds);
 
     attention.resize(batch.size());
     int n_attention = 0;
@@ -187,19 +240,28 @@ absl::Status LlamaModel::Forward(std::span<const ForwardSequence> batch,
     }
     attention.resize(n_attention);
     ops_.Attention(attention, shape);
+    clock.Charge(&ForwardProfile::attention_seconds);
     ops_.MatMul(layer.wo, attn_.data(), T, xb_.data());
+    clock.Charge(&ForwardProfile::matmul_seconds);
     ops_.Add(x_.data(), xb_.data(), static_cast<int64_t>(T) * dim);
 
     // Feed-forward block: x += W_down · (silu(W_gate·n) * (W_up·n)), n = rmsnorm(x).
     ops_.RmsNorm(x_.data(), layer.ffn_norm, c.rms_eps, T, xb_.data());
+    clock.Charge(&ForwardProfile::other_seconds);
     ops_.MatMul(layer.w_gate, xb_.data(), T, gate_.data());
     ops_.MatMul(layer.w_up, xb_.data(), T, up_.data());
+    clock.Charge(&ForwardProfile::matmul_seconds);
     ops_.SwiGlu(gate_.data(), up_.data(), static_cast<int64_t>(T) * ffn, gate_.data());
+    clock.Charge(&ForwardProfile::other_seconds);
     ops_.MatMul(layer.w_down, gate_.data(), T, xb_.data());
+    clock.Charge(&ForwardProfile::matmul_seconds);
     ops_.Add(x_.data(), xb_.data(), static_cast<int64_t>(T) * dim);
   }
 
-  if (n_logit_rows == 0) return absl::OkStatus();
+  if (n_logit_rows == 0) {
+    clock.Finish();
+    return absl::OkStatus();
+  }
   // Only the rows asked for go through the final norm and the (large) output projection.
   final_.resize(static_cast<size_t>(n_logit_rows) * dim);
   int r = 0;
@@ -210,7 +272,10 @@ absl::Status LlamaModel::Forward(std::span<const ForwardSequence> batch,
     }
   }
   ops_.RmsNorm(final_.data(), w.output_norm, c.rms_eps, n_logit_rows, final_.data());
+  clock.Charge(&ForwardProfile::other_seconds);
   ops_.MatMul(w.output, final_.data(), n_logit_rows, logits->data());
+  clock.Charge(&ForwardProfile::matmul_seconds);
+  clock.Finish();
   return absl::OkStatus();
 }
 

@@ -32,6 +32,18 @@ struct ForwardSequence {
   std::span<const int32_t> logit_rows;
 };
 
+// Where one or more forward passes spent their time: Forward adds to the
+// fields (zero them first). Timing costs a clock read per phase change.
+struct ForwardProfile {
+  double matmul_seconds = 0;     // MatMul: the projections, FFN and output head
+  double attention_seconds = 0;  // writing K/V into the caches and Attention
+  double other_seconds = 0;      // embedding, norms, rotary, SwiGLU, adds, bookkeeping
+  double total_seconds = 0;
+  double matmul_flops = 0;     // 2 * rows * weight elements per MatMul
+  double attention_flops = 0;  // 4 * head_dim per (query head, visible key)
+  int passes = 0;
+};
+
 class LlamaModel {
  public:
   // `model` and `ops` must outlive this object.
@@ -50,7 +62,9 @@ class LlamaModel {
   // cache: the caller commits all of them, a subset (an accepted tree path) or none.
   // `logits` receives sum(logit_rows) rows of vocab_size floats, in batch order.
   // Not thread-safe: one Forward at a time per LlamaModel (it reuses scratch memory).
-  absl::Status Forward(std::span<const ForwardSequence> batch, std::vector<float>* logits);
+  // `profile` (optional) accumulates where the time went.
+  absl::Status Forward(std::span<const ForwardSequence> batch, std::vector<float>* logits,
+                       ForwardProfile* profile = nullptr);
 
  private:
   absl::Status Validate(std::span<const ForwardSequence> batch) const;

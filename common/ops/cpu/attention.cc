@@ -178,13 +178,17 @@ void AttentionRunner::RunItem(const Item& item, const AttentionSequence& seq,
     sc.extra_kv.assign(static_cast<size_t>(total) * tile_floats, 0.0f);
     sc.extra_tiles.clear();
     sc.extra_offset.assign(1, 0);
-    std::vector<int64_t> run_start;
+    std::vector<int64_t>& run_start = sc.run_start;
+    run_start.clear();
     int64_t start = 0;
     for (const KvRun& run : seq.runs) {
       run_start.push_back(start);
       start += run.n_rows;
     }
-    std::vector<float> kr(d), vr(d);
+    sc.k_row.resize(d);
+    sc.v_row.resize(d);
+    float* kr = sc.k_row.data();
+    float* vr = sc.v_row.data();
     int used = 0;
     for (int t = item.tok_begin; t < item.tok_end; ++t) {
       const int first = seq.extra_begin[t], n = seq.extra_begin[t + 1] - first;
@@ -192,7 +196,8 @@ void AttentionRunner::RunItem(const Item& item, const AttentionSequence& seq,
       const int token_tiles = n == 0 ? 0 : static_cast<int>((v0 + n - 1) / kKvTileRows -
                                                             v0 / kKvTileRows + 1);
       float* base = sc.extra_kv.data() + static_cast<int64_t>(used) * tile_floats;
-      std::vector<AttentionTile> token(token_tiles);
+      std::vector<AttentionTile>& token = sc.token_tiles;
+      token.resize(token_tiles);
       for (int i = 0; i < token_tiles; ++i) {
         float* kt = base + i * tile_floats;
         token[i] = AttentionTile{kt, kt + kKvTileRows * d, kKvTileRows, 0, 0};
@@ -202,7 +207,7 @@ void AttentionRunner::RunItem(const Item& item, const AttentionSequence& seq,
         const size_t r = std::upper_bound(run_start.begin(), run_start.end(), index) -
                          run_start.begin() - 1;
         LoadHeadRow(seq.runs[r], seq.kv_type, g, d, seq.runs[r].first + (index - run_start[r]),
-                    kr.data(), vr.data());
+                    kr, vr);
         const int64_t virt = v0 + i;
         const int ti = static_cast<int>(virt / kKvTileRows - v0 / kKvTileRows);
         const int lane = static_cast<int>(virt % kKvTileRows);

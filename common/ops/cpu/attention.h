@@ -44,8 +44,9 @@ class AttentionRunner {
     AttentionSequence seq;
   };
   struct Scratch {
-    std::vector<float> q, s, extra_kv;
-    std::vector<AttentionTile> tiles, extra_tiles;
+    std::vector<float> q, s, extra_kv, k_row, v_row;
+    std::vector<AttentionTile> tiles, extra_tiles, token_tiles;
+    std::vector<int64_t> run_start;
     std::vector<int32_t> visible, extra_offset;
     std::vector<float*> out;
   };
