@@ -7,7 +7,7 @@ namespace specserve {
 
 v1::WorkerInfo MakeWorkerInfo(const LoadedModel& model, int max_context, int max_tree_nodes,
                               int max_batch, int window_tokens) {
-  const ModelFacts facts = FactsOf(model, model, 0, window_tokens);
+  const ModelFacts facts = FactsOf(model, &model, 0, window_tokens);
   v1::WorkerInfo info;
   info.set_model(model.path);
   info.set_vocab_size(model.config.vocab_size);

@@ -1,8 +1,8 @@
 #include "common/speculation/draft_worker.h"
 
 #include "absl/strings/str_format.h"
+#include "common/speculation/propose_validation.h"
 #include "common/util/status_macros.h"
-#include "common/util/tree_parents.h"
 
 namespace specserve {
 
@@ -47,39 +47,10 @@ absl::Status DraftWorker::Propose(std::span<const ProposeItem> items,
     const ProposeItem& item = items[i];
     ProposeOutput& out = (*outputs)[i];
     auto fail = [&](absl::Status st) { out.status = std::move(st); };
-    if (item.shape == nullptr || item.tokens.empty()) {
-      fail(absl::InvalidArgumentError(absl::StrFormat(
-          "sequence %d: a proposal needs history tokens and a tree shape", item.sequence_id)));
-      continue;
-    }
-    if (item.shape->speculated() > options_.max_tree_nodes ||
-        item.shape->depth() > options_.max_depth) {
-      fail(absl::InvalidArgumentError(absl::StrFormat(
-          "sequence %d: tree of %d nodes and depth %d exceeds the limits (%d nodes, depth %d)",
-          item.sequence_id, item.shape->speculated(), item.shape->depth(), options_.max_tree_nodes,
-          options_.max_depth)));
-      continue;
-    }
-    absl::Status shape_ok = ValidateParents(item.shape->parents, 0, "shape node");
-    if (shape_ok.ok() && item.shape->ranks.size() != item.shape->parents.size()) {
-      shape_ok = absl::InvalidArgumentError(absl::StrFormat(
-          "%d ranks for %d nodes", item.shape->ranks.size(), item.shape->parents.size()));
-    }
-    if (!shape_ok.ok()) {
-      fail(absl::InvalidArgumentError(
-          absl::StrFormat("sequence %d: tree shape: %s", item.sequence_id, shape_ok.message())));
-      continue;
-    }
-    bool bad_token = false;
-    for (int32_t t : item.tokens) bad_token |= t < 0 || t >= vocab;
-    if (bad_token || item.start < 0) {
-      fail(absl::InvalidArgumentError(
-          absl::StrFormat("sequence %d: history tokens must be in [0, %d) and start >= 0",
-                          item.sequence_id, vocab)));
-      continue;
-    }
-    if (absl::Status st = item.sampling.Validate(); !st.ok()) {
-      fail(st);
+    if (absl::Status st =
+            ValidateProposeItem(item, {options_.max_tree_nodes, options_.max_depth, vocab});
+        !st.ok()) {
+      fail(std::move(st));
       continue;
     }
     auto it = sequences_.find(item.sequence_id);

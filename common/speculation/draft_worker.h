@@ -1,6 +1,6 @@
-// The draft side of speculation in-process: the draft model and, per live
-// sequence, its window KV cache (sinks + ring) and random stream. The draft
-// service wraps exactly this.
+// The MagicDec drafter: the draft model and, per live sequence, its window KV
+// cache (sinks + ring) and random stream. Each call runs one draft pass per
+// tree level (TreeDrafter). The draft service wraps this or an NgramDrafter.
 #pragma once
 
 #include <map>
@@ -9,6 +9,7 @@
 
 #include "common/engine/model.h"
 #include "common/speculation/backends.h"
+#include "common/speculation/drafter.h"
 #include "common/speculation/speculation_config.h"
 #include "common/speculation/tree_drafter.h"
 
@@ -23,7 +24,7 @@ struct DraftWorkerOptions {
   int max_sequences = 4096;
 };
 
-class DraftWorker final : public DraftBackend {
+class DraftWorker final : public Drafter {
  public:
   DraftWorker(Model& draft, DraftWorkerOptions options);
 
@@ -31,8 +32,9 @@ class DraftWorker final : public DraftBackend {
                        std::vector<PassTime>* passes) override;
   void Release(int64_t sequence_id) override;
 
-  int sequences() const;
-  int64_t kv_bytes() const;
+  std::string kind() const override { return "model"; }
+  int sequences() const override;
+  int64_t kv_bytes() const override;
   const DraftWorkerOptions& options() const { return options_; }
 
  private:

@@ -46,10 +46,7 @@ StepClass ClassOf(int batch, double mean_context) {
   return c;
 }
 
-void CostTable::Record(int m, double seconds) {
-  auto [it, inserted] = ema_.emplace(m, seconds);
-  if (!inserted) it->second = 0.8 * it->second + 0.2 * seconds;
-}
+void CostTable::Record(int m, double seconds) { times_[m].Add(seconds); }
 
 Planner::Planner(SpecConfig config, CostPrior prior)
     : config_(config), prior_(prior), acceptance_(config.candidates) {
@@ -58,7 +55,8 @@ Planner::Planner(SpecConfig config, CostPrior prior)
 
 void Planner::RebuildTables() {
   const int nodes = std::max({config_.max_nodes, config_.tree_nodes, 1}) + 1;
-  tables_ = std::make_unique<SequoiaTables>(acceptance_.Vector(), nodes, config_.max_depth);
+  vector_at_rebuild_ = acceptance_.Vector();
+  tables_ = std::make_unique<SequoiaTables>(vector_at_rebuild_, nodes, config_.max_depth);
   steps_since_rebuild_ = 0;
   visits_at_rebuild_ = acceptance_.visits(0);
   if (config_.mode != SpecMode::kAuto) return;
@@ -84,11 +82,22 @@ void Planner::RebuildTables() {
 }
 
 void Planner::MaybeRebuildTables() {
-  // Re-plan trees when the acceptance evidence has grown by a quarter (so early
-  // on, while it moves fast, almost every step), or every 64 steps.
-  if (++steps_since_rebuild_ >= 64 ||
-      acceptance_.visits(0) > visits_at_rebuild_ + visits_at_rebuild_ / 4 + 4) {
+  // Re-plan trees (the DP costs about a millisecond, more than a small model's
+  // step) when the acceptance evidence has grown by a quarter and the vector has
+  // moved by more than kReplanDelta in some position, or every 256 steps.
+  ++steps_since_rebuild_;
+  if (steps_since_rebuild_ < 256 &&
+      acceptance_.visits(0) <= visits_at_rebuild_ + visits_at_rebuild_ / 4 + 4) {
+    return;
+  }
+  const std::vector<double> p = acceptance_.Vector();
+  double moved = 0;
+  for (size_t k = 0; k < p.size(); ++k)
+    moved = std::max(moved, std::abs(p[k] - vector_at_rebuild_[k]));
+  if (moved > kReplanDelta || steps_since_rebuild_ >= 256) {
     RebuildTables();
+  } else {
+    visits_at_rebuild_ = acceptance_.visits(0);  // the evidence agrees: look again later
   }
 }
 
@@ -98,13 +107,14 @@ void Planner::RecordDraftPass(StepClass c, int m, double seconds) {
 void Planner::RecordVerifyPass(StepClass c, int m, double seconds) {
   verify_costs_[c].Record(m, seconds);
 }
-void Planner::RecordStepOverhead(StepClass c, double seconds) {
-  auto [it, inserted] = overhead_.emplace(c, std::max(0.0, seconds));
-  if (!inserted) it->second = 0.9 * it->second + 0.1 * std::max(0.0, seconds);
+void Planner::RecordStepOverhead(StepClass c, bool speculated, double seconds) {
+  overhead_[std::pair(c, speculated)].Add(std::max(0.0, seconds));
 }
-double Planner::StepOverhead(StepClass c) const {
-  auto it = overhead_.find(c);
-  return it == overhead_.end() ? 0.0 : it->second;
+double Planner::StepOverhead(StepClass c, bool speculated) const {
+  auto it = overhead_.find(std::pair(c, speculated));
+  if (it != overhead_.end()) return it->second.value();
+  if (speculated) return StepOverhead(c, false);
+  return 0.0;
 }
 
 double Planner::PredictVerify(StepClass c, int batch, double context, int m) const {
@@ -192,8 +202,8 @@ Plan Planner::ChooseAuto(int batch, double mean_context) {
       if (draft_pass[m] < 0) draft_pass[m] = DraftPassCost(c, batch, m);
       return draft_pass[m];
     };
-    const double overhead = StepOverhead(c);
-    double best_rate = 1.0 / (overhead + verify[1]);
+    const double overhead = StepOverhead(c, true);
+    double best_rate = 1.0 / (StepOverhead(c, false) + verify[1]);
     choice.n = 1;
     choice.d = 0;
     for (const Candidate& cand : candidates_) {
@@ -229,10 +239,10 @@ Plan Planner::PlainOrProbe(StepClass c, int batch, double mean_context) {
   // probe only once the plain time since the last probe is at least
   // probe_budget_factor_ times that cost, so probing stays under 1/factor of
   // the time; each probe that still loses doubles the factor.
-  const double plain_step = StepOverhead(c) + PredictVerify(c, batch, mean_context, 1);
+  const double plain_step = StepOverhead(c, false) + PredictVerify(c, batch, mean_context, 1);
   plain_seconds_ += plain_step;
   const double probe_cost = DraftPassCost(c, batch, prior_.draft_window_tokens) +
-                            2 * DraftPassCost(c, batch, 1) + StepOverhead(c) +
+                            2 * DraftPassCost(c, batch, 1) + StepOverhead(c, true) +
                             PredictVerify(c, batch, mean_context, 3);
   Plan plan;
   if (plain_seconds_ < probe_budget_factor_ * probe_cost) return plan;

@@ -17,7 +17,7 @@ double SecondsSince(Clock::time_point start) {
 
 }  // namespace
 
-ModelFacts FactsOf(const LoadedModel& target, const LoadedModel& draft, int sinks, int window) {
+ModelFacts FactsOf(const LoadedModel& target, const LoadedModel* draft, int sinks, int window) {
   ModelFacts f;
   f.vocab_size = target.config.vocab_size;
   f.stop_ids = StopTokenIds(target);
@@ -25,11 +25,11 @@ ModelFacts FactsOf(const LoadedModel& target, const LoadedModel& draft, int sink
   // One token with no context: weight traffic and projection arithmetic only.
   const PassShape one_token{1, 0, 1, 1};
   f.prior.target_weight_bytes = WeightBytes(target);
-  f.prior.draft_weight_bytes = WeightBytes(draft);
+  if (draft != nullptr) f.prior.draft_weight_bytes = WeightBytes(*draft);
   f.prior.target_flops_per_token = EstimatePass(target, one_token).flops;
-  f.prior.draft_flops_per_token = EstimatePass(draft, one_token).flops;
+  if (draft != nullptr) f.prior.draft_flops_per_token = EstimatePass(*draft, one_token).flops;
   f.prior.target_kv_bytes_per_token = KvBytesPerToken(target.config);
-  f.prior.draft_kv_bytes_per_token = KvBytesPerToken(draft.config);
+  if (draft != nullptr) f.prior.draft_kv_bytes_per_token = KvBytesPerToken(draft->config);
   f.prior.draft_window_tokens = sinks + window;
   return f;
 }
@@ -55,8 +55,12 @@ absl::Status CheckSameVocabulary(const LoadedModel& target, const LoadedModel& d
 
 absl::StatusOr<std::unique_ptr<SpecEngine>> SpecEngine::Create(Model& target, Model& draft,
                                                                SpecEngineOptions options) {
-  if (&draft != &target) RETURN_IF_ERROR(CheckSameVocabulary(target.loaded(), draft.loaded()));
-  DraftWorkerOptions d;
+  const bool ngram = options.drafter == DrafterKind::kNgram;
+  if (!ngram && &draft != &target) {
+    RETURN_IF_ERROR(CheckSameVocabulary(target.loaded(), draft.loaded()));
+  }
+  DrafterOptions d;
+  d.kind = options.drafter;
   d.sinks = options.sinks;
   d.window = options.window;
   d.max_candidates = options.max_candidates;
@@ -65,12 +69,14 @@ absl::StatusOr<std::unique_ptr<SpecEngine>> SpecEngine::Create(Model& target, Mo
   t.max_context = options.max_context;
   t.max_tree_nodes = d.max_tree_nodes;
   t.acceptance_scale = options.verifier_acceptance_scale;
-  auto draft_worker = std::make_unique<DraftWorker>(draft, d);
+  ASSIGN_OR_RETURN(std::unique_ptr<Drafter> draft_worker,
+                   MakeDrafter(d, &draft, target.config().vocab_size));
   auto target_worker = std::make_unique<TargetWorker>(target, t);
-  ASSIGN_OR_RETURN(
-      std::unique_ptr<SpecEngine> engine,
-      Create(draft_worker.get(), *target_worker,
-             FactsOf(target.loaded(), draft.loaded(), options.sinks, options.window), options));
+  ASSIGN_OR_RETURN(std::unique_ptr<SpecEngine> engine,
+                   Create(draft_worker.get(), *target_worker,
+                          FactsOf(target.loaded(), ngram ? nullptr : &draft.loaded(), options.sinks,
+                                  options.window),
+                          options));
   engine->owned_draft_ = std::move(draft_worker);
   engine->owned_target_ = std::move(target_worker);
   return engine;
@@ -192,7 +198,8 @@ void SpecEngine::RecordOverhead(Clock::time_point step_start) {
   last_decode_end_ = end;
   // A long gap is the caller idling or pausing, not the serving path's cost.
   if (outside <= 10 * passes) {
-    planner_->RecordStepOverhead(ClassOf(last_.batch, last_.mean_context), outside);
+    planner_->RecordStepOverhead(ClassOf(last_.batch, last_.mean_context),
+                                 last_.speculated || last_.draft_seconds > 0, outside);
   }
 }
 

@@ -18,6 +18,7 @@
 #include "common/engine/model.h"
 #include "common/speculation/backends.h"
 #include "common/speculation/draft_worker.h"
+#include "common/speculation/drafter_factory.h"
 #include "common/speculation/planner.h"
 #include "common/speculation/target_worker.h"
 
@@ -25,6 +26,7 @@ namespace specserve {
 
 struct SpecEngineOptions {
   SpecConfig spec;
+  DrafterKind drafter = DrafterKind::kModel;  // in-process Create: model (MagicDec) or ngram
   int sinks = 16;                 // draft window cache: attention-sink tokens kept forever
   int window = 256;               // draft window cache: most recent tokens kept
   int max_context = 0;            // tokens per sequence; 0: the target's context length
@@ -68,7 +70,8 @@ struct ModelFacts {
   int context_length = 0;
   CostPrior prior;  // weights, KV bytes per token, flops (bandwidth/flops filled from options)
 };
-ModelFacts FactsOf(const LoadedModel& target, const LoadedModel& draft, int sinks, int window);
+// `draft` null: a drafter without a model (ngram), whose passes cost next to nothing.
+ModelFacts FactsOf(const LoadedModel& target, const LoadedModel* draft, int sinks, int window);
 
 class SpecEngine {
  public:
@@ -135,7 +138,7 @@ class SpecEngine {
   void ApplyVerified(int id, Sequence& seq, const ProposeOutput* draft, const VerifyOutput& out);
   void RecordOverhead(std::chrono::steady_clock::time_point step_start);
 
-  std::unique_ptr<DraftWorker> owned_draft_;
+  std::unique_ptr<Drafter> owned_draft_;
   std::unique_ptr<TargetWorker> owned_target_;
   DraftBackend* draft_;
   TargetBackend& target_;

@@ -67,7 +67,7 @@ int Run() {
   WorkerMetrics draft_metrics(*f.registry, "draft");
   WorkerMetrics target_metrics(*f.registry, "target");
   const ModelFacts facts =
-      FactsOf(*f.model, draft.model(), f.engine.sinks, f.engine.window);
+      FactsOf(*f.model, &draft.loaded(), f.engine.sinks, f.engine.window);
   f.limits.max_spec_nodes = std::min(f.limits.max_spec_nodes, d.max_tree_nodes - 4);
 
   std::vector<std::unique_ptr<DraftBackend>> draft_slots;
