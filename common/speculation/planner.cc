@@ -110,33 +110,92 @@ void Planner::RecordVerifyPass(StepClass c, int m, double seconds) {
 void Planner::RecordStepOverhead(StepClass c, bool speculated, double seconds) {
   overhead_[std::pair(c, speculated)].Add(std::max(0.0, seconds));
 }
+namespace {
+
+// How far apart two step classes are: powers of two of batch and context.
+double ClassDistance(StepClass a, StepClass b) {
+  return std::abs(std::log2(static_cast<double>(a.batch_bucket) / b.batch_bucket)) +
+         std::abs(std::log2(static_cast<double>(a.context_bucket) / b.context_bucket));
+}
+
+// The class of `tables` with measurements nearest to `c` (c itself when it has
+// some), or null when nothing was measured yet.
+template <typename Map>
+const typename Map::value_type* NearestMeasured(const Map& tables, StepClass c) {
+  const typename Map::value_type* best = nullptr;
+  double best_distance = 0;
+  for (const auto& entry : tables) {
+    if (entry.second.empty()) continue;
+    const double d = ClassDistance(entry.first, c);
+    if (best == nullptr || d < best_distance) {
+      best = &entry;
+      best_distance = d;
+    }
+  }
+  return best;
+}
+
+// A typical mean context of a class (its bucket is the power of two above it).
+double TypicalContext(StepClass c) { return 0.75 * c.context_bucket; }
+
+}  // namespace
+
 double Planner::StepOverhead(StepClass c, bool speculated) const {
-  auto it = overhead_.find(std::pair(c, speculated));
-  if (it != overhead_.end()) return it->second.value();
+  // This class's measurement, else the nearest class's: the serving path's cost
+  // per step hardly depends on the class.
+  const std::pair<StepClass, bool>* nearest = nullptr;
+  double best_distance = 0;
+  for (const auto& [key, median] : overhead_) {
+    if (key.second != speculated || median.empty()) continue;
+    const double d = ClassDistance(key.first, c);
+    if (nearest == nullptr || d < best_distance) {
+      nearest = &key;
+      best_distance = d;
+    }
+  }
+  if (nearest != nullptr) return overhead_.at(*nearest).value();
   if (speculated) return StepOverhead(c, false);
   return 0.0;
 }
 
+double Planner::VerifyPrior(int batch, double context, int m) const {
+  const double bytes =
+      prior_.target_weight_bytes + batch * (context + m) * prior_.target_kv_bytes_per_token;
+  return bytes / prior_.bandwidth_bytes_per_second +
+         batch * m * prior_.target_flops_per_token / prior_.flops_per_second;
+}
+
+double Planner::DraftPrior(int batch, int m) const {
+  const double bytes = prior_.draft_weight_bytes +
+                       batch * (prior_.draft_window_tokens + m) * prior_.draft_kv_bytes_per_token;
+  return bytes / prior_.bandwidth_bytes_per_second +
+         batch * m * prior_.draft_flops_per_token / prior_.flops_per_second;
+}
+
 double Planner::PredictVerify(StepClass c, int batch, double context, int m) const {
-  auto prior = [&](int mm) {
-    const double bytes =
-        prior_.target_weight_bytes + batch * (context + mm) * prior_.target_kv_bytes_per_token;
-    return bytes / prior_.bandwidth_bytes_per_second +
-           batch * mm * prior_.target_flops_per_token / prior_.flops_per_second;
-  };
-  auto it = verify_costs_.find(c);
-  return it == verify_costs_.end() ? prior(m) : it->second.Estimate(m, prior);
+  auto here = [&](int mm) { return VerifyPrior(batch, context, mm); };
+  const auto* nearest = NearestMeasured(verify_costs_, c);
+  if (nearest == nullptr) return here(m);
+  if (!(nearest->first < c) && !(c < nearest->first)) return nearest->second.Estimate(m, here);
+  // Measured in another class only: its estimate, scaled by the prior's ratio
+  // between this class and that one (the context moved past a power of two).
+  const StepClass from = nearest->first;
+  auto there = [&](int mm) { return VerifyPrior(from.batch_bucket, TypicalContext(from), mm); };
+  const double base = there(m);
+  return base > 0 ? nearest->second.Estimate(m, there) * here(m) / base : here(m);
 }
 
 double Planner::DraftPassCost(StepClass c, int batch, int m) const {
-  auto prior = [&](int mm) {
-    const double bytes = prior_.draft_weight_bytes + batch * (prior_.draft_window_tokens + mm) *
-                                                         prior_.draft_kv_bytes_per_token;
-    return bytes / prior_.bandwidth_bytes_per_second +
-           batch * mm * prior_.draft_flops_per_token / prior_.flops_per_second;
-  };
-  auto it = draft_costs_.find(c);
-  return it == draft_costs_.end() ? prior(m) : it->second.Estimate(m, prior);
+  auto here = [&](int mm) { return DraftPrior(batch, mm); };
+  const auto* nearest = NearestMeasured(draft_costs_, c);
+  if (nearest == nullptr) return here(m);
+  if (!(nearest->first < c) && !(c < nearest->first)) return nearest->second.Estimate(m, here);
+  // The draft's window cost does not grow with the context: only the batch differs.
+  const StepClass from = nearest->first;
+  auto there = [&](int mm) { return DraftPrior(from.batch_bucket, mm); };
+  const double base = there(m);
+  return base > 0 ? nearest->second.Estimate(m, there) * here(m) / base
+                  : nearest->second.Estimate(m, there);
 }
 
 double Planner::PredictDraft(StepClass c, int batch, const TreeShape& shape) const {
@@ -189,9 +248,8 @@ Plan Planner::ChooseAuto(int batch, double mean_context) {
   // Decide from measurements, not the prior alone: first plain steps of this
   // class, then (once probing is affordable, see below) a probe with a short
   // chain to time the draft, then choose.
-  auto verify_it = verify_costs_.find(c);
-  if (verify_it == verify_costs_.end() || verify_it->second.empty()) return Plan{};
-  if (draft_costs_.find(c) == draft_costs_.end()) return PlainOrProbe(c, batch, mean_context);
+  if (NearestMeasured(verify_costs_, c) == nullptr) return Plan{};
+  if (NearestMeasured(draft_costs_, c) == nullptr) return PlainOrProbe(c, batch, mean_context);
   CachedChoice& choice = choices_[c];
   if (steps_ > choice.valid_until_step) {
     // Costs per pass width, once per decision, then each candidate is a sum.

@@ -138,6 +138,9 @@ class Planner {
   };
   void RebuildTables();
   void MaybeRebuildTables();
+  // The analytic costs (bytes over bandwidth plus arithmetic over peak).
+  double VerifyPrior(int batch, double context, int m) const;
+  double DraftPrior(int batch, int m) const;
   Plan ChooseAuto(int batch, double mean_context);
   Plan PlainOrProbe(StepClass c, int batch, double mean_context);
   // Probing may take at most 1/kProbeBudgetFactor of the time while plain wins.
