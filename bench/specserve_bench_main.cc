@@ -81,11 +81,6 @@ std::vector<int> ParseList(const std::string& text, const char* flag) {
   return out;
 }
 
-double Median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
-}
-
 int RunSpec(const std::vector<std::string>& models, const std::vector<int>& batches,
             const std::vector<int>& contexts, Ops& ops, double bandwidth) {
   nlohmann::json all = nlohmann::json::array();

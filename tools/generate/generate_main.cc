@@ -3,6 +3,7 @@
 #include <cstdio>
 #include <fstream>
 #include <iostream>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -37,6 +38,8 @@ ABSL_FLAG(std::string, draft, "self",
           "file with the target's vocabulary (e.g. a Q8_0/Q4_0 copy)");
 ABSL_FLAG(int, sinks, 16, "Draft window cache: attention-sink tokens kept");
 ABSL_FLAG(int, window, 256, "Draft window cache: most recent tokens kept");
+ABSL_FLAG(std::string, kv_type, "f32",
+          "KV cache element type: f32, or bf16 (half the bytes per decode step)");
 ABSL_FLAG(std::string, spec, "auto",
           "Speculation: off, chain:G (a chain of G drafted tokens), tree:N (a Sequoia tree of "
           "N nodes) or auto (the planner picks the tree from measured costs)");
@@ -86,7 +89,11 @@ int Run() {
                config.vocab_size, load_seconds, ops->name().c_str());
 
   Tokenizer tokenizer((*model)->vocab);
+  const std::optional<KvType> kv_type = KvTypeFromName(absl::GetFlag(FLAGS_kv_type));
+  if (!kv_type) return Fail(absl::StrFormat("--kv_type '%s' is not f32 or bf16",
+                                            absl::GetFlag(FLAGS_kv_type)));
   LlamaModel llama(**model, *ops);
+  llama.set_kv_type(*kv_type);
   std::unique_ptr<LoadedModel> draft_model;
   std::unique_ptr<LlamaModel> draft_llama;
   if (const std::string draft = absl::GetFlag(FLAGS_draft); draft != "self") {
@@ -94,6 +101,7 @@ int Run() {
     if (!loaded.ok()) return Fail(absl::StrFormat("--draft: %s", loaded.status().message()));
     draft_model = *std::move(loaded);
     draft_llama = std::make_unique<LlamaModel>(*draft_model, *ops);
+    draft_llama->set_kv_type(*kv_type);
   }
   SpecEngineOptions spec_options;
   auto spec = ParseSpecMode(absl::GetFlag(FLAGS_spec));
