@@ -11,16 +11,31 @@ namespace specserve {
 
 LlamaModel::LlamaModel(const LoadedModel& model, Ops& ops) : model_(model), ops_(ops) {}
 
+LlamaModel::LlamaModel(const LoadedModel& model, std::unique_ptr<Ops> ops)
+    : model_(model), owned_ops_(std::move(ops)), ops_(*owned_ops_) {}
+
+std::string LlamaModel::description() const { return ops_.name(); }
+
+absl::StatusOr<std::unique_ptr<KvCache>> LlamaModel::MakeFullCache(int64_t max_tokens) {
+  if (max_tokens < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("a KV cache of %d tokens: must be >= 0", max_tokens));
+  }
+  return MakeFullKvCache(kv_shape(), max_tokens);
+}
+
+absl::StatusOr<std::unique_ptr<KvCache>> LlamaModel::MakeWindowCache(int sinks, int window,
+                                                                     int max_pending) {
+  RETURN_IF_ERROR(ValidateWindowCacheShape(sinks, window, max_pending));
+  return MakeWindowKvCache(kv_shape(), sinks, window, max_pending);
+}
+
 absl::Status LlamaModel::Validate(std::span<const ForwardSequence> batch) const {
   const ModelConfig& c = model_.config;
+  RETURN_IF_ERROR(ValidateForwardBatch(c, batch));
   for (size_t s = 0; s < batch.size(); ++s) {
-    const ForwardSequence& seq = batch[s];
-    const int n = static_cast<int>(seq.tokens.size());
-    if (seq.cache == nullptr) {
-      return absl::InvalidArgumentError(absl::StrFormat("sequence %d has no KV cache", s));
-    }
     KvTiles tiles;
-    if (!seq.cache->Tiles(0, &tiles)) {
+    if (!batch[s].cache->Tiles(0, &tiles)) {
       return absl::InvalidArgumentError(absl::StrFormat(
           "sequence %d: its KV cache does not keep rows in the CPU layout", s));
     }
@@ -28,57 +43,6 @@ absl::Status LlamaModel::Validate(std::span<const ForwardSequence> batch) const 
       return absl::InvalidArgumentError(absl::StrFormat(
           "sequence %d: its KV cache holds %d kv heads of %d, the model has %d of %d", s,
           tiles.n_kv_heads, tiles.head_dim, c.n_kv_heads, c.head_dim));
-    }
-    for (int i = 0; i < n; ++i) {
-      if (seq.tokens[i] < 0 || seq.tokens[i] >= c.vocab_size) {
-        return absl::InvalidArgumentError(absl::StrFormat(
-            "sequence %d token %d: id %d is outside the vocabulary [0, %d)", s, i, seq.tokens[i],
-            c.vocab_size));
-      }
-    }
-    if (!seq.positions.empty()) {
-      if (static_cast<int>(seq.positions.size()) != n) {
-        return absl::InvalidArgumentError(absl::StrFormat(
-            "sequence %d has %d positions for %d tokens", s, seq.positions.size(), n));
-      }
-      for (int i = 0; i < n; ++i) {
-        if (seq.positions[i] < 0) {
-          return absl::InvalidArgumentError(
-              absl::StrFormat("sequence %d token %d: negative position %d", s, i, seq.positions[i]));
-        }
-      }
-    }
-    if (!seq.parents.empty()) {
-      if (static_cast<int>(seq.parents.size()) != n) {
-        return absl::InvalidArgumentError(
-            absl::StrFormat("sequence %d has %d parents for %d tokens", s, seq.parents.size(), n));
-      }
-      const int pending = static_cast<int>(seq.cache->pending_rows());
-      if (static_cast<int>(seq.pending_parents.size()) != pending) {
-        return absl::InvalidArgumentError(absl::StrFormat(
-            "sequence %d: a tree over %d pending rows needs their %d parents, got %d", s,
-            pending, pending, seq.pending_parents.size()));
-      }
-      for (int r = 0; r < pending; ++r) {
-        if (seq.pending_parents[r] < -1 || seq.pending_parents[r] >= r) {
-          return absl::InvalidArgumentError(absl::StrFormat(
-              "sequence %d: pending row %d has parent %d", s, r, seq.pending_parents[r]));
-        }
-      }
-      for (int i = 0; i < n; ++i) {
-        if (seq.parents[i] < -1 || seq.parents[i] >= pending + i) {
-          return absl::InvalidArgumentError(absl::StrFormat(
-              "sequence %d token %d: parent %d must be -1, a pending row (< %d) or an earlier "
-              "token",
-              s, i, seq.parents[i], pending));
-        }
-      }
-    }
-    for (int32_t row : seq.logit_rows) {
-      if (row < 0 || row >= n) {
-        return absl::InvalidArgumentError(absl::StrFormat(
-            "sequence %d: logit row %d is outside its %d new tokens", s, row, n));
-      }
     }
   }
   return absl::OkStatus();
