@@ -260,6 +260,35 @@ TEST(MatMulQuantizedTest, AllVariantsEqualScalarBitForBit) {
   }
 }
 
+// Ops::MatMuls (several weights of one input in one pool job) gives the bits
+// of separate MatMul calls, also when a weight of another type joins.
+TEST_P(MatMulTest, SeveralWeightsInOneCallEqualSeparateCalls) {
+  const auto [isa, type] = GetParam();
+  auto ops = MakeCpuOpsWithIsa(2, isa);
+  for (int n_rows : {1, 3, 8, 40}) {
+    OwnedWeight a = RandomWeight(type, 200, 256, 11), b = RandomWeight(type, 72, 256, 12),
+                c = RandomWeight(TensorType::kF16, 40, 256, 13);
+    const std::vector<float> x = RandomFloats(n_rows * 256, 14);
+    for (bool mixed : {false, true}) {
+      std::vector<const WeightTensor*> ws = {&a.tensor, &b.tensor};
+      if (mixed) ws.push_back(&c.tensor);
+      std::vector<std::vector<float>> want(ws.size()), got(ws.size());
+      std::vector<float*> ys;
+      for (size_t i = 0; i < ws.size(); ++i) {
+        want[i].resize(n_rows * ws[i]->rows);
+        got[i].resize(want[i].size());
+        ops->MatMul(*ws[i], x.data(), n_rows, want[i].data());
+        ys.push_back(got[i].data());
+      }
+      ops->MatMuls(ws, x.data(), n_rows, ys);
+      for (size_t i = 0; i < ws.size(); ++i) {
+        EXPECT_EQ(0, std::memcmp(got[i].data(), want[i].data(), got[i].size() * sizeof(float)))
+            << "weight " << i << " n_rows " << n_rows << (mixed ? " mixed" : "");
+      }
+    }
+  }
+}
+
 std::vector<std::tuple<CpuIsa, TensorType>> AllParams() {
   std::vector<std::tuple<CpuIsa, TensorType>> params;
   for (CpuIsa isa : AvailableIsas()) {
