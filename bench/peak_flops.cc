@@ -7,7 +7,6 @@
 #include "bench/peak_flops.h"
 
 #include <immintrin.h>
-
 #include <time.h>
 
 #include <algorithm>

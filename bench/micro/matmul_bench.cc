@@ -84,9 +84,9 @@ void BM_MatMulModel(benchmark::State& state) {
     benchmark::DoNotOptimize(y.data());
   }
   state.SetLabel(std::string(TensorTypeName(type)) + " " + ops.name());
-  state.counters["GFLOPS"] = benchmark::Counter(
-      2.0 * static_cast<double>(w->tensor.rows) * w->tensor.cols * n_rows * 1e-9,
-      benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["GFLOPS"] =
+      benchmark::Counter(2.0 * static_cast<double>(w->tensor.rows) * w->tensor.cols * n_rows * 1e-9,
+                         benchmark::Counter::kIsIterationInvariantRate);
 }
 void MatMulModelArgs(benchmark::internal::Benchmark* b) {
   for (int t : {0, 3}) {

@@ -30,11 +30,11 @@ enum class TensorType : uint32_t {
 
 struct TensorTypeTraits {
   TensorType type;
-  std::string_view name;        // "F32", as ggml names it
-  int64_t block_elements;       // 1 for plain float types
-  int64_t block_bytes;          // bytes of one block (one element for float types)
-  bool block_quantized;         // rows are blocks with their own scale
-  uint32_t gguf_file_type;      // general.file_type of a file of this type
+  std::string_view name;    // "F32", as ggml names it
+  int64_t block_elements;   // 1 for plain float types
+  int64_t block_bytes;      // bytes of one block (one element for float types)
+  bool block_quantized;     // rows are blocks with their own scale
+  uint32_t gguf_file_type;  // general.file_type of a file of this type
   // Exact fp32 values of `n` elements (a multiple of block_elements) at src.
   void (*dequantize_row)(const void* src, int64_t n, float* dst);
 };

@@ -90,8 +90,9 @@ int Run() {
 
   Tokenizer tokenizer((*model)->vocab);
   const std::optional<KvType> kv_type = KvTypeFromName(absl::GetFlag(FLAGS_kv_type));
-  if (!kv_type) return Fail(absl::StrFormat("--kv_type '%s' is not f32 or bf16",
-                                            absl::GetFlag(FLAGS_kv_type)));
+  if (!kv_type) {
+    return Fail(absl::StrFormat("--kv_type '%s' is not f32 or bf16", absl::GetFlag(FLAGS_kv_type)));
+  }
   LlamaModel llama(**model, *ops);
   llama.set_kv_type(*kv_type);
   std::unique_ptr<LoadedModel> draft_model;

@@ -105,8 +105,8 @@ struct AttentionTile {
 };
 
 struct AttentionRowsProblem {
-  int m = 0;  // query rows
-  int d = 0;  // head_dim
+  int m = 0;                   // query rows
+  int d = 0;                   // head_dim
   KvType type = KvType::kF32;  // element type of `tiles` (extra tiles are fp32)
   const float* q = nullptr;    // m x d, already multiplied by scale * log2(e)
   // The shared key list, in list order: row r sees list indices < visible[r].

@@ -1,7 +1,7 @@
 #include "common/ops/cpu/matmul.h"
 
-#include <cassert>
 #include <algorithm>
+#include <cassert>
 #include <cstdint>
 #include <vector>
 
@@ -106,8 +106,8 @@ void MatMulMany(const KernelTable& kernels, ThreadPool& pool,
     for (MatMulProblem& p : problems) p.xq = xq;
   }
   // Units of whole panels / tiles (the kernels' results do not depend on the split).
-  const int64_t grain = quantized ? kMatMulQuantizedTileRows
-                                  : (n_rows >= kMatMulGemmMinRows ? kMatMulPanelRows : 4);
+  const int64_t grain =
+      quantized ? kMatMulQuantizedTileRows : (n_rows >= kMatMulGemmMinRows ? kMatMulPanelRows : 4);
   const int64_t unit_rows = (64 + grain - 1) / grain * grain;
   struct Unit {
     int weight;

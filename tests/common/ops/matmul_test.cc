@@ -19,7 +19,6 @@
 // the same sign; the tests below also check the result against the double
 // product with x^ (computed here independently) under the tight fp32 bound
 // alone, and that every SIMD variant equals the scalar kernel bit for bit.
-#include "common/ops/ops.h"
 #include "common/ops/cpu/matmul.h"
 
 #include <algorithm>
@@ -32,6 +31,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/ops/cpu/cpu_ops.h"
 #include "common/ops/cpu/kernels.h"
+#include "common/ops/ops.h"
 #include "common/util/thread_pool.h"
 #include "gtest/gtest.h"
 #include "tests/common/ops/reference_ops.h"
