@@ -166,9 +166,11 @@ absl::Status LlamaModel::Forward(std::span<const ForwardSequence> batch, std::ve
     // Attention block: x += Wo · attention(rope(Wq·n), rope(Wk·n), Wv·n), n = rmsnorm(x).
     ops_.RmsNorm(x_.data(), layer.attn_norm, c.rms_eps, T, xb_.data());
     clock.Charge(&ForwardProfile::other_seconds);
-    ops_.MatMul(layer.wq, xb_.data(), T, q_.data());
-    ops_.MatMul(layer.wk, xb_.data(), T, k_.data());
-    ops_.MatMul(layer.wv, xb_.data(), T, v_.data());
+    {
+      const WeightTensor* ws[] = {&layer.wq, &layer.wk, &layer.wv};
+      float* ys[] = {q_.data(), k_.data(), v_.data()};
+      ops_.MatMuls(ws, xb_.data(), T, ys);
+    }
     clock.Charge(&ForwardProfile::matmul_seconds);
     ops_.Rope(q_.data(), T, q_dim, c.n_heads, c.head_dim, c.rope_dim, positions_, c.rope_theta,
               c.rope_style);
@@ -212,8 +214,11 @@ absl::Status LlamaModel::Forward(std::span<const ForwardSequence> batch, std::ve
     // Feed-forward block: x += W_down · (silu(W_gate·n) * (W_up·n)), n = rmsnorm(x).
     ops_.RmsNorm(x_.data(), layer.ffn_norm, c.rms_eps, T, xb_.data());
     clock.Charge(&ForwardProfile::other_seconds);
-    ops_.MatMul(layer.w_gate, xb_.data(), T, gate_.data());
-    ops_.MatMul(layer.w_up, xb_.data(), T, up_.data());
+    {
+      const WeightTensor* ws[] = {&layer.w_gate, &layer.w_up};
+      float* ys[] = {gate_.data(), up_.data()};
+      ops_.MatMuls(ws, xb_.data(), T, ys);
+    }
     clock.Charge(&ForwardProfile::matmul_seconds);
     ops_.SwiGlu(gate_.data(), up_.data(), static_cast<int64_t>(T) * ffn, gate_.data());
     clock.Charge(&ForwardProfile::other_seconds);

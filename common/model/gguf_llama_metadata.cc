@@ -2,21 +2,7 @@
 
 namespace specserve {
 
-uint32_t GgufFileType(TensorType type) {
-  switch (type) {
-    case TensorType::kF32:
-      return 0;
-    case TensorType::kF16:
-      return 1;
-    case TensorType::kQ4_0:
-      return 2;
-    case TensorType::kQ8_0:
-      return 7;
-    case TensorType::kBF16:
-      return 32;
-  }
-  return 0;
-}
+uint32_t GgufFileType(TensorType type) { return Traits(type).gguf_file_type; }
 
 void AddGgufLlamaMetadata(const ModelConfig& c, TensorType type, GgufWriter& w) {
   w.AddMetadata("general.architecture", GgufValue::String("llama"));

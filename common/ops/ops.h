@@ -32,6 +32,14 @@ class Ops {
   // (both row-contiguous). Weights are read once for all rows (batched decode).
   virtual void MatMul(const WeightTensor& w, const float* x, int n_rows, float* y) = 0;
 
+  // ys[i] = MatMul(*ws[i], x) for several weights of one input (the Q/K/V or
+  // gate/up projections): one call lets a backend share the work out once.
+  // Results are those of the separate calls.
+  virtual void MatMuls(std::span<const WeightTensor* const> ws, const float* x, int n_rows,
+                       std::span<float* const> ys) {
+    for (size_t i = 0; i < ws.size(); ++i) MatMul(*ws[i], x, n_rows, ys[i]);
+  }
+
   // Rotates the first rope_dim dims of every head of every row in place.
   // x is n_rows x (n_heads * head_dim) with row stride `stride` floats;
   // positions[r] is row r's true position.

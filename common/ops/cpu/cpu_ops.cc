@@ -60,6 +60,11 @@ class CpuOps final : public Ops {
     cpu::MatMul(kernels_, pool_, w, x, n_rows, y);
   }
 
+  void MatMuls(std::span<const WeightTensor* const> ws, const float* x, int n_rows,
+               std::span<float* const> ys) override {
+    cpu::MatMulMany(kernels_, pool_, ws, x, n_rows, ys);
+  }
+
   void Rope(float* x, int n_rows, int stride, int n_heads, int head_dim, int rope_dim,
             std::span<const int32_t> positions, float theta, RopeStyle style) override {
     if (static_cast<int64_t>(n_rows) * n_heads * rope_dim < kMinParallelElements) {
