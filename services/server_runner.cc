@@ -59,9 +59,9 @@ absl::StatusOr<std::unique_ptr<ServerRunner>> ServerRunner::Start(
     std::shared_ptr<prometheus::Registry> registry) {
   if (absl::Status st = ValidateListenAddress(options.listen); !st.ok()) return st;
   if (options.metrics_port < -1 || options.metrics_port > 65535) {
-    return absl::InvalidArgumentError(absl::StrFormat(
-        "--metrics-port %d must be in [0, 65535] (0: any free port) or -1 (off)",
-        options.metrics_port));
+    return absl::InvalidArgumentError(
+        absl::StrFormat("--metrics-port %d must be in [0, 65535] (0: any free port) or -1 (off)",
+                        options.metrics_port));
   }
   std::unique_ptr<ServerRunner> runner(new ServerRunner());
   grpc::EnableDefaultHealthCheckService(true);
@@ -91,11 +91,10 @@ absl::StatusOr<std::unique_ptr<ServerRunner>> ServerRunner::Start(
   }
   std::fprintf(stderr, "%s: listening on %s:%d (gRPC), metrics %s\n", options.name.c_str(),
                HostOf(options.listen).c_str(), runner->grpc_port_,
-               runner->metrics_port_ >= 0
-                   ? absl::StrCat("http://", HostOf(options.listen), ":", runner->metrics_port_,
-                                  "/metrics")
-                         .c_str()
-                   : "off");
+               runner->metrics_port_ >= 0 ? absl::StrCat("http://", HostOf(options.listen), ":",
+                                                         runner->metrics_port_, "/metrics")
+                                                .c_str()
+                                          : "off");
   if (!options.port_file.empty()) {
     const std::string tmp = options.port_file + ".tmp";
     {

@@ -35,10 +35,10 @@ void BlockShutdownSignals();
 int WaitForShutdownSignal();
 
 struct ServerOptions {
-  std::string listen;      // HOST:PORT
-  std::string port_file;   // written as "GRPC_PORT METRICS_PORT\n" once both are bound
-  int metrics_port = -1;   // -1: no /metrics; 0: a free port; on the host of `listen`
-  std::string name;        // for log lines, e.g. "specserve-draft"
+  std::string listen;     // HOST:PORT
+  std::string port_file;  // written as "GRPC_PORT METRICS_PORT\n" once both are bound
+  int metrics_port = -1;  // -1: no /metrics; 0: a free port; on the host of `listen`
+  std::string name;       // for log lines, e.g. "specserve-draft"
 };
 
 class ServerRunner {

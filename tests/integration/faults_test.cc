@@ -29,7 +29,7 @@ TEST(FaultsTest, KillingTheDraftMidGenerationKeepsTheTokensAndSpeculationResumes
   EXPECT_GT(MetricValue(metrics, "specserve_draft_failures"), 0);
 
   // The draft comes back on the same address: speculation resumes.
-  split->draft = ServiceProcess::Start(
+  split->draft = StartService(
       "specserve-draft",
       {"--model=" + SharedRandomModel(), "--threads=1", "--window=32", "--sinks=4"}, draft_port);
   ASSERT_NE(split->draft, nullptr);
@@ -53,7 +53,7 @@ TEST(FaultsTest, RestartingTheTargetMidGenerationKeepsTheTokens) {
   const int port = split->target->grpc_port();
   StreamResult r = Stream(*stub, TokenRequest(prompt, kLong), [&] {
     split->target->Kill(SIGKILL);
-    split->target = ServiceProcess::Start(
+    split->target = StartService(
         "specserve-target", {"--model=" + SharedRandomModel(), "--threads=1"}, port);
   });
   ASSERT_NE(split->target, nullptr);
@@ -105,7 +105,7 @@ TEST(FaultsTest, CancellationAndDeadlinesFreeKvOnBothWorkers) {
 }
 
 TEST(FaultsTest, OverloadIsRefusedWithResourceExhausted) {
-  auto serve = ServiceProcess::Start("specserve-serve",
+  auto serve = StartService("specserve-serve",
                                      {"--model=" + SharedRandomModel(), "--threads=1",
                                       "--max-batch=1", "--max-queue=1"});
   ASSERT_NE(serve, nullptr);
@@ -139,7 +139,7 @@ TEST(FaultsTest, OverloadIsRefusedWithResourceExhausted) {
 }
 
 TEST(FaultsTest, SigtermDrainsInFlightRequests) {
-  auto serve = ServiceProcess::Start("specserve-serve",
+  auto serve = StartService("specserve-serve",
                                      {"--model=" + SharedRandomModel(), "--threads=1"});
   ASSERT_NE(serve, nullptr);
   auto stub = v1::Generation::NewStub(Connect(serve->address()));

@@ -86,7 +86,7 @@ TEST_F(GenerationTest, SeededSamplingIsReproducible) {
 }
 
 TEST_F(GenerationTest, ServeGivesTheSameTokensAsTheSplitDeployment) {
-  auto serve = ServiceProcess::Start("specserve-serve",
+  auto serve = StartService("specserve-serve",
                                      {"--model=" + SharedRandomModel(), "--threads=1",
                                       "--window=32", "--sinks=4", "--spec=tree:8"});
   ASSERT_NE(serve, nullptr);
@@ -164,7 +164,7 @@ TEST_F(GenerationTest, HealthAndMetricsOnEveryProcess) {
 
 TEST(RealModelTest, Stories260KThroughServeEqualsTargetOnly) {
   SPECSERVE_REQUIRE_SHARED_MODEL(path, "stories260K.gguf");
-  auto serve = ServiceProcess::Start("specserve-serve", {"--model=" + path, "--threads=1"});
+  auto serve = StartService("specserve-serve", {"--model=" + path, "--threads=1"});
   ASSERT_NE(serve, nullptr);
   auto stub = v1::Generation::NewStub(Connect(serve->address()));
   grpc::ClientContext tc;

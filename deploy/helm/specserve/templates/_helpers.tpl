@@ -84,14 +84,13 @@ router
 {{- end }}
 {{- end -}}
 
-{{/* Router/all-in-one serving flags. */}}
+{{/* Router/all-in-one serving flags (the draft window belongs to whoever runs the draft:
+     specserve-draft, or specserve-serve). */}}
 {{- define "specserve.servingArgs" -}}
 - --max-batch={{ .Values.serving.maxBatch }}
 - --max-queue={{ .Values.serving.maxQueue }}
 - --max-context={{ .Values.serving.maxContext }}
 - --spec={{ .Values.serving.spec }}
-- --sinks={{ .Values.serving.sinks }}
-- --window={{ .Values.serving.window }}
 - --drain-seconds={{ .Values.serving.drainSeconds }}
 {{- end -}}
 
