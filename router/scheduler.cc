@@ -127,9 +127,9 @@ absl::StatusOr<Scheduler::Slot*> Scheduler::SlotFor(const SpecConfig& spec) {
   if (it != slots_.end()) return &it->second;
   const int index = static_cast<int>(slots_.size());
   if (index >= kEngineSlots) {
-    return absl::ResourceExhaustedError(absl::StrFormat(
-        "speculation mode '%s': %d different modes are in use already, the limit", key,
-        kEngineSlots));
+    return absl::ResourceExhaustedError(
+        absl::StrFormat("speculation mode '%s': %d different modes are in use already, the limit",
+                        key, kEngineSlots));
   }
   auto engine = factory_(spec, index);
   if (!engine.ok()) return engine.status();
@@ -140,10 +140,13 @@ absl::StatusOr<Scheduler::Slot*> Scheduler::SlotFor(const SpecConfig& spec) {
 }
 
 void Scheduler::Admit(Pending pending) {
-  --live_;  // counted again below once it is in active_
+  // Counted in live_ since it left the queue (under the lock), so that a drain never
+  // sees "nothing queued, nothing running" while it is being admitted; uncounted
+  // only once it has ended here, or when EraseEnded drops it from active_.
   if (pending.handle->cancel_requested()) {
     pending.handle->Finish(pending.handle->cancel_reason(), {});
     if (metrics_ != nullptr) metrics_->RequestDone("cancelled");
+    --live_;
     return;
   }
   auto slot = SlotFor(pending.request.spec);
@@ -152,6 +155,7 @@ void Scheduler::Admit(Pending pending) {
   if (!id.ok()) {
     pending.handle->Finish(id.status(), {});
     if (metrics_ != nullptr) metrics_->RequestDone("invalid");
+    --live_;
     return;
   }
   auto a = std::make_unique<Active>();
@@ -164,7 +168,6 @@ void Scheduler::Admit(Pending pending) {
   a->stats.prompt_tokens = static_cast<int>(a->emitted);
   if (metrics_ != nullptr) metrics_->AddPromptTokens(a->stats.prompt_tokens);
   active_.push_back(std::move(a));
-  ++live_;
   Collect(*active_.back());  // max_new_tokens 0 ends at once
 }
 
@@ -207,7 +210,8 @@ bool Scheduler::Collect(Active& a) {
     if (engine.last_step().speculated) ++a.stats.speculated_steps;
     if (a.stats.steps == 1) {
       a.stats.time_to_first_token_seconds = Seconds(now - a.request.arrival);
-      if (metrics_ != nullptr) metrics_->ObserveTimeToFirstToken(a.stats.time_to_first_token_seconds);
+      if (metrics_ != nullptr)
+        metrics_->ObserveTimeToFirstToken(a.stats.time_to_first_token_seconds);
     } else if (metrics_ != nullptr) {
       const double each = Seconds(now - a.last_token) / gained;
       for (int i = 0; i < gained; ++i) metrics_->ObserveInterTokenLatency(each);
