@@ -55,6 +55,7 @@ int main(int argc, char** argv) {
   specserve::WorkerBinary binary;
   binary.name = "specserve-draft";
   binary.role = "draft";
+  binary.service_name = specserve::v1::Draft::service_full_name();
   binary.default_listen = "127.0.0.1:50052";
   binary.usage =
       "The draft model service (window KV cache per sequence).\n"

@@ -88,6 +88,7 @@ absl::StatusOr<std::unique_ptr<Frontend>> LoadFrontend() {
   f->model = *std::move(model);
   f->tokenizer = std::make_unique<Tokenizer>(f->model->vocab);
   f->limits.vocab_size = f->model->config.vocab_size;
+  f->limits.max_token_bytes = MaxTokenBytes(f->model->vocab.pieces);
   f->registry = std::make_shared<prometheus::Registry>();
   f->metrics = std::make_unique<RouterMetrics>(*f->registry);
   return f;
@@ -127,6 +128,7 @@ int Serve(Frontend& f, EngineFactory factory, ServiceDescription description,
   server.port_file = f.port_file;
   server.metrics_port = f.metrics_port;
   server.name = name;
+  server.service_names = {v1::Generation::service_full_name()};
   auto runner = ServerRunner::Start(server, {&service}, f.registry);
   if (!runner.ok()) {
     std::fprintf(stderr, "%s: error: %s\n", name.c_str(),

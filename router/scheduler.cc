@@ -48,6 +48,11 @@ const char* OutcomeOf(EndReason r) {
   return "ok";
 }
 
+// The outcome label of a request cancelled for `reason`.
+const char* CancelOutcome(const absl::Status& reason) {
+  return absl::IsDeadlineExceeded(reason) ? "deadline" : "cancelled";
+}
+
 bool Retryable(const absl::Status& st) {
   return absl::IsUnavailable(st) || absl::IsDeadlineExceeded(st) || absl::IsAborted(st);
 }
@@ -144,8 +149,9 @@ void Scheduler::Admit(Pending pending) {
   // sees "nothing queued, nothing running" while it is being admitted; uncounted
   // only once it has ended here, or when EraseEnded drops it from active_.
   if (pending.handle->cancel_requested()) {
-    pending.handle->Finish(pending.handle->cancel_reason(), {});
-    if (metrics_ != nullptr) metrics_->RequestDone("cancelled");
+    const absl::Status reason = pending.handle->cancel_reason();
+    pending.handle->Finish(reason, {});
+    if (metrics_ != nullptr) metrics_->RequestDone(CancelOutcome(reason));
     --live_;
     return;
   }
@@ -244,7 +250,7 @@ void Scheduler::ReapCancelled() {
     if (a->slot == nullptr) continue;
     if (a->handle->cancel_requested()) {
       absl::Status reason = a->handle->cancel_reason();
-      End(*a, reason, absl::IsDeadlineExceeded(reason) ? "deadline" : "cancelled");
+      End(*a, reason, CancelOutcome(reason));
     } else if (now >= a->request.deadline) {
       End(*a, absl::DeadlineExceededError("the request's deadline passed during generation"),
           "deadline");

@@ -116,6 +116,7 @@ int Serve(const WorkerBinary& binary, WorkerSettings settings) {
   server.port_file = settings.port_file;
   server.metrics_port = settings.metrics_port;
   server.name = binary.name;
+  server.service_names = {binary.service_name};
   auto runner = ServerRunner::Start(server, {built->service.get()}, registry);
   if (!runner.ok()) return Fail(binary, std::string(runner.status().message()));
   std::fprintf(stderr, "%s: %s (%s, vocab %d), context %d, %s, %s\n", binary.name.c_str(),

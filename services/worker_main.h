@@ -44,6 +44,7 @@ struct BuiltWorker {
 struct WorkerBinary {
   std::string name;            // "specserve-draft"
   std::string role;            // "draft" or "target": the metrics' worker label
+  std::string service_name;    // "specserve.v1.Draft": health checks answer for it
   std::string default_listen;  // used when --listen is not given
   std::string usage;           // --help's first lines
   // Checks the binary's own flags (runs on --dry-run too); may be empty.

@@ -38,6 +38,7 @@ int main(int argc, char** argv) {
   specserve::WorkerBinary binary;
   binary.name = "specserve-target";
   binary.role = "target";
+  binary.service_name = specserve::v1::Target::service_full_name();
   binary.default_listen = "127.0.0.1:50053";
   binary.usage =
       "The target model service (full KV cache per sequence).\n"

@@ -51,9 +51,14 @@ inline std::unique_ptr<ServiceProcess> StartService(const std::string& binary,
   return *std::move(p);
 }
 
-// The body of an HTTP GET on 127.0.0.1 ("" on failure).
-inline std::string HttpGet(int port, const std::string& path) {
+// The body of an HTTP GET on 127.0.0.1 ("" on failure or after `timeout_seconds`
+// without an answer).
+inline std::string HttpGet(int port, const std::string& path, double timeout_seconds = 30) {
   const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  timeval tv{
+      static_cast<time_t>(timeout_seconds),
+      static_cast<suseconds_t>((timeout_seconds - static_cast<time_t>(timeout_seconds)) * 1e6)};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
   addr.sin_port = htons(static_cast<uint16_t>(port));
