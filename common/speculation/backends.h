@@ -12,6 +12,7 @@
 
 #include "absl/status/status.h"
 #include "common/sampling/sampler.h"
+#include "common/speculation/pass_time.h"
 #include "common/speculation/sequoia.h"
 #include "common/speculation/token_tree.h"
 #include "common/speculation/verifier.h"
@@ -42,11 +43,6 @@ struct ProposeOutput {
   absl::Status status;  // per sequence: e.g. FAILED_PRECONDITION "need history from N"
   TokenTree tree;
   std::vector<std::vector<TokenProb>> q;  // sampling: per expanded node (0 = root)
-};
-
-struct PassTime {
-  int tokens_per_sequence = 0;
-  double seconds = 0;
 };
 
 class DraftBackend {

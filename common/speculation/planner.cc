@@ -3,54 +3,11 @@
 #include <algorithm>
 #include <cmath>
 
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_format.h"
-#include "absl/strings/match.h"
 
 namespace specserve {
-
-absl::StatusOr<SpecConfig> ParseSpecMode(const std::string& text, SpecConfig base) {
-  SpecConfig c = base;
-  auto number = [&](absl::string_view prefix, int* out) -> absl::Status {
-    int v = 0;
-    if (!absl::SimpleAtoi(absl::string_view(text).substr(prefix.size()), &v) || v < 1 ||
-        v > 256) {
-      return absl::InvalidArgumentError(absl::StrFormat(
-          "speculation mode '%s': the number after '%s' must be in [1, 256]", text, prefix));
-    }
-    *out = v;
-    return absl::OkStatus();
-  };
-  if (text == "off") {
-    c.mode = SpecMode::kOff;
-  } else if (text == "auto") {
-    c.mode = SpecMode::kAuto;
-  } else if (absl::StartsWith(text, "chain:")) {
-    c.mode = SpecMode::kChain;
-    if (absl::Status st = number("chain:", &c.chain_gamma); !st.ok()) return st;
-  } else if (absl::StartsWith(text, "tree:")) {
-    c.mode = SpecMode::kTree;
-    if (absl::Status st = number("tree:", &c.tree_nodes); !st.ok()) return st;
-  } else {
-    return absl::InvalidArgumentError(absl::StrFormat(
-        "speculation mode '%s' is not one of off, chain:G, tree:N, auto", text));
-  }
-  return c;
-}
-
-std::string SpecModeName(const SpecConfig& c) {
-  switch (c.mode) {
-    case SpecMode::kOff:
-      return "off";
-    case SpecMode::kChain:
-      return absl::StrFormat("chain:%d", c.chain_gamma);
-    case SpecMode::kTree:
-      return absl::StrFormat("tree:%d", c.tree_nodes);
-    case SpecMode::kAuto:
-      return "auto";
-  }
-  return "?";
-}
 
 AcceptanceStats::AcceptanceStats(int k) : hits_(std::max(1, k), 0), visits_(std::max(1, k), 0) {}
 
@@ -135,8 +92,8 @@ void Planner::RecordVerifyPass(StepClass c, int m, double seconds) {
 
 double Planner::PredictVerify(StepClass c, int batch, double context, int m) const {
   auto prior = [&](int mm) {
-    const double bytes = prior_.target_weight_bytes +
-                         batch * (context + mm) * prior_.target_kv_bytes_per_token;
+    const double bytes =
+        prior_.target_weight_bytes + batch * (context + mm) * prior_.target_kv_bytes_per_token;
     return bytes / prior_.bandwidth_bytes_per_second +
            batch * mm * prior_.target_flops_per_token / prior_.flops_per_second;
   };
@@ -146,8 +103,8 @@ double Planner::PredictVerify(StepClass c, int batch, double context, int m) con
 
 double Planner::DraftPassCost(StepClass c, int batch, int m) const {
   auto prior = [&](int mm) {
-    const double bytes = prior_.draft_weight_bytes +
-                         batch * (prior_.draft_window_tokens + mm) * prior_.draft_kv_bytes_per_token;
+    const double bytes = prior_.draft_weight_bytes + batch * (prior_.draft_window_tokens + mm) *
+                                                         prior_.draft_kv_bytes_per_token;
     return bytes / prior_.bandwidth_bytes_per_second +
            batch * mm * prior_.draft_flops_per_token / prior_.flops_per_second;
   };
