@@ -24,15 +24,15 @@ absl::Status CheckFlags() {
   return absl::OkStatus();
 }
 
-absl::StatusOr<BuiltWorker> Build(const WorkerSettings& s, const LoadedModel& model,
-                                  LlamaModel& llama, WorkerMetrics& metrics) {
+absl::StatusOr<BuiltWorker> Build(const WorkerSettings& s, const LoadedModel& loaded, Model& model,
+                                  WorkerMetrics& metrics) {
   DraftWorkerOptions options;
   options.sinks = absl::GetFlag(FLAGS_sinks);
   options.window = absl::GetFlag(FLAGS_window);
   options.max_tree_nodes = s.max_tree_nodes;
   options.max_sequences = s.max_sequences;
-  auto worker = std::make_shared<DraftWorker>(llama, options);
-  v1::WorkerInfo info = MakeWorkerInfo(model, s.max_context, s.max_tree_nodes, s.max_batch);
+  auto worker = std::make_shared<DraftWorker>(model, options);
+  v1::WorkerInfo info = MakeWorkerInfo(loaded, s.max_context, s.max_tree_nodes, s.max_batch);
   info.set_sinks(options.sinks);
   info.set_window(options.window);
   info.set_window_tokens(options.sinks + options.window);

@@ -8,7 +8,6 @@
 #include "absl/flags/flag.h"
 #include "absl/strings/str_format.h"
 #include "common/model/model_loader.h"
-#include "common/ops/ops.h"
 #include "common/util/cli.h"
 #include "prometheus/registry.h"
 #include "services/flag_names.h"
@@ -27,7 +26,11 @@ ABSL_FLAG(int, max_batch, 256, "Sequences per Propose/Verify call at most");
 ABSL_FLAG(int, max_context, 0, "History tokens per sequence at most (0: the model's context)");
 ABSL_FLAG(int, max_sequences, 4096, "Sequences with a KV cache at most");
 ABSL_FLAG(int, max_tree_nodes, 256, "Nodes per tree at most");
-ABSL_FLAG(int, threads, 0, "CPU threads (0: all cores)");
+ABSL_FLAG(int, threads, 0, "CPU threads in all (0: all cores)");
+ABSL_FLAG(std::string, device, "cpu", "cpu or cuda (a build with CUDA and a GPU)");
+ABSL_FLAG(int, tensor_parallel, 1,
+          "Tensor-parallel ranks: threads on the CPU, GPUs with --device=cuda (they must "
+          "divide the model's heads)");
 ABSL_FLAG(double, drain_seconds, 10, "On SIGTERM/SIGINT: wait this long for running calls");
 ABSL_FLAG(double, idle_seconds, 300,
           "Free the caches of sequences no call has touched for this long (a router that "
@@ -56,7 +59,9 @@ absl::StatusOr<WorkerSettings> ReadSettings(const WorkerBinary& binary) {
   s.max_context = absl::GetFlag(FLAGS_max_context);
   s.max_sequences = absl::GetFlag(FLAGS_max_sequences);
   s.max_tree_nodes = absl::GetFlag(FLAGS_max_tree_nodes);
-  s.threads = absl::GetFlag(FLAGS_threads);
+  s.backend.threads = absl::GetFlag(FLAGS_threads);
+  s.backend.device = absl::GetFlag(FLAGS_device);
+  s.backend.tensor_parallel = absl::GetFlag(FLAGS_tensor_parallel);
   s.drain_seconds = absl::GetFlag(FLAGS_drain_seconds);
   s.idle_seconds = absl::GetFlag(FLAGS_idle_seconds);
   if (s.model_path.empty()) return absl::InvalidArgumentError("--model is required");
@@ -76,10 +81,7 @@ absl::StatusOr<WorkerSettings> ReadSettings(const WorkerBinary& binary) {
     return absl::InvalidArgumentError(
         absl::StrFormat("--max-context %d must be >= 0 (0: the model's)", s.max_context));
   }
-  if (s.threads < 0) {
-    return absl::InvalidArgumentError(
-        absl::StrFormat("--threads %d must be >= 0 (0: all cores)", s.threads));
-  }
+  if (absl::Status st = ValidateBackendOptions(s.backend); !st.ok()) return st;
   if (!(s.drain_seconds >= 0) || !(s.idle_seconds > 0)) {
     return absl::InvalidArgumentError(
         absl::StrFormat("--drain-seconds %g must be >= 0 and --idle-seconds %g > 0",
@@ -96,19 +98,24 @@ int Serve(const WorkerBinary& binary, WorkerSettings settings) {
   load.tokenizer_path = settings.tokenizer_path;
   auto model = LoadModel(settings.model_path, load);
   if (!model.ok()) return Fail(binary, std::string(model.status().message()));
-  if (settings.max_context == 0) settings.max_context = (*model)->config.context_length;
-  if (settings.max_context <= 0) settings.max_context = 2048;
+  const int model_context = (*model)->config.context_length > 0 ? (*model)->config.context_length
+                                                                : 2048;  // a file that does not say
+  if (settings.max_context > model_context) {
+    return Fail(binary, absl::StrFormat("--max-context %d must be in [0, %d] (0: the model's)",
+                                        settings.max_context, model_context));
+  }
+  if (settings.max_context == 0) settings.max_context = model_context;
   if (absl::GetFlag(FLAGS_dry_run)) {
     std::printf("%s: --dry-run: the command line and %s (%s, vocab %d) are valid\n",
                 binary.name.c_str(), settings.model_path.c_str(), (*model)->format.c_str(),
                 (*model)->config.vocab_size);
     return 0;
   }
-  std::unique_ptr<Ops> ops = MakeCpuOps(settings.threads);
-  LlamaModel llama(**model, *ops);
+  auto backend = MakeModel(**model, settings.backend);
+  if (!backend.ok()) return Fail(binary, std::string(backend.status().message()));
   auto registry = std::make_shared<prometheus::Registry>();
   WorkerMetrics metrics(*registry, binary.role);
-  auto built = binary.build(settings, **model, llama, metrics);
+  auto built = binary.build(settings, **model, **backend, metrics);
   if (!built.ok()) return Fail(binary, std::string(built.status().message()));
 
   ServerOptions server;
@@ -121,7 +128,7 @@ int Serve(const WorkerBinary& binary, WorkerSettings settings) {
   if (!runner.ok()) return Fail(binary, std::string(runner.status().message()));
   std::fprintf(stderr, "%s: %s (%s, vocab %d), context %d, %s, %s\n", binary.name.c_str(),
                settings.model_path.c_str(), (*model)->format.c_str(), (*model)->config.vocab_size,
-               settings.max_context, built->summary.c_str(), ops->name().c_str());
+               settings.max_context, built->summary.c_str(), (*backend)->description().c_str());
 
   std::atomic<bool> stop{false};
   std::thread ticker;

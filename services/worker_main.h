@@ -1,7 +1,7 @@
 // The skeleton of every model-worker binary (specserve-draft, specserve-target):
-// the flags they share (model, listen, limits, threads, drain, idle expiry,
-// --dry-run), model loading, metrics, the gRPC server and the drain on
-// SIGTERM/SIGINT. A binary adds its own flags and builds its worker and service.
+// the flags they share (model, device, tensor parallelism, listen, limits,
+// threads, drain, idle expiry, --dry-run), model loading, metrics, the gRPC server
+// and the drain on SIGTERM/SIGINT. A binary adds its own flags and builds its worker and service.
 #pragma once
 
 #include <grpcpp/grpcpp.h>
@@ -12,7 +12,8 @@
 #include <string>
 
 #include "absl/status/statusor.h"
-#include "common/engine/llama_model.h"
+#include "common/engine/model.h"
+#include "common/engine/model_factory.h"
 #include "common/model/loaded_model.h"
 #include "services/worker_metrics.h"
 
@@ -27,7 +28,7 @@ struct WorkerSettings {
   int max_context = 0;  // tokens per sequence; set to the model's when 0
   int max_sequences = 4096;
   int max_tree_nodes = 256;
-  int threads = 0;
+  BackendOptions backend;  // --device, --tensor-parallel, --threads
   double drain_seconds = 10;
   double idle_seconds = 300;  // caches untouched this long are freed
 };
@@ -50,7 +51,7 @@ struct WorkerBinary {
   // Checks the binary's own flags (runs on --dry-run too); may be empty.
   std::function<absl::Status()> check_flags;
   std::function<absl::StatusOr<BuiltWorker>(const WorkerSettings& settings,
-                                            const LoadedModel& model, LlamaModel& llama,
+                                            const LoadedModel& loaded, Model& model,
                                             WorkerMetrics& metrics)>
       build;
 };

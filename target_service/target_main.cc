@@ -11,14 +11,15 @@
 namespace specserve {
 namespace {
 
-absl::StatusOr<BuiltWorker> Build(const WorkerSettings& s, const LoadedModel& model,
-                                  LlamaModel& llama, WorkerMetrics& metrics) {
+absl::StatusOr<BuiltWorker> Build(const WorkerSettings& s, const LoadedModel& loaded, Model& model,
+                                  WorkerMetrics& metrics) {
   TargetWorkerOptions options;
   options.max_context = s.max_context;
   options.max_tree_nodes = s.max_tree_nodes;
   options.max_sequences = s.max_sequences;
-  auto worker = std::make_shared<TargetWorker>(llama, options);
-  v1::WorkerInfo info = MakeWorkerInfo(model, worker->max_context(), s.max_tree_nodes, s.max_batch);
+  auto worker = std::make_shared<TargetWorker>(model, options);
+  v1::WorkerInfo info =
+      MakeWorkerInfo(loaded, worker->max_context(), s.max_tree_nodes, s.max_batch);
   info.set_idle_seconds(s.idle_seconds);
   WorkerLimits limits;
   limits.max_batch = s.max_batch;

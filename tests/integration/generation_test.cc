@@ -232,3 +232,44 @@ TEST_F(GenerationTest, MetricsAnswerBesideIdleConnections) {
 
 }  // namespace
 }  // namespace specserve::testing
+
+namespace specserve::testing {
+namespace {
+
+// The worker skeleton builds its model with MakeModel: a tensor-parallel CPU target
+// (ranks as threads) through router + draft + target gives the TP=1 greedy tokens.
+TEST(BackendTest, TensorParallelTargetThroughTheTrioEqualsTargetOnly) {
+  auto target = StartService(
+      "specserve-target", {"--model=" + SharedRandomModel(), "--threads=2", "--tensor-parallel=2"});
+  ASSERT_NE(target, nullptr);
+  EXPECT_NE(target->Log().find("tensor-parallel x2"), std::string::npos) << target->Log();
+  auto draft = StartService("specserve-draft", {"--model=" + SharedRandomModel(), "--threads=1",
+                                                "--window=32", "--sinks=4"});
+  ASSERT_NE(draft, nullptr);
+  auto router = StartService("specserve-router",
+                             {"--model=" + SharedRandomModel(), "--target=" + target->address(),
+                              "--draft=" + draft->address(), "--spec=tree:8"});
+  ASSERT_NE(router, nullptr);
+  const std::vector<int32_t> prompt = Prompt(50, 15);
+  const auto reference = ReferenceGreedy(SharedRandomModel(), {prompt}, 60);
+  auto stub = v1::Generation::NewStub(Connect(router->address()));
+  StreamResult r = Stream(*stub, TokenRequest(prompt, 60));
+  ASSERT_TRUE(r.status.ok()) << r.status.error_message();
+  EXPECT_EQ(r.tokens, reference.at(0));
+  EXPECT_GT(r.stats.speculated_steps(), 0);
+}
+
+// --device=cuda without a usable GPU fails at start with a clear message (with one,
+// the target starts).
+TEST(BackendTest, CudaWithoutAGpuFailsAtStart) {
+  const ToolResult r =
+      RunTool({DefaultBinDir() + "/specserve-target", "--model=" + SharedRandomModel(),
+               "--device=cuda", "--listen=127.0.0.1:0"},
+              20);
+  if (r.exit_code == -1) GTEST_SKIP() << "it started: this machine has a usable GPU";
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_NE(r.output.find("--device cuda"), std::string::npos) << r.output;
+}
+
+}  // namespace
+}  // namespace specserve::testing

@@ -7,9 +7,8 @@
 
 #include "absl/flags/flag.h"
 #include "absl/strings/str_format.h"
-#include "common/engine/llama_model.h"
+#include "common/engine/model_factory.h"
 #include "common/model/model_loader.h"
-#include "common/ops/ops.h"
 #include "common/speculation/draft_worker.h"
 #include "common/speculation/target_worker.h"
 #include "common/util/cli.h"
@@ -22,7 +21,10 @@
 ABSL_FLAG(std::string, draft_model, "self",
           "Draft model: 'self' (the target's weights with a window KV cache) or a model file "
           "with the same vocabulary");
-ABSL_FLAG(int, threads, 0, "CPU threads (0: all cores)");
+ABSL_FLAG(int, threads, 0, "CPU threads in all (0: all cores)");
+ABSL_FLAG(std::string, device, "cpu", "cpu or cuda (a build with CUDA and a GPU)");
+ABSL_FLAG(int, tensor_parallel, 1,
+          "Tensor-parallel ranks of the target: threads on the CPU, GPUs with --device=cuda");
 ABSL_FLAG(int, sinks, 16, "Draft window cache: attention-sink tokens kept per sequence");
 ABSL_FLAG(int, window, 256, "Draft window cache: most recent tokens kept per sequence");
 
@@ -44,9 +46,12 @@ int Run() {
     return Fail(absl::StrFormat("--sinks %d must be >= 0 and --window %d >= 1", f.engine.sinks,
                                 f.engine.window));
   }
-  if (absl::GetFlag(FLAGS_threads) < 0) {
-    return Fail(
-        absl::StrFormat("--threads %d must be >= 0 (0: all cores)", absl::GetFlag(FLAGS_threads)));
+  BackendOptions backend;
+  backend.device = absl::GetFlag(FLAGS_device);
+  backend.threads = absl::GetFlag(FLAGS_threads);
+  backend.tensor_parallel = absl::GetFlag(FLAGS_tensor_parallel);
+  if (absl::Status st = ValidateBackendOptions(backend); !st.ok()) {
+    return Fail(std::string(st.message()));
   }
   int model_context = f.model->config.context_length;
   if (model_context <= 0) model_context = 2048;
@@ -63,11 +68,17 @@ int Run() {
     draft_model = *std::move(loaded);
   }
   if (DryRun()) return ReportDryRun(f, "specserve-serve");
-  std::unique_ptr<Ops> ops = MakeCpuOps(absl::GetFlag(FLAGS_threads));
-  LlamaModel target(*f.model, *ops);
-  std::unique_ptr<LlamaModel> draft_llama;
-  if (draft_model) draft_llama = std::make_unique<LlamaModel>(*draft_model, *ops);
-  LlamaModel& draft = draft_llama ? *draft_llama : target;
+  auto target = MakeModel(*f.model, backend);
+  if (!target.ok()) return Fail(std::string(target.status().message()));
+  std::unique_ptr<Model> draft_own;
+  if (draft_model) {
+    BackendOptions draft_backend = backend;
+    draft_backend.tensor_parallel = 1;  // a separate draft is small: one rank
+    auto made = MakeModel(*draft_model, draft_backend);
+    if (!made.ok()) return Fail(absl::StrFormat("--draft-model: %s", made.status().message()));
+    draft_own = *std::move(made);
+  }
+  Model& draft = draft_own ? *draft_own : **target;
 
   DraftWorkerOptions d;
   d.sinks = f.engine.sinks;
@@ -76,10 +87,10 @@ int Run() {
   TargetWorkerOptions t;
   t.max_context = f.engine.max_context;
   DraftWorker draft_worker(draft, d);
-  TargetWorker target_worker(target, t);
+  TargetWorker target_worker(**target, t);
   WorkerMetrics draft_metrics(*f.registry, "draft");
   WorkerMetrics target_metrics(*f.registry, "target");
-  const ModelFacts facts = FactsOf(*f.model, draft.model(), f.engine.sinks, f.engine.window);
+  const ModelFacts facts = FactsOf(*f.model, draft.loaded(), f.engine.sinks, f.engine.window);
   f.limits.max_spec_nodes = std::min(f.limits.max_spec_nodes, d.max_tree_nodes - 4);
 
   ServiceDescription description;
@@ -94,7 +105,7 @@ int Run() {
   std::fprintf(stderr, "specserve-serve: %s (%s, vocab %d), context %d, spec %s, draft %s, %s\n",
                f.model->path.c_str(), f.model->format.c_str(), f.model->config.vocab_size,
                f.engine.max_context, SpecModeName(f.engine.spec).c_str(),
-               absl::GetFlag(FLAGS_draft_model).c_str(), ops->name().c_str());
+               absl::GetFlag(FLAGS_draft_model).c_str(), (*target)->description().c_str());
   return Serve(f, MakeEngineFactory(&draft_worker, target_worker, facts, f.engine), description,
                on_step, "specserve-serve");
 }
