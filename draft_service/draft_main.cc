@@ -31,6 +31,7 @@ absl::StatusOr<BuiltWorker> Build(const WorkerSettings& s, const LoadedModel& lo
   options.window = absl::GetFlag(FLAGS_window);
   options.max_tree_nodes = s.max_tree_nodes;
   options.max_sequences = s.max_sequences;
+  options.idle_seconds = s.idle_seconds;
   auto worker = std::make_shared<DraftWorker>(model, options);
   v1::WorkerInfo info = MakeWorkerInfo(loaded, s.max_context, s.max_tree_nodes, s.max_batch);
   info.set_sinks(options.sinks);
@@ -44,6 +45,11 @@ absl::StatusOr<BuiltWorker> Build(const WorkerSettings& s, const LoadedModel& lo
   BuiltWorker built;
   built.service = std::make_unique<DraftService>(*worker, info, limits, &metrics);
   built.worker = worker;
+  // Caches of sequences no router uses any more (it died) go after --idle-seconds.
+  auto* service = static_cast<DraftService*>(built.service.get());
+  built.tick = [worker, service] {
+    if (worker->ExpireIdle() > 0) service->UpdateKv();
+  };
   built.summary = absl::StrFormat("window %d + %d sinks", options.window, options.sinks);
   return built;
 }

@@ -36,6 +36,7 @@ void ToProto(const GenerationStats& s, v1::GenerateStats* out) {
   out->set_total_seconds(s.total_seconds);
   out->set_finish_reason(ToProto(s.reason));
   out->set_stop(s.stop);
+  out->set_seed(s.seed);
 }
 
 // Why a call ends early: its deadline (gRPC cancels a call whose deadline passed,

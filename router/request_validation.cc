@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <random>
 
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
@@ -25,6 +26,13 @@ absl::Status CheckUtf8(const std::string& text, const std::string& what) {
     offset += c.length;
   }
   return absl::OkStatus();
+}
+
+uint64_t FreshSeed() {
+  static thread_local std::mt19937_64 bits(std::random_device{}());
+  uint64_t seed = 0;
+  while (seed == 0) seed = bits();
+  return seed;
 }
 
 int MaxTokenBytes(const std::vector<std::string>& pieces) {
@@ -149,6 +157,9 @@ absl::StatusOr<ScheduledRequest> ToScheduledRequest(const v1::GenerateRequest& r
         absl::StrFormat("top_p %g must be in (0, 1] (0: unset, meaning 1)", sp.top_p()));
   }
   if (absl::Status st = gen.sampling.Validate(); !st.ok()) return st;
+  // A sampled request without a seed gets a fresh one (returned in its stats, so
+  // that the sample can be replayed): identical requests must not sample alike.
+  if (!gen.sampling.greedy() && gen.sampling.seed == 0) gen.sampling.seed = FreshSeed();
 
   auto spec = ParseRequestSpec(request.speculation(), limits);
   if (!spec.ok()) return spec.status();

@@ -29,6 +29,9 @@ struct RequestLimits {
   int max_token_bytes = 0;
 };
 
+// A random non-zero seed, for sampled requests that do not bring one.
+uint64_t FreshSeed();
+
 // The longest piece of a vocabulary in bytes (a bound on the text one token covers).
 int MaxTokenBytes(const std::vector<std::string>& pieces);
 

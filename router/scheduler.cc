@@ -174,6 +174,8 @@ void Scheduler::Admit(Pending pending) {
   a->request = std::move(pending.request);
   a->emitted = a->request.generation.prompt.size();
   a->stats.prompt_tokens = static_cast<int>(a->emitted);
+  const SamplingParams& sampling = a->request.generation.sampling;
+  a->stats.seed = sampling.greedy() ? 0 : sampling.seed;
   if (metrics_ != nullptr) metrics_->AddPromptTokens(a->stats.prompt_tokens);
   active_.push_back(std::move(a));
   Collect(*active_.back());  // max_new_tokens 0 ends at once

@@ -16,14 +16,16 @@
 
 namespace specserve {
 
-// WorkerCaches over a worker with sequences(), kv_bytes() and Release(id).
+// WorkerCaches over a worker with sequences(), kv_bytes() and Release(router, id).
 template <typename Worker>
 class CachesOf final : public WorkerCaches {
  public:
   explicit CachesOf(Worker& worker) : worker_(worker) {}
   int sequences() const override { return worker_.sequences(); }
   int64_t kv_bytes() const override { return worker_.kv_bytes(); }
-  void Release(uint64_t router, int64_t sequence_id) override { worker_.Release(sequence_id); }
+  void Release(uint64_t router, int64_t sequence_id) override {
+    worker_.Release(router, sequence_id);
+  }
 
  private:
   Worker& worker_;

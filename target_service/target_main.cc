@@ -17,6 +17,7 @@ absl::StatusOr<BuiltWorker> Build(const WorkerSettings& s, const LoadedModel& lo
   options.max_context = s.max_context;
   options.max_tree_nodes = s.max_tree_nodes;
   options.max_sequences = s.max_sequences;
+  options.idle_seconds = s.idle_seconds;
   auto worker = std::make_shared<TargetWorker>(model, options);
   v1::WorkerInfo info =
       MakeWorkerInfo(loaded, worker->max_context(), s.max_tree_nodes, s.max_batch);
@@ -28,6 +29,11 @@ absl::StatusOr<BuiltWorker> Build(const WorkerSettings& s, const LoadedModel& lo
   BuiltWorker built;
   built.service = std::make_unique<TargetService>(*worker, info, limits, &metrics);
   built.worker = worker;
+  // Caches of sequences no router uses any more (it died) go after --idle-seconds.
+  auto* service = static_cast<TargetService*>(built.service.get());
+  built.tick = [worker, service] {
+    if (worker->ExpireIdle() > 0) service->UpdateKv();
+  };
   built.summary = "full KV cache";
   return built;
 }

@@ -202,6 +202,7 @@ absl::Status SpecEngine::PrefillStep(std::span<const std::pair<int, Sequence*>> 
     item.kind = VerifyKind::kPrefill;
     item.start = seq->target_from;
     item.tokens = std::span<const int32_t>(seq->state.tokens).subspan(seq->target_from, n);
+    item.prefix_hash = HashBefore(*seq, item.start);
     item.sampling = seq->request.sampling;
     prefilled.emplace_back(id, seq);
     last_.prefill_tokens += n;
@@ -227,6 +228,11 @@ absl::Status SpecEngine::PrefillStep(std::span<const std::pair<int, Sequence*>> 
   return absl::OkStatus();
 }
 
+uint64_t SpecEngine::HashBefore(Sequence& seq, int64_t n) {
+  seq.history_hashes.Cover(seq.state.tokens);
+  return seq.history_hashes.at(n);
+}
+
 void SpecEngine::CatchUpDraft(std::span<const std::pair<int, Sequence*>> sequences) {
   if (draft_ == nullptr || planner_->config().mode == SpecMode::kOff) return;
   static const TreeShape kNoTree;
@@ -241,6 +247,7 @@ void SpecEngine::CatchUpDraft(std::span<const std::pair<int, Sequence*>> sequenc
     item.start = seq->draft_from;
     item.tokens =
         std::span<const int32_t>(seq->state.tokens).subspan(seq->draft_from, end - seq->draft_from);
+    item.prefix_hash = HashBefore(*seq, item.start);
     item.shape = &kNoTree;
     item.sampling = seq->request.sampling;
     members.push_back(seq);
@@ -271,6 +278,7 @@ std::vector<const ProposeOutput*> SpecEngine::ProposeTrees(
     item.sequence_id = id;
     item.start = seq->draft_from;
     item.tokens = std::span<const int32_t>(seq->state.tokens).subspan(seq->draft_from);
+    item.prefix_hash = HashBefore(*seq, item.start);
     item.previous_accepted = seq->previous_accepted;
     item.shape = &plan.shape;
     item.sampling = seq->request.sampling;
@@ -373,6 +381,7 @@ absl::Status SpecEngine::DecodeStep(std::span<const std::pair<int, Sequence*>> d
     item.kind = VerifyKind::kVerify;
     item.start = seq->target_from;
     item.tokens = std::span<const int32_t>(seq->state.tokens).subspan(seq->target_from);
+    item.prefix_hash = HashBefore(*seq, item.start);
     item.tree = draft_of[i] ? &draft_of[i]->tree : nullptr;
     item.q = draft_of[i] ? &draft_of[i]->q : nullptr;
     item.sampling = seq->request.sampling;

@@ -204,3 +204,33 @@ TEST(FaultsTest, ExpiredDeadlinesAreCountedAsDeadlines) {
 
 }  // namespace
 }  // namespace specserve::testing
+
+namespace specserve::testing {
+namespace {
+
+// A sampled stream whose target restarts half-way gives the tokens of the same
+// request undisturbed: the re-prefilled target draws, at each position, what it
+// drew there before (draws keyed by position, not a stream re-seeded from the
+// start). Issue 12, item 3.
+TEST(FaultsTest, RestartingTheTargetKeepsASeededSampleExact) {
+  auto split = Split::Start(SharedRandomModel());
+  ASSERT_NE(split, nullptr);
+  auto stub = v1::Generation::NewStub(Connect(split->router->address()));
+  v1::GenerateRequest request = TokenRequest(Prompt(61, 20), kLong, "off");
+  request.mutable_sampling()->set_temperature(1.0f);
+  request.mutable_sampling()->set_seed(777);
+  StreamResult straight = Stream(*stub, request);
+  ASSERT_TRUE(straight.status.ok()) << straight.status.error_message();
+  const int port = split->target->grpc_port();
+  StreamResult restarted = Stream(*stub, request, [&] {
+    split->target->Kill(SIGKILL);
+    split->target =
+        StartService("specserve-target", {"--model=" + SharedRandomModel(), "--threads=1"}, port);
+  });
+  ASSERT_NE(split->target, nullptr);
+  ASSERT_TRUE(restarted.status.ok()) << restarted.status.error_message();
+  EXPECT_EQ(restarted.tokens, straight.tokens);
+}
+
+}  // namespace
+}  // namespace specserve::testing

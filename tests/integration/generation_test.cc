@@ -273,3 +273,34 @@ TEST(BackendTest, CudaWithoutAGpuFailsAtStart) {
 
 }  // namespace
 }  // namespace specserve::testing
+
+namespace specserve::testing {
+namespace {
+
+// A sampled request without a seed gets a fresh one, returned in its stats: two
+// such requests sample differently, and the returned seed replays a sample
+// (issue 12, item 3).
+TEST(SeedTest, UnseededSampledRequestsGetAFreshSeedThatReplays) {
+  auto serve = StartService("specserve-serve", {"--model=" + SharedRandomModel(), "--threads=1"});
+  ASSERT_NE(serve, nullptr);
+  auto stub = v1::Generation::NewStub(Connect(serve->address()));
+  v1::GenerateRequest request = TokenRequest(Prompt(60, 8), 40, "off");
+  request.mutable_sampling()->set_temperature(1.0f);
+  StreamResult a = Stream(*stub, request);
+  StreamResult b = Stream(*stub, request);
+  ASSERT_TRUE(a.status.ok() && b.status.ok());
+  EXPECT_NE(a.stats.seed(), 0u);
+  EXPECT_NE(b.stats.seed(), 0u);
+  EXPECT_NE(a.stats.seed(), b.stats.seed());
+  EXPECT_NE(a.tokens, b.tokens) << "identical unseeded requests sampled alike";
+  request.mutable_sampling()->set_seed(a.stats.seed());
+  StreamResult replay = Stream(*stub, request);
+  ASSERT_TRUE(replay.status.ok());
+  EXPECT_EQ(replay.tokens, a.tokens);
+  EXPECT_EQ(replay.stats.seed(), a.stats.seed());
+  // Greedy requests report no seed.
+  EXPECT_EQ(Stream(*stub, TokenRequest(Prompt(60, 8), 5)).stats.seed(), 0u);
+}
+
+}  // namespace
+}  // namespace specserve::testing

@@ -37,7 +37,10 @@ std::string UniquePath(const std::string& dir, const std::string& stem) {
 
 }  // namespace
 
-std::string DefaultBinDir() { return SPECSERVE_BIN_DIR; }
+std::string DefaultBinDir() {
+  const char* dir = getenv("SPECSERVE_TEST_BIN_DIR");
+  return dir != nullptr && *dir != '\0' ? dir : SPECSERVE_BIN_DIR;
+}
 
 std::string ReadWholeFile(const std::string& path) {
   std::ifstream in(path);

@@ -15,7 +15,8 @@
 
 namespace specserve::testing {
 
-// build/bin of this build tree (where the service binaries are).
+// build/bin of this build tree (where the service binaries are), or
+// $SPECSERVE_TEST_BIN_DIR (to run the tests against another build's binaries).
 std::string DefaultBinDir();
 std::string ReadWholeFile(const std::string& path);
 
