@@ -31,10 +31,10 @@ std::vector<double> AcceptanceStats::Vector() const {
     // believed to do better than an earlier one (this also keeps an unobserved
     // rank's prior from outliving evidence that the earlier ranks fail).
     if (r > 0) p[r] = std::min(p[r], p[r - 1]);
+    // p_1 + ... + p_K <= 1 by definition: a later rank gets at most the mass the
+    // earlier ones leave (never shrink an observed rank for an unobserved one's prior).
+    p[r] = std::clamp(p[r], 0.0, std::max(0.0, 0.999 - total));
     total += p[r];
-  }
-  if (total > 0.999) {  // p_1 + ... + p_K <= 1 by definition; keep rounding in check
-    for (double& x : p) x *= 0.999 / total;
   }
   return p;
 }
@@ -83,11 +83,28 @@ void Planner::RebuildTables() {
   choices_.clear();
 }
 
+void Planner::MaybeRebuildTables() {
+  // Re-plan trees when the acceptance evidence has grown by a quarter (so early
+  // on, while it moves fast, almost every step), or every 64 steps.
+  if (++steps_since_rebuild_ >= 64 ||
+      acceptance_.visits(0) > visits_at_rebuild_ + visits_at_rebuild_ / 4 + 4) {
+    RebuildTables();
+  }
+}
+
 void Planner::RecordDraftPass(StepClass c, int m, double seconds) {
   draft_costs_[c].Record(m, seconds);
 }
 void Planner::RecordVerifyPass(StepClass c, int m, double seconds) {
   verify_costs_[c].Record(m, seconds);
+}
+void Planner::RecordStepOverhead(StepClass c, double seconds) {
+  auto [it, inserted] = overhead_.emplace(c, std::max(0.0, seconds));
+  if (!inserted) it->second = 0.9 * it->second + 0.1 * std::max(0.0, seconds);
+}
+double Planner::StepOverhead(StepClass c) const {
+  auto it = overhead_.find(c);
+  return it == overhead_.end() ? 0.0 : it->second;
 }
 
 double Planner::PredictVerify(StepClass c, int batch, double context, int m) const {
@@ -140,7 +157,7 @@ Plan Planner::Choose(int batch, double mean_context) {
       plan.shape = ChainShape(config_.chain_gamma);
       break;
     case SpecMode::kTree:
-      if (++steps_since_rebuild_ >= 16) RebuildTables();
+      MaybeRebuildTables();
       plan.shape = tables_->Shape(config_.tree_nodes + 1, config_.max_depth);
       break;
     case SpecMode::kAuto:
@@ -157,11 +174,7 @@ Plan Planner::Choose(int batch, double mean_context) {
 namespace specserve {
 
 Plan Planner::ChooseAuto(int batch, double mean_context) {
-  // Re-plan trees when the acceptance evidence has grown by a quarter, or every 64 steps.
-  if (++steps_since_rebuild_ >= 64 ||
-      acceptance_.visits(0) > visits_at_rebuild_ + visits_at_rebuild_ / 4 + 16) {
-    RebuildTables();
-  }
+  MaybeRebuildTables();
   const StepClass c = ClassOf(batch, mean_context);
   // Decide from measurements, not the prior alone: first plain steps of this
   // class, then (once probing is affordable, see below) a probe with a short
@@ -179,11 +192,12 @@ Plan Planner::ChooseAuto(int batch, double mean_context) {
       if (draft_pass[m] < 0) draft_pass[m] = DraftPassCost(c, batch, m);
       return draft_pass[m];
     };
-    double best_rate = 1.0 / verify[1];
+    const double overhead = StepOverhead(c);
+    double best_rate = 1.0 / (overhead + verify[1]);
     choice.n = 1;
     choice.d = 0;
     for (const Candidate& cand : candidates_) {
-      double seconds = verify[cand.n] + pass(1);
+      double seconds = overhead + verify[cand.n] + pass(1);
       for (size_t l = 1; l < cand.fed_per_level.size(); ++l) {
         if (cand.fed_per_level[l] > 0) seconds += pass(cand.fed_per_level[l]);
       }
@@ -196,6 +210,7 @@ Plan Planner::ChooseAuto(int batch, double mean_context) {
     // Decisions hold for a few steps: choosing costs more than a tiny model's step.
     choice.valid_until_step = steps_ + 8;
   }
+  last_choice_speculates_ = choice.n > 1;
   if (choice.n <= 1) return PlainOrProbe(c, batch, mean_context);
   Plan plan;
   plan.shape = tables_->Shape(choice.n, choice.d);
@@ -214,10 +229,10 @@ Plan Planner::PlainOrProbe(StepClass c, int batch, double mean_context) {
   // probe only once the plain time since the last probe is at least
   // probe_budget_factor_ times that cost, so probing stays under 1/factor of
   // the time; each probe that still loses doubles the factor.
-  const double plain_step = PredictVerify(c, batch, mean_context, 1);
+  const double plain_step = StepOverhead(c) + PredictVerify(c, batch, mean_context, 1);
   plain_seconds_ += plain_step;
   const double probe_cost = DraftPassCost(c, batch, prior_.draft_window_tokens) +
-                            2 * DraftPassCost(c, batch, 1) +
+                            2 * DraftPassCost(c, batch, 1) + StepOverhead(c) +
                             PredictVerify(c, batch, mean_context, 3);
   Plan plan;
   if (plain_seconds_ < probe_budget_factor_ * probe_cost) return plan;

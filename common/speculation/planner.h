@@ -103,6 +103,13 @@ class Planner {
   // Level widths of a draft: level 0 (catch-up) then fed nodes per level.
   void RecordDraftPass(StepClass c, int tokens_per_sequence, double seconds);
   void RecordVerifyPass(StepClass c, int tokens_per_sequence, double seconds);
+  // Time a decode step spends outside the draft and verify passes (the serving
+  // path: scheduling, RPCs, streaming); paid once per step whatever the tree, so
+  // it favours speculation, which needs fewer steps per token.
+  void RecordStepOverhead(StepClass c, double seconds);
+  double StepOverhead(StepClass c) const;
+  // Whether the latest decision (any class) was to speculate; true before any.
+  bool last_choice_speculates() const { return last_choice_speculates_; }
 
   const AcceptanceStats& acceptance() const { return acceptance_; }
   double PredictVerify(StepClass c, int batch, double context, int m) const;
@@ -123,6 +130,7 @@ class Planner {
     int64_t valid_until_step = -1;
   };
   void RebuildTables();
+  void MaybeRebuildTables();
   Plan ChooseAuto(int batch, double mean_context);
   Plan PlainOrProbe(StepClass c, int batch, double mean_context);
   // Probing may take at most 1/kProbeBudgetFactor of the time while plain wins.
@@ -132,6 +140,8 @@ class Planner {
   CostPrior prior_;
   AcceptanceStats acceptance_;
   std::map<StepClass, CostTable> draft_costs_, verify_costs_;
+  std::map<StepClass, double> overhead_;  // EMA of StepOverhead per class
+  bool last_choice_speculates_ = true;
   std::unique_ptr<SequoiaTables> tables_;
   std::vector<Candidate> candidates_;
   std::map<StepClass, CachedChoice> choices_;

@@ -4,6 +4,7 @@
 #include <chrono>
 
 #include "absl/strings/str_format.h"
+#include "common/engine/pass_cost.h"
 #include "common/util/status_macros.h"
 
 namespace specserve {
@@ -14,18 +15,6 @@ double SecondsSince(Clock::time_point start) {
   return std::chrono::duration<double>(Clock::now() - start).count();
 }
 
-// Bytes and multiply-adds of the matrices a pass reads (norms are negligible).
-void MatrixTotals(const LoadedModel& m, double* bytes, double* params) {
-  *bytes = static_cast<double>(m.weights.output.bytes());
-  *params = static_cast<double>(m.weights.output.elements());
-  for (const LayerWeights& l : m.weights.layers) {
-    for (const WeightTensor* w : {&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_down, &l.w_up}) {
-      *bytes += static_cast<double>(w->bytes());
-      *params += static_cast<double>(w->elements());
-    }
-  }
-}
-
 }  // namespace
 
 ModelFacts FactsOf(const LoadedModel& target, const LoadedModel& draft, int sinks, int window) {
@@ -33,15 +22,14 @@ ModelFacts FactsOf(const LoadedModel& target, const LoadedModel& draft, int sink
   f.vocab_size = target.config.vocab_size;
   f.stop_ids = StopTokenIds(target);
   f.context_length = target.config.context_length;
-  double params = 0;
-  MatrixTotals(target, &f.prior.target_weight_bytes, &params);
-  f.prior.target_flops_per_token = 2 * params;
-  MatrixTotals(draft, &f.prior.draft_weight_bytes, &params);
-  f.prior.draft_flops_per_token = 2 * params;
-  f.prior.target_kv_bytes_per_token =
-      2.0 * sizeof(float) * target.config.n_layers * target.config.kv_dim();
-  f.prior.draft_kv_bytes_per_token =
-      2.0 * sizeof(float) * draft.config.n_layers * draft.config.kv_dim();
+  // One token with no context: weight traffic and projection arithmetic only.
+  const PassShape one_token{1, 0, 1, 1};
+  f.prior.target_weight_bytes = WeightBytes(target);
+  f.prior.draft_weight_bytes = WeightBytes(draft);
+  f.prior.target_flops_per_token = EstimatePass(target, one_token).flops;
+  f.prior.draft_flops_per_token = EstimatePass(draft, one_token).flops;
+  f.prior.target_kv_bytes_per_token = KvBytesPerToken(target.config);
+  f.prior.draft_kv_bytes_per_token = KvBytesPerToken(draft.config);
   f.prior.draft_window_tokens = sinks + window;
   return f;
 }
@@ -181,9 +169,31 @@ absl::Status SpecEngine::Step() {
   // work they alternate: prefill chunks cannot starve running decodes.
   const bool prefill = !prefilling.empty() && (decoding.empty() || !last_step_prefilled_);
   last_step_prefilled_ = prefill;
-  if (prefill) return PrefillStep(prefilling);
-  if (!decoding.empty()) return DecodeStep(decoding);
+  if (prefill) {
+    last_decode_end_.reset();
+    return PrefillStep(prefilling);
+  }
+  if (decoding.empty()) return absl::OkStatus();
+  const auto start = Clock::now();
+  RETURN_IF_ERROR(DecodeStep(decoding));
+  RecordOverhead(start);
   return absl::OkStatus();
+}
+
+void SpecEngine::RecordOverhead(Clock::time_point step_start) {
+  // Time outside the draft and verify passes: this step's own bookkeeping plus,
+  // between two decode steps, whatever the caller did (streaming, scheduling).
+  const auto end = Clock::now();
+  const double passes = last_.draft_seconds + last_.verify_seconds;
+  double outside = std::chrono::duration<double>(end - step_start).count() - passes;
+  if (last_decode_end_) {
+    outside += std::chrono::duration<double>(step_start - *last_decode_end_).count();
+  }
+  last_decode_end_ = end;
+  // A long gap is the caller idling or pausing, not the serving path's cost.
+  if (outside <= 10 * passes) {
+    planner_->RecordStepOverhead(ClassOf(last_.batch, last_.mean_context), outside);
+  }
 }
 
 absl::Status SpecEngine::PrefillStep(std::span<const std::pair<int, Sequence*>> prefilling) {
@@ -235,6 +245,9 @@ uint64_t SpecEngine::HashBefore(Sequence& seq, int64_t n) {
 
 void SpecEngine::CatchUpDraft(std::span<const std::pair<int, Sequence*>> sequences) {
   if (draft_ == nullptr || planner_->config().mode == SpecMode::kOff) return;
+  // Auto mode decoding plainly would not use the draft soon: let it catch up
+  // when a probe or a tree needs it.
+  if (!planner_->last_choice_speculates()) return;
   static const TreeShape kNoTree;
   std::vector<ProposeItem> proposals;
   std::vector<Sequence*> members;
@@ -295,6 +308,7 @@ std::vector<const ProposeOutput*> SpecEngine::ProposeTrees(
       for (const PassTime& pass : passes) {
         planner_->RecordDraftPass(step_class, pass.tokens_per_sequence, pass.seconds);
       }
+      last_.draft_passes = passes;
       for (size_t k = 0; k < proposed.size(); ++k) {
         Sequence* seq = decoding[proposed[k]].second;
         const ProposeOutput& out = (*drafts)[k];
@@ -392,7 +406,8 @@ absl::Status SpecEngine::DecodeStep(std::span<const std::pair<int, Sequence*>> d
   RETURN_IF_ERROR(target_.Verify(items, &verified));
   last_.verify_seconds = SecondsSince(verify_start);
   const int n = static_cast<int>(decoding.size());
-  planner_->RecordVerifyPass(step_class, (tokens + n - 1) / n, last_.verify_seconds);
+  last_.verify_tokens_per_sequence = (tokens + n - 1) / n;
+  planner_->RecordVerifyPass(step_class, last_.verify_tokens_per_sequence, last_.verify_seconds);
 
   // 4. Extend the histories with what each verification accepted.
   last_.batch = n;

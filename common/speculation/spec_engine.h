@@ -6,9 +6,11 @@
 // in-process here, gRPC clients in the split deployment.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <optional>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -49,7 +51,12 @@ struct StepStats {
   int64_t accepted_tokens = 0;   // tree tokens accepted, all sequences
   int64_t generated_tokens = 0;  // tokens appended, all sequences (accepted + extra)
   double draft_seconds = 0;
-  double verify_seconds = 0;  // the target's pass (a prefill step: target + draft catch-up)
+  double verify_seconds = 0;
+  // The passes this decode step ran, for cost models: the draft's (new tokens per
+  // sequence each) and the target's verify width (root + tree nodes per sequence).
+  std::vector<PassTime> draft_passes;
+  int verify_tokens_per_sequence =
+      0;  // the target's pass (a prefill step: target + draft catch-up)
   double mean_context = 0;
   std::vector<int64_t> hits_by_rank, visits_by_rank;  // this step's acceptance by position
   std::vector<int> finished;                          // ids of sequences that finished this step
@@ -131,6 +138,7 @@ class SpecEngine {
       std::span<const std::pair<int, Sequence*>> decoding, const Plan& plan, StepClass step_class,
       std::vector<ProposeOutput>* drafts);
   void ApplyVerified(int id, Sequence& seq, const ProposeOutput* draft, const VerifyOutput& out);
+  void RecordOverhead(std::chrono::steady_clock::time_point step_start);
 
   std::unique_ptr<DraftWorker> owned_draft_;
   std::unique_ptr<TargetWorker> owned_target_;
@@ -143,6 +151,7 @@ class SpecEngine {
   std::map<int, std::unique_ptr<Sequence>> sequences_;
   int next_id_ = 0;
   bool last_step_prefilled_ = false;
+  std::optional<std::chrono::steady_clock::time_point> last_decode_end_;
   StepStats last_;
   int64_t decoded_tokens_ = 0, sequence_steps_ = 0, accepted_total_ = 0, prefill_total_ = 0;
   double decode_seconds_ = 0, prefill_seconds_ = 0;
