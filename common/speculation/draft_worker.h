@@ -1,6 +1,10 @@
-// The MagicDec drafter: the draft model and, per live sequence, its window KV
-// cache (sinks + ring) and random stream. Each call runs one draft pass per
-// tree level (TreeDrafter). The draft service wraps this or an NgramDrafter.
+// The MagicDec drafter: the draft model and, per live sequence (a router
+// instance and an id), its window KV cache (sinks + ring) and
+// the PrefixHash of every prefix of the history it has taken in. A cache is reused
+// only when it holds the history's prefix (by hash); caches unused for
+// `idle_seconds` expire. Random draws are keyed by (seed, step position)
+// (Rng::ForStep). One draft pass per tree level (TreeDrafter). The draft service
+// wraps this or an NgramDrafter.
 #pragma once
 
 #include <map>
@@ -10,6 +14,8 @@
 #include "common/engine/model.h"
 #include "common/speculation/backends.h"
 #include "common/speculation/drafter.h"
+#include "common/speculation/prefix_hash.h"
+#include "common/speculation/sequence_table.h"
 #include "common/speculation/speculation_config.h"
 #include "common/speculation/tree_drafter.h"
 
@@ -22,7 +28,13 @@ struct DraftWorkerOptions {
   int max_depth = kMaxTreeDepth;
   int max_candidates = 32;
   int max_sequences = 4096;
+  // Caches no call has used for this long are dropped (ExpireIdle, and whenever
+  // max_sequences is reached); 0: never.
+  double idle_seconds = 0;
 };
+
+// The stream of the draft's random draws (Rng::ForStep).
+inline constexpr uint64_t kDraftDraws = 2;
 
 class DraftWorker final : public Drafter {
  public:
@@ -30,7 +42,10 @@ class DraftWorker final : public Drafter {
 
   absl::Status Propose(std::span<const ProposeItem> items, std::vector<ProposeOutput>* outputs,
                        std::vector<PassTime>* passes) override;
-  void Release(int64_t sequence_id) override;
+  using Drafter::Release;
+  void Release(uint64_t router, int64_t sequence_id) override;
+  // Drops the caches unused for options.idle_seconds; returns how many.
+  int ExpireIdle() override;
 
   std::string kind() const override { return "model"; }
   int sequences() const override;
@@ -40,17 +55,26 @@ class DraftWorker final : public Drafter {
  private:
   struct Sequence {
     std::unique_ptr<KvCache> cache;
-    Rng rng;
+    // Of the history positions the cache has taken in (held.size() == committed_tokens).
+    PrefixHashes held;
     DraftResult last;  // the previous tree, whose accepted path the next call commits
   };
 
   absl::StatusOr<std::unique_ptr<KvCache>> NewCache();
+  absl::Status StartOver(Sequence& seq);
+  int ExpireIdleLocked();
+  // Checks the item alone (shape, tokens, sampling).
+  absl::Status ValidateItem(const ProposeItem& item) const;
+  // The item's sequence, its previous accepted path committed, when its cache
+  // holds a prefix of the history sent; else FAILED_PRECONDITION naming the
+  // position needed (0 when the cache was started over).
+  absl::StatusOr<Sequence*> SequenceFor(const ProposeItem& item);
 
   Model& draft_;
   DraftWorkerOptions options_;
   TreeDrafter drafter_;
   mutable std::mutex mu_;  // one Propose at a time; Release may come from another thread
-  std::map<int64_t, Sequence> sequences_;
+  SequenceTable<Sequence> sequences_;
 };
 
 }  // namespace specserve

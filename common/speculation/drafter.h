@@ -25,6 +25,11 @@ class Drafter : public DraftBackend {
   // Sequences with state now, and the bytes that state holds.
   virtual int sequences() const = 0;
   virtual int64_t kv_bytes() const = 0;
+  // A sequence is (router instance, id): in-process callers are router 0.
+  virtual void Release(uint64_t router, int64_t sequence_id) = 0;
+  void Release(int64_t sequence_id) override { Release(0, sequence_id); }
+  // Drops the state of sequences no call has used for the idle time; returns how many.
+  virtual int ExpireIdle() = 0;
 };
 
 }  // namespace specserve

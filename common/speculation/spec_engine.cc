@@ -219,6 +219,7 @@ absl::Status SpecEngine::PrefillStep(std::span<const std::pair<int, Sequence*>> 
     item.kind = VerifyKind::kPrefill;
     item.start = seq->target_from;
     item.tokens = std::span<const int32_t>(seq->state.tokens).subspan(seq->target_from, n);
+    item.prefix_hash = HashBefore(*seq, item.start);
     item.sampling = seq->request.sampling;
     prefilled.emplace_back(id, seq);
     last_.prefill_tokens += n;
@@ -244,6 +245,11 @@ absl::Status SpecEngine::PrefillStep(std::span<const std::pair<int, Sequence*>> 
   return absl::OkStatus();
 }
 
+uint64_t SpecEngine::HashBefore(Sequence& seq, int64_t n) {
+  seq.history_hashes.Cover(seq.state.tokens);
+  return seq.history_hashes.at(n);
+}
+
 void SpecEngine::CatchUpDraft(std::span<const std::pair<int, Sequence*>> sequences) {
   if (draft_ == nullptr || planner_->config().mode == SpecMode::kOff) return;
   // Auto mode decoding plainly would not use the draft soon: let it catch up
@@ -261,6 +267,7 @@ void SpecEngine::CatchUpDraft(std::span<const std::pair<int, Sequence*>> sequenc
     item.start = seq->draft_from;
     item.tokens =
         std::span<const int32_t>(seq->state.tokens).subspan(seq->draft_from, end - seq->draft_from);
+    item.prefix_hash = HashBefore(*seq, item.start);
     item.shape = &kNoTree;
     item.sampling = seq->request.sampling;
     members.push_back(seq);
@@ -291,6 +298,7 @@ std::vector<const ProposeOutput*> SpecEngine::ProposeTrees(
     item.sequence_id = id;
     item.start = seq->draft_from;
     item.tokens = std::span<const int32_t>(seq->state.tokens).subspan(seq->draft_from);
+    item.prefix_hash = HashBefore(*seq, item.start);
     item.previous_accepted = seq->previous_accepted;
     item.shape = &plan.shape;
     item.sampling = seq->request.sampling;
@@ -394,6 +402,7 @@ absl::Status SpecEngine::DecodeStep(std::span<const std::pair<int, Sequence*>> d
     item.kind = VerifyKind::kVerify;
     item.start = seq->target_from;
     item.tokens = std::span<const int32_t>(seq->state.tokens).subspan(seq->target_from);
+    item.prefix_hash = HashBefore(*seq, item.start);
     item.tree = draft_of[i] ? &draft_of[i]->tree : nullptr;
     item.q = draft_of[i] ? &draft_of[i]->q : nullptr;
     item.sampling = seq->request.sampling;

@@ -20,6 +20,7 @@
 #include "common/speculation/draft_worker.h"
 #include "common/speculation/drafter_factory.h"
 #include "common/speculation/planner.h"
+#include "common/speculation/prefix_hash.h"
 #include "common/speculation/target_worker.h"
 
 namespace specserve {
@@ -120,7 +121,11 @@ class SpecEngine {
     int64_t target_from = 0;                 // the target holds history[0, target_from)
     int64_t draft_from = 0;                  // the draft holds at least history[0, draft_from)
     std::vector<int32_t> previous_accepted;  // last step's accepted nodes, for the draft
+    PrefixHashes history_hashes;             // of state.tokens' prefixes (HashBefore)
   };
+  // PrefixHash of the sequence's first n history tokens (items carry it so that a
+  // worker reuses a cache only when it holds that prefix).
+  static uint64_t HashBefore(Sequence& seq, int64_t n);
 
   SpecEngine(DraftBackend* draft, TargetBackend& target, ModelFacts facts,
              SpecEngineOptions options);
