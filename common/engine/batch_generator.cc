@@ -27,7 +27,7 @@ const char* FinishReasonName(FinishReason reason) {
 }
 
 BatchGenerator::BatchGenerator(LlamaModel& model, BatchGeneratorOptions options)
-    : model_(model), options_(options) {
+    : model_(model), options_(options), stop_ids_(StopTokenIds(model.model().vocab)) {
   max_context_ = options.max_context > 0 ? options.max_context : model.config().context_length;
   if (max_context_ <= 0) max_context_ = 2048;
   options_.max_tokens_per_step = std::max(1, options_.max_tokens_per_step);
@@ -55,10 +55,11 @@ absl::Status ValidateGenerationRequest(const GenerationRequest& request, int voc
   return request.sampling.Validate();
 }
 
-bool AppendGeneratedToken(const GenerationRequest& request, int32_t token, int32_t eos_id,
-                          int max_context, SequenceState* state) {
+bool AppendGeneratedToken(const GenerationRequest& request, int32_t token,
+                          std::span<const int32_t> stop_ids, int max_context,
+                          SequenceState* state) {
   state->tokens.push_back(token);
-  if (request.stop_at_eos && token == eos_id) {
+  if (request.stop_at_eos && std::find(stop_ids.begin(), stop_ids.end(), token) != stop_ids.end()) {
     state->finish = FinishReason::kEos;
   } else if (state->generated() >= request.max_new_tokens) {
     state->finish = FinishReason::kLength;
@@ -74,7 +75,7 @@ absl::StatusOr<int> BatchGenerator::Add(const GenerationRequest& request) {
   seq->request = request;
   seq->state.tokens = request.prompt;
   seq->state.prompt_tokens = static_cast<int>(request.prompt.size());
-  seq->cache = MakeFullKvCache(model_.kv_shape(), max_context_);
+  seq->cache = MakeKvCache(model_.config(), max_context_, options_.max_tokens_per_step);
   seq->rng.Seed(request.sampling.seed);
   if (request.max_new_tokens == 0) seq->state.finish = FinishReason::kLength;
   const int id = next_id_++;
@@ -144,7 +145,7 @@ absl::Status BatchGenerator::Step() {
     const std::span<const float> row(logits_.data() + static_cast<size_t>(logit_row++) * vocab,
                                      vocab);
     const int32_t token = SampleToken(row, seq->request.sampling, seq->rng);
-    AppendGeneratedToken(seq->request, token, model_.model().vocab.eos_id, max_context_,
+    AppendGeneratedToken(seq->request, token, stop_ids_, max_context_,
                          &seq->state);
   }
   if (any_prefill) {

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -41,11 +42,13 @@ struct SequenceState {
 absl::Status ValidateGenerationRequest(const GenerationRequest& request, int vocab_size,
                                        int max_context);
 
-// Appends one generated token and sets the finish reason it causes (EOS when the
-// request stops there, the max_new_tokens length, the context limit). Returns
-// true when the sequence is finished.
-bool AppendGeneratedToken(const GenerationRequest& request, int32_t token, int32_t eos_id,
-                          int max_context, SequenceState* state);
+// Appends one generated token and sets the finish reason it causes (kEos when the
+// request stops at EOS and the token is one of `stop_ids`, StopTokenIds of the
+// vocabulary: EOS and the end-of-turn tokens; the max_new_tokens length; the context
+// limit). Returns true when the sequence is finished.
+bool AppendGeneratedToken(const GenerationRequest& request, int32_t token,
+                          std::span<const int32_t> stop_ids, int max_context,
+                          SequenceState* state);
 
 struct BatchGeneratorOptions {
   // Upper bound on new tokens in one forward (bounds scratch memory; long prompts
@@ -85,6 +88,7 @@ class BatchGenerator {
 
   LlamaModel& model_;
   BatchGeneratorOptions options_;
+  std::vector<int32_t> stop_ids_;
   int max_context_;
   std::map<int, std::unique_ptr<Sequence>> sequences_;
   int next_id_ = 0;

@@ -3,11 +3,28 @@
 #include <cmath>
 
 #include "absl/strings/str_format.h"
+#include "common/engine/sliding_window.h"
 #include "common/util/status_macros.h"
 
 namespace specserve {
 
-LlamaModel::LlamaModel(const LoadedModel& model, Ops& ops) : model_(model), ops_(ops) {}
+std::unique_ptr<KvCache> MakeKvCache(const ModelConfig& config, int64_t max_tokens,
+                                     int max_pending) {
+  const KvShape shape{config.n_layers, config.kv_dim()};
+  if (config.sliding_window > 0) {
+    return MakeWindowKvCache(shape, /*sinks=*/0, config.sliding_window - 1, max_pending);
+  }
+  return MakeFullKvCache(shape, max_tokens);
+}
+
+LlamaModel::LlamaModel(const LoadedModel& model, Ops& ops)
+    : model_(model), ops_(ops), rope_(ComputeRopeFrequencies(model.config)) {}
+
+void LlamaModel::AddBias(const WeightTensor& bias, int n_rows, int width, float* x) {
+  if (bias.data == nullptr) return;
+  const float* b = static_cast<const float*>(bias.data);
+  for (int r = 0; r < n_rows; ++r) ops_.Add(x + static_cast<size_t>(r) * width, b, width);
+}
 
 absl::Status LlamaModel::Validate(std::span<const ForwardSequence> batch) const {
   const ModelConfig& c = model_.config;
@@ -139,10 +156,11 @@ absl::Status LlamaModel::Forward(std::span<const ForwardSequence> batch,
     ops_.MatMul(layer.wq, xb_.data(), T, q_.data());
     ops_.MatMul(layer.wk, xb_.data(), T, k_.data());
     ops_.MatMul(layer.wv, xb_.data(), T, v_.data());
-    ops_.Rope(q_.data(), T, q_dim, c.n_heads, c.head_dim, c.rope_dim, positions_, c.rope_theta,
-              c.rope_style);
-    ops_.Rope(k_.data(), T, kv_dim, c.n_kv_heads, c.head_dim, c.rope_dim, positions_,
-              c.rope_theta, c.rope_style);
+    AddBias(layer.bq, T, q_dim, q_.data());
+    AddBias(layer.bk, T, kv_dim, k_.data());
+    AddBias(layer.bv, T, kv_dim, v_.data());
+    ops_.Rope(q_.data(), T, q_dim, c.n_heads, c.head_dim, positions_, rope_, c.rope_style);
+    ops_.Rope(k_.data(), T, kv_dim, c.n_kv_heads, c.head_dim, positions_, rope_, c.rope_style);
 
     attention.clear();
     for (size_t s = 0; s < batch.size(); ++s) {
@@ -152,6 +170,19 @@ absl::Status LlamaModel::Forward(std::span<const ForwardSequence> batch,
       seq.cache->WritePending(l, first_row[s], k_.data() + row0 * kv_dim,
                               v_.data() + row0 * kv_dim, n, kv_dim);
       if (n == 0) continue;
+      if (c.sliding_window > 0) {
+        const WindowedSequence windowed{
+            seq.cache,           l,
+            c.sliding_window,    std::span<const int32_t>(positions_).subspan(row0, n),
+            seq.parents,         seq.pending_parents,
+            pending_before[s],   q_.data() + row0 * q_dim,
+            k_.data() + row0 * kv_dim, v_.data() + row0 * kv_dim,
+            attn_.data() + row0 * q_dim, q_dim, kv_dim};
+        if (!WindowCoversAll(windowed)) {
+          AddWindowedAttention(windowed, &attention);
+          continue;
+        }
+      }
       if (pending_before[s] > 0) {
         AddAttentionWithPending(seq, l, pending_before[s], first_row[s], row0, &attention);
         continue;

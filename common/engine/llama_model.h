@@ -1,6 +1,8 @@
 // The Llama forward pass (RMSNorm, rotary, grouped-query attention, SwiGLU)
 // over a batch of sequences, each bringing any number of new tokens with
 // explicit positions and an explicit attention structure over its KV cache.
+// The Llama family's variants are config fields: scaled rotary frequencies
+// (rope_scaling), q/k/v biases (Qwen2), sliding-window attention (Mistral).
 #pragma once
 
 #include <cstdint>
@@ -32,6 +34,15 @@ struct ForwardSequence {
   std::span<const int32_t> logit_rows;
 };
 
+// The KV cache that holds one sequence's whole attention context for a model of
+// `config`: a full cache of at most `max_tokens` tokens (0: unbounded), or, for
+// sliding-window attention (window W), a window cache of the last W - 1 tokens with
+// no sinks (all a new token can see besides itself), which is exact and bounded.
+// `max_pending` bounds the rows one pass (a prefill chunk, a tree) may add to a window
+// cache.
+std::unique_ptr<KvCache> MakeKvCache(const ModelConfig& config, int64_t max_tokens,
+                                     int max_pending = 1024);
+
 class LlamaModel {
  public:
   // `model` and `ops` must outlive this object.
@@ -55,8 +66,12 @@ class LlamaModel {
                                int first_row, size_t batch_row,
                                std::vector<AttentionSequence>* out);
 
+  // q/k/v biases (rows of width `width`), when the layer has them.
+  void AddBias(const WeightTensor& bias, int n_rows, int width, float* x);
+
   const LoadedModel& model_;
   Ops& ops_;
+  const RopeFrequencies rope_;  // from the config, once
   // Scratch activations, rows = all new tokens of the batch.
   std::vector<float> x_, xb_, q_, k_, v_, attn_, gate_, up_, final_;
   std::vector<int32_t> tokens_, positions_;

@@ -5,6 +5,7 @@
 #include <string>
 
 #include "absl/status/status.h"
+#include "common/model/rope_scaling.h"
 
 namespace specserve {
 
@@ -27,8 +28,13 @@ struct ModelConfig {
   float rope_theta = 10000.0f;
   int rope_dim = 0;        // rotated dimensions per head (<= head_dim)
   RopeStyle rope_style = RopeStyle::kInterleaved;
+  RopeScaling rope_scaling;  // frequencies for contexts past the trained one
   float rms_eps = 1e-5f;
   bool tied_embeddings = false;  // output projection shares the token embedding
+  bool attention_bias = false;   // q, k and v projections add a bias (Qwen2)
+  // > 0: sliding-window attention (Mistral): the token at position p attends to
+  // positions p - sliding_window + 1 .. p only.
+  int sliding_window = 0;
 
   int q_dim() const { return n_heads * head_dim; }
   int kv_dim() const { return n_kv_heads * head_dim; }

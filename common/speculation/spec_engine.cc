@@ -31,7 +31,7 @@ void MatrixTotals(const LoadedModel& m, double* bytes, double* params) {
 ModelFacts FactsOf(const LoadedModel& target, const LoadedModel& draft, int sinks, int window) {
   ModelFacts f;
   f.vocab_size = target.config.vocab_size;
-  f.eos_id = target.vocab.eos_id;
+  f.stop_ids = StopTokenIds(target.vocab);
   f.context_length = target.config.context_length;
   double params = 0;
   MatrixTotals(target, &f.prior.target_weight_bytes, &params);
@@ -163,7 +163,7 @@ void SpecEngine::ForgetTargetState() {
 void SpecEngine::Append(Sequence& seq, std::span<const int32_t> tokens) {
   for (int32_t token : tokens) {
     // Tokens past the stop are dropped, as plain decoding would never produce them.
-    if (AppendGeneratedToken(seq.request, token, facts_.eos_id, max_context_, &seq.state)) return;
+    if (AppendGeneratedToken(seq.request, token, facts_.stop_ids, max_context_, &seq.state)) return;
   }
 }
 

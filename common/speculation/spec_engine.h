@@ -56,7 +56,7 @@ struct StepStats {
 // What the engine needs to know of the models behind the backends.
 struct ModelFacts {
   int vocab_size = 0;
-  int eos_id = -1;
+  std::vector<int32_t> stop_ids;  // StopTokenIds of the target's vocabulary
   int context_length = 0;
   CostPrior prior;  // weights, KV bytes per token, flops (bandwidth/flops filled from options)
 };

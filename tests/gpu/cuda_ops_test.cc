@@ -135,9 +135,11 @@ TEST(CudaOpsTest, ElementwiseOpsMatchCpu) {
   // Rope, both styles, with a row stride wider than the heads.
   for (RopeStyle style : {RopeStyle::kInterleaved, RopeStyle::kHalf}) {
     std::vector<float> host = x;
-    cpu->Rope(host.data(), kRows, c.dim, 4, 32, 16, positions, 10000.0f, style);
+    cpu->Rope(host.data(), kRows, c.dim, 4, 32, positions, PlainRopeFrequencies(10000.0f, 16),
+              style);
     DeviceBuffer d = ToDevice(x);
-    ops->Rope(d.as<float>(), kRows, c.dim, 4, 32, 16, positions, 10000.0f, style);
+    ops->Rope(d.as<float>(), kRows, c.dim, 4, 32, positions, PlainRopeFrequencies(10000.0f, 16),
+              style);
     ASSERT_TRUE(ops->Synchronize().ok());
     EXPECT_LE(RelativeError(host, ToHost<float>(d, host.size())), 1e-5);
   }

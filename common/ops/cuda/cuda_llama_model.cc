@@ -10,7 +10,10 @@
 namespace specserve::cuda {
 
 CudaLlamaModel::CudaLlamaModel(const LoadedModel& model, CudaOps& device, Ops* ops)
-    : model_(model), device_(device), ops_(ops != nullptr ? *ops : device) {}
+    : model_(model),
+      device_(device),
+      ops_(ops != nullptr ? *ops : device),
+      rope_(ComputeRopeFrequencies(model.config)) {}
 
 absl::StatusOr<std::unique_ptr<CudaKvCache>> CudaLlamaModel::NewKvCache(int64_t max_tokens) const {
   RETURN_IF_ERROR(device_.MakeCurrent());
@@ -19,6 +22,17 @@ absl::StatusOr<std::unique_ptr<CudaKvCache>> CudaLlamaModel::NewKvCache(int64_t 
 
 absl::Status CudaLlamaModel::Validate(std::span<const ForwardSequence> batch) const {
   const ModelConfig& c = model_.config;
+  // Not implemented on this backend yet: refused by name rather than computed wrong.
+  if (c.attention_bias) {
+    return absl::UnimplementedError(
+        "q/k/v attention biases (Qwen2) are not supported on CUDA yet; use the CPU backend");
+  }
+  if (c.sliding_window > 0) {
+    return absl::UnimplementedError(absl::StrFormat(
+        "sliding-window attention (Mistral, window %d) is not supported on CUDA yet; use the "
+        "CPU backend",
+        c.sliding_window));
+  }
   for (size_t s = 0; s < batch.size(); ++s) {
     const ForwardSequence& seq = batch[s];
     const int n = static_cast<int>(seq.tokens.size());
@@ -128,10 +142,8 @@ absl::Status CudaLlamaModel::ForwardOnDevice(std::span<const ForwardSequence> ba
     ops_.MatMul(layer.wq, xb, T, q);
     ops_.MatMul(layer.wk, xb, T, k);
     ops_.MatMul(layer.wv, xb, T, v);
-    ops_.Rope(q, T, q_dim, c.n_heads, c.head_dim, c.rope_dim, positions_, c.rope_theta,
-              c.rope_style);
-    ops_.Rope(k, T, kv_dim, c.n_kv_heads, c.head_dim, c.rope_dim, positions_, c.rope_theta,
-              c.rope_style);
+    ops_.Rope(q, T, q_dim, c.n_heads, c.head_dim, positions_, rope_, c.rope_style);
+    ops_.Rope(k, T, kv_dim, c.n_kv_heads, c.head_dim, positions_, rope_, c.rope_style);
     for (size_t s = 0; s < batch.size(); ++s) {
       const ForwardSequence& seq = batch[s];
       const size_t row0 = offset[s];

@@ -224,7 +224,7 @@ class BrokenGgufModelTest : public ::testing::Test {
     for (const GgufKeyValue& e : kv) {
       if (e.key.rfind("tokenizer.", 0) == 0) return;  // the test brings its own
     }
-    AddGgufVocabulary(v, w);
+    EXPECT_TRUE(AddGgufVocabulary(v, w).ok());
   }
 
   static std::string LoadError(const std::string& path) {
