@@ -75,14 +75,13 @@ void AddWindowedAttention(const WindowedSequence& seq, std::vector<AttentionSequ
         }
       }
     } else {
-      // Ancestors, nearest first, in the combined numbering of ForwardSequence.
+      // Ancestors, nearest first, in the combined numbering of ForwardSequence; the
+      // k-th one up sits at position p - k.
       std::vector<KvSegment> ancestors;
-      for (int32_t r = seq.parents[i]; r >= 0;) {
-        const bool is_new = r >= P;
-        if (!is_new || visible(seq.positions[r - P])) {
-          ancestors.push_back(seq.cache->PendingRow(seq.layer, r));
-        }
-        r = is_new ? seq.parents[r - P] : seq.pending_parents[r];
+      int64_t up = 1;
+      for (int32_t r = seq.parents[i]; r >= 0 && up < seq.window; ++up) {
+        ancestors.push_back(seq.cache->PendingRow(seq.layer, r));
+        r = r >= P ? seq.parents[r - P] : seq.pending_parents[r];
       }
       for (auto it = ancestors.rbegin(); it != ancestors.rend(); ++it) {
         AppendRow(*it, seq.kv_dim, &a.cached);
