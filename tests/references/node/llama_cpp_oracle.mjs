@@ -27,7 +27,7 @@ if ((request.generate ?? 0) > 0) {
   const context = await model.createContext({
     contextSize: request.context ?? 1024,
     batchSize: 512,
-    threads: 2,
+    threads: 1,  // llama.cpp's spinning thread pool is slow on a busy 2-core machine
     flashAttention: false,
     swaFullCache: true,
     experimentalKvCacheKeyType: "F32",
