@@ -114,7 +114,7 @@ int Run() {
   }
   ModelFacts facts;
   facts.vocab_size = f.model->config.vocab_size;
-  facts.stop_ids = StopTokenIds(f.model->vocab);
+  facts.stop_ids = StopTokenIds(*f.model);
   facts.context_length = f.engine.max_context;
   facts.prior = PriorFrom(*target_info, draft_info);
 
