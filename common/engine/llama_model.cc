@@ -130,13 +130,19 @@ absl::Status LlamaModel::Forward(std::span<const ForwardSequence> batch,
                               n, kv_dim);
       if (n == 0) continue;
       if (c.sliding_window > 0) {
-        const WindowedSequence windowed{
-            seq.cache,           l,
-            c.sliding_window,    std::span<const int32_t>(positions_).subspan(row0, n),
-            seq.parents,         seq.pending_parents,
-            pending_before[s],   q_.data() + row0 * q_dim,
-            k_.data() + row0 * kv_dim, v_.data() + row0 * kv_dim,
-            attn_.data() + row0 * q_dim, q_dim, kv_dim};
+        const WindowedSequence windowed{seq.cache,
+                                        l,
+                                        c.sliding_window,
+                                        std::span<const int32_t>(positions_).subspan(row0, n),
+                                        seq.parents,
+                                        seq.pending_parents,
+                                        pending_before[s],
+                                        q_.data() + row0 * q_dim,
+                                        k_.data() + row0 * kv_dim,
+                                        v_.data() + row0 * kv_dim,
+                                        attn_.data() + row0 * q_dim,
+                                        q_dim,
+                                        kv_dim};
         if (!WindowCoversAll(windowed)) {
           AddWindowedAttention(windowed, &attention);
           continue;

@@ -22,9 +22,9 @@ std::vector<KvSegment> LastRows(std::span<const KvSegment> segments, int64_t n, 
 struct WindowedSequence {
   KvCache* cache = nullptr;
   int layer = 0;
-  int window = 0;                        // W
-  std::span<const int32_t> positions;    // of the new tokens
-  std::span<const int32_t> parents;      // empty: causal; else as ForwardSequence::parents
+  int window = 0;                      // W
+  std::span<const int32_t> positions;  // of the new tokens
+  std::span<const int32_t> parents;    // empty: causal; else as ForwardSequence::parents
   std::span<const int32_t> pending_parents;
   int pending_before = 0;  // rows pending from earlier passes (positions committed + r)
   // The new tokens' q rows and k/v rows (already written to pending rows

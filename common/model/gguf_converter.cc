@@ -79,8 +79,7 @@ absl::Status ConvertToGguf(const LoadedModel& model, const std::string& out_path
   }
   const std::vector<float> rope_freqs = GgufRopeFreqs(c);
   if (!rope_freqs.empty()) {
-    writer.AddTensor(kRopeFreqsTensor, TensorType::kF32,
-                     {static_cast<int64_t>(rope_freqs.size())});
+    writer.AddTensor(kRopeFreqsTensor, TensorType::kF32, {static_cast<int64_t>(rope_freqs.size())});
   }
 
   // LlamaTensorSlots points into a LlamaWeights; give it a copy and map back by name.
@@ -108,7 +107,8 @@ absl::Status ConvertToGguf(const LoadedModel& model, const std::string& out_path
     if (permute && IsRotaryBias(s.name)) {  // one row: permute its elements
       std::vector<float> bias(s.cols()), permuted(s.cols());
       DequantizeRow(src.type, src.row(0), s.cols(), bias.data());
-      for (int64_t i = 0; i < s.cols(); ++i) permuted[i] = bias[HalfToInterleavedSource(i, c.head_dim)];
+      for (int64_t i = 0; i < s.cols(); ++i)
+        permuted[i] = bias[HalfToInterleavedSource(i, c.head_dim)];
       RETURN_IF_ERROR(writer.WriteTensorData(permuted.data(), permuted.size() * sizeof(float)));
       continue;
     }

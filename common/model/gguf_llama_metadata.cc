@@ -26,7 +26,8 @@ uint32_t GgufFileType(TensorType type) {
 std::vector<float> GgufRopeFreqs(const ModelConfig& c) {
   const RopeScaling& s = c.rope_scaling;
   std::vector<float> freqs;
-  if (s.type == RopeScalingType::kLlama3) freqs = Llama3FrequencyFactors(s, c.rope_theta, c.rope_dim);
+  if (s.type == RopeScalingType::kLlama3)
+    freqs = Llama3FrequencyFactors(s, c.rope_theta, c.rope_dim);
   if (!s.freq_factors.empty()) {
     freqs.resize(s.freq_factors.size(), 1.0f);
     for (size_t i = 0; i < freqs.size(); ++i) freqs[i] *= s.freq_factors[i];
@@ -63,12 +64,15 @@ void AddGgufLlamaMetadata(const ModelConfig& c, TensorType type, GgufWriter& w,
   } else if (s.type == RopeScalingType::kYarn) {
     w.AddMetadata(key("rope.scaling.type"), GgufValue::String("yarn"));
     w.AddMetadata(key("rope.scaling.factor"), GgufValue::Float32(s.factor));
-    w.AddMetadata(key("rope.scaling.original_context_length"),
-                  GgufValue::Uint32(s.original_context > 0 ? s.original_context : c.context_length));
+    w.AddMetadata(
+        key("rope.scaling.original_context_length"),
+        GgufValue::Uint32(s.original_context > 0 ? s.original_context : c.context_length));
     // llama.cpp reads only the factor and the original context for these
     // architectures (beta 32/1); the yarn_* keys are what its converter writes.
-    if (s.beta_fast != 32.0f) w.AddMetadata(key("rope.scaling.yarn_beta_fast"), GgufValue::Float32(s.beta_fast));
-    if (s.beta_slow != 1.0f) w.AddMetadata(key("rope.scaling.yarn_beta_slow"), GgufValue::Float32(s.beta_slow));
+    if (s.beta_fast != 32.0f)
+      w.AddMetadata(key("rope.scaling.yarn_beta_fast"), GgufValue::Float32(s.beta_fast));
+    if (s.beta_slow != 1.0f)
+      w.AddMetadata(key("rope.scaling.yarn_beta_slow"), GgufValue::Float32(s.beta_slow));
     if (s.attention_factor > 0.0f) {
       w.AddMetadata(key("rope.scaling.yarn_attn_factor"), GgufValue::Float32(s.attention_factor));
       // llama.cpp multiplies its default 1 + 0.1 ln(factor) by rope.scaling.attn_factor.

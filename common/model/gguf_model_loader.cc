@@ -83,7 +83,6 @@ bool OutputIsTied(const GgufFile& file) {
          std::memcmp(file.TensorData(*embd), file.TensorData(*output), embd->bytes) == 0;
 }
 
-
 absl::Status ReadString(const GgufFile& file, absl::string_view key, std::string* out) {
   const GgufValue* value = file.FindValue(key);
   if (value == nullptr) return absl::OkStatus();
@@ -116,8 +115,8 @@ absl::Status ReadGgufRopeScaling(const GgufFile& file, const std::string& arch, 
   }
   if (s.type != RopeScalingType::kNone) s.factor = factor == 0.0f ? 1.0f : factor;
   if (s.type == RopeScalingType::kYarn) {
-    RETURN_IF_ERROR(ReadInt(file, key("rope.scaling.original_context_length"), false,
-                            &s.original_context));
+    RETURN_IF_ERROR(
+        ReadInt(file, key("rope.scaling.original_context_length"), false, &s.original_context));
     RETURN_IF_ERROR(ReadFloat(file, key("rope.scaling.yarn_beta_fast"), &s.beta_fast));
     RETURN_IF_ERROR(ReadFloat(file, key("rope.scaling.yarn_beta_slow"), &s.beta_slow));
     float ext = 1.0f;
@@ -130,8 +129,7 @@ absl::Status ReadGgufRopeScaling(const GgufFile& file, const std::string& arch, 
       return KeyError(file, key("rope.scaling.yarn_log_multiplier"),
                       "YaRN mscale_all_dim is not supported");
     }
-    RETURN_IF_ERROR(
-        ReadFloat(file, key("rope.scaling.yarn_attn_factor"), &s.attention_factor));
+    RETURN_IF_ERROR(ReadFloat(file, key("rope.scaling.yarn_attn_factor"), &s.attention_factor));
     float attn_factor = 1.0f;  // llama.cpp: a multiplier of the default 1 + 0.1 ln(factor)
     RETURN_IF_ERROR(ReadFloat(file, key("rope.scaling.attn_factor"), &attn_factor));
     if (s.attention_factor == 0.0f && attn_factor != 1.0f) {
@@ -141,9 +139,8 @@ absl::Status ReadGgufRopeScaling(const GgufFile& file, const std::string& arch, 
   if (const GgufTensorInfo* t = file.FindTensor(kRopeFreqsTensor); t != nullptr) {
     const std::string where = absl::StrCat(file.path(), ": tensor '", kRopeFreqsTensor, "': ");
     if (t->type != TensorType::kF32 || t->shape.size() != 1 || t->shape[0] != c->rope_dim / 2) {
-      return absl::InvalidArgumentError(absl::StrCat(where, "must be F32 of shape [",
-                                                     c->rope_dim / 2, "], is ",
-                                                     ShapeString(t->shape)));
+      return absl::InvalidArgumentError(absl::StrCat(
+          where, "must be F32 of shape [", c->rope_dim / 2, "], is ", ShapeString(t->shape)));
     }
     s.freq_factors.resize(t->shape[0]);
     std::memcpy(s.freq_factors.data(), file.TensorData(*t), t->shape[0] * sizeof(float));
@@ -175,9 +172,9 @@ absl::StatusOr<ModelConfig> ReadGgufLlamaConfig(const GgufFile& file) {
     return KeyError(file, "general.architecture", "must be a string");
   const std::string a = *arch->AsString();
   if (a != "llama" && a != "qwen2") {
-    return KeyError(file, "general.architecture",
-                    absl::StrCat("architecture '", a,
-                                 "' is not supported (only 'llama' and 'qwen2')"));
+    return KeyError(
+        file, "general.architecture",
+        absl::StrCat("architecture '", a, "' is not supported (only 'llama' and 'qwen2')"));
   }
   c.architecture = a;
   const auto key = [&a](const char* name) { return absl::StrCat(a, ".", name); };

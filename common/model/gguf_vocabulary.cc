@@ -1,11 +1,11 @@
 #include "common/model/gguf_vocabulary.h"
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/status/status.h"
 #include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
-#include "absl/container/flat_hash_set.h"
-#include "absl/strings/escaping.h"
 #include "common/tokenizer/pretokenizer_patterns.h"
 #include "common/util/status_macros.h"
 
@@ -81,11 +81,12 @@ absl::Status AddGgufByteLevelVocabulary(const Vocabulary& vocab, GgufWriter& wri
   const absl::StatusOr<GgufPreTokenizer> no_key = GgufPreTokenizerFor("");
   const bool is_default = no_key.ok() && patterns == no_key->patterns;
   if (pre.empty() && !is_default) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "the tokenizer's pre-tokenizer (", patterns.empty() ? "none" : absl::CHexEscape(patterns[0]),
-        patterns.size() > 1 ? ", ..." : "",
-        ") is none that llama.cpp knows (the Llama 3, Qwen2 and GPT-2 splits): no "
-        "tokenizer.ggml.pre to write"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("the tokenizer's pre-tokenizer (",
+                     patterns.empty() ? "none" : absl::CHexEscape(patterns[0]),
+                     patterns.size() > 1 ? ", ..." : "",
+                     ") is none that llama.cpp knows (the Llama 3, Qwen2 and GPT-2 splits): no "
+                     "tokenizer.ggml.pre to write"));
   }
   std::vector<int32_t> types(vocab.pieces.size(), static_cast<int32_t>(TokenType::kNormal));
   for (size_t i = 0; i < vocab.types.size() && i < types.size(); ++i) {
@@ -141,13 +142,15 @@ absl::Status ReadByteLevelRules(const GgufFile& file, Vocabulary* vocab) {
     const std::string& merge = *merges->items[i].AsString();
     const size_t space = merge.find(' ', 1);  // as llama.cpp splits them
     if (space == std::string::npos) {
-      return KeyError(file, merges_key, absl::StrCat("merge ", i, " '", absl::CHexEscape(merge),
-                                                     "' is not two pieces separated by a space"));
+      return KeyError(file, merges_key,
+                      absl::StrCat("merge ", i, " '", absl::CHexEscape(merge),
+                                   "' is not two pieces separated by a space"));
     }
     std::string a = merge.substr(0, space), b = merge.substr(space + 1);
     if (!pieces.contains(a) || !pieces.contains(b) || !pieces.contains(a + b)) {
-      return KeyError(file, merges_key, absl::StrCat("merge ", i, " '", absl::CHexEscape(merge),
-                                                     "' joins pieces that are not all tokens"));
+      return KeyError(file, merges_key,
+                      absl::StrCat("merge ", i, " '", absl::CHexEscape(merge),
+                                   "' joins pieces that are not all tokens"));
     }
     rules.merges.emplace_back(std::move(a), std::move(b));
   }

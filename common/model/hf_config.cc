@@ -159,8 +159,9 @@ absl::Status CheckUnsupported(const Json& c, const std::string& where, ModelConf
   // windows only with use_sliding_window, and then on some layers only.
   ASSIGN_OR_RETURN(std::optional<bool> use_window, JsonBool(c, "use_sliding_window", where));
   if (use_window.value_or(false)) {
-    return KeyError(where, "use_sliding_window",
-                    "per-layer sliding-window attention (Qwen2 max_window_layers) is not supported");
+    return KeyError(
+        where, "use_sliding_window",
+        "per-layer sliding-window attention (Qwen2 max_window_layers) is not supported");
   }
   ASSIGN_OR_RETURN(std::optional<int64_t> window, JsonInt(c, "sliding_window", where));
   if (window.has_value() && m->architecture == "mistral") {

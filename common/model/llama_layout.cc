@@ -13,7 +13,8 @@ std::vector<LlamaTensorSlot> LlamaTensorSlots(const ModelConfig& c, LlamaWeights
   slots.reserve(3 + 12 * static_cast<size_t>(c.n_layers));
   slots.push_back({"token_embd.weight", {dim, vocab}, false, false, &w->token_embedding});
   slots.push_back({"output_norm.weight", {dim}, true, false, &w->output_norm});
-  if (!c.tied_embeddings) slots.push_back({"output.weight", {dim, vocab}, false, false, &w->output});
+  if (!c.tied_embeddings)
+    slots.push_back({"output.weight", {dim, vocab}, false, false, &w->output});
   for (int l = 0; l < c.n_layers; ++l) {
     LayerWeights& L = w->layers[l];
     const std::string p = absl::StrCat("blk.", l, ".");

@@ -25,8 +25,8 @@ struct LayerWeights {
 struct LlamaWeights {
   WeightTensor token_embedding;  // [vocab x dim]
   std::vector<LayerWeights> layers;
-  WeightTensor output_norm;      // [1 x dim]
-  WeightTensor output;           // [vocab x dim]; aliases token_embedding when tied
+  WeightTensor output_norm;  // [1 x dim]
+  WeightTensor output;       // [vocab x dim]; aliases token_embedding when tied
 };
 
 }  // namespace specserve

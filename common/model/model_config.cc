@@ -69,8 +69,8 @@ absl::Status ModelConfig::Validate() const {
         absl::StrCat("rope_theta (", rope_theta, ") must be a positive number"));
   }
   if (sliding_window < 0 || sliding_window > kMaxContext) {
-    return absl::InvalidArgumentError(absl::StrCat("sliding_window (", sliding_window,
-                                                   ") must be in [0, ", kMaxContext, "]"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("sliding_window (", sliding_window, ") must be in [0, ", kMaxContext, "]"));
   }
   if (absl::Status s = rope_scaling.Validate(rope_dim); !s.ok()) return s;
   if (!std::isfinite(rms_eps) || rms_eps <= 0.0f || rms_eps >= 1.0f) {

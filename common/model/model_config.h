@@ -17,16 +17,16 @@ enum class RopeStyle { kInterleaved, kHalf };
 struct ModelConfig {
   std::string architecture = "llama";
   std::string name;
-  int dim = 0;           // embedding width
+  int dim = 0;  // embedding width
   int n_layers = 0;
-  int n_heads = 0;       // query heads
-  int n_kv_heads = 0;    // key/value heads (grouped-query attention when < n_heads)
-  int head_dim = 0;      // usually dim / n_heads
-  int ffn_dim = 0;       // SwiGLU hidden width
+  int n_heads = 0;     // query heads
+  int n_kv_heads = 0;  // key/value heads (grouped-query attention when < n_heads)
+  int head_dim = 0;    // usually dim / n_heads
+  int ffn_dim = 0;     // SwiGLU hidden width
   int vocab_size = 0;
   int context_length = 0;  // trained context (from metadata)
   float rope_theta = 10000.0f;
-  int rope_dim = 0;        // rotated dimensions per head (<= head_dim)
+  int rope_dim = 0;  // rotated dimensions per head (<= head_dim)
   RopeStyle rope_style = RopeStyle::kInterleaved;
   RopeScaling rope_scaling;  // frequencies for contexts past the trained one
   float rms_eps = 1e-5f;

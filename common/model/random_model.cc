@@ -141,8 +141,7 @@ absl::Status WriteRandomGguf(const std::string& out_path, const ModelConfig& con
   for (const auto& [key, value] : extras.metadata) writer.AddMetadata(key, value);
   const std::vector<float> rope_freqs = GgufRopeFreqs(c);
   if (!rope_freqs.empty()) {
-    writer.AddTensor(kRopeFreqsTensor, TensorType::kF32,
-                     {static_cast<int64_t>(rope_freqs.size())});
+    writer.AddTensor(kRopeFreqsTensor, TensorType::kF32, {static_cast<int64_t>(rope_freqs.size())});
   }
   LlamaWeights weights;
   const std::vector<LlamaTensorSlot> slots = LlamaTensorSlots(c, &weights);

@@ -10,8 +10,8 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "common/model/loaded_model.h"
 #include "common/model/gguf_value.h"
+#include "common/model/loaded_model.h"
 #include "common/model/model_config.h"
 #include "common/model/synthetic_vocabulary.h"
 #include "common/model/tensor_type.h"

@@ -50,8 +50,9 @@ absl::StatusOr<RopeScalingType> ParseRopeScalingType(std::string_view name) {
     if (name == RopeScalingTypeName(t)) return t;
   }
   if (name == "default") return RopeScalingType::kNone;  // HF's name for none
-  return absl::InvalidArgumentError(absl::StrCat(
-      "rope scaling type '", std::string(name), "' is not supported (only none, linear, llama3, yarn)"));
+  return absl::InvalidArgumentError(
+      absl::StrCat("rope scaling type '", std::string(name),
+                   "' is not supported (only none, linear, llama3, yarn)"));
 }
 
 absl::Status RopeScaling::Validate(int rope_dim) const {
@@ -60,8 +61,8 @@ absl::Status RopeScaling::Validate(int rope_dim) const {
   }
   if (type == RopeScalingType::kLlama3) {
     if (original_context <= 0) {
-      return Bad(absl::StrCat("llama3 needs the original context length (got ",
-                              original_context, ")"));
+      return Bad(
+          absl::StrCat("llama3 needs the original context length (got ", original_context, ")"));
     }
     if (!Positive(low_freq_factor) || !Positive(high_freq_factor) ||
         high_freq_factor <= low_freq_factor) {
@@ -150,8 +151,8 @@ RopeFrequencies ComputeRopeFrequencies(const ModelConfig& c) {
   const int pairs = c.rope_dim / 2;
   std::vector<double> inv(pairs);
   for (int i = 0; i < pairs; ++i) {
-    inv[i] = 1.0f / std::pow(c.rope_theta,
-                             static_cast<float>(2 * i) / static_cast<float>(c.rope_dim));
+    inv[i] =
+        1.0f / std::pow(c.rope_theta, static_cast<float>(2 * i) / static_cast<float>(c.rope_dim));
   }
   RopeFrequencies out;
   switch (s.type) {
@@ -167,9 +168,8 @@ RopeFrequencies ComputeRopeFrequencies(const ModelConfig& c) {
     }
     case RopeScalingType::kYarn: {
       const int context = s.original_context > 0 ? s.original_context : c.context_length;
-      const double low =
-          std::max(0.0, std::floor(YarnCorrectionDim(s.beta_fast, c.rope_dim, c.rope_theta,
-                                                     context)));
+      const double low = std::max(
+          0.0, std::floor(YarnCorrectionDim(s.beta_fast, c.rope_dim, c.rope_theta, context)));
       const double high =
           std::min(static_cast<double>(c.rope_dim - 1),
                    std::ceil(YarnCorrectionDim(s.beta_slow, c.rope_dim, c.rope_theta, context)));
@@ -180,8 +180,8 @@ RopeFrequencies ComputeRopeFrequencies(const ModelConfig& c) {
         inv[i] = inv[i] / s.factor * (1.0 - extrapolate) + inv[i] * extrapolate;
       }
       out.mscale = s.attention_factor > 0.0f ? s.attention_factor
-                   : s.factor <= 1.0f       ? 1.0f
-                                            : static_cast<float>(0.1 * std::log(s.factor) + 1.0);
+                   : s.factor <= 1.0f        ? 1.0f
+                                             : static_cast<float>(0.1 * std::log(s.factor) + 1.0);
       break;
     }
   }

@@ -169,7 +169,8 @@ absl::StatusOr<Vocabulary> LoadHfTokenizer(const std::string& dir) {
   // <|end_of_text|>, <|eom_id|>, <|eot_id|>) and tokenizer_config's eos_token.
   for (const auto& [config, path] : {std::pair{&gc, &gc_path}, std::pair{&mc, &mc_path}}) {
     if (!config->is_object()) continue;
-    ASSIGN_OR_RETURN(const std::vector<int32_t> ids, TokenIds(*config, "eos_token_id", *path, vocab));
+    ASSIGN_OR_RETURN(const std::vector<int32_t> ids,
+                     TokenIds(*config, "eos_token_id", *path, vocab));
     for (int32_t id : ids) vocab.end_of_turn_ids.push_back(id);
   }
   if (tc.is_object()) {

@@ -158,10 +158,9 @@ absl::Status ParsePreTokenizer(const Json& p, const std::string& key, const std:
     ASSIGN_OR_RETURN(std::optional<std::string> behavior, JsonString(p, "behavior", where));
     ASSIGN_OR_RETURN(std::optional<bool> invert, JsonBool(p, "invert", where));
     if (behavior.value_or("Isolated") != "Isolated" || invert.value_or(false)) {
-      return Unsupported(where, absl::StrCat(key, ": Split with behavior ",
-                                             behavior.value_or("Isolated"),
-                                             invert.value_or(false) ? " inverted" : "",
-                                             " (only Isolated)"));
+      return Unsupported(
+          where, absl::StrCat(key, ": Split with behavior ", behavior.value_or("Isolated"),
+                              invert.value_or(false) ? " inverted" : "", " (only Isolated)"));
     }
     if (absl::StatusOr<std::shared_ptr<const RegexSplitter>> compiled =
             RegexSplitter::Compile(regex);

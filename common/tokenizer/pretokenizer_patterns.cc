@@ -34,9 +34,9 @@ absl::StatusOr<GgufPreTokenizer> GgufPreTokenizerFor(std::string_view pre) {
                     R"(\p{N}+)", R"([0-9][0-9][0-9])"};
     return out;
   }
-  return absl::InvalidArgumentError(absl::StrCat(
-      "pre-tokenizer '", std::string(pre),
-      "' is not supported (only llama-bpe, qwen2, gpt-2 and default)"));
+  return absl::InvalidArgumentError(
+      absl::StrCat("pre-tokenizer '", std::string(pre),
+                   "' is not supported (only llama-bpe, qwen2, gpt-2 and default)"));
 }
 
 std::string GgufPreForPatterns(const std::vector<std::string>& patterns) {

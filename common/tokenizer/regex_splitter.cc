@@ -36,8 +36,8 @@ absl::StatusOr<std::shared_ptr<const RegexSplitter>> RegexSplitter::Compile(
   if (code == nullptr) {
     PCRE2_UCHAR message[256];
     pcre2_get_error_message(error, message, sizeof(message));
-    return absl::InvalidArgumentError(absl::StrCat("regular expression '", pattern,
-                                                   "': at offset ", offset, ": ",
+    return absl::InvalidArgumentError(absl::StrCat("regular expression '", pattern, "': at offset ",
+                                                   offset, ": ",
                                                    reinterpret_cast<const char*>(message)));
   }
   pcre2_jit_compile(code, PCRE2_JIT_COMPLETE);  // falls back to the interpreter on failure
@@ -55,8 +55,8 @@ void RegexSplitter::Split(std::string_view text, std::vector<std::string_view>* 
   size_t start = 0;  // where the next unmatched piece begins
   size_t from = 0;   // where to search next
   while (from <= text.size()) {
-    const int rc = pcre2_match(Code(code_), subject, text.size(), from, PCRE2_NO_UTF_CHECK, match,
-                               nullptr);
+    const int rc =
+        pcre2_match(Code(code_), subject, text.size(), from, PCRE2_NO_UTF_CHECK, match, nullptr);
     if (rc < 0) break;  // no match (or a matching error, e.g. a limit: rest is one piece)
     const PCRE2_SIZE* ov = pcre2_get_ovector_pointer(match);
     const size_t begin = ov[0], end = ov[1];

@@ -126,7 +126,8 @@ std::vector<std::vector<double>> ReferenceLogits(const LoadedModel& model,
       const std::vector<double> xn = RmsNorm(x[t], ffn_norm, c.rms_eps);
       std::vector<double> gate = MatVec(w_gate, xn);
       const std::vector<double> up = MatVec(w_up, xn);
-      for (size_t i = 0; i < gate.size(); ++i) gate[i] = gate[i] / (1.0 + std::exp(-gate[i])) * up[i];
+      for (size_t i = 0; i < gate.size(); ++i)
+        gate[i] = gate[i] / (1.0 + std::exp(-gate[i])) * up[i];
       const std::vector<double> down = MatVec(w_down, gate);
       for (int d = 0; d < c.dim; ++d) x[t][d] += down[d];
     }

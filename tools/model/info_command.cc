@@ -167,7 +167,8 @@ int RunInfo(const std::vector<std::string>& argv) {
                                vocab_model, Piece(v, v.bos_id), Piece(v, v.eos_id),
                                Piece(v, v.unk_id));
   std::string stops;
-  for (int32_t id : StopTokenIds(v)) absl::StrAppend(&stops, stops.empty() ? "" : ", ", Piece(v, id));
+  for (int32_t id : StopTokenIds(v))
+    absl::StrAppend(&stops, stops.empty() ? "" : ", ", Piece(v, id));
   std::cout << absl::StrFormat("stop tokens: %s\n", stops.empty() ? "none" : stops);
   std::cout << absl::StrFormat("parameters:  %d (%.2f MB of tensor data)\n", parameters,
                                tensor_bytes / 1e6);

@@ -23,20 +23,22 @@ int Fail(absl::string_view message) {
 absl::Status ReadRopeScalingFlags(const Args& args, int context, RopeScaling* s) {
   if (!args.Has("rope-scaling")) return absl::OkStatus();
   absl::StatusOr<RopeScalingType> type = ParseRopeScalingType(args.GetString("rope-scaling"));
-  if (!type.ok()) return absl::InvalidArgumentError(absl::StrCat("--rope-scaling: ", type.status().message()));
+  if (!type.ok())
+    return absl::InvalidArgumentError(absl::StrCat("--rope-scaling: ", type.status().message()));
   s->type = *type;
   if (s->type == RopeScalingType::kNone) return absl::OkStatus();
-  if (!args.Has("rope-factor")) return absl::InvalidArgumentError("--rope-scaling needs --rope-factor");
+  if (!args.Has("rope-factor"))
+    return absl::InvalidArgumentError("--rope-scaling needs --rope-factor");
   struct FloatFlag {
     const char* name;
     float* field;
   };
-  for (const FloatFlag& f : {FloatFlag{"rope-factor", &s->factor},
-                             FloatFlag{"rope-low-freq-factor", &s->low_freq_factor},
-                             FloatFlag{"rope-high-freq-factor", &s->high_freq_factor},
-                             FloatFlag{"yarn-beta-fast", &s->beta_fast},
-                             FloatFlag{"yarn-beta-slow", &s->beta_slow},
-                             FloatFlag{"yarn-attention-factor", &s->attention_factor}}) {
+  for (const FloatFlag& f :
+       {FloatFlag{"rope-factor", &s->factor},
+        FloatFlag{"rope-low-freq-factor", &s->low_freq_factor},
+        FloatFlag{"rope-high-freq-factor", &s->high_freq_factor},
+        FloatFlag{"yarn-beta-fast", &s->beta_fast}, FloatFlag{"yarn-beta-slow", &s->beta_slow},
+        FloatFlag{"yarn-attention-factor", &s->attention_factor}}) {
     absl::StatusOr<double> v = args.GetDouble(f.name, *f.field);
     if (!v.ok()) return v.status();
     *f.field = static_cast<float>(*v);
@@ -110,14 +112,34 @@ const char kRandomUsage[] =
     "  --quiet            no progress line\n";
 
 int RunRandom(const std::vector<std::string>& argv) {
-  absl::StatusOr<Args> args = Args::Parse(
-      argv,
-      {"out", "dim", "layers", "heads", "kv-heads", "head-dim", "ffn", "context", "type",
-       "vocab-from", "tokenizer", "vocab-size", "seed", "rope-theta", "rms-eps", "name", "arch",
-       "sliding-window", "rope-scaling", "rope-factor", "rope-original-context",
-       "rope-low-freq-factor", "rope-high-freq-factor", "yarn-beta-fast", "yarn-beta-slow",
-       "yarn-attention-factor"},
-      {"untied", "quiet", "help", "h", "attention-bias"});
+  absl::StatusOr<Args> args = Args::Parse(argv,
+                                          {"out",
+                                           "dim",
+                                           "layers",
+                                           "heads",
+                                           "kv-heads",
+                                           "head-dim",
+                                           "ffn",
+                                           "context",
+                                           "type",
+                                           "vocab-from",
+                                           "tokenizer",
+                                           "vocab-size",
+                                           "seed",
+                                           "rope-theta",
+                                           "rms-eps",
+                                           "name",
+                                           "arch",
+                                           "sliding-window",
+                                           "rope-scaling",
+                                           "rope-factor",
+                                           "rope-original-context",
+                                           "rope-low-freq-factor",
+                                           "rope-high-freq-factor",
+                                           "yarn-beta-fast",
+                                           "yarn-beta-slow",
+                                           "yarn-attention-factor"},
+                                          {"untied", "quiet", "help", "h", "attention-bias"});
   if (!args.ok()) return Fail(absl::StrCat(args.status().message(), " (see 'random --help')"));
   if (args->Has("help") || args->Has("h")) {
     std::fputs(kRandomUsage, stdout);

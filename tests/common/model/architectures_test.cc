@@ -165,8 +165,10 @@ TEST(HfConfigVariantsTest, RefusesWhatItCannotComputeByName) {
 TEST(HfConfigVariantsTest, ReadsScalingsWindowsAndBiases) {
   ModelConfig c = Small();
   nlohmann::json j = testing::ConfigJsonFor(c);
-  j["rope_scaling"] = {{"rope_type", "llama3"},           {"factor", 8.0},
-                       {"low_freq_factor", 1.0},          {"high_freq_factor", 4.0},
+  j["rope_scaling"] = {{"rope_type", "llama3"},
+                       {"factor", 8.0},
+                       {"low_freq_factor", 1.0},
+                       {"high_freq_factor", 4.0},
                        {"original_max_position_embeddings", 8192}};
   absl::StatusOr<ModelConfig> m = ParseHfConfig(j, "config.json");
   ASSERT_TRUE(m.ok()) << m.status();
@@ -182,7 +184,8 @@ TEST(HfConfigVariantsTest, ReadsScalingsWindowsAndBiases) {
 
   j = testing::ConfigJsonFor(c);
   j["architectures"] = {"Qwen2ForCausalLM"};
-  j["rope_scaling"] = {{"type", "yarn"}, {"factor", 4.0}, {"original_max_position_embeddings", 32768}};
+  j["rope_scaling"] = {
+      {"type", "yarn"}, {"factor", 4.0}, {"original_max_position_embeddings", 32768}};
   m = ParseHfConfig(j, "config.json");
   ASSERT_TRUE(m.ok()) << m.status();
   EXPECT_TRUE(m->attention_bias);

@@ -140,30 +140,30 @@ inline nlohmann::json RopeScalingJsonFor(const ModelConfig& c) {
 }
 
 inline nlohmann::json ConfigJsonFor(const ModelConfig& c) {
-  const std::string type = c.architecture == "qwen2"                              ? "qwen2"
+  const std::string type = c.architecture == "qwen2"                             ? "qwen2"
                            : c.architecture == "mistral" || c.sliding_window > 0 ? "mistral"
-                                                                                  : "llama";
+                                                                                 : "llama";
   const std::string arch = type == "qwen2"     ? "Qwen2ForCausalLM"
                            : type == "mistral" ? "MistralForCausalLM"
                                                : "LlamaForCausalLM";
   nlohmann::json j = {{"architectures", {arch}},
-          {"model_type", type},
-          {"hidden_size", c.dim},
-          {"num_hidden_layers", c.n_layers},
-          {"num_attention_heads", c.n_heads},
-          {"num_key_value_heads", c.n_kv_heads},
-          {"head_dim", c.head_dim},
-          {"intermediate_size", c.ffn_dim},
-          {"vocab_size", c.vocab_size},
-          {"max_position_embeddings", c.context_length},
-          {"rms_norm_eps", c.rms_eps},
-          {"rope_theta", c.rope_theta},
-          {"rope_scaling", RopeScalingJsonFor(c)},
-          {"hidden_act", "silu"},
-          {"tie_word_embeddings", c.tied_embeddings},
-          {"bos_token_id", 1},
-          {"eos_token_id", 2},
-          {"torch_dtype", "float32"}};
+                      {"model_type", type},
+                      {"hidden_size", c.dim},
+                      {"num_hidden_layers", c.n_layers},
+                      {"num_attention_heads", c.n_heads},
+                      {"num_key_value_heads", c.n_kv_heads},
+                      {"head_dim", c.head_dim},
+                      {"intermediate_size", c.ffn_dim},
+                      {"vocab_size", c.vocab_size},
+                      {"max_position_embeddings", c.context_length},
+                      {"rms_norm_eps", c.rms_eps},
+                      {"rope_theta", c.rope_theta},
+                      {"rope_scaling", RopeScalingJsonFor(c)},
+                      {"hidden_act", "silu"},
+                      {"tie_word_embeddings", c.tied_embeddings},
+                      {"bos_token_id", 1},
+                      {"eos_token_id", 2},
+                      {"torch_dtype", "float32"}};
   if (type == "mistral") {
     j["sliding_window"] = c.sliding_window > 0 ? nlohmann::json(c.sliding_window) : nullptr;
   }
@@ -207,9 +207,9 @@ inline void WriteHfDirectory(const LoadedModel& model, const std::string& dir,
     e.shape = std::vector<int64_t>(s.shape.rbegin(), s.shape.rend());
     // Interleaved sources (GGUF llama) get q/k rows, and q/k bias elements, in
     // rotate_half order; rotate_half sources (GGUF qwen2) are written as they are.
-    const bool rotary = c.rope_style == RopeStyle::kInterleaved &&
-                        (s.name.find("attn_q") != std::string::npos ||
-                         s.name.find("attn_k") != std::string::npos);
+    const bool rotary =
+        c.rope_style == RopeStyle::kInterleaved &&
+        (s.name.find("attn_q") != std::string::npos || s.name.find("attn_k") != std::string::npos);
     const TensorType out_type = type;
     const int64_t row_bytes = TensorBytes(out_type, s.cols());
     e.data.resize(s.rows() * row_bytes);
@@ -218,7 +218,8 @@ inline void WriteHfDirectory(const LoadedModel& model, const std::string& dir,
       const int64_t src = rotary && !s.is_bias ? InterleavedSourceRow(r, c.head_dim) : r;
       DequantizeRow(s.slot->type, s.slot->row(src), s.cols(), row.data());
       if (rotary && s.is_bias) {
-        for (int64_t i = 0; i < s.cols(); ++i) permuted[i] = row[InterleavedSourceRow(i, c.head_dim)];
+        for (int64_t i = 0; i < s.cols(); ++i)
+          permuted[i] = row[InterleavedSourceRow(i, c.head_dim)];
         row.swap(permuted);
       }
       (void)QuantizeRow(out_type, row.data(), s.cols(), e.data.data() + r * row_bytes);

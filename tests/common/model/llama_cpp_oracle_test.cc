@@ -22,10 +22,10 @@
 #include "common/model/synthetic_vocabulary.h"
 #include "common/ops/ops.h"
 #include "common/tokenizer/hf_tokenizer.h"
+#include "common/util/status_macros.h"
 #include "gtest/gtest.h"
 #include "tests/testing/random_model.h"
 #include "tests/testing/references.h"
-#include "common/util/status_macros.h"
 
 namespace specserve {
 namespace {
@@ -41,8 +41,8 @@ constexpr double kLogitBound = 1e-4;
 struct OracleCase {
   std::string name;
   ModelConfig config;
-  Vocabulary vocab;   // empty: synthetic of config.vocab_size
-  GgufExtras extras;  // the llama.cpp copy's, when it needs another architecture
+  Vocabulary vocab;                // empty: synthetic of config.vocab_size
+  GgufExtras extras;               // the llama.cpp copy's, when it needs another architecture
   std::vector<int32_t> logit_ids;  // empty: all
 };
 
@@ -75,8 +75,8 @@ GgufExtras GraniteSwaExtras(const ModelConfig& c) {
   e.architecture = "granite_swa";
   e.metadata.push_back({"granite_swa.logit_scale", GgufValue::Float32(1.0f)});
   std::vector<GgufValue> pattern(c.n_layers, GgufValue::Bool(true));
-  e.metadata.push_back({"granite_swa.attention.sliding_window_pattern",
-                        GgufValue::Array(GgufType::kBool, pattern)});
+  e.metadata.push_back(
+      {"granite_swa.attention.sliding_window_pattern", GgufValue::Array(GgufType::kBool, pattern)});
   for (int l = 0; l < c.n_layers; ++l) {
     e.tensors.push_back({absl::StrCat("blk.", l, ".attn_sinks.weight"),
                          {c.n_heads},
@@ -182,7 +182,8 @@ TEST(LlamaCppOracleTest, EveryModelKindMatchesLlamaCpp) {
     std::string theirs = ours[i];
     if (!k.extras.architecture.empty()) {
       theirs = testing::TempPath(k.name + "-llama.cpp.gguf");
-      absl::Status s = WriteRandomGguf(theirs, k.config, TensorType::kF32, k.vocab, 7, {}, k.extras);
+      absl::Status s =
+          WriteRandomGguf(theirs, k.config, TensorType::kF32, k.vocab, 7, {}, k.extras);
       ASSERT_TRUE(s.ok()) << s;
     }
     nlohmann::json r = {{"model", theirs},
@@ -195,7 +196,8 @@ TEST(LlamaCppOracleTest, EveryModelKindMatchesLlamaCpp) {
   std::printf("[ oracle ] models written in %.1f s\n", seconds());
   const std::string request_path = testing::TempPath("oracle_requests.json");
   std::ofstream(request_path) << requests.dump();
-  absl::StatusOr<nlohmann::json> replies = testing::RunReferenceScript("llama_cpp_oracle.mjs", {request_path});
+  absl::StatusOr<nlohmann::json> replies =
+      testing::RunReferenceScript("llama_cpp_oracle.mjs", {request_path});
   ASSERT_TRUE(replies.ok()) << replies.status();
   ASSERT_EQ(replies->size(), cases.size());
   std::printf("[ oracle ] llama.cpp done at %.1f s\n", seconds());
@@ -238,8 +240,8 @@ TEST(LlamaCppOracleTest, EveryModelKindMatchesLlamaCpp) {
         ++greedy_equal;
       } else {  // only a near tie may differ
         EXPECT_LT(std::abs(logits[ours_best] - logits[tokens[step]]), 2 * kLogitBound)
-            << k.name << " step " << step << ": specserve picks " << ours_best
-            << ", llama.cpp " << tokens[step];
+            << k.name << " step " << step << ": specserve picks " << ours_best << ", llama.cpp "
+            << tokens[step];
       }
       input = {tokens[step]};  // teacher-forced: llama.cpp's choice
     }

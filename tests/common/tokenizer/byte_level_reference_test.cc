@@ -32,7 +32,8 @@ using ::specserve::testing::ReferenceTokenizerDir;
 using ::specserve::testing::RunReferenceScript;
 
 std::string CorpusPath() {
-  return std::string(SPECSERVE_SOURCE_DIR) + "/tests/common/tokenizer/testdata/byte_level_corpus.txt";
+  return std::string(SPECSERVE_SOURCE_DIR) +
+         "/tests/common/tokenizer/testdata/byte_level_corpus.txt";
 }
 
 std::vector<std::string> ReadCorpus() {
@@ -84,7 +85,8 @@ TEST_P(ByteLevelReferenceTest, IdsEqualEveryJavaScriptReference) {
   const Tokenizer tokenizer(vocab_);
   EXPECT_TRUE(vocab_.hf.byte_level);
   const std::vector<std::vector<int32_t>> ours = EncodeCorpus(tokenizer);
-  absl::StatusOr<nlohmann::json> refs = RunReferenceScript("tokenize.mjs", {GetParam(), CorpusPath()});
+  absl::StatusOr<nlohmann::json> refs =
+      RunReferenceScript("tokenize.mjs", {GetParam(), CorpusPath()});
   ASSERT_TRUE(refs.ok()) << refs.status();
   ASSERT_GE(refs->size(), 2u) << "expected at least two references";
   for (const auto& [name, lists] : refs->items()) {
@@ -125,7 +127,8 @@ TEST_P(ByteLevelReferenceTest, StreamingDecodeGivesBackTheText) {
 // spells (?i:'s) as '[sS] (so 'ſ and 'K split differently), and skips Qwen2's NFC.
 bool LlamaCppDiffersByDesign(const std::string& text, bool nfc) {
   if (ReplaceInvalidUtf8(text) != text) return true;
-  if (text.find("'\xC5\xBF") != std::string::npos || text.find("'\xE2\x84\xAA") != std::string::npos) {
+  if (text.find("'\xC5\xBF") != std::string::npos ||
+      text.find("'\xE2\x84\xAA") != std::string::npos) {
     return true;
   }
   return nfc && ToNfc(text) != text;
@@ -151,7 +154,8 @@ TEST_P(ByteLevelReferenceTest, GgufVocabularyEncodesAlikeAndAsLlamaCppDoes) {
   EXPECT_EQ(gguf.eos_id, vocab_.eos_id);
   EXPECT_EQ(EncodeCorpus(Tokenizer(gguf)), EncodeCorpus(Tokenizer(vocab_)));
 
-  nlohmann::json request = {{"model", path}, {"generate", 0}, {"tokenize", nlohmann::json::array()}};
+  nlohmann::json request = {
+      {"model", path}, {"generate", 0}, {"tokenize", nlohmann::json::array()}};
   for (const std::string& text : corpus_) request["tokenize"].push_back(ReplaceInvalidUtf8(text));
   const std::string request_path = testing::TempPath("tokenize_request.json");
   std::ofstream(request_path) << request.dump();
