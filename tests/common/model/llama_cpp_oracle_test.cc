@@ -8,6 +8,8 @@
 // the same logits (within kLogitBound) and the same greedy choices.
 #include <algorithm>
 #include <chrono>
+#include <cstdio>
+#include <cstdlib>
 #include <cmath>
 #include <fstream>
 #include <limits>
@@ -55,6 +57,8 @@ OracleCase NewCase(const std::string& name) {
   return k;
 }
 
+// SPECSERVE_ORACLE_SHAPE="dim,layers,heads,kv_heads,ffn" runs every kind at another
+// shape (e.g. "2048,16,32,8,8192" for Llama-3.2-1B's), for the figures in reports.
 ModelConfig Base() {
   ModelConfig c;
   c.dim = 64;
@@ -62,6 +66,10 @@ ModelConfig Base() {
   c.n_heads = 4;
   c.n_kv_heads = 2;
   c.ffn_dim = 128;
+  if (const char* shape = std::getenv("SPECSERVE_ORACLE_SHAPE"); shape != nullptr) {
+    std::sscanf(shape, "%d,%d,%d,%d,%d", &c.dim, &c.n_layers, &c.n_heads, &c.n_kv_heads,
+                &c.ffn_dim);
+  }
   c.vocab_size = 512;
   c.context_length = 256;
   c.tied_embeddings = true;

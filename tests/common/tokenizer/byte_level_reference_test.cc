@@ -6,6 +6,7 @@
 // detokenisation gives back the text without ever cutting a UTF-8 character.
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -62,9 +63,14 @@ class ByteLevelReferenceTest : public ::testing::TestWithParam<std::string> {
     if (const std::string why = ReferencesMissing(); !why.empty()) {
       GTEST_SKIP() << "reference tokenizers not installed: " << why;
     }
-    absl::StatusOr<Vocabulary> vocab = LoadHfTokenizer(ReferenceTokenizerDir(GetParam()));
-    ASSERT_TRUE(vocab.ok()) << vocab.status();
-    vocab_ = *std::move(vocab);
+    // Parsed once per tokenizer for all the tests (a 9 MB tokenizer.json each).
+    static std::map<std::string, Vocabulary>* const loaded = new std::map<std::string, Vocabulary>;
+    if (!loaded->contains(GetParam())) {
+      absl::StatusOr<Vocabulary> vocab = LoadHfTokenizer(ReferenceTokenizerDir(GetParam()));
+      ASSERT_TRUE(vocab.ok()) << vocab.status();
+      (*loaded)[GetParam()] = *std::move(vocab);
+    }
+    vocab_ = loaded->at(GetParam());
     corpus_ = ReadCorpus();
     ASSERT_GT(corpus_.size(), 20u);
   }
