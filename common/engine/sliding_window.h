@@ -1,48 +1,40 @@
-// Sliding-window attention (Mistral): the token at position p sees only the rows at
-// positions p - W + 1 .. p. The forward pass builds one attention entry per new token
-// whose context reaches past the window, from the rows its window covers; the cache
-// rows themselves are the usual ones (a full cache, or the window cache that
-// MakeKvCache gives such a model: W - 1 rows are all a new token can see).
+// Sliding-window attention (Mistral): the token at position p sees only the keys at
+// positions p - W + 1 .. p. A pass first says which cache rows each new token sees
+// (KeyVisibility, the lists AttentionSequence takes); the window then drops the rows
+// that are too old. The cache rows are the usual ones: a full cache, or the window
+// cache MakeKvCache gives such a model (W - 1 rows are all a new token can see
+// besides itself).
 #pragma once
 
 #include <cstdint>
 #include <span>
 #include <vector>
 
-#include "common/kv/kv_cache.h"
-#include "common/ops/attention_batch.h"
-
 namespace specserve {
 
-// The last `n` rows of `segments` (ordered oldest to newest, rows of `kv_dim` floats
-// as KvSegment lays them out).
-std::vector<KvSegment> LastRows(std::span<const KvSegment> segments, int64_t n, int kv_dim);
-
-// What one sequence of a pass looks like to its windowed attention.
-struct WindowedSequence {
-  KvCache* cache = nullptr;
-  int layer = 0;
-  int window = 0;                      // W
-  std::span<const int32_t> positions;  // of the new tokens
-  std::span<const int32_t> parents;    // empty: causal; else as ForwardSequence::parents
-  std::span<const int32_t> pending_parents;
-  int pending_before = 0;  // rows pending from earlier passes (positions committed + r)
-  // The new tokens' q rows and k/v rows (already written to pending rows
-  // pending_before..), and their output rows.
-  const float* q = nullptr;
-  const float* k = nullptr;
-  const float* v = nullptr;
-  float* out = nullptr;
-  int q_dim = 0;
-  int kv_dim = 0;
+// Which key-list rows each new token of one sequence sees: rows [0, visible[t]),
+// then extra[extra_begin[t] .. extra_begin[t + 1]) (no extras when extra_begin is
+// empty). The key list is the cache's stored rows in position order, then its
+// pending rows (those from earlier passes, then this pass's new tokens).
+struct KeyVisibility {
+  std::vector<int32_t> visible, extra_begin, extra;
 };
 
-// True when every new token's window covers every row it would otherwise see, so
-// the ordinary (causal or tree) attention entries are already exact.
-bool WindowCoversAll(const WindowedSequence& seq);
+// Where the keys of one sequence sit: `committed` tokens of which the last `stored`
+// are stored (key rows 0..stored-1 hold positions committed - stored ..), then
+// `pending_before` pending rows (a causal pass: positions committed + r), then the
+// new tokens at `positions`. In a tree (`tree`), a token's extras end with its
+// ancestors root-first and itself, the k-th from the end k positions before it.
+struct WindowKeys {
+  int64_t committed = 0;
+  int32_t stored = 0;
+  int pending_before = 0;
+  std::span<const int32_t> positions;
+  bool tree = false;
+};
 
-// Appends one attention entry per new token: the committed rows, pending rows and
-// new tokens within its window (and, for a tree, its ancestors within it).
-void AddWindowedAttention(const WindowedSequence& seq, std::vector<AttentionSequence>* out);
+// Keeps in `vis` only the rows within `window` positions of each token (its own
+// included). Leaves `vis` as it is when every token's window covers all it sees.
+void ApplySlidingWindow(int window, const WindowKeys& keys, KeyVisibility* vis);
 
 }  // namespace specserve

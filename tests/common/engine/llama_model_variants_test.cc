@@ -109,7 +109,7 @@ TEST_P(VariantTest, OnePassChunksAndSingleTokensMatchTheReference) {
   for (int chunk : {kTokens, 7, 1}) {
     std::unique_ptr<KvCache> full = MakeFullKvCache(llama_->kv_shape(), 0);
     CheckChunks(chunk, full.get());
-    std::unique_ptr<KvCache> own = MakeKvCache(c, 0, 64);
+    std::unique_ptr<KvCache> own = *llama_->MakeFullCache(0);
     CheckChunks(chunk, own.get());
     if (c.sliding_window > 0) {
       EXPECT_LE(own->stored_rows(), c.sliding_window - 1) << "the window cache stays bounded";
@@ -124,7 +124,7 @@ TEST_P(VariantTest, TreeNodesSeeTheirWindow) {
   const ModelConfig& c = model_->config;
   const std::vector<int32_t> tokens = Tokens();
   const int committed = 20, depth = 6, vocab = c.vocab_size;
-  std::unique_ptr<KvCache> cache = MakeKvCache(c, 0, 64);
+  std::unique_ptr<KvCache> cache = *llama_->MakeFullCache(0);
   ForwardSequence prefill;
   prefill.cache = cache.get();
   prefill.tokens = std::span<const int32_t>(tokens).first(committed);

@@ -220,7 +220,7 @@ TEST(LlamaCppOracleTest, EveryModelKindMatchesLlamaCpp) {
     ASSERT_TRUE(loaded.ok()) << loaded.status();
     EXPECT_EQ((*loaded)->config.sliding_window, k.config.sliding_window) << k.name;
     LlamaModel model(**loaded, *ops);
-    std::unique_ptr<KvCache> cache = MakeKvCache((*loaded)->config, 0, 256);
+    std::unique_ptr<KvCache> cache = *model.MakeFullCache(0);
     const int vocab = (*loaded)->config.vocab_size;
 
     double max_diff = 0.0, max_logit = 0.0;
