@@ -54,8 +54,8 @@ absl::Status LlamaModel::Validate(std::span<const ForwardSequence> batch) const 
   for (size_t s = 0; s < batch.size(); ++s) {
     KvTiles tiles;
     if (!batch[s].cache->Tiles(0, &tiles)) {
-      return absl::InvalidArgumentError(absl::StrFormat(
-          "sequence %d: its KV cache does not keep rows in the CPU layout", s));
+      return absl::InvalidArgumentError(
+          absl::StrFormat("sequence %d: its KV cache does not keep rows in the CPU layout", s));
     }
     if (tiles.n_kv_heads != c.n_kv_heads || tiles.head_dim != c.head_dim) {
       return absl::InvalidArgumentError(absl::StrFormat(
@@ -95,8 +95,8 @@ class PhaseClock {
 
 }  // namespace
 
-absl::Status LlamaModel::Forward(std::span<const ForwardSequence> batch,
-                                 std::vector<float>* logits, ForwardProfile* profile) {
+absl::Status LlamaModel::Forward(std::span<const ForwardSequence> batch, std::vector<float>* logits,
+                                 ForwardProfile* profile) {
   RETURN_IF_ERROR(Validate(batch));
   PhaseClock clock(profile);
   const ModelConfig& c = model_.config;
@@ -160,7 +160,8 @@ absl::Status LlamaModel::Forward(std::span<const ForwardSequence> batch,
       keys.committed = batch[s].cache->committed_tokens();
       keys.stored = static_cast<int32_t>(batch[s].cache->stored_rows());
       keys.pending_before = pending_before[s];
-      keys.positions = std::span<const int32_t>(positions_).subspan(offset[s], batch[s].tokens.size());
+      keys.positions =
+          std::span<const int32_t>(positions_).subspan(offset[s], batch[s].tokens.size());
       keys.tree = !batch[s].parents.empty();
       ApplySlidingWindow(c.sliding_window, keys, &visibility_[s]);
     }
@@ -179,8 +180,8 @@ absl::Status LlamaModel::Forward(std::span<const ForwardSequence> batch,
     }
     double weights = 0;  // weight elements of the layers' matrices
     for (const LayerWeights& lw : w.layers) {
-      for (const WeightTensor* m : {&lw.wq, &lw.wk, &lw.wv, &lw.wo, &lw.w_gate, &lw.w_up,
-                                    &lw.w_down}) {
+      for (const WeightTensor* m :
+           {&lw.wq, &lw.wk, &lw.wv, &lw.wo, &lw.w_gate, &lw.w_up, &lw.w_down}) {
         weights += static_cast<double>(m->elements());
       }
     }
@@ -212,8 +213,8 @@ absl::Status LlamaModel::Forward(std::span<const ForwardSequence> batch,
       const ForwardSequence& seq = batch[s];
       const int n = static_cast<int>(seq.tokens.size());
       const size_t row0 = offset[s];
-      seq.cache->WritePending(l, first_row[s], k_.data() + row0 * kv_dim,
-                              v_.data() + row0 * kv_dim, n, kv_dim);
+      seq.cache->WritePending(l, first_row[s], k_.data() + row0 * kv_dim, v_.data() + row0 * kv_dim,
+                              n, kv_dim);
       if (n == 0) continue;
       // Keys: the cache's stored rows, then its pending rows (this pass's included).
       KvTiles& tiles = tiles_[s];

@@ -26,9 +26,8 @@ void ApplySlidingWindow(int window, const WindowKeys& keys, KeyVisibility* vis) 
       // and new tokens at their positions.
       for (int32_t row = keys.stored; row < vis->visible[i]; ++row) {
         const int r = row - keys.stored;
-        const int64_t position = r < keys.pending_before
-                                     ? keys.committed + r
-                                     : keys.positions[r - keys.pending_before];
+        const int64_t position =
+            r < keys.pending_before ? keys.committed + r : keys.positions[r - keys.pending_before];
         if (within(position)) out.extra.push_back(row);
       }
     } else {

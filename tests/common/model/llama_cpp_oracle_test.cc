@@ -8,9 +8,9 @@
 // the same logits (within kLogitBound) and the same greedy choices.
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
-#include <cmath>
 #include <fstream>
 #include <limits>
 #include <memory>
