@@ -228,3 +228,30 @@ TEST(RopeFrequenciesTest, ScalingsMoveTheRightPairs) {
 
 }  // namespace
 }  // namespace specserve
+
+namespace specserve {
+namespace {
+
+// Llama 3.1 ends a turn with any of several ids: generation_config.json's
+// eos_token_id list gives EOS (the first) and the other stop tokens; GGUF keeps one
+// of them as eot_token_id.
+TEST(StopTokensTest, EosListsBecomeStopTokens) {
+  std::unique_ptr<LoadedModel> source = testing::TinyRandomModel(TensorType::kF32, 2);
+  ASSERT_NE(source, nullptr);
+  const std::string dir = testing::TempPath("stop_hf");
+  testing::WriteHfDirectory(*source, dir);
+  testing::WriteText(dir + "/generation_config.json", R"({"eos_token_id": [2, 7, 9, 7]})");
+  std::unique_ptr<LoadedModel> hf = LoadOk(dir);
+  ASSERT_NE(hf, nullptr);
+  EXPECT_EQ(hf->vocab.eos_id, 2);
+  EXPECT_EQ(StopTokenIds(hf->vocab), (std::vector<int32_t>{2, 7, 9}));
+
+  const std::string gguf = testing::TempPath("stop.gguf");
+  ASSERT_TRUE(ConvertToGguf(*hf, gguf, {}).ok());
+  std::unique_ptr<LoadedModel> back = LoadOk(gguf);
+  ASSERT_NE(back, nullptr);
+  EXPECT_EQ(StopTokenIds(back->vocab), (std::vector<int32_t>{2, 7}));
+}
+
+}  // namespace
+}  // namespace specserve
