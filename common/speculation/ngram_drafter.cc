@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_format.h"
 #include "common/speculation/child_picker.h"
+#include "common/speculation/draft_worker.h"
 #include "common/speculation/propose_validation.h"
 
 namespace specserve {
@@ -12,41 +13,64 @@ NgramDrafter::NgramDrafter(NgramDrafterOptions options) : options_(options) {}
 
 int NgramDrafter::sequences() const {
   std::lock_guard<std::mutex> lock(mu_);
-  return static_cast<int>(sequences_.size());
+  return sequences_.size();
 }
 
 int64_t NgramDrafter::kv_bytes() const {
   std::lock_guard<std::mutex> lock(mu_);
   int64_t bytes = 0;
-  for (const auto& [id, seq] : sequences_) bytes += seq.index.memory_bytes();
+  sequences_.ForEach([&](const SequenceKey&, const Sequence& seq) {
+    bytes += seq.index.memory_bytes() + seq.held.memory_bytes();
+  });
   return bytes;
 }
 
-void NgramDrafter::Release(int64_t sequence_id) {
+void NgramDrafter::Release(uint64_t router, int64_t sequence_id) {
   std::lock_guard<std::mutex> lock(mu_);
-  sequences_.erase(sequence_id);
+  sequences_.Erase({router, sequence_id});
+}
+
+int NgramDrafter::ExpireIdle() {
+  std::lock_guard<std::mutex> lock(mu_);
+  return ExpireIdleLocked();
+}
+
+int NgramDrafter::ExpireIdleLocked() {
+  if (options_.idle_seconds <= 0) return 0;
+  return sequences_.ExpireIdle(std::chrono::steady_clock::now(),
+                               std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                                   std::chrono::duration<double>(options_.idle_seconds)));
 }
 
 absl::Status NgramDrafter::CatchUp(const ProposeItem& item, Sequence& seq) {
   const int64_t have = static_cast<int64_t>(seq.index.history().size());
   const int64_t end = item.start + static_cast<int64_t>(item.tokens.size());
-  if (have > end) {
-    // We hold tokens the router's history does not have: start over.
-    seq = Sequence(options_);
-    return absl::FailedPreconditionError(absl::StrFormat(
-        "sequence %d: the index ran ahead of the history (%d > %d); need history from 0",
-        item.sequence_id, have, end));
-  }
   if (have < item.start) {
     return absl::FailedPreconditionError(
         absl::StrFormat("sequence %d: need history from position %d (sent %d..%d)",
                         item.sequence_id, have, item.start, end));
   }
-  seq.index.Append(item.tokens.subspan(static_cast<size_t>(have - item.start)));
+  // What we indexed must be a prefix of the history sent (by hash): not ahead of
+  // it (a lost answer) and not another history (a restarted router reusing ids).
+  const bool same = have <= end && seq.held.at(item.start) == item.prefix_hash &&
+                    seq.held.at(have) ==
+                        PrefixHash(item.tokens.subspan(0, static_cast<size_t>(have - item.start)),
+                                   item.prefix_hash);
+  if (!same) {
+    seq = Sequence(options_);
+    return absl::FailedPreconditionError(absl::StrFormat(
+        "sequence %d: the index does not hold this history's prefix (%d tokens held, history "
+        "sent from %d to %d); need history from 0",
+        item.sequence_id, have, item.start, end));
+  }
+  const std::span<const int32_t> fresh = item.tokens.subspan(static_cast<size_t>(have - item.start));
+  seq.index.Append(fresh);
+  seq.held.Append(fresh);
   return absl::OkStatus();
 }
 
-void NgramDrafter::BuildTree(const ProposeItem& item, Sequence& seq, ProposeOutput* out) const {
+void NgramDrafter::BuildTree(const ProposeItem& item, Sequence& seq, Rng& rng,
+                             ProposeOutput* out) const {
   const TreeShape& shape = *item.shape;
   const bool greedy = item.sampling.greedy();
   const std::vector<int32_t>& history = seq.index.history();
@@ -76,7 +100,7 @@ void NgramDrafter::BuildTree(const ProposeItem& item, Sequence& seq, ProposeOutp
       q.push_back({c.token, static_cast<float>(c.count / total)});
     }
     const std::vector<int32_t> picked =
-        PickChildren(q, static_cast<int>(kids.size()), greedy, seq.rng);
+        PickChildren(q, static_cast<int>(kids.size()), greedy, rng);
     if (!greedy) out->q[node + 1] = std::move(q);
     for (size_t k = 0; k < picked.size(); ++k) {
       tree_of_shape[kids[k]] = out->tree.size();
@@ -99,18 +123,22 @@ absl::Status NgramDrafter::Propose(std::span<const ProposeItem> items,
     const ProposeItem& item = items[i];
     ProposeOutput& out = (*outputs)[i];
     if (out.status = ValidateProposeItem(item, limits); !out.status.ok()) continue;
-    auto it = sequences_.find(item.sequence_id);
-    if (it == sequences_.end()) {
-      if (static_cast<int>(sequences_.size()) >= options_.max_sequences) {
-        out.status = absl::ResourceExhaustedError(
-            absl::StrFormat("the draft holds %d sequences, its limit", options_.max_sequences));
+    const SequenceKey key{item.router, item.sequence_id};
+    const auto now = std::chrono::steady_clock::now();
+    Sequence* seq = sequences_.Find(key, now);
+    if (seq == nullptr) {
+      if (sequences_.size() >= options_.max_sequences && ExpireIdleLocked() == 0) {
+        out.status = absl::ResourceExhaustedError(absl::StrFormat(
+            "the draft holds %d sequences, its limit", options_.max_sequences));
         continue;
       }
-      it = sequences_.emplace(item.sequence_id, Sequence(options_)).first;
-      it->second.rng.Seed(item.sampling.seed ^ 0x5bd1e9955bd1e995ull);
+      seq = &sequences_.Insert(key, Sequence(options_), now);
     }
-    if (out.status = CatchUp(item, it->second); !out.status.ok()) continue;
-    BuildTree(item, it->second, &out);
+    if (out.status = CatchUp(item, *seq); !out.status.ok()) continue;
+    // Draws keyed by the root's position (the last history token), as the model drafter's.
+    const int64_t root = item.start + static_cast<int64_t>(item.tokens.size()) - 1;
+    Rng rng = Rng::ForStep(item.sampling.seed, root, kDraftDraws);
+    BuildTree(item, *seq, rng, &out);
   }
   // One "pass": the lookups for the whole batch.
   passes->push_back(

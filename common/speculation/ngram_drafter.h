@@ -10,12 +10,13 @@
 // are drawn from q without replacement, as the verifier's rule requires.
 #pragma once
 
-#include <map>
 #include <mutex>
 
 #include "common/sampling/rng.h"
 #include "common/speculation/drafter.h"
 #include "common/speculation/ngram_index.h"
+#include "common/speculation/prefix_hash.h"
+#include "common/speculation/sequence_table.h"
 #include "common/speculation/speculation_config.h"
 
 namespace specserve {
@@ -28,6 +29,7 @@ struct NgramDrafterOptions {
   int max_tree_nodes = kMaxTreeNodes;
   int max_depth = kMaxTreeDepth;
   int max_sequences = 4096;
+  double idle_seconds = 0;  // state unused this long expires (0: never)
 };
 
 class NgramDrafter final : public Drafter {
@@ -36,26 +38,30 @@ class NgramDrafter final : public Drafter {
 
   absl::Status Propose(std::span<const ProposeItem> items, std::vector<ProposeOutput>* outputs,
                        std::vector<PassTime>* passes) override;
-  void Release(int64_t sequence_id) override;
+  using Drafter::Release;
+  void Release(uint64_t router, int64_t sequence_id) override;
+  int ExpireIdle() override;
   std::string kind() const override { return "ngram"; }
   int sequences() const override;
   int64_t kv_bytes() const override;
 
  private:
   struct Sequence {
+    Sequence() : index(1, 1) {}
     explicit Sequence(const NgramDrafterOptions& o) : index(o.max_n, o.max_matches) {}
     NgramIndex index;
-    Rng rng;
+    PrefixHashes held;  // of the history indexed (held.size() == index.history().size())
   };
+  int ExpireIdleLocked();
   // Brings the sequence's index to the item's history; FAILED_PRECONDITION
   // naming the position needed when the history sent does not reach it.
   absl::Status CatchUp(const ProposeItem& item, Sequence& seq);
   // The tree for `shape` over the history, from n-gram continuations.
-  void BuildTree(const ProposeItem& item, Sequence& seq, ProposeOutput* out) const;
+  void BuildTree(const ProposeItem& item, Sequence& seq, Rng& rng, ProposeOutput* out) const;
 
   NgramDrafterOptions options_;
   mutable std::mutex mu_;
-  std::map<int64_t, Sequence> sequences_;
+  SequenceTable<Sequence> sequences_;
 };
 
 }  // namespace specserve

@@ -35,7 +35,7 @@ class SchedulerTest : public ::testing::Test {
   // making the engine of a new speculation mode happens while a request is being
   // admitted, which widens the window a drain could slip through.
   EngineFactory SlowFactory(std::chrono::milliseconds delay) {
-    EngineFactory inner = MakeEngineFactory(&draft_, target_, FactsOf(*model_, *model_, 4, 16), {});
+    EngineFactory inner = MakeEngineFactory(&draft_, target_, FactsOf(*model_, &*model_, 4, 16), {});
     return [inner, delay](const SpecConfig& spec, int slot) {
       std::this_thread::sleep_for(delay);
       return inner(spec, slot);
