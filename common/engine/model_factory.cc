@@ -1,10 +1,12 @@
 #include "common/engine/model_factory.h"
 
 #include <algorithm>
+#include <optional>
 
 #include "absl/strings/str_format.h"
 #include "common/engine/llama_model.h"
 #include "common/engine/sharded_llama_model.h"
+#include "common/ops/kv_layout.h"
 #include "common/ops/ops.h"
 #include "common/util/status_macros.h"
 #if SPECSERVE_HAVE_CUDA
@@ -41,6 +43,17 @@ absl::Status ValidateBackendOptions(const BackendOptions& options) {
     return absl::InvalidArgumentError(
         absl::StrFormat("first GPU %d: must be >= 0", options.first_gpu));
   }
+  const std::optional<KvType> kv_type = KvTypeFromName(options.kv_type);
+  if (!kv_type) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("--kv-type '%s': must be 'f32' or 'bf16'", options.kv_type));
+  }
+  if (*kv_type != KvType::kF32 && (options.device != "cpu" || options.tensor_parallel > 1)) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "--kv-type %s: only the single-rank CPU model has a %s KV cache (--device cpu "
+        "--tensor-parallel 1)",
+        options.kv_type, options.kv_type));
+  }
   if (options.device == "cuda" && !BuiltWithCuda()) {
     return absl::FailedPreconditionError(
         "--device cuda: this build has no CUDA backend (the CUDA toolkit was not found when it "
@@ -59,7 +72,11 @@ absl::StatusOr<std::unique_ptr<Model>> MakeModel(const LoadedModel& loaded,
     return MakeCudaModel(loaded, options.first_gpu, tp);
 #endif
   }
-  if (tp == 1) return std::make_unique<LlamaModel>(loaded, MakeCpuOps(options.threads));
+  if (tp == 1) {
+    auto model = std::make_unique<LlamaModel>(loaded, MakeCpuOps(options.threads));
+    model->set_kv_type(*KvTypeFromName(options.kv_type));
+    return std::unique_ptr<Model>(std::move(model));
+  }
   // Ranks run concurrently, one thread each at least: share the cores among them.
   const int cores = options.threads > 0 ? options.threads : MakeCpuOps(0)->num_threads();
   ASSIGN_OR_RETURN(std::unique_ptr<ShardedLlamaModel> sharded,

@@ -135,6 +135,8 @@ TEST(Chart, GpuSettingsThatCannotStartAreRefused) {
        "set allInOne.gpus >= 1, or device: cpu"},
       {{"--set", "device=cpu", "--set", "draft.gpu.type=mig"},
        "set device: cuda, or draft.gpu.type: none"},
+      {{"--set", "serving.kvType=bf16", "--set", "target.tensorParallel=2"},
+       "set device: cpu and target.tensorParallel: 1, or kvType: f32"},
   };
   for (const auto& [flags, message] : cases) {
     RunResult r = RunTool(TemplateArgs("", flags));
@@ -164,6 +166,7 @@ TEST(Chart, EveryContainerCommandLinePassesItsDryRun) {
   for (const std::string& values : ValueSets()) renders.push_back({values, {}});
   renders.push_back({"", {"--set", "mode=allInOne"}});
   renders.push_back({"ci/split-gpu-values.yaml", {"--set", "mode=allInOne"}});
+  renders.push_back({"", {"--set", "serving.kvType=bf16"}});
   int checked = 0;
   for (const auto& [values, extra] : renders) {
     SCOPED_TRACE((values.empty() ? "default values" : values) + (extra.empty() ? "" : " allInOne"));
@@ -192,7 +195,7 @@ TEST(Chart, EveryContainerCommandLinePassesItsDryRun) {
       ++checked;
     }
   }
-  EXPECT_EQ(checked, 4 * 3 + 3 * 1);
+  EXPECT_EQ(checked, 5 * 3 + 3 * 1);
 }
 
 TEST(Chart, SchemaRefusesBadValues) {
