@@ -168,6 +168,26 @@ void EnumerateDrafts(const Case& c, std::vector<std::pair<Drafted, double>>* out
   assign(tree, 1.0);
 }
 
+// After child x is rejected: p <- norm(max(p - q, 0)); x leaves q, renormalised.
+void Reject(int32_t x, Dist* p, std::map<int32_t, double>* q) {
+  Dist residual(kVocab, 0.0);
+  double mass = 0;
+  for (int t = 0; t < kVocab; ++t) {
+    residual[t] = std::max((*p)[t] - (q->count(t) ? (*q)[t] : 0.0), 0.0);
+    mass += residual[t];
+  }
+  if (mass > 0) {
+    for (double& v : residual) v /= mass;
+    *p = residual;
+  }
+  q->erase(x);
+  double q_mass = 0;
+  for (auto& [t, v] : *q) q_mass += v;
+  if (q_mass > 0) {
+    for (auto& [t, v] : *q) v /= q_mass;
+  }
+}
+
 // The verification algorithm, enumerated: adds P(generated tokens = s) for every
 // complete output s (accepted path tokens + the extra token).
 void EnumerateVerify(const Drafted& d, double scale, double prob, std::map<Path, double>* out) {
@@ -189,23 +209,7 @@ void EnumerateVerify(const Drafted& d, double scale, double prob, std::map<Path,
       }
       pr *= 1 - accept;
       if (pr == 0) return;
-      // Rejected: p <- norm(max(p - q, 0)); x leaves q.
-      Dist residual(kVocab, 0.0);
-      double mass = 0;
-      for (int t = 0; t < kVocab; ++t) {
-        residual[t] = std::max(p[t] - (q.count(t) ? q[t] : 0.0), 0.0);
-        mass += residual[t];
-      }
-      if (mass > 0) {
-        for (double& v : residual) v /= mass;
-        p = residual;
-      }
-      q.erase(x);
-      double q_mass = 0;
-      for (auto& [t, v] : q) q_mass += v;
-      if (q_mass > 0) {
-        for (auto& [t, v] : q) v /= q_mass;
-      }
+      Reject(x, &p, &q);
     }
     for (int t = 0; t < kVocab; ++t) {
       if (p[t] <= 0) continue;
@@ -316,22 +320,7 @@ VerifyResult ReferenceVerify(const Drafted& d, Rng& rng) {
         next = kid;
         break;
       }
-      Dist residual(kVocab, 0.0);
-      double mass = 0;
-      for (int t = 0; t < kVocab; ++t) {
-        residual[t] = std::max(p[t] - (q.count(t) ? q[t] : 0.0), 0.0);
-        mass += residual[t];
-      }
-      if (mass > 0) {
-        for (double& v : residual) v /= mass;
-        p = residual;
-      }
-      q.erase(x);
-      double q_mass = 0;
-      for (auto& [t, v] : q) q_mass += v;
-      if (q_mass > 0) {
-        for (auto& [t, v] : q) v /= q_mass;
-      }
+      Reject(x, &p, &q);
     }
     if (next < 0) {
       std::vector<TokenProb> dist;
