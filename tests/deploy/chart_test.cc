@@ -135,8 +135,7 @@ TEST(Chart, GpuSettingsThatCannotStartAreRefused) {
        "set allInOne.gpus >= 1, or device: cpu"},
       {{"--set", "device=cpu", "--set", "draft.gpu.type=mig"},
        "set device: cuda, or draft.gpu.type: none"},
-      {{"--set", "serving.kvType=bf16", "--set", "target.tensorParallel=2"},
-       "set device: cpu and target.tensorParallel: 1, or kvType: f32"},
+      {{"--set", "serving.kvType=bf16", "--set", "device=cuda"}, "set device: cpu, or kvType: f32"},
   };
   for (const auto& [flags, message] : cases) {
     RunResult r = RunTool(TemplateArgs("", flags));
