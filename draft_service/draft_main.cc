@@ -32,26 +32,13 @@ absl::StatusOr<BuiltWorker> Build(const WorkerSettings& s, const LoadedModel& lo
   options.max_tree_nodes = s.max_tree_nodes;
   options.max_sequences = s.max_sequences;
   options.idle_seconds = s.idle_seconds;
-  auto worker = std::make_shared<DraftWorker>(model, options);
   v1::WorkerInfo info = MakeWorkerInfo(loaded, s.max_context, s.max_tree_nodes, s.max_batch);
   info.set_sinks(options.sinks);
   info.set_window(options.window);
   info.set_window_tokens(options.sinks + options.window);
-  info.set_idle_seconds(s.idle_seconds);
-  WorkerLimits limits;
-  limits.max_batch = s.max_batch;
-  limits.max_tree_nodes = s.max_tree_nodes;
-  limits.max_history = s.max_context;
-  BuiltWorker built;
-  built.service = std::make_unique<DraftService>(*worker, info, limits, &metrics);
-  built.worker = worker;
-  // Caches of sequences no router uses any more (it died) go after --idle-seconds.
-  auto* service = static_cast<DraftService*>(built.service.get());
-  built.tick = [worker, service] {
-    if (worker->ExpireIdle() > 0) service->UpdateKv();
-  };
-  built.summary = absl::StrFormat("window %d + %d sinks", options.window, options.sinks);
-  return built;
+  return ServeWorker<DraftService>(
+      std::make_shared<DraftWorker>(model, options), info, s, metrics,
+      absl::StrFormat("window %d + %d sinks", options.window, options.sinks));
 }
 
 }  // namespace

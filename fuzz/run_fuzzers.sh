@@ -2,7 +2,9 @@
 # Builds the libFuzzer targets (clang, ASan + UBSan) into build-fuzz, makes seed
 # corpora from ../shared/models (in the build directory, not committed), and runs
 # each target for a short while. Crashes are left as build-fuzz/fuzz/<target>-crash-*;
-# each one found must become a regression test.
+# each one found must become a regression test. Exits non-zero when any target
+# fails: a crash, leak, timeout or out-of-memory, a non-zero exit, or a target that
+# is missing or cannot start.
 #
 #   fuzz/run_fuzzers.sh [SECONDS_PER_TARGET]   (default 20)
 #
@@ -17,7 +19,7 @@ MODELS="${SPECSERVE_MODELS_DIR:-$ROOT/../shared/models}"
 SANITIZE="-fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined"
 
 TARGETS=(gguf_fuzzer safetensors_fuzzer hf_config_fuzzer tokenizer_json_fuzzer
-         llama2c_fuzzer llama2c_tokenizer_fuzzer)
+         llama2c_fuzzer llama2c_tokenizer_fuzzer propose_fuzzer verify_fuzzer)
 if [ -z "${SPECSERVE_FUZZ_SKIP_BUILD:-}" ]; then
 LAUNCHER=()
 if command -v ccache >/dev/null; then LAUNCHER=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache); fi
@@ -58,20 +60,35 @@ for spec in "tok512.bin:512" "babyllama-tok105/tok105.bin:105"; do
 done
 
 status=0
+failed=()
 for t in "${TARGETS[@]}"; do
   echo "== $t: ${SECONDS_PER_TARGET}s"
   corpus="$BUILD/fuzz/corpus/$t"
   mkdir -p "$corpus"
-  if ! (cd "$BUILD/fuzz" && ASAN_OPTIONS=detect_leaks=1 "./$t" "$corpus" "$SEEDS/$t" \
-        -max_total_time="$SECONDS_PER_TARGET" -max_len=3000000 -rss_limit_mb=4096 \
-        -timeout=20 -artifact_prefix="$BUILD/fuzz/$t-" -print_final_stats=1 2>&1 |
-        grep -E "^#[0-9]+ +DONE|stat::number_of_executed_units|ERROR|SUMMARY|Test unit written"); then
-    :
+  log="$BUILD/fuzz/$t.log"
+  if [ ! -x "$BUILD/fuzz/$t" ]; then
+    echo "!! $t: no executable $BUILD/fuzz/$t"
+    failed+=("$t"); status=1; continue
   fi
-  if ls "$BUILD/fuzz/$t-"crash-* "$BUILD/fuzz/$t-"leak-* "$BUILD/fuzz/$t-"timeout-* \
+  # The fuzzer's own exit status decides (non-zero: it found a problem or could
+  # not run); its log is kept, and its summary lines shown.
+  rc=0
+  (cd "$BUILD/fuzz" && ASAN_OPTIONS=detect_leaks=1 "./$t" "$corpus" "$SEEDS/$t" \
+      -max_total_time="$SECONDS_PER_TARGET" -max_len=3000000 -rss_limit_mb=4096 \
+      -timeout=20 -artifact_prefix="$BUILD/fuzz/$t-" -print_final_stats=1) >"$log" 2>&1 || rc=$?
+  grep -E "^#[0-9]+ +DONE|stat::number_of_executed_units|ERROR|SUMMARY|Test unit written" "$log" || true
+  if [ "$rc" -ne 0 ]; then
+    echo "!! $t exited with status $rc (log: $log)"
+    tail -20 "$log"
+    failed+=("$t"); status=1
+  elif ls "$BUILD/fuzz/$t-"crash-* "$BUILD/fuzz/$t-"leak-* "$BUILD/fuzz/$t-"timeout-* \
         "$BUILD/fuzz/$t-"oom-* >/dev/null 2>&1; then
     echo "!! $t found a problem: $(ls "$BUILD/fuzz/$t-"* | head -3)"
-    status=1
+    failed+=("$t"); status=1
+  elif ! grep -q "stat::number_of_executed_units" "$log"; then
+    echo "!! $t did not report running (log: $log)"
+    failed+=("$t"); status=1
   fi
 done
+if [ "$status" -ne 0 ]; then echo "fuzzing FAILED: ${failed[*]}"; else echo "fuzzing: all ${#TARGETS[@]} targets passed"; fi
 exit $status

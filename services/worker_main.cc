@@ -28,6 +28,8 @@ ABSL_FLAG(int, max_sequences, 4096, "Sequences with a KV cache at most");
 ABSL_FLAG(int, max_tree_nodes, 256, "Nodes per tree at most");
 ABSL_FLAG(int, threads, 0, "CPU threads in all (0: all cores)");
 ABSL_FLAG(std::string, device, "cpu", "cpu or cuda (a build with CUDA and a GPU)");
+ABSL_FLAG(std::string, kv_type, "f32",
+          "KV cache elements: f32, or bf16 (half the memory; CPU only)");
 ABSL_FLAG(int, tensor_parallel, 1,
           "Tensor-parallel ranks: threads on the CPU, GPUs with --device=cuda (they must "
           "divide the model's heads)");
@@ -62,6 +64,7 @@ absl::StatusOr<WorkerSettings> ReadSettings(const WorkerBinary& binary) {
   s.backend.threads = absl::GetFlag(FLAGS_threads);
   s.backend.device = absl::GetFlag(FLAGS_device);
   s.backend.tensor_parallel = absl::GetFlag(FLAGS_tensor_parallel);
+  s.backend.kv_type = absl::GetFlag(FLAGS_kv_type);
   s.drain_seconds = absl::GetFlag(FLAGS_drain_seconds);
   s.idle_seconds = absl::GetFlag(FLAGS_idle_seconds);
   if (s.model_path.empty()) return absl::InvalidArgumentError("--model is required");

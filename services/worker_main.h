@@ -15,6 +15,7 @@
 #include "common/engine/model.h"
 #include "common/engine/model_factory.h"
 #include "common/model/loaded_model.h"
+#include "services/proto_convert.h"
 #include "services/worker_metrics.h"
 
 namespace specserve {
@@ -55,6 +56,30 @@ struct WorkerBinary {
                                             WorkerMetrics& metrics)>
       build;
 };
+
+// A BuiltWorker serving `worker` with a `Service` (a WorkerService) that takes the
+// settings' limits and `info` (completed with the idle time); its tick expires
+// idle caches (those of sequences no router uses any more: it died).
+template <typename Service, typename Worker>
+BuiltWorker ServeWorker(std::shared_ptr<Worker> worker, v1::WorkerInfo info,
+                        const WorkerSettings& settings, WorkerMetrics& metrics,
+                        std::string summary) {
+  info.set_idle_seconds(settings.idle_seconds);
+  WorkerLimits limits;
+  limits.max_batch = settings.max_batch;
+  limits.max_tree_nodes = settings.max_tree_nodes;
+  limits.max_history = settings.max_context;
+  auto service = std::make_unique<Service>(*worker, std::move(info), limits, &metrics);
+  Service* raw = service.get();
+  BuiltWorker built;
+  built.tick = [worker, raw] {
+    if (worker->ExpireIdle() > 0) raw->UpdateKv();
+  };
+  built.worker = std::move(worker);
+  built.service = std::move(service);
+  built.summary = std::move(summary);
+  return built;
+}
 
 // Parses the command line, then either checks it (--dry-run: flags and model, no
 // port bound; exit status 0 when it would start) or serves until SIGTERM/SIGINT.

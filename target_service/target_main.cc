@@ -21,21 +21,7 @@ absl::StatusOr<BuiltWorker> Build(const WorkerSettings& s, const LoadedModel& lo
   auto worker = std::make_shared<TargetWorker>(model, options);
   v1::WorkerInfo info =
       MakeWorkerInfo(loaded, worker->max_context(), s.max_tree_nodes, s.max_batch);
-  info.set_idle_seconds(s.idle_seconds);
-  WorkerLimits limits;
-  limits.max_batch = s.max_batch;
-  limits.max_tree_nodes = s.max_tree_nodes;
-  limits.max_history = worker->max_context();
-  BuiltWorker built;
-  built.service = std::make_unique<TargetService>(*worker, info, limits, &metrics);
-  built.worker = worker;
-  // Caches of sequences no router uses any more (it died) go after --idle-seconds.
-  auto* service = static_cast<TargetService*>(built.service.get());
-  built.tick = [worker, service] {
-    if (worker->ExpireIdle() > 0) service->UpdateKv();
-  };
-  built.summary = "full KV cache";
-  return built;
+  return ServeWorker<TargetService>(worker, info, s, metrics, "full KV cache");
 }
 
 }  // namespace

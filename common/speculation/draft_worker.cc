@@ -33,11 +33,7 @@ int DraftWorker::sequences() const {
 
 int64_t DraftWorker::kv_bytes() const {
   std::lock_guard<std::mutex> lock(mu_);
-  int64_t bytes = 0;
-  sequences_.ForEach([&](const SequenceKey&, const Sequence& seq) {
-    bytes += seq.cache->memory_bytes() + seq.held.memory_bytes();
-  });
-  return bytes;
+  return sequences_.memory_bytes();
 }
 
 void DraftWorker::Release(uint64_t router, int64_t sequence_id) {
@@ -50,12 +46,7 @@ int DraftWorker::ExpireIdle() {
   return ExpireIdleLocked();
 }
 
-int DraftWorker::ExpireIdleLocked() {
-  if (options_.idle_seconds <= 0) return 0;
-  return sequences_.ExpireIdle(std::chrono::steady_clock::now(),
-                               std::chrono::duration_cast<std::chrono::steady_clock::duration>(
-                                   std::chrono::duration<double>(options_.idle_seconds)));
-}
+int DraftWorker::ExpireIdleLocked() { return sequences_.ExpireIdle(options_.idle_seconds); }
 
 absl::Status DraftWorker::ValidateItem(const ProposeItem& item) const {
   return ValidateProposeItem(

@@ -37,6 +37,12 @@ class SequenceTable {
     return e.sequence;
   }
   bool Erase(SequenceKey key) { return entries_.erase(key) > 0; }
+  // Drops the sequences unused for `idle_seconds` (0: none); returns how many.
+  int ExpireIdle(double idle_seconds) {
+    if (idle_seconds <= 0) return 0;
+    return ExpireIdle(Clock::now(), std::chrono::duration_cast<Clock::duration>(
+                                        std::chrono::duration<double>(idle_seconds)));
+  }
   // Drops the sequences unused since `now - idle`; returns how many.
   int ExpireIdle(Clock::time_point now, Clock::duration idle) {
     int dropped = 0;
@@ -51,6 +57,14 @@ class SequenceTable {
     return dropped;
   }
   int size() const { return static_cast<int>(entries_.size()); }
+  // Bytes held: each sequence's `cache` (a KvCache) and `held` (PrefixHashes).
+  int64_t memory_bytes() const {
+    int64_t bytes = 0;
+    for (const auto& [key, e] : entries_) {
+      bytes += e.sequence.cache->memory_bytes() + e.sequence.held.memory_bytes();
+    }
+    return bytes;
+  }
   template <typename F>
   void ForEach(F&& f) const {
     for (const auto& [key, e] : entries_) f(key, e.sequence);

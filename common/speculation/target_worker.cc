@@ -18,11 +18,7 @@ int TargetWorker::sequences() const {
 
 int64_t TargetWorker::kv_bytes() const {
   std::lock_guard<std::mutex> lock(mu_);
-  int64_t bytes = 0;
-  sequences_.ForEach([&](const SequenceKey&, const Sequence& seq) {
-    bytes += seq.cache->memory_bytes() + seq.held.memory_bytes();
-  });
-  return bytes;
+  return sequences_.memory_bytes();
 }
 
 void TargetWorker::Release(uint64_t router, int64_t sequence_id) {
@@ -35,12 +31,7 @@ int TargetWorker::ExpireIdle() {
   return ExpireIdleLocked();
 }
 
-int TargetWorker::ExpireIdleLocked() {
-  if (options_.idle_seconds <= 0) return 0;
-  return sequences_.ExpireIdle(std::chrono::steady_clock::now(),
-                               std::chrono::duration_cast<std::chrono::steady_clock::duration>(
-                                   std::chrono::duration<double>(options_.idle_seconds)));
-}
+int TargetWorker::ExpireIdleLocked() { return sequences_.ExpireIdle(options_.idle_seconds); }
 
 namespace {
 

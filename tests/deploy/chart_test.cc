@@ -135,6 +135,7 @@ TEST(Chart, GpuSettingsThatCannotStartAreRefused) {
        "set allInOne.gpus >= 1, or device: cpu"},
       {{"--set", "device=cpu", "--set", "draft.gpu.type=mig"},
        "set device: cuda, or draft.gpu.type: none"},
+      {{"--set", "serving.kvType=bf16", "--set", "device=cuda"}, "set device: cpu, or kvType: f32"},
   };
   for (const auto& [flags, message] : cases) {
     RunResult r = RunTool(TemplateArgs("", flags));
@@ -164,6 +165,7 @@ TEST(Chart, EveryContainerCommandLinePassesItsDryRun) {
   for (const std::string& values : ValueSets()) renders.push_back({values, {}});
   renders.push_back({"", {"--set", "mode=allInOne"}});
   renders.push_back({"ci/split-gpu-values.yaml", {"--set", "mode=allInOne"}});
+  renders.push_back({"", {"--set", "serving.kvType=bf16"}});
   int checked = 0;
   for (const auto& [values, extra] : renders) {
     SCOPED_TRACE((values.empty() ? "default values" : values) + (extra.empty() ? "" : " allInOne"));
@@ -173,9 +175,9 @@ TEST(Chart, EveryContainerCommandLinePassesItsDryRun) {
     RunResult all = RunTool({Node(), CheckScript(), "all-container-args", rendered});
     ASSERT_TRUE(all.ok()) << all.output;
     const nlohmann::json containers = nlohmann::json::parse(all.output);
-    EXPECT_EQ(containers.size(),
-              extra.empty() && values.find("all-in-one") == std::string::npos ? 3u : 1u)
-        << all.output;
+    const bool all_in_one = values.find("all-in-one") != std::string::npos ||
+                            (!extra.empty() && extra[1] == "mode=allInOne");
+    EXPECT_EQ(containers.size(), all_in_one ? 1u : 3u) << all.output;
     for (const auto& [object, command] : containers.items()) {
       std::vector<std::string> argv = command.get<std::vector<std::string>>();
       ASSERT_FALSE(argv.empty()) << object;
@@ -192,7 +194,7 @@ TEST(Chart, EveryContainerCommandLinePassesItsDryRun) {
       ++checked;
     }
   }
-  EXPECT_EQ(checked, 4 * 3 + 3 * 1);
+  EXPECT_EQ(checked, 5 * 3 + 3 * 1);
 }
 
 TEST(Chart, SchemaRefusesBadValues) {

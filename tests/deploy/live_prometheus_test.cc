@@ -290,18 +290,18 @@ TEST(LivePrometheus, ScrapesTheServicesAndAnswersTheDashboardQueries) {
       RangeValues(prom_port, "max(specserve_acceptance_by_position_ratio{position=\"1\"})", a, b);
   const std::vector<double> acceptance_rate =
       RangeValues(prom_port,
-                  "sum(rate(specserve_tokens_accepted_total[3s])) / "
-                  "sum(rate(specserve_tree_nodes_proposed_total[3s]))",
+                  "sum(rate(specserve_tokens_accepted_total[6s])) / "
+                  "sum(rate(specserve_tree_nodes_proposed_total[6s]))",
                   a, b);
   const std::vector<double> verify_time =
       RangeValues(prom_port,
-                  "sum(rate(specserve_verify_step_seconds_sum[3s])) / "
-                  "sum(rate(specserve_verify_step_seconds_count[3s]))",
+                  "sum(rate(specserve_verify_step_seconds_sum[6s])) / "
+                  "sum(rate(specserve_verify_step_seconds_count[6s]))",
                   a, b);
   const std::vector<double> draft_time =
       RangeValues(prom_port,
-                  "sum(rate(specserve_draft_step_seconds_sum[3s])) / "
-                  "sum(rate(specserve_draft_step_seconds_count[3s]))",
+                  "sum(rate(specserve_draft_step_seconds_sum[6s])) / "
+                  "sum(rate(specserve_draft_step_seconds_count[6s]))",
                   a, b);
   const std::vector<double> tree_nodes =
       RangeValues(prom_port, "max(specserve_planner_tree_nodes)", a, b);

@@ -23,6 +23,8 @@ ABSL_FLAG(std::string, draft_model, "self",
           "with the same vocabulary");
 ABSL_FLAG(int, threads, 0, "CPU threads in all (0: all cores)");
 ABSL_FLAG(std::string, device, "cpu", "cpu or cuda (a build with CUDA and a GPU)");
+ABSL_FLAG(std::string, kv_type, "f32",
+          "KV cache elements: f32, or bf16 (half the memory; CPU only)");
 ABSL_FLAG(int, tensor_parallel, 1,
           "Tensor-parallel ranks of the target: threads on the CPU, GPUs with --device=cuda");
 ABSL_FLAG(int, sinks, 16, "Draft window cache: attention-sink tokens kept per sequence");
@@ -50,6 +52,7 @@ int Run() {
   backend.device = absl::GetFlag(FLAGS_device);
   backend.threads = absl::GetFlag(FLAGS_threads);
   backend.tensor_parallel = absl::GetFlag(FLAGS_tensor_parallel);
+  backend.kv_type = absl::GetFlag(FLAGS_kv_type);
   if (absl::Status st = ValidateBackendOptions(backend); !st.ok()) {
     return Fail(std::string(st.message()));
   }

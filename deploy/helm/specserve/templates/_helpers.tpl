@@ -92,6 +92,9 @@ router
 {{- if and (eq .Values.mode "allInOne") (eq .Values.device "cuda") (lt (int .Values.allInOne.gpus) 1) -}}
 {{- fail "device: cuda with allInOne.gpus: 0: specserve-serve --device=cuda needs a GPU; set allInOne.gpus >= 1, or device: cpu" -}}
 {{- end -}}
+{{- if and (eq .Values.serving.kvType "bf16") (eq .Values.device "cuda") -}}
+{{- fail "serving.kvType: bf16 is for the CPU models (the CUDA backend keeps its own KV format): set device: cpu, or kvType: f32" -}}
+{{- end -}}
 {{- if and (eq .Values.mode "split") (eq .Values.device "cpu") .Values.draft.enabled (eq .Values.draft.gpu.type "mig") -}}
 {{- fail "draft.gpu.type: mig with device: cpu: a MIG slice is a GPU; set device: cuda, or draft.gpu.type: none" -}}
 {{- end -}}
