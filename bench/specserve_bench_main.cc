@@ -54,7 +54,9 @@ ABSL_FLAG(std::string, spec_modes, "off,chain:4,tree:16,auto", "Modes compared b
 ABSL_FLAG(std::string, draft, "self", "--mode spec: 'self' or a draft model file");
 ABSL_FLAG(int, sinks, 16, "--mode spec: draft sink tokens");
 ABSL_FLAG(int, window, 64, "--mode spec: draft window tokens");
-ABSL_FLAG(int, new_tokens, 32, "--mode spec, grpc: tokens generated per sequence");
+ABSL_FLAG(int, repetitions, 3,
+          "--mode spec: runs of every mode per cell, interleaved (medians are reported)");
+ABSL_FLAG(int, new_tokens, 128, "--mode spec, grpc: tokens generated per sequence");
 ABSL_FLAG(std::string, server, "",
           "--mode grpc: a running specserve-router or specserve-serve HOST:PORT to drive");
 ABSL_FLAG(std::vector<std::string>, spawn, {},
@@ -88,7 +90,7 @@ std::vector<int> ParseList(const std::string& text, const char* flag) {
 }
 
 int RunSpec(const std::vector<std::string>& models, const std::vector<int>& batches,
-            const std::vector<int>& contexts, Ops& ops, double bandwidth) {
+            const std::vector<int>& contexts, Ops& ops, double bandwidth, double peak_flops) {
   nlohmann::json all = nlohmann::json::array();
   std::vector<std::string> modes = {"off"};
   for (absl::string_view m :
@@ -131,13 +133,14 @@ int RunSpec(const std::vector<std::string>& models, const std::vector<int>& batc
     options.contexts = contexts;
     options.modes = modes;
     options.new_tokens = absl::GetFlag(FLAGS_new_tokens);
+    options.repetitions = absl::GetFlag(FLAGS_repetitions);
     options.sinks = absl::GetFlag(FLAGS_sinks);
     options.window = absl::GetFlag(FLAGS_window);
     options.label =
         draft_path == "self" ? "self" : draft_path.substr(draft_path.find_last_of('/') + 1);
     std::printf("\n%s\n", path.c_str());
-    nlohmann::json rows =
-        RunSpecBench(target, draft ? *draft : target, tokenizer, options, bandwidth);
+    nlohmann::json rows = RunSpecBench(target, draft ? *draft : target, tokenizer, options,
+                                       Roofline{bandwidth, peak_flops});
     for (auto& row : rows) {
       row["model"] = path.substr(path.find_last_of('/') + 1);
       all.push_back(row);
@@ -147,15 +150,17 @@ int RunSpec(const std::vector<std::string>& models, const std::vector<int>& batc
     std::ofstream(out + ".json") << nlohmann::json{{"backend", ops.name()}, {"rows", all}}.dump(2)
                                  << "\n";
     std::ofstream csv(out + ".csv");
-    csv << "model,draft,batch,context,mode,tokens_per_second,tokens_per_step,accepted_per_step,"
-           "speedup_over_plain\n";
+    csv << "model,draft,batch,context,mode,tokens_per_second,tokens_per_step,"
+           "predicted_tokens_per_step,accepted_per_step,speedup_over_plain,"
+           "roofline_predicted_speedup\n";
     for (const auto& r : all) {
       csv << absl::StrFormat(
-          "%s,%s,%d,%d,%s,%.3f,%.4f,%.4f,%.4f\n", r["model"].get<std::string>(),
+          "%s,%s,%d,%d,%s,%.3f,%.4f,%.4f,%.4f,%.4f,%.4f\n", r["model"].get<std::string>(),
           r["draft"].get<std::string>(), r["batch"].get<int>(), r["context"].get<int>(),
           r["mode"].get<std::string>(), r["tokens_per_second"].get<double>(),
-          r["tokens_per_step"].get<double>(), r["accepted_per_step"].get<double>(),
-          r["speedup_over_plain"].get<double>());
+          r["tokens_per_step"].get<double>(), r["predicted_tokens_per_step"].get<double>(),
+          r["accepted_per_step"].get<double>(), r["speedup_over_plain"].get<double>(),
+          r["roofline_predicted_speedup"].get<double>());
     }
     std::printf("\nwrote %s.json and %s.csv\n", out.c_str(), out.c_str());
   }
@@ -209,8 +214,11 @@ int Run() {
   std::printf("backend %s, memory read bandwidth %.2f GB/s%s\n", ops->name().c_str(),
               bandwidth / 1e9, cpu_clock ? " per CPU-second (--clock cpu)" : "");
 
-  if (absl::GetFlag(FLAGS_mode) == "spec")
-    return RunSpec(models, batches, contexts, *ops, bandwidth);
+  if (absl::GetFlag(FLAGS_mode) == "spec") {
+    const PeakFlops peak = MeasurePeakFlops(ops->num_threads());
+    std::printf("peak fp32 %.1f GFLOP/s (FMA)\n", peak.fp32 / 1e9);
+    return RunSpec(models, batches, contexts, *ops, bandwidth, peak.fp32);
+  }
   if (absl::GetFlag(FLAGS_mode) != "engine") {
     std::fprintf(stderr, "error: --mode '%s' is not engine, spec or grpc\n",
                  absl::GetFlag(FLAGS_mode).c_str());

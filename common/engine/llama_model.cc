@@ -9,10 +9,28 @@
 
 namespace specserve {
 
-LlamaModel::LlamaModel(const LoadedModel& model, Ops& ops) : model_(model), ops_(ops) {}
+std::unique_ptr<KvCache> MakeKvCache(const ModelConfig& config, const KvShape& shape,
+                                     int64_t max_tokens, int max_pending) {
+  if (config.sliding_window > 0) {
+    return MakeWindowKvCache(shape, /*sinks=*/0, config.sliding_window - 1, max_pending);
+  }
+  return MakeFullKvCache(shape, max_tokens);
+}
+
+LlamaModel::LlamaModel(const LoadedModel& model, Ops& ops)
+    : model_(model), ops_(ops), rope_(ComputeRopeFrequencies(model.config)) {}
 
 LlamaModel::LlamaModel(const LoadedModel& model, std::unique_ptr<Ops> ops)
-    : model_(model), owned_ops_(std::move(ops)), ops_(*owned_ops_) {}
+    : model_(model),
+      owned_ops_(std::move(ops)),
+      ops_(*owned_ops_),
+      rope_(ComputeRopeFrequencies(model.config)) {}
+
+void LlamaModel::AddBias(const WeightTensor& bias, int n_rows, int width, float* x) {
+  if (bias.data == nullptr) return;
+  const float* b = static_cast<const float*>(bias.data);
+  for (int r = 0; r < n_rows; ++r) ops_.Add(x + static_cast<size_t>(r) * width, b, width);
+}
 
 std::string LlamaModel::description() const { return ops_.name(); }
 
@@ -21,7 +39,7 @@ absl::StatusOr<std::unique_ptr<KvCache>> LlamaModel::MakeFullCache(int64_t max_t
     return absl::InvalidArgumentError(
         absl::StrFormat("a KV cache of %d tokens: must be >= 0", max_tokens));
   }
-  return MakeFullKvCache(kv_shape(), max_tokens);
+  return MakeKvCache(model_.config, kv_shape(), max_tokens);
 }
 
 absl::StatusOr<std::unique_ptr<KvCache>> LlamaModel::MakeWindowCache(int sinks, int window,
@@ -135,14 +153,26 @@ absl::Status LlamaModel::Forward(std::span<const ForwardSequence> batch, std::ve
 
   visibility_.resize(batch.size());
   tiles_.resize(batch.size());
-  for (size_t s = 0; s < batch.size(); ++s) BuildVisibility(batch[s], pending_before[s], s);
+  for (size_t s = 0; s < batch.size(); ++s) {
+    BuildVisibility(batch[s], pending_before[s], s);
+    if (c.sliding_window > 0) {
+      WindowKeys keys;
+      keys.committed = batch[s].cache->committed_tokens();
+      keys.stored = static_cast<int32_t>(batch[s].cache->stored_rows());
+      keys.pending_before = pending_before[s];
+      keys.positions =
+          std::span<const int32_t>(positions_).subspan(offset[s], batch[s].tokens.size());
+      keys.tree = !batch[s].parents.empty();
+      ApplySlidingWindow(c.sliding_window, keys, &visibility_[s]);
+    }
+  }
 
   const AttentionShape shape{c.n_heads, c.n_kv_heads, c.head_dim,
                              1.0f / std::sqrt(static_cast<float>(c.head_dim))};
   std::vector<AttentionSequence> attention;
   if (profile != nullptr) {
     double keys = 0;  // (token, visible key) pairs of one layer
-    for (const Visibility& vis : visibility_) {
+    for (const KeyVisibility& vis : visibility_) {
       for (size_t i = 0; i < vis.visible.size(); ++i) {
         keys += vis.visible[i] +
                 (vis.extra_begin.empty() ? 0 : vis.extra_begin[i + 1] - vis.extra_begin[i]);
@@ -172,10 +202,11 @@ absl::Status LlamaModel::Forward(std::span<const ForwardSequence> batch, std::ve
       ops_.MatMuls(ws, xb_.data(), T, ys);
     }
     clock.Charge(&ForwardProfile::matmul_seconds);
-    ops_.Rope(q_.data(), T, q_dim, c.n_heads, c.head_dim, c.rope_dim, positions_, c.rope_theta,
-              c.rope_style);
-    ops_.Rope(k_.data(), T, kv_dim, c.n_kv_heads, c.head_dim, c.rope_dim, positions_, c.rope_theta,
-              c.rope_style);
+    AddBias(layer.bq, T, q_dim, q_.data());
+    AddBias(layer.bk, T, kv_dim, k_.data());
+    AddBias(layer.bv, T, kv_dim, v_.data());
+    ops_.Rope(q_.data(), T, q_dim, c.n_heads, c.head_dim, positions_, rope_, c.rope_style);
+    ops_.Rope(k_.data(), T, kv_dim, c.n_kv_heads, c.head_dim, positions_, rope_, c.rope_style);
     clock.Charge(&ForwardProfile::other_seconds);
 
     attention.resize(batch.size());
@@ -199,7 +230,7 @@ absl::Status LlamaModel::Forward(std::span<const ForwardSequence> batch, std::ve
       a.q_stride = q_dim;
       a.out = attn_.data() + row0 * q_dim;
       a.out_stride = q_dim;
-      const Visibility& vis = visibility_[s];
+      const KeyVisibility& vis = visibility_[s];
       a.visible = vis.visible.data();
       a.extra_begin = vis.extra_begin.empty() ? nullptr : vis.extra_begin.data();
       a.extra = vis.extra.data();
@@ -249,7 +280,7 @@ absl::Status LlamaModel::Forward(std::span<const ForwardSequence> batch, std::ve
 }
 
 void LlamaModel::BuildVisibility(const ForwardSequence& seq, int pending_before, size_t s) {
-  Visibility& vis = visibility_[s];
+  KeyVisibility& vis = visibility_[s];
   const int n = static_cast<int>(seq.tokens.size());
   // Key-list indices: stored rows [0, C), then pending rows; the P rows pending
   // before this pass come first, new token i is pending row P + i.

@@ -40,11 +40,13 @@ class Ops {
     for (size_t i = 0; i < ws.size(); ++i) MatMul(*ws[i], x, n_rows, ys[i]);
   }
 
-  // Rotates the first rope_dim dims of every head of every row in place.
-  // x is n_rows x (n_heads * head_dim) with row stride `stride` floats;
-  // positions[r] is row r's true position.
-  virtual void Rope(float* x, int n_rows, int stride, int n_heads, int head_dim, int rope_dim,
-                    std::span<const int32_t> positions, float theta, RopeStyle style) = 0;
+  // Rotates the first rope_dim = 2 * freqs.inv_freq.size() dims of every head of every
+  // row in place: pair i by angle positions[r] * freqs.inv_freq[i], with cos and sin
+  // multiplied by freqs.mscale. x is n_rows x (n_heads * head_dim) with row stride
+  // `stride` floats; positions[r] is row r's true position.
+  virtual void Rope(float* x, int n_rows, int stride, int n_heads, int head_dim,
+                    std::span<const int32_t> positions, const RopeFrequencies& freqs,
+                    RopeStyle style) = 0;
 
   // out[i] = silu(gate[i]) * up[i].
   virtual void SwiGlu(const float* gate, const float* up, int64_t n, float* out) = 0;
