@@ -7,4 +7,8 @@ namespace specserve {
 // Bytes per second, best of `repeats` passes over `bytes` bytes with `threads` threads.
 double MeasureReadBandwidth(int threads, double bytes = 1.0e9, int repeats = 5);
 
+// The same passes, each thread's bytes over its own CPU seconds, summed: what
+// the cores deliver when other processes share them (--clock cpu).
+double MeasureReadBandwidthPerCpuSecond(int threads, double bytes = 1.0e9, int repeats = 5);
+
 }  // namespace specserve

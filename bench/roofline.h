@@ -30,6 +30,12 @@ struct RooflineOptions {
   int draft_width = 4;
   int sinks = 16;
   int window = 64;
+  // Pass times from the process's CPU time divided by the threads (the time
+  // the pass takes when its threads have the cores to themselves) instead of
+  // the wall clock: on a machine shared with other work. Exact with one
+  // thread; with more, the pool's spinning between jobs counts too.
+  bool cpu_clock = false;
+  int threads = 1;
 };
 
 struct RooflineRow {

@@ -40,6 +40,10 @@ ABSL_FLAG(int, verify_nodes, 5,
           "--mode engine: tree nodes per sequence of the verify pass (a chain)");
 ABSL_FLAG(int, draft_width, 4, "--mode engine: nodes per sequence of the draft-level pass");
 ABSL_FLAG(std::string, kv_type, "f32", "KV cache element type: f32 or bf16");
+ABSL_FLAG(std::string, clock, "wall",
+          "--mode engine: wall, or cpu: pass times, bandwidth and peak FLOP/s per CPU-second of "
+          "this process (divided by the threads), for a machine shared with other work "
+          "(exact with --threads 1)");
 ABSL_FLAG(std::string, out, "", "Write results to OUT.json and OUT.csv");
 ABSL_FLAG(std::string, mode, "engine",
           "engine: plain decode/prefill throughput and bandwidth use; spec: plain vs chain vs "
@@ -198,10 +202,17 @@ int Run() {
     grpc.out = absl::GetFlag(FLAGS_out);
     return RunGrpcBench(grpc, *ops);
   }
+  const bool cpu_clock = absl::GetFlag(FLAGS_clock) == "cpu";
+  if (!cpu_clock && absl::GetFlag(FLAGS_clock) != "wall") {
+    std::fprintf(stderr, "error: --clock '%s' is not wall or cpu\n",
+                 absl::GetFlag(FLAGS_clock).c_str());
+    return 1;
+  }
   std::fprintf(stderr, "measuring memory read bandwidth with %d threads...\n", ops->num_threads());
-  const double bandwidth = MeasureReadBandwidth(ops->num_threads());
-  std::printf("backend %s, memory read bandwidth %.2f GB/s\n", ops->name().c_str(),
-              bandwidth / 1e9);
+  const double bandwidth = cpu_clock ? MeasureReadBandwidthPerCpuSecond(ops->num_threads())
+                                     : MeasureReadBandwidth(ops->num_threads());
+  std::printf("backend %s, memory read bandwidth %.2f GB/s%s\n", ops->name().c_str(),
+              bandwidth / 1e9, cpu_clock ? " per CPU-second (--clock cpu)" : "");
 
   if (absl::GetFlag(FLAGS_mode) == "spec") {
     const PeakFlops peak = MeasurePeakFlops(ops->num_threads());
@@ -226,6 +237,8 @@ int Run() {
   roofline.draft_width = std::max(1, absl::GetFlag(FLAGS_draft_width));
   roofline.sinks = absl::GetFlag(FLAGS_sinks);
   roofline.window = absl::GetFlag(FLAGS_window);
+  roofline.cpu_clock = cpu_clock;
+  roofline.threads = ops->num_threads();
   std::vector<RooflineRow> rows;
   for (const std::string& path : models) {
     LoadOptions options;

@@ -83,6 +83,8 @@ BENCHMARK(BM_Attention)
     ->ArgNames({"batch", "ctx", "heads", "kv_heads", "head_dim", "new", "bf16"})
     ->Args({2, 1024, 8, 4, 8, 1, 0})  // cache-resident: the compute rate
     ->Args({2, 1024, 8, 4, 8, 5, 0})
+    ->Args({256, 1024, 8, 4, 8, 1, 0})  // 67 MB: from DRAM, not L3
+    ->Args({256, 1024, 8, 4, 8, 5, 0})
     ->Args({32, 1024, 8, 4, 8, 1, 0})  // stories260K decode
     ->Args({32, 1024, 8, 4, 8, 5, 0})  // stories260K verify of a 5-node chain
     ->Args({32, 1024, 8, 4, 8, 1, 1})

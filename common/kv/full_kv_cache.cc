@@ -144,6 +144,12 @@ class FullKvCache final : public KvCache {
 }  // namespace
 
 std::unique_ptr<KvCache> MakeFullKvCache(const KvShape& shape, int64_t max_tokens, int block_rows) {
+  if (block_rows <= 0) {
+    const int64_t head_bytes = static_cast<int64_t>(shape.head_dim()) * KvTypeBytes(shape.type);
+    int64_t rows = std::clamp<int64_t>(32768 / std::max<int64_t>(head_bytes, 1), 256, 2048);
+    if (max_tokens > 0) rows = std::min(rows, max_tokens);
+    block_rows = static_cast<int>(rows);
+  }
   const int rows = (std::max(1, block_rows) + kKvTileRows - 1) / kKvTileRows * kKvTileRows;
   return std::make_unique<FullKvCache>(shape, max_tokens, rows);
 }

@@ -90,9 +90,12 @@ class KvCache {
 
 // All tokens, in blocks of `block_rows` rows (rounded up to whole tiles) so
 // that growing never copies earlier rows. `max_tokens` bounds the sequence
-// (0: unbounded).
+// (0: unbounded). block_rows 0: enough rows that one kv head's K in a block
+// is about 32 KB (256-2048 rows; no more than max_tokens needs): attention
+// streams each head's block as one run, and short runs cost a prefetch
+// ramp-up each.
 std::unique_ptr<KvCache> MakeFullKvCache(const KvShape& shape, int64_t max_tokens = 0,
-                                         int block_rows = 256);
+                                         int block_rows = 0);
 
 // MagicDec/StreamingLLM draft cache: the first `sinks` tokens kept forever and
 // a ring of the `window` most recent tokens; at most `max_pending` rows pending.

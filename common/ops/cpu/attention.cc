@@ -15,6 +15,8 @@ constexpr int kMaxItemRows = 32;
 // Bytes of score scratch an item aims to stay within (a row needs 64 per tile).
 constexpr int64_t kScoreBudgetBytes = 512 * 1024;
 constexpr float kLog2e = 1.44269504088896341f;
+// Bytes of the next item's K and V streams fetched ahead.
+constexpr int64_t kPrefetchBytes = 4096;
 
 int64_t RoundUpTiles(int64_t rows) { return (rows + kKvTileRows - 1) / kKvTileRows * kKvTileRows; }
 
@@ -109,10 +111,34 @@ void AttentionRunner::Run(const KernelTable& kernels, ThreadPool& pool,
     }
   }
   if (items_.empty()) return;
-  scratch_.resize(pool.num_threads());
-  pool.ParallelForEach(static_cast<int64_t>(items_.size()), [&](int64_t i, int thread) {
-    RunItem(items_[i], *tiled_[items_[i].seq], shape, kernels, scratch_[thread]);
+  // Contiguous ranges of items per thread, each item fetching the start of
+  // the next one's K and V while it computes: a new item's streams otherwise
+  // begin with a full memory latency (decode from DRAM ran at half the
+  // sequential read rate).
+  pool.ParallelFor(static_cast<int64_t>(items_.size()), [&](int64_t begin, int64_t end) {
+    thread_local Scratch sc;  // per pool thread, reused across calls
+    for (int64_t i = begin; i < end; ++i) {
+      if (i + 1 < end) PrefetchItemStart(items_[i + 1], *tiled_[items_[i + 1].seq], shape);
+      RunItem(items_[i], *tiled_[items_[i].seq], shape, kernels, sc);
+    }
   });
+}
+
+void AttentionRunner::PrefetchItemStart(const Item& item, const AttentionSequence& seq,
+                                        const AttentionShape& shape) {
+  if (seq.runs.empty()) return;
+  const KvRun& run = seq.runs[0];
+  const int bytes = KvTypeBytes(seq.kv_type);
+  const int64_t head = item.kv_head * run.head_stride * bytes;
+  const int64_t first = run.first / kKvTileRows * kKvTileRows * shape.head_dim * bytes;
+  const int64_t n =
+      std::min<int64_t>(kPrefetchBytes, static_cast<int64_t>(run.n_rows) * shape.head_dim * bytes);
+  const char* k = static_cast<const char*>(run.k) + head + first;
+  const char* v = static_cast<const char*>(run.v) + head + first;
+  for (int64_t b = 0; b < n; b += 64) {
+    __builtin_prefetch(k + b);
+    __builtin_prefetch(v + b);
+  }
 }
 
 void AttentionRunner::RunItem(const Item& item, const AttentionSequence& seq,

@@ -55,11 +55,13 @@ class AttentionRunner {
                                  size_t index);
   void RunItem(const Item& item, const AttentionSequence& seq, const AttentionShape& shape,
                const KernelTable& kernels, Scratch& sc);
+  // Starts fetching the first K and V bytes `item` will read.
+  static void PrefetchItemStart(const Item& item, const AttentionSequence& seq,
+                                const AttentionShape& shape);
 
   std::vector<const AttentionSequence*> tiled_;
   std::vector<Converted> converted_;
   std::vector<Item> items_;
-  std::vector<Scratch> scratch_;  // one per pool thread
 };
 
 }  // namespace specserve::cpu

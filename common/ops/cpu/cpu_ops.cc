@@ -80,11 +80,11 @@ class CpuOps final : public Ops {
 
   void SwiGlu(const float* gate, const float* up, int64_t n, float* out) override {
     if (n < kMinParallelElements) {
-      cpu::SwiGluRange(gate, up, 0, n, out);
+      kernels_.swiglu(gate, up, 0, n, out);
       return;
     }
     pool_.ParallelFor(
-        n, [&](int64_t b, int64_t e) { cpu::SwiGluRange(gate, up, b, e, out); }, 1024);
+        n, [&](int64_t b, int64_t e) { kernels_.swiglu(gate, up, b, e, out); }, 1024);
   }
 
   void Add(float* x, const float* y, int64_t n) override {

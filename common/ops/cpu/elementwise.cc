@@ -3,6 +3,8 @@
 #include <cmath>
 #include <vector>
 
+#include "common/ops/cpu/kernels.h"
+
 namespace specserve::cpu {
 
 void RmsNormRows(const float* x, const float* w, int64_t dim, float eps, int64_t r_begin,
@@ -51,6 +53,10 @@ void SwiGluRange(const float* gate, const float* up, int64_t begin, int64_t end,
     const float g = gate[i];
     out[i] = g * (1.0f / (1.0f + std::exp(-g))) * up[i];
   }
+}
+
+void SwiGluScalar(const float* gate, const float* up, int64_t begin, int64_t end, float* out) {
+  SwiGluRange(gate, up, begin, end, out);
 }
 
 void AddRange(float* x, const float* y, int64_t begin, int64_t end) {

@@ -9,6 +9,7 @@ const KernelTable& KernelsFor(CpuIsa isa) {
       .quantize_activations = QuantizeActivationsScalar,
       .matmul_quantized = MatMulQuantizedRangeScalar,
       .attention_rows = AttentionRowsScalar,
+      .swiglu = SwiGluScalar,
   };
   static const KernelTable kAvx2 = {
       .isa = CpuIsa::kAvx2,
@@ -16,6 +17,7 @@ const KernelTable& KernelsFor(CpuIsa isa) {
       .quantize_activations = QuantizeActivationsAvx2,
       .matmul_quantized = MatMulQuantizedRangeAvx2,
       .attention_rows = AttentionRowsAvx2,
+      .swiglu = SwiGluAvx2,
   };
   static const KernelTable kAvx512 = {
       .isa = CpuIsa::kAvx512,
@@ -25,6 +27,7 @@ const KernelTable& KernelsFor(CpuIsa isa) {
       .matmul_quantized = GetCpuFeatures().avx512_vnni ? MatMulQuantizedRangeAvx512Vnni
                                                        : MatMulQuantizedRangeAvx512,
       .attention_rows = AttentionRowsAvx512,
+      .swiglu = SwiGluAvx512,
   };
   switch (isa) {
     case CpuIsa::kAvx512:

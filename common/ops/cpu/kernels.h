@@ -146,12 +146,17 @@ constexpr int64_t AttentionScratchFloats(int64_t m, int64_t tiles) {
 // list read as one (the same token decoded plainly).
 using AttentionRowsFn = void (*)(const AttentionRowsProblem& p);
 
+// out[i] = silu(gate[i]) * up[i] for i in [begin, end) (out may alias gate).
+using SwiGluFn = void (*)(const float* gate, const float* up, int64_t begin, int64_t end,
+                          float* out);
+
 struct KernelTable {
   CpuIsa isa = CpuIsa::kScalar;
   MatMulRangeFn matmul = nullptr;
   QuantizeActivationsFn quantize_activations = nullptr;
   MatMulRangeFn matmul_quantized = nullptr;
   AttentionRowsFn attention_rows = nullptr;
+  SwiGluFn swiglu = nullptr;
 };
 
 // The table for `isa`; the caller makes sure the CPU supports it.
@@ -179,6 +184,10 @@ void MatMulQuantizedRangeAvx512(const MatMulProblem& p, int64_t o_begin, int64_t
                                 float* scratch);
 void MatMulQuantizedRangeAvx512Vnni(const MatMulProblem& p, int64_t o_begin, int64_t o_end,
                                     float* scratch);
+
+void SwiGluScalar(const float* gate, const float* up, int64_t begin, int64_t end, float* out);
+void SwiGluAvx2(const float* gate, const float* up, int64_t begin, int64_t end, float* out);
+void SwiGluAvx512(const float* gate, const float* up, int64_t begin, int64_t end, float* out);
 
 void AttentionRowsScalar(const AttentionRowsProblem& p);
 void AttentionRowsAvx2(const AttentionRowsProblem& p);
