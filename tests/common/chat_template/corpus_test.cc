@@ -125,7 +125,9 @@ TEST(ChatTemplateCorpus, MatchesJinja2ByteForByte) {
   for (const auto& [name, why] : refused) {
     auto it = ExpectedRefusals().find(name);
     EXPECT_TRUE(it != ExpectedRefusals().end()) << name << " is refused: " << why;
-    if (it != ExpectedRefusals().end()) EXPECT_NE(why.find(it->second), std::string::npos) << why;
+    if (it != ExpectedRefusals().end()) {
+      EXPECT_NE(why.find(it->second), std::string::npos) << why;
+    }
   }
   EXPECT_EQ(refused.size(), ExpectedRefusals().size());
   std::printf(

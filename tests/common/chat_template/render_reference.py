@@ -62,9 +62,13 @@ def main():
     env = make_environment()
     cases = json.load(sys.stdin)
     results = []
+    compiled = {}
     for case in cases:
         try:
-            template = env.from_string(case["template"])
+            source = case["template"]
+            if source not in compiled:
+                compiled[source] = env.from_string(source)
+            template = compiled[source]
             results.append({"output": template.render(**case["context"])})
         except Exception as e:  # the C++ side only checks that both refuse
             results.append({"error": "%s: %s" % (type(e).__name__, e)})
