@@ -158,6 +158,7 @@ absl::Status GrpcTargetBackend::Verify(std::span<const VerifyItem> items,
       ToProto(*item.q, out->mutable_q());
     }
     *out->mutable_sampling() = ToProto(item.sampling);
+    out->set_logprobs(item.top_logprobs + 1);
   }
   grpc::ClientContext context;
   SetDeadline(&context, timeout_seconds_);
@@ -200,6 +201,7 @@ absl::Status GrpcTargetBackend::Verify(std::span<const VerifyItem> items,
     out.result.extra_token = r.extra_token();
     out.result.visited_children.assign(r.visited_children().begin(), r.visited_children().end());
     out.result.accepted_rank.assign(r.accepted_rank().begin(), r.accepted_rank().end());
+    for (const v1::TokenLogprobs& lp : r.logprobs()) out.logprobs.push_back(FromProto(lp));
   }
   return absl::OkStatus();
 }

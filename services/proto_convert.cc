@@ -13,6 +13,7 @@ v1::WorkerSampling ToProto(const SamplingParams& params) {
   out.set_top_k(params.top_k);
   out.set_top_p(params.top_p);
   out.set_seed(params.seed);
+  out.set_min_p(params.min_p);
   return out;
 }
 
@@ -22,6 +23,7 @@ SamplingParams FromProto(const v1::WorkerSampling& params) {
   out.top_k = params.top_k();
   out.top_p = params.top_p() == 0.0f ? 1.0f : params.top_p();  // 0: unset
   out.seed = params.seed();
+  out.min_p = params.min_p();
   return out;
 }
 
@@ -131,6 +133,22 @@ uint64_t VocabularyFingerprint(const std::vector<std::string>& pieces) {
     h *= 1099511628211ull;
   }
   return h;
+}
+
+void ToProto(const TokenLogprobs& logprobs, v1::TokenLogprobs* out) {
+  out->set_logprob(logprobs.logprob);
+  for (const TokenLogprob& t : logprobs.top) {
+    out->add_top_tokens(t.token);
+    out->add_top_logprobs(t.logprob);
+  }
+}
+
+TokenLogprobs FromProto(const v1::TokenLogprobs& logprobs) {
+  TokenLogprobs out;
+  out.logprob = logprobs.logprob();
+  const int n = std::min(logprobs.top_tokens_size(), logprobs.top_logprobs_size());
+  for (int i = 0; i < n; ++i) out.top.push_back({logprobs.top_tokens(i), logprobs.top_logprobs(i)});
+  return out;
 }
 
 }  // namespace specserve

@@ -8,7 +8,9 @@
 #include "common/sampling/sampler.h"
 #include "common/speculation/sequoia.h"
 #include "common/speculation/token_tree.h"
+#include "common/sampling/logprobs.h"
 #include "specserve/v1/draft.pb.h"
+#include "specserve/v1/target.pb.h"
 #include "specserve/v1/worker.pb.h"
 
 namespace specserve {
@@ -32,6 +34,10 @@ absl::Status FromProto(const google::protobuf::RepeatedPtrField<v1::NodeDistribu
                        int vocab_size, std::vector<std::vector<TokenProb>>* out);
 
 void ToProto(const absl::Status& status, v1::ItemStatus* out);
+
+void ToProto(const TokenLogprobs& logprobs, v1::TokenLogprobs* out);
+// Pairs beyond the shorter of top_tokens / top_logprobs are dropped.
+TokenLogprobs FromProto(const v1::TokenLogprobs& logprobs);
 
 // FNV-1a 64 over the pieces (each followed by a 0 byte).
 uint64_t VocabularyFingerprint(const std::vector<std::string>& pieces);

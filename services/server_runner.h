@@ -36,9 +36,10 @@ int WaitForShutdownSignal();
 
 struct ServerOptions {
   std::string listen;      // HOST:PORT
-  std::string port_file;   // written as "GRPC_PORT METRICS_PORT\n" once both are bound
+  std::string port_file;   // written as "GRPC_PORT METRICS_PORT[ HTTP_PORT]\n" once bound
   int metrics_port = -1;   // -1: no /metrics; 0: a free port; on the host of `listen`
   std::string name;        // for log lines, e.g. "specserve-draft"
+  int http_port = -1;      // an HTTP API bound before Start (third number of the port file)
 };
 
 class ServerRunner {

@@ -89,6 +89,7 @@ grpc::Status TargetService::DoVerify(const v1::VerifyRequest& request,
     item.tree = &trees[i];
     item.q = in.q_size() > 0 ? &qs[i] : nullptr;
     item.sampling = FromProto(in.sampling());
+    item.top_logprobs = std::min(in.logprobs(), kMaxTopLogprobs + 1) - 1;
   }
   std::vector<VerifyOutput> outputs;
   if (absl::Status s = worker_.Verify(items, &outputs); !s.ok()) return ToGrpcStatus(s);
@@ -104,6 +105,7 @@ grpc::Status TargetService::DoVerify(const v1::VerifyRequest& request,
                                           out.result.visited_children.end());
     r->mutable_accepted_rank()->Assign(out.result.accepted_rank.begin(),
                                        out.result.accepted_rank.end());
+    for (const TokenLogprobs& lp : out.logprobs) ToProto(lp, r->add_logprobs());
   }
   return grpc::Status::OK;
 }

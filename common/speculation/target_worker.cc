@@ -168,6 +168,20 @@ absl::Status TargetWorker::Verify(std::span<const VerifyItem> items,
     in.rng = &seq.rng;
     in.acceptance_scale = options_.acceptance_scale;
     out.result = VerifyTree(in);
+    if (item.top_logprobs >= 0) {
+      // Row 0 (the root) predicts the first appended token, row 1 + node the next one.
+      int row = 0;
+      auto add = [&](int32_t token) {
+        out.logprobs.push_back(ComputeLogprobs(
+            in.logits.subspan(static_cast<size_t>(row) * vocab, vocab), token,
+            std::min(item.top_logprobs, kMaxTopLogprobs)));
+      };
+      for (int32_t node : out.result.accepted) {
+        add(tree.tokens[node]);
+        row = node + 1;
+      }
+      add(out.result.extra_token);
+    }
     logit_row += tree.size() + 1;
     std::vector<int32_t> keep;
     for (int j = 0; j < uncached[i]; ++j) keep.push_back(j);
