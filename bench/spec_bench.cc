@@ -3,6 +3,7 @@
 #include <chrono>
 #include <cstdio>
 
+#include "common/engine/llama_model.h"
 #include "common/engine/batch_generator.h"
 #include "common/speculation/spec_engine.h"
 

@@ -116,7 +116,7 @@ int Run() {
   }
   ModelFacts facts;
   facts.vocab_size = f.model->config.vocab_size;
-  facts.eos_id = f.model->vocab.eos_id;
+  facts.stop_ids = StopTokenIds(*f.model);
   facts.context_length = f.engine.max_context;
   facts.prior = PriorFrom(*target_info, draft_info);
 

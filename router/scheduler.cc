@@ -19,6 +19,8 @@ EndReason ReasonOf(FinishReason f) {
       return EndReason::kLength;
     case FinishReason::kEos:
       return EndReason::kEos;
+    case FinishReason::kStop:
+      return EndReason::kStop;
     case FinishReason::kContext:
       return EndReason::kContext;
     case FinishReason::kCancelled:

@@ -9,6 +9,7 @@
 #include <random>
 #include <vector>
 
+#include "common/ops/ops.h"
 #include "common/model/tensor_type.h"
 #include "common/model/weight_tensor.h"
 #include "common/ops/cpu/cpu_ops.h"

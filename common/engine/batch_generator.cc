@@ -8,68 +8,11 @@
 
 namespace specserve {
 
-const char* FinishReasonName(FinishReason reason) {
-  switch (reason) {
-    case FinishReason::kNone:
-      return "none";
-    case FinishReason::kLength:
-      return "length";
-    case FinishReason::kEos:
-      return "eos";
-    case FinishReason::kContext:
-      return "context";
-    case FinishReason::kCancelled:
-      return "cancelled";
-    case FinishReason::kError:
-      return "error";
-  }
-  return "unknown";
-}
-
-BatchGenerator::BatchGenerator(LlamaModel& model, BatchGeneratorOptions options)
-    : model_(model), options_(options) {
+BatchGenerator::BatchGenerator(Model& model, BatchGeneratorOptions options)
+    : model_(model), options_(options), stop_ids_(StopTokenIds(model.loaded())) {
   max_context_ = options.max_context > 0 ? options.max_context : model.config().context_length;
   if (max_context_ <= 0) max_context_ = 2048;
   options_.max_tokens_per_step = std::max(1, options_.max_tokens_per_step);
-}
-
-absl::Status ValidateGenerationRequest(const GenerationRequest& request, int vocab_size,
-                                       int max_context) {
-  if (request.prompt.empty()) return absl::InvalidArgumentError("the prompt has no tokens");
-  for (size_t i = 0; i < request.prompt.size(); ++i) {
-    if (request.prompt[i] < 0 || request.prompt[i] >= vocab_size) {
-      return absl::InvalidArgumentError(
-          absl::StrFormat("prompt token %d: id %d is outside the vocabulary [0, %d)", i,
-                          request.prompt[i], vocab_size));
-    }
-  }
-  if (static_cast<int>(request.prompt.size()) >= max_context) {
-    return absl::OutOfRangeError(absl::StrFormat(
-        "the prompt has %d tokens; the context holds at most %d (prompt + generated)",
-        request.prompt.size(), max_context));
-  }
-  if (request.max_new_tokens < 0) {
-    return absl::InvalidArgumentError(
-        absl::StrFormat("max_new_tokens %d must be >= 0", request.max_new_tokens));
-  }
-  if (request.logprobs < -1 || request.logprobs > kMaxTopLogprobs) {
-    return absl::InvalidArgumentError(absl::StrFormat(
-        "top_logprobs %d must be in [0, %d]", request.logprobs, kMaxTopLogprobs));
-  }
-  return request.sampling.Validate();
-}
-
-bool AppendGeneratedToken(const GenerationRequest& request, int32_t token, int32_t eos_id,
-                          int max_context, SequenceState* state) {
-  state->tokens.push_back(token);
-  if (request.stop_at_eos && token == eos_id) {
-    state->finish = FinishReason::kEos;
-  } else if (state->generated() >= request.max_new_tokens) {
-    state->finish = FinishReason::kLength;
-  } else if (static_cast<int>(state->tokens.size()) >= max_context) {
-    state->finish = FinishReason::kContext;
-  }
-  return state->finished();
 }
 
 absl::StatusOr<int> BatchGenerator::Add(const GenerationRequest& request) {
@@ -78,7 +21,7 @@ absl::StatusOr<int> BatchGenerator::Add(const GenerationRequest& request) {
   seq->request = request;
   seq->state.tokens = request.prompt;
   seq->state.prompt_tokens = static_cast<int>(request.prompt.size());
-  seq->cache = MakeFullKvCache(model_.kv_shape(), max_context_);
+  ASSIGN_OR_RETURN(seq->cache, model_.MakeFullCache(max_context_));
   seq->rng.Seed(request.sampling.seed);
   if (request.max_new_tokens == 0) seq->state.finish = FinishReason::kLength;
   const int id = next_id_++;
@@ -148,8 +91,7 @@ absl::Status BatchGenerator::Step() {
     const std::span<const float> row(logits_.data() + static_cast<size_t>(logit_row++) * vocab,
                                      vocab);
     const int32_t token = SampleToken(row, seq->request.sampling, seq->rng);
-    AppendGeneratedToken(seq->request, token, model_.model().vocab.eos_id, max_context_,
-                         &seq->state);
+    AppendGeneratedToken(seq->request, token, stop_ids_, max_context_, &seq->state);
   }
   if (any_prefill) {
     prefill_tokens_ += fed;

@@ -1,4 +1,4 @@
-// Plain (non-speculative) continuous-batching generation over a LlamaModel:
+// Plain (non-speculative) continuous-batching generation over a Model:
 // every Step() runs one forward for all live sequences. A sequence feeds the
 // tokens of its history that are not yet in its cache (its prompt, in chunks,
 // then one new token per step), so prefill and decode share one path and a
@@ -12,45 +12,11 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "common/engine/llama_model.h"
-#include "common/sampling/logprobs.h"
+#include "common/engine/generation.h"
+#include "common/engine/model.h"
 #include "common/sampling/sampler.h"
 
 namespace specserve {
-
-enum class FinishReason { kNone, kLength, kEos, kContext, kCancelled, kError };
-const char* FinishReasonName(FinishReason reason);
-
-struct GenerationRequest {
-  std::vector<int32_t> prompt;  // token ids, BOS included when wanted
-  int max_new_tokens = 128;
-  SamplingParams sampling;
-  bool stop_at_eos = true;
-  // -1: no log-probabilities; k in [0, kMaxTopLogprobs]: each generated token's, with the
-  // k most likely alternatives (SequenceState::logprobs; the speculative engine fills it).
-  int logprobs = -1;
-};
-
-struct SequenceState {
-  std::vector<int32_t> tokens;  // prompt + generated
-  int prompt_tokens = 0;
-  int generated() const { return static_cast<int>(tokens.size()) - prompt_tokens; }
-  FinishReason finish = FinishReason::kNone;
-  std::string error;  // with kError: what went wrong for this sequence alone
-  std::vector<TokenLogprobs> logprobs;  // per generated token, when the request asks
-  bool finished() const { return finish != FinishReason::kNone; }
-};
-
-// Checks a request against the vocabulary and the context (prompt + generated);
-// errors name the bad value and the limit. Shared by every engine that takes requests.
-absl::Status ValidateGenerationRequest(const GenerationRequest& request, int vocab_size,
-                                       int max_context);
-
-// Appends one generated token and sets the finish reason it causes (EOS when the
-// request stops there, the max_new_tokens length, the context limit). Returns
-// true when the sequence is finished.
-bool AppendGeneratedToken(const GenerationRequest& request, int32_t token, int32_t eos_id,
-                          int max_context, SequenceState* state);
 
 struct BatchGeneratorOptions {
   // Upper bound on new tokens in one forward (bounds scratch memory; long prompts
@@ -62,7 +28,7 @@ struct BatchGeneratorOptions {
 
 class BatchGenerator {
  public:
-  BatchGenerator(LlamaModel& model, BatchGeneratorOptions options = {});
+  BatchGenerator(Model& model, BatchGeneratorOptions options = {});
 
   // Adds a sequence; returns its id. Fails on an empty prompt, ids outside the
   // vocabulary, bad sampling parameters or a prompt longer than the context.
@@ -88,8 +54,9 @@ class BatchGenerator {
     Rng rng;
   };
 
-  LlamaModel& model_;
+  Model& model_;
   BatchGeneratorOptions options_;
+  std::vector<int32_t> stop_ids_;
   int max_context_;
   std::map<int, std::unique_ptr<Sequence>> sequences_;
   int next_id_ = 0;

@@ -9,72 +9,28 @@ namespace specserve {
 
 LlamaModel::LlamaModel(const LoadedModel& model, Ops& ops) : model_(model), ops_(ops) {}
 
-absl::Status LlamaModel::Validate(std::span<const ForwardSequence> batch) const {
-  const ModelConfig& c = model_.config;
-  for (size_t s = 0; s < batch.size(); ++s) {
-    const ForwardSequence& seq = batch[s];
-    const int n = static_cast<int>(seq.tokens.size());
-    if (seq.cache == nullptr) {
-      return absl::InvalidArgumentError(absl::StrFormat("sequence %d has no KV cache", s));
-    }
-    for (int i = 0; i < n; ++i) {
-      if (seq.tokens[i] < 0 || seq.tokens[i] >= c.vocab_size) {
-        return absl::InvalidArgumentError(absl::StrFormat(
-            "sequence %d token %d: id %d is outside the vocabulary [0, %d)", s, i, seq.tokens[i],
-            c.vocab_size));
-      }
-    }
-    if (!seq.positions.empty()) {
-      if (static_cast<int>(seq.positions.size()) != n) {
-        return absl::InvalidArgumentError(absl::StrFormat(
-            "sequence %d has %d positions for %d tokens", s, seq.positions.size(), n));
-      }
-      for (int i = 0; i < n; ++i) {
-        if (seq.positions[i] < 0) {
-          return absl::InvalidArgumentError(
-              absl::StrFormat("sequence %d token %d: negative position %d", s, i, seq.positions[i]));
-        }
-      }
-    }
-    if (!seq.parents.empty()) {
-      if (static_cast<int>(seq.parents.size()) != n) {
-        return absl::InvalidArgumentError(
-            absl::StrFormat("sequence %d has %d parents for %d tokens", s, seq.parents.size(), n));
-      }
-      const int pending = static_cast<int>(seq.cache->pending_rows());
-      if (static_cast<int>(seq.pending_parents.size()) != pending) {
-        return absl::InvalidArgumentError(absl::StrFormat(
-            "sequence %d: a tree over %d pending rows needs their %d parents, got %d", s,
-            pending, pending, seq.pending_parents.size()));
-      }
-      for (int r = 0; r < pending; ++r) {
-        if (seq.pending_parents[r] < -1 || seq.pending_parents[r] >= r) {
-          return absl::InvalidArgumentError(absl::StrFormat(
-              "sequence %d: pending row %d has parent %d", s, r, seq.pending_parents[r]));
-        }
-      }
-      for (int i = 0; i < n; ++i) {
-        if (seq.parents[i] < -1 || seq.parents[i] >= pending + i) {
-          return absl::InvalidArgumentError(absl::StrFormat(
-              "sequence %d token %d: parent %d must be -1, a pending row (< %d) or an earlier "
-              "token",
-              s, i, seq.parents[i], pending));
-        }
-      }
-    }
-    for (int32_t row : seq.logit_rows) {
-      if (row < 0 || row >= n) {
-        return absl::InvalidArgumentError(absl::StrFormat(
-            "sequence %d: logit row %d is outside its %d new tokens", s, row, n));
-      }
-    }
+LlamaModel::LlamaModel(const LoadedModel& model, std::unique_ptr<Ops> ops)
+    : model_(model), owned_ops_(std::move(ops)), ops_(*owned_ops_) {}
+
+std::string LlamaModel::description() const { return ops_.name(); }
+
+absl::StatusOr<std::unique_ptr<KvCache>> LlamaModel::MakeFullCache(int64_t max_tokens) {
+  if (max_tokens < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("a KV cache of %d tokens: must be >= 0", max_tokens));
   }
-  return absl::OkStatus();
+  return MakeFullKvCache(kv_shape(), max_tokens);
+}
+
+absl::StatusOr<std::unique_ptr<KvCache>> LlamaModel::MakeWindowCache(int sinks, int window,
+                                                                     int max_pending) {
+  RETURN_IF_ERROR(ValidateWindowCacheShape(sinks, window, max_pending));
+  return MakeWindowKvCache(kv_shape(), sinks, window, max_pending);
 }
 
 absl::Status LlamaModel::Forward(std::span<const ForwardSequence> batch,
                                  std::vector<float>* logits) {
-  RETURN_IF_ERROR(Validate(batch));
+  RETURN_IF_ERROR(ValidateForwardBatch(model_.config, batch));
   const ModelConfig& c = model_.config;
   const LlamaWeights& w = model_.weights;
 
@@ -141,16 +97,16 @@ absl::Status LlamaModel::Forward(std::span<const ForwardSequence> batch,
     ops_.MatMul(layer.wv, xb_.data(), T, v_.data());
     ops_.Rope(q_.data(), T, q_dim, c.n_heads, c.head_dim, c.rope_dim, positions_, c.rope_theta,
               c.rope_style);
-    ops_.Rope(k_.data(), T, kv_dim, c.n_kv_heads, c.head_dim, c.rope_dim, positions_,
-              c.rope_theta, c.rope_style);
+    ops_.Rope(k_.data(), T, kv_dim, c.n_kv_heads, c.head_dim, c.rope_dim, positions_, c.rope_theta,
+              c.rope_style);
 
     attention.clear();
     for (size_t s = 0; s < batch.size(); ++s) {
       const ForwardSequence& seq = batch[s];
       const int n = static_cast<int>(seq.tokens.size());
       const size_t row0 = offset[s];
-      seq.cache->WritePending(l, first_row[s], k_.data() + row0 * kv_dim,
-                              v_.data() + row0 * kv_dim, n, kv_dim);
+      seq.cache->WritePending(l, first_row[s], k_.data() + row0 * kv_dim, v_.data() + row0 * kv_dim,
+                              n, kv_dim);
       if (n == 0) continue;
       if (pending_before[s] > 0) {
         AddAttentionWithPending(seq, l, pending_before[s], first_row[s], row0, &attention);
@@ -196,8 +152,8 @@ absl::Status LlamaModel::Forward(std::span<const ForwardSequence> batch,
   return absl::OkStatus();
 }
 
-void LlamaModel::AddAttentionWithPending(const ForwardSequence& seq, int layer,
-                                         int pending_before, int first_row, size_t batch_row,
+void LlamaModel::AddAttentionWithPending(const ForwardSequence& seq, int layer, int pending_before,
+                                         int first_row, size_t batch_row,
                                          std::vector<AttentionSequence>* out) {
   const ModelConfig& c = model_.config;
   const int n = static_cast<int>(seq.tokens.size());
@@ -208,7 +164,8 @@ void LlamaModel::AddAttentionWithPending(const ForwardSequence& seq, int layer,
     AttentionSequence& a = out->emplace_back();
     a.cached = committed;
     if (seq.parents.empty()) {
-      for (int r = 0; r < pending_before + i; ++r) a.cached.push_back(seq.cache->PendingRow(layer, r));
+      for (int r = 0; r < pending_before + i; ++r)
+        a.cached.push_back(seq.cache->PendingRow(layer, r));
     } else {
       // Ancestors, in the combined numbering (pending rows, then this pass's tokens,
       // whose rows were written to the pending region above).

@@ -4,51 +4,39 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <span>
+#include <string>
 #include <vector>
 
 #include "absl/status/status.h"
+#include "common/engine/model.h"
 #include "common/kv/kv_cache.h"
 #include "common/model/loaded_model.h"
 #include "common/ops/ops.h"
 
 namespace specserve {
 
-struct ForwardSequence {
-  KvCache* cache = nullptr;
-  std::span<const int32_t> tokens;
-  // True rotary positions of the new tokens; empty: committed + pending + i.
-  std::span<const int32_t> positions;
-  // Empty: causal (prefill, decode): token i sees the cache, any rows pending in
-  // it, and new tokens 0..i. Otherwise a token tree over the P rows already
-  // pending in the cache followed by the new tokens: parents[i] is -1 (a child of
-  // the last committed token), p < P (pending row p) or P + j with j < i (new
-  // token j); token i attends to the committed cache, its ancestors and itself.
-  std::span<const int32_t> parents;
-  // With tree parents and P > 0 rows pending: the parents of those rows, in the
-  // same numbering (the caller knows the tree it is expanding; the cache does not).
-  std::span<const int32_t> pending_parents;
-  // Indices of the new tokens whose logits are wanted.
-  std::span<const int32_t> logit_rows;
-};
-
-class LlamaModel {
+// The CPU model: host memory, the given Ops (threads, SIMD), host KV caches.
+class LlamaModel final : public Model {
  public:
   // `model` and `ops` must outlive this object.
   LlamaModel(const LoadedModel& model, Ops& ops);
+  // Owns its Ops.
+  LlamaModel(const LoadedModel& model, std::unique_ptr<Ops> ops);
 
-  const ModelConfig& config() const { return model_.config; }
+  const LoadedModel& loaded() const override { return model_; }
+  // Kept for callers that read the weights directly.
   const LoadedModel& model() const { return model_; }
+  std::string description() const override;
   KvShape kv_shape() const { return {model_.config.n_layers, model_.config.kv_dim()}; }
 
-  // One pass for the whole batch. The new tokens' K/V are left *pending* in each
-  // cache: the caller commits all of them, a subset (an accepted tree path) or none.
-  // `logits` receives sum(logit_rows) rows of vocab_size floats, in batch order.
-  // Not thread-safe: one Forward at a time per LlamaModel (it reuses scratch memory).
-  absl::Status Forward(std::span<const ForwardSequence> batch, std::vector<float>* logits);
+  absl::StatusOr<std::unique_ptr<KvCache>> MakeFullCache(int64_t max_tokens) override;
+  absl::StatusOr<std::unique_ptr<KvCache>> MakeWindowCache(int sinks, int window,
+                                                           int max_pending) override;
+  absl::Status Forward(std::span<const ForwardSequence> batch, std::vector<float>* logits) override;
 
  private:
-  absl::Status Validate(std::span<const ForwardSequence> batch) const;
   // Attention entries for a sequence whose tokens must see rows pending from an
   // earlier pass: one entry per token, its visible pending rows as segments.
   void AddAttentionWithPending(const ForwardSequence& seq, int layer, int pending_before,
@@ -56,6 +44,7 @@ class LlamaModel {
                                std::vector<AttentionSequence>* out);
 
   const LoadedModel& model_;
+  std::unique_ptr<Ops> owned_ops_;
   Ops& ops_;
   // Scratch activations, rows = all new tokens of the batch.
   std::vector<float> x_, xb_, q_, k_, v_, attn_, gate_, up_, final_;

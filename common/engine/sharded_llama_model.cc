@@ -183,6 +183,16 @@ absl::StatusOr<std::unique_ptr<ShardedLlamaModel>> ShardedLlamaModel::CreateOnCp
 absl::StatusOr<std::unique_ptr<ShardedLlamaModel>> ShardedLlamaModel::Create(
     const LoadedModel& model, std::vector<std::unique_ptr<Ops>> ops,
     std::vector<std::unique_ptr<Communicator>> comms) {
+  return Create(
+      model, std::move(ops), std::move(comms),
+      [](int, const LoadedModel& shard, Ops& tp_ops) -> absl::StatusOr<std::unique_ptr<Model>> {
+        return std::make_unique<LlamaModel>(shard, tp_ops);
+      });
+}
+
+absl::StatusOr<std::unique_ptr<ShardedLlamaModel>> ShardedLlamaModel::Create(
+    const LoadedModel& model, std::vector<std::unique_ptr<Ops>> ops,
+    std::vector<std::unique_ptr<Communicator>> comms, const RankModelFactory& make_rank_model) {
   const int degree = static_cast<int>(ops.size());
   RETURN_IF_ERROR(CheckTensorParallelDegree(model.config, degree));
   if (static_cast<int>(comms.size()) != degree) {
@@ -208,14 +218,17 @@ absl::StatusOr<std::unique_ptr<ShardedLlamaModel>> ShardedLlamaModel::Create(
     }
     rank.tp_ops =
         std::make_unique<TensorParallelOps>(*rank.ops, *rank.comm, std::move(row_parallel));
-    rank.llama = std::make_unique<LlamaModel>(*rank.shard, *rank.tp_ops);
+    ASSIGN_OR_RETURN(rank.model, make_rank_model(r, *rank.shard, *rank.tp_ops));
   }
   return out;
 }
 
 ShardedLlamaModel::~ShardedLlamaModel() = default;
 
-KvShape ShardedLlamaModel::shard_kv_shape() const { return ranks_[0].llama->kv_shape(); }
+KvShape ShardedLlamaModel::shard_kv_shape() const {
+  const ModelConfig& shard = ranks_[0].shard->config;
+  return {shard.n_layers, shard.kv_dim()};
+}
 
 std::unique_ptr<ShardedKvCache> ShardedLlamaModel::NewKvCache(
     const std::function<std::unique_ptr<KvCache>(const KvShape&)>& make_shard) const {
@@ -229,10 +242,38 @@ std::unique_ptr<ShardedKvCache> ShardedLlamaModel::NewFullKvCache(int64_t max_to
       [max_tokens](const KvShape& shape) { return MakeFullKvCache(shape, max_tokens); });
 }
 
+std::string ShardedLlamaModel::description() const {
+  return absl::StrFormat("tensor-parallel x%d (%s per rank)", degree(), ranks_[0].ops->name());
+}
+
+absl::StatusOr<std::unique_ptr<KvCache>> ShardedLlamaModel::MakeFullCache(int64_t max_tokens) {
+  if (max_tokens < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("a KV cache of %d tokens: must be >= 0", max_tokens));
+  }
+  std::vector<std::unique_ptr<KvCache>> shards;
+  for (Rank& rank : ranks_) {
+    ASSIGN_OR_RETURN(shards.emplace_back(), rank.model->MakeFullCache(max_tokens));
+  }
+  return std::unique_ptr<KvCache>(
+      std::make_unique<ShardedKvCache>(std::move(shards), shard_kv_shape().kv_dim));
+}
+
+absl::StatusOr<std::unique_ptr<KvCache>> ShardedLlamaModel::MakeWindowCache(int sinks, int window,
+                                                                            int max_pending) {
+  std::vector<std::unique_ptr<KvCache>> shards;
+  for (Rank& rank : ranks_) {
+    ASSIGN_OR_RETURN(shards.emplace_back(),
+                     rank.model->MakeWindowCache(sinks, window, max_pending));
+  }
+  return std::unique_ptr<KvCache>(
+      std::make_unique<ShardedKvCache>(std::move(shards), shard_kv_shape().kv_dim));
+}
+
 void ShardedLlamaModel::RunRank(int r) {
   Rank& rank = ranks_[r];
   rank.tp_ops->ResetStatus();
-  rank.status = rank.llama->Forward(rank.batch, &rank.logits);
+  rank.status = rank.model->Forward(rank.batch, &rank.logits);
   if (rank.status.ok()) rank.status = rank.tp_ops->status();
 }
 

@@ -122,7 +122,7 @@ class ShardedKvCache : public KvCache {
   int shard_kv_dim_;
 };
 
-class ShardedLlamaModel {
+class ShardedLlamaModel final : public Model {
  public:
   // On the CPU: `degree` ranks, each with MakeCpuOps(threads_per_rank) and a
   // ThreadsCommunicator, each forward running rank r > 0 on its own thread.
@@ -136,13 +136,23 @@ class ShardedLlamaModel {
       const LoadedModel& model, std::vector<std::unique_ptr<Ops>> ops,
       std::vector<std::unique_ptr<Communicator>> comms);
 
+  // The model one rank runs on its shard through the rank's tensor-parallel Ops
+  // (`tp_ops` all-reduces the row-parallel outputs). Default: a LlamaModel; the
+  // CUDA backend passes one that builds a CudaLlamaModel on the rank's GPU.
+  using RankModelFactory = std::function<absl::StatusOr<std::unique_ptr<Model>>(
+      int rank, const LoadedModel& shard, Ops& tp_ops)>;
+  static absl::StatusOr<std::unique_ptr<ShardedLlamaModel>> Create(
+      const LoadedModel& model, std::vector<std::unique_ptr<Ops>> ops,
+      std::vector<std::unique_ptr<Communicator>> comms, const RankModelFactory& make_rank_model);
+
   ~ShardedLlamaModel();
   ShardedLlamaModel(const ShardedLlamaModel&) = delete;
   ShardedLlamaModel& operator=(const ShardedLlamaModel&) = delete;
 
   int degree() const { return static_cast<int>(ranks_.size()); }
-  const ModelConfig& config() const { return model_.config; }
+  const LoadedModel& loaded() const override { return model_; }
   const LoadedModel& model() const { return model_; }
+  std::string description() const override;
   // The shape of one rank's cache (kv_dim / degree).
   KvShape shard_kv_shape() const;
   const LoadedModel& shard(int rank) const { return *ranks_[rank].shard; }
@@ -154,9 +164,14 @@ class ShardedLlamaModel {
   // NewKvCache with MakeFullKvCache(shape, max_tokens).
   std::unique_ptr<ShardedKvCache> NewFullKvCache(int64_t max_tokens = 0) const;
 
+  // Model: sharded full and window caches (one shard per rank).
+  absl::StatusOr<std::unique_ptr<KvCache>> MakeFullCache(int64_t max_tokens) override;
+  absl::StatusOr<std::unique_ptr<KvCache>> MakeWindowCache(int sinks, int window,
+                                                           int max_pending) override;
+
   // LlamaModel::Forward over the ranks: every sequence's cache must be a
   // ShardedKvCache of this degree. Not thread-safe (one Forward at a time).
-  absl::Status Forward(std::span<const ForwardSequence> batch, std::vector<float>* logits);
+  absl::Status Forward(std::span<const ForwardSequence> batch, std::vector<float>* logits) override;
 
  private:
   struct Rank {
@@ -164,7 +179,7 @@ class ShardedLlamaModel {
     std::unique_ptr<Ops> ops;
     std::unique_ptr<Communicator> comm;
     std::unique_ptr<TensorParallelOps> tp_ops;
-    std::unique_ptr<LlamaModel> llama;
+    std::unique_ptr<Model> model;
     std::vector<ForwardSequence> batch;
     std::vector<float> logits;
     absl::Status status;

@@ -65,6 +65,8 @@ std::unique_ptr<KvCache> MakeFullKvCache(const KvShape& shape, int64_t max_token
 
 // MagicDec/StreamingLLM draft cache: the first `sinks` tokens kept forever and
 // a ring of the `window` most recent tokens; at most `max_pending` rows pending.
+// Checks the settings of a window cache: sinks >= 0, window >= 1, max_pending >= 1.
+absl::Status ValidateWindowCacheShape(int sinks, int window, int max_pending);
 std::unique_ptr<KvCache> MakeWindowKvCache(const KvShape& shape, int sinks, int window,
                                            int max_pending = 512);
 

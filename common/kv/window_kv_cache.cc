@@ -145,6 +145,15 @@ class WindowKvCache final : public KvCache {
 
 }  // namespace
 
+absl::Status ValidateWindowCacheShape(int sinks, int window, int max_pending) {
+  if (sinks < 0 || window < 1 || max_pending < 1) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "window cache: sinks %d must be >= 0, window %d >= 1 and max pending rows %d >= 1", sinks,
+        window, max_pending));
+  }
+  return absl::OkStatus();
+}
+
 std::unique_ptr<KvCache> MakeWindowKvCache(const KvShape& shape, int sinks, int window,
                                            int max_pending) {
   return std::make_unique<WindowKvCache>(shape, std::max(0, sinks), std::max(0, window),

@@ -13,6 +13,7 @@
 #include "absl/status/status.h"
 #include "common/sampling/logprobs.h"
 #include "common/sampling/sampler.h"
+#include "common/speculation/pass_time.h"
 #include "common/speculation/sequoia.h"
 #include "common/speculation/token_tree.h"
 #include "common/speculation/verifier.h"
@@ -38,11 +39,6 @@ struct ProposeOutput {
   std::vector<std::vector<TokenProb>> q;  // sampling: per expanded node (0 = root)
 };
 
-struct PassTime {
-  int tokens_per_sequence = 0;
-  double seconds = 0;
-};
-
 class DraftBackend {
  public:
   virtual ~DraftBackend() = default;
@@ -64,7 +60,7 @@ struct VerifyItem {
   VerifyKind kind = VerifyKind::kVerify;
   int64_t start = 0;  // position of tokens[0]
   std::span<const int32_t> tokens;
-  const TokenTree* tree = nullptr;  // kVerify; may be empty (plain decoding)
+  const TokenTree* tree = nullptr;                         // kVerify; may be empty (plain decoding)
   const std::vector<std::vector<TokenProb>>* q = nullptr;  // sampling with a tree
   SamplingParams sampling;
   // kVerify: -1, or k >= 0 to return the log-probabilities of the appended tokens with
@@ -73,8 +69,8 @@ struct VerifyItem {
 };
 
 struct VerifyOutput {
-  absl::Status status;  // per sequence
-  VerifyResult result;  // kVerify: accepted nodes and the extra token
+  absl::Status status;        // per sequence
+  VerifyResult result;        // kVerify: accepted nodes and the extra token
   int64_t cached_tokens = 0;  // the target's committed tokens after the call
   // With top_logprobs >= 0: one per appended token (the accepted nodes, then the extra).
   std::vector<TokenLogprobs> logprobs;

@@ -2,13 +2,20 @@
 
 #include "absl/strings/str_format.h"
 #include "common/util/status_macros.h"
+#include "common/util/tree_parents.h"
 
 namespace specserve {
 
-DraftWorker::DraftWorker(LlamaModel& draft, DraftWorkerOptions options)
+DraftWorker::DraftWorker(Model& draft, DraftWorkerOptions options)
     : draft_(draft),
       options_(options),
       drafter_(draft, options.window, options.max_candidates, options.sinks) {}
+
+absl::StatusOr<std::unique_ptr<KvCache>> DraftWorker::NewCache() {
+  // Pending room for a whole catch-up window plus a tree on top of it.
+  return draft_.MakeWindowCache(options_.sinks, options_.window,
+                                options_.window + options_.max_tree_nodes + 8);
+}
 
 int DraftWorker::sequences() const {
   std::lock_guard<std::mutex> lock(mu_);
@@ -49,25 +56,26 @@ absl::Status DraftWorker::Propose(std::span<const ProposeItem> items,
         item.shape->depth() > options_.max_depth) {
       fail(absl::InvalidArgumentError(absl::StrFormat(
           "sequence %d: tree of %d nodes and depth %d exceeds the limits (%d nodes, depth %d)",
-          item.sequence_id, item.shape->speculated(), item.shape->depth(),
-          options_.max_tree_nodes, options_.max_depth)));
+          item.sequence_id, item.shape->speculated(), item.shape->depth(), options_.max_tree_nodes,
+          options_.max_depth)));
       continue;
     }
-    bool bad_shape = false;
-    for (int n = 0; n < item.shape->speculated(); ++n) {
-      bad_shape |= item.shape->parents[n] < -1 || item.shape->parents[n] >= n;
+    absl::Status shape_ok = ValidateParents(item.shape->parents, 0, "shape node");
+    if (shape_ok.ok() && item.shape->ranks.size() != item.shape->parents.size()) {
+      shape_ok = absl::InvalidArgumentError(absl::StrFormat(
+          "%d ranks for %d nodes", item.shape->ranks.size(), item.shape->parents.size()));
     }
-    if (bad_shape || item.shape->ranks.size() != item.shape->parents.size()) {
+    if (!shape_ok.ok()) {
       fail(absl::InvalidArgumentError(
-          absl::StrFormat("sequence %d: the tree shape is not in topological order", item.sequence_id)));
+          absl::StrFormat("sequence %d: tree shape: %s", item.sequence_id, shape_ok.message())));
       continue;
     }
     bool bad_token = false;
     for (int32_t t : item.tokens) bad_token |= t < 0 || t >= vocab;
     if (bad_token || item.start < 0) {
-      fail(absl::InvalidArgumentError(absl::StrFormat(
-          "sequence %d: history tokens must be in [0, %d) and start >= 0", item.sequence_id,
-          vocab)));
+      fail(absl::InvalidArgumentError(
+          absl::StrFormat("sequence %d: history tokens must be in [0, %d) and start >= 0",
+                          item.sequence_id, vocab)));
       continue;
     }
     if (absl::Status st = item.sampling.Validate(); !st.ok()) {
@@ -77,13 +85,17 @@ absl::Status DraftWorker::Propose(std::span<const ProposeItem> items,
     auto it = sequences_.find(item.sequence_id);
     if (it == sequences_.end()) {
       if (static_cast<int>(sequences_.size()) >= options_.max_sequences) {
-        fail(absl::ResourceExhaustedError(absl::StrFormat(
-            "the draft holds %d sequences, its limit", options_.max_sequences)));
+        fail(absl::ResourceExhaustedError(
+            absl::StrFormat("the draft holds %d sequences, its limit", options_.max_sequences)));
         continue;
       }
       Sequence seq;
-      seq.cache = MakeWindowKvCache(draft_.kv_shape(), options_.sinks, options_.window,
-                                    options_.window + options_.max_tree_nodes + 8);
+      absl::StatusOr<std::unique_ptr<KvCache>> cache = NewCache();
+      if (!cache.ok()) {
+        fail(cache.status());
+        continue;
+      }
+      seq.cache = std::move(*cache);
       seq.rng.Seed(item.sampling.seed ^ 0x5bd1e9955bd1e995ull);
       it = sequences_.emplace(item.sequence_id, std::move(seq)).first;
     }
@@ -98,12 +110,17 @@ absl::Status DraftWorker::Propose(std::span<const ProposeItem> items,
     if (have < item.start || have >= end) {
       // Our cache does not line up with the history sent: ask for it from our position
       // (or, when we are ahead of it, start over).
-      if (have >= end) seq.cache = MakeWindowKvCache(draft_.kv_shape(), options_.sinks,
-                                                     options_.window,
-                                                     options_.window + options_.max_tree_nodes + 8);
-      fail(absl::FailedPreconditionError(absl::StrFormat(
-          "sequence %d: need history from position %d (sent %d..%d)", item.sequence_id,
-          have >= end ? 0 : have, item.start, end)));
+      if (have >= end) {
+        absl::StatusOr<std::unique_ptr<KvCache>> cache = NewCache();
+        if (!cache.ok()) {
+          fail(cache.status());
+          continue;
+        }
+        seq.cache = std::move(*cache);
+      }
+      fail(absl::FailedPreconditionError(
+          absl::StrFormat("sequence %d: need history from position %d (sent %d..%d)",
+                          item.sequence_id, have >= end ? 0 : have, item.start, end)));
       continue;
     }
     DraftRequest r;
@@ -118,15 +135,20 @@ absl::Status DraftWorker::Propose(std::span<const ProposeItem> items,
   if (requests.empty()) return absl::OkStatus();
   std::vector<DraftResult> results;
   absl::Status st = drafter_.Draft(requests, &results);
-  for (const TreeDrafter::PassTime& p : drafter_.last_passes()) {
-    passes->push_back({p.tokens_per_sequence, p.seconds});
-  }
+  *passes = drafter_.last_passes();
   if (!st.ok()) {
     for (const DraftRequest& r : requests) r.cache->DropPending();
     return st;
   }
   for (size_t k = 0; k < members.size(); ++k) {
     ProposeOutput& out = (*outputs)[members[k]];
+    out.status = results[k].status;
+    if (!out.status.ok()) {
+      out.status = absl::Status(
+          out.status.code(),
+          absl::StrFormat("sequence %d: %s", items[members[k]].sequence_id, out.status.message()));
+      continue;
+    }
     out.tree = results[k].tree;
     out.q = results[k].q;
     sequences_[items[members[k]].sequence_id].last = std::move(results[k]);

@@ -7,8 +7,9 @@
 #include <memory>
 #include <mutex>
 
-#include "common/engine/llama_model.h"
+#include "common/engine/model.h"
 #include "common/speculation/backends.h"
+#include "common/speculation/speculation_config.h"
 #include "common/speculation/tree_drafter.h"
 
 namespace specserve {
@@ -16,15 +17,15 @@ namespace specserve {
 struct DraftWorkerOptions {
   int sinks = 16;
   int window = 256;
-  int max_tree_nodes = 256;  // trees larger than this are refused
-  int max_depth = 64;
+  int max_tree_nodes = kMaxTreeNodes;  // trees larger than this are refused
+  int max_depth = kMaxTreeDepth;
   int max_candidates = 32;
   int max_sequences = 4096;
 };
 
 class DraftWorker final : public DraftBackend {
  public:
-  DraftWorker(LlamaModel& draft, DraftWorkerOptions options);
+  DraftWorker(Model& draft, DraftWorkerOptions options);
 
   absl::Status Propose(std::span<const ProposeItem> items, std::vector<ProposeOutput>* outputs,
                        std::vector<PassTime>* passes) override;
@@ -41,7 +42,9 @@ class DraftWorker final : public DraftBackend {
     DraftResult last;  // the previous tree, whose accepted path the next call commits
   };
 
-  LlamaModel& draft_;
+  absl::StatusOr<std::unique_ptr<KvCache>> NewCache();
+
+  Model& draft_;
   DraftWorkerOptions options_;
   TreeDrafter drafter_;
   mutable std::mutex mu_;  // one Propose at a time; Release may come from another thread

@@ -3,54 +3,11 @@
 #include <algorithm>
 #include <cmath>
 
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_format.h"
-#include "absl/strings/match.h"
 
 namespace specserve {
-
-absl::StatusOr<SpecConfig> ParseSpecMode(const std::string& text, SpecConfig base) {
-  SpecConfig c = base;
-  auto number = [&](absl::string_view prefix, int* out) -> absl::Status {
-    int v = 0;
-    if (!absl::SimpleAtoi(absl::string_view(text).substr(prefix.size()), &v) || v < 1 ||
-        v > 256) {
-      return absl::InvalidArgumentError(absl::StrFormat(
-          "speculation mode '%s': the number after '%s' must be in [1, 256]", text, prefix));
-    }
-    *out = v;
-    return absl::OkStatus();
-  };
-  if (text == "off") {
-    c.mode = SpecMode::kOff;
-  } else if (text == "auto") {
-    c.mode = SpecMode::kAuto;
-  } else if (absl::StartsWith(text, "chain:")) {
-    c.mode = SpecMode::kChain;
-    if (absl::Status st = number("chain:", &c.chain_gamma); !st.ok()) return st;
-  } else if (absl::StartsWith(text, "tree:")) {
-    c.mode = SpecMode::kTree;
-    if (absl::Status st = number("tree:", &c.tree_nodes); !st.ok()) return st;
-  } else {
-    return absl::InvalidArgumentError(absl::StrFormat(
-        "speculation mode '%s' is not one of off, chain:G, tree:N, auto", text));
-  }
-  return c;
-}
-
-std::string SpecModeName(const SpecConfig& c) {
-  switch (c.mode) {
-    case SpecMode::kOff:
-      return "off";
-    case SpecMode::kChain:
-      return absl::StrFormat("chain:%d", c.chain_gamma);
-    case SpecMode::kTree:
-      return absl::StrFormat("tree:%d", c.tree_nodes);
-    case SpecMode::kAuto:
-      return "auto";
-  }
-  return "?";
-}
 
 AcceptanceStats::AcceptanceStats(int k) : hits_(std::max(1, k), 0), visits_(std::max(1, k), 0) {}
 
@@ -132,11 +89,19 @@ void Planner::RecordDraftPass(StepClass c, int m, double seconds) {
 void Planner::RecordVerifyPass(StepClass c, int m, double seconds) {
   verify_costs_[c].Record(m, seconds);
 }
+void Planner::RecordStepOverhead(StepClass c, double seconds) {
+  auto [it, inserted] = overhead_.emplace(c, std::max(0.0, seconds));
+  if (!inserted) it->second = 0.9 * it->second + 0.1 * std::max(0.0, seconds);
+}
+double Planner::StepOverhead(StepClass c) const {
+  auto it = overhead_.find(c);
+  return it == overhead_.end() ? 0.0 : it->second;
+}
 
 double Planner::PredictVerify(StepClass c, int batch, double context, int m) const {
   auto prior = [&](int mm) {
-    const double bytes = prior_.target_weight_bytes +
-                         batch * (context + mm) * prior_.target_kv_bytes_per_token;
+    const double bytes =
+        prior_.target_weight_bytes + batch * (context + mm) * prior_.target_kv_bytes_per_token;
     return bytes / prior_.bandwidth_bytes_per_second +
            batch * mm * prior_.target_flops_per_token / prior_.flops_per_second;
   };
@@ -146,8 +111,8 @@ double Planner::PredictVerify(StepClass c, int batch, double context, int m) con
 
 double Planner::DraftPassCost(StepClass c, int batch, int m) const {
   auto prior = [&](int mm) {
-    const double bytes = prior_.draft_weight_bytes +
-                         batch * (prior_.draft_window_tokens + mm) * prior_.draft_kv_bytes_per_token;
+    const double bytes = prior_.draft_weight_bytes + batch * (prior_.draft_window_tokens + mm) *
+                                                         prior_.draft_kv_bytes_per_token;
     return bytes / prior_.bandwidth_bytes_per_second +
            batch * mm * prior_.draft_flops_per_token / prior_.flops_per_second;
   };
@@ -222,11 +187,12 @@ Plan Planner::ChooseAuto(int batch, double mean_context) {
       if (draft_pass[m] < 0) draft_pass[m] = DraftPassCost(c, batch, m);
       return draft_pass[m];
     };
-    double best_rate = 1.0 / verify[1];
+    const double overhead = StepOverhead(c);
+    double best_rate = 1.0 / (overhead + verify[1]);
     choice.n = 1;
     choice.d = 0;
     for (const Candidate& cand : candidates_) {
-      double seconds = verify[cand.n] + pass(1);
+      double seconds = overhead + verify[cand.n] + pass(1);
       for (size_t l = 1; l < cand.fed_per_level.size(); ++l) {
         if (cand.fed_per_level[l] > 0) seconds += pass(cand.fed_per_level[l]);
       }
@@ -239,6 +205,7 @@ Plan Planner::ChooseAuto(int batch, double mean_context) {
     // Decisions hold for a few steps: choosing costs more than a tiny model's step.
     choice.valid_until_step = steps_ + 8;
   }
+  last_choice_speculates_ = choice.n > 1;
   if (choice.n <= 1) return PlainOrProbe(c, batch, mean_context);
   Plan plan;
   plan.shape = tables_->Shape(choice.n, choice.d);
@@ -257,10 +224,10 @@ Plan Planner::PlainOrProbe(StepClass c, int batch, double mean_context) {
   // probe only once the plain time since the last probe is at least
   // probe_budget_factor_ times that cost, so probing stays under 1/factor of
   // the time; each probe that still loses doubles the factor.
-  const double plain_step = PredictVerify(c, batch, mean_context, 1);
+  const double plain_step = StepOverhead(c) + PredictVerify(c, batch, mean_context, 1);
   plain_seconds_ += plain_step;
   const double probe_cost = DraftPassCost(c, batch, prior_.draft_window_tokens) +
-                            2 * DraftPassCost(c, batch, 1) +
+                            2 * DraftPassCost(c, batch, 1) + StepOverhead(c) +
                             PredictVerify(c, batch, mean_context, 3);
   Plan plan;
   if (plain_seconds_ < probe_budget_factor_ * probe_cost) return plan;

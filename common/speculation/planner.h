@@ -13,23 +13,10 @@
 
 #include "absl/status/statusor.h"
 #include "common/speculation/sequoia.h"
+#include "common/speculation/speculation_config.h"
 #include "common/speculation/verifier.h"
 
 namespace specserve {
-
-enum class SpecMode { kOff, kChain, kTree, kAuto };
-
-struct SpecConfig {
-  SpecMode mode = SpecMode::kAuto;
-  int chain_gamma = 4;   // chain:G
-  int tree_nodes = 16;   // tree:N (speculated nodes)
-  int max_nodes = 64;    // largest tree auto may choose (speculated nodes)
-  int max_depth = 10;
-  int candidates = 8;    // K: candidate positions tracked in the acceptance vector
-};
-// "off", "chain:G", "tree:N" or "auto"; errors name the text and the forms.
-absl::StatusOr<SpecConfig> ParseSpecMode(const std::string& text, SpecConfig base = {});
-std::string SpecModeName(const SpecConfig& config);
 
 // Positional acceptance p_k = P(the k-th candidate of a node is the one accepted),
 // estimated as hits at rank k / visited nodes that had at least k candidates.
@@ -56,9 +43,9 @@ struct CostPrior {
   double draft_weight_bytes = 0;
   double target_kv_bytes_per_token = 0;  // all layers, K and V
   double draft_kv_bytes_per_token = 0;
-  double target_flops_per_token = 0;     // ~2 x parameters
+  double target_flops_per_token = 0;  // ~2 x parameters
   double draft_flops_per_token = 0;
-  int draft_window_tokens = 0;           // sinks + window
+  int draft_window_tokens = 0;  // sinks + window
 };
 
 struct StepClass {
@@ -83,10 +70,11 @@ class CostTable {
     if (exact != ema_.end()) return exact->second;
     if (ema_.empty()) return prior(m);
     auto above = ema_.lower_bound(m);
-    auto nearest = above == ema_.end() ? std::prev(above)
-                   : above == ema_.begin()
-                       ? above
-                       : (above->first - m < m - std::prev(above)->first ? above : std::prev(above));
+    auto nearest =
+        above == ema_.end() ? std::prev(above)
+        : above == ema_.begin()
+            ? above
+            : (above->first - m < m - std::prev(above)->first ? above : std::prev(above));
     return prior(m) * nearest->second / prior(nearest->first);
   }
   bool empty() const { return ema_.empty(); }
@@ -96,12 +84,12 @@ class CostTable {
 };
 
 struct Plan {
-  TreeShape shape;             // empty: plain decoding
-  int nodes = 0;               // speculated nodes
+  TreeShape shape;  // empty: plain decoding
+  int nodes = 0;    // speculated nodes
   int depth = 0;
   double expected_tokens = 1;  // per sequence per step
   double predicted_seconds = 0;
-  bool exploring = false;      // a small probe while plain decoding wins
+  bool exploring = false;  // a small probe while plain decoding wins
 };
 
 class Planner {
@@ -115,6 +103,13 @@ class Planner {
   // Level widths of a draft: level 0 (catch-up) then fed nodes per level.
   void RecordDraftPass(StepClass c, int tokens_per_sequence, double seconds);
   void RecordVerifyPass(StepClass c, int tokens_per_sequence, double seconds);
+  // Time a decode step spends outside the draft and verify passes (the serving
+  // path: scheduling, RPCs, streaming); paid once per step whatever the tree, so
+  // it favours speculation, which needs fewer steps per token.
+  void RecordStepOverhead(StepClass c, double seconds);
+  double StepOverhead(StepClass c) const;
+  // Whether the latest decision (any class) was to speculate; true before any.
+  bool last_choice_speculates() const { return last_choice_speculates_; }
 
   const AcceptanceStats& acceptance() const { return acceptance_; }
   double PredictVerify(StepClass c, int batch, double context, int m) const;
@@ -144,6 +139,8 @@ class Planner {
   CostPrior prior_;
   AcceptanceStats acceptance_;
   std::map<StepClass, CostTable> draft_costs_, verify_costs_;
+  std::map<StepClass, double> overhead_;  // EMA of StepOverhead per class
+  bool last_choice_speculates_ = true;
   std::unique_ptr<SequoiaTables> tables_;
   std::vector<Candidate> candidates_;
   std::map<StepClass, CachedChoice> choices_;

@@ -53,8 +53,8 @@ class SequoiaTables {
 
   std::vector<double> p_;
   int k_, max_nodes_, max_depth_;
-  std::vector<double> g_;  // [n][d]
-  std::vector<double> h_;  // [d][m][j], j in 1..k+1
+  std::vector<double> g_;     // [n][d]
+  std::vector<double> h_;     // [d][m][j], j in 1..k+1
   std::vector<int32_t> arg_;  // [d][m][j]: size of the subtree under candidate j
 };
 

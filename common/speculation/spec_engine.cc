@@ -4,6 +4,7 @@
 #include <chrono>
 
 #include "absl/strings/str_format.h"
+#include "common/engine/pass_cost.h"
 #include "common/util/status_macros.h"
 
 namespace specserve {
@@ -14,34 +15,21 @@ double SecondsSince(Clock::time_point start) {
   return std::chrono::duration<double>(Clock::now() - start).count();
 }
 
-// Bytes and multiply-adds of the matrices a pass reads (norms are negligible).
-void MatrixTotals(const LoadedModel& m, double* bytes, double* params) {
-  *bytes = static_cast<double>(m.weights.output.bytes());
-  *params = static_cast<double>(m.weights.output.elements());
-  for (const LayerWeights& l : m.weights.layers) {
-    for (const WeightTensor* w : {&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_down, &l.w_up}) {
-      *bytes += static_cast<double>(w->bytes());
-      *params += static_cast<double>(w->elements());
-    }
-  }
-}
-
 }  // namespace
 
 ModelFacts FactsOf(const LoadedModel& target, const LoadedModel& draft, int sinks, int window) {
   ModelFacts f;
   f.vocab_size = target.config.vocab_size;
-  f.eos_id = target.vocab.eos_id;
+  f.stop_ids = StopTokenIds(target);
   f.context_length = target.config.context_length;
-  double params = 0;
-  MatrixTotals(target, &f.prior.target_weight_bytes, &params);
-  f.prior.target_flops_per_token = 2 * params;
-  MatrixTotals(draft, &f.prior.draft_weight_bytes, &params);
-  f.prior.draft_flops_per_token = 2 * params;
-  f.prior.target_kv_bytes_per_token =
-      2.0 * sizeof(float) * target.config.n_layers * target.config.kv_dim();
-  f.prior.draft_kv_bytes_per_token =
-      2.0 * sizeof(float) * draft.config.n_layers * draft.config.kv_dim();
+  // One token with no context: weight traffic and projection arithmetic only.
+  const PassShape one_token{1, 0, 1, 1};
+  f.prior.target_weight_bytes = WeightBytes(target);
+  f.prior.draft_weight_bytes = WeightBytes(draft);
+  f.prior.target_flops_per_token = EstimatePass(target, one_token).flops;
+  f.prior.draft_flops_per_token = EstimatePass(draft, one_token).flops;
+  f.prior.target_kv_bytes_per_token = KvBytesPerToken(target.config);
+  f.prior.draft_kv_bytes_per_token = KvBytesPerToken(draft.config);
   f.prior.draft_window_tokens = sinks + window;
   return f;
 }
@@ -65,10 +53,9 @@ absl::Status CheckSameVocabulary(const LoadedModel& target, const LoadedModel& d
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::unique_ptr<SpecEngine>> SpecEngine::Create(LlamaModel& target,
-                                                               LlamaModel& draft,
+absl::StatusOr<std::unique_ptr<SpecEngine>> SpecEngine::Create(Model& target, Model& draft,
                                                                SpecEngineOptions options) {
-  if (&draft != &target) RETURN_IF_ERROR(CheckSameVocabulary(target.model(), draft.model()));
+  if (&draft != &target) RETURN_IF_ERROR(CheckSameVocabulary(target.loaded(), draft.loaded()));
   DraftWorkerOptions d;
   d.sinks = options.sinks;
   d.window = options.window;
@@ -80,10 +67,10 @@ absl::StatusOr<std::unique_ptr<SpecEngine>> SpecEngine::Create(LlamaModel& targe
   t.acceptance_scale = options.verifier_acceptance_scale;
   auto draft_worker = std::make_unique<DraftWorker>(draft, d);
   auto target_worker = std::make_unique<TargetWorker>(target, t);
-  ASSIGN_OR_RETURN(std::unique_ptr<SpecEngine> engine,
-                   Create(draft_worker.get(), *target_worker,
-                          FactsOf(target.model(), draft.model(), options.sinks, options.window),
-                          options));
+  ASSIGN_OR_RETURN(
+      std::unique_ptr<SpecEngine> engine,
+      Create(draft_worker.get(), *target_worker,
+             FactsOf(target.loaded(), draft.loaded(), options.sinks, options.window), options));
   engine->owned_draft_ = std::move(draft_worker);
   engine->owned_target_ = std::move(target_worker);
   return engine;
@@ -98,10 +85,11 @@ absl::StatusOr<std::unique_ptr<SpecEngine>> SpecEngine::Create(DraftBackend* dra
         "draft window: sinks %d must be >= 0 and window %d >= 1", options.sinks, options.window));
   }
   const SpecConfig& s = options.spec;
-  if (s.max_nodes < 1 || s.max_nodes > 256 || s.max_depth < 1 || s.max_depth > 64) {
-    return absl::InvalidArgumentError(absl::StrFormat(
-        "tree limits: max nodes %d must be in [1, 256], max depth %d in [1, 64]", s.max_nodes,
-        s.max_depth));
+  if (s.max_nodes < 1 || s.max_nodes > kMaxTreeNodes || s.max_depth < 1 ||
+      s.max_depth > kMaxTreeDepth) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("tree limits: max nodes %d must be in [1, %d], max depth %d in [1, %d]",
+                        s.max_nodes, kMaxTreeNodes, s.max_depth, kMaxTreeDepth));
   }
   if (facts.vocab_size <= 0) return absl::InvalidArgumentError("the model has no vocabulary");
   return std::unique_ptr<SpecEngine>(new SpecEngine(draft, target, facts, options));
@@ -163,7 +151,7 @@ void SpecEngine::ForgetTargetState() {
 void SpecEngine::Append(Sequence& seq, std::span<const int32_t> tokens) {
   for (int32_t token : tokens) {
     // Tokens past the stop are dropped, as plain decoding would never produce them.
-    if (AppendGeneratedToken(seq.request, token, facts_.eos_id, max_context_, &seq.state)) return;
+    if (AppendGeneratedToken(seq.request, token, facts_.stop_ids, max_context_, &seq.state)) return;
   }
 }
 
@@ -176,53 +164,145 @@ absl::Status SpecEngine::Step() {
     const int64_t uncached = static_cast<int64_t>(seq->state.tokens.size()) - seq->target_from;
     (uncached > 1 ? prefilling : decoding).emplace_back(id, seq.get());
   }
-  if (prefilling.empty() && decoding.empty()) return absl::OkStatus();
+  // Prefill and decode run as separate steps, so every decode step's time is
+  // decode alone (what the planner and the reports measure). While both have
+  // work they alternate: prefill chunks cannot starve running decodes.
+  const bool prefill = !prefilling.empty() && (decoding.empty() || !last_step_prefilled_);
+  last_step_prefilled_ = prefill;
+  if (prefill) {
+    last_decode_end_.reset();
+    return PrefillStep(prefilling);
+  }
+  if (decoding.empty()) return absl::OkStatus();
+  const auto start = Clock::now();
+  RETURN_IF_ERROR(DecodeStep(decoding));
+  RecordOverhead(start);
+  return absl::OkStatus();
+}
 
-  // The plan; sequences too close to their context limit for the tree decode plainly.
-  double mean_context = 0;
-  for (auto& [id, seq] : decoding) mean_context += static_cast<double>(seq->state.tokens.size());
-  if (!decoding.empty()) mean_context /= decoding.size();
-  last_.mean_context = mean_context;
-  const StepClass step_class = ClassOf(static_cast<int>(decoding.size()), mean_context);
-  Plan plan;
-  if (!decoding.empty()) plan = planner_->Choose(static_cast<int>(decoding.size()), mean_context);
+void SpecEngine::RecordOverhead(Clock::time_point step_start) {
+  // Time outside the draft and verify passes: this step's own bookkeeping plus,
+  // between two decode steps, whatever the caller did (streaming, scheduling).
+  const auto end = Clock::now();
+  const double passes = last_.draft_seconds + last_.verify_seconds;
+  double outside = std::chrono::duration<double>(end - step_start).count() - passes;
+  if (last_decode_end_) {
+    outside += std::chrono::duration<double>(step_start - *last_decode_end_).count();
+  }
+  last_decode_end_ = end;
+  // A long gap is the caller idling or pausing, not the serving path's cost.
+  if (outside <= 10 * passes) {
+    planner_->RecordStepOverhead(ClassOf(last_.batch, last_.mean_context), outside);
+  }
+}
 
-  // 1. Propose: one call for every sequence that speculates this step.
+absl::Status SpecEngine::PrefillStep(std::span<const std::pair<int, Sequence*>> prefilling) {
+  // The target: chunks of the prompts (all but each history's last token, which
+  // the first decode step feeds as the root of its tree), within the step budget.
+  std::vector<VerifyItem> items;
+  std::vector<std::pair<int, Sequence*>> prefilled;
+  int budget = options_.max_tokens_per_step;
+  for (auto [id, seq] : prefilling) {
+    const int64_t want = static_cast<int64_t>(seq->state.tokens.size()) - 1 - seq->target_from;
+    const int n = static_cast<int>(std::min<int64_t>(want, budget));
+    if (n <= 0) break;
+    budget -= n;
+    VerifyItem& item = items.emplace_back();
+    item.sequence_id = id;
+    item.kind = VerifyKind::kPrefill;
+    item.start = seq->target_from;
+    item.tokens = std::span<const int32_t>(seq->state.tokens).subspan(seq->target_from, n);
+    item.sampling = seq->request.sampling;
+    prefilled.emplace_back(id, seq);
+    last_.prefill_tokens += n;
+  }
+  std::vector<VerifyOutput> verified;
+  const auto start = Clock::now();
+  RETURN_IF_ERROR(target_.Verify(items, &verified));
+  for (size_t k = 0; k < prefilled.size(); ++k) {
+    const VerifyOutput& out = verified[k];
+    Sequence* seq = prefilled[k].second;
+    if (out.status.ok()) {
+      seq->target_from = out.cached_tokens;
+    } else if (absl::IsFailedPrecondition(out.status)) {
+      seq->target_from = 0;
+    }
+  }
+  // The draft: sequences whose prompt is now in the target catch up too (their
+  // sinks and last window), so the draft's prefill is counted as prefill.
+  CatchUpDraft(prefilled);
+  last_.verify_seconds = SecondsSince(start);
+  prefill_seconds_ += last_.verify_seconds;
+  prefill_total_ += last_.prefill_tokens;
+  return absl::OkStatus();
+}
+
+void SpecEngine::CatchUpDraft(std::span<const std::pair<int, Sequence*>> sequences) {
+  if (draft_ == nullptr || planner_->config().mode == SpecMode::kOff) return;
+  // Auto mode decoding plainly would not use the draft soon: let it catch up
+  // when a probe or a tree needs it.
+  if (!planner_->last_choice_speculates()) return;
+  static const TreeShape kNoTree;
+  std::vector<ProposeItem> proposals;
+  std::vector<Sequence*> members;
+  for (auto [id, seq] : sequences) {
+    // All but the last token, which the first decode step feeds as its tree's root.
+    const int64_t end = static_cast<int64_t>(seq->state.tokens.size()) - 1;
+    if (seq->target_from != end || seq->draft_from >= end) continue;
+    ProposeItem& item = proposals.emplace_back();
+    item.sequence_id = id;
+    item.start = seq->draft_from;
+    item.tokens =
+        std::span<const int32_t>(seq->state.tokens).subspan(seq->draft_from, end - seq->draft_from);
+    item.shape = &kNoTree;
+    item.sampling = seq->request.sampling;
+    members.push_back(seq);
+  }
+  if (proposals.empty()) return;
+  std::vector<ProposeOutput> outputs;
+  std::vector<PassTime> passes;
+  if (!draft_->Propose(proposals, &outputs, &passes).ok()) return;  // it catches up later
+  for (size_t k = 0; k < members.size(); ++k) {
+    if (outputs[k].status.ok()) {
+      members[k]->draft_from = static_cast<int64_t>(members[k]->state.tokens.size()) - 1;
+    }
+    members[k]->previous_accepted.clear();
+  }
+}
+
+std::vector<const ProposeOutput*> SpecEngine::ProposeTrees(
+    std::span<const std::pair<int, Sequence*>> decoding, const Plan& plan, StepClass step_class,
+    std::vector<ProposeOutput>* drafts) {
+  std::vector<const ProposeOutput*> draft_of(decoding.size(), nullptr);
   std::vector<ProposeItem> proposals;
   std::vector<size_t> proposed;  // index into decoding
   for (size_t i = 0; i < decoding.size() && plan.nodes > 0 && draft_ != nullptr; ++i) {
     auto [id, seq] = decoding[i];
+    // Sequences too close to their context limit for the tree decode plainly.
     if (static_cast<int>(seq->state.tokens.size()) + plan.nodes + 1 > max_context_) continue;
-    ProposeItem item;
+    ProposeItem& item = proposals.emplace_back();
     item.sequence_id = id;
     item.start = seq->draft_from;
     item.tokens = std::span<const int32_t>(seq->state.tokens).subspan(seq->draft_from);
     item.previous_accepted = seq->previous_accepted;
     item.shape = &plan.shape;
     item.sampling = seq->request.sampling;
-    proposals.push_back(item);
     proposed.push_back(i);
   }
-  std::vector<ProposeOutput> drafts;
-  std::vector<const ProposeOutput*> draft_of(decoding.size(), nullptr);
   if (!proposals.empty()) {
     const auto start = Clock::now();
     std::vector<PassTime> passes;
-    absl::Status st = draft_->Propose(proposals, &drafts, &passes);
+    const absl::Status st = draft_->Propose(proposals, drafts, &passes);
     last_.draft_seconds = SecondsSince(start);
     if (!st.ok()) {
       last_.draft_failed = true;  // decode plainly this step; the draft catches up later
-      for (size_t k = 0; k < proposed.size(); ++k) {
-        decoding[proposed[k]].second->previous_accepted.clear();
-      }
     } else {
       for (const PassTime& pass : passes) {
         planner_->RecordDraftPass(step_class, pass.tokens_per_sequence, pass.seconds);
       }
       for (size_t k = 0; k < proposed.size(); ++k) {
         Sequence* seq = decoding[proposed[k]].second;
-        const ProposeOutput& out = drafts[k];
-        seq->previous_accepted.clear();
+        const ProposeOutput& out = (*drafts)[k];
         if (out.status.ok()) {
           draft_of[proposed[k]] = &out;
           seq->draft_from = static_cast<int64_t>(seq->state.tokens.size());
@@ -234,15 +314,79 @@ absl::Status SpecEngine::Step() {
     }
   }
   // Sequences not drafted this step: their draft pending rows get dropped next time.
-  for (size_t i = 0; i < decoding.size(); ++i) {
-    if (draft_of[i] == nullptr) decoding[i].second->previous_accepted.clear();
-  }
+  for (size_t i = 0; i < decoding.size(); ++i) decoding[i].second->previous_accepted.clear();
+  return draft_of;
+}
 
-  // 2. Verify: one target call with every decoding sequence and prefill chunks.
+void SpecEngine::ApplyVerified(int id, Sequence& seq, const ProposeOutput* draft,
+                               const VerifyOutput& out) {
+  if (!out.status.ok()) {
+    if (absl::IsFailedPrecondition(out.status)) {
+      seq.target_from = 0;  // the target restarted: re-prefill from the history
+      return;
+    }
+    // This sequence alone fails; the rest of the batch goes on.
+    seq.state.finish = FinishReason::kError;
+    seq.state.error = std::string(out.status.message());
+    last_.finished.push_back(id);
+    target_.Release(id);
+    if (draft_ != nullptr) draft_->Release(id);
+    return;
+  }
+  seq.target_from = out.cached_tokens;
+  const VerifyResult& result = out.result;
+  if (draft != nullptr) {
+    last_.speculated = true;
+    seq.previous_accepted = result.accepted;
+    planner_->RecordAcceptance(result);
+    for (size_t v = 0; v < result.visited_children.size(); ++v) {
+      const int visits = std::min<int>(result.visited_children[v], last_.visits_by_rank.size());
+      for (int r = 0; r < visits; ++r) ++last_.visits_by_rank[r];
+      const int rank = result.accepted_rank[v];
+      if (rank >= 0 && rank < static_cast<int>(last_.hits_by_rank.size())) {
+        ++last_.hits_by_rank[rank];
+      }
+    }
+  }
+  std::vector<int32_t> appended;
+  for (int32_t node : result.accepted) appended.push_back(draft->tree.tokens[node]);
+  appended.push_back(result.extra_token);
+  const size_t before = seq.state.tokens.size();
+  Append(seq, appended);
+  const int64_t gained = static_cast<int64_t>(seq.state.tokens.size() - before);
+  if (seq.request.logprobs >= 0) {
+    for (int64_t k = 0; k < gained && k < static_cast<int64_t>(out.logprobs.size()); ++k) {
+      seq.state.logprobs.push_back(out.logprobs[k]);
+    }
+  }
+  last_.accepted_tokens += static_cast<int64_t>(result.accepted.size());
+  accepted_total_ += static_cast<int64_t>(result.accepted.size());
+  last_.generated_tokens += gained;
+  decoded_tokens_ += gained;
+  ++sequence_steps_;
+  if (seq.state.finished()) last_.finished.push_back(id);
+}
+
+absl::Status SpecEngine::DecodeStep(std::span<const std::pair<int, Sequence*>> decoding) {
+  // 1. The plan for this step's class (batch size x mean context).
+  double mean_context = 0;
+  for (auto& [id, seq] : decoding) mean_context += static_cast<double>(seq->state.tokens.size());
+  mean_context /= decoding.size();
+  last_.mean_context = mean_context;
+  const StepClass step_class = ClassOf(static_cast<int>(decoding.size()), mean_context);
+  const Plan plan = planner_->Choose(static_cast<int>(decoding.size()), mean_context);
+
+  // 2. Propose: one draft call for every sequence that speculates this step.
+  std::vector<ProposeOutput> drafts;
+  const std::vector<const ProposeOutput*> draft_of =
+      ProposeTrees(decoding, plan, step_class, &drafts);
+
+  // 3. Verify: one target call for every decoding sequence (empty trees: plain).
   std::vector<VerifyItem> items;
+  int tokens = 0;
   for (size_t i = 0; i < decoding.size(); ++i) {
     auto [id, seq] = decoding[i];
-    VerifyItem item;
+    VerifyItem& item = items.emplace_back();
     item.sequence_id = id;
     item.kind = VerifyKind::kVerify;
     item.start = seq->target_from;
@@ -251,108 +395,27 @@ absl::Status SpecEngine::Step() {
     item.q = draft_of[i] ? &draft_of[i]->q : nullptr;
     item.sampling = seq->request.sampling;
     item.top_logprobs = seq->request.logprobs;
-    items.push_back(item);
-  }
-  int budget = options_.max_tokens_per_step;
-  std::vector<Sequence*> prefilled;
-  for (auto [id, seq] : prefilling) {
-    const int64_t want = static_cast<int64_t>(seq->state.tokens.size()) - 1 - seq->target_from;
-    const int n = static_cast<int>(std::min<int64_t>(want, budget));
-    if (n <= 0) break;
-    budget -= n;
-    VerifyItem item;
-    item.sequence_id = id;
-    item.kind = VerifyKind::kPrefill;
-    item.start = seq->target_from;
-    item.tokens = std::span<const int32_t>(seq->state.tokens).subspan(seq->target_from, n);
-    item.sampling = seq->request.sampling;
-    items.push_back(item);
-    prefilled.push_back(seq);
-    last_.prefill_tokens += n;
+    tokens += 1 + (draft_of[i] ? draft_of[i]->tree.size() : 0);
   }
   std::vector<VerifyOutput> verified;
   const auto verify_start = Clock::now();
   RETURN_IF_ERROR(target_.Verify(items, &verified));
   last_.verify_seconds = SecondsSince(verify_start);
-  if (prefilled.empty() && !decoding.empty()) {
-    int tokens = 0;
-    for (size_t i = 0; i < decoding.size(); ++i) {
-      tokens += 1 + (draft_of[i] ? draft_of[i]->tree.size() : 0);
-    }
-    planner_->RecordVerifyPass(step_class, (tokens + static_cast<int>(decoding.size()) - 1) /
-                                               static_cast<int>(decoding.size()),
-                               last_.verify_seconds);
-  }
-  for (size_t k = 0; k < prefilled.size(); ++k) {
-    const VerifyOutput& out = verified[decoding.size() + k];
-    prefilled[k]->target_from = out.status.ok() ? out.cached_tokens
-                                : absl::IsFailedPrecondition(out.status) ? 0
-                                                                         : prefilled[k]->target_from;
-  }
+  const int n = static_cast<int>(decoding.size());
+  planner_->RecordVerifyPass(step_class, (tokens + n - 1) / n, last_.verify_seconds);
 
-  // 3. Extend the histories with what each verification accepted.
-  last_.batch = static_cast<int>(decoding.size());
+  // 4. Extend the histories with what each verification accepted.
+  last_.batch = n;
   last_.tree_nodes = plan.nodes;
   last_.tree_depth = plan.depth;
   last_.exploring = plan.exploring;
+  last_.predicted_tokens = plan.expected_tokens;
   last_.hits_by_rank.assign(planner_->acceptance().k(), 0);
   last_.visits_by_rank.assign(planner_->acceptance().k(), 0);
   for (size_t i = 0; i < decoding.size(); ++i) {
-    auto [id, seq] = decoding[i];
-    const VerifyOutput& out = verified[i];
-    if (!out.status.ok()) {
-      if (absl::IsFailedPrecondition(out.status)) {
-        seq->target_from = 0;  // the target restarted: re-prefill from the history
-        seq->previous_accepted.clear();
-        continue;
-      }
-      // This sequence alone fails; the rest of the batch goes on.
-      seq->state.finish = FinishReason::kError;
-      seq->state.error = std::string(out.status.message());
-      last_.finished.push_back(id);
-      target_.Release(id);
-      if (draft_ != nullptr) draft_->Release(id);
-      continue;
-    }
-    seq->target_from = out.cached_tokens;
-    const VerifyResult& result = out.result;
-    if (draft_of[i]) {
-      last_.speculated = true;
-      seq->previous_accepted = result.accepted;
-      planner_->RecordAcceptance(result);
-      for (size_t v = 0; v < result.visited_children.size(); ++v) {
-        const int visits = std::min<int>(result.visited_children[v], last_.visits_by_rank.size());
-        for (int r = 0; r < visits; ++r) ++last_.visits_by_rank[r];
-        const int rank = result.accepted_rank[v];
-        if (rank >= 0 && rank < static_cast<int>(last_.hits_by_rank.size())) {
-          ++last_.hits_by_rank[rank];
-        }
-      }
-    }
-    std::vector<int32_t> appended;
-    for (int32_t node : result.accepted) appended.push_back(draft_of[i]->tree.tokens[node]);
-    appended.push_back(result.extra_token);
-    const size_t before = seq->state.tokens.size();
-    Append(*seq, appended);
-    const int64_t gained = static_cast<int64_t>(seq->state.tokens.size() - before);
-    if (seq->request.logprobs >= 0) {
-      for (int64_t k = 0; k < gained && k < static_cast<int64_t>(out.logprobs.size()); ++k) {
-        seq->state.logprobs.push_back(out.logprobs[k]);
-      }
-    }
-    last_.accepted_tokens += static_cast<int64_t>(result.accepted.size());
-    accepted_total_ += static_cast<int64_t>(result.accepted.size());
-    last_.generated_tokens += gained;
-    decoded_tokens_ += gained;
-    ++sequence_steps_;
-    if (seq->state.finished()) last_.finished.push_back(id);
+    ApplyVerified(decoding[i].first, *decoding[i].second, draft_of[i], verified[i]);
   }
-  if (!decoding.empty()) {
-    decode_seconds_ += last_.draft_seconds + last_.verify_seconds;
-  } else {
-    prefill_seconds_ += last_.verify_seconds;
-  }
-  prefill_total_ += last_.prefill_tokens;
+  decode_seconds_ += last_.draft_seconds + last_.verify_seconds;
   return absl::OkStatus();
 }
 

@@ -6,14 +6,16 @@
 // in-process here, gRPC clients in the split deployment.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <memory>
 #include <vector>
 
 #include "absl/status/statusor.h"
 #include "common/engine/batch_generator.h"
-#include "common/engine/llama_model.h"
+#include "common/engine/model.h"
 #include "common/speculation/backends.h"
 #include "common/speculation/draft_worker.h"
 #include "common/speculation/planner.h"
@@ -23,11 +25,11 @@ namespace specserve {
 
 struct SpecEngineOptions {
   SpecConfig spec;
-  int sinks = 16;     // draft window cache: attention-sink tokens kept forever
-  int window = 256;   // draft window cache: most recent tokens kept
-  int max_context = 0;           // tokens per sequence; 0: the target's context length
-  int max_tokens_per_step = 512; // bound on prefill tokens per step
-  int max_candidates = 32;       // size of the draft distribution kept for sampling
+  int sinks = 16;                 // draft window cache: attention-sink tokens kept forever
+  int window = 256;               // draft window cache: most recent tokens kept
+  int max_context = 0;            // tokens per sequence; 0: the target's context length
+  int max_tokens_per_step = 512;  // bound on prefill tokens per step
+  int max_candidates = 32;        // size of the draft distribution kept for sampling
   // Memory read bandwidth and arithmetic rate of this machine for the planner's
   // prior (before any step is measured); 0: typical CPU figures.
   double bandwidth_bytes_per_second = 0;
@@ -37,9 +39,10 @@ struct SpecEngineOptions {
 };
 
 struct StepStats {
-  int batch = 0;              // sequences decoded this step (prefill-only ones excluded)
+  int batch = 0;  // sequences decoded this step (prefill-only ones excluded)
   int prefill_tokens = 0;
-  int tree_nodes = 0;         // speculated nodes per sequence as planned
+  int tree_nodes = 0;           // speculated nodes per sequence as planned
+  double predicted_tokens = 0;  // tokens per sequence the plan expects (accepted + extra)
   int tree_depth = 0;
   bool speculated = false;
   bool exploring = false;
@@ -47,16 +50,16 @@ struct StepStats {
   int64_t accepted_tokens = 0;   // tree tokens accepted, all sequences
   int64_t generated_tokens = 0;  // tokens appended, all sequences (accepted + extra)
   double draft_seconds = 0;
-  double verify_seconds = 0;
+  double verify_seconds = 0;  // the target's pass (a prefill step: target + draft catch-up)
   double mean_context = 0;
   std::vector<int64_t> hits_by_rank, visits_by_rank;  // this step's acceptance by position
-  std::vector<int> finished;  // ids of sequences that finished this step
+  std::vector<int> finished;                          // ids of sequences that finished this step
 };
 
 // What the engine needs to know of the models behind the backends.
 struct ModelFacts {
   int vocab_size = 0;
-  int eos_id = -1;
+  std::vector<int32_t> stop_ids;  // tokens that end a generation (EOS, end of turn)
   int context_length = 0;
   CostPrior prior;  // weights, KV bytes per token, flops (bandwidth/flops filled from options)
 };
@@ -66,13 +69,11 @@ class SpecEngine {
  public:
   // In-process: `draft` may be the same object as `target` (self-speculation,
   // the default MagicDec setting). Fails if the two vocabularies differ.
-  static absl::StatusOr<std::unique_ptr<SpecEngine>> Create(LlamaModel& target,
-                                                            LlamaModel& draft,
+  static absl::StatusOr<std::unique_ptr<SpecEngine>> Create(Model& target, Model& draft,
                                                             SpecEngineOptions options);
   // Over any backends (gRPC clients in the router). `draft` may be null: no speculation.
   static absl::StatusOr<std::unique_ptr<SpecEngine>> Create(DraftBackend* draft,
-                                                            TargetBackend& target,
-                                                            ModelFacts facts,
+                                                            TargetBackend& target, ModelFacts facts,
                                                             SpecEngineOptions options);
 
   absl::StatusOr<int> Add(const GenerationRequest& request);
@@ -108,14 +109,26 @@ class SpecEngine {
   struct Sequence {
     GenerationRequest request;
     SequenceState state;
-    int64_t target_from = 0;  // the target holds history[0, target_from)
-    int64_t draft_from = 0;   // the draft holds at least history[0, draft_from)
+    int64_t target_from = 0;                 // the target holds history[0, target_from)
+    int64_t draft_from = 0;                  // the draft holds at least history[0, draft_from)
     std::vector<int32_t> previous_accepted;  // last step's accepted nodes, for the draft
   };
 
   SpecEngine(DraftBackend* draft, TargetBackend& target, ModelFacts facts,
              SpecEngineOptions options);
   void Append(Sequence& seq, std::span<const int32_t> tokens);
+
+  // The phases of Step: a prefill step (target chunks, then the draft's catch-up
+  // for prompts completed) or a decode step (plan, propose, verify, apply).
+  absl::Status PrefillStep(std::span<const std::pair<int, Sequence*>> prefilling);
+  void CatchUpDraft(std::span<const std::pair<int, Sequence*>> sequences);
+  absl::Status DecodeStep(std::span<const std::pair<int, Sequence*>> decoding);
+  // The drafted tree of each decoding sequence (null: plain this step).
+  std::vector<const ProposeOutput*> ProposeTrees(
+      std::span<const std::pair<int, Sequence*>> decoding, const Plan& plan, StepClass step_class,
+      std::vector<ProposeOutput>* drafts);
+  void ApplyVerified(int id, Sequence& seq, const ProposeOutput* draft, const VerifyOutput& out);
+  void RecordOverhead(std::chrono::steady_clock::time_point step_start);
 
   std::unique_ptr<DraftWorker> owned_draft_;
   std::unique_ptr<TargetWorker> owned_target_;
@@ -127,6 +140,8 @@ class SpecEngine {
   std::unique_ptr<Planner> planner_;
   std::map<int, std::unique_ptr<Sequence>> sequences_;
   int next_id_ = 0;
+  bool last_step_prefilled_ = false;
+  std::optional<std::chrono::steady_clock::time_point> last_decode_end_;
   StepStats last_;
   int64_t decoded_tokens_ = 0, sequence_steps_ = 0, accepted_total_ = 0, prefill_total_ = 0;
   double decode_seconds_ = 0, prefill_seconds_ = 0;

@@ -1,10 +1,11 @@
 #include "common/speculation/target_worker.h"
 
 #include "absl/strings/str_format.h"
+#include "common/util/status_macros.h"
 
 namespace specserve {
 
-TargetWorker::TargetWorker(LlamaModel& target, TargetWorkerOptions options)
+TargetWorker::TargetWorker(Model& target, TargetWorkerOptions options)
     : target_(target), options_(options) {
   max_context_ = options.max_context > 0 ? options.max_context : target.config().context_length;
   if (max_context_ <= 0) max_context_ = 2048;
@@ -27,166 +28,201 @@ void TargetWorker::Release(int64_t sequence_id) {
   sequences_.erase(sequence_id);
 }
 
+namespace {
+
+const TokenTree& TreeOf(const VerifyItem& item) {
+  static const TokenTree kEmpty;
+  return item.tree ? *item.tree : kEmpty;
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<KvCache>> TargetWorker::NewCache() {
+  // Room for the context plus a whole tree pending on top of it.
+  return target_.MakeFullCache(max_context_ + options_.max_tree_nodes + 2);
+}
+
+absl::Status TargetWorker::ValidateItem(const VerifyItem& item) const {
+  const int vocab = target_.config().vocab_size;
+  const TokenTree& tree = TreeOf(item);
+  if (item.kind == VerifyKind::kVerify) {
+    const TreeLimits limits{options_.max_tree_nodes, options_.max_depth, vocab};
+    if (absl::Status st = ValidateTree(tree, limits); !st.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrFormat("sequence %d: %s", item.sequence_id, st.message()));
+    }
+    if (!item.sampling.greedy() && tree.size() > 0 &&
+        (item.q == nullptr || item.q->size() != static_cast<size_t>(tree.size()) + 1)) {
+      return absl::InvalidArgumentError(absl::StrFormat(
+          "sequence %d: sampled verification needs the draft distribution of every node",
+          item.sequence_id));
+    }
+  }
+  RETURN_IF_ERROR(item.sampling.Validate());
+  for (int32_t t : item.tokens) {
+    if (t < 0 || t >= vocab) {
+      return absl::InvalidArgumentError(
+          absl::StrFormat("sequence %d: history token %d is outside the vocabulary [0, %d)",
+                          item.sequence_id, t, vocab));
+    }
+  }
+  if (item.start < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("sequence %d: start %d must be >= 0", item.sequence_id, item.start));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<TargetWorker::Sequence*> TargetWorker::SequenceFor(const VerifyItem& item,
+                                                                  VerifyOutput* out) {
+  auto it = sequences_.find(item.sequence_id);
+  if (it == sequences_.end()) {
+    if (static_cast<int>(sequences_.size()) >= options_.max_sequences) {
+      return absl::ResourceExhaustedError(
+          absl::StrFormat("the target holds %d sequences, its limit", options_.max_sequences));
+    }
+    Sequence seq;
+    ASSIGN_OR_RETURN(seq.cache, NewCache());
+    seq.rng.Seed(item.sampling.seed);
+    it = sequences_.emplace(item.sequence_id, std::move(seq)).first;
+  }
+  Sequence& seq = it->second;
+  const int64_t have = seq.cache->committed_tokens();
+  const int64_t end = item.start + static_cast<int64_t>(item.tokens.size());
+  // The history must reach past what we hold (a verify needs at least its root).
+  if (have > end || (item.kind == VerifyKind::kVerify && have >= end)) {
+    // We hold tokens the router never saw (a verification whose answer was lost):
+    // start over from the router's history.
+    ASSIGN_OR_RETURN(seq.cache, NewCache());
+    return absl::FailedPreconditionError(absl::StrFormat(
+        "sequence %d: the cache ran ahead of the history (%d > %d); need history from 0",
+        item.sequence_id, have, end));
+  }
+  if (have < item.start) {
+    out->cached_tokens = have;
+    return absl::FailedPreconditionError(
+        absl::StrFormat("sequence %d: need history from position %d (sent %d..%d)",
+                        item.sequence_id, have, item.start, end));
+  }
+  if (end + TreeOf(item).size() > max_context_ + options_.max_tree_nodes + 1) {
+    return absl::OutOfRangeError(absl::StrFormat("sequence %d: %d tokens exceed the context of %d",
+                                                 item.sequence_id, end, max_context_));
+  }
+  return &seq;
+}
+
+void TargetWorker::BuildPass(const VerifyItem& item, Sequence& seq, PassRows* rows) const {
+  const int64_t have = seq.cache->committed_tokens();
+  rows->tokens.assign(item.tokens.begin() + (have - item.start), item.tokens.end());
+  const int c = static_cast<int>(rows->tokens.size());
+  rows->uncached = c;
+  if (item.kind != VerifyKind::kVerify) return;
+  // The uncached history (a chain ending at the root), then the tree under the root.
+  const TokenTree& tree = TreeOf(item);
+  if (tree.size() > 0) {
+    const std::vector<int32_t> depth = TreeDepths(tree.parents);
+    for (int j = 0; j < c; ++j) {
+      rows->parents.push_back(j - 1);
+      rows->positions.push_back(static_cast<int32_t>(have + j));
+    }
+    for (int n = 0; n < tree.size(); ++n) {
+      rows->tokens.push_back(tree.tokens[n]);
+      rows->parents.push_back(tree.parents[n] < 0 ? c - 1 : c + tree.parents[n]);
+      rows->positions.push_back(static_cast<int32_t>(have + c - 1 + depth[n]));
+    }
+  }
+  // Logits at the root and every node.
+  for (int r = c - 1; r < static_cast<int>(rows->tokens.size()); ++r) rows->logit_rows.push_back(r);
+}
+
+absl::Status TargetWorker::AcceptPath(const VerifyItem& item, Sequence& seq, int uncached,
+                                      std::span<const float> logits, VerifyOutput* out) {
+  VerifyInput in;
+  in.tree = &TreeOf(item);
+  in.logits = logits;
+  in.vocab_size = target_.config().vocab_size;
+  in.sampling = &item.sampling;
+  in.draft = item.q;
+  in.rng = &seq.rng;
+  in.acceptance_scale = options_.acceptance_scale;
+  out->result = VerifyTree(in);
+  if (item.top_logprobs >= 0) {
+    // Row 0 (the root) predicts the first appended token, row 1 + node the next one.
+    const int vocab = in.vocab_size;
+    int row = 0;
+    auto add = [&](int32_t token) {
+      out->logprobs.push_back(ComputeLogprobs(logits.subspan(static_cast<size_t>(row) * vocab, vocab),
+                                              token, std::min(item.top_logprobs, kMaxTopLogprobs)));
+    };
+    for (int32_t node : out->result.accepted) {
+      add(in.tree->tokens[node]);
+      row = node + 1;
+    }
+    add(out->result.extra_token);
+  }
+  // Keep the uncached history and the accepted path; drop the other nodes.
+  std::vector<int32_t> keep;
+  for (int j = 0; j < uncached; ++j) keep.push_back(j);
+  for (int32_t node : out->result.accepted) keep.push_back(uncached + node);
+  return seq.cache->Commit(keep);
+}
+
 absl::Status TargetWorker::Verify(std::span<const VerifyItem> items,
                                   std::vector<VerifyOutput>* outputs) {
   std::lock_guard<std::mutex> lock(mu_);
   outputs->assign(items.size(), VerifyOutput{});
   const int vocab = target_.config().vocab_size;
-  const TreeLimits limits{options_.max_tree_nodes, options_.max_depth, vocab};
 
+  // 1. Per item: validate, find its cache, lay out its rows. Failures stay per item.
+  std::vector<PassRows> rows(items.size());
+  std::vector<Sequence*> seqs(items.size(), nullptr);
   std::vector<ForwardSequence> batch;
   std::vector<size_t> members;
-  std::vector<std::vector<int32_t>> tokens(items.size()), parents(items.size()),
-      positions(items.size()), rows(items.size());
-  std::vector<int> uncached(items.size(), 0);
   for (size_t i = 0; i < items.size(); ++i) {
-    const VerifyItem& item = items[i];
     VerifyOutput& out = (*outputs)[i];
-    static const TokenTree kEmpty;
-    const TokenTree& tree = item.tree ? *item.tree : kEmpty;
-    if (item.kind == VerifyKind::kVerify) {
-      if (absl::Status st = ValidateTree(tree, limits); !st.ok()) {
-        out.status = absl::InvalidArgumentError(
-            absl::StrFormat("sequence %d: %s", item.sequence_id, st.message()));
-        continue;
-      }
-      if (!item.sampling.greedy() && tree.size() > 0 &&
-          (item.q == nullptr || item.q->size() != static_cast<size_t>(tree.size()) + 1)) {
-        out.status = absl::InvalidArgumentError(absl::StrFormat(
-            "sequence %d: sampled verification needs the draft distribution of every node",
-            item.sequence_id));
-        continue;
-      }
-    }
-    if (absl::Status st = item.sampling.Validate(); !st.ok()) {
-      out.status = st;
+    if (out.status = ValidateItem(items[i]); !out.status.ok()) continue;
+    absl::StatusOr<Sequence*> seq = SequenceFor(items[i], &out);
+    if (!seq.ok()) {
+      out.status = seq.status();
       continue;
     }
-    bool bad_token = false;
-    for (int32_t t : item.tokens) bad_token |= t < 0 || t >= vocab;
-    if (bad_token || item.start < 0) {
-      out.status = absl::InvalidArgumentError(absl::StrFormat(
-          "sequence %d: history tokens must be in [0, %d) and start >= 0", item.sequence_id,
-          vocab));
+    seqs[i] = *seq;
+    BuildPass(items[i], **seq, &rows[i]);
+    if (rows[i].tokens.empty()) {  // a prefill that adds nothing
+      out.cached_tokens = (*seq)->cache->committed_tokens();
       continue;
     }
-    auto it = sequences_.find(item.sequence_id);
-    if (it == sequences_.end()) {
-      if (static_cast<int>(sequences_.size()) >= options_.max_sequences) {
-        out.status = absl::ResourceExhaustedError(absl::StrFormat(
-            "the target holds %d sequences, its limit", options_.max_sequences));
-        continue;
-      }
-      Sequence seq;
-      seq.cache = MakeFullKvCache(target_.kv_shape(), max_context_ + options_.max_tree_nodes + 2);
-      seq.rng.Seed(item.sampling.seed);
-      it = sequences_.emplace(item.sequence_id, std::move(seq)).first;
-    }
-    Sequence& seq = it->second;
-    const int64_t have = seq.cache->committed_tokens();
-    const int64_t end = item.start + static_cast<int64_t>(item.tokens.size());
-    const bool verify = item.kind == VerifyKind::kVerify;
-    // The history must reach past what we hold (a verify needs at least its root).
-    if (have > end || (verify && have >= end)) {
-      // We hold tokens the router never saw (a verification whose answer was lost):
-      // start over from the router's history.
-      seq.cache = MakeFullKvCache(target_.kv_shape(), max_context_ + options_.max_tree_nodes + 2);
-      out.status = absl::FailedPreconditionError(absl::StrFormat(
-          "sequence %d: the cache ran ahead of the history (%d > %d); need history from 0",
-          item.sequence_id, have, end));
-      continue;
-    }
-    if (have < item.start) {
-      out.status = absl::FailedPreconditionError(absl::StrFormat(
-          "sequence %d: need history from position %d (sent %d..%d)", item.sequence_id, have,
-          item.start, end));
-      out.cached_tokens = have;
-      continue;
-    }
-    if (end + tree.size() > max_context_ + options_.max_tree_nodes + 1) {
-      out.status = absl::OutOfRangeError(absl::StrFormat(
-          "sequence %d: %d tokens exceed the context of %d", item.sequence_id, end, max_context_));
-      continue;
-    }
-    tokens[i].assign(item.tokens.begin() + (have - item.start), item.tokens.end());
-    const int c = static_cast<int>(tokens[i].size());
-    uncached[i] = c;
     ForwardSequence fs;
-    fs.cache = seq.cache.get();
-    if (verify) {
-      if (tree.size() > 0) {
-        const std::vector<int32_t> depth = TreeDepths(tree.parents);
-        for (int j = 0; j < c; ++j) {
-          parents[i].push_back(j - 1);
-          positions[i].push_back(static_cast<int32_t>(have + j));
-        }
-        for (int n = 0; n < tree.size(); ++n) {
-          tokens[i].push_back(tree.tokens[n]);
-          parents[i].push_back(tree.parents[n] < 0 ? c - 1 : c + tree.parents[n]);
-          positions[i].push_back(static_cast<int32_t>(have + c - 1 + depth[n]));
-        }
-        fs.parents = parents[i];
-        fs.positions = positions[i];
-      }
-      for (int r = c - 1; r < static_cast<int>(tokens[i].size()); ++r) rows[i].push_back(r);
-      fs.logit_rows = rows[i];
-    }
-    fs.tokens = tokens[i];
-    if (fs.tokens.empty()) {  // a prefill that adds nothing
-      out.cached_tokens = have;
-      continue;
-    }
+    fs.cache = (*seq)->cache.get();
+    fs.tokens = rows[i].tokens;
+    fs.parents = rows[i].parents;
+    fs.positions = rows[i].positions;
+    fs.logit_rows = rows[i].logit_rows;
     batch.push_back(fs);
     members.push_back(i);
   }
   if (batch.empty()) return absl::OkStatus();
+
+  // 2. One forward for the whole batch.
   if (absl::Status st = target_.Forward(batch, &logits_); !st.ok()) {
     for (const ForwardSequence& fs : batch) fs.cache->DropPending();
     return st;
   }
 
+  // 3. Per item: keep a prefill's rows, or verify the tree and keep its accepted path.
   size_t logit_row = 0;
-  for (size_t b = 0; b < members.size(); ++b) {
-    const size_t i = members[b];
-    const VerifyItem& item = items[i];
+  for (size_t i : members) {
     VerifyOutput& out = (*outputs)[i];
-    Sequence& seq = sequences_[item.sequence_id];
-    if (item.kind == VerifyKind::kPrefill) {
+    Sequence& seq = *seqs[i];
+    if (items[i].kind == VerifyKind::kPrefill) {
       seq.cache->CommitAll();
-      out.cached_tokens = seq.cache->committed_tokens();
-      continue;
+    } else {
+      const size_t n_rows = rows[i].logit_rows.size();
+      out.status = AcceptPath(
+          items[i], seq, rows[i].uncached,
+          std::span<const float>(logits_.data() + logit_row * vocab, n_rows * vocab), &out);
+      logit_row += n_rows;
     }
-    static const TokenTree kEmpty;
-    const TokenTree& tree = item.tree ? *item.tree : kEmpty;
-    VerifyInput in;
-    in.tree = &tree;
-    in.logits = std::span<const float>(logits_.data() + logit_row * vocab,
-                                       static_cast<size_t>(tree.size() + 1) * vocab);
-    in.vocab_size = vocab;
-    in.sampling = &item.sampling;
-    in.draft = item.q;
-    in.rng = &seq.rng;
-    in.acceptance_scale = options_.acceptance_scale;
-    out.result = VerifyTree(in);
-    if (item.top_logprobs >= 0) {
-      // Row 0 (the root) predicts the first appended token, row 1 + node the next one.
-      int row = 0;
-      auto add = [&](int32_t token) {
-        out.logprobs.push_back(ComputeLogprobs(
-            in.logits.subspan(static_cast<size_t>(row) * vocab, vocab), token,
-            std::min(item.top_logprobs, kMaxTopLogprobs)));
-      };
-      for (int32_t node : out.result.accepted) {
-        add(tree.tokens[node]);
-        row = node + 1;
-      }
-      add(out.result.extra_token);
-    }
-    logit_row += tree.size() + 1;
-    std::vector<int32_t> keep;
-    for (int j = 0; j < uncached[i]; ++j) keep.push_back(j);
-    for (int32_t node : out.result.accepted) keep.push_back(uncached[i] + node);
-    out.status = seq.cache->Commit(keep);
     out.cached_tokens = seq.cache->committed_tokens();
   }
   return absl::OkStatus();

@@ -7,22 +7,23 @@
 #include <memory>
 #include <mutex>
 
-#include "common/engine/llama_model.h"
+#include "common/engine/model.h"
 #include "common/speculation/backends.h"
+#include "common/speculation/speculation_config.h"
 
 namespace specserve {
 
 struct TargetWorkerOptions {
-  int max_context = 0;        // tokens per sequence; 0: the model's context length
-  int max_tree_nodes = 256;
-  int max_depth = 64;
+  int max_context = 0;  // tokens per sequence; 0: the model's context length
+  int max_tree_nodes = kMaxTreeNodes;
+  int max_depth = kMaxTreeDepth;
   int max_sequences = 4096;
   double acceptance_scale = 1.0;  // tests only (VerifyInput::acceptance_scale)
 };
 
 class TargetWorker final : public TargetBackend {
  public:
-  TargetWorker(LlamaModel& target, TargetWorkerOptions options);
+  TargetWorker(Model& target, TargetWorkerOptions options);
 
   absl::Status Verify(std::span<const VerifyItem> items,
                       std::vector<VerifyOutput>* outputs) override;
@@ -37,8 +38,24 @@ class TargetWorker final : public TargetBackend {
     std::unique_ptr<KvCache> cache;
     Rng rng;
   };
+  // One item's rows in the pass: its uncached history, then its tree's nodes.
+  struct PassRows {
+    std::vector<int32_t> tokens, parents, positions, logit_rows;
+    int uncached = 0;  // history tokens among `tokens`
+  };
 
-  LlamaModel& target_;
+  // The phases of Verify, per item.
+  absl::StatusOr<std::unique_ptr<KvCache>> NewCache();
+  absl::Status ValidateItem(const VerifyItem& item) const;
+  // The item's sequence (created on first sight) when its cache lines up with the
+  // history sent; else FAILED_PRECONDITION naming the position needed.
+  absl::StatusOr<Sequence*> SequenceFor(const VerifyItem& item, VerifyOutput* out);
+  void BuildPass(const VerifyItem& item, Sequence& seq, PassRows* rows) const;
+  // Verifies the item's tree on its logits and keeps the accepted path's rows.
+  absl::Status AcceptPath(const VerifyItem& item, Sequence& seq, int uncached,
+                          std::span<const float> logits, VerifyOutput* out);
+
+  Model& target_;
   TargetWorkerOptions options_;
   int max_context_;
   mutable std::mutex mu_;

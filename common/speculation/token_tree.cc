@@ -3,35 +3,33 @@
 #include <algorithm>
 
 #include "absl/strings/str_format.h"
+#include "common/util/tree_parents.h"
 
 namespace specserve {
 
 absl::Status ValidateTree(const TokenTree& tree, const TreeLimits& limits) {
   const int n = tree.size();
   if (tree.parents.size() != tree.tokens.size()) {
-    return absl::InvalidArgumentError(absl::StrFormat(
-        "tree has %d tokens but %d parents", tree.tokens.size(), tree.parents.size()));
+    return absl::InvalidArgumentError(absl::StrFormat("tree has %d tokens but %d parents",
+                                                      tree.tokens.size(), tree.parents.size()));
   }
   if (n > limits.max_nodes) {
     return absl::InvalidArgumentError(
         absl::StrFormat("tree has %d nodes, more than the limit of %d", n, limits.max_nodes));
   }
+  if (absl::Status st = ValidateParents(tree.parents, 0, "tree node"); !st.ok()) return st;
   std::vector<int32_t> depth(n);
   for (int i = 0; i < n; ++i) {
     const int32_t p = tree.parents[i];
-    if (p < -1 || p >= i) {
-      return absl::InvalidArgumentError(absl::StrFormat(
-          "tree node %d: parent %d must be -1 (the root) or an earlier node", i, p));
-    }
     depth[i] = p < 0 ? 1 : depth[p] + 1;
     if (depth[i] > limits.max_depth) {
       return absl::InvalidArgumentError(absl::StrFormat(
           "tree node %d: depth %d is more than the limit of %d", i, depth[i], limits.max_depth));
     }
     if (limits.vocab_size > 0 && (tree.tokens[i] < 0 || tree.tokens[i] >= limits.vocab_size)) {
-      return absl::InvalidArgumentError(absl::StrFormat(
-          "tree node %d: token %d is outside the vocabulary [0, %d)", i, tree.tokens[i],
-          limits.vocab_size));
+      return absl::InvalidArgumentError(
+          absl::StrFormat("tree node %d: token %d is outside the vocabulary [0, %d)", i,
+                          tree.tokens[i], limits.vocab_size));
     }
   }
   return absl::OkStatus();

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "common/speculation/speculation_config.h"
 
 namespace specserve {
 
@@ -19,8 +20,8 @@ struct TokenTree {
 };
 
 struct TreeLimits {
-  int max_nodes = 256;
-  int max_depth = 64;
+  int max_nodes = kMaxTreeNodes;
+  int max_depth = kMaxTreeDepth;
   int vocab_size = 0;  // 0: tokens are not checked
 };
 

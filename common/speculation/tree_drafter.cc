@@ -8,7 +8,7 @@
 
 namespace specserve {
 
-TreeDrafter::TreeDrafter(LlamaModel& draft, int window, int max_candidates, int sinks)
+TreeDrafter::TreeDrafter(Model& draft, int window, int max_candidates, int sinks)
     : draft_(draft),
       window_(std::max(1, window)),
       max_candidates_(std::max(1, max_candidates)),
@@ -33,7 +33,8 @@ std::vector<int32_t> PickChildren(std::span<const float> logits, int count,
     return picked;
   }
   SamplingParams draft_params = sampling;
-  draft_params.top_k = sampling.top_k > 0 ? std::min(sampling.top_k, max_candidates) : max_candidates;
+  draft_params.top_k =
+      sampling.top_k > 0 ? std::min(sampling.top_k, max_candidates) : max_candidates;
   *q = SamplingDistribution(logits, draft_params);
   std::vector<TokenProb> remaining = *q;
   while (static_cast<int>(picked.size()) < count && !remaining.empty()) {
@@ -51,170 +52,205 @@ std::vector<int32_t> PickChildren(std::span<const float> logits, int count,
 
 }  // namespace
 
-absl::Status TreeDrafter::Draft(std::span<const DraftRequest> requests,
-                                std::vector<DraftResult>* results) {
-  const int vocab = draft_.config().vocab_size;
-  results->assign(requests.size(), DraftResult{});
+// Per sequence of one Draft call: how its catch-up is fed and how its tree grows.
+struct TreeDrafter::Work {
+  // A long catch-up keeps only the sinks and the last W tokens: the missing sinks
+  // are fed first (their own pass), the middle is skipped, the last W fed.
+  std::span<const int32_t> sink_feed, feed;
+  int64_t skip = 0;
+  bool active = false;  // false once this sequence failed (its status says why)
+  // The shape nodes realised so far (shape node -> tree node, -2: not realised).
+  std::vector<int32_t> tree_of_shape;
+  std::vector<std::vector<int32_t>> shape_children;  // index 0 = root
+  std::vector<int32_t> shape_depth;
+  // Scratch for one level's pass.
+  std::vector<int32_t> tokens, parents, pending_parents, rows, positions, shape_nodes;
+};
 
-  passes_.clear();
-  // A long catch-up (a prompt, or history while speculation was off) keeps only
-  // the sinks and the last W tokens: feed missing sinks first, skip the middle.
-  std::vector<std::span<const int32_t>> catch_up(requests.size());
+absl::Status TreeDrafter::PlanCatchUp(const DraftRequest& r, Work* w) const {
+  const int64_t length = static_cast<int64_t>(r.catch_up.size());
+  if (length == 0) return absl::InvalidArgumentError("nothing to draft from");
+  const int64_t missing_sinks = std::max<int64_t>(sinks_ - r.cache->committed_tokens(), 0);
+  // Sinks go first whenever part of the catch-up will be skipped; the root (the
+  // last token) always stays in the main feed for its logits.
+  const int64_t sink_feed = length > window_ ? std::min(missing_sinks, length - 1) : 0;
+  w->sink_feed = r.catch_up.subspan(0, sink_feed);
+  const std::span<const int32_t> rest = r.catch_up.subspan(sink_feed);
+  w->skip = std::max<int64_t>(static_cast<int64_t>(rest.size()) - window_, 0);
+  w->feed = rest.subspan(w->skip);
+  return absl::OkStatus();
+}
+
+void TreeDrafter::Fail(size_t s, absl::Status status, std::vector<Work>& work,
+                       std::vector<DraftResult>* results, std::span<const DraftRequest> requests) {
+  work[s].active = false;
+  requests[s].cache->DropPending();
+  (*results)[s] = DraftResult{};
+  (*results)[s].status = std::move(status);
+}
+
+absl::Status TreeDrafter::FeedSinks(std::span<const DraftRequest> requests,
+                                    std::vector<Work>& work) {
   std::vector<ForwardSequence> batch;
   for (size_t s = 0; s < requests.size(); ++s) {
-    const DraftRequest& r = requests[s];
-    if (r.catch_up.empty()) {
-      return absl::InvalidArgumentError(absl::StrFormat("sequence %d: nothing to draft from", s));
-    }
-    catch_up[s] = r.catch_up;
-    const int64_t missing_sinks = std::max<int64_t>(sinks_ - r.cache->committed_tokens(), 0);
-    if (static_cast<int64_t>(r.catch_up.size()) > window_ + missing_sinks && missing_sinks > 0) {
-      ForwardSequence fs;
-      fs.cache = r.cache;
-      fs.tokens = r.catch_up.subspan(0, missing_sinks);
-      batch.push_back(fs);
-      catch_up[s] = r.catch_up.subspan(missing_sinks);
-    }
+    if (!work[s].active || work[s].sink_feed.empty()) continue;
+    ForwardSequence& fs = batch.emplace_back();
+    fs.cache = requests[s].cache;
+    fs.tokens = work[s].sink_feed;
   }
-  if (!batch.empty()) {
-    RETURN_IF_ERROR(TimedForward(batch));
-    for (const ForwardSequence& fs : batch) fs.cache->CommitAll();
-  }
+  if (batch.empty()) return absl::OkStatus();
+  RETURN_IF_ERROR(TimedForward(batch));
+  for (const ForwardSequence& fs : batch) fs.cache->CommitAll();
+  return absl::OkStatus();
+}
 
-  // Level 0: catch up on the history; the root's logits give the first level.
-  batch.clear();
-  std::vector<int32_t> last_row(requests.size());
+void TreeDrafter::StartTree(const DraftRequest& r, Work* w, DraftResult* out, int* max_depth) {
+  const TreeShape& shape = *r.shape;
+  w->tree_of_shape.assign(shape.speculated(), -2);
+  w->shape_children.assign(shape.speculated() + 1, {});
+  w->shape_depth.resize(shape.speculated());
+  for (int i = 0; i < shape.speculated(); ++i) {
+    w->shape_children[shape.parents[i] + 1].push_back(i);
+    w->shape_depth[i] = shape.parents[i] < 0 ? 1 : w->shape_depth[shape.parents[i]] + 1;
+    *max_depth = std::max(*max_depth, w->shape_depth[i]);
+  }
+  out->q.assign(1, {});
+}
+
+void TreeDrafter::Expand(const DraftRequest& r, int parent_shape, std::span<const float> logits,
+                         Work* w, DraftResult* out) {
+  const std::vector<int32_t>& kids = w->shape_children[parent_shape + 1];
+  if (kids.empty()) return;
+  const int parent_tree = parent_shape < 0 ? -1 : w->tree_of_shape[parent_shape];
+  std::vector<TokenProb> q;
+  const std::vector<int32_t> tokens =
+      PickChildren(logits, static_cast<int>(kids.size()), *r.sampling, max_candidates_, *r.rng, &q);
+  if (!r.sampling->greedy()) out->q[parent_tree + 1] = std::move(q);
+  for (size_t k = 0; k < tokens.size(); ++k) {
+    w->tree_of_shape[kids[k]] = out->tree.size();
+    out->tree.tokens.push_back(tokens[k]);
+    out->tree.parents.push_back(parent_tree);
+    out->pending_row.push_back(-1);
+    out->q.emplace_back();
+  }
+}
+
+absl::Status TreeDrafter::FeedHistory(std::span<const DraftRequest> requests,
+                                      std::vector<Work>& work, std::vector<DraftResult>* results) {
+  const int vocab = draft_.config().vocab_size;
+  std::vector<ForwardSequence> batch;
   std::vector<size_t> members;
   for (size_t s = 0; s < requests.size(); ++s) {
-    const DraftRequest& r = requests[s];
-    std::span<const int32_t> feed = catch_up[s];
-    if (static_cast<int>(feed.size()) > window_) {
-      // Tokens before the last W would leave the ring anyway: count them, skip them.
-      RETURN_IF_ERROR(r.cache->SkipTokens(static_cast<int64_t>(feed.size()) - window_));
-      feed = feed.subspan(feed.size() - window_);
+    Work& w = work[s];
+    if (!w.active) continue;
+    if (absl::Status st = requests[s].cache->SkipTokens(w.skip); !st.ok()) {
+      Fail(s, std::move(st), work, results, requests);
+      continue;
     }
-    last_row[s] = static_cast<int32_t>(feed.size()) - 1;
-    ForwardSequence fs;
-    fs.cache = r.cache;
-    fs.tokens = feed;
-    fs.logit_rows = std::span<const int32_t>(&last_row[s], 1);
-    batch.push_back(fs);
+    w.rows.assign(1, static_cast<int32_t>(w.feed.size()) - 1);
+    ForwardSequence& fs = batch.emplace_back();
+    fs.cache = requests[s].cache;
+    fs.tokens = w.feed;
+    fs.logit_rows = w.rows;
     members.push_back(s);
   }
+  if (batch.empty()) return absl::OkStatus();
   RETURN_IF_ERROR(TimedForward(batch));
-  for (size_t s = 0; s < requests.size(); ++s) requests[s].cache->CommitAll();
-
-  // Per sequence: the shape nodes realised so far (shape node -> tree node).
-  struct Expansion {
-    std::vector<int32_t> tree_of_shape;  // -2: not realised
-    std::vector<std::vector<int32_t>> shape_children;  // index 0 = root
-    std::vector<int32_t> shape_depth;
-  };
-  std::vector<Expansion> exp(requests.size());
-  int max_depth = 0;
-  for (size_t s = 0; s < requests.size(); ++s) {
-    const TreeShape& shape = *requests[s].shape;
-    Expansion& e = exp[s];
-    e.tree_of_shape.assign(shape.speculated(), -2);
-    e.shape_children.assign(shape.speculated() + 1, {});
-    e.shape_depth.resize(shape.speculated());
-    for (int i = 0; i < shape.speculated(); ++i) {
-      e.shape_children[shape.parents[i] + 1].push_back(i);
-      e.shape_depth[i] = shape.parents[i] < 0 ? 1 : e.shape_depth[shape.parents[i]] + 1;
-      max_depth = std::max(max_depth, e.shape_depth[i]);
-    }
-    (*results)[s].q.assign(1, {});
+  for (size_t b = 0; b < members.size(); ++b) {
+    const size_t s = members[b];
+    requests[s].cache->CommitAll();
+    Expand(requests[s], -1, std::span<const float>(logits_.data() + b * vocab, vocab), &work[s],
+           &(*results)[s]);
   }
+  return absl::OkStatus();
+}
 
-  // Adds the children of shape node `parent_shape` (-1 = root) to the tree from `logits`.
-  auto expand = [&](size_t s, int parent_shape, std::span<const float> logits) {
-    Expansion& e = exp[s];
-    DraftResult& out = (*results)[s];
-    const std::vector<int32_t>& kids = e.shape_children[parent_shape + 1];
-    if (kids.empty()) return;
-    const int parent_tree = parent_shape < 0 ? -1 : e.tree_of_shape[parent_shape];
-    std::vector<TokenProb> q;
-    const std::vector<int32_t> tokens =
-        PickChildren(logits, static_cast<int>(kids.size()), *requests[s].sampling,
-                     max_candidates_, *requests[s].rng, &q);
-    if (!requests[s].sampling->greedy()) out.q[parent_tree + 1] = std::move(q);
-    for (size_t r = 0; r < tokens.size(); ++r) {
-      e.tree_of_shape[kids[r]] = out.tree.size();
-      out.tree.tokens.push_back(tokens[r]);
-      out.tree.parents.push_back(parent_tree);
-      out.pending_row.push_back(-1);
-      out.q.emplace_back();
-    }
-  };
-  for (size_t i = 0; i < members.size(); ++i) {
-    expand(members[i], -1,
-           std::span<const float>(logits_.data() + static_cast<size_t>(i) * vocab, vocab));
+bool TreeDrafter::BuildLevel(const DraftRequest& r, int depth, Work* w, DraftResult* out) {
+  w->tokens.clear();
+  w->parents.clear();
+  w->rows.clear();
+  w->shape_nodes.clear();
+  KvCache* cache = r.cache;
+  const int pending = static_cast<int>(cache->pending_rows());
+  // The realised nodes at this depth that have children in the shape.
+  for (int i = 0; i < r.shape->speculated(); ++i) {
+    const int node = w->tree_of_shape[i];
+    if (w->shape_depth[i] != depth || node < 0 || w->shape_children[i + 1].empty()) continue;
+    const int parent = out->tree.parents[node];
+    w->parents.push_back(parent < 0 ? -1 : out->pending_row[parent]);
+    out->pending_row[node] = pending + static_cast<int32_t>(w->tokens.size());
+    w->tokens.push_back(out->tree.tokens[node]);
+    w->shape_nodes.push_back(i);
   }
+  if (w->tokens.empty()) return false;
+  // Parents of the rows already pending: pending rows are tree nodes in feed order.
+  w->pending_parents.assign(pending, -1);
+  for (int n = 0; n < out->tree.size(); ++n) {
+    const int row = out->pending_row[n];
+    if (row >= 0 && row < pending) {
+      const int parent = out->tree.parents[n];
+      w->pending_parents[row] = parent < 0 ? -1 : out->pending_row[parent];
+    }
+  }
+  for (size_t i = 0; i < w->tokens.size(); ++i) w->rows.push_back(static_cast<int32_t>(i));
+  // The root is the last committed token (position committed - 1), so nodes at
+  // depth d sit at position committed + d - 1.
+  w->positions.assign(w->tokens.size(),
+                      static_cast<int32_t>(cache->committed_tokens()) + depth - 1);
+  return true;
+}
 
-  // Levels 1..max_depth-1: feed the realised nodes that have children in the shape.
+absl::Status TreeDrafter::ExpandLevels(std::span<const DraftRequest> requests, int max_depth,
+                                       std::vector<Work>& work, std::vector<DraftResult>* results) {
+  const int vocab = draft_.config().vocab_size;
+  // Levels 1..max_depth-1: one pass feeds every sequence's realised nodes of that
+  // depth that have children in the shape; their logits give the next level.
   for (int depth = 1; depth < max_depth; ++depth) {
-    batch.clear();
-    members.clear();
-    std::vector<std::vector<int32_t>> level_tokens(requests.size()), level_parents(requests.size()),
-        level_pending_parents(requests.size()), level_rows(requests.size()),
-        level_shape_nodes(requests.size());
+    std::vector<ForwardSequence> batch;
+    std::vector<size_t> members;
     for (size_t s = 0; s < requests.size(); ++s) {
-      Expansion& e = exp[s];
-      DraftResult& out = (*results)[s];
-      KvCache* cache = requests[s].cache;
-      const int pending = static_cast<int>(cache->pending_rows());
-      for (int i = 0; i < requests[s].shape->speculated(); ++i) {
-        const int node = e.tree_of_shape[i];
-        if (e.shape_depth[i] != depth || node < 0 || e.shape_children[i + 1].empty()) continue;
-        const int parent = out.tree.parents[node];
-        level_parents[s].push_back(parent < 0 ? -1 : out.pending_row[parent]);
-        out.pending_row[node] = pending + static_cast<int32_t>(level_tokens[s].size());
-        level_tokens[s].push_back(out.tree.tokens[node]);
-        level_shape_nodes[s].push_back(i);
-      }
-      if (level_tokens[s].empty()) continue;
-      // Parents of the rows already pending: pending rows are tree nodes in feed order.
-      level_pending_parents[s].assign(pending, -1);
-      for (int n = 0; n < out.tree.size(); ++n) {
-        const int row = out.pending_row[n];
-        if (row >= 0 && row < pending) {
-          const int parent = out.tree.parents[n];
-          level_pending_parents[s][row] = parent < 0 ? -1 : out.pending_row[parent];
-        }
-      }
-      for (size_t i = 0; i < level_tokens[s].size(); ++i) {
-        level_rows[s].push_back(static_cast<int32_t>(i));
-      }
-      ForwardSequence fs;
-      fs.cache = cache;
-      fs.tokens = level_tokens[s];
-      fs.parents = level_parents[s];
-      fs.pending_parents = level_pending_parents[s];
-      fs.logit_rows = level_rows[s];
-      batch.push_back(fs);
+      Work& w = work[s];
+      if (!w.active || !BuildLevel(requests[s], depth, &w, &(*results)[s])) continue;
+      ForwardSequence& fs = batch.emplace_back();
+      fs.cache = requests[s].cache;
+      fs.tokens = w.tokens;
+      fs.parents = w.parents;
+      fs.pending_parents = w.pending_parents;
+      fs.positions = w.positions;
+      fs.logit_rows = w.rows;
       members.push_back(s);
     }
     if (batch.empty()) break;
-    // The root is the last committed token (position committed - 1), so nodes at
-    // depth d sit at position committed + d - 1.
-    std::vector<std::vector<int32_t>> positions(batch.size());
-    for (size_t b = 0; b < batch.size(); ++b) {
-      positions[b].assign(batch[b].tokens.size(),
-                          static_cast<int32_t>(batch[b].cache->committed_tokens()) + depth - 1);
-      batch[b].positions = positions[b];
-    }
     RETURN_IF_ERROR(TimedForward(batch));
     size_t row = 0;
-    for (size_t b = 0; b < batch.size(); ++b) {
-      const size_t s = members[b];
-      for (int shape_node : level_shape_nodes[s]) {
-        expand(s, shape_node,
-               std::span<const float>(logits_.data() + row * vocab, vocab));
+    for (size_t s : members) {
+      for (int shape_node : work[s].shape_nodes) {
+        Expand(requests[s], shape_node, std::span<const float>(logits_.data() + row * vocab, vocab),
+               &work[s], &(*results)[s]);
         ++row;
       }
     }
   }
   return absl::OkStatus();
+}
+
+absl::Status TreeDrafter::Draft(std::span<const DraftRequest> requests,
+                                std::vector<DraftResult>* results) {
+  results->assign(requests.size(), DraftResult{});
+  passes_.clear();
+  std::vector<Work> work(requests.size());
+  int max_depth = 0;
+  for (size_t s = 0; s < requests.size(); ++s) {
+    work[s].active = true;
+    if (absl::Status st = PlanCatchUp(requests[s], &work[s]); !st.ok()) {
+      Fail(s, std::move(st), work, results, requests);
+      continue;
+    }
+    StartTree(requests[s], &work[s], &(*results)[s], &max_depth);
+  }
+  RETURN_IF_ERROR(FeedSinks(requests, work));
+  RETURN_IF_ERROR(FeedHistory(requests, work, results));
+  return ExpandLevels(requests, max_depth, work, results);
 }
 
 absl::Status TreeDrafter::TimedForward(std::span<const ForwardSequence> batch) {
@@ -236,7 +272,8 @@ absl::Status TreeDrafter::CommitAccepted(KvCache& cache, const DraftResult& resu
   for (int32_t node : accepted) {
     if (node < 0 || node >= result.tree.size()) {
       cache.DropPending();
-      return absl::InvalidArgumentError(absl::StrFormat("accepted node %d is not in the tree", node));
+      return absl::InvalidArgumentError(
+          absl::StrFormat("accepted node %d is not in the tree", node));
     }
     const int32_t row = result.pending_row[node];
     if (row < 0) break;  // a leaf: never fed, so neither is anything after it

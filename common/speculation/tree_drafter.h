@@ -9,8 +9,9 @@
 #include <vector>
 
 #include "absl/status/status.h"
-#include "common/engine/llama_model.h"
+#include "common/engine/model.h"
 #include "common/sampling/sampler.h"
+#include "common/speculation/pass_time.h"
 #include "common/speculation/sequoia.h"
 #include "common/speculation/token_tree.h"
 
@@ -27,6 +28,9 @@ struct DraftRequest {
 };
 
 struct DraftResult {
+  // This sequence's outcome: a failure here (e.g. its cache cannot take the
+  // catch-up) leaves the other sequences of the call unaffected.
+  absl::Status status;
   TokenTree tree;
   // Sampling only: the distribution q each expanded node's children were drawn
   // from without replacement (0 = root, 1 + i = node i; empty for leaves).
@@ -40,8 +44,10 @@ class TreeDrafter {
  public:
   // `window`: the draft cache's ring size (catch-ups longer than it are cut).
   // `max_candidates`: q keeps at most this many tokens (exact and small to send).
-  TreeDrafter(LlamaModel& draft, int window, int max_candidates = 32, int sinks = 0);
+  TreeDrafter(Model& draft, int window, int max_candidates = 32, int sinks = 0);
 
+  // Drafts a tree for every request. A sequence's own problem is reported in its
+  // result's status; the call fails only when a whole pass fails.
   absl::Status Draft(std::span<const DraftRequest> requests, std::vector<DraftResult>* results);
 
   // Commits the draft's rows for the accepted path (nodes in path order); drops
@@ -49,17 +55,30 @@ class TreeDrafter {
   static absl::Status CommitAccepted(KvCache& cache, const DraftResult& result,
                                      std::span<const int32_t> accepted);
 
-  // Each forward of the last Draft(): (new tokens per sequence, seconds), level 0 first.
-  struct PassTime {
-    int tokens_per_sequence;
-    double seconds;
-  };
+  // Each forward of the last Draft(), the first first.
   const std::vector<PassTime>& last_passes() const { return passes_; }
 
  private:
+  struct Work;
+  // The phases of Draft.
+  absl::Status PlanCatchUp(const DraftRequest& r, Work* w) const;
+  absl::Status FeedSinks(std::span<const DraftRequest> requests, std::vector<Work>& work);
+  void StartTree(const DraftRequest& r, Work* w, DraftResult* out, int* max_depth);
+  // Level 0: the (rest of the) catch-up; the root's logits give the first level.
+  absl::Status FeedHistory(std::span<const DraftRequest> requests, std::vector<Work>& work,
+                           std::vector<DraftResult>* results);
+  // One sequence's rows for the pass at `depth`; false when it has none.
+  bool BuildLevel(const DraftRequest& r, int depth, Work* w, DraftResult* out);
+  absl::Status ExpandLevels(std::span<const DraftRequest> requests, int max_depth,
+                            std::vector<Work>& work, std::vector<DraftResult>* results);
+  // Adds the children of shape node `parent_shape` (-1 = root) to the tree from `logits`.
+  void Expand(const DraftRequest& r, int parent_shape, std::span<const float> logits, Work* w,
+              DraftResult* out);
+  static void Fail(size_t s, absl::Status status, std::vector<Work>& work,
+                   std::vector<DraftResult>* results, std::span<const DraftRequest> requests);
   absl::Status TimedForward(std::span<const ForwardSequence> batch);
 
-  LlamaModel& draft_;
+  Model& draft_;
   int window_;
   int max_candidates_;
   int sinks_;

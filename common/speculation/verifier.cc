@@ -13,7 +13,8 @@ std::vector<std::vector<int32_t>> TreeChildren(const TokenTree& tree) {
 
 namespace {
 
-VerifyResult VerifyGreedy(const VerifyInput& in, const std::vector<std::vector<int32_t>>& children) {
+VerifyResult VerifyGreedy(const VerifyInput& in,
+                          const std::vector<std::vector<int32_t>>& children) {
   VerifyResult result;
   int row = 0;  // 0 = root, 1 + i = node i
   while (true) {

@@ -6,6 +6,7 @@
 //   MatMul with weights on the device in f32: 1e-4 (cuBLAS sgemm order),
 //   f16: 4e-3, bf16: 3e-2 (weights and activations rounded to 11/8 bits);
 //   model logits: f32 weights 1e-3, bf16 weights 1e-1.
+#include "common/ops/ops.h"
 #include "common/ops/cuda/cuda_ops.h"
 
 #include <algorithm>
@@ -20,7 +21,7 @@
 #include "common/model/random_model.h"
 #include "common/ops/cuda/attention.h"
 #include "common/ops/cuda/cuda_kv_cache.h"
-#include "common/ops/cuda/cuda_llama_model.h"
+#include "common/engine/cuda/cuda_llama_model.h"
 #include "common/ops/cuda/sampling.h"
 #include "common/sampling/rng.h"
 #include "common/sampling/sampler.h"

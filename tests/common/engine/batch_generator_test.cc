@@ -3,7 +3,9 @@
 #include <memory>
 #include <vector>
 
+#include "common/engine/llama_model.h"
 #include "common/model/random_model.h"
+#include "common/ops/ops.h"
 #include "gtest/gtest.h"
 
 namespace specserve {

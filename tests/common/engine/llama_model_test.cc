@@ -1,5 +1,6 @@
 // The batched, cached forward pass against a plain double-precision reference,
 // and against itself under batching, chunking and tree masks.
+#include "common/ops/ops.h"
 #include "common/engine/llama_model.h"
 
 #include <algorithm>

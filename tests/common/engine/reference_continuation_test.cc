@@ -6,6 +6,8 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_split.h"
+#include "common/engine/llama_model.h"
+#include "common/ops/ops.h"
 #include "common/engine/batch_generator.h"
 #include "common/model/model_loader.h"
 #include "common/tokenizer/tokenizer.h"

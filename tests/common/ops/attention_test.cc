@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "common/ops/ops.h"
 #include "common/ops/cpu/cpu_ops.h"
 #include "gtest/gtest.h"
 #include "tests/common/ops/reference_ops.h"

@@ -1,3 +1,4 @@
+#include "common/ops/ops.h"
 #include "common/util/cpu_features.h"
 
 #include <cstdlib>

@@ -4,6 +4,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "common/ops/ops.h"
 #include "common/ops/cpu/cpu_ops.h"
 #include "gtest/gtest.h"
 #include "tests/common/ops/reference_ops.h"

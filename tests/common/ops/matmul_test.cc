@@ -19,6 +19,7 @@
 // the same sign; the tests below also check the result against the double
 // product with x^ (computed here independently) under the tight fp32 bound
 // alone, and that every SIMD variant equals the scalar kernel bit for bit.
+#include "common/ops/ops.h"
 #include "common/ops/cpu/matmul.h"
 
 #include <algorithm>

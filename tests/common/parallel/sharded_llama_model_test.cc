@@ -8,6 +8,7 @@
 // products in rank order instead of one, so logits may differ by float
 // rounding: max |TP - TP1| <= 1e-5 * max(1, max |logit|) (seen: about 4e-7).
 // Greedy tokens of the real model must match exactly over 64 tokens.
+#include "common/ops/ops.h"
 #include "common/engine/sharded_llama_model.h"
 
 #include <algorithm>

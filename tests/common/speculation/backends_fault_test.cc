@@ -3,6 +3,8 @@
 #include <memory>
 #include <vector>
 
+#include "common/engine/llama_model.h"
+#include "common/ops/ops.h"
 #include "common/model/random_model.h"
 #include "common/speculation/spec_engine.h"
 #include "gtest/gtest.h"
@@ -105,7 +107,7 @@ TEST(BackendFaultTest, FlakyDraftAndRestartingTargetKeepGreedyOutputExact) {
     ++steps;
   }
   for (size_t i = 0; i < ids.size(); ++i) {
-    EXPECT_EQ(engine->state(ids[i]).tokens, plain.state(plain_ids[i]).tokens) << "request " << i;
+    EXPECT_EQ(engine->state(ids[i]).tokens, plain.state(plain_ids[i]).tokens) << "request " << i << " " << engine->state(ids[i]).error;
   }
   EXPECT_GT(failed_drafts, 0);
   EXPECT_GT(target.calls_, 11);

@@ -1,6 +1,8 @@
 // The lossless contract: speculative greedy output equals plain greedy output
 // token for token, for every tree mode, window, batch and draft; speculative
 // sampling keeps the target's distribution.
+#include "common/engine/llama_model.h"
+#include "common/ops/ops.h"
 #include "common/speculation/spec_engine.h"
 
 #include <cmath>

@@ -1,4 +1,4 @@
-#include "common/ops/cuda/cuda_llama_model.h"
+#include "common/engine/cuda/cuda_llama_model.h"
 
 #include <algorithm>
 #include <cmath>
@@ -12,54 +12,44 @@ namespace specserve::cuda {
 CudaLlamaModel::CudaLlamaModel(const LoadedModel& model, CudaOps& device, Ops* ops)
     : model_(model), device_(device), ops_(ops != nullptr ? *ops : device) {}
 
+CudaLlamaModel::CudaLlamaModel(const LoadedModel& model, std::unique_ptr<CudaOps> device)
+    : model_(model), owned_device_(std::move(device)), device_(*owned_device_), ops_(device_) {}
+
 absl::StatusOr<std::unique_ptr<CudaKvCache>> CudaLlamaModel::NewKvCache(int64_t max_tokens) const {
   RETURN_IF_ERROR(device_.MakeCurrent());
   return CudaKvCache::Create(kv_shape(), max_tokens, device_.stream());
 }
 
+std::string CudaLlamaModel::description() const { return ops_.name(); }
+
+absl::StatusOr<std::unique_ptr<KvCache>> CudaLlamaModel::MakeFullCache(int64_t max_tokens) {
+  if (max_tokens < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("a KV cache of %d tokens: must be >= 0", max_tokens));
+  }
+  if (max_tokens == 0) max_tokens = model_.config.context_length;
+  ASSIGN_OR_RETURN(std::unique_ptr<CudaKvCache> cache, NewKvCache(max_tokens));
+  return std::unique_ptr<KvCache>(std::move(cache));
+}
+
+absl::StatusOr<std::unique_ptr<KvCache>> CudaLlamaModel::MakeWindowCache(int sinks, int window,
+                                                                         int max_pending) {
+  return absl::UnimplementedError(
+      "a window KV cache on CUDA is not implemented yet: run the draft with --device cpu");
+}
+
 absl::Status CudaLlamaModel::Validate(std::span<const ForwardSequence> batch) const {
-  const ModelConfig& c = model_.config;
+  RETURN_IF_ERROR(ValidateForwardBatch(model_.config, batch));
   for (size_t s = 0; s < batch.size(); ++s) {
-    const ForwardSequence& seq = batch[s];
-    const int n = static_cast<int>(seq.tokens.size());
-    if (dynamic_cast<CudaKvCache*>(seq.cache) == nullptr) {
+    if (dynamic_cast<CudaKvCache*>(batch[s].cache) == nullptr) {
       return absl::InvalidArgumentError(
           absl::StrFormat("sequence %d: the cache must be a device KV cache", s));
     }
-    if (seq.cache->pending_rows() > 0) {
+    if (batch[s].cache->pending_rows() > 0) {
       return absl::UnimplementedError(absl::StrFormat(
           "sequence %d: passes over rows pending from an earlier pass are not supported on "
           "CUDA yet",
           s));
-    }
-    for (int32_t t : seq.tokens) {
-      if (t < 0 || t >= c.vocab_size) {
-        return absl::InvalidArgumentError(absl::StrFormat(
-            "sequence %d: token id %d is outside the vocabulary [0, %d)", s, t, c.vocab_size));
-      }
-    }
-    if (!seq.positions.empty() && static_cast<int>(seq.positions.size()) != n) {
-      return absl::InvalidArgumentError(absl::StrFormat(
-          "sequence %d has %d positions for %d tokens", s, seq.positions.size(), n));
-    }
-    if (!seq.parents.empty()) {
-      if (static_cast<int>(seq.parents.size()) != n) {
-        return absl::InvalidArgumentError(
-            absl::StrFormat("sequence %d has %d parents for %d tokens", s, seq.parents.size(), n));
-      }
-      for (int i = 0; i < n; ++i) {
-        if (seq.parents[i] < -1 || seq.parents[i] >= i) {
-          return absl::InvalidArgumentError(
-              absl::StrFormat("sequence %d token %d: parent %d must be -1 or an earlier token", s,
-                              i, seq.parents[i]));
-        }
-      }
-    }
-    for (int32_t row : seq.logit_rows) {
-      if (row < 0 || row >= n) {
-        return absl::InvalidArgumentError(
-            absl::StrFormat("sequence %d: logit row %d is outside its %d new tokens", s, row, n));
-      }
     }
   }
   return absl::OkStatus();

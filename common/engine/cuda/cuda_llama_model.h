@@ -18,7 +18,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "common/engine/llama_model.h"
+#include "common/engine/model.h"
 #include "common/model/loaded_model.h"
 #include "common/ops/cuda/cuda_kv_cache.h"
 #include "common/ops/cuda/cuda_ops.h"
@@ -29,20 +29,27 @@
 
 namespace specserve::cuda {
 
-class CudaLlamaModel {
+class CudaLlamaModel final : public Model {
  public:
   // `model` and `device` must outlive this object. `ops` (default: `device`)
   // is what the forward pass calls; a TensorParallelOps around `device` makes
   // it one rank of a tensor-parallel group.
   CudaLlamaModel(const LoadedModel& model, CudaOps& device, Ops* ops = nullptr);
+  // Owns its device Ops.
+  CudaLlamaModel(const LoadedModel& model, std::unique_ptr<CudaOps> device);
 
-  const ModelConfig& config() const { return model_.config; }
+  const LoadedModel& loaded() const override { return model_; }
+  std::string description() const override;
   KvShape kv_shape() const { return {model_.config.n_layers, model_.config.kv_dim()}; }
   // A device cache for one sequence of at most `max_tokens` tokens.
   absl::StatusOr<std::unique_ptr<CudaKvCache>> NewKvCache(int64_t max_tokens) const;
 
+  // Model: device caches; a device window cache is not implemented yet.
+  absl::StatusOr<std::unique_ptr<KvCache>> MakeFullCache(int64_t max_tokens) override;
+  absl::StatusOr<std::unique_ptr<KvCache>> MakeWindowCache(int sinks, int window,
+                                                           int max_pending) override;
   // As LlamaModel::Forward; every cache must be a CudaKvCache.
-  absl::Status Forward(std::span<const ForwardSequence> batch, std::vector<float>* logits);
+  absl::Status Forward(std::span<const ForwardSequence> batch, std::vector<float>* logits) override;
   // The same pass, leaving the logits on the device (device_logits(), `*n_rows` rows).
   absl::Status ForwardOnDevice(std::span<const ForwardSequence> batch, int* n_rows);
   const float* device_logits() const { return logits_.as<const float>(); }
@@ -57,6 +64,7 @@ class CudaLlamaModel {
   absl::Status Validate(std::span<const ForwardSequence> batch) const;
 
   const LoadedModel& model_;
+  std::unique_ptr<CudaOps> owned_device_;
   CudaOps& device_;
   Ops& ops_;
   DeviceBuffer x_, xb_, q_, k_, v_, attn_, gate_, up_, final_, logits_, selected_, params_;
