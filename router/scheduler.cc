@@ -200,7 +200,9 @@ bool Scheduler::Collect(Active& a) {
     const size_t generated_index = a.emitted - st.prompt_tokens;
     const int32_t token = st.tokens[a.emitted++];
     chunk.tokens.push_back(token);
-    if (generated_index < st.logprobs.size()) chunk.logprobs.push_back(st.logprobs[generated_index]);
+    if (generated_index < st.logprobs.size()) {
+      chunk.logprobs.push_back(st.logprobs[generated_index]);
+    }
     const bool stopped = a.text->Push(token);
     chunk.pieces.push_back(a.text->TakeReady());
     if (stopped) break;

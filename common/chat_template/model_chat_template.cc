@@ -27,7 +27,8 @@ absl::StatusOr<std::string> FromTokenizerConfig(const std::filesystem::path& dir
     // Named templates: "default", else the first.
     std::string first;
     for (const auto& entry : *it) {
-      if (!entry.is_object() || !entry.contains("template") || !entry["template"].is_string()) continue;
+      if (!entry.is_object() || !entry.contains("template") || !entry["template"].is_string())
+        continue;
       if (entry.value("name", "") == "default") return entry["template"].get<std::string>();
       if (first.empty()) first = entry["template"].get<std::string>();
     }

@@ -151,8 +151,9 @@ absl::Status TargetWorker::AcceptPath(const VerifyItem& item, Sequence& seq, int
     const int vocab = in.vocab_size;
     int row = 0;
     auto add = [&](int32_t token) {
-      out->logprobs.push_back(ComputeLogprobs(logits.subspan(static_cast<size_t>(row) * vocab, vocab),
-                                              token, std::min(item.top_logprobs, kMaxTopLogprobs)));
+      out->logprobs.push_back(
+          ComputeLogprobs(logits.subspan(static_cast<size_t>(row) * vocab, vocab), token,
+                          std::min(item.top_logprobs, kMaxTopLogprobs)));
     };
     for (int32_t node : out->result.accepted) {
       add(in.tree->tokens[node]);

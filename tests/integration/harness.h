@@ -75,7 +75,10 @@ class ServiceProcess {
     const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(30);
     while (std::chrono::steady_clock::now() < until) {
       std::ifstream in(port_file);
-      if (in >> p->grpc_port_ >> p->metrics_port_) return p;
+      if (in >> p->grpc_port_ >> p->metrics_port_) {
+        if (!(in >> p->http_port_)) p->http_port_ = -1;  // with --http-listen only
+        return p;
+      }
       int status = 0;
       if (waitpid(p->pid_, &status, WNOHANG) == p->pid_) {
         p->pid_ = -1;
@@ -115,6 +118,7 @@ class ServiceProcess {
   std::string address() const { return absl::StrCat("127.0.0.1:", grpc_port_); }
   int grpc_port() const { return grpc_port_; }
   int metrics_port() const { return metrics_port_; }
+  int http_port() const { return http_port_; }
   std::string Log() const {
     std::ifstream in(log_);
     std::stringstream ss;
@@ -126,7 +130,7 @@ class ServiceProcess {
   ServiceProcess() = default;
   std::string name_, log_;
   pid_t pid_ = -1;
-  int grpc_port_ = 0, metrics_port_ = -1;
+  int grpc_port_ = 0, metrics_port_ = -1, http_port_ = -1;
 };
 
 // The body of an HTTP GET on 127.0.0.1 ("" on failure).

@@ -1,0 +1,359 @@
+#include "bench/http_bench.h"
+
+#include <grpcpp/grpcpp.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <memory>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "bench/spawned_service.h"
+#include "common/engine/llama_model.h"
+#include "common/model/model_loader.h"
+#include "common/speculation/planner.h"
+#include "common/speculation/spec_engine.h"
+#include "common/tokenizer/tokenizer.h"
+#include "httplib.h"
+#include "nlohmann/json.hpp"
+#include "specserve/v1/generation.grpc.pb.h"
+
+namespace specserve {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double Since(Clock::time_point t) {
+  return std::chrono::duration<double>(Clock::now() - t).count();
+}
+
+// One request as its client saw it (seconds from the run's start).
+struct Trace {
+  double first = 0;  // first generated text / token
+  double last = 0;   // last one
+  double done = 0;   // response complete
+  int events = 0;    // pieces of text (HTTP events, gRPC tokens, in-process tokens)
+  std::string error;
+};
+
+struct Run {
+  std::vector<Trace> traces;
+  double wall = 0;
+  std::string error;
+};
+
+double Median(std::vector<double> v) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+
+// Median time to first token, mean client inter-token time, median end-to-end (ms).
+struct Figures {
+  double ttft_ms = 0, itl_ms = 0, e2e_ms = 0, tokens_per_second = 0;
+};
+
+Figures Summarise(const Run& r) {
+  Figures f;
+  std::vector<double> first, done;
+  double itl = 0;
+  int n = 0, tokens = 0;
+  for (const Trace& t : r.traces) {
+    first.push_back(t.first * 1e3);
+    done.push_back(t.done * 1e3);
+    tokens += t.events;
+    if (t.events > 1) {
+      itl += (t.last - t.first) / (t.events - 1);
+      ++n;
+    }
+  }
+  f.ttft_ms = Median(first);
+  f.e2e_ms = Median(done);
+  f.itl_ms = n ? itl / n * 1e3 : 0;
+  f.tokens_per_second = r.wall > 0 ? tokens / r.wall : 0;
+  return f;
+}
+
+Run InProcess(SpecEngine& engine, const std::vector<std::vector<int32_t>>& prompts, int clients,
+              int new_tokens) {
+  Run r;
+  r.traces.resize(clients);
+  const auto start = Clock::now();
+  std::vector<int> ids;
+  for (int i = 0; i < clients; ++i) {
+    GenerationRequest request;
+    request.prompt = prompts[i % prompts.size()];
+    request.max_new_tokens = new_tokens;
+    request.stop_at_eos = false;
+    auto id = engine.Add(request);
+    if (!id.ok()) {
+      r.error = std::string(id.status().message());
+      return r;
+    }
+    ids.push_back(*id);
+  }
+  while (engine.HasLive()) {
+    if (absl::Status st = engine.Step(); !st.ok()) {
+      r.error = std::string(st.message());
+      break;
+    }
+    const double now = Since(start);
+    for (int i = 0; i < clients; ++i) {
+      Trace& t = r.traces[i];
+      const int generated = engine.state(ids[i]).generated();
+      if (generated == t.events) continue;
+      if (t.events == 0) t.first = now;
+      t.events = generated;
+      t.last = t.done = now;
+    }
+  }
+  r.wall = Since(start);
+  for (int id : ids) engine.Remove(id);
+  return r;
+}
+
+Run OverGrpc(const std::string& address, const std::vector<std::vector<int32_t>>& prompts,
+             int clients, const std::string& mode, int new_tokens) {
+  Run r;
+  r.traces.resize(clients);
+  auto channel = grpc::CreateChannel(address, grpc::InsecureChannelCredentials());
+  const auto start = Clock::now();
+  std::vector<std::thread> threads;
+  for (int i = 0; i < clients; ++i) {
+    threads.emplace_back([&, i] {
+      Trace& t = r.traces[i];
+      auto stub = v1::Generation::NewStub(channel);
+      v1::GenerateRequest request;
+      for (int32_t id : prompts[i % prompts.size()]) request.mutable_tokens()->add_ids(id);
+      request.set_max_new_tokens(new_tokens);
+      request.set_ignore_eos(true);
+      request.set_speculation(mode);
+      grpc::ClientContext context;
+      auto reader = stub->GenerateStream(&context, request);
+      v1::GenerateStreamResponse message;
+      while (reader->Read(&message)) {
+        if (message.tokens_size() == 0) continue;
+        const double now = Since(start);
+        if (t.events == 0) t.first = now;
+        t.last = now;
+        t.events += message.tokens_size();
+      }
+      if (const grpc::Status st = reader->Finish(); !st.ok()) t.error = st.error_message();
+      t.done = Since(start);
+    });
+  }
+  for (std::thread& th : threads) th.join();
+  r.wall = Since(start);
+  for (const Trace& t : r.traces) {
+    if (!t.error.empty() && r.error.empty()) r.error = t.error;
+  }
+  return r;
+}
+
+// Server-Sent Events over one connection per request (cpp-httplib's client); an event
+// with non-empty text counts as a piece, without parsing its JSON (the client shares
+// the machine with the server).
+Run OverHttp(int port, const std::string& model, const std::vector<std::vector<int32_t>>& prompts,
+             int clients, const std::string& mode, int new_tokens) {
+  Run r;
+  r.traces.resize(clients);
+  const auto start = Clock::now();
+  std::vector<std::thread> threads;
+  for (int i = 0; i < clients; ++i) {
+    threads.emplace_back([&, i] {
+      Trace& t = r.traces[i];
+      const nlohmann::json body = {
+          {"model", model},           {"prompt", prompts[i % prompts.size()]},
+          {"max_tokens", new_tokens}, {"temperature", 0},
+          {"ignore_eos", true},       {"stream", true},
+          {"speculation", mode}};
+      httplib::Client client("127.0.0.1", port);
+      client.set_read_timeout(600, 0);
+      httplib::Request req;
+      req.method = "POST";
+      req.path = "/v1/completions";
+      req.body = body.dump();
+      req.set_header("Content-Type", "application/json");
+      std::string buffer;
+      req.content_receiver = [&](const char* data, size_t n, uint64_t, uint64_t) {
+        buffer.append(data, n);
+        size_t end;
+        while ((end = buffer.find("\n\n")) != std::string::npos) {
+          const std::string_view event(buffer.data(), end);
+          if (event.find("\"text\":\"") != std::string_view::npos &&
+              event.find("\"text\":\"\"") == std::string_view::npos) {
+            const double now = Since(start);
+            if (t.events == 0) t.first = now;
+            t.last = now;
+            ++t.events;
+          }
+          buffer.erase(0, end + 2);
+        }
+        return true;
+      };
+      httplib::Response res;
+      httplib::Error error = httplib::Error::Success;
+      if (!client.send(req, res, error) || res.status != 200) {
+        t.error = absl::StrCat("HTTP status ", res.status, " error ", static_cast<int>(error));
+      }
+      t.done = Since(start);
+    });
+  }
+  for (std::thread& th : threads) th.join();
+  r.wall = Since(start);
+  for (const Trace& t : r.traces) {
+    if (!t.error.empty() && r.error.empty()) r.error = t.error;
+  }
+  return r;
+}
+
+std::string SelfDir() {
+  std::error_code ec;
+  const auto self = std::filesystem::read_symlink("/proc/self/exe", ec);
+  return ec ? "." : self.parent_path().string();
+}
+
+// Distinct prompts of exactly `length` tokens from story-like text.
+std::vector<std::vector<int32_t>> MakePrompts(const Tokenizer& tokenizer, int count, int length) {
+  static const char* kOpenings[] = {
+      "Once upon a time, there was a little", "One day, a big dog found a",
+      "Lily and Tom went to the park to", "The sun was shining and the birds",
+      "In a small town lived a boy named"};
+  std::vector<std::vector<int32_t>> prompts;
+  for (int i = 0; i < count; ++i) {
+    std::string text = kOpenings[i % 5];
+    std::vector<int32_t> ids =
+        tokenizer.Encode(absl::StrCat(text, " ", i), tokenizer.vocab().add_bos);
+    while (static_cast<int>(ids.size()) < length) {
+      const auto more = tokenizer.Encode(kOpenings[(i + ids.size()) % 5], false);
+      ids.insert(ids.end(), more.begin(), more.end());
+    }
+    ids.resize(length);
+    prompts.push_back(std::move(ids));
+  }
+  return prompts;
+}
+
+}  // namespace
+
+int RunHttpBench(const HttpBenchOptions& options, Ops& ops) {
+  auto loaded = LoadModel(options.model);
+  if (!loaded.ok()) {
+    std::fprintf(stderr, "error: %s\n", std::string(loaded.status().message()).c_str());
+    return 1;
+  }
+  LlamaModel model(**loaded, ops);
+  Tokenizer tokenizer((*loaded)->vocab);
+  int max_clients = 1;
+  for (int c : options.clients) max_clients = std::max(max_clients, c);
+  const auto prompts = MakePrompts(tokenizer, max_clients, options.prompt_tokens);
+  SpecEngineOptions eo;
+  eo.spec = *ParseSpecMode(options.mode);
+  eo.sinks = options.sinks;
+  eo.window = options.window;
+  auto engine = SpecEngine::Create(model, model, eo);
+  if (!engine.ok()) {
+    std::fprintf(stderr, "error: %s\n", std::string(engine.status().message()).c_str());
+    return 1;
+  }
+  const std::string bin = options.bin_dir.empty() ? SelfDir() : options.bin_dir;
+  auto serve = Spawned::Start(
+      bin, "specserve-serve",
+      {"--model=" + options.model, absl::StrCat("--threads=", options.threads),
+       absl::StrCat("--sinks=", options.sinks), absl::StrCat("--window=", options.window),
+       absl::StrCat("--max-batch=", std::max(64, max_clients)), "--http-listen=127.0.0.1:0",
+       "--metrics-port=0"});
+  if (!serve) return 1;
+  if (serve->ports().size() < 3) {
+    std::fprintf(stderr, "error: specserve-serve reported no HTTP port\n");
+    return 1;
+  }
+  const int http_port = serve->ports()[2];
+  std::string name = std::filesystem::path(options.model).stem().string();
+  if (std::filesystem::is_directory(options.model))
+    name = std::filesystem::path(options.model).filename().string();
+
+  // Warm-up: connections, scratch memory, the planner.
+  for (int k = 0; k < 2; ++k) {
+    const Run w1 = OverHttp(http_port, name, prompts, max_clients, options.mode, 4);
+    const Run w2 = OverGrpc(serve->address(), prompts, max_clients, options.mode, 4);
+    (void)InProcess(**engine, prompts, max_clients, 4);
+    if (!w1.error.empty() || !w2.error.empty()) {
+      std::fprintf(stderr, "error: warm-up: %s%s\n%s\n", w1.error.c_str(), w2.error.c_str(),
+                   serve->Log().c_str());
+      return 1;
+    }
+  }
+  std::printf(
+      "\n%s: HTTP (SSE) vs gRPC (stream) vs in-process SpecEngine, %s, %d threads; %d-token "
+      "prompts, "
+      "%d new tokens, greedy, speculation %s; medians of %d interleaved runs\n",
+      name.c_str(), ops.name().c_str(), ops.num_threads(), options.prompt_tokens,
+      options.new_tokens, options.mode.c_str(), options.repeats);
+  std::printf("%8s %-10s %10s %10s %10s %10s\n", "clients", "path", "ttft ms", "itl ms", "e2e ms",
+              "tok/s");
+  nlohmann::json out = nlohmann::json::array();
+  for (int clients : options.clients) {
+    std::map<std::string, std::vector<Figures>> runs;
+    for (int rep = 0; rep < std::max(1, options.repeats); ++rep) {
+      const Run local = InProcess(**engine, prompts, clients, options.new_tokens);
+      const Run grpc_run =
+          OverGrpc(serve->address(), prompts, clients, options.mode, options.new_tokens);
+      const Run http_run =
+          OverHttp(http_port, name, prompts, clients, options.mode, options.new_tokens);
+      for (const Run* r : {&local, &grpc_run, &http_run}) {
+        if (!r->error.empty()) {
+          std::fprintf(stderr, "error: %s\n", r->error.c_str());
+          return 1;
+        }
+      }
+      runs["in-process"].push_back(Summarise(local));
+      runs["grpc"].push_back(Summarise(grpc_run));
+      runs["http"].push_back(Summarise(http_run));
+    }
+    std::map<std::string, Figures> med;
+    for (auto& [path, figures] : runs) {
+      Figures m;
+      std::vector<double> ttft, itl, e2e, tps;
+      for (const Figures& f : figures) {
+        ttft.push_back(f.ttft_ms);
+        itl.push_back(f.itl_ms);
+        e2e.push_back(f.e2e_ms);
+        tps.push_back(f.tokens_per_second);
+      }
+      m = {Median(ttft), Median(itl), Median(e2e), Median(tps)};
+      med[path] = m;
+      std::printf("%8d %-10s %10.2f %10.3f %10.1f %10.0f\n", clients, path.c_str(), m.ttft_ms,
+                  m.itl_ms, m.e2e_ms, m.tokens_per_second);
+    }
+    const Figures& h = med["http"];
+    const Figures& g = med["grpc"];
+    const Figures& l = med["in-process"];
+    std::printf(
+        "%8s HTTP overhead per streamed token: %+.3f ms vs in-process (%+.1f%% of its step), %+.3f "
+        "ms vs "
+        "gRPC (%+.1f%%); per request (time to first token): %+.2f ms vs in-process, %+.2f ms vs "
+        "gRPC\n",
+        "", h.itl_ms - l.itl_ms, l.itl_ms > 0 ? 100 * (h.itl_ms - l.itl_ms) / l.itl_ms : 0,
+        h.itl_ms - g.itl_ms, g.itl_ms > 0 ? 100 * (h.itl_ms - g.itl_ms) / g.itl_ms : 0,
+        h.ttft_ms - l.ttft_ms, h.ttft_ms - g.ttft_ms);
+    for (const auto& [path, m] : med) {
+      out.push_back({{"model", name},
+                     {"clients", clients},
+                     {"path", path},
+                     {"ttft_ms", m.ttft_ms},
+                     {"itl_ms", m.itl_ms},
+                     {"e2e_ms", m.e2e_ms},
+                     {"tokens_per_second", m.tokens_per_second}});
+    }
+  }
+  if (!options.out.empty()) std::ofstream(options.out + ".json") << out.dump(2) << "\n";
+  return 0;
+}
+
+}  // namespace specserve
