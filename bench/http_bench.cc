@@ -1,6 +1,7 @@
 #include "bench/http_bench.h"
 
 #include <grpcpp/grpcpp.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -10,6 +11,7 @@
 #include <fstream>
 #include <map>
 #include <memory>
+#include <sstream>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
@@ -32,6 +34,30 @@ double Since(Clock::time_point t) {
   return std::chrono::duration<double>(Clock::now() - t).count();
 }
 
+// CPU seconds a process has used: the server's from /proc (scheduler statistics), the
+// bench's own (the in-process engine) from getrusage. Wall times on a shared, loaded machine
+// mostly measure the other load; CPU time per token is what each path costs.
+double ProcessCpuSeconds(pid_t pid) {
+  // Nanoseconds on CPU per thread (/proc/PID/task/TID/schedstat, first field); the
+  // server's threads live as long as it does.
+  double ns = 0;
+  std::error_code ec;
+  for (const auto& task :
+       std::filesystem::directory_iterator("/proc/" + std::to_string(pid) + "/task", ec)) {
+    std::ifstream in(task.path() / "schedstat");
+    double on_cpu = 0;
+    if (in >> on_cpu) ns += on_cpu;
+  }
+  return ns * 1e-9;
+}
+
+double SelfCpuSeconds() {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  return u.ru_utime.tv_sec + u.ru_utime.tv_usec * 1e-6 + u.ru_stime.tv_sec +
+         u.ru_stime.tv_usec * 1e-6;
+}
+
 // One request as its client saw it (seconds from the run's start).
 struct Trace {
   double first = 0;  // first generated text / token
@@ -44,6 +70,7 @@ struct Trace {
 struct Run {
   std::vector<Trace> traces;
   double wall = 0;
+  double cpu = 0;  // CPU seconds the serving side used (server process, or the engine in-process)
   std::string error;
 };
 
@@ -56,6 +83,7 @@ double Median(std::vector<double> v) {
 // Median time to first token, mean client inter-token time, median end-to-end (ms).
 struct Figures {
   double ttft_ms = 0, itl_ms = 0, e2e_ms = 0, tokens_per_second = 0;
+  double cpu_us_per_token = 0;  // serving CPU per generated token
 };
 
 Figures Summarise(const Run& r) {
@@ -76,6 +104,7 @@ Figures Summarise(const Run& r) {
   f.e2e_ms = Median(done);
   f.itl_ms = n ? itl / n * 1e3 : 0;
   f.tokens_per_second = r.wall > 0 ? tokens / r.wall : 0;
+  f.cpu_us_per_token = tokens > 0 ? r.cpu / tokens * 1e6 : 0;
   return f;
 }
 
@@ -84,6 +113,7 @@ Run InProcess(SpecEngine& engine, const std::vector<std::vector<int32_t>>& promp
   Run r;
   r.traces.resize(clients);
   const auto start = Clock::now();
+  const double cpu0 = SelfCpuSeconds();
   std::vector<int> ids;
   for (int i = 0; i < clients; ++i) {
     GenerationRequest request;
@@ -113,13 +143,16 @@ Run InProcess(SpecEngine& engine, const std::vector<std::vector<int32_t>>& promp
     }
   }
   r.wall = Since(start);
+  r.cpu = SelfCpuSeconds() - cpu0;
   for (int id : ids) engine.Remove(id);
   return r;
 }
 
-Run OverGrpc(const std::string& address, const std::vector<std::vector<int32_t>>& prompts,
-             int clients, const std::string& mode, int new_tokens) {
+Run OverGrpc(const std::string& address, pid_t server,
+             const std::vector<std::vector<int32_t>>& prompts, int clients, const std::string& mode,
+             int new_tokens) {
   Run r;
+  const double cpu0 = ProcessCpuSeconds(server);
   r.traces.resize(clients);
   auto channel = grpc::CreateChannel(address, grpc::InsecureChannelCredentials());
   const auto start = Clock::now();
@@ -149,6 +182,7 @@ Run OverGrpc(const std::string& address, const std::vector<std::vector<int32_t>>
   }
   for (std::thread& th : threads) th.join();
   r.wall = Since(start);
+  r.cpu = ProcessCpuSeconds(server) - cpu0;
   for (const Trace& t : r.traces) {
     if (!t.error.empty() && r.error.empty()) r.error = t.error;
   }
@@ -158,9 +192,11 @@ Run OverGrpc(const std::string& address, const std::vector<std::vector<int32_t>>
 // Server-Sent Events over one connection per request (cpp-httplib's client); an event
 // with non-empty text counts as a piece, without parsing its JSON (the client shares
 // the machine with the server).
-Run OverHttp(int port, const std::string& model, const std::vector<std::vector<int32_t>>& prompts,
-             int clients, const std::string& mode, int new_tokens) {
+Run OverHttp(int port, pid_t server, const std::string& model,
+             const std::vector<std::vector<int32_t>>& prompts, int clients, const std::string& mode,
+             int new_tokens) {
   Run r;
+  const double cpu0 = ProcessCpuSeconds(server);
   r.traces.resize(clients);
   const auto start = Clock::now();
   std::vector<std::thread> threads;
@@ -206,6 +242,7 @@ Run OverHttp(int port, const std::string& model, const std::vector<std::vector<i
   }
   for (std::thread& th : threads) th.join();
   r.wall = Since(start);
+  r.cpu = ProcessCpuSeconds(server) - cpu0;
   for (const Trace& t : r.traces) {
     if (!t.error.empty() && r.error.empty()) r.error = t.error;
   }
@@ -278,10 +315,11 @@ int RunHttpBench(const HttpBenchOptions& options, Ops& ops) {
   if (std::filesystem::is_directory(options.model))
     name = std::filesystem::path(options.model).filename().string();
 
+  const pid_t pid = serve->pid();
   // Warm-up: connections, scratch memory, the planner.
   for (int k = 0; k < 2; ++k) {
-    const Run w1 = OverHttp(http_port, name, prompts, max_clients, options.mode, 4);
-    const Run w2 = OverGrpc(serve->address(), prompts, max_clients, options.mode, 4);
+    const Run w1 = OverHttp(http_port, pid, name, prompts, max_clients, options.mode, 4);
+    const Run w2 = OverGrpc(serve->address(), pid, prompts, max_clients, options.mode, 4);
     (void)InProcess(**engine, prompts, max_clients, 4);
     if (!w1.error.empty() || !w2.error.empty()) {
       std::fprintf(stderr, "error: warm-up: %s%s\n%s\n", w1.error.c_str(), w2.error.c_str(),
@@ -291,22 +329,25 @@ int RunHttpBench(const HttpBenchOptions& options, Ops& ops) {
   }
   std::printf(
       "\n%s: HTTP (SSE) vs gRPC (stream) vs in-process SpecEngine, %s, %d threads; %d-token "
-      "prompts, "
-      "%d new tokens, greedy, speculation %s; medians of %d interleaved runs\n",
+      "prompts, %d new tokens, greedy, speculation %s; medians of %d interleaved runs\n"
+      "(cpu us/tok: CPU seconds of the serving process per generated token; 1-token: the same "
+      "with max_tokens 1, i.e. per request)\n",
       name.c_str(), ops.name().c_str(), ops.num_threads(), options.prompt_tokens,
       options.new_tokens, options.mode.c_str(), options.repeats);
-  std::printf("%8s %-10s %10s %10s %10s %10s\n", "clients", "path", "ttft ms", "itl ms", "e2e ms",
-              "tok/s");
+  std::printf("%8s %-10s %9s %9s %9s %8s %12s %14s\n", "clients", "path", "ttft ms", "itl ms",
+              "e2e ms", "tok/s", "cpu us/tok", "1-token cpu us");
   nlohmann::json out = nlohmann::json::array();
   for (int clients : options.clients) {
-    std::map<std::string, std::vector<Figures>> runs;
+    std::map<std::string, std::vector<Figures>> runs, single;
     for (int rep = 0; rep < std::max(1, options.repeats); ++rep) {
-      const Run local = InProcess(**engine, prompts, clients, options.new_tokens);
-      const Run grpc_run =
-          OverGrpc(serve->address(), prompts, clients, options.mode, options.new_tokens);
-      const Run http_run =
-          OverHttp(http_port, name, prompts, clients, options.mode, options.new_tokens);
-      for (const Run* r : {&local, &grpc_run, &http_run}) {
+      const int n = options.new_tokens;
+      const Run local = InProcess(**engine, prompts, clients, n);
+      const Run grpc_run = OverGrpc(serve->address(), pid, prompts, clients, options.mode, n);
+      const Run http_run = OverHttp(http_port, pid, name, prompts, clients, options.mode, n);
+      const Run local1 = InProcess(**engine, prompts, clients, 1);
+      const Run grpc1 = OverGrpc(serve->address(), pid, prompts, clients, options.mode, 1);
+      const Run http1 = OverHttp(http_port, pid, name, prompts, clients, options.mode, 1);
+      for (const Run* r : {&local, &grpc_run, &http_run, &local1, &grpc1, &http1}) {
         if (!r->error.empty()) {
           std::fprintf(stderr, "error: %s\n", r->error.c_str());
           return 1;
@@ -315,42 +356,57 @@ int RunHttpBench(const HttpBenchOptions& options, Ops& ops) {
       runs["in-process"].push_back(Summarise(local));
       runs["grpc"].push_back(Summarise(grpc_run));
       runs["http"].push_back(Summarise(http_run));
+      single["in-process"].push_back(Summarise(local1));
+      single["grpc"].push_back(Summarise(grpc1));
+      single["http"].push_back(Summarise(http1));
     }
     std::map<std::string, Figures> med;
+    std::map<std::string, double> per_request_us;
     for (auto& [path, figures] : runs) {
-      Figures m;
-      std::vector<double> ttft, itl, e2e, tps;
+      std::vector<double> ttft, itl, e2e, tps, cpu, cpu1;
       for (const Figures& f : figures) {
         ttft.push_back(f.ttft_ms);
         itl.push_back(f.itl_ms);
         e2e.push_back(f.e2e_ms);
         tps.push_back(f.tokens_per_second);
+        cpu.push_back(f.cpu_us_per_token);
       }
-      m = {Median(ttft), Median(itl), Median(e2e), Median(tps)};
+      for (const Figures& f : single[path]) cpu1.push_back(f.cpu_us_per_token);
+      const Figures m = {Median(ttft), Median(itl), Median(e2e), Median(tps), Median(cpu)};
       med[path] = m;
-      std::printf("%8d %-10s %10.2f %10.3f %10.1f %10.0f\n", clients, path.c_str(), m.ttft_ms,
-                  m.itl_ms, m.e2e_ms, m.tokens_per_second);
-    }
-    const Figures& h = med["http"];
-    const Figures& g = med["grpc"];
-    const Figures& l = med["in-process"];
-    std::printf(
-        "%8s HTTP overhead per streamed token: %+.3f ms vs in-process (%+.1f%% of its step), %+.3f "
-        "ms vs "
-        "gRPC (%+.1f%%); per request (time to first token): %+.2f ms vs in-process, %+.2f ms vs "
-        "gRPC\n",
-        "", h.itl_ms - l.itl_ms, l.itl_ms > 0 ? 100 * (h.itl_ms - l.itl_ms) / l.itl_ms : 0,
-        h.itl_ms - g.itl_ms, g.itl_ms > 0 ? 100 * (h.itl_ms - g.itl_ms) / g.itl_ms : 0,
-        h.ttft_ms - l.ttft_ms, h.ttft_ms - g.ttft_ms);
-    for (const auto& [path, m] : med) {
+      per_request_us[path] = Median(cpu1);
+      std::printf("%8d %-10s %9.2f %9.3f %9.1f %8.0f %12.1f %14.1f\n", clients, path.c_str(),
+                  m.ttft_ms, m.itl_ms, m.e2e_ms, m.tokens_per_second, m.cpu_us_per_token,
+                  per_request_us[path]);
       out.push_back({{"model", name},
                      {"clients", clients},
                      {"path", path},
                      {"ttft_ms", m.ttft_ms},
                      {"itl_ms", m.itl_ms},
                      {"e2e_ms", m.e2e_ms},
-                     {"tokens_per_second", m.tokens_per_second}});
+                     {"tokens_per_second", m.tokens_per_second},
+                     {"cpu_us_per_token", m.cpu_us_per_token},
+                     {"cpu_us_per_one_token_request", per_request_us[path]}});
     }
+    const Figures& h = med["http"];
+    const Figures& g = med["grpc"];
+    const Figures& l = med["in-process"];
+    // Serving CPU per token over in-process CPU per token = extra work per step, as a
+    // fraction of the step (every sequence gets one token per step).
+    std::printf(
+        "%8s HTTP overhead per streamed token: %+.1f us CPU vs in-process (%+.2f%% of the step), "
+        "%+.1f us vs gRPC (%+.2f%%); per request: %+.0f us CPU vs in-process, %+.0f us vs gRPC; "
+        "wall itl %+.3f ms vs in-process, %+.3f ms vs gRPC\n",
+        "", h.cpu_us_per_token - l.cpu_us_per_token,
+        l.cpu_us_per_token > 0
+            ? 100 * (h.cpu_us_per_token - l.cpu_us_per_token) / l.cpu_us_per_token
+            : 0,
+        h.cpu_us_per_token - g.cpu_us_per_token,
+        l.cpu_us_per_token > 0
+            ? 100 * (h.cpu_us_per_token - g.cpu_us_per_token) / l.cpu_us_per_token
+            : 0,
+        per_request_us["http"] - per_request_us["in-process"],
+        per_request_us["http"] - per_request_us["grpc"], h.itl_ms - l.itl_ms, h.itl_ms - g.itl_ms);
   }
   if (!options.out.empty()) std::ofstream(options.out + ".json") << out.dump(2) << "\n";
   return 0;

@@ -23,6 +23,7 @@ class Spawned {
   // The port file's numbers: gRPC, metrics, then the HTTP API's when it serves one.
   const std::vector<int>& ports() const { return ports_; }
   std::string Log() const;
+  pid_t pid() const { return pid_; }
 
  private:
   Spawned() = default;

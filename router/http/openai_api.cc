@@ -128,7 +128,9 @@ bool Pump(Generation& g, OnChunk on_chunk, OnDone on_done) {
       all_done = false;
     }
     if (all_done) return true;
-    if (!progress || Clock::now() - last_check > std::chrono::milliseconds(50)) {
+    // Writes fail soon after a client hangs up; a check of the socket covers the time
+    // without writes (queued, prefilling), without a system call per token.
+    if (Clock::now() - last_check >= std::chrono::milliseconds(50)) {
       if (HttpServer::ClientGone()) {
         g.CancelAll("the client closed the connection");
         return false;
@@ -522,9 +524,26 @@ void OpenAiApi::Stream(std::shared_ptr<Generation> g, httplib::Response& res) {
     if (g->request.include_usage) j["usage"] = nullptr;
     return SseEvent(j);
   };
+  // The event of a piece of text without log-probabilities, the most frequent one,
+  // formatted without building a JSON tree: the same bytes as event().
+  std::string head = Dump(
+      Json{{"id", g->id}, {"object", object}, {"created", g->created}, {"model", model_name_}});
+  head.pop_back();  // the closing brace
+  const std::string prefix = "data: " + head + ",\"choices\":[{\"index\":";
+  const std::string suffix = std::string(",\"logprobs\":null,\"finish_reason\":null}]") +
+                             (g->request.include_usage ? ",\"usage\":null" : "") + "}\n\n";
+  auto text_event = [g, prefix, suffix](const Choice& c, const std::string& piece) {
+    std::string e = prefix;
+    e += std::to_string(c.index);
+    e += g->chat ? ",\"delta\":{\"content\":" : ",\"text\":";
+    e += Dump(Json(piece));
+    if (g->chat) e += '}';
+    e += suffix;
+    return e;
+  };
   res.set_chunked_content_provider(
       "text/event-stream",
-      [this, g, event, object](size_t, httplib::DataSink& sink) {
+      [this, g, event, text_event, object](size_t, httplib::DataSink& sink) {
         auto write = [&sink](const std::string& s) { return sink.write(s.data(), s.size()); };
         for (const Choice& c : g->choices) {
           if (g->chat &&
@@ -538,6 +557,7 @@ void OpenAiApi::Stream(std::shared_ptr<Generation> g, httplib::Response& res) {
             [&](Choice& c, const GenerationChunk& chunk) {
               const size_t first = c.tokens.size();
               Accumulate(c, chunk);
+              std::string batch;  // the chunk's events, written at once
               // One event per piece of text (a step that accepted several tokens still
               // streams them one by one); with logprobs, one per token.
               for (size_t i = 0; i < chunk.pieces.size(); ++i) {
@@ -557,10 +577,14 @@ void OpenAiApi::Stream(std::shared_ptr<Generation> g, httplib::Response& res) {
                   g->saw_text = true;
                   g->last_text = now;
                 }
-                Json content = g->chat ? Json{{"content", piece}} : Json(piece);
-                if (!write(event(c, std::move(content), std::move(lp), nullptr))) return false;
+                if (lp.is_null()) {
+                  batch += text_event(c, piece);
+                } else {
+                  Json content = g->chat ? Json{{"content", piece}} : Json(piece);
+                  batch += event(c, std::move(content), std::move(lp), nullptr);
+                }
               }
-              return true;
+              return batch.empty() || write(batch);
             },
             [&](Choice& c) {
               if (!c.status.ok()) {
