@@ -1,7 +1,8 @@
 // specserve-bench: decode and prefill throughput of the engine over a grid of
-// batch sizes and context lengths, with the bytes each decode step must read
-// (weights + KV cache) per second as a fraction of the memory read bandwidth
-// measured in the same run. Figures are ratios within one run (machines are noisy).
+// batch sizes and context lengths, as a roofline (bench/roofline.h): each pass
+// kind's bytes and FLOPs against the memory read bandwidth and the peak FLOP/s
+// measured in the same run, and where its time goes. Figures are ratios within
+// one run (machines are noisy).
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -17,6 +18,8 @@
 #include "bench/grpc_bench.h"
 #include "bench/http_bench.h"
 #include "bench/memory_bandwidth.h"
+#include "bench/peak_flops.h"
+#include "bench/roofline.h"
 #include "bench/spec_bench.h"
 #include "common/tokenizer/tokenizer.h"
 #include "common/engine/llama_model.h"
@@ -34,6 +37,9 @@ ABSL_FLAG(std::string, contexts, "128,256,512,1024", "Context lengths (comma-sep
 ABSL_FLAG(int, steps, 8, "Timed decode steps per grid cell (median reported)");
 ABSL_FLAG(int, prefill_tokens, 512, "Prompt length of the prefill measurement");
 ABSL_FLAG(int, threads, 0, "CPU threads (0 = all cores)");
+ABSL_FLAG(int, verify_nodes, 5, "--mode engine: tree nodes per sequence of the verify pass (a chain)");
+ABSL_FLAG(int, draft_width, 4, "--mode engine: nodes per sequence of the draft-level pass");
+ABSL_FLAG(std::string, kv_type, "f32", "KV cache element type: f32 or bf16");
 ABSL_FLAG(std::string, out, "", "Write results to OUT.json and OUT.csv");
 ABSL_FLAG(std::string, mode, "engine",
           "engine: plain decode/prefill throughput and bandwidth use; spec: plain vs chain vs "
@@ -45,7 +51,9 @@ ABSL_FLAG(std::string, spec_modes, "off,chain:4,tree:16,auto", "Modes compared b
 ABSL_FLAG(std::string, draft, "self", "--mode spec: 'self' or a draft model file");
 ABSL_FLAG(int, sinks, 16, "--mode spec: draft sink tokens");
 ABSL_FLAG(int, window, 64, "--mode spec: draft window tokens");
-ABSL_FLAG(int, new_tokens, 32, "--mode spec, grpc: tokens generated per sequence");
+ABSL_FLAG(int, repetitions, 3,
+          "--mode spec: runs of every mode per cell, interleaved (medians are reported)");
+ABSL_FLAG(int, new_tokens, 128, "--mode spec, grpc: tokens generated per sequence");
 ABSL_FLAG(std::string, server, "",
           "--mode grpc: a running specserve-router or specserve-serve HOST:PORT to drive");
 ABSL_FLAG(std::vector<std::string>, spawn, {},
@@ -82,43 +90,8 @@ double Median(std::vector<double> v) {
   return v[v.size() / 2];
 }
 
-// Bytes of all weights one decode step reads (every matrix once; embedding rows are negligible).
-double WeightBytesPerStep(const LoadedModel& m) {
-  double bytes = 0;
-  for (const LayerWeights& l : m.weights.layers) {
-    for (const WeightTensor* w : {&l.attn_norm, &l.wq, &l.wk, &l.wv, &l.wo, &l.ffn_norm,
-                                  &l.w_gate, &l.w_down, &l.w_up}) {
-      bytes += w->bytes();
-    }
-  }
-  return bytes + m.weights.output.bytes() + m.weights.output_norm.bytes();
-}
-
-// Fills a cache with `n` rows of random K/V without running the model: decode
-// cost depends on how much KV there is, not on its values.
-void FillCache(KvCache& cache, const KvShape& shape, int n, Rng& rng) {
-  std::vector<float> rows(static_cast<size_t>(n) * shape.kv_dim);
-  for (float& x : rows) x = static_cast<float>(rng.Uniform() - 0.5);
-  const int first = cache.ReservePending(n).value_or(0);
-  for (int l = 0; l < shape.n_layers; ++l) {
-    cache.WritePending(l, first, rows.data(), rows.data(), n, shape.kv_dim);
-  }
-  cache.CommitAll();
-}
-
-struct Row {
-  std::string model;
-  std::string kind;  // "decode" or "prefill"
-  int batch = 0;
-  int context = 0;
-  double tokens_per_second = 0;
-  double step_seconds = 0;
-  double bytes_per_step = 0;
-  double bandwidth_fraction = 0;
-};
-
 int RunSpec(const std::vector<std::string>& models, const std::vector<int>& batches,
-            const std::vector<int>& contexts, Ops& ops, double bandwidth) {
+            const std::vector<int>& contexts, Ops& ops, double bandwidth, double peak_flops) {
   nlohmann::json all = nlohmann::json::array();
   std::vector<std::string> modes = {"off"};
   for (absl::string_view m : absl::StrSplit(absl::GetFlag(FLAGS_spec_modes), ',', absl::SkipEmpty())) {
@@ -139,6 +112,7 @@ int RunSpec(const std::vector<std::string>& models, const std::vector<int>& batc
       return 1;
     }
     LlamaModel target(**model, ops);
+    target.set_kv_type(KvTypeFromName(absl::GetFlag(FLAGS_kv_type)).value_or(KvType::kF32));
     Tokenizer tokenizer((*model)->vocab);
     std::unique_ptr<LoadedModel> draft_model;
     std::unique_ptr<LlamaModel> draft;
@@ -151,17 +125,20 @@ int RunSpec(const std::vector<std::string>& models, const std::vector<int>& batc
       }
       draft_model = *std::move(loaded);
       draft = std::make_unique<LlamaModel>(*draft_model, ops);
+      draft->set_kv_type(target.kv_shape().type);
     }
     SpecBenchOptions options;
     options.batches = batches;
     options.contexts = contexts;
     options.modes = modes;
     options.new_tokens = absl::GetFlag(FLAGS_new_tokens);
+    options.repetitions = absl::GetFlag(FLAGS_repetitions);
     options.sinks = absl::GetFlag(FLAGS_sinks);
     options.window = absl::GetFlag(FLAGS_window);
     options.label = draft_path == "self" ? "self" : draft_path.substr(draft_path.find_last_of('/') + 1);
     std::printf("\n%s\n", path.c_str());
-    nlohmann::json rows = RunSpecBench(target, draft ? *draft : target, tokenizer, options, bandwidth);
+    nlohmann::json rows = RunSpecBench(target, draft ? *draft : target, tokenizer, options,
+                                       Roofline{bandwidth, peak_flops});
     for (auto& row : rows) {
       row["model"] = path.substr(path.find_last_of('/') + 1);
       all.push_back(row);
@@ -170,13 +147,17 @@ int RunSpec(const std::vector<std::string>& models, const std::vector<int>& batc
   if (const std::string out = absl::GetFlag(FLAGS_out); !out.empty()) {
     std::ofstream(out + ".json") << nlohmann::json{{"backend", ops.name()}, {"rows", all}}.dump(2) << "\n";
     std::ofstream csv(out + ".csv");
-    csv << "model,draft,batch,context,mode,tokens_per_second,tokens_per_step,accepted_per_step,speedup_over_plain\n";
+    csv << "model,draft,batch,context,mode,tokens_per_second,tokens_per_step,"
+           "predicted_tokens_per_step,accepted_per_step,speedup_over_plain,"
+           "roofline_predicted_speedup\n";
     for (const auto& r : all) {
-      csv << absl::StrFormat("%s,%s,%d,%d,%s,%.3f,%.4f,%.4f,%.4f\n", r["model"].get<std::string>(),
-                             r["draft"].get<std::string>(), r["batch"].get<int>(), r["context"].get<int>(),
-                             r["mode"].get<std::string>(), r["tokens_per_second"].get<double>(),
-                             r["tokens_per_step"].get<double>(), r["accepted_per_step"].get<double>(),
-                             r["speedup_over_plain"].get<double>());
+      csv << absl::StrFormat(
+          "%s,%s,%d,%d,%s,%.3f,%.4f,%.4f,%.4f,%.4f,%.4f\n", r["model"].get<std::string>(),
+          r["draft"].get<std::string>(), r["batch"].get<int>(), r["context"].get<int>(),
+          r["mode"].get<std::string>(), r["tokens_per_second"].get<double>(),
+          r["tokens_per_step"].get<double>(), r["predicted_tokens_per_step"].get<double>(),
+          r["accepted_per_step"].get<double>(), r["speedup_over_plain"].get<double>(),
+          r["roofline_predicted_speedup"].get<double>());
     }
     std::printf("\nwrote %s.json and %s.csv\n", out.c_str(), out.c_str());
   }
@@ -193,6 +174,13 @@ int Run() {
   const std::vector<int> contexts = ParseList(absl::GetFlag(FLAGS_contexts), "contexts");
   const int steps = std::max(1, absl::GetFlag(FLAGS_steps));
   std::unique_ptr<Ops> ops = MakeCpuOps(absl::GetFlag(FLAGS_threads));
+  const std::optional<KvType> parsed_kv_type = KvTypeFromName(absl::GetFlag(FLAGS_kv_type));
+  if (!parsed_kv_type) {
+    std::fprintf(stderr, "error: --kv_type '%s' is not f32 or bf16\n",
+                 absl::GetFlag(FLAGS_kv_type).c_str());
+    return 1;
+  }
+  const KvType kv_type = *parsed_kv_type;
   if (absl::GetFlag(FLAGS_mode) == "grpc") {
     GrpcBenchOptions grpc;
     grpc.models = models;
@@ -232,13 +220,30 @@ int Run() {
   std::printf("backend %s, memory read bandwidth %.2f GB/s\n", ops->name().c_str(),
               bandwidth / 1e9);
 
-  if (absl::GetFlag(FLAGS_mode) == "spec") return RunSpec(models, batches, contexts, *ops, bandwidth);
+  if (absl::GetFlag(FLAGS_mode) == "spec") {
+    const PeakFlops peak = MeasurePeakFlops(ops->num_threads());
+    std::printf("peak fp32 %.1f GFLOP/s (FMA)\n", peak.fp32 / 1e9);
+    return RunSpec(models, batches, contexts, *ops, bandwidth, peak.fp32);
+  }
   if (absl::GetFlag(FLAGS_mode) != "engine") {
     std::fprintf(stderr, "error: --mode '%s' is not engine, spec, grpc or http\n",
                  absl::GetFlag(FLAGS_mode).c_str());
     return 1;
   }
-  std::vector<Row> rows;
+  const PeakFlops peak = MeasurePeakFlops(ops->num_threads());
+  std::printf("peak fp32 %.1f GFLOP/s (FMA)", peak.fp32 / 1e9);
+  if (peak.bf16 > 0) std::printf(", bf16 dot %.1f GFLOP/s", peak.bf16 / 1e9);
+  std::printf("\n");
+  RooflineOptions roofline;
+  roofline.batches = batches;
+  roofline.contexts = contexts;
+  roofline.steps = steps;
+  roofline.prefill_tokens = absl::GetFlag(FLAGS_prefill_tokens);
+  roofline.verify_nodes = std::max(1, absl::GetFlag(FLAGS_verify_nodes));
+  roofline.draft_width = std::max(1, absl::GetFlag(FLAGS_draft_width));
+  roofline.sinks = absl::GetFlag(FLAGS_sinks);
+  roofline.window = absl::GetFlag(FLAGS_window);
+  std::vector<RooflineRow> rows;
   for (const std::string& path : models) {
     LoadOptions options;
     options.tokenizer_path = absl::GetFlag(FLAGS_tokenizer);
@@ -247,91 +252,37 @@ int Run() {
       std::fprintf(stderr, "error: %s\n", std::string(model.status().message()).c_str());
       return 1;
     }
-    const ModelConfig& c = (*model)->config;
     LlamaModel llama(**model, *ops);
-    const KvShape shape = llama.kv_shape();
-    const double weight_bytes = WeightBytesPerStep(**model);
+    llama.set_kv_type(kv_type);
     const std::string name = path.substr(path.find_last_of('/') + 1);
-    std::printf("\n%s: dim %d, %d layers, %d/%d heads, ffn %d, vocab %d, weights %.1f MB\n",
-                name.c_str(), c.dim, c.n_layers, c.n_heads, c.n_kv_heads, c.ffn_dim,
-                c.vocab_size, weight_bytes / 1e6);
-    std::printf("%-8s %6s %8s %12s %12s %12s %10s\n", "kind", "batch", "context", "tokens/s",
-                "step ms", "MB/step", "% of bw");
-    Rng rng(1);
-    std::vector<float> logits;
-
-    // Prefill: one prompt of prefill_tokens tokens, in one forward.
-    {
-      const int n = std::min(absl::GetFlag(FLAGS_prefill_tokens), c.context_length - 1);
-      std::vector<int32_t> tokens(n);
-      for (int32_t& t : tokens) t = static_cast<int32_t>(rng.Next() % c.vocab_size);
-      const std::vector<int32_t> last = {n - 1};
-      std::vector<double> times;
-      for (int r = 0; r < 3; ++r) {
-        auto cache = MakeFullKvCache(shape);
-        ForwardSequence seq{cache.get(), tokens, {}, {}, {}, last};
-        const auto start = Clock::now();
-        if (!llama.Forward({&seq, 1}, &logits).ok()) return 1;
-        times.push_back(std::chrono::duration<double>(Clock::now() - start).count());
-      }
-      Row row{name, "prefill", 1, n, n / Median(times), Median(times), 0, 0};
-      std::printf("%-8s %6d %8d %12.1f %12.2f %12s %10s\n", "prefill", 1, n,
-                  row.tokens_per_second, row.step_seconds * 1e3, "-", "-");
-      rows.push_back(row);
-    }
-
-    for (int context : contexts) {
-      if (context >= c.context_length) {
-        std::printf("(context %d skipped: the model's context is %d)\n", context, c.context_length);
-        continue;
-      }
-      for (int batch : batches) {
-        std::vector<std::unique_ptr<KvCache>> caches;
-        std::vector<int32_t> tokens(batch);
-        for (int b = 0; b < batch; ++b) {
-          caches.push_back(MakeFullKvCache(shape));
-          FillCache(*caches.back(), shape, context, rng);
-          tokens[b] = static_cast<int32_t>(rng.Next() % c.vocab_size);
-        }
-        const std::vector<int32_t> row0 = {0};
-        std::vector<ForwardSequence> seqs;
-        for (int b = 0; b < batch; ++b) {
-          seqs.push_back(ForwardSequence{caches[b].get(), std::span(&tokens[b], 1), {}, {}, {}, row0});
-        }
-        std::vector<double> times;
-        for (int s = 0; s < steps + 1; ++s) {
-          const auto start = Clock::now();
-          if (!llama.Forward(seqs, &logits).ok()) return 1;
-          const double t = std::chrono::duration<double>(Clock::now() - start).count();
-          if (s > 0) times.push_back(t);  // the first step warms caches and scratch memory
-          for (auto& cache : caches) cache->DropPending();  // context stays fixed
-        }
-        const double step = Median(times);
-        const double kv_bytes =
-            static_cast<double>(batch) * context * shape.n_layers * shape.kv_dim * 2 * sizeof(float);
-        Row row{name, "decode", batch, context, batch / step, step, weight_bytes + kv_bytes, 0};
-        row.bandwidth_fraction = row.bytes_per_step / step / bandwidth;
-        std::printf("%-8s %6d %8d %12.1f %12.2f %12.1f %9.1f%%\n", "decode", batch, context,
-                    row.tokens_per_second, step * 1e3, row.bytes_per_step / 1e6,
-                    100 * row.bandwidth_fraction);
-        std::fflush(stdout);
-        rows.push_back(row);
-      }
-    }
+    for (RooflineRow& r : RunRoofline(llama, name, roofline, bandwidth, peak)) rows.push_back(r);
   }
 
   if (const std::string out = absl::GetFlag(FLAGS_out); !out.empty()) {
-    nlohmann::json json = {{"backend", ops->name()}, {"memory_read_bandwidth_bytes_per_second", bandwidth}};
+    nlohmann::json json = {{"backend", ops->name()},
+                           {"memory_read_bandwidth_bytes_per_second", bandwidth},
+                           {"peak_fp32_flops", peak.fp32},
+                           {"peak_bf16_flops", peak.bf16},
+                           {"kv_type", absl::GetFlag(FLAGS_kv_type)}};
     std::ofstream csv(out + ".csv");
-    csv << "model,kind,batch,context,tokens_per_second,step_seconds,bytes_per_step,bandwidth_fraction\n";
-    for (const Row& r : rows) {
-      json["rows"].push_back({{"model", r.model}, {"kind", r.kind}, {"batch", r.batch},
-                              {"context", r.context}, {"tokens_per_second", r.tokens_per_second},
-                              {"step_seconds", r.step_seconds}, {"bytes_per_step", r.bytes_per_step},
-                              {"bandwidth_fraction", r.bandwidth_fraction}});
-      csv << absl::StrFormat("%s,%s,%d,%d,%.3f,%.6f,%.0f,%.4f\n", r.model, r.kind, r.batch,
-                             r.context, r.tokens_per_second, r.step_seconds, r.bytes_per_step,
-                             r.bandwidth_fraction);
+    csv << "model,kind,batch,context,rows_per_sequence,tokens_per_second,step_seconds,"
+           "bytes_per_step,flops_per_step,bandwidth_fraction,bound,bound_fraction,matmul_share,"
+           "attention_share,other_share\n";
+    for (const RooflineRow& r : rows) {
+      const double bw_fraction = r.bytes / r.seconds / bandwidth;
+      json["rows"].push_back(
+          {{"model", r.model}, {"kind", r.kind}, {"batch", r.batch}, {"context", r.context},
+           {"rows_per_sequence", r.rows_per_sequence},
+           {"tokens_per_second", r.tokens_per_second()}, {"step_seconds", r.seconds},
+           {"bytes_per_step", r.bytes}, {"flops_per_step", r.flops},
+           {"bandwidth_fraction", bw_fraction}, {"bound", r.bound},
+           {"bound_fraction", r.bound_seconds / r.seconds}, {"matmul_share", r.matmul_share},
+           {"attention_share", r.attention_share}, {"other_share", r.other_share}});
+      csv << absl::StrFormat("%s,%s,%d,%d,%d,%.3f,%.6f,%.0f,%.0f,%.4f,%s,%.4f,%.3f,%.3f,%.3f\n",
+                             r.model, r.kind, r.batch, r.context, r.rows_per_sequence,
+                             r.tokens_per_second(), r.seconds, r.bytes, r.flops, bw_fraction,
+                             r.bound, r.bound_seconds / r.seconds, r.matmul_share,
+                             r.attention_share, r.other_share);
     }
     std::ofstream(out + ".json") << json.dump(2) << "\n";
     std::printf("\nwrote %s.json and %s.csv\n", out.c_str(), out.c_str());

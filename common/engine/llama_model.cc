@@ -1,5 +1,7 @@
 #include "common/engine/llama_model.h"
 
+#include <algorithm>
+#include <chrono>
 #include <cmath>
 
 #include "absl/strings/str_format.h"
@@ -28,9 +30,57 @@ absl::StatusOr<std::unique_ptr<KvCache>> LlamaModel::MakeWindowCache(int sinks, 
   return MakeWindowKvCache(kv_shape(), sinks, window, max_pending);
 }
 
+absl::Status LlamaModel::Validate(std::span<const ForwardSequence> batch) const {
+  const ModelConfig& c = model_.config;
+  RETURN_IF_ERROR(ValidateForwardBatch(c, batch));
+  for (size_t s = 0; s < batch.size(); ++s) {
+    KvTiles tiles;
+    if (!batch[s].cache->Tiles(0, &tiles)) {
+      return absl::InvalidArgumentError(absl::StrFormat(
+          "sequence %d: its KV cache does not keep rows in the CPU layout", s));
+    }
+    if (tiles.n_kv_heads != c.n_kv_heads || tiles.head_dim != c.head_dim) {
+      return absl::InvalidArgumentError(absl::StrFormat(
+          "sequence %d: its KV cache holds %d kv heads of %d, the model has %d of %d", s,
+          tiles.n_kv_heads, tiles.head_dim, c.n_kv_heads, c.head_dim));
+    }
+  }
+  return absl::OkStatus();
+}
+
+namespace {
+
+// Charges the time since the last switch to the current phase of a profile.
+class PhaseClock {
+ public:
+  explicit PhaseClock(ForwardProfile* profile) : profile_(profile) {
+    if (profile_ != nullptr) start_ = last_ = Clock::now();
+  }
+  void Charge(double ForwardProfile::*phase) {
+    if (profile_ == nullptr) return;
+    const Clock::time_point now = Clock::now();
+    profile_->*phase += std::chrono::duration<double>(now - last_).count();
+    last_ = now;
+  }
+  void Finish() {
+    if (profile_ == nullptr) return;
+    Charge(&ForwardProfile::other_seconds);
+    profile_->total_seconds += std::chrono::duration<double>(last_ - start_).count();
+    ++profile_->passes;
+  }
+
+ private:
+  using Clock = std::chrono::steady_clock;
+  ForwardProfile* profile_;
+  Clock::time_point start_, last_;
+};
+
+}  // namespace
+
 absl::Status LlamaModel::Forward(std::span<const ForwardSequence> batch,
-                                 std::vector<float>* logits) {
-  RETURN_IF_ERROR(ValidateForwardBatch(model_.config, batch));
+                                 std::vector<float>* logits, ForwardProfile* profile) {
+  RETURN_IF_ERROR(Validate(batch));
+  PhaseClock clock(profile);
   const ModelConfig& c = model_.config;
   const LlamaWeights& w = model_.weights;
 
@@ -83,61 +133,99 @@ absl::Status LlamaModel::Forward(std::span<const ForwardSequence> batch,
 
   ops_.EmbedRows(w.token_embedding, tokens_, x_.data());
 
+  visibility_.resize(batch.size());
+  tiles_.resize(batch.size());
+  for (size_t s = 0; s < batch.size(); ++s) BuildVisibility(batch[s], pending_before[s], s);
+
   const AttentionShape shape{c.n_heads, c.n_kv_heads, c.head_dim,
                              1.0f / std::sqrt(static_cast<float>(c.head_dim))};
   std::vector<AttentionSequence> attention;
+  if (profile != nullptr) {
+    double keys = 0;  // (token, visible key) pairs of one layer
+    for (const Visibility& vis : visibility_) {
+      for (size_t i = 0; i < vis.visible.size(); ++i) {
+        keys += vis.visible[i] +
+                (vis.extra_begin.empty() ? 0 : vis.extra_begin[i + 1] - vis.extra_begin[i]);
+      }
+    }
+    double weights = 0;  // weight elements of the layers' matrices
+    for (const LayerWeights& lw : w.layers) {
+      for (const WeightTensor* m : {&lw.wq, &lw.wk, &lw.wv, &lw.wo, &lw.w_gate, &lw.w_up,
+                                    &lw.w_down}) {
+        weights += static_cast<double>(m->elements());
+      }
+    }
+    profile->matmul_flops += 2.0 * T * weights + 2.0 * n_logit_rows * w.output.elements();
+    profile->attention_flops += 4.0 * c.head_dim * c.n_heads * keys * c.n_layers;
+  }
+  clock.Charge(&ForwardProfile::other_seconds);
 
   for (int l = 0; l < c.n_layers; ++l) {
     const LayerWeights& layer = w.layers[l];
 
     // Attention block: x += Wo · attention(rope(Wq·n), rope(Wk·n), Wv·n), n = rmsnorm(x).
     ops_.RmsNorm(x_.data(), layer.attn_norm, c.rms_eps, T, xb_.data());
+    clock.Charge(&ForwardProfile::other_seconds);
     ops_.MatMul(layer.wq, xb_.data(), T, q_.data());
     ops_.MatMul(layer.wk, xb_.data(), T, k_.data());
     ops_.MatMul(layer.wv, xb_.data(), T, v_.data());
+    clock.Charge(&ForwardProfile::matmul_seconds);
     ops_.Rope(q_.data(), T, q_dim, c.n_heads, c.head_dim, c.rope_dim, positions_, c.rope_theta,
               c.rope_style);
-    ops_.Rope(k_.data(), T, kv_dim, c.n_kv_heads, c.head_dim, c.rope_dim, positions_, c.rope_theta,
-              c.rope_style);
+    ops_.Rope(k_.data(), T, kv_dim, c.n_kv_heads, c.head_dim, c.rope_dim, positions_,
+              c.rope_theta, c.rope_style);
+    clock.Charge(&ForwardProfile::other_seconds);
 
-    attention.clear();
+    attention.resize(batch.size());
+    int n_attention = 0;
     for (size_t s = 0; s < batch.size(); ++s) {
       const ForwardSequence& seq = batch[s];
       const int n = static_cast<int>(seq.tokens.size());
       const size_t row0 = offset[s];
-      seq.cache->WritePending(l, first_row[s], k_.data() + row0 * kv_dim, v_.data() + row0 * kv_dim,
-                              n, kv_dim);
+      seq.cache->WritePending(l, first_row[s], k_.data() + row0 * kv_dim,
+                              v_.data() + row0 * kv_dim, n, kv_dim);
       if (n == 0) continue;
-      if (pending_before[s] > 0) {
-        AddAttentionWithPending(seq, l, pending_before[s], first_row[s], row0, &attention);
-        continue;
-      }
-      AttentionSequence& a = attention.emplace_back();
-      seq.cache->CommittedSegments(l, &a.cached);
+      // Keys: the cache's stored rows, then its pending rows (this pass's included).
+      KvTiles& tiles = tiles_[s];
+      seq.cache->Tiles(l, &tiles);
+      AttentionSequence& a = attention[n_attention++];
+      a.runs.assign(tiles.committed.begin(), tiles.committed.end());
+      a.runs.insert(a.runs.end(), tiles.pending.begin(), tiles.pending.end());
+      a.kv_type = tiles.type;
       a.n_new = n;
       a.q = q_.data() + row0 * q_dim;
       a.q_stride = q_dim;
-      a.k = k_.data() + row0 * kv_dim;
-      a.v = v_.data() + row0 * kv_dim;
-      a.kv_stride = kv_dim;
       a.out = attn_.data() + row0 * q_dim;
       a.out_stride = q_dim;
-      a.parents = seq.parents.empty() ? nullptr : seq.parents.data();
+      const Visibility& vis = visibility_[s];
+      a.visible = vis.visible.data();
+      a.extra_begin = vis.extra_begin.empty() ? nullptr : vis.extra_begin.data();
+      a.extra = vis.extra.data();
     }
+    attention.resize(n_attention);
     ops_.Attention(attention, shape);
+    clock.Charge(&ForwardProfile::attention_seconds);
     ops_.MatMul(layer.wo, attn_.data(), T, xb_.data());
+    clock.Charge(&ForwardProfile::matmul_seconds);
     ops_.Add(x_.data(), xb_.data(), static_cast<int64_t>(T) * dim);
 
     // Feed-forward block: x += W_down · (silu(W_gate·n) * (W_up·n)), n = rmsnorm(x).
     ops_.RmsNorm(x_.data(), layer.ffn_norm, c.rms_eps, T, xb_.data());
+    clock.Charge(&ForwardProfile::other_seconds);
     ops_.MatMul(layer.w_gate, xb_.data(), T, gate_.data());
     ops_.MatMul(layer.w_up, xb_.data(), T, up_.data());
+    clock.Charge(&ForwardProfile::matmul_seconds);
     ops_.SwiGlu(gate_.data(), up_.data(), static_cast<int64_t>(T) * ffn, gate_.data());
+    clock.Charge(&ForwardProfile::other_seconds);
     ops_.MatMul(layer.w_down, gate_.data(), T, xb_.data());
+    clock.Charge(&ForwardProfile::matmul_seconds);
     ops_.Add(x_.data(), xb_.data(), static_cast<int64_t>(T) * dim);
   }
 
-  if (n_logit_rows == 0) return absl::OkStatus();
+  if (n_logit_rows == 0) {
+    clock.Finish();
+    return absl::OkStatus();
+  }
   // Only the rows asked for go through the final norm and the (large) output projection.
   final_.resize(static_cast<size_t>(n_logit_rows) * dim);
   int r = 0;
@@ -148,42 +236,39 @@ absl::Status LlamaModel::Forward(std::span<const ForwardSequence> batch,
     }
   }
   ops_.RmsNorm(final_.data(), w.output_norm, c.rms_eps, n_logit_rows, final_.data());
+  clock.Charge(&ForwardProfile::other_seconds);
   ops_.MatMul(w.output, final_.data(), n_logit_rows, logits->data());
+  clock.Charge(&ForwardProfile::matmul_seconds);
+  clock.Finish();
   return absl::OkStatus();
 }
 
-void LlamaModel::AddAttentionWithPending(const ForwardSequence& seq, int layer, int pending_before,
-                                         int first_row, size_t batch_row,
-                                         std::vector<AttentionSequence>* out) {
-  const ModelConfig& c = model_.config;
+void LlamaModel::BuildVisibility(const ForwardSequence& seq, int pending_before, size_t s) {
+  Visibility& vis = visibility_[s];
   const int n = static_cast<int>(seq.tokens.size());
-  const int q_dim = c.q_dim(), kv_dim = c.kv_dim();
-  std::vector<KvSegment> committed;
-  seq.cache->CommittedSegments(layer, &committed);
+  // Key-list indices: stored rows [0, C), then pending rows; the P rows pending
+  // before this pass come first, new token i is pending row P + i.
+  const int32_t stored = static_cast<int32_t>(seq.cache->stored_rows());
+  vis.visible.resize(n);
+  vis.extra_begin.clear();
+  vis.extra.clear();
+  if (seq.parents.empty()) {  // causal: every pending row and new tokens 0..i
+    for (int i = 0; i < n; ++i) vis.visible[i] = stored + pending_before + i + 1;
+    return;
+  }
+  // A tree: the stored rows, then the token's ancestors (pending rows or
+  // earlier new tokens) and itself, root first.
+  vis.extra_begin.push_back(0);
   for (int i = 0; i < n; ++i) {
-    AttentionSequence& a = out->emplace_back();
-    a.cached = committed;
-    if (seq.parents.empty()) {
-      for (int r = 0; r < pending_before + i; ++r)
-        a.cached.push_back(seq.cache->PendingRow(layer, r));
-    } else {
-      // Ancestors, in the combined numbering (pending rows, then this pass's tokens,
-      // whose rows were written to the pending region above).
-      for (int32_t p = seq.parents[i]; p >= 0;) {
-        a.cached.push_back(seq.cache->PendingRow(layer, p));
-        p = p < pending_before ? seq.pending_parents[p] : seq.parents[p - pending_before];
-      }
+    vis.visible[i] = stored;
+    const size_t first = vis.extra.size();
+    vis.extra.push_back(stored + pending_before + i);
+    for (int32_t p = seq.parents[i]; p >= 0;) {
+      vis.extra.push_back(stored + p);
+      p = p < pending_before ? seq.pending_parents[p] : seq.parents[p - pending_before];
     }
-    a.n_new = 1;
-    const size_t row = batch_row + i;
-    a.q = q_.data() + row * q_dim;
-    a.q_stride = q_dim;
-    a.k = k_.data() + row * kv_dim;
-    a.v = v_.data() + row * kv_dim;
-    a.kv_stride = kv_dim;
-    a.out = attn_.data() + row * q_dim;
-    a.out_stride = q_dim;
-    a.parents = nullptr;
+    std::reverse(vis.extra.begin() + first, vis.extra.end());
+    vis.extra_begin.push_back(static_cast<int32_t>(vis.extra.size()));
   }
 }
 

@@ -17,6 +17,18 @@
 
 namespace specserve {
 
+// Where one or more forward passes spent their time: Forward adds to the
+// fields (zero them first). Timing costs a clock read per phase change.
+struct ForwardProfile {
+  double matmul_seconds = 0;     // MatMul: the projections, FFN and output head
+  double attention_seconds = 0;  // writing K/V into the caches and Attention
+  double other_seconds = 0;      // embedding, norms, rotary, SwiGLU, adds, bookkeeping
+  double total_seconds = 0;
+  double matmul_flops = 0;     // 2 * rows * weight elements per MatMul
+  double attention_flops = 0;  // 4 * head_dim per (query head, visible key)
+  int passes = 0;
+};
+
 // The CPU model: host memory, the given Ops (threads, SIMD), host KV caches.
 class LlamaModel final : public Model {
  public:
@@ -29,19 +41,35 @@ class LlamaModel final : public Model {
   // Kept for callers that read the weights directly.
   const LoadedModel& model() const { return model_; }
   std::string description() const override;
-  KvShape kv_shape() const { return {model_.config.n_layers, model_.config.kv_dim()}; }
+  // The shape of this model's caches (MakeFullKvCache / MakeWindowKvCache),
+  // with the KV element type set by set_kv_type (default fp32).
+  KvShape kv_shape() const {
+    return {model_.config.n_layers, model_.config.kv_dim(), model_.config.n_kv_heads, kv_type_};
+  }
+  void set_kv_type(KvType type) { kv_type_ = type; }
 
+  // One pass for the whole batch. The new tokens' K/V are left *pending* in each
+  // cache: the caller commits all of them, a subset (an accepted tree path) or none.
+  // `logits` receives sum(logit_rows) rows of vocab_size floats, in batch order.
+  // Not thread-safe: one Forward at a time per LlamaModel (it reuses scratch memory).
+  // `profile` (optional) accumulates where the time went.
+  absl::Status Forward(std::span<const ForwardSequence> batch, std::vector<float>* logits,
+                       ForwardProfile* profile);
+  absl::Status Forward(std::span<const ForwardSequence> batch,
+                       std::vector<float>* logits) override {
+    return Forward(batch, logits, nullptr);
+  }
+
+  // Model: host caches in this model's layout and KV type.
   absl::StatusOr<std::unique_ptr<KvCache>> MakeFullCache(int64_t max_tokens) override;
   absl::StatusOr<std::unique_ptr<KvCache>> MakeWindowCache(int sinks, int window,
                                                            int max_pending) override;
-  absl::Status Forward(std::span<const ForwardSequence> batch, std::vector<float>* logits) override;
 
  private:
-  // Attention entries for a sequence whose tokens must see rows pending from an
-  // earlier pass: one entry per token, its visible pending rows as segments.
-  void AddAttentionWithPending(const ForwardSequence& seq, int layer, int pending_before,
-                               int first_row, size_t batch_row,
-                               std::vector<AttentionSequence>* out);
+  absl::Status Validate(std::span<const ForwardSequence> batch) const;
+  // Which cache rows each new token of sequence `s` sees (AttentionSequence's
+  // visible / extra lists), from its causal or tree structure.
+  void BuildVisibility(const ForwardSequence& seq, int pending_before, size_t s);
 
   const LoadedModel& model_;
   std::unique_ptr<Ops> owned_ops_;
@@ -49,6 +77,12 @@ class LlamaModel final : public Model {
   // Scratch activations, rows = all new tokens of the batch.
   std::vector<float> x_, xb_, q_, k_, v_, attn_, gate_, up_, final_;
   std::vector<int32_t> tokens_, positions_;
+  struct Visibility {
+    std::vector<int32_t> visible, extra_begin, extra;
+  };
+  std::vector<Visibility> visibility_;  // per sequence of the batch
+  std::vector<KvTiles> tiles_;
+  KvType kv_type_ = KvType::kF32;
 };
 
 }  // namespace specserve

@@ -35,8 +35,8 @@ PassCost EstimatePass(const LoadedModel& model, const PassShape& shape, int kv_e
   PassCost cost;
   // Weights are read once per pass; each sequence reads its KV rows once for all
   // of its query rows, plus writes its new rows.
-  cost.bytes = WeightBytes(model) +
-               shape.batch * (shape.attended + shape.new_tokens) * KvBytesPerToken(c, kv_element_bytes);
+  cost.bytes = WeightBytes(model) + shape.batch * (shape.attended + shape.new_tokens) *
+                                        KvBytesPerToken(c, kv_element_bytes);
   // Projections: 2 flops per weight per row; the output projection only for logit rows.
   cost.flops = 2.0 * layer_params * rows +
                2.0 * static_cast<double>(model.weights.output.elements()) * logit_rows;

@@ -12,10 +12,10 @@
 namespace specserve {
 
 struct PassShape {
-  int batch = 1;              // sequences in the pass
-  double attended = 0;        // KV rows each sequence's queries attend to (mean)
-  int new_tokens = 1;         // new rows per sequence (a tree's nodes + its root)
-  int logit_rows = 1;         // rows per sequence that go through the output projection
+  int batch = 1;        // sequences in the pass
+  double attended = 0;  // KV rows each sequence's queries attend to (mean)
+  int new_tokens = 1;   // new rows per sequence (a tree's nodes + its root)
+  int logit_rows = 1;   // rows per sequence that go through the output projection
 };
 
 struct PassCost {

@@ -227,7 +227,11 @@ ShardedLlamaModel::~ShardedLlamaModel() = default;
 
 KvShape ShardedLlamaModel::shard_kv_shape() const {
   const ModelConfig& shard = ranks_[0].shard->config;
-  return {shard.n_layers, shard.kv_dim()};
+  KvShape shape;
+  shape.n_layers = shard.n_layers;
+  shape.kv_dim = shard.kv_dim();
+  shape.n_kv_heads = shard.n_kv_heads;
+  return shape;
 }
 
 std::unique_ptr<ShardedKvCache> ShardedLlamaModel::NewKvCache(

@@ -1,7 +1,10 @@
 // Full per-sequence KV cache in fixed-size blocks: growing allocates a new
 // block and never moves earlier rows, so a long generation costs no copying.
+// Each block holds, per layer, the tiles (kv_layout.h) of block_rows rows for
+// every kv head: kv head h's K is block_rows * head_dim contiguous elements.
 #include <algorithm>
 #include <cstring>
+#include <memory>
 #include <vector>
 
 #include "absl/strings/str_format.h"
@@ -13,7 +16,12 @@ namespace {
 class FullKvCache final : public KvCache {
  public:
   FullKvCache(const KvShape& shape, int64_t max_tokens, int block_rows)
-      : shape_(shape), max_tokens_(max_tokens), block_rows_(block_rows), layers_(shape.n_layers) {}
+      : shape_(shape), max_tokens_(max_tokens), block_rows_(block_rows), layers_(shape.n_layers) {
+    region_.type = shape.type;
+    region_.n_kv_heads = shape.heads();
+    region_.head_dim = shape.head_dim();
+    region_.head_stride = static_cast<int64_t>(block_rows_) * region_.head_dim;
+  }
 
   int64_t committed_tokens() const override { return committed_; }
   int64_t stored_rows() const override { return committed_; }
@@ -28,11 +36,12 @@ class FullKvCache final : public KvCache {
           max_tokens_));
     }
     const int64_t blocks_needed = (needed + block_rows_ - 1) / block_rows_;
-    const size_t block_floats = static_cast<size_t>(block_rows_) * shape_.kv_dim;
+    // Zeroed: attention multiplies masked lanes of a tile by zero, never by garbage.
+    const size_t bytes = BlockElements() * KvTypeBytes(shape_.type);
     for (Layer& layer : layers_) {
       while (static_cast<int64_t>(layer.k.size()) < blocks_needed) {
-        layer.k.emplace_back(new float[block_floats]);
-        layer.v.emplace_back(new float[block_floats]);
+        layer.k.emplace_back(new uint8_t[bytes]());
+        layer.v.emplace_back(new uint8_t[bytes]());
       }
     }
     const int first = pending_;
@@ -43,25 +52,27 @@ class FullKvCache final : public KvCache {
   void WritePending(int layer, int first, const float* k, const float* v, int n,
                     int stride) override {
     for (int i = 0; i < n && first + i < pending_; ++i) {
-      std::memcpy(RowK(layer, committed_ + first + i), k + static_cast<size_t>(i) * stride,
-                  sizeof(float) * shape_.kv_dim);
-      std::memcpy(RowV(layer, committed_ + first + i), v + static_cast<size_t>(i) * stride,
-                  sizeof(float) * shape_.kv_dim);
+      const int64_t row = committed_ + first + i;
+      KvStoreRow(region_, K(layer, row), V(layer, row), row % block_rows_,
+                 k + static_cast<size_t>(i) * stride, v + static_cast<size_t>(i) * stride);
     }
   }
 
-  KvSegment PendingRow(int layer, int row) const override {
-    auto* self = const_cast<FullKvCache*>(this);
-    return KvSegment{self->RowK(layer, committed_ + row), self->RowV(layer, committed_ + row), 1};
+  bool Tiles(int layer, KvTiles* out) const override {
+    out->type = shape_.type;
+    out->n_kv_heads = region_.n_kv_heads;
+    out->head_dim = region_.head_dim;
+    out->committed.clear();
+    out->pending.clear();
+    AppendRuns(layer, 0, committed_, &out->committed);
+    AppendRuns(layer, committed_, committed_ + pending_, &out->pending);
+    return true;
   }
 
-  void CommittedSegments(int layer, std::vector<KvSegment>* out) const override {
-    out->clear();
-    const Layer& l = layers_[layer];
-    for (int64_t start = 0, b = 0; start < committed_; start += block_rows_, ++b) {
-      const int rows = static_cast<int>(std::min<int64_t>(block_rows_, committed_ - start));
-      out->push_back(KvSegment{l.k[b].get(), l.v[b].get(), rows});
-    }
+  bool ReadRow(int layer, int64_t row, float* k, float* v) const override {
+    if (row < 0 || row >= committed_ + pending_) return false;
+    KvLoadRow(region_, K(layer, row), V(layer, row), row % block_rows_, k, v);
+    return true;
   }
 
   absl::Status Commit(std::span<const int32_t> keep) override {
@@ -76,10 +87,9 @@ class FullKvCache final : public KvCache {
     for (int layer = 0; layer < shape_.n_layers; ++layer) {
       for (size_t j = 0; j < keep.size(); ++j) {
         if (keep[j] == static_cast<int32_t>(j)) continue;
-        std::memcpy(RowK(layer, committed_ + j), RowK(layer, committed_ + keep[j]),
-                    sizeof(float) * shape_.kv_dim);
-        std::memcpy(RowV(layer, committed_ + j), RowV(layer, committed_ + keep[j]),
-                    sizeof(float) * shape_.kv_dim);
+        const int64_t from = committed_ + keep[j], to = committed_ + static_cast<int64_t>(j);
+        KvCopyRow(region_, K(layer, from), V(layer, from), from % block_rows_, region_,
+                  K(layer, to), V(layer, to), to % block_rows_);
       }
     }
     committed_ += static_cast<int64_t>(keep.size());
@@ -99,24 +109,33 @@ class FullKvCache final : public KvCache {
 
   int64_t memory_bytes() const override {
     if (layers_.empty()) return 0;
-    return static_cast<int64_t>(layers_[0].k.size()) * block_rows_ * shape_.kv_dim * 2 *
-           sizeof(float) * shape_.n_layers;
+    return static_cast<int64_t>(layers_[0].k.size()) * BlockElements() * 2 *
+           KvTypeBytes(shape_.type) * shape_.n_layers;
   }
 
  private:
   struct Layer {
-    std::vector<std::unique_ptr<float[]>> k, v;
+    std::vector<std::unique_ptr<uint8_t[]>> k, v;
   };
-  float* RowK(int layer, int64_t row) {
-    return layers_[layer].k[row / block_rows_].get() + (row % block_rows_) * shape_.kv_dim;
-  }
-  float* RowV(int layer, int64_t row) {
-    return layers_[layer].v[row / block_rows_].get() + (row % block_rows_) * shape_.kv_dim;
+  int64_t BlockElements() const { return region_.head_stride * region_.n_kv_heads; }
+  // The block holding `row`.
+  uint8_t* K(int layer, int64_t row) const { return layers_[layer].k[row / block_rows_].get(); }
+  uint8_t* V(int layer, int64_t row) const { return layers_[layer].v[row / block_rows_].get(); }
+  // Rows [begin, end) as one run per block.
+  void AppendRuns(int layer, int64_t begin, int64_t end, std::vector<KvRun>* out) const {
+    for (int64_t r = begin; r < end;) {
+      const int64_t block_end = (r / block_rows_ + 1) * block_rows_;
+      const int64_t e = std::min(end, block_end);
+      out->push_back(KvRun{K(layer, r), V(layer, r), region_.head_stride,
+                           static_cast<int>(r % block_rows_), static_cast<int>(e - r)});
+      r = e;
+    }
   }
 
   KvShape shape_;
   int64_t max_tokens_;
   int block_rows_;
+  KvRegionLayout region_;
   std::vector<Layer> layers_;
   int64_t committed_ = 0;
   int pending_ = 0;
@@ -126,7 +145,8 @@ class FullKvCache final : public KvCache {
 
 std::unique_ptr<KvCache> MakeFullKvCache(const KvShape& shape, int64_t max_tokens,
                                          int block_rows) {
-  return std::make_unique<FullKvCache>(shape, max_tokens, std::max(1, block_rows));
+  const int rows = (std::max(1, block_rows) + kKvTileRows - 1) / kKvTileRows * kKvTileRows;
+  return std::make_unique<FullKvCache>(shape, max_tokens, rows);
 }
 
 }  // namespace specserve

@@ -4,6 +4,11 @@
 // token tree) or none. Pending rows accumulate over several forward passes (a
 // draft expands a tree level by level, each level attending to its pending
 // ancestors). Rows are stored rotated at their true positions.
+//
+// The CPU caches (MakeFullKvCache, MakeWindowKvCache) keep rows in the tiled
+// layout of common/ops/kv_layout.h (per kv head, tiles of 16 rows, fp32 or
+// bf16) and expose it through Tiles(); device caches keep their own layout
+// and expose row-major segments (CommittedSegments / PendingRow).
 #pragma once
 
 #include <cstdint>
@@ -14,12 +19,28 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "common/ops/attention_batch.h"
+#include "common/ops/kv_layout.h"
 
 namespace specserve {
 
 struct KvShape {
   int n_layers = 0;
   int kv_dim = 0;  // n_kv_heads * head_dim floats per row
+  // The head split of a row (the tiled layout is per kv head); 0: one head of kv_dim.
+  int n_kv_heads = 0;
+  KvType type = KvType::kF32;  // element type of the CPU caches
+
+  int heads() const { return n_kv_heads > 0 ? n_kv_heads : 1; }
+  int head_dim() const { return kv_dim / heads(); }
+};
+
+// One layer of a CPU cache in the tiled layout (kv_layout.h).
+struct KvTiles {
+  KvType type = KvType::kF32;
+  int n_kv_heads = 0;
+  int head_dim = 0;
+  std::vector<KvRun> committed;  // the stored rows, in attention order
+  std::vector<KvRun> pending;    // pending rows 0, 1, ... in order
 };
 
 class KvCache {
@@ -39,10 +60,19 @@ class KvCache {
   // Copies K/V into pending rows [first, first + n) of `layer` (row stride `stride` floats).
   virtual void WritePending(int layer, int first, const float* k, const float* v, int n,
                             int stride) = 0;
-  // The committed rows of `layer` that every new token attends to (not the pending ones).
-  virtual void CommittedSegments(int layer, std::vector<KvSegment>* out) const = 0;
-  // Pending row `row` of `layer` as a one-row segment.
-  virtual KvSegment PendingRow(int layer, int row) const = 0;
+  // The stored rows of `layer` (committed; pending ones excluded) in the CPU
+  // tiled layout; false for caches that keep rows in another layout (device
+  // memory, tensor-parallel shards). `out` is overwritten (its vectors reused).
+  virtual bool Tiles(int layer, KvTiles* out) const { return false; }
+  // Row-major caches (the CUDA device cache): the committed rows of `layer`
+  // that every new token attends to, and pending row `row` as a one-row
+  // segment. The CPU caches are tiled and yield nothing here (use Tiles).
+  virtual void CommittedSegments(int layer, std::vector<KvSegment>* out) const { out->clear(); }
+  virtual KvSegment PendingRow(int layer, int row) const { return {}; }
+  // Reads back row `row` of `layer` as kv_dim floats each (k or v may be
+  // null): rows [0, stored_rows) are the stored rows in attention order, then
+  // the pending rows. For tests and tools; false where not supported.
+  virtual bool ReadRow(int layer, int64_t row, float* k, float* v) const { return false; }
 
   // Keeps pending rows `keep` (ascending indices) in that order, drops the others.
   virtual absl::Status Commit(std::span<const int32_t> keep) = 0;
@@ -58,8 +88,9 @@ class KvCache {
   virtual int64_t memory_bytes() const = 0;
 };
 
-// All tokens, in blocks of `block_rows` rows so that growing never copies
-// earlier rows. `max_tokens` bounds the sequence (0: unbounded).
+// All tokens, in blocks of `block_rows` rows (rounded up to whole tiles) so
+// that growing never copies earlier rows. `max_tokens` bounds the sequence
+// (0: unbounded).
 std::unique_ptr<KvCache> MakeFullKvCache(const KvShape& shape, int64_t max_tokens = 0,
                                          int block_rows = 256);
 

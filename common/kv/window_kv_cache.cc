@@ -2,6 +2,9 @@
 // tokens stay forever, the most recent `window` tokens live in a ring. Rows keep
 // their true rotary positions, so attention over sinks + ring needs no ordering:
 // softmax attention is invariant to the order of its keys.
+//
+// Three tiled regions per layer (kv_layout.h), each starting on a tile: the
+// sink slots, the ring slots and the pending slots.
 #include <algorithm>
 #include <cstring>
 #include <vector>
@@ -12,13 +15,23 @@
 namespace specserve {
 namespace {
 
+int WholeTiles(int rows) { return (rows + kKvTileRows - 1) / kKvTileRows * kKvTileRows; }
+
 class WindowKvCache final : public KvCache {
  public:
   WindowKvCache(const KvShape& shape, int sinks, int window, int max_pending)
       : shape_(shape), sinks_(sinks), window_(window), max_pending_(max_pending) {
-    const size_t per_layer = static_cast<size_t>(sinks_ + window_ + max_pending_) * shape.kv_dim;
-    k_.assign(per_layer * shape.n_layers, 0.0f);
-    v_.assign(per_layer * shape.n_layers, 0.0f);
+    const int slots[3] = {WholeTiles(sinks_), WholeTiles(window_), WholeTiles(max_pending_)};
+    for (int r = 0; r < 3; ++r) {
+      Region& region = regions_[r];
+      region.layout.type = shape.type;
+      region.layout.n_kv_heads = shape.heads();
+      region.layout.head_dim = shape.head_dim();
+      region.layout.head_stride = static_cast<int64_t>(slots[r]) * shape.head_dim();
+      region.layer_bytes = region.layout.head_stride * shape.heads() * KvTypeBytes(shape.type);
+      region.k.assign(region.layer_bytes * shape.n_layers, 0);
+      region.v.assign(region.layer_bytes * shape.n_layers, 0);
+    }
   }
 
   int64_t committed_tokens() const override { return committed_; }
@@ -38,34 +51,47 @@ class WindowKvCache final : public KvCache {
 
   void WritePending(int layer, int first, const float* k, const float* v, int n,
                     int stride) override {
+    Region& p = regions_[kPending];
     for (int i = 0; i < n && first + i < pending_; ++i) {
-      std::memcpy(Row(k_, layer, sinks_ + window_ + first + i),
-                  k + static_cast<size_t>(i) * stride, sizeof(float) * shape_.kv_dim);
-      std::memcpy(Row(v_, layer, sinks_ + window_ + first + i),
-                  v + static_cast<size_t>(i) * stride, sizeof(float) * shape_.kv_dim);
+      KvStoreRow(p.layout, p.K(layer), p.V(layer), first + i, k + static_cast<size_t>(i) * stride,
+                 v + static_cast<size_t>(i) * stride);
     }
   }
 
-  KvSegment PendingRow(int layer, int row) const override {
-    return KvSegment{Row(k_, layer, sinks_ + window_ + row), Row(v_, layer, sinks_ + window_ + row),
-                     1};
-  }
-
-  void CommittedSegments(int layer, std::vector<KvSegment>* out) const override {
-    out->clear();
-    if (SinkRows() > 0) {
-      out->push_back(KvSegment{Row(k_, layer, 0), Row(v_, layer, 0), SinkRows()});
-    }
+  bool Tiles(int layer, KvTiles* out) const override {
+    out->type = shape_.type;
+    out->n_kv_heads = shape_.heads();
+    out->head_dim = shape_.head_dim();
+    out->committed.clear();
+    out->pending.clear();
+    const Region& s = regions_[kSinks];
+    if (SinkRows() > 0) out->committed.push_back(s.Run(layer, 0, SinkRows()));
     const int rows = RingRows();
-    if (rows == 0) return;
-    // The ring tokens [committed - rows, committed) occupy consecutive slots modulo W.
-    const int first = SlotOf(committed_ - rows) - sinks_;
-    const int head = std::min(rows, window_ - first);
-    out->push_back(
-        KvSegment{Row(k_, layer, sinks_ + first), Row(v_, layer, sinks_ + first), head});
-    if (rows > head) {
-      out->push_back(KvSegment{Row(k_, layer, sinks_), Row(v_, layer, sinks_), rows - head});
+    if (rows > 0) {
+      // The ring tokens [committed - rows, committed) occupy consecutive slots modulo W.
+      const int first = RingSlot(committed_ - rows);
+      const int head = std::min(rows, window_ - first);
+      out->committed.push_back(regions_[kRing].Run(layer, first, head));
+      if (rows > head) out->committed.push_back(regions_[kRing].Run(layer, 0, rows - head));
     }
+    if (pending_ > 0) out->pending.push_back(regions_[kPending].Run(layer, 0, pending_));
+    return true;
+  }
+
+  bool ReadRow(int layer, int64_t row, float* k, float* v) const override {
+    if (row < 0 || row >= stored_rows() + pending_) return false;
+    if (row < SinkRows()) {
+      const Region& s = regions_[kSinks];
+      KvLoadRow(s.layout, s.K(layer), s.V(layer), row, k, v);
+    } else if (row < stored_rows()) {
+      const Region& r = regions_[kRing];
+      const int slot = RingSlot(committed_ - RingRows() + (row - SinkRows()));
+      KvLoadRow(r.layout, r.K(layer), r.V(layer), slot, k, v);
+    } else {
+      const Region& p = regions_[kPending];
+      KvLoadRow(p.layout, p.K(layer), p.V(layer), row - stored_rows(), k, v);
+    }
+    return true;
   }
 
   absl::Status Commit(std::span<const int32_t> keep) override {
@@ -76,13 +102,13 @@ class WindowKvCache final : public KvCache {
             "kept row %d is not an ascending index below the %d pending rows", keep[j], pending_));
       }
     }
-    for (int32_t src : keep) CommitRow(sinks_ + window_ + src);
+    for (int32_t src : keep) CommitRow(src);
     pending_ = 0;
     return absl::OkStatus();
   }
 
   void CommitAll() override {
-    for (int i = 0; i < pending_; ++i) CommitRow(sinks_ + window_ + i);
+    for (int i = 0; i < pending_; ++i) CommitRow(i);
     pending_ = 0;
   }
   void TruncatePending(int n) override { pending_ = std::clamp(n, 0, pending_); }
@@ -104,40 +130,48 @@ class WindowKvCache final : public KvCache {
   }
 
   int64_t memory_bytes() const override {
-    return static_cast<int64_t>(k_.size() + v_.size()) * sizeof(float);
+    int64_t bytes = 0;
+    for (const Region& r : regions_) bytes += static_cast<int64_t>(r.k.size() + r.v.size());
+    return bytes;
   }
 
  private:
+  enum { kSinks = 0, kRing = 1, kPending = 2 };
+  struct Region {
+    KvRegionLayout layout;
+    int64_t layer_bytes = 0;
+    std::vector<uint8_t> k, v;
+    uint8_t* K(int layer) { return k.data() + layer * layer_bytes; }
+    uint8_t* V(int layer) { return v.data() + layer * layer_bytes; }
+    const uint8_t* K(int layer) const { return k.data() + layer * layer_bytes; }
+    const uint8_t* V(int layer) const { return v.data() + layer * layer_bytes; }
+    KvRun Run(int layer, int first, int n) const {
+      return KvRun{K(layer), V(layer), layout.head_stride, first, n};
+    }
+  };
+
   int SinkRows() const { return static_cast<int>(std::min<int64_t>(committed_, sinks_)); }
   int RingRows() const {
     const int64_t from = std::max<int64_t>({sinks_, committed_ - window_, ring_valid_from_});
     return static_cast<int>(std::max<int64_t>(committed_ - from, 0));
   }
-  // Slot of the token with index `t`: a sink slot, or its place in the ring.
-  int SlotOf(int64_t t) const {
-    return t < sinks_ ? static_cast<int>(t) : sinks_ + static_cast<int>((t - sinks_) % window_);
-  }
-  void CommitRow(int pending_slot) {
+  // Ring slot of token `t` >= sinks.
+  int RingSlot(int64_t t) const { return static_cast<int>((t - sinks_) % window_); }
+  void CommitRow(int pending_row) {
     const int64_t t = committed_++;
     if (t >= sinks_ && window_ == 0) return;  // nothing but sinks is kept
-    const int slot = SlotOf(t);
+    Region& to = regions_[t < sinks_ ? kSinks : kRing];
+    const int slot = t < sinks_ ? static_cast<int>(t) : RingSlot(t);
+    const Region& from = regions_[kPending];
     for (int layer = 0; layer < shape_.n_layers; ++layer) {
-      std::memcpy(Row(k_, layer, slot), Row(k_, layer, pending_slot), sizeof(float) * shape_.kv_dim);
-      std::memcpy(Row(v_, layer, slot), Row(v_, layer, pending_slot), sizeof(float) * shape_.kv_dim);
+      KvCopyRow(from.layout, from.K(layer), from.V(layer), pending_row, to.layout, to.K(layer),
+                to.V(layer), slot);
     }
-  }
-  float* Row(std::vector<float>& buf, int layer, int slot) {
-    return buf.data() + (static_cast<size_t>(layer) * (sinks_ + window_ + max_pending_) + slot) *
-                            shape_.kv_dim;
-  }
-  const float* Row(const std::vector<float>& buf, int layer, int slot) const {
-    return buf.data() + (static_cast<size_t>(layer) * (sinks_ + window_ + max_pending_) + slot) *
-                            shape_.kv_dim;
   }
 
   KvShape shape_;
   int sinks_, window_, max_pending_;
-  std::vector<float> k_, v_;
+  Region regions_[3];
   int64_t committed_ = 0;
   int64_t ring_valid_from_ = 0;  // first token index after the last SkipTokens gap
   int pending_ = 0;

@@ -4,9 +4,11 @@
 #include <cstdint>
 #include <vector>
 
+#include "common/ops/kv_layout.h"
+
 namespace specserve {
 
-// `n_rows` K and V rows of width kv_dim (n_kv_heads * head_dim), row-contiguous,
+// Row-major K/V (the CUDA backend, tests): `n_rows` K and V rows of width kv_dim (n_kv_heads * head_dim), row-contiguous,
 // already rotated at their true positions. Every new token of the sequence sees
 // every cached row (attention is order-independent once K is rotated).
 struct KvSegment {
@@ -31,6 +33,24 @@ struct AttentionSequence {
   // Otherwise a tree: parents[i] < i, or -1 for a child of the cached context;
   // token i sees itself and its ancestors.
   const int32_t* parents = nullptr;
+
+  // The tiled form (the CPU caches, common/ops/kv_layout.h). When `runs` is
+  // not empty, keys and values come from it and cached / k / v / parents are
+  // ignored (q and out are used as above). The key list is the runs' rows in
+  // order: the cache's stored rows, then its pending rows, which include this
+  // pass's new tokens (the caller writes them first). New token t sees list
+  // rows [0, visible[t]) and then, in order, the rows at list indices
+  // extra[extra_begin[t] .. extra_begin[t + 1]) (ascending, each >=
+  // visible[t]; extra_begin == nullptr: none). A causal pass over a full
+  // cache gives visible[t] = rows before t + 1 and no extras; a tree gives
+  // visible = the stored rows and extras = the node's ancestors and itself.
+  // Within the runs, every row's place in its tile is part of the
+  // arithmetic (kernels.h): the full cache keeps row i at tile lane i % 16.
+  std::vector<KvRun> runs;
+  KvType kv_type = KvType::kF32;
+  const int32_t* visible = nullptr;
+  const int32_t* extra_begin = nullptr;
+  const int32_t* extra = nullptr;
 };
 
 struct AttentionShape {

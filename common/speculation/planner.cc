@@ -31,10 +31,10 @@ std::vector<double> AcceptanceStats::Vector() const {
     // believed to do better than an earlier one (this also keeps an unobserved
     // rank's prior from outliving evidence that the earlier ranks fail).
     if (r > 0) p[r] = std::min(p[r], p[r - 1]);
+    // p_1 + ... + p_K <= 1 by definition: a later rank gets at most the mass the
+    // earlier ones leave (never shrink an observed rank for an unobserved one's prior).
+    p[r] = std::clamp(p[r], 0.0, std::max(0.0, 0.999 - total));
     total += p[r];
-  }
-  if (total > 0.999) {  // p_1 + ... + p_K <= 1 by definition; keep rounding in check
-    for (double& x : p) x *= 0.999 / total;
   }
   return p;
 }
@@ -81,6 +81,15 @@ void Planner::RebuildTables() {
     }
   }
   choices_.clear();
+}
+
+void Planner::MaybeRebuildTables() {
+  // Re-plan trees when the acceptance evidence has grown by a quarter (so early
+  // on, while it moves fast, almost every step), or every 64 steps.
+  if (++steps_since_rebuild_ >= 64 ||
+      acceptance_.visits(0) > visits_at_rebuild_ + visits_at_rebuild_ / 4 + 4) {
+    RebuildTables();
+  }
 }
 
 void Planner::RecordDraftPass(StepClass c, int m, double seconds) {
@@ -148,7 +157,7 @@ Plan Planner::Choose(int batch, double mean_context) {
       plan.shape = ChainShape(config_.chain_gamma);
       break;
     case SpecMode::kTree:
-      if (++steps_since_rebuild_ >= 16) RebuildTables();
+      MaybeRebuildTables();
       plan.shape = tables_->Shape(config_.tree_nodes + 1, config_.max_depth);
       break;
     case SpecMode::kAuto:
@@ -165,11 +174,7 @@ Plan Planner::Choose(int batch, double mean_context) {
 namespace specserve {
 
 Plan Planner::ChooseAuto(int batch, double mean_context) {
-  // Re-plan trees when the acceptance evidence has grown by a quarter, or every 64 steps.
-  if (++steps_since_rebuild_ >= 64 ||
-      acceptance_.visits(0) > visits_at_rebuild_ + visits_at_rebuild_ / 4 + 16) {
-    RebuildTables();
-  }
+  MaybeRebuildTables();
   const StepClass c = ClassOf(batch, mean_context);
   // Decide from measurements, not the prior alone: first plain steps of this
   // class, then (once probing is affordable, see below) a probe with a short

@@ -130,6 +130,7 @@ class Planner {
     int64_t valid_until_step = -1;
   };
   void RebuildTables();
+  void MaybeRebuildTables();
   Plan ChooseAuto(int batch, double mean_context);
   Plan PlainOrProbe(StepClass c, int batch, double mean_context);
   // Probing may take at most 1/kProbeBudgetFactor of the time while plain wins.

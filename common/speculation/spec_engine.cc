@@ -300,6 +300,7 @@ std::vector<const ProposeOutput*> SpecEngine::ProposeTrees(
       for (const PassTime& pass : passes) {
         planner_->RecordDraftPass(step_class, pass.tokens_per_sequence, pass.seconds);
       }
+      last_.draft_passes = passes;
       for (size_t k = 0; k < proposed.size(); ++k) {
         Sequence* seq = decoding[proposed[k]].second;
         const ProposeOutput& out = (*drafts)[k];
@@ -402,7 +403,8 @@ absl::Status SpecEngine::DecodeStep(std::span<const std::pair<int, Sequence*>> d
   RETURN_IF_ERROR(target_.Verify(items, &verified));
   last_.verify_seconds = SecondsSince(verify_start);
   const int n = static_cast<int>(decoding.size());
-  planner_->RecordVerifyPass(step_class, (tokens + n - 1) / n, last_.verify_seconds);
+  last_.verify_tokens_per_sequence = (tokens + n - 1) / n;
+  planner_->RecordVerifyPass(step_class, last_.verify_tokens_per_sequence, last_.verify_seconds);
 
   // 4. Extend the histories with what each verification accepted.
   last_.batch = n;

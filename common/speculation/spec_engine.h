@@ -9,8 +9,8 @@
 #include <chrono>
 #include <cstdint>
 #include <map>
-#include <optional>
 #include <memory>
+#include <optional>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -50,7 +50,12 @@ struct StepStats {
   int64_t accepted_tokens = 0;   // tree tokens accepted, all sequences
   int64_t generated_tokens = 0;  // tokens appended, all sequences (accepted + extra)
   double draft_seconds = 0;
-  double verify_seconds = 0;  // the target's pass (a prefill step: target + draft catch-up)
+  double verify_seconds = 0;
+  // The passes this decode step ran, for cost models: the draft's (new tokens per
+  // sequence each) and the target's verify width (root + tree nodes per sequence).
+  std::vector<PassTime> draft_passes;
+  int verify_tokens_per_sequence =
+      0;  // the target's pass (a prefill step: target + draft catch-up)
   double mean_context = 0;
   std::vector<int64_t> hits_by_rank, visits_by_rank;  // this step's acceptance by position
   std::vector<int> finished;                          // ids of sequences that finished this step

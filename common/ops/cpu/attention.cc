@@ -1,252 +1,249 @@
 #include "common/ops/cpu/attention.h"
 
-#include <xmmintrin.h>
-
 #include <algorithm>
 #include <cassert>
-#include <cmath>
-#include <limits>
+#include <cstring>
+
+#include "common/util/half.h"
 
 namespace specserve::cpu {
 namespace {
 
-constexpr int kMaxQueriesPerTile = 256;  // query rows (tokens x heads) per item
-constexpr int64_t kMinChunkRows = 256;   // split-K never makes smaller chunks
-constexpr float kNegInf = -std::numeric_limits<float>::infinity();
+// Query rows per work item: enough to reuse each key tile many times, few
+// enough that items spread over the threads and the score rows stay in cache.
+constexpr int kMaxItemRows = 32;
+// Bytes of score scratch an item aims to stay within (a row needs 64 per tile).
+constexpr int64_t kScoreBudgetBytes = 512 * 1024;
+constexpr float kLog2e = 1.44269504088896341f;
 
-int64_t CeilDiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
+int64_t RoundUpTiles(int64_t rows) { return (rows + kKvTileRows - 1) / kKvTileRows * kKvTileRows; }
 
-// Key rows per online-softmax step: the block's K and V rows (all heads) stay
-// within about 512 KB, well inside L2.
-int KeyBlockRows(int64_t kv_dim) {
-  return static_cast<int>(std::clamp<int64_t>(32768 / kv_dim / 8 * 8, 16, 64));
-}
-
-// Prefetches part `part` of `parts` of [begin, end) into L2.
-void PrefetchPart(const float* begin, const float* end, int part, int parts) {
-  const char* b = reinterpret_cast<const char*>(begin);
-  const int64_t bytes = reinterpret_cast<const char*>(end) - b;
-  if (bytes <= 0) return;
-  const int64_t per = (bytes / parts + 63) / 64 * 64;
-  const char* e = b + std::min(bytes, (part + 1) * per);
-  for (const char* p = b + part * per; p < e; p += 64) _mm_prefetch(p, _MM_HINT_T1);
-}
-
-// vis[t * n + j] = 1 when new token t sees new token j (itself and its ancestors).
-void BuildTreeMask(const int32_t* parents, int n, std::vector<uint8_t>& vis) {
-  vis.assign(static_cast<size_t>(n) * n, 0);
-  for (int t = 0; t < n; ++t) {
-    const int p = parents[t];
-    assert(p < t);
-    if (p >= 0 && p < t) {  // an invalid parent (engines validate trees) acts as -1
-      std::copy_n(vis.begin() + static_cast<int64_t>(p) * n, p + 1,
-                  vis.begin() + static_cast<int64_t>(t) * n);
+// Head `head`'s K and V of `row` of a tiled run region, widened to fp32.
+void LoadHeadRow(const KvRun& run, KvType type, int head, int d, int64_t row, float* k, float* v) {
+  const int64_t base = head * run.head_stride + row / kKvTileRows * kKvTileRows * d;
+  const int lane = static_cast<int>(row % kKvTileRows);
+  for (int c = 0; c < d; ++c) {
+    const int64_t ki = base + static_cast<int64_t>(c) * kKvTileRows + lane;
+    const int64_t vi = KvValuesTransposed(d) ? ki : base + static_cast<int64_t>(lane) * d + c;
+    if (type == KvType::kF32) {
+      k[c] = static_cast<const float*>(run.k)[ki];
+      v[c] = static_cast<const float*>(run.v)[vi];
+    } else {
+      k[c] = Bf16ToFloat(static_cast<const uint16_t*>(run.k)[ki]);
+      v[c] = Bf16ToFloat(static_cast<const uint16_t*>(run.v)[vi]);
     }
-    vis[static_cast<size_t>(t) * n + t] = 1;
   }
 }
 
 }  // namespace
 
+const AttentionSequence& AttentionRunner::Tiled(const AttentionSequence& seq,
+                                                const AttentionShape& shape, size_t index) {
+  if (!seq.runs.empty() || seq.n_new == 0) return seq;
+  Converted& c = converted_[index];
+  const int d = shape.head_dim, kv_dim = shape.n_kv_heads * d;
+  int64_t cached = 0;
+  for (const KvSegment& s : seq.cached) cached += s.n_rows;
+  const int64_t rows = cached + seq.n_new;
+  const KvRegionLayout layout{KvType::kF32, shape.n_kv_heads, d, RoundUpTiles(rows) * d};
+  c.k.assign(layout.head_stride * shape.n_kv_heads, 0.0f);
+  c.v.assign(c.k.size(), 0.0f);
+  int64_t row = 0;
+  for (const KvSegment& s : seq.cached) {
+    for (int j = 0; j < s.n_rows; ++j, ++row) {
+      KvStoreRow(layout, c.k.data(), c.v.data(), row, s.k + static_cast<int64_t>(j) * kv_dim,
+                 s.v + static_cast<int64_t>(j) * kv_dim);
+    }
+  }
+  for (int t = 0; t < seq.n_new; ++t, ++row) {
+    KvStoreRow(layout, c.k.data(), c.v.data(), row, seq.k + static_cast<int64_t>(t) * seq.kv_stride,
+               seq.v + static_cast<int64_t>(t) * seq.kv_stride);
+  }
+  c.visible.resize(seq.n_new);
+  c.extra_begin.assign(1, 0);
+  c.extra.clear();
+  for (int t = 0; t < seq.n_new; ++t) {
+    if (seq.parents == nullptr) {
+      c.visible[t] = static_cast<int32_t>(cached + t + 1);
+    } else {
+      c.visible[t] = static_cast<int32_t>(cached);
+      const size_t first = c.extra.size();
+      for (int j = t; j >= 0; j = j > 0 && seq.parents[j] < j ? seq.parents[j] : -1) {
+        c.extra.push_back(static_cast<int32_t>(cached + j));
+      }
+      std::reverse(c.extra.begin() + first, c.extra.end());
+    }
+    c.extra_begin.push_back(static_cast<int32_t>(c.extra.size()));
+  }
+  c.seq = seq;
+  c.seq.runs = {KvRun{c.k.data(), c.v.data(), layout.head_stride, 0, static_cast<int>(rows)}};
+  c.seq.kv_type = KvType::kF32;
+  c.seq.visible = c.visible.data();
+  c.seq.extra_begin = seq.parents == nullptr ? nullptr : c.extra_begin.data();
+  c.seq.extra = c.extra.data();
+  return c.seq;
+}
+
 void AttentionRunner::Run(const KernelTable& kernels, ThreadPool& pool,
                           std::span<const AttentionSequence> sequences,
                           const AttentionShape& shape) {
   assert(shape.n_kv_heads > 0 && shape.n_heads % shape.n_kv_heads == 0);
-  const int d = shape.head_dim;
-  const int n_seq = static_cast<int>(sequences.size());
-  masks_.resize(n_seq);
-  cached_rows_.assign(n_seq, 0);
-  for (int s = 0; s < n_seq; ++s) {
-    const AttentionSequence& seq = sequences[s];
-    for (const KvSegment& seg : seq.cached) cached_rows_[s] += seg.n_rows;
-    if (seq.parents != nullptr && seq.n_new > 0) BuildTreeMask(seq.parents, seq.n_new, masks_[s]);
-  }
-
-  // Base units: (sequence, query tile), largest tiles first.
-  struct Unit {
-    int seq, tok_begin, tok_end;
-    int64_t rows;
-  };
-  std::vector<Unit> units;
-  const int tokens_per_tile = std::max(1, kMaxQueriesPerTile / shape.n_heads);
-  for (int s = 0; s < n_seq; ++s) {
-    for (int t1 = sequences[s].n_new; t1 > 0; t1 -= tokens_per_tile) {
-      const int t0 = std::max(0, t1 - tokens_per_tile);
-      units.push_back({s, t0, t1, cached_rows_[s] + t1});
-    }
-  }
-  if (units.empty()) return;
-
-  // Split key rows when there are too few units to keep every thread busy.
-  const int64_t wanted = 4 * static_cast<int64_t>(pool.num_threads());
-  const int64_t split = static_cast<int64_t>(units.size()) >= wanted
-                            ? 1
-                            : CeilDiv(wanted, static_cast<int64_t>(units.size()));
-  const int block_rows = KeyBlockRows(static_cast<int64_t>(shape.n_kv_heads) * d);
-  items_.clear();
-  split_groups_.clear();
-  partial_offset_.clear();
-  int64_t partial_rows = 0;
-  for (const Unit& u : units) {
-    const int64_t chunks = std::min(split, CeilDiv(u.rows, kMinChunkRows));
-    if (chunks <= 1) {
-      items_.push_back({u.seq, u.tok_begin, u.tok_end, 0, u.rows, -1});
-      continue;
-    }
-    const int64_t chunk_rows = CeilDiv(CeilDiv(u.rows, chunks), block_rows) * block_rows;
-    const int m_total = (u.tok_end - u.tok_begin) * shape.n_heads;
-    split_groups_.push_back({static_cast<int64_t>(items_.size()), 0});
-    for (int64_t r = 0; r < u.rows; r += chunk_rows) {
-      const int64_t partial = static_cast<int64_t>(partial_offset_.size());
-      partial_offset_.push_back(partial_rows);
-      partial_rows += m_total;
-      items_.push_back(
-          {u.seq, u.tok_begin, u.tok_end, r, std::min(u.rows, r + chunk_rows), partial});
-      ++split_groups_.back().second;
-    }
-  }
-  partial_o_.resize(partial_rows * d);
-  partial_max_.resize(partial_rows);
-  partial_sum_.resize(partial_rows);
-
-  scratch_.resize(pool.num_threads());
-  pool.ParallelForEach(static_cast<int64_t>(items_.size()), [&](int64_t i, int thread_index) {
-    RunItem(items_[i], scratch_[thread_index], sequences, shape, kernels);
-  });
-  Merge(sequences, shape);
-}
-
-void AttentionRunner::RunItem(const Item& item, Scratch& sc,
-                              std::span<const AttentionSequence> sequences,
-                              const AttentionShape& shape, const KernelTable& kernels) {
-  const AttentionSequence& seq = sequences[item.seq];
-  const int n_kv = shape.n_kv_heads;
-  const int group = shape.n_heads / n_kv;
-  const int d = shape.head_dim;
-  const int64_t kv_dim = static_cast<int64_t>(n_kv) * d;
-  const int block_rows = KeyBlockRows(kv_dim);
-  // Query rows: kv head g owns rows [g * m, (g + 1) * m); within them row
-  // i = (token - tok_begin) * group + head within the group.
-  const int m = (item.tok_end - item.tok_begin) * group;
-  const int m_total = m * n_kv;
-  sc.q.resize(static_cast<size_t>(m_total) * d);
-  sc.o.assign(static_cast<size_t>(m_total) * d, 0.0f);
-  sc.s.resize(static_cast<size_t>(m) * block_rows);
-  sc.row_max.assign(m_total, kNegInf);
-  sc.row_sum.assign(m_total, 0.0f);
-  for (int t = item.tok_begin; t < item.tok_end; ++t) {
-    for (int h = 0; h < shape.n_heads; ++h) {
-      const int row = (h / group) * m + (t - item.tok_begin) * group + h % group;
-      std::copy_n(seq.q + static_cast<int64_t>(t) * seq.q_stride + static_cast<int64_t>(h) * d, d,
-                  sc.q.data() + static_cast<int64_t>(row) * d);
-    }
-  }
-
-  const std::vector<uint8_t>* tree = seq.parents != nullptr ? &masks_[item.seq] : nullptr;
-  // Streams n key rows (k, v: first row, all heads, `stride` floats apart);
-  // new_row0 >= 0 when they are new tokens (masked), -1 for cached rows.
-  auto process = [&](const float* k, const float* v, int64_t stride, int64_t n, int64_t new_row0) {
-    for (int64_t b = 0; b < n; b += block_rows) {
-      const int nb = static_cast<int>(std::min<int64_t>(block_rows, n - b));
-      // The next block's rows, prefetched a slice per head while this one runs:
-      // each head reads only d floats of every row, which the hardware
-      // prefetchers do not follow well.
-      const int64_t next_end = std::min<int64_t>(n, b + nb + block_rows);
-      for (int g = 0; g < n_kv; ++g) {
-        if (b + nb < n) {
-          PrefetchPart(k + (b + nb) * stride, k + next_end * stride, g, n_kv);
-          PrefetchPart(v + (b + nb) * stride, v + next_end * stride, g, n_kv);
-        }
-        const int64_t head = static_cast<int64_t>(g) * d;
-        const int64_t q0 = static_cast<int64_t>(g) * m;
-        kernels.attention_scores(sc.q.data() + q0 * d, m, d, k + b * stride + head, stride, nb,
-                                 shape.scale, sc.s.data(), block_rows);
-        if (new_row0 >= 0) {
-          for (int i = 0; i < m; ++i) {
-            const int t = item.tok_begin + i / group;
-            float* si = sc.s.data() + static_cast<int64_t>(i) * block_rows;
-            for (int j = 0; j < nb; ++j) {
-              const int64_t row = new_row0 + b + j;
-              const bool visible = tree == nullptr
-                                       ? row <= t
-                                       : (*tree)[static_cast<size_t>(t) * seq.n_new + row] != 0;
-              if (!visible) si[j] = kNegInf;
-            }
-          }
-        }
-        kernels.attention_softmax(sc.s.data(), m, nb, block_rows, sc.row_max.data() + q0,
-                                  sc.row_sum.data() + q0, sc.o.data() + q0 * d, d);
-        kernels.attention_accumulate(sc.s.data(), m, nb, block_rows, v + b * stride + head, stride,
-                                     d, sc.o.data() + q0 * d);
-      }
-    }
-  };
-
-  int64_t base = 0;
-  for (const KvSegment& seg : seq.cached) {
-    const int64_t a = std::max(item.row_begin, base) - base;
-    const int64_t e = std::min(item.row_end, base + seg.n_rows) - base;
-    if (a < e) process(seg.k + a * kv_dim, seg.v + a * kv_dim, kv_dim, e - a, -1);
-    base += seg.n_rows;
-  }
-  {
-    const int64_t a = std::max(item.row_begin, base) - base;
-    const int64_t e = std::min(item.row_end, base + item.tok_end) - base;
-    if (a < e)
-      process(seq.k + a * seq.kv_stride, seq.v + a * seq.kv_stride, seq.kv_stride, e - a, a);
-  }
-
-  if (item.partial >= 0) {
-    const int64_t off = partial_offset_[item.partial];
-    std::copy(sc.o.begin(), sc.o.end(), partial_o_.begin() + off * d);
-    std::copy(sc.row_max.begin(), sc.row_max.end(), partial_max_.begin() + off);
-    std::copy(sc.row_sum.begin(), sc.row_sum.end(), partial_sum_.begin() + off);
-    return;
-  }
-  for (int r = 0; r < m_total; ++r) {
-    const int g = r / m, i = r % m;
-    const int t = item.tok_begin + i / group;
-    const int h = g * group + i % group;
-    float* out = seq.out + static_cast<int64_t>(t) * seq.out_stride + static_cast<int64_t>(h) * d;
-    const float inv = 1.0f / sc.row_sum[r];
-    const float* o = sc.o.data() + static_cast<int64_t>(r) * d;
-    for (int c = 0; c < d; ++c) out[c] = o[c] * inv;
-  }
-}
-
-void AttentionRunner::Merge(std::span<const AttentionSequence> sequences,
-                            const AttentionShape& shape) {
   const int group = shape.n_heads / shape.n_kv_heads;
-  const int d = shape.head_dim;
-  std::vector<float> acc(d);
-  for (const auto& [first, count] : split_groups_) {
-    const Item& head = items_[first];
-    const AttentionSequence& seq = sequences[head.seq];
-    const int m = (head.tok_end - head.tok_begin) * group;
-    const int m_total = m * shape.n_kv_heads;
-    for (int r = 0; r < m_total; ++r) {
-      float max = kNegInf;
-      for (int c = 0; c < count; ++c) {
-        max = std::max(max, partial_max_[partial_offset_[items_[first + c].partial] + r]);
+  tiled_.clear();
+  items_.clear();
+  if (converted_.size() < sequences.size()) converted_.resize(sequences.size());
+  for (size_t s = 0; s < sequences.size(); ++s) {
+    const AttentionSequence& seq = Tiled(sequences[s], shape, s);
+    tiled_.push_back(&seq);
+    if (seq.n_new == 0) continue;
+    int64_t rows = 0;
+    for (const KvRun& run : seq.runs) rows += run.n_rows;
+    const int64_t tiles = rows / kKvTileRows + 2;
+    const int64_t by_budget = kScoreBudgetBytes / (tiles * kKvTileRows * 4 * group);
+    const int tokens = static_cast<int>(
+        std::clamp<int64_t>(std::min<int64_t>(kMaxItemRows / group, by_budget), 1, seq.n_new));
+    for (int g = 0; g < shape.n_kv_heads; ++g) {
+      for (int t = 0; t < seq.n_new; t += tokens) {
+        items_.push_back({static_cast<int>(s), g, t, std::min(seq.n_new, t + tokens)});
       }
-      std::fill(acc.begin(), acc.end(), 0.0f);
-      float sum = 0.0f;
-      for (int c = 0; c < count; ++c) {
-        const int64_t row = partial_offset_[items_[first + c].partial] + r;
-        if (partial_max_[row] == kNegInf) continue;  // chunk saw no key for this query
-        const float w = std::exp(partial_max_[row] - max);
-        sum += partial_sum_[row] * w;
-        const float* o = partial_o_.data() + row * d;
-        for (int j = 0; j < d; ++j) acc[j] += o[j] * w;
-      }
-      const int g = r / m, i = r % m;
-      const int t = head.tok_begin + i / group;
-      const int h = g * group + i % group;
-      float* out = seq.out + static_cast<int64_t>(t) * seq.out_stride + static_cast<int64_t>(h) * d;
-      const float inv = 1.0f / sum;
-      for (int j = 0; j < d; ++j) out[j] = acc[j] * inv;
     }
   }
+  if (items_.empty()) return;
+  scratch_.resize(pool.num_threads());
+  pool.ParallelForEach(static_cast<int64_t>(items_.size()), [&](int64_t i, int thread) {
+    RunItem(items_[i], *tiled_[items_[i].seq], shape, kernels, scratch_[thread]);
+  });
+}
+
+void AttentionRunner::RunItem(const Item& item, const AttentionSequence& seq,
+                              const AttentionShape& shape, const KernelTable& kernels,
+                              Scratch& sc) {
+  const int d = shape.head_dim;
+  const int group = shape.n_heads / shape.n_kv_heads;
+  const int g = item.kv_head;
+  const int m = (item.tok_end - item.tok_begin) * group;
+  const int bytes = KvTypeBytes(seq.kv_type);
+  const float qscale = shape.scale * kLog2e;
+
+  // Rows: token-major, the group's query heads within a token.
+  sc.q.resize(static_cast<size_t>(m) * d);
+  sc.visible.resize(m);
+  sc.out.resize(m);
+  int32_t max_visible = 0;
+  for (int r = 0; r < m; ++r) {
+    const int t = item.tok_begin + r / group;
+    const int h = g * group + r % group;
+    const float* q = seq.q + static_cast<int64_t>(t) * seq.q_stride + static_cast<int64_t>(h) * d;
+    for (int c = 0; c < d; ++c) sc.q[static_cast<size_t>(r) * d + c] = q[c] * qscale;
+    sc.visible[r] = seq.visible[t];
+    sc.out[r] = seq.out + static_cast<int64_t>(t) * seq.out_stride + static_cast<int64_t>(h) * d;
+    max_visible = std::max(max_visible, seq.visible[t]);
+  }
+
+  // The shared tiles the rows see, in list order.
+  sc.tiles.clear();
+  int64_t list = 0;
+  for (const KvRun& run : seq.runs) {
+    if (list >= max_visible) break;
+    const char* k = static_cast<const char*>(run.k) + g * run.head_stride * bytes;
+    const char* v = static_cast<const char*>(run.v) + g * run.head_stride * bytes;
+    for (int64_t row = run.first, end = run.first + run.n_rows; row < end;) {
+      const int64_t tile = row / kKvTileRows;
+      const int64_t tile_end = std::min(end, (tile + 1) * kKvTileRows);
+      const int64_t list_begin = list + row - run.first;
+      if (list_begin >= max_visible) break;
+      const int64_t offset = tile * kKvTileRows * d * bytes;
+      sc.tiles.push_back(AttentionTile{k + offset, v + offset,
+                                       static_cast<int>(row - tile * kKvTileRows),
+                                       static_cast<int>(tile_end - tile * kKvTileRows),
+                                       static_cast<int>(list_begin)});
+      row = tile_end;
+    }
+    list += run.n_rows;
+  }
+
+  // Extra rows of tree tokens: copied (fp32) into tiles at the lanes their
+  // list index after the token's visible rows gives.
+  AttentionRowsProblem p;
+  int max_extra_tiles = 0;
+  if (seq.extra_begin != nullptr) {
+    const int64_t tile_floats = 2 * kKvTileRows * d;
+    int total = 0;
+    for (int t = item.tok_begin; t < item.tok_end; ++t) {
+      const int n = seq.extra_begin[t + 1] - seq.extra_begin[t];
+      if (n == 0) continue;
+      const int64_t v0 = seq.visible[t];
+      total += static_cast<int>((v0 + n - 1) / kKvTileRows - v0 / kKvTileRows + 1);
+    }
+    sc.extra_kv.assign(static_cast<size_t>(total) * tile_floats, 0.0f);
+    sc.extra_tiles.clear();
+    sc.extra_offset.assign(1, 0);
+    std::vector<int64_t>& run_start = sc.run_start;
+    run_start.clear();
+    int64_t start = 0;
+    for (const KvRun& run : seq.runs) {
+      run_start.push_back(start);
+      start += run.n_rows;
+    }
+    sc.k_row.resize(d);
+    sc.v_row.resize(d);
+    float* kr = sc.k_row.data();
+    float* vr = sc.v_row.data();
+    int used = 0;
+    for (int t = item.tok_begin; t < item.tok_end; ++t) {
+      const int first = seq.extra_begin[t], n = seq.extra_begin[t + 1] - first;
+      const int64_t v0 = seq.visible[t];
+      const int token_tiles = n == 0 ? 0 : static_cast<int>((v0 + n - 1) / kKvTileRows -
+                                                            v0 / kKvTileRows + 1);
+      float* base = sc.extra_kv.data() + static_cast<int64_t>(used) * tile_floats;
+      std::vector<AttentionTile>& token = sc.token_tiles;
+      token.resize(token_tiles);
+      for (int i = 0; i < token_tiles; ++i) {
+        float* kt = base + i * tile_floats;
+        token[i] = AttentionTile{kt, kt + kKvTileRows * d, kKvTileRows, 0, 0};
+      }
+      for (int i = 0; i < n; ++i) {
+        const int64_t index = seq.extra[first + i];
+        const size_t r = std::upper_bound(run_start.begin(), run_start.end(), index) -
+                         run_start.begin() - 1;
+        LoadHeadRow(seq.runs[r], seq.kv_type, g, d, seq.runs[r].first + (index - run_start[r]),
+                    kr, vr);
+        const int64_t virt = v0 + i;
+        const int ti = static_cast<int>(virt / kKvTileRows - v0 / kKvTileRows);
+        const int lane = static_cast<int>(virt % kKvTileRows);
+        float* kt = base + ti * tile_floats;
+        float* vt = kt + kKvTileRows * d;
+        for (int c = 0; c < d; ++c) {
+          kt[c * kKvTileRows + lane] = kr[c];
+          vt[KvValuesTransposed(d) ? c * kKvTileRows + lane : lane * d + c] = vr[c];
+        }
+        AttentionTile& tile = token[ti];
+        tile.lane_begin = std::min(tile.lane_begin, lane);
+        tile.lane_end = std::max(tile.lane_end, lane + 1);
+        if (tile.lane_begin == lane) tile.list_begin = static_cast<int>(virt);
+      }
+      used += token_tiles;
+      max_extra_tiles = std::max(max_extra_tiles, token_tiles);
+      for (int h = 0; h < group; ++h) {
+        sc.extra_tiles.insert(sc.extra_tiles.end(), token.begin(), token.end());
+        sc.extra_offset.push_back(static_cast<int32_t>(sc.extra_tiles.size()));
+      }
+    }
+    p.extra_tiles = sc.extra_tiles.data();
+    p.extra_offset = sc.extra_offset.data();
+  }
+
+  p.m = m;
+  p.d = d;
+  p.type = seq.kv_type;
+  p.q = sc.q.data();
+  p.tiles = sc.tiles.data();
+  p.n_tiles = static_cast<int>(sc.tiles.size());
+  p.visible = sc.visible.data();
+  p.out = sc.out.data();
+  sc.s.resize(AttentionScratchFloats(m, p.n_tiles + max_extra_tiles));
+  p.scratch = sc.s.data();
+  kernels.attention_rows(p);
 }
 
 }  // namespace specserve::cpu

@@ -1,18 +1,18 @@
-// The attention driver: cuts a batch into work items (sequence x query-token
-// tile x key-row chunk), runs them on the pool with the ISA's primitives, and
-// merges split chunks.
+// The attention driver of the CPU backend: cuts a batch into work items
+// (sequence x kv head x a few tokens: every query head of the kv head's group
+// for those tokens), gathers each item's tiles and each tree token's extra
+// rows, and runs the ISA's AttentionRowsFn on the pool.
 //
-// Loop structure: an item streams its K/V rows once, in blocks of whole rows
-// (all kv heads: contiguous memory, so the hardware prefetcher keeps up; a
-// per-head walk would touch a few cache lines per 4 KB row and stall on every
-// row). Within a block, for each kv head, every query head of the group and
-// every new token of the tile (m = tokens x group query rows) goes through an
-// online (flash style) softmax step: scores for the block, running max / sum
-// update, P x V accumulate. So a decode step reads each sequence's KV once,
-// whatever the group size or tree size. When there are fewer items than the
-// pool can keep busy (batch 1 with a long context), the key rows are split
-// into chunks whose partial (output, max, sum) triples are merged at the end
-// (split-K).
+// An item streams its kv head's keys and values once for all its rows (GQA
+// group heads and tokens: a verify pass of a chain or a tree reads each KV
+// row once per sequence, as a plain step does). Items never split a row's
+// keys, and the kernel's arithmetic for a row depends only on that row's
+// query and visible keys (kernels.h), so results are independent of the
+// batch, the thread count and a token's place in a tree.
+//
+// Sequences in the row-major form (AttentionSequence::runs empty: tests,
+// callers without a tiled cache) are first copied into a tiled scratch
+// region, with the causal or tree mask turned into visible / extra lists.
 #pragma once
 
 #include <cstdint>
@@ -33,28 +33,33 @@ class AttentionRunner {
  private:
   struct Item {
     int seq = 0;
-    int tok_begin = 0;  // query tokens [tok_begin, tok_end) of the sequence's new tokens
+    int kv_head = 0;
+    int tok_begin = 0;  // tokens [tok_begin, tok_end) of the sequence's new tokens
     int tok_end = 0;
-    int64_t row_begin = 0;  // key rows of the item: cached rows first, then new rows
-    int64_t row_end = 0;
-    int64_t partial = -1;  // index of the item's partial result, -1: writes the output
+  };
+  // A row-major sequence copied into the tiled form.
+  struct Converted {
+    std::vector<float> k, v;
+    std::vector<int32_t> visible, extra_begin, extra;
+    AttentionSequence seq;
   };
   struct Scratch {
-    std::vector<float> q, o, s, row_max, row_sum;
+    std::vector<float> q, s, extra_kv, k_row, v_row;
+    std::vector<AttentionTile> tiles, extra_tiles, token_tiles;
+    std::vector<int64_t> run_start;
+    std::vector<int32_t> visible, extra_offset;
+    std::vector<float*> out;
   };
 
-  void RunItem(const Item& item, Scratch& scratch, std::span<const AttentionSequence> sequences,
-               const AttentionShape& shape, const KernelTable& kernels);
-  void Merge(std::span<const AttentionSequence> sequences, const AttentionShape& shape);
+  const AttentionSequence& Tiled(const AttentionSequence& seq, const AttentionShape& shape,
+                                 size_t index);
+  void RunItem(const Item& item, const AttentionSequence& seq, const AttentionShape& shape,
+               const KernelTable& kernels, Scratch& sc);
 
+  std::vector<const AttentionSequence*> tiled_;
+  std::vector<Converted> converted_;
   std::vector<Item> items_;
-  std::vector<Scratch> scratch_;             // one per pool thread
-  std::vector<std::vector<uint8_t>> masks_;  // per sequence: tree visibility n_new x n_new
-  std::vector<int64_t> cached_rows_;         // per sequence
-  // Split-K partials: for partial p, m rows of (o[d], max, sum).
-  std::vector<float> partial_o_, partial_max_, partial_sum_;
-  std::vector<int64_t> partial_offset_;  // first query row of each partial in the buffers
-  std::vector<std::pair<int64_t, int>> split_groups_;  // (first item, chunk count)
+  std::vector<Scratch> scratch_;  // one per pool thread
 };
 
 }  // namespace specserve::cpu

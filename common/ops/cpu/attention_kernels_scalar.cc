@@ -1,63 +1,112 @@
-// Portable attention primitives (see kernels.h for the contracts).
+// Portable attention kernel: the vector operations attention_rows.inc is
+// written over, as loops over 16 floats (std::fma for the fused steps), so
+// the results are those of the SIMD levels bit for bit.
+#include <bit>
 #include <cmath>
 #include <cstdint>
-#include <limits>
 
 #include "common/ops/cpu/kernels.h"
 
 namespace specserve::cpu {
+namespace {
 
-void AttentionScoresScalar(const float* q, int m, int d, const float* k, int64_t k_stride, int n,
-                           float scale, float* s, int ld_s) {
-  for (int i = 0; i < m; ++i) {
-    const float* qi = q + static_cast<int64_t>(i) * d;
-    for (int j = 0; j < n; ++j) {
-      const float* kj = k + j * k_stride;
-      float acc = 0.0f;
-      for (int c = 0; c < d; ++c) acc += qi[c] * kj[c];
-      s[static_cast<int64_t>(i) * ld_s + j] = acc * scale;
-    }
-  }
+struct V16 {
+  float x[16];
+};
+using M16 = uint32_t;  // bit i: lane i
+
+inline V16 VZero() { return V16{}; }
+inline V16 VSet1(float a) {
+  V16 v;
+  for (float& x : v.x) x = a;
+  return v;
 }
-
-void AttentionSoftmaxScalar(float* s, int m, int n, int ld_s, float* row_max, float* row_sum,
-                            float* o, int d) {
-  constexpr float kNegInf = -std::numeric_limits<float>::infinity();
-  for (int i = 0; i < m; ++i) {
-    float* si = s + static_cast<int64_t>(i) * ld_s;
-    float block_max = kNegInf;
-    for (int j = 0; j < n; ++j) block_max = std::fmax(block_max, si[j]);
-    if (block_max == kNegInf) {
-      for (int j = 0; j < n; ++j) si[j] = 0.0f;
+inline V16 VLoadN(const float* p, int n) {
+  V16 v{};
+  for (int i = 0; i < n && i < 16; ++i) v.x[i] = p[i];
+  return v;
+}
+inline V16 VLoad(const float* p) { return VLoadN(p, 16); }
+inline V16 VLoadNBf16(const uint16_t* p, int n) {
+  V16 v{};
+  for (int i = 0; i < n && i < 16; ++i) v.x[i] = std::bit_cast<float>(static_cast<uint32_t>(p[i]) << 16);
+  return v;
+}
+inline V16 VLoadBf16(const uint16_t* p) { return VLoadNBf16(p, 16); }
+inline void VStore(float* p, const V16& v) {
+  for (int i = 0; i < 16; ++i) p[i] = v.x[i];
+}
+template <class F>
+inline V16 Map2(const V16& a, const V16& b, F f) {
+  V16 v;
+  for (int i = 0; i < 16; ++i) v.x[i] = f(a.x[i], b.x[i]);
+  return v;
+}
+inline V16 VFma(const V16& a, const V16& b, const V16& c) {
+  V16 v;
+  for (int i = 0; i < 16; ++i) v.x[i] = std::fma(a.x[i], b.x[i], c.x[i]);
+  return v;
+}
+inline V16 VAdd(const V16& a, const V16& b) { return Map2(a, b, [](float x, float y) { return x + y; }); }
+inline V16 VSub(const V16& a, const V16& b) { return Map2(a, b, [](float x, float y) { return x - y; }); }
+inline V16 VMul(const V16& a, const V16& b) { return Map2(a, b, [](float x, float y) { return x * y; }); }
+// As maxps: the second operand when either is NaN or both are zeros.
+inline V16 VMax(const V16& a, const V16& b) {
+  return Map2(a, b, [](float x, float y) { return x > y ? x : y; });
+}
+inline M16 VLanes(int begin, int end) {
+  const uint32_t e = end >= 16 ? 0xffffu : (1u << end) - 1;
+  const uint32_t b = begin >= 16 ? 0xffffu : (1u << begin) - 1;
+  return e & ~b;
+}
+inline V16 VSelect(M16 m, const V16& a, const V16& b) {
+  V16 v;
+  for (int i = 0; i < 16; ++i) v.x[i] = (m >> i) & 1 ? a.x[i] : b.x[i];
+  return v;
+}
+inline V16 VExp2(const V16& x, M16 m) {
+  V16 v;
+  for (int i = 0; i < 16; ++i) {
+    const float xi = x.x[i];
+    if (((m >> i) & 1) == 0 || !(xi >= -125.0f)) {
+      v.x[i] = 0.0f;
       continue;
     }
-    const float new_max = std::fmax(row_max[i], block_max);
-    const float alpha = row_max[i] == kNegInf ? 0.0f : std::exp(row_max[i] - new_max);
-    float sum = 0.0f;
-    for (int j = 0; j < n; ++j) {
-      si[j] = si[j] == kNegInf ? 0.0f : std::exp(si[j] - new_max);
-      sum += si[j];
-    }
-    row_sum[i] = row_sum[i] * alpha + sum;
-    row_max[i] = new_max;
-    if (alpha != 1.0f) {
-      float* oi = o + static_cast<int64_t>(i) * d;
-      for (int c = 0; c < d; ++c) oi[c] *= alpha;
-    }
+    const float n = std::nearbyint(xi);
+    const float r = xi - n;
+    float p = 1.5345812004000534e-4f;
+    p = std::fma(p, r, 1.3399931219124377e-3f);
+    p = std::fma(p, r, 9.618488957102513e-3f);
+    p = std::fma(p, r, 5.5503287769656406e-2f);
+    p = std::fma(p, r, 2.4022646890634405e-1f);
+    p = std::fma(p, r, 6.931472057372673e-1f);
+    p = std::fma(p, r, 1.0000000005541665f);
+    v.x[i] = p * std::bit_cast<float>(static_cast<uint32_t>(static_cast<int>(n) + 127) << 23);
   }
+  return v;
 }
+inline float VSumTree(const V16& v) {
+  float a[8], b[4];
+  for (int i = 0; i < 8; ++i) a[i] = v.x[i] + v.x[i + 8];
+  for (int i = 0; i < 4; ++i) b[i] = a[i] + a[i + 4];
+  return (b[0] + b[2]) + (b[1] + b[3]);
+}
+inline float VMaxAll(const V16& v) {
+  float m = v.x[0];
+  for (int i = 1; i < 16; ++i) m = v.x[i] > m ? v.x[i] : m;
+  return m;
+}
+inline void VPrefetch(const void* p) { __builtin_prefetch(p); }
 
-void AttentionAccumulateScalar(const float* p, int m, int n, int ld_p, const float* v,
-                               int64_t v_stride, int d, float* o) {
-  for (int i = 0; i < m; ++i) {
-    const float* pi = p + static_cast<int64_t>(i) * ld_p;
-    float* oi = o + static_cast<int64_t>(i) * d;
-    for (int j = 0; j < n; ++j) {
-      const float pj = pi[j];
-      if (pj == 0.0f) continue;
-      const float* vj = v + j * v_stride;
-      for (int c = 0; c < d; ++c) oi[c] += pj * vj[c];
-    }
+#include "common/ops/cpu/attention_rows.inc"
+
+}  // namespace
+
+void AttentionRowsScalar(const AttentionRowsProblem& p) {
+  if (p.type == KvType::kBF16) {
+    attention_rows::Run<attention_rows::Bf16Elems>(p);
+  } else {
+    attention_rows::Run<attention_rows::F32Elems>(p);
   }
 }
 

@@ -8,18 +8,14 @@ const KernelTable& KernelsFor(CpuIsa isa) {
       .matmul = MatMulRangeScalar,
       .quantize_activations = QuantizeActivationsScalar,
       .matmul_quantized = MatMulQuantizedRangeScalar,
-      .attention_scores = AttentionScoresScalar,
-      .attention_softmax = AttentionSoftmaxScalar,
-      .attention_accumulate = AttentionAccumulateScalar,
+      .attention_rows = AttentionRowsScalar,
   };
   static const KernelTable kAvx2 = {
       .isa = CpuIsa::kAvx2,
       .matmul = MatMulRangeAvx2,
       .quantize_activations = QuantizeActivationsAvx2,
       .matmul_quantized = MatMulQuantizedRangeAvx2,
-      .attention_scores = AttentionScoresAvx2,
-      .attention_softmax = AttentionSoftmaxAvx2,
-      .attention_accumulate = AttentionAccumulateAvx2,
+      .attention_rows = AttentionRowsAvx2,
   };
   static const KernelTable kAvx512 = {
       .isa = CpuIsa::kAvx512,
@@ -28,9 +24,7 @@ const KernelTable& KernelsFor(CpuIsa isa) {
       // vpdpbusd where the CPU has AVX-512 VNNI; both variants give identical results.
       .matmul_quantized = GetCpuFeatures().avx512_vnni ? MatMulQuantizedRangeAvx512Vnni
                                                        : MatMulQuantizedRangeAvx512,
-      .attention_scores = AttentionScoresAvx512,
-      .attention_softmax = AttentionSoftmaxAvx512,
-      .attention_accumulate = AttentionAccumulateAvx512,
+      .attention_rows = AttentionRowsAvx512,
   };
   switch (isa) {
     case CpuIsa::kAvx512:

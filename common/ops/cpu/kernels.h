@@ -12,6 +12,7 @@
 #include <cstdint>
 
 #include "common/model/tensor_type.h"
+#include "common/ops/kv_layout.h"
 #include "common/util/cpu_features.h"
 
 namespace specserve::cpu {
@@ -87,30 +88,65 @@ using MatMulRangeFn = void (*)(const MatMulProblem& p, int64_t o_begin, int64_t 
 // The drivers split output rows across threads in multiples of this.
 inline constexpr int64_t kMatMulQuantizedTileRows = 4;
 
-// s[i * ld_s + j] = scale * dot(q[i * d ..], k[j * k_stride ..]) for i < m, j < n.
-using AttentionScoresFn = void (*)(const float* q, int m, int d, const float* k, int64_t k_stride,
-                                   int n, float scale, float* s, int ld_s);
+// One attention work item: m query rows (the query heads of one kv head for
+// some tokens of one sequence) over that kv head's keys, given as tiles of
+// the tiled layout (common/ops/kv_layout.h).
+struct AttentionTile {
+  const void* k = nullptr;  // this kv head's K tile
+  const void* v = nullptr;  // this kv head's V tile
+  int lane_begin = 0;       // lanes [lane_begin, lane_end) hold rows of the key list
+  int lane_end = 0;
+  int list_begin = 0;  // the key-list index of lane lane_begin
+};
 
-// One online-softmax step over a block of scores (masked entries are -inf).
-// For each query row i: new_max = max(row_max[i], max_j s[i][j]); s[i][j] is
-// replaced by exp(s[i][j] - new_max); row_sum[i] and the output accumulator
-// o[i * d ..] are rescaled by exp(row_max[i] - new_max) and row_sum[i] gets the
-// new terms. A row whose block is all -inf becomes all 0 and is left alone.
-using AttentionSoftmaxFn = void (*)(float* s, int m, int n, int ld_s, float* row_max,
-                                    float* row_sum, float* o, int d);
+struct AttentionRowsProblem {
+  int m = 0;  // query rows
+  int d = 0;  // head_dim
+  KvType type = KvType::kF32;  // element type of `tiles` (extra tiles are fp32)
+  const float* q = nullptr;    // m x d, already multiplied by scale * log2(e)
+  // The shared key list, in list order: row r sees list indices < visible[r].
+  const AttentionTile* tiles = nullptr;
+  int n_tiles = 0;
+  const int32_t* visible = nullptr;
+  // Row r's own further keys (tree ancestors and itself): fp32 tiles
+  // extra_tiles[extra_offset[r] .. extra_offset[r + 1]), every listed lane
+  // visible, each tile at the lanes its list index gives. nullptr: none.
+  const AttentionTile* extra_tiles = nullptr;
+  const int32_t* extra_offset = nullptr;
+  float* const* out = nullptr;  // row r's d outputs
+  float* scratch = nullptr;     // AttentionScratchFloats(m, most tiles of a row)
+};
 
-// o[i * d + c] += sum_j p[i * ld_p + j] * v[j * v_stride + c] for i < m, c < d.
-using AttentionAccumulateFn = void (*)(const float* p, int m, int n, int ld_p, const float* v,
-                                       int64_t v_stride, int d, float* o);
+// Floats of scratch for m rows that see at most `tiles` tiles each.
+constexpr int64_t AttentionScratchFloats(int64_t m, int64_t tiles) {
+  return m * (tiles * kKvTileRows + 16);
+}
+
+// Every ISA level computes, for each row, exactly this (so a row's output
+// depends only on its query and its visible keys, never on the other rows,
+// the tiles' grouping into items or the thread count; and the levels agree
+// bit for bit):
+//   s_j   = fma chain over c = 0..d-1 of q[c] * k_j[c], starting from 0;
+//   mx    = max over visible j of s_j;
+//   p_j   = exp2(s_j - mx): n = nearest integer, r = x - n, a degree-6
+//           polynomial in r by Horner fma, times 2^n (0 below -125);
+//   l     = 16 lane sums, lane = the key's tile lane, each summed in list
+//           order, then the fixed tree a_i = L_i + L_(i+8), b_i = a_i + a_(i+4),
+//           c_i = b_i + b_(i+2), l = c_0 + c_1;
+//   o[c]  = head_dim < 16: like l, over p_j * v_j[c] (fma into the lane);
+//           otherwise one fma chain over the keys in list order;
+//   out[c] = o[c] * (1 / l).
+// Masked lanes add exact zeros, so a key list split between shared tiles and
+// a row's extra tiles (a tree node's ancestors) gives the bits of the same
+// list read as one (the same token decoded plainly).
+using AttentionRowsFn = void (*)(const AttentionRowsProblem& p);
 
 struct KernelTable {
   CpuIsa isa = CpuIsa::kScalar;
   MatMulRangeFn matmul = nullptr;
   QuantizeActivationsFn quantize_activations = nullptr;
   MatMulRangeFn matmul_quantized = nullptr;
-  AttentionScoresFn attention_scores = nullptr;
-  AttentionSoftmaxFn attention_softmax = nullptr;
-  AttentionAccumulateFn attention_accumulate = nullptr;
+  AttentionRowsFn attention_rows = nullptr;
 };
 
 // The table for `isa`; the caller makes sure the CPU supports it.
@@ -139,25 +175,8 @@ void MatMulQuantizedRangeAvx512(const MatMulProblem& p, int64_t o_begin, int64_t
 void MatMulQuantizedRangeAvx512Vnni(const MatMulProblem& p, int64_t o_begin, int64_t o_end,
                                     float* scratch);
 
-void AttentionScoresScalar(const float* q, int m, int d, const float* k, int64_t k_stride, int n,
-                           float scale, float* s, int ld_s);
-void AttentionScoresAvx2(const float* q, int m, int d, const float* k, int64_t k_stride, int n,
-                         float scale, float* s, int ld_s);
-void AttentionScoresAvx512(const float* q, int m, int d, const float* k, int64_t k_stride, int n,
-                           float scale, float* s, int ld_s);
-
-void AttentionSoftmaxScalar(float* s, int m, int n, int ld_s, float* row_max, float* row_sum,
-                            float* o, int d);
-void AttentionSoftmaxAvx2(float* s, int m, int n, int ld_s, float* row_max, float* row_sum,
-                          float* o, int d);
-void AttentionSoftmaxAvx512(float* s, int m, int n, int ld_s, float* row_max, float* row_sum,
-                            float* o, int d);
-
-void AttentionAccumulateScalar(const float* p, int m, int n, int ld_p, const float* v,
-                               int64_t v_stride, int d, float* o);
-void AttentionAccumulateAvx2(const float* p, int m, int n, int ld_p, const float* v,
-                             int64_t v_stride, int d, float* o);
-void AttentionAccumulateAvx512(const float* p, int m, int n, int ld_p, const float* v,
-                               int64_t v_stride, int d, float* o);
+void AttentionRowsScalar(const AttentionRowsProblem& p);
+void AttentionRowsAvx2(const AttentionRowsProblem& p);
+void AttentionRowsAvx512(const AttentionRowsProblem& p);
 
 }  // namespace specserve::cpu

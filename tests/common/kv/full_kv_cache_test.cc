@@ -1,6 +1,7 @@
 #include <vector>
 
 #include "common/kv/kv_cache.h"
+#include "common/util/half.h"
 #include "gtest/gtest.h"
 
 namespace specserve {
@@ -29,30 +30,36 @@ void Append(KvCache& cache, int first, int n) {
 
 // Flattens the committed rows of a layer into "first column" values.
 std::vector<float> FirstColumn(const KvCache& cache, int layer, bool values = false) {
-  std::vector<KvSegment> segments;
-  cache.CommittedSegments(layer, &segments);
-  std::vector<float> out;
-  for (const KvSegment& s : segments) {
-    for (int r = 0; r < s.n_rows; ++r) out.push_back((values ? s.v : s.k)[r * kShape.kv_dim]);
+  std::vector<float> out, k(kShape.kv_dim), v(kShape.kv_dim);
+  for (int64_t r = 0; r < cache.stored_rows(); ++r) {
+    EXPECT_TRUE(cache.ReadRow(layer, r, k.data(), v.data()));
+    out.push_back(values ? v[0] : k[0]);
   }
   return out;
+}
+
+// Pending row `row` of `layer`: its first K and V values.
+std::pair<float, float> Pending(const KvCache& cache, int layer, int row) {
+  std::vector<float> k(kShape.kv_dim), v(kShape.kv_dim);
+  EXPECT_TRUE(cache.ReadRow(layer, cache.stored_rows() + row, k.data(), v.data()));
+  return {k[0], v[0]};
 }
 
 TEST(FullKvCacheTest, AppendsAcrossBlocksWithoutMovingRows) {
   auto cache = MakeFullKvCache(kShape, 0, /*block_rows=*/4);
   Append(*cache, 0, 3);
   cache->CommitAll();
-  std::vector<KvSegment> before;
-  cache->CommittedSegments(0, &before);
+  KvTiles before;
+  ASSERT_TRUE(cache->Tiles(0, &before));
   Append(*cache, 3, 7);
   cache->CommitAll();
   EXPECT_EQ(cache->committed_tokens(), 10);
-  std::vector<KvSegment> after;
-  cache->CommittedSegments(1, &after);
-  ASSERT_EQ(after.size(), 3u);  // 4 + 4 + 2 rows
-  std::vector<KvSegment> layer0;
-  cache->CommittedSegments(0, &layer0);
-  EXPECT_EQ(layer0[0].k, before[0].k);  // the first block did not move
+  KvTiles after;
+  ASSERT_TRUE(cache->Tiles(1, &after));
+  ASSERT_EQ(after.committed.size(), 1u);  // block rows are rounded up to a 16-row tile
+  KvTiles layer0;
+  ASSERT_TRUE(cache->Tiles(0, &layer0));
+  EXPECT_EQ(layer0.committed[0].k, before.committed[0].k);  // the first block did not move
   std::vector<float> expect;
   for (int r = 0; r < 10; ++r) expect.push_back(100.0f + r);
   EXPECT_EQ(FirstColumn(*cache, 1), expect);
@@ -102,12 +109,72 @@ TEST(FullKvCacheTest, PendingRowsAccumulateAcrossAppends) {
   Append(*cache, 10, 2);  // pending 0, 1
   Append(*cache, 20, 3);  // pending 2, 3, 4
   EXPECT_EQ(cache->pending_rows(), 5);
-  EXPECT_EQ(cache->PendingRow(1, 3).k[0], 121.0f);
-  EXPECT_EQ(cache->PendingRow(0, 1).v[0], -11.0f);
+  EXPECT_EQ(Pending(*cache, 1, 3).first, 121.0f);
+  EXPECT_EQ(Pending(*cache, 0, 1).second, -11.0f);
   cache->TruncatePending(4);
   const std::vector<int32_t> keep = {0, 3};
   ASSERT_TRUE(cache->Commit(keep).ok());
   EXPECT_EQ(FirstColumn(*cache, 0), (std::vector<float>{0, 10, 21}));
+}
+
+TEST(FullKvCacheTest, BlocksSpanSeveralTilesAndRunsFollowBlocks) {
+  auto cache = MakeFullKvCache(kShape, 0, /*block_rows=*/20);  // rounded up to 32
+  Append(*cache, 0, 40);
+  cache->CommitAll();
+  Append(*cache, 40, 30);
+  KvTiles tiles;
+  ASSERT_TRUE(cache->Tiles(1, &tiles));
+  ASSERT_EQ(tiles.committed.size(), 2u);
+  EXPECT_EQ(tiles.committed[0].n_rows, 32);
+  EXPECT_EQ(tiles.committed[1].first, 0);
+  EXPECT_EQ(tiles.committed[1].n_rows, 8);
+  ASSERT_EQ(tiles.pending.size(), 2u);  // rows 40-63 and 64-69
+  EXPECT_EQ(tiles.pending[0].first, 8);
+  EXPECT_EQ(tiles.pending[0].n_rows, 24);
+  EXPECT_EQ(tiles.pending[1].n_rows, 6);
+  EXPECT_EQ(Pending(*cache, 1, 29).first, 169.0f);
+}
+
+// Rows go into per-head tiles: K transposed ([head_dim][16]), V transposed
+// for head_dim < 16 and row-major otherwise; bf16 rounds to nearest even.
+TEST(FullKvCacheTest, TiledLayoutPerHeadAndType) {
+  for (int head_dim : {8, 16}) {
+    for (KvType type : {KvType::kF32, KvType::kBF16}) {
+      const KvShape shape{1, 2 * head_dim, 2, type};
+      auto cache = MakeFullKvCache(shape, 0, 32);
+      std::vector<float> k(shape.kv_dim * 20), v(k.size());
+      for (size_t i = 0; i < k.size(); ++i) {
+        k[i] = 1.0f + static_cast<float>(i) / 1024.0f;
+        v[i] = -k[i];
+      }
+      ASSERT_TRUE(cache->ReservePending(20).ok());
+      cache->WritePending(0, 0, k.data(), v.data(), 20, shape.kv_dim);
+      cache->CommitAll();
+      KvTiles tiles;
+      ASSERT_TRUE(cache->Tiles(0, &tiles));
+      EXPECT_EQ(tiles.n_kv_heads, 2);
+      EXPECT_EQ(tiles.head_dim, head_dim);
+      const KvRun& run = tiles.committed[0];
+      auto element = [&](const void* base, int64_t i) {
+        return type == KvType::kF32 ? static_cast<const float*>(base)[i]
+                                    : Bf16ToFloat(static_cast<const uint16_t*>(base)[i]);
+      };
+      auto rounded = [&](float x) { return type == KvType::kF32 ? x : Bf16ToFloat(FloatToBf16(x)); };
+      for (int row : {0, 5, 17}) {
+        for (int h = 0; h < 2; ++h) {
+          for (int c = 0; c < head_dim; ++c) {
+            const float want_k = rounded(k[row * shape.kv_dim + h * head_dim + c]);
+            const int64_t tile = h * run.head_stride + row / 16 * 16 * head_dim;
+            EXPECT_EQ(element(run.k, tile + c * 16 + row % 16), want_k);
+            const int64_t vi = head_dim < 16 ? tile + c * 16 + row % 16
+                                             : tile + (row % 16) * head_dim + c;
+            EXPECT_EQ(element(run.v, vi), -want_k);
+          }
+        }
+      }
+      EXPECT_EQ(cache->memory_bytes(), 2 * 32 * shape.kv_dim * KvTypeBytes(type));
+    }
+  }
 }
 
 }  // namespace

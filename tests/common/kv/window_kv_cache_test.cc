@@ -27,15 +27,17 @@ void AppendTokens(KvCache& cache, const std::vector<float>& ids) {
 
 // The set of token ids whose rows a layer attends to (sorted).
 std::vector<float> Stored(const KvCache& cache, int layer) {
-  std::vector<KvSegment> segments;
-  cache.CommittedSegments(layer, &segments);
-  std::vector<float> out;
-  for (const KvSegment& s : segments) {
-    for (int r = 0; r < s.n_rows; ++r) {
-      out.push_back(s.k[r * kShape.kv_dim] - 1000.0f * layer);
-      EXPECT_EQ(s.v[r * kShape.kv_dim + 3], -s.k[r * kShape.kv_dim + 3]);
-    }
+  std::vector<float> out, k(kShape.kv_dim), v(kShape.kv_dim);
+  for (int64_t r = 0; r < cache.stored_rows(); ++r) {
+    EXPECT_TRUE(cache.ReadRow(layer, r, k.data(), v.data()));
+    out.push_back(k[0] - 1000.0f * layer);
+    EXPECT_EQ(v[3], -k[3]);
   }
+  KvTiles tiles;  // the runs cover the stored rows
+  EXPECT_TRUE(cache.Tiles(layer, &tiles));
+  int64_t rows = 0;
+  for (const KvRun& run : tiles.committed) rows += run.n_rows;
+  EXPECT_EQ(rows, cache.stored_rows());
   std::sort(out.begin(), out.end());
   return out;
 }

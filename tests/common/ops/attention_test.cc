@@ -2,9 +2,13 @@
 // segments, GQA, odd head sizes, split-K (long single sequences) and multi-tile
 // prefill, at every available ISA level.
 //
+// The kernels are fed the row-major form here (the driver copies it into
+// tiles); the tiled form from real caches is covered by the engine tests.
+//
 // Bound: |out - ref| <= 2e-5 * max|v| (outputs are convex combinations of V
 // rows; the error comes from fp32 scores and the polynomial exp, ~1e-7 relative).
 #include <cmath>
+#include <cstring>
 #include <random>
 #include <string>
 #include <vector>
@@ -160,6 +164,39 @@ TEST_P(AttentionTest, LargeScoresStayFinite) {
   AttentionShape shape = MakeShape({4, 2, 64});
   shape.scale = 3.0f;
   RunAndCheck(*ops, shape, {{{300}, 5, true}, {{}, 4, false}}, 11);
+}
+
+// kernels.h fixes every row's arithmetic, so the levels agree bit for bit
+// (and a row's output does not depend on the batch it came in).
+TEST(AttentionIsaTest, LevelsAgreeBitForBit) {
+  const std::vector<CpuIsa> isas = AvailableIsas();
+  for (const ShapeCase& c : kShapes) {
+    const AttentionShape shape = MakeShape(c);
+    std::vector<std::vector<float>> outputs;
+    for (CpuIsa isa : isas) {
+      auto ops = MakeCpuOpsWithIsa(2, isa);
+      std::mt19937 rng(99);
+      std::vector<SeqData> data;
+      for (const SeqSpec& spec : std::vector<SeqSpec>{{{40, 9}, 3, false}, {{70}, 11, true}}) {
+        data.push_back(MakeSequence(spec, shape, rng));
+      }
+      std::vector<AttentionSequence> seqs;
+      for (const SeqData& d : data) seqs.push_back(d.seq);
+      ops->Attention(seqs, shape);
+      outputs.emplace_back();
+      for (const SeqData& d : data) {
+        const int q_dim = shape.n_heads * shape.head_dim;
+        for (int t = 0; t < d.seq.n_new; ++t) {
+          outputs.back().insert(outputs.back().end(), d.out.begin() + t * d.seq.out_stride,
+                                d.out.begin() + t * d.seq.out_stride + q_dim);
+        }
+      }
+    }
+    for (size_t i = 1; i < outputs.size(); ++i) {
+      ASSERT_EQ(std::memcmp(outputs[0].data(), outputs[i].data(), outputs[0].size() * 4), 0)
+          << CpuIsaName(isas[i]) << " vs " << CpuIsaName(isas[0]) << " d " << c.head_dim;
+    }
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(AllIsas, AttentionTest, ::testing::ValuesIn(AvailableIsas()),

@@ -1,0 +1,204 @@
+#include "bench/roofline.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <memory>
+
+#include "common/kv/kv_cache.h"
+#include "common/sampling/rng.h"
+
+namespace specserve {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double Median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+
+// Bytes of the weights one pass reads (every matrix once; embedding rows are negligible).
+double WeightBytes(const LoadedModel& m) {
+  double bytes = 0;
+  for (const LayerWeights& l : m.weights.layers) {
+    for (const WeightTensor* w : {&l.attn_norm, &l.wq, &l.wk, &l.wv, &l.wo, &l.ffn_norm,
+                                  &l.w_gate, &l.w_down, &l.w_up}) {
+      bytes += static_cast<double>(w->bytes());
+    }
+  }
+  return bytes + static_cast<double>(m.weights.output.bytes() + m.weights.output_norm.bytes());
+}
+
+// `n` rows of random K/V committed into `cache` without running the model:
+// a pass's cost depends on how much KV there is, not on its values.
+void FillCache(KvCache& cache, const KvShape& shape, int n, Rng& rng) {
+  if (n <= 0) return;
+  std::vector<float> rows(static_cast<size_t>(n) * shape.kv_dim);
+  for (float& x : rows) x = static_cast<float>(rng.Uniform() - 0.5);
+  const int first = cache.ReservePending(n).value_or(0);
+  for (int l = 0; l < shape.n_layers; ++l) {
+    cache.WritePending(l, first, rows.data(), rows.data(), n, shape.kv_dim);
+  }
+  cache.CommitAll();
+}
+
+// One pass kind over a batch: its sequences and what they read.
+struct Pass {
+  std::string kind;
+  int rows = 0;  // new tokens per sequence
+  std::vector<std::unique_ptr<KvCache>> caches;
+  std::vector<std::vector<int32_t>> tokens;
+  std::vector<int32_t> parents, logit_rows;
+  std::vector<ForwardSequence> seqs;
+  double kv_rows = 0;  // KV rows read per sequence and layer
+  std::vector<double> times;
+  ForwardProfile profile;
+};
+
+void Describe(Pass& pass) {
+  pass.seqs.clear();
+  for (size_t s = 0; s < pass.caches.size(); ++s) {
+    pass.seqs.push_back(ForwardSequence{pass.caches[s].get(), pass.tokens[s], {}, pass.parents,
+                                        {}, pass.logit_rows});
+  }
+}
+
+RooflineRow Summarise(const Pass& pass, const std::string& model, int batch, int context,
+                      double weight_bytes, const KvShape& shape, double bandwidth,
+                      const PeakFlops& peak) {
+  RooflineRow row;
+  row.model = model;
+  row.kind = pass.kind;
+  row.batch = batch;
+  row.context = context;
+  row.rows_per_sequence = pass.rows;
+  row.seconds = Median(pass.times);
+  row.bytes = weight_bytes + batch * pass.kv_rows * shape.n_layers * shape.kv_dim * 2.0 *
+                                 KvTypeBytes(shape.type);
+  const ForwardProfile& p = pass.profile;
+  row.flops = (p.matmul_flops + p.attention_flops) / std::max(1, p.passes);
+  if (p.total_seconds > 0) {
+    row.matmul_share = p.matmul_seconds / p.total_seconds;
+    row.attention_share = p.attention_seconds / p.total_seconds;
+    row.other_share = p.other_seconds / p.total_seconds;
+  }
+  const double t_mem = row.bytes / bandwidth;
+  const double t_flop = peak.fp32 > 0 ? row.flops / peak.fp32 : 0;
+  row.bound_seconds = std::max(t_mem, t_flop);
+  row.bound = t_flop > t_mem ? "compute" : "memory";
+  return row;
+}
+
+void Print(const RooflineRow& r) {
+  std::printf("%-8s %5d %7d %4d %9.3f %8.2f %8.1f %8.1f %10.0f  %-7s %5.0f%%  %3.0f/%3.0f/%3.0f\n",
+              r.kind.c_str(), r.batch, r.context, r.rows_per_sequence, r.seconds * 1e3,
+              r.bytes / 1e6, r.bytes / r.seconds / 1e9, r.flops / r.seconds / 1e9,
+              r.tokens_per_second(), r.bound.c_str(), 100 * r.bound_seconds / r.seconds,
+              100 * r.matmul_share, 100 * r.attention_share, 100 * r.other_share);
+  std::fflush(stdout);
+}
+
+}  // namespace
+
+std::vector<RooflineRow> RunRoofline(LlamaModel& llama, const std::string& name,
+                                     const RooflineOptions& options, double bandwidth,
+                                     const PeakFlops& peak) {
+  const ModelConfig& c = llama.config();
+  const KvShape shape = llama.kv_shape();
+  const double weight_bytes = WeightBytes(llama.model());
+  std::printf("\n%s: dim %d, %d layers, %d/%d heads of %d, ffn %d, vocab %d, weights %.1f MB, "
+              "KV %s\n",
+              name.c_str(), c.dim, c.n_layers, c.n_heads, c.n_kv_heads, c.head_dim, c.ffn_dim,
+              c.vocab_size, weight_bytes / 1e6, std::string(KvTypeName(shape.type)).c_str());
+  std::printf("%-8s %5s %7s %4s %9s %8s %8s %8s %10s  %-7s %6s  %s\n", "kind", "batch", "context",
+              "rows", "ms", "MB", "GB/s", "GFLOP/s", "tokens/s", "bound", "of it",
+              "gemm/attn/rest %");
+  std::vector<RooflineRow> out;
+  Rng rng(1);
+  std::vector<float> logits;
+
+  {  // Prefill: one prompt in one pass.
+    Pass pass;
+    pass.kind = "prefill";
+    pass.rows = std::min(options.prefill_tokens, c.context_length - 1);
+    pass.tokens.emplace_back(pass.rows);
+    for (int32_t& t : pass.tokens[0]) t = static_cast<int32_t>(rng.Next() % c.vocab_size);
+    pass.logit_rows = {pass.rows - 1};
+    pass.kv_rows = pass.rows;
+    for (int r = 0; r < 3; ++r) {
+      pass.caches.clear();
+      pass.caches.push_back(MakeFullKvCache(shape));
+      Describe(pass);
+      const auto start = Clock::now();
+      if (!llama.Forward(pass.seqs, &logits, r > 0 ? &pass.profile : nullptr).ok()) return out;
+      if (r > 0) pass.times.push_back(std::chrono::duration<double>(Clock::now() - start).count());
+    }
+    out.push_back(Summarise(pass, name, 1, pass.rows, weight_bytes, shape, bandwidth, peak));
+    Print(out.back());
+  }
+
+  for (int context : options.contexts) {
+    if (context + options.verify_nodes >= c.context_length) {
+      std::printf("(context %d skipped: the model's context is %d)\n", context, c.context_length);
+      continue;
+    }
+    for (int batch : options.batches) {
+      std::vector<Pass> passes(3);
+      passes[0].kind = "decode";
+      passes[0].rows = 1;
+      passes[1].kind = "verify";
+      passes[1].rows = options.verify_nodes;
+      passes[2].kind = "draft";
+      passes[2].rows = options.draft_width;
+      const int window_rows = std::min(context, options.sinks + options.window);
+      for (Pass& pass : passes) {
+        const bool draft = pass.kind == "draft";
+        for (int b = 0; b < batch; ++b) {
+          pass.caches.push_back(draft ? MakeWindowKvCache(shape, options.sinks, options.window,
+                                                          std::max(64, pass.rows))
+                                      : MakeFullKvCache(shape, 0));
+          FillCache(*pass.caches.back(), shape, draft ? window_rows : context, rng);
+          pass.tokens.emplace_back(pass.rows);
+          for (int32_t& t : pass.tokens.back()) t = static_cast<int32_t>(rng.Next() % c.vocab_size);
+        }
+        for (int i = 0; i < pass.rows; ++i) {
+          pass.logit_rows.push_back(i);
+          // verify: a chain (node i's parent is i - 1); draft: one level of siblings.
+          pass.parents.push_back(pass.kind == "verify" ? i - 1 : -1);
+        }
+        if (pass.kind == "decode") pass.parents.clear();
+        // Visible rows per token: the cache plus, on average, half the new ones.
+        pass.kv_rows = (draft ? window_rows : context) + pass.rows;
+        Describe(pass);
+      }
+      for (int s = 0; s < options.steps + 1; ++s) {
+        for (Pass& pass : passes) {  // interleaved: load changes hit every kind alike
+          ForwardProfile step;
+          const auto start = Clock::now();
+          if (!llama.Forward(pass.seqs, &logits, &step).ok()) return out;
+          const double t = std::chrono::duration<double>(Clock::now() - start).count();
+          for (auto& cache : pass.caches) cache->DropPending();  // the context stays fixed
+          if (s == 0) continue;  // the first step warms caches and scratch memory
+          pass.times.push_back(t);
+          pass.profile.matmul_seconds += step.matmul_seconds;
+          pass.profile.attention_seconds += step.attention_seconds;
+          pass.profile.other_seconds += step.other_seconds;
+          pass.profile.total_seconds += step.total_seconds;
+          pass.profile.matmul_flops += step.matmul_flops;
+          pass.profile.attention_flops += step.attention_flops;
+          pass.profile.passes += step.passes;
+        }
+      }
+      for (const Pass& pass : passes) {
+        out.push_back(Summarise(pass, name, batch, context, weight_bytes, shape, bandwidth, peak));
+        Print(out.back());
+      }
+      std::printf("  verify of %d / decode step: %.2fx\n", options.verify_nodes,
+                  out[out.size() - 2].seconds / out[out.size() - 3].seconds);
+    }
+  }
+  return out;
+}
+
+}  // namespace specserve

@@ -1,0 +1,56 @@
+// The roofline view of specserve-bench --mode engine: for each kind of forward
+// pass the serving path runs, its bytes (weights once, each sequence's visible
+// KV rows once), FLOPs (matrix products and attention), median time, achieved
+// GB/s and GFLOP/s, the bound it hits (memory read bandwidth or peak FLOP/s,
+// both measured in the same run) and how close it gets, and where the time
+// went (GEMM, attention, the rest). Pass kinds, interleaved step by step so
+// ratios between them hold under load:
+//   decode   one new token per sequence over `context` cached rows (full cache)
+//   verify   a chain of `verify_nodes` tree nodes per sequence over the same cache
+//   draft    one tree level of `draft_width` nodes over a window cache
+//            (sinks + window rows, MagicDec's draft)
+//   prefill  one prompt of `prefill_tokens` tokens (batch 1), timed on its own.
+// Decode never includes prefill: caches are filled with random rows directly.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "bench/peak_flops.h"
+#include "common/engine/llama_model.h"
+
+namespace specserve {
+
+struct RooflineOptions {
+  std::vector<int> batches;
+  std::vector<int> contexts;
+  int steps = 8;
+  int prefill_tokens = 512;
+  int verify_nodes = 5;
+  int draft_width = 4;
+  int sinks = 16;
+  int window = 64;
+};
+
+struct RooflineRow {
+  std::string model;
+  std::string kind;  // decode, verify, draft, prefill
+  int batch = 0;
+  int context = 0;
+  int rows_per_sequence = 0;  // new tokens per sequence in the pass
+  double seconds = 0;         // median pass time
+  double bytes = 0;           // weights + visible KV, each read once
+  double flops = 0;
+  double matmul_share = 0, attention_share = 0, other_share = 0;  // of the pass time
+  double bound_seconds = 0;  // max(bytes / bandwidth, flops / peak)
+  std::string bound;         // "memory" or "compute"
+  double tokens_per_second() const { return batch * rows_per_sequence / seconds; }
+};
+
+// Runs every pass kind over the grid for one model, prints the table and
+// returns its rows.
+std::vector<RooflineRow> RunRoofline(LlamaModel& llama, const std::string& name,
+                                     const RooflineOptions& options, double bandwidth,
+                                     const PeakFlops& peak);
+
+}  // namespace specserve

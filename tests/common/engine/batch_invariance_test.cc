@@ -1,0 +1,277 @@
+// Batch invariance of the forward pass, the property lossless speculation
+// rests on: a row's logits are bit-identical whether its sequence runs alone
+// or inside a batch of 1-64 mixed sequences, on 1 or 2 threads, as a plain
+// decode step, as a row of a causal chunk, as a node of a token tree (a node
+// at depth k == the k-th token decoded plainly), over rows left pending by an
+// earlier pass (the draft's level-by-level expansion), and with the window
+// cache. Checked for fp32 and bf16 KV and for head sizes 8 (V tiles
+// transposed), 16 and 64 (V tiles row-major).
+#include <cstring>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "common/engine/llama_model.h"
+#include "common/model/random_model.h"
+#include "common/model/synthetic_vocabulary.h"
+#include "common/sampling/rng.h"
+#include "gtest/gtest.h"
+
+namespace specserve {
+namespace {
+
+struct Case {
+  int dim, n_heads, n_kv_heads;
+  KvType kv_type;
+};
+
+ModelConfig ConfigFor(const Case& c) {
+  ModelConfig m;
+  m.name = "invariance";
+  m.dim = c.dim;
+  m.n_layers = 2;
+  m.n_heads = c.n_heads;
+  m.n_kv_heads = c.n_kv_heads;
+  m.head_dim = c.dim / c.n_heads;
+  m.ffn_dim = 96;
+  m.vocab_size = 256;
+  m.context_length = 1024;
+  m.rope_dim = m.head_dim;
+  return m;
+}
+
+std::vector<int32_t> Tokens(int n, uint64_t seed) {
+  Rng rng(seed);
+  std::vector<int32_t> out(n);
+  for (int32_t& t : out) t = static_cast<int32_t>(rng.Next() % 256);
+  return out;
+}
+
+std::vector<int32_t> Range(int n) {
+  std::vector<int32_t> out(n);
+  for (int i = 0; i < n; ++i) out[i] = i;
+  return out;
+}
+
+// Bitwise equality of two logit rows (the point: not "close", identical).
+void ExpectSameBits(const float* a, const float* b, int n, const std::string& what) {
+  ASSERT_EQ(std::memcmp(a, b, sizeof(float) * n), 0) << what;
+}
+
+class BatchInvarianceTest : public ::testing::TestWithParam<Case> {
+ protected:
+  void SetUp() override {
+    config_ = ConfigFor(GetParam());
+    model_ = MakeRandomModel(config_, TensorType::kF32, 7, MakeSyntheticVocabulary(256));
+    ASSERT_NE(model_, nullptr);
+    for (int threads : {1, 2}) {
+      ops_.push_back(MakeCpuOps(threads));
+      llamas_.push_back(std::make_unique<LlamaModel>(*model_, *ops_.back()));
+      llamas_.back()->set_kv_type(GetParam().kv_type);
+    }
+  }
+  LlamaModel& llama(int i = 0) { return *llamas_[i]; }
+  std::unique_ptr<KvCache> Full() { return MakeFullKvCache(llama().kv_shape()); }
+  std::unique_ptr<KvCache> Window() { return MakeWindowKvCache(llama().kv_shape(), 4, 40, 64); }
+  // Prefills `tokens` into `cache` (committed), in chunks of `chunk`.
+  void Prefill(KvCache& cache, const std::vector<int32_t>& tokens, int chunk = 1000) {
+    std::vector<float> logits;
+    for (size_t i = 0; i < tokens.size(); i += chunk) {
+      const size_t n = std::min<size_t>(chunk, tokens.size() - i);
+      ForwardSequence seq{&cache, std::span(tokens).subspan(i, n), {}, {}, {}, {}};
+      ASSERT_TRUE(llama().Forward({&seq, 1}, &logits).ok());
+      cache.CommitAll();
+    }
+  }
+  int vocab() const { return config_.vocab_size; }
+
+  ModelConfig config_;
+  std::unique_ptr<LoadedModel> model_;
+  std::vector<std::unique_ptr<Ops>> ops_;
+  std::vector<std::unique_ptr<LlamaModel>> llamas_;
+};
+
+// Other sequences to share a pass with: varied contexts, new-token counts,
+// causal chunks and trees (each pass's rows are dropped afterwards).
+struct Others {
+  std::vector<std::unique_ptr<KvCache>> caches;
+  std::vector<std::vector<int32_t>> tokens, parents, rows;
+};
+
+TEST_P(BatchInvarianceTest, DecodeRowAloneEqualsInsideMixedBatchesOnOneAndTwoThreads) {
+  for (bool window : {false, true}) {
+    auto target = window ? Window() : Full();
+    Prefill(*target, Tokens(77, 1), 30);
+    const std::vector<int32_t> next = {42};
+    const std::vector<int32_t> row0 = {0};
+    std::vector<float> alone;
+    ForwardSequence seq{target.get(), next, {}, {}, {}, row0};
+    ASSERT_TRUE(llama(0).Forward({&seq, 1}, &alone).ok());
+    target->DropPending();
+
+    Others others;
+    for (int s = 0; s < 63; ++s) {
+      others.caches.push_back(s % 3 == 2 ? Window() : Full());
+      Prefill(*others.caches.back(), Tokens(1 + (s * 37) % 150, 100 + s), 64);
+      const int n = s % 4 == 0 ? 3 : 1;
+      others.tokens.push_back(Tokens(n, 200 + s));
+      std::vector<int32_t> parents;
+      if (s % 8 == 4) parents = {-1, 0, 0};  // a small tree
+      others.parents.push_back(parents);
+      others.rows.push_back(Range(n));
+    }
+    for (int batch : {1, 2, 5, 17, 64}) {
+      for (int threads = 0; threads < 2; ++threads) {
+        std::vector<ForwardSequence> seqs;
+        const int place = (batch * 7) % batch;  // the target's place in the batch
+        int before = 0;                          // logit rows of the sequences before it
+        for (int s = 0, o = 0; s < batch; ++s) {
+          if (s == place) {
+            seqs.push_back(seq);
+            continue;
+          }
+          seqs.push_back(ForwardSequence{others.caches[o].get(), others.tokens[o], {},
+                                         others.parents[o], {}, others.rows[o]});
+          if (s < place) before += static_cast<int>(others.rows[o].size());
+          ++o;
+        }
+        std::vector<float> logits;
+        ASSERT_TRUE(llama(threads).Forward(seqs, &logits).ok());
+        for (const ForwardSequence& f : seqs) f.cache->DropPending();
+        ExpectSameBits(logits.data() + static_cast<size_t>(before) * vocab(), alone.data(),
+                       vocab(),
+                       "batch " + std::to_string(batch) + " threads " +
+                           std::to_string(threads + 1) + (window ? " window" : " full"));
+      }
+    }
+  }
+}
+
+// A chain of k tokens decoded one by one, as one causal chunk, and as a tree
+// (a chain, and a tree where siblings sit between a node and its ancestors):
+// every path node's logits equal the plain step's, bit for bit.
+TEST_P(BatchInvarianceTest, TreeNodeAndChunkRowEqualPlainDecodeOfItsPath) {
+  const std::vector<int32_t> context = Tokens(45, 3);
+  const std::vector<int32_t> path = Tokens(6, 4);
+  const int k = static_cast<int>(path.size());
+  // Plain decoding, one token per pass.
+  std::vector<std::vector<float>> plain;
+  {
+    auto cache = Full();
+    Prefill(*cache, context);
+    const std::vector<int32_t> row0 = {0};
+    for (int i = 0; i < k; ++i) {
+      std::vector<float> logits;
+      ForwardSequence seq{cache.get(), std::span(&path[i], 1), {}, {}, {}, row0};
+      ASSERT_TRUE(llama(0).Forward({&seq, 1}, &logits).ok());
+      cache->CommitAll();
+      plain.push_back(logits);
+    }
+  }
+  // One causal chunk.
+  {
+    auto cache = Full();
+    Prefill(*cache, context);
+    std::vector<float> logits;
+    const std::vector<int32_t> rows = Range(k);
+    ForwardSequence seq{cache.get(), path, {}, {}, {}, rows};
+    ASSERT_TRUE(llama(1).Forward({&seq, 1}, &logits).ok());
+    for (int i = 0; i < k; ++i) {
+      ExpectSameBits(logits.data() + i * vocab(), plain[i].data(), vocab(),
+                     "chunk row " + std::to_string(i));
+    }
+  }
+  // A branching tree: path node i at index 2i, a sibling decoy at 2i + 1.
+  {
+    auto cache = Full();
+    Prefill(*cache, context);
+    std::vector<int32_t> tokens, parents;
+    for (int i = 0; i < k; ++i) {
+      tokens.push_back(path[i]);
+      parents.push_back(i == 0 ? -1 : 2 * (i - 1));
+      tokens.push_back((path[i] + 1) % 256);
+      parents.push_back(i == 0 ? -1 : 2 * (i - 1) + 1);
+    }
+    const std::vector<int32_t> rows = Range(2 * k);
+    std::vector<int32_t> positions(2 * k);
+    for (int i = 0; i < 2 * k; ++i) positions[i] = 45 + i / 2;
+    for (int threads = 0; threads < 2; ++threads) {
+      std::vector<float> logits;
+      ForwardSequence seq{cache.get(), tokens, positions, parents, {}, rows};
+      ASSERT_TRUE(llama(threads).Forward({&seq, 1}, &logits).ok());
+      cache->DropPending();
+      for (int i = 0; i < k; ++i) {
+        ExpectSameBits(logits.data() + 2 * i * vocab(), plain[i].data(), vocab(),
+                       "tree node at depth " + std::to_string(i + 1));
+      }
+    }
+  }
+}
+
+// The draft's expansion: one pass per tree level over the rows the earlier
+// levels left pending equals the whole tree in one pass, node for node (full
+// and window caches), and on the full cache equals plain decoding of each path.
+TEST_P(BatchInvarianceTest, LevelByLevelOverPendingRowsEqualsOnePassTree) {
+  // Tree: two roots, each node with two children, three levels (14 nodes).
+  std::vector<int32_t> tokens, parents, level_of;
+  for (int level = 0, first = 0; level < 3; ++level) {
+    const int count = 2 << level;
+    for (int i = 0; i < count; ++i) {
+      tokens.push_back(static_cast<int32_t>((17 * (first + i) + 5) % 256));
+      parents.push_back(level == 0 ? -1 : first - count / 2 + i / 2);
+      level_of.push_back(level);
+    }
+    first += count;
+  }
+  const int n = static_cast<int>(tokens.size());
+  std::vector<int32_t> positions(n);
+  for (int i = 0; i < n; ++i) positions[i] = 60 + level_of[i];
+  for (bool window : {false, true}) {
+    auto make = [&] { return window ? Window() : Full(); };
+    std::vector<float> whole;
+    {
+      auto cache = make();
+      Prefill(*cache, Tokens(60, 9), 25);
+      const std::vector<int32_t> rows = Range(n);
+      ForwardSequence seq{cache.get(), tokens, positions, parents, {}, rows};
+      ASSERT_TRUE(llama(0).Forward({&seq, 1}, &whole).ok());
+    }
+    auto cache = make();
+    Prefill(*cache, Tokens(60, 9), 25);
+    for (int level = 0, first = 0; level < 3; ++level) {
+      const int count = 2 << level;
+      std::vector<float> logits;
+      const std::vector<int32_t> rows = Range(count);
+      ForwardSequence seq{cache.get(),
+                          std::span(tokens).subspan(first, count),
+                          std::span(positions).subspan(first, count),
+                          std::span(parents).subspan(first, count),
+                          std::span(parents).subspan(0, first),
+                          rows};
+      ASSERT_TRUE(llama(level % 2).Forward({&seq, 1}, &logits).ok());
+      for (int i = 0; i < count; ++i) {
+        ExpectSameBits(logits.data() + i * vocab(), whole.data() + (first + i) * vocab(), vocab(),
+                       std::string(window ? "window" : "full") + " node " +
+                           std::to_string(first + i));
+      }
+      first += count;
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Shapes, BatchInvarianceTest,
+                         ::testing::Values(Case{64, 8, 4, KvType::kF32},
+                                           Case{64, 8, 4, KvType::kBF16},
+                                           Case{64, 4, 2, KvType::kF32},
+                                           Case{128, 2, 1, KvType::kF32},
+                                           Case{128, 2, 2, KvType::kBF16}),
+                         [](const ::testing::TestParamInfo<Case>& info) {
+                           const Case& c = info.param;
+                           return "d" + std::to_string(c.dim / c.n_heads) + "_h" +
+                                  std::to_string(c.n_heads) + "_kv" +
+                                  std::to_string(c.n_kv_heads) + "_" +
+                                  std::string(KvTypeName(c.kv_type));
+                         });
+
+}  // namespace
+}  // namespace specserve
