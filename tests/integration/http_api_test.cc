@@ -530,6 +530,39 @@ TEST(HttpApiStandalone, RealTokenizerStopStringsAcrossTokens) {
       << echoed.dump();
 }
 
+TEST(HttpApiStandalone, DrainingAnswers503AndFinishesRunningStreams) {
+  auto serve = ServiceProcess::Start("specserve-serve",
+                                     {"--model=" + SharedRandomModel(), "--threads=1", "--window=32",
+                                      "--sinks=4", "--http-listen=127.0.0.1:0", "--drain-seconds=30"});
+  ASSERT_NE(serve, nullptr);
+  const int port = serve->http_port();
+  const std::string model = ModelName(SharedRandomModel());
+  json body = CompletionBody(model, Prompt(6, 6), 400);
+  body["stream"] = true;
+  HttpConnection running(port);
+  ASSERT_TRUE(running.SendRequest("POST", "/v1/completions", body.dump()));
+  HttpResponse head;
+  ASSERT_TRUE(running.ReadHead(&head));
+  serve->Signal(SIGTERM);
+  int health = 200;
+  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  while (health == 200 && std::chrono::steady_clock::now() < until) {
+    health = HttpCall(port, "GET", "/health").status;
+    if (health == 200) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  EXPECT_EQ(health, 503);
+  const HttpResponse refused = Post(port, "/v1/completions", CompletionBody(model, Prompt(7, 6), 4));
+  EXPECT_EQ(refused.status, 503) << refused.body;
+  EXPECT_EQ(json::parse(refused.body, nullptr, false)["error"]["code"], "unavailable");
+  // The stream that was running when the signal came finishes.
+  std::string all, piece;
+  while (running.ReadBodyPiece(head, &piece)) all += piece;
+  const auto data = SseData(all);
+  ASSERT_FALSE(data.empty());
+  EXPECT_EQ(data.back(), "[DONE]");
+  EXPECT_EQ(WEXITSTATUS(serve->Wait()), 0);
+}
+
 TEST(HttpApiSplit, HealthFollowsTheTarget) {
   auto split =
       Split::Start(SharedRandomModel(), {"--http-listen=127.0.0.1:0", "--target-retry-seconds=1"});
