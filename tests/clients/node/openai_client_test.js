@@ -145,7 +145,7 @@ async function main() {
   });
 
   await check('chat with a seed and sampling repeats', async () => {
-    const req = { model, messages, max_tokens: 16, temperature: 0.8, seed: 5, speculation: 'tree:4' };
+    const req = { model, messages, max_tokens: 16, temperature: 0.8, seed: 5, speculation: 'chain:3' };
     const a = await client.chat.completions.create(req);
     const b = await client.chat.completions.create(req);
     assertEqual(a.choices[0].message.content, b.choices[0].message.content, 'same seed');
