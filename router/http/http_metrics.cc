@@ -41,31 +41,42 @@ HttpMetrics::HttpMetrics(prometheus::Registry& r)
               .Register(r)
               .Add({})) {
   // Series exist from the start, so dashboards and rate() see zeros rather than gaps.
+  for (const char* endpoint : {"completions", "chat_completions", "models", "health", "other"}) {
+    const prometheus::Labels labels = {{"endpoint", endpoint}};
+    series_[endpoint] = {&in_flight_.Add(labels), &ttft_.Add(labels, SecondsBuckets()),
+                         &itl_.Add(labels, SecondsBuckets()),
+                         &duration_.Add(labels, SecondsBuckets())};
+  }
   for (const char* endpoint : {"completions", "chat_completions"}) {
-    in_flight_.Add({{"endpoint", endpoint}});
-    ttft_.Add({{"endpoint", endpoint}}, SecondsBuckets());
-    itl_.Add({{"endpoint", endpoint}}, SecondsBuckets());
-    duration_.Add({{"endpoint", endpoint}}, SecondsBuckets());
     requests_.Add({{"endpoint", endpoint}, {"code", "200"}});
   }
 }
 
+const HttpMetrics::Series& HttpMetrics::For(const std::string& endpoint) const {
+  auto it = series_.find(endpoint);
+  return it != series_.end() ? it->second : series_.at("other");
+}
+
 void HttpMetrics::RequestStarted(const std::string& endpoint) {
-  in_flight_.Add({{"endpoint", endpoint}}).Increment();
+  For(endpoint).in_flight->Increment();
 }
 
 void HttpMetrics::RequestDone(const std::string& endpoint, int status, double seconds) {
-  in_flight_.Add({{"endpoint", endpoint}}).Decrement();
-  requests_.Add({{"endpoint", endpoint}, {"code", std::to_string(status)}}).Increment();
-  duration_.Add({{"endpoint", endpoint}}, SecondsBuckets()).Observe(seconds);
+  const Series& s = For(endpoint);
+  s.in_flight->Decrement();
+  s.duration->Observe(seconds);
+  requests_
+      .Add({{"endpoint", series_.count(endpoint) ? endpoint : "other"},
+            {"code", std::to_string(status)}})
+      .Increment();
 }
 
 void HttpMetrics::ObserveTimeToFirstToken(const std::string& endpoint, double seconds) {
-  ttft_.Add({{"endpoint", endpoint}}, SecondsBuckets()).Observe(seconds);
+  For(endpoint).ttft->Observe(seconds);
 }
 
 void HttpMetrics::ObserveInterTokenLatency(const std::string& endpoint, double seconds) {
-  itl_.Add({{"endpoint", endpoint}}, SecondsBuckets()).Observe(seconds);
+  For(endpoint).itl->Observe(seconds);
 }
 
 void HttpMetrics::SetConnections(int open, int64_t rejected_total) {

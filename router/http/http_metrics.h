@@ -4,6 +4,7 @@
 // endpoint, open and refused connections.
 #pragma once
 
+#include <map>
 #include <string>
 
 #include "prometheus/counter.h"
@@ -26,6 +27,16 @@ class HttpMetrics {
   void SetConnections(int open, int64_t rejected_total);
 
  private:
+  // Series of one endpoint, made once (a lookup by labels per token would cost a lock
+  // and a hash of the label set).
+  struct Series {
+    prometheus::Gauge* in_flight;
+    prometheus::Histogram* ttft;
+    prometheus::Histogram* itl;
+    prometheus::Histogram* duration;
+  };
+  const Series& For(const std::string& endpoint) const;
+
   prometheus::Family<prometheus::Counter>& requests_;
   prometheus::Family<prometheus::Gauge>& in_flight_;
   prometheus::Family<prometheus::Histogram>& ttft_;
@@ -33,6 +44,7 @@ class HttpMetrics {
   prometheus::Family<prometheus::Histogram>& duration_;
   prometheus::Gauge& connections_;
   prometheus::Gauge& rejected_connections_;
+  std::map<std::string, Series> series_;  // by endpoint; fixed after construction
 };
 
 }  // namespace specserve

@@ -8,15 +8,14 @@
 #include "httplib.h"
 #include "nlohmann/json.hpp"
 #include "router/http/http_server.h"
+#include "router/http/openai_generation.h"
+#include "router/http/openai_responses.h"
 #include "specserve/v1/generation.pb.h"
 
 namespace specserve {
 namespace {
 
-using Json = nlohmann::ordered_json;
 using Clock = std::chrono::steady_clock;
-
-std::string Dump(const Json& j) { return j.dump(-1, ' ', false, Json::error_handler_t::replace); }
 
 double SecondsSince(Clock::time_point t) {
   return std::chrono::duration<double>(Clock::now() - t).count();
@@ -31,10 +30,6 @@ std::string RandomId(const char* prefix) {
   return absl::StrFormat("%s%016x%08x", prefix, RandomU64(), static_cast<uint32_t>(RandomU64()));
 }
 
-const char* FinishReasonName(EndReason r) {
-  return r == EndReason::kLength || r == EndReason::kContext ? "length" : "stop";
-}
-
 void SendJson(httplib::Response& res, int status, const std::string& body) {
   res.status = status;
   res.set_content(body, "application/json");
@@ -42,186 +37,6 @@ void SendJson(httplib::Response& res, int status, const std::string& body) {
 
 void SendError(httplib::Response& res, const OpenAiError& e) {
   SendJson(res, e.status, e.ToJson());
-}
-
-std::string SseEvent(const Json& j) { return "data: " + Dump(j) + "\n\n"; }
-
-Json Bytes(const std::string& s) {
-  Json out = Json::array();
-  for (unsigned char c : s) out.push_back(static_cast<int>(c));
-  return out;
-}
-
-}  // namespace
-
-// One HTTP request's generations (n per prompt) and what has come back so far.
-struct OpenAiApi::Generation {
-  struct Choice {
-    int index = 0;
-    int prompt_index = 0;
-    std::shared_ptr<RequestHandle> handle;
-    std::string echo;  // completions with echo: the prompt text
-    std::string text;
-    std::vector<int32_t> tokens;
-    std::vector<TokenLogprobs> logprobs;
-    std::vector<size_t> text_offsets;  // where each token's text starts in `text`
-    bool done = false;
-    absl::Status status;
-    GenerationStats stats;
-  };
-
-  OpenAiRequest request;
-  bool chat = false;
-  std::string endpoint;  // metrics label
-  std::string id;
-  int64_t created = 0;
-  std::string spec_name;
-  Clock::time_point start = Clock::now();
-  std::vector<Choice> choices;
-  std::vector<int> prompt_tokens;  // per prompt
-  bool saw_text = false;
-  Clock::time_point last_text{};
-  bool finished = false;  // metrics recorded
-
-  void CancelAll(const std::string& why) {
-    for (Choice& c : choices) {
-      if (!c.done && c.handle) c.handle->Cancel(absl::CancelledError(why));
-    }
-  }
-};
-
-namespace {
-
-using Generation = OpenAiApi::Generation;
-using Choice = OpenAiApi::Generation::Choice;
-
-// Waits for every choice's chunks, handing each to on_chunk(choice, chunk) and then
-// calling on_done(choice); either returns false when the client can no longer be
-// written to. Returns false (every generation cancelled) when the client is gone.
-template <typename OnChunk, typename OnDone>
-bool Pump(Generation& g, OnChunk on_chunk, OnDone on_done) {
-  auto last_check = Clock::now();
-  const auto wait = std::chrono::milliseconds(g.choices.size() == 1 ? 50 : 5);
-  while (true) {
-    bool progress = false, all_done = true;
-    for (Choice& c : g.choices) {
-      if (c.done) continue;
-      GenerationChunk chunk;
-      while (c.handle->Next(&chunk, std::chrono::milliseconds(0))) {
-        progress = true;
-        if (!on_chunk(c, chunk)) {
-          g.CancelAll("the client stopped reading");
-          return false;
-        }
-      }
-      if (c.handle->done()) {
-        c.done = true;
-        c.status = c.handle->status();
-        c.stats = c.handle->stats();
-        progress = true;
-        if (!on_done(c)) {
-          g.CancelAll("the client stopped reading");
-          return false;
-        }
-        continue;
-      }
-      all_done = false;
-    }
-    if (all_done) return true;
-    // Writes fail soon after a client hangs up; a check of the socket covers the time
-    // without writes (queued, prefilling), without a system call per token.
-    if (Clock::now() - last_check >= std::chrono::milliseconds(50)) {
-      if (HttpServer::ClientGone()) {
-        g.CancelAll("the client closed the connection");
-        return false;
-      }
-      last_check = Clock::now();
-    }
-    if (progress) continue;
-    for (Choice& c : g.choices) {
-      if (c.done) continue;
-      GenerationChunk chunk;
-      if (c.handle->Next(&chunk, wait) && !on_chunk(c, chunk)) {
-        g.CancelAll("the client stopped reading");
-        return false;
-      }
-      break;
-    }
-  }
-}
-
-Json Usage(const Generation& g) {
-  int64_t prompt = 0, completion = 0;
-  for (int p : g.prompt_tokens) prompt += p;
-  for (const Choice& c : g.choices) completion += c.stats.generated_tokens;
-  return {{"prompt_tokens", prompt},
-          {"completion_tokens", completion},
-          {"total_tokens", prompt + completion}};
-}
-
-// The speculation extension: how this request's tokens were decoded.
-Json Speculation(const Generation& g) {
-  int64_t steps = 0, speculated = 0, accepted = 0, generated = 0;
-  for (const Choice& c : g.choices) {
-    steps += c.stats.steps;
-    speculated += c.stats.speculated_steps;
-    accepted += c.stats.accepted_tokens;
-    generated += c.stats.generated_tokens;
-  }
-  return {{"mode", g.spec_name},
-          {"steps", steps},
-          {"speculated_steps", speculated},
-          {"accepted_tokens", accepted},
-          {"mean_accepted_tokens_per_step", steps ? static_cast<double>(accepted) / steps : 0.0},
-          {"mean_tokens_per_step", steps ? static_cast<double>(generated) / steps : 0.0}};
-}
-
-// Log-probabilities of tokens [from, to) of a choice in the endpoint's format.
-Json Logprobs(const Generation& g, const Choice& c, size_t from, size_t to, const Tokenizer& tok) {
-  if (g.request.logprobs < 0) return nullptr;
-  to = std::min(to, c.logprobs.size());
-  if (g.chat) {
-    Json content = Json::array();
-    for (size_t i = from; i < to; ++i) {
-      const std::string s = tok.TokenBytes(c.tokens[i]);
-      Json top = Json::array();
-      for (const TokenLogprob& t : c.logprobs[i].top) {
-        const std::string ts = tok.TokenBytes(t.token);
-        top.push_back({{"token", ts}, {"logprob", t.logprob}, {"bytes", Bytes(ts)}});
-      }
-      content.push_back({{"token", s},
-                         {"logprob", c.logprobs[i].logprob},
-                         {"bytes", Bytes(s)},
-                         {"top_logprobs", top}});
-    }
-    return {{"content", content}, {"refusal", nullptr}};
-  }
-  Json tokens = Json::array(), token_logprobs = Json::array(), top = Json::array(),
-       offsets = Json::array();
-  for (size_t i = from; i < to; ++i) {
-    tokens.push_back(tok.TokenBytes(c.tokens[i]));
-    token_logprobs.push_back(c.logprobs[i].logprob);
-    Json alternatives = Json::object();
-    for (const TokenLogprob& t : c.logprobs[i].top)
-      alternatives[tok.TokenBytes(t.token)] = t.logprob;
-    top.push_back(alternatives);
-    offsets.push_back(i < c.text_offsets.size() ? c.text_offsets[i] : c.text.size());
-  }
-  return {{"tokens", tokens},
-          {"token_logprobs", token_logprobs},
-          {"top_logprobs", top},
-          {"text_offset", offsets}};
-}
-
-// Appends a chunk to a choice's text, tokens and log-probabilities.
-void Accumulate(Choice& c, const GenerationChunk& chunk) {
-  for (size_t i = 0; i < chunk.tokens.size(); ++i) {
-    c.text_offsets.push_back(c.echo.size() + c.text.size());
-    c.tokens.push_back(chunk.tokens[i]);
-    if (i < chunk.logprobs.size()) c.logprobs.push_back(chunk.logprobs[i]);
-    if (i < chunk.pieces.size()) c.text += chunk.pieces[i];
-  }
-  for (size_t i = chunk.tokens.size(); i < chunk.pieces.size(); ++i) c.text += chunk.pieces[i];
 }
 
 }  // namespace
@@ -299,7 +114,7 @@ void OpenAiApi::Health(const httplib::Request&, httplib::Response& res) {
   Finish("health", SecondsSince(start), res.status);
 }
 
-bool OpenAiApi::Submit(const OpenAiRequest& r, Generation* g, OpenAiError* error) {
+bool OpenAiApi::Submit(const OpenAiRequest& r, OpenAiGeneration* g, OpenAiError* error) {
   const char* prompt_param = g->chat ? "messages" : "prompt";
   if (r.model != model_name_ && r.model != model_path_) {
     error->status = 404;
@@ -418,7 +233,7 @@ bool OpenAiApi::Submit(const OpenAiRequest& r, Generation* g, OpenAiError* error
         *error = FromStatus(handle.status());
         return false;
       }
-      Choice c;
+      OpenAiGeneration::Choice c;
       c.index = static_cast<int>(g->choices.size());
       c.prompt_index = static_cast<int>(p);
       c.handle = *std::move(handle);
@@ -431,7 +246,7 @@ bool OpenAiApi::Submit(const OpenAiRequest& r, Generation* g, OpenAiError* error
 
 void OpenAiApi::Completions(OpenAiEndpoint endpoint, const httplib::Request& req,
                             httplib::Response& res) {
-  auto g = std::make_shared<Generation>();
+  auto g = std::make_shared<OpenAiGeneration>();
   g->chat = endpoint == OpenAiEndpoint::kChatCompletions;
   g->endpoint = g->chat ? "chat_completions" : "completions";
   if (metrics_ != nullptr) metrics_->RequestStarted(g->endpoint);
@@ -453,10 +268,10 @@ void OpenAiApi::Completions(OpenAiEndpoint endpoint, const httplib::Request& req
   }
 }
 
-void OpenAiApi::Respond(std::shared_ptr<Generation> g, httplib::Response& res) {
-  const bool reached = Pump(
+void OpenAiApi::Respond(std::shared_ptr<OpenAiGeneration> g, httplib::Response& res) {
+  const bool reached = PumpGeneration(
       *g,
-      [&](Choice& c, const GenerationChunk& chunk) {
+      [&](OpenAiGeneration::Choice& c, const GenerationChunk& chunk) {
         if (!g->saw_text && !chunk.tokens.empty()) {
           g->saw_text = true;
           if (metrics_ != nullptr)
@@ -465,13 +280,13 @@ void OpenAiApi::Respond(std::shared_ptr<Generation> g, httplib::Response& res) {
         Accumulate(c, chunk);
         return true;
       },
-      [](Choice&) { return true; });
+      [](OpenAiGeneration::Choice&) { return true; });
   if (!reached) {
     res.status = 499;  // nginx's "client closed request"; nothing reaches the client
     Finish(g->endpoint, SecondsSince(g->start), 499);
     return;
   }
-  for (const Choice& c : g->choices) {
+  for (const OpenAiGeneration::Choice& c : g->choices) {
     if (!c.status.ok()) {
       SendError(res, FromStatus(c.status));
       Finish(g->endpoint, SecondsSince(g->start), res.status);
@@ -479,7 +294,7 @@ void OpenAiApi::Respond(std::shared_ptr<Generation> g, httplib::Response& res) {
     }
   }
   Json choices = Json::array();
-  for (const Choice& c : g->choices) {
+  for (const OpenAiGeneration::Choice& c : g->choices) {
     Json choice = {{"index", c.index}};
     if (g->chat) {
       choice["message"] = {{"role", "assistant"}, {"content", c.text}};
@@ -503,11 +318,12 @@ void OpenAiApi::Respond(std::shared_ptr<Generation> g, httplib::Response& res) {
   Finish(g->endpoint, SecondsSince(g->start), 200);
 }
 
-void OpenAiApi::Stream(std::shared_ptr<Generation> g, httplib::Response& res) {
+void OpenAiApi::Stream(std::shared_ptr<OpenAiGeneration> g, httplib::Response& res) {
   res.set_header("Cache-Control", "no-cache");
   res.set_header("X-Accel-Buffering", "no");
   const char* object = g->chat ? "chat.completion.chunk" : "text_completion";
-  auto event = [this, g, object](const Choice& c, Json delta_or_text, Json logprobs, Json finish) {
+  auto event = [this, g, object](const OpenAiGeneration::Choice& c, Json delta_or_text,
+                                 Json logprobs, Json finish) {
     Json choice = {{"index", c.index}};
     if (g->chat) {
       choice["delta"] = std::move(delta_or_text);
@@ -532,7 +348,8 @@ void OpenAiApi::Stream(std::shared_ptr<Generation> g, httplib::Response& res) {
   const std::string prefix = "data: " + head + ",\"choices\":[{\"index\":";
   const std::string suffix = std::string(",\"logprobs\":null,\"finish_reason\":null}]") +
                              (g->request.include_usage ? ",\"usage\":null" : "") + "}\n\n";
-  auto text_event = [g, prefix, suffix](const Choice& c, const std::string& piece) {
+  auto text_event = [g, prefix, suffix](const OpenAiGeneration::Choice& c,
+                                        const std::string& piece) {
     std::string e = prefix;
     e += std::to_string(c.index);
     e += g->chat ? ",\"delta\":{\"content\":" : ",\"text\":";
@@ -545,16 +362,16 @@ void OpenAiApi::Stream(std::shared_ptr<Generation> g, httplib::Response& res) {
       "text/event-stream",
       [this, g, event, text_event, object](size_t, httplib::DataSink& sink) {
         auto write = [&sink](const std::string& s) { return sink.write(s.data(), s.size()); };
-        for (const Choice& c : g->choices) {
+        for (const OpenAiGeneration::Choice& c : g->choices) {
           if (g->chat &&
               !write(event(c, Json{{"role", "assistant"}, {"content", ""}}, nullptr, nullptr)))
             return false;
           if (!g->chat && !c.echo.empty() && !write(event(c, c.echo, nullptr, nullptr)))
             return false;
         }
-        const bool reached = Pump(
+        const bool reached = PumpGeneration(
             *g,
-            [&](Choice& c, const GenerationChunk& chunk) {
+            [&](OpenAiGeneration::Choice& c, const GenerationChunk& chunk) {
               const size_t first = c.tokens.size();
               Accumulate(c, chunk);
               std::string batch;  // the chunk's events, written at once
@@ -586,7 +403,7 @@ void OpenAiApi::Stream(std::shared_ptr<Generation> g, httplib::Response& res) {
               }
               return batch.empty() || write(batch);
             },
-            [&](Choice& c) {
+            [&](OpenAiGeneration::Choice& c) {
               if (!c.status.ok()) {
                 // Headers are gone already: the error travels as an event.
                 return write("data: " + FromStatus(c.status).ToJson() + "\n\n");

@@ -15,6 +15,7 @@
 #include "router/http/chat_prompt.h"
 #include "router/http/http_metrics.h"
 #include "router/http/http_options.h"
+#include "router/http/openai_generation.h"
 #include "router/http/openai_request.h"
 #include "router/request_validation.h"
 #include "router/scheduler.h"
@@ -37,8 +38,6 @@ class OpenAiApi {
   ~OpenAiApi();
 
   void Register(httplib::Server& server);
-  // One HTTP request's generations (defined in openai_api.cc).
-  struct Generation;
   // From now on /health answers 503 (the scheduler refuses new work itself).
   void SetDraining() { draining_ = true; }
 
@@ -47,9 +46,9 @@ class OpenAiApi {
   void Models(const httplib::Request& req, httplib::Response& res);
   void Health(const httplib::Request& req, httplib::Response& res);
   // Turns a parsed request into scheduled generations and submits them, or fails.
-  bool Submit(const OpenAiRequest& request, Generation* generation, OpenAiError* error);
-  void Respond(std::shared_ptr<Generation> generation, httplib::Response& res);
-  void Stream(std::shared_ptr<Generation> generation, httplib::Response& res);
+  bool Submit(const OpenAiRequest& request, OpenAiGeneration* generation, OpenAiError* error);
+  void Respond(std::shared_ptr<OpenAiGeneration> generation, httplib::Response& res);
+  void Stream(std::shared_ptr<OpenAiGeneration> generation, httplib::Response& res);
   void Finish(const std::string& endpoint, double start, int status);
 
   Scheduler& scheduler_;
