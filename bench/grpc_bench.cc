@@ -1,10 +1,6 @@
 #include "bench/grpc_bench.h"
 
-#include <fcntl.h>
-#include <signal.h>
-#include <sys/prctl.h>
-#include <sys/wait.h>
-#include <unistd.h>
+#include <grpcpp/grpcpp.h>
 
 #include <algorithm>
 #include <chrono>
@@ -18,10 +14,7 @@
 #include <thread>
 #include <utility>
 
-#include <grpcpp/grpcpp.h>
-
 #include "absl/strings/str_cat.h"
-#include "bench/spawned_service.h"
 #include "absl/strings/str_format.h"
 #include "common/engine/batch_generator.h"
 #include "common/engine/llama_model.h"
@@ -30,8 +23,7 @@
 #include "common/speculation/spec_engine.h"
 #include "common/tokenizer/tokenizer.h"
 #include "specserve/v1/generation.grpc.pb.h"
-
-extern char** environ;
+#include "tests/testing/process.h"
 
 namespace specserve {
 namespace {
@@ -42,11 +34,30 @@ double SecondsSince(Clock::time_point start) {
   return std::chrono::duration<double>(Clock::now() - start).count();
 }
 
+// ---------------------------------------------------------------------------
+// Services started on loopback.
+
+// A service started on loopback (tests/testing/process.h); nullptr, with the
+// reason printed, when it does not start.
+std::unique_ptr<testing::ServiceProcess> Spawn(const std::string& bin_dir, const std::string& name,
+                                               std::vector<std::string> args) {
+  testing::ServiceOptions options;
+  options.bin_dir = bin_dir;
+  options.metrics = false;
+  options.start_seconds = 300;
+  auto p = testing::ServiceProcess::Launch(name, std::move(args), options);
+  if (!p.ok()) {
+    std::fprintf(stderr, "error: %s\n", std::string(p.status().message()).c_str());
+    return nullptr;
+  }
+  return *std::move(p);
+}
+
 // A deployment under test: its public address and the processes behind it.
 struct Deployment {
   std::string label;  // "serve", "split" or "server"
   std::string address;
-  std::vector<std::unique_ptr<Spawned>> processes;
+  std::vector<std::unique_ptr<testing::ServiceProcess>> processes;
 };
 
 std::string SelfDir() {
@@ -64,33 +75,32 @@ std::unique_ptr<Deployment> StartDeployment(const std::string& kind,
   const std::string threads = absl::StrCat("--threads=", options.threads);
   const std::string sinks = absl::StrCat("--sinks=", options.sinks);
   const std::string window = absl::StrCat("--window=", options.window);
-  std::vector<std::string> router_flags = {model, sinks, window,
-                                           absl::StrCat("--max-batch=", max_clients),
+  std::vector<std::string> router_flags = {model, absl::StrCat("--max-batch=", max_clients),
                                            absl::StrCat("--max-queue=", max_clients)};
   if (!options.tokenizer.empty()) router_flags.push_back("--tokenizer=" + options.tokenizer);
   auto d = std::make_unique<Deployment>();
   d->label = kind;
   if (kind == "serve") {
-    router_flags.push_back(threads);
-    d->processes.push_back(Spawned::Start(bin, "specserve-serve", router_flags));
+    router_flags.insert(router_flags.end(), {threads, sinks, window});
+    d->processes.push_back(Spawn(bin, "specserve-serve", router_flags));
     if (!d->processes.back()) return nullptr;
   } else if (kind == "split") {
     std::vector<std::string> worker = {model, threads};
     if (!options.tokenizer.empty()) worker.push_back("--tokenizer=" + options.tokenizer);
-    d->processes.push_back(Spawned::Start(bin, "specserve-target", worker));
+    d->processes.push_back(Spawn(bin, "specserve-target", worker));
     if (!d->processes.back()) return nullptr;
     const std::string target = d->processes.back()->address();
     worker.push_back(sinks);
     worker.push_back(window);
-    d->processes.push_back(Spawned::Start(bin, "specserve-draft", worker));
+    d->processes.push_back(Spawn(bin, "specserve-draft", worker));
     if (!d->processes.back()) return nullptr;
     const std::string draft = d->processes.back()->address();
     // A Propose at a large batch on a CPU can take seconds: do not let the router
     // fall back to plain decoding because of a deadline meant for a dead draft.
-    router_flags.insert(router_flags.end(), {"--target=" + target, "--draft=" + draft,
-                                             "--draft-timeout-ms=600000",
-                                             "--target-timeout-ms=600000"});
-    d->processes.push_back(Spawned::Start(bin, "specserve-router", router_flags));
+    router_flags.insert(router_flags.end(),
+                        {"--target=" + target, "--draft=" + draft, "--draft-timeout-ms=600000",
+                         "--target-timeout-ms=600000"});
+    d->processes.push_back(Spawn(bin, "specserve-router", router_flags));
     if (!d->processes.back()) return nullptr;
   } else {
     std::fprintf(stderr, "error: --spawn: '%s' is not serve or split\n", kind.c_str());
@@ -272,9 +282,8 @@ double MeanFirstToken(const RunResult& r) {
 }
 // The run with the median decode rate.
 RunResult Median(std::vector<RunResult> runs) {
-  std::sort(runs.begin(), runs.end(), [](const RunResult& a, const RunResult& b) {
-    return DecodeRate(a) < DecodeRate(b);
-  });
+  std::sort(runs.begin(), runs.end(),
+            [](const RunResult& a, const RunResult& b) { return DecodeRate(a) < DecodeRate(b); });
   return std::move(runs[runs.size() / 2]);
 }
 bool SameTokens(const RunResult& a, const RunResult& b) {
@@ -289,16 +298,16 @@ bool SameTokens(const RunResult& a, const RunResult& b) {
 // itself (sampled, one seed per prompt), `length` tokens each.
 std::vector<std::vector<int32_t>> MakePrompts(LlamaModel& model, const Tokenizer& tokenizer,
                                               int count, int length) {
-  static const char* const kOpenings[] = {
-      "Once upon a time", "One day, a little girl", "The dog ran to the park",
-      "Tim had a red ball", "It was a sunny morning", "Sam and Mia found a box",
-      "There was an old cat", "The bird sang a song"};
+  static const char* const kOpenings[] = {"Once upon a time",        "One day, a little girl",
+                                          "The dog ran to the park", "Tim had a red ball",
+                                          "It was a sunny morning",  "Sam and Mia found a box",
+                                          "There was an old cat",    "The bird sang a song"};
   BatchGenerator generator(model);
   std::vector<int> ids;
   for (int i = 0; i < count; ++i) {
     GenerationRequest request;
-    request.prompt = tokenizer.Encode(kOpenings[i % std::size(kOpenings)],
-                                      tokenizer.vocab().add_bos);
+    request.prompt =
+        tokenizer.Encode(kOpenings[i % std::size(kOpenings)], tokenizer.vocab().add_bos);
     if (static_cast<int>(request.prompt.size()) > length) request.prompt.resize(length);
     request.max_new_tokens = length - static_cast<int>(request.prompt.size());
     request.stop_at_eos = false;
@@ -322,9 +331,9 @@ struct Cell {
 
 void PrintHeader() {
   std::printf("%-6s %7s %-9s %10s %10s %7s %8s %8s %7s %6s %6s %5s %7s %7s %9s %7s %7s %5s\n",
-              "deploy", "clients", "mode", "grpc t/s", "local t/s", "ratio", "step ms",
-              "local ms", "rpc ms", "t/step", "lc t/st", "spec%", "vs off", "lc off", "e2e t/s",
-              "p50 s", "p99 s", "same");
+              "deploy", "clients", "mode", "grpc t/s", "local t/s", "ratio", "step ms", "local ms",
+              "rpc ms", "t/step", "lc t/st", "spec%", "vs off", "lc off", "e2e t/s", "p50 s",
+              "p99 s", "same");
 }
 
 void PrintLegend() {
@@ -363,11 +372,12 @@ bool RunModel(const std::string& path, const GrpcBenchOptions& options,
   std::fprintf(stderr, "making %d prompts of %d tokens...\n", max_clients, options.prompt_tokens);
   const auto prompts = MakePrompts(model, tokenizer, max_clients, options.prompt_tokens);
 
-  std::printf("\n%s: gRPC clients vs the same workload in-process (SpecEngine), %s, "
-              "%d threads; %d-token prompts, %d new tokens, greedy; draft self, sinks %d, "
-              "window %d\n",
-              name.c_str(), ops.name().c_str(), ops.num_threads(), options.prompt_tokens,
-              options.new_tokens, options.sinks, options.window);
+  std::printf(
+      "\n%s: gRPC clients vs the same workload in-process (SpecEngine), %s, "
+      "%d threads; %d-token prompts, %d new tokens, greedy; draft self, sinks %d, "
+      "window %d\n",
+      name.c_str(), ops.name().c_str(), ops.num_threads(), options.prompt_tokens,
+      options.new_tokens, options.sinks, options.window);
 
   // One engine per mode, as in the services.
   std::map<std::string, std::unique_ptr<SpecEngine>> engines;
@@ -416,8 +426,7 @@ bool RunModel(const std::string& path, const GrpcBenchOptions& options,
         // hits both alike; the median run of each is reported.
         std::vector<RunResult> grpc_runs, local_runs;
         for (int rep = 0; rep < std::max(1, options.repeats); ++rep) {
-          local_runs.push_back(
-              RunInProcess(*engines[mode], prompts, clients, options.new_tokens));
+          local_runs.push_back(RunInProcess(*engines[mode], prompts, clients, options.new_tokens));
           grpc_runs.push_back(
               RunOverGrpc(deployment->address, prompts, clients, mode, options.new_tokens));
           for (const RunResult* r : {&local_runs.back(), &grpc_runs.back()}) {
@@ -429,8 +438,8 @@ bool RunModel(const std::string& path, const GrpcBenchOptions& options,
             }
           }
         }
-        Cell cell{name, kind, mode, clients, Median(std::move(grpc_runs)),
-                  Median(std::move(local_runs))};
+        Cell cell{
+            name, kind, mode, clients, Median(std::move(grpc_runs)), Median(std::move(local_runs))};
         const double g = DecodeRate(cell.grpc), l = DecodeRate(cell.local);
         if (mode == "off") {
           grpc_off = g;
@@ -462,8 +471,9 @@ int RunGrpcBench(const GrpcBenchOptions& options, Ops& ops) {
     return 1;
   }
   if (options.server.empty() == options.spawn.empty()) {
-    std::fprintf(stderr, "error: --mode grpc needs either --server HOST:PORT or --spawn "
-                         "serve,split\n");
+    std::fprintf(stderr,
+                 "error: --mode grpc needs either --server HOST:PORT or --spawn "
+                 "serve,split\n");
     return 1;
   }
   if (!options.server.empty() && options.models.size() != 1) {

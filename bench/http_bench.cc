@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <csignal>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -15,7 +16,6 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
-#include "bench/spawned_service.h"
 #include "common/engine/llama_model.h"
 #include "common/model/model_loader.h"
 #include "common/speculation/planner.h"
@@ -24,6 +24,7 @@
 #include "httplib.h"
 #include "nlohmann/json.hpp"
 #include "specserve/v1/generation.grpc.pb.h"
+#include "tests/testing/process.h"
 
 namespace specserve {
 namespace {
@@ -299,18 +300,26 @@ int RunHttpBench(const HttpBenchOptions& options, Ops& ops) {
     return 1;
   }
   const std::string bin = options.bin_dir.empty() ? SelfDir() : options.bin_dir;
-  auto serve = Spawned::Start(
-      bin, "specserve-serve",
+  testing::ServiceOptions service;
+  service.bin_dir = bin;
+  service.start_seconds = 300;
+  auto launched = testing::ServiceProcess::Launch(
+      "specserve-serve",
       {"--model=" + options.model, absl::StrCat("--threads=", options.threads),
        absl::StrCat("--sinks=", options.sinks), absl::StrCat("--window=", options.window),
-       absl::StrCat("--max-batch=", std::max(64, max_clients)), "--http-listen=127.0.0.1:0",
-       "--metrics-port=0"});
-  if (!serve) return 1;
-  if (serve->ports().size() < 3) {
+       absl::StrCat("--max-batch=", std::max(64, max_clients)), "--http-listen=127.0.0.1:0"},
+      service);
+  if (!launched.ok()) {
+    std::fprintf(stderr, "error: %s\n", std::string(launched.status().message()).c_str());
+    return 1;
+  }
+  std::unique_ptr<testing::ServiceProcess> serve = *std::move(launched);
+  serve->process().set_kill_signal(SIGTERM);
+  const int http_port = serve->http_port();
+  if (http_port <= 0) {
     std::fprintf(stderr, "error: specserve-serve reported no HTTP port\n");
     return 1;
   }
-  const int http_port = serve->ports()[2];
   std::string name = std::filesystem::path(options.model).stem().string();
   if (std::filesystem::is_directory(options.model))
     name = std::filesystem::path(options.model).filename().string();

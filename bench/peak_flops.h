@@ -12,6 +12,8 @@ struct PeakFlops {
   double bf16 = 0;  // FLOP/s of vdpbf16ps, 0 where the CPU lacks AVX512_BF16
 };
 
+// Per second of CPU time of each thread, summed over `threads` threads: the
+// rate the cores deliver, whatever else runs on them.
 PeakFlops MeasurePeakFlops(int threads, double seconds = 0.2);
 
 }  // namespace specserve

@@ -22,8 +22,8 @@ double Median(std::vector<double> v) {
 double WeightBytes(const LoadedModel& m) {
   double bytes = 0;
   for (const LayerWeights& l : m.weights.layers) {
-    for (const WeightTensor* w : {&l.attn_norm, &l.wq, &l.wk, &l.wv, &l.wo, &l.ffn_norm,
-                                  &l.w_gate, &l.w_down, &l.w_up}) {
+    for (const WeightTensor* w :
+         {&l.attn_norm, &l.wq, &l.wk, &l.wv, &l.wo, &l.ffn_norm, &l.w_gate, &l.w_down, &l.w_up}) {
       bytes += static_cast<double>(w->bytes());
     }
   }
@@ -59,8 +59,8 @@ struct Pass {
 void Describe(Pass& pass) {
   pass.seqs.clear();
   for (size_t s = 0; s < pass.caches.size(); ++s) {
-    pass.seqs.push_back(ForwardSequence{pass.caches[s].get(), pass.tokens[s], {}, pass.parents,
-                                        {}, pass.logit_rows});
+    pass.seqs.push_back(ForwardSequence{
+        pass.caches[s].get(), pass.tokens[s], {}, pass.parents, {}, pass.logit_rows});
   }
 }
 
@@ -74,8 +74,8 @@ RooflineRow Summarise(const Pass& pass, const std::string& model, int batch, int
   row.context = context;
   row.rows_per_sequence = pass.rows;
   row.seconds = Median(pass.times);
-  row.bytes = weight_bytes + batch * pass.kv_rows * shape.n_layers * shape.kv_dim * 2.0 *
-                                 KvTypeBytes(shape.type);
+  row.bytes = weight_bytes +
+              batch * pass.kv_rows * shape.n_layers * shape.kv_dim * 2.0 * KvTypeBytes(shape.type);
   const ForwardProfile& p = pass.profile;
   row.flops = (p.matmul_flops + p.attention_flops) / std::max(1, p.passes);
   if (p.total_seconds > 0) {
@@ -107,10 +107,11 @@ std::vector<RooflineRow> RunRoofline(LlamaModel& llama, const std::string& name,
   const ModelConfig& c = llama.config();
   const KvShape shape = llama.kv_shape();
   const double weight_bytes = WeightBytes(llama.model());
-  std::printf("\n%s: dim %d, %d layers, %d/%d heads of %d, ffn %d, vocab %d, weights %.1f MB, "
-              "KV %s\n",
-              name.c_str(), c.dim, c.n_layers, c.n_heads, c.n_kv_heads, c.head_dim, c.ffn_dim,
-              c.vocab_size, weight_bytes / 1e6, std::string(KvTypeName(shape.type)).c_str());
+  std::printf(
+      "\n%s: dim %d, %d layers, %d/%d heads of %d, ffn %d, vocab %d, weights %.1f MB, "
+      "KV %s\n",
+      name.c_str(), c.dim, c.n_layers, c.n_heads, c.n_kv_heads, c.head_dim, c.ffn_dim, c.vocab_size,
+      weight_bytes / 1e6, std::string(KvTypeName(shape.type)).c_str());
   std::printf("%-8s %5s %7s %4s %9s %8s %8s %8s %10s  %-7s %6s  %s\n", "kind", "batch", "context",
               "rows", "ms", "MB", "GB/s", "GFLOP/s", "tokens/s", "bound", "of it",
               "gemm/attn/rest %");

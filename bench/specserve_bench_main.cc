@@ -21,12 +21,12 @@
 #include "bench/peak_flops.h"
 #include "bench/roofline.h"
 #include "bench/spec_bench.h"
-#include "common/tokenizer/tokenizer.h"
 #include "common/engine/llama_model.h"
 #include "common/model/model_loader.h"
 #include "common/ops/ops.h"
 #include "common/sampling/rng.h"
 #include "common/speculation/planner.h"
+#include "common/tokenizer/tokenizer.h"
 #include "common/util/cli.h"
 #include "nlohmann/json.hpp"
 
@@ -37,7 +37,8 @@ ABSL_FLAG(std::string, contexts, "128,256,512,1024", "Context lengths (comma-sep
 ABSL_FLAG(int, steps, 8, "Timed decode steps per grid cell (median reported)");
 ABSL_FLAG(int, prefill_tokens, 512, "Prompt length of the prefill measurement");
 ABSL_FLAG(int, threads, 0, "CPU threads (0 = all cores)");
-ABSL_FLAG(int, verify_nodes, 5, "--mode engine: tree nodes per sequence of the verify pass (a chain)");
+ABSL_FLAG(int, verify_nodes, 5,
+          "--mode engine: tree nodes per sequence of the verify pass (a chain)");
 ABSL_FLAG(int, draft_width, 4, "--mode engine: nodes per sequence of the draft-level pass");
 ABSL_FLAG(std::string, kv_type, "f32", "KV cache element type: f32 or bf16");
 ABSL_FLAG(std::string, out, "", "Write results to OUT.json and OUT.csv");
@@ -59,7 +60,8 @@ ABSL_FLAG(std::string, server, "",
 ABSL_FLAG(std::vector<std::string>, spawn, {},
           "--mode grpc: start these on 127.0.0.1 from --bin_dir and drive each in turn: "
           "serve (specserve-serve), split (specserve-target + specserve-draft + specserve-router)");
-ABSL_FLAG(std::string, bin_dir, "", "--mode grpc --spawn: the service binaries' folder "
+ABSL_FLAG(std::string, bin_dir, "",
+          "--mode grpc --spawn: the service binaries' folder "
           "(default: this executable's)");
 ABSL_FLAG(std::string, clients, "1,16,64", "--mode grpc: concurrent clients (comma-separated)");
 ABSL_FLAG(int, prompt_tokens, 32, "--mode grpc: prompt tokens per request");
@@ -85,16 +87,12 @@ std::vector<int> ParseList(const std::string& text, const char* flag) {
   return out;
 }
 
-double Median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
-}
-
 int RunSpec(const std::vector<std::string>& models, const std::vector<int>& batches,
             const std::vector<int>& contexts, Ops& ops, double bandwidth, double peak_flops) {
   nlohmann::json all = nlohmann::json::array();
   std::vector<std::string> modes = {"off"};
-  for (absl::string_view m : absl::StrSplit(absl::GetFlag(FLAGS_spec_modes), ',', absl::SkipEmpty())) {
+  for (absl::string_view m :
+       absl::StrSplit(absl::GetFlag(FLAGS_spec_modes), ',', absl::SkipEmpty())) {
     if (m == "off") continue;
     if (!ParseSpecMode(std::string(m)).ok()) {
       std::fprintf(stderr, "error: --spec_modes: '%s' is not off, chain:G, tree:N or auto\n",
@@ -120,7 +118,8 @@ int RunSpec(const std::vector<std::string>& models, const std::vector<int>& batc
     if (draft_path != "self") {
       auto loaded = LoadModel(draft_path, load_options);
       if (!loaded.ok()) {
-        std::fprintf(stderr, "error: --draft: %s\n", std::string(loaded.status().message()).c_str());
+        std::fprintf(stderr, "error: --draft: %s\n",
+                     std::string(loaded.status().message()).c_str());
         return 1;
       }
       draft_model = *std::move(loaded);
@@ -135,7 +134,8 @@ int RunSpec(const std::vector<std::string>& models, const std::vector<int>& batc
     options.repetitions = absl::GetFlag(FLAGS_repetitions);
     options.sinks = absl::GetFlag(FLAGS_sinks);
     options.window = absl::GetFlag(FLAGS_window);
-    options.label = draft_path == "self" ? "self" : draft_path.substr(draft_path.find_last_of('/') + 1);
+    options.label =
+        draft_path == "self" ? "self" : draft_path.substr(draft_path.find_last_of('/') + 1);
     std::printf("\n%s\n", path.c_str());
     nlohmann::json rows = RunSpecBench(target, draft ? *draft : target, tokenizer, options,
                                        Roofline{bandwidth, peak_flops});
@@ -145,7 +145,8 @@ int RunSpec(const std::vector<std::string>& models, const std::vector<int>& batc
     }
   }
   if (const std::string out = absl::GetFlag(FLAGS_out); !out.empty()) {
-    std::ofstream(out + ".json") << nlohmann::json{{"backend", ops.name()}, {"rows", all}}.dump(2) << "\n";
+    std::ofstream(out + ".json") << nlohmann::json{{"backend", ops.name()}, {"rows", all}}.dump(2)
+                                 << "\n";
     std::ofstream csv(out + ".csv");
     csv << "model,draft,batch,context,mode,tokens_per_second,tokens_per_step,"
            "predicted_tokens_per_step,accepted_per_step,speedup_over_plain,"
@@ -270,14 +271,21 @@ int Run() {
            "attention_share,other_share\n";
     for (const RooflineRow& r : rows) {
       const double bw_fraction = r.bytes / r.seconds / bandwidth;
-      json["rows"].push_back(
-          {{"model", r.model}, {"kind", r.kind}, {"batch", r.batch}, {"context", r.context},
-           {"rows_per_sequence", r.rows_per_sequence},
-           {"tokens_per_second", r.tokens_per_second()}, {"step_seconds", r.seconds},
-           {"bytes_per_step", r.bytes}, {"flops_per_step", r.flops},
-           {"bandwidth_fraction", bw_fraction}, {"bound", r.bound},
-           {"bound_fraction", r.bound_seconds / r.seconds}, {"matmul_share", r.matmul_share},
-           {"attention_share", r.attention_share}, {"other_share", r.other_share}});
+      json["rows"].push_back({{"model", r.model},
+                              {"kind", r.kind},
+                              {"batch", r.batch},
+                              {"context", r.context},
+                              {"rows_per_sequence", r.rows_per_sequence},
+                              {"tokens_per_second", r.tokens_per_second()},
+                              {"step_seconds", r.seconds},
+                              {"bytes_per_step", r.bytes},
+                              {"flops_per_step", r.flops},
+                              {"bandwidth_fraction", bw_fraction},
+                              {"bound", r.bound},
+                              {"bound_fraction", r.bound_seconds / r.seconds},
+                              {"matmul_share", r.matmul_share},
+                              {"attention_share", r.attention_share},
+                              {"other_share", r.other_share}});
       csv << absl::StrFormat("%s,%s,%d,%d,%d,%.3f,%.6f,%.0f,%.0f,%.4f,%s,%.4f,%.3f,%.3f,%.3f\n",
                              r.model, r.kind, r.batch, r.context, r.rows_per_sequence,
                              r.tokens_per_second(), r.seconds, r.bytes, r.flops, bw_fraction,

@@ -1,113 +1,72 @@
-// specserve-draft: the draft model behind the internal Draft gRPC service.
-#include <cstdio>
+// specserve-draft: the draft model behind the internal Draft gRPC service (the
+// shared worker skeleton plus the draft's window flags).
 #include <memory>
-#include <string>
 
 #include "absl/flags/flag.h"
 #include "absl/strings/str_format.h"
-#include "common/engine/llama_model.h"
-#include "common/model/model_loader.h"
-#include "common/ops/ops.h"
 #include "common/speculation/draft_worker.h"
-#include "common/util/cli.h"
-#include "services/flag_names.h"
 #include "draft_service/draft_service.h"
-#include "prometheus/registry.h"
-#include "services/server_runner.h"
 #include "services/worker_info.h"
+#include "services/worker_main.h"
 
-ABSL_FLAG(std::string, model, "", "Draft model: GGUF, llama2.c .bin or a Hugging Face directory");
-ABSL_FLAG(std::string, tokenizer, "", "llama2.c tokenizer.bin for a .bin model");
-ABSL_FLAG(std::string, listen, "127.0.0.1:50052", "gRPC address HOST:PORT (port 0: any free)");
-ABSL_FLAG(int, metrics_port, -1,
-          "Serve Prometheus /metrics on this port of the --listen host (0: any free, -1: off)");
-ABSL_FLAG(std::string, port_file, "",
-          "Write 'GRPC_PORT METRICS_PORT' here once listening (for scripts and tests)");
 ABSL_FLAG(int, sinks, 16, "Window KV cache: attention-sink tokens kept per sequence");
 ABSL_FLAG(int, window, 256, "Window KV cache: most recent tokens kept per sequence");
-ABSL_FLAG(int, max_batch, 256, "Sequences per Propose call at most");
-ABSL_FLAG(int, max_context, 0, "History tokens per sequence at most (0: the model's context)");
-ABSL_FLAG(int, max_sequences, 4096, "Sequences with a window cache at most");
-ABSL_FLAG(int, max_tree_nodes, 256, "Nodes per drafted tree at most");
-ABSL_FLAG(int, threads, 0, "CPU threads (0: all cores)");
-ABSL_FLAG(double, drain_seconds, 10, "On SIGTERM/SIGINT: wait this long for running calls");
 
 namespace specserve {
 namespace {
 
-int Fail(const std::string& message) {
-  std::fprintf(stderr, "specserve-draft: error: %s\n", message.c_str());
-  return 1;
-}
-
-int Run() {
-  const std::string path = absl::GetFlag(FLAGS_model);
-  if (path.empty()) return Fail("--model is required");
+absl::Status CheckFlags() {
   const int sinks = absl::GetFlag(FLAGS_sinks), window = absl::GetFlag(FLAGS_window);
   if (sinks < 0 || window < 1) {
-    return Fail(absl::StrFormat("--sinks %d must be >= 0 and --window %d >= 1", sinks, window));
+    return absl::InvalidArgumentError(
+        absl::StrFormat("--sinks %d must be >= 0 and --window %d >= 1", sinks, window));
   }
-  const int max_batch = absl::GetFlag(FLAGS_max_batch);
-  const int max_tree_nodes = absl::GetFlag(FLAGS_max_tree_nodes);
-  const int max_sequences = absl::GetFlag(FLAGS_max_sequences);
-  if (max_batch < 1 || max_tree_nodes < 1 || max_tree_nodes > 4096 || max_sequences < 1) {
-    return Fail(absl::StrFormat(
-        "--max-batch %d and --max-sequences %d must be >= 1, --max-tree-nodes %d in [1, 4096]",
-        max_batch, max_sequences, max_tree_nodes));
-  }
-  LoadOptions load;
-  load.tokenizer_path = absl::GetFlag(FLAGS_tokenizer);
-  auto model = LoadModel(path, load);
-  if (!model.ok()) return Fail(std::string(model.status().message()));
-  int max_context = absl::GetFlag(FLAGS_max_context);
-  if (max_context < 0) return Fail(absl::StrFormat("--max-context %d must be >= 0", max_context));
-  if (max_context == 0) max_context = (*model)->config.context_length;
-  if (max_context <= 0) max_context = 2048;
-  std::unique_ptr<Ops> ops = MakeCpuOps(absl::GetFlag(FLAGS_threads));
-  LlamaModel llama(**model, *ops);
-  DraftWorkerOptions wo;
-  wo.sinks = sinks;
-  wo.window = window;
-  wo.max_tree_nodes = max_tree_nodes;
-  wo.max_sequences = max_sequences;
-  DraftWorker worker(llama, wo);
+  return absl::OkStatus();
+}
 
-  auto registry = std::make_shared<prometheus::Registry>();
-  WorkerMetrics metrics(*registry, "draft");
-  DraftServiceOptions so;
-  so.max_batch = max_batch;
-  so.max_tree_nodes = max_tree_nodes;
-  so.max_history = max_context;
-  DraftService service(
-      worker, MakeWorkerInfo(**model, max_context, max_tree_nodes, max_batch, sinks + window), so,
-      &metrics);
-  ServerOptions server;
-  server.listen = absl::GetFlag(FLAGS_listen);
-  server.port_file = absl::GetFlag(FLAGS_port_file);
-  server.metrics_port = absl::GetFlag(FLAGS_metrics_port);
-  server.name = "specserve-draft";
-  auto runner = ServerRunner::Start(server, {&service}, registry);
-  if (!runner.ok()) return Fail(std::string(runner.status().message()));
-  std::fprintf(stderr, "specserve-draft: %s (%s, vocab %d), window %d + %d sinks, %s\n",
-               path.c_str(), (*model)->format.c_str(), (*model)->config.vocab_size, window, sinks,
-               ops->name().c_str());
-  const int sig = WaitForShutdownSignal();
-  std::fprintf(stderr, "specserve-draft: signal %d: draining\n", sig);
-  (*runner)->Shutdown(absl::GetFlag(FLAGS_drain_seconds));
-  std::fprintf(stderr, "specserve-draft: stopped\n");
-  std::fflush(stderr);
-  std::_Exit(0);  // skip the metrics server's slow teardown; nothing is left to flush
+absl::StatusOr<BuiltWorker> Build(const WorkerSettings& s, const LoadedModel& loaded, Model& model,
+                                  WorkerMetrics& metrics) {
+  DraftWorkerOptions options;
+  options.sinks = absl::GetFlag(FLAGS_sinks);
+  options.window = absl::GetFlag(FLAGS_window);
+  options.max_tree_nodes = s.max_tree_nodes;
+  options.max_sequences = s.max_sequences;
+  options.idle_seconds = s.idle_seconds;
+  auto worker = std::make_shared<DraftWorker>(model, options);
+  v1::WorkerInfo info = MakeWorkerInfo(loaded, s.max_context, s.max_tree_nodes, s.max_batch);
+  info.set_sinks(options.sinks);
+  info.set_window(options.window);
+  info.set_window_tokens(options.sinks + options.window);
+  info.set_idle_seconds(s.idle_seconds);
+  WorkerLimits limits;
+  limits.max_batch = s.max_batch;
+  limits.max_tree_nodes = s.max_tree_nodes;
+  limits.max_history = s.max_context;
+  BuiltWorker built;
+  built.service = std::make_unique<DraftService>(*worker, info, limits, &metrics);
+  built.worker = worker;
+  // Caches of sequences no router uses any more (it died) go after --idle-seconds.
+  auto* service = static_cast<DraftService*>(built.service.get());
+  built.tick = [worker, service] {
+    if (worker->ExpireIdle() > 0) service->UpdateKv();
+  };
+  built.summary = absl::StrFormat("window %d + %d sinks", options.window, options.sinks);
+  return built;
 }
 
 }  // namespace
 }  // namespace specserve
 
 int main(int argc, char** argv) {
-  specserve::DashesToUnderscores(argc, argv);
-  specserve::BlockShutdownSignals();
-  specserve::ParseCommandLine(
-      argc, argv,
+  specserve::WorkerBinary binary;
+  binary.name = "specserve-draft";
+  binary.role = "draft";
+  binary.service_name = specserve::v1::Draft::service_full_name();
+  binary.default_listen = "127.0.0.1:50052";
+  binary.usage =
       "The draft model service (window KV cache per sequence).\n"
-      "  specserve-draft --model MODEL.gguf --listen 127.0.0.1:50052 --window 256 --sinks 16");
-  return specserve::Run();
+      "  specserve-draft --model MODEL.gguf --listen 127.0.0.1:50052 --window 256 --sinks 16";
+  binary.check_flags = specserve::CheckFlags;
+  binary.build = specserve::Build;
+  return specserve::WorkerMain(argc, argv, binary);
 }

@@ -21,8 +21,6 @@ ABSL_FLAG(std::string, port_file, "",
           "Write 'GRPC_PORT METRICS_PORT' here once listening (for scripts and tests)");
 ABSL_FLAG(std::string, spec, "auto",
           "Default speculation: off, chain:G, tree:N or auto (requests may ask for another)");
-ABSL_FLAG(int, sinks, 16, "Draft window cache: attention-sink tokens kept per sequence");
-ABSL_FLAG(int, window, 256, "Draft window cache: most recent tokens kept per sequence");
 ABSL_FLAG(int, max_batch, 64, "Requests decoded together at most");
 ABSL_FLAG(int, max_queue, 256,
           "Requests waiting beyond --max-batch at most; more are refused (RESOURCE_EXHAUSTED)");
@@ -35,6 +33,9 @@ ABSL_FLAG(int, max_tokens_per_step, 512,
           "Prefill tokens per step at most (long prompts are chunked so decodes keep going)");
 ABSL_FLAG(double, drain_seconds, 30,
           "On SIGTERM/SIGINT: stop taking requests and let running ones finish this long");
+ABSL_FLAG(bool, dry_run, false,
+          "Check the command line and the model file, then exit (0: it would start) without "
+          "binding a port or contacting other services");
 
 namespace specserve {
 
@@ -56,16 +57,10 @@ absl::StatusOr<std::unique_ptr<Frontend>> LoadFrontend() {
     return absl::InvalidArgumentError(absl::StrFormat("--spec: %s", spec.status().message()));
   }
   f->engine.spec = *spec;
-  f->engine.sinks = absl::GetFlag(FLAGS_sinks);
-  f->engine.window = absl::GetFlag(FLAGS_window);
-  if (f->engine.sinks < 0 || f->engine.window < 1) {
-    return absl::InvalidArgumentError(absl::StrFormat(
-        "--sinks %d must be >= 0 and --window %d >= 1", f->engine.sinks, f->engine.window));
-  }
   f->engine.max_tokens_per_step = absl::GetFlag(FLAGS_max_tokens_per_step);
   if (f->engine.max_tokens_per_step < 1) {
-    return absl::InvalidArgumentError(absl::StrFormat("--max-tokens-per-step %d must be >= 1",
-                                                      f->engine.max_tokens_per_step));
+    return absl::InvalidArgumentError(
+        absl::StrFormat("--max-tokens-per-step %d must be >= 1", f->engine.max_tokens_per_step));
   }
   f->scheduler.max_batch = absl::GetFlag(FLAGS_max_batch);
   f->scheduler.max_queue = absl::GetFlag(FLAGS_max_queue);
@@ -95,12 +90,21 @@ absl::StatusOr<std::unique_ptr<Frontend>> LoadFrontend() {
   f->model = *std::move(model);
   f->tokenizer = std::make_unique<Tokenizer>(f->model->vocab);
   f->limits.vocab_size = f->model->config.vocab_size;
+  f->limits.max_token_bytes = MaxTokenBytes(f->model->vocab.pieces);
   auto http = LoadHttpOptions(path);
   if (!http.ok()) return http.status();
   f->http = *std::move(http);
   f->registry = std::make_shared<prometheus::Registry>();
   f->metrics = std::make_unique<RouterMetrics>(*f->registry);
   return f;
+}
+
+bool DryRun() { return absl::GetFlag(FLAGS_dry_run); }
+
+int ReportDryRun(const Frontend& f, const std::string& name) {
+  std::printf("%s: --dry-run: the command line and %s (%s, vocab %d) are valid\n", name.c_str(),
+              f.model->path.c_str(), f.model->format.c_str(), f.model->config.vocab_size);
+  return 0;
 }
 
 absl::Status SetMaxContext(Frontend& f, int model_limit) {
@@ -156,6 +160,7 @@ int Serve(Frontend& f, EngineFactory factory, ServiceDescription description,
   server.port_file = f.port_file;
   server.metrics_port = f.metrics_port;
   server.name = name;
+  server.service_names = {v1::Generation::service_full_name()};
   auto runner = ServerRunner::Start(server, {&service}, f.registry);
   if (!runner.ok()) {
     std::fprintf(stderr, "%s: error: %s\n", name.c_str(),

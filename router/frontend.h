@@ -26,8 +26,8 @@ struct Frontend {
   std::unique_ptr<Tokenizer> tokenizer;
   std::shared_ptr<prometheus::Registry> registry;
   std::unique_ptr<RouterMetrics> metrics;
-  SpecEngineOptions engine;   // spec mode, window, max_tokens_per_step; max_context set later
-  RequestLimits limits;       // vocab, new-token limits; max_context set later
+  SpecEngineOptions engine;  // spec mode, max_tokens_per_step; max_context set later
+  RequestLimits limits;      // vocab, new-token limits; max_context set later
   SchedulerOptions scheduler;
   std::string listen, port_file;
   int metrics_port = -1;
@@ -37,6 +37,11 @@ struct Frontend {
 
 // Reads the shared flags and loads --model.
 absl::StatusOr<std::unique_ptr<Frontend>> LoadFrontend();
+
+// --dry-run: check the command line and model, then exit without serving.
+bool DryRun();
+// Prints that the command line is valid; returns the exit status (0).
+int ReportDryRun(const Frontend& frontend, const std::string& name);
 
 // Sets the context limit of engine and requests: --max-context if set (it must not
 // exceed `model_limit`), else `model_limit`.

@@ -36,6 +36,22 @@ void ToProto(const GenerationStats& s, v1::GenerateStats* out) {
   out->set_total_seconds(s.total_seconds);
   out->set_finish_reason(ToProto(s.reason));
   out->set_stop(s.stop);
+  out->set_seed(s.seed);
+}
+
+// Why a call ends early: its deadline (gRPC cancels a call whose deadline passed,
+// and a stream's writes fail then too) or the client. The client's clock and ours
+// differ by the transit time, so a cancellation within kDeadlineSlack of the
+// deadline counts as the deadline.
+constexpr std::chrono::milliseconds kDeadlineSlack(100);
+
+absl::Status CancelReason(std::chrono::system_clock::time_point deadline,
+                          const std::string& client_reason) {
+  if (deadline != std::chrono::system_clock::time_point::max() &&
+      std::chrono::system_clock::now() + kDeadlineSlack >= deadline) {
+    return absl::DeadlineExceededError("the request's deadline passed");
+  }
+  return absl::CancelledError(client_reason);
 }
 
 }  // namespace
@@ -61,8 +77,8 @@ grpc::Status GenerationService::Run(grpc::ServerContext* context,
   const auto deadline = context->deadline();
   if (deadline != std::chrono::system_clock::time_point::max()) {
     const auto left = deadline - std::chrono::system_clock::now();
-    scheduled->deadline =
-        std::chrono::steady_clock::now() + std::chrono::duration_cast<std::chrono::nanoseconds>(left);
+    scheduled->deadline = std::chrono::steady_clock::now() +
+                          std::chrono::duration_cast<std::chrono::nanoseconds>(left);
   }
   auto handle = scheduler_.Submit(*std::move(scheduled));
   if (!handle.ok()) return ToGrpcStatus(handle.status());
@@ -72,16 +88,14 @@ grpc::Status GenerationService::Run(grpc::ServerContext* context,
     GenerationChunk chunk;
     if (h.Next(&chunk, std::chrono::milliseconds(20))) {
       if (!on_chunk(chunk) && !cancel_sent) {
-        h.Cancel(absl::CancelledError("the client stopped reading the stream"));
+        h.Cancel(CancelReason(deadline, "the client stopped reading the stream"));
         cancel_sent = true;
       }
       continue;
     }
     if (h.done()) break;
     if (!cancel_sent && context->IsCancelled()) {
-      h.Cancel(std::chrono::system_clock::now() >= deadline
-                   ? absl::DeadlineExceededError("the request's deadline passed")
-                   : absl::CancelledError("the client cancelled the request"));
+      h.Cancel(CancelReason(deadline, "the client cancelled the request"));
       cancel_sent = true;
     }
   }
@@ -146,10 +160,10 @@ grpc::Status GenerationService::Tokenize(grpc::ServerContext*, const v1::Tokeniz
 grpc::Status GenerationService::Detokenize(grpc::ServerContext*,
                                            const v1::DetokenizeRequest* request,
                                            v1::DetokenizeResponse* response) {
-  if (request->ids_size() > limits_.max_prompt_bytes) {
+  if (request->ids_size() > limits_.max_context) {
     return grpc::Status(grpc::StatusCode::OUT_OF_RANGE,
-                        absl::StrFormat("%d ids; the limit is %d", request->ids_size(),
-                                        limits_.max_prompt_bytes));
+                        absl::StrFormat("%d ids; the limit is the context length, %d",
+                                        request->ids_size(), limits_.max_context));
   }
   for (int i = 0; i < request->ids_size(); ++i) {
     if (request->ids(i) < 0 || request->ids(i) >= limits_.vocab_size) {

@@ -41,6 +41,7 @@ struct GenerationStats {
   double total_seconds = 0;
   EndReason reason = EndReason::kNone;
   std::string stop;
+  uint64_t seed = 0;  // sampled requests: the seed drawn with (0: greedy)
 };
 
 class RequestHandle {

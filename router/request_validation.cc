@@ -1,7 +1,12 @@
 #include "router/request_validation.h"
 
+#include <algorithm>
 #include <cmath>
+#include <cstring>
+#include <random>
 
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_format.h"
 #include "common/tokenizer/utf8.h"
 
@@ -13,14 +18,45 @@ absl::Status CheckUtf8(const std::string& text, const std::string& what) {
   while (!rest.empty()) {
     const Utf8Char c = ScanUtf8Char(rest);
     if (c.kind != Utf8Char::Kind::kComplete) {
-      return absl::InvalidArgumentError(
-          absl::StrFormat("%s is not valid UTF-8 (byte %d: 0x%02x)", what, offset,
-                          static_cast<unsigned char>(rest[0])));
+      return absl::InvalidArgumentError(absl::StrFormat("%s is not valid UTF-8 (byte %d: 0x%02x)",
+                                                        what, offset,
+                                                        static_cast<unsigned char>(rest[0])));
     }
     rest.remove_prefix(c.length);
     offset += c.length;
   }
   return absl::OkStatus();
+}
+
+uint64_t FreshSeed() {
+  static thread_local std::mt19937_64 bits(std::random_device{}());
+  uint64_t seed = 0;
+  while (seed == 0) seed = bits();
+  return seed;
+}
+
+int MaxTokenBytes(const std::vector<std::string>& pieces) {
+  size_t longest = 0;
+  for (const std::string& piece : pieces) longest = std::max(longest, piece.size());
+  return static_cast<int>(longest);
+}
+
+absl::StatusOr<SpecConfig> ParseRequestSpec(const std::string& text, const RequestLimits& limits) {
+  if (text.empty()) return limits.default_spec;
+  for (const char* prefix : {"chain:", "tree:"}) {
+    if (!absl::StartsWith(text, prefix)) continue;
+    int n = 0;
+    const bool number = absl::SimpleAtoi(absl::string_view(text).substr(std::strlen(prefix)), &n);
+    if (!number || n < 1 || n > limits.max_spec_nodes) {
+      // Past the server's limit: OUT_OF_RANGE; not a positive number: INVALID_ARGUMENT.
+      return absl::Status(
+          number && n > limits.max_spec_nodes ? absl::StatusCode::kOutOfRange
+                                              : absl::StatusCode::kInvalidArgument,
+          absl::StrFormat("speculation mode '%s': the number after '%s' must be in [1, %d]", text,
+                          prefix, limits.max_spec_nodes));
+    }
+  }
+  return ParseSpecMode(text, limits.default_spec);
 }
 
 absl::StatusOr<ScheduledRequest> ToScheduledRequest(const v1::GenerateRequest& request,
@@ -38,6 +74,16 @@ absl::StatusOr<ScheduledRequest> ToScheduledRequest(const v1::GenerateRequest& r
         return absl::OutOfRangeError(absl::StrFormat(
             "the prompt text has %d bytes; the limit is %d", text.size(), limits.max_prompt_bytes));
       }
+      // Before tokenising (which costs ~0.3 s per MiB): every token stands for at most
+      // max_token_bytes bytes of text, normalisation (e.g. NFC) shrinks text at
+      // most 4 times, so a longer prompt cannot fit the context.
+      const int64_t fits = 4LL * limits.max_token_bytes * (limits.max_context - 1);
+      if (limits.max_token_bytes > 0 && static_cast<int64_t>(text.size()) > fits) {
+        return absl::OutOfRangeError(absl::StrFormat(
+            "the prompt text has %d bytes; at most %d bytes per token, it cannot fit in the "
+            "context of %d tokens (prompt + generated)",
+            text.size(), limits.max_token_bytes, limits.max_context));
+      }
       if (absl::Status st = CheckUtf8(text, "the prompt text"); !st.ok()) return st;
       gen.prompt = tokenizer.Encode(text, tokenizer.vocab().add_bos && !request.skip_bos());
       break;
@@ -50,8 +96,8 @@ absl::StatusOr<ScheduledRequest> ToScheduledRequest(const v1::GenerateRequest& r
       for (int i = 0; i < ids.size(); ++i) {
         if (ids[i] < 0 || ids[i] >= limits.vocab_size) {
           return absl::InvalidArgumentError(
-              absl::StrFormat("prompt token %d: id %d is outside the vocabulary [0, %d)", i,
-                              ids[i], limits.vocab_size));
+              absl::StrFormat("prompt token %d: id %d is outside the vocabulary [0, %d)", i, ids[i],
+                              limits.vocab_size));
         }
       }
       gen.prompt.assign(ids.begin(), ids.end());
@@ -76,24 +122,24 @@ absl::StatusOr<ScheduledRequest> ToScheduledRequest(const v1::GenerateRequest& r
       return absl::InvalidArgumentError(absl::StrFormat("max_new_tokens %d must be >= 0", n));
     }
     if (n > limits.max_new_tokens_limit) {
-      return absl::OutOfRangeError(absl::StrFormat(
-          "max_new_tokens %d is more than the server's limit of %d", n,
-          limits.max_new_tokens_limit));
+      return absl::OutOfRangeError(
+          absl::StrFormat("max_new_tokens %d is more than the server's limit of %d", n,
+                          limits.max_new_tokens_limit));
     }
     gen.max_new_tokens = n;
   }
   gen.stop_at_eos = !request.ignore_eos();
 
   if (request.stop_size() > limits.max_stops) {
-    return absl::InvalidArgumentError(absl::StrFormat(
-        "%d stop sequences; at most %d", request.stop_size(), limits.max_stops));
+    return absl::InvalidArgumentError(
+        absl::StrFormat("%d stop sequences; at most %d", request.stop_size(), limits.max_stops));
   }
   for (int i = 0; i < request.stop_size(); ++i) {
     const std::string& s = request.stop(i);
     if (s.empty() || static_cast<int>(s.size()) > limits.max_stop_bytes) {
-      return absl::InvalidArgumentError(absl::StrFormat(
-          "stop sequence %d has %d bytes; it must have 1 to %d", i, s.size(),
-          limits.max_stop_bytes));
+      return absl::InvalidArgumentError(
+          absl::StrFormat("stop sequence %d has %d bytes; it must have 1 to %d", i, s.size(),
+                          limits.max_stop_bytes));
     }
     if (absl::Status st = CheckUtf8(s, absl::StrFormat("stop sequence %d", i)); !st.ok()) {
       return st;
@@ -112,19 +158,13 @@ absl::StatusOr<ScheduledRequest> ToScheduledRequest(const v1::GenerateRequest& r
         absl::StrFormat("top_p %g must be in (0, 1] (0: unset, meaning 1)", sp.top_p()));
   }
   if (absl::Status st = gen.sampling.Validate(); !st.ok()) return st;
+  // A sampled request without a seed gets a fresh one (returned in its stats, so
+  // that the sample can be replayed): identical requests must not sample alike.
+  if (!gen.sampling.greedy() && gen.sampling.seed == 0) gen.sampling.seed = FreshSeed();
 
-  out.spec = limits.default_spec;
-  if (!request.speculation().empty()) {
-    auto spec = ParseSpecMode(request.speculation(), limits.default_spec);
-    if (!spec.ok()) return spec.status();
-    if ((spec->mode == SpecMode::kChain && spec->chain_gamma > limits.max_spec_nodes) ||
-        (spec->mode == SpecMode::kTree && spec->tree_nodes > limits.max_spec_nodes)) {
-      return absl::OutOfRangeError(absl::StrFormat(
-          "speculation mode '%s': at most %d drafted tokens per step", request.speculation(),
-          limits.max_spec_nodes));
-    }
-    out.spec = *spec;
-  }
+  auto spec = ParseRequestSpec(request.speculation(), limits);
+  if (!spec.ok()) return spec.status();
+  out.spec = *spec;
   return out;
 }
 

@@ -12,10 +12,10 @@
 #include "absl/flags/flag.h"
 #include "absl/strings/str_format.h"
 #include "common/util/cli.h"
-#include "services/flag_names.h"
+#include "router/engine_factory.h"
 #include "router/frontend.h"
 #include "router/grpc_backends.h"
-#include "router/slot_backends.h"
+#include "services/flag_names.h"
 #include "services/proto_convert.h"
 #include "services/server_runner.h"
 
@@ -38,18 +38,6 @@ int Fail(const std::string& message) {
   return 1;
 }
 
-CostPrior PriorFrom(const v1::WorkerInfo& target, const v1::WorkerInfo& draft) {
-  CostPrior p;
-  p.target_weight_bytes = target.weight_bytes();
-  p.target_flops_per_token = target.flops_per_token();
-  p.target_kv_bytes_per_token = target.kv_bytes_per_token();
-  p.draft_weight_bytes = draft.weight_bytes();
-  p.draft_flops_per_token = draft.flops_per_token();
-  p.draft_kv_bytes_per_token = draft.kv_bytes_per_token();
-  p.draft_window_tokens = draft.window_tokens();
-  return p;
-}
-
 int Run() {
   auto frontend = LoadFrontend();
   if (!frontend.ok()) return Fail(std::string(frontend.status().message()));
@@ -59,6 +47,11 @@ int Run() {
   if (absl::Status st = ValidateListenAddress(target_address); !st.ok()) {
     return Fail(absl::StrFormat("--target: %s", st.message()));
   }
+  if (!draft_address.empty()) {
+    if (absl::Status st = ValidateListenAddress(draft_address); !st.ok()) {
+      return Fail(absl::StrFormat("--draft: %s", st.message()));
+    }
+  }
   const int draft_timeout_ms = absl::GetFlag(FLAGS_draft_timeout_ms);
   const int target_timeout_ms = absl::GetFlag(FLAGS_target_timeout_ms);
   if (draft_timeout_ms < 1 || target_timeout_ms < 1) {
@@ -66,10 +59,19 @@ int Run() {
                                 draft_timeout_ms, target_timeout_ms));
   }
   f.scheduler.target_retry_seconds = absl::GetFlag(FLAGS_target_retry_seconds);
+  if (!(f.scheduler.target_retry_seconds >= 0) || !(absl::GetFlag(FLAGS_connect_seconds) > 0)) {
+    return Fail(
+        absl::StrFormat("--target-retry-seconds %g must be >= 0 and --connect-seconds %g > 0",
+                        f.scheduler.target_retry_seconds, absl::GetFlag(FLAGS_connect_seconds)));
+  }
+  if (DryRun()) return ReportDryRun(f, "specserve-router");
   const uint64_t fingerprint = VocabularyFingerprint(f.model->vocab.pieces);
+  // Sequence ids are unique within this instance only: the workers key their caches
+  // by (instance, id), so a restarted router never continues an old cache.
+  const uint64_t instance = NewRouterInstance();
 
-  auto target = std::make_unique<GrpcTargetBackend>(MakeWorkerChannel(target_address),
-                                                    target_timeout_ms / 1000.0);
+  auto target =
+      std::make_unique<GrpcTargetBackend>(target_address, target_timeout_ms / 1000.0, instance);
   target->set_vocab_size(f.model->config.vocab_size);
   auto target_info = target->Info(absl::GetFlag(FLAGS_connect_seconds), /*wait_for_ready=*/true);
   if (!target_info.ok()) {
@@ -91,19 +93,17 @@ int Run() {
 
   std::unique_ptr<GrpcDraftBackend> draft;
   v1::WorkerInfo draft_info = *target_info;  // self-speculation figures until the draft answers
+  draft_info.set_window_tokens(0);
   if (!draft_address.empty()) {
-    if (absl::Status st = ValidateListenAddress(draft_address); !st.ok()) {
-      return Fail(absl::StrFormat("--draft: %s", st.message()));
-    }
-    draft = std::make_unique<GrpcDraftBackend>(MakeWorkerChannel(draft_address),
-                                               draft_timeout_ms / 1000.0);
+    draft = std::make_unique<GrpcDraftBackend>(draft_address, draft_timeout_ms / 1000.0, instance);
     draft->set_vocab_size(f.model->config.vocab_size);
     auto info = draft->Info(3, /*wait_for_ready=*/true);
     if (info.ok()) {
       if (info->vocab_fingerprint() != fingerprint) {
-        return Fail(absl::StrFormat("the draft at %s serves %s, whose vocabulary differs from "
-                                    "the target's",
-                                    draft_address, info->model()));
+        return Fail(
+            absl::StrFormat("the draft at %s serves %s, whose vocabulary differs from "
+                            "the target's",
+                            draft_address, info->model()));
       }
       draft_info = *info;
       f.scheduler.max_batch = std::min(f.scheduler.max_batch, info->max_batch());
@@ -120,25 +120,16 @@ int Run() {
   facts.context_length = f.engine.max_context;
   facts.prior = PriorFrom(*target_info, draft_info);
 
-  // One pair of slot adapters per engine (speculation mode in use).
-  std::vector<std::unique_ptr<DraftBackend>> draft_slots;
-  std::vector<std::unique_ptr<TargetBackend>> target_slots;
-  EngineFactory factory = [&](const SpecConfig& spec, int slot)
-      -> absl::StatusOr<std::unique_ptr<SpecEngine>> {
-    if (draft) draft_slots.push_back(std::make_unique<SlotDraftBackend>(*draft, slot));
-    target_slots.push_back(std::make_unique<SlotTargetBackend>(*target, slot));
-    SpecEngineOptions options = f.engine;
-    options.spec = spec;
-    return SpecEngine::Create(draft ? draft_slots.back().get() : nullptr, *target_slots.back(),
-                              facts, options);
-  };
   ServiceDescription description;
   description.model = f.model->path;
   description.deployment = "split";
-  // The draft service owns its window (sinks + W); report the total it gave.
-  description.draft_window = draft ? draft_info.window_tokens() : 0;
+  // The draft service owns its window; report what it gave.
+  description.draft_sinks = draft ? draft_info.sinks() : 0;
+  description.draft_window = draft ? draft_info.window() : 0;
   GrpcDraftBackend* draft_ptr = draft.get();
-  description.draft_available = [draft_ptr] { return draft_ptr != nullptr && draft_ptr->available(); };
+  description.draft_available = [draft_ptr] {
+    return draft_ptr != nullptr && draft_ptr->available();
+  };
   // HTTP /health: the target answered Info within a second (checked at most once a second).
   struct TargetProbe {
     std::mutex mu;
@@ -161,11 +152,14 @@ int Run() {
     metrics->SetDraftAvailable(draft_ptr != nullptr && draft_ptr->available(),
                                draft_ptr ? draft_ptr->failures() : 0);
   };
-  std::fprintf(stderr, "specserve-router: target %s (%s), draft %s, context %d, spec %s\n",
+  std::fprintf(stderr,
+               "specserve-router: target %s (%s), draft %s, context %d, spec %s, "
+               "instance %016llx\n",
                target_address.c_str(), target_info->model().c_str(),
                draft_address.empty() ? "none" : draft_address.c_str(), f.engine.max_context,
-               SpecModeName(f.engine.spec).c_str());
-  return Serve(f, factory, description, on_step, "specserve-router");
+               SpecModeName(f.engine.spec).c_str(), static_cast<unsigned long long>(instance));
+  return Serve(f, MakeEngineFactory(draft.get(), *target, facts, f.engine), description, on_step,
+               "specserve-router");
 }
 
 }  // namespace

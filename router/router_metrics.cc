@@ -54,8 +54,8 @@ RouterMetrics::RouterMetrics(prometheus::Registry& r)
                           .Add({})),
       accepted_length_(Family(prometheus::BuildHistogram(), "specserve_accepted_length_tokens",
                               "Drafted tokens accepted per sequence per step", r)
-                           .Add({}, prometheus::Histogram::BucketBoundaries{
-                                        0, 1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 64})),
+                           .Add({}, prometheus::Histogram::BucketBoundaries{0, 1, 2, 3, 4, 6, 8, 12,
+                                                                            16, 24, 32, 64})),
       acceptance_by_position_(Family(prometheus::BuildGauge(),
                                      "specserve_acceptance_by_position_ratio",
                                      "Planner's acceptance vector: P(the k-th candidate of a "

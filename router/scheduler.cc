@@ -50,6 +50,11 @@ const char* OutcomeOf(EndReason r) {
   return "ok";
 }
 
+// The outcome label of a request cancelled for `reason`.
+const char* CancelOutcome(const absl::Status& reason) {
+  return absl::IsDeadlineExceeded(reason) ? "deadline" : "cancelled";
+}
+
 bool Retryable(const absl::Status& st) {
   return absl::IsUnavailable(st) || absl::IsDeadlineExceeded(st) || absl::IsAborted(st);
 }
@@ -129,9 +134,9 @@ absl::StatusOr<Scheduler::Slot*> Scheduler::SlotFor(const SpecConfig& spec) {
   if (it != slots_.end()) return &it->second;
   const int index = static_cast<int>(slots_.size());
   if (index >= kEngineSlots) {
-    return absl::ResourceExhaustedError(absl::StrFormat(
-        "speculation mode '%s': %d different modes are in use already, the limit", key,
-        kEngineSlots));
+    return absl::ResourceExhaustedError(
+        absl::StrFormat("speculation mode '%s': %d different modes are in use already, the limit",
+                        key, kEngineSlots));
   }
   auto engine = factory_(spec, index);
   if (!engine.ok()) return engine.status();
@@ -142,10 +147,14 @@ absl::StatusOr<Scheduler::Slot*> Scheduler::SlotFor(const SpecConfig& spec) {
 }
 
 void Scheduler::Admit(Pending pending) {
-  --live_;  // counted again below once it is in active_
+  // Counted in live_ since it left the queue (under the lock), so that a drain never
+  // sees "nothing queued, nothing running" while it is being admitted; uncounted
+  // only once it has ended here, or when EraseEnded drops it from active_.
   if (pending.handle->cancel_requested()) {
-    pending.handle->Finish(pending.handle->cancel_reason(), {});
-    if (metrics_ != nullptr) metrics_->RequestDone("cancelled");
+    const absl::Status reason = pending.handle->cancel_reason();
+    pending.handle->Finish(reason, {});
+    if (metrics_ != nullptr) metrics_->RequestDone(CancelOutcome(reason));
+    --live_;
     return;
   }
   auto slot = SlotFor(pending.request.spec);
@@ -154,6 +163,7 @@ void Scheduler::Admit(Pending pending) {
   if (!id.ok()) {
     pending.handle->Finish(id.status(), {});
     if (metrics_ != nullptr) metrics_->RequestDone("invalid");
+    --live_;
     return;
   }
   auto a = std::make_unique<Active>();
@@ -164,9 +174,10 @@ void Scheduler::Admit(Pending pending) {
   a->request = std::move(pending.request);
   a->emitted = a->request.generation.prompt.size();
   a->stats.prompt_tokens = static_cast<int>(a->emitted);
+  const SamplingParams& sampling = a->request.generation.sampling;
+  a->stats.seed = sampling.greedy() ? 0 : sampling.seed;
   if (metrics_ != nullptr) metrics_->AddPromptTokens(a->stats.prompt_tokens);
   active_.push_back(std::move(a));
-  ++live_;
   Collect(*active_.back());  // max_new_tokens 0 ends at once
 }
 
@@ -215,7 +226,8 @@ bool Scheduler::Collect(Active& a) {
     if (engine.last_step().speculated) ++a.stats.speculated_steps;
     if (a.stats.steps == 1) {
       a.stats.time_to_first_token_seconds = Seconds(now - a.request.arrival);
-      if (metrics_ != nullptr) metrics_->ObserveTimeToFirstToken(a.stats.time_to_first_token_seconds);
+      if (metrics_ != nullptr)
+        metrics_->ObserveTimeToFirstToken(a.stats.time_to_first_token_seconds);
     } else if (metrics_ != nullptr) {
       const double each = Seconds(now - a.last_token) / gained;
       for (int i = 0; i < gained; ++i) metrics_->ObserveInterTokenLatency(each);
@@ -252,7 +264,7 @@ void Scheduler::ReapCancelled() {
     if (a->slot == nullptr) continue;
     if (a->handle->cancel_requested()) {
       absl::Status reason = a->handle->cancel_reason();
-      End(*a, reason, absl::IsDeadlineExceeded(reason) ? "deadline" : "cancelled");
+      End(*a, reason, CancelOutcome(reason));
     } else if (now >= a->request.deadline) {
       End(*a, absl::DeadlineExceededError("the request's deadline passed during generation"),
           "deadline");

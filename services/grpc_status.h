@@ -10,7 +10,5 @@ namespace specserve {
 
 grpc::Status ToGrpcStatus(const absl::Status& status);
 absl::Status FromGrpcStatus(const grpc::Status& status);
-// A per-item code carried in a message (ItemStatus) back to absl.
-absl::Status StatusFromCode(int code, const std::string& message);
 
 }  // namespace specserve

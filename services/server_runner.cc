@@ -59,9 +59,9 @@ absl::StatusOr<std::unique_ptr<ServerRunner>> ServerRunner::Start(
     std::shared_ptr<prometheus::Registry> registry) {
   if (absl::Status st = ValidateListenAddress(options.listen); !st.ok()) return st;
   if (options.metrics_port < -1 || options.metrics_port > 65535) {
-    return absl::InvalidArgumentError(absl::StrFormat(
-        "--metrics-port %d must be in [0, 65535] (0: any free port) or -1 (off)",
-        options.metrics_port));
+    return absl::InvalidArgumentError(
+        absl::StrFormat("--metrics-port %d must be in [0, 65535] (0: any free port) or -1 (off)",
+                        options.metrics_port));
   }
   std::unique_ptr<ServerRunner> runner(new ServerRunner());
   grpc::EnableDefaultHealthCheckService(true);
@@ -76,10 +76,14 @@ absl::StatusOr<std::unique_ptr<ServerRunner>> ServerRunner::Start(
     return absl::UnavailableError(
         absl::StrCat("cannot listen on ", options.listen, " (address in use or not local?)"));
   }
+  runner->service_names_ = options.service_names;
+  runner->SetServing(true);
   if (options.metrics_port >= 0 && registry != nullptr) {
     const std::string bind = absl::StrCat(HostOf(options.listen), ":", options.metrics_port);
     try {
-      runner->exposer_ = std::make_unique<prometheus::Exposer>(bind, 2);
+      runner->exposer_ = std::make_unique<prometheus::Exposer>(std::vector<std::string>{
+          "listening_ports", bind, "num_threads", std::to_string(kMetricsThreads),
+          "request_timeout_ms", std::to_string(kMetricsIdleTimeoutMs)});
     } catch (const std::exception& e) {
       runner->server_->Shutdown();
       return absl::UnavailableError(
@@ -91,11 +95,10 @@ absl::StatusOr<std::unique_ptr<ServerRunner>> ServerRunner::Start(
   }
   std::fprintf(stderr, "%s: listening on %s:%d (gRPC), metrics %s\n", options.name.c_str(),
                HostOf(options.listen).c_str(), runner->grpc_port_,
-               runner->metrics_port_ >= 0
-                   ? absl::StrCat("http://", HostOf(options.listen), ":", runner->metrics_port_,
-                                  "/metrics")
-                         .c_str()
-                   : "off");
+               runner->metrics_port_ >= 0 ? absl::StrCat("http://", HostOf(options.listen), ":",
+                                                         runner->metrics_port_, "/metrics")
+                                                .c_str()
+                                          : "off");
   if (!options.port_file.empty()) {
     const std::string tmp = options.port_file + ".tmp";
     {
@@ -113,13 +116,16 @@ absl::StatusOr<std::unique_ptr<ServerRunner>> ServerRunner::Start(
 }
 
 void ServerRunner::SetServing(bool serving) {
-  if (auto* health = server_->GetHealthCheckService()) health->SetServingStatus(serving);
+  auto* health = server_->GetHealthCheckService();
+  if (health == nullptr) return;
+  health->SetServingStatus(serving);
+  for (const std::string& name : service_names_) health->SetServingStatus(name, serving);
 }
 
 void ServerRunner::Shutdown(double drain_seconds) {
   if (shut_down_) return;
   shut_down_ = true;
-  if (auto* health = server_->GetHealthCheckService()) health->SetServingStatus(false);
+  SetServing(false);
   const auto deadline = std::chrono::system_clock::now() +
                         std::chrono::milliseconds(static_cast<int64_t>(drain_seconds * 1000));
   server_->Shutdown(deadline);

@@ -35,12 +35,21 @@ void BlockShutdownSignals();
 int WaitForShutdownSignal();
 
 struct ServerOptions {
-  std::string listen;      // HOST:PORT
-  std::string port_file;   // written as "GRPC_PORT METRICS_PORT[ HTTP_PORT]\n" once bound
-  int metrics_port = -1;   // -1: no /metrics; 0: a free port; on the host of `listen`
-  std::string name;        // for log lines, e.g. "specserve-draft"
-  int http_port = -1;      // an HTTP API bound before Start (third number of the port file)
+  std::string listen;     // HOST:PORT
+  std::string port_file;  // written as "GRPC_PORT METRICS_PORT[ HTTP_PORT]\n" once bound
+  int metrics_port = -1;  // -1: no /metrics; 0: a free port; on the host of `listen`
+  std::string name;       // for log lines, e.g. "specserve-draft"
+  // Full names of the services served ("specserve.v1.Generation"): health checks
+  // answer for each of them as for the server as a whole ("").
+  std::vector<std::string> service_names;
+  int http_port = -1;     // an HTTP API bound before Start (third number of the port file)
 };
+
+// The /metrics HTTP server: enough threads that a few idle connections (a
+// scraper's, a load balancer's) never block it, and idle connections dropped
+// after a short time.
+inline constexpr int kMetricsThreads = 8;
+inline constexpr int kMetricsIdleTimeoutMs = 5000;
 
 class ServerRunner {
  public:
@@ -53,7 +62,7 @@ class ServerRunner {
   int grpc_port() const { return grpc_port_; }
   int metrics_port() const { return metrics_port_; }
   grpc::Server& server() { return *server_; }
-  // Health checks answer SERVING / NOT_SERVING.
+  // Health checks answer SERVING / NOT_SERVING (for "" and every service name).
   void SetServing(bool serving);
   // Health NOT_SERVING, then stops taking calls and waits up to `drain_seconds`
   // for running calls to finish (then cancels them).
@@ -66,6 +75,7 @@ class ServerRunner {
   int grpc_port_ = 0;
   int metrics_port_ = -1;
   bool shut_down_ = false;
+  std::vector<std::string> service_names_;
 };
 
 }  // namespace specserve

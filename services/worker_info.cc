@@ -6,8 +6,8 @@
 namespace specserve {
 
 v1::WorkerInfo MakeWorkerInfo(const LoadedModel& model, int max_context, int max_tree_nodes,
-                              int max_batch, int window_tokens) {
-  const ModelFacts facts = FactsOf(model, model, 0, window_tokens);
+                              int max_batch) {
+  const ModelFacts facts = FactsOf(model, &model, 0, 0);
   v1::WorkerInfo info;
   info.set_model(model.path);
   info.set_vocab_size(model.config.vocab_size);
@@ -21,7 +21,6 @@ v1::WorkerInfo MakeWorkerInfo(const LoadedModel& model, int max_context, int max
   info.set_weight_bytes(facts.prior.target_weight_bytes);
   info.set_flops_per_token(facts.prior.target_flops_per_token);
   info.set_kv_bytes_per_token(facts.prior.target_kv_bytes_per_token);
-  info.set_window_tokens(window_tokens);
   return info;
 }
 

@@ -1,5 +1,6 @@
 // The static part of a worker's Info answer: the model's identity, vocabulary
-// fingerprint and the figures the router's planner prior needs.
+// fingerprint and the figures the router's planner prior needs. A draft adds its
+// window (sinks, window, window_tokens).
 #pragma once
 
 #include "common/model/loaded_model.h"
@@ -7,8 +8,7 @@
 
 namespace specserve {
 
-// `window_tokens`: the draft's sinks + window (0 for a target).
 v1::WorkerInfo MakeWorkerInfo(const LoadedModel& model, int max_context, int max_tree_nodes,
-                              int max_batch, int window_tokens);
+                              int max_batch);
 
 }  // namespace specserve

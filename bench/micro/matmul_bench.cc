@@ -65,5 +65,46 @@ BENCHMARK(BM_MatMul)
     ->ComputeStatistics("min", MinOf)
     ->Unit(benchmark::kMillisecond);
 
+// The 125M model's shapes (dim 768, ffn 2048): prefill (512 rows), batch-64
+// decode and a verify of 32 x 5 rows. Args: type index, out rows, cols, n_rows.
+// Process CPU time: the rate per core-second holds on a shared machine.
+void BM_MatMulModel(benchmark::State& state) {
+  const TensorType type = kTypes[state.range(0)];
+  const int n_rows = static_cast<int>(state.range(3));
+  auto w = MakeBenchWeight(type, state.range(1), state.range(2));
+  // Offsets of 0 (64-byte aligned) or 16 bytes (as malloc gives) for x.
+  const int64_t misalign = state.range(4);
+  std::vector<float> x_buffer(n_rows * w->tensor.cols + 32, 0.5f), y(n_rows * w->tensor.rows);
+  float* x = x_buffer.data();
+  while (reinterpret_cast<uintptr_t>(x) % 64 != 0) ++x;
+  x += misalign;
+  Ops& ops = BenchOps();
+  for (auto _ : state) {
+    ops.MatMul(w->tensor, x, n_rows, y.data());
+    benchmark::DoNotOptimize(y.data());
+  }
+  state.SetLabel(std::string(TensorTypeName(type)) + " " + ops.name());
+  state.counters["GFLOPS"] =
+      benchmark::Counter(2.0 * static_cast<double>(w->tensor.rows) * w->tensor.cols * n_rows * 1e-9,
+                         benchmark::Counter::kIsIterationInvariantRate);
+}
+void MatMulModelArgs(benchmark::internal::Benchmark* b) {
+  for (int t : {0, 3}) {
+    for (int n : {512, 160, 64}) {
+      for (int misalign : {0, 4}) {
+        b->Args({t, 768, 768, n, misalign});
+        b->Args({t, 2048, 768, n, misalign});
+        b->Args({t, 768, 2048, n, misalign});
+      }
+    }
+  }
+}
+BENCHMARK(BM_MatMulModel)
+    ->Apply(MatMulModelArgs)
+    ->MeasureProcessCPUTime()
+    ->UseRealTime()
+    ->ComputeStatistics("min", MinOf)
+    ->Unit(benchmark::kMillisecond);
+
 }  // namespace
 }  // namespace specserve::bench

@@ -67,9 +67,7 @@ bool AppendGeneratedToken(const GenerationRequest& request, int32_t token,
 }
 
 std::vector<int32_t> StopTokenIds(const LoadedModel& model) {
-  std::vector<int32_t> ids;
-  if (model.vocab.eos_id >= 0) ids.push_back(model.vocab.eos_id);
-  return ids;
+  return StopTokenIds(model.vocab);  // EOS and the end-of-turn tokens
 }
 
 }  // namespace specserve

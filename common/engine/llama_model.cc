@@ -9,10 +9,28 @@
 
 namespace specserve {
 
-LlamaModel::LlamaModel(const LoadedModel& model, Ops& ops) : model_(model), ops_(ops) {}
+std::unique_ptr<KvCache> MakeKvCache(const ModelConfig& config, const KvShape& shape,
+                                     int64_t max_tokens, int max_pending) {
+  if (config.sliding_window > 0) {
+    return MakeWindowKvCache(shape, /*sinks=*/0, config.sliding_window - 1, max_pending);
+  }
+  return MakeFullKvCache(shape, max_tokens);
+}
+
+LlamaModel::LlamaModel(const LoadedModel& model, Ops& ops)
+    : model_(model), ops_(ops), rope_(ComputeRopeFrequencies(model.config)) {}
 
 LlamaModel::LlamaModel(const LoadedModel& model, std::unique_ptr<Ops> ops)
-    : model_(model), owned_ops_(std::move(ops)), ops_(*owned_ops_) {}
+    : model_(model),
+      owned_ops_(std::move(ops)),
+      ops_(*owned_ops_),
+      rope_(ComputeRopeFrequencies(model.config)) {}
+
+void LlamaModel::AddBias(const WeightTensor& bias, int n_rows, int width, float* x) {
+  if (bias.data == nullptr) return;
+  const float* b = static_cast<const float*>(bias.data);
+  for (int r = 0; r < n_rows; ++r) ops_.Add(x + static_cast<size_t>(r) * width, b, width);
+}
 
 std::string LlamaModel::description() const { return ops_.name(); }
 
@@ -21,7 +39,7 @@ absl::StatusOr<std::unique_ptr<KvCache>> LlamaModel::MakeFullCache(int64_t max_t
     return absl::InvalidArgumentError(
         absl::StrFormat("a KV cache of %d tokens: must be >= 0", max_tokens));
   }
-  return MakeFullKvCache(kv_shape(), max_tokens);
+  return MakeKvCache(model_.config, kv_shape(), max_tokens);
 }
 
 absl::StatusOr<std::unique_ptr<KvCache>> LlamaModel::MakeWindowCache(int sinks, int window,
@@ -36,8 +54,8 @@ absl::Status LlamaModel::Validate(std::span<const ForwardSequence> batch) const 
   for (size_t s = 0; s < batch.size(); ++s) {
     KvTiles tiles;
     if (!batch[s].cache->Tiles(0, &tiles)) {
-      return absl::InvalidArgumentError(absl::StrFormat(
-          "sequence %d: its KV cache does not keep rows in the CPU layout", s));
+      return absl::InvalidArgumentError(
+          absl::StrFormat("sequence %d: its KV cache does not keep rows in the CPU layout", s));
     }
     if (tiles.n_kv_heads != c.n_kv_heads || tiles.head_dim != c.head_dim) {
       return absl::InvalidArgumentError(absl::StrFormat(
@@ -77,8 +95,8 @@ class PhaseClock {
 
 }  // namespace
 
-absl::Status LlamaModel::Forward(std::span<const ForwardSequence> batch,
-                                 std::vector<float>* logits, ForwardProfile* profile) {
+absl::Status LlamaModel::Forward(std::span<const ForwardSequence> batch, std::vector<float>* logits,
+                                 ForwardProfile* profile) {
   RETURN_IF_ERROR(Validate(batch));
   PhaseClock clock(profile);
   const ModelConfig& c = model_.config;
@@ -135,14 +153,26 @@ absl::Status LlamaModel::Forward(std::span<const ForwardSequence> batch,
 
   visibility_.resize(batch.size());
   tiles_.resize(batch.size());
-  for (size_t s = 0; s < batch.size(); ++s) BuildVisibility(batch[s], pending_before[s], s);
+  for (size_t s = 0; s < batch.size(); ++s) {
+    BuildVisibility(batch[s], pending_before[s], s);
+    if (c.sliding_window > 0) {
+      WindowKeys keys;
+      keys.committed = batch[s].cache->committed_tokens();
+      keys.stored = static_cast<int32_t>(batch[s].cache->stored_rows());
+      keys.pending_before = pending_before[s];
+      keys.positions =
+          std::span<const int32_t>(positions_).subspan(offset[s], batch[s].tokens.size());
+      keys.tree = !batch[s].parents.empty();
+      ApplySlidingWindow(c.sliding_window, keys, &visibility_[s]);
+    }
+  }
 
   const AttentionShape shape{c.n_heads, c.n_kv_heads, c.head_dim,
                              1.0f / std::sqrt(static_cast<float>(c.head_dim))};
   std::vector<AttentionSequence> attention;
   if (profile != nullptr) {
     double keys = 0;  // (token, visible key) pairs of one layer
-    for (const Visibility& vis : visibility_) {
+    for (const KeyVisibility& vis : visibility_) {
       for (size_t i = 0; i < vis.visible.size(); ++i) {
         keys += vis.visible[i] +
                 (vis.extra_begin.empty() ? 0 : vis.extra_begin[i + 1] - vis.extra_begin[i]);
@@ -150,8 +180,8 @@ absl::Status LlamaModel::Forward(std::span<const ForwardSequence> batch,
     }
     double weights = 0;  // weight elements of the layers' matrices
     for (const LayerWeights& lw : w.layers) {
-      for (const WeightTensor* m : {&lw.wq, &lw.wk, &lw.wv, &lw.wo, &lw.w_gate, &lw.w_up,
-                                    &lw.w_down}) {
+      for (const WeightTensor* m :
+           {&lw.wq, &lw.wk, &lw.wv, &lw.wo, &lw.w_gate, &lw.w_up, &lw.w_down}) {
         weights += static_cast<double>(m->elements());
       }
     }
@@ -166,14 +196,17 @@ absl::Status LlamaModel::Forward(std::span<const ForwardSequence> batch,
     // Attention block: x += Wo · attention(rope(Wq·n), rope(Wk·n), Wv·n), n = rmsnorm(x).
     ops_.RmsNorm(x_.data(), layer.attn_norm, c.rms_eps, T, xb_.data());
     clock.Charge(&ForwardProfile::other_seconds);
-    ops_.MatMul(layer.wq, xb_.data(), T, q_.data());
-    ops_.MatMul(layer.wk, xb_.data(), T, k_.data());
-    ops_.MatMul(layer.wv, xb_.data(), T, v_.data());
+    {
+      const WeightTensor* ws[] = {&layer.wq, &layer.wk, &layer.wv};
+      float* ys[] = {q_.data(), k_.data(), v_.data()};
+      ops_.MatMuls(ws, xb_.data(), T, ys);
+    }
     clock.Charge(&ForwardProfile::matmul_seconds);
-    ops_.Rope(q_.data(), T, q_dim, c.n_heads, c.head_dim, c.rope_dim, positions_, c.rope_theta,
-              c.rope_style);
-    ops_.Rope(k_.data(), T, kv_dim, c.n_kv_heads, c.head_dim, c.rope_dim, positions_,
-              c.rope_theta, c.rope_style);
+    AddBias(layer.bq, T, q_dim, q_.data());
+    AddBias(layer.bk, T, kv_dim, k_.data());
+    AddBias(layer.bv, T, kv_dim, v_.data());
+    ops_.Rope(q_.data(), T, q_dim, c.n_heads, c.head_dim, positions_, rope_, c.rope_style);
+    ops_.Rope(k_.data(), T, kv_dim, c.n_kv_heads, c.head_dim, positions_, rope_, c.rope_style);
     clock.Charge(&ForwardProfile::other_seconds);
 
     attention.resize(batch.size());
@@ -182,8 +215,8 @@ absl::Status LlamaModel::Forward(std::span<const ForwardSequence> batch,
       const ForwardSequence& seq = batch[s];
       const int n = static_cast<int>(seq.tokens.size());
       const size_t row0 = offset[s];
-      seq.cache->WritePending(l, first_row[s], k_.data() + row0 * kv_dim,
-                              v_.data() + row0 * kv_dim, n, kv_dim);
+      seq.cache->WritePending(l, first_row[s], k_.data() + row0 * kv_dim, v_.data() + row0 * kv_dim,
+                              n, kv_dim);
       if (n == 0) continue;
       // Keys: the cache's stored rows, then its pending rows (this pass's included).
       KvTiles& tiles = tiles_[s];
@@ -197,7 +230,7 @@ absl::Status LlamaModel::Forward(std::span<const ForwardSequence> batch,
       a.q_stride = q_dim;
       a.out = attn_.data() + row0 * q_dim;
       a.out_stride = q_dim;
-      const Visibility& vis = visibility_[s];
+      const KeyVisibility& vis = visibility_[s];
       a.visible = vis.visible.data();
       a.extra_begin = vis.extra_begin.empty() ? nullptr : vis.extra_begin.data();
       a.extra = vis.extra.data();
@@ -212,8 +245,11 @@ absl::Status LlamaModel::Forward(std::span<const ForwardSequence> batch,
     // Feed-forward block: x += W_down · (silu(W_gate·n) * (W_up·n)), n = rmsnorm(x).
     ops_.RmsNorm(x_.data(), layer.ffn_norm, c.rms_eps, T, xb_.data());
     clock.Charge(&ForwardProfile::other_seconds);
-    ops_.MatMul(layer.w_gate, xb_.data(), T, gate_.data());
-    ops_.MatMul(layer.w_up, xb_.data(), T, up_.data());
+    {
+      const WeightTensor* ws[] = {&layer.w_gate, &layer.w_up};
+      float* ys[] = {gate_.data(), up_.data()};
+      ops_.MatMuls(ws, xb_.data(), T, ys);
+    }
     clock.Charge(&ForwardProfile::matmul_seconds);
     ops_.SwiGlu(gate_.data(), up_.data(), static_cast<int64_t>(T) * ffn, gate_.data());
     clock.Charge(&ForwardProfile::other_seconds);
@@ -244,7 +280,7 @@ absl::Status LlamaModel::Forward(std::span<const ForwardSequence> batch,
 }
 
 void LlamaModel::BuildVisibility(const ForwardSequence& seq, int pending_before, size_t s) {
-  Visibility& vis = visibility_[s];
+  KeyVisibility& vis = visibility_[s];
   const int n = static_cast<int>(seq.tokens.size());
   // Key-list indices: stored rows [0, C), then pending rows; the P rows pending
   // before this pass come first, new token i is pending row P + i.

@@ -1,6 +1,8 @@
 // The Llama forward pass (RMSNorm, rotary, grouped-query attention, SwiGLU)
 // over a batch of sequences, each bringing any number of new tokens with
 // explicit positions and an explicit attention structure over its KV cache.
+// The Llama family's variants are config fields: scaled rotary frequencies
+// (rope_scaling), q/k/v biases (Qwen2), sliding-window attention (Mistral).
 #pragma once
 
 #include <cstdint>
@@ -11,6 +13,7 @@
 
 #include "absl/status/status.h"
 #include "common/engine/model.h"
+#include "common/engine/sliding_window.h"
 #include "common/kv/kv_cache.h"
 #include "common/model/loaded_model.h"
 #include "common/ops/ops.h"
@@ -28,6 +31,15 @@ struct ForwardProfile {
   double attention_flops = 0;  // 4 * head_dim per (query head, visible key)
   int passes = 0;
 };
+
+// The host KV cache that holds one sequence's whole attention context for a model of
+// `config`, in `shape`: a full cache of at most `max_tokens` tokens (0: unbounded),
+// or, for sliding-window attention (window W), a window cache of the last W - 1
+// tokens with no sinks (all a new token can see besides itself), which is exact and
+// bounded. `max_pending` bounds the rows one pass (a prefill chunk, a tree) may add
+// to a window cache.
+std::unique_ptr<KvCache> MakeKvCache(const ModelConfig& config, const KvShape& shape,
+                                     int64_t max_tokens, int max_pending = 1024);
 
 // The CPU model: host memory, the given Ops (threads, SIMD), host KV caches.
 class LlamaModel final : public Model {
@@ -60,7 +72,8 @@ class LlamaModel final : public Model {
     return Forward(batch, logits, nullptr);
   }
 
-  // Model: host caches in this model's layout and KV type.
+  // Model: host caches in this model's layout and KV type (MakeKvCache: a window
+  // cache for sliding-window models).
   absl::StatusOr<std::unique_ptr<KvCache>> MakeFullCache(int64_t max_tokens) override;
   absl::StatusOr<std::unique_ptr<KvCache>> MakeWindowCache(int sinks, int window,
                                                            int max_pending) override;
@@ -71,16 +84,17 @@ class LlamaModel final : public Model {
   // visible / extra lists), from its causal or tree structure.
   void BuildVisibility(const ForwardSequence& seq, int pending_before, size_t s);
 
+  // q/k/v biases (rows of width `width`), when the layer has them.
+  void AddBias(const WeightTensor& bias, int n_rows, int width, float* x);
+
   const LoadedModel& model_;
   std::unique_ptr<Ops> owned_ops_;
   Ops& ops_;
+  const RopeFrequencies rope_;  // from the config, once
   // Scratch activations, rows = all new tokens of the batch.
   std::vector<float> x_, xb_, q_, k_, v_, attn_, gate_, up_, final_;
   std::vector<int32_t> tokens_, positions_;
-  struct Visibility {
-    std::vector<int32_t> visible, extra_begin, extra;
-  };
-  std::vector<Visibility> visibility_;  // per sequence of the batch
+  std::vector<KeyVisibility> visibility_;  // per sequence of the batch
   std::vector<KvTiles> tiles_;
   KvType kv_type_ = KvType::kF32;
 };

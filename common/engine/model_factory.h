@@ -14,10 +14,11 @@
 namespace specserve {
 
 struct BackendOptions {
-  std::string device = "cpu";  // "cpu" or "cuda"
-  int threads = 0;             // CPU threads in all (0: every core)
-  int tensor_parallel = 1;     // ranks: threads on the CPU, GPUs with CUDA
-  int first_gpu = 0;           // CUDA: ranks use GPUs first_gpu .. first_gpu + tp - 1
+  std::string device = "cpu";   // "cpu" or "cuda"
+  int threads = 0;              // CPU threads in all (0: every core)
+  int tensor_parallel = 1;      // ranks: threads on the CPU, GPUs with CUDA
+  int first_gpu = 0;            // CUDA: ranks use GPUs first_gpu .. first_gpu + tp - 1
+  std::string kv_type = "f32";  // KV cache element type on the CPU: "f32" or "bf16"
 };
 
 // Checks the settings alone (device name, ranges), for a dry run; MakeModel also

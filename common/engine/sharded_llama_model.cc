@@ -21,6 +21,15 @@ WeightTensor RowSlice(const WeightTensor& w, int64_t begin, int64_t count) {
   return out;
 }
 
+// Elements [begin, begin + count) of a bias (one F32 row), as a view; empty stays empty.
+WeightTensor BiasSlice(const WeightTensor& w, int64_t begin, int64_t count) {
+  if (w.data == nullptr) return w;
+  WeightTensor out = w;
+  out.cols = count;
+  out.data = static_cast<const float*>(w.data) + begin;
+  return out;
+}
+
 // Columns [begin, begin + count) of every row of `w`, copied into a buffer that
 // `storage` keeps alive: in w's type when the slice falls on block boundaries,
 // else dequantised to F32 (exact for every supported type).
@@ -99,6 +108,9 @@ absl::StatusOr<std::unique_ptr<LoadedModel>> ShardLlamaModel(const LoadedModel& 
     out.wq = RowSlice(layer.wq, rank * q_rows, q_rows);
     out.wk = RowSlice(layer.wk, rank * kv_rows, kv_rows);
     out.wv = RowSlice(layer.wv, rank * kv_rows, kv_rows);
+    out.bq = BiasSlice(layer.bq, rank * q_rows, q_rows);
+    out.bk = BiasSlice(layer.bk, rank * kv_rows, kv_rows);
+    out.bv = BiasSlice(layer.bv, rank * kv_rows, kv_rows);
     out.wo = ColumnSlice(layer.wo, rank * q_rows, q_rows, &shard->storage);
     out.w_gate = RowSlice(layer.w_gate, rank * ffn_rows, ffn_rows);
     out.w_up = RowSlice(layer.w_up, rank * ffn_rows, ffn_rows);

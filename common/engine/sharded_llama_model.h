@@ -65,9 +65,10 @@ class TensorParallelOps : public Ops {
     inner_.RmsNorm(x, weight, eps, n_rows, y);
   }
   void MatMul(const WeightTensor& w, const float* x, int n_rows, float* y) override;
-  void Rope(float* x, int n_rows, int stride, int n_heads, int head_dim, int rope_dim,
-            std::span<const int32_t> positions, float theta, RopeStyle style) override {
-    inner_.Rope(x, n_rows, stride, n_heads, head_dim, rope_dim, positions, theta, style);
+  void Rope(float* x, int n_rows, int stride, int n_heads, int head_dim,
+            std::span<const int32_t> positions, const RopeFrequencies& freqs,
+            RopeStyle style) override {
+    inner_.Rope(x, n_rows, stride, n_heads, head_dim, positions, freqs, style);
   }
   void SwiGlu(const float* gate, const float* up, int64_t n, float* out) override {
     inner_.SwiGlu(gate, up, n, out);

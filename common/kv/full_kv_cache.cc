@@ -31,9 +31,9 @@ class FullKvCache final : public KvCache {
     if (n < 0) return absl::InvalidArgumentError(absl::StrFormat("cannot append %d rows", n));
     const int64_t needed = committed_ + pending_ + n;
     if (max_tokens_ > 0 && needed > max_tokens_) {
-      return absl::OutOfRangeError(absl::StrFormat(
-          "sequence would hold %d tokens, more than the KV cache limit of %d", needed,
-          max_tokens_));
+      return absl::OutOfRangeError(
+          absl::StrFormat("sequence would hold %d tokens, more than the KV cache limit of %d",
+                          needed, max_tokens_));
     }
     const int64_t blocks_needed = (needed + block_rows_ - 1) / block_rows_;
     // Zeroed: attention multiplies masked lanes of a tile by zero, never by garbage.
@@ -143,8 +143,7 @@ class FullKvCache final : public KvCache {
 
 }  // namespace
 
-std::unique_ptr<KvCache> MakeFullKvCache(const KvShape& shape, int64_t max_tokens,
-                                         int block_rows) {
+std::unique_ptr<KvCache> MakeFullKvCache(const KvShape& shape, int64_t max_tokens, int block_rows) {
   const int rows = (std::max(1, block_rows) + kKvTileRows - 1) / kKvTileRows * kKvTileRows;
   return std::make_unique<FullKvCache>(shape, max_tokens, rows);
 }

@@ -41,8 +41,8 @@ class WindowKvCache final : public KvCache {
   absl::StatusOr<int> ReservePending(int n) override {
     if (n < 0 || pending_ + n > max_pending_) {
       return absl::OutOfRangeError(absl::StrFormat(
-          "cannot add %d rows to the %d pending in a window cache that holds at most %d pending",
-          n, pending_, max_pending_));
+          "cannot add %d rows to the %d pending in a window cache that holds at most %d pending", n,
+          pending_, max_pending_));
     }
     const int first = pending_;
     pending_ += n;

@@ -30,6 +30,11 @@ bool IsRotary(const std::string& name) {
          name.find(".attn_k.weight") != std::string::npos;
 }
 
+bool IsRotaryBias(const std::string& name) {
+  return name.find(".attn_q.bias") != std::string::npos ||
+         name.find(".attn_k.bias") != std::string::npos;
+}
+
 }  // namespace
 
 TensorType ConvertedTensorType(TensorType type, bool is_norm, int64_t cols) {
@@ -40,6 +45,7 @@ TensorType ConvertedTensorType(TensorType type, bool is_norm, int64_t cols) {
 
 Vocabulary GgufStyleVocabulary(const Vocabulary& vocab) {
   Vocabulary out = vocab;
+  if (vocab.hf_bpe && vocab.hf.byte_level) return out;  // written as a "gpt2" vocabulary
   if (vocab.hf_bpe) {
     out.add_space_prefix =
         vocab.hf.normalizer_prepend ||
@@ -54,13 +60,13 @@ Vocabulary GgufStyleVocabulary(const Vocabulary& vocab) {
 absl::Status ConvertToGguf(const LoadedModel& model, const std::string& out_path,
                            const ConvertOptions& options) {
   ModelConfig c = model.config;
-  const bool permute = c.rope_style == RopeStyle::kHalf;
+  const bool permute = c.rope_style != GgufRopeStyle(GgufArchitecture(c));
   if (permute && c.rope_dim != c.head_dim) {
     return absl::InvalidArgumentError(
         absl::StrCat(model.path, ": rotate_half rotary over ", c.rope_dim, " of ", c.head_dim,
                      " head dimensions cannot be converted to GGUF's layout"));
   }
-  c.rope_style = RopeStyle::kInterleaved;
+  c.rope_style = GgufRopeStyle(GgufArchitecture(c));
   if (model.vocab.size() != c.vocab_size) {
     return absl::InvalidArgumentError(absl::StrCat(model.path, ": vocabulary of ",
                                                    model.vocab.size(), " tokens but vocab_size ",
@@ -68,7 +74,13 @@ absl::Status ConvertToGguf(const LoadedModel& model, const std::string& out_path
   }
   GgufWriter writer(out_path);
   AddGgufLlamaMetadata(c, options.type, writer);
-  AddGgufVocabulary(GgufStyleVocabulary(model.vocab), writer);
+  if (absl::Status s = AddGgufVocabulary(GgufStyleVocabulary(model.vocab), writer); !s.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat(model.path, ": ", s.message()));
+  }
+  const std::vector<float> rope_freqs = GgufRopeFreqs(c);
+  if (!rope_freqs.empty()) {
+    writer.AddTensor(kRopeFreqsTensor, TensorType::kF32, {static_cast<int64_t>(rope_freqs.size())});
+  }
 
   // LlamaTensorSlots points into a LlamaWeights; give it a copy and map back by name.
   LlamaWeights layout = model.weights;
@@ -78,6 +90,9 @@ absl::Status ConvertToGguf(const LoadedModel& model, const std::string& out_path
   }
   RETURN_IF_ERROR(writer.Begin());
   const uint64_t total = writer.total_bytes();
+  if (!rope_freqs.empty()) {
+    RETURN_IF_ERROR(writer.WriteTensorData(rope_freqs.data(), rope_freqs.size() * sizeof(float)));
+  }
 
   std::vector<float> row;
   std::vector<uint8_t> chunk;
@@ -89,6 +104,14 @@ absl::Status ConvertToGguf(const LoadedModel& model, const std::string& out_path
     }
     const TensorType out_type = ConvertedTensorType(options.type, s.is_norm, s.cols());
     const bool rotary = permute && IsRotary(s.name);
+    if (permute && IsRotaryBias(s.name)) {  // one row: permute its elements
+      std::vector<float> bias(s.cols()), permuted(s.cols());
+      DequantizeRow(src.type, src.row(0), s.cols(), bias.data());
+      for (int64_t i = 0; i < s.cols(); ++i)
+        permuted[i] = bias[HalfToInterleavedSource(i, c.head_dim)];
+      RETURN_IF_ERROR(writer.WriteTensorData(permuted.data(), permuted.size() * sizeof(float)));
+      continue;
+    }
     const int64_t out_row_bytes = TensorBytes(out_type, s.cols());
     const int64_t rows_per_chunk =
         std::max<int64_t>(1, (8 << 20) / std::max<int64_t>(1, out_row_bytes));

@@ -1,10 +1,12 @@
-// Writes any loaded model (GGUF, llama2.c, Hugging Face) as a GGUF v3 `llama` file
-// that specserve and llama.cpp load and decode alike: weights re-encoded as F32, F16,
-// BF16, Q8_0 or Q4_0 (norms stay F32; matrices whose rows are not whole blocks fall
-// back to F16), q/k rows of rotate_half (Hugging Face) models permuted into GGUF's
-// interleaved rotary layout, and the vocabulary as a `llama` (SentencePiece-style)
-// tokenizer; tokenizer.json BPE vocabularies keep their -rank scores, so that
-// merging by score follows the merge ranks.
+// Writes any loaded model (GGUF, llama2.c, Hugging Face) as a GGUF v3 `llama` or
+// `qwen2` file that specserve and llama.cpp load and decode alike: weights re-encoded
+// as F32, F16, BF16, Q8_0 or Q4_0 (norms and biases stay F32; matrices whose rows are
+// not whole blocks fall back to F16), q/k rows (and biases) of rotate_half (Hugging
+// Face) models permuted into GGUF `llama`'s interleaved rotary layout (`qwen2` keeps
+// rotate_half, as llama.cpp runs it), rope scaling as GGUF keys or rope_freqs.weight,
+// and the vocabulary as a `llama` (SentencePiece-style) tokenizer, whose tokenizer.json
+// BPE vocabularies keep their -rank scores so that merging by score follows the merge
+// ranks, or as a byte-level `gpt2` one with merges and tokenizer.ggml.pre.
 #pragma once
 
 #include <cstdint>

@@ -14,9 +14,15 @@ namespace {
 
 using Json = nlohmann::json;
 
-// Architectures whose tensors, names and math are Llama's.
-constexpr const char* kArchitectures[] = {"LlamaForCausalLM", "MistralForCausalLM"};
-constexpr const char* kModelTypes[] = {"llama", "mistral"};
+// Architectures whose tensors, names and math are Llama's (Mistral: with a sliding
+// window; Qwen2: with q/k/v biases), and the ModelConfig::architecture of each.
+struct KnownArchitecture {
+  const char* hf_name;
+  const char* model_type;
+};
+constexpr KnownArchitecture kArchitectures[] = {{"LlamaForCausalLM", "llama"},
+                                                {"MistralForCausalLM", "mistral"},
+                                                {"Qwen2ForCausalLM", "qwen2"}};
 
 absl::Status KeyError(const std::string& where, const std::string& key, const std::string& what) {
   return absl::InvalidArgumentError(absl::StrCat(where, ": key '", key, "': ", what));
@@ -47,7 +53,8 @@ absl::Status ReadPositiveFloat(const Json& c, const std::string& key, const std:
   return absl::OkStatus();
 }
 
-absl::Status CheckArchitecture(const Json& c, const std::string& where) {
+// "llama", "mistral" or "qwen2", from `architectures` (else `model_type`).
+absl::StatusOr<std::string> ReadArchitecture(const Json& c, const std::string& where) {
   ASSIGN_OR_RETURN(std::optional<std::string> model_type, JsonString(c, "model_type", where));
   const auto arch = c.find("architectures");
   if (arch != c.end() && !arch->is_null()) {
@@ -56,62 +63,116 @@ absl::Status CheckArchitecture(const Json& c, const std::string& where) {
     }
     for (const Json& name : *arch) {
       if (!name.is_string()) return KeyError(where, "architectures", "must hold strings");
-      for (const char* known : kArchitectures) {
-        if (name.get<std::string>() == known) return absl::OkStatus();
+      for (const KnownArchitecture& known : kArchitectures) {
+        if (name.get<std::string>() == known.hf_name) return std::string(known.model_type);
       }
     }
     return KeyError(where, "architectures",
                     absl::StrCat("architecture ", (*arch)[0].dump(),
-                                 " is not supported (only LlamaForCausalLM and "
-                                 "MistralForCausalLM)"));
+                                 " is not supported (only LlamaForCausalLM, MistralForCausalLM "
+                                 "and Qwen2ForCausalLM)"));
   }
   if (!model_type.has_value()) {
     return KeyError(where, "architectures", "missing (and no model_type)");
   }
-  for (const char* known : kModelTypes) {
-    if (*model_type == known) return absl::OkStatus();
+  for (const KnownArchitecture& known : kArchitectures) {
+    if (*model_type == known.model_type) return *model_type;
   }
   return KeyError(where, "model_type",
                   absl::StrCat("model type '", *model_type, "' is not supported"));
 }
 
+// rope_scaling (or transformers 5's rope_parameters): linear, llama3, yarn; any
+// other type, and options that would change the math, are refused by name.
+absl::Status ReadRopeScaling(const Json& c, const std::string& where, ModelConfig* m) {
+  std::string key = "rope_scaling";
+  auto it = c.find(key);
+  if (it == c.end() || it->is_null()) {
+    key = "rope_parameters";
+    it = c.find(key);
+  }
+  if (it == c.end() || it->is_null()) return absl::OkStatus();
+  const Json& r = *it;
+  if (!r.is_object()) return KeyError(where, key, "must be an object or null");
+  if (key == "rope_parameters") {
+    RETURN_IF_ERROR(ReadPositiveFloat(r, "rope_theta", where, &m->rope_theta));
+  }
+  std::optional<std::string> type;
+  for (const char* k : {"rope_type", "type"}) {
+    ASSIGN_OR_RETURN(std::optional<std::string> t, JsonString(r, k, where));
+    if (t.has_value() && !type.has_value()) type = t;
+  }
+  if (!type.has_value()) return KeyError(where, key, "has no rope_type");
+  absl::StatusOr<RopeScalingType> parsed = ParseRopeScalingType(*type);
+  if (!parsed.ok()) return KeyError(where, key, std::string(parsed.status().message()));
+  RopeScaling& s = m->rope_scaling;
+  s.type = *parsed;
+  if (s.type == RopeScalingType::kNone) return absl::OkStatus();
+  ASSIGN_OR_RETURN(std::optional<double> factor, JsonNumber(r, "factor", where));
+  if (!factor.has_value()) return KeyError(where, key, absl::StrCat(*type, " needs a factor"));
+  s.factor = static_cast<float>(*factor);
+  int original = 0;
+  RETURN_IF_ERROR(ReadPositiveInt(r, "original_max_position_embeddings", where, false, &original));
+  s.original_context = original;
+  if (s.type == RopeScalingType::kLlama3) {
+    if (original == 0) {
+      return KeyError(where, key, "llama3 needs original_max_position_embeddings");
+    }
+    RETURN_IF_ERROR(ReadPositiveFloat(r, "low_freq_factor", where, &s.low_freq_factor));
+    RETURN_IF_ERROR(ReadPositiveFloat(r, "high_freq_factor", where, &s.high_freq_factor));
+  }
+  if (s.type == RopeScalingType::kYarn) {
+    RETURN_IF_ERROR(ReadPositiveFloat(r, "beta_fast", where, &s.beta_fast));
+    RETURN_IF_ERROR(ReadPositiveFloat(r, "beta_slow", where, &s.beta_slow));
+    RETURN_IF_ERROR(ReadPositiveFloat(r, "attention_factor", where, &s.attention_factor));
+    for (const char* unsupported : {"mscale", "mscale_all_dim"}) {
+      if (r.contains(unsupported) && !r[unsupported].is_null()) {
+        return KeyError(where, absl::StrCat(key, ".", unsupported), "is not supported");
+      }
+    }
+    ASSIGN_OR_RETURN(std::optional<bool> truncate, JsonBool(r, "truncate", where));
+    if (!truncate.value_or(true)) {
+      return KeyError(where, absl::StrCat(key, ".truncate"), "false is not supported");
+    }
+  }
+  return absl::OkStatus();
+}
+
 // Fields that change the math; refused unless they keep Llama's default.
-absl::Status CheckUnsupported(const Json& c, const std::string& where, int context_length) {
+absl::Status CheckUnsupported(const Json& c, const std::string& where, ModelConfig* m) {
   ASSIGN_OR_RETURN(std::optional<std::string> act, JsonString(c, "hidden_act", where));
   if (act.has_value() && *act != "silu") {
     return KeyError(where, "hidden_act",
                     absl::StrCat("activation '", *act, "' is not supported (only silu)"));
   }
+  // Qwen2's q/k/v biases come with the architecture; Llama's attention_bias would add
+  // an output bias too.
   for (const char* bias : {"attention_bias", "mlp_bias"}) {
     ASSIGN_OR_RETURN(std::optional<bool> b, JsonBool(c, bias, where));
     if (b.value_or(false)) return KeyError(where, bias, "biases are not supported");
-  }
-  const auto scaling = c.find("rope_scaling");
-  if (scaling != c.end() && !scaling->is_null()) {
-    if (!scaling->is_object()) return KeyError(where, "rope_scaling", "must be an object or null");
-    std::optional<std::string> type;
-    for (const char* key : {"rope_type", "type"}) {
-      ASSIGN_OR_RETURN(std::optional<std::string> t, JsonString(*scaling, key, where));
-      if (t.has_value() && !type.has_value()) type = t;
-    }
-    if (type.value_or("") != "default") {
-      return KeyError(
-          where, "rope_scaling",
-          absl::StrCat("rope scaling type '", type.value_or("(none)"), "' is not supported"));
-    }
   }
   if (c.contains("quantization_config") && !c["quantization_config"].is_null()) {
     return KeyError(where, "quantization_config",
                     "pre-quantised checkpoints are not supported (use F32, F16 or BF16 weights)");
   }
-  const auto window = c.find("sliding_window");
-  if (window != c.end() && !window->is_null()) {
-    ASSIGN_OR_RETURN(std::optional<int64_t> w, JsonInt(c, "sliding_window", where));
-    if (w.has_value() && *w < context_length) {
-      return KeyError(where, "sliding_window",
-                      absl::StrCat("sliding-window attention (", *w,
-                                   " < max_position_embeddings) is not supported"));
+  // Mistral: every layer attends to the last sliding_window positions. Qwen2 uses
+  // windows only with use_sliding_window, and then on some layers only.
+  ASSIGN_OR_RETURN(std::optional<bool> use_window, JsonBool(c, "use_sliding_window", where));
+  if (use_window.value_or(false)) {
+    return KeyError(
+        where, "use_sliding_window",
+        "per-layer sliding-window attention (Qwen2 max_window_layers) is not supported");
+  }
+  ASSIGN_OR_RETURN(std::optional<int64_t> window, JsonInt(c, "sliding_window", where));
+  if (window.has_value() && m->architecture == "mistral") {
+    if (*window <= 0 || *window > std::numeric_limits<int32_t>::max()) {
+      return KeyError(where, "sliding_window", absl::StrCat("value ", *window, " is out of range"));
     }
+    m->sliding_window = static_cast<int>(*window);
+  } else if (window.has_value() && m->architecture == "llama" && *window < m->context_length) {
+    return KeyError(where, "sliding_window",
+                    absl::StrCat("sliding-window attention (", *window,
+                                 " < max_position_embeddings) is not supported for llama"));
   }
   ASSIGN_OR_RETURN(std::optional<double> partial, JsonNumber(c, "partial_rotary_factor", where));
   if (partial.has_value() && *partial != 1.0) {
@@ -127,9 +188,9 @@ absl::StatusOr<ModelConfig> ParseHfConfig(const Json& c, const std::string& wher
     return absl::InvalidArgumentError(
         absl::StrCat(where, ": must be a JSON object, not ", JsonTypeName(c)));
   }
-  RETURN_IF_ERROR(CheckArchitecture(c, where));
   ModelConfig m;
-  m.architecture = "llama";
+  ASSIGN_OR_RETURN(m.architecture, ReadArchitecture(c, where));
+  m.attention_bias = m.architecture == "qwen2";
   ASSIGN_OR_RETURN(std::optional<std::string> name, JsonString(c, "_name_or_path", where));
   m.name = name.value_or("");
   RETURN_IF_ERROR(ReadPositiveInt(c, "hidden_size", where, true, &m.dim));
@@ -158,7 +219,8 @@ absl::StatusOr<ModelConfig> ParseHfConfig(const Json& c, const std::string& wher
   ASSIGN_OR_RETURN(std::optional<bool> tied, JsonBool(c, "tie_word_embeddings", where));
   m.tied_embeddings = tied.value_or(false);
   m.rope_style = RopeStyle::kHalf;
-  RETURN_IF_ERROR(CheckUnsupported(c, where, m.context_length));
+  RETURN_IF_ERROR(CheckUnsupported(c, where, &m));
+  RETURN_IF_ERROR(ReadRopeScaling(c, where, &m));
   if (absl::Status s = m.Validate(); !s.ok()) {
     return absl::InvalidArgumentError(absl::StrCat(where, ": ", s.message()));
   }

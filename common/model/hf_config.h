@@ -1,8 +1,9 @@
-// Hugging Face config.json -> ModelConfig for Llama-family checkpoints
-// (LlamaForCausalLM and architectures with the same tensors and math). Fields that
-// would change the math and are not implemented (rope_scaling other than the default,
-// biases, another activation, sliding windows, pre-quantised weights) are refused by
-// name rather than ignored.
+// Hugging Face config.json -> ModelConfig for Llama-family checkpoints:
+// LlamaForCausalLM, MistralForCausalLM (sliding_window) and Qwen2ForCausalLM (q/k/v
+// biases), with rope_scaling linear, llama3 or yarn. Fields that would change the math
+// and are not implemented (other rope scalings, Llama's attention_bias, MLP biases,
+// another activation, per-layer windows, pre-quantised weights) are refused by name
+// rather than ignored.
 #pragma once
 
 #include <string>

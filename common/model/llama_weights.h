@@ -17,13 +17,16 @@ struct LayerWeights {
   WeightTensor w_gate;     // [ffn_dim x dim]  (llama2.c w1, GGUF ffn_gate)
   WeightTensor w_down;     // [dim x ffn_dim]  (llama2.c w2, GGUF ffn_down)
   WeightTensor w_up;       // [ffn_dim x dim]  (llama2.c w3, GGUF ffn_up)
+  // With config.attention_bias (Qwen2): [1 x q_dim], [1 x kv_dim], [1 x kv_dim], F32,
+  // added after the projections; otherwise empty (data == nullptr).
+  WeightTensor bq, bk, bv;
 };
 
 struct LlamaWeights {
   WeightTensor token_embedding;  // [vocab x dim]
   std::vector<LayerWeights> layers;
-  WeightTensor output_norm;      // [1 x dim]
-  WeightTensor output;           // [vocab x dim]; aliases token_embedding when tied
+  WeightTensor output_norm;  // [1 x dim]
+  WeightTensor output;       // [vocab x dim]; aliases token_embedding when tied
 };
 
 }  // namespace specserve

@@ -68,6 +68,11 @@ absl::Status ModelConfig::Validate() const {
     return absl::InvalidArgumentError(
         absl::StrCat("rope_theta (", rope_theta, ") must be a positive number"));
   }
+  if (sliding_window < 0 || sliding_window > kMaxContext) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("sliding_window (", sliding_window, ") must be in [0, ", kMaxContext, "]"));
+  }
+  if (absl::Status s = rope_scaling.Validate(rope_dim); !s.ok()) return s;
   if (!std::isfinite(rms_eps) || rms_eps <= 0.0f || rms_eps >= 1.0f) {
     return absl::InvalidArgumentError(absl::StrCat("rms_eps (", rms_eps, ") must be in (0, 1)"));
   }

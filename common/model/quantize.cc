@@ -84,44 +84,7 @@ absl::Status QuantizeRow(TensorType type, const float* x, int64_t n, void* dst) 
 }
 
 void DequantizeRow(TensorType type, const void* src, int64_t n, float* dst) {
-  switch (type) {
-    case TensorType::kF32:
-      std::memcpy(dst, src, n * sizeof(float));
-      return;
-    case TensorType::kF16: {
-      const uint16_t* h = static_cast<const uint16_t*>(src);
-      for (int64_t i = 0; i < n; ++i) dst[i] = Fp16ToFloat(h[i]);
-      return;
-    }
-    case TensorType::kBF16: {
-      const uint16_t* h = static_cast<const uint16_t*>(src);
-      for (int64_t i = 0; i < n; ++i) dst[i] = Bf16ToFloat(h[i]);
-      return;
-    }
-    case TensorType::kQ8_0: {
-      const BlockQ8_0* blocks = static_cast<const BlockQ8_0*>(src);
-      for (int64_t b = 0; b < n / kQ8_0BlockElements; ++b) {
-        const float d = Fp16ToFloat(blocks[b].d);
-        for (int j = 0; j < kQ8_0BlockElements; ++j) {
-          dst[b * kQ8_0BlockElements + j] = d * static_cast<float>(blocks[b].qs[j]);
-        }
-      }
-      return;
-    }
-    case TensorType::kQ4_0: {
-      constexpr int kHalf = kQ4_0BlockElements / 2;
-      const BlockQ4_0* blocks = static_cast<const BlockQ4_0*>(src);
-      for (int64_t b = 0; b < n / kQ4_0BlockElements; ++b) {
-        const float d = Fp16ToFloat(blocks[b].d);
-        float* out = dst + b * kQ4_0BlockElements;
-        for (int j = 0; j < kHalf; ++j) {
-          out[j] = d * static_cast<float>((blocks[b].qs[j] & 0x0f) - 8);
-          out[j + kHalf] = d * static_cast<float>((blocks[b].qs[j] >> 4) - 8);
-        }
-      }
-      return;
-    }
-  }
+  Traits(type).dequantize_row(src, n, dst);
 }
 
 }  // namespace specserve

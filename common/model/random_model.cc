@@ -31,14 +31,16 @@ uint64_t HashName(const std::string& name) {
 }
 
 // Row `row` of tensor `name`: approximately normal values (sum of four uniforms)
-// with standard deviation `std`, or all ones for norms.
-void GenerateRow(uint64_t seed, uint64_t name_hash, int64_t row, bool is_norm, int64_t cols,
+// with standard deviation 1/sqrt(cols) (kBiasStd for biases), or all ones for norms.
+constexpr float kBiasStd = 0.5f;
+void GenerateRow(uint64_t seed, uint64_t name_hash, int64_t row, const LlamaTensorSlot& s,
                  float* out) {
-  if (is_norm) {
+  const int64_t cols = s.cols();
+  if (s.is_norm && !s.is_bias) {
     std::fill(out, out + cols, 1.0f);
     return;
   }
-  const float std = 1.0f / std::sqrt(static_cast<float>(cols));
+  const float std = s.is_bias ? kBiasStd : 1.0f / std::sqrt(static_cast<float>(cols));
   // Sum of 4 uniforms on [0, 65536): mean 131070, sd 65536 / sqrt(3).
   const float scale = std * std::sqrt(3.0f) / 65536.0f;
   uint64_t state = seed ^ name_hash ^ (static_cast<uint64_t>(row) * 0xd1b54a32d192ed03ull);
@@ -63,7 +65,7 @@ absl::Status GenerateTensor(const LlamaTensorSlot& s, TensorType type, uint64_t 
     const int64_t n = std::min(chunk_rows, s.rows() - r0);
     bytes.resize(n * row_bytes);
     for (int64_t r = 0; r < n; ++r) {
-      GenerateRow(seed, name_hash, r0 + r, s.is_norm, cols, values.data());
+      GenerateRow(seed, name_hash, r0 + r, s, values.data());
       RETURN_IF_ERROR(QuantizeRow(type, values.data(), cols, bytes.data() + r * row_bytes));
     }
     RETURN_IF_ERROR(sink(bytes.data(), bytes.size()));
@@ -88,8 +90,13 @@ absl::StatusOr<ModelConfig> CompleteRandomConfig(ModelConfig c, const Vocabulary
     c.head_dim = c.dim / c.n_heads;
   }
   if (c.rope_dim == 0) c.rope_dim = c.head_dim;
-  c.rope_style = RopeStyle::kInterleaved;
-  c.architecture = "llama";
+  if (c.architecture.empty()) c.architecture = "llama";
+  if (c.architecture != "llama" && c.architecture != "mistral" && c.architecture != "qwen2") {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "architecture '", c.architecture, "' is not supported (only llama, mistral, qwen2)"));
+  }
+  if (c.architecture == "qwen2") c.attention_bias = true;
+  c.rope_style = GgufRopeStyle(GgufArchitecture(c));
   RETURN_IF_ERROR(c.Validate());
   return c;
 }
@@ -114,7 +121,8 @@ absl::StatusOr<uint64_t> RandomGgufBytes(const ModelConfig& config, TensorType t
 
 absl::Status WriteRandomGguf(const std::string& out_path, const ModelConfig& config,
                              TensorType type, const Vocabulary& vocab, uint64_t seed,
-                             std::function<void(double fraction)> progress) {
+                             std::function<void(double fraction)> progress,
+                             const GgufExtras& extras) {
   if (vocab.size() == 0) return absl::InvalidArgumentError("the vocabulary is empty");
   absl::StatusOr<ModelConfig> completed = CompleteRandomConfig(config, vocab);
   if (!completed.ok()) {
@@ -125,16 +133,29 @@ absl::Status WriteRandomGguf(const std::string& out_path, const ModelConfig& con
   GgufWriter writer(out_path);
   ModelConfig named = c;
   if (named.name.empty()) named.name = "specserve-random";
-  AddGgufLlamaMetadata(named, type, writer);
+  AddGgufLlamaMetadata(named, type, writer, extras.architecture);
   writer.AddMetadata("specserve.random_seed", GgufValue::Uint64(seed));
-  AddGgufVocabulary(vocab, writer);
+  if (absl::Status s = AddGgufVocabulary(vocab, writer); !s.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat(out_path, ": ", s.message()));
+  }
+  for (const auto& [key, value] : extras.metadata) writer.AddMetadata(key, value);
+  const std::vector<float> rope_freqs = GgufRopeFreqs(c);
+  if (!rope_freqs.empty()) {
+    writer.AddTensor(kRopeFreqsTensor, TensorType::kF32, {static_cast<int64_t>(rope_freqs.size())});
+  }
   LlamaWeights weights;
   const std::vector<LlamaTensorSlot> slots = LlamaTensorSlots(c, &weights);
   for (const LlamaTensorSlot& s : slots) {
     writer.AddTensor(s.name, RandomTensorType(type, s.is_norm, s.cols()), s.shape);
   }
+  for (const GgufExtras::Tensor& t : extras.tensors) {
+    writer.AddTensor(t.name, TensorType::kF32, t.shape);
+  }
   RETURN_IF_ERROR(writer.Begin());
   const double total = static_cast<double>(writer.total_bytes());
+  if (!rope_freqs.empty()) {
+    RETURN_IF_ERROR(writer.WriteTensorData(rope_freqs.data(), rope_freqs.size() * sizeof(float)));
+  }
   for (const LlamaTensorSlot& s : slots) {
     RETURN_IF_ERROR(GenerateTensor(s, RandomTensorType(type, s.is_norm, s.cols()), seed,
                                    [&](const uint8_t* data, size_t n) {
@@ -142,6 +163,9 @@ absl::Status WriteRandomGguf(const std::string& out_path, const ModelConfig& con
                                      if (progress) progress(writer.written_bytes() / total);
                                      return absl::OkStatus();
                                    }));
+  }
+  for (const GgufExtras::Tensor& t : extras.tensors) {
+    RETURN_IF_ERROR(writer.WriteTensorData(t.values.data(), t.values.size() * sizeof(float)));
   }
   RETURN_IF_ERROR(writer.Finish());
   if (progress) progress(1.0);

@@ -1,10 +1,21 @@
 // Weight element types, numbered as GGUF/ggml numbers them so that a GGUF
-// tensor's type field maps onto this enum directly.
+// tensor's type field maps onto this enum directly, and their traits: one
+// table row per type (tensor_type.cc) holds its block size, bytes per block,
+// names, GGUF file type and exact scalar dequantiser.
+//
+// Adding a type: a row in the table (and the enum value); its quantiser in
+// common/model/quantize.cc (QuantizeRow); its kernels: a weight loader (or
+// the integer kernel of common/ops/cpu/kernels.h) in
+// common/ops/cpu/matmul_scalar.cc, matmul_avx2.cc and matmul_avx512.cc
+// (their switch over the type), and the CUDA dequantiser in
+// common/ops/cuda/kernels.cu; test data in tests/common/ops/reference_ops.h
+// (RandomWeight) and bench/micro/bench_util.h.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
 #include <optional>
+#include <span>
 #include <string_view>
 
 namespace specserve {
@@ -16,6 +27,22 @@ enum class TensorType : uint32_t {
   kQ8_0 = 8,
   kBF16 = 30,
 };
+
+struct TensorTypeTraits {
+  TensorType type;
+  std::string_view name;    // "F32", as ggml names it
+  int64_t block_elements;   // 1 for plain float types
+  int64_t block_bytes;      // bytes of one block (one element for float types)
+  bool block_quantized;     // rows are blocks with their own scale
+  uint32_t gguf_file_type;  // general.file_type of a file of this type
+  // Exact fp32 values of `n` elements (a multiple of block_elements) at src.
+  void (*dequantize_row)(const void* src, int64_t n, float* dst);
+};
+
+// The traits of `type` (every enum value has a row).
+const TensorTypeTraits& Traits(TensorType type);
+// Every supported type, in enum order.
+std::span<const TensorTypeTraits> AllTensorTypes();
 
 // Elements per quantisation block (1 for plain float types).
 int64_t BlockElements(TensorType type);

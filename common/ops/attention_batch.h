@@ -8,9 +8,9 @@
 
 namespace specserve {
 
-// Row-major K/V (the CUDA backend, tests): `n_rows` K and V rows of width kv_dim (n_kv_heads * head_dim), row-contiguous,
-// already rotated at their true positions. Every new token of the sequence sees
-// every cached row (attention is order-independent once K is rotated).
+// Row-major K/V (the CUDA backend, tests): `n_rows` K and V rows of width kv_dim (n_kv_heads *
+// head_dim), row-contiguous, already rotated at their true positions. Every new token of the
+// sequence sees every cached row (attention is order-independent once K is rotated).
 struct KvSegment {
   const float* k = nullptr;
   const float* v = nullptr;

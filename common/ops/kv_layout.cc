@@ -31,7 +31,8 @@ float Get(KvType type, const void* base, int64_t index) {
 }
 void Move(KvType type, const void* from, int64_t i, void* to, int64_t j) {
   const int bytes = KvTypeBytes(type);
-  std::memcpy(static_cast<char*>(to) + j * bytes, static_cast<const char*>(from) + i * bytes, bytes);
+  std::memcpy(static_cast<char*>(to) + j * bytes, static_cast<const char*>(from) + i * bytes,
+              bytes);
 }
 
 }  // namespace
@@ -61,8 +62,10 @@ void KvLoadRow(const KvRegionLayout& l, const void* k_region, const void* v_regi
   for (int h = 0; h < l.n_kv_heads; ++h) {
     const int64_t head = h * l.head_stride;
     for (int c = 0; c < l.head_dim; ++c) {
-      if (k != nullptr) k[h * l.head_dim + c] = Get(l.type, k_region, head + KOffset(l.head_dim, row, c));
-      if (v != nullptr) v[h * l.head_dim + c] = Get(l.type, v_region, head + VOffset(l.head_dim, row, c));
+      if (k != nullptr)
+        k[h * l.head_dim + c] = Get(l.type, k_region, head + KOffset(l.head_dim, row, c));
+      if (v != nullptr)
+        v[h * l.head_dim + c] = Get(l.type, v_region, head + VOffset(l.head_dim, row, c));
     }
   }
 }

@@ -28,7 +28,7 @@ inline constexpr int kKvTileRows = 16;
 constexpr int KvTypeBytes(KvType type) { return type == KvType::kF32 ? 4 : 2; }
 constexpr bool KvValuesTransposed(int head_dim) { return head_dim < 16; }
 
-std::string_view KvTypeName(KvType type);                   // "f32", "bf16"
+std::string_view KvTypeName(KvType type);                     // "f32", "bf16"
 std::optional<KvType> KvTypeFromName(std::string_view name);  // case-insensitive
 
 // Rows [first, first + n_rows) of one tiled region (see above); row r lives in

@@ -32,11 +32,21 @@ class Ops {
   // (both row-contiguous). Weights are read once for all rows (batched decode).
   virtual void MatMul(const WeightTensor& w, const float* x, int n_rows, float* y) = 0;
 
-  // Rotates the first rope_dim dims of every head of every row in place.
-  // x is n_rows x (n_heads * head_dim) with row stride `stride` floats;
-  // positions[r] is row r's true position.
-  virtual void Rope(float* x, int n_rows, int stride, int n_heads, int head_dim, int rope_dim,
-                    std::span<const int32_t> positions, float theta, RopeStyle style) = 0;
+  // ys[i] = MatMul(*ws[i], x) for several weights of one input (the Q/K/V or
+  // gate/up projections): one call lets a backend share the work out once.
+  // Results are those of the separate calls.
+  virtual void MatMuls(std::span<const WeightTensor* const> ws, const float* x, int n_rows,
+                       std::span<float* const> ys) {
+    for (size_t i = 0; i < ws.size(); ++i) MatMul(*ws[i], x, n_rows, ys[i]);
+  }
+
+  // Rotates the first rope_dim = 2 * freqs.inv_freq.size() dims of every head of every
+  // row in place: pair i by angle positions[r] * freqs.inv_freq[i], with cos and sin
+  // multiplied by freqs.mscale. x is n_rows x (n_heads * head_dim) with row stride
+  // `stride` floats; positions[r] is row r's true position.
+  virtual void Rope(float* x, int n_rows, int stride, int n_heads, int head_dim,
+                    std::span<const int32_t> positions, const RopeFrequencies& freqs,
+                    RopeStyle style) = 0;
 
   // out[i] = silu(gate[i]) * up[i].
   virtual void SwiGlu(const float* gate, const float* up, int64_t n, float* out) = 0;

@@ -1,5 +1,6 @@
 // A small, fast, seedable generator (xoshiro256** seeded through splitmix64) with
 // a platform-independent uniform double, so a seed gives the same tokens everywhere.
+// Speculative decoding keys one generator per step (ForStep).
 #pragma once
 
 #include <cstdint>
@@ -20,6 +21,15 @@ class Rng {
     }
   }
 
+  // The generator of one step of one sequence: keyed by the request's seed, the
+  // step's position in the sequence (its root token's) and a stream (who draws:
+  // the target's verification, the draft's tree), so draw i of the step is a
+  // function of (seed, position, stream, i). A step replayed after a restart draws
+  // the same numbers; no two steps of a sequence share any.
+  static Rng ForStep(uint64_t seed, int64_t position, uint64_t stream) {
+    return Rng(Mix(Mix(Mix(seed) ^ static_cast<uint64_t>(position)) ^ (stream + 1)));
+  }
+
   uint64_t Next() {
     const uint64_t result = Rotl(state_[1] * 5, 7) * 9;
     const uint64_t t = state_[1] << 17;
@@ -37,6 +47,12 @@ class Rng {
 
  private:
   static uint64_t Rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
+  static uint64_t Mix(uint64_t z) {  // splitmix64
+    z += 0x9e3779b97f4a7c15ull;
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+  }
   uint64_t state_[4];
 };
 

@@ -21,11 +21,18 @@
 namespace specserve {
 
 struct ProposeItem {
+  // A sequence is (router, sequence_id): `router` is the router instance that owns
+  // it (a random id per router process; 0 in-process), so that a restarted router
+  // never continues a cache of the one before.
+  uint64_t router = 0;
   int64_t sequence_id = 0;
   // History tokens from position `start` to the end; the last one is the root of
   // the tree to draft. The draft uses those it has not cached.
   int64_t start = 0;
   std::span<const int32_t> tokens;
+  // PrefixHash of history[0, start) (prefix_hash.h): a worker reuses its cache only
+  // when the tokens it holds are this prefix.
+  uint64_t prefix_hash = 0;
   // The previous step's accepted nodes of this sequence's previous tree (the
   // commit travels with the next proposal: no separate round trip).
   std::span<const int32_t> previous_accepted;
@@ -56,11 +63,13 @@ enum class VerifyKind {
 };
 
 struct VerifyItem {
+  uint64_t router = 0;  // as in ProposeItem
   int64_t sequence_id = 0;
   VerifyKind kind = VerifyKind::kVerify;
   int64_t start = 0;  // position of tokens[0]
   std::span<const int32_t> tokens;
-  const TokenTree* tree = nullptr;                         // kVerify; may be empty (plain decoding)
+  uint64_t prefix_hash = 0;         // PrefixHash of history[0, start), as in ProposeItem
+  const TokenTree* tree = nullptr;  // kVerify; may be empty (plain decoding)
   const std::vector<std::vector<TokenProb>>* q = nullptr;  // sampling with a tree
   SamplingParams sampling;
   // kVerify: -1, or k >= 0 to return the log-probabilities of the appended tokens with

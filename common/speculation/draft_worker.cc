@@ -1,8 +1,10 @@
 #include "common/speculation/draft_worker.h"
 
+#include <chrono>
+
 #include "absl/strings/str_format.h"
+#include "common/speculation/propose_validation.h"
 #include "common/util/status_macros.h"
-#include "common/util/tree_parents.h"
 
 namespace specserve {
 
@@ -17,21 +19,97 @@ absl::StatusOr<std::unique_ptr<KvCache>> DraftWorker::NewCache() {
                                 options_.window + options_.max_tree_nodes + 8);
 }
 
+absl::Status DraftWorker::StartOver(Sequence& seq) {
+  ASSIGN_OR_RETURN(seq.cache, NewCache());
+  seq.held.Clear();
+  seq.last = DraftResult{};
+  return absl::OkStatus();
+}
+
 int DraftWorker::sequences() const {
   std::lock_guard<std::mutex> lock(mu_);
-  return static_cast<int>(sequences_.size());
+  return sequences_.size();
 }
 
 int64_t DraftWorker::kv_bytes() const {
   std::lock_guard<std::mutex> lock(mu_);
   int64_t bytes = 0;
-  for (const auto& [id, seq] : sequences_) bytes += seq.cache->memory_bytes();
+  sequences_.ForEach([&](const SequenceKey&, const Sequence& seq) {
+    bytes += seq.cache->memory_bytes() + seq.held.memory_bytes();
+  });
   return bytes;
 }
 
-void DraftWorker::Release(int64_t sequence_id) {
+void DraftWorker::Release(uint64_t router, int64_t sequence_id) {
   std::lock_guard<std::mutex> lock(mu_);
-  sequences_.erase(sequence_id);
+  sequences_.Erase({router, sequence_id});
+}
+
+int DraftWorker::ExpireIdle() {
+  std::lock_guard<std::mutex> lock(mu_);
+  return ExpireIdleLocked();
+}
+
+int DraftWorker::ExpireIdleLocked() {
+  if (options_.idle_seconds <= 0) return 0;
+  return sequences_.ExpireIdle(std::chrono::steady_clock::now(),
+                               std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                                   std::chrono::duration<double>(options_.idle_seconds)));
+}
+
+absl::Status DraftWorker::ValidateItem(const ProposeItem& item) const {
+  return ValidateProposeItem(
+      item, {options_.max_tree_nodes, options_.max_depth, draft_.config().vocab_size});
+}
+
+absl::StatusOr<DraftWorker::Sequence*> DraftWorker::SequenceFor(const ProposeItem& item) {
+  const SequenceKey key{item.router, item.sequence_id};
+  const auto now = std::chrono::steady_clock::now();
+  Sequence* found = sequences_.Find(key, now);
+  if (found == nullptr) {
+    if (sequences_.size() >= options_.max_sequences && ExpireIdleLocked() == 0) {
+      return absl::ResourceExhaustedError(
+          absl::StrFormat("the draft holds %d sequences, its limit", options_.max_sequences));
+    }
+    Sequence seq;
+    ASSIGN_OR_RETURN(seq.cache, NewCache());
+    found = &sequences_.Insert(key, std::move(seq), now);
+  }
+  Sequence& seq = *found;
+  // Commit the previous step's accepted path (the nodes that were fed: a prefix of
+  // it), then catch up from our position.
+  if (seq.cache->pending_rows() > 0) {
+    const int64_t before = seq.cache->committed_tokens();
+    absl::Status st = TreeDrafter::CommitAccepted(*seq.cache, seq.last, item.previous_accepted);
+    if (!st.ok()) seq.cache->DropPending();
+    const int64_t added = seq.cache->committed_tokens() - before;
+    for (int64_t j = 0; j < added && j < static_cast<int64_t>(item.previous_accepted.size()); ++j) {
+      const int32_t node = item.previous_accepted[j];
+      if (node >= 0 && node < seq.last.tree.size()) seq.held.Append(seq.last.tree.tokens[node]);
+    }
+  }
+  const int64_t have = seq.cache->committed_tokens();
+  const int64_t end = item.start + static_cast<int64_t>(item.tokens.size());
+  if (have < item.start) {
+    return absl::FailedPreconditionError(
+        absl::StrFormat("sequence %d: need history from position %d (sent %d..%d)",
+                        item.sequence_id, have, item.start, end));
+  }
+  // We are ahead of the history (an answer was lost), or hold another history
+  // than the one sent (a restarted router reusing the id): start over.
+  const bool same = have < end && seq.held.size() == have &&
+                    seq.held.at(item.start) == item.prefix_hash &&
+                    seq.held.at(have) ==
+                        PrefixHash(item.tokens.subspan(0, static_cast<size_t>(have - item.start)),
+                                   item.prefix_hash);
+  if (!same) {
+    RETURN_IF_ERROR(StartOver(seq));
+    return absl::FailedPreconditionError(absl::StrFormat(
+        "sequence %d: the cache does not hold this history's prefix (%d tokens held, history "
+        "sent from %d to %d); need history from 0",
+        item.sequence_id, have, item.start, end));
+  }
+  return &seq;
 }
 
 absl::Status DraftWorker::Propose(std::span<const ProposeItem> items,
@@ -40,118 +118,72 @@ absl::Status DraftWorker::Propose(std::span<const ProposeItem> items,
   std::lock_guard<std::mutex> lock(mu_);
   outputs->assign(items.size(), ProposeOutput{});
   passes->clear();
-  const int vocab = draft_.config().vocab_size;
+  // 1. Per item: validate, find its cache; failures stay per item.
   std::vector<DraftRequest> requests;
   std::vector<size_t> members;
+  std::vector<Sequence*> seqs;
+  std::vector<Rng> rngs;
+  rngs.reserve(items.size());
   for (size_t i = 0; i < items.size(); ++i) {
     const ProposeItem& item = items[i];
     ProposeOutput& out = (*outputs)[i];
-    auto fail = [&](absl::Status st) { out.status = std::move(st); };
-    if (item.shape == nullptr || item.tokens.empty()) {
-      fail(absl::InvalidArgumentError(absl::StrFormat(
-          "sequence %d: a proposal needs history tokens and a tree shape", item.sequence_id)));
+    if (out.status = ValidateItem(item); !out.status.ok()) continue;
+    absl::StatusOr<Sequence*> seq = SequenceFor(item);
+    if (!seq.ok()) {
+      out.status = seq.status();
       continue;
     }
-    if (item.shape->speculated() > options_.max_tree_nodes ||
-        item.shape->depth() > options_.max_depth) {
-      fail(absl::InvalidArgumentError(absl::StrFormat(
-          "sequence %d: tree of %d nodes and depth %d exceeds the limits (%d nodes, depth %d)",
-          item.sequence_id, item.shape->speculated(), item.shape->depth(), options_.max_tree_nodes,
-          options_.max_depth)));
-      continue;
-    }
-    absl::Status shape_ok = ValidateParents(item.shape->parents, 0, "shape node");
-    if (shape_ok.ok() && item.shape->ranks.size() != item.shape->parents.size()) {
-      shape_ok = absl::InvalidArgumentError(absl::StrFormat(
-          "%d ranks for %d nodes", item.shape->ranks.size(), item.shape->parents.size()));
-    }
-    if (!shape_ok.ok()) {
-      fail(absl::InvalidArgumentError(
-          absl::StrFormat("sequence %d: tree shape: %s", item.sequence_id, shape_ok.message())));
-      continue;
-    }
-    bool bad_token = false;
-    for (int32_t t : item.tokens) bad_token |= t < 0 || t >= vocab;
-    if (bad_token || item.start < 0) {
-      fail(absl::InvalidArgumentError(
-          absl::StrFormat("sequence %d: history tokens must be in [0, %d) and start >= 0",
-                          item.sequence_id, vocab)));
-      continue;
-    }
-    if (absl::Status st = item.sampling.Validate(); !st.ok()) {
-      fail(st);
-      continue;
-    }
-    auto it = sequences_.find(item.sequence_id);
-    if (it == sequences_.end()) {
-      if (static_cast<int>(sequences_.size()) >= options_.max_sequences) {
-        fail(absl::ResourceExhaustedError(
-            absl::StrFormat("the draft holds %d sequences, its limit", options_.max_sequences)));
-        continue;
-      }
-      Sequence seq;
-      absl::StatusOr<std::unique_ptr<KvCache>> cache = NewCache();
-      if (!cache.ok()) {
-        fail(cache.status());
-        continue;
-      }
-      seq.cache = std::move(*cache);
-      seq.rng.Seed(item.sampling.seed ^ 0x5bd1e9955bd1e995ull);
-      it = sequences_.emplace(item.sequence_id, std::move(seq)).first;
-    }
-    Sequence& seq = it->second;
-    // Commit the previous step's accepted path, then catch up from our position.
-    if (seq.cache->pending_rows() > 0) {
-      absl::Status st = TreeDrafter::CommitAccepted(*seq.cache, seq.last, item.previous_accepted);
-      if (!st.ok()) seq.cache->DropPending();
-    }
-    const int64_t have = seq.cache->committed_tokens();
-    const int64_t end = item.start + static_cast<int64_t>(item.tokens.size());
-    if (have < item.start || have >= end) {
-      // Our cache does not line up with the history sent: ask for it from our position
-      // (or, when we are ahead of it, start over).
-      if (have >= end) {
-        absl::StatusOr<std::unique_ptr<KvCache>> cache = NewCache();
-        if (!cache.ok()) {
-          fail(cache.status());
-          continue;
-        }
-        seq.cache = std::move(*cache);
-      }
-      fail(absl::FailedPreconditionError(
-          absl::StrFormat("sequence %d: need history from position %d (sent %d..%d)",
-                          item.sequence_id, have >= end ? 0 : have, item.start, end)));
-      continue;
-    }
+    const int64_t have = (*seq)->cache->committed_tokens();
+    // Draws keyed by the root's position (the last history token).
+    const int64_t root = item.start + static_cast<int64_t>(item.tokens.size()) - 1;
+    rngs.push_back(Rng::ForStep(item.sampling.seed, root, kDraftDraws));
     DraftRequest r;
-    r.cache = seq.cache.get();
+    r.cache = (*seq)->cache.get();
     r.catch_up = item.tokens.subspan(static_cast<size_t>(have - item.start));
     r.shape = item.shape;
     r.sampling = &item.sampling;
-    r.rng = &seq.rng;
+    r.rng = &rngs.back();
     requests.push_back(r);
     members.push_back(i);
+    seqs.push_back(*seq);
   }
   if (requests.empty()) return absl::OkStatus();
+
+  // 2. One drafted tree per sequence, one forward per tree level.
   std::vector<DraftResult> results;
   absl::Status st = drafter_.Draft(requests, &results);
   *passes = drafter_.last_passes();
   if (!st.ok()) {
-    for (const DraftRequest& r : requests) r.cache->DropPending();
+    for (size_t k = 0; k < members.size(); ++k) {
+      requests[k].cache->DropPending();
+      // The catch-up may be half taken in: the hashes no longer say what is held.
+      if (seqs[k]->held.size() != seqs[k]->cache->committed_tokens()) (void)StartOver(*seqs[k]);
+    }
     return st;
   }
+
+  // 3. Per item: record the catch-up taken in, answer the tree.
   for (size_t k = 0; k < members.size(); ++k) {
+    const ProposeItem& item = items[members[k]];
     ProposeOutput& out = (*outputs)[members[k]];
+    Sequence& seq = *seqs[k];
+    const int64_t taken = seq.cache->committed_tokens() - seq.held.size();
+    if (taken == static_cast<int64_t>(requests[k].catch_up.size())) {
+      seq.held.Append(requests[k].catch_up);
+    } else if (absl::Status restart = StartOver(seq); !restart.ok()) {
+      out.status = restart;
+      continue;
+    }
     out.status = results[k].status;
     if (!out.status.ok()) {
-      out.status = absl::Status(
-          out.status.code(),
-          absl::StrFormat("sequence %d: %s", items[members[k]].sequence_id, out.status.message()));
+      out.status =
+          absl::Status(out.status.code(),
+                       absl::StrFormat("sequence %d: %s", item.sequence_id, out.status.message()));
       continue;
     }
     out.tree = results[k].tree;
     out.q = results[k].q;
-    sequences_[items[members[k]].sequence_id].last = std::move(results[k]);
+    seq.last = std::move(results[k]);
   }
   return absl::OkStatus();
 }

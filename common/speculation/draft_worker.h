@@ -1,6 +1,10 @@
-// The draft side of speculation in-process: the draft model and, per live
-// sequence, its window KV cache (sinks + ring) and random stream. The draft
-// service wraps exactly this.
+// The MagicDec drafter: the draft model and, per live sequence (a router
+// instance and an id), its window KV cache (sinks + ring) and
+// the PrefixHash of every prefix of the history it has taken in. A cache is reused
+// only when it holds the history's prefix (by hash); caches unused for
+// `idle_seconds` expire. Random draws are keyed by (seed, step position)
+// (Rng::ForStep). One draft pass per tree level (TreeDrafter). The draft service
+// wraps this or an NgramDrafter.
 #pragma once
 
 #include <map>
@@ -9,6 +13,9 @@
 
 #include "common/engine/model.h"
 #include "common/speculation/backends.h"
+#include "common/speculation/drafter.h"
+#include "common/speculation/prefix_hash.h"
+#include "common/speculation/sequence_table.h"
 #include "common/speculation/speculation_config.h"
 #include "common/speculation/tree_drafter.h"
 
@@ -21,34 +28,53 @@ struct DraftWorkerOptions {
   int max_depth = kMaxTreeDepth;
   int max_candidates = 32;
   int max_sequences = 4096;
+  // Caches no call has used for this long are dropped (ExpireIdle, and whenever
+  // max_sequences is reached); 0: never.
+  double idle_seconds = 0;
 };
 
-class DraftWorker final : public DraftBackend {
+// The stream of the draft's random draws (Rng::ForStep).
+inline constexpr uint64_t kDraftDraws = 2;
+
+class DraftWorker final : public Drafter {
  public:
   DraftWorker(Model& draft, DraftWorkerOptions options);
 
   absl::Status Propose(std::span<const ProposeItem> items, std::vector<ProposeOutput>* outputs,
                        std::vector<PassTime>* passes) override;
-  void Release(int64_t sequence_id) override;
+  using Drafter::Release;
+  void Release(uint64_t router, int64_t sequence_id) override;
+  // Drops the caches unused for options.idle_seconds; returns how many.
+  int ExpireIdle() override;
 
-  int sequences() const;
-  int64_t kv_bytes() const;
+  std::string kind() const override { return "model"; }
+  int sequences() const override;
+  int64_t kv_bytes() const override;
   const DraftWorkerOptions& options() const { return options_; }
 
  private:
   struct Sequence {
     std::unique_ptr<KvCache> cache;
-    Rng rng;
+    // Of the history positions the cache has taken in (held.size() == committed_tokens).
+    PrefixHashes held;
     DraftResult last;  // the previous tree, whose accepted path the next call commits
   };
 
   absl::StatusOr<std::unique_ptr<KvCache>> NewCache();
+  absl::Status StartOver(Sequence& seq);
+  int ExpireIdleLocked();
+  // Checks the item alone (shape, tokens, sampling).
+  absl::Status ValidateItem(const ProposeItem& item) const;
+  // The item's sequence, its previous accepted path committed, when its cache
+  // holds a prefix of the history sent; else FAILED_PRECONDITION naming the
+  // position needed (0 when the cache was started over).
+  absl::StatusOr<Sequence*> SequenceFor(const ProposeItem& item);
 
   Model& draft_;
   DraftWorkerOptions options_;
   TreeDrafter drafter_;
   mutable std::mutex mu_;  // one Propose at a time; Release may come from another thread
-  std::map<int64_t, Sequence> sequences_;
+  SequenceTable<Sequence> sequences_;
 };
 
 }  // namespace specserve

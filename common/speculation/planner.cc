@@ -46,10 +46,7 @@ StepClass ClassOf(int batch, double mean_context) {
   return c;
 }
 
-void CostTable::Record(int m, double seconds) {
-  auto [it, inserted] = ema_.emplace(m, seconds);
-  if (!inserted) it->second = 0.8 * it->second + 0.2 * seconds;
-}
+void CostTable::Record(int m, double seconds) { times_[m].Add(seconds); }
 
 Planner::Planner(SpecConfig config, CostPrior prior)
     : config_(config), prior_(prior), acceptance_(config.candidates) {
@@ -58,7 +55,8 @@ Planner::Planner(SpecConfig config, CostPrior prior)
 
 void Planner::RebuildTables() {
   const int nodes = std::max({config_.max_nodes, config_.tree_nodes, 1}) + 1;
-  tables_ = std::make_unique<SequoiaTables>(acceptance_.Vector(), nodes, config_.max_depth);
+  vector_at_rebuild_ = acceptance_.Vector();
+  tables_ = std::make_unique<SequoiaTables>(vector_at_rebuild_, nodes, config_.max_depth);
   steps_since_rebuild_ = 0;
   visits_at_rebuild_ = acceptance_.visits(0);
   if (config_.mode != SpecMode::kAuto) return;
@@ -84,11 +82,22 @@ void Planner::RebuildTables() {
 }
 
 void Planner::MaybeRebuildTables() {
-  // Re-plan trees when the acceptance evidence has grown by a quarter (so early
-  // on, while it moves fast, almost every step), or every 64 steps.
-  if (++steps_since_rebuild_ >= 64 ||
-      acceptance_.visits(0) > visits_at_rebuild_ + visits_at_rebuild_ / 4 + 4) {
+  // Re-plan trees (the DP costs about a millisecond, more than a small model's
+  // step) when the acceptance evidence has grown by a quarter and the vector has
+  // moved by more than kReplanDelta in some position, or every 256 steps.
+  ++steps_since_rebuild_;
+  if (steps_since_rebuild_ < 256 &&
+      acceptance_.visits(0) <= visits_at_rebuild_ + visits_at_rebuild_ / 4 + 4) {
+    return;
+  }
+  const std::vector<double> p = acceptance_.Vector();
+  double moved = 0;
+  for (size_t k = 0; k < p.size(); ++k)
+    moved = std::max(moved, std::abs(p[k] - vector_at_rebuild_[k]));
+  if (moved > kReplanDelta || steps_since_rebuild_ >= 256) {
     RebuildTables();
+  } else {
+    visits_at_rebuild_ = acceptance_.visits(0);  // the evidence agrees: look again later
   }
 }
 
@@ -98,35 +107,95 @@ void Planner::RecordDraftPass(StepClass c, int m, double seconds) {
 void Planner::RecordVerifyPass(StepClass c, int m, double seconds) {
   verify_costs_[c].Record(m, seconds);
 }
-void Planner::RecordStepOverhead(StepClass c, double seconds) {
-  auto [it, inserted] = overhead_.emplace(c, std::max(0.0, seconds));
-  if (!inserted) it->second = 0.9 * it->second + 0.1 * std::max(0.0, seconds);
+void Planner::RecordStepOverhead(StepClass c, bool speculated, double seconds) {
+  overhead_[std::pair(c, speculated)].Add(std::max(0.0, seconds));
 }
-double Planner::StepOverhead(StepClass c) const {
-  auto it = overhead_.find(c);
-  return it == overhead_.end() ? 0.0 : it->second;
+namespace {
+
+// How far apart two step classes are: powers of two of batch and context.
+double ClassDistance(StepClass a, StepClass b) {
+  return std::abs(std::log2(static_cast<double>(a.batch_bucket) / b.batch_bucket)) +
+         std::abs(std::log2(static_cast<double>(a.context_bucket) / b.context_bucket));
+}
+
+// The class of `tables` with measurements nearest to `c` (c itself when it has
+// some), or null when nothing was measured yet.
+template <typename Map>
+const typename Map::value_type* NearestMeasured(const Map& tables, StepClass c) {
+  const typename Map::value_type* best = nullptr;
+  double best_distance = 0;
+  for (const auto& entry : tables) {
+    if (entry.second.empty()) continue;
+    const double d = ClassDistance(entry.first, c);
+    if (best == nullptr || d < best_distance) {
+      best = &entry;
+      best_distance = d;
+    }
+  }
+  return best;
+}
+
+// A typical mean context of a class (its bucket is the power of two above it).
+double TypicalContext(StepClass c) { return 0.75 * c.context_bucket; }
+
+}  // namespace
+
+double Planner::StepOverhead(StepClass c, bool speculated) const {
+  // This class's measurement, else the nearest class's: the serving path's cost
+  // per step hardly depends on the class.
+  const std::pair<StepClass, bool>* nearest = nullptr;
+  double best_distance = 0;
+  for (const auto& [key, median] : overhead_) {
+    if (key.second != speculated || median.empty()) continue;
+    const double d = ClassDistance(key.first, c);
+    if (nearest == nullptr || d < best_distance) {
+      nearest = &key;
+      best_distance = d;
+    }
+  }
+  if (nearest != nullptr) return overhead_.at(*nearest).value();
+  if (speculated) return StepOverhead(c, false);
+  return 0.0;
+}
+
+double Planner::VerifyPrior(int batch, double context, int m) const {
+  const double bytes =
+      prior_.target_weight_bytes + batch * (context + m) * prior_.target_kv_bytes_per_token;
+  return bytes / prior_.bandwidth_bytes_per_second +
+         batch * m * prior_.target_flops_per_token / prior_.flops_per_second;
+}
+
+double Planner::DraftPrior(int batch, int m) const {
+  const double bytes = prior_.draft_weight_bytes +
+                       batch * (prior_.draft_window_tokens + m) * prior_.draft_kv_bytes_per_token;
+  return bytes / prior_.bandwidth_bytes_per_second +
+         batch * m * prior_.draft_flops_per_token / prior_.flops_per_second;
 }
 
 double Planner::PredictVerify(StepClass c, int batch, double context, int m) const {
-  auto prior = [&](int mm) {
-    const double bytes =
-        prior_.target_weight_bytes + batch * (context + mm) * prior_.target_kv_bytes_per_token;
-    return bytes / prior_.bandwidth_bytes_per_second +
-           batch * mm * prior_.target_flops_per_token / prior_.flops_per_second;
-  };
-  auto it = verify_costs_.find(c);
-  return it == verify_costs_.end() ? prior(m) : it->second.Estimate(m, prior);
+  auto here = [&](int mm) { return VerifyPrior(batch, context, mm); };
+  const auto* nearest = NearestMeasured(verify_costs_, c);
+  if (nearest == nullptr) return here(m);
+  if (!(nearest->first < c) && !(c < nearest->first)) return nearest->second.Estimate(m, here);
+  // Measured in another class only: its estimate, scaled by the prior's ratio
+  // between this class and that one (the context moved past a power of two).
+  const StepClass from = nearest->first;
+  auto there = [&](int mm) { return VerifyPrior(from.batch_bucket, TypicalContext(from), mm); };
+  const double base = there(m);
+  return base > 0 ? nearest->second.Estimate(m, there) * here(m) / base : here(m);
 }
 
 double Planner::DraftPassCost(StepClass c, int batch, int m) const {
-  auto prior = [&](int mm) {
-    const double bytes = prior_.draft_weight_bytes + batch * (prior_.draft_window_tokens + mm) *
-                                                         prior_.draft_kv_bytes_per_token;
-    return bytes / prior_.bandwidth_bytes_per_second +
-           batch * mm * prior_.draft_flops_per_token / prior_.flops_per_second;
-  };
-  auto it = draft_costs_.find(c);
-  return it == draft_costs_.end() ? prior(m) : it->second.Estimate(m, prior);
+  auto here = [&](int mm) { return DraftPrior(batch, mm); };
+  const auto* nearest = NearestMeasured(draft_costs_, c);
+  if (nearest == nullptr) return here(m);
+  if (!(nearest->first < c) && !(c < nearest->first)) return nearest->second.Estimate(m, here);
+  // The draft's window cost does not grow with the context: only the batch differs.
+  const StepClass from = nearest->first;
+  auto there = [&](int mm) { return DraftPrior(from.batch_bucket, mm); };
+  const double base = there(m);
+  return base > 0 ? nearest->second.Estimate(m, there) * here(m) / base
+                  : nearest->second.Estimate(m, there);
 }
 
 double Planner::PredictDraft(StepClass c, int batch, const TreeShape& shape) const {
@@ -179,9 +248,8 @@ Plan Planner::ChooseAuto(int batch, double mean_context) {
   // Decide from measurements, not the prior alone: first plain steps of this
   // class, then (once probing is affordable, see below) a probe with a short
   // chain to time the draft, then choose.
-  auto verify_it = verify_costs_.find(c);
-  if (verify_it == verify_costs_.end() || verify_it->second.empty()) return Plan{};
-  if (draft_costs_.find(c) == draft_costs_.end()) return PlainOrProbe(c, batch, mean_context);
+  if (NearestMeasured(verify_costs_, c) == nullptr) return Plan{};
+  if (NearestMeasured(draft_costs_, c) == nullptr) return PlainOrProbe(c, batch, mean_context);
   CachedChoice& choice = choices_[c];
   if (steps_ > choice.valid_until_step) {
     // Costs per pass width, once per decision, then each candidate is a sum.
@@ -192,8 +260,8 @@ Plan Planner::ChooseAuto(int batch, double mean_context) {
       if (draft_pass[m] < 0) draft_pass[m] = DraftPassCost(c, batch, m);
       return draft_pass[m];
     };
-    const double overhead = StepOverhead(c);
-    double best_rate = 1.0 / (overhead + verify[1]);
+    const double overhead = StepOverhead(c, true);
+    double best_rate = 1.0 / (StepOverhead(c, false) + verify[1]);
     choice.n = 1;
     choice.d = 0;
     for (const Candidate& cand : candidates_) {
@@ -229,10 +297,10 @@ Plan Planner::PlainOrProbe(StepClass c, int batch, double mean_context) {
   // probe only once the plain time since the last probe is at least
   // probe_budget_factor_ times that cost, so probing stays under 1/factor of
   // the time; each probe that still loses doubles the factor.
-  const double plain_step = StepOverhead(c) + PredictVerify(c, batch, mean_context, 1);
+  const double plain_step = StepOverhead(c, false) + PredictVerify(c, batch, mean_context, 1);
   plain_seconds_ += plain_step;
   const double probe_cost = DraftPassCost(c, batch, prior_.draft_window_tokens) +
-                            2 * DraftPassCost(c, batch, 1) + StepOverhead(c) +
+                            2 * DraftPassCost(c, batch, 1) + StepOverhead(c, true) +
                             PredictVerify(c, batch, mean_context, 3);
   Plan plan;
   if (plain_seconds_ < probe_budget_factor_ * probe_cost) return plan;

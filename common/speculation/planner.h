@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "common/speculation/recent_median.h"
 #include "common/speculation/sequoia.h"
 #include "common/speculation/speculation_config.h"
 #include "common/speculation/verifier.h"
@@ -58,7 +59,7 @@ struct StepClass {
 StepClass ClassOf(int batch, double mean_context);
 
 // Measured seconds of a pass with m new tokens per sequence, per step class:
-// an exponential moving average per m, with the prior scaled to the nearest
+// the median of the recent passes per m, with the prior scaled to the nearest
 // measurement where m was never measured.
 class CostTable {
  public:
@@ -66,21 +67,24 @@ class CostTable {
   // `prior(m)` gives the analytic estimate.
   template <typename Prior>
   double Estimate(int m, const Prior& prior) const {
-    auto exact = ema_.find(m);
-    if (exact != ema_.end()) return exact->second;
-    if (ema_.empty()) return prior(m);
-    auto above = ema_.lower_bound(m);
+    auto exact = times_.find(m);
+    if (exact != times_.end()) return exact->second.value();
+    if (times_.empty()) return prior(m);
+    auto above = times_.lower_bound(m);
     auto nearest =
-        above == ema_.end() ? std::prev(above)
-        : above == ema_.begin()
+        above == times_.end() ? std::prev(above)
+        : above == times_.begin()
             ? above
             : (above->first - m < m - std::prev(above)->first ? above : std::prev(above));
-    return prior(m) * nearest->second / prior(nearest->first);
+    // Scale the nearest measurement by the prior's ratio (a prior of 0, e.g. a
+    // drafter without a model, gives no ratio: take the measurement as it is).
+    const double base = prior(nearest->first);
+    return base > 0 ? prior(m) * nearest->second.value() / base : nearest->second.value();
   }
-  bool empty() const { return ema_.empty(); }
+  bool empty() const { return times_.empty(); }
 
  private:
-  std::map<int, double> ema_;
+  std::map<int, RecentMedian> times_;
 };
 
 struct Plan {
@@ -103,11 +107,14 @@ class Planner {
   // Level widths of a draft: level 0 (catch-up) then fed nodes per level.
   void RecordDraftPass(StepClass c, int tokens_per_sequence, double seconds);
   void RecordVerifyPass(StepClass c, int tokens_per_sequence, double seconds);
-  // Time a decode step spends outside the draft and verify passes (the serving
-  // path: scheduling, RPCs, streaming); paid once per step whatever the tree, so
-  // it favours speculation, which needs fewer steps per token.
-  void RecordStepOverhead(StepClass c, double seconds);
-  double StepOverhead(StepClass c) const;
+  // Time a decode step spends outside the draft and verify passes: the serving
+  // path (scheduling, RPCs, streaming), paid once per step whatever the tree, so
+  // it favours speculation, which needs fewer steps per token; and bookkeeping,
+  // which speculation adds to (planning, trees). Kept apart for plain and
+  // speculative steps; a speculative step not yet measured is assumed to cost
+  // what a plain one does.
+  void RecordStepOverhead(StepClass c, bool speculated, double seconds);
+  double StepOverhead(StepClass c, bool speculated) const;
   // Whether the latest decision (any class) was to speculate; true before any.
   bool last_choice_speculates() const { return last_choice_speculates_; }
 
@@ -131,6 +138,9 @@ class Planner {
   };
   void RebuildTables();
   void MaybeRebuildTables();
+  // The analytic costs (bytes over bandwidth plus arithmetic over peak).
+  double VerifyPrior(int batch, double context, int m) const;
+  double DraftPrior(int batch, int m) const;
   Plan ChooseAuto(int batch, double mean_context);
   Plan PlainOrProbe(StepClass c, int batch, double mean_context);
   // Probing may take at most 1/kProbeBudgetFactor of the time while plain wins.
@@ -140,7 +150,7 @@ class Planner {
   CostPrior prior_;
   AcceptanceStats acceptance_;
   std::map<StepClass, CostTable> draft_costs_, verify_costs_;
-  std::map<StepClass, double> overhead_;  // EMA of StepOverhead per class
+  std::map<std::pair<StepClass, bool>, RecentMedian> overhead_;  // per class, speculated
   bool last_choice_speculates_ = true;
   std::unique_ptr<SequoiaTables> tables_;
   std::vector<Candidate> candidates_;
@@ -149,6 +159,9 @@ class Planner {
   double plain_seconds_ = 0, probe_budget_factor_ = kProbeBudgetFactor;
   bool probed_once_ = false;
   int64_t visits_at_rebuild_ = 0;
+  std::vector<double> vector_at_rebuild_;
+  // The acceptance vector must move this much in some position to re-plan.
+  static constexpr double kReplanDelta = 0.01;
 };
 
 }  // namespace specserve

@@ -17,7 +17,7 @@ double SecondsSince(Clock::time_point start) {
 
 }  // namespace
 
-ModelFacts FactsOf(const LoadedModel& target, const LoadedModel& draft, int sinks, int window) {
+ModelFacts FactsOf(const LoadedModel& target, const LoadedModel* draft, int sinks, int window) {
   ModelFacts f;
   f.vocab_size = target.config.vocab_size;
   f.stop_ids = StopTokenIds(target);
@@ -25,11 +25,11 @@ ModelFacts FactsOf(const LoadedModel& target, const LoadedModel& draft, int sink
   // One token with no context: weight traffic and projection arithmetic only.
   const PassShape one_token{1, 0, 1, 1};
   f.prior.target_weight_bytes = WeightBytes(target);
-  f.prior.draft_weight_bytes = WeightBytes(draft);
+  if (draft != nullptr) f.prior.draft_weight_bytes = WeightBytes(*draft);
   f.prior.target_flops_per_token = EstimatePass(target, one_token).flops;
-  f.prior.draft_flops_per_token = EstimatePass(draft, one_token).flops;
+  if (draft != nullptr) f.prior.draft_flops_per_token = EstimatePass(*draft, one_token).flops;
   f.prior.target_kv_bytes_per_token = KvBytesPerToken(target.config);
-  f.prior.draft_kv_bytes_per_token = KvBytesPerToken(draft.config);
+  if (draft != nullptr) f.prior.draft_kv_bytes_per_token = KvBytesPerToken(draft->config);
   f.prior.draft_window_tokens = sinks + window;
   return f;
 }
@@ -55,8 +55,12 @@ absl::Status CheckSameVocabulary(const LoadedModel& target, const LoadedModel& d
 
 absl::StatusOr<std::unique_ptr<SpecEngine>> SpecEngine::Create(Model& target, Model& draft,
                                                                SpecEngineOptions options) {
-  if (&draft != &target) RETURN_IF_ERROR(CheckSameVocabulary(target.loaded(), draft.loaded()));
-  DraftWorkerOptions d;
+  const bool ngram = options.drafter == DrafterKind::kNgram;
+  if (!ngram && &draft != &target) {
+    RETURN_IF_ERROR(CheckSameVocabulary(target.loaded(), draft.loaded()));
+  }
+  DrafterOptions d;
+  d.kind = options.drafter;
   d.sinks = options.sinks;
   d.window = options.window;
   d.max_candidates = options.max_candidates;
@@ -65,12 +69,14 @@ absl::StatusOr<std::unique_ptr<SpecEngine>> SpecEngine::Create(Model& target, Mo
   t.max_context = options.max_context;
   t.max_tree_nodes = d.max_tree_nodes;
   t.acceptance_scale = options.verifier_acceptance_scale;
-  auto draft_worker = std::make_unique<DraftWorker>(draft, d);
+  ASSIGN_OR_RETURN(std::unique_ptr<Drafter> draft_worker,
+                   MakeDrafter(d, &draft, target.config().vocab_size));
   auto target_worker = std::make_unique<TargetWorker>(target, t);
-  ASSIGN_OR_RETURN(
-      std::unique_ptr<SpecEngine> engine,
-      Create(draft_worker.get(), *target_worker,
-             FactsOf(target.loaded(), draft.loaded(), options.sinks, options.window), options));
+  ASSIGN_OR_RETURN(std::unique_ptr<SpecEngine> engine,
+                   Create(draft_worker.get(), *target_worker,
+                          FactsOf(target.loaded(), ngram ? nullptr : &draft.loaded(), options.sinks,
+                                  options.window),
+                          options));
   engine->owned_draft_ = std::move(draft_worker);
   engine->owned_target_ = std::move(target_worker);
   return engine;
@@ -192,7 +198,8 @@ void SpecEngine::RecordOverhead(Clock::time_point step_start) {
   last_decode_end_ = end;
   // A long gap is the caller idling or pausing, not the serving path's cost.
   if (outside <= 10 * passes) {
-    planner_->RecordStepOverhead(ClassOf(last_.batch, last_.mean_context), outside);
+    planner_->RecordStepOverhead(ClassOf(last_.batch, last_.mean_context),
+                                 last_.speculated || last_.draft_seconds > 0, outside);
   }
 }
 
@@ -212,6 +219,7 @@ absl::Status SpecEngine::PrefillStep(std::span<const std::pair<int, Sequence*>> 
     item.kind = VerifyKind::kPrefill;
     item.start = seq->target_from;
     item.tokens = std::span<const int32_t>(seq->state.tokens).subspan(seq->target_from, n);
+    item.prefix_hash = HashBefore(*seq, item.start);
     item.sampling = seq->request.sampling;
     prefilled.emplace_back(id, seq);
     last_.prefill_tokens += n;
@@ -237,6 +245,11 @@ absl::Status SpecEngine::PrefillStep(std::span<const std::pair<int, Sequence*>> 
   return absl::OkStatus();
 }
 
+uint64_t SpecEngine::HashBefore(Sequence& seq, int64_t n) {
+  seq.history_hashes.Cover(seq.state.tokens);
+  return seq.history_hashes.at(n);
+}
+
 void SpecEngine::CatchUpDraft(std::span<const std::pair<int, Sequence*>> sequences) {
   if (draft_ == nullptr || planner_->config().mode == SpecMode::kOff) return;
   // Auto mode decoding plainly would not use the draft soon: let it catch up
@@ -254,6 +267,7 @@ void SpecEngine::CatchUpDraft(std::span<const std::pair<int, Sequence*>> sequenc
     item.start = seq->draft_from;
     item.tokens =
         std::span<const int32_t>(seq->state.tokens).subspan(seq->draft_from, end - seq->draft_from);
+    item.prefix_hash = HashBefore(*seq, item.start);
     item.shape = &kNoTree;
     item.sampling = seq->request.sampling;
     members.push_back(seq);
@@ -284,6 +298,7 @@ std::vector<const ProposeOutput*> SpecEngine::ProposeTrees(
     item.sequence_id = id;
     item.start = seq->draft_from;
     item.tokens = std::span<const int32_t>(seq->state.tokens).subspan(seq->draft_from);
+    item.prefix_hash = HashBefore(*seq, item.start);
     item.previous_accepted = seq->previous_accepted;
     item.shape = &plan.shape;
     item.sampling = seq->request.sampling;
@@ -392,6 +407,7 @@ absl::Status SpecEngine::DecodeStep(std::span<const std::pair<int, Sequence*>> d
     item.kind = VerifyKind::kVerify;
     item.start = seq->target_from;
     item.tokens = std::span<const int32_t>(seq->state.tokens).subspan(seq->target_from);
+    item.prefix_hash = HashBefore(*seq, item.start);
     item.tree = draft_of[i] ? &draft_of[i]->tree : nullptr;
     item.q = draft_of[i] ? &draft_of[i]->q : nullptr;
     item.sampling = seq->request.sampling;

@@ -18,13 +18,16 @@
 #include "common/engine/model.h"
 #include "common/speculation/backends.h"
 #include "common/speculation/draft_worker.h"
+#include "common/speculation/drafter_factory.h"
 #include "common/speculation/planner.h"
+#include "common/speculation/prefix_hash.h"
 #include "common/speculation/target_worker.h"
 
 namespace specserve {
 
 struct SpecEngineOptions {
   SpecConfig spec;
+  DrafterKind drafter = DrafterKind::kModel;  // in-process Create: model (MagicDec) or ngram
   int sinks = 16;                 // draft window cache: attention-sink tokens kept forever
   int window = 256;               // draft window cache: most recent tokens kept
   int max_context = 0;            // tokens per sequence; 0: the target's context length
@@ -68,7 +71,8 @@ struct ModelFacts {
   int context_length = 0;
   CostPrior prior;  // weights, KV bytes per token, flops (bandwidth/flops filled from options)
 };
-ModelFacts FactsOf(const LoadedModel& target, const LoadedModel& draft, int sinks, int window);
+// `draft` null: a drafter without a model (ngram), whose passes cost next to nothing.
+ModelFacts FactsOf(const LoadedModel& target, const LoadedModel* draft, int sinks, int window);
 
 class SpecEngine {
  public:
@@ -117,7 +121,11 @@ class SpecEngine {
     int64_t target_from = 0;                 // the target holds history[0, target_from)
     int64_t draft_from = 0;                  // the draft holds at least history[0, draft_from)
     std::vector<int32_t> previous_accepted;  // last step's accepted nodes, for the draft
+    PrefixHashes history_hashes;             // of state.tokens' prefixes (HashBefore)
   };
+  // PrefixHash of the sequence's first n history tokens (items carry it so that a
+  // worker reuses a cache only when it holds that prefix).
+  static uint64_t HashBefore(Sequence& seq, int64_t n);
 
   SpecEngine(DraftBackend* draft, TargetBackend& target, ModelFacts facts,
              SpecEngineOptions options);
@@ -135,7 +143,7 @@ class SpecEngine {
   void ApplyVerified(int id, Sequence& seq, const ProposeOutput* draft, const VerifyOutput& out);
   void RecordOverhead(std::chrono::steady_clock::time_point step_start);
 
-  std::unique_ptr<DraftWorker> owned_draft_;
+  std::unique_ptr<Drafter> owned_draft_;
   std::unique_ptr<TargetWorker> owned_target_;
   DraftBackend* draft_;
   TargetBackend& target_;

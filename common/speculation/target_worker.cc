@@ -13,19 +13,33 @@ TargetWorker::TargetWorker(Model& target, TargetWorkerOptions options)
 
 int TargetWorker::sequences() const {
   std::lock_guard<std::mutex> lock(mu_);
-  return static_cast<int>(sequences_.size());
+  return sequences_.size();
 }
 
 int64_t TargetWorker::kv_bytes() const {
   std::lock_guard<std::mutex> lock(mu_);
   int64_t bytes = 0;
-  for (const auto& [id, seq] : sequences_) bytes += seq.cache->memory_bytes();
+  sequences_.ForEach([&](const SequenceKey&, const Sequence& seq) {
+    bytes += seq.cache->memory_bytes() + seq.held.memory_bytes();
+  });
   return bytes;
 }
 
-void TargetWorker::Release(int64_t sequence_id) {
+void TargetWorker::Release(uint64_t router, int64_t sequence_id) {
   std::lock_guard<std::mutex> lock(mu_);
-  sequences_.erase(sequence_id);
+  sequences_.Erase({router, sequence_id});
+}
+
+int TargetWorker::ExpireIdle() {
+  std::lock_guard<std::mutex> lock(mu_);
+  return ExpireIdleLocked();
+}
+
+int TargetWorker::ExpireIdleLocked() {
+  if (options_.idle_seconds <= 0) return 0;
+  return sequences_.ExpireIdle(std::chrono::steady_clock::now(),
+                               std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                                   std::chrono::duration<double>(options_.idle_seconds)));
 }
 
 namespace {
@@ -73,27 +87,34 @@ absl::Status TargetWorker::ValidateItem(const VerifyItem& item) const {
   return absl::OkStatus();
 }
 
+absl::Status TargetWorker::StartOver(Sequence& seq) {
+  ASSIGN_OR_RETURN(seq.cache, NewCache());
+  seq.held.Clear();
+  return absl::OkStatus();
+}
+
 absl::StatusOr<TargetWorker::Sequence*> TargetWorker::SequenceFor(const VerifyItem& item,
                                                                   VerifyOutput* out) {
-  auto it = sequences_.find(item.sequence_id);
-  if (it == sequences_.end()) {
-    if (static_cast<int>(sequences_.size()) >= options_.max_sequences) {
+  const SequenceKey key{item.router, item.sequence_id};
+  const auto now = std::chrono::steady_clock::now();
+  Sequence* found = sequences_.Find(key, now);
+  if (found == nullptr) {
+    if (sequences_.size() >= options_.max_sequences && ExpireIdleLocked() == 0) {
       return absl::ResourceExhaustedError(
           absl::StrFormat("the target holds %d sequences, its limit", options_.max_sequences));
     }
     Sequence seq;
     ASSIGN_OR_RETURN(seq.cache, NewCache());
-    seq.rng.Seed(item.sampling.seed);
-    it = sequences_.emplace(item.sequence_id, std::move(seq)).first;
+    found = &sequences_.Insert(key, std::move(seq), now);
   }
-  Sequence& seq = it->second;
+  Sequence& seq = *found;
   const int64_t have = seq.cache->committed_tokens();
   const int64_t end = item.start + static_cast<int64_t>(item.tokens.size());
   // The history must reach past what we hold (a verify needs at least its root).
   if (have > end || (item.kind == VerifyKind::kVerify && have >= end)) {
     // We hold tokens the router never saw (a verification whose answer was lost):
     // start over from the router's history.
-    ASSIGN_OR_RETURN(seq.cache, NewCache());
+    RETURN_IF_ERROR(StartOver(seq));
     return absl::FailedPreconditionError(absl::StrFormat(
         "sequence %d: the cache ran ahead of the history (%d > %d); need history from 0",
         item.sequence_id, have, end));
@@ -103,6 +124,18 @@ absl::StatusOr<TargetWorker::Sequence*> TargetWorker::SequenceFor(const VerifyIt
     return absl::FailedPreconditionError(
         absl::StrFormat("sequence %d: need history from position %d (sent %d..%d)",
                         item.sequence_id, have, item.start, end));
+  }
+  // start <= have <= end: what we hold must be the history's prefix, token for token.
+  const bool same = seq.held.size() == have && seq.held.at(item.start) == item.prefix_hash &&
+                    seq.held.at(have) ==
+                        PrefixHash(item.tokens.subspan(0, static_cast<size_t>(have - item.start)),
+                                   item.prefix_hash);
+  if (!same) {
+    RETURN_IF_ERROR(StartOver(seq));
+    return absl::FailedPreconditionError(absl::StrFormat(
+        "sequence %d: the cache holds another history than the one sent (prefix hash); need "
+        "history from 0",
+        item.sequence_id));
   }
   if (end + TreeOf(item).size() > max_context_ + options_.max_tree_nodes + 1) {
     return absl::OutOfRangeError(absl::StrFormat("sequence %d: %d tokens exceed the context of %d",
@@ -143,7 +176,11 @@ absl::Status TargetWorker::AcceptPath(const VerifyItem& item, Sequence& seq, int
   in.vocab_size = target_.config().vocab_size;
   in.sampling = &item.sampling;
   in.draft = item.q;
-  in.rng = &seq.rng;
+  // Draws keyed by the root's position: a step verified again (after a restart)
+  // draws the same numbers.
+  const int64_t root = item.start + static_cast<int64_t>(item.tokens.size()) - 1;
+  Rng rng = Rng::ForStep(item.sampling.seed, root, kTargetDraws);
+  in.rng = &rng;
   in.acceptance_scale = options_.acceptance_scale;
   out->result = VerifyTree(in);
   if (item.top_logprobs >= 0) {
@@ -165,7 +202,10 @@ absl::Status TargetWorker::AcceptPath(const VerifyItem& item, Sequence& seq, int
   std::vector<int32_t> keep;
   for (int j = 0; j < uncached; ++j) keep.push_back(j);
   for (int32_t node : out->result.accepted) keep.push_back(uncached + node);
-  return seq.cache->Commit(keep);
+  RETURN_IF_ERROR(seq.cache->Commit(keep));
+  seq.held.Append(item.tokens.subspan(item.tokens.size() - uncached));
+  for (int32_t node : out->result.accepted) seq.held.Append(in.tree->tokens[node]);
+  return absl::OkStatus();
 }
 
 absl::Status TargetWorker::Verify(std::span<const VerifyItem> items,
@@ -217,12 +257,17 @@ absl::Status TargetWorker::Verify(std::span<const VerifyItem> items,
     Sequence& seq = *seqs[i];
     if (items[i].kind == VerifyKind::kPrefill) {
       seq.cache->CommitAll();
+      seq.held.Append(rows[i].tokens);
     } else {
       const size_t n_rows = rows[i].logit_rows.size();
       out.status = AcceptPath(
           items[i], seq, rows[i].uncached,
           std::span<const float>(logits_.data() + logit_row * vocab, n_rows * vocab), &out);
       logit_row += n_rows;
+    }
+    // A commit that failed half-way leaves hashes and cache apart: start over.
+    if (seq.held.size() != seq.cache->committed_tokens()) {
+      if (absl::Status st = StartOver(seq); !st.ok()) out.status = st;
     }
     out.cached_tokens = seq.cache->committed_tokens();
   }

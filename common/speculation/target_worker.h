@@ -1,6 +1,9 @@
-// The target side in-process: the target model and, per live sequence, its full
-// KV cache and random stream. Verifies a whole batch of trees in one forward.
-// The target service wraps exactly this.
+// The target side in-process: the target model and, per live sequence (a router
+// instance and an id), its full KV cache and the PrefixHash of every prefix of the
+// tokens it holds. Verifies a whole batch of trees in one forward. A cache is
+// reused only when it holds the history's prefix (by hash, not just by length);
+// caches unused for `idle_seconds` expire. Random draws are keyed by (seed, step
+// position) (Rng::ForStep). The target service wraps exactly this.
 #pragma once
 
 #include <map>
@@ -9,6 +12,8 @@
 
 #include "common/engine/model.h"
 #include "common/speculation/backends.h"
+#include "common/speculation/prefix_hash.h"
+#include "common/speculation/sequence_table.h"
 #include "common/speculation/speculation_config.h"
 
 namespace specserve {
@@ -18,8 +23,14 @@ struct TargetWorkerOptions {
   int max_tree_nodes = kMaxTreeNodes;
   int max_depth = kMaxTreeDepth;
   int max_sequences = 4096;
+  // Caches no call has used for this long are dropped (ExpireIdle, and whenever
+  // max_sequences is reached); 0: never.
+  double idle_seconds = 0;
   double acceptance_scale = 1.0;  // tests only (VerifyInput::acceptance_scale)
 };
+
+// The stream of the target's random draws (Rng::ForStep).
+inline constexpr uint64_t kTargetDraws = 1;
 
 class TargetWorker final : public TargetBackend {
  public:
@@ -27,7 +38,11 @@ class TargetWorker final : public TargetBackend {
 
   absl::Status Verify(std::span<const VerifyItem> items,
                       std::vector<VerifyOutput>* outputs) override;
-  void Release(int64_t sequence_id) override;
+  // In-process callers (router instance 0).
+  void Release(int64_t sequence_id) override { Release(0, sequence_id); }
+  void Release(uint64_t router, int64_t sequence_id);
+  // Drops the caches unused for options.idle_seconds; returns how many.
+  int ExpireIdle();
 
   int sequences() const;
   int64_t kv_bytes() const;
@@ -36,7 +51,7 @@ class TargetWorker final : public TargetBackend {
  private:
   struct Sequence {
     std::unique_ptr<KvCache> cache;
-    Rng rng;
+    PrefixHashes held;  // of the tokens the cache holds: held.size() == committed_tokens
   };
   // One item's rows in the pass: its uncached history, then its tree's nodes.
   struct PassRows {
@@ -47,9 +62,12 @@ class TargetWorker final : public TargetBackend {
   // The phases of Verify, per item.
   absl::StatusOr<std::unique_ptr<KvCache>> NewCache();
   absl::Status ValidateItem(const VerifyItem& item) const;
-  // The item's sequence (created on first sight) when its cache lines up with the
-  // history sent; else FAILED_PRECONDITION naming the position needed.
+  // The item's sequence (created on first sight) when its cache holds a prefix of
+  // the history sent; else FAILED_PRECONDITION naming the position needed (0 when
+  // the cache was started over: it ran ahead, or holds another history).
   absl::StatusOr<Sequence*> SequenceFor(const VerifyItem& item, VerifyOutput* out);
+  absl::Status StartOver(Sequence& seq);
+  int ExpireIdleLocked();
   void BuildPass(const VerifyItem& item, Sequence& seq, PassRows* rows) const;
   // Verifies the item's tree on its logits and keeps the accepted path's rows.
   absl::Status AcceptPath(const VerifyItem& item, Sequence& seq, int uncached,
@@ -59,7 +77,7 @@ class TargetWorker final : public TargetBackend {
   TargetWorkerOptions options_;
   int max_context_;
   mutable std::mutex mu_;
-  std::map<int64_t, Sequence> sequences_;
+  SequenceTable<Sequence> sequences_;
   std::vector<float> logits_;
 };
 

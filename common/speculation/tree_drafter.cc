@@ -4,6 +4,7 @@
 #include <chrono>
 
 #include "absl/strings/str_format.h"
+#include "common/speculation/child_picker.h"
 #include "common/util/status_macros.h"
 
 namespace specserve {
@@ -16,12 +17,11 @@ TreeDrafter::TreeDrafter(Model& draft, int window, int max_candidates, int sinks
 
 namespace {
 
-// Picks up to `count` children from draft logits: the top tokens (greedy) or
-// draws without replacement from q (sampling; q is returned for verification).
-std::vector<int32_t> PickChildren(std::span<const float> logits, int count,
-                                  const SamplingParams& sampling, int max_candidates, Rng& rng,
-                                  std::vector<TokenProb>* q) {
-  std::vector<int32_t> picked;
+// The candidates of a node from draft logits: the top `count` tokens (greedy),
+// or q, the sampling distribution kept to `max_candidates` (exact and small to
+// send), which the children are drawn from without replacement.
+std::vector<TokenProb> Candidates(std::span<const float> logits, int count,
+                                  const SamplingParams& sampling, int max_candidates) {
   if (sampling.greedy()) {
     std::vector<int32_t> order(logits.size());
     for (size_t i = 0; i < order.size(); ++i) order[i] = static_cast<int32_t>(i);
@@ -29,25 +29,14 @@ std::vector<int32_t> PickChildren(std::span<const float> logits, int count,
     std::partial_sort(order.begin(), order.begin() + count, order.end(), [&](int32_t a, int32_t b) {
       return logits[a] > logits[b] || (logits[a] == logits[b] && a < b);
     });
-    picked.assign(order.begin(), order.begin() + count);
-    return picked;
+    std::vector<TokenProb> top;
+    for (int i = 0; i < count; ++i) top.push_back({order[i], 1.0f});
+    return top;
   }
   SamplingParams draft_params = sampling;
   draft_params.top_k =
       sampling.top_k > 0 ? std::min(sampling.top_k, max_candidates) : max_candidates;
-  *q = SamplingDistribution(logits, draft_params);
-  std::vector<TokenProb> remaining = *q;
-  while (static_cast<int>(picked.size()) < count && !remaining.empty()) {
-    const int32_t token = SampleFrom(remaining, rng);
-    picked.push_back(token);
-    remaining.erase(std::find_if(remaining.begin(), remaining.end(),
-                                 [&](const TokenProb& tp) { return tp.token == token; }));
-    double mass = 0.0;
-    for (const TokenProb& tp : remaining) mass += tp.prob;
-    if (mass <= 0.0) break;
-    for (TokenProb& tp : remaining) tp.prob = static_cast<float>(tp.prob / mass);
-  }
-  return picked;
+  return SamplingDistribution(logits, draft_params);
 }
 
 }  // namespace
@@ -122,9 +111,10 @@ void TreeDrafter::Expand(const DraftRequest& r, int parent_shape, std::span<cons
   const std::vector<int32_t>& kids = w->shape_children[parent_shape + 1];
   if (kids.empty()) return;
   const int parent_tree = parent_shape < 0 ? -1 : w->tree_of_shape[parent_shape];
-  std::vector<TokenProb> q;
+  std::vector<TokenProb> q =
+      Candidates(logits, static_cast<int>(kids.size()), *r.sampling, max_candidates_);
   const std::vector<int32_t> tokens =
-      PickChildren(logits, static_cast<int>(kids.size()), *r.sampling, max_candidates_, *r.rng, &q);
+      PickChildren(q, static_cast<int>(kids.size()), r.sampling->greedy(), *r.rng);
   if (!r.sampling->greedy()) out->q[parent_tree + 1] = std::move(q);
   for (size_t k = 0; k < tokens.size(); ++k) {
     w->tree_of_shape[kids[k]] = out->tree.size();

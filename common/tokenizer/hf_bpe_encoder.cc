@@ -3,6 +3,8 @@
 #include <cstdio>
 #include <queue>
 
+#include "common/tokenizer/byte_level.h"
+#include "common/tokenizer/unicode_nfc.h"
 #include "common/tokenizer/utf8.h"
 
 namespace specserve {
@@ -76,6 +78,17 @@ HfBpeEncoder::HfBpeEncoder(const Vocabulary& vocab) : rules_(vocab.hf), unk_id_(
     all.Add(pattern, t.id);
     if (!t.special) plain.Add(pattern, t.id);
   }
+  for (const HfBpeRules::SplitStep& step : rules_.splits) {
+    // The loaders compile every pattern before accepting it; a failure here leaves
+    // the step without its split.
+    std::shared_ptr<const RegexSplitter> compiled;
+    if (!step.pattern.empty()) {
+      absl::StatusOr<std::shared_ptr<const RegexSplitter>> splitter =
+          RegexSplitter::Compile(step.pattern);
+      if (splitter.ok()) compiled = *std::move(splitter);
+    }
+    splitters_.push_back(std::move(compiled));
+  }
   rules_.merges.clear();  // only the map is needed now
   rules_.merges.shrink_to_fit();
 }
@@ -87,6 +100,11 @@ int32_t HfBpeEncoder::Find(std::string_view piece) const {
 
 void HfBpeEncoder::Normalize(std::string_view text, std::string* out) const {
   if (text.empty()) return;
+  std::string composed;
+  if (rules_.normalizer_nfc) {
+    composed = ToNfc(text);
+    text = composed;
+  }
   if (rules_.normalizer_prepend) out->append(kMarker);
   if (rules_.normalizer_replace_spaces) {
     AppendWithMarkers(text, out);
@@ -97,6 +115,11 @@ void HfBpeEncoder::Normalize(std::string_view text, std::string* out) const {
 
 void HfBpeEncoder::Encode(std::string_view text, bool parse_special,
                           std::vector<int32_t>* ids) const {
+  std::string valid;
+  if (rules_.byte_level || rules_.normalizer_nfc || !splitters_.empty()) {
+    valid = ReplaceInvalidUtf8(text);
+    text = valid;
+  }
   const AddedTokenMatcher& raw = parse_special ? raw_all_ : raw_plain_;
   for (const TextSegment& seg : raw.Split(text)) {
     if (seg.id >= 0) {
@@ -123,8 +146,18 @@ void HfBpeEncoder::EncodeNormalized(std::string_view text, bool at_input_start, 
 
 void HfBpeEncoder::EncodePiece(std::string_view piece, bool at_input_start,
                                std::vector<int32_t>* ids) const {
+  if (!rules_.splits.empty()) {
+    EncodeSplit(piece, ids);
+    return;
+  }
   if (!rules_.metaspace) {
-    EncodeWord(piece, ids);
+    if (rules_.byte_level) {
+      std::string word;
+      AppendByteLevel(piece, &word);
+      EncodeWord(word, ids);
+    } else {
+      EncodeWord(piece, ids);
+    }
     return;
   }
   std::string text;
@@ -149,6 +182,36 @@ void HfBpeEncoder::EncodePiece(std::string_view piece, bool at_input_start,
     pos = all.find(kMarker, pos + kMarker.size());
   }
   EncodeWord(all.substr(begin), ids);
+}
+
+void HfBpeEncoder::EncodeSplit(std::string_view piece, std::vector<int32_t>* ids) const {
+  std::vector<std::string> pieces{std::string(piece)};
+  std::vector<std::string> next;
+  std::vector<std::string_view> parts;
+  for (size_t s = 0; s < rules_.splits.size(); ++s) {
+    next.clear();
+    for (std::string& p : pieces) {
+      if (rules_.splits[s].add_prefix_space && (p.empty() || p[0] != ' ')) p.insert(0, 1, ' ');
+      if (splitters_[s] == nullptr) {
+        next.push_back(std::move(p));
+        continue;
+      }
+      parts.clear();
+      splitters_[s]->Split(p, &parts);
+      for (std::string_view part : parts) next.emplace_back(part);
+    }
+    pieces.swap(next);
+  }
+  std::string word;
+  for (const std::string& p : pieces) {
+    if (!rules_.byte_level) {
+      EncodeWord(p, ids);
+      continue;
+    }
+    word.clear();
+    AppendByteLevel(p, &word);
+    EncodeWord(word, ids);
+  }
 }
 
 void HfBpeEncoder::EncodeWord(std::string_view word, std::vector<int32_t>* ids) const {

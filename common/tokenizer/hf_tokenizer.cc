@@ -67,6 +67,28 @@ absl::StatusOr<int32_t> TokenId(const Json& config, const std::string& key, cons
   return static_cast<int32_t>(id);
 }
 
+// Every id of "eos_token_id": one id or a list.
+absl::StatusOr<std::vector<int32_t>> TokenIds(const Json& config, const std::string& key,
+                                              const std::string& path, const Vocabulary& vocab) {
+  std::vector<int32_t> ids;
+  const auto it = config.find(key);
+  if (it == config.end() || it->is_null()) return ids;
+  if (!it->is_array()) {
+    ASSIGN_OR_RETURN(const int32_t id, TokenId(config, key, path, vocab));
+    ids.push_back(id);
+    return ids;
+  }
+  for (const Json& v : *it) {
+    if (!v.is_number_integer() || v.get<int64_t>() < 0 || v.get<int64_t>() >= vocab.size()) {
+      return absl::InvalidArgumentError(absl::StrCat(path, ": key '", key, "': ", v.dump(),
+                                                     " is not a token id of the vocabulary of ",
+                                                     vocab.size(), " tokens"));
+    }
+    ids.push_back(static_cast<int32_t>(v.get<int64_t>()));
+  }
+  return ids;
+}
+
 }  // namespace
 
 absl::StatusOr<Vocabulary> LoadHfTokenizer(const std::string& dir) {
@@ -98,7 +120,15 @@ absl::StatusOr<Vocabulary> LoadHfTokenizer(const std::string& dir) {
       return absl::InvalidArgumentError(
           absl::StrCat(tc_path, ": add_eos_token true (EOS after every text) is not supported"));
     }
-    if (tc.contains("add_prefix_space") && !tc["add_prefix_space"].is_null()) {
+    // Byte-level tokenizers (GPT2/Qwen2TokenizerFast) take it as the ByteLevel
+    // pre-tokenizer's own flag: the value the tokenizer.json already has changes nothing.
+    bool byte_level_prefix = false;
+    for (const HfBpeRules::SplitStep& step : vocab.hf.splits) {
+      byte_level_prefix = byte_level_prefix || step.add_prefix_space;
+    }
+    if (tc.contains("add_prefix_space") && !tc["add_prefix_space"].is_null() &&
+        !(vocab.hf.byte_level && tc["add_prefix_space"].is_boolean() &&
+          tc["add_prefix_space"].get<bool>() == byte_level_prefix)) {
       return absl::InvalidArgumentError(
           absl::StrCat(tc_path,
                        ": add_prefix_space (which makes transformers rebuild the tokenizer from "
@@ -135,6 +165,22 @@ absl::StatusOr<Vocabulary> LoadHfTokenizer(const std::string& dir) {
   }
   vocab.bos_id = bos;
   vocab.eos_id = eos;
+  // Every other id that ends a turn: the rest of the eos_token_id lists (Llama 3.1:
+  // <|end_of_text|>, <|eom_id|>, <|eot_id|>) and tokenizer_config's eos_token.
+  for (const auto& [config, path] : {std::pair{&gc, &gc_path}, std::pair{&mc, &mc_path}}) {
+    if (!config->is_object()) continue;
+    ASSIGN_OR_RETURN(const std::vector<int32_t> ids,
+                     TokenIds(*config, "eos_token_id", *path, vocab));
+    for (int32_t id : ids) vocab.end_of_turn_ids.push_back(id);
+  }
+  if (tc.is_object()) {
+    ASSIGN_OR_RETURN(const int32_t named, NamedToken(tc, "eos_token", tc_path, vocab));
+    if (named >= 0) vocab.end_of_turn_ids.push_back(named);
+  }
+  vocab.end_of_turn_ids = StopTokenIds(vocab);  // without repeats; eos first
+  if (!vocab.end_of_turn_ids.empty() && vocab.end_of_turn_ids.front() == eos) {
+    vocab.end_of_turn_ids.erase(vocab.end_of_turn_ids.begin());
+  }
   if (vocab.add_bos && bos < 0) {
     return absl::InvalidArgumentError(
         absl::StrCat(dir, ": the tokenizer adds a BOS token but no file names one"));

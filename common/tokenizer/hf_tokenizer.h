@@ -13,7 +13,9 @@ namespace specserve {
 // else "bos_token_id" of generation_config.json, then config.json. EOS: the first
 // "eos_token_id" of generation_config.json (what generation stops on), else
 // tokenizer_config.json "eos_token", else config.json. add_bos: tokenizer_config.json
-// "add_bos_token", else whether the post-processor adds one. Errors name the file.
+// "add_bos_token", else whether the post-processor adds one. end_of_turn_ids: the
+// other ids of the eos_token_id lists (generation_config.json, config.json) and
+// tokenizer_config.json's "eos_token" when it is not EOS. Errors name the file.
 absl::StatusOr<Vocabulary> LoadHfTokenizer(const std::string& dir);
 
 // Largest tokenizer.json / small config file read.

@@ -10,6 +10,8 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "common/tokenizer/json_document.h"
+#include "common/tokenizer/pretokenizer_patterns.h"
+#include "common/tokenizer/regex_splitter.h"
 #include "common/util/status_macros.h"
 
 namespace specserve {
@@ -69,6 +71,10 @@ absl::Status ParseNormalizer(const Json& n, const std::string& key, const std::s
       RETURN_IF_ERROR(
           ParseNormalizer((*it)[i], absl::StrCat(key, ".normalizers[", i, "]"), where, rules));
     }
+    return absl::OkStatus();
+  }
+  if (type == "NFC") {
+    rules->normalizer_nfc = true;
     return absl::OkStatus();
   }
   if (type == "Prepend") {
@@ -136,10 +142,50 @@ absl::Status ParsePreTokenizer(const Json& p, const std::string& key, const std:
     rules->split_words = split.value_or(true);
     return absl::OkStatus();
   }
+  if (type == "Split") {
+    const auto pattern = p.find("pattern");
+    if (pattern == p.end() || !pattern->is_object()) {
+      return Error(where, key, "'pattern' must be an object");
+    }
+    std::string regex;
+    if (const auto r = pattern->find("Regex"); r != pattern->end() && r->is_string()) {
+      regex = r->get<std::string>();
+    } else if (const auto t = pattern->find("String"); t != pattern->end() && t->is_string()) {
+      regex = absl::StrCat("\\Q", t->get<std::string>(), "\\E");
+    } else {
+      return Error(where, key, "'pattern' must be {\"Regex\": ...} or {\"String\": ...}");
+    }
+    ASSIGN_OR_RETURN(std::optional<std::string> behavior, JsonString(p, "behavior", where));
+    ASSIGN_OR_RETURN(std::optional<bool> invert, JsonBool(p, "invert", where));
+    if (behavior.value_or("Isolated") != "Isolated" || invert.value_or(false)) {
+      return Unsupported(
+          where, absl::StrCat(key, ": Split with behavior ", behavior.value_or("Isolated"),
+                              invert.value_or(false) ? " inverted" : "", " (only Isolated)"));
+    }
+    if (absl::StatusOr<std::shared_ptr<const RegexSplitter>> compiled =
+            RegexSplitter::Compile(regex);
+        !compiled.ok()) {
+      return Error(where, key, std::string(compiled.status().message()));
+    }
+    rules->splits.push_back({std::move(regex), false});
+    return absl::OkStatus();
+  }
+  if (type == "ByteLevel") {
+    // add_prefix_space and use_regex default to true in `tokenizers`; trim_offsets
+    // only moves offsets.
+    ASSIGN_OR_RETURN(std::optional<bool> prefix, JsonBool(p, "add_prefix_space", where));
+    ASSIGN_OR_RETURN(std::optional<bool> use_regex, JsonBool(p, "use_regex", where));
+    if (rules->byte_level) return Unsupported(where, "more than one ByteLevel pre-tokenizer");
+    rules->byte_level = true;
+    rules->splits.push_back(
+        {use_regex.value_or(true) ? std::string(kGpt2Pattern) : "", prefix.value_or(true)});
+    return absl::OkStatus();
+  }
   return Unsupported(where, absl::StrCat("pre_tokenizer type ", type));
 }
 
 struct DecoderSteps {
+  bool byte_level = false;
   bool marker_to_space = false;
   bool byte_fallback = false;
   bool strip_first_space = false;
@@ -171,6 +217,10 @@ absl::Status ParseDecoder(const Json& d, const std::string& key, const std::stri
   }
   if (type == "ByteFallback") {
     steps->byte_fallback = true;
+    return absl::OkStatus();
+  }
+  if (type == "ByteLevel") {  // its options only concern offsets
+    steps->byte_level = true;
     return absl::OkStatus();
   }
   if (type == "Fuse") return absl::OkStatus();
@@ -232,11 +282,18 @@ absl::StatusOr<int32_t> TemplateTokenId(const Json& processor, const Json& item,
 absl::Status ParsePostProcessor(const Json& p, const std::string& where,
                                 const absl::flat_hash_map<std::string, int32_t>& ids,
                                 Vocabulary* vocab) {
-  vocab->bos_id = -1;
-  vocab->add_bos = false;
   if (p.is_null()) return absl::OkStatus();
   const std::string key = "post_processor";
   ASSIGN_OR_RETURN(const std::string type, ComponentType(p, key, where));
+  if (type == "ByteLevel") return absl::OkStatus();  // it only trims offsets
+  if (type == "Sequence") {
+    const auto list = p.find("processors");
+    if (list == p.end() || !list->is_array()) {
+      return Error(where, key, "'processors' must be an array");
+    }
+    for (const Json& item : *list) RETURN_IF_ERROR(ParsePostProcessor(item, where, ids, vocab));
+    return absl::OkStatus();
+  }
   if (type != "TemplateProcessing") {
     return Unsupported(where, absl::StrCat("post_processor type ", type));
   }
@@ -494,6 +551,8 @@ absl::StatusOr<Vocabulary> ParseHfTokenizerJson(const Json& root, const std::str
   RETURN_IF_ERROR(ParsePreTokenizer(member("pre_tokenizer"), "pre_tokenizer", where, &rules));
   DecoderSteps decoder;
   RETURN_IF_ERROR(ParseDecoder(member("decoder"), "decoder", where, &decoder));
+  vocab.bos_id = -1;
+  vocab.add_bos = false;
   RETURN_IF_ERROR(ParsePostProcessor(member("post_processor"), where, ids, &vocab));
   if (vocab.bos_id >= n) {
     return Error(where, "post_processor",
@@ -509,6 +568,23 @@ absl::StatusOr<Vocabulary> ParseHfTokenizerJson(const Json& root, const std::str
   }
   if (rules.byte_fallback && !decoder.byte_fallback) {
     return Unsupported(where, "a byte_fallback model without a ByteFallback decoder");
+  }
+  if (rules.byte_level != decoder.byte_level) {
+    return Unsupported(where, rules.byte_level
+                                  ? "a ByteLevel pre-tokenizer without a ByteLevel decoder"
+                                  : "a ByteLevel decoder without a ByteLevel pre-tokenizer");
+  }
+  if (rules.metaspace && !rules.splits.empty()) {
+    return Unsupported(where, "a Metaspace pre-tokenizer together with Split or ByteLevel");
+  }
+  if (rules.byte_level) {
+    vocab.model = "gpt2";
+    std::vector<std::string> patterns;
+    for (const HfBpeRules::SplitStep& step : rules.splits) {
+      if (step.add_prefix_space) patterns.push_back("(add_prefix_space)");
+      if (!step.pattern.empty()) patterns.push_back(step.pattern);
+    }
+    vocab.pre = GgufPreForPatterns(patterns);
   }
   vocab.uses_plain_spaces = !spaces_to_marker;
   vocab.add_space_prefix = decoder.strip_first_space;

@@ -1,10 +1,12 @@
 // Hugging Face tokenizer.json (the `tokenizers` library's format) -> Vocabulary, for
-// BPE models of the kind Llama-family checkpoints use: merges by rank, byte
-// fallback, the Prepend/Replace normalizer or the Metaspace pre-tokenizer, the
-// Replace/ByteFallback/Fuse/Strip (or Metaspace) decoder, added tokens, and a
-// TemplateProcessing post-processor that adds BOS. Any other feature (another model
-// type, a ByteLevel pre-tokenizer, Unicode normalisation, ...) is refused by name
-// rather than approximated.
+// BPE models of the kind Llama-family checkpoints use: merges by rank (with
+// ignore_merges), byte fallback, the NFC and Prepend/Replace normalizers, the
+// Metaspace pre-tokenizer or byte-level BPE (Split regex pre-tokenizers with behaviour
+// Isolated, the ByteLevel pre-tokenizer and decoder: GPT-2, Llama 3, Qwen2), the
+// Replace/ByteFallback/Fuse/Strip (or Metaspace) decoder, added tokens, and
+// TemplateProcessing (adding BOS) and ByteLevel post-processors. Any other feature
+// (another model type, another normalisation, other Split behaviours, ...) is refused
+// by name rather than approximated.
 #pragma once
 
 #include <string>

@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
 #include "common/tokenizer/bpe_merge.h"
+#include "common/tokenizer/byte_level.h"
 #include "common/tokenizer/hf_bpe_encoder.h"
 #include "common/tokenizer/normalizer.h"
 
@@ -48,6 +49,12 @@ std::string TextOfToken(const Vocabulary& vocab, int32_t id) {
       }
       return piece;
     default:
+      if (vocab.hf_bpe && vocab.hf.byte_level) {
+        // As Hugging Face's ByteLevel decoder: the bytes the piece spells, or the
+        // piece itself when it is not all in the byte alphabet ("<tool_call>" is).
+        std::string bytes;
+        return AppendBytesOfByteLevel(piece, &bytes) ? bytes : piece;
+      }
       if (vocab.uses_plain_spaces) return piece;
       return absl::StrReplaceAll(piece, {{"\xE2\x96\x81", " "}});
   }

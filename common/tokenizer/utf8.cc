@@ -33,4 +33,20 @@ Utf8Char ScanUtf8Char(std::string_view text) {
   return {Utf8Char::Kind::kComplete, length};
 }
 
+std::string ReplaceInvalidUtf8(std::string_view text) {
+  std::string out;
+  out.reserve(text.size());
+  size_t pos = 0;
+  while (pos < text.size()) {
+    const Utf8Char c = ScanUtf8Char(text.substr(pos));
+    if (c.kind == Utf8Char::Kind::kComplete) {
+      out.append(text.substr(pos, c.length));
+    } else {
+      out.append(kUtf8Replacement);
+    }
+    pos += c.length;
+  }
+  return out;
+}
+
 }  // namespace specserve

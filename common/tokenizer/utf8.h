@@ -21,6 +21,11 @@ struct Utf8Char {
 // Classifies the character at the start of `text` (which must not be empty).
 Utf8Char ScanUtf8Char(std::string_view text);
 
+// `text` with every maximal subpart that is not well-formed UTF-8 (an incomplete
+// character at the end included) replaced by one U+FFFD, as WHATWG's UTF-8 decoder
+// (and so JavaScript's TextDecoder) does.
+std::string ReplaceInvalidUtf8(std::string_view text);
+
 // U+FFFD REPLACEMENT CHARACTER in UTF-8.
 inline constexpr std::string_view kUtf8Replacement = "\xEF\xBF\xBD";
 

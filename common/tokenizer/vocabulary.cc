@@ -21,6 +21,20 @@ absl::Status CheckSpecialId(const Vocabulary& vocab, const char* name, int32_t i
 
 }  // namespace
 
+std::vector<int32_t> StopTokenIds(const Vocabulary& vocab) {
+  std::vector<int32_t> ids;
+  const auto add = [&](int32_t id) {
+    if (id < 0 || id >= vocab.size()) return;
+    for (int32_t have : ids) {
+      if (have == id) return;
+    }
+    ids.push_back(id);
+  };
+  add(vocab.eos_id);
+  for (int32_t id : vocab.end_of_turn_ids) add(id);
+  return ids;
+}
+
 bool PiecesUsePlainSpaces(const Vocabulary& vocab) {
   bool has_space = false;
   for (int32_t id = 0; id < vocab.size(); ++id) {
@@ -50,6 +64,9 @@ absl::Status ValidateVocabulary(const Vocabulary& vocab) {
   }
   if (absl::Status s = CheckSpecialId(vocab, "bos", vocab.bos_id); !s.ok()) return s;
   if (absl::Status s = CheckSpecialId(vocab, "eos", vocab.eos_id); !s.ok()) return s;
+  for (int32_t id : vocab.end_of_turn_ids) {
+    if (absl::Status s = CheckSpecialId(vocab, "end-of-turn", id); !s.ok()) return s;
+  }
   return CheckSpecialId(vocab, "unk", vocab.unk_id);
 }
 

@@ -56,16 +56,40 @@ struct HfBpeRules {
   // Added tokens, matched (longest first) before BPE; their pieces are typed control
   // (special) or user-defined.
   std::vector<AddedToken> added_tokens;
+
+  // Normalizer NFC (Qwen2): text is put in Unicode canonical composition first.
+  bool normalizer_nfc = false;
+
+  // Byte-level BPE (GPT-2, Llama 3, Qwen2): pieces spell bytes in GPT-2's byte
+  // alphabet (byte_level.h). Text that is not well-formed UTF-8 has each maximal
+  // invalid subpart replaced by U+FFFD first, as a UTF-8 decoder hands text to
+  // Hugging Face `tokenizers`; pieces are mapped to the alphabet after splitting.
+  bool byte_level = false;
+  // Pre-tokenizer splits applied in order to every piece (Split with behaviour
+  // Isolated, and ByteLevel: its add_prefix_space, then with use_regex GPT-2's
+  // pattern): a step first prepends ' ' to a piece that does not start with one when
+  // `add_prefix_space`, then splits it by `pattern` when it is not empty.
+  struct SplitStep {
+    std::string pattern;
+    bool add_prefix_space = false;
+  };
+  std::vector<SplitStep> splits;
 };
 
 struct Vocabulary {
-  std::string model = "llama";  // GGUF tokenizer.ggml.model
+  std::string model = "llama";  // GGUF tokenizer.ggml.model: "llama" or "gpt2" (byte-level BPE)
+  // GGUF tokenizer.ggml.pre of byte-level vocabularies ("llama-bpe", "qwen2", "gpt-2",
+  // "default"), "" when it has none.
+  std::string pre;
   // UTF-8, with U+2581 ("▁") for spaces in SentencePiece vocabularies.
   std::vector<std::string> pieces;
   std::vector<float> scores;     // merge priority: higher merges first
   std::vector<TokenType> types;  // same length as pieces
   int32_t bos_id = 1;
   int32_t eos_id = 2;
+  // Other ids that end generation (Llama 3.1's <|eot_id|> and <|eom_id|> next to
+  // <|end_of_text|>: eos_token_id lists, GGUF eot/eom ids). StopTokenIds gives all.
+  std::vector<int32_t> end_of_turn_ids;
   int32_t unk_id = 0;
   bool add_bos = true;
   // When true, a space is prepended to the text before encoding (SentencePiece's
@@ -85,6 +109,10 @@ struct Vocabulary {
 
   int32_t size() const { return static_cast<int32_t>(pieces.size()); }
 };
+
+// Every id that ends generation: eos_id (when there is one), then end_of_turn_ids,
+// without repeats or ids outside the vocabulary.
+std::vector<int32_t> StopTokenIds(const Vocabulary& vocab);
 
 // True when no piece contains U+2581 and some normal piece contains ' ': the
 // vocabulary spells spaces as ' ' (llama2.c's tokenizer.bin export).

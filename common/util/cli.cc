@@ -12,7 +12,8 @@ std::vector<std::string> ParseCommandLine(int argc, char** argv, const std::stri
   // Flags defined under tools/, bench/ or the services are the tool's own.
   config.contains_help_flags = [](absl::string_view path) {
     return absl::StrContains(path, "tools/") || absl::StrContains(path, "bench/") ||
-           absl::StrContains(path, "_service/") || absl::StrContains(path, "router/");
+           absl::StrContains(path, "_service/") || absl::StrContains(path, "router/") ||
+           absl::StrContains(path, "services/");
   };
   config.contains_helpshort_flags = config.contains_help_flags;
   config.normalize_filename = [](absl::string_view path) { return std::string(path); };

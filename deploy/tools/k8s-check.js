@@ -8,6 +8,8 @@
 //   configmap-key FILE NAME KEY   print data[KEY] of ConfigMap NAME
 //   rule-groups FILE              print the spec (rule groups) of the PrometheusRule
 //   container-args FILE KIND NAME print the first container's command + args (JSON)
+//   all-container-args FILE       print {"KIND/NAME": [command + args]} for the first
+//                                 container of every Deployment and StatefulSet (JSON)
 //   dashboard-exprs DASHBOARD     print [{panel, refId, expr}] as JSON, with Grafana
 //                                 variables replaced ($namespace -> .*, $__rate_interval -> 1m)
 //   dashboard-rules DASHBOARD     print the dashboard's expressions as a Prometheus
@@ -134,6 +136,16 @@ switch (cmd) {
   case "container-args": {
     const c = find(args[0], args[1], args[2]).spec.template.spec.containers[0];
     process.stdout.write(JSON.stringify([...(c.command || []), ...(c.args || [])]) + "\n");
+    break;
+  }
+  case "all-container-args": {
+    const out = {};
+    for (const o of docs(args[0])) {
+      if (o.kind !== "Deployment" && o.kind !== "StatefulSet") continue;
+      const c = o.spec.template.spec.containers[0];
+      out[`${o.kind}/${o.metadata.name}`] = [...(c.command || []), ...(c.args || [])];
+    }
+    process.stdout.write(JSON.stringify(out) + "\n");
     break;
   }
   case "rule-groups":

@@ -9,20 +9,22 @@
 #include <vector>
 
 #include "gtest/gtest.h"
+#include "nlohmann/json.hpp"
 #include "tests/deploy/deploy_tools.h"
+#include "tests/testing/random_model.h"
 
 namespace specserve::deploy_testing {
 namespace {
 
-#define REQUIRE_TOOL(path, what)                                                        \
-  if ((path).empty()) {                                                                 \
-    GTEST_SKIP() << what << " not found: run scripts/setup.d/30-deploy-tools.sh";       \
+#define REQUIRE_TOOL(path, what)                                                  \
+  if ((path).empty()) {                                                           \
+    GTEST_SKIP() << what << " not found: run scripts/setup.d/30-deploy-tools.sh"; \
   }
 
 #define REQUIRE_HELM() REQUIRE_TOOL(Helm(), "helm (deploy/tools/bin/helm)")
-#define REQUIRE_NODE()                                                                   \
-  REQUIRE_TOOL(Node(), "node");                                                          \
-  if (!NodeModulesReady()) {                                                             \
+#define REQUIRE_NODE()                                                                           \
+  REQUIRE_TOOL(Node(), "node");                                                                  \
+  if (!NodeModulesReady()) {                                                                     \
     GTEST_SKIP() << "deploy/tools/node_modules missing: run scripts/setup.d/30-deploy-tools.sh"; \
   }
 #define REQUIRE_PROMTOOL() REQUIRE_TOOL(Which("promtool"), "promtool (Debian package prometheus)")
@@ -30,7 +32,7 @@ namespace {
 // The value sets the chart is tested with: defaults plus deploy/helm/specserve/ci/.
 const std::vector<std::string>& ValueSets() {
   static const std::vector<std::string> sets = {
-      "",  // defaults: split on GPUs
+      "",  // defaults: split on the CPU
       "ci/all-in-one-cpu-values.yaml",
       "ci/split-gpu-values.yaml",
       "ci/split-mig-values.yaml",
@@ -68,9 +70,9 @@ TEST(Chart, EveryRenderedObjectMatchesTheKubernetesSchemas) {
     // The optional Prometheus Operator objects and the scrape ConfigMap too.
     const std::string out = dir / "rendered.yaml";
     std::string error;
-    ASSERT_TRUE(RunTo(TemplateArgs(values, {"--set", "metrics.serviceMonitor.enabled=true",
-                                            "--set", "metrics.prometheusRule.enabled=true",
-                                            "--set", "metrics.scrapeConfig.enabled=true"}),
+    ASSERT_TRUE(RunTo(TemplateArgs(values, {"--set", "metrics.serviceMonitor.enabled=true", "--set",
+                                            "metrics.prometheusRule.enabled=true", "--set",
+                                            "metrics.scrapeConfig.enabled=true"}),
                       out, &error))
         << error;
     RunResult r = RunTool({Node(), CheckScript(), "validate", out});
@@ -114,6 +116,85 @@ TEST(Chart, ValueSetsRenderTheirTopology) {
   EXPECT_NE(tp2.find("maxUnavailable: 0"), std::string::npos);
 }
 
+// The chart's defaults start: CPU images and flags, no GPU requested.
+TEST(Chart, DefaultsRunOnTheCpu) {
+  REQUIRE_HELM();
+  RunResult r = RunTool(TemplateArgs(""));
+  ASSERT_TRUE(r.ok()) << r.output;
+  EXPECT_EQ(r.output.find("--device=cuda"), std::string::npos);
+  EXPECT_EQ(r.output.find("nvidia.com/"), std::string::npos) << "a default install asks for no GPU";
+  EXPECT_NE(r.output.find(":0.1.0-cpu"), std::string::npos);
+  EXPECT_EQ(r.output.find("-cuda\n"), std::string::npos);
+}
+
+// A GPU setting that cannot start is refused by `helm template`, with the value to change.
+TEST(Chart, GpuSettingsThatCannotStartAreRefused) {
+  REQUIRE_HELM();
+  const std::vector<std::pair<std::vector<std::string>, std::string>> cases = {
+      {{"--set", "mode=allInOne", "--set", "device=cuda", "--set", "allInOne.gpus=0"},
+       "set allInOne.gpus >= 1, or device: cpu"},
+      {{"--set", "device=cpu", "--set", "draft.gpu.type=mig"},
+       "set device: cuda, or draft.gpu.type: none"},
+  };
+  for (const auto& [flags, message] : cases) {
+    RunResult r = RunTool(TemplateArgs("", flags));
+    EXPECT_FALSE(r.ok()) << r.output;
+    EXPECT_NE(r.output.find(message), std::string::npos) << r.output;
+  }
+}
+
+// Every container's command line, as rendered for every value set, is accepted by
+// its binary's --dry-run (flags and model file checked, nothing started): the
+// model paths point at a small local model, everything else is as rendered.
+TEST(Chart, EveryContainerCommandLinePassesItsDryRun) {
+  REQUIRE_HELM();
+  REQUIRE_NODE();
+  for (const char* bin :
+       {"specserve-router", "specserve-draft", "specserve-target", "specserve-serve"}) {
+    if (!IsExecutable(BinPath(bin))) GTEST_SKIP() << BinPath(bin) << " is not built";
+  }
+  // The longest context a value set asks for (tp2: 4096) must fit the model.
+  ModelConfig config = specserve::testing::TinyConfig();
+  config.context_length = 4096;
+  const std::string model =
+      specserve::testing::WriteTinyRandomGguf("chart_dry_run.gguf", TensorType::kF32, 1, config);
+  ASSERT_FALSE(model.empty());
+  TempDir dir;
+  std::vector<std::pair<std::string, std::vector<std::string>>> renders;
+  for (const std::string& values : ValueSets()) renders.push_back({values, {}});
+  renders.push_back({"", {"--set", "mode=allInOne"}});
+  renders.push_back({"ci/split-gpu-values.yaml", {"--set", "mode=allInOne"}});
+  int checked = 0;
+  for (const auto& [values, extra] : renders) {
+    SCOPED_TRACE((values.empty() ? "default values" : values) + (extra.empty() ? "" : " allInOne"));
+    const std::string rendered = dir / "rendered.yaml";
+    std::string error;
+    ASSERT_TRUE(RunTo(TemplateArgs(values, extra), rendered, &error)) << error;
+    RunResult all = RunTool({Node(), CheckScript(), "all-container-args", rendered});
+    ASSERT_TRUE(all.ok()) << all.output;
+    const nlohmann::json containers = nlohmann::json::parse(all.output);
+    EXPECT_EQ(containers.size(),
+              extra.empty() && values.find("all-in-one") == std::string::npos ? 3u : 1u)
+        << all.output;
+    for (const auto& [object, command] : containers.items()) {
+      std::vector<std::string> argv = command.get<std::vector<std::string>>();
+      ASSERT_FALSE(argv.empty()) << object;
+      argv[0] = BinPath(argv[0].substr(argv[0].rfind('/') + 1));
+      for (std::string& a : argv) {
+        for (const std::string flag : {"--model=", "--draft-model="}) {
+          if (a.rfind(flag, 0) == 0) a = flag + model;
+        }
+      }
+      argv.push_back("--dry-run");
+      RunResult r = RunTool(argv);
+      EXPECT_TRUE(r.ok()) << object << " refused the chart's command line:\n" << r.output;
+      EXPECT_NE(r.output.find("--dry-run: the command line"), std::string::npos) << r.output;
+      ++checked;
+    }
+  }
+  EXPECT_EQ(checked, 4 * 3 + 3 * 1);
+}
+
 TEST(Chart, SchemaRefusesBadValues) {
   REQUIRE_HELM();
   const std::vector<std::pair<std::string, std::vector<std::string>>> cases = {
@@ -135,7 +216,8 @@ TEST(Chart, SchemaRefusesBadValues) {
       EXPECT_NE(r.output.find("values don't meet the specifications of the schema"),
                 std::string::npos)
           << r.output;
-      for (const std::string& m : messages) EXPECT_NE(r.output.find(m), std::string::npos) << m << "\n" << r.output;
+      for (const std::string& m : messages)
+        EXPECT_NE(r.output.find(m), std::string::npos) << m << "\n" << r.output;
     }
   }
   // --set typos are refused as well.
@@ -163,10 +245,12 @@ TEST(Rules, AlertRulesPassPromtool) {
   for (const char* alert :
        {"SpecserveAcceptanceCollapse", "SpecserveQueueSaturated", "SpecserveRequestsRefused",
         "SpecserveDraftDown", "SpecserveVerifyStepSlow", "SpecserveDraftStepSlow"}) {
-    EXPECT_NE(ReadFile(dir / "rules.yaml").find(std::string("alert: ") + alert), std::string::npos) << alert;
+    EXPECT_NE(ReadFile(dir / "rules.yaml").find(std::string("alert: ") + alert), std::string::npos)
+        << alert;
   }
   // The committed plain-Prometheus copy, and its unit tests (alerts fire when they should).
-  r = RunTool({Which("promtool"), "check", "rules", DeployDir() + "/prometheus/specserve-rules.yaml"});
+  r = RunTool(
+      {Which("promtool"), "check", "rules", DeployDir() + "/prometheus/specserve-rules.yaml"});
   EXPECT_TRUE(r.ok()) << r.output;
   r = RunTool({Which("promtool"), "test", "rules", DeployDir() + "/prometheus/alerts-test.yaml"});
   EXPECT_TRUE(r.ok()) << r.output;
@@ -218,8 +302,9 @@ TEST(Dashboard, IsCurrentAndItsExpressionsPassPromtool) {
   EXPECT_TRUE(r.ok()) << r.output;
   TempDir dir;
   std::string error;
-  ASSERT_TRUE(RunTo({Node(), CheckScript(), "dashboard-rules", DeployDir() + "/grafana/specserve.json"},
-                    dir / "dashboard-rules.yaml", &error))
+  ASSERT_TRUE(
+      RunTo({Node(), CheckScript(), "dashboard-rules", DeployDir() + "/grafana/specserve.json"},
+            dir / "dashboard-rules.yaml", &error))
       << error;
   r = RunTool({Which("promtool"), "check", "rules", dir / "dashboard-rules.yaml"});
   EXPECT_TRUE(r.ok()) << r.output;

@@ -1,6 +1,7 @@
 // Helpers of the deploy tests: run the real tools (helm, node, promtool,
-// prometheus) and the service binaries as subprocesses on 127.0.0.1, read HTTP
-// pages. Header-only (tests/CMakeLists.txt compiles only *_test.cc files).
+// prometheus) and the service binaries as subprocesses on 127.0.0.1
+// (tests/testing/process.h), read HTTP pages. Header-only (tests/CMakeLists.txt compiles only
+// *_test.cc files).
 #pragma once
 
 #include <arpa/inet.h>
@@ -27,8 +28,7 @@
 #include <vector>
 
 #include "gtest/gtest.h"
-
-extern char** environ;
+#include "tests/testing/process.h"
 
 namespace specserve::deploy_testing {
 
@@ -94,57 +94,8 @@ class TempDir {
   std::string path_;
 };
 
-// Starts argv with stdin from /dev/null and stdout + stderr into `log`; -1 on failure.
-inline pid_t Spawn(const std::vector<std::string>& argv_in, const std::string& log) {
-  std::vector<std::string> args = argv_in;
-  std::vector<char*> argv;
-  for (std::string& a : args) argv.push_back(a.data());
-  argv.push_back(nullptr);
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
-  posix_spawn_file_actions_addopen(&actions, 1, log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  posix_spawn_file_actions_adddup2(&actions, 1, 2);
-  pid_t pid = -1;
-  const int rc = posix_spawn(&pid, argv[0], &actions, nullptr, argv.data(), environ);
-  posix_spawn_file_actions_destroy(&actions);
-  return rc == 0 ? pid : -1;
-}
-
-struct RunResult {
-  int exit_code = -1;  // -1: could not start or timed out
-  std::string output;  // stdout + stderr
-  bool ok() const { return exit_code == 0; }
-};
-
-// Runs argv to completion (stdout and stderr captured together), killing it after
-// `timeout_seconds`.
-inline RunResult RunTool(const std::vector<std::string>& argv, double timeout_seconds = 60) {
-  RunResult r;
-  TempDir dir;
-  const std::string log = dir / "out";
-  const pid_t pid = Spawn(argv, log);
-  if (pid < 0) {
-    r.output = "cannot start " + argv[0];
-    return r;
-  }
-  const auto until = std::chrono::steady_clock::now() +
-                     std::chrono::milliseconds(static_cast<int64_t>(timeout_seconds * 1000));
-  int status = 0;
-  for (;;) {
-    if (waitpid(pid, &status, WNOHANG) == pid) break;
-    if (std::chrono::steady_clock::now() > until) {
-      kill(pid, SIGKILL);
-      waitpid(pid, &status, 0);
-      r.output = ReadFile(log) + "\n[timed out]";
-      return r;
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
-  r.output = ReadFile(log);
-  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-  return r;
-}
+using RunResult = specserve::testing::ToolResult;
+using specserve::testing::RunTool;
 
 // Runs argv and writes its output to `path` (true on exit status 0).
 inline bool RunTo(const std::vector<std::string>& argv, const std::string& path,
@@ -158,43 +109,26 @@ inline bool RunTo(const std::vector<std::string>& argv, const std::string& path,
   return true;
 }
 
-// A background process killed (SIGTERM, then SIGKILL) on destruction.
+// A background process stopped (SIGTERM, then SIGKILL) on destruction.
 class Background {
  public:
-  Background(const std::vector<std::string>& argv, std::string log) : log_(std::move(log)) {
-    pid_ = Spawn(argv, log_);
+  Background(const std::vector<std::string>& argv, const std::string& log) {
+    auto p = specserve::testing::Process::Spawn(argv, log);
+    if (p.ok()) {
+      process_ = *std::move(p);
+      process_->set_kill_signal(SIGTERM);
+    }
   }
   ~Background() { Stop(); }
-  bool started() const { return pid_ > 0; }
-  bool Running() {
-    if (pid_ <= 0) return false;
-    int status = 0;
-    if (waitpid(pid_, &status, WNOHANG) == pid_) {
-      pid_ = -1;
-      return false;
-    }
-    return true;
-  }
+  bool started() const { return process_ != nullptr; }
+  bool Running() { return process_ != nullptr && process_->Running(); }
   void Stop() {
-    if (pid_ <= 0) return;
-    kill(pid_, SIGTERM);
-    int status = 0;
-    for (int i = 0; i < 300; ++i) {
-      if (waitpid(pid_, &status, WNOHANG) == pid_) {
-        pid_ = -1;
-        return;
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    }
-    kill(pid_, SIGKILL);
-    waitpid(pid_, &status, 0);
-    pid_ = -1;
+    if (process_ != nullptr) process_->Stop();
   }
-  std::string Log() const { return ReadFile(log_); }
+  std::string Log() const { return process_ != nullptr ? process_->Log() : ""; }
 
  private:
-  std::string log_;
-  pid_t pid_ = -1;
+  std::unique_ptr<specserve::testing::Process> process_;
 };
 
 // A free TCP port on 127.0.0.1 (closed again: a small race, fine for tests).

@@ -25,42 +25,34 @@ namespace {
 
 using nlohmann::json;
 
-struct Service {
-  std::unique_ptr<Background> process;
-  int grpc_port = 0, metrics_port = 0;
-  std::string address() const { return "127.0.0.1:" + std::to_string(grpc_port); }
-};
-
 // Starts a service with the chart's command line (`chart_args`: the binary's path in
 // the image, then its flags), adapted to loopback: the model path, ports 0 and the
-// addresses of the other services replaced.
-Service StartWithChartArgs(const TempDir& dir, std::vector<std::string> chart_args,
-                           const std::map<std::string, std::string>& replace) {
-  Service s;
+// addresses of the other services replaced. nullptr (and a failure) if it does not start.
+std::unique_ptr<specserve::testing::ServiceProcess> StartWithChartArgs(
+    const TempDir& dir, std::vector<std::string> chart_args,
+    const std::map<std::string, std::string>& replace) {
   if (chart_args.empty()) {
     ADD_FAILURE() << "no command line rendered";
-    return s;
+    return nullptr;
   }
   const std::string name = chart_args[0].substr(chart_args[0].rfind('/') + 1);
-  std::vector<std::string> argv = {BinPath(name)};
+  std::vector<std::string> args;
   for (size_t i = 1; i < chart_args.size(); ++i) {
     std::string a = chart_args[i];
     for (const auto& [from, to] : replace) ReplaceAll(&a, from, to);
-    argv.push_back(a);
+    args.push_back(a);
   }
-  const std::string port_file = dir / (name + ".port");
-  argv.push_back("--port-file=" + port_file);
-  s.process = std::make_unique<Background>(argv, dir / (name + ".log"));
-  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(20);
-  while (std::chrono::steady_clock::now() < until) {
-    std::ifstream in(port_file);
-    if (in >> s.grpc_port >> s.metrics_port) return s;
-    if (!s.process->Running()) break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  specserve::testing::ServiceOptions options;
+  options.add_listen = false;  // the chart's --listen, replaced
+  options.metrics = false;     // the chart's --metrics-port, replaced
+  options.log_dir = dir.path();
+  options.start_seconds = 20;
+  auto s = specserve::testing::ServiceProcess::Launch(name, args, options);
+  if (!s.ok()) {
+    ADD_FAILURE() << name << " did not start with the chart's flags: " << s.status().message();
+    return nullptr;
   }
-  ADD_FAILURE() << name << " did not start with the chart's flags:\n" << s.process->Log();
-  s.grpc_port = 0;
-  return s;
+  return *std::move(s);
 }
 
 std::vector<std::string> ChartArgs(const std::string& rendered, const std::string& kind,
@@ -94,9 +86,8 @@ json Query(int port, const std::string& expr) {
 // The values (all series together) of a range query over [start, end] by 1 s.
 std::vector<double> RangeValues(int port, const std::string& expr, double start, double end) {
   std::vector<double> values;
-  json data = PromApi(port, "/api/v1/query_range?query=" + UrlEncode(expr) +
-                                "&start=" + std::to_string(start) + "&end=" +
-                                std::to_string(end) + "&step=1");
+  json data = PromApi(port, "/api/v1/query_range?query=" + UrlEncode(expr) + "&start=" +
+                                std::to_string(start) + "&end=" + std::to_string(end) + "&step=1");
   if (data.is_null()) return values;
   for (const json& series : data["result"]) {
     for (const json& point : series["values"]) {
@@ -126,8 +117,8 @@ TEST(LivePrometheus, ScrapesTheServicesAndAnswersTheDashboardQueries) {
     GTEST_SKIP() << "needs helm (deploy/tools/bin), node + deploy/tools/node_modules and "
                     "Debian's prometheus: run scripts/setup.d/30-deploy-tools.sh";
   }
-  for (const char* bin : {"specserve-router", "specserve-draft", "specserve-target",
-                          "specserve-client"}) {
+  for (const char* bin :
+       {"specserve-router", "specserve-draft", "specserve-target", "specserve-client"}) {
     if (!IsExecutable(BinPath(bin))) GTEST_SKIP() << BinPath(bin) << " is not built";
   }
   TempDir dir;
@@ -136,13 +127,18 @@ TEST(LivePrometheus, ScrapesTheServicesAndAnswersTheDashboardQueries) {
   // 1. The chart, rendered for a CPU split deployment with static scrape targets.
   const std::string rendered = dir / "rendered.yaml";
   std::string error;
-  ASSERT_TRUE(RunTo({Helm(), "template", "t", ChartDir(), "--namespace", "default",
-                     "--set", "device=cpu", "--set", "draft.gpu.type=none",
-                     "--set", "serving.window=32", "--set", "serving.sinks=4",
-                     "--set", "draft.threads=1", "--set", "target.threads=1",
-                     "--set", "metrics.scrapeConfig.enabled=true",
-                     "--set", "metrics.scrapeConfig.discovery=static",
-                     "--set", "metrics.scrapeConfig.interval=1s"},
+  ASSERT_TRUE(RunTo({Helm(),        "template",
+                     "t",           ChartDir(),
+                     "--namespace", "default",
+                     "--set",       "device=cpu",
+                     "--set",       "draft.gpu.type=none",
+                     "--set",       "serving.window=32",
+                     "--set",       "serving.sinks=4",
+                     "--set",       "draft.threads=1",
+                     "--set",       "target.threads=1",
+                     "--set",       "metrics.scrapeConfig.enabled=true",
+                     "--set",       "metrics.scrapeConfig.discovery=static",
+                     "--set",       "metrics.scrapeConfig.interval=1s"},
                     rendered, &error))
       << error;
 
@@ -158,25 +154,29 @@ TEST(LivePrometheus, ScrapesTheServicesAndAnswersTheDashboardQueries) {
       {"--metrics-port=9400", "--metrics-port=0"},
       {"--http-listen=0.0.0.0:8000", "--http-listen=127.0.0.1:0"},
   };
-  Service target = StartWithChartArgs(dir, ChartArgs(rendered, "StatefulSet", "t-specserve-target"), common);
-  Service draft = StartWithChartArgs(dir, ChartArgs(rendered, "Deployment", "t-specserve-draft"), common);
-  ASSERT_TRUE(target.grpc_port && draft.grpc_port);
+  auto target =
+      StartWithChartArgs(dir, ChartArgs(rendered, "StatefulSet", "t-specserve-target"), common);
+  auto draft =
+      StartWithChartArgs(dir, ChartArgs(rendered, "Deployment", "t-specserve-draft"), common);
+  ASSERT_TRUE(target && draft);
   std::map<std::string, std::string> router_replace = common;
-  router_replace["t-specserve-target.default.svc:50051"] = target.address();
-  router_replace["t-specserve-draft.default.svc:50051"] = draft.address();
-  Service router = StartWithChartArgs(dir, ChartArgs(rendered, "Deployment", "t-specserve-router"),
-                                      router_replace);
-  ASSERT_TRUE(router.grpc_port);
+  router_replace["t-specserve-target.default.svc:50051"] = target->address();
+  router_replace["t-specserve-draft.default.svc:50051"] = draft->address();
+  auto router = StartWithChartArgs(dir, ChartArgs(rendered, "Deployment", "t-specserve-router"),
+                                   router_replace);
+  ASSERT_TRUE(router);
 
   // 3. Prometheus with the chart's prometheus.yml and rules, targets on loopback.
   for (const char* key : {"prometheus.yml", "specserve-rules.yaml"}) {
-    ASSERT_TRUE(RunTo({Node(), CheckScript(), "configmap-key", rendered, "t-specserve-prometheus", key},
-                      dir / key, &error))
+    ASSERT_TRUE(
+        RunTo({Node(), CheckScript(), "configmap-key", rendered, "t-specserve-prometheus", key},
+              dir / key, &error))
         << error;
   }
   std::string config_text = ReadFile(dir / "prometheus.yml");
-  const std::map<std::string, int> metrics_ports = {
-      {"router", router.metrics_port}, {"draft", draft.metrics_port}, {"target", target.metrics_port}};
+  const std::map<std::string, int> metrics_ports = {{"router", router->metrics_port()},
+                                                    {"draft", draft->metrics_port()},
+                                                    {"target", target->metrics_port()}};
   for (const auto& [component, port] : metrics_ports) {
     const std::string host = "t-specserve-" + component + ".default.svc:9400";
     ASSERT_NE(config_text.find(host), std::string::npos) << config_text;
@@ -184,11 +184,11 @@ TEST(LivePrometheus, ScrapesTheServicesAndAnswersTheDashboardQueries) {
   }
   WriteFile(dir / "prometheus.yml", config_text);
   const int prom_port = FreePort();
-  Background prom({prometheus, "--config.file=" + (dir / "prometheus.yml"),
-                   "--storage.tsdb.path=" + (dir / "data"),
-                   "--web.listen-address=127.0.0.1:" + std::to_string(prom_port),
-                   "--log.level=warn"},
-                  dir / "prometheus.log");
+  Background prom(
+      {prometheus, "--config.file=" + (dir / "prometheus.yml"),
+       "--storage.tsdb.path=" + (dir / "data"),
+       "--web.listen-address=127.0.0.1:" + std::to_string(prom_port), "--log.level=warn"},
+      dir / "prometheus.log");
   ASSERT_TRUE(prom.started());
   // Ready, and a first scrape of all three processes (so counters start before the run).
   bool all_up = false;
@@ -197,7 +197,9 @@ TEST(LivePrometheus, ScrapesTheServicesAndAnswersTheDashboardQueries) {
     std::this_thread::sleep_for(std::chrono::milliseconds(200));
     ASSERT_TRUE(prom.Running()) << prom.Log();
     std::string body;
-    if (HttpGet(prom_port, "/api/v1/query?query=" + UrlEncode("sum(up{job=~\"specserve-.*\"})"), &body) != 200) continue;
+    if (HttpGet(prom_port, "/api/v1/query?query=" + UrlEncode("sum(up{job=~\"specserve-.*\"})"),
+                &body) != 200)
+      continue;
     json j = json::parse(body, nullptr, false);
     all_up = !j.is_discarded() && !j["data"]["result"].empty() &&
              j["data"]["result"][0]["value"][1] == "3";
@@ -219,9 +221,10 @@ TEST(LivePrometheus, ScrapesTheServicesAndAnswersTheDashboardQueries) {
     while (std::chrono::steady_clock::now() < phase_end) {
       std::vector<std::unique_ptr<Background>> clients;
       for (int c = 0; c < 4; ++c, ++request) {
-        const int length = phase.prompt_min + (request * 53) % (phase.prompt_max - phase.prompt_min + 1);
+        const int length =
+            phase.prompt_min + (request * 53) % (phase.prompt_max - phase.prompt_min + 1);
         clients.push_back(std::make_unique<Background>(
-            std::vector<std::string>{BinPath("specserve-client"), "--server=" + router.address(),
+            std::vector<std::string>{BinPath("specserve-client"), "--server=" + router->address(),
                                      "generate", "--ids=" + PromptIds(request, length),
                                      "--max-new-tokens=96", "--ignore-eos", "--json",
                                      "--timeout=30", "--spec=" + phase.spec},
@@ -238,7 +241,8 @@ TEST(LivePrometheus, ScrapesTheServicesAndAnswersTheDashboardQueries) {
   const double run_end = Now();
 
   // 5. Every metric name of the dashboard and the rules is on a live /metrics page.
-  RunResult exprs_run = RunTool({Node(), CheckScript(), "dashboard-exprs", DeployDir() + "/grafana/specserve.json"});
+  RunResult exprs_run =
+      RunTool({Node(), CheckScript(), "dashboard-exprs", DeployDir() + "/grafana/specserve.json"});
   ASSERT_TRUE(exprs_run.ok()) << exprs_run.output;
   const json exprs = json::parse(exprs_run.output);
   std::string promql = ReadFile(dir / "specserve-rules.yaml");
@@ -273,33 +277,49 @@ TEST(LivePrometheus, ScrapesTheServicesAndAnswersTheDashboardQueries) {
   std::printf("[ deploy ] %d of %zu dashboard queries returned data\n", with_data, exprs.size());
 
   // 7. Acceptance, step time and the planner's choice move during the run.
-  auto distinct = [](const std::vector<double>& v) { return std::set<double>(v.begin(), v.end()).size(); };
+  auto distinct = [](const std::vector<double>& v) {
+    return std::set<double>(v.begin(), v.end()).size();
+  };
   auto rises = [](const std::vector<double>& v) {
-    return !v.empty() && *std::max_element(v.begin(), v.end()) > *std::min_element(v.begin(), v.end());
+    return !v.empty() &&
+           *std::max_element(v.begin(), v.end()) > *std::min_element(v.begin(), v.end());
   };
   const double a = run_start - 2, b = run_end;
-  const std::vector<double> accepted = RangeValues(prom_port, "sum(specserve_tokens_accepted_total)", a, b);
+  const std::vector<double> accepted =
+      RangeValues(prom_port, "sum(specserve_tokens_accepted_total)", a, b);
   const std::vector<double> acceptance_p1 =
       RangeValues(prom_port, "max(specserve_acceptance_by_position_ratio{position=\"1\"})", a, b);
-  const std::vector<double> acceptance_rate = RangeValues(
-      prom_port, "sum(rate(specserve_tokens_accepted_total[3s])) / sum(rate(specserve_tree_nodes_proposed_total[3s]))", a, b);
-  const std::vector<double> verify_time = RangeValues(
-      prom_port, "sum(rate(specserve_verify_step_seconds_sum[3s])) / sum(rate(specserve_verify_step_seconds_count[3s]))", a, b);
-  const std::vector<double> draft_time = RangeValues(
-      prom_port, "sum(rate(specserve_draft_step_seconds_sum[3s])) / sum(rate(specserve_draft_step_seconds_count[3s]))", a, b);
-  const std::vector<double> tree_nodes = RangeValues(prom_port, "max(specserve_planner_tree_nodes)", a, b);
-  const std::vector<double> tree_depth = RangeValues(prom_port, "max(specserve_planner_tree_depth)", a, b);
+  const std::vector<double> acceptance_rate =
+      RangeValues(prom_port,
+                  "sum(rate(specserve_tokens_accepted_total[3s])) / "
+                  "sum(rate(specserve_tree_nodes_proposed_total[3s]))",
+                  a, b);
+  const std::vector<double> verify_time =
+      RangeValues(prom_port,
+                  "sum(rate(specserve_verify_step_seconds_sum[3s])) / "
+                  "sum(rate(specserve_verify_step_seconds_count[3s]))",
+                  a, b);
+  const std::vector<double> draft_time =
+      RangeValues(prom_port,
+                  "sum(rate(specserve_draft_step_seconds_sum[3s])) / "
+                  "sum(rate(specserve_draft_step_seconds_count[3s]))",
+                  a, b);
+  const std::vector<double> tree_nodes =
+      RangeValues(prom_port, "max(specserve_planner_tree_nodes)", a, b);
+  const std::vector<double> tree_depth =
+      RangeValues(prom_port, "max(specserve_planner_tree_depth)", a, b);
   EXPECT_TRUE(rises(accepted)) << "accepted tokens did not grow";
   EXPECT_GE(distinct(acceptance_p1), 2u) << "the planner's acceptance vector did not move";
   EXPECT_GE(distinct(acceptance_rate), 2u) << "the acceptance rate did not move";
   EXPECT_GE(distinct(verify_time), 2u) << "the verify step time did not move";
   EXPECT_GE(distinct(draft_time), 2u) << "the draft step time did not move";
   EXPECT_GE(distinct(tree_nodes), 2u) << "the planner's tree size did not move";
-  std::printf("[ deploy ] %d requests; over the run Prometheus saw %zu distinct acceptance (p1) "
-              "values, %zu acceptance-rate values, %zu verify / %zu draft step-time values, "
-              "planner tree nodes {",
-              request, distinct(acceptance_p1), distinct(acceptance_rate), distinct(verify_time),
-              distinct(draft_time));
+  std::printf(
+      "[ deploy ] %d requests; over the run Prometheus saw %zu distinct acceptance (p1) "
+      "values, %zu acceptance-rate values, %zu verify / %zu draft step-time values, "
+      "planner tree nodes {",
+      request, distinct(acceptance_p1), distinct(acceptance_rate), distinct(verify_time),
+      distinct(draft_time));
   for (double v : std::set<double>(tree_nodes.begin(), tree_nodes.end())) std::printf(" %g", v);
   std::printf(" } depth {");
   for (double v : std::set<double>(tree_depth.begin(), tree_depth.end())) std::printf(" %g", v);

@@ -6,7 +6,6 @@
 //   MatMul with weights on the device in f32: 1e-4 (cuBLAS sgemm order),
 //   f16: 4e-3, bf16: 3e-2 (weights and activations rounded to 11/8 bits);
 //   model logits: f32 weights 1e-3, bf16 weights 1e-1.
-#include "common/ops/ops.h"
 #include "common/ops/cuda/cuda_ops.h"
 
 #include <algorithm>
@@ -16,13 +15,14 @@
 #include <memory>
 #include <vector>
 
+#include "common/engine/cuda/cuda_llama_model.h"
 #include "common/engine/llama_model.h"
 #include "common/model/model_loader.h"
 #include "common/model/random_model.h"
 #include "common/ops/cuda/attention.h"
 #include "common/ops/cuda/cuda_kv_cache.h"
-#include "common/engine/cuda/cuda_llama_model.h"
 #include "common/ops/cuda/sampling.h"
+#include "common/ops/ops.h"
 #include "common/sampling/rng.h"
 #include "common/sampling/sampler.h"
 #include "gtest/gtest.h"
@@ -136,9 +136,11 @@ TEST(CudaOpsTest, ElementwiseOpsMatchCpu) {
   // Rope, both styles, with a row stride wider than the heads.
   for (RopeStyle style : {RopeStyle::kInterleaved, RopeStyle::kHalf}) {
     std::vector<float> host = x;
-    cpu->Rope(host.data(), kRows, c.dim, 4, 32, 16, positions, 10000.0f, style);
+    cpu->Rope(host.data(), kRows, c.dim, 4, 32, positions, PlainRopeFrequencies(10000.0f, 16),
+              style);
     DeviceBuffer d = ToDevice(x);
-    ops->Rope(d.as<float>(), kRows, c.dim, 4, 32, 16, positions, 10000.0f, style);
+    ops->Rope(d.as<float>(), kRows, c.dim, 4, 32, positions, PlainRopeFrequencies(10000.0f, 16),
+              style);
     ASSERT_TRUE(ops->Synchronize().ok());
     EXPECT_LE(RelativeError(host, ToHost<float>(d, host.size())), 1e-5);
   }

@@ -27,9 +27,12 @@ TEST(FaultsTest, KillingTheDraftMidGenerationKeepsTheTokensAndSpeculationResumes
   EXPECT_GT(MetricValue(metrics, "specserve_steps_total{kind=\"draft_failed\"}"), 0) << metrics;
   EXPECT_EQ(MetricValue(metrics, "specserve_draft_available"), 0);
   EXPECT_GT(MetricValue(metrics, "specserve_draft_failures"), 0);
+  // The router says so, once.
+  const std::string down = "the draft at 127.0.0.1:" + std::to_string(draft_port) + " is down";
+  EXPECT_NE(split->router->Log().find(down), std::string::npos) << split->router->Log();
 
   // The draft comes back on the same address: speculation resumes.
-  split->draft = ServiceProcess::Start(
+  split->draft = StartService(
       "specserve-draft",
       {"--model=" + SharedRandomModel(), "--threads=1", "--window=32", "--sinks=4"}, draft_port);
   ASSERT_NE(split->draft, nullptr);
@@ -42,6 +45,11 @@ TEST(FaultsTest, KillingTheDraftMidGenerationKeepsTheTokensAndSpeculationResumes
     speculated = again.stats.speculated_steps();
   }
   EXPECT_GT(speculated, 0) << "speculation did not resume after the draft returned";
+  const std::string log = split->router->Log();
+  EXPECT_NE(log.find("the draft at 127.0.0.1:" + std::to_string(draft_port) + " answers again"),
+            std::string::npos)
+      << log;
+  EXPECT_EQ(log.find(down), log.rfind(down)) << "logged more than once:\n" << log;
 }
 
 TEST(FaultsTest, RestartingTheTargetMidGenerationKeepsTheTokens) {
@@ -53,8 +61,8 @@ TEST(FaultsTest, RestartingTheTargetMidGenerationKeepsTheTokens) {
   const int port = split->target->grpc_port();
   StreamResult r = Stream(*stub, TokenRequest(prompt, kLong), [&] {
     split->target->Kill(SIGKILL);
-    split->target = ServiceProcess::Start(
-        "specserve-target", {"--model=" + SharedRandomModel(), "--threads=1"}, port);
+    split->target =
+        StartService("specserve-target", {"--model=" + SharedRandomModel(), "--threads=1"}, port);
   });
   ASSERT_NE(split->target, nullptr);
   ASSERT_TRUE(r.status.ok()) << r.status.error_message();
@@ -105,9 +113,8 @@ TEST(FaultsTest, CancellationAndDeadlinesFreeKvOnBothWorkers) {
 }
 
 TEST(FaultsTest, OverloadIsRefusedWithResourceExhausted) {
-  auto serve = ServiceProcess::Start("specserve-serve",
-                                     {"--model=" + SharedRandomModel(), "--threads=1",
-                                      "--max-batch=1", "--max-queue=1"});
+  auto serve = StartService("specserve-serve", {"--model=" + SharedRandomModel(), "--threads=1",
+                                                "--max-batch=1", "--max-queue=1"});
   ASSERT_NE(serve, nullptr);
   // 16 requests at once against room for 2 (one running, one queued): the
   // rest are refused at once, and what is admitted completes.
@@ -139,8 +146,7 @@ TEST(FaultsTest, OverloadIsRefusedWithResourceExhausted) {
 }
 
 TEST(FaultsTest, SigtermDrainsInFlightRequests) {
-  auto serve = ServiceProcess::Start("specserve-serve",
-                                     {"--model=" + SharedRandomModel(), "--threads=1"});
+  auto serve = StartService("specserve-serve", {"--model=" + SharedRandomModel(), "--threads=1"});
   ASSERT_NE(serve, nullptr);
   auto stub = v1::Generation::NewStub(Connect(serve->address()));
   const std::vector<int32_t> prompt = Prompt(14, 10);
@@ -150,6 +156,80 @@ TEST(FaultsTest, SigtermDrainsInFlightRequests) {
   EXPECT_EQ(r.tokens, reference.at(0));
   const int status = serve->Wait();
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << serve->Log();
+}
+
+}  // namespace
+}  // namespace specserve::testing
+
+namespace specserve::testing {
+namespace {
+
+// Counted as deadline, never as cancelled: streams and unary calls whose deadline
+// passes while they wait, are admitted or generate (issue 12, item 7).
+TEST(FaultsTest, ExpiredDeadlinesAreCountedAsDeadlines) {
+  auto serve = StartService("specserve-serve", {"--model=" + SharedRandomModel(), "--threads=1"});
+  ASSERT_NE(serve, nullptr);
+  auto stub = v1::Generation::NewStub(Connect(serve->address()));
+  // The tiny model may finish 2000 tokens inside the longer deadlines: count the
+  // calls that did expire.
+  int expired = 0;
+  for (int i = 0; i < 10; ++i) {
+    const double timeout = 0.005 + 0.01 * i;
+    grpc::Status st;
+    if (i % 2 == 0) {
+      st = Stream(*stub, TokenRequest(Prompt(30 + i, 20), 2000), {}, timeout).status;
+    } else {
+      grpc::ClientContext context;
+      SetTimeout(&context, timeout);
+      v1::GenerateResponse response;
+      st = stub->Generate(&context, TokenRequest(Prompt(30 + i, 20), 2000), &response);
+    }
+    EXPECT_TRUE(st.ok() || st.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED)
+        << st.error_message();
+    expired += st.ok() ? 0 : 1;
+  }
+  EXPECT_GE(expired, 3);
+  // A call whose deadline passes before the server handles it is never counted;
+  // the others end on the scheduler thread soon after.
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  const std::string metrics = HttpGet(serve->metrics_port(), "/metrics");
+  const double deadline =
+      std::max(0.0, MetricValue(metrics, "specserve_requests_total{outcome=\"deadline\"}"));
+  const double cancelled =
+      std::max(0.0, MetricValue(metrics, "specserve_requests_total{outcome=\"cancelled\"}"));
+  EXPECT_GE(deadline, expired / 2) << metrics;
+  EXPECT_LE(deadline, expired) << metrics;
+  EXPECT_EQ(cancelled, 0) << "expired deadlines counted as cancellations\n" << metrics;
+}
+
+}  // namespace
+}  // namespace specserve::testing
+
+namespace specserve::testing {
+namespace {
+
+// A sampled stream whose target restarts half-way gives the tokens of the same
+// request undisturbed: the re-prefilled target draws, at each position, what it
+// drew there before (draws keyed by position, not a stream re-seeded from the
+// start). Issue 12, item 3.
+TEST(FaultsTest, RestartingTheTargetKeepsASeededSampleExact) {
+  auto split = Split::Start(SharedRandomModel());
+  ASSERT_NE(split, nullptr);
+  auto stub = v1::Generation::NewStub(Connect(split->router->address()));
+  v1::GenerateRequest request = TokenRequest(Prompt(61, 20), kLong, "off");
+  request.mutable_sampling()->set_temperature(1.0f);
+  request.mutable_sampling()->set_seed(777);
+  StreamResult straight = Stream(*stub, request);
+  ASSERT_TRUE(straight.status.ok()) << straight.status.error_message();
+  const int port = split->target->grpc_port();
+  StreamResult restarted = Stream(*stub, request, [&] {
+    split->target->Kill(SIGKILL);
+    split->target =
+        StartService("specserve-target", {"--model=" + SharedRandomModel(), "--threads=1"}, port);
+  });
+  ASSERT_NE(split->target, nullptr);
+  ASSERT_TRUE(restarted.status.ok()) << restarted.status.error_message();
+  EXPECT_EQ(restarted.tokens, straight.tokens);
 }
 
 }  // namespace

@@ -86,9 +86,8 @@ TEST_F(GenerationTest, SeededSamplingIsReproducible) {
 }
 
 TEST_F(GenerationTest, ServeGivesTheSameTokensAsTheSplitDeployment) {
-  auto serve = ServiceProcess::Start("specserve-serve",
-                                     {"--model=" + SharedRandomModel(), "--threads=1",
-                                      "--window=32", "--sinks=4", "--spec=tree:8"});
+  auto serve = StartService("specserve-serve", {"--model=" + SharedRandomModel(), "--threads=1",
+                                                "--window=32", "--sinks=4", "--spec=tree:8"});
   ASSERT_NE(serve, nullptr);
   auto all_in_one = v1::Generation::NewStub(Connect(serve->address()));
   auto split = Router();
@@ -130,13 +129,29 @@ TEST_F(GenerationTest, SixtyFourConcurrentStreamsWithMixedPromptLengths) {
 }
 
 TEST_F(GenerationTest, HealthAndMetricsOnEveryProcess) {
-  for (ServiceProcess* p : {split_->router.get(), split_->draft.get(), split_->target.get()}) {
+  // Health answers for the server ("") and for the service it serves by name.
+  const std::pair<ServiceProcess*, std::string> processes[] = {
+      {split_->router.get(), "specserve.v1.Generation"},
+      {split_->draft.get(), "specserve.v1.Draft"},
+      {split_->target.get(), "specserve.v1.Target"}};
+  for (const auto& [p, service] : processes) {
     auto health = grpc::health::v1::Health::NewStub(Connect(p->address()));
+    for (const std::string& name : {std::string(), service}) {
+      grpc::ClientContext context;
+      SetTimeout(&context, 5);
+      grpc::health::v1::HealthCheckRequest request;
+      request.set_service(name);
+      grpc::health::v1::HealthCheckResponse response;
+      grpc::Status st = health->Check(&context, request, &response);
+      ASSERT_TRUE(st.ok()) << "'" << name << "': " << st.error_message();
+      EXPECT_EQ(response.status(), grpc::health::v1::HealthCheckResponse::SERVING) << name;
+    }
     grpc::ClientContext context;
-    SetTimeout(&context, 5);
+    grpc::health::v1::HealthCheckRequest unknown;
+    unknown.set_service("specserve.v1.Nothing");
     grpc::health::v1::HealthCheckResponse response;
-    ASSERT_TRUE(health->Check(&context, {}, &response).ok());
-    EXPECT_EQ(response.status(), grpc::health::v1::HealthCheckResponse::SERVING);
+    EXPECT_EQ(health->Check(&context, unknown, &response).error_code(),
+              grpc::StatusCode::NOT_FOUND);
   }
   // Some traffic first, so that every series exists.
   auto stub = Router();
@@ -164,7 +179,7 @@ TEST_F(GenerationTest, HealthAndMetricsOnEveryProcess) {
 
 TEST(RealModelTest, Stories260KThroughServeEqualsTargetOnly) {
   SPECSERVE_REQUIRE_SHARED_MODEL(path, "stories260K.gguf");
-  auto serve = ServiceProcess::Start("specserve-serve", {"--model=" + path, "--threads=1"});
+  auto serve = StartService("specserve-serve", {"--model=" + path, "--threads=1"});
   ASSERT_NE(serve, nullptr);
   auto stub = v1::Generation::NewStub(Connect(serve->address()));
   grpc::ClientContext tc;
@@ -189,6 +204,102 @@ TEST(RealModelTest, Stories260KThroughServeEqualsTargetOnly) {
   v1::DetokenizeResponse whole;
   ASSERT_TRUE(stub->Detokenize(&dc, detokenize, &whole).ok());
   EXPECT_EQ("Once upon a time" + r.text, whole.text());
+}
+
+// Idle TCP connections (a scraper's, a load balancer's) do not block /metrics
+// (its HTTP server had 2 threads and kept idle connections for 30 s).
+TEST_F(GenerationTest, MetricsAnswerBesideIdleConnections) {
+  for (ServiceProcess* p : {split_->router.get(), split_->target.get()}) {
+    std::vector<int> idle;
+    for (int i = 0; i < 4; ++i) {
+      const int fd = socket(AF_INET, SOCK_STREAM, 0);
+      sockaddr_in addr{};
+      addr.sin_family = AF_INET;
+      addr.sin_port = htons(static_cast<uint16_t>(p->metrics_port()));
+      addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+      ASSERT_EQ(connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+      idle.push_back(fd);
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    const auto start = std::chrono::steady_clock::now();
+    const std::string page = HttpGet(p->metrics_port(), "/metrics", /*timeout_seconds=*/3);
+    EXPECT_NE(page.find("specserve_"), std::string::npos)
+        << "/metrics did not answer within 3 s beside 4 idle connections";
+    EXPECT_LT(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(), 3);
+    for (int fd : idle) close(fd);
+  }
+}
+
+}  // namespace
+}  // namespace specserve::testing
+
+namespace specserve::testing {
+namespace {
+
+// The worker skeleton builds its model with MakeModel: a tensor-parallel CPU target
+// (ranks as threads) through router + draft + target gives the TP=1 greedy tokens.
+TEST(BackendTest, TensorParallelTargetThroughTheTrioEqualsTargetOnly) {
+  auto target = StartService(
+      "specserve-target", {"--model=" + SharedRandomModel(), "--threads=2", "--tensor-parallel=2"});
+  ASSERT_NE(target, nullptr);
+  EXPECT_NE(target->Log().find("tensor-parallel x2"), std::string::npos) << target->Log();
+  auto draft = StartService("specserve-draft", {"--model=" + SharedRandomModel(), "--threads=1",
+                                                "--window=32", "--sinks=4"});
+  ASSERT_NE(draft, nullptr);
+  auto router = StartService("specserve-router",
+                             {"--model=" + SharedRandomModel(), "--target=" + target->address(),
+                              "--draft=" + draft->address(), "--spec=tree:8"});
+  ASSERT_NE(router, nullptr);
+  const std::vector<int32_t> prompt = Prompt(50, 15);
+  const auto reference = ReferenceGreedy(SharedRandomModel(), {prompt}, 60);
+  auto stub = v1::Generation::NewStub(Connect(router->address()));
+  StreamResult r = Stream(*stub, TokenRequest(prompt, 60));
+  ASSERT_TRUE(r.status.ok()) << r.status.error_message();
+  EXPECT_EQ(r.tokens, reference.at(0));
+  EXPECT_GT(r.stats.speculated_steps(), 0);
+}
+
+// --device=cuda without a usable GPU fails at start with a clear message (with one,
+// the target starts).
+TEST(BackendTest, CudaWithoutAGpuFailsAtStart) {
+  const ToolResult r =
+      RunTool({DefaultBinDir() + "/specserve-target", "--model=" + SharedRandomModel(),
+               "--device=cuda", "--listen=127.0.0.1:0"},
+              20);
+  if (r.exit_code == -1) GTEST_SKIP() << "it started: this machine has a usable GPU";
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_NE(r.output.find("--device cuda"), std::string::npos) << r.output;
+}
+
+}  // namespace
+}  // namespace specserve::testing
+
+namespace specserve::testing {
+namespace {
+
+// A sampled request without a seed gets a fresh one, returned in its stats: two
+// such requests sample differently, and the returned seed replays a sample
+// (issue 12, item 3).
+TEST(SeedTest, UnseededSampledRequestsGetAFreshSeedThatReplays) {
+  auto serve = StartService("specserve-serve", {"--model=" + SharedRandomModel(), "--threads=1"});
+  ASSERT_NE(serve, nullptr);
+  auto stub = v1::Generation::NewStub(Connect(serve->address()));
+  v1::GenerateRequest request = TokenRequest(Prompt(60, 8), 40, "off");
+  request.mutable_sampling()->set_temperature(1.0f);
+  StreamResult a = Stream(*stub, request);
+  StreamResult b = Stream(*stub, request);
+  ASSERT_TRUE(a.status.ok() && b.status.ok());
+  EXPECT_NE(a.stats.seed(), 0u);
+  EXPECT_NE(b.stats.seed(), 0u);
+  EXPECT_NE(a.stats.seed(), b.stats.seed());
+  EXPECT_NE(a.tokens, b.tokens) << "identical unseeded requests sampled alike";
+  request.mutable_sampling()->set_seed(a.stats.seed());
+  StreamResult replay = Stream(*stub, request);
+  ASSERT_TRUE(replay.status.ok());
+  EXPECT_EQ(replay.tokens, a.tokens);
+  EXPECT_EQ(replay.stats.seed(), a.stats.seed());
+  // Greedy requests report no seed.
+  EXPECT_EQ(Stream(*stub, TokenRequest(Prompt(60, 8), 5)).stats.seed(), 0u);
 }
 
 }  // namespace

@@ -1,16 +1,14 @@
 // Test harness for the integration tests: starts the real service binaries
-// (build/bin) on 127.0.0.1 with ephemeral ports (--listen 127.0.0.1:0 and a
-// --port-file), talks gRPC and plain HTTP to them, and computes target-only
-// reference outputs in-process. Header-only: tests/CMakeLists.txt compiles only
+// (build/bin) on 127.0.0.1 with ephemeral ports (tests/testing/process.h), talks
+// gRPC and plain HTTP to them, and computes target-only reference outputs in-process. Header-only:
+// tests/CMakeLists.txt compiles only
 // *_test.cc files in this folder.
 #pragma once
 
 #include <arpa/inet.h>
-#include <fcntl.h>
 #include <grpcpp/grpcpp.h>
 #include <netinet/in.h>
 #include <signal.h>
-#include <spawn.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -33,109 +31,34 @@
 #include "specserve/v1/draft.grpc.pb.h"
 #include "specserve/v1/generation.grpc.pb.h"
 #include "specserve/v1/target.grpc.pb.h"
+#include "tests/testing/process.h"
 #include "tests/testing/random_model.h"
-
-extern char** environ;
 
 namespace specserve::testing {
 
-inline std::string BinPath(const std::string& name) {
-  return std::string(SPECSERVE_BIN_DIR) + "/" + name;
-}
-
-// A service process started from build/bin; killed (SIGKILL) on destruction.
-class ServiceProcess {
- public:
-  // Starts `binary` with `args` plus --listen 127.0.0.1:<port> (0: any free),
-  // --port-file and --metrics-port 0; waits until it reports its ports.
-  static std::unique_ptr<ServiceProcess> Start(const std::string& binary,
-                                               std::vector<std::string> args, int port = 0) {
-    auto p = std::unique_ptr<ServiceProcess>(new ServiceProcess());
-    p->name_ = binary;
-    const std::string port_file = TempPath(binary + ".port");
-    p->log_ = TempPath(binary + ".log");
-    args.insert(args.begin(), BinPath(binary));
-    args.push_back(absl::StrCat("--listen=127.0.0.1:", port));
-    args.push_back("--port-file=" + port_file);
-    args.push_back("--metrics-port=0");
-    std::vector<char*> argv;
-    for (std::string& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    posix_spawn_file_actions_t actions;
-    posix_spawn_file_actions_init(&actions);
-    posix_spawn_file_actions_addopen(&actions, 1, p->log_.c_str(), O_WRONLY | O_CREAT | O_TRUNC,
-                                     0644);
-    posix_spawn_file_actions_adddup2(&actions, 1, 2);
-    const int rc = posix_spawn(&p->pid_, argv[0], &actions, nullptr, argv.data(), environ);
-    posix_spawn_file_actions_destroy(&actions);
-    if (rc != 0) {
-      ADD_FAILURE() << "cannot start " << argv[0];
-      return nullptr;
-    }
-    const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(30);
-    while (std::chrono::steady_clock::now() < until) {
-      std::ifstream in(port_file);
-      if (in >> p->grpc_port_ >> p->metrics_port_) {
-        if (!(in >> p->http_port_)) p->http_port_ = -1;  // with --http-listen only
-        return p;
-      }
-      int status = 0;
-      if (waitpid(p->pid_, &status, WNOHANG) == p->pid_) {
-        p->pid_ = -1;
-        ADD_FAILURE() << binary << " exited early:\n" << p->Log();
-        return nullptr;
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    }
-    ADD_FAILURE() << binary << " did not report its ports:\n" << p->Log();
+// Starts a service from build/bin on 127.0.0.1 (tests/testing/process.h): `port`
+// 0 picks a free one. A failure to start is a test failure (and nullptr).
+inline std::unique_ptr<ServiceProcess> StartService(const std::string& binary,
+                                                    std::vector<std::string> args, int port = 0) {
+  ServiceOptions options;
+  options.port = port;
+  options.start_seconds = 30;
+  auto p = ServiceProcess::Launch(binary, std::move(args), options);
+  if (!p.ok()) {
+    ADD_FAILURE() << p.status().message();
     return nullptr;
   }
+  return *std::move(p);
+}
 
-  ~ServiceProcess() { Kill(SIGKILL); }
-
-  // Sends `sig` and waits for the process to exit; returns its exit status.
-  int Kill(int sig) {
-    if (pid_ <= 0) return -1;
-    kill(pid_, sig);
-    int status = 0;
-    waitpid(pid_, &status, 0);
-    pid_ = -1;
-    return status;
-  }
-  // Sends a signal without waiting.
-  void Signal(int sig) {
-    if (pid_ > 0) kill(pid_, sig);
-  }
-  // Waits for exit (after Signal); returns the wait status.
-  int Wait() {
-    if (pid_ <= 0) return -1;
-    int status = 0;
-    waitpid(pid_, &status, 0);
-    pid_ = -1;
-    return status;
-  }
-
-  std::string address() const { return absl::StrCat("127.0.0.1:", grpc_port_); }
-  int grpc_port() const { return grpc_port_; }
-  int metrics_port() const { return metrics_port_; }
-  int http_port() const { return http_port_; }
-  std::string Log() const {
-    std::ifstream in(log_);
-    std::stringstream ss;
-    ss << in.rdbuf();
-    return ss.str();
-  }
-
- private:
-  ServiceProcess() = default;
-  std::string name_, log_;
-  pid_t pid_ = -1;
-  int grpc_port_ = 0, metrics_port_ = -1, http_port_ = -1;
-};
-
-// The body of an HTTP GET on 127.0.0.1 ("" on failure).
-inline std::string HttpGet(int port, const std::string& path) {
+// The body of an HTTP GET on 127.0.0.1 ("" on failure or after `timeout_seconds`
+// without an answer).
+inline std::string HttpGet(int port, const std::string& path, double timeout_seconds = 30) {
   const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  timeval tv{
+      static_cast<time_t>(timeout_seconds),
+      static_cast<suseconds_t>((timeout_seconds - static_cast<time_t>(timeout_seconds)) * 1e6)};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
   addr.sin_port = htons(static_cast<uint16_t>(port));
@@ -280,14 +203,14 @@ struct Split {
                                       std::vector<std::string> draft_flags = {}) {
     auto s = std::make_unique<Split>();
     s->model = model;
-    s->target = ServiceProcess::Start("specserve-target", {"--model=" + model, "--threads=1"});
+    s->target = StartService("specserve-target", {"--model=" + model, "--threads=1"});
     draft_flags.insert(draft_flags.end(),
                        {"--model=" + model, "--threads=1", "--window=32", "--sinks=4"});
-    s->draft = ServiceProcess::Start("specserve-draft", draft_flags);
+    s->draft = StartService("specserve-draft", draft_flags);
     if (!s->target || !s->draft) return nullptr;
     router_flags.insert(router_flags.end(), {"--model=" + model, "--target=" + s->target->address(),
                                              "--draft=" + s->draft->address()});
-    s->router = ServiceProcess::Start("specserve-router", router_flags);
+    s->router = StartService("specserve-router", router_flags);
     if (!s->router) return nullptr;
     return s;
   }
@@ -297,9 +220,8 @@ inline int WorkerSequences(const std::string& address, bool draft) {
   grpc::ClientContext context;
   SetTimeout(&context, 5);
   v1::WorkerInfo info;
-  grpc::Status st =
-      draft ? v1::Draft::NewStub(Connect(address))->Info(&context, {}, &info)
-            : v1::Target::NewStub(Connect(address))->Info(&context, {}, &info);
+  grpc::Status st = draft ? v1::Draft::NewStub(Connect(address))->Info(&context, {}, &info)
+                          : v1::Target::NewStub(Connect(address))->Info(&context, {}, &info);
   return st.ok() ? info.sequences() : -1;
 }
 

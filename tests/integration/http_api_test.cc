@@ -85,7 +85,7 @@ class HttpApiTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     template_path_ = new std::string(WriteFile("chatml.jinja", kChatMl));
-    serve_ = ServiceProcess::Start(
+    serve_ = StartService(
                  "specserve-serve",
                  {"--model=" + SharedRandomModel(), "--threads=1", "--window=32", "--sinks=4",
                   "--http-listen=127.0.0.1:0", "--chat-template=" + *template_path_,
@@ -452,7 +452,7 @@ TEST_F(HttpApiTest, ChatCompletionsUseTheChatTemplate) {
 }
 
 TEST(HttpApiStandalone, QueueFullIs429AndNoTemplateIs400) {
-  auto serve = ServiceProcess::Start(
+  auto serve = StartService(
       "specserve-serve",
       {"--model=" + SharedRandomModel(), "--threads=1", "--window=32", "--sinks=4",
        "--http-listen=127.0.0.1:0", "--max-batch=1", "--max-queue=0"});
@@ -481,7 +481,7 @@ TEST(HttpApiStandalone, QueueFullIs429AndNoTemplateIs400) {
 TEST(HttpApiStandalone, RefusesAnUnusableChatTemplateAtStart) {
   const std::string bad = WriteFile("bad.jinja", "{% include 'other.jinja' %}");
   const std::string log = TempPath("bad_template.log");
-  const std::string cmd = BinPath("specserve-serve") + " --model=" + SharedRandomModel() +
+  const std::string cmd = DefaultBinDir() + "/specserve-serve" + " --model=" + SharedRandomModel() +
                           " --listen=127.0.0.1:0 --http-listen=127.0.0.1:0 --chat-template=" + bad +
                           " > " + log + " 2>&1";
   const int rc = std::system(cmd.c_str());
@@ -494,7 +494,7 @@ TEST(HttpApiStandalone, RefusesAnUnusableChatTemplateAtStart) {
 
 TEST(HttpApiStandalone, RealTokenizerStopStringsAcrossTokens) {
   SPECSERVE_REQUIRE_SHARED_MODEL(path, "stories260K.gguf");
-  auto serve = ServiceProcess::Start(
+  auto serve = StartService(
       "specserve-serve", {"--model=" + path, "--threads=1", "--http-listen=127.0.0.1:0"});
   ASSERT_NE(serve, nullptr);
   json body = {{"model", "stories260K"},
@@ -531,7 +531,7 @@ TEST(HttpApiStandalone, RealTokenizerStopStringsAcrossTokens) {
 }
 
 TEST(HttpApiStandalone, DrainingAnswers503AndFinishesRunningStreams) {
-  auto serve = ServiceProcess::Start("specserve-serve",
+  auto serve = StartService("specserve-serve",
                                      {"--model=" + SharedRandomModel(), "--threads=1", "--window=32",
                                       "--sinks=4", "--http-listen=127.0.0.1:0", "--drain-seconds=30"});
   ASSERT_NE(serve, nullptr);

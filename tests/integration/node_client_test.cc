@@ -58,53 +58,6 @@ std::string NodeClientMissing(std::string* node) {
     GTEST_SKIP() << "Node client test skipped: " << missing;                    \
   }
 
-struct ProcessResult {
-  int exit_code = -1;  // -1: killed or did not start
-  std::string output;
-};
-
-// Runs `argv` with stdout and stderr to a file; kills it after `timeout_seconds`.
-ProcessResult RunProcess(std::vector<std::string> argv, double timeout_seconds) {
-  ProcessResult result;
-  const std::string log = TempPath("node_client.log");
-  std::vector<char*> args;
-  for (std::string& a : argv) args.push_back(a.data());
-  args.push_back(nullptr);
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_addopen(&actions, 1, log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  posix_spawn_file_actions_adddup2(&actions, 1, 2);
-  pid_t pid = -1;
-  const int rc = posix_spawn(&pid, args[0], &actions, nullptr, args.data(), environ);
-  posix_spawn_file_actions_destroy(&actions);
-  if (rc != 0) {
-    result.output = absl::StrCat("cannot start ", argv[0]);
-    return result;
-  }
-  const auto until = std::chrono::steady_clock::now() +
-                     std::chrono::milliseconds(static_cast<int64_t>(timeout_seconds * 1000));
-  int status = 0;
-  bool exited = false;
-  while (std::chrono::steady_clock::now() < until) {
-    if (waitpid(pid, &status, WNOHANG) == pid) {
-      exited = true;
-      break;
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
-  if (!exited) {
-    kill(pid, SIGKILL);
-    waitpid(pid, &status, 0);
-  }
-  std::ifstream in(log);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  result.output = ss.str();
-  if (exited && WIFEXITED(status)) result.exit_code = WEXITSTATUS(status);
-  if (!exited) result.output += absl::StrCat("\n(killed after ", timeout_seconds, " s)");
-  return result;
-}
-
 std::string Ids(const std::vector<int32_t>& ids) { return absl::StrJoin(ids, ","); }
 
 TEST(NodeClientTest, DrivesServeFromTheProtoAlone) {
@@ -112,14 +65,12 @@ TEST(NodeClientTest, DrivesServeFromTheProtoAlone) {
   const std::vector<int32_t> prompt = Prompt(40, 11);
   const auto reference = ReferenceGreedy(SharedRandomModel(), {prompt}, 32);
   ASSERT_EQ(reference.size(), 1u);
-  auto serve =
-      ServiceProcess::Start("specserve-serve", {"--model=" + SharedRandomModel(), "--threads=1",
+  auto serve = StartService("specserve-serve", {"--model=" + SharedRandomModel(), "--threads=1",
                                                 "--window=32", "--sinks=4", "--spec=tree:8"});
   ASSERT_NE(serve, nullptr);
-  const ProcessResult r =
-      RunProcess({node, kClientDir + "/client_test.js", serve->address(),
-                  "--prompt-ids=" + Ids(prompt), "--expect=" + Ids(reference[0])},
-                 120);
+  const ToolResult r = RunTool({node, kClientDir + "/client_test.js", serve->address(),
+                                "--prompt-ids=" + Ids(prompt), "--expect=" + Ids(reference[0])},
+                               120);
   EXPECT_EQ(r.exit_code, 0) << r.output;
   EXPECT_NE(r.output.find(" 0 failed"), std::string::npos) << r.output;
 }
@@ -127,10 +78,10 @@ TEST(NodeClientTest, DrivesServeFromTheProtoAlone) {
 TEST(NodeClientTest, DrivesServeWithARealTokenizer) {
   SPECSERVE_REQUIRE_NODE_CLIENT(node);
   SPECSERVE_REQUIRE_SHARED_MODEL(path, "stories260K.gguf");
-  auto serve = ServiceProcess::Start("specserve-serve", {"--model=" + path, "--threads=1"});
+  auto serve = StartService("specserve-serve", {"--model=" + path, "--threads=1"});
   ASSERT_NE(serve, nullptr);
-  const ProcessResult r = RunProcess(
-      {node, kClientDir + "/client_test.js", serve->address(), "--max-new-tokens=40"}, 120);
+  const ToolResult r =
+      RunTool({node, kClientDir + "/client_test.js", serve->address(), "--max-new-tokens=40"}, 120);
   EXPECT_EQ(r.exit_code, 0) << r.output;
   EXPECT_NE(r.output.find(" 0 failed"), std::string::npos) << r.output;
 }
@@ -150,7 +101,7 @@ TEST(NodeClientTest, OpenAiClientDrivesTheHttpApi) {
       << "{% for m in messages %}{{ '<|im_start|>' + m['role'] + '\\n' + m['content'] + "
          "'<|im_end|>\\n' }}"
          "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}";
-  auto serve = ServiceProcess::Start("specserve-serve",
+  auto serve = StartService("specserve-serve",
                                      {"--model=" + path, "--threads=1", "--http-listen=127.0.0.1:0",
                                       "--chat-template=" + chat_template});
   ASSERT_NE(serve, nullptr);
@@ -164,7 +115,7 @@ TEST(NodeClientTest, OpenAiClientDrivesTheHttpApi) {
   SetTimeout(&context, 60);
   v1::GenerateResponse response;
   ASSERT_TRUE(stub->Generate(&context, request, &response).ok());
-  const ProcessResult r = RunProcess(
+  const ToolResult r = RunTool(
       {node, kClientDir + "/openai_client_test.js",
        absl::StrCat("--base-url=http://127.0.0.1:", serve->http_port(), "/v1"),
        absl::StrCat("--metrics-url=http://127.0.0.1:", serve->metrics_port(), "/metrics"),

@@ -29,7 +29,7 @@ TEST(PythonClientTest, DrivesServeFromTheProtoAlone) {
   const auto reference = ReferenceGreedy(SharedRandomModel(), {prompt}, 24);
   ASSERT_EQ(reference.size(), 1u);
   auto serve =
-      ServiceProcess::Start("specserve-serve", {"--model=" + SharedRandomModel(), "--threads=1",
+      StartService("specserve-serve", {"--model=" + SharedRandomModel(), "--threads=1",
                                                 "--window=32", "--sinks=4", "--spec=tree:8"});
   ASSERT_NE(serve, nullptr);
   const std::string log = TempPath("python_client.log");

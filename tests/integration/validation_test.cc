@@ -73,8 +73,17 @@ TEST_F(ValidationTest, BadPublicRequestsGetClearStatuses) {
   ExpectCode(r, StatusCode::INVALID_ARGUMENT, "top_k");
 
   ExpectCode(TokenRequest({5}, 5, "fast"), StatusCode::INVALID_ARGUMENT, "'fast'");
+  // The range named is the router's (64 drafted tokens), not the parser's.
   ExpectCode(TokenRequest({5}, 5, "tree:0"), StatusCode::INVALID_ARGUMENT, "tree:0");
+  ExpectCode(TokenRequest({5}, 5, "tree:0"), StatusCode::INVALID_ARGUMENT, "[1, 64]");
+  ExpectCode(TokenRequest({5}, 5, "tree:65"), StatusCode::OUT_OF_RANGE, "[1, 64]");
   ExpectCode(TokenRequest({5}, 5, "chain:200"), StatusCode::OUT_OF_RANGE, "chain:200");
+  ExpectCode(TokenRequest({5}, 5, "chain:200"), StatusCode::OUT_OF_RANGE, "[1, 64]");
+  // A prompt that cannot fit the context is refused before it is tokenised: the
+  // message names the bytes per token, not the token count.
+  v1::GenerateRequest mebibyte;
+  mebibyte.set_text(std::string(1 << 20, 'a'));
+  ExpectCode(mebibyte, StatusCode::OUT_OF_RANGE, "bytes per token");
 
   v1::GenerateRequest stops = TokenRequest({5}, 5);
   stops.add_stop("");
@@ -101,6 +110,16 @@ TEST_F(ValidationTest, InvalidUtf8IsRefused) {
   v1::DetokenizeResponse out;
   EXPECT_EQ(stub->Detokenize(&context, detokenize, &out).error_code(),
             grpc::StatusCode::INVALID_ARGUMENT);
+  // At most the context length of ids (2048), as the proto documents.
+  v1::DetokenizeRequest many;
+  for (int i = 0; i < 2049; ++i) many.add_ids(5);
+  grpc::ClientContext too_many;
+  grpc::Status st_many = stub->Detokenize(&too_many, many, &out);
+  EXPECT_EQ(st_many.error_code(), grpc::StatusCode::OUT_OF_RANGE);
+  EXPECT_NE(st_many.error_message().find("2048"), std::string::npos) << st_many.error_message();
+  many.mutable_ids()->RemoveLast();
+  grpc::ClientContext just_enough;
+  EXPECT_TRUE(stub->Detokenize(&just_enough, many, &out).ok());
   ExpectStillServing();
 }
 
@@ -122,8 +141,8 @@ TEST_F(ValidationTest, StopSequencesEndGenerationBeforeTheMatch) {
   EXPECT_EQ(r.stats.finish_reason(), v1::FINISH_REASON_STOP);
   EXPECT_EQ(r.stats.stop(), stop);
   EXPECT_LT(r.tokens.size(), full.tokens.size());
-  EXPECT_EQ(r.tokens, std::vector<int32_t>(full.tokens.begin(),
-                                           full.tokens.begin() + r.tokens.size()));
+  EXPECT_EQ(r.tokens,
+            std::vector<int32_t>(full.tokens.begin(), full.tokens.begin() + r.tokens.size()));
 }
 
 TEST_F(ValidationTest, MalformedVerifyCallsAreRefused) {
@@ -217,8 +236,8 @@ TEST_F(ValidationTest, MalformedProposeCallsAreRefused) {
     return it;
   };
   const int64_t base = 2'000'000;
-  for (std::vector<int32_t> parents : {std::vector<int32_t>{-1, 1}, std::vector<int32_t>{-2},
-                                       std::vector<int32_t>(300, -1)}) {
+  for (std::vector<int32_t> parents :
+       {std::vector<int32_t>{-1, 1}, std::vector<int32_t>{-2}, std::vector<int32_t>(300, -1)}) {
     v1::ProposeRequest request;
     item(&request, base, parents);
     v1::ProposeResponse response;

@@ -36,19 +36,30 @@ std::vector<double> RmsNorm(const std::vector<double>& x, const Matrix& weight, 
   return y;
 }
 
+// Frequencies as the model computes them when the config scales them (the scaling
+// itself is checked against llama.cpp); plain theta^(-2i/d) in double otherwise.
 void Rope(std::vector<double>& x, int n_heads, const ModelConfig& c, int pos) {
+  const RopeFrequencies scaled = ComputeRopeFrequencies(c);
+  const bool plain = c.rope_scaling.is_identity();
   for (int h = 0; h < n_heads; ++h) {
     double* head = x.data() + h * c.head_dim;
     for (int i = 0; i < c.rope_dim / 2; ++i) {
-      const double freq = std::pow(static_cast<double>(c.rope_theta), -2.0 * i / c.rope_dim);
+      const double freq = plain ? std::pow(static_cast<double>(c.rope_theta), -2.0 * i / c.rope_dim)
+                                : scaled.inv_freq[i];
       const double angle = pos * freq;
       const int a = c.rope_style == RopeStyle::kInterleaved ? 2 * i : i;
       const int b = c.rope_style == RopeStyle::kInterleaved ? 2 * i + 1 : i + c.rope_dim / 2;
       const double x0 = head[a], x1 = head[b];
-      head[a] = x0 * std::cos(angle) - x1 * std::sin(angle);
-      head[b] = x0 * std::sin(angle) + x1 * std::cos(angle);
+      head[a] = (x0 * std::cos(angle) - x1 * std::sin(angle)) * scaled.mscale;
+      head[b] = (x0 * std::sin(angle) + x1 * std::cos(angle)) * scaled.mscale;
     }
   }
+}
+
+void AddBias(const WeightTensor& bias, std::vector<double>& x) {
+  if (bias.data == nullptr) return;
+  const Matrix b = Dequantize(bias);
+  for (size_t i = 0; i < x.size(); ++i) x[i] += b[0][i];
 }
 
 }  // namespace
@@ -75,6 +86,9 @@ std::vector<std::vector<double>> ReferenceLogits(const LoadedModel& model,
       q[t] = MatVec(wq, xn);
       k[t] = MatVec(wk, xn);
       v[t] = MatVec(wv, xn);
+      AddBias(layer.bq, q[t]);
+      AddBias(layer.bk, k[t]);
+      AddBias(layer.bv, v[t]);
       const int pos = positions.empty() ? t : positions[t];
       Rope(q[t], c.n_heads, c, pos);
       Rope(k[t], c.n_kv_heads, c, pos);
@@ -88,6 +102,9 @@ std::vector<std::vector<double>> ReferenceLogits(const LoadedModel& model,
         std::vector<int> keys;
         for (int j = 0; j <= t; ++j) {
           if (visible && !visible(t, j)) continue;
+          const int pos_t = positions.empty() ? t : positions[t];
+          const int pos_j = positions.empty() ? j : positions[j];
+          if (c.sliding_window > 0 && pos_t - pos_j >= c.sliding_window) continue;
           double dot = 0.0;
           for (int d = 0; d < c.head_dim; ++d) {
             dot += q[t][h * c.head_dim + d] * k[j][kvh * c.head_dim + d];
@@ -109,7 +126,8 @@ std::vector<std::vector<double>> ReferenceLogits(const LoadedModel& model,
       const std::vector<double> xn = RmsNorm(x[t], ffn_norm, c.rms_eps);
       std::vector<double> gate = MatVec(w_gate, xn);
       const std::vector<double> up = MatVec(w_up, xn);
-      for (size_t i = 0; i < gate.size(); ++i) gate[i] = gate[i] / (1.0 + std::exp(-gate[i])) * up[i];
+      for (size_t i = 0; i < gate.size(); ++i)
+        gate[i] = gate[i] / (1.0 + std::exp(-gate[i])) * up[i];
       const std::vector<double> down = MatVec(w_down, gate);
       for (int d = 0; d < c.dim; ++d) x[t][d] += down[d];
     }

@@ -1,6 +1,8 @@
 // A deliberately plain double-precision Llama forward for one sequence, used as
 // the oracle for the engine's batched, cached, SIMD forward. Every tensor is
-// dequantised with DequantizeRow and every loop is written out.
+// dequantised with DequantizeRow and every loop is written out. Covers q/k/v
+// biases, sliding windows (by position) and rope scaling (its frequencies from
+// ComputeRopeFrequencies; llama.cpp is the oracle for those).
 #pragma once
 
 #include <functional>

@@ -121,6 +121,40 @@ TEST(ModelToolTest, RandomWritesALoadableFile) {
   EXPECT_THAT(r.output, HasSubstr("n_heads (5) must divide dim (64)"));
 }
 
+TEST(ModelToolTest, RandomWritesEveryArchitecture) {
+  const std::string out = testing::TempPath("tool_variants.gguf");
+  Result r =
+      RunTool(absl::StrCat("random --out ", out,
+                           " --arch qwen2 --dim 64 --layers 1 --heads 4 --kv-heads 2 --ffn 64 "
+                           "--context 256 --vocab-size 300 --rope-scaling yarn --rope-factor 4 "
+                           "--rope-original-context 64 --quiet"));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  r = RunTool("info --json " + out);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  nlohmann::json j = nlohmann::json::parse(r.output);
+  EXPECT_EQ(j["config"]["architecture"], "qwen2");
+  EXPECT_EQ(j["config"]["attention_bias"], true);
+  EXPECT_THAT(j["config"]["rope_scaling"].get<std::string>(),
+              HasSubstr("yarn factor 4 original 64"));
+
+  r = RunTool(
+      absl::StrCat("random --out ", out,
+                   " --arch mistral --sliding-window 32 --dim 64 --layers 1 --heads 4 "
+                   "--ffn 64 --vocab-size 300 --rope-scaling llama3 --rope-factor 8 --quiet"));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  r = RunTool("info --json " + out);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  j = nlohmann::json::parse(r.output);
+  EXPECT_EQ(j["config"]["sliding_window"], 32);
+  // llama3 scaling travels as rope_freqs.weight, as llama.cpp's converter writes it.
+  EXPECT_THAT(j["config"]["rope_scaling"].get<std::string>(), HasSubstr("frequency factors"));
+
+  r = RunTool(absl::StrCat("random --out ", out, " --dim 64 --layers 1 --heads 4 --ffn 64 ",
+                           "--vocab-size 300 --rope-scaling dynamic --rope-factor 2"));
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_THAT(r.output, HasSubstr("rope scaling type 'dynamic' is not supported"));
+}
+
 TEST(ModelToolTest, RandomWithVocabularyOfARealModel) {
   SPECSERVE_REQUIRE_SHARED_MODEL(tok, "tok512.bin");
   SPECSERVE_REQUIRE_SHARED_MODEL(gguf, "stories260K.gguf");

@@ -14,9 +14,9 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "common/util/cli.h"
-#include "services/flag_names.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "nlohmann/json.hpp"
+#include "services/flag_names.h"
 #include "specserve/v1/generation.grpc.pb.h"
 
 ABSL_FLAG(std::string, server, "127.0.0.1:50051", "Server address HOST:PORT");
@@ -24,7 +24,8 @@ ABSL_FLAG(int, max_new_tokens, -1, "New tokens at most (-1: the server's default
 ABSL_FLAG(float, temperature, 0.0f, "Sampling temperature (0: greedy)");
 ABSL_FLAG(int, top_k, 0, "Top-k filter (0: off)");
 ABSL_FLAG(float, top_p, 1.0f, "Nucleus mass in (0, 1]");
-ABSL_FLAG(uint64_t, seed, 0, "Sampling seed");
+ABSL_FLAG(uint64_t, seed, 0,
+          "Sampling seed (0: the server picks one and reports it, so that it can be replayed)");
 ABSL_FLAG(std::vector<std::string>, stop, {}, "Stop sequences, comma-separated");
 ABSL_FLAG(std::string, spec, "", "Speculation for this request: off, chain:G, tree:N, auto");
 ABSL_FLAG(std::string, ids, "",
@@ -39,7 +40,8 @@ namespace specserve {
 namespace {
 
 constexpr const char* kUsage =
-    "Talks to specserve-serve / specserve-router: generate, stream, tokenize, detokenize, info or health.\n"
+    "Talks to specserve-serve / specserve-router: generate, stream, tokenize, detokenize, info or "
+    "health.\n"
     "  specserve-client [--server HOST:PORT] generate \"Once upon a time\" --max-new-tokens 64\n"
     "  specserve-client stream \"Once upon a time\" --temperature 0.8 --seed 7\n"
     "  specserve-client stream --ids 1,403,407 --json\n"
@@ -118,17 +120,19 @@ nlohmann::json StatsJson(const v1::GenerateStats& s) {
           {"time_to_first_token_seconds", s.time_to_first_token_seconds()},
           {"total_seconds", s.total_seconds()},
           {"finish_reason", ReasonName(s.finish_reason())},
-          {"stop", s.stop()}};
+          {"stop", s.stop()},
+          {"seed", s.seed()}};
 }
 
 std::string StatsLine(const v1::GenerateStats& s) {
   return absl::StrFormat(
       "[%d prompt + %d generated tokens in %d steps (%.2f tokens/step, %d accepted drafted), "
-      "first token %.3f s, total %.3f s, finish: %s%s]",
+      "first token %.3f s, total %.3f s, finish: %s%s%s]",
       s.prompt_tokens(), s.generated_tokens(), s.steps(),
-      s.steps() ? static_cast<double>(s.generated_tokens()) / s.steps() : 0.0,
-      s.accepted_tokens(), s.time_to_first_token_seconds(), s.total_seconds(),
-      ReasonName(s.finish_reason()), s.stop().empty() ? "" : " '" + s.stop() + "'");
+      s.steps() ? static_cast<double>(s.generated_tokens()) / s.steps() : 0.0, s.accepted_tokens(),
+      s.time_to_first_token_seconds(), s.total_seconds(), ReasonName(s.finish_reason()),
+      s.stop().empty() ? "" : " '" + s.stop() + "'",
+      s.seed() != 0 ? absl::StrFormat(", seed %d", s.seed()) : "");
 }
 
 std::string Dump(const nlohmann::json& j) {
@@ -169,7 +173,8 @@ int Run(const std::vector<std::string>& args) {
   if (args.empty()) return Usage("no command");
   const std::string& command = args[0];
   const bool json = absl::GetFlag(FLAGS_json);
-  auto channel = grpc::CreateChannel(absl::GetFlag(FLAGS_server), grpc::InsecureChannelCredentials());
+  auto channel =
+      grpc::CreateChannel(absl::GetFlag(FLAGS_server), grpc::InsecureChannelCredentials());
   auto stub = v1::Generation::NewStub(channel);
   grpc::ClientContext context;
   SetDeadline(&context);
@@ -198,9 +203,9 @@ int Run(const std::vector<std::string>& args) {
     v1::GenerateStreamResponse message;
     while (reader->Read(&message)) {
       if (json) {
-        nlohmann::json line = {{"text", message.text()},
-                               {"tokens", std::vector<int32_t>(message.tokens().begin(),
-                                                               message.tokens().end())}};
+        nlohmann::json line = {
+            {"text", message.text()},
+            {"tokens", std::vector<int32_t>(message.tokens().begin(), message.tokens().end())}};
         if (message.has_final()) line["final"] = StatsJson(message.final());
         std::printf("%s\n", Dump(line).c_str());
       } else {

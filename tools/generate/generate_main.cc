@@ -3,16 +3,16 @@
 #include <cstdio>
 #include <fstream>
 #include <iostream>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "absl/flags/flag.h"
 #include "absl/strings/str_format.h"
 #include "common/engine/batch_generator.h"
-#include "common/speculation/spec_engine.h"
-#include "common/engine/llama_model.h"
+#include "common/engine/model_factory.h"
 #include "common/model/model_loader.h"
-#include "common/ops/ops.h"
+#include "common/speculation/spec_engine.h"
 #include "common/tokenizer/tokenizer.h"
 #include "common/util/cli.h"
 #include "nlohmann/json.hpp"
@@ -33,8 +33,14 @@ ABSL_FLAG(int, threads, 0, "CPU threads (0 = all cores)");
 ABSL_FLAG(bool, json, false, "Print one JSON object on the last line instead of text");
 ABSL_FLAG(bool, ignore_eos, false, "Keep generating after EOS");
 ABSL_FLAG(std::string, draft, "self",
-          "Draft model: 'self' (the target's own weights with a window KV cache) or a model "
+          "Drafter: 'self' (the target's own weights with a window KV cache), 'ngram' (prompt "
+          "lookup: continuations found earlier in the prompt and output, no model) or a model "
           "file with the target's vocabulary (e.g. a Q8_0/Q4_0 copy)");
+ABSL_FLAG(std::string, device, "cpu", "Where the models run: cpu or cuda");
+ABSL_FLAG(int, tensor_parallel, 1,
+          "Shard the target over this many ranks (CPU: threads; CUDA: GPUs, NCCL)");
+ABSL_FLAG(std::string, kv_type, "f32",
+          "KV cache element type on the CPU: f32, or bf16 (half the bytes per decode step)");
 ABSL_FLAG(int, sinks, 16, "Draft window cache: attention-sink tokens kept");
 ABSL_FLAG(int, window, 256, "Draft window cache: most recent tokens kept");
 ABSL_FLAG(std::string, spec, "auto",
@@ -57,7 +63,8 @@ int Run() {
   const int n = absl::GetFlag(FLAGS_n);
   if (n < 0) return Fail(absl::StrFormat("-n %d must be >= 0", n));
   const int batch = absl::GetFlag(FLAGS_batch);
-  if (batch < 1 || batch > 4096) return Fail(absl::StrFormat("--batch %d must be in [1, 4096]", batch));
+  if (batch < 1 || batch > 4096)
+    return Fail(absl::StrFormat("--batch %d must be in [1, 4096]", batch));
   const bool json = absl::GetFlag(FLAGS_json);
 
   std::vector<std::string> prompts;
@@ -80,20 +87,31 @@ int Run() {
   const double load_seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - load_start).count();
   const ModelConfig& config = (*model)->config;
-  std::unique_ptr<Ops> ops = MakeCpuOps(absl::GetFlag(FLAGS_threads));
+  BackendOptions backend;
+  backend.device = absl::GetFlag(FLAGS_device);
+  backend.threads = absl::GetFlag(FLAGS_threads);
+  backend.tensor_parallel = absl::GetFlag(FLAGS_tensor_parallel);
+  backend.kv_type = absl::GetFlag(FLAGS_kv_type);
+  auto target = MakeModel(**model, backend);
+  if (!target.ok()) return Fail(std::string(target.status().message()));
   std::fprintf(stderr, "loaded %s (%s, dim %d, %d layers, vocab %d) in %.2f s on %s\n",
                model_path.c_str(), (*model)->format.c_str(), config.dim, config.n_layers,
-               config.vocab_size, load_seconds, ops->name().c_str());
+               config.vocab_size, load_seconds, (*target)->description().c_str());
 
   Tokenizer tokenizer((*model)->vocab);
-  LlamaModel llama(**model, *ops);
+  // The draft: the target itself (self), a separate model file, or no model (ngram).
+  const std::string draft_flag = absl::GetFlag(FLAGS_draft);
   std::unique_ptr<LoadedModel> draft_model;
-  std::unique_ptr<LlamaModel> draft_llama;
-  if (const std::string draft = absl::GetFlag(FLAGS_draft); draft != "self") {
-    auto loaded = LoadModel(draft, load_options);
+  std::unique_ptr<Model> draft_llama;
+  if (draft_flag != "self" && draft_flag != "ngram") {
+    auto loaded = LoadModel(draft_flag, load_options);
     if (!loaded.ok()) return Fail(absl::StrFormat("--draft: %s", loaded.status().message()));
     draft_model = *std::move(loaded);
-    draft_llama = std::make_unique<LlamaModel>(*draft_model, *ops);
+    BackendOptions draft_backend = backend;
+    draft_backend.tensor_parallel = 1;
+    auto made = MakeModel(*draft_model, draft_backend);
+    if (!made.ok()) return Fail(absl::StrFormat("--draft: %s", made.status().message()));
+    draft_llama = *std::move(made);
   }
   SpecEngineOptions spec_options;
   auto spec = ParseSpecMode(absl::GetFlag(FLAGS_spec));
@@ -101,7 +119,8 @@ int Run() {
   spec_options.spec = *spec;
   spec_options.sinks = absl::GetFlag(FLAGS_sinks);
   spec_options.window = absl::GetFlag(FLAGS_window);
-  auto engine = SpecEngine::Create(llama, draft_llama ? *draft_llama : llama, spec_options);
+  spec_options.drafter = DrafterKindOf(draft_flag);
+  auto engine = SpecEngine::Create(**target, draft_llama ? *draft_llama : **target, spec_options);
   if (!engine.ok()) return Fail(std::string(engine.status().message()));
   SpecEngine& generator = **engine;
   SamplingParams sampling;
@@ -137,7 +156,8 @@ int Run() {
     if (absl::Status st = generator.Step(); !st.ok()) return Fail(std::string(st.message()));
     if (stream) {
       const std::vector<int32_t>& tokens = generator.state(ids[0]).tokens;
-      for (; printed < tokens.size(); ++printed) std::fputs(streamer.Push(tokens[printed]).c_str(), stdout);
+      for (; printed < tokens.size(); ++printed)
+        std::fputs(streamer.Push(tokens[printed]).c_str(), stdout);
       std::fflush(stdout);
     }
   }
@@ -179,6 +199,8 @@ int Run() {
     out["prompt_tokens"] = prompt_tokens;
     out["generated_tokens"] = generated_tokens;
     out["spec"] = SpecModeName(spec_options.spec);
+    out["draft"] = draft_flag;
+    out["device"] = (*target)->description();
     out["mean_accepted_per_step"] = generator.mean_accepted_per_step();
     out["mean_tokens_per_step"] = generator.mean_tokens_per_step();
     out["timings"] = {{"load_seconds", load_seconds},

@@ -54,6 +54,9 @@ nlohmann::json ConfigJson(const ModelConfig& c) {
           {"rope_theta", c.rope_theta},
           {"rope_dim", c.rope_dim},
           {"rope_style", RopeStyleName(c.rope_style)},
+          {"rope_scaling", c.rope_scaling.Describe()},
+          {"attention_bias", c.attention_bias},
+          {"sliding_window", c.sliding_window},
           {"rms_eps", c.rms_eps},
           {"tied_embeddings", c.tied_embeddings}};
 }
@@ -118,6 +121,8 @@ int RunInfo(const std::vector<std::string>& argv) {
                   {"bos", TokenJson(v, v.bos_id)},
                   {"eos", TokenJson(v, v.eos_id)},
                   {"unk", TokenJson(v, v.unk_id)},
+                  {"pre", v.pre},
+                  {"stop_ids", StopTokenIds(v)},
                   {"add_bos", v.add_bos},
                   {"add_space_prefix", v.add_space_prefix}};
     j["parameters"] = parameters;
@@ -145,18 +150,26 @@ int RunInfo(const std::vector<std::string>& argv) {
   std::cout << absl::StrFormat(
       "config:      architecture=%s dim=%d n_layers=%d n_heads=%d n_kv_heads=%d head_dim=%d\n"
       "             ffn_dim=%d vocab_size=%d context_length=%d\n"
-      "             rope_theta=%g rope_dim=%d rope_style=%s rms_eps=%g\n",
+      "             rope_theta=%g rope_dim=%d rope_style=%s rms_eps=%g\n"
+      "             rope_scaling=%s attention_bias=%s sliding_window=%d\n",
       c.architecture, c.dim, c.n_layers, c.n_heads, c.n_kv_heads, c.head_dim, c.ffn_dim,
       c.vocab_size, c.context_length, c.rope_theta, c.rope_dim, RopeStyleName(c.rope_style),
-      c.rms_eps);
+      c.rms_eps, c.rope_scaling.Describe(), c.attention_bias ? "yes" : "no", c.sliding_window);
   std::cout << absl::StrFormat("output:      %s\n", c.tied_embeddings
                                                         ? "tied to the token embedding"
                                                         : "separate output.weight");
   const std::string vocab_model =
-      v.hf_bpe ? absl::StrCat("tokenizer.json BPE, ", v.hf.merges.size(), " merges") : v.model;
+      v.hf_bpe ? absl::StrCat(v.hf.byte_level ? "byte-level BPE" : "tokenizer.json BPE", ", ",
+                              v.hf.merges.size(), " merges",
+                              v.pre.empty() ? "" : absl::StrCat(", pre ", v.pre))
+               : v.model;
   std::cout << absl::StrFormat("vocabulary:  %d tokens (%s); BOS %s, EOS %s, UNK %s\n", v.size(),
                                vocab_model, Piece(v, v.bos_id), Piece(v, v.eos_id),
                                Piece(v, v.unk_id));
+  std::string stops;
+  for (int32_t id : StopTokenIds(v))
+    absl::StrAppend(&stops, stops.empty() ? "" : ", ", Piece(v, id));
+  std::cout << absl::StrFormat("stop tokens: %s\n", stops.empty() ? "none" : stops);
   std::cout << absl::StrFormat("parameters:  %d (%.2f MB of tensor data)\n", parameters,
                                tensor_bytes / 1e6);
   for (const GgufKeyValue& kv : metadata) {

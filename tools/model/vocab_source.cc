@@ -1,11 +1,13 @@
 #include "tools/model/vocab_source.h"
 
 #include <cstring>
+#include <filesystem>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "common/model/gguf_reader.h"
 #include "common/model/model_loader.h"
+#include "common/tokenizer/hf_tokenizer.h"
 #include "common/tokenizer/tokenizer.h"
 #include "common/util/mapped_file.h"
 #include "common/util/status_macros.h"
@@ -41,6 +43,14 @@ absl::StatusOr<int> CountLlama2cTokens(const std::string& path) {
 
 absl::StatusOr<Vocabulary> LoadVocabularyFrom(const std::string& path,
                                               const std::string& tokenizer) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  if (fs::path(path).filename() == "tokenizer.json" && fs::is_regular_file(path, ec)) {
+    return LoadHfTokenizer(fs::path(path).parent_path().string());
+  }
+  if (fs::is_directory(path, ec) && !fs::exists(fs::path(path) / "config.json", ec)) {
+    return LoadHfTokenizer(path);  // a tokenizer directory without a model
+  }
   ASSIGN_OR_RETURN(std::unique_ptr<MappedFile> file, MappedFile::Open(path));
   uint32_t magic = 0;
   if (file->size() >= 4) std::memcpy(&magic, file->data(), 4);

@@ -7,22 +7,26 @@
 
 #include "absl/flags/flag.h"
 #include "absl/strings/str_format.h"
-#include "common/engine/llama_model.h"
+#include "common/engine/model_factory.h"
 #include "common/model/model_loader.h"
-#include "common/ops/ops.h"
 #include "common/speculation/draft_worker.h"
 #include "common/speculation/target_worker.h"
 #include "common/util/cli.h"
-#include "services/flag_names.h"
+#include "router/engine_factory.h"
 #include "router/frontend.h"
-#include "router/slot_backends.h"
+#include "services/flag_names.h"
 #include "services/server_runner.h"
 #include "services/worker_metrics.h"
 
 ABSL_FLAG(std::string, draft_model, "self",
           "Draft model: 'self' (the target's weights with a window KV cache) or a model file "
           "with the same vocabulary");
-ABSL_FLAG(int, threads, 0, "CPU threads (0: all cores)");
+ABSL_FLAG(int, threads, 0, "CPU threads in all (0: all cores)");
+ABSL_FLAG(std::string, device, "cpu", "cpu or cuda (a build with CUDA and a GPU)");
+ABSL_FLAG(int, tensor_parallel, 1,
+          "Tensor-parallel ranks of the target: threads on the CPU, GPUs with --device=cuda");
+ABSL_FLAG(int, sinks, 16, "Draft window cache: attention-sink tokens kept per sequence");
+ABSL_FLAG(int, window, 256, "Draft window cache: most recent tokens kept per sequence");
 
 namespace specserve {
 namespace {
@@ -36,15 +40,25 @@ int Run() {
   auto frontend = LoadFrontend();
   if (!frontend.ok()) return Fail(std::string(frontend.status().message()));
   Frontend& f = **frontend;
+  f.engine.sinks = absl::GetFlag(FLAGS_sinks);
+  f.engine.window = absl::GetFlag(FLAGS_window);
+  if (f.engine.sinks < 0 || f.engine.window < 1) {
+    return Fail(absl::StrFormat("--sinks %d must be >= 0 and --window %d >= 1", f.engine.sinks,
+                                f.engine.window));
+  }
+  BackendOptions backend;
+  backend.device = absl::GetFlag(FLAGS_device);
+  backend.threads = absl::GetFlag(FLAGS_threads);
+  backend.tensor_parallel = absl::GetFlag(FLAGS_tensor_parallel);
+  if (absl::Status st = ValidateBackendOptions(backend); !st.ok()) {
+    return Fail(std::string(st.message()));
+  }
   int model_context = f.model->config.context_length;
   if (model_context <= 0) model_context = 2048;
   if (absl::Status st = SetMaxContext(f, model_context); !st.ok()) {
     return Fail(std::string(st.message()));
   }
-  std::unique_ptr<Ops> ops = MakeCpuOps(absl::GetFlag(FLAGS_threads));
-  LlamaModel target(*f.model, *ops);
   std::unique_ptr<LoadedModel> draft_model;
-  std::unique_ptr<LlamaModel> draft_llama;
   if (const std::string path = absl::GetFlag(FLAGS_draft_model); path != "self") {
     auto loaded = LoadModel(path);
     if (!loaded.ok()) return Fail(absl::StrFormat("--draft-model: %s", loaded.status().message()));
@@ -52,9 +66,19 @@ int Run() {
       return Fail(absl::StrFormat("--draft-model: %s", st.message()));
     }
     draft_model = *std::move(loaded);
-    draft_llama = std::make_unique<LlamaModel>(*draft_model, *ops);
   }
-  LlamaModel& draft = draft_llama ? *draft_llama : target;
+  if (DryRun()) return ReportDryRun(f, "specserve-serve");
+  auto target = MakeModel(*f.model, backend);
+  if (!target.ok()) return Fail(std::string(target.status().message()));
+  std::unique_ptr<Model> draft_own;
+  if (draft_model) {
+    BackendOptions draft_backend = backend;
+    draft_backend.tensor_parallel = 1;  // a separate draft is small: one rank
+    auto made = MakeModel(*draft_model, draft_backend);
+    if (!made.ok()) return Fail(absl::StrFormat("--draft-model: %s", made.status().message()));
+    draft_own = *std::move(made);
+  }
+  Model& draft = draft_own ? *draft_own : **target;
 
   DraftWorkerOptions d;
   d.sinks = f.engine.sinks;
@@ -63,23 +87,12 @@ int Run() {
   TargetWorkerOptions t;
   t.max_context = f.engine.max_context;
   DraftWorker draft_worker(draft, d);
-  TargetWorker target_worker(target, t);
+  TargetWorker target_worker(**target, t);
   WorkerMetrics draft_metrics(*f.registry, "draft");
   WorkerMetrics target_metrics(*f.registry, "target");
-  const ModelFacts facts =
-      FactsOf(*f.model, draft.model(), f.engine.sinks, f.engine.window);
+  const ModelFacts facts = FactsOf(*f.model, &draft.loaded(), f.engine.sinks, f.engine.window);
   f.limits.max_spec_nodes = std::min(f.limits.max_spec_nodes, d.max_tree_nodes - 4);
 
-  std::vector<std::unique_ptr<DraftBackend>> draft_slots;
-  std::vector<std::unique_ptr<TargetBackend>> target_slots;
-  EngineFactory factory = [&](const SpecConfig& spec, int slot)
-      -> absl::StatusOr<std::unique_ptr<SpecEngine>> {
-    draft_slots.push_back(std::make_unique<SlotDraftBackend>(draft_worker, slot));
-    target_slots.push_back(std::make_unique<SlotTargetBackend>(target_worker, slot));
-    SpecEngineOptions options = f.engine;
-    options.spec = spec;
-    return SpecEngine::Create(draft_slots.back().get(), *target_slots.back(), facts, options);
-  };
   ServiceDescription description;
   description.model = f.model->path;
   description.deployment = "all-in-one";
@@ -92,8 +105,9 @@ int Run() {
   std::fprintf(stderr, "specserve-serve: %s (%s, vocab %d), context %d, spec %s, draft %s, %s\n",
                f.model->path.c_str(), f.model->format.c_str(), f.model->config.vocab_size,
                f.engine.max_context, SpecModeName(f.engine.spec).c_str(),
-               absl::GetFlag(FLAGS_draft_model).c_str(), ops->name().c_str());
-  return Serve(f, factory, description, on_step, "specserve-serve");
+               absl::GetFlag(FLAGS_draft_model).c_str(), (*target)->description().c_str());
+  return Serve(f, MakeEngineFactory(&draft_worker, target_worker, facts, f.engine), description,
+               on_step, "specserve-serve");
 }
 
 }  // namespace

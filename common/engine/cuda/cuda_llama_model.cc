@@ -9,11 +9,37 @@
 
 namespace specserve::cuda {
 
+namespace {
+
+// What this backend does not implement yet: refused by name rather than computed wrong.
+absl::Status CheckSupported(const ModelConfig& c) {
+  if (c.attention_bias) {
+    return absl::UnimplementedError(
+        "q/k/v attention biases (Qwen2) are not supported on CUDA yet; use the CPU backend");
+  }
+  if (c.sliding_window > 0) {
+    return absl::UnimplementedError(absl::StrFormat(
+        "sliding-window attention (Mistral, window %d) is not supported on CUDA yet; use the "
+        "CPU backend",
+        c.sliding_window));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
 CudaLlamaModel::CudaLlamaModel(const LoadedModel& model, CudaOps& device, Ops* ops)
-    : model_(model), device_(device), ops_(ops != nullptr ? *ops : device) {}
+    : model_(model),
+      device_(device),
+      ops_(ops != nullptr ? *ops : device),
+      rope_(ComputeRopeFrequencies(model.config)) {}
 
 CudaLlamaModel::CudaLlamaModel(const LoadedModel& model, std::unique_ptr<CudaOps> device)
-    : model_(model), owned_device_(std::move(device)), device_(*owned_device_), ops_(device_) {}
+    : model_(model),
+      owned_device_(std::move(device)),
+      device_(*owned_device_),
+      ops_(device_),
+      rope_(ComputeRopeFrequencies(model.config)) {}
 
 absl::StatusOr<std::unique_ptr<CudaKvCache>> CudaLlamaModel::NewKvCache(int64_t max_tokens) const {
   RETURN_IF_ERROR(device_.MakeCurrent());
@@ -27,6 +53,7 @@ absl::StatusOr<std::unique_ptr<KvCache>> CudaLlamaModel::MakeFullCache(int64_t m
     return absl::InvalidArgumentError(
         absl::StrFormat("a KV cache of %d tokens: must be >= 0", max_tokens));
   }
+  RETURN_IF_ERROR(CheckSupported(model_.config));
   if (max_tokens == 0) max_tokens = model_.config.context_length;
   ASSIGN_OR_RETURN(std::unique_ptr<CudaKvCache> cache, NewKvCache(max_tokens));
   return std::unique_ptr<KvCache>(std::move(cache));
@@ -40,6 +67,7 @@ absl::StatusOr<std::unique_ptr<KvCache>> CudaLlamaModel::MakeWindowCache(int sin
 
 absl::Status CudaLlamaModel::Validate(std::span<const ForwardSequence> batch) const {
   RETURN_IF_ERROR(ValidateForwardBatch(model_.config, batch));
+  RETURN_IF_ERROR(CheckSupported(model_.config));
   for (size_t s = 0; s < batch.size(); ++s) {
     if (dynamic_cast<CudaKvCache*>(batch[s].cache) == nullptr) {
       return absl::InvalidArgumentError(
@@ -118,10 +146,8 @@ absl::Status CudaLlamaModel::ForwardOnDevice(std::span<const ForwardSequence> ba
     ops_.MatMul(layer.wq, xb, T, q);
     ops_.MatMul(layer.wk, xb, T, k);
     ops_.MatMul(layer.wv, xb, T, v);
-    ops_.Rope(q, T, q_dim, c.n_heads, c.head_dim, c.rope_dim, positions_, c.rope_theta,
-              c.rope_style);
-    ops_.Rope(k, T, kv_dim, c.n_kv_heads, c.head_dim, c.rope_dim, positions_, c.rope_theta,
-              c.rope_style);
+    ops_.Rope(q, T, q_dim, c.n_heads, c.head_dim, positions_, rope_, c.rope_style);
+    ops_.Rope(k, T, kv_dim, c.n_kv_heads, c.head_dim, positions_, rope_, c.rope_style);
     for (size_t s = 0; s < batch.size(); ++s) {
       const ForwardSequence& seq = batch[s];
       const size_t row0 = offset[s];

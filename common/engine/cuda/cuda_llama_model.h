@@ -8,6 +8,9 @@
 // step). A pass over rows left pending by an earlier one (a draft expanding a
 // tree level by level) returns UNIMPLEMENTED for now.
 //
+// Rope scaling (linear, llama3, yarn) is supported; q/k/v biases and sliding-window
+// attention are refused (UNIMPLEMENTED, by name) until implemented here.
+//
 // Status: compiled but not yet run on a GPU.
 #pragma once
 
@@ -67,6 +70,7 @@ class CudaLlamaModel final : public Model {
   std::unique_ptr<CudaOps> owned_device_;
   CudaOps& device_;
   Ops& ops_;
+  const RopeFrequencies rope_;  // from the config, once
   DeviceBuffer x_, xb_, q_, k_, v_, attn_, gate_, up_, final_, logits_, selected_, params_;
   std::vector<int32_t> tokens_, positions_;
 };

@@ -153,10 +153,9 @@ void AttentionRunner::RunItem(const Item& item, const AttentionSequence& seq,
       const int64_t list_begin = list + row - run.first;
       if (list_begin >= max_visible) break;
       const int64_t offset = tile * kKvTileRows * d * bytes;
-      sc.tiles.push_back(AttentionTile{k + offset, v + offset,
-                                       static_cast<int>(row - tile * kKvTileRows),
-                                       static_cast<int>(tile_end - tile * kKvTileRows),
-                                       static_cast<int>(list_begin)});
+      sc.tiles.push_back(AttentionTile{
+          k + offset, v + offset, static_cast<int>(row - tile * kKvTileRows),
+          static_cast<int>(tile_end - tile * kKvTileRows), static_cast<int>(list_begin)});
       row = tile_end;
     }
     list += run.n_rows;
@@ -193,8 +192,8 @@ void AttentionRunner::RunItem(const Item& item, const AttentionSequence& seq,
     for (int t = item.tok_begin; t < item.tok_end; ++t) {
       const int first = seq.extra_begin[t], n = seq.extra_begin[t + 1] - first;
       const int64_t v0 = seq.visible[t];
-      const int token_tiles = n == 0 ? 0 : static_cast<int>((v0 + n - 1) / kKvTileRows -
-                                                            v0 / kKvTileRows + 1);
+      const int token_tiles =
+          n == 0 ? 0 : static_cast<int>((v0 + n - 1) / kKvTileRows - v0 / kKvTileRows + 1);
       float* base = sc.extra_kv.data() + static_cast<int64_t>(used) * tile_floats;
       std::vector<AttentionTile>& token = sc.token_tiles;
       token.resize(token_tiles);
@@ -204,10 +203,10 @@ void AttentionRunner::RunItem(const Item& item, const AttentionSequence& seq,
       }
       for (int i = 0; i < n; ++i) {
         const int64_t index = seq.extra[first + i];
-        const size_t r = std::upper_bound(run_start.begin(), run_start.end(), index) -
-                         run_start.begin() - 1;
-        LoadHeadRow(seq.runs[r], seq.kv_type, g, d, seq.runs[r].first + (index - run_start[r]),
-                    kr, vr);
+        const size_t r =
+            std::upper_bound(run_start.begin(), run_start.end(), index) - run_start.begin() - 1;
+        LoadHeadRow(seq.runs[r], seq.kv_type, g, d, seq.runs[r].first + (index - run_start[r]), kr,
+                    vr);
         const int64_t virt = v0 + i;
         const int ti = static_cast<int>(virt / kKvTileRows - v0 / kKvTileRows);
         const int lane = static_cast<int>(virt % kKvTileRows);

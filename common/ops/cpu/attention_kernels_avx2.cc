@@ -31,10 +31,9 @@ inline M16 VLanes(int begin, int end) {
   const __m256i lo = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
   const __m256i hi = _mm256_setr_epi32(8, 9, 10, 11, 12, 13, 14, 15);
   const __m256i b = _mm256_set1_epi32(begin - 1), e = _mm256_set1_epi32(end);
-  return {_mm256_castsi256_ps(
-              _mm256_and_si256(_mm256_cmpgt_epi32(lo, b), _mm256_cmpgt_epi32(e, lo))),
-          _mm256_castsi256_ps(
-              _mm256_and_si256(_mm256_cmpgt_epi32(hi, b), _mm256_cmpgt_epi32(e, hi)))};
+  return {
+      _mm256_castsi256_ps(_mm256_and_si256(_mm256_cmpgt_epi32(lo, b), _mm256_cmpgt_epi32(e, lo))),
+      _mm256_castsi256_ps(_mm256_and_si256(_mm256_cmpgt_epi32(hi, b), _mm256_cmpgt_epi32(e, hi)))};
 }
 inline V16 VLoadN(const float* p, int n) {
   const M16 m = VLanes(0, n);
@@ -72,10 +71,8 @@ inline __m256 Exp2Half(__m256 x, __m256 m) {
   p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(6.931472057372673e-1f));
   p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0000000005541665f));
   // 2^n for n in [-125, 0] built from its exponent bits (masked lanes are garbage).
-  const __m256i bits =
-      _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(_mm256_and_ps(n, live)),
-                                         _mm256_set1_epi32(127)),
-                        23);
+  const __m256i bits = _mm256_slli_epi32(
+      _mm256_add_epi32(_mm256_cvtps_epi32(_mm256_and_ps(n, live)), _mm256_set1_epi32(127)), 23);
   return _mm256_and_ps(_mm256_mul_ps(p, _mm256_castsi256_ps(bits)), live);
 }
 inline V16 VExp2(V16 x, M16 m) { return {Exp2Half(x.lo, m.lo), Exp2Half(x.hi, m.hi)}; }

@@ -40,9 +40,7 @@ inline V16 VAdd(V16 a, V16 b) { return _mm512_add_ps(a, b); }
 inline V16 VSub(V16 a, V16 b) { return _mm512_sub_ps(a, b); }
 inline V16 VMul(V16 a, V16 b) { return _mm512_mul_ps(a, b); }
 inline V16 VMax(V16 a, V16 b) { return _mm512_max_ps(a, b); }
-inline M16 VLanes(int begin, int end) {
-  return static_cast<M16>(VFirst(end) & ~VFirst(begin));
-}
+inline M16 VLanes(int begin, int end) { return static_cast<M16>(VFirst(end) & ~VFirst(begin)); }
 inline V16 VSelect(M16 m, V16 a, V16 b) { return _mm512_mask_blend_ps(m, b, a); }
 // The canonical exp2 of kernels.h on lanes m (x <= 0), 0 elsewhere.
 inline V16 VExp2(V16 x, M16 m) {

@@ -29,7 +29,8 @@ inline V16 VLoadN(const float* p, int n) {
 inline V16 VLoad(const float* p) { return VLoadN(p, 16); }
 inline V16 VLoadNBf16(const uint16_t* p, int n) {
   V16 v{};
-  for (int i = 0; i < n && i < 16; ++i) v.x[i] = std::bit_cast<float>(static_cast<uint32_t>(p[i]) << 16);
+  for (int i = 0; i < n && i < 16; ++i)
+    v.x[i] = std::bit_cast<float>(static_cast<uint32_t>(p[i]) << 16);
   return v;
 }
 inline V16 VLoadBf16(const uint16_t* p) { return VLoadNBf16(p, 16); }
@@ -47,9 +48,15 @@ inline V16 VFma(const V16& a, const V16& b, const V16& c) {
   for (int i = 0; i < 16; ++i) v.x[i] = std::fma(a.x[i], b.x[i], c.x[i]);
   return v;
 }
-inline V16 VAdd(const V16& a, const V16& b) { return Map2(a, b, [](float x, float y) { return x + y; }); }
-inline V16 VSub(const V16& a, const V16& b) { return Map2(a, b, [](float x, float y) { return x - y; }); }
-inline V16 VMul(const V16& a, const V16& b) { return Map2(a, b, [](float x, float y) { return x * y; }); }
+inline V16 VAdd(const V16& a, const V16& b) {
+  return Map2(a, b, [](float x, float y) { return x + y; });
+}
+inline V16 VSub(const V16& a, const V16& b) {
+  return Map2(a, b, [](float x, float y) { return x - y; });
+}
+inline V16 VMul(const V16& a, const V16& b) {
+  return Map2(a, b, [](float x, float y) { return x * y; });
+}
 // As maxps: the second operand when either is NaN or both are zeros.
 inline V16 VMax(const V16& a, const V16& b) {
   return Map2(a, b, [](float x, float y) { return x > y ? x : y; });

@@ -60,15 +60,21 @@ class CpuOps final : public Ops {
     cpu::MatMul(kernels_, pool_, w, x, n_rows, y);
   }
 
-  void Rope(float* x, int n_rows, int stride, int n_heads, int head_dim, int rope_dim,
-            std::span<const int32_t> positions, float theta, RopeStyle style) override {
+  void MatMuls(std::span<const WeightTensor* const> ws, const float* x, int n_rows,
+               std::span<float* const> ys) override {
+    cpu::MatMulMany(kernels_, pool_, ws, x, n_rows, ys);
+  }
+
+  void Rope(float* x, int n_rows, int stride, int n_heads, int head_dim,
+            std::span<const int32_t> positions, const RopeFrequencies& freqs,
+            RopeStyle style) override {
+    const int64_t rope_dim = 2 * static_cast<int64_t>(freqs.inv_freq.size());
     if (static_cast<int64_t>(n_rows) * n_heads * rope_dim < kMinParallelElements) {
-      cpu::RopeRows(x, 0, n_rows, stride, n_heads, head_dim, rope_dim, positions.data(), theta,
-                    style);
+      cpu::RopeRows(x, 0, n_rows, stride, n_heads, head_dim, positions.data(), freqs, style);
       return;
     }
     pool_.ParallelFor(n_rows, [&](int64_t b, int64_t e) {
-      cpu::RopeRows(x, b, e, stride, n_heads, head_dim, rope_dim, positions.data(), theta, style);
+      cpu::RopeRows(x, b, e, stride, n_heads, head_dim, positions.data(), freqs, style);
     });
   }
 

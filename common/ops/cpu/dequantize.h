@@ -1,4 +1,5 @@
-// Scalar dequantisation of one weight row to fp32 (all supported types).
+// Scalar dequantisation of one weight row to fp32 (all supported types): the
+// exact dequantiser of the type's traits (common/model/tensor_type.h).
 #pragma once
 
 #include <cstdint>
@@ -8,6 +9,8 @@
 namespace specserve::cpu {
 
 // out[i] = element i of `row` (cols elements of `type`) as fp32.
-void DequantizeRow(TensorType type, const uint8_t* row, int64_t cols, float* out);
+inline void DequantizeRow(TensorType type, const uint8_t* row, int64_t cols, float* out) {
+  Traits(type).dequantize_row(row, cols, out);
+}
 
 }  // namespace specserve::cpu

@@ -18,20 +18,18 @@ void RmsNormRows(const float* x, const float* w, int64_t dim, float eps, int64_t
 }
 
 void RopeRows(float* x, int64_t r_begin, int64_t r_end, int stride, int n_heads, int head_dim,
-              int rope_dim, const int32_t* positions, float theta, RopeStyle style) {
-  const int pairs = rope_dim / 2;
-  std::vector<float> freq(pairs), cos_v(pairs), sin_v(pairs);
-  for (int i = 0; i < pairs; ++i) {
-    freq[i] = 1.0f / std::pow(theta, static_cast<float>(2 * i) / static_cast<float>(rope_dim));
-  }
+              const int32_t* positions, const RopeFrequencies& freqs, RopeStyle style) {
+  const int pairs = static_cast<int>(freqs.inv_freq.size());
+  const float* freq = freqs.inv_freq.data();
+  std::vector<float> cos_v(pairs), sin_v(pairs);
   const int half_offset = style == RopeStyle::kHalf ? pairs : 1;
   const int pair_step = style == RopeStyle::kHalf ? 1 : 2;
   for (int64_t r = r_begin; r < r_end; ++r) {
     const float pos = static_cast<float>(positions[r]);
     for (int i = 0; i < pairs; ++i) {
       const float angle = pos * freq[i];
-      cos_v[i] = std::cos(angle);
-      sin_v[i] = std::sin(angle);
+      cos_v[i] = std::cos(angle) * freqs.mscale;
+      sin_v[i] = std::sin(angle) * freqs.mscale;
     }
     float* row = x + r * stride;
     for (int h = 0; h < n_heads; ++h) {

@@ -15,10 +15,10 @@ void RmsNormRows(const float* x, const float* w, int64_t dim, float eps, int64_t
                  int64_t r_end, float* y);
 
 // Rotates rows [r_begin, r_end) in place, as llama2.c does: for pair i,
-// freq = 1 / powf(theta, 2i / rope_dim), angle = pos * freq, cosf / sinf, all
-// in float. kInterleaved pairs (2i, 2i + 1); kHalf pairs (i, i + rope_dim / 2).
+// angle = pos * freqs.inv_freq[i], cosf / sinf in float (times freqs.mscale).
+// kInterleaved pairs (2i, 2i + 1); kHalf pairs (i, i + rope_dim / 2).
 void RopeRows(float* x, int64_t r_begin, int64_t r_end, int stride, int n_heads, int head_dim,
-              int rope_dim, const int32_t* positions, float theta, RopeStyle style);
+              const int32_t* positions, const RopeFrequencies& freqs, RopeStyle style);
 
 // out[i] = silu(gate[i]) * up[i] for i in [begin, end), silu(g) = g / (1 + expf(-g)).
 void SwiGluRange(const float* gate, const float* up, int64_t begin, int64_t end, float* out);

@@ -60,9 +60,14 @@ inline constexpr int64_t kMatMulPanelRows = 16;
 // below it the GEMV path (dequantising in registers, tiles of 4 output rows).
 inline constexpr int64_t kMatMulGemmMinRows = 8;
 
-// Floats of scratch the matmul kernels need for `cols` columns.
+// x rows per block of the GEMM path (the block stays in L2 while every weight
+// panel passes over it).
+inline constexpr int64_t kMatMulGemmRowBlock = 64;
+
+// Floats of scratch the matmul kernels need for `cols` columns: a weight
+// panel and a block of x rows, whole cache lines each, plus 64-byte alignment.
 constexpr int64_t MatMulScratchFloats(int64_t cols) {
-  return kMatMulPanelRows * ((cols + 15) / 16 * 16);
+  return (kMatMulPanelRows + kMatMulGemmRowBlock) * ((cols + 15) / 16 * 16) + 16;
 }
 
 // Computes y[r][o] for every r < n_rows and o in [o_begin, o_end).
@@ -100,8 +105,8 @@ struct AttentionTile {
 };
 
 struct AttentionRowsProblem {
-  int m = 0;  // query rows
-  int d = 0;  // head_dim
+  int m = 0;                   // query rows
+  int d = 0;                   // head_dim
   KvType type = KvType::kF32;  // element type of `tiles` (extra tiles are fp32)
   const float* q = nullptr;    // m x d, already multiplied by scale * log2(e)
   // The shared key list, in list order: row r sees list indices < visible[r].

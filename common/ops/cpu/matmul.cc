@@ -1,5 +1,6 @@
 #include "common/ops/cpu/matmul.h"
 
+#include <algorithm>
 #include <cassert>
 #include <cstdint>
 #include <vector>
@@ -60,12 +61,8 @@ void MatMulQuantized(const KernelTable& kernels, ThreadPool& pool, MatMulProblem
       kMatMulQuantizedTileRows);
 }
 
-}  // namespace
-
-void MatMul(const KernelTable& kernels, ThreadPool& pool, const WeightTensor& w, const float* x,
-            int n_rows, float* y) {
-  if (n_rows <= 0 || w.rows <= 0) return;
-  assert(!IsBlockQuantized(w.type) || w.cols % 32 == 0);
+// The problem of one MatMul call (weights, shapes, x and y).
+MatMulProblem Problem(const WeightTensor& w, const float* x, int n_rows, float* y) {
   MatMulProblem p;
   p.type = w.type;
   p.w = static_cast<const uint8_t*>(w.data);
@@ -75,6 +72,68 @@ void MatMul(const KernelTable& kernels, ThreadPool& pool, const WeightTensor& w,
   p.x = x;
   p.n_rows = n_rows;
   p.y = y;
+  return p;
+}
+
+}  // namespace
+
+void MatMulMany(const KernelTable& kernels, ThreadPool& pool,
+                std::span<const WeightTensor* const> ws, const float* x, int n_rows,
+                std::span<float* const> ys) {
+  if (n_rows <= 0 || ws.empty()) return;
+  const TensorType type = ws[0]->type;
+  const bool quantized = IsBlockQuantized(type);
+  bool shared = ws.size() > 1;
+  int64_t macs = 0;
+  for (const WeightTensor* w : ws) {
+    shared = shared && w->cols == ws[0]->cols && IsBlockQuantized(w->type) == quantized &&
+             (!quantized || w->type == type);
+    macs += w->rows * w->cols * n_rows;
+  }
+  if (!shared || macs < kMinParallelMacs || pool.num_threads() == 1) {
+    for (size_t i = 0; i < ws.size(); ++i) MatMul(kernels, pool, *ws[i], x, n_rows, ys[i]);
+    return;
+  }
+  std::vector<MatMulProblem> problems;
+  for (size_t i = 0; i < ws.size(); ++i) problems.push_back(Problem(*ws[i], x, n_rows, ys[i]));
+  const int64_t cols = ws[0]->cols;
+  if (quantized) {  // x quantised once for all the weights
+    const int64_t row_bytes = QuantizedActivationBytes(cols);
+    uint8_t* xq = QuantizedActivationBuffer(n_rows * row_bytes);
+    pool.ParallelFor(n_rows, [&](int64_t begin, int64_t end) {
+      kernels.quantize_activations(x, cols, type, begin, end, xq);
+    });
+    for (MatMulProblem& p : problems) p.xq = xq;
+  }
+  // Units of whole panels / tiles (the kernels' results do not depend on the split).
+  const int64_t grain =
+      quantized ? kMatMulQuantizedTileRows : (n_rows >= kMatMulGemmMinRows ? kMatMulPanelRows : 4);
+  const int64_t unit_rows = (64 + grain - 1) / grain * grain;
+  struct Unit {
+    int weight;
+    int64_t begin, end;
+  };
+  std::vector<Unit> units;
+  for (size_t i = 0; i < ws.size(); ++i) {
+    for (int64_t o = 0; o < ws[i]->rows; o += unit_rows) {
+      units.push_back({static_cast<int>(i), o, std::min(ws[i]->rows, o + unit_rows)});
+    }
+  }
+  const MatMulRangeFn kernel = quantized ? kernels.matmul_quantized : kernels.matmul;
+  const int64_t scratch_floats = MatMulScratchFloats(cols);
+  pool.ParallelFor(static_cast<int64_t>(units.size()), [&](int64_t begin, int64_t end) {
+    float* scratch = quantized ? nullptr : ThreadScratch(scratch_floats);
+    for (int64_t u = begin; u < end; ++u) {
+      kernel(problems[units[u].weight], units[u].begin, units[u].end, scratch);
+    }
+  });
+}
+
+void MatMul(const KernelTable& kernels, ThreadPool& pool, const WeightTensor& w, const float* x,
+            int n_rows, float* y) {
+  if (n_rows <= 0 || w.rows <= 0) return;
+  assert(!IsBlockQuantized(w.type) || w.cols % 32 == 0);
+  MatMulProblem p = Problem(w, x, n_rows, y);
   if (IsBlockQuantized(w.type)) {
     MatMulQuantized(kernels, pool, p);
     return;

@@ -199,49 +199,54 @@ void DotTile(const uint8_t* w, int64_t w_stride, const float* x, int64_t ldx, in
   }
 }
 
-// All x rows [r_begin, r_end) against O weight rows starting at w.
+// The x rows of a call: n rows of `cols` floats, `ldx` apart.
+struct XRows {
+  const float* x;
+  int64_t ldx;
+  int64_t n;
+};
+
+// All x rows against O weight rows starting at w; y points at output column o
+// of x row 0 (rows p.out_rows apart).
 template <class L, int O>
-void RowTiles(const uint8_t* w, int64_t w_stride, const MatMulProblem& p, int64_t r_begin,
-              int64_t r_end, float* y) {
-  const int64_t ldx = p.cols;
-  const int64_t ldy = p.out_rows;
-  int64_t r = r_begin;
-  for (; r + 4 <= r_end; r += 4) {
-    DotTile<L, 4, O>(w, w_stride, p.x + r * ldx, ldx, p.cols, y + r * ldy, ldy);
+void RowTiles(const uint8_t* w, int64_t w_stride, const XRows& xr, int64_t cols, float* y,
+              int64_t ldy) {
+  const int64_t ldx = xr.ldx;
+  int64_t r = 0;
+  for (; r + 4 <= xr.n; r += 4) {
+    DotTile<L, 4, O>(w, w_stride, xr.x + r * ldx, ldx, cols, y + r * ldy, ldy);
   }
-  switch (r_end - r) {
+  switch (xr.n - r) {
     case 3:
-      DotTile<L, 3, O>(w, w_stride, p.x + r * ldx, ldx, p.cols, y + r * ldy, ldy);
+      DotTile<L, 3, O>(w, w_stride, xr.x + r * ldx, ldx, cols, y + r * ldy, ldy);
       break;
     case 2:
-      DotTile<L, 2, O>(w, w_stride, p.x + r * ldx, ldx, p.cols, y + r * ldy, ldy);
+      DotTile<L, 2, O>(w, w_stride, xr.x + r * ldx, ldx, cols, y + r * ldy, ldy);
       break;
     case 1:
-      DotTile<L, 1, O>(w, w_stride, p.x + r * ldx, ldx, p.cols, y + r * ldy, ldy);
+      DotTile<L, 1, O>(w, w_stride, xr.x + r * ldx, ldx, cols, y + r * ldy, ldy);
       break;
     default:
       break;
   }
 }
 
-// Output rows [o_begin, o_end) (weights `w` = row o_begin) for x rows [r_begin, r_end).
+// Output columns [0, n_out) of weights `w` for all x rows; y as in RowTiles.
 template <class L>
-void OutputTiles(const uint8_t* w, int64_t w_stride, const MatMulProblem& p, int64_t o_begin,
-                 int64_t o_end, int64_t r_begin, int64_t r_end) {
-  int64_t o = o_begin;
-  for (; o + 4 <= o_end; o += 4) {
-    RowTiles<L, 4>(w + (o - o_begin) * w_stride, w_stride, p, r_begin, r_end, p.y + o);
-  }
-  const uint8_t* wo = w + (o - o_begin) * w_stride;
-  switch (o_end - o) {
+void OutputTiles(const uint8_t* w, int64_t w_stride, int64_t n_out, const XRows& xr, int64_t cols,
+                 float* y, int64_t ldy) {
+  int64_t o = 0;
+  for (; o + 4 <= n_out; o += 4) RowTiles<L, 4>(w + o * w_stride, w_stride, xr, cols, y + o, ldy);
+  const uint8_t* wo = w + o * w_stride;
+  switch (n_out - o) {
     case 3:
-      RowTiles<L, 3>(wo, w_stride, p, r_begin, r_end, p.y + o);
+      RowTiles<L, 3>(wo, w_stride, xr, cols, y + o, ldy);
       break;
     case 2:
-      RowTiles<L, 2>(wo, w_stride, p, r_begin, r_end, p.y + o);
+      RowTiles<L, 2>(wo, w_stride, xr, cols, y + o, ldy);
       break;
     case 1:
-      RowTiles<L, 1>(wo, w_stride, p, r_begin, r_end, p.y + o);
+      RowTiles<L, 1>(wo, w_stride, xr, cols, y + o, ldy);
       break;
     default:
       break;
@@ -268,23 +273,46 @@ void DequantizeRow(const uint8_t* row, int64_t cols, float* out) {
   }
 }
 
-// The GEMM path: each panel of kMatMulPanelRows weight rows is dequantised to
-// fp32 once (fp32 weights are used in place) and every x row passes over it
-// in 4-row tiles, so weights are read from memory exactly once; the
-// activations (n_rows x cols) are re-read from L2/L3 per panel.
+// The GEMM path. x rows are taken in blocks of kMatMulGemmRowBlock that stay
+// in L2 (copied to a 64-byte aligned buffer unless they already are: a zmm
+// load across two cache lines costs two), and for each block every panel of
+// kMatMulPanelRows weight rows passes over them: dequantised to fp32 (or,
+// for misaligned fp32, copied) into an aligned panel, then 4x4 register tiles
+// with the weight tile in L1 across the block's rows. The arithmetic per
+// output is DotTile's whatever the blocking.
+inline bool Aligned64(const void* p) { return reinterpret_cast<uintptr_t>(p) % 64 == 0; }
+
 template <class L>
-void Gemm(const MatMulProblem& p, int64_t o_begin, int64_t o_end, float* panel) {
-  const int64_t panel_stride = (p.cols + 15) / 16 * 16;
-  for (int64_t ob = o_begin; ob < o_end; ob += kMatMulPanelRows) {
-    const int64_t oe = ob + kMatMulPanelRows < o_end ? ob + kMatMulPanelRows : o_end;
-    if constexpr (std::is_same_v<L, LoadF32>) {  // fp32 weights are their own panel
-      OutputTiles<LoadF32>(p.w + ob * p.w_row_bytes, p.w_row_bytes, p, ob, oe, 0, p.n_rows);
-    } else {
-      for (int64_t o = ob; o < oe; ++o) {
-        DequantizeRow<L>(p.w + o * p.w_row_bytes, p.cols, panel + (o - ob) * panel_stride);
+void Gemm(const MatMulProblem& p, int64_t o_begin, int64_t o_end, float* scratch) {
+  const int64_t stride = (p.cols + 15) / 16 * 16;  // floats: whole cache lines per row
+  float* panel = reinterpret_cast<float*>((reinterpret_cast<uintptr_t>(scratch) + 63) / 64 * 64);
+  float* x_block = panel + kMatMulPanelRows * stride;
+  const bool x_in_place = Aligned64(p.x) && p.cols % 16 == 0;
+  bool w_in_place = false;
+  if constexpr (std::is_same_v<L, LoadF32>) {
+    w_in_place = Aligned64(p.w) && p.w_row_bytes % 64 == 0;
+  }
+  for (int64_t rb = 0; rb < p.n_rows; rb += kMatMulGemmRowBlock) {
+    const int64_t rows = rb + kMatMulGemmRowBlock < p.n_rows ? kMatMulGemmRowBlock : p.n_rows - rb;
+    XRows xr{p.x + rb * p.cols, p.cols, rows};
+    if (!x_in_place) {
+      for (int64_t r = 0; r < rows; ++r) {
+        std::memcpy(x_block + r * stride, p.x + (rb + r) * p.cols, p.cols * sizeof(float));
       }
-      OutputTiles<LoadF32>(reinterpret_cast<const uint8_t*>(panel), panel_stride * 4, p, ob, oe, 0,
-                           p.n_rows);
+      xr = XRows{x_block, stride, rows};
+    }
+    for (int64_t ob = o_begin; ob < o_end; ob += kMatMulPanelRows) {
+      const int64_t n_out = ob + kMatMulPanelRows < o_end ? kMatMulPanelRows : o_end - ob;
+      const uint8_t* w = p.w + ob * p.w_row_bytes;
+      int64_t w_stride = p.w_row_bytes;
+      if (!w_in_place) {
+        for (int64_t o = 0; o < n_out; ++o) {
+          DequantizeRow<L>(p.w + (ob + o) * p.w_row_bytes, p.cols, panel + o * stride);
+        }
+        w = reinterpret_cast<const uint8_t*>(panel);
+        w_stride = stride * 4;
+      }
+      OutputTiles<LoadF32>(w, w_stride, n_out, xr, p.cols, p.y + rb * p.out_rows + ob, p.out_rows);
     }
   }
 }
@@ -294,7 +322,8 @@ void Range(const MatMulProblem& p, int64_t o_begin, int64_t o_end, float* scratc
   if (p.n_rows >= kMatMulGemmMinRows) {
     Gemm<L>(p, o_begin, o_end, scratch);
   } else {
-    OutputTiles<L>(p.w + o_begin * p.w_row_bytes, p.w_row_bytes, p, o_begin, o_end, 0, p.n_rows);
+    OutputTiles<L>(p.w + o_begin * p.w_row_bytes, p.w_row_bytes, o_end - o_begin,
+                   XRows{p.x, p.cols, p.n_rows}, p.cols, p.y + o_begin, p.out_rows);
   }
 }
 

@@ -162,13 +162,22 @@ void CudaOps::MatMul(const WeightTensor& w, const float* x, int n_rows, float* y
       "cublasGemmEx"));
 }
 
-void CudaOps::Rope(float* x, int n_rows, int stride, int n_heads, int head_dim, int rope_dim,
-                   std::span<const int32_t> positions, float theta, RopeStyle style) {
+void CudaOps::Rope(float* x, int n_rows, int stride, int n_heads, int head_dim,
+                   std::span<const int32_t> positions, const RopeFrequencies& freqs,
+                   RopeStyle style) {
   if (!status_.ok()) return;
   absl::StatusOr<const int32_t*> pos = UploadInts(positions.first(n_rows), &positions_);
   if (!Check(pos.status())) return;
-  Check(cuda::Rope(x, n_rows, stride, n_heads, head_dim, rope_dim, *pos, theta,
-                   style == RopeStyle::kHalf, stream_));
+  const size_t bytes = freqs.inv_freq.size() * sizeof(float);
+  if (!Check(rope_freqs_.Reserve(std::max<size_t>(bytes, 4)))) return;
+  if (!Check(CudaStatus(cudaMemcpyAsync(rope_freqs_.data(), freqs.inv_freq.data(), bytes,
+                                        cudaMemcpyHostToDevice, stream_),
+                        "upload rope frequencies"))) {
+    return;
+  }
+  Check(cuda::Rope(x, n_rows, stride, n_heads, head_dim, static_cast<int>(freqs.inv_freq.size()),
+                   *pos, rope_freqs_.as<const float>(), freqs.mscale, style == RopeStyle::kHalf,
+                   stream_));
 }
 
 void CudaOps::SwiGlu(const float* gate, const float* up, int64_t n, float* out) {

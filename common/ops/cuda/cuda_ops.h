@@ -52,8 +52,9 @@ class CudaOps : public Ops {
   void RmsNorm(const float* x, const WeightTensor& weight, float eps, int n_rows,
                float* y) override;
   void MatMul(const WeightTensor& w, const float* x, int n_rows, float* y) override;
-  void Rope(float* x, int n_rows, int stride, int n_heads, int head_dim, int rope_dim,
-            std::span<const int32_t> positions, float theta, RopeStyle style) override;
+  void Rope(float* x, int n_rows, int stride, int n_heads, int head_dim,
+            std::span<const int32_t> positions, const RopeFrequencies& freqs,
+            RopeStyle style) override;
   void SwiGlu(const float* gate, const float* up, int64_t n, float* out) override;
   void Add(float* x, const float* y, int64_t n) override;
   void Attention(std::span<const AttentionSequence> sequences,
@@ -96,7 +97,7 @@ class CudaOps : public Ops {
   // Keyed by the host data pointer, the shape and the device type.
   absl::flat_hash_map<std::tuple<const void*, int64_t, int64_t, int>, DeviceWeight> weights_;
   int64_t weight_bytes_ = 0;
-  DeviceBuffer staging_, activations_, tokens_, positions_;
+  DeviceBuffer staging_, activations_, tokens_, positions_, rope_freqs_;
   DeviceBuffer segments_, sequences_, items_, parents_, partial_;
   std::vector<DeviceKvSegment> host_segments_;
   std::vector<DeviceAttentionSequence> host_sequences_;

@@ -114,16 +114,17 @@ __global__ void RmsNormKernel(const float* x, const float* weight, float eps, in
 }
 
 // One thread per rotated pair: grid (pairs / threads, rows).
-__global__ void RopeKernel(float* x, int stride, int n_heads, int head_dim, int rope_dim,
-                           const int32_t* positions, float theta, bool half) {
+__global__ void RopeKernel(float* x, int stride, int n_heads, int head_dim, int pairs_per_head,
+                           const int32_t* positions, const float* inv_freq, float mscale,
+                           bool half) {
   const int r = blockIdx.y;
-  const int pairs_per_head = rope_dim / 2;
   const int p = blockIdx.x * blockDim.x + threadIdx.x;
   if (p >= n_heads * pairs_per_head) return;
   const int h = p / pairs_per_head, i = p % pairs_per_head;
-  const float freq = powf(theta, -2.0f * static_cast<float>(i) / static_cast<float>(rope_dim));
   float s, c;
-  sincosf(static_cast<float>(positions[r]) * freq, &s, &c);
+  sincosf(static_cast<float>(positions[r]) * inv_freq[i], &s, &c);
+  s *= mscale;
+  c *= mscale;
   float* head = x + static_cast<int64_t>(r) * stride + h * head_dim;
   const int a = half ? i : 2 * i, b = half ? i + pairs_per_head : 2 * i + 1;
   const float x0 = head[a], x1 = head[b];
@@ -198,12 +199,13 @@ absl::Status RmsNorm(const float* x, const float* weight, float eps, int n_rows,
   return LaunchStatus("RmsNorm");
 }
 
-absl::Status Rope(float* x, int n_rows, int stride, int n_heads, int head_dim, int rope_dim,
-                  const int32_t* positions, float theta, bool half, cudaStream_t stream) {
-  if (n_rows == 0 || rope_dim < 2) return absl::OkStatus();
-  const dim3 grid(Blocks(static_cast<int64_t>(n_heads) * (rope_dim / 2)), n_rows);
-  RopeKernel<<<grid, kThreads, 0, stream>>>(x, stride, n_heads, head_dim, rope_dim, positions,
-                                            theta, half);
+absl::Status Rope(float* x, int n_rows, int stride, int n_heads, int head_dim, int pairs,
+                  const int32_t* positions, const float* inv_freq, float mscale, bool half,
+                  cudaStream_t stream) {
+  if (n_rows == 0 || pairs < 1) return absl::OkStatus();
+  const dim3 grid(Blocks(static_cast<int64_t>(n_heads) * pairs), n_rows);
+  RopeKernel<<<grid, kThreads, 0, stream>>>(x, stride, n_heads, head_dim, pairs, positions,
+                                            inv_freq, mscale, half);
   return LaunchStatus("Rope");
 }
 

@@ -31,9 +31,11 @@ absl::Status EmbedRows(const void* table, DeviceType type, int64_t cols, const i
 absl::Status RmsNorm(const float* x, const float* weight, float eps, int n_rows, int dim, float* y,
                      cudaStream_t stream);
 
-// Rotary embedding in place (interleaved pairs, or rotate-half when `half`).
-absl::Status Rope(float* x, int n_rows, int stride, int n_heads, int head_dim, int rope_dim,
-                  const int32_t* positions, float theta, bool half, cudaStream_t stream);
+// Rotary embedding in place (interleaved pairs, or rotate-half when `half`): pair i of
+// `pairs` turns by positions[r] * inv_freq[i] (device memory), cos/sin times mscale.
+absl::Status Rope(float* x, int n_rows, int stride, int n_heads, int head_dim, int pairs,
+                  const int32_t* positions, const float* inv_freq, float mscale, bool half,
+                  cudaStream_t stream);
 
 // out[i] = silu(gate[i]) * up[i].
 absl::Status SwiGlu(const float* gate, const float* up, int64_t n, float* out, cudaStream_t stream);

@@ -124,22 +124,21 @@ TEST_P(BatchInvarianceTest, DecodeRowAloneEqualsInsideMixedBatchesOnOneAndTwoThr
       for (int threads = 0; threads < 2; ++threads) {
         std::vector<ForwardSequence> seqs;
         const int place = (batch * 7) % batch;  // the target's place in the batch
-        int before = 0;                          // logit rows of the sequences before it
+        int before = 0;                         // logit rows of the sequences before it
         for (int s = 0, o = 0; s < batch; ++s) {
           if (s == place) {
             seqs.push_back(seq);
             continue;
           }
-          seqs.push_back(ForwardSequence{others.caches[o].get(), others.tokens[o], {},
-                                         others.parents[o], {}, others.rows[o]});
+          seqs.push_back(ForwardSequence{
+              others.caches[o].get(), others.tokens[o], {}, others.parents[o], {}, others.rows[o]});
           if (s < place) before += static_cast<int>(others.rows[o].size());
           ++o;
         }
         std::vector<float> logits;
         ASSERT_TRUE(llama(threads).Forward(seqs, &logits).ok());
         for (const ForwardSequence& f : seqs) f.cache->DropPending();
-        ExpectSameBits(logits.data() + static_cast<size_t>(before) * vocab(), alone.data(),
-                       vocab(),
+        ExpectSameBits(logits.data() + static_cast<size_t>(before) * vocab(), alone.data(), vocab(),
                        "batch " + std::to_string(batch) + " threads " +
                            std::to_string(threads + 1) + (window ? " window" : " full"));
       }
@@ -250,9 +249,9 @@ TEST_P(BatchInvarianceTest, LevelByLevelOverPendingRowsEqualsOnePassTree) {
                           rows};
       ASSERT_TRUE(llama(level % 2).Forward({&seq, 1}, &logits).ok());
       for (int i = 0; i < count; ++i) {
-        ExpectSameBits(logits.data() + i * vocab(), whole.data() + (first + i) * vocab(), vocab(),
-                       std::string(window ? "window" : "full") + " node " +
-                           std::to_string(first + i));
+        ExpectSameBits(
+            logits.data() + i * vocab(), whole.data() + (first + i) * vocab(), vocab(),
+            std::string(window ? "window" : "full") + " node " + std::to_string(first + i));
       }
       first += count;
     }
@@ -268,9 +267,8 @@ INSTANTIATE_TEST_SUITE_P(Shapes, BatchInvarianceTest,
                          [](const ::testing::TestParamInfo<Case>& info) {
                            const Case& c = info.param;
                            return "d" + std::to_string(c.dim / c.n_heads) + "_h" +
-                                  std::to_string(c.n_heads) + "_kv" +
-                                  std::to_string(c.n_kv_heads) + "_" +
-                                  std::string(KvTypeName(c.kv_type));
+                                  std::to_string(c.n_heads) + "_kv" + std::to_string(c.n_kv_heads) +
+                                  "_" + std::string(KvTypeName(c.kv_type));
                          });
 
 }  // namespace

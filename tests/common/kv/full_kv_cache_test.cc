@@ -159,15 +159,17 @@ TEST(FullKvCacheTest, TiledLayoutPerHeadAndType) {
         return type == KvType::kF32 ? static_cast<const float*>(base)[i]
                                     : Bf16ToFloat(static_cast<const uint16_t*>(base)[i]);
       };
-      auto rounded = [&](float x) { return type == KvType::kF32 ? x : Bf16ToFloat(FloatToBf16(x)); };
+      auto rounded = [&](float x) {
+        return type == KvType::kF32 ? x : Bf16ToFloat(FloatToBf16(x));
+      };
       for (int row : {0, 5, 17}) {
         for (int h = 0; h < 2; ++h) {
           for (int c = 0; c < head_dim; ++c) {
             const float want_k = rounded(k[row * shape.kv_dim + h * head_dim + c]);
             const int64_t tile = h * run.head_stride + row / 16 * 16 * head_dim;
             EXPECT_EQ(element(run.k, tile + c * 16 + row % 16), want_k);
-            const int64_t vi = head_dim < 16 ? tile + c * 16 + row % 16
-                                             : tile + (row % 16) * head_dim + c;
+            const int64_t vi =
+                head_dim < 16 ? tile + c * 16 + row % 16 : tile + (row % 16) * head_dim + c;
             EXPECT_EQ(element(run.v, vi), -want_k);
           }
         }

@@ -76,7 +76,7 @@ TEST(WindowKvCacheTest, KeepsExactlySinksAndLastWindow) {
 TEST(WindowKvCacheTest, CommitsOnlyTheAcceptedPath) {
   auto cache = MakeWindowKvCache(kShape, 2, 3, 8);
   AppendTokens(*cache, {0, 1, 2, 3});
-  cache->CommitAll();  // sinks {0,1}, ring {2,3}
+  cache->CommitAll();                        // sinks {0,1}, ring {2,3}
   AppendTokens(*cache, {50, 4, 51, 5, 52});  // a tree; the path is rows 1 and 3
   EXPECT_EQ(Stored(*cache, 0), (std::vector<float>{0, 1, 2, 3}));  // pending not visible
   const std::vector<int32_t> keep = {1, 3};

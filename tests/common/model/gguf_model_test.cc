@@ -224,7 +224,7 @@ class BrokenGgufModelTest : public ::testing::Test {
     for (const GgufKeyValue& e : kv) {
       if (e.key.rfind("tokenizer.", 0) == 0) return;  // the test brings its own
     }
-    AddGgufVocabulary(v, w);
+    EXPECT_TRUE(AddGgufVocabulary(v, w).ok());
   }
 
   static std::string LoadError(const std::string& path) {
@@ -255,9 +255,9 @@ TEST_F(BrokenGgufModelTest, BaselineLoads) {
 
 TEST_F(BrokenGgufModelTest, WrongArchitecture) {
   const std::string path = Write(
-      [](auto& kv, auto&) { SetKey(kv, "general.architecture", GgufValue::String("qwen2")); });
-  EXPECT_THAT(LoadError(path), HasSubstr("key 'general.architecture': architecture 'qwen2' is "
-                                         "not supported (only 'llama')"));
+      [](auto& kv, auto&) { SetKey(kv, "general.architecture", GgufValue::String("gemma")); });
+  EXPECT_THAT(LoadError(path), HasSubstr("key 'general.architecture': architecture 'gemma' is "
+                                         "not supported (only 'llama' and 'qwen2')"));
 }
 
 TEST_F(BrokenGgufModelTest, MissingOrBadKeys) {
@@ -297,9 +297,22 @@ TEST_F(BrokenGgufModelTest, TensorProblems) {
 
 TEST_F(BrokenGgufModelTest, Tokenizer) {
   EXPECT_THAT(LoadError(Write([](auto& kv, auto&) {
-                kv.push_back({"tokenizer.ggml.model", GgufValue::String("gpt2")});
+                kv.push_back({"tokenizer.ggml.model", GgufValue::String("bert")});
               })),
-              HasSubstr("key 'tokenizer.ggml.model': tokenizer model 'gpt2' is not supported"));
+              HasSubstr("key 'tokenizer.ggml.model': tokenizer model 'bert' is not supported"));
+  std::vector<std::string> pieces;
+  for (int i = 0; i < 320; ++i) pieces.push_back(absl::StrCat("t", i));
+  EXPECT_THAT(LoadError(Write([&](auto& kv, auto&) {
+                kv.push_back({"tokenizer.ggml.model", GgufValue::String("gpt2")});
+                kv.push_back({"tokenizer.ggml.tokens", GgufValue::StringArray(pieces)});
+              })),
+              HasSubstr("key 'tokenizer.ggml.merges': missing"));
+  EXPECT_THAT(LoadError(Write([&](auto& kv, auto&) {
+                kv.push_back({"tokenizer.ggml.model", GgufValue::String("gpt2")});
+                kv.push_back({"tokenizer.ggml.pre", GgufValue::String("deepseek-llm")});
+                kv.push_back({"tokenizer.ggml.tokens", GgufValue::StringArray(pieces)});
+              })),
+              HasSubstr("pre-tokenizer 'deepseek-llm' is not supported"));
   EXPECT_THAT(LoadError(Write([](auto& kv, auto&) {
                 kv.push_back({"tokenizer.ggml.model", GgufValue::String("llama")});
               })),

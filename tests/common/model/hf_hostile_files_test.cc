@@ -119,16 +119,16 @@ TEST_F(HfDirectoryTest, RefusesBadConfigs) {
     const char* message;
   };
   const std::vector<Case> cases = {
-      {[](nlohmann::json& c) { c["architectures"] = {"Qwen2ForCausalLM"}; },
-       "architecture \"Qwen2ForCausalLM\" is not supported"},
+      {[](nlohmann::json& c) { c["architectures"] = {"GemmaForCausalLM"}; },
+       "architecture \"GemmaForCausalLM\" is not supported"},
       {[](nlohmann::json& c) {
-         c["rope_scaling"] = {{"rope_type", "llama3"}, {"factor", 8}};
+         c["rope_scaling"] = {{"rope_type", "dynamic"}, {"factor", 8}};
        },
-       "rope scaling type 'llama3' is not supported"},
+       "rope scaling type 'dynamic' is not supported"},
       {[](nlohmann::json& c) {
-         c["rope_scaling"] = {{"type", "linear"}, {"factor", 2}};
+         c["rope_scaling"] = {{"type", "longrope"}, {"factor", 2}};
        },
-       "rope scaling type 'linear'"},
+       "rope scaling type 'longrope'"},
       {[](nlohmann::json& c) { c["hidden_act"] = "gelu"; }, "activation 'gelu'"},
       {[](nlohmann::json& c) { c["attention_bias"] = true; }, "attention_bias"},
       {[](nlohmann::json& c) { c.erase("hidden_size"); }, "key 'hidden_size': missing"},
@@ -188,8 +188,8 @@ TEST_F(HfDirectoryTest, RefusesBadFiles) {
     EditJson(dir + "/tokenizer.json", [](nlohmann::json& t) {
       t["pre_tokenizer"] = {{"type", "ByteLevel"}};
     });
-    EXPECT_THAT(Error(dir), HasSubstr(dir + "/tokenizer.json: pre_tokenizer type ByteLevel is not "
-                                            "supported"));
+    EXPECT_THAT(Error(dir), HasSubstr(dir + "/tokenizer.json: a ByteLevel pre-tokenizer without a "
+                                            "ByteLevel decoder is not supported"));
   }
   {
     const std::string dir = Write("wrong_dtype");

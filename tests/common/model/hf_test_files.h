@@ -117,25 +117,58 @@ inline nlohmann::json TokenizerJsonFor(const Vocabulary& v) {
         {"merges", merges}}}};
 }
 
+// rope_scaling as Hugging Face writes it (null when none).
+inline nlohmann::json RopeScalingJsonFor(const ModelConfig& c) {
+  const RopeScaling& s = c.rope_scaling;
+  switch (s.type) {
+    case RopeScalingType::kNone:
+      return nullptr;
+    case RopeScalingType::kLinear:
+      return {{"rope_type", "linear"}, {"factor", s.factor}};
+    case RopeScalingType::kLlama3:
+      return {{"rope_type", "llama3"},
+              {"factor", s.factor},
+              {"low_freq_factor", s.low_freq_factor},
+              {"high_freq_factor", s.high_freq_factor},
+              {"original_max_position_embeddings", s.original_context}};
+    case RopeScalingType::kYarn:
+      return {{"type", "yarn"},
+              {"factor", s.factor},
+              {"original_max_position_embeddings", s.original_context}};
+  }
+  return nullptr;
+}
+
 inline nlohmann::json ConfigJsonFor(const ModelConfig& c) {
-  return {{"architectures", {"LlamaForCausalLM"}},
-          {"model_type", "llama"},
-          {"hidden_size", c.dim},
-          {"num_hidden_layers", c.n_layers},
-          {"num_attention_heads", c.n_heads},
-          {"num_key_value_heads", c.n_kv_heads},
-          {"head_dim", c.head_dim},
-          {"intermediate_size", c.ffn_dim},
-          {"vocab_size", c.vocab_size},
-          {"max_position_embeddings", c.context_length},
-          {"rms_norm_eps", c.rms_eps},
-          {"rope_theta", c.rope_theta},
-          {"rope_scaling", nullptr},
-          {"hidden_act", "silu"},
-          {"tie_word_embeddings", c.tied_embeddings},
-          {"bos_token_id", 1},
-          {"eos_token_id", 2},
-          {"torch_dtype", "float32"}};
+  const std::string type = c.architecture == "qwen2"                             ? "qwen2"
+                           : c.architecture == "mistral" || c.sliding_window > 0 ? "mistral"
+                                                                                 : "llama";
+  const std::string arch = type == "qwen2"     ? "Qwen2ForCausalLM"
+                           : type == "mistral" ? "MistralForCausalLM"
+                                               : "LlamaForCausalLM";
+  nlohmann::json j = {{"architectures", {arch}},
+                      {"model_type", type},
+                      {"hidden_size", c.dim},
+                      {"num_hidden_layers", c.n_layers},
+                      {"num_attention_heads", c.n_heads},
+                      {"num_key_value_heads", c.n_kv_heads},
+                      {"head_dim", c.head_dim},
+                      {"intermediate_size", c.ffn_dim},
+                      {"vocab_size", c.vocab_size},
+                      {"max_position_embeddings", c.context_length},
+                      {"rms_norm_eps", c.rms_eps},
+                      {"rope_theta", c.rope_theta},
+                      {"rope_scaling", RopeScalingJsonFor(c)},
+                      {"hidden_act", "silu"},
+                      {"tie_word_embeddings", c.tied_embeddings},
+                      {"bos_token_id", 1},
+                      {"eos_token_id", 2},
+                      {"torch_dtype", "float32"}};
+  if (type == "mistral") {
+    j["sliding_window"] = c.sliding_window > 0 ? nlohmann::json(c.sliding_window) : nullptr;
+  }
+  if (type == "qwen2") j["use_sliding_window"] = false;
+  return j;
 }
 
 struct HfWriteOptions {
@@ -172,15 +205,24 @@ inline void WriteHfDirectory(const LoadedModel& model, const std::string& dir,
     }
     e.dtype = options.dtype;
     e.shape = std::vector<int64_t>(s.shape.rbegin(), s.shape.rend());
+    // Interleaved sources (GGUF llama) get q/k rows, and q/k bias elements, in
+    // rotate_half order; rotate_half sources (GGUF qwen2) are written as they are.
     const bool rotary =
-        s.name.find("attn_q") != std::string::npos || s.name.find("attn_k") != std::string::npos;
-    const int64_t row_bytes = TensorBytes(type, s.cols());
+        c.rope_style == RopeStyle::kInterleaved &&
+        (s.name.find("attn_q") != std::string::npos || s.name.find("attn_k") != std::string::npos);
+    const TensorType out_type = type;
+    const int64_t row_bytes = TensorBytes(out_type, s.cols());
     e.data.resize(s.rows() * row_bytes);
-    std::vector<float> row(s.cols());
+    std::vector<float> row(s.cols()), permuted(s.cols());
     for (int64_t r = 0; r < s.rows(); ++r) {
-      const int64_t src = rotary ? InterleavedSourceRow(r, c.head_dim) : r;
+      const int64_t src = rotary && !s.is_bias ? InterleavedSourceRow(r, c.head_dim) : r;
       DequantizeRow(s.slot->type, s.slot->row(src), s.cols(), row.data());
-      (void)QuantizeRow(type, row.data(), s.cols(), e.data.data() + r * row_bytes);
+      if (rotary && s.is_bias) {
+        for (int64_t i = 0; i < s.cols(); ++i)
+          permuted[i] = row[InterleavedSourceRow(i, c.head_dim)];
+        row.swap(permuted);
+      }
+      (void)QuantizeRow(out_type, row.data(), s.cols(), e.data.data() + r * row_bytes);
     }
     entries.push_back(std::move(e));
   }

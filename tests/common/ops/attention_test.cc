@@ -13,8 +13,8 @@
 #include <string>
 #include <vector>
 
-#include "common/ops/ops.h"
 #include "common/ops/cpu/cpu_ops.h"
+#include "common/ops/ops.h"
 #include "gtest/gtest.h"
 #include "tests/common/ops/reference_ops.h"
 #include "tests/common/ops/test_isas.h"

@@ -4,8 +4,8 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "common/ops/ops.h"
 #include "common/ops/cpu/cpu_ops.h"
+#include "common/ops/ops.h"
 #include "gtest/gtest.h"
 #include "tests/common/ops/reference_ops.h"
 #include "tests/common/ops/test_isas.h"
@@ -82,8 +82,8 @@ TEST_P(ElementwiseTest, RopeInterleavedMatchesLlama2c) {
   std::vector<float> want = x;
   std::vector<int32_t> pos(n_rows);
   for (int r = 0; r < n_rows; ++r) pos[r] = r * 37 % 1500;
-  ops->Rope(x.data(), n_rows, stride, n_heads, head_dim, head_dim, pos, 10000.0f,
-            RopeStyle::kInterleaved);
+  ops->Rope(x.data(), n_rows, stride, n_heads, head_dim, pos,
+            PlainRopeFrequencies(10000.0f, head_dim), RopeStyle::kInterleaved);
   for (int r = 0; r < n_rows; ++r) {
     Llama2cRope(want.data() + r * stride, n_heads * head_dim, head_dim, pos[r], 10000.0f);
     for (int i = 0; i < stride; ++i) ASSERT_FLOAT_EQ(x[r * stride + i], want[r * stride + i]);
@@ -100,7 +100,8 @@ TEST_P(ElementwiseTest, RopePartialAndHalfMatchDoubleReference) {
     std::vector<float> x = RandomFloats(n_rows * stride, 22);
     const std::vector<float> orig = x;
     const std::vector<int32_t> pos = {0, 1, 17, 300, 2047};
-    ops->Rope(x.data(), n_rows, stride, n_heads, head_dim, rope_dim, pos, theta, style);
+    ops->Rope(x.data(), n_rows, stride, n_heads, head_dim, pos,
+              PlainRopeFrequencies(theta, rope_dim), style);
     for (int r = 0; r < n_rows; ++r) {
       for (int h = 0; h < n_heads; ++h) {
         const float* in = orig.data() + r * stride + h * head_dim;

@@ -19,7 +19,6 @@
 // the same sign; the tests below also check the result against the double
 // product with x^ (computed here independently) under the tight fp32 bound
 // alone, and that every SIMD variant equals the scalar kernel bit for bit.
-#include "common/ops/ops.h"
 #include "common/ops/cpu/matmul.h"
 
 #include <algorithm>
@@ -32,6 +31,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/ops/cpu/cpu_ops.h"
 #include "common/ops/cpu/kernels.h"
+#include "common/ops/ops.h"
 #include "common/util/thread_pool.h"
 #include "gtest/gtest.h"
 #include "tests/common/ops/reference_ops.h"
@@ -255,6 +255,35 @@ TEST(MatMulQuantizedTest, AllVariantsEqualScalarBitForBit) {
           EXPECT_EQ(0, std::memcmp(got.data(), want.data(), got.size() * sizeof(float)))
               << v.name << " " << TensorTypeName(type) << " cols=" << cols << " n_rows=" << n_rows;
         }
+      }
+    }
+  }
+}
+
+// Ops::MatMuls (several weights of one input in one pool job) gives the bits
+// of separate MatMul calls, also when a weight of another type joins.
+TEST_P(MatMulTest, SeveralWeightsInOneCallEqualSeparateCalls) {
+  const auto [isa, type] = GetParam();
+  auto ops = MakeCpuOpsWithIsa(2, isa);
+  for (int n_rows : {1, 3, 8, 40}) {
+    OwnedWeight a = RandomWeight(type, 200, 256, 11), b = RandomWeight(type, 72, 256, 12),
+                c = RandomWeight(TensorType::kF16, 40, 256, 13);
+    const std::vector<float> x = RandomFloats(n_rows * 256, 14);
+    for (bool mixed : {false, true}) {
+      std::vector<const WeightTensor*> ws = {&a.tensor, &b.tensor};
+      if (mixed) ws.push_back(&c.tensor);
+      std::vector<std::vector<float>> want(ws.size()), got(ws.size());
+      std::vector<float*> ys;
+      for (size_t i = 0; i < ws.size(); ++i) {
+        want[i].resize(n_rows * ws[i]->rows);
+        got[i].resize(want[i].size());
+        ops->MatMul(*ws[i], x.data(), n_rows, want[i].data());
+        ys.push_back(got[i].data());
+      }
+      ops->MatMuls(ws, x.data(), n_rows, ys);
+      for (size_t i = 0; i < ws.size(); ++i) {
+        EXPECT_EQ(0, std::memcmp(got[i].data(), want[i].data(), got[i].size() * sizeof(float)))
+            << "weight " << i << " n_rows " << n_rows << (mixed ? " mixed" : "");
       }
     }
   }

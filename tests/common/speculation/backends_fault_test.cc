@@ -4,8 +4,8 @@
 #include <vector>
 
 #include "common/engine/llama_model.h"
-#include "common/ops/ops.h"
 #include "common/model/random_model.h"
+#include "common/ops/ops.h"
 #include "common/speculation/spec_engine.h"
 #include "gtest/gtest.h"
 
@@ -97,7 +97,7 @@ TEST(BackendFaultTest, FlakyDraftAndRestartingTargetKeepGreedyOutputExact) {
   options.sinks = 2;
   options.window = 8;
   options.max_tokens_per_step = 16;
-  auto engine = *SpecEngine::Create(&draft, target, FactsOf(*model, *model, 2, 8), options);
+  auto engine = *SpecEngine::Create(&draft, target, FactsOf(*model, model.get(), 2, 8), options);
   std::vector<int> ids;
   for (const auto& r : requests) ids.push_back(*engine->Add(r));
   int steps = 0, failed_drafts = 0;
@@ -107,7 +107,8 @@ TEST(BackendFaultTest, FlakyDraftAndRestartingTargetKeepGreedyOutputExact) {
     ++steps;
   }
   for (size_t i = 0; i < ids.size(); ++i) {
-    EXPECT_EQ(engine->state(ids[i]).tokens, plain.state(plain_ids[i]).tokens) << "request " << i << " " << engine->state(ids[i]).error;
+    EXPECT_EQ(engine->state(ids[i]).tokens, plain.state(plain_ids[i]).tokens)
+        << "request " << i << " " << engine->state(ids[i]).error;
   }
   EXPECT_GT(failed_drafts, 0);
   EXPECT_GT(target.calls_, 11);
@@ -124,7 +125,7 @@ TEST(BackendFaultTest, NoDraftMeansPlainDecoding) {
   auto ops = MakeCpuOps(2);
   LlamaModel llama(*model, *ops);
   TargetWorker target(llama, TargetWorkerOptions{});
-  auto engine = *SpecEngine::Create(nullptr, target, FactsOf(*model, *model, 4, 16), {});
+  auto engine = *SpecEngine::Create(nullptr, target, FactsOf(*model, model.get(), 4, 16), {});
   GenerationRequest r;
   r.prompt = {1, 5, 9};
   r.max_new_tokens = 10;

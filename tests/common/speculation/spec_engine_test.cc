@@ -1,8 +1,6 @@
 // The lossless contract: speculative greedy output equals plain greedy output
 // token for token, for every tree mode, window, batch and draft; speculative
 // sampling keeps the target's distribution.
-#include "common/engine/llama_model.h"
-#include "common/ops/ops.h"
 #include "common/speculation/spec_engine.h"
 
 #include <cmath>
@@ -10,8 +8,10 @@
 #include <memory>
 #include <vector>
 
+#include "common/engine/llama_model.h"
 #include "common/model/model_loader.h"
 #include "common/model/random_model.h"
+#include "common/ops/ops.h"
 #include "common/tokenizer/tokenizer.h"
 #include "gtest/gtest.h"
 #include "tests/testing/shared_models.h"
@@ -264,9 +264,10 @@ TEST_F(SpecEngineLosslessTest, SamplingKeepsTheTargetDistribution) {
   const double tv = TotalVariation(plain, FirstTwoTokens(target_, draft_, &options, kRuns));
   options.verifier_acceptance_scale = 10.0;  // a verifier biased towards the draft
   const double biased = TotalVariation(plain, FirstTwoTokens(target_, draft_, &options, kRuns));
-  std::printf("[ stats    ] total variation over the first two tokens (%d seeds): plain vs plain "
-              "%.4f, speculative %.4f, biased verifier %.4f\n",
-              kRuns, noise, tv, biased);
+  std::printf(
+      "[ stats    ] total variation over the first two tokens (%d seeds): plain vs plain "
+      "%.4f, speculative %.4f, biased verifier %.4f\n",
+      kRuns, noise, tv, biased);
   constexpr double kThreshold = 0.09;
   EXPECT_LT(noise, kThreshold);
   EXPECT_LT(tv, kThreshold);
@@ -298,9 +299,10 @@ TEST(SpecEngineRealModelTest, StoriesGreedySelfSpeculationIsLossless) {
       options.window = window;
       const SpecRun run = Speculative(llama, llama, options, requests);
       EXPECT_EQ(run.tokens, plain) << mode << " window " << window;
-      std::printf("[ accept   ] stories260K self-speculation %s, sinks 4, window %d: %.2f tokens "
-                  "per step\n",
-                  mode, window, run.mean_tokens_per_step);
+      std::printf(
+          "[ accept   ] stories260K self-speculation %s, sinks 4, window %d: %.2f tokens "
+          "per step\n",
+          mode, window, run.mean_tokens_per_step);
     }
   }
 }

@@ -266,7 +266,21 @@ TEST(HfTokenizerJsonTest, RefusesUnsupportedFeaturesByName) {
       {[](Json& j) {
          j["pre_tokenizer"] = {{"type", "ByteLevel"}};
        },
-       "pre_tokenizer type ByteLevel is not supported"},
+       "a ByteLevel pre-tokenizer without a ByteLevel decoder is not supported"},
+      {[](Json& j) {
+         j["pre_tokenizer"] = {{"type", "Split"},
+                               {"pattern", {{"Regex", "\\s+"}}},
+                               {"behavior", "MergedWithPrevious"}};
+       },
+       "Split with behavior MergedWithPrevious (only Isolated)"},
+      {[](Json& j) {
+         j["pre_tokenizer"] = {{"type", "Split"}, {"pattern", {{"Regex", "(unclosed"}}}};
+       },
+       "regular expression '(unclosed'"},
+      {[](Json& j) {
+         j["pre_tokenizer"] = {{"type", "Whitespace"}};
+       },
+       "pre_tokenizer type Whitespace"},
       {[](Json& j) { j["model"]["type"] = "Unigram"; }, "model type Unigram"},
       {[](Json& j) {
          j["normalizer"] = {{"type", "NFKC"}};
@@ -279,7 +293,7 @@ TEST(HfTokenizerJsonTest, RefusesUnsupportedFeaturesByName) {
       {[](Json& j) { j["model"]["dropout"] = 0.1; }, "dropout"},
       {[](Json& j) { j["added_tokens"][1]["lstrip"] = true; }, "lstrip"},
       {[](Json& j) {
-         j["post_processor"] = {{"type", "ByteLevel"}};
+         j["post_processor"] = {{"type", "RobertaProcessing"}};
        },
        "post_processor type"},
       {[](Json& j) { j["model"]["merges"].push_back("zz q"); }, "model.merges[8]"},

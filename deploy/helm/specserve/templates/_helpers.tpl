@@ -79,19 +79,31 @@ router
 {{- define "specserve.listenArgs" -}}
 - --listen=0.0.0.0:{{ .Values.ports.grpc }}
 - --metrics-port={{ .Values.ports.metrics }}
-{{- if eq .Values.device "cuda" }}
-- --device=cuda
-{{- end }}
 {{- end -}}
 
-{{/* Router/all-in-one serving flags. */}}
+{{/* The draft's device: cuda only when it gets a GPU (gpu.type none: it runs on the CPU
+     beside a GPU target). */}}
+{{- define "specserve.draftDevice" -}}
+{{- if and (eq .Values.device "cuda") (ne .Values.draft.gpu.type "none") -}}cuda{{- else -}}cpu{{- end -}}
+{{- end -}}
+
+{{/* Refuses, at template time, a GPU setting that cannot start, naming the value to change. */}}
+{{- define "specserve.validate" -}}
+{{- if and (eq .Values.mode "allInOne") (eq .Values.device "cuda") (lt (int .Values.allInOne.gpus) 1) -}}
+{{- fail "device: cuda with allInOne.gpus: 0: specserve-serve --device=cuda needs a GPU; set allInOne.gpus >= 1, or device: cpu" -}}
+{{- end -}}
+{{- if and (eq .Values.mode "split") (eq .Values.device "cpu") .Values.draft.enabled (eq .Values.draft.gpu.type "mig") -}}
+{{- fail "draft.gpu.type: mig with device: cpu: a MIG slice is a GPU; set device: cuda, or draft.gpu.type: none" -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Router/all-in-one serving flags (the draft window belongs to whoever runs the draft:
+     specserve-draft, or specserve-serve). */}}
 {{- define "specserve.servingArgs" -}}
 - --max-batch={{ .Values.serving.maxBatch }}
 - --max-queue={{ .Values.serving.maxQueue }}
 - --max-context={{ .Values.serving.maxContext }}
 - --spec={{ .Values.serving.spec }}
-- --sinks={{ .Values.serving.sinks }}
-- --window={{ .Values.serving.window }}
 - --drain-seconds={{ .Values.serving.drainSeconds }}
 {{- end -}}
 

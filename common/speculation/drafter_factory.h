@@ -1,0 +1,38 @@
+// Which drafter a binary runs, from its --draft setting: "self" (MagicDec
+// self-speculation: the target's weights with a window KV cache), a model file
+// with the target's vocabulary (a smaller or quantised draft), or "ngram"
+// (prompt lookup, no model).
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "common/engine/model.h"
+#include "common/speculation/drafter.h"
+#include "common/speculation/ngram_drafter.h"
+
+namespace specserve {
+
+enum class DrafterKind { kModel, kNgram };
+// "ngram" -> kNgram; anything else ("self", a path) is a model draft.
+DrafterKind DrafterKindOf(const std::string& draft_flag);
+const char* DrafterKindName(DrafterKind kind);
+
+struct DrafterOptions {
+  DrafterKind kind = DrafterKind::kModel;
+  int sinks = 16;           // model: window cache sinks
+  int window = 256;         // model: window cache ring
+  int max_candidates = 32;  // model, sampling: size of q kept per node
+  int max_tree_nodes = kMaxTreeNodes;
+  int max_depth = kMaxTreeDepth;
+  int max_sequences = 4096;
+  NgramDrafterOptions ngram;  // ngram: lookup settings (vocab and limits filled in)
+};
+
+// `draft` is the draft model for kModel (it must outlive the drafter) and is
+// ignored for kNgram; `vocab_size` is the target's.
+absl::StatusOr<std::unique_ptr<Drafter>> MakeDrafter(const DrafterOptions& options, Model* draft,
+                                                     int vocab_size);
+
+}  // namespace specserve

@@ -1,0 +1,121 @@
+#include "common/speculation/ngram_drafter.h"
+
+#include <chrono>
+
+#include "absl/strings/str_format.h"
+#include "common/speculation/child_picker.h"
+#include "common/speculation/propose_validation.h"
+
+namespace specserve {
+
+NgramDrafter::NgramDrafter(NgramDrafterOptions options) : options_(options) {}
+
+int NgramDrafter::sequences() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return static_cast<int>(sequences_.size());
+}
+
+int64_t NgramDrafter::kv_bytes() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  int64_t bytes = 0;
+  for (const auto& [id, seq] : sequences_) bytes += seq.index.memory_bytes();
+  return bytes;
+}
+
+void NgramDrafter::Release(int64_t sequence_id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  sequences_.erase(sequence_id);
+}
+
+absl::Status NgramDrafter::CatchUp(const ProposeItem& item, Sequence& seq) {
+  const int64_t have = static_cast<int64_t>(seq.index.history().size());
+  const int64_t end = item.start + static_cast<int64_t>(item.tokens.size());
+  if (have > end) {
+    // We hold tokens the router's history does not have: start over.
+    seq = Sequence(options_);
+    return absl::FailedPreconditionError(absl::StrFormat(
+        "sequence %d: the index ran ahead of the history (%d > %d); need history from 0",
+        item.sequence_id, have, end));
+  }
+  if (have < item.start) {
+    return absl::FailedPreconditionError(
+        absl::StrFormat("sequence %d: need history from position %d (sent %d..%d)",
+                        item.sequence_id, have, item.start, end));
+  }
+  seq.index.Append(item.tokens.subspan(static_cast<size_t>(have - item.start)));
+  return absl::OkStatus();
+}
+
+void NgramDrafter::BuildTree(const ProposeItem& item, Sequence& seq, ProposeOutput* out) const {
+  const TreeShape& shape = *item.shape;
+  const bool greedy = item.sampling.greedy();
+  const std::vector<int32_t>& history = seq.index.history();
+  std::vector<std::vector<int32_t>> children(shape.speculated() + 1);  // index 0 = root
+  for (int i = 0; i < shape.speculated(); ++i) children[shape.parents[i] + 1].push_back(i);
+  std::vector<int32_t> tree_of_shape(shape.speculated(), -1);
+  out->q.assign(1, {});
+  // Shape nodes are in breadth-first order: a node is realised before its children.
+  for (int v = -1; v < shape.speculated(); ++v) {
+    const std::vector<int32_t>& kids = children[v + 1];
+    const int node = v < 0 ? -1 : tree_of_shape[v];
+    if (kids.empty() || (v >= 0 && node < 0)) continue;
+    // The context's last max_n tokens: the history's tail, then the path to `node`.
+    std::vector<int32_t> path;
+    for (int n = node; n >= 0; n = out->tree.parents[n]) path.push_back(out->tree.tokens[n]);
+    std::vector<int32_t> tail;
+    const size_t from_history =
+        path.size() >= static_cast<size_t>(options_.max_n) ? 0 : options_.max_n - path.size();
+    tail.assign(history.end() - std::min(history.size(), from_history), history.end());
+    tail.insert(tail.end(), path.rbegin(), path.rend());
+    const std::vector<NgramContinuation> found = seq.index.Continuations(tail, options_.min_n);
+    if (found.empty()) continue;
+    double total = 0;
+    for (const NgramContinuation& c : found) total += c.count;
+    std::vector<TokenProb> q;
+    for (const NgramContinuation& c : found) {
+      q.push_back({c.token, static_cast<float>(c.count / total)});
+    }
+    const std::vector<int32_t> picked =
+        PickChildren(q, static_cast<int>(kids.size()), greedy, seq.rng);
+    if (!greedy) out->q[node + 1] = std::move(q);
+    for (size_t k = 0; k < picked.size(); ++k) {
+      tree_of_shape[kids[k]] = out->tree.size();
+      out->tree.tokens.push_back(picked[k]);
+      out->tree.parents.push_back(node);
+      out->q.emplace_back();
+    }
+  }
+}
+
+absl::Status NgramDrafter::Propose(std::span<const ProposeItem> items,
+                                   std::vector<ProposeOutput>* outputs,
+                                   std::vector<PassTime>* passes) {
+  const auto start = std::chrono::steady_clock::now();
+  std::lock_guard<std::mutex> lock(mu_);
+  outputs->assign(items.size(), ProposeOutput{});
+  passes->clear();
+  const TreeLimits limits{options_.max_tree_nodes, options_.max_depth, options_.vocab_size};
+  for (size_t i = 0; i < items.size(); ++i) {
+    const ProposeItem& item = items[i];
+    ProposeOutput& out = (*outputs)[i];
+    if (out.status = ValidateProposeItem(item, limits); !out.status.ok()) continue;
+    auto it = sequences_.find(item.sequence_id);
+    if (it == sequences_.end()) {
+      if (static_cast<int>(sequences_.size()) >= options_.max_sequences) {
+        out.status = absl::ResourceExhaustedError(
+            absl::StrFormat("the draft holds %d sequences, its limit", options_.max_sequences));
+        continue;
+      }
+      it = sequences_.emplace(item.sequence_id, Sequence(options_)).first;
+      it->second.rng.Seed(item.sampling.seed ^ 0x5bd1e9955bd1e995ull);
+    }
+    if (out.status = CatchUp(item, it->second); !out.status.ok()) continue;
+    BuildTree(item, it->second, &out);
+  }
+  // One "pass": the lookups for the whole batch.
+  passes->push_back(
+      {1, std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count()});
+  return absl::OkStatus();
+}
+
+}  // namespace specserve

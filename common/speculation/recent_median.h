@@ -1,0 +1,32 @@
+// A robust running estimate of a time: the median of the last few samples. On a
+// shared machine one preempted step can take ten times the usual; an average
+// would carry that for many steps, the median ignores it.
+#pragma once
+
+#include <algorithm>
+#include <array>
+
+namespace specserve {
+
+class RecentMedian {
+ public:
+  static constexpr int kWindow = 9;
+
+  void Add(double value) {
+    samples_[next_] = value;
+    next_ = (next_ + 1) % kWindow;
+    count_ = std::min(count_ + 1, kWindow);
+    std::array<double, kWindow> sorted = samples_;
+    std::sort(sorted.begin(), sorted.begin() + count_);
+    median_ = count_ % 2 ? sorted[count_ / 2] : 0.5 * (sorted[count_ / 2 - 1] + sorted[count_ / 2]);
+  }
+  double value() const { return median_; }
+  bool empty() const { return count_ == 0; }
+
+ private:
+  std::array<double, kWindow> samples_{};
+  int next_ = 0, count_ = 0;
+  double median_ = 0;
+};
+
+}  // namespace specserve

@@ -1,0 +1,139 @@
+// The adaptive planner must speculate where speculation pays and must not where
+// it loses. The regimes are made with backends that add fixed wall-clock costs
+// to the real workers (as an accelerator's memory-bound verify or a slow draft
+// would), so the outcome is asserted by tokens per step, not by luck.
+#include <chrono>
+#include <memory>
+#include <thread>
+#include <vector>
+
+#include "common/engine/batch_generator.h"
+#include "common/engine/llama_model.h"
+#include "common/model/random_model.h"
+#include "common/ops/ops.h"
+#include "common/speculation/spec_engine.h"
+#include "common/util/status_macros.h"
+#include "gtest/gtest.h"
+
+namespace specserve {
+namespace {
+
+void Sleep(double seconds) { std::this_thread::sleep_for(std::chrono::duration<double>(seconds)); }
+
+// Verify costs `base` seconds plus `per_node` per speculated node per sequence.
+class TimedTarget final : public TargetBackend {
+ public:
+  TimedTarget(TargetBackend& inner, double base, double per_node)
+      : inner_(inner), base_(base), per_node_(per_node) {}
+  absl::Status Verify(std::span<const VerifyItem> items,
+                      std::vector<VerifyOutput>* outputs) override {
+    int nodes = 0;
+    for (const VerifyItem& item : items) nodes = std::max(nodes, item.tree ? item.tree->size() : 0);
+    Sleep(base_ + per_node_ * nodes);
+    return inner_.Verify(items, outputs);
+  }
+  void Release(int64_t id) override { inner_.Release(id); }
+
+ private:
+  TargetBackend& inner_;
+  double base_, per_node_;
+};
+
+// Every draft pass costs `per_pass` seconds (reported in the pass times too).
+class TimedDraft final : public DraftBackend {
+ public:
+  TimedDraft(DraftBackend& inner, double per_pass) : inner_(inner), per_pass_(per_pass) {}
+  absl::Status Propose(std::span<const ProposeItem> items, std::vector<ProposeOutput>* outputs,
+                       std::vector<PassTime>* passes) override {
+    RETURN_IF_ERROR(inner_.Propose(items, outputs, passes));
+    Sleep(per_pass_ * passes->size());
+    for (PassTime& p : *passes) p.seconds += per_pass_;
+    return absl::OkStatus();
+  }
+  void Release(int64_t id) override { inner_.Release(id); }
+
+ private:
+  DraftBackend& inner_;
+  double per_pass_;
+};
+
+ModelConfig TinyConfig() {
+  ModelConfig c;
+  c.dim = 32;
+  c.n_layers = 2;
+  c.n_heads = 4;
+  c.n_kv_heads = 2;
+  c.head_dim = 8;
+  c.ffn_dim = 64;
+  c.vocab_size = 128;
+  c.context_length = 512;
+  c.rope_dim = 8;
+  return c;
+}
+
+struct Outcome {
+  double tokens_per_step = 0;
+  bool equal_to_plain = false;
+};
+
+// Self-speculation with a window that covers the whole context: the draft is
+// the target, so every drafted token is accepted; only costs decide.
+Outcome RunAuto(double verify_base, double verify_per_node, double draft_per_pass) {
+  const Vocabulary vocab = MakeSyntheticVocabulary(128);
+  auto model = MakeRandomModel(TinyConfig(), TensorType::kF32, 9, vocab);
+  auto ops = MakeCpuOps(1);
+  LlamaModel llama(*model, *ops);
+  std::vector<GenerationRequest> requests;
+  for (int i = 0; i < 4; ++i) {
+    GenerationRequest r;
+    for (int t = 0; t < 20 + 3 * i; ++t) r.prompt.push_back(1 + (t * 13 + i * 5) % 120);
+    r.max_new_tokens = 160;
+    r.stop_at_eos = false;
+    requests.push_back(r);
+  }
+  BatchGenerator plain(llama);
+  std::vector<int> plain_ids;
+  for (const auto& r : requests) plain_ids.push_back(*plain.Add(r));
+  while (plain.HasLive()) EXPECT_TRUE(plain.Step().ok());
+
+  DraftWorkerOptions d;
+  d.sinks = 4;
+  d.window = 508;
+  DraftWorker draft_worker(llama, d);
+  TargetWorker target_worker(llama, TargetWorkerOptions{});
+  TimedDraft draft(draft_worker, draft_per_pass);
+  TimedTarget target(target_worker, verify_base, verify_per_node);
+  SpecEngineOptions options;
+  options.spec = *ParseSpecMode("auto");
+  options.sinks = d.sinks;
+  options.window = d.window;
+  auto engine = *SpecEngine::Create(&draft, target, FactsOf(*model, model.get(), 4, 508), options);
+  std::vector<int> ids;
+  for (const auto& r : requests) ids.push_back(*engine->Add(r));
+  while (engine->HasLive()) EXPECT_TRUE(engine->Step().ok());
+  Outcome out;
+  out.tokens_per_step = engine->mean_tokens_per_step();
+  out.equal_to_plain = true;
+  for (size_t i = 0; i < ids.size(); ++i) {
+    out.equal_to_plain &= engine->state(ids[i]).tokens == plain.state(plain_ids[i]).tokens;
+  }
+  return out;
+}
+
+TEST(AutoPlannerTest, SpeculatesDeepWhereExtraNodesAreCheapAndTheDraftIsFast) {
+  // A memory-bound verify (4 ms, +0.02 ms a node) and a cheap draft (0.2 ms a pass).
+  const Outcome out = RunAuto(4e-3, 2e-5, 2e-4);
+  EXPECT_TRUE(out.equal_to_plain);
+  EXPECT_GT(out.tokens_per_step, 3.0) << "auto should speculate here";
+}
+
+TEST(AutoPlannerTest, DecodesPlainlyWhereTheDraftCostsMoreThanItSaves) {
+  // The draft's every pass costs four verify steps: even perfect acceptance loses.
+  const Outcome out = RunAuto(1e-3, 1e-4, 4e-3);
+  EXPECT_TRUE(out.equal_to_plain);
+  // Probes are allowed (bounded to a small share of the time), trees are not.
+  EXPECT_LT(out.tokens_per_step, 1.15) << "auto should decode plainly here";
+}
+
+}  // namespace
+}  // namespace specserve

@@ -1,0 +1,220 @@
+#include "tests/testing/process.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+
+extern char** environ;
+
+namespace specserve::testing {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+std::string TempDir() {
+  const char* base = getenv("TEST_TMPDIR");
+  return base != nullptr ? base : std::filesystem::temp_directory_path().string();
+}
+
+// A path unique to this process and call: "<dir>/specserve-<pid>-<n>-<stem>".
+std::string UniquePath(const std::string& dir, const std::string& stem) {
+  static std::atomic<int> counter{0};
+  return absl::StrCat(dir.empty() ? TempDir() : dir, "/specserve-", getpid(), "-", counter++, "-",
+                      stem);
+}
+
+}  // namespace
+
+std::string DefaultBinDir() {
+  const char* dir = getenv("SPECSERVE_TEST_BIN_DIR");
+  return dir != nullptr && *dir != '\0' ? dir : SPECSERVE_BIN_DIR;
+}
+
+std::string ReadWholeFile(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+absl::StatusOr<std::unique_ptr<Process>> Process::Spawn(const std::vector<std::string>& argv_in,
+                                                        const std::string& log,
+                                                        bool die_with_parent) {
+  if (argv_in.empty()) return absl::InvalidArgumentError("no command to run");
+  if (access(argv_in[0].c_str(), X_OK) != 0) {
+    return absl::NotFoundError(absl::StrCat("no executable ", argv_in[0]));
+  }
+  std::vector<std::string> args = argv_in;
+  std::vector<char*> argv;
+  for (std::string& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  const int log_fd = open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (log_fd < 0) return absl::InternalError(absl::StrCat("cannot write ", log));
+  const pid_t parent = getpid();
+  const pid_t pid = fork();
+  if (pid == 0) {
+    // Only async-signal-safe calls from here to execve.
+    if (die_with_parent) {
+      prctl(PR_SET_PDEATHSIG, SIGTERM);
+      if (getppid() != parent) _exit(127);
+    }
+    const int null_fd = open("/dev/null", O_RDONLY);
+    if (null_fd >= 0) dup2(null_fd, 0);
+    dup2(log_fd, 1);
+    dup2(log_fd, 2);
+    // Signals blocked in the parent (the services block SIGTERM for sigwait) must
+    // not stay blocked in the child.
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, nullptr);
+    execve(argv[0], argv.data(), environ);
+    _exit(127);
+  }
+  close(log_fd);
+  if (pid < 0) return absl::InternalError(absl::StrCat("cannot start ", argv_in[0]));
+  auto p = std::unique_ptr<Process>(new Process());
+  p->pid_ = pid;
+  p->log_ = log;
+  return p;
+}
+
+Process::~Process() {
+  if (pid_ > 0) Kill(kill_signal_);
+}
+
+void Process::Signal(int sig) {
+  if (pid_ > 0) kill(pid_, sig);
+}
+
+int Process::Kill(int sig) {
+  if (pid_ <= 0) return -1;
+  kill(pid_, sig);
+  return Wait();
+}
+
+int Process::Wait() {
+  if (pid_ <= 0) return -1;
+  int status = 0;
+  while (waitpid(pid_, &status, 0) < 0 && errno == EINTR) {
+  }
+  pid_ = -1;
+  return status;
+}
+
+bool Process::WaitFor(double seconds, int* status) {
+  if (pid_ <= 0) {
+    *status = -1;
+    return true;
+  }
+  const auto until = Clock::now() + std::chrono::microseconds(static_cast<int64_t>(seconds * 1e6));
+  while (true) {
+    if (waitpid(pid_, status, WNOHANG) == pid_) {
+      pid_ = -1;
+      return true;
+    }
+    if (Clock::now() >= until) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+}
+
+void Process::Stop(double grace_seconds) {
+  if (pid_ <= 0) return;
+  kill(pid_, SIGTERM);
+  int status = 0;
+  if (!WaitFor(grace_seconds, &status)) Kill(SIGKILL);
+}
+
+bool Process::Running() {
+  if (pid_ <= 0) return false;
+  int status = 0;
+  if (waitpid(pid_, &status, WNOHANG) == pid_) {
+    pid_ = -1;
+    return false;
+  }
+  return true;
+}
+
+ToolResult RunTool(const std::vector<std::string>& argv, double timeout_seconds) {
+  ToolResult r;
+  const std::string log = UniquePath("", "tool.out");
+  auto p = Process::Spawn(argv, log, /*die_with_parent=*/true);
+  if (!p.ok()) {
+    r.output = std::string(p.status().message());
+    return r;
+  }
+  int status = 0;
+  if (!(*p)->WaitFor(timeout_seconds, &status)) {
+    (*p)->Kill(SIGKILL);
+    r.output = ReadWholeFile(log) + "\n[timed out]";
+    std::filesystem::remove(log);
+    return r;
+  }
+  r.output = ReadWholeFile(log);
+  std::filesystem::remove(log);
+  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  return r;
+}
+
+absl::StatusOr<std::unique_ptr<ServiceProcess>> ServiceProcess::Launch(
+    const std::string& binary, std::vector<std::string> args, const ServiceOptions& options) {
+  const std::string name = binary.substr(binary.rfind('/') + 1);
+  const std::string path =
+      binary.find('/') != std::string::npos
+          ? binary
+          : (options.bin_dir.empty() ? DefaultBinDir() : options.bin_dir) + "/" + binary;
+  const std::string port_file = UniquePath(options.log_dir, name + ".port");
+  const std::string log = UniquePath(options.log_dir, name + ".log");
+  std::filesystem::remove(port_file);
+  args.insert(args.begin(), path);
+  if (options.add_listen) args.push_back(absl::StrCat("--listen=127.0.0.1:", options.port));
+  args.push_back("--port-file=" + port_file);
+  if (options.metrics) args.push_back("--metrics-port=0");
+  auto process = Process::Spawn(args, log);
+  if (!process.ok()) return process.status();
+  auto s = std::unique_ptr<ServiceProcess>(new ServiceProcess());
+  s->process_ = *std::move(process);
+  const auto until =
+      Clock::now() + std::chrono::microseconds(static_cast<int64_t>(options.start_seconds * 1e6));
+  while (Clock::now() < until) {
+    std::ifstream in(port_file);
+    if (in >> s->grpc_port_ >> s->metrics_port_) {
+      if (!(in >> s->http_port_)) s->http_port_ = -1;  // a third port: the HTTP API's
+      std::filesystem::remove(port_file);
+      return s;
+    }
+    if (!s->process_->Running()) {
+      return absl::UnavailableError(absl::StrCat(name, " exited early:\n", s->Log()));
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return absl::DeadlineExceededError(absl::StrCat(name, " did not report its ports in ",
+                                                  options.start_seconds, " s:\n", s->Log()));
+}
+
+ServiceProcess::~ServiceProcess() {
+  if (process_ == nullptr) return;
+  const std::string log = process_->log_path();
+  process_.reset();
+  std::filesystem::remove(log);
+}
+
+int64_t ResidentBytes(pid_t pid) {
+  std::ifstream in(absl::StrCat("/proc/", pid, "/statm"));
+  int64_t size = 0, resident = -1;
+  if (!(in >> size >> resident)) return -1;
+  return resident * sysconf(_SC_PAGESIZE);
+}
+
+}  // namespace specserve::testing
