@@ -16,6 +16,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "bench/grpc_bench.h"
+#include "bench/http_bench.h"
 #include "bench/memory_bandwidth.h"
 #include "bench/peak_flops.h"
 #include "bench/roofline.h"
@@ -49,7 +50,8 @@ ABSL_FLAG(std::string, mode, "engine",
           "engine: plain decode/prefill throughput and bandwidth use; spec: plain vs chain vs "
           "tree vs auto speculative decoding over the grid; grpc: --clients concurrent gRPC "
           "clients against the same workload in-process, speculative vs plain through the "
-          "services");
+          "services; http: the same workload over the HTTP API (SSE), gRPC and in-process, "
+          "with HTTP's overhead per request and per streamed token");
 ABSL_FLAG(std::string, spec_modes, "off,chain:4,tree:16,auto", "Modes compared by --mode spec");
 ABSL_FLAG(std::string, draft, "self", "--mode spec: 'self' or a draft model file");
 ABSL_FLAG(int, sinks, 16, "--mode spec: draft sink tokens");
@@ -202,6 +204,22 @@ int Run() {
     grpc.out = absl::GetFlag(FLAGS_out);
     return RunGrpcBench(grpc, *ops);
   }
+  if (absl::GetFlag(FLAGS_mode) == "http") {
+    HttpBenchOptions http;
+    http.model = models.front();
+    http.bin_dir = absl::GetFlag(FLAGS_bin_dir);
+    http.clients = ParseList(absl::GetFlag(FLAGS_clients), "clients");
+    const std::vector<std::string> modes = absl::StrSplit(absl::GetFlag(FLAGS_spec_modes), ',', absl::SkipEmpty());
+    if (absl::GetFlag(FLAGS_spec_modes) != "off,chain:4,tree:16,auto" && !modes.empty()) http.mode = modes.front();
+    http.new_tokens = absl::GetFlag(FLAGS_new_tokens);
+    http.prompt_tokens = absl::GetFlag(FLAGS_prompt_tokens);
+    http.repeats = absl::GetFlag(FLAGS_repeats);
+    http.threads = absl::GetFlag(FLAGS_threads);
+    http.sinks = absl::GetFlag(FLAGS_sinks);
+    http.window = absl::GetFlag(FLAGS_window);
+    http.out = absl::GetFlag(FLAGS_out);
+    return RunHttpBench(http, *ops);
+  }
   const bool cpu_clock = absl::GetFlag(FLAGS_clock) == "cpu";
   if (!cpu_clock && absl::GetFlag(FLAGS_clock) != "wall") {
     std::fprintf(stderr, "error: --clock '%s' is not wall or cpu\n",
@@ -220,7 +238,7 @@ int Run() {
     return RunSpec(models, batches, contexts, *ops, bandwidth, peak.fp32);
   }
   if (absl::GetFlag(FLAGS_mode) != "engine") {
-    std::fprintf(stderr, "error: --mode '%s' is not engine, spec or grpc\n",
+    std::fprintf(stderr, "error: --mode '%s' is not engine, spec, grpc or http\n",
                  absl::GetFlag(FLAGS_mode).c_str());
     return 1;
   }
@@ -303,6 +321,8 @@ int main(int argc, char** argv) {
       "  specserve-bench --model ../shared/models/stories260K.gguf --batches 1,8,32,64 "
       "--contexts 128,256,512,1024 --out results\n"
       "  specserve-bench --mode grpc --spawn serve,split --model ../shared/models/stories260K.gguf "
-      "--clients 1,16,64 --spec_modes off,auto");
+      "--clients 1,16,64 --spec_modes off,auto\n"
+      "  specserve-bench --mode http --model ../shared/models/stories260K.gguf --clients 1,16,64 "
+      "--spec_modes off");
   return specserve::Run();
 }

@@ -19,7 +19,8 @@ MODELS="${SPECSERVE_MODELS_DIR:-$ROOT/../shared/models}"
 SANITIZE="-fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined"
 
 TARGETS=(gguf_fuzzer safetensors_fuzzer hf_config_fuzzer tokenizer_json_fuzzer
-         llama2c_fuzzer llama2c_tokenizer_fuzzer propose_fuzzer verify_fuzzer)
+         llama2c_fuzzer llama2c_tokenizer_fuzzer chat_template_fuzzer propose_fuzzer
+         verify_fuzzer)
 if [ -z "${SPECSERVE_FUZZ_SKIP_BUILD:-}" ]; then
 LAUNCHER=()
 if command -v ccache >/dev/null; then LAUNCHER=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache); fi
@@ -50,6 +51,7 @@ if [ -e "$MODELS/TinyStories-656K/tokenizer.json" ]; then
   { cat "$MODELS/TinyStories-656K/tokenizer.json"; printf '\0Once upon a <|end_story|> time \xc3\xa9'; } \
     >"$SEEDS/tokenizer_json_fuzzer/tokenizer_and_text"
 fi
+cp "$ROOT"/tests/common/chat_template/templates/*.jinja "$SEEDS/chat_template_fuzzer/"
 copy stories260K.bin llama2c_fuzzer stories260K.bin
 copy babyllama-tok105/model5000.bin llama2c_fuzzer model5000.bin
 for spec in "tok512.bin:512" "babyllama-tok105/tok105.bin:105"; do

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds the parser, tokenizer, engine and tool tests with AddressSanitizer and
+# Builds the parser, tokenizer, engine, chat-template and tool tests with AddressSanitizer and
 # UndefinedBehaviorSanitizer into build-asan and runs them.
 #
 #   fuzz/sanitizer_tests.sh            (compiler: $CXX, else c++)
@@ -9,7 +9,8 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 BUILD="${SPECSERVE_ASAN_BUILD_DIR:-$ROOT/build-asan}"
 JOBS="${JOBS:-$(nproc)}"
-TESTS=(common_model_test common_tokenizer_test common_engine_test tools_test)
+TESTS=(common_model_test common_tokenizer_test common_engine_test common_chat_template_test
+       tools_test)
 
 # GCC's -Wmaybe-uninitialized gives false positives under the sanitizers (std::variant).
 EXTRA=""

@@ -5,6 +5,8 @@
 #include "absl/flags/flag.h"
 #include "absl/strings/str_format.h"
 #include "common/model/model_loader.h"
+#include "router/http/http_server.h"
+#include "router/http/openai_api.h"
 #include "services/server_runner.h"
 
 ABSL_FLAG(std::string, model, "",
@@ -89,6 +91,9 @@ absl::StatusOr<std::unique_ptr<Frontend>> LoadFrontend() {
   f->tokenizer = std::make_unique<Tokenizer>(f->model->vocab);
   f->limits.vocab_size = f->model->config.vocab_size;
   f->limits.max_token_bytes = MaxTokenBytes(f->model->vocab.pieces);
+  auto http = LoadHttpOptions(path);
+  if (!http.ok()) return http.status();
+  f->http = *std::move(http);
   f->registry = std::make_shared<prometheus::Registry>();
   f->metrics = std::make_unique<RouterMetrics>(*f->registry);
   return f;
@@ -119,11 +124,38 @@ absl::Status SetMaxContext(Frontend& f, int model_limit) {
 
 int Serve(Frontend& f, EngineFactory factory, ServiceDescription description,
           std::function<void()> on_step, const std::string& name) {
+  std::unique_ptr<HttpMetrics> http_metrics;
+  std::unique_ptr<HttpServer> http;
+  if (!f.http.listen.empty()) {
+    http_metrics = std::make_unique<HttpMetrics>(*f.registry);
+    http = std::make_unique<HttpServer>(f.http.limits, ErrorBodyForStatus);
+    on_step = [on_step, m = http_metrics.get(), s = http.get()] {
+      if (on_step) on_step();
+      m->SetConnections(s->open_connections(), s->rejected_connections());
+    };
+  }
   Scheduler scheduler(*f.tokenizer, std::move(factory), f.scheduler, f.metrics.get(),
                       std::move(on_step));
+  std::unique_ptr<OpenAiApi> api;
+  ServerOptions server;
+  if (http) {
+    api = std::make_unique<OpenAiApi>(scheduler, *f.tokenizer, f.limits, f.http, f.model->path,
+                                      description.target_ready, http_metrics.get());
+    api->Register(http->routes());
+    auto port = http->Start(f.http.listen);
+    if (!port.ok()) {
+      std::fprintf(stderr, "%s: error: --http-listen: %s\n", name.c_str(),
+                   std::string(port.status().message()).c_str());
+      return 1;
+    }
+    server.http_port = *port;
+    std::fprintf(stderr, "%s: OpenAI-compatible HTTP API on http://%s:%d/v1 (model `%s`, chat "
+                 "template: %s)\n",
+                 name.c_str(), HostOf(f.http.listen).c_str(), *port, f.http.model_name.c_str(),
+                 f.http.chat_template ? f.http.chat_template_origin.c_str() : "none");
+  }
   GenerationService service(scheduler, *f.tokenizer, f.limits, std::move(description),
                             f.metrics.get());
-  ServerOptions server;
   server.listen = f.listen;
   server.port_file = f.port_file;
   server.metrics_port = f.metrics_port;
@@ -139,10 +171,12 @@ int Serve(Frontend& f, EngineFactory factory, ServiceDescription description,
   std::fprintf(stderr, "%s: signal %d: draining (%d running, %d queued; up to %.0f s)\n",
                name.c_str(), sig, scheduler.live(), scheduler.queued(), f.drain_seconds);
   (*runner)->SetServing(false);
+  if (api) api->SetDraining();
   scheduler.StopAccepting();
   const bool drained = scheduler.Drain(f.drain_seconds);
   (*runner)->Shutdown(drained ? 1.0 : 0.0);
   scheduler.Stop();
+  if (http) http->Stop();
   std::fprintf(stderr, "%s: stopped%s\n", name.c_str(), drained ? "" : " (requests cut off)");
   std::fflush(stderr);
   std::_Exit(0);  // skip the metrics server's slow teardown; nothing is left to flush

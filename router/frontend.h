@@ -14,6 +14,7 @@
 #include "common/tokenizer/tokenizer.h"
 #include "prometheus/registry.h"
 #include "router/generation_service.h"
+#include "router/http/http_options.h"
 #include "router/request_validation.h"
 #include "router/router_metrics.h"
 #include "router/scheduler.h"
@@ -31,6 +32,7 @@ struct Frontend {
   std::string listen, port_file;
   int metrics_port = -1;
   double drain_seconds = 30;
+  HttpOptions http;  // the OpenAI-compatible HTTP API (--http-listen), off when empty
 };
 
 // Reads the shared flags and loads --model.
@@ -46,7 +48,8 @@ int ReportDryRun(const Frontend& frontend, const std::string& name);
 absl::Status SetMaxContext(Frontend& frontend, int model_limit);
 
 // Serves until SIGTERM/SIGINT, then stops taking requests, drains the running ones
-// (--drain-seconds) and returns the exit code.
+// (--drain-seconds) and returns the exit code. Serves the HTTP API too when
+// --http-listen is set, in front of the same scheduler.
 int Serve(Frontend& frontend, EngineFactory factory, ServiceDescription description,
           std::function<void()> on_step, const std::string& name);
 

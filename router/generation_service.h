@@ -21,6 +21,7 @@ struct ServiceDescription {
   int draft_sinks = 0;
   int draft_window = 0;
   std::function<bool()> draft_available;  // may be empty: always true
+  std::function<bool()> target_ready;     // for the HTTP /health; may be empty: always true
 };
 
 class GenerationService final : public v1::Generation::Service {

@@ -20,6 +20,13 @@ namespace specserve {
 struct GenerationChunk {
   std::string text;
   std::vector<int32_t> tokens;
+  // `text` split where the tokens made it final: pieces[i] came with tokens[i] (it may
+  // be empty: text held back as a possible stop sequence or half a UTF-8 character
+  // comes with a later token); text flushed at the end joins the last piece, or is
+  // the only piece of a chunk without tokens. Streaming APIs send one event per piece.
+  std::vector<std::string> pieces;
+  // Per token, when the request asked for log-probabilities.
+  std::vector<TokenLogprobs> logprobs;
 };
 
 enum class EndReason { kNone, kLength, kEos, kStop, kContext, kCancelled };

@@ -152,6 +152,7 @@ absl::StatusOr<ScheduledRequest> ToScheduledRequest(const v1::GenerateRequest& r
   gen.sampling.top_k = sp.top_k();
   gen.sampling.top_p = sp.top_p() == 0.0f ? 1.0f : sp.top_p();
   gen.sampling.seed = sp.seed();
+  gen.sampling.min_p = sp.min_p();
   if (!std::isfinite(sp.top_p()) || sp.top_p() < 0) {
     return absl::InvalidArgumentError(
         absl::StrFormat("top_p %g must be in (0, 1] (0: unset, meaning 1)", sp.top_p()));

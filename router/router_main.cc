@@ -3,7 +3,9 @@
 // one Propose + one Verify RPC per step, and survives draft outages (plain
 // decoding) and target restarts (re-prefill from the histories).
 #include <cstdio>
+#include <chrono>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -128,6 +130,23 @@ int Run() {
   description.draft_available = [draft_ptr] {
     return draft_ptr != nullptr && draft_ptr->available();
   };
+  // HTTP /health: the target answered Info within a second (checked at most once a second).
+  struct TargetProbe {
+    std::mutex mu;
+    std::chrono::steady_clock::time_point at{};
+    bool ready = false;
+  };
+  auto probe = std::make_shared<TargetProbe>();
+  GrpcTargetBackend* target_ptr = target.get();
+  description.target_ready = [probe, target_ptr] {
+    std::lock_guard<std::mutex> lock(probe->mu);
+    const auto now = std::chrono::steady_clock::now();
+    if (now - probe->at > std::chrono::seconds(1)) {
+      probe->ready = target_ptr->Info(1.0, /*wait_for_ready=*/false).ok();
+      probe->at = now;
+    }
+    return probe->ready;
+  };
   RouterMetrics* metrics = f.metrics.get();
   auto on_step = [draft_ptr, metrics] {
     metrics->SetDraftAvailable(draft_ptr != nullptr && draft_ptr->available(),
@@ -153,6 +172,6 @@ int main(int argc, char** argv) {
       argc, argv,
       "The public generation API over a draft and a target service.\n"
       "  specserve-router --model MODEL.gguf --target 127.0.0.1:50053 --draft 127.0.0.1:50052 \\\n"
-      "      --listen 127.0.0.1:50051 --metrics-port 9400");
+      "      --listen 127.0.0.1:50051 --metrics-port 9400 [--http-listen 127.0.0.1:8000]");
   return specserve::Run();
 }

@@ -208,9 +208,15 @@ bool Scheduler::Collect(Active& a) {
   const int gained = static_cast<int>(end - a.emitted);
   GenerationChunk chunk;
   for (; a.emitted < end;) {
+    const size_t generated_index = a.emitted - st.prompt_tokens;
     const int32_t token = st.tokens[a.emitted++];
     chunk.tokens.push_back(token);
-    if (a.text->Push(token)) break;
+    if (generated_index < st.logprobs.size()) {
+      chunk.logprobs.push_back(st.logprobs[generated_index]);
+    }
+    const bool stopped = a.text->Push(token);
+    chunk.pieces.push_back(a.text->TakeReady());
+    if (stopped) break;
   }
   if (gained > 0) {
     const auto now = Clock::now();
@@ -235,7 +241,11 @@ bool Scheduler::Collect(Active& a) {
   }
   const bool finished = st.finished() || a.text->stopped();
   if (finished) a.text->Finish();
-  chunk.text = a.text->TakeReady();
+  if (std::string rest = a.text->TakeReady(); !rest.empty()) {
+    if (chunk.pieces.empty()) chunk.pieces.emplace_back();
+    chunk.pieces.back() += rest;
+  }
+  for (const std::string& piece : chunk.pieces) chunk.text += piece;
   if (!chunk.text.empty() || !chunk.tokens.empty()) a.handle->Push(std::move(chunk));
   if (!finished) return false;
   if (a.text->stopped()) {

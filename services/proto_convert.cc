@@ -15,6 +15,7 @@ v1::WorkerSampling ToProto(const SamplingParams& params) {
   out.set_top_k(params.top_k);
   out.set_top_p(params.top_p);
   out.set_seed(params.seed);
+  out.set_min_p(params.min_p);
   return out;
 }
 
@@ -24,6 +25,7 @@ SamplingParams FromProto(const v1::WorkerSampling& params) {
   out.top_k = params.top_k();
   out.top_p = params.top_p() == 0.0f ? 1.0f : params.top_p();  // 0: unset
   out.seed = params.seed();
+  out.min_p = params.min_p();
   return out;
 }
 
@@ -140,6 +142,22 @@ uint64_t VocabularyFingerprint(const std::vector<std::string>& pieces) {
     h *= 1099511628211ull;
   }
   return h;
+}
+
+void ToProto(const TokenLogprobs& logprobs, v1::TokenLogprobs* out) {
+  out->set_logprob(logprobs.logprob);
+  for (const TokenLogprob& t : logprobs.top) {
+    out->add_top_tokens(t.token);
+    out->add_top_logprobs(t.logprob);
+  }
+}
+
+TokenLogprobs FromProto(const v1::TokenLogprobs& logprobs) {
+  TokenLogprobs out;
+  out.logprob = logprobs.logprob();
+  const int n = std::min(logprobs.top_tokens_size(), logprobs.top_logprobs_size());
+  for (int i = 0; i < n; ++i) out.top.push_back({logprobs.top_tokens(i), logprobs.top_logprobs(i)});
+  return out;
 }
 
 CostPrior PriorFrom(const v1::WorkerInfo& target, const v1::WorkerInfo& draft) {
@@ -266,6 +284,7 @@ absl::Status FromProto(const v1::VerifyRequest& request, const WorkerLimits& lim
     item.tree = &out->trees[i];
     item.q = in.q_size() > 0 ? &out->qs[i] : nullptr;
     item.sampling = FromProto(in.sampling());
+    item.top_logprobs = std::min(in.logprobs(), kMaxTopLogprobs + 1) - 1;
   }
   return absl::OkStatus();
 }
@@ -282,6 +301,7 @@ void ToProto(std::span<const VerifyOutput> outputs, v1::VerifyResponse* out) {
                                           o.result.visited_children.end());
     r->mutable_accepted_rank()->Assign(o.result.accepted_rank.begin(),
                                        o.result.accepted_rank.end());
+    for (const TokenLogprobs& lp : o.logprobs) ToProto(lp, r->add_logprobs());
   }
 }
 
@@ -361,6 +381,7 @@ void ToProto(std::span<const VerifyItem> items, uint64_t router_instance, v1::Ve
       ToProto(*item.q, v->mutable_q());
     }
     *v->mutable_sampling() = ToProto(item.sampling);
+    v->set_logprobs(item.top_logprobs + 1);
   }
 }
 
@@ -395,6 +416,7 @@ absl::Status FromProto(const v1::VerifyResponse& response, std::span<const Verif
     out.result.extra_token = r.extra_token();
     out.result.visited_children.assign(r.visited_children().begin(), r.visited_children().end());
     out.result.accepted_rank.assign(r.accepted_rank().begin(), r.accepted_rank().end());
+    for (const v1::TokenLogprobs& lp : r.logprobs()) out.logprobs.push_back(FromProto(lp));
   }
   return absl::OkStatus();
 }

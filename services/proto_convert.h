@@ -16,6 +16,7 @@
 #include "common/speculation/planner.h"
 #include "common/speculation/sequoia.h"
 #include "common/speculation/token_tree.h"
+#include "common/sampling/logprobs.h"
 #include "specserve/v1/draft.pb.h"
 #include "specserve/v1/target.pb.h"
 #include "specserve/v1/worker.pb.h"
@@ -45,6 +46,10 @@ absl::Status FromProto(const google::protobuf::RepeatedPtrField<v1::NodeDistribu
 
 void ToProto(const absl::Status& status, v1::ItemStatus* out);
 absl::Status FromProto(const v1::ItemStatus& status);
+
+void ToProto(const TokenLogprobs& logprobs, v1::TokenLogprobs* out);
+// Pairs beyond the shorter of top_tokens / top_logprobs are dropped.
+TokenLogprobs FromProto(const v1::TokenLogprobs& logprobs);
 
 // FNV-1a 64 over the pieces (each followed by a 0 byte).
 uint64_t VocabularyFingerprint(const std::vector<std::string>& pieces);

@@ -103,7 +103,9 @@ absl::StatusOr<std::unique_ptr<ServerRunner>> ServerRunner::Start(
     const std::string tmp = options.port_file + ".tmp";
     {
       std::ofstream out(tmp);
-      out << runner->grpc_port_ << " " << runner->metrics_port_ << "\n";
+      out << runner->grpc_port_ << " " << runner->metrics_port_;
+      if (options.http_port >= 0) out << " " << options.http_port;
+      out << "\n";
       if (!out) return absl::InternalError(absl::StrCat("cannot write --port-file ", tmp));
     }
     if (std::rename(tmp.c_str(), options.port_file.c_str()) != 0) {

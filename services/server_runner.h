@@ -36,12 +36,13 @@ int WaitForShutdownSignal();
 
 struct ServerOptions {
   std::string listen;     // HOST:PORT
-  std::string port_file;  // written as "GRPC_PORT METRICS_PORT\n" once both are bound
+  std::string port_file;  // written as "GRPC_PORT METRICS_PORT[ HTTP_PORT]\n" once bound
   int metrics_port = -1;  // -1: no /metrics; 0: a free port; on the host of `listen`
   std::string name;       // for log lines, e.g. "specserve-draft"
   // Full names of the services served ("specserve.v1.Generation"): health checks
   // answer for each of them as for the server as a whole ("").
   std::vector<std::string> service_names;
+  int http_port = -1;     // an HTTP API bound before Start (third number of the port file)
 };
 
 // The /metrics HTTP server: enough threads that a few idle connections (a

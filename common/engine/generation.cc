@@ -45,6 +45,10 @@ absl::Status ValidateGenerationRequest(const GenerationRequest& request, int voc
     return absl::InvalidArgumentError(
         absl::StrFormat("max_new_tokens %d must be >= 0", request.max_new_tokens));
   }
+  if (request.logprobs < -1 || request.logprobs > kMaxTopLogprobs) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "top_logprobs %d must be in [0, %d]", request.logprobs, kMaxTopLogprobs));
+  }
   return request.sampling.Validate();
 }
 

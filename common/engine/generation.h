@@ -10,6 +10,7 @@
 
 #include "absl/status/status.h"
 #include "common/model/loaded_model.h"
+#include "common/sampling/logprobs.h"
 #include "common/sampling/sampler.h"
 
 namespace specserve {
@@ -25,6 +26,9 @@ struct GenerationRequest {
   int max_new_tokens = 128;
   SamplingParams sampling;
   bool stop_at_eos = true;
+  // -1: no log-probabilities; k in [0, kMaxTopLogprobs]: each generated token's, with the
+  // k most likely alternatives (SequenceState::logprobs; the speculative engine fills it).
+  int logprobs = -1;
 };
 
 struct SequenceState {
@@ -33,6 +37,7 @@ struct SequenceState {
   int generated() const { return static_cast<int>(tokens.size()) - prompt_tokens; }
   FinishReason finish = FinishReason::kNone;
   std::string error;  // with kError: what went wrong for this sequence alone
+  std::vector<TokenLogprobs> logprobs;  // per generated token, when the request asks
   bool finished() const { return finish != FinishReason::kNone; }
 };
 

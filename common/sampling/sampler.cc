@@ -18,6 +18,9 @@ absl::Status SamplingParams::Validate() const {
   if (!(top_p > 0.0f && top_p <= 1.0f)) {
     return absl::InvalidArgumentError(absl::StrFormat("top_p %g must be in (0, 1]", top_p));
   }
+  if (!(min_p >= 0.0f && min_p <= 1.0f)) {
+    return absl::InvalidArgumentError(absl::StrFormat("min_p %g must be in [0, 1] (0 = off)", min_p));
+  }
   return absl::OkStatus();
 }
 
@@ -64,6 +67,14 @@ std::vector<TokenProb> SamplingDistribution(std::span<const float> logits,
         break;
       }
     }
+    keep = cut;
+    sum = 0.0;
+    for (int i = 0; i < keep; ++i) sum += p[i];
+  }
+  if (params.min_p > 0.0f) {
+    // p is sorted, p[0] the most likely: keep the prefix at or above min_p * p[0].
+    int cut = 1;
+    while (cut < keep && p[cut] >= params.min_p * p[0]) ++cut;
     keep = cut;
     sum = 0.0;
     for (int i = 0; i < keep; ++i) sum += p[i];

@@ -14,6 +14,7 @@ struct SamplingParams {
   float temperature = 0.0f;  // 0: greedy (argmax)
   int top_k = 0;             // 0: no top-k filter
   float top_p = 1.0f;        // 1: no nucleus filter
+  float min_p = 0.0f;        // drop tokens less likely than min_p x the most likely; 0: off
   uint64_t seed = 0;
 
   bool greedy() const { return temperature <= 0.0f; }
@@ -30,8 +31,8 @@ struct TokenProb {
 int32_t Argmax(std::span<const float> logits);
 
 // The distribution a sampled token is drawn from: softmax(logits / T), kept to
-// the top_k most likely, then to the smallest prefix whose mass reaches top_p,
-// renormalised. Sorted by probability, descending (ties: lower token first).
+// the top_k most likely, then to the smallest prefix whose mass reaches top_p, then
+// to the tokens at least min_p times as likely as the most likely one, renormalised. Sorted by probability, descending (ties: lower token first).
 // Greedy params give the argmax with probability 1.
 std::vector<TokenProb> SamplingDistribution(std::span<const float> logits,
                                             const SamplingParams& params);

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "common/sampling/logprobs.h"
 #include "common/sampling/sampler.h"
 #include "common/speculation/pass_time.h"
 #include "common/speculation/sequoia.h"
@@ -71,12 +72,17 @@ struct VerifyItem {
   const TokenTree* tree = nullptr;  // kVerify; may be empty (plain decoding)
   const std::vector<std::vector<TokenProb>>* q = nullptr;  // sampling with a tree
   SamplingParams sampling;
+  // kVerify: -1, or k >= 0 to return the log-probabilities of the appended tokens with
+  // the k most likely alternatives.
+  int top_logprobs = -1;
 };
 
 struct VerifyOutput {
   absl::Status status;        // per sequence
   VerifyResult result;        // kVerify: accepted nodes and the extra token
   int64_t cached_tokens = 0;  // the target's committed tokens after the call
+  // With top_logprobs >= 0: one per appended token (the accepted nodes, then the extra).
+  std::vector<TokenLogprobs> logprobs;
 };
 
 class TargetBackend {

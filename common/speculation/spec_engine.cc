@@ -370,6 +370,11 @@ void SpecEngine::ApplyVerified(int id, Sequence& seq, const ProposeOutput* draft
   const size_t before = seq.state.tokens.size();
   Append(seq, appended);
   const int64_t gained = static_cast<int64_t>(seq.state.tokens.size() - before);
+  if (seq.request.logprobs >= 0) {
+    for (int64_t k = 0; k < gained && k < static_cast<int64_t>(out.logprobs.size()); ++k) {
+      seq.state.logprobs.push_back(out.logprobs[k]);
+    }
+  }
   last_.accepted_tokens += static_cast<int64_t>(result.accepted.size());
   accepted_total_ += static_cast<int64_t>(result.accepted.size());
   last_.generated_tokens += gained;
@@ -406,6 +411,7 @@ absl::Status SpecEngine::DecodeStep(std::span<const std::pair<int, Sequence*>> d
     item.tree = draft_of[i] ? &draft_of[i]->tree : nullptr;
     item.q = draft_of[i] ? &draft_of[i]->q : nullptr;
     item.sampling = seq->request.sampling;
+    item.top_logprobs = seq->request.logprobs;
     tokens += 1 + (draft_of[i] ? draft_of[i]->tree.size() : 0);
   }
   std::vector<VerifyOutput> verified;

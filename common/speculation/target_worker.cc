@@ -174,6 +174,21 @@ absl::Status TargetWorker::AcceptPath(const VerifyItem& item, Sequence& seq, int
   in.rng = &rng;
   in.acceptance_scale = options_.acceptance_scale;
   out->result = VerifyTree(in);
+  if (item.top_logprobs >= 0) {
+    // Row 0 (the root) predicts the first appended token, row 1 + node the next one.
+    const int vocab = in.vocab_size;
+    int row = 0;
+    auto add = [&](int32_t token) {
+      out->logprobs.push_back(
+          ComputeLogprobs(logits.subspan(static_cast<size_t>(row) * vocab, vocab), token,
+                          std::min(item.top_logprobs, kMaxTopLogprobs)));
+    };
+    for (int32_t node : out->result.accepted) {
+      add(in.tree->tokens[node]);
+      row = node + 1;
+    }
+    add(out->result.extra_token);
+  }
   // Keep the uncached history and the accepted path; drop the other nodes.
   std::vector<int32_t> keep;
   for (int j = 0; j < uncached; ++j) keep.push_back(j);

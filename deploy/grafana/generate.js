@@ -4,7 +4,7 @@
 //   node deploy/grafana/generate.js            rewrite specserve.json
 //   node deploy/grafana/generate.js --check    exit 1 if specserve.json is stale
 // Only metric names the services export (router/router_metrics.cc,
-// services/worker_metrics.cc) may appear; tests/deploy checks them against live
+// router/http/http_metrics.cc, services/worker_metrics.cc) may appear; tests/deploy checks them against live
 // /metrics pages and runs every expression through a real Prometheus.
 "use strict";
 const fs = require("fs");
@@ -154,6 +154,39 @@ const rows = [
         targets: [t(q(0.99, "specserve_worker_call_seconds", "worker, method"), "{{worker}} {{method}}")] },
       { title: "Worker calls by outcome", type: "timeseries", unit: "ops", w: 12, h: 8,
         targets: [t(`sum by (worker, method, outcome) (${rate("specserve_worker_calls_total")})`, "{{worker}} {{method}} {{outcome}}")] },
+    ],
+  },
+  {
+    title: "HTTP API (OpenAI-compatible)",
+    panels: [
+      { title: "HTTP requests by endpoint and status", type: "timeseries", unit: "reqps", w: 12, h: 8,
+        description: "Requests per second to the OpenAI-compatible API, by endpoint and HTTP status code.",
+        targets: [t(`sum by (endpoint, code) (${rate("specserve_http_requests_total")})`, "{{endpoint}} {{code}}")] },
+      { title: "HTTP errors", type: "timeseries", unit: "reqps", w: 6, h: 8,
+        description: "4xx (bad requests, 413 bodies too large, 429 queue full) and 5xx (503 draining or target down) per second.",
+        targets: [
+          t(`sum(${rate("specserve_http_requests_total", ',code=~"4.."')}) or on() vector(0)`, "4xx/s"),
+          t(`sum(${rate("specserve_http_requests_total", ',code=~"5.."')}) or on() vector(0)`, "5xx/s"),
+        ] },
+      { title: "HTTP connections and requests in flight", type: "timeseries", unit: "short", w: 6, h: 8,
+        description: "Open connections, connections refused over --http-max-connections, and requests being served by endpoint.",
+        targets: [
+          t(`sum(specserve_http_open_connections{${NS}})`, "open connections"),
+          t(`sum(specserve_http_rejected_connections{${NS}})`, "refused connections (total)"),
+          t(`sum by (endpoint) (specserve_http_requests_in_flight{${NS}})`, "{{endpoint}} in flight"),
+        ] },
+      { title: "HTTP time to first token", type: "timeseries", unit: "s", w: 8, h: 8,
+        description: "From the HTTP request's arrival to its first generated text, by endpoint.",
+        targets: [0.5, 0.99].map((p) =>
+          t(q(p, "specserve_http_time_to_first_token_seconds", "endpoint"), `{{endpoint}} p${Math.round(p * 100)}`)) },
+      { title: "HTTP inter-token latency", type: "timeseries", unit: "s", w: 8, h: 8,
+        description: "Between consecutive text events of an SSE stream, by endpoint (what a streaming client sees).",
+        targets: [0.5, 0.99].map((p) =>
+          t(q(p, "specserve_http_inter_token_latency_seconds", "endpoint"), `{{endpoint}} p${Math.round(p * 100)}`)) },
+      { title: "HTTP end-to-end latency", type: "timeseries", unit: "s", w: 8, h: 8,
+        description: "From the HTTP request's arrival to its last byte, by endpoint.",
+        targets: [0.5, 0.99].map((p) =>
+          t(q(p, "specserve_http_request_duration_seconds", "endpoint"), `{{endpoint}} p${Math.round(p * 100)}`)) },
     ],
   },
 ];

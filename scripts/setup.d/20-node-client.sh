@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The Node client test (tests/clients/node, run by tests/integration/node_client_test.cc):
-# installs node and npm from Debian when absent, then @grpc/grpc-js and
-# @grpc/proto-loader from the npm registry into tests/clients/node/node_modules,
+# installs node and npm from Debian when absent, then @grpc/grpc-js,
+# @grpc/proto-loader and openai (the official OpenAI client, for the HTTP API) from the
+# npm registry into tests/clients/node/node_modules,
 # exactly as package-lock.json pins them. Idempotent: does nothing while
 # node_modules matches the lock file. Fails (non-zero) when npm cannot install.
 set -euo pipefail
@@ -32,4 +33,4 @@ if ! npm ci --no-audit --no-fund --ignore-scripts >"$log" 2>&1; then
 fi
 echo "$want" >"$stamp"
 echo "setup: node client: installed $(node -p "const l = require('./package-lock.json').packages;
-  ['@grpc/grpc-js', '@grpc/proto-loader'].map((p) => p + ' ' + l['node_modules/' + p].version).join(', ')") into tests/clients/node/node_modules"
+  ['@grpc/grpc-js', '@grpc/proto-loader', 'openai'].map((p) => p + ' ' + l['node_modules/' + p].version).join(', ')") into tests/clients/node/node_modules"

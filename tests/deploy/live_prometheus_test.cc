@@ -152,6 +152,7 @@ TEST(LivePrometheus, ScrapesTheServicesAndAnswersTheDashboardQueries) {
       {"--model=/models/model.gguf", "--model=" + model},
       {"--listen=0.0.0.0:50051", "--listen=127.0.0.1:0"},
       {"--metrics-port=9400", "--metrics-port=0"},
+      {"--http-listen=0.0.0.0:8000", "--http-listen=127.0.0.1:0"},
   };
   auto target =
       StartWithChartArgs(dir, ChartArgs(rendered, "StatefulSet", "t-specserve-target"), common);

@@ -190,6 +190,7 @@ absl::StatusOr<std::unique_ptr<ServiceProcess>> ServiceProcess::Launch(
   while (Clock::now() < until) {
     std::ifstream in(port_file);
     if (in >> s->grpc_port_ >> s->metrics_port_) {
+      if (!(in >> s->http_port_)) s->http_port_ = -1;  // a third port: the HTTP API's
       std::filesystem::remove(port_file);
       return s;
     }

@@ -88,6 +88,8 @@ class ServiceProcess {
   std::string address() const { return "127.0.0.1:" + std::to_string(grpc_port_); }
   int grpc_port() const { return grpc_port_; }
   int metrics_port() const { return metrics_port_; }
+  // The OpenAI-compatible HTTP API's port (--http-listen), or -1.
+  int http_port() const { return http_port_; }
   pid_t pid() const { return process_->pid(); }
   void Signal(int sig) { process_->Signal(sig); }
   int Kill(int sig) { return process_->Kill(sig); }
@@ -100,7 +102,7 @@ class ServiceProcess {
  private:
   ServiceProcess() = default;
   std::unique_ptr<Process> process_;
-  int grpc_port_ = 0, metrics_port_ = -1;
+  int grpc_port_ = 0, metrics_port_ = -1, http_port_ = -1;
 };
 
 // Resident set size of a process in bytes (from /proc), or -1.

@@ -122,7 +122,8 @@ int main(int argc, char** argv) {
   specserve::ParseCommandLine(
       argc, argv,
       "Router + draft + target in one process, the public generation API.\n"
-      "  specserve-serve --model ../shared/models/stories260K.gguf --listen 127.0.0.1:50051\n"
+      "  specserve-serve --model ../shared/models/stories260K.gguf --listen 127.0.0.1:50051 \\\n"
+      "      [--http-listen 127.0.0.1:8000 --chat-template chat.jinja]\n"
       "  specserve-client --server 127.0.0.1:50051 stream \"Once upon a time\"");
   return specserve::Run();
 }

@@ -119,6 +119,22 @@ router
   protocol: TCP
 {{- end -}}
 
+{{/* The HTTP API's container port (router and all-in-one server). */}}
+{{- define "specserve.httpPort" -}}
+- name: http
+  containerPort: {{ .Values.ports.http }}
+  protocol: TCP
+{{- end -}}
+
+{{/* The HTTP API's Service port. */}}
+{{- define "specserve.httpServicePort" -}}
+- name: http
+  port: {{ .Values.ports.http }}
+  targetPort: http
+  protocol: TCP
+  appProtocol: http
+{{- end -}}
+
 {{/* Native gRPC probes on the standard health service. */}}
 {{- define "specserve.probes" -}}
 startupProbe:
