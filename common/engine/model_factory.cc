@@ -44,7 +44,6 @@ absl::Status ValidateBackendOptions(const BackendOptions& options) {
     return absl::InvalidArgumentError(
         absl::StrFormat("first GPU %d: must be >= 0", options.first_gpu));
   }
-<<<<<<< HEAD
   if (!KvTypeFromName(options.kv_type)) {
     return absl::InvalidArgumentError(
         absl::StrFormat("--kv-type '%s': must be 'f32' or 'bf16'", options.kv_type));
@@ -53,18 +52,6 @@ absl::Status ValidateBackendOptions(const BackendOptions& options) {
     return absl::InvalidArgumentError(absl::StrFormat(
         "--kv-type %s: the CUDA backend keeps its own KV format; leave --kv-type at f32",
         options.kv_type));
-=======
-  const std::optional<KvType> kv_type = KvTypeFromName(options.kv_type);
-  if (!kv_type) {
-    return absl::InvalidArgumentError(
-        absl::StrFormat("--kv-type '%s': must be 'f32' or 'bf16'", options.kv_type));
-  }
-  if (*kv_type != KvType::kF32 && (options.device != "cpu" || options.tensor_parallel > 1)) {
-    return absl::InvalidArgumentError(absl::StrFormat(
-        "--kv-type %s: only the single-rank CPU model has a %s KV cache (--device cpu "
-        "--tensor-parallel 1)",
-        options.kv_type, options.kv_type));
->>>>>>> reliability
   }
   if (options.device == "cuda" && !BuiltWithCuda()) {
     return absl::FailedPreconditionError(
@@ -84,16 +71,10 @@ absl::StatusOr<std::unique_ptr<Model>> MakeModel(const LoadedModel& loaded,
     return MakeCudaModel(loaded, options.first_gpu, tp);
 #endif
   }
-<<<<<<< HEAD
   const KvType kv_type = *KvTypeFromName(options.kv_type);
   if (tp == 1) {
     auto model = std::make_unique<LlamaModel>(loaded, MakeCpuOps(options.threads));
     model->set_kv_type(kv_type);
-=======
-  if (tp == 1) {
-    auto model = std::make_unique<LlamaModel>(loaded, MakeCpuOps(options.threads));
-    model->set_kv_type(*KvTypeFromName(options.kv_type));
->>>>>>> reliability
     return std::unique_ptr<Model>(std::move(model));
   }
   // Ranks run concurrently, one thread each at least: share the cores among them.
