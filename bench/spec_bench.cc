@@ -13,10 +13,12 @@
 namespace specserve {
 namespace {
 
-// Real text for the contexts: the target's own greedy continuation of a few
-// story openings (what a served model sees), cut to length.
+// Real text for the contexts: the target's own sampled continuation of a few
+// story openings (what a served model sees), cut to length; or, for the
+// repetitive workload, half of that length said twice (BOS, passage, passage),
+// so that the continuation quotes the prompt.
 std::vector<std::vector<int32_t>> MakeContexts(Model& target, const Tokenizer& tokenizer,
-                                               int length, int count) {
+                                               int length, int count, BenchWorkload workload) {
   const char* openings[] = {"Once upon a time",  "One day, a little boy", "The sun was shining",
                             "Lily and Ben were", "There was a big tree",  "Tom liked to"};
   std::vector<std::vector<int32_t>> sources;
@@ -38,6 +40,18 @@ std::vector<std::vector<int32_t>> MakeContexts(Model& target, const Tokenizer& t
     const auto& src = sources[i % sources.size()];
     // Different sequences start at different offsets so batches are not copies.
     const size_t start = (i / sources.size()) % 7;
+    if (workload == BenchWorkload::kRepetitive && src.size() > start + 2) {
+      const size_t half = static_cast<size_t>(length + 1) / 2;
+      const auto first = src.begin() + 1 + start;  // past the BOS
+      const std::vector<int32_t> passage(first, first + std::min(half, src.size() - 1 - start));
+      std::vector<int32_t> ctx = {src[0]};
+      while (static_cast<int>(ctx.size()) < length) {
+        ctx.insert(ctx.end(), passage.begin(), passage.end());
+      }
+      ctx.resize(length);
+      out.push_back(ctx);
+      continue;
+    }
     std::vector<int32_t> ctx(src.begin() + std::min(start, src.size() - 1), src.end());
     ctx.resize(std::min<size_t>(ctx.size(), length));
     while (static_cast<int>(ctx.size()) < length) ctx.push_back(ctx[ctx.size() % 16 + 1]);
@@ -58,11 +72,21 @@ struct ModeRun {
   std::vector<double> acceptance;     // by candidate position
 };
 
-ModeRun RunMode(Model& target, Model& draft, const std::vector<std::vector<int32_t>>& contexts,
-                int batch, const std::string& mode, const SpecBenchOptions& options,
+// One column of the table: a speculation mode with a drafter (none for "off").
+struct Variant {
+  std::string mode;
+  const BenchDraft* draft = nullptr;
+  std::string name() const { return draft ? draft->label + " " + mode : mode; }
+};
+
+ModeRun RunMode(Model& target, const std::vector<std::vector<int32_t>>& contexts, int batch,
+                const Variant& variant, const SpecBenchOptions& options,
                 const Roofline& roofline) {
+  const bool ngram = variant.draft && variant.draft->kind == DrafterKind::kNgram;
+  Model& draft = variant.draft && variant.draft->model ? *variant.draft->model : target;
   SpecEngineOptions eo;
-  eo.spec = *ParseSpecMode(mode);
+  eo.spec = *ParseSpecMode(variant.mode);
+  eo.drafter = ngram ? DrafterKind::kNgram : DrafterKind::kModel;
   eo.sinks = options.sinks;
   eo.window = options.window;
   eo.bandwidth_bytes_per_second = roofline.bandwidth;
@@ -90,7 +114,8 @@ ModeRun RunMode(Model& target, Model& draft, const std::vector<std::vector<int32
     const double context = step.mean_context;
     const int width = std::max(1, step.verify_tokens_per_sequence);
     run.roofline_seconds += bound(target.loaded(), {step.batch, context, width, width});
-    for (const PassTime& pass : step.draft_passes) {
+    // An n-gram draft reads no weights: its passes are not on the roofline.
+    for (const PassTime& pass : ngram ? std::vector<PassTime>{} : step.draft_passes) {
       run.roofline_seconds +=
           bound(draft.loaded(), {step.batch, std::min(context, window_rows),
                                  pass.tokens_per_sequence, pass.tokens_per_sequence});
@@ -127,15 +152,26 @@ double Median(std::vector<double> v) {
 
 }  // namespace
 
-nlohmann::json RunSpecBench(Model& target, Model& draft, const Tokenizer& tokenizer,
+nlohmann::json RunSpecBench(Model& target, const Tokenizer& tokenizer,
                             const SpecBenchOptions& options, const Roofline& roofline) {
   nlohmann::json rows = nlohmann::json::array();
+  std::vector<Variant> variants;
+  std::string labels;
+  for (const BenchDraft& d : options.drafts) labels += (labels.empty() ? "" : ", ") + d.label;
+  for (const std::string& mode : options.modes) {
+    if (mode == "off") {
+      variants.push_back({mode, nullptr});
+      continue;
+    }
+    for (const BenchDraft& d : options.drafts) variants.push_back({mode, &d});
+  }
+  const bool repetitive = options.workload == BenchWorkload::kRepetitive;
   std::printf(
-      "\nspeculative decoding, draft %s, sinks %d, window %d, %d new tokens per sequence, "
-      "%d interleaved runs per mode (medians)\n",
-      options.label.c_str(), options.sinks, options.window, options.new_tokens,
-      options.repetitions);
-  std::printf("%6s %8s %-10s %11s %9s %9s %9s %9s %9s %9s  %s\n", "batch", "context", "mode",
+      "\nspeculative decoding, %s workload, drafts %s, sinks %d, window %d, %d new tokens per "
+      "sequence, %d interleaved runs per mode (medians)\n",
+      repetitive ? "repetitive (a passage said twice)" : "stories", labels.c_str(), options.sinks,
+      options.window, options.new_tokens, options.repetitions);
+  std::printf("%6s %8s %-16s %11s %9s %9s %9s %9s %9s %9s  %s\n", "batch", "context", "mode",
               "tokens/s", "tok/step", "settled", "predicted", "speedup", "roofline", "of bound",
               "acceptance by position");
   for (int context : options.contexts) {
@@ -146,15 +182,14 @@ nlohmann::json RunSpecBench(Model& target, Model& draft, const Tokenizer& tokeni
     }
     int max_batch = 0;
     for (int b : options.batches) max_batch = std::max(max_batch, b);
-    const auto contexts = MakeContexts(target, tokenizer, context, max_batch);
+    const auto contexts = MakeContexts(target, tokenizer, context, max_batch, options.workload);
     for (int batch : options.batches) {
-      // runs[mode][repetition], modes rotated each repetition so drift hits all alike.
-      std::vector<std::vector<ModeRun>> runs(options.modes.size());
+      // runs[variant][repetition], variants rotated each repetition so drift hits all alike.
+      std::vector<std::vector<ModeRun>> runs(variants.size());
       for (int rep = 0; rep < std::max(1, options.repetitions); ++rep) {
-        for (size_t k = 0; k < options.modes.size(); ++k) {
-          const size_t m = (k + rep) % options.modes.size();
-          runs[m].push_back(
-              RunMode(target, draft, contexts, batch, options.modes[m], options, roofline));
+        for (size_t k = 0; k < variants.size(); ++k) {
+          const size_t m = (k + rep) % variants.size();
+          runs[m].push_back(RunMode(target, contexts, batch, variants[m], options, roofline));
         }
       }
       auto median_of = [&](size_t m, double ModeRun::*field) {
@@ -163,7 +198,7 @@ nlohmann::json RunSpecBench(Model& target, Model& draft, const Tokenizer& tokeni
         return Median(v);
       };
       const double baseline = median_of(0, &ModeRun::tokens_per_second);
-      for (size_t m = 0; m < options.modes.size(); ++m) {
+      for (size_t m = 0; m < variants.size(); ++m) {
         const double tps = median_of(m, &ModeRun::tokens_per_second);
         const double speedup = baseline > 0 ? tps / baseline : 0;
         // What the roofline predicts for the steps run: plain-decoding bound time
@@ -180,16 +215,17 @@ nlohmann::json RunSpecBench(Model& target, Model& draft, const Tokenizer& tokeni
         const double tokens_per_step = median_of(m, &ModeRun::tokens_per_step);
         const double predicted_tokens = median_of(m, &ModeRun::predicted_tokens_per_step);
         const double settled_tokens = median_of(m, &ModeRun::settled_tokens_per_step);
-        std::printf("%6d %8d %-10s %11.1f %9.2f %9.2f %9.2f %8.2fx %8.2fx %8.0f%%  %s\n", batch,
-                    context, options.modes[m].c_str(), tps, tokens_per_step, settled_tokens,
+        std::printf("%6d %8d %-16s %11.1f %9.2f %9.2f %9.2f %8.2fx %8.2fx %8.0f%%  %s\n", batch,
+                    context, variants[m].name().c_str(), tps, tokens_per_step, settled_tokens,
                     predicted_tokens, speedup, predicted_speedup,
                     predicted_speedup > 0 ? 100 * speedup / predicted_speedup : 0,
                     by_position.c_str());
         std::fflush(stdout);
-        rows.push_back({{"draft", options.label},
+        rows.push_back({{"draft", variants[m].draft ? variants[m].draft->label : "none"},
+                        {"workload", repetitive ? "repetitive" : "stories"},
                         {"batch", batch},
                         {"context", context},
-                        {"mode", options.modes[m]},
+                        {"mode", variants[m].mode},
                         {"tokens_per_second", tps},
                         {"tokens_per_step", tokens_per_step},
                         {"settled_tokens_per_step", settled_tokens},

@@ -5,26 +5,45 @@
 // it prints the one the roofline predicts for the steps the mode actually ran
 // (their passes' bytes and FLOPs against the measured bandwidth and peak), so a
 // mode that loses can be told apart from kernels that miss their bound.
+//
+// Several drafters can be compared in one run (self-speculation, a draft model
+// file, the n-gram prompt-lookup drafter): every (drafter, mode) pair is one
+// interleaved column beside plain decoding. The repetitive workload gives prompts
+// whose continuation quotes them (a passage said twice), where prompt lookup pays.
 #pragma once
 
 #include <string>
 #include <vector>
 
 #include "common/engine/model.h"
+#include "common/speculation/drafter_factory.h"
 #include "common/tokenizer/tokenizer.h"
 #include "nlohmann/json.hpp"
 
 namespace specserve {
 
+// A drafter to compare: a model (the target itself for self-speculation) or n-grams.
+struct BenchDraft {
+  std::string label;  // "self", "ngram" or the draft's file name
+  DrafterKind kind = DrafterKind::kModel;
+  Model* model = nullptr;  // kModel: the draft (must outlive the run); null for kNgram
+};
+
+enum class BenchWorkload {
+  kStories,     // the target's own sampled stories, cut to the context length
+  kRepetitive,  // a passage of half the context said twice: the answer quotes the prompt
+};
+
 struct SpecBenchOptions {
   std::vector<int> batches;
   std::vector<int> contexts;
   std::vector<std::string> modes;  // "off" first: the baseline of every cell
+  std::vector<BenchDraft> drafts;  // each speculative mode runs with each of these
+  BenchWorkload workload = BenchWorkload::kStories;
   int new_tokens = 128;
   int repetitions = 3;  // runs of every mode per cell, interleaved; medians reported
   int sinks = 16;
   int window = 64;
-  std::string label;  // e.g. "self" or the draft's file name
 };
 
 struct Roofline {
@@ -33,7 +52,7 @@ struct Roofline {
 };
 
 // Prints a table and returns its rows as JSON objects.
-nlohmann::json RunSpecBench(Model& target, Model& draft, const Tokenizer& tokenizer,
+nlohmann::json RunSpecBench(Model& target, const Tokenizer& tokenizer,
                             const SpecBenchOptions& options, const Roofline& roofline);
 
 }  // namespace specserve

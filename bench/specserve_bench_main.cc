@@ -53,7 +53,12 @@ ABSL_FLAG(std::string, mode, "engine",
           "services; http: the same workload over the HTTP API (SSE), gRPC and in-process, "
           "with HTTP's overhead per request and per streamed token");
 ABSL_FLAG(std::string, spec_modes, "off,chain:4,tree:16,auto", "Modes compared by --mode spec");
-ABSL_FLAG(std::string, draft, "self", "--mode spec: 'self' or a draft model file");
+ABSL_FLAG(std::vector<std::string>, draft, {"self"},
+          "--mode spec: the drafters compared, comma-separated: self (the target's weights "
+          "with a window KV cache), ngram (prompt lookup, no model), or a draft model file");
+ABSL_FLAG(std::string, workload, "stories",
+          "--mode spec: stories (the target's own sampled text as contexts), or repetitive "
+          "(a passage of half the context said twice, so the continuation quotes the prompt)");
 ABSL_FLAG(int, sinks, 16, "--mode spec: draft sink tokens");
 ABSL_FLAG(int, window, 64, "--mode spec: draft window tokens");
 ABSL_FLAG(int, repetitions, 3,
@@ -116,21 +121,41 @@ int RunSpec(const std::vector<std::string>& models, const std::vector<int>& batc
     LlamaModel target(**model, ops);
     target.set_kv_type(KvTypeFromName(absl::GetFlag(FLAGS_kv_type)).value_or(KvType::kF32));
     Tokenizer tokenizer((*model)->vocab);
-    std::unique_ptr<LoadedModel> draft_model;
-    std::unique_ptr<LlamaModel> draft;
-    const std::string draft_path = absl::GetFlag(FLAGS_draft);
-    if (draft_path != "self") {
-      auto loaded = LoadModel(draft_path, load_options);
-      if (!loaded.ok()) {
-        std::fprintf(stderr, "error: --draft: %s\n",
-                     std::string(loaded.status().message()).c_str());
-        return 1;
-      }
-      draft_model = *std::move(loaded);
-      draft = std::make_unique<LlamaModel>(*draft_model, ops);
-      draft->set_kv_type(target.kv_shape().type);
-    }
+    std::vector<std::unique_ptr<LoadedModel>> draft_models;
+    std::vector<std::unique_ptr<LlamaModel>> draft_llamas;
     SpecBenchOptions options;
+    for (const std::string& draft_flag : absl::GetFlag(FLAGS_draft)) {
+      BenchDraft d;
+      d.label = draft_flag;
+      d.kind = DrafterKindOf(draft_flag);
+      if (draft_flag == "self") d.model = &target;
+      if (d.kind == DrafterKind::kModel && draft_flag != "self") {
+        auto loaded = LoadModel(draft_flag, load_options);
+        if (!loaded.ok()) {
+          std::fprintf(stderr, "error: --draft '%s' is not self, ngram or a model file: %s\n",
+                       draft_flag.c_str(), std::string(loaded.status().message()).c_str());
+          return 1;
+        }
+        draft_models.push_back(*std::move(loaded));
+        draft_llamas.push_back(std::make_unique<LlamaModel>(*draft_models.back(), ops));
+        draft_llamas.back()->set_kv_type(target.kv_shape().type);
+        d.model = draft_llamas.back().get();
+        d.label = draft_flag.substr(draft_flag.find_last_of('/') + 1);
+      }
+      options.drafts.push_back(d);
+    }
+    if (options.drafts.empty()) {
+      std::fprintf(stderr, "error: --draft names no drafter (self, ngram or a model file)\n");
+      return 1;
+    }
+    const std::string workload = absl::GetFlag(FLAGS_workload);
+    if (workload != "stories" && workload != "repetitive") {
+      std::fprintf(stderr, "error: --workload '%s' is not stories or repetitive\n",
+                   workload.c_str());
+      return 1;
+    }
+    options.workload =
+        workload == "repetitive" ? BenchWorkload::kRepetitive : BenchWorkload::kStories;
     options.batches = batches;
     options.contexts = contexts;
     options.modes = modes;
@@ -138,11 +163,8 @@ int RunSpec(const std::vector<std::string>& models, const std::vector<int>& batc
     options.repetitions = absl::GetFlag(FLAGS_repetitions);
     options.sinks = absl::GetFlag(FLAGS_sinks);
     options.window = absl::GetFlag(FLAGS_window);
-    options.label =
-        draft_path == "self" ? "self" : draft_path.substr(draft_path.find_last_of('/') + 1);
     std::printf("\n%s\n", path.c_str());
-    nlohmann::json rows = RunSpecBench(target, draft ? *draft : target, tokenizer, options,
-                                       Roofline{bandwidth, peak_flops});
+    nlohmann::json rows = RunSpecBench(target, tokenizer, options, Roofline{bandwidth, peak_flops});
     for (auto& row : rows) {
       row["model"] = path.substr(path.find_last_of('/') + 1);
       all.push_back(row);
@@ -152,13 +174,13 @@ int RunSpec(const std::vector<std::string>& models, const std::vector<int>& batc
     std::ofstream(out + ".json") << nlohmann::json{{"backend", ops.name()}, {"rows", all}}.dump(2)
                                  << "\n";
     std::ofstream csv(out + ".csv");
-    csv << "model,draft,batch,context,mode,tokens_per_second,tokens_per_step,"
+    csv << "model,draft,workload,batch,context,mode,tokens_per_second,tokens_per_step,"
            "predicted_tokens_per_step,accepted_per_step,speedup_over_plain,"
            "roofline_predicted_speedup\n";
     for (const auto& r : all) {
       csv << absl::StrFormat(
-          "%s,%s,%d,%d,%s,%.3f,%.4f,%.4f,%.4f,%.4f,%.4f\n", r["model"].get<std::string>(),
-          r["draft"].get<std::string>(), r["batch"].get<int>(), r["context"].get<int>(),
+          "%s,%s,%s,%d,%d,%s,%.3f,%.4f,%.4f,%.4f,%.4f,%.4f\n", r["model"].get<std::string>(),
+          r["draft"].get<std::string>(), r["workload"].get<std::string>(), r["batch"].get<int>(), r["context"].get<int>(),
           r["mode"].get<std::string>(), r["tokens_per_second"].get<double>(),
           r["tokens_per_step"].get<double>(), r["predicted_tokens_per_step"].get<double>(),
           r["accepted_per_step"].get<double>(), r["speedup_over_plain"].get<double>(),
@@ -320,6 +342,8 @@ int main(int argc, char** argv) {
       "Measures decode and prefill throughput over batch sizes and context lengths.\n"
       "  specserve-bench --model ../shared/models/stories260K.gguf --batches 1,8,32,64 "
       "--contexts 128,256,512,1024 --out results\n"
+      "  specserve-bench --mode spec --workload repetitive --draft self,ngram "
+      "--model ../shared/models/stories260K.gguf --batches 1,8 --contexts 128\n"
       "  specserve-bench --mode grpc --spawn serve,split --model ../shared/models/stories260K.gguf "
       "--clients 1,16,64 --spec_modes off,auto\n"
       "  specserve-bench --mode http --model ../shared/models/stories260K.gguf --clients 1,16,64 "

@@ -200,6 +200,7 @@ grpc::Status GenerationService::ModelInfo(grpc::ServerContext*, const v1::ModelI
   response->set_draft_sinks(description_.draft_sinks);
   response->set_draft_window(description_.draft_window);
   response->set_deployment(description_.deployment);
+  response->set_drafter(description_.drafter);
   return grpc::Status::OK;
 }
 

@@ -126,6 +126,7 @@ int Run() {
   // The draft service owns its window; report what it gave.
   description.draft_sinks = draft ? draft_info.sinks() : 0;
   description.draft_window = draft ? draft_info.window() : 0;
+  description.drafter = draft ? draft_info.drafter() : "";
   GrpcDraftBackend* draft_ptr = draft.get();
   description.draft_available = [draft_ptr] {
     return draft_ptr != nullptr && draft_ptr->available();

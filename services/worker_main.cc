@@ -114,11 +114,15 @@ int Serve(const WorkerBinary& binary, WorkerSettings settings) {
                 (*model)->config.vocab_size);
     return 0;
   }
-  auto backend = MakeModel(**model, settings.backend);
-  if (!backend.ok()) return Fail(binary, std::string(backend.status().message()));
+  std::unique_ptr<Model> backend;
+  if (!binary.runs_model || binary.runs_model()) {
+    auto made = MakeModel(**model, settings.backend);
+    if (!made.ok()) return Fail(binary, std::string(made.status().message()));
+    backend = *std::move(made);
+  }
   auto registry = std::make_shared<prometheus::Registry>();
   WorkerMetrics metrics(*registry, binary.role);
-  auto built = binary.build(settings, **model, **backend, metrics);
+  auto built = binary.build(settings, **model, backend.get(), metrics);
   if (!built.ok()) return Fail(binary, std::string(built.status().message()));
 
   ServerOptions server;
@@ -131,7 +135,8 @@ int Serve(const WorkerBinary& binary, WorkerSettings settings) {
   if (!runner.ok()) return Fail(binary, std::string(runner.status().message()));
   std::fprintf(stderr, "%s: %s (%s, vocab %d), context %d, %s, %s\n", binary.name.c_str(),
                settings.model_path.c_str(), (*model)->format.c_str(), (*model)->config.vocab_size,
-               settings.max_context, built->summary.c_str(), (*backend)->description().c_str());
+               settings.max_context, built->summary.c_str(),
+               backend ? backend->description().c_str() : "no model run");
 
   std::atomic<bool> stop{false};
   std::thread ticker;

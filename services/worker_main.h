@@ -51,8 +51,13 @@ struct WorkerBinary {
   std::string usage;           // --help's first lines
   // Checks the binary's own flags (runs on --dry-run too); may be empty.
   std::function<absl::Status()> check_flags;
+  // Whether the worker runs the model (checked after check_flags); false: only the
+  // file's facts are used (vocabulary, sizes), no backend is made and `build` gets
+  // a null model (an n-gram draft). May be empty: true.
+  std::function<bool()> runs_model;
+  // `model` is null when runs_model() is false.
   std::function<absl::StatusOr<BuiltWorker>(const WorkerSettings& settings,
-                                            const LoadedModel& loaded, Model& model,
+                                            const LoadedModel& loaded, Model* model,
                                             WorkerMetrics& metrics)>
       build;
 };

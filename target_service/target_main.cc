@@ -11,14 +11,14 @@
 namespace specserve {
 namespace {
 
-absl::StatusOr<BuiltWorker> Build(const WorkerSettings& s, const LoadedModel& loaded, Model& model,
+absl::StatusOr<BuiltWorker> Build(const WorkerSettings& s, const LoadedModel& loaded, Model* model,
                                   WorkerMetrics& metrics) {
   TargetWorkerOptions options;
   options.max_context = s.max_context;
   options.max_tree_nodes = s.max_tree_nodes;
   options.max_sequences = s.max_sequences;
   options.idle_seconds = s.idle_seconds;
-  auto worker = std::make_shared<TargetWorker>(model, options);
+  auto worker = std::make_shared<TargetWorker>(*model, options);
   v1::WorkerInfo info =
       MakeWorkerInfo(loaded, worker->max_context(), s.max_tree_nodes, s.max_batch);
   return ServeWorker<TargetService>(worker, info, s, metrics, "full KV cache");

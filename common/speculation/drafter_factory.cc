@@ -20,6 +20,7 @@ absl::StatusOr<std::unique_ptr<Drafter>> MakeDrafter(const DrafterOptions& optio
     n.max_tree_nodes = options.max_tree_nodes;
     n.max_depth = options.max_depth;
     n.max_sequences = options.max_sequences;
+    n.idle_seconds = options.idle_seconds;
     if (n.max_n < 1 || n.min_n < 1 || n.min_n > n.max_n) {
       return absl::InvalidArgumentError("ngram drafter: need 1 <= min_n <= max_n");
     }
@@ -37,6 +38,7 @@ absl::StatusOr<std::unique_ptr<Drafter>> MakeDrafter(const DrafterOptions& optio
   d.max_tree_nodes = options.max_tree_nodes;
   d.max_depth = options.max_depth;
   d.max_sequences = options.max_sequences;
+  d.idle_seconds = options.idle_seconds;
   return std::unique_ptr<Drafter>(std::make_unique<DraftWorker>(*draft, d));
 }
 

@@ -27,6 +27,7 @@ struct DrafterOptions {
   int max_tree_nodes = kMaxTreeNodes;
   int max_depth = kMaxTreeDepth;
   int max_sequences = 4096;
+  double idle_seconds = 0;    // state no call has used this long expires (0: never)
   NgramDrafterOptions ngram;  // ngram: lookup settings (vocab and limits filled in)
 };
 

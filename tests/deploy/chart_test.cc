@@ -166,6 +166,8 @@ TEST(Chart, EveryContainerCommandLinePassesItsDryRun) {
   renders.push_back({"", {"--set", "mode=allInOne"}});
   renders.push_back({"ci/split-gpu-values.yaml", {"--set", "mode=allInOne"}});
   renders.push_back({"", {"--set", "serving.kvType=bf16"}});
+  renders.push_back({"", {"--set", "draft.kind=ngram"}});
+  renders.push_back({"", {"--set", "mode=allInOne,draft.kind=ngram"}});
   int checked = 0;
   for (const auto& [values, extra] : renders) {
     SCOPED_TRACE((values.empty() ? "default values" : values) + (extra.empty() ? "" : " allInOne"));
@@ -176,15 +178,18 @@ TEST(Chart, EveryContainerCommandLinePassesItsDryRun) {
     ASSERT_TRUE(all.ok()) << all.output;
     const nlohmann::json containers = nlohmann::json::parse(all.output);
     const bool all_in_one = values.find("all-in-one") != std::string::npos ||
-                            (!extra.empty() && extra[1] == "mode=allInOne");
+                            (!extra.empty() && extra[1].rfind("mode=allInOne", 0) == 0);
     EXPECT_EQ(containers.size(), all_in_one ? 1u : 3u) << all.output;
+    const bool ngram = !extra.empty() && extra[1].find("draft.kind=ngram") != std::string::npos;
+    EXPECT_EQ(all.output.find("--draft=ngram") != std::string::npos, ngram) << all.output;
     for (const auto& [object, command] : containers.items()) {
       std::vector<std::string> argv = command.get<std::vector<std::string>>();
       ASSERT_FALSE(argv.empty()) << object;
       argv[0] = BinPath(argv[0].substr(argv[0].rfind('/') + 1));
       for (std::string& a : argv) {
-        for (const std::string flag : {"--model=", "--draft-model="}) {
-          if (a.rfind(flag, 0) == 0) a = flag + model;
+        // The model files (a draft file is a path; --draft=self|ngram stay).
+        for (const std::string flag : {"--model=", "--draft=/"}) {
+          if (a.rfind(flag, 0) == 0) a = flag.substr(0, flag.find('=') + 1) + model;
         }
       }
       argv.push_back("--dry-run");
@@ -194,7 +199,7 @@ TEST(Chart, EveryContainerCommandLinePassesItsDryRun) {
       ++checked;
     }
   }
-  EXPECT_EQ(checked, 5 * 3 + 3 * 1);
+  EXPECT_EQ(checked, 6 * 3 + 3 * 1);
 }
 
 TEST(Chart, SchemaRefusesBadValues) {

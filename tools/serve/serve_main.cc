@@ -9,7 +9,7 @@
 #include "absl/strings/str_format.h"
 #include "common/engine/model_factory.h"
 #include "common/model/model_loader.h"
-#include "common/speculation/draft_worker.h"
+#include "common/speculation/drafter_factory.h"
 #include "common/speculation/target_worker.h"
 #include "common/util/cli.h"
 #include "router/engine_factory.h"
@@ -18,9 +18,10 @@
 #include "services/server_runner.h"
 #include "services/worker_metrics.h"
 
-ABSL_FLAG(std::string, draft_model, "self",
-          "Draft model: 'self' (the target's weights with a window KV cache) or a model file "
-          "with the same vocabulary");
+ABSL_FLAG(std::string, draft, "self",
+          "The drafter: self (the target's weights with a window KV cache, MagicDec), ngram "
+          "(prompt lookup in each sequence's own prompt and output; no model), or a draft "
+          "model file with the target's vocabulary");
 ABSL_FLAG(int, threads, 0, "CPU threads in all (0: all cores)");
 ABSL_FLAG(std::string, device, "cpu", "cpu or cuda (a build with CUDA and a GPU)");
 ABSL_FLAG(std::string, kv_type, "f32",
@@ -61,12 +62,17 @@ int Run() {
   if (absl::Status st = SetMaxContext(f, model_context); !st.ok()) {
     return Fail(std::string(st.message()));
   }
+  const std::string draft_flag = absl::GetFlag(FLAGS_draft);
+  const DrafterKind drafter_kind = DrafterKindOf(draft_flag);
   std::unique_ptr<LoadedModel> draft_model;
-  if (const std::string path = absl::GetFlag(FLAGS_draft_model); path != "self") {
-    auto loaded = LoadModel(path);
-    if (!loaded.ok()) return Fail(absl::StrFormat("--draft-model: %s", loaded.status().message()));
+  if (drafter_kind == DrafterKind::kModel && draft_flag != "self") {
+    auto loaded = LoadModel(draft_flag);
+    if (!loaded.ok()) {
+      return Fail(absl::StrFormat("--draft '%s' is not self, ngram or a model file: %s",
+                                  draft_flag, loaded.status().message()));
+    }
     if (absl::Status st = CheckSameVocabulary(*f.model, **loaded); !st.ok()) {
-      return Fail(absl::StrFormat("--draft-model: %s", st.message()));
+      return Fail(absl::StrFormat("--draft %s: %s", draft_flag, st.message()));
     }
     draft_model = *std::move(loaded);
   }
@@ -78,38 +84,46 @@ int Run() {
     BackendOptions draft_backend = backend;
     draft_backend.tensor_parallel = 1;  // a separate draft is small: one rank
     auto made = MakeModel(*draft_model, draft_backend);
-    if (!made.ok()) return Fail(absl::StrFormat("--draft-model: %s", made.status().message()));
+    if (!made.ok()) return Fail(absl::StrFormat("--draft %s: %s", draft_flag, made.status().message()));
     draft_own = *std::move(made);
   }
   Model& draft = draft_own ? *draft_own : **target;
+  const bool ngram = drafter_kind == DrafterKind::kNgram;
 
-  DraftWorkerOptions d;
+  DrafterOptions d;
+  d.kind = drafter_kind;
   d.sinks = f.engine.sinks;
   d.window = f.engine.window;
   d.max_candidates = f.engine.max_candidates;
   TargetWorkerOptions t;
   t.max_context = f.engine.max_context;
-  DraftWorker draft_worker(draft, d);
+  auto made_drafter = MakeDrafter(d, ngram ? nullptr : &draft, f.model->config.vocab_size);
+  if (!made_drafter.ok()) return Fail(std::string(made_drafter.status().message()));
+  Drafter& drafter = **made_drafter;
   TargetWorker target_worker(**target, t);
   WorkerMetrics draft_metrics(*f.registry, "draft");
   WorkerMetrics target_metrics(*f.registry, "target");
-  const ModelFacts facts = FactsOf(*f.model, &draft.loaded(), f.engine.sinks, f.engine.window);
+  // An n-gram drafter runs no model: the planner's prior gives its passes no cost.
+  const ModelFacts facts = ngram ? FactsOf(*f.model, nullptr, 0, 0)
+                                 : FactsOf(*f.model, &draft.loaded(), f.engine.sinks,
+                                           f.engine.window);
   f.limits.max_spec_nodes = std::min(f.limits.max_spec_nodes, d.max_tree_nodes - 4);
 
   ServiceDescription description;
   description.model = f.model->path;
   description.deployment = "all-in-one";
-  description.draft_sinks = f.engine.sinks;
-  description.draft_window = f.engine.window;
+  description.draft_sinks = ngram ? 0 : f.engine.sinks;
+  description.draft_window = ngram ? 0 : f.engine.window;
+  description.drafter = drafter.kind();
   auto on_step = [&] {
-    draft_metrics.SetKv(draft_worker.sequences(), draft_worker.kv_bytes());
+    draft_metrics.SetKv(drafter.sequences(), drafter.kv_bytes());
     target_metrics.SetKv(target_worker.sequences(), target_worker.kv_bytes());
   };
   std::fprintf(stderr, "specserve-serve: %s (%s, vocab %d), context %d, spec %s, draft %s, %s\n",
                f.model->path.c_str(), f.model->format.c_str(), f.model->config.vocab_size,
                f.engine.max_context, SpecModeName(f.engine.spec).c_str(),
-               absl::GetFlag(FLAGS_draft_model).c_str(), (*target)->description().c_str());
-  return Serve(f, MakeEngineFactory(&draft_worker, target_worker, facts, f.engine), description,
+               draft_flag.c_str(), (*target)->description().c_str());
+  return Serve(f, MakeEngineFactory(&drafter, target_worker, facts, f.engine), description,
                on_step, "specserve-serve");
 }
 
