@@ -80,8 +80,7 @@ struct Variant {
 };
 
 ModeRun RunMode(Model& target, const std::vector<std::vector<int32_t>>& contexts, int batch,
-                const Variant& variant, const SpecBenchOptions& options,
-                const Roofline& roofline) {
+                const Variant& variant, const SpecBenchOptions& options, const Roofline& roofline) {
   const bool ngram = variant.draft && variant.draft->kind == DrafterKind::kNgram;
   Model& draft = variant.draft && variant.draft->model ? *variant.draft->model : target;
   SpecEngineOptions eo;

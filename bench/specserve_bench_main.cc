@@ -180,11 +180,11 @@ int RunSpec(const std::vector<std::string>& models, const std::vector<int>& batc
     for (const auto& r : all) {
       csv << absl::StrFormat(
           "%s,%s,%s,%d,%d,%s,%.3f,%.4f,%.4f,%.4f,%.4f,%.4f\n", r["model"].get<std::string>(),
-          r["draft"].get<std::string>(), r["workload"].get<std::string>(), r["batch"].get<int>(), r["context"].get<int>(),
-          r["mode"].get<std::string>(), r["tokens_per_second"].get<double>(),
-          r["tokens_per_step"].get<double>(), r["predicted_tokens_per_step"].get<double>(),
-          r["accepted_per_step"].get<double>(), r["speedup_over_plain"].get<double>(),
-          r["roofline_predicted_speedup"].get<double>());
+          r["draft"].get<std::string>(), r["workload"].get<std::string>(), r["batch"].get<int>(),
+          r["context"].get<int>(), r["mode"].get<std::string>(),
+          r["tokens_per_second"].get<double>(), r["tokens_per_step"].get<double>(),
+          r["predicted_tokens_per_step"].get<double>(), r["accepted_per_step"].get<double>(),
+          r["speedup_over_plain"].get<double>(), r["roofline_predicted_speedup"].get<double>());
     }
     std::printf("\nwrote %s.json and %s.csv\n", out.c_str(), out.c_str());
   }
@@ -231,8 +231,10 @@ int Run() {
     http.model = models.front();
     http.bin_dir = absl::GetFlag(FLAGS_bin_dir);
     http.clients = ParseList(absl::GetFlag(FLAGS_clients), "clients");
-    const std::vector<std::string> modes = absl::StrSplit(absl::GetFlag(FLAGS_spec_modes), ',', absl::SkipEmpty());
-    if (absl::GetFlag(FLAGS_spec_modes) != "off,chain:4,tree:16,auto" && !modes.empty()) http.mode = modes.front();
+    const std::vector<std::string> modes =
+        absl::StrSplit(absl::GetFlag(FLAGS_spec_modes), ',', absl::SkipEmpty());
+    if (absl::GetFlag(FLAGS_spec_modes) != "off,chain:4,tree:16,auto" && !modes.empty())
+      http.mode = modes.front();
     http.new_tokens = absl::GetFlag(FLAGS_new_tokens);
     http.prompt_tokens = absl::GetFlag(FLAGS_prompt_tokens);
     http.repeats = absl::GetFlag(FLAGS_repeats);

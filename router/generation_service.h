@@ -20,7 +20,7 @@ struct ServiceDescription {
   std::string deployment;  // "split" or "all-in-one"
   int draft_sinks = 0;
   int draft_window = 0;
-  std::string drafter;  // "model", "ngram", or "" (no draft)
+  std::string drafter;                    // "model", "ngram", or "" (no draft)
   std::function<bool()> draft_available;  // may be empty: always true
   std::function<bool()> target_ready;     // for the HTTP /health; may be empty: always true
 };

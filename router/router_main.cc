@@ -2,8 +2,8 @@
 // service. Holds every request's token history, batches all live requests into
 // one Propose + one Verify RPC per step, and survives draft outages (plain
 // decoding) and target restarts (re-prefill from the histories).
-#include <cstdio>
 #include <chrono>
+#include <cstdio>
 #include <memory>
 #include <mutex>
 #include <string>

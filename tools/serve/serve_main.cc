@@ -68,8 +68,8 @@ int Run() {
   if (drafter_kind == DrafterKind::kModel && draft_flag != "self") {
     auto loaded = LoadModel(draft_flag);
     if (!loaded.ok()) {
-      return Fail(absl::StrFormat("--draft '%s' is not self, ngram or a model file: %s",
-                                  draft_flag, loaded.status().message()));
+      return Fail(absl::StrFormat("--draft '%s' is not self, ngram or a model file: %s", draft_flag,
+                                  loaded.status().message()));
     }
     if (absl::Status st = CheckSameVocabulary(*f.model, **loaded); !st.ok()) {
       return Fail(absl::StrFormat("--draft %s: %s", draft_flag, st.message()));
@@ -84,7 +84,8 @@ int Run() {
     BackendOptions draft_backend = backend;
     draft_backend.tensor_parallel = 1;  // a separate draft is small: one rank
     auto made = MakeModel(*draft_model, draft_backend);
-    if (!made.ok()) return Fail(absl::StrFormat("--draft %s: %s", draft_flag, made.status().message()));
+    if (!made.ok())
+      return Fail(absl::StrFormat("--draft %s: %s", draft_flag, made.status().message()));
     draft_own = *std::move(made);
   }
   Model& draft = draft_own ? *draft_own : **target;
@@ -104,9 +105,9 @@ int Run() {
   WorkerMetrics draft_metrics(*f.registry, "draft");
   WorkerMetrics target_metrics(*f.registry, "target");
   // An n-gram drafter runs no model: the planner's prior gives its passes no cost.
-  const ModelFacts facts = ngram ? FactsOf(*f.model, nullptr, 0, 0)
-                                 : FactsOf(*f.model, &draft.loaded(), f.engine.sinks,
-                                           f.engine.window);
+  const ModelFacts facts =
+      ngram ? FactsOf(*f.model, nullptr, 0, 0)
+            : FactsOf(*f.model, &draft.loaded(), f.engine.sinks, f.engine.window);
   f.limits.max_spec_nodes = std::min(f.limits.max_spec_nodes, d.max_tree_nodes - 4);
 
   ServiceDescription description;
@@ -121,10 +122,10 @@ int Run() {
   };
   std::fprintf(stderr, "specserve-serve: %s (%s, vocab %d), context %d, spec %s, draft %s, %s\n",
                f.model->path.c_str(), f.model->format.c_str(), f.model->config.vocab_size,
-               f.engine.max_context, SpecModeName(f.engine.spec).c_str(),
-               draft_flag.c_str(), (*target)->description().c_str());
-  return Serve(f, MakeEngineFactory(&drafter, target_worker, facts, f.engine), description,
-               on_step, "specserve-serve");
+               f.engine.max_context, SpecModeName(f.engine.spec).c_str(), draft_flag.c_str(),
+               (*target)->description().c_str());
+  return Serve(f, MakeEngineFactory(&drafter, target_worker, facts, f.engine), description, on_step,
+               "specserve-serve");
 }
 
 }  // namespace
