@@ -354,11 +354,20 @@ void SpecEngine::ApplyVerified(int id, Sequence& seq, const ProposeOutput* draft
   if (draft != nullptr) {
     last_.speculated = true;
     seq.previous_accepted = result.accepted;
-    planner_->RecordAcceptance(result);
-    for (size_t v = 0; v < result.visited_children.size(); ++v) {
-      const int visits = std::min<int>(result.visited_children[v], last_.visits_by_rank.size());
+    // A drafter that found nothing for the planned tree (the n-gram drafter without
+    // a match) missed at the root: counted as a rejected first candidate, so the
+    // planner does not expect from it what a tree it never gets would give.
+    VerifyResult missed;
+    if (draft->tree.size() == 0) {
+      missed.visited_children = {1};
+      missed.accepted_rank = {-1};
+    }
+    const VerifyResult& counted = draft->tree.size() == 0 ? missed : result;
+    planner_->RecordAcceptance(counted);
+    for (size_t v = 0; v < counted.visited_children.size(); ++v) {
+      const int visits = std::min<int>(counted.visited_children[v], last_.visits_by_rank.size());
       for (int r = 0; r < visits; ++r) ++last_.visits_by_rank[r];
-      const int rank = result.accepted_rank[v];
+      const int rank = counted.accepted_rank[v];
       if (rank >= 0 && rank < static_cast<int>(last_.hits_by_rank.size())) {
         ++last_.hits_by_rank[rank];
       }

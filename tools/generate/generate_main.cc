@@ -105,7 +105,10 @@ int Run() {
   std::unique_ptr<Model> draft_llama;
   if (draft_flag != "self" && draft_flag != "ngram") {
     auto loaded = LoadModel(draft_flag, load_options);
-    if (!loaded.ok()) return Fail(absl::StrFormat("--draft: %s", loaded.status().message()));
+    if (!loaded.ok()) {
+      return Fail(absl::StrFormat("--draft '%s' is not self, ngram or a model file: %s", draft_flag,
+                                  loaded.status().message()));
+    }
     draft_model = *std::move(loaded);
     BackendOptions draft_backend = backend;
     draft_backend.tensor_parallel = 1;

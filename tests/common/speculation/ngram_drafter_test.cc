@@ -157,5 +157,29 @@ TEST(NgramDrafterTest, GreedySpeculationIsLosslessAndAcceptsOnRepetitiveText) {
   }
 }
 
+// A step where prompt lookup finds nothing is a miss for the planner (a rejected
+// first candidate), not a step it never saw: else auto mode would expect from
+// the drafter what trees it never gets would give.
+TEST(NgramDrafterTest, AStepWithoutAMatchCountsAsARejectedFirstCandidate) {
+  const Vocabulary vocab = MakeSyntheticVocabulary(64);
+  auto model = MakeRandomModel(TinyConfig(), TensorType::kF32, 3, vocab);
+  auto ops = MakeCpuOps(1);
+  LlamaModel llama(*model, *ops);
+  SpecEngineOptions options;
+  options.spec = *ParseSpecMode("chain:4");
+  options.drafter = DrafterKind::kNgram;
+  auto engine = *SpecEngine::Create(llama, llama, options);
+  GenerationRequest r;
+  for (int t = 0; t < 20; ++t) r.prompt.push_back(3 + t);  // no n-gram occurs twice
+  r.max_new_tokens = 1;
+  r.stop_at_eos = false;
+  const int id = *engine->Add(r);
+  while (engine->HasLive()) ASSERT_TRUE(engine->Step().ok());
+  EXPECT_EQ(engine->state(id).tokens.size(), 21u);
+  const AcceptanceStats& acceptance = engine->planner().acceptance();
+  EXPECT_EQ(acceptance.visits(0), 1);
+  EXPECT_EQ(acceptance.hits(0), 0);
+}
+
 }  // namespace
 }  // namespace specserve
