@@ -88,7 +88,6 @@ TEST_F(DraftCatchUpTest, EveryLengthAroundTheWindowGivesATreeForItsSequenceAlone
       // After a first call the draft holds `already + 1` tokens (the root too).
       item.start = already > 0 ? already + 1 : 0;
       item.tokens = std::span<const int32_t>(histories[i]).subspan(item.start);
-      // The history the draft holds, by hash (it refuses a history it does not hold).
       item.prefix_hash = PrefixHash(std::span<const int32_t>(histories[i]).subspan(0, item.start));
       item.shape = &chain;
     }
