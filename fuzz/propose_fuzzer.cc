@@ -1,5 +1,6 @@
 // libFuzzer target: Propose requests with arbitrary items through the real Draft
 // service and worker (see worker_rpc_fuzz.h).
+#include "common/speculation/draft_worker.h"
 #include "draft_service/draft_service.h"
 #include "fuzz/worker_rpc_fuzz.h"
 
