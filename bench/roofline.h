@@ -10,6 +10,10 @@
 //   draft    one tree level of `draft_width` nodes over a window cache
 //            (sinks + window rows, MagicDec's draft)
 //   prefill  one prompt of `prefill_tokens` tokens (batch 1), timed on its own.
+// Decode and verify take their logits as the serving path does (`logits`):
+// "reduced", each row's argmax from vocabulary chunks (LlamaModel::ForwardReduced,
+// greedy), or "full", rows x vocab floats (LlamaModel::Forward); "both" runs each
+// kind both ways, interleaved. The draft and prefill passes take full logits.
 // Decode never includes prefill: caches are filled with random rows directly.
 #pragma once
 
@@ -36,6 +40,7 @@ struct RooflineOptions {
   // thread; with more, the pool's spinning between jobs counts too.
   bool cpu_clock = false;
   int threads = 1;
+  std::string logits = "reduced";  // reduced, full or both
 };
 
 struct RooflineRow {
@@ -44,6 +49,8 @@ struct RooflineRow {
   int batch = 0;
   int context = 0;
   int rows_per_sequence = 0;  // new tokens per sequence in the pass
+  std::string logits;         // full or reduced
+  double logits_bytes = 0;    // the logits the pass holds (full) or its chunk (reduced)
   double seconds = 0;         // median pass time
   double bytes = 0;           // weights + visible KV, each read once
   double flops = 0;
