@@ -10,10 +10,11 @@
 //   draft    one tree level of `draft_width` nodes over a window cache
 //            (sinks + window rows, MagicDec's draft)
 //   prefill  one prompt of `prefill_tokens` tokens (batch 1), timed on its own.
-// Decode and verify take their logits as the serving path does (`logits`):
-// "reduced", each row's argmax from vocabulary chunks (LlamaModel::ForwardReduced,
-// greedy), or "full", rows x vocab floats (LlamaModel::Forward); "both" runs each
-// kind both ways, interleaved. The draft and prefill passes take full logits.
+// Decode and verify take their logits as `logits` says: "reduced", each row's
+// argmax from vocabulary chunks (LlamaModel::ForwardReduced, greedy, as served),
+// or "full", rows x vocab floats (LlamaModel::Forward, as before). The draft and
+// prefill passes take full logits. Compare the two in separate runs, alternated:
+// in one process the full passes' large logits buffer slows the passes after them.
 // Decode never includes prefill: caches are filled with random rows directly.
 #pragma once
 
@@ -40,7 +41,7 @@ struct RooflineOptions {
   // thread; with more, the pool's spinning between jobs counts too.
   bool cpu_clock = false;
   int threads = 1;
-  std::string logits = "reduced";  // reduced, full or both
+  std::string logits = "reduced";  // reduced or full
 };
 
 struct RooflineRow {

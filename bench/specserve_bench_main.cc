@@ -42,7 +42,7 @@ ABSL_FLAG(int, verify_nodes, 5,
 ABSL_FLAG(int, draft_width, 4, "--mode engine: nodes per sequence of the draft-level pass");
 ABSL_FLAG(std::string, logits, "reduced",
           "--mode engine: how decode and verify take their logits: reduced (each row's argmax "
-          "from vocabulary chunks, as served), full (rows x vocab floats) or both, interleaved");
+          "from vocabulary chunks, as served) or full (rows x vocab floats, as before)");
 ABSL_FLAG(std::string, kv_type, "f32", "KV cache element type: f32 or bf16");
 ABSL_FLAG(std::string, clock, "wall",
           "--mode engine: wall, or cpu: pass times, bandwidth and peak FLOP/s per CPU-second of "
@@ -261,8 +261,8 @@ int Run() {
   roofline.cpu_clock = cpu_clock;
   roofline.threads = ops->num_threads();
   roofline.logits = absl::GetFlag(FLAGS_logits);
-  if (roofline.logits != "reduced" && roofline.logits != "full" && roofline.logits != "both") {
-    std::fprintf(stderr, "error: --logits '%s' is not reduced, full or both\n",
+  if (roofline.logits != "reduced" && roofline.logits != "full") {
+    std::fprintf(stderr, "error: --logits '%s' is not reduced or full\n",
                  roofline.logits.c_str());
     return 1;
   }
