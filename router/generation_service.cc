@@ -8,19 +8,20 @@
 namespace specserve {
 namespace {
 
-v1::FinishReason ToProto(EndReason r) {
+v1::FinishReason ToProto(FinishReason r) {
   switch (r) {
-    case EndReason::kLength:
+    case FinishReason::kLength:
       return v1::FINISH_REASON_LENGTH;
-    case EndReason::kEos:
+    case FinishReason::kEos:
       return v1::FINISH_REASON_EOS;
-    case EndReason::kStop:
+    case FinishReason::kStop:
       return v1::FINISH_REASON_STOP;
-    case EndReason::kContext:
+    case FinishReason::kContext:
       return v1::FINISH_REASON_CONTEXT;
-    case EndReason::kCancelled:
+    case FinishReason::kCancelled:
       return v1::FINISH_REASON_CANCELLED;
-    case EndReason::kNone:
+    case FinishReason::kError:
+    case FinishReason::kNone:
       break;
   }
   return v1::FINISH_REASON_UNSPECIFIED;

@@ -14,6 +14,7 @@
 
 #include "absl/status/status.h"
 #include "common/engine/batch_generator.h"
+#include "common/engine/generation.h"
 
 namespace specserve {
 
@@ -29,8 +30,6 @@ struct GenerationChunk {
   std::vector<TokenLogprobs> logprobs;
 };
 
-enum class EndReason { kNone, kLength, kEos, kStop, kContext, kCancelled };
-
 struct GenerationStats {
   int prompt_tokens = 0;
   int generated_tokens = 0;
@@ -39,7 +38,7 @@ struct GenerationStats {
   int speculated_steps = 0;
   double time_to_first_token_seconds = 0;
   double total_seconds = 0;
-  EndReason reason = EndReason::kNone;
+  FinishReason reason = FinishReason::kNone;
   std::string stop;
   uint64_t seed = 0;  // sampled requests: the seed drawn with (0: greedy)
 };

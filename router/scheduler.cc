@@ -13,38 +13,21 @@ using Clock = std::chrono::steady_clock;
 
 double Seconds(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
 
-EndReason ReasonOf(FinishReason f) {
-  switch (f) {
-    case FinishReason::kLength:
-      return EndReason::kLength;
-    case FinishReason::kEos:
-      return EndReason::kEos;
-    case FinishReason::kStop:
-      return EndReason::kStop;
-    case FinishReason::kContext:
-      return EndReason::kContext;
-    case FinishReason::kCancelled:
-      return EndReason::kCancelled;
-    case FinishReason::kError:
-    case FinishReason::kNone:
-      break;
-  }
-  return EndReason::kNone;
-}
-
-const char* OutcomeOf(EndReason r) {
+const char* OutcomeOf(FinishReason r) {
   switch (r) {
-    case EndReason::kLength:
+    case FinishReason::kLength:
       return "ok_length";
-    case EndReason::kEos:
+    case FinishReason::kEos:
       return "ok_eos";
-    case EndReason::kStop:
+    case FinishReason::kStop:
       return "ok_stop";
-    case EndReason::kContext:
+    case FinishReason::kContext:
       return "ok_context";
-    case EndReason::kCancelled:
+    case FinishReason::kCancelled:
       return "cancelled";
-    case EndReason::kNone:
+    case FinishReason::kError:
+      return "error";
+    case FinishReason::kNone:
       break;
   }
   return "ok";
@@ -249,10 +232,10 @@ bool Scheduler::Collect(Active& a) {
   if (!chunk.text.empty() || !chunk.tokens.empty()) a.handle->Push(std::move(chunk));
   if (!finished) return false;
   if (a.text->stopped()) {
-    a.stats.reason = EndReason::kStop;
+    a.stats.reason = FinishReason::kStop;
     a.stats.stop = a.text->matched_stop();
   } else {
-    a.stats.reason = ReasonOf(st.finish);
+    a.stats.reason = st.finish;
   }
   End(a, absl::OkStatus(), OutcomeOf(a.stats.reason));
   return true;

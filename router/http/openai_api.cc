@@ -303,8 +303,8 @@ void OpenAiApi::Respond(std::shared_ptr<OpenAiGeneration> g, httplib::Response& 
       choice["text"] = c.echo + c.text;
       choice["logprobs"] = Logprobs(*g, c, 0, c.tokens.size(), tokenizer_);
     }
-    choice["finish_reason"] = FinishReasonName(c.stats.reason);
-    if (c.stats.reason == EndReason::kStop) choice["stop_reason"] = c.stats.stop;
+    choice["finish_reason"] = OpenAiFinishReason(c.stats.reason);
+    if (c.stats.reason == FinishReason::kStop) choice["stop_reason"] = c.stats.stop;
     choices.push_back(std::move(choice));
   }
   const Json body = {{"id", g->id},
@@ -409,7 +409,7 @@ void OpenAiApi::Stream(std::shared_ptr<OpenAiGeneration> g, httplib::Response& r
                 return write("data: " + FromStatus(c.status).ToJson() + "\n\n");
               }
               std::string last = event(c, g->chat ? Json::object() : Json(""), nullptr,
-                                       FinishReasonName(c.stats.reason));
+                                       OpenAiFinishReason(c.stats.reason));
               return write(last);
             });
         if (!reached) {

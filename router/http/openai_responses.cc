@@ -15,8 +15,8 @@ std::string Dump(const Json& j) { return j.dump(-1, ' ', false, Json::error_hand
 
 std::string SseEvent(const Json& j) { return "data: " + Dump(j) + "\n\n"; }
 
-const char* FinishReasonName(EndReason r) {
-  return r == EndReason::kLength || r == EndReason::kContext ? "length" : "stop";
+const char* OpenAiFinishReason(FinishReason r) {
+  return r == FinishReason::kLength || r == FinishReason::kContext ? "length" : "stop";
 }
 
 Json Usage(const OpenAiGeneration& g) {

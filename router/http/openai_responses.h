@@ -15,7 +15,7 @@ using Json = nlohmann::ordered_json;
 // Compact JSON; bytes that are not UTF-8 (a token's partial character) become U+FFFD.
 std::string Dump(const Json& j);
 std::string SseEvent(const Json& j);
-const char* FinishReasonName(EndReason reason);
+const char* OpenAiFinishReason(FinishReason reason);
 
 // {"prompt_tokens", "completion_tokens", "total_tokens"} over all prompts and choices.
 Json Usage(const OpenAiGeneration& g);

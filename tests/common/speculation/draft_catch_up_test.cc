@@ -10,6 +10,7 @@
 #include "common/model/random_model.h"
 #include "common/ops/ops.h"
 #include "common/speculation/draft_worker.h"
+#include "common/speculation/prefix_hash.h"
 #include "common/speculation/spec_engine.h"
 #include "gtest/gtest.h"
 
@@ -87,6 +88,7 @@ TEST_F(DraftCatchUpTest, EveryLengthAroundTheWindowGivesATreeForItsSequenceAlone
       // After a first call the draft holds `already + 1` tokens (the root too).
       item.start = already > 0 ? already + 1 : 0;
       item.tokens = std::span<const int32_t>(histories[i]).subspan(item.start);
+      item.prefix_hash = PrefixHash(std::span<const int32_t>(histories[i]).subspan(0, item.start));
       item.shape = &chain;
     }
     std::vector<ProposeOutput> out;

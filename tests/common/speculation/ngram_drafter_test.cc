@@ -10,6 +10,7 @@
 #include "common/engine/llama_model.h"
 #include "common/model/random_model.h"
 #include "common/ops/ops.h"
+#include "common/speculation/prefix_hash.h"
 #include "common/speculation/spec_engine.h"
 #include "gtest/gtest.h"
 
@@ -68,6 +69,7 @@ TEST(NgramDrafterTest, ProposesTheQuotedContinuationAndFollowsTheShape) {
   // The next call sends only the new tokens; a gap is refused naming the position.
   const std::vector<int32_t> more = {13, 14};
   item.start = static_cast<int64_t>(history.size());
+  item.prefix_hash = PrefixHash(history);
   item.tokens = more;
   ASSERT_TRUE(drafter.Propose({&item, 1}, &out, &passes).ok());
   EXPECT_TRUE(out[0].status.ok());
