@@ -33,7 +33,7 @@ void LogitRows::Reset(std::span<const LogitRowNeeds> needs, int vocab) {
   for (size_t r = 0; r < needs.size(); ++r) {
     Row& row = rows_[r];
     row.needs = needs[r];
-    row.needs.top_n = std::min(row.needs.top_n, std::min(kMaxTopLogprobs, vocab));
+    row.needs.top_n = std::clamp(row.needs.top_n, 0, vocab);
     row.top.clear();
     row.full_offset = needs[r].full ? static_cast<int64_t>(full_rows++) * vocab : -1;
   }
@@ -69,8 +69,25 @@ void LogitRows::ConsumeRow(Row& row, int64_t column, std::span<const float> valu
   }
   if (row.needs.full)
     std::copy(values.begin(), values.end(), full_.begin() + row.full_offset + column);
-  if (row.needs.top_n < 0) return;
+  if (row.needs.logsumexp) AddExponentials(row, values);
 
+  // Top n: columns arrive in increasing order, so a tie never displaces a kept token.
+  const size_t cap = static_cast<size_t>(row.needs.top_n);
+  if (cap == 0) return;
+  std::vector<TokenLogit>& top = row.top;
+  for (size_t j = 0; j < values.size(); ++j) {
+    const float x = values[j];
+    if (top.size() == cap) {
+      if (!(x > top.back().logit)) continue;
+      top.pop_back();
+    }
+    const auto at =
+        std::find_if(top.begin(), top.end(), [x](const TokenLogit& t) { return t.logit < x; });
+    top.insert(at, TokenLogit{static_cast<int32_t>(column + static_cast<int64_t>(j)), x});
+  }
+}
+
+void LogitRows::AddExponentials(Row& row, std::span<const float> values) {
   // Logsumexp online: the running max as ComputeLogprobs takes it (std::max from
   // logit 0), the sum rescaled whenever the max grows. With the whole row in one
   // chunk this is ComputeLogprobs's arithmetic exactly; in chunks it differs by
@@ -84,21 +101,6 @@ void LogitRows::ConsumeRow(Row& row, int64_t column, std::span<const float> valu
   double sum = 0;
   for (float x : values) sum += std::exp(static_cast<double>(x) - max);
   row.sum += sum;
-
-  // Top n: columns arrive in increasing order, so a tie never displaces a kept token.
-  const size_t cap = static_cast<size_t>(row.needs.top_n);
-  if (cap == 0) return;
-  std::vector<TokenLogprob>& top = row.top;
-  for (size_t j = 0; j < values.size(); ++j) {
-    const float x = values[j];
-    if (top.size() == cap) {
-      if (!(x > top.back().logprob)) continue;
-      top.pop_back();
-    }
-    const auto at =
-        std::find_if(top.begin(), top.end(), [x](const TokenLogprob& t) { return t.logprob < x; });
-    top.insert(at, TokenLogprob{static_cast<int32_t>(column + static_cast<int64_t>(j)), x});
-  }
 }
 
 std::span<const float> LogitRows::full(int row) const {
@@ -116,13 +118,13 @@ TokenLogprobs LogitRows::Logprobs(int row, int32_t token, int top_n) const {
   if (token == r.best) {
     out.logprob = static_cast<float>(r.best_logit - log_z);
   } else {
-    for (const TokenLogprob& t : r.top) {
-      if (t.token == token) out.logprob = static_cast<float>(t.logprob - log_z);
+    for (const TokenLogit& t : r.top) {
+      if (t.token == token) out.logprob = static_cast<float>(t.logit - log_z);
     }
   }
   const size_t n = std::min(static_cast<size_t>(std::max(top_n, 0)), r.top.size());
   for (size_t i = 0; i < n; ++i) {
-    out.top.push_back({r.top[i].token, static_cast<float>(r.top[i].logprob - log_z)});
+    out.top.push_back({r.top[i].token, static_cast<float>(r.top[i].logit - log_z)});
   }
   return out;
 }

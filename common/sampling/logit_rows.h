@@ -5,8 +5,10 @@
 // only sampling needs the whole distribution. A model feeds the row's columns
 // in vocabulary chunks (Consume) and LogitRows keeps, per row, what was asked:
 //   - always the argmax (the lowest index wins a tie, as Argmax);
-//   - with top_n >= 0: the logsumexp (computed online, in double) and the top_n
-//     most likely tokens (ties: lower id first, as ComputeLogprobs);
+//   - with top_n > 0: the top_n most likely tokens and their logits (ties: lower
+//     id first, as ComputeLogprobs, SamplingDistribution and the drafters sort);
+//   - with logsumexp: the softmax's log denominator (online, in double), which
+//     with the top list gives ComputeLogprobs;
 //   - with full: the whole row (vocab floats; a sampled request's own memory).
 // Memory: O(top_n) per row, plus vocab floats per full row.
 #pragma once
@@ -16,12 +18,14 @@
 #include <vector>
 
 #include "common/sampling/logprobs.h"
+#include "common/sampling/sampler.h"
 
 namespace specserve {
 
 struct LogitRowNeeds {
-  int top_n = -1;     // >= 0: logsumexp and the top_n (<= kMaxTopLogprobs) most likely
-  bool full = false;  // the whole row (sampling)
+  int top_n = 0;           // the top_n most likely tokens (top())
+  bool logsumexp = false;  // for Logprobs()
+  bool full = false;       // the whole row (sampling)
 };
 
 class LogitRows {
@@ -46,12 +50,14 @@ class LogitRows {
 
   // After every column of the row arrived:
   int32_t argmax(int row) const { return rows_[row].best; }
+  // The min(top_n, vocab) most likely tokens, most likely first.
+  std::span<const TokenLogit> top(int row) const { return rows_[row].top; }
   // The whole row; empty unless needs(row).full.
   std::span<const float> full(int row) const;
   // ComputeLogprobs(row, token, top_n): from the whole row when kept, else from
-  // the logsumexp and top list, which needs needs(row).top_n >= top_n and
-  // `token` the argmax or one of the top list (as a greedy token always is);
-  // any other token gets a NaN logprob.
+  // the logsumexp and top list, which needs needs(row).logsumexp, needs(row).top_n
+  // >= top_n and `token` the argmax or one of the top list (as a greedy token
+  // always is); any other token gets a NaN logprob.
   TokenLogprobs Logprobs(int row, int32_t token, int top_n) const;
 
   // Floats allocated for whole rows (for memory bounds in tests and benchmarks).
@@ -62,12 +68,12 @@ class LogitRows {
     LogitRowNeeds needs;
     int32_t best = 0;
     float best_logit = 0;
-    double max = 0, sum = 0;  // logsumexp = max + log(sum), online
-    bool started = false;
-    std::vector<TokenLogprob> top;  // raw logits, most likely first
-    int64_t full_offset = -1;       // into full_
+    double max = 0, sum = 0;      // logsumexp = max + log(sum), online
+    std::vector<TokenLogit> top;  // most likely first
+    int64_t full_offset = -1;     // into full_
   };
   void ConsumeRow(Row& row, int64_t column, std::span<const float> values);
+  static void AddExponentials(Row& row, std::span<const float> values);
 
   int vocab_ = 0;
   std::vector<Row> rows_;

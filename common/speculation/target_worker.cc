@@ -172,6 +172,7 @@ LogitRowNeeds TargetWorker::RowNeeds(const VerifyItem& item) {
     needs.full = true;
   } else if (item.top_logprobs >= 0) {
     needs.top_n = std::min(item.top_logprobs, kMaxTopLogprobs);
+    needs.logsumexp = true;
   }
   return needs;
 }

@@ -64,7 +64,7 @@ TEST_P(LogitChunksTest, ChunkedLogitsAreForwardsBitForBitInBoundedMemory) {
     batch.Drop();
     ASSERT_EQ(full.size(), static_cast<size_t>(rows) * kVocab);
 
-    std::vector<LogitRowNeeds> needs(rows, LogitRowNeeds{.top_n = 4});
+    std::vector<LogitRowNeeds> needs(rows, LogitRowNeeds{.top_n = 4, .logsumexp = true});
     needs[2].full = needs[6].full = true;
     LogitRows reduced;
     reduced.Reset(needs, kVocab);

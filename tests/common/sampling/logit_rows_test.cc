@@ -50,11 +50,11 @@ TEST(LogitRows, ChunkedRowsKeepTheArgmaxLogprobsAndWholeRowsOfTheFullRows) {
   for (int columns : {1, 7, 96, 256, kVocab}) {
     SCOPED_TRACE(columns);
     std::vector<LogitRowNeeds> needs(kRows);
-    needs[1].top_n = 0;
-    needs[2].top_n = 5;
-    needs[3].top_n = kMaxTopLogprobs;
+    needs[1] = {.top_n = 0, .logsumexp = true};
+    needs[2] = {.top_n = 5, .logsumexp = true};
+    needs[3] = {.top_n = 64, .logsumexp = true};
     needs[4].full = true;
-    needs[5] = {.top_n = 3, .full = true};
+    needs[5] = {.top_n = 3, .logsumexp = true, .full = true};
     LogitRows rows;
     rows.Reset(needs, kVocab);
     FeedInChunks(logits, kRows, columns, &rows);
@@ -68,7 +68,23 @@ TEST(LogitRows, ChunkedRowsKeepTheArgmaxLogprobsAndWholeRowsOfTheFullRows) {
       } else {
         EXPECT_TRUE(rows.full(r).empty());
       }
-      if (needs[r].top_n < 0) continue;
+      // The top list, as SamplingDistribution and the drafters sort.
+      const std::span<const TokenLogit> top = rows.top(r);
+      ASSERT_EQ(top.size(), static_cast<size_t>(needs[r].top_n));
+      if (!top.empty()) {
+        SamplingParams params;
+        params.temperature = 0.8f;
+        params.top_k = needs[r].top_n;
+        params.top_p = 0.9f;
+        const std::vector<TokenProb> want = SamplingDistribution(Row(logits, r), params);
+        const std::vector<TokenProb> got = SamplingDistributionOfTop(top, params);
+        ASSERT_EQ(got.size(), want.size());
+        for (size_t i = 0; i < want.size(); ++i) {
+          EXPECT_EQ(got[i].token, want[i].token);
+          EXPECT_EQ(got[i].prob, want[i].prob);
+        }
+      }
+      if (!needs[r].logsumexp) continue;
       const int top_n = needs[r].top_n;
       const TokenLogprobs want = ComputeLogprobs(Row(logits, r), argmax, top_n);
       const TokenLogprobs got = rows.Logprobs(r, argmax, top_n);
@@ -100,7 +116,7 @@ TEST(LogitRows, TiesGoToTheLowestIndexAcrossChunks) {
   logits[300] = logits[301] = logits[999] = 2.0f;
   for (int columns : {1, 250, 300, 301, kVocab}) {
     LogitRows rows;
-    const std::vector<LogitRowNeeds> needs = {{.top_n = 3}};
+    const std::vector<LogitRowNeeds> needs = {{.top_n = 3, .logsumexp = true}};
     rows.Reset(needs, kVocab);
     FeedInChunks(logits, 1, columns, &rows);
     EXPECT_EQ(rows.argmax(0), 300) << columns;
@@ -114,7 +130,7 @@ TEST(LogitRows, TiesGoToTheLowestIndexAcrossChunks) {
 
 TEST(LogitRows, HoldsWholeRowsOnlyForThePassThatAsksForThem) {
   LogitRows rows;
-  const std::vector<LogitRowNeeds> greedy(64, LogitRowNeeds{.top_n = kMaxTopLogprobs});
+  const std::vector<LogitRowNeeds> greedy(64, LogitRowNeeds{.top_n = 20, .logsumexp = true});
   rows.Reset(greedy, kVocab);
   EXPECT_EQ(rows.full_capacity(), 0u);
   std::vector<LogitRowNeeds> mixed(64);

@@ -3,7 +3,8 @@
 // sampled rows their whole row. Against a target that computes the full rows x
 // vocab logits first, the target worker gives the same accepted paths, extra
 // tokens, draws and logprobs, while a greedy pass holds no whole row and the
-// model one vocabulary chunk.
+// model one vocabulary chunk. The draft keeps only each node's top candidates
+// and proposes the same trees and q.
 #include <memory>
 #include <vector>
 
@@ -11,6 +12,7 @@
 #include "common/engine/llama_model.h"
 #include "common/ops/ops.h"
 #include "common/sampling/rng.h"
+#include "common/speculation/draft_worker.h"
 #include "common/speculation/target_worker.h"
 #include "gtest/gtest.h"
 #include "tests/testing/full_logits_model.h"
@@ -162,6 +164,50 @@ TEST_F(VerifyLogitsTest, SampledVerificationDrawsTheSameAsTheFullLogits) {
   ASSERT_TRUE(chunked.Verify(greedy, &got).ok());
   ASSERT_TRUE(got[0].status.ok()) << got[0].status;
   EXPECT_EQ(chunked.logit_floats(), 0u);
+}
+
+TEST_F(VerifyLogitsTest, DraftProposesTheSameTreesFromItsTopCandidates) {
+  // Three children of the root, two under the first, one under the second...
+  const TreeShape shape{{-1, -1, -1, 0, 0, 1, 3, 3}, {0, 1, 2, 0, 1, 0, 0, 1}};
+  DraftWorkerOptions options;
+  options.sinks = 2;
+  options.window = 16;
+  options.max_candidates = 24;
+  DraftWorker chunked(*llama_, options), unchunked(*full_, options);
+  std::vector<std::vector<int32_t>> histories;
+  std::vector<ProposeItem> items;
+  for (int s = 0; s < 4; ++s) histories.push_back(MakeSequence(300 + s).history);
+  for (int s = 0; s < 4; ++s) {
+    ProposeItem item;
+    item.sequence_id = s;
+    item.tokens = histories[s];
+    item.shape = &shape;
+    item.sampling.temperature = s < 2 ? 0.0f : 0.9f;
+    item.sampling.top_k = s == 3 ? 10 : 0;
+    item.sampling.seed = 40 + s;
+    items.push_back(item);
+  }
+  std::vector<ProposeOutput> got, want;
+  std::vector<PassTime> passes;
+  ASSERT_TRUE(chunked.Propose(items, &got, &passes).ok());
+  ASSERT_TRUE(unchunked.Propose(items, &want, &passes).ok());
+  for (size_t s = 0; s < items.size(); ++s) {
+    SCOPED_TRACE(s);
+    ASSERT_TRUE(got[s].status.ok()) << got[s].status;
+    EXPECT_EQ(got[s].tree.size(), shape.speculated());
+    EXPECT_EQ(got[s].tree.tokens, want[s].tree.tokens);
+    EXPECT_EQ(got[s].tree.parents, want[s].tree.parents);
+    ASSERT_EQ(got[s].q.size(), want[s].q.size());
+    for (size_t n = 0; n < want[s].q.size(); ++n) {
+      ASSERT_EQ(got[s].q[n].size(), want[s].q[n].size()) << n;
+      for (size_t k = 0; k < want[s].q[n].size(); ++k) {
+        EXPECT_EQ(got[s].q[n][k].token, want[s].q[n][k].token);
+        EXPECT_EQ(got[s].q[n][k].prob, want[s].q[n][k].prob);
+      }
+    }
+  }
+  // Greedy: the root's first child is the target's greedy token (same weights).
+  EXPECT_EQ(got[0].tree.tokens[0], MakeSequence(300).greedy[0]);
 }
 
 }  // namespace
