@@ -187,7 +187,7 @@ std::vector<RooflineRow> RunRoofline(LlamaModel& llama, const std::string& name,
       };
       add("decode", reduced_logits, 1);
       add("verify", reduced_logits, options.verify_nodes);
-      add("draft", false, options.draft_width);
+      add("draft", reduced_logits, options.draft_width);
       const int window_rows = std::min(context, options.sinks + options.window);
       for (Pass& pass : passes) {
         const bool draft = pass.kind == "draft";
@@ -215,8 +215,9 @@ std::vector<RooflineRow> RunRoofline(LlamaModel& llama, const std::string& name,
         for (size_t k = 0; k < passes.size(); ++k) {
           Pass& pass = passes[s % 2 == 0 ? k : passes.size() - 1 - k];
           ForwardProfile step;
-          if (pass.reduced) {  // greedy rows: each keeps its argmax
-            reduced.Reset(std::vector<LogitRowNeeds>(pass.rows * batch), c.vocab_size);
+          if (pass.reduced) {  // greedy rows: the argmax (a draft row: its top candidates)
+            const LogitRowNeeds needs{.top_n = pass.kind == "draft" ? options.draft_width : 0};
+            reduced.Reset(std::vector<LogitRowNeeds>(pass.rows * batch, needs), c.vocab_size);
           }
           const PassTimer timer(options);
           const absl::Status st = pass.reduced ? llama.ForwardReduced(pass.seqs, &reduced, &step)

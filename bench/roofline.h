@@ -10,11 +10,12 @@
 //   draft    one tree level of `draft_width` nodes over a window cache
 //            (sinks + window rows, MagicDec's draft)
 //   prefill  one prompt of `prefill_tokens` tokens (batch 1), timed on its own.
-// Decode and verify take their logits as `logits` says: "reduced", each row's
-// argmax from vocabulary chunks (LlamaModel::ForwardReduced, greedy, as served),
-// or "full", rows x vocab floats (LlamaModel::Forward, as before). The draft and
-// prefill passes take full logits. Compare the two in separate runs, alternated:
-// in one process the full passes' large logits buffer slows the passes after them.
+// Decode, verify and draft take their logits as `logits` says: "reduced", each
+// row's argmax (a draft row: its draft_width most likely tokens) from vocabulary
+// chunks (LlamaModel::ForwardReduced, greedy, as served), or "full", rows x vocab
+// floats (LlamaModel::Forward, as before). Compare the two in separate runs,
+// alternated: in one process the full passes' large logits buffer slows the
+// passes after them.
 // Decode never includes prefill: caches are filled with random rows directly.
 #pragma once
 

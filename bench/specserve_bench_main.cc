@@ -41,8 +41,9 @@ ABSL_FLAG(int, verify_nodes, 5,
           "--mode engine: tree nodes per sequence of the verify pass (a chain)");
 ABSL_FLAG(int, draft_width, 4, "--mode engine: nodes per sequence of the draft-level pass");
 ABSL_FLAG(std::string, logits, "reduced",
-          "--mode engine: how decode and verify take their logits: reduced (each row's argmax "
-          "from vocabulary chunks, as served) or full (rows x vocab floats, as before)");
+          "--mode engine: how decode, verify and draft take their logits: reduced (from "
+          "vocabulary chunks, each row's argmax or top tokens, as served) or full (rows x vocab "
+          "floats, as before)");
 ABSL_FLAG(std::string, kv_type, "f32", "KV cache element type: f32 or bf16");
 ABSL_FLAG(std::string, clock, "wall",
           "--mode engine: wall, or cpu: pass times, bandwidth and peak FLOP/s per CPU-second of "
