@@ -263,8 +263,7 @@ int Run() {
   roofline.threads = ops->num_threads();
   roofline.logits = absl::GetFlag(FLAGS_logits);
   if (roofline.logits != "reduced" && roofline.logits != "full") {
-    std::fprintf(stderr, "error: --logits '%s' is not reduced or full\n",
-                 roofline.logits.c_str());
+    std::fprintf(stderr, "error: --logits '%s' is not reduced or full\n", roofline.logits.c_str());
     return 1;
   }
   std::vector<RooflineRow> rows;
