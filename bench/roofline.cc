@@ -72,7 +72,8 @@ void FillCache(KvCache& cache, const KvShape& shape, int n, Rng& rng) {
 // One pass kind over a batch: its sequences and what they read.
 struct Pass {
   std::string kind;
-  int rows = 0;  // new tokens per sequence
+  bool reduced = false;  // logits as each row's argmax (ForwardReduced)
+  int rows = 0;          // new tokens per sequence
   std::vector<std::unique_ptr<KvCache>> caches;
   std::vector<std::vector<int32_t>> tokens;
   std::vector<int32_t> parents, logit_rows;
@@ -99,6 +100,7 @@ RooflineRow Summarise(const Pass& pass, const std::string& model, int batch, int
   row.batch = batch;
   row.context = context;
   row.rows_per_sequence = pass.rows;
+  row.logits = pass.reduced ? "reduced" : "full";
   row.seconds = Median(pass.times);
   row.bytes = weight_bytes +
               batch * pass.kv_rows * shape.n_layers * shape.kv_dim * 2.0 * KvTypeBytes(shape.type);
@@ -117,11 +119,13 @@ RooflineRow Summarise(const Pass& pass, const std::string& model, int batch, int
 }
 
 void Print(const RooflineRow& r) {
-  std::printf("%-8s %5d %7d %4d %9.3f %8.2f %8.1f %8.1f %10.0f  %-7s %5.0f%%  %3.0f/%3.0f/%3.0f\n",
-              r.kind.c_str(), r.batch, r.context, r.rows_per_sequence, r.seconds * 1e3,
-              r.bytes / 1e6, r.bytes / r.seconds / 1e9, r.flops / r.seconds / 1e9,
-              r.tokens_per_second(), r.bound.c_str(), 100 * r.bound_seconds / r.seconds,
-              100 * r.matmul_share, 100 * r.attention_share, 100 * r.other_share);
+  std::printf(
+      "%-8s %-7s %5d %7d %4d %9.3f %8.2f %8.1f %8.1f %10.0f  %-7s %5.0f%%  %3.0f/%3.0f/%3.0f "
+      "%9.2f\n",
+      r.kind.c_str(), r.logits.c_str(), r.batch, r.context, r.rows_per_sequence, r.seconds * 1e3,
+      r.bytes / 1e6, r.bytes / r.seconds / 1e9, r.flops / r.seconds / 1e9, r.tokens_per_second(),
+      r.bound.c_str(), 100 * r.bound_seconds / r.seconds, 100 * r.matmul_share,
+      100 * r.attention_share, 100 * r.other_share, r.logits_bytes / 1e6);
   std::fflush(stdout);
 }
 
@@ -138,9 +142,9 @@ std::vector<RooflineRow> RunRoofline(LlamaModel& llama, const std::string& name,
       "KV %s\n",
       name.c_str(), c.dim, c.n_layers, c.n_heads, c.n_kv_heads, c.head_dim, c.ffn_dim, c.vocab_size,
       weight_bytes / 1e6, std::string(KvTypeName(shape.type)).c_str());
-  std::printf("%-8s %5s %7s %4s %9s %8s %8s %8s %10s  %-7s %6s  %s\n", "kind", "batch", "context",
-              "rows", "ms", "MB", "GB/s", "GFLOP/s", "tokens/s", "bound", "of it",
-              "gemm/attn/rest %");
+  std::printf("%-8s %-7s %5s %7s %4s %9s %8s %8s %8s %10s  %-7s %6s  %s %s\n", "kind", "logits",
+              "batch", "context", "rows", "ms", "MB", "GB/s", "GFLOP/s", "tokens/s", "bound",
+              "of it", "gemm/attn/rest %", "logits MB");
   std::vector<RooflineRow> out;
   Rng rng(1);
   std::vector<float> logits;
@@ -162,8 +166,11 @@ std::vector<RooflineRow> RunRoofline(LlamaModel& llama, const std::string& name,
       if (r > 0) pass.times.push_back(timer.Seconds());
     }
     out.push_back(Summarise(pass, name, 1, pass.rows, weight_bytes, shape, bandwidth, peak));
+    out.back().logits_bytes = 4.0 * c.vocab_size;
     Print(out.back());
   }
+  const bool reduced_logits = options.logits == "reduced";
+  LogitRows reduced;
 
   for (int context : options.contexts) {
     if (context + options.verify_nodes >= c.context_length) {
@@ -171,13 +178,16 @@ std::vector<RooflineRow> RunRoofline(LlamaModel& llama, const std::string& name,
       continue;
     }
     for (int batch : options.batches) {
-      std::vector<Pass> passes(3);
-      passes[0].kind = "decode";
-      passes[0].rows = 1;
-      passes[1].kind = "verify";
-      passes[1].rows = options.verify_nodes;
-      passes[2].kind = "draft";
-      passes[2].rows = options.draft_width;
+      std::vector<Pass> passes;
+      auto add = [&](const char* kind, bool reduced, int rows) {
+        passes.emplace_back();
+        passes.back().kind = kind;
+        passes.back().reduced = reduced;
+        passes.back().rows = rows;
+      };
+      add("decode", reduced_logits, 1);
+      add("verify", reduced_logits, options.verify_nodes);
+      add("draft", reduced_logits, options.draft_width);
       const int window_rows = std::min(context, options.sinks + options.window);
       for (Pass& pass : passes) {
         const bool draft = pass.kind == "draft";
@@ -200,10 +210,19 @@ std::vector<RooflineRow> RunRoofline(LlamaModel& llama, const std::string& name,
         Describe(pass);
       }
       for (int s = 0; s < options.steps + 1; ++s) {
-        for (Pass& pass : passes) {  // interleaved: load changes hit every kind alike
+        // Interleaved, so load changes hit every kind alike; every other step in
+        // reverse, so no kind always runs after the one that dirtied the caches.
+        for (size_t k = 0; k < passes.size(); ++k) {
+          Pass& pass = passes[s % 2 == 0 ? k : passes.size() - 1 - k];
           ForwardProfile step;
+          if (pass.reduced) {  // greedy rows: the argmax (a draft row: its top candidates)
+            const LogitRowNeeds needs{.top_n = pass.kind == "draft" ? options.draft_width : 0};
+            reduced.Reset(std::vector<LogitRowNeeds>(pass.rows * batch, needs), c.vocab_size);
+          }
           const PassTimer timer(options);
-          if (!llama.Forward(pass.seqs, &logits, &step).ok()) return out;
+          const absl::Status st = pass.reduced ? llama.ForwardReduced(pass.seqs, &reduced, &step)
+                                               : llama.Forward(pass.seqs, &logits, &step);
+          if (!st.ok()) return out;
           const double t = timer.Seconds();
           for (auto& cache : pass.caches) cache->DropPending();  // the context stays fixed
           if (s == 0) continue;  // the first step warms caches and scratch memory
@@ -217,12 +236,17 @@ std::vector<RooflineRow> RunRoofline(LlamaModel& llama, const std::string& name,
           pass.profile.passes += step.passes;
         }
       }
+      const size_t first = out.size();
       for (const Pass& pass : passes) {
         out.push_back(Summarise(pass, name, batch, context, weight_bytes, shape, bandwidth, peak));
+        const double rows = static_cast<double>(pass.rows) * batch;
+        out.back().logits_bytes =
+            4.0 * rows *
+            (pass.reduced ? llama.LogitChunkColumns(static_cast<int>(rows)) : c.vocab_size);
         Print(out.back());
       }
-      std::printf("  verify of %d / decode step: %.2fx\n", options.verify_nodes,
-                  out[out.size() - 2].seconds / out[out.size() - 3].seconds);
+      std::printf("  verify of %d / decode step: %.2fx (%s logits)\n", options.verify_nodes,
+                  out[first + 1].seconds / out[first].seconds, options.logits.c_str());
     }
   }
   return out;

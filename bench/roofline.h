@@ -10,6 +10,12 @@
 //   draft    one tree level of `draft_width` nodes over a window cache
 //            (sinks + window rows, MagicDec's draft)
 //   prefill  one prompt of `prefill_tokens` tokens (batch 1), timed on its own.
+// Decode, verify and draft take their logits as `logits` says: "reduced", each
+// row's argmax (a draft row: its draft_width most likely tokens) from vocabulary
+// chunks (LlamaModel::ForwardReduced, greedy, as served), or "full", rows x vocab
+// floats (LlamaModel::Forward, as before). Compare the two in separate runs,
+// alternated: in one process the full passes' large logits buffer slows the
+// passes after them.
 // Decode never includes prefill: caches are filled with random rows directly.
 #pragma once
 
@@ -36,6 +42,7 @@ struct RooflineOptions {
   // thread; with more, the pool's spinning between jobs counts too.
   bool cpu_clock = false;
   int threads = 1;
+  std::string logits = "reduced";  // reduced or full
 };
 
 struct RooflineRow {
@@ -44,6 +51,8 @@ struct RooflineRow {
   int batch = 0;
   int context = 0;
   int rows_per_sequence = 0;  // new tokens per sequence in the pass
+  std::string logits;         // full or reduced
+  double logits_bytes = 0;    // the logits the pass holds (full) or its chunk (reduced)
   double seconds = 0;         // median pass time
   double bytes = 0;           // weights + visible KV, each read once
   double flops = 0;

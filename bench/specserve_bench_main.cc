@@ -40,6 +40,10 @@ ABSL_FLAG(int, threads, 0, "CPU threads (0 = all cores)");
 ABSL_FLAG(int, verify_nodes, 5,
           "--mode engine: tree nodes per sequence of the verify pass (a chain)");
 ABSL_FLAG(int, draft_width, 4, "--mode engine: nodes per sequence of the draft-level pass");
+ABSL_FLAG(std::string, logits, "reduced",
+          "--mode engine: how decode, verify and draft take their logits: reduced (from "
+          "vocabulary chunks, each row's argmax or top tokens, as served) or full (rows x vocab "
+          "floats, as before)");
 ABSL_FLAG(std::string, kv_type, "f32", "KV cache element type: f32 or bf16");
 ABSL_FLAG(std::string, clock, "wall",
           "--mode engine: wall, or cpu: pass times, bandwidth and peak FLOP/s per CPU-second of "
@@ -281,6 +285,11 @@ int Run() {
   roofline.window = absl::GetFlag(FLAGS_window);
   roofline.cpu_clock = cpu_clock;
   roofline.threads = ops->num_threads();
+  roofline.logits = absl::GetFlag(FLAGS_logits);
+  if (roofline.logits != "reduced" && roofline.logits != "full") {
+    std::fprintf(stderr, "error: --logits '%s' is not reduced or full\n", roofline.logits.c_str());
+    return 1;
+  }
   std::vector<RooflineRow> rows;
   for (const std::string& path : models) {
     LoadOptions options;
@@ -305,7 +314,7 @@ int Run() {
     std::ofstream csv(out + ".csv");
     csv << "model,kind,batch,context,rows_per_sequence,tokens_per_second,step_seconds,"
            "bytes_per_step,flops_per_step,bandwidth_fraction,bound,bound_fraction,matmul_share,"
-           "attention_share,other_share\n";
+           "attention_share,other_share,logits,logits_bytes\n";
     for (const RooflineRow& r : rows) {
       const double bw_fraction = r.bytes / r.seconds / bandwidth;
       json["rows"].push_back({{"model", r.model},
@@ -322,12 +331,14 @@ int Run() {
                               {"bound_fraction", r.bound_seconds / r.seconds},
                               {"matmul_share", r.matmul_share},
                               {"attention_share", r.attention_share},
-                              {"other_share", r.other_share}});
-      csv << absl::StrFormat("%s,%s,%d,%d,%d,%.3f,%.6f,%.0f,%.0f,%.4f,%s,%.4f,%.3f,%.3f,%.3f\n",
-                             r.model, r.kind, r.batch, r.context, r.rows_per_sequence,
-                             r.tokens_per_second(), r.seconds, r.bytes, r.flops, bw_fraction,
-                             r.bound, r.bound_seconds / r.seconds, r.matmul_share,
-                             r.attention_share, r.other_share);
+                              {"other_share", r.other_share},
+                              {"logits", r.logits},
+                              {"logits_bytes", r.logits_bytes}});
+      csv << absl::StrFormat(
+          "%s,%s,%d,%d,%d,%.3f,%.6f,%.0f,%.0f,%.4f,%s,%.4f,%.3f,%.3f,%.3f,%s,%.0f\n", r.model,
+          r.kind, r.batch, r.context, r.rows_per_sequence, r.tokens_per_second(), r.seconds,
+          r.bytes, r.flops, bw_fraction, r.bound, r.bound_seconds / r.seconds, r.matmul_share,
+          r.attention_share, r.other_share, r.logits, r.logits_bytes);
     }
     std::ofstream(out + ".json") << json.dump(2) << "\n";
     std::printf("\nwrote %s.json and %s.csv\n", out.c_str(), out.c_str());

@@ -5,6 +5,7 @@
 #include "absl/flags/flag.h"
 #include "absl/strings/str_format.h"
 #include "common/model/model_loader.h"
+#include "common/util/cpu_affinity.h"
 #include "router/http/http_server.h"
 #include "router/http/openai_api.h"
 #include "services/server_runner.h"
@@ -33,6 +34,9 @@ ABSL_FLAG(int, max_tokens_per_step, 512,
           "Prefill tokens per step at most (long prompts are chunked so decodes keep going)");
 ABSL_FLAG(double, drain_seconds, 30,
           "On SIGTERM/SIGINT: stop taking requests and let running ones finish this long");
+ABSL_FLAG(std::string, cpus, "",
+          "CPUs to run on, e.g. 0-3,6 (default: all the process may use); pins every thread, and "
+          "--threads 0 then means one per listed CPU");
 ABSL_FLAG(bool, dry_run, false,
           "Check the command line and the model file, then exit (0: it would start) without "
           "binding a port or contacting other services");
@@ -43,6 +47,8 @@ absl::StatusOr<std::unique_ptr<Frontend>> LoadFrontend() {
   auto f = std::make_unique<Frontend>();
   const std::string path = absl::GetFlag(FLAGS_model);
   if (path.empty()) return absl::InvalidArgumentError("--model is required");
+  // Before any thread pool starts, so that "--threads 0" counts the listed CPUs.
+  if (absl::Status st = ApplyCpusFlag(absl::GetFlag(FLAGS_cpus)); !st.ok()) return st;
   f->listen = absl::GetFlag(FLAGS_listen);
   if (absl::Status st = ValidateListenAddress(f->listen); !st.ok()) return st;
   f->port_file = absl::GetFlag(FLAGS_port_file);
@@ -149,7 +155,8 @@ int Serve(Frontend& f, EngineFactory factory, ServiceDescription description,
       return 1;
     }
     server.http_port = *port;
-    std::fprintf(stderr, "%s: OpenAI-compatible HTTP API on http://%s:%d/v1 (model `%s`, chat "
+    std::fprintf(stderr,
+                 "%s: OpenAI-compatible HTTP API on http://%s:%d/v1 (model `%s`, chat "
                  "template: %s)\n",
                  name.c_str(), HostOf(f.http.listen).c_str(), *port, f.http.model_name.c_str(),
                  f.http.chat_template ? f.http.chat_template_origin.c_str() : "none");

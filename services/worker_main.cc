@@ -9,6 +9,7 @@
 #include "absl/strings/str_format.h"
 #include "common/model/model_loader.h"
 #include "common/util/cli.h"
+#include "common/util/cpu_affinity.h"
 #include "prometheus/registry.h"
 #include "services/flag_names.h"
 #include "services/server_runner.h"
@@ -37,6 +38,9 @@ ABSL_FLAG(double, drain_seconds, 10, "On SIGTERM/SIGINT: wait this long for runn
 ABSL_FLAG(double, idle_seconds, 300,
           "Free the caches of sequences no call has touched for this long (a router that "
           "died leaves its sequences behind)");
+ABSL_FLAG(std::string, cpus, "",
+          "CPUs to run on, e.g. 0-3,6 (default: all the process may use); pins every thread, and "
+          "--threads 0 then means one per listed CPU");
 ABSL_FLAG(bool, dry_run, false,
           "Check the command line and the model file, then exit (0: it would start) without "
           "binding a port or allocating caches");
@@ -68,6 +72,8 @@ absl::StatusOr<WorkerSettings> ReadSettings(const WorkerBinary& binary) {
   s.drain_seconds = absl::GetFlag(FLAGS_drain_seconds);
   s.idle_seconds = absl::GetFlag(FLAGS_idle_seconds);
   if (s.model_path.empty()) return absl::InvalidArgumentError("--model is required");
+  // Before any thread pool starts, so that "--threads 0" counts the listed CPUs.
+  if (absl::Status st = ApplyCpusFlag(absl::GetFlag(FLAGS_cpus)); !st.ok()) return st;
   if (absl::Status st = ValidateListenAddress(s.listen); !st.ok()) {
     return absl::InvalidArgumentError(absl::StrFormat("--listen: %s", st.message()));
   }

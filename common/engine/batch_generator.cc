@@ -75,12 +75,19 @@ absl::Status BatchGenerator::Step() {
   }
   if (batch.empty()) return absl::OkStatus();
 
+  // Greedy rows keep their argmax only; sampled rows their whole row.
+  needs_.clear();
+  for (size_t i = 0; i < batch.size(); ++i) {
+    if (!batch[i].logit_rows.empty()) {
+      needs_.push_back(LogitRowNeeds{.full = !members[i]->request.sampling.greedy()});
+    }
+  }
+  logit_rows_.Reset(needs_, model_.config().vocab_size);
   const auto start = std::chrono::steady_clock::now();
-  RETURN_IF_ERROR(model_.Forward(batch, &logits_));
+  RETURN_IF_ERROR(model_.ForwardReduced(batch, &logit_rows_));
   const double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 
-  const int vocab = model_.config().vocab_size;
   int logit_row = 0;
   int64_t fed = 0;
   for (size_t i = 0; i < batch.size(); ++i) {
@@ -88,9 +95,10 @@ absl::Status BatchGenerator::Step() {
     seq->cache->CommitAll();
     fed += static_cast<int64_t>(batch[i].tokens.size());
     if (batch[i].logit_rows.empty()) continue;
-    const std::span<const float> row(logits_.data() + static_cast<size_t>(logit_row++) * vocab,
-                                     vocab);
-    const int32_t token = SampleToken(row, seq->request.sampling, seq->rng);
+    const int row = logit_row++;
+    const int32_t token = seq->request.sampling.greedy()
+                              ? logit_rows_.argmax(row)
+                              : SampleToken(logit_rows_.full(row), seq->request.sampling, seq->rng);
     AppendGeneratedToken(seq->request, token, stop_ids_, max_context_, &seq->state);
   }
   if (any_prefill) {

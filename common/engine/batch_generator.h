@@ -60,7 +60,8 @@ class BatchGenerator {
   int max_context_;
   std::map<int, std::unique_ptr<Sequence>> sequences_;
   int next_id_ = 0;
-  std::vector<float> logits_;
+  std::vector<LogitRowNeeds> needs_;  // per logit row of a step
+  LogitRows logit_rows_;
   int64_t prefill_tokens_ = 0, decode_tokens_ = 0;
   double prefill_seconds_ = 0, decode_seconds_ = 0;
 };

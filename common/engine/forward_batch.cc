@@ -58,4 +58,16 @@ absl::Status ValidateForwardBatch(const ModelConfig& c, std::span<const ForwardS
   return absl::OkStatus();
 }
 
+absl::Status ValidateLogitRows(const ModelConfig& config, std::span<const ForwardSequence> batch,
+                               const LogitRows& rows) {
+  size_t n = 0;
+  for (const ForwardSequence& seq : batch) n += seq.logit_rows.size();
+  if (static_cast<size_t>(rows.size()) != n || rows.vocab() != config.vocab_size) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "the logit rows were set up for %d rows of %d tokens; the pass has %d rows of %d",
+        rows.size(), rows.vocab(), n, config.vocab_size));
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace specserve

@@ -10,6 +10,7 @@
 #include "absl/status/status.h"
 #include "common/kv/kv_cache.h"
 #include "common/model/model_config.h"
+#include "common/sampling/logit_rows.h"
 
 namespace specserve {
 
@@ -36,5 +37,10 @@ struct ForwardSequence {
 // and the limit. Caches are not touched.
 absl::Status ValidateForwardBatch(const ModelConfig& config,
                                   std::span<const ForwardSequence> batch);
+
+// Checks that `rows` was Reset for this batch: one row per logit row of the
+// batch, over the model's vocabulary.
+absl::Status ValidateLogitRows(const ModelConfig& config, std::span<const ForwardSequence> batch,
+                               const LogitRows& rows);
 
 }  // namespace specserve

@@ -97,6 +97,43 @@ class PhaseClock {
 
 absl::Status LlamaModel::Forward(std::span<const ForwardSequence> batch, std::vector<float>* logits,
                                  ForwardProfile* profile) {
+  logits->clear();
+  return ForwardPass(batch, profile, [&](int n_logit_rows) {
+    logits->resize(static_cast<size_t>(n_logit_rows) * model_.config.vocab_size);
+    ops_.MatMul(model_.weights.output, final_.data(), n_logit_rows, logits->data());
+  });
+}
+
+int64_t LlamaModel::LogitChunkColumns(int n_rows) const {
+  const int64_t vocab = model_.config.vocab_size;
+  int64_t columns = std::max<int64_t>(kMinLogitChunkColumns, logit_chunk_floats_ / n_rows);
+  columns = (columns + kLogitChunkAlign - 1) / kLogitChunkAlign * kLogitChunkAlign;
+  return std::min(columns, vocab);
+}
+
+absl::Status LlamaModel::ForwardReduced(std::span<const ForwardSequence> batch, LogitRows* rows,
+                                        ForwardProfile* profile) {
+  RETURN_IF_ERROR(ValidateLogitRows(model_.config, batch, *rows));
+  return ForwardPass(batch, profile, [&](int n_logit_rows) {
+    // The output projection over vocabulary chunks: the weights are still read
+    // once per pass, and the pass holds n_logit_rows x columns floats (see
+    // set_logit_chunk_floats), never n_logit_rows x vocab.
+    const WeightTensor& output = model_.weights.output;
+    const int64_t columns = LogitChunkColumns(n_logit_rows);
+    chunk_.resize(static_cast<size_t>(n_logit_rows) * columns);
+    for (int64_t first = 0; first < output.rows; first += columns) {
+      WeightTensor part = output;  // rows [first, first + n) of the output matrix
+      part.rows = std::min(columns, output.rows - first);
+      part.data = output.row(first);
+      ops_.MatMul(part, final_.data(), n_logit_rows, chunk_.data());
+      rows->Consume(0, n_logit_rows, first, static_cast<int>(part.rows), chunk_.data());
+    }
+  });
+}
+
+absl::Status LlamaModel::ForwardPass(std::span<const ForwardSequence> batch,
+                                     ForwardProfile* profile,
+                                     absl::FunctionRef<void(int n_logit_rows)> head) {
   RETURN_IF_ERROR(Validate(batch));
   PhaseClock clock(profile);
   const ModelConfig& c = model_.config;
@@ -110,7 +147,6 @@ absl::Status LlamaModel::Forward(std::span<const ForwardSequence> batch, std::ve
     n_logit_rows += static_cast<int>(batch[s].logit_rows.size());
   }
   const int T = offset.back();
-  logits->assign(static_cast<size_t>(n_logit_rows) * c.vocab_size, 0.0f);
   if (T == 0) return absl::OkStatus();
 
   // Rows already pending in each cache, and where this pass's rows start.
@@ -273,7 +309,7 @@ absl::Status LlamaModel::Forward(std::span<const ForwardSequence> batch, std::ve
   }
   ops_.RmsNorm(final_.data(), w.output_norm, c.rms_eps, n_logit_rows, final_.data());
   clock.Charge(&ForwardProfile::other_seconds);
-  ops_.MatMul(w.output, final_.data(), n_logit_rows, logits->data());
+  head(n_logit_rows);
   clock.Charge(&ForwardProfile::matmul_seconds);
   clock.Finish();
   return absl::OkStatus();

@@ -5,12 +5,14 @@
 // (rope_scaling), q/k/v biases (Qwen2), sliding-window attention (Mistral).
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <memory>
 #include <span>
 #include <string>
 #include <vector>
 
+#include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
 #include "common/engine/model.h"
 #include "common/engine/sliding_window.h"
@@ -23,7 +25,7 @@ namespace specserve {
 // Where one or more forward passes spent their time: Forward adds to the
 // fields (zero them first). Timing costs a clock read per phase change.
 struct ForwardProfile {
-  double matmul_seconds = 0;     // MatMul: the projections, FFN and output head
+  double matmul_seconds = 0;     // MatMul: the projections, FFN and output head (and its reduction)
   double attention_seconds = 0;  // writing K/V into the caches and Attention
   double other_seconds = 0;      // embedding, norms, rotary, SwiGLU, adds, bookkeeping
   double total_seconds = 0;
@@ -72,6 +74,28 @@ class LlamaModel final : public Model {
     return Forward(batch, logits, nullptr);
   }
 
+  // Model::ForwardReduced, with the output projection computed in vocabulary
+  // chunks handed to `rows` one after the other. Memory bound: besides what
+  // `rows` keeps (O(top_n) per row, vocab floats per row that keeps its whole
+  // row), a pass of R logit rows holds one chunk of R x LogitChunkColumns(R)
+  // floats, at most max(logit_chunk_floats + 64 R, 256 R) floats, whatever the
+  // vocabulary. Each logit is computed as in Forward (the kernels' results do not
+  // depend on the range of output rows), so the argmax is the same, bit for bit.
+  absl::Status ForwardReduced(std::span<const ForwardSequence> batch, LogitRows* rows,
+                              ForwardProfile* profile);
+  absl::Status ForwardReduced(std::span<const ForwardSequence> batch, LogitRows* rows) override {
+    return ForwardReduced(batch, rows, nullptr);
+  }
+  // The budget of one logits chunk of ForwardReduced, in floats (default 1M = 4 MiB).
+  void set_logit_chunk_floats(int64_t floats) {
+    logit_chunk_floats_ = std::max<int64_t>(1, floats);
+  }
+  // Vocabulary columns per chunk for a pass of `n_rows` logit rows: the budget
+  // over the rows, at least 256, a multiple of 64, at most the vocabulary.
+  int64_t LogitChunkColumns(int n_rows) const;
+  // Floats allocated for the chunk (tests and benchmarks check the bound).
+  size_t logit_chunk_capacity() const { return chunk_.capacity(); }
+
   // Model: host caches in this model's layout and KV type (MakeKvCache: a window
   // cache for sliding-window models).
   absl::StatusOr<std::unique_ptr<KvCache>> MakeFullCache(int64_t max_tokens) override;
@@ -80,6 +104,10 @@ class LlamaModel final : public Model {
 
  private:
   absl::Status Validate(std::span<const ForwardSequence> batch) const;
+  // The pass up to the final norm of the logit rows (final_, n_logit_rows x
+  // dim), then `head` (the output projection) when there are logit rows.
+  absl::Status ForwardPass(std::span<const ForwardSequence> batch, ForwardProfile* profile,
+                           absl::FunctionRef<void(int n_logit_rows)> head);
   // Which cache rows each new token of sequence `s` sees (AttentionSequence's
   // visible / extra lists), from its causal or tree structure.
   void BuildVisibility(const ForwardSequence& seq, int pending_before, size_t s);
@@ -93,6 +121,10 @@ class LlamaModel final : public Model {
   const RopeFrequencies rope_;  // from the config, once
   // Scratch activations, rows = all new tokens of the batch.
   std::vector<float> x_, xb_, q_, k_, v_, attn_, gate_, up_, final_;
+  std::vector<float> chunk_;  // one vocabulary chunk of logits (ForwardReduced)
+  static constexpr int64_t kMinLogitChunkColumns = 256;
+  static constexpr int64_t kLogitChunkAlign = 64;  // whole weight panels and cache lines
+  int64_t logit_chunk_floats_ = int64_t{1} << 20;
   std::vector<int32_t> tokens_, positions_;
   std::vector<KeyVisibility> visibility_;  // per sequence of the batch
   std::vector<KvTiles> tiles_;

@@ -20,6 +20,7 @@
 #include "common/kv/kv_cache.h"
 #include "common/model/loaded_model.h"
 #include "common/model/model_config.h"
+#include "common/sampling/logit_rows.h"
 
 namespace specserve {
 
@@ -47,6 +48,16 @@ class Model {
   // order. One Forward at a time per model (scratch memory is reused).
   virtual absl::Status Forward(std::span<const ForwardSequence> batch,
                                std::vector<float>* logits) = 0;
+
+  // The same pass, handing its logit rows (sum(logit_rows), in batch order) to
+  // `rows`, which the caller has Reset for that many rows with what each row
+  // needs (argmax, logprobs, the whole row). A backend that computes the output
+  // projection in vocabulary chunks (LlamaModel) never holds rows x vocab
+  // floats; this default computes the full logits and passes them on.
+  virtual absl::Status ForwardReduced(std::span<const ForwardSequence> batch, LogitRows* rows);
+
+ private:
+  std::vector<float> unchunked_logits_;  // the default ForwardReduced's full logits
 };
 
 }  // namespace specserve

@@ -19,7 +19,8 @@ absl::Status SamplingParams::Validate() const {
     return absl::InvalidArgumentError(absl::StrFormat("top_p %g must be in (0, 1]", top_p));
   }
   if (!(min_p >= 0.0f && min_p <= 1.0f)) {
-    return absl::InvalidArgumentError(absl::StrFormat("min_p %g must be in [0, 1] (0 = off)", min_p));
+    return absl::InvalidArgumentError(
+        absl::StrFormat("min_p %g must be in [0, 1] (0 = off)", min_p));
   }
   return absl::OkStatus();
 }
@@ -48,13 +49,24 @@ std::vector<TokenProb> SamplingDistribution(std::span<const float> logits,
   } else {
     std::sort(order.begin(), order.end(), by_logit);
   }
+  std::vector<TokenLogit> top(keep);
+  for (int i = 0; i < keep; ++i) top[i] = {order[i], logits[order[i]]};
+  return SamplingDistributionOfTop(top, params);
+}
+
+std::vector<TokenProb> SamplingDistributionOfTop(std::span<const TokenLogit> top,
+                                                 const SamplingParams& params) {
+  if (top.empty()) return {};
+  if (params.greedy()) return {TokenProb{top[0].token, 1.0f}};
+  int keep = static_cast<int>(top.size());
+  if (params.top_k > 0) keep = std::min(keep, params.top_k);
   // Softmax over the kept tokens in double; the top-k cut does not change the ratios.
   const double inv_t = 1.0 / params.temperature;
-  const double max_logit = logits[order[0]];
+  const double max_logit = top[0].logit;
   std::vector<double> p(keep);
   double sum = 0.0;
   for (int i = 0; i < keep; ++i) {
-    p[i] = std::exp((logits[order[i]] - max_logit) * inv_t);
+    p[i] = std::exp((top[i].logit - max_logit) * inv_t);
     sum += p[i];
   }
   if (params.top_p < 1.0f) {
@@ -80,7 +92,7 @@ std::vector<TokenProb> SamplingDistribution(std::span<const float> logits,
     for (int i = 0; i < keep; ++i) sum += p[i];
   }
   std::vector<TokenProb> dist(keep);
-  for (int i = 0; i < keep; ++i) dist[i] = {order[i], static_cast<float>(p[i] / sum)};
+  for (int i = 0; i < keep; ++i) dist[i] = {top[i].token, static_cast<float>(p[i] / sum)};
   return dist;
 }
 

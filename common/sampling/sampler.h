@@ -27,15 +27,27 @@ struct TokenProb {
   float prob;
 };
 
+struct TokenLogit {
+  int32_t token;
+  float logit;
+};
+
 // Index of the largest logit; the lowest index wins a tie.
 int32_t Argmax(std::span<const float> logits);
 
 // The distribution a sampled token is drawn from: softmax(logits / T), kept to
 // the top_k most likely, then to the smallest prefix whose mass reaches top_p, then
-// to the tokens at least min_p times as likely as the most likely one, renormalised. Sorted by probability, descending (ties: lower token first).
-// Greedy params give the argmax with probability 1.
+// to the tokens at least min_p times as likely as the most likely one, renormalised. Sorted by
+// probability, descending (ties: lower token first). Greedy params give the argmax with
+// probability 1.
 std::vector<TokenProb> SamplingDistribution(std::span<const float> logits,
                                             const SamplingParams& params);
+
+// The same distribution for non-greedy params from the most likely tokens alone,
+// sorted by logit, descending (ties: lower token first): min(top_k, vocab) of them
+// when params.top_k > 0 (the rest cannot be kept), else the whole vocabulary.
+std::vector<TokenProb> SamplingDistributionOfTop(std::span<const TokenLogit> top,
+                                                 const SamplingParams& params);
 
 // Draws one token from a distribution (probabilities summing to ~1).
 int32_t SampleFrom(std::span<const TokenProb> dist, Rng& rng);

@@ -1,5 +1,7 @@
 #include "common/speculation/target_worker.h"
 
+#include <algorithm>
+
 #include "absl/strings/str_format.h"
 #include "common/util/status_macros.h"
 
@@ -24,6 +26,11 @@ int64_t TargetWorker::kv_bytes() const {
 void TargetWorker::Release(uint64_t router, int64_t sequence_id) {
   std::lock_guard<std::mutex> lock(mu_);
   sequences_.Erase({router, sequence_id});
+}
+
+size_t TargetWorker::logit_floats() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return logit_rows_.full_capacity();
 }
 
 int TargetWorker::ExpireIdle() {
@@ -159,12 +166,23 @@ void TargetWorker::BuildPass(const VerifyItem& item, Sequence& seq, PassRows* ro
   for (int r = c - 1; r < static_cast<int>(rows->tokens.size()); ++r) rows->logit_rows.push_back(r);
 }
 
+LogitRowNeeds TargetWorker::RowNeeds(const VerifyItem& item) {
+  LogitRowNeeds needs;
+  if (!item.sampling.greedy()) {
+    needs.full = true;
+  } else if (item.top_logprobs >= 0) {
+    needs.top_n = std::min(item.top_logprobs, kMaxTopLogprobs);
+    needs.logsumexp = true;
+  }
+  return needs;
+}
+
 absl::Status TargetWorker::AcceptPath(const VerifyItem& item, Sequence& seq, int uncached,
-                                      std::span<const float> logits, VerifyOutput* out) {
+                                      int first_row, VerifyOutput* out) {
   VerifyInput in;
   in.tree = &TreeOf(item);
-  in.logits = logits;
-  in.vocab_size = target_.config().vocab_size;
+  in.rows = &logit_rows_;
+  in.first_row = first_row;
   in.sampling = &item.sampling;
   in.draft = item.q;
   // Draws keyed by the root's position: a step verified again (after a restart)
@@ -176,12 +194,11 @@ absl::Status TargetWorker::AcceptPath(const VerifyItem& item, Sequence& seq, int
   out->result = VerifyTree(in);
   if (item.top_logprobs >= 0) {
     // Row 0 (the root) predicts the first appended token, row 1 + node the next one.
-    const int vocab = in.vocab_size;
+    // A greedy token is its row's argmax, which the row always keeps.
     int row = 0;
     auto add = [&](int32_t token) {
-      out->logprobs.push_back(
-          ComputeLogprobs(logits.subspan(static_cast<size_t>(row) * vocab, vocab), token,
-                          std::min(item.top_logprobs, kMaxTopLogprobs)));
+      out->logprobs.push_back(logit_rows_.Logprobs(first_row + row, token,
+                                                   std::min(item.top_logprobs, kMaxTopLogprobs)));
     };
     for (int32_t node : out->result.accepted) {
       add(in.tree->tokens[node]);
@@ -203,13 +220,13 @@ absl::Status TargetWorker::Verify(std::span<const VerifyItem> items,
                                   std::vector<VerifyOutput>* outputs) {
   std::lock_guard<std::mutex> lock(mu_);
   outputs->assign(items.size(), VerifyOutput{});
-  const int vocab = target_.config().vocab_size;
 
   // 1. Per item: validate, find its cache, lay out its rows. Failures stay per item.
   std::vector<PassRows> rows(items.size());
   std::vector<Sequence*> seqs(items.size(), nullptr);
   std::vector<ForwardSequence> batch;
   std::vector<size_t> members;
+  needs_.clear();
   for (size_t i = 0; i < items.size(); ++i) {
     VerifyOutput& out = (*outputs)[i];
     if (out.status = ValidateItem(items[i]); !out.status.ok()) continue;
@@ -232,17 +249,19 @@ absl::Status TargetWorker::Verify(std::span<const VerifyItem> items,
     fs.logit_rows = rows[i].logit_rows;
     batch.push_back(fs);
     members.push_back(i);
+    needs_.insert(needs_.end(), rows[i].logit_rows.size(), RowNeeds(items[i]));
   }
   if (batch.empty()) return absl::OkStatus();
 
-  // 2. One forward for the whole batch.
-  if (absl::Status st = target_.Forward(batch, &logits_); !st.ok()) {
+  // 2. One forward for the whole batch, keeping of each logit row what its item needs.
+  logit_rows_.Reset(needs_, target_.config().vocab_size);
+  if (absl::Status st = target_.ForwardReduced(batch, &logit_rows_); !st.ok()) {
     for (const ForwardSequence& fs : batch) fs.cache->DropPending();
     return st;
   }
 
   // 3. Per item: keep a prefill's rows, or verify the tree and keep its accepted path.
-  size_t logit_row = 0;
+  int logit_row = 0;
   for (size_t i : members) {
     VerifyOutput& out = (*outputs)[i];
     Sequence& seq = *seqs[i];
@@ -250,11 +269,8 @@ absl::Status TargetWorker::Verify(std::span<const VerifyItem> items,
       seq.cache->CommitAll();
       seq.held.Append(rows[i].tokens);
     } else {
-      const size_t n_rows = rows[i].logit_rows.size();
-      out.status = AcceptPath(
-          items[i], seq, rows[i].uncached,
-          std::span<const float>(logits_.data() + logit_row * vocab, n_rows * vocab), &out);
-      logit_row += n_rows;
+      out.status = AcceptPath(items[i], seq, rows[i].uncached, logit_row, &out);
+      logit_row += static_cast<int>(rows[i].logit_rows.size());
     }
     // A commit that failed half-way leaves hashes and cache apart: start over.
     if (seq.held.size() != seq.cache->committed_tokens()) {

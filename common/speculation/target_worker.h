@@ -47,6 +47,9 @@ class TargetWorker final : public TargetBackend {
   int sequences() const;
   int64_t kv_bytes() const;
   int max_context() const { return max_context_; }
+  // Floats allocated for whole logit rows: only a pass with sampled items holds
+  // any (theirs); greedy passes keep each row's argmax (and logprobs' few numbers).
+  size_t logit_floats() const;
 
  private:
   struct Sequence {
@@ -69,16 +72,21 @@ class TargetWorker final : public TargetBackend {
   absl::Status StartOver(Sequence& seq);
   int ExpireIdleLocked();
   void BuildPass(const VerifyItem& item, Sequence& seq, PassRows* rows) const;
-  // Verifies the item's tree on its logits and keeps the accepted path's rows.
-  absl::Status AcceptPath(const VerifyItem& item, Sequence& seq, int uncached,
-                          std::span<const float> logits, VerifyOutput* out);
+  // What the item's logit rows must keep: the argmax (greedy), with logprobs'
+  // logsumexp and top list when asked, or the whole row (sampling).
+  static LogitRowNeeds RowNeeds(const VerifyItem& item);
+  // Verifies the item's tree on its logit rows (from `first_row` of the pass)
+  // and keeps the accepted path's rows.
+  absl::Status AcceptPath(const VerifyItem& item, Sequence& seq, int uncached, int first_row,
+                          VerifyOutput* out);
 
   Model& target_;
   TargetWorkerOptions options_;
   int max_context_;
   mutable std::mutex mu_;
   SequenceTable<Sequence> sequences_;
-  std::vector<float> logits_;
+  std::vector<LogitRowNeeds> needs_;  // per logit row of the pass
+  LogitRows logit_rows_;
 };
 
 }  // namespace specserve

@@ -17,26 +17,32 @@ TreeDrafter::TreeDrafter(Model& draft, int window, int max_candidates, int sinks
 
 namespace {
 
-// The candidates of a node from draft logits: the top `count` tokens (greedy),
-// or q, the sampling distribution kept to `max_candidates` (exact and small to
-// send), which the children are drawn from without replacement.
-std::vector<TokenProb> Candidates(std::span<const float> logits, int count,
+// What a node's logit row must keep to expand `count` children: the top
+// `count` tokens (greedy), or the top_k that q is cut to (sampling).
+LogitRowNeeds CandidateNeeds(int count, const SamplingParams& sampling, int max_candidates) {
+  LogitRowNeeds needs;
+  needs.top_n = sampling.greedy() ? count
+                                  : (sampling.top_k > 0 ? std::min(sampling.top_k, max_candidates)
+                                                        : max_candidates);
+  return needs;
+}
+
+// The candidates of a node from its most likely draft tokens (CandidateNeeds):
+// the top `count` (greedy), or q, the sampling distribution kept to
+// `max_candidates` (exact and small to send), which the children are drawn from
+// without replacement.
+std::vector<TokenProb> Candidates(std::span<const TokenLogit> top, int count,
                                   const SamplingParams& sampling, int max_candidates) {
   if (sampling.greedy()) {
-    std::vector<int32_t> order(logits.size());
-    for (size_t i = 0; i < order.size(); ++i) order[i] = static_cast<int32_t>(i);
-    count = std::min<int>(count, static_cast<int>(order.size()));
-    std::partial_sort(order.begin(), order.begin() + count, order.end(), [&](int32_t a, int32_t b) {
-      return logits[a] > logits[b] || (logits[a] == logits[b] && a < b);
-    });
-    std::vector<TokenProb> top;
-    for (int i = 0; i < count; ++i) top.push_back({order[i], 1.0f});
-    return top;
+    std::vector<TokenProb> out;
+    for (int i = 0; i < count && i < static_cast<int>(top.size()); ++i) {
+      out.push_back({top[i].token, 1.0f});
+    }
+    return out;
   }
   SamplingParams draft_params = sampling;
-  draft_params.top_k =
-      sampling.top_k > 0 ? std::min(sampling.top_k, max_candidates) : max_candidates;
-  return SamplingDistribution(logits, draft_params);
+  draft_params.top_k = CandidateNeeds(count, sampling, max_candidates).top_n;
+  return SamplingDistributionOfTop(top, draft_params);
 }
 
 }  // namespace
@@ -88,7 +94,7 @@ absl::Status TreeDrafter::FeedSinks(std::span<const DraftRequest> requests,
     fs.tokens = work[s].sink_feed;
   }
   if (batch.empty()) return absl::OkStatus();
-  RETURN_IF_ERROR(TimedForward(batch));
+  RETURN_IF_ERROR(TimedForward(batch, {}));
   for (const ForwardSequence& fs : batch) fs.cache->CommitAll();
   return absl::OkStatus();
 }
@@ -106,13 +112,18 @@ void TreeDrafter::StartTree(const DraftRequest& r, Work* w, DraftResult* out, in
   out->q.assign(1, {});
 }
 
-void TreeDrafter::Expand(const DraftRequest& r, int parent_shape, std::span<const float> logits,
-                         Work* w, DraftResult* out) {
+LogitRowNeeds TreeDrafter::RowNeeds(const DraftRequest& r, int parent_shape, const Work& w) const {
+  const int count = static_cast<int>(w.shape_children[parent_shape + 1].size());
+  return CandidateNeeds(count, *r.sampling, max_candidates_);
+}
+
+void TreeDrafter::Expand(const DraftRequest& r, int parent_shape, int row, Work* w,
+                         DraftResult* out) {
   const std::vector<int32_t>& kids = w->shape_children[parent_shape + 1];
   if (kids.empty()) return;
   const int parent_tree = parent_shape < 0 ? -1 : w->tree_of_shape[parent_shape];
   std::vector<TokenProb> q =
-      Candidates(logits, static_cast<int>(kids.size()), *r.sampling, max_candidates_);
+      Candidates(rows_.top(row), static_cast<int>(kids.size()), *r.sampling, max_candidates_);
   const std::vector<int32_t> tokens =
       PickChildren(q, static_cast<int>(kids.size()), r.sampling->greedy(), *r.rng);
   if (!r.sampling->greedy()) out->q[parent_tree + 1] = std::move(q);
@@ -127,9 +138,9 @@ void TreeDrafter::Expand(const DraftRequest& r, int parent_shape, std::span<cons
 
 absl::Status TreeDrafter::FeedHistory(std::span<const DraftRequest> requests,
                                       std::vector<Work>& work, std::vector<DraftResult>* results) {
-  const int vocab = draft_.config().vocab_size;
   std::vector<ForwardSequence> batch;
   std::vector<size_t> members;
+  std::vector<LogitRowNeeds> needs;
   for (size_t s = 0; s < requests.size(); ++s) {
     Work& w = work[s];
     if (!w.active) continue;
@@ -143,14 +154,14 @@ absl::Status TreeDrafter::FeedHistory(std::span<const DraftRequest> requests,
     fs.tokens = w.feed;
     fs.logit_rows = w.rows;
     members.push_back(s);
+    needs.push_back(RowNeeds(requests[s], -1, w));
   }
   if (batch.empty()) return absl::OkStatus();
-  RETURN_IF_ERROR(TimedForward(batch));
+  RETURN_IF_ERROR(TimedForward(batch, needs));
   for (size_t b = 0; b < members.size(); ++b) {
     const size_t s = members[b];
     requests[s].cache->CommitAll();
-    Expand(requests[s], -1, std::span<const float>(logits_.data() + b * vocab, vocab), &work[s],
-           &(*results)[s]);
+    Expand(requests[s], -1, static_cast<int>(b), &work[s], &(*results)[s]);
   }
   return absl::OkStatus();
 }
@@ -192,15 +203,16 @@ bool TreeDrafter::BuildLevel(const DraftRequest& r, int depth, Work* w, DraftRes
 
 absl::Status TreeDrafter::ExpandLevels(std::span<const DraftRequest> requests, int max_depth,
                                        std::vector<Work>& work, std::vector<DraftResult>* results) {
-  const int vocab = draft_.config().vocab_size;
   // Levels 1..max_depth-1: one pass feeds every sequence's realised nodes of that
   // depth that have children in the shape; their logits give the next level.
   for (int depth = 1; depth < max_depth; ++depth) {
     std::vector<ForwardSequence> batch;
     std::vector<size_t> members;
+    std::vector<LogitRowNeeds> needs;
     for (size_t s = 0; s < requests.size(); ++s) {
       Work& w = work[s];
       if (!w.active || !BuildLevel(requests[s], depth, &w, &(*results)[s])) continue;
+      for (int shape_node : w.shape_nodes) needs.push_back(RowNeeds(requests[s], shape_node, w));
       ForwardSequence& fs = batch.emplace_back();
       fs.cache = requests[s].cache;
       fs.tokens = w.tokens;
@@ -211,13 +223,11 @@ absl::Status TreeDrafter::ExpandLevels(std::span<const DraftRequest> requests, i
       members.push_back(s);
     }
     if (batch.empty()) break;
-    RETURN_IF_ERROR(TimedForward(batch));
-    size_t row = 0;
+    RETURN_IF_ERROR(TimedForward(batch, needs));
+    int row = 0;
     for (size_t s : members) {
       for (int shape_node : work[s].shape_nodes) {
-        Expand(requests[s], shape_node, std::span<const float>(logits_.data() + row * vocab, vocab),
-               &work[s], &(*results)[s]);
-        ++row;
+        Expand(requests[s], shape_node, row++, &work[s], &(*results)[s]);
       }
     }
   }
@@ -243,9 +253,11 @@ absl::Status TreeDrafter::Draft(std::span<const DraftRequest> requests,
   return ExpandLevels(requests, max_depth, work, results);
 }
 
-absl::Status TreeDrafter::TimedForward(std::span<const ForwardSequence> batch) {
+absl::Status TreeDrafter::TimedForward(std::span<const ForwardSequence> batch,
+                                       std::span<const LogitRowNeeds> needs) {
+  rows_.Reset(needs, draft_.config().vocab_size);
   const auto start = std::chrono::steady_clock::now();
-  RETURN_IF_ERROR(draft_.Forward(batch, &logits_));
+  RETURN_IF_ERROR(draft_.ForwardReduced(batch, &rows_));
   const double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   size_t tokens = 0;

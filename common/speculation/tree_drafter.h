@@ -71,18 +71,23 @@ class TreeDrafter {
   bool BuildLevel(const DraftRequest& r, int depth, Work* w, DraftResult* out);
   absl::Status ExpandLevels(std::span<const DraftRequest> requests, int max_depth,
                             std::vector<Work>& work, std::vector<DraftResult>* results);
-  // Adds the children of shape node `parent_shape` (-1 = root) to the tree from `logits`.
-  void Expand(const DraftRequest& r, int parent_shape, std::span<const float> logits, Work* w,
-              DraftResult* out);
+  // What the logit row of shape node `parent_shape` (-1 = root) must keep to
+  // expand its children: the most likely tokens, never the whole row.
+  LogitRowNeeds RowNeeds(const DraftRequest& r, int parent_shape, const Work& w) const;
+  // Adds the children of shape node `parent_shape` (-1 = root) to the tree from
+  // logit row `row` of the last pass.
+  void Expand(const DraftRequest& r, int parent_shape, int row, Work* w, DraftResult* out);
   static void Fail(size_t s, absl::Status status, std::vector<Work>& work,
                    std::vector<DraftResult>* results, std::span<const DraftRequest> requests);
-  absl::Status TimedForward(std::span<const ForwardSequence> batch);
+  // One draft pass whose logit rows keep `needs` (rows_).
+  absl::Status TimedForward(std::span<const ForwardSequence> batch,
+                            std::span<const LogitRowNeeds> needs);
 
   Model& draft_;
   int window_;
   int max_candidates_;
   int sinks_;
-  std::vector<float> logits_;
+  LogitRows rows_;  // the last pass's logit rows, reduced to their top tokens
   std::vector<PassTime> passes_;
 };
 

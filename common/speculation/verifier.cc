@@ -18,9 +18,7 @@ VerifyResult VerifyGreedy(const VerifyInput& in,
   VerifyResult result;
   int row = 0;  // 0 = root, 1 + i = node i
   while (true) {
-    const std::span<const float> logits =
-        in.logits.subspan(static_cast<size_t>(row) * in.vocab_size, in.vocab_size);
-    const int32_t target = Argmax(logits);
+    const int32_t target = in.rows->argmax(in.first_row + row);
     const std::vector<int32_t>& kids = children[row];
     int32_t next = -1;
     for (size_t r = 0; r < kids.size(); ++r) {
@@ -48,8 +46,7 @@ VerifyResult VerifySampled(const VerifyInput& in,
   VerifyResult result;
   int row = 0;
   while (true) {
-    const std::span<const float> logits =
-        in.logits.subspan(static_cast<size_t>(row) * in.vocab_size, in.vocab_size);
+    const std::span<const float> logits = in.rows->full(in.first_row + row);
     // p: the target's sampling distribution here, dense over its support.
     std::unordered_map<int32_t, double> p;
     for (const TokenProb& tp : SamplingDistribution(logits, *in.sampling)) p[tp.token] = tp.prob;

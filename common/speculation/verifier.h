@@ -9,6 +9,7 @@
 #include <span>
 #include <vector>
 
+#include "common/sampling/logit_rows.h"
 #include "common/sampling/rng.h"
 #include "common/sampling/sampler.h"
 #include "common/speculation/token_tree.h"
@@ -26,10 +27,11 @@ struct VerifyResult {
 
 struct VerifyInput {
   const TokenTree* tree = nullptr;
-  // (1 + tree size) rows of vocab_size target logits: row 0 at the root (the last
-  // committed token), row 1 + i at node i.
-  std::span<const float> logits;
-  int vocab_size = 0;
+  // The target's logit rows: row first_row at the root (the last committed
+  // token), first_row + 1 + i at node i. Greedy reads each row's argmax;
+  // sampling its whole row (LogitRowNeeds::full).
+  const LogitRows* rows = nullptr;
+  int first_row = 0;
   const SamplingParams* sampling = nullptr;
   // Sampling only: the draft distribution q each node's children were drawn from
   // without replacement, indexed like the logits (0 = root); empty for leaves.

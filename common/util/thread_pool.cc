@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <chrono>
 
+#include "common/util/cpu_affinity.h"
+
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
 #endif
@@ -29,9 +31,8 @@ inline void CpuRelax() {
 }  // namespace
 
 ThreadPool::ThreadPool(int num_threads)
-    : num_threads_(num_threads > 0
-                       ? num_threads
-                       : std::max(1, static_cast<int>(std::thread::hardware_concurrency()))) {
+    : num_threads_(num_threads > 0 ? num_threads
+                                   : std::max(1, static_cast<int>(AllowedCpus().size()))) {
   workers_.reserve(num_threads_ - 1);
   for (int t = 1; t < num_threads_; ++t) {
     workers_.emplace_back([this, t] { WorkerLoop(t); });

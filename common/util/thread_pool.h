@@ -28,7 +28,8 @@ namespace specserve {
 
 class ThreadPool {
  public:
-  // `num_threads` counts the calling thread; 0 means std::thread::hardware_concurrency().
+  // `num_threads` counts the calling thread; 0 means one per CPU the process may
+  // use (its affinity mask: --cpus, taskset, a container's cpuset).
   explicit ThreadPool(int num_threads);
   ~ThreadPool();
   ThreadPool(const ThreadPool&) = delete;

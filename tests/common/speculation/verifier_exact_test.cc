@@ -105,6 +105,15 @@ struct Drafted {
   std::vector<float> logits;              // (1 + nodes) rows, log p
 };
 
+// The drafted tree's logit rows, each kept whole (as a sampled request keeps them).
+LogitRows WholeRows(const Drafted& d) {
+  LogitRows rows;
+  const std::vector<LogitRowNeeds> needs(d.logits.size() / kVocab, LogitRowNeeds{.full = true});
+  rows.Reset(needs, kVocab);
+  rows.ConsumeFull(0, rows.size(), d.logits.data());
+  return rows;
+}
+
 std::vector<Path> NodePaths(const TokenTree& tree) {
   std::vector<Path> paths(tree.size());
   for (int i = 0; i < tree.size(); ++i) {
@@ -349,10 +358,10 @@ TEST(VerifierExactTest, VerifyTreeIsTheEnumeratedAlgorithmDrawForDraw) {
         const Drafted& d = drafts[k].first;
         for (uint64_t seed = 0; seed < 50; ++seed) {
           Rng a(seed), b(seed);
+          const LogitRows rows = WholeRows(d);
           VerifyInput in;
           in.tree = &d.tree;
-          in.logits = d.logits;
-          in.vocab_size = kVocab;
+          in.rows = &rows;
           in.sampling = &sampling;
           in.draft = &d.q;
           in.rng = &a;
@@ -379,7 +388,11 @@ double FirstTokenTv(double scale, int samples) {
   // Draws a drafted tree by its probability, then verifies it.
   std::vector<double> cumulative;
   double sum = 0;
-  for (const auto& [d, prob] : drafts) cumulative.push_back(sum += prob);
+  std::vector<LogitRows> rows;
+  for (const auto& [d, prob] : drafts) {
+    cumulative.push_back(sum += prob);
+    rows.push_back(WholeRows(d));
+  }
   SamplingParams sampling;
   sampling.temperature = 1.0f;
   Rng pick(12345), verify(67890);
@@ -390,8 +403,7 @@ double FirstTokenTv(double scale, int samples) {
     const Drafted& d = drafts[std::min(k, drafts.size() - 1)].first;
     VerifyInput in;
     in.tree = &d.tree;
-    in.logits = d.logits;
-    in.vocab_size = kVocab;
+    in.rows = &rows[std::min(k, drafts.size() - 1)];
     in.sampling = &sampling;
     in.draft = &d.q;
     in.rng = &verify;

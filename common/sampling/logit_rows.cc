@@ -1,0 +1,132 @@
+#include "common/sampling/logit_rows.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+
+namespace specserve {
+
+namespace {
+
+// The largest value (-inf when there is none but NaN), in independent lanes that
+// the compiler turns into SIMD max instructions: about 4x a branchy scan.
+float MaxIgnoringNan(std::span<const float> values) {
+  constexpr int kLanes = 16;
+  float lane[kLanes];
+  for (float& l : lane) l = -std::numeric_limits<float>::infinity();
+  size_t j = 0;
+  for (; j + kLanes <= values.size(); j += kLanes) {
+    for (int k = 0; k < kLanes; ++k) lane[k] = values[j + k] > lane[k] ? values[j + k] : lane[k];
+  }
+  for (; j < values.size(); ++j) lane[0] = values[j] > lane[0] ? values[j] : lane[0];
+  float max = lane[0];
+  for (int k = 1; k < kLanes; ++k) max = lane[k] > max ? lane[k] : max;
+  return max;
+}
+
+}  // namespace
+
+void LogitRows::Reset(std::span<const LogitRowNeeds> needs, int vocab) {
+  vocab_ = vocab;
+  rows_.resize(needs.size());
+  size_t full_rows = 0;
+  for (size_t r = 0; r < needs.size(); ++r) {
+    Row& row = rows_[r];
+    row.needs = needs[r];
+    row.needs.top_n = std::clamp(row.needs.top_n, 0, vocab);
+    row.top.clear();
+    row.full_offset = needs[r].full ? static_cast<int64_t>(full_rows++) * vocab : -1;
+  }
+  // Whole rows are this pass's sampled requests' own memory: none held for others.
+  const size_t floats = full_rows * static_cast<size_t>(vocab);
+  if (floats == 0 || full_.capacity() > 2 * floats) full_ = std::vector<float>();
+  full_.resize(floats);
+}
+
+void LogitRows::Consume(int first_row, int n_rows, int64_t column, int columns,
+                        const float* chunk) {
+  for (int r = 0; r < n_rows; ++r) {
+    ConsumeRow(rows_[first_row + r], column,
+               std::span<const float>(chunk + static_cast<size_t>(r) * columns, columns));
+  }
+}
+
+void LogitRows::ConsumeRow(Row& row, int64_t column, std::span<const float> values) {
+  if (values.empty()) return;
+  if (column == 0) {  // a row starts as Argmax and ComputeLogprobs do: at logit 0
+    row.best = 0;
+    row.best_logit = values[0];
+    row.max = values[0];
+    row.sum = 0;
+  }
+  // Argmax: a later column wins only when strictly larger (the lowest index wins a
+  // tie; NaN never wins, unless at column 0 where nothing beats it).
+  const float chunk_max = MaxIgnoringNan(values);
+  if (chunk_max > row.best_logit) {
+    const auto at = std::find(values.begin(), values.end(), chunk_max);
+    row.best = static_cast<int32_t>(column + (at - values.begin()));
+    row.best_logit = chunk_max;
+  }
+  if (row.needs.full)
+    std::copy(values.begin(), values.end(), full_.begin() + row.full_offset + column);
+  if (row.needs.logsumexp) AddExponentials(row, values);
+
+  // Top n: columns arrive in increasing order, so a tie never displaces a kept token.
+  const size_t cap = static_cast<size_t>(row.needs.top_n);
+  if (cap == 0) return;
+  std::vector<TokenLogit>& top = row.top;
+  for (size_t j = 0; j < values.size(); ++j) {
+    const float x = values[j];
+    if (top.size() == cap) {
+      if (!(x > top.back().logit)) continue;
+      top.pop_back();
+    }
+    const auto at =
+        std::find_if(top.begin(), top.end(), [x](const TokenLogit& t) { return t.logit < x; });
+    top.insert(at, TokenLogit{static_cast<int32_t>(column + static_cast<int64_t>(j)), x});
+  }
+}
+
+void LogitRows::AddExponentials(Row& row, std::span<const float> values) {
+  // Logsumexp online: the running max as ComputeLogprobs takes it (std::max from
+  // logit 0), the sum rescaled whenever the max grows. With the whole row in one
+  // chunk this is ComputeLogprobs's arithmetic exactly; in chunks it differs by
+  // double rounding only.
+  float max = static_cast<float>(row.max);
+  for (float x : values) max = std::max(max, x);
+  if (row.sum != 0 && max != static_cast<float>(row.max)) {
+    row.sum *= std::exp(row.max - static_cast<double>(max));
+  }
+  row.max = max;
+  double sum = 0;
+  for (float x : values) sum += std::exp(static_cast<double>(x) - max);
+  row.sum += sum;
+}
+
+std::span<const float> LogitRows::full(int row) const {
+  const Row& r = rows_[row];
+  if (!r.needs.full) return {};
+  return std::span<const float>(full_.data() + r.full_offset, vocab_);
+}
+
+TokenLogprobs LogitRows::Logprobs(int row, int32_t token, int top_n) const {
+  if (rows_[row].needs.full) return ComputeLogprobs(full(row), token, top_n);
+  const Row& r = rows_[row];
+  const double log_z = r.max + std::log(r.sum);
+  TokenLogprobs out;
+  out.logprob = std::numeric_limits<float>::quiet_NaN();
+  if (token == r.best) {
+    out.logprob = static_cast<float>(r.best_logit - log_z);
+  } else {
+    for (const TokenLogit& t : r.top) {
+      if (t.token == token) out.logprob = static_cast<float>(t.logit - log_z);
+    }
+  }
+  const size_t n = std::min(static_cast<size_t>(std::max(top_n, 0)), r.top.size());
+  for (size_t i = 0; i < n; ++i) {
+    out.top.push_back({r.top[i].token, static_cast<float>(r.top[i].logit - log_z)});
+  }
+  return out;
+}
+
+}  // namespace specserve
