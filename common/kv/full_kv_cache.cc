@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "absl/strings/str_format.h"
+#include "common/kv/kept_rows.h"
 #include "common/kv/kv_cache.h"
 
 namespace specserve {
@@ -76,12 +77,9 @@ class FullKvCache final : public KvCache {
   }
 
   absl::Status Commit(std::span<const int32_t> keep) override {
-    for (size_t j = 0; j < keep.size(); ++j) {
-      if (keep[j] < 0 || keep[j] >= pending_ || (j > 0 && keep[j] <= keep[j - 1])) {
-        pending_ = 0;
-        return absl::InvalidArgumentError(absl::StrFormat(
-            "kept row %d is not an ascending index below the %d pending rows", keep[j], pending_));
-      }
+    if (absl::Status st = ValidateKeptRows(keep, pending_); !st.ok()) {
+      pending_ = 0;
+      return st;
     }
     // keep is ascending, so each destination row is at or before its source row.
     for (int layer = 0; layer < shape_.n_layers; ++layer) {

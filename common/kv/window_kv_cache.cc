@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "absl/strings/str_format.h"
+#include "common/kv/kept_rows.h"
 #include "common/kv/kv_cache.h"
 
 namespace specserve {
@@ -95,12 +96,9 @@ class WindowKvCache final : public KvCache {
   }
 
   absl::Status Commit(std::span<const int32_t> keep) override {
-    for (size_t j = 0; j < keep.size(); ++j) {
-      if (keep[j] < 0 || keep[j] >= pending_ || (j > 0 && keep[j] <= keep[j - 1])) {
-        pending_ = 0;
-        return absl::InvalidArgumentError(absl::StrFormat(
-            "kept row %d is not an ascending index below the %d pending rows", keep[j], pending_));
-      }
+    if (absl::Status st = ValidateKeptRows(keep, pending_); !st.ok()) {
+      pending_ = 0;
+      return st;
     }
     for (int32_t src : keep) CommitRow(src);
     pending_ = 0;

@@ -1,6 +1,7 @@
 #include "common/ops/cuda/cuda_kv_cache.h"
 
 #include "absl/strings/str_format.h"
+#include "common/kv/kept_rows.h"
 #include "common/ops/cuda/cuda_status.h"
 #include "common/ops/cuda/kernels.h"
 #include "common/util/status_macros.h"
@@ -65,13 +66,7 @@ KvSegment CudaKvCache::PendingRow(int layer, int row) const {
 }
 
 absl::Status CudaKvCache::Commit(std::span<const int32_t> keep) {
-  for (size_t i = 0; i < keep.size(); ++i) {
-    if (keep[i] < 0 || keep[i] >= pending_ || (i > 0 && keep[i] <= keep[i - 1])) {
-      return absl::InvalidArgumentError(
-          absl::StrFormat("rows to keep must ascend within the %d pending rows; got %d at %d",
-                          pending_, keep[i], i));
-    }
-  }
+  RETURN_IF_ERROR(ValidateKeptRows(keep, pending_));
   const int n = static_cast<int>(keep.size());
   if (n > 0) {
     RETURN_IF_ERROR(keep_.Reserve(keep.size_bytes()));
