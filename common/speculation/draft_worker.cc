@@ -43,10 +43,8 @@ void DraftWorker::Release(uint64_t router, int64_t sequence_id) {
 
 int DraftWorker::ExpireIdle() {
   std::lock_guard<std::mutex> lock(mu_);
-  return ExpireIdleLocked();
+  return sequences_.ExpireIdle(options_.idle_seconds);
 }
-
-int DraftWorker::ExpireIdleLocked() { return sequences_.ExpireIdle(options_.idle_seconds); }
 
 absl::Status DraftWorker::ValidateItem(const ProposeItem& item) const {
   return ValidateProposeItem(
@@ -54,18 +52,15 @@ absl::Status DraftWorker::ValidateItem(const ProposeItem& item) const {
 }
 
 absl::StatusOr<DraftWorker::Sequence*> DraftWorker::SequenceFor(const ProposeItem& item) {
-  const SequenceKey key{item.router, item.sequence_id};
-  const auto now = std::chrono::steady_clock::now();
-  Sequence* found = sequences_.Find(key, now);
-  if (found == nullptr) {
-    if (sequences_.size() >= options_.max_sequences && ExpireIdleLocked() == 0) {
-      return absl::ResourceExhaustedError(
-          absl::StrFormat("the draft holds %d sequences, its limit", options_.max_sequences));
-    }
-    Sequence seq;
-    ASSIGN_OR_RETURN(seq.cache, NewCache());
-    found = &sequences_.Insert(key, std::move(seq), now);
-  }
+  ASSIGN_OR_RETURN(
+      Sequence * found,
+      sequences_.FindOrMake({item.router, item.sequence_id}, std::chrono::steady_clock::now(),
+                            options_.max_sequences, options_.idle_seconds, "the draft",
+                            [&]() -> absl::StatusOr<Sequence> {
+                              Sequence seq;
+                              ASSIGN_OR_RETURN(seq.cache, NewCache());
+                              return seq;
+                            }));
   Sequence& seq = *found;
   // Commit the previous step's accepted path (the nodes that were fed: a prefix of
   // it), then catch up from our position.

@@ -62,7 +62,6 @@ class DraftWorker final : public Drafter {
 
   absl::StatusOr<std::unique_ptr<KvCache>> NewCache();
   absl::Status StartOver(Sequence& seq);
-  int ExpireIdleLocked();
   // Checks the item alone (shape, tokens, sampling).
   absl::Status ValidateItem(const ProposeItem& item) const;
   // The item's sequence, its previous accepted path committed, when its cache

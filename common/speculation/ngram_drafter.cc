@@ -32,14 +32,7 @@ void NgramDrafter::Release(uint64_t router, int64_t sequence_id) {
 
 int NgramDrafter::ExpireIdle() {
   std::lock_guard<std::mutex> lock(mu_);
-  return ExpireIdleLocked();
-}
-
-int NgramDrafter::ExpireIdleLocked() {
-  if (options_.idle_seconds <= 0) return 0;
-  return sequences_.ExpireIdle(std::chrono::steady_clock::now(),
-                               std::chrono::duration_cast<std::chrono::steady_clock::duration>(
-                                   std::chrono::duration<double>(options_.idle_seconds)));
+  return sequences_.ExpireIdle(options_.idle_seconds);
 }
 
 absl::Status NgramDrafter::CatchUp(const ProposeItem& item, Sequence& seq) {
@@ -63,7 +56,8 @@ absl::Status NgramDrafter::CatchUp(const ProposeItem& item, Sequence& seq) {
         "sent from %d to %d); need history from 0",
         item.sequence_id, have, item.start, end));
   }
-  const std::span<const int32_t> fresh = item.tokens.subspan(static_cast<size_t>(have - item.start));
+  const std::span<const int32_t> fresh =
+      item.tokens.subspan(static_cast<size_t>(have - item.start));
   seq.index.Append(fresh);
   seq.held.Append(fresh);
   return absl::OkStatus();
@@ -99,8 +93,7 @@ void NgramDrafter::BuildTree(const ProposeItem& item, Sequence& seq, Rng& rng,
     for (const NgramContinuation& c : found) {
       q.push_back({c.token, static_cast<float>(c.count / total)});
     }
-    const std::vector<int32_t> picked =
-        PickChildren(q, static_cast<int>(kids.size()), greedy, rng);
+    const std::vector<int32_t> picked = PickChildren(q, static_cast<int>(kids.size()), greedy, rng);
     if (!greedy) out->q[node + 1] = std::move(q);
     for (size_t k = 0; k < picked.size(); ++k) {
       tree_of_shape[kids[k]] = out->tree.size();
@@ -123,22 +116,19 @@ absl::Status NgramDrafter::Propose(std::span<const ProposeItem> items,
     const ProposeItem& item = items[i];
     ProposeOutput& out = (*outputs)[i];
     if (out.status = ValidateProposeItem(item, limits); !out.status.ok()) continue;
-    const SequenceKey key{item.router, item.sequence_id};
-    const auto now = std::chrono::steady_clock::now();
-    Sequence* seq = sequences_.Find(key, now);
-    if (seq == nullptr) {
-      if (sequences_.size() >= options_.max_sequences && ExpireIdleLocked() == 0) {
-        out.status = absl::ResourceExhaustedError(absl::StrFormat(
-            "the draft holds %d sequences, its limit", options_.max_sequences));
-        continue;
-      }
-      seq = &sequences_.Insert(key, Sequence(options_), now);
+    absl::StatusOr<Sequence*> seq =
+        sequences_.FindOrMake({item.router, item.sequence_id}, std::chrono::steady_clock::now(),
+                              options_.max_sequences, options_.idle_seconds, "the draft",
+                              [&]() -> absl::StatusOr<Sequence> { return Sequence(options_); });
+    if (!seq.ok()) {
+      out.status = seq.status();
+      continue;
     }
-    if (out.status = CatchUp(item, *seq); !out.status.ok()) continue;
+    if (out.status = CatchUp(item, **seq); !out.status.ok()) continue;
     // Draws keyed by the root's position (the last history token), as the model drafter's.
     const int64_t root = item.start + static_cast<int64_t>(item.tokens.size()) - 1;
     Rng rng = Rng::ForStep(item.sampling.seed, root, kDraftDraws);
-    BuildTree(item, *seq, rng, &out);
+    BuildTree(item, **seq, rng, &out);
   }
   // One "pass": the lookups for the whole batch.
   passes->push_back(

@@ -52,7 +52,6 @@ class NgramDrafter final : public Drafter {
     NgramIndex index;
     PrefixHashes held;  // of the history indexed (held.size() == index.history().size())
   };
-  int ExpireIdleLocked();
   // Brings the sequence's index to the item's history; FAILED_PRECONDITION
   // naming the position needed when the history sent does not reach it.
   absl::Status CatchUp(const ProposeItem& item, Sequence& seq);

@@ -10,6 +10,9 @@
 #include <map>
 #include <utility>
 
+#include "absl/status/statusor.h"
+#include "absl/strings/str_format.h"
+
 namespace specserve {
 
 struct SequenceKey {
@@ -29,6 +32,22 @@ class SequenceTable {
     if (it == entries_.end()) return nullptr;
     it->second.used = now;
     return &it->second.sequence;
+  }
+  // The sequence for `key`, marked as used at `now`. An absent one is made by
+  // `make()` (an absl::StatusOr<Sequence>) once there is room: at `max_sequences`
+  // those idle for `idle_seconds` expire first, and when none did the answer is
+  // RESOURCE_EXHAUSTED naming `holder` ("the draft") and the limit.
+  template <typename Make>
+  absl::StatusOr<Sequence*> FindOrMake(SequenceKey key, Clock::time_point now, int max_sequences,
+                                       double idle_seconds, const char* holder, Make&& make) {
+    if (Sequence* found = Find(key, now)) return found;
+    if (size() >= max_sequences && ExpireIdle(idle_seconds) == 0) {
+      return absl::ResourceExhaustedError(
+          absl::StrFormat("%s holds %d sequences, its limit", holder, max_sequences));
+    }
+    absl::StatusOr<Sequence> made = make();
+    if (!made.ok()) return made.status();
+    return &Insert(key, *std::move(made), now);
   }
   Sequence& Insert(SequenceKey key, Sequence sequence, Clock::time_point now) {
     Entry& e = entries_[key];

@@ -35,10 +35,8 @@ size_t TargetWorker::logit_floats() const {
 
 int TargetWorker::ExpireIdle() {
   std::lock_guard<std::mutex> lock(mu_);
-  return ExpireIdleLocked();
+  return sequences_.ExpireIdle(options_.idle_seconds);
 }
-
-int TargetWorker::ExpireIdleLocked() { return sequences_.ExpireIdle(options_.idle_seconds); }
 
 namespace {
 
@@ -93,18 +91,15 @@ absl::Status TargetWorker::StartOver(Sequence& seq) {
 
 absl::StatusOr<TargetWorker::Sequence*> TargetWorker::SequenceFor(const VerifyItem& item,
                                                                   VerifyOutput* out) {
-  const SequenceKey key{item.router, item.sequence_id};
-  const auto now = std::chrono::steady_clock::now();
-  Sequence* found = sequences_.Find(key, now);
-  if (found == nullptr) {
-    if (sequences_.size() >= options_.max_sequences && ExpireIdleLocked() == 0) {
-      return absl::ResourceExhaustedError(
-          absl::StrFormat("the target holds %d sequences, its limit", options_.max_sequences));
-    }
-    Sequence seq;
-    ASSIGN_OR_RETURN(seq.cache, NewCache());
-    found = &sequences_.Insert(key, std::move(seq), now);
-  }
+  ASSIGN_OR_RETURN(
+      Sequence * found,
+      sequences_.FindOrMake({item.router, item.sequence_id}, std::chrono::steady_clock::now(),
+                            options_.max_sequences, options_.idle_seconds, "the target",
+                            [&]() -> absl::StatusOr<Sequence> {
+                              Sequence seq;
+                              ASSIGN_OR_RETURN(seq.cache, NewCache());
+                              return seq;
+                            }));
   Sequence& seq = *found;
   const int64_t have = seq.cache->committed_tokens();
   const int64_t end = item.start + static_cast<int64_t>(item.tokens.size());

@@ -70,7 +70,6 @@ class TargetWorker final : public TargetBackend {
   // the cache was started over: it ran ahead, or holds another history).
   absl::StatusOr<Sequence*> SequenceFor(const VerifyItem& item, VerifyOutput* out);
   absl::Status StartOver(Sequence& seq);
-  int ExpireIdleLocked();
   void BuildPass(const VerifyItem& item, Sequence& seq, PassRows* rows) const;
   // What the item's logit rows must keep: the argmax (greedy), with logprobs'
   // logsumexp and top list when asked, or the whole row (sampling).
