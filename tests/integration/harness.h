@@ -31,6 +31,7 @@
 #include "specserve/v1/draft.grpc.pb.h"
 #include "specserve/v1/generation.grpc.pb.h"
 #include "specserve/v1/target.grpc.pb.h"
+#include "tests/testing/plain_greedy.h"
 #include "tests/testing/process.h"
 #include "tests/testing/random_model.h"
 
@@ -151,26 +152,15 @@ inline std::vector<std::vector<int32_t>> ReferenceGreedy(
   if (!model.ok()) return {};
   std::unique_ptr<Ops> ops = MakeCpuOps(1);
   LlamaModel llama(**model, *ops);
-  BatchGenerator generator(llama);
-  std::vector<int> ids;
-  for (const auto& prompt : prompts) {
-    GenerationRequest request;
-    request.prompt = prompt;
-    request.max_new_tokens = max_new_tokens;
-    request.stop_at_eos = false;
-    auto id = generator.Add(request);
-    EXPECT_TRUE(id.ok()) << id.status();
-    ids.push_back(*id);
+  std::vector<GenerationRequest> requests(prompts.size());
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    requests[i].prompt = prompts[i];
+    requests[i].max_new_tokens = max_new_tokens;
+    requests[i].stop_at_eos = false;
   }
-  while (generator.HasLive()) {
-    absl::Status st = generator.Step();
-    EXPECT_TRUE(st.ok()) << st;
-    if (!st.ok()) break;
-  }
-  std::vector<std::vector<int32_t>> out;
-  for (int id : ids) {
-    const SequenceState& s = generator.state(id);
-    out.emplace_back(s.tokens.begin() + s.prompt_tokens, s.tokens.end());
+  std::vector<std::vector<int32_t>> out = PlainTokens(llama, requests);
+  for (size_t i = 0; i < out.size(); ++i) {  // the generated tokens alone
+    out[i].erase(out[i].begin(), out[i].begin() + static_cast<std::ptrdiff_t>(prompts[i].size()));
   }
   return out;
 }

@@ -8,6 +8,7 @@
 #include "common/ops/ops.h"
 #include "common/speculation/spec_engine.h"
 #include "gtest/gtest.h"
+#include "tests/testing/plain_greedy.h"
 
 namespace specserve {
 namespace {
@@ -80,10 +81,8 @@ TEST(BackendFaultTest, FlakyDraftAndRestartingTargetKeepGreedyOutputExact) {
     r.stop_at_eos = false;
     requests.push_back(r);
   }
-  BatchGenerator plain(llama);
-  std::vector<int> plain_ids;
-  for (const auto& r : requests) plain_ids.push_back(*plain.Add(r));
-  while (plain.HasLive()) ASSERT_TRUE(plain.Step().ok());
+  const std::vector<std::vector<int32_t>> plain = testing::PlainTokens(llama, requests);
+  ASSERT_EQ(plain.size(), requests.size());
 
   DraftWorkerOptions dopt;
   dopt.sinks = 2;
@@ -107,7 +106,7 @@ TEST(BackendFaultTest, FlakyDraftAndRestartingTargetKeepGreedyOutputExact) {
     ++steps;
   }
   for (size_t i = 0; i < ids.size(); ++i) {
-    EXPECT_EQ(engine->state(ids[i]).tokens, plain.state(plain_ids[i]).tokens)
+    EXPECT_EQ(engine->state(ids[i]).tokens, plain[i])
         << "request " << i << " " << engine->state(ids[i]).error;
   }
   EXPECT_GT(failed_drafts, 0);

@@ -13,6 +13,7 @@
 #include "common/speculation/prefix_hash.h"
 #include "common/speculation/spec_engine.h"
 #include "gtest/gtest.h"
+#include "tests/testing/plain_greedy.h"
 
 namespace specserve {
 namespace {
@@ -135,10 +136,8 @@ TEST(NgramDrafterTest, GreedySpeculationIsLosslessAndAcceptsOnRepetitiveText) {
     r.stop_at_eos = false;
     requests.push_back(r);
   }
-  BatchGenerator plain(llama);
-  std::vector<int> plain_ids;
-  for (const auto& r : requests) plain_ids.push_back(*plain.Add(r));
-  while (plain.HasLive()) ASSERT_TRUE(plain.Step().ok());
+  const std::vector<std::vector<int32_t>> plain = testing::PlainTokens(llama, requests);
+  ASSERT_EQ(plain.size(), requests.size());
   for (const char* mode : {"chain:4", "tree:8", "auto"}) {
     SpecEngineOptions options;
     options.spec = *ParseSpecMode(mode);
@@ -148,7 +147,7 @@ TEST(NgramDrafterTest, GreedySpeculationIsLosslessAndAcceptsOnRepetitiveText) {
     for (const auto& r : requests) ids.push_back(*engine->Add(r));
     while (engine->HasLive()) ASSERT_TRUE(engine->Step().ok());
     for (size_t i = 0; i < ids.size(); ++i) {
-      EXPECT_EQ(engine->state(ids[i]).tokens, plain.state(plain_ids[i]).tokens) << mode << " " << i;
+      EXPECT_EQ(engine->state(ids[i]).tokens, plain[i]) << mode << " " << i;
     }
     if (std::string(mode) != "auto") {
       // Plain decoding gives exactly 1 token per step.
