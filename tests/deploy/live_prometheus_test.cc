@@ -9,6 +9,7 @@
 //   - acceptance, step time and the planner's choice move during the run (issue 6);
 //   - the alert rules load and evaluate without error.
 #include <chrono>
+#include <cmath>
 #include <map>
 #include <set>
 #include <string>
@@ -91,7 +92,11 @@ std::vector<double> RangeValues(int port, const std::string& expr, double start,
   if (data.is_null()) return values;
   for (const json& series : data["result"]) {
     for (const json& point : series["values"]) {
-      values.push_back(std::stod(point[1].get<std::string>()));
+      // A ratio of two rates is NaN (0/0) over a window without traffic, e.g. before the
+      // run. NaN must not reach a std::set<double>: it compares equivalent to every value,
+      // so one NaN first in the range collapsed the set to one "distinct" value.
+      const double v = std::stod(point[1].get<std::string>());
+      if (std::isfinite(v)) values.push_back(v);
     }
   }
   return values;
