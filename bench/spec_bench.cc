@@ -70,6 +70,9 @@ struct ModeRun {
   double roofline_seconds = 0;        // sum over decode steps of the passes' bounds
   double plain_roofline_seconds = 0;  // the same tokens decoded plainly, on the roofline
   std::vector<double> acceptance;     // by candidate position
+  // Where a decode step's time goes (means over the decode steps, ms): the whole
+  // step, the draft's passes and the target's verify (the rest is the engine's own).
+  double step_ms = 0, draft_ms = 0, verify_ms = 0;
 };
 
 // One column of the table: a speculation mode with a drafter (none for "off").
@@ -88,6 +91,7 @@ ModeRun RunMode(Model& target, const std::vector<std::vector<int32_t>>& contexts
   eo.drafter = ngram ? DrafterKind::kNgram : DrafterKind::kModel;
   eo.sinks = options.sinks;
   eo.window = options.window;
+  eo.prefill_before_decode = true;  // every decode step at the cell's batch size
   eo.bandwidth_bytes_per_second = roofline.bandwidth;
   eo.flops_per_second = roofline.peak_flops;
   auto engine = *SpecEngine::Create(target, draft, eo);
@@ -101,7 +105,7 @@ ModeRun RunMode(Model& target, const std::vector<std::vector<int32_t>>& contexts
   ModeRun run;
   const double context_start = static_cast<double>(contexts[0].size());
   double predicted = 0, measured = 0;
-  int speculated_steps = 0;
+  int speculated_steps = 0, decode_steps = 0;
   const double window_rows = options.sinks + options.window;
   auto bound = [&](const LoadedModel& m, const PassShape& shape) {
     return EstimatePass(m, shape).RooflineSeconds(roofline.bandwidth, roofline.peak_flops);
@@ -110,6 +114,9 @@ ModeRun RunMode(Model& target, const std::vector<std::vector<int32_t>>& contexts
     if (!engine->Step().ok()) break;
     const StepStats& step = engine->last_step();
     if (step.batch == 0) continue;  // a prefill step
+    ++decode_steps;
+    run.draft_ms += 1e3 * step.draft_seconds;
+    run.verify_ms += 1e3 * step.verify_seconds;
     const double context = step.mean_context;
     const int width = std::max(1, step.verify_tokens_per_sequence);
     run.roofline_seconds += bound(target.loaded(), {step.batch, context, width, width});
@@ -132,6 +139,11 @@ ModeRun RunMode(Model& target, const std::vector<std::vector<int32_t>>& contexts
   }
   run.tokens_per_second =
       engine->decode_seconds() > 0 ? engine->decoded_tokens() / engine->decode_seconds() : 0;
+  if (decode_steps > 0) {
+    run.step_ms = 1e3 * engine->decode_seconds() / decode_steps;
+    run.draft_ms /= decode_steps;
+    run.verify_ms /= decode_steps;
+  }
   run.tokens_per_step = engine->mean_tokens_per_step();
   run.accepted_per_step = engine->mean_accepted_per_step();
   run.predicted_tokens_per_step = speculated_steps ? predicted / speculated_steps : 1.0;
@@ -170,9 +182,9 @@ nlohmann::json RunSpecBench(Model& target, const Tokenizer& tokenizer,
       "sequence, %d interleaved runs per mode (medians)\n",
       repetitive ? "repetitive (a passage said twice)" : "stories", labels.c_str(), options.sinks,
       options.window, options.new_tokens, options.repetitions);
-  std::printf("%6s %8s %-16s %11s %9s %9s %9s %9s %9s %9s  %s\n", "batch", "context", "mode",
-              "tokens/s", "tok/step", "settled", "predicted", "speedup", "roofline", "of bound",
-              "acceptance by position");
+  std::printf("%6s %8s %-16s %11s %9s %9s %9s %9s %9s %9s %8s %8s %8s  %s\n", "batch", "context",
+              "mode", "tokens/s", "tok/step", "settled", "predicted", "speedup", "roofline",
+              "of bound", "step ms", "draft", "verify", "acceptance by position");
   for (int context : options.contexts) {
     if (context + options.new_tokens + 80 >= target.config().context_length) {
       std::printf("(context %d skipped: the model's context is %d)\n", context,
@@ -214,11 +226,15 @@ nlohmann::json RunSpecBench(Model& target, const Tokenizer& tokenizer,
         const double tokens_per_step = median_of(m, &ModeRun::tokens_per_step);
         const double predicted_tokens = median_of(m, &ModeRun::predicted_tokens_per_step);
         const double settled_tokens = median_of(m, &ModeRun::settled_tokens_per_step);
-        std::printf("%6d %8d %-16s %11.1f %9.2f %9.2f %9.2f %8.2fx %8.2fx %8.0f%%  %s\n", batch,
-                    context, variants[m].name().c_str(), tps, tokens_per_step, settled_tokens,
-                    predicted_tokens, speedup, predicted_speedup,
-                    predicted_speedup > 0 ? 100 * speedup / predicted_speedup : 0,
-                    by_position.c_str());
+        const double step_ms = median_of(m, &ModeRun::step_ms);
+        const double draft_ms = median_of(m, &ModeRun::draft_ms);
+        const double verify_ms = median_of(m, &ModeRun::verify_ms);
+        std::printf(
+            "%6d %8d %-16s %11.1f %9.2f %9.2f %9.2f %8.2fx %8.2fx %8.0f%% %8.2f %8.2f %8.2f  %s\n",
+            batch, context, variants[m].name().c_str(), tps, tokens_per_step, settled_tokens,
+            predicted_tokens, speedup, predicted_speedup,
+            predicted_speedup > 0 ? 100 * speedup / predicted_speedup : 0, step_ms, draft_ms,
+            verify_ms, by_position.c_str());
         std::fflush(stdout);
         rows.push_back({{"draft", variants[m].draft ? variants[m].draft->label : "none"},
                         {"workload", repetitive ? "repetitive" : "stories"},
@@ -233,6 +249,9 @@ nlohmann::json RunSpecBench(Model& target, const Tokenizer& tokenizer,
                         {"speedup_over_plain", speedup},
                         {"roofline_predicted_speedup", predicted_speedup},
                         {"repetitions", runs[m].size()},
+                        {"step_ms", step_ms},
+                        {"draft_ms", draft_ms},
+                        {"verify_ms", verify_ms},
                         {"acceptance_by_position", acceptance}});
       }
     }

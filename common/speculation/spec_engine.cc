@@ -173,7 +173,8 @@ absl::Status SpecEngine::Step() {
   // Prefill and decode run as separate steps, so every decode step's time is
   // decode alone (what the planner and the reports measure). While both have
   // work they alternate: prefill chunks cannot starve running decodes.
-  const bool prefill = !prefilling.empty() && (decoding.empty() || !last_step_prefilled_);
+  const bool prefill = !prefilling.empty() && (decoding.empty() || !last_step_prefilled_ ||
+                                               options_.prefill_before_decode);
   last_step_prefilled_ = prefill;
   if (prefill) {
     last_decode_end_.reset();

@@ -32,7 +32,13 @@ struct SpecEngineOptions {
   int window = 256;               // draft window cache: most recent tokens kept
   int max_context = 0;            // tokens per sequence; 0: the target's context length
   int max_tokens_per_step = 512;  // bound on prefill tokens per step
-  int max_candidates = 32;        // size of the draft distribution kept for sampling
+  // Serving alternates prefill chunks with decode steps so new prompts cannot
+  // starve running streams. A benchmark of one batch wants every prompt in the
+  // cache before the first decode step, so each decode step runs at the batch
+  // size it is reported under (alternating, the first sequences decode a large
+  // part of their tokens at batch 1 while the rest prefill).
+  bool prefill_before_decode = false;
+  int max_candidates = 32;  // size of the draft distribution kept for sampling
   // Memory read bandwidth and arithmetic rate of this machine for the planner's
   // prior (before any step is measured); 0: typical CPU figures.
   double bandwidth_bytes_per_second = 0;

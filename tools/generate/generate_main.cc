@@ -123,6 +123,8 @@ int Run() {
   spec_options.sinks = absl::GetFlag(FLAGS_sinks);
   spec_options.window = absl::GetFlag(FLAGS_window);
   spec_options.drafter = DrafterKindOf(draft_flag);
+  // One batch known up front: the decode figures are for the whole batch.
+  spec_options.prefill_before_decode = true;
   auto engine = SpecEngine::Create(**target, draft_llama ? *draft_llama : **target, spec_options);
   if (!engine.ok()) return Fail(std::string(engine.status().message()));
   SpecEngine& generator = **engine;

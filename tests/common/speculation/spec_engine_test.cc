@@ -159,6 +159,54 @@ TEST_F(SpecEngineLosslessTest, StopsAtEosAndLengthLikePlainDecoding) {
   EXPECT_EQ(Speculative(target_, draft_, options, requests).tokens, plain);
 }
 
+// Serving interleaves prefill chunks with decode steps; a batch benchmark asks
+// for every prompt first, so each decode step runs at the whole batch size.
+TEST_F(SpecEngineLosslessTest, PrefillBeforeDecodeDecodesOnlyWholeBatches) {
+  std::vector<GenerationRequest> requests;
+  for (int i = 0; i < 6; ++i) {
+    GenerationRequest r;
+    r.prompt = Prompt(30 + 7 * i, 300 + i);
+    r.max_new_tokens = 9;
+    r.stop_at_eos = false;
+    requests.push_back(r);
+  }
+  const auto plain = Plain(target_, requests);
+  for (bool before : {false, true}) {
+    SpecEngineOptions options;
+    options.spec = *ParseSpecMode("chain:3");
+    options.max_tokens_per_step = 40;  // several prefill steps
+    options.prefill_before_decode = before;
+    auto engine = *SpecEngine::Create(target_, target_, options);
+    std::vector<int> ids;
+    for (const auto& r : requests) ids.push_back(*engine->Add(r));
+    int prefill_steps = 0, small_decode_steps = 0, prefill_after_decode = 0;
+    bool decoded = false, any_finished = false;
+    while (engine->HasLive()) {
+      ASSERT_TRUE(engine->Step().ok());
+      const StepStats& step = engine->last_step();
+      if (step.prefill_tokens > 0) {
+        ++prefill_steps;
+        prefill_after_decode += decoded;
+      } else if (step.batch > 0) {
+        decoded = true;
+        // Until one finishes, every sequence is in the batch.
+        small_decode_steps += step.batch < 6 && !any_finished;
+        any_finished = any_finished || !step.finished.empty();
+      }
+    }
+    EXPECT_GT(prefill_steps, 3);
+    if (before) {
+      EXPECT_EQ(prefill_after_decode, 0);
+      EXPECT_EQ(small_decode_steps, 0);
+    } else {
+      EXPECT_GT(prefill_after_decode, 0) << "serving interleaves prefill with decoding";
+    }
+    std::vector<std::vector<int32_t>> tokens;
+    for (int id : ids) tokens.push_back(engine->state(id).tokens);
+    EXPECT_EQ(tokens, plain) << "prefill_before_decode " << before;
+  }
+}
+
 TEST_F(SpecEngineLosslessTest, RefusesADraftWithAnotherVocabulary) {
   Vocabulary other = vocab_;
   other.pieces[200] = "different";
