@@ -9,6 +9,7 @@
 
 #include "absl/strings/str_format.h"
 #include "common/kv/kept_rows.h"
+#include "common/kv/kv_block_pool.h"
 #include "common/kv/kv_cache.h"
 
 namespace specserve {
@@ -39,10 +40,11 @@ class FullKvCache final : public KvCache {
     const int64_t blocks_needed = (needed + block_rows_ - 1) / block_rows_;
     // Zeroed: attention multiplies masked lanes of a tile by zero, never by garbage.
     const size_t bytes = BlockElements() * KvTypeBytes(shape_.type);
+    KvBlockPool& pool = KvBlockPool::Shared();
     for (Layer& layer : layers_) {
       while (static_cast<int64_t>(layer.k.size()) < blocks_needed) {
-        layer.k.emplace_back(new uint8_t[bytes]());
-        layer.v.emplace_back(new uint8_t[bytes]());
+        layer.k.push_back(pool.Get(bytes));
+        layer.v.push_back(pool.Get(bytes));
       }
     }
     const int first = pending_;
@@ -113,7 +115,7 @@ class FullKvCache final : public KvCache {
 
  private:
   struct Layer {
-    std::vector<std::unique_ptr<uint8_t[]>> k, v;
+    std::vector<KvBlock> k, v;
   };
   int64_t BlockElements() const { return region_.head_stride * region_.n_kv_heads; }
   // The block holding `row`.

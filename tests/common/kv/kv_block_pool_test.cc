@@ -1,0 +1,75 @@
+// The KV block pool hands out zeroed blocks, recycles returned ones (no fresh
+// pages to fault in), and keeps no more idle memory than its bound.
+#include "common/kv/kv_block_pool.h"
+
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+#include "common/kv/kv_cache.h"
+#include "gtest/gtest.h"
+
+namespace specserve {
+namespace {
+
+bool AllZero(const uint8_t* p, size_t n) {
+  return std::all_of(p, p + n, [](uint8_t b) { return b == 0; });
+}
+
+TEST(KvBlockPoolTest, RecycledBlocksComeBackZeroed) {
+  KvBlockPool pool(1 << 20);
+  uint8_t* first = nullptr;
+  {
+    KvBlock block = pool.Get(4096);
+    ASSERT_TRUE(AllZero(block.get(), 4096));
+    std::memset(block.get(), 0xAB, 4096);  // garbage a sequence left behind
+    first = block.get();
+  }
+  EXPECT_EQ(pool.idle_bytes(), 4096);
+  KvBlock again = pool.Get(4096);
+  EXPECT_EQ(again.get(), first) << "the returned block is reused";
+  EXPECT_TRUE(AllZero(again.get(), 4096));
+  EXPECT_EQ(pool.idle_bytes(), 0);
+  // Another size does not take a block of the wrong size.
+  KvBlock other = pool.Get(8192);
+  EXPECT_NE(other.get(), first);
+  EXPECT_TRUE(AllZero(other.get(), 8192));
+}
+
+TEST(KvBlockPoolTest, IdleMemoryStaysWithinTheBound) {
+  KvBlockPool pool(3 * 1000);
+  std::vector<KvBlock> blocks;
+  for (int i = 0; i < 10; ++i) blocks.push_back(pool.Get(1000));
+  blocks.clear();  // ten returned: three kept, seven freed
+  EXPECT_EQ(pool.idle_bytes(), 3000);
+  EXPECT_LE(pool.idle_bytes(), pool.max_idle_bytes());
+}
+
+TEST(KvBlockPoolTest, FullCachesReuseTheBlocksOfFinishedSequences) {
+  const KvShape shape{2, 16, 2, KvType::kF32};
+  auto use = [&] {
+    auto cache = MakeFullKvCache(shape, 0, 64);
+    EXPECT_TRUE(cache->ReservePending(200).ok());
+    std::vector<float> row(16 * 200, 1.0f);
+    for (int layer = 0; layer < 2; ++layer) {
+      cache->WritePending(layer, 0, row.data(), row.data(), 200, 16);
+    }
+    cache->CommitAll();
+    return cache->memory_bytes();
+  };
+  const int64_t bytes = use();  // its blocks go to the shared pool
+  const int64_t idle = KvBlockPool::Shared().idle_bytes();
+  EXPECT_GE(idle, bytes);
+  // A new sequence takes them back (and finds them zeroed: a fresh cache reads
+  // zeros in rows it has not written).
+  auto cache = MakeFullKvCache(shape, 0, 64);
+  ASSERT_TRUE(cache->ReservePending(200).ok());
+  EXPECT_EQ(KvBlockPool::Shared().idle_bytes(), idle - bytes);
+  std::vector<float> k(16), v(16);
+  ASSERT_TRUE(cache->ReadRow(1, 150, k.data(), v.data()));
+  EXPECT_TRUE(std::all_of(k.begin(), k.end(), [](float x) { return x == 0.0f; }));
+  EXPECT_TRUE(std::all_of(v.begin(), v.end(), [](float x) { return x == 0.0f; }));
+}
+
+}  // namespace
+}  // namespace specserve
