@@ -11,6 +11,7 @@
 
 #include "absl/strings/str_format.h"
 #include "common/kv/kept_rows.h"
+#include "common/kv/kv_block_pool.h"
 #include "common/kv/kv_cache.h"
 
 namespace specserve {
@@ -30,8 +31,11 @@ class WindowKvCache final : public KvCache {
       region.layout.head_dim = shape.head_dim();
       region.layout.head_stride = static_cast<int64_t>(slots[r]) * shape.head_dim();
       region.layer_bytes = region.layout.head_stride * shape.heads() * KvTypeBytes(shape.type);
-      region.k.assign(region.layer_bytes * shape.n_layers, 0);
-      region.v.assign(region.layer_bytes * shape.n_layers, 0);
+      // From the shared pool: a draft makes a cache per sequence, and fresh
+      // pages cost a fault each on first touch (kv_block_pool.h).
+      region.bytes = static_cast<size_t>(region.layer_bytes) * shape.n_layers;
+      region.k = KvBlockPool::Shared().Get(region.bytes);
+      region.v = KvBlockPool::Shared().Get(region.bytes);
     }
   }
 
@@ -129,7 +133,7 @@ class WindowKvCache final : public KvCache {
 
   int64_t memory_bytes() const override {
     int64_t bytes = 0;
-    for (const Region& r : regions_) bytes += static_cast<int64_t>(r.k.size() + r.v.size());
+    for (const Region& r : regions_) bytes += 2 * static_cast<int64_t>(r.bytes);
     return bytes;
   }
 
@@ -138,11 +142,12 @@ class WindowKvCache final : public KvCache {
   struct Region {
     KvRegionLayout layout;
     int64_t layer_bytes = 0;
-    std::vector<uint8_t> k, v;
-    uint8_t* K(int layer) { return k.data() + layer * layer_bytes; }
-    uint8_t* V(int layer) { return v.data() + layer * layer_bytes; }
-    const uint8_t* K(int layer) const { return k.data() + layer * layer_bytes; }
-    const uint8_t* V(int layer) const { return v.data() + layer * layer_bytes; }
+    size_t bytes = 0;  // of k and of v: every layer
+    KvBlock k, v;
+    uint8_t* K(int layer) { return k.get() + layer * layer_bytes; }
+    uint8_t* V(int layer) { return v.get() + layer * layer_bytes; }
+    const uint8_t* K(int layer) const { return k.get() + layer * layer_bytes; }
+    const uint8_t* V(int layer) const { return v.get() + layer * layer_bytes; }
     KvRun Run(int layer, int first, int n) const {
       return KvRun{K(layer), V(layer), layout.head_stride, first, n};
     }

@@ -110,6 +110,20 @@ void Planner::RecordVerifyPass(StepClass c, int m, double seconds) {
 void Planner::RecordStepOverhead(StepClass c, bool speculated, double seconds) {
   overhead_[std::pair(c, speculated)].Add(std::max(0.0, seconds));
 }
+void Planner::RecordPrefillPass(int64_t tokens, double attended, double kv_rows, double seconds) {
+  // A short chunk times the pass's fixed costs (launches, RPCs), not its arithmetic.
+  if (tokens < kMinCalibrationTokens || seconds <= 0) return;
+  const double flops =
+      tokens * prior_.target_flops_per_token + attended * prior_.target_attention_flops;
+  const double read = (prior_.target_weight_bytes + kv_rows * prior_.target_kv_bytes_per_token) /
+                      prior_.bandwidth_bytes_per_second;
+  // The time left for arithmetic after the reads (at least half the pass).
+  const double arithmetic = std::max(seconds - read, 0.5 * seconds);
+  if (flops > 0) compute_rate_.Add(flops / arithmetic);
+}
+double Planner::ComputeRate() const {
+  return compute_rate_.empty() ? prior_.flops_per_second : compute_rate_.value();
+}
 namespace {
 
 // How far apart two step classes are: powers of two of batch and context.
@@ -161,15 +175,17 @@ double Planner::StepOverhead(StepClass c, bool speculated) const {
 double Planner::VerifyPrior(int batch, double context, int m) const {
   const double bytes =
       prior_.target_weight_bytes + batch * (context + m) * prior_.target_kv_bytes_per_token;
-  return bytes / prior_.bandwidth_bytes_per_second +
-         batch * m * prior_.target_flops_per_token / prior_.flops_per_second;
+  const double flops =
+      batch * m * (prior_.target_flops_per_token + prior_.target_attention_flops * (context + m));
+  return bytes / prior_.bandwidth_bytes_per_second + flops / ComputeRate();
 }
 
 double Planner::DraftPrior(int batch, int m) const {
-  const double bytes = prior_.draft_weight_bytes +
-                       batch * (prior_.draft_window_tokens + m) * prior_.draft_kv_bytes_per_token;
-  return bytes / prior_.bandwidth_bytes_per_second +
-         batch * m * prior_.draft_flops_per_token / prior_.flops_per_second;
+  const double window = prior_.draft_window_tokens + m;
+  const double bytes = prior_.draft_weight_bytes + batch * window * prior_.draft_kv_bytes_per_token;
+  const double flops =
+      batch * m * (prior_.draft_flops_per_token + prior_.draft_attention_flops * window);
+  return bytes / prior_.bandwidth_bytes_per_second + flops / ComputeRate();
 }
 
 double Planner::PredictVerify(StepClass c, int batch, double context, int m) const {
@@ -248,8 +264,12 @@ Plan Planner::ChooseAuto(int batch, double mean_context) {
   // Decide from measurements, not the prior alone: first plain steps of this
   // class, then (once probing is affordable, see below) a probe with a short
   // chain to time the draft, then choose.
-  if (NearestMeasured(verify_costs_, c) == nullptr) return Plan{};
-  if (NearestMeasured(draft_costs_, c) == nullptr) return PlainOrProbe(c, batch, mean_context);
+  if (NearestMeasured(verify_costs_, c) == nullptr || NearestMeasured(draft_costs_, c) == nullptr) {
+    // Decoding plainly until measured: the draft need not follow (no catch-up at prefill).
+    last_choice_speculates_ = false;
+    if (NearestMeasured(verify_costs_, c) == nullptr) return Plan{};
+    return PlainOrProbe(c, batch, mean_context);
+  }
   CachedChoice& choice = choices_[c];
   if (steps_ > choice.valid_until_step) {
     // Costs per pass width, once per decision, then each candidate is a sum.
@@ -260,8 +280,17 @@ Plan Planner::ChooseAuto(int batch, double mean_context) {
       if (draft_pass[m] < 0) draft_pass[m] = DraftPassCost(c, batch, m);
       return draft_pass[m];
     };
-    const double overhead = StepOverhead(c, true);
-    double best_rate = 1.0 / (StepOverhead(c, false) + verify[1]);
+    // From plain decoding, speculating first costs every sequence a draft
+    // catch-up over its window: spread over the steps a switch is expected to
+    // last, it weighs against marginal gains (at batch 64 one catch-up took
+    // as long as ten plain steps).
+    const double overhead =
+        StepOverhead(c, true) +
+        (last_choice_speculates_
+             ? 0.0
+             : DraftPassCost(c, batch, prior_.draft_window_tokens) / kSwitchHorizonSteps);
+    const double plain_rate = 1.0 / (StepOverhead(c, false) + verify[1]);
+    double best_rate = plain_rate * (1 + kSwitchMargin);
     choice.n = 1;
     choice.d = 0;
     for (const Candidate& cand : candidates_) {
@@ -299,18 +328,25 @@ Plan Planner::PlainOrProbe(StepClass c, int batch, double mean_context) {
   // the time; each probe that still loses doubles the factor.
   const double plain_step = StepOverhead(c, false) + PredictVerify(c, batch, mean_context, 1);
   plain_seconds_ += plain_step;
-  const double probe_cost = DraftPassCost(c, batch, prior_.draft_window_tokens) +
-                            2 * DraftPassCost(c, batch, 1) + StepOverhead(c, true) +
-                            PredictVerify(c, batch, mean_context, 3);
+  // A probe drafts for a few sequences: their catch-up and a short chain, and
+  // their share of the wider verify pass.
+  const int k = std::min(batch, kProbeSequences);
+  const StepClass probed = ClassOf(k, mean_context);
+  const double probe_cost = DraftPassCost(probed, k, prior_.draft_window_tokens) +
+                            kProbeChain * DraftPassCost(probed, k, 1) +
+                            static_cast<double>(k) / batch *
+                                (PredictVerify(c, batch, mean_context, kProbeChain + 1) -
+                                 PredictVerify(c, batch, mean_context, 1));
   Plan plan;
   if (plain_seconds_ < probe_budget_factor_ * probe_cost) return plan;
   if (probed_once_) probe_budget_factor_ = std::min(probe_budget_factor_ * 2, 1e4);
   probed_once_ = true;
   plain_seconds_ = 0;
-  plan.shape = ChainShape(2);
-  plan.nodes = 2;
-  plan.depth = 2;
+  plan.shape = ChainShape(kProbeChain);
+  plan.nodes = kProbeChain;
+  plan.depth = kProbeChain;
   plan.exploring = true;
+  plan.probe_sequences = k;
   plan.expected_tokens = ExpectedTokens(plan.shape, acceptance_.Vector());
   return plan;
 }

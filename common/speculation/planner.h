@@ -46,6 +46,10 @@ struct CostPrior {
   double draft_kv_bytes_per_token = 0;
   double target_flops_per_token = 0;  // ~2 x parameters
   double draft_flops_per_token = 0;
+  // Attention arithmetic per new token per KV row it attends to (q.k and p.v
+  // over every layer and query head): at long contexts most of a verify pass.
+  double target_attention_flops = 0;
+  double draft_attention_flops = 0;
   int draft_window_tokens = 0;  // sinks + window
 };
 
@@ -59,8 +63,10 @@ struct StepClass {
 StepClass ClassOf(int batch, double mean_context);
 
 // Measured seconds of a pass with m new tokens per sequence, per step class:
-// the median of the recent passes per m, with the prior scaled to the nearest
-// measurement where m was never measured.
+// the median of the recent passes per m. Where m was never measured: a straight
+// line through the two nearest measured widths (a pass costs its reads, shared
+// by its rows, plus arithmetic per row), or, with one width measured, the
+// prior scaled to it.
 class CostTable {
  public:
   void Record(int m, double seconds);
@@ -70,6 +76,17 @@ class CostTable {
     auto exact = times_.find(m);
     if (exact != times_.end()) return exact->second.value();
     if (times_.empty()) return prior(m);
+    if (times_.size() >= 2) {
+      // The measured widths on either side of m, or the two nearest on one side.
+      auto hi = times_.lower_bound(m);
+      if (hi == times_.begin()) ++hi;
+      if (hi == times_.end()) --hi;
+      auto lo = std::prev(hi);
+      const double t_lo = lo->second.value(), t_hi = hi->second.value();
+      // Noise can make a wider pass look cheaper: never a negative slope.
+      const double slope = std::max(0.0, (t_hi - t_lo) / (hi->first - lo->first));
+      return std::max(0.0, t_lo + slope * (m - lo->first));
+    }
     auto above = times_.lower_bound(m);
     auto nearest =
         above == times_.end() ? std::prev(above)
@@ -94,6 +111,10 @@ struct Plan {
   double expected_tokens = 1;  // per sequence per step
   double predicted_seconds = 0;
   bool exploring = false;  // a small probe while plain decoding wins
+  // > 0: only this many sequences draft this step (a probe: its draft catch-up
+  // and passes cost a batch of that size, not the whole batch); the rest
+  // decode plainly in the same verify pass.
+  int probe_sequences = 0;
 };
 
 class Planner {
@@ -107,6 +128,15 @@ class Planner {
   // Level widths of a draft: level 0 (catch-up) then fed nodes per level.
   void RecordDraftPass(StepClass c, int tokens_per_sequence, double seconds);
   void RecordVerifyPass(StepClass c, int tokens_per_sequence, double seconds);
+  // A prefill pass of the target: `tokens` new tokens attending `attended` KV
+  // rows in all (summed over the tokens), reading `kv_rows` rows, in `seconds`.
+  // Prefill is arithmetic-bound, so it calibrates the rate the prior expects
+  // of arithmetic: the kernels reach a fraction of the FMA peak, a smaller one
+  // on the attention of long contexts, and a verify pass of many nodes is
+  // priced at that rate.
+  void RecordPrefillPass(int64_t tokens, double attended, double kv_rows, double seconds);
+  // The arithmetic rate the prior uses: measured on prefill, else the option's.
+  double ComputeRate() const;
   // Time a decode step spends outside the draft and verify passes: the serving
   // path (scheduling, RPCs, streaming), paid once per step whatever the tree, so
   // it favours speculation, which needs fewer steps per token; and bookkeeping,
@@ -145,12 +175,27 @@ class Planner {
   Plan PlainOrProbe(StepClass c, int batch, double mean_context);
   // Probing may take at most 1/kProbeBudgetFactor of the time while plain wins.
   static constexpr double kProbeBudgetFactor = 20;
+  // Sequences a probe drafts for: acceptance is a property of the text and the
+  // draft, so a few sequences measure it; the draft's catch-up over its window
+  // (several plain steps' worth per sequence) is paid for those alone.
+  static constexpr int kProbeSequences = 2;
+  // A probe's chain: long enough that one probe of a few sequences gives the
+  // acceptance vector several positions of evidence each.
+  static constexpr int kProbeChain = 4;
+  // Switching everyone to speculation costs a draft catch-up per sequence and
+  // rests on extrapolated costs: it must promise this much more than plain.
+  static constexpr double kSwitchMargin = 0.10;
+  // Prefill passes shorter than this do not calibrate the arithmetic rate.
+  static constexpr int64_t kMinCalibrationTokens = 256;
+  // Steps a switch to speculation is expected to last (its catch-up is spread over them).
+  static constexpr double kSwitchHorizonSteps = 32;
 
   SpecConfig config_;
   CostPrior prior_;
   AcceptanceStats acceptance_;
   std::map<StepClass, CostTable> draft_costs_, verify_costs_;
   std::map<std::pair<StepClass, bool>, RecentMedian> overhead_;  // per class, speculated
+  RecentMedian compute_rate_;  // flops per second measured on prefill passes
   bool last_choice_speculates_ = true;
   std::unique_ptr<SequoiaTables> tables_;
   std::vector<Candidate> candidates_;

@@ -28,6 +28,10 @@ ModelFacts FactsOf(const LoadedModel& target, const LoadedModel* draft, int sink
   if (draft != nullptr) f.prior.draft_weight_bytes = WeightBytes(*draft);
   f.prior.target_flops_per_token = EstimatePass(target, one_token).flops;
   if (draft != nullptr) f.prior.draft_flops_per_token = EstimatePass(*draft, one_token).flops;
+  f.prior.target_attention_flops = 4.0 * target.config.n_layers * target.config.q_dim();
+  if (draft != nullptr) {
+    f.prior.draft_attention_flops = 4.0 * draft->config.n_layers * draft->config.q_dim();
+  }
   f.prior.target_kv_bytes_per_token = KvBytesPerToken(target.config);
   if (draft != nullptr) f.prior.draft_kv_bytes_per_token = KvBytesPerToken(draft->config);
   f.prior.draft_window_tokens = sinks + window;
@@ -228,6 +232,13 @@ absl::Status SpecEngine::PrefillStep(std::span<const std::pair<int, Sequence*>> 
   std::vector<VerifyOutput> verified;
   const auto start = Clock::now();
   RETURN_IF_ERROR(target_.Verify(items, &verified));
+  double attended = 0, kv_rows = 0;
+  for (const VerifyItem& item : items) {
+    const double n = static_cast<double>(item.tokens.size());
+    attended += n * (static_cast<double>(item.start) + 0.5 * (n + 1));
+    kv_rows += static_cast<double>(item.start) + n;
+  }
+  planner_->RecordPrefillPass(last_.prefill_tokens, attended, kv_rows, SecondsSince(start));
   for (size_t k = 0; k < prefilled.size(); ++k) {
     const VerifyOutput& out = verified[k];
     Sequence* seq = prefilled[k].second;
@@ -292,6 +303,9 @@ std::vector<const ProposeOutput*> SpecEngine::ProposeTrees(
   std::vector<ProposeItem> proposals;
   std::vector<size_t> proposed;  // index into decoding
   for (size_t i = 0; i < decoding.size() && plan.nodes > 0 && draft_ != nullptr; ++i) {
+    if (plan.probe_sequences > 0 && static_cast<int>(proposals.size()) >= plan.probe_sequences) {
+      break;  // a probe: the rest decode plainly
+    }
     auto [id, seq] = decoding[i];
     // Sequences too close to their context limit for the tree decode plainly.
     if (static_cast<int>(seq->state.tokens.size()) + plan.nodes + 1 > max_context_) continue;
@@ -313,8 +327,12 @@ std::vector<const ProposeOutput*> SpecEngine::ProposeTrees(
     if (!st.ok()) {
       last_.draft_failed = true;  // decode plainly this step; the draft catches up later
     } else {
+      // A probe's passes ran for its few sequences: they are timed in that class.
+      const StepClass pass_class =
+          plan.probe_sequences > 0 ? ClassOf(static_cast<int>(proposals.size()), last_.mean_context)
+                                   : step_class;
       for (const PassTime& pass : passes) {
-        planner_->RecordDraftPass(step_class, pass.tokens_per_sequence, pass.seconds);
+        planner_->RecordDraftPass(pass_class, pass.tokens_per_sequence, pass.seconds);
       }
       last_.draft_passes = passes;
       for (size_t k = 0; k < proposed.size(); ++k) {
@@ -430,7 +448,11 @@ absl::Status SpecEngine::DecodeStep(std::span<const std::pair<int, Sequence*>> d
   last_.verify_seconds = SecondsSince(verify_start);
   const int n = static_cast<int>(decoding.size());
   last_.verify_tokens_per_sequence = (tokens + n - 1) / n;
-  planner_->RecordVerifyPass(step_class, last_.verify_tokens_per_sequence, last_.verify_seconds);
+  // A probe's pass mixed widths (a few sequences with trees, the rest plain):
+  // no width of the table describes it.
+  if (plan.probe_sequences == 0 || plan.probe_sequences >= n) {
+    planner_->RecordVerifyPass(step_class, last_.verify_tokens_per_sequence, last_.verify_seconds);
+  }
 
   // 4. Extend the histories with what each verification accepted.
   last_.batch = n;

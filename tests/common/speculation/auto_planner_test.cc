@@ -88,7 +88,9 @@ Outcome RunAuto(double verify_base, double verify_per_node, double draft_per_pas
   for (int i = 0; i < 4; ++i) {
     GenerationRequest r;
     for (int t = 0; t < 20 + 3 * i; ++t) r.prompt.push_back(1 + (t * 13 + i * 5) % 120);
-    r.max_new_tokens = 160;
+    // Long enough that the first probe (after 20x its predicted cost of plain
+    // decoding, about 40 steps here) is followed by a settled regime.
+    r.max_new_tokens = 320;
     r.stop_at_eos = false;
     requests.push_back(r);
   }

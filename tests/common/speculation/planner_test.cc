@@ -80,6 +80,72 @@ TEST(PlannerTest, ProbesRarelyWhilePlainWins) {
   EXPECT_LT(probes, 5000 / 100);  // well under 1% of the steps
 }
 
+TEST(PlannerTest, ProbesDraftForAFewSequencesOnly) {
+  // At batch 32 a probe's draft catch-up for every sequence cost as much as 17
+  // plain steps; a probe now drafts for two.
+  SpecConfig config;
+  Planner planner(config, Prior());
+  const StepClass c = ClassOf(32, 1000);
+  for (int k = 0; k < 3; ++k) planner.RecordVerifyPass(c, 1, 5e-3);
+  Plan probe;
+  for (int step = 0; step < 10000 && !probe.exploring; ++step) probe = planner.Choose(32, 1000);
+  ASSERT_TRUE(probe.exploring);
+  EXPECT_EQ(probe.probe_sequences, 2);
+  EXPECT_GT(probe.nodes, 0);
+}
+
+TEST(PlannerTest, UnmeasuredWidthsFollowTheLineThroughTheMeasuredOnes) {
+  CostTable table;
+  auto prior = [](int m) { return 1.0 + 0.001 * m; };  // says extra rows are nearly free
+  table.Record(1, 2.0);
+  EXPECT_DOUBLE_EQ(table.Estimate(5, prior), prior(5) * 2.0 / prior(1));  // one width: scaled prior
+  table.Record(3, 4.0);  // measured: a row costs 1.0
+  EXPECT_DOUBLE_EQ(table.Estimate(2, prior), 3.0);
+  EXPECT_DOUBLE_EQ(table.Estimate(9, prior), 10.0);
+  table.Record(5, 3.5);  // noise: wider looked cheaper; never a negative slope
+  EXPECT_DOUBLE_EQ(table.Estimate(8, prior), 4.0);
+}
+
+TEST(PlannerTest, PrefillCalibratesTheArithmeticRateOfThePrior) {
+  CostPrior prior = Prior();
+  prior.flops_per_second = 1e12;
+  prior.target_attention_flops = 1e3;
+  Planner planner(SpecConfig{}, prior);
+  const StepClass c = ClassOf(8, 1000);
+  const double optimistic = planner.PredictVerify(c, 8, 1000, 9);
+  // A prefill of 512 tokens over 512 rows: 512 * 1e6 + 512 * 256.5 * 1e3 flops in 0.1 s.
+  planner.RecordPrefillPass(512, 512 * 256.5, 512, 0.1);
+  EXPECT_NEAR(planner.ComputeRate(), (512e6 + 512 * 256.5e3) / (0.1 - (1e6 + 512e3) / 10e9), 1e6);
+  EXPECT_GT(planner.PredictVerify(c, 8, 1000, 9), 5 * optimistic);
+  // Short chunks time fixed costs, not arithmetic: ignored.
+  Planner other(SpecConfig{}, prior);
+  other.RecordPrefillPass(20, 20 * 10.5, 20, 0.1);
+  EXPECT_EQ(other.ComputeRate(), prior.flops_per_second);
+}
+
+TEST(PlannerTest, SwitchesOnlyForAClearGain) {
+  // Perfect acceptance; verify(m) fixed + per node; draft passes priced by
+  // `draft` each. Speculation must promise more than the switch margin.
+  auto speculates = [](double draft) {
+    SpecConfig config;
+    Planner planner(config, Prior());
+    Feed(planner, 1.0, 5000);
+    const StepClass c = ClassOf(8, 500);
+    for (int m = 1; m <= 65; ++m) {
+      for (int k = 0; k < 3; ++k) {
+        planner.RecordVerifyPass(c, m, 10e-3 + 1e-3 * m);
+        planner.RecordDraftPass(c, m, draft);
+      }
+    }
+    return planner.Choose(8, 500).nodes > 0;
+  };
+  // A chain of k nodes gives k + 1 tokens for 11 + k + k * draft ms against
+  // 11 ms a token plainly: break-even at draft = 10 ms whatever k.
+  EXPECT_TRUE(speculates(5e-3));     // up to 1.8x
+  EXPECT_FALSE(speculates(9.5e-3));  // under 5% better: not worth a switch
+  EXPECT_FALSE(speculates(30e-3));   // a loss
+}
+
 TEST(PlannerTest, FixedModes) {
   SpecConfig chain = *ParseSpecMode("chain:5");
   EXPECT_EQ(Planner(chain, Prior()).Choose(4, 100).nodes, 5);
