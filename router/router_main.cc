@@ -29,6 +29,10 @@ ABSL_FLAG(double, target_retry_seconds, 10,
           "While the target does not answer, retry steps this long before failing its "
           "requests with UNAVAILABLE");
 ABSL_FLAG(double, connect_seconds, 30, "At start, wait this long for the target to answer");
+ABSL_FLAG(bool, pipeline, false,
+          "Two micro-batches in flight: the draft proposes for one half of the running "
+          "sequences while the target verifies the other, so a step costs the slower "
+          "stage's time instead of the sum (give draft and target their own cores: --cpus)");
 
 namespace specserve {
 namespace {
@@ -64,6 +68,7 @@ int Run() {
         absl::StrFormat("--target-retry-seconds %g must be >= 0 and --connect-seconds %g > 0",
                         f.scheduler.target_retry_seconds, absl::GetFlag(FLAGS_connect_seconds)));
   }
+  f.engine.pipeline_groups = absl::GetFlag(FLAGS_pipeline) ? 2 : 1;
   if (DryRun()) return ReportDryRun(f, "specserve-router");
   const uint64_t fingerprint = VocabularyFingerprint(f.model->vocab.pieces);
   // Sequence ids are unique within this instance only: the workers key their caches
@@ -154,11 +159,13 @@ int Run() {
                                draft_ptr ? draft_ptr->failures() : 0);
   };
   std::fprintf(stderr,
-               "specserve-router: target %s (%s), draft %s, context %d, spec %s, "
+               "specserve-router: target %s (%s), draft %s, context %d, spec %s%s, "
                "instance %016llx\n",
                target_address.c_str(), target_info->model().c_str(),
                draft_address.empty() ? "none" : draft_address.c_str(), f.engine.max_context,
-               SpecModeName(f.engine.spec).c_str(), static_cast<unsigned long long>(instance));
+               SpecModeName(f.engine.spec).c_str(),
+               f.engine.pipeline_groups > 1 ? ", pipelined (2 micro-batches)" : "",
+               static_cast<unsigned long long>(instance));
   return Serve(f, MakeEngineFactory(draft.get(), *target, facts, f.engine), description, on_step,
                "specserve-router");
 }

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <future>
 
 #include "absl/strings/str_format.h"
 #include "common/engine/pass_cost.h"
@@ -126,6 +127,12 @@ absl::StatusOr<int> SpecEngine::Add(const GenerationRequest& request) {
   seq->state.tokens = request.prompt;
   seq->state.prompt_tokens = static_cast<int>(request.prompt.size());
   if (request.max_new_tokens == 0) seq->state.finish = FinishReason::kLength;
+  // Pipelined: into the smaller micro-batch.
+  int members[2] = {0, 0};
+  for (const auto& [other_id, other] : sequences_) {
+    if (!other->state.finished()) ++members[other->group];
+  }
+  seq->group = members[1] < members[0] ? 1 : 0;
   const int id = next_id_++;
   sequences_[id] = std::move(seq);
   return id;
@@ -195,7 +202,7 @@ void SpecEngine::RecordOverhead(Clock::time_point step_start) {
   // Time outside the draft and verify passes: this step's own bookkeeping plus,
   // between two decode steps, whatever the caller did (streaming, scheduling).
   const auto end = Clock::now();
-  const double passes = last_.draft_seconds + last_.verify_seconds;
+  const double passes = last_passes_seconds_;
   double outside = std::chrono::duration<double>(end - step_start).count() - passes;
   if (last_decode_end_) {
     outside += std::chrono::duration<double>(step_start - *last_decode_end_).count();
@@ -296,50 +303,60 @@ void SpecEngine::CatchUpDraft(std::span<const std::pair<int, Sequence*>> sequenc
   }
 }
 
-std::vector<const ProposeOutput*> SpecEngine::ProposeTrees(
-    std::span<const std::pair<int, Sequence*>> decoding, const Plan& plan, StepClass step_class,
-    std::vector<ProposeOutput>* drafts) {
-  std::vector<const ProposeOutput*> draft_of(decoding.size(), nullptr);
-  std::vector<ProposeItem> proposals;
-  std::vector<size_t> proposed;  // index into decoding
-  for (size_t i = 0; i < decoding.size() && plan.nodes > 0 && draft_ != nullptr; ++i) {
-    if (plan.probe_sequences > 0 && static_cast<int>(proposals.size()) >= plan.probe_sequences) {
+std::unique_ptr<SpecEngine::ProposalBatch> SpecEngine::BuildProposals(
+    std::span<const std::pair<int, Sequence*>> members, const Plan& plan, StepClass step_class) {
+  auto batch = std::make_unique<ProposalBatch>();
+  batch->plan = plan;
+  batch->step_class = step_class;
+  batch->members.assign(members.begin(), members.end());
+  for (size_t i = 0; i < members.size() && plan.nodes > 0 && draft_ != nullptr; ++i) {
+    if (plan.probe_sequences > 0 && static_cast<int>(batch->items.size()) >= plan.probe_sequences) {
       break;  // a probe: the rest decode plainly
     }
-    auto [id, seq] = decoding[i];
+    auto [id, seq] = members[i];
     // Sequences too close to their context limit for the tree decode plainly.
     if (static_cast<int>(seq->state.tokens.size()) + plan.nodes + 1 > max_context_) continue;
-    ProposeItem& item = proposals.emplace_back();
+    ProposeItem& item = batch->items.emplace_back();
     item.sequence_id = id;
     item.start = seq->draft_from;
     item.tokens = std::span<const int32_t>(seq->state.tokens).subspan(seq->draft_from);
     item.prefix_hash = HashBefore(*seq, item.start);
     item.previous_accepted = seq->previous_accepted;
-    item.shape = &plan.shape;
+    item.shape = &batch->plan.shape;  // the batch is never moved: the pointer holds
     item.sampling = seq->request.sampling;
-    proposed.push_back(i);
+    batch->proposed.push_back(i);
   }
-  if (!proposals.empty()) {
-    const auto start = Clock::now();
-    std::vector<PassTime> passes;
-    const absl::Status st = draft_->Propose(proposals, drafts, &passes);
-    last_.draft_seconds = SecondsSince(start);
-    if (!st.ok()) {
+  return batch;
+}
+
+void SpecEngine::RunProposals(ProposalBatch& batch) {
+  if (batch.items.empty()) return;
+  const auto start = Clock::now();
+  batch.status = draft_->Propose(batch.items, &batch.outputs, &batch.passes);
+  batch.seconds = SecondsSince(start);
+}
+
+std::vector<const ProposeOutput*> SpecEngine::FinishProposals(ProposalBatch& batch) {
+  std::vector<const ProposeOutput*> draft_of(batch.members.size(), nullptr);
+  if (!batch.items.empty()) {
+    last_.draft_seconds = batch.seconds;
+    if (!batch.status.ok()) {
       last_.draft_failed = true;  // decode plainly this step; the draft catches up later
     } else {
       // A probe's passes ran for its few sequences: they are timed in that class.
       const StepClass pass_class =
-          plan.probe_sequences > 0 ? ClassOf(static_cast<int>(proposals.size()), last_.mean_context)
-                                   : step_class;
-      for (const PassTime& pass : passes) {
+          batch.plan.probe_sequences > 0
+              ? ClassOf(static_cast<int>(batch.items.size()), last_.mean_context)
+              : batch.step_class;
+      for (const PassTime& pass : batch.passes) {
         planner_->RecordDraftPass(pass_class, pass.tokens_per_sequence, pass.seconds);
       }
-      last_.draft_passes = passes;
-      for (size_t k = 0; k < proposed.size(); ++k) {
-        Sequence* seq = decoding[proposed[k]].second;
-        const ProposeOutput& out = (*drafts)[k];
+      last_.draft_passes = batch.passes;
+      for (size_t k = 0; k < batch.proposed.size(); ++k) {
+        Sequence* seq = batch.members[batch.proposed[k]].second;
+        const ProposeOutput& out = batch.outputs[k];
         if (out.status.ok()) {
-          draft_of[proposed[k]] = &out;
+          draft_of[batch.proposed[k]] = &out;
           seq->draft_from = static_cast<int64_t>(seq->state.tokens.size());
         } else if (absl::IsFailedPrecondition(out.status)) {
           // The draft lost its state (restart) or is elsewhere: resend from the start.
@@ -349,8 +366,38 @@ std::vector<const ProposeOutput*> SpecEngine::ProposeTrees(
     }
   }
   // Sequences not drafted this step: their draft pending rows get dropped next time.
-  for (size_t i = 0; i < decoding.size(); ++i) decoding[i].second->previous_accepted.clear();
+  for (auto& [id, seq] : batch.members) seq->previous_accepted.clear();
   return draft_of;
+}
+
+std::vector<const ProposeOutput*> SpecEngine::ProposeTrees(
+    std::span<const std::pair<int, Sequence*>> decoding, const Plan& plan, StepClass step_class,
+    std::unique_ptr<ProposalBatch>* batch) {
+  *batch = BuildProposals(decoding, plan, step_class);
+  RunProposals(**batch);
+  return FinishProposals(**batch);
+}
+
+std::vector<VerifyItem> SpecEngine::VerifyItems(std::span<const std::pair<int, Sequence*>> members,
+                                                std::span<const ProposeOutput* const> trees,
+                                                int* tokens) {
+  std::vector<VerifyItem> items;
+  *tokens = 0;
+  for (size_t i = 0; i < members.size(); ++i) {
+    auto [id, seq] = members[i];
+    VerifyItem& item = items.emplace_back();
+    item.sequence_id = id;
+    item.kind = VerifyKind::kVerify;
+    item.start = seq->target_from;
+    item.tokens = std::span<const int32_t>(seq->state.tokens).subspan(seq->target_from);
+    item.prefix_hash = HashBefore(*seq, item.start);
+    item.tree = trees[i] ? &trees[i]->tree : nullptr;
+    item.q = trees[i] ? &trees[i]->q : nullptr;
+    item.sampling = seq->request.sampling;
+    item.top_logprobs = seq->request.logprobs;
+    *tokens += 1 + (trees[i] ? trees[i]->tree.size() : 0);
+  }
+  return items;
 }
 
 void SpecEngine::ApplyVerified(int id, Sequence& seq, const ProposeOutput* draft,
@@ -412,6 +459,10 @@ void SpecEngine::ApplyVerified(int id, Sequence& seq, const ProposeOutput* draft
 }
 
 absl::Status SpecEngine::DecodeStep(std::span<const std::pair<int, Sequence*>> decoding) {
+  if (options_.pipeline_groups > 1 && draft_ != nullptr &&
+      planner_->config().mode != SpecMode::kOff) {
+    return PipelinedDecodeStep(decoding);
+  }
   // 1. The plan for this step's class (batch size x mean context).
   double mean_context = 0;
   for (auto& [id, seq] : decoding) mean_context += static_cast<double>(seq->state.tokens.size());
@@ -421,27 +472,13 @@ absl::Status SpecEngine::DecodeStep(std::span<const std::pair<int, Sequence*>> d
   const Plan plan = planner_->Choose(static_cast<int>(decoding.size()), mean_context);
 
   // 2. Propose: one draft call for every sequence that speculates this step.
-  std::vector<ProposeOutput> drafts;
+  std::unique_ptr<ProposalBatch> proposals;
   const std::vector<const ProposeOutput*> draft_of =
-      ProposeTrees(decoding, plan, step_class, &drafts);
+      ProposeTrees(decoding, plan, step_class, &proposals);
 
   // 3. Verify: one target call for every decoding sequence (empty trees: plain).
-  std::vector<VerifyItem> items;
   int tokens = 0;
-  for (size_t i = 0; i < decoding.size(); ++i) {
-    auto [id, seq] = decoding[i];
-    VerifyItem& item = items.emplace_back();
-    item.sequence_id = id;
-    item.kind = VerifyKind::kVerify;
-    item.start = seq->target_from;
-    item.tokens = std::span<const int32_t>(seq->state.tokens).subspan(seq->target_from);
-    item.prefix_hash = HashBefore(*seq, item.start);
-    item.tree = draft_of[i] ? &draft_of[i]->tree : nullptr;
-    item.q = draft_of[i] ? &draft_of[i]->q : nullptr;
-    item.sampling = seq->request.sampling;
-    item.top_logprobs = seq->request.logprobs;
-    tokens += 1 + (draft_of[i] ? draft_of[i]->tree.size() : 0);
-  }
+  const std::vector<VerifyItem> items = VerifyItems(decoding, draft_of, &tokens);
   std::vector<VerifyOutput> verified;
   const auto verify_start = Clock::now();
   RETURN_IF_ERROR(target_.Verify(items, &verified));
@@ -465,7 +502,126 @@ absl::Status SpecEngine::DecodeStep(std::span<const std::pair<int, Sequence*>> d
   for (size_t i = 0; i < decoding.size(); ++i) {
     ApplyVerified(decoding[i].first, *decoding[i].second, draft_of[i], verified[i]);
   }
-  decode_seconds_ += last_.draft_seconds + last_.verify_seconds;
+  last_passes_seconds_ = last_.draft_seconds + last_.verify_seconds;
+  decode_seconds_ += last_passes_seconds_;
+  return absl::OkStatus();
+}
+
+absl::Status SpecEngine::PipelinedDecodeStep(std::span<const std::pair<int, Sequence*>> decoding) {
+  std::vector<std::pair<int, Sequence*>> groups[2];
+  for (const auto& entry : decoding) groups[entry.second->group].push_back(entry);
+  if (groups[turn_].empty()) turn_ ^= 1;
+  const std::vector<std::pair<int, Sequence*>>& verifying = groups[turn_];
+  const std::vector<std::pair<int, Sequence*>>& other = groups[turn_ ^ 1];
+  auto mean_context = [](std::span<const std::pair<int, Sequence*>> members) {
+    double total = 0;
+    for (const auto& [id, seq] : members) total += static_cast<double>(seq->state.tokens.size());
+    return members.empty() ? 0.0 : total / static_cast<double>(members.size());
+  };
+  // Keeps each drafted tree with its sequence until the sequence's verify turn.
+  auto keep = [](ProposalBatch& batch, const std::vector<const ProposeOutput*>& trees) {
+    for (size_t i = 0; i < batch.members.size(); ++i) {
+      if (trees[i] == nullptr) continue;
+      Sequence* seq = batch.members[i].second;
+      seq->proposal = *trees[i];
+      seq->has_proposal = true;
+      seq->proposal_plan = batch.plan;
+    }
+  };
+  last_.mean_context = mean_context(verifying);
+  double draft_seconds = 0;
+
+  // Sequences of the verifying group without a tree (new, or their draft
+  // failed): with nothing to overlap with (the other group is empty) they draft
+  // first, as in an unpipelined step; otherwise they decode plainly this once.
+  if (other.empty()) {
+    std::vector<std::pair<int, Sequence*>> bare;
+    for (const auto& entry : verifying) {
+      if (!entry.second->has_proposal) bare.push_back(entry);
+    }
+    if (!bare.empty()) {
+      const double context = mean_context(bare);
+      const int n = static_cast<int>(bare.size());
+      std::unique_ptr<ProposalBatch> batch;
+      const auto trees =
+          ProposeTrees(bare, planner_->Choose(n, context), ClassOf(n, context), &batch);
+      keep(*batch, trees);
+      draft_seconds += batch->seconds;
+    }
+  }
+  // The other group drafts its next trees while this one is verified.
+  std::vector<std::pair<int, Sequence*>> ahead;
+  for (const auto& entry : other) {
+    if (!entry.second->has_proposal) ahead.push_back(entry);
+  }
+  std::unique_ptr<ProposalBatch> batch;
+  if (!ahead.empty()) {
+    const double context = mean_context(ahead);
+    const int n = static_cast<int>(ahead.size());
+    batch = BuildProposals(ahead, planner_->Choose(n, context), ClassOf(n, context));
+  }
+  std::vector<const ProposeOutput*> trees;
+  for (const auto& [id, seq] : verifying)
+    trees.push_back(seq->has_proposal ? &seq->proposal : nullptr);
+  int tokens = 0;
+  const std::vector<VerifyItem> items = VerifyItems(verifying, trees, &tokens);
+  std::vector<VerifyOutput> verified;
+  const auto start = Clock::now();
+  std::future<void> drafting;
+  if (batch != nullptr && !batch->items.empty()) {
+    // The draft call alone runs on the other thread (RunProposals touches
+    // nothing else of the engine); everything else stays on this one.
+    ProposalBatch* running = batch.get();
+    drafting = std::async(std::launch::async, [this, running] { RunProposals(*running); });
+  }
+  const absl::Status verify_status = target_.Verify(items, &verified);
+  last_.verify_seconds = SecondsSince(start);
+  if (drafting.valid()) drafting.wait();
+  const double overlapped = SecondsSince(start);
+  if (batch != nullptr) {
+    keep(*batch, FinishProposals(*batch));
+    draft_seconds += batch->seconds;
+  }
+  last_.draft_seconds = draft_seconds;
+  RETURN_IF_ERROR(verify_status);
+
+  const int n = static_cast<int>(verifying.size());
+  StepClass verify_class = ClassOf(n, last_.mean_context);
+  last_.verify_tokens_per_sequence = (tokens + n - 1) / n;
+  // Booked only when every sequence verified the same width (a probe or a
+  // newcomer decoding plainly beside trees makes a pass no width describes).
+  bool one_width = true;
+  for (size_t i = 1; i < trees.size(); ++i) {
+    const int a = trees[i] ? trees[i]->tree.size() : 0, b = trees[0] ? trees[0]->tree.size() : 0;
+    one_width = one_width && a == b;
+  }
+  if (one_width) {
+    planner_->RecordVerifyPass(verify_class, last_.verify_tokens_per_sequence,
+                               last_.verify_seconds);
+  }
+  last_.batch = n;
+  for (const auto& [id, seq] : verifying) {
+    if (!seq->has_proposal) continue;
+    last_.tree_nodes = seq->proposal_plan.nodes;
+    last_.tree_depth = seq->proposal_plan.depth;
+    last_.exploring = seq->proposal_plan.exploring;
+    last_.predicted_tokens = seq->proposal_plan.expected_tokens;
+    break;
+  }
+  last_.hits_by_rank.assign(planner_->acceptance().k(), 0);
+  last_.visits_by_rank.assign(planner_->acceptance().k(), 0);
+  for (size_t i = 0; i < verifying.size(); ++i) {
+    Sequence& seq = *verifying[i].second;
+    ApplyVerified(verifying[i].first, seq, trees[i], verified[i]);
+    // The tree is spent. If the history did not grow (the target lost its
+    // cache), the draft is asked again from the root.
+    seq.has_proposal = false;
+    seq.draft_from =
+        std::min<int64_t>(seq.draft_from, static_cast<int64_t>(seq.state.tokens.size()) - 1);
+  }
+  turn_ ^= 1;
+  last_passes_seconds_ = overlapped + (other.empty() ? draft_seconds : 0.0);
+  decode_seconds_ += last_passes_seconds_;
   return absl::OkStatus();
 }
 

@@ -38,6 +38,13 @@ struct SpecEngineOptions {
   // size it is reported under (alternating, the first sequences decode a large
   // part of their tokens at batch 1 while the rest prefill).
   bool prefill_before_decode = false;
+  // 2: two micro-batches in flight. The running sequences form two groups; each
+  // decode step verifies one group while the draft proposes for the other, so
+  // the step costs the larger of the two stage times, not their sum. The two
+  // backends are then called from two threads at once: for the router's gRPC
+  // clients (draft and target in their own processes), not for in-process
+  // workers that share one model's thread pool. 1: one group, draft then verify.
+  int pipeline_groups = 1;
   int max_candidates = 32;  // size of the draft distribution kept for sampling
   // Memory read bandwidth and arithmetic rate of this machine for the planner's
   // prior (before any step is measured); 0: typical CPU figures.
@@ -124,6 +131,10 @@ class SpecEngine {
   struct Sequence {
     GenerationRequest request;
     SequenceState state;
+    int group = 0;              // pipelined: the micro-batch it belongs to
+    bool has_proposal = false;  // pipelined: `proposal` was drafted for this history
+    ProposeOutput proposal;
+    Plan proposal_plan;                      // the plan it was drafted under (for the step's stats)
     int64_t target_from = 0;                 // the target holds history[0, target_from)
     int64_t draft_from = 0;                  // the draft holds at least history[0, draft_from)
     std::vector<int32_t> previous_accepted;  // last step's accepted nodes, for the draft
@@ -142,10 +153,34 @@ class SpecEngine {
   absl::Status PrefillStep(std::span<const std::pair<int, Sequence*>> prefilling);
   void CatchUpDraft(std::span<const std::pair<int, Sequence*>> sequences);
   absl::Status DecodeStep(std::span<const std::pair<int, Sequence*>> decoding);
+  // One draft call in three phases, so that a pipelined step can run the call
+  // on another thread: Build (items and prefix hashes, on the engine's thread),
+  // Run (the call alone: touches nothing else of the engine), Finish (planner
+  // records, draft positions, the tree of each sequence, null where none).
+  struct ProposalBatch {
+    Plan plan;
+    StepClass step_class;
+    std::vector<std::pair<int, Sequence*>> members;  // the sequences the batch was built from
+    std::vector<ProposeItem> items;
+    std::vector<size_t> proposed;  // index into members of each item
+    std::vector<ProposeOutput> outputs;
+    std::vector<PassTime> passes;
+    absl::Status status;
+    double seconds = 0;
+  };
+  std::unique_ptr<ProposalBatch> BuildProposals(std::span<const std::pair<int, Sequence*>> members,
+                                                const Plan& plan, StepClass step_class);
+  void RunProposals(ProposalBatch& batch);
+  std::vector<const ProposeOutput*> FinishProposals(ProposalBatch& batch);
   // The drafted tree of each decoding sequence (null: plain this step).
   std::vector<const ProposeOutput*> ProposeTrees(
       std::span<const std::pair<int, Sequence*>> decoding, const Plan& plan, StepClass step_class,
-      std::vector<ProposeOutput>* drafts);
+      std::unique_ptr<ProposalBatch>* batch);
+  // Two micro-batches in flight (SpecEngineOptions::pipeline_groups).
+  absl::Status PipelinedDecodeStep(std::span<const std::pair<int, Sequence*>> decoding);
+  // The verify items of `members`, each with its tree (null: plain).
+  std::vector<VerifyItem> VerifyItems(std::span<const std::pair<int, Sequence*>> members,
+                                      std::span<const ProposeOutput* const> trees, int* tokens);
   void ApplyVerified(int id, Sequence& seq, const ProposeOutput* draft, const VerifyOutput& out);
   void RecordOverhead(std::chrono::steady_clock::time_point step_start);
 
@@ -159,6 +194,8 @@ class SpecEngine {
   std::unique_ptr<Planner> planner_;
   std::map<int, std::unique_ptr<Sequence>> sequences_;
   int next_id_ = 0;
+  int turn_ = 0;                    // pipelined: the group that verifies next
+  double last_passes_seconds_ = 0;  // the decode step's pass time (overlapped: the wall)
   bool last_step_prefilled_ = false;
   std::optional<std::chrono::steady_clock::time_point> last_decode_end_;
   StepStats last_;

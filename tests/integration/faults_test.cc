@@ -3,7 +3,9 @@
 // from the router's histories, same tokens), the target stays down (UNAVAILABLE,
 // no hang), cancellation and deadlines free KV on both workers, overload is
 // refused early, SIGTERM drains in-flight requests.
+#include <chrono>
 #include <future>
+#include <thread>
 #include <vector>
 
 #include "tests/integration/harness.h"
@@ -70,6 +72,47 @@ TEST(FaultsTest, RestartingTheTargetMidGenerationKeepsTheTokens) {
   // The history was re-prefilled into the new target: more than the prompt.
   const std::string metrics = HttpGet(split->router->metrics_port(), "/metrics");
   EXPECT_GT(MetricValue(metrics, "specserve_prefill_tokens_total"), 30) << metrics;
+}
+
+// The same guarantees with two micro-batches in flight (--pipeline): the draft
+// dies while one group is being verified and the other drafted, then the target
+// restarts; every stream keeps the target-only tokens.
+TEST(FaultsTest, PipelinedRouterKeepsTheTokensWhenTheDraftDiesAndTheTargetRestarts) {
+  auto split = Split::Start(SharedRandomModel(), {"--spec=chain:4", "--pipeline"});
+  ASSERT_NE(split, nullptr);
+  constexpr int kStreams = 4, kTokens = 700;
+  std::vector<std::vector<int32_t>> prompts;
+  for (int i = 0; i < kStreams; ++i) prompts.push_back(Prompt(40 + i, 10 + 7 * i));
+  const auto reference = ReferenceGreedy(SharedRandomModel(), prompts, kTokens);
+  ASSERT_EQ(reference.size(), prompts.size());
+  std::vector<std::future<StreamResult>> results;
+  for (int i = 0; i < kStreams; ++i) {
+    results.push_back(std::async(std::launch::async, [&, i] {
+      auto stub = v1::Generation::NewStub(Connect(split->router->address()));
+      return Stream(*stub, TokenRequest(prompts[i], kTokens), {}, 120);
+    }));
+  }
+  const int target_port = split->target->grpc_port();
+  std::this_thread::sleep_for(std::chrono::milliseconds(400));
+  split->draft->Kill(SIGKILL);
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  split->target->Kill(SIGKILL);
+  split->target = StartService("specserve-target",
+                               {"--model=" + SharedRandomModel(), "--threads=1"}, target_port);
+  ASSERT_NE(split->target, nullptr);
+  for (int i = 0; i < kStreams; ++i) {
+    StreamResult r = results[i].get();
+    ASSERT_TRUE(r.status.ok()) << i << ": " << r.status.error_message();
+    EXPECT_EQ(r.tokens, reference[i]) << "stream " << i;
+    EXPECT_GT(r.stats.speculated_steps(), 0) << "stream " << i;
+  }
+  // Both faults hit running streams: steps without the draft, and histories
+  // prefilled again into the new target.
+  const std::string metrics = HttpGet(split->router->metrics_port(), "/metrics");
+  EXPECT_GT(MetricValue(metrics, "specserve_steps_total{kind=\"draft_failed\"}"), 0) << metrics;
+  int prompt_tokens = 0;
+  for (const auto& p : prompts) prompt_tokens += static_cast<int>(p.size());
+  EXPECT_GT(MetricValue(metrics, "specserve_prefill_tokens_total"), prompt_tokens + 100) << metrics;
 }
 
 TEST(FaultsTest, ATargetThatStaysDownFailsRequestsWithUnavailable) {
