@@ -84,15 +84,18 @@ std::unique_ptr<Deployment> StartDeployment(const std::string& kind,
     router_flags.insert(router_flags.end(), {threads, sinks, window});
     d->processes.push_back(Spawn(bin, "specserve-serve", router_flags));
     if (!d->processes.back()) return nullptr;
-  } else if (kind == "split") {
+  } else if (kind == "split" || kind == "pipelined") {
     std::vector<std::string> worker = {model, threads};
     if (!options.tokenizer.empty()) worker.push_back("--tokenizer=" + options.tokenizer);
-    d->processes.push_back(Spawn(bin, "specserve-target", worker));
+    std::vector<std::string> target_flags = worker, draft_flags = worker;
+    if (!options.target_cpus.empty()) target_flags.push_back("--cpus=" + options.target_cpus);
+    if (!options.draft_cpus.empty()) draft_flags.push_back("--cpus=" + options.draft_cpus);
+    d->processes.push_back(Spawn(bin, "specserve-target", target_flags));
     if (!d->processes.back()) return nullptr;
     const std::string target = d->processes.back()->address();
-    worker.push_back(sinks);
-    worker.push_back(window);
-    d->processes.push_back(Spawn(bin, "specserve-draft", worker));
+    draft_flags.push_back(sinks);
+    draft_flags.push_back(window);
+    d->processes.push_back(Spawn(bin, "specserve-draft", draft_flags));
     if (!d->processes.back()) return nullptr;
     const std::string draft = d->processes.back()->address();
     // A Propose at a large batch on a CPU can take seconds: do not let the router
@@ -100,10 +103,11 @@ std::unique_ptr<Deployment> StartDeployment(const std::string& kind,
     router_flags.insert(router_flags.end(),
                         {"--target=" + target, "--draft=" + draft, "--draft-timeout-ms=600000",
                          "--target-timeout-ms=600000"});
+    if (kind == "pipelined") router_flags.push_back("--pipeline");
     d->processes.push_back(Spawn(bin, "specserve-router", router_flags));
     if (!d->processes.back()) return nullptr;
   } else {
-    std::fprintf(stderr, "error: --spawn: '%s' is not serve or split\n", kind.c_str());
+    std::fprintf(stderr, "error: --spawn: '%s' is not serve, split or pipelined\n", kind.c_str());
     return nullptr;
   }
   d->address = d->processes.back()->address();

@@ -22,16 +22,20 @@ struct GrpcBenchOptions {
   // An existing router or specserve-serve (HOST:PORT); empty: use `spawn`.
   std::string server;
   // Deployments to start on 127.0.0.1 from `bin_dir`, each measured in turn:
-  // "serve" (specserve-serve) and/or "split" (specserve-target + -draft + -router).
+  // "serve" (specserve-serve), "split" (specserve-target + -draft + -router)
+  // and/or "pipelined" (split with the router's --pipeline: two micro-batches in flight).
   std::vector<std::string> spawn;
-  std::string bin_dir;  // empty: the folder of this executable (build/bin)
-  std::vector<int> clients = {1, 16, 64};   // concurrent clients = batch size
+  // Split deployments: the CPUs of the target and of the draft (--cpus LIST of
+  // each service); empty: not pinned.
+  std::string target_cpus, draft_cpus;
+  std::string bin_dir;                     // empty: the folder of this executable (build/bin)
+  std::vector<int> clients = {1, 16, 64};  // concurrent clients = batch size
   std::vector<std::string> modes = {"off", "auto"};  // "off" is added first when absent
-  int new_tokens = 64;     // generated per request (greedy, EOS ignored)
-  int prompt_tokens = 32;  // prompt length of every request
-  int repeats = 3;         // runs per cell (gRPC and in-process alternate); medians reported
-  int threads = 0;         // CPU threads of the spawned services (0: all cores)
-  int sinks = 16;          // draft window of the spawned services and the baseline
+  int new_tokens = 64;                               // generated per request (greedy, EOS ignored)
+  int prompt_tokens = 32;                            // prompt length of every request
+  int repeats = 3;  // runs per cell (gRPC and in-process alternate); medians reported
+  int threads = 0;  // CPU threads of the spawned services (0: all cores)
+  int sinks = 16;   // draft window of the spawned services and the baseline
   int window = 64;
   std::string out;  // write OUT.json and OUT.csv when set
 };

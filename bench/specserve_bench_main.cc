@@ -72,7 +72,12 @@ ABSL_FLAG(std::string, server, "",
           "--mode grpc: a running specserve-router or specserve-serve HOST:PORT to drive");
 ABSL_FLAG(std::vector<std::string>, spawn, {},
           "--mode grpc: start these on 127.0.0.1 from --bin_dir and drive each in turn: "
-          "serve (specserve-serve), split (specserve-target + specserve-draft + specserve-router)");
+          "serve (specserve-serve), split (specserve-target + specserve-draft + specserve-router), "
+          "pipelined (split with the router's --pipeline)");
+ABSL_FLAG(std::string, target_cpus, "",
+          "--mode grpc --spawn split/pipelined: the target's CPUs (its --cpus), e.g. 0");
+ABSL_FLAG(std::string, draft_cpus, "",
+          "--mode grpc --spawn split/pipelined: the draft's CPUs (its --cpus), e.g. 1");
 ABSL_FLAG(std::string, bin_dir, "",
           "--mode grpc --spawn: the service binaries' folder "
           "(default: this executable's)");
@@ -218,6 +223,8 @@ int Run() {
     grpc.tokenizer = absl::GetFlag(FLAGS_tokenizer);
     grpc.server = absl::GetFlag(FLAGS_server);
     grpc.spawn = absl::GetFlag(FLAGS_spawn);
+    grpc.target_cpus = absl::GetFlag(FLAGS_target_cpus);
+    grpc.draft_cpus = absl::GetFlag(FLAGS_draft_cpus);
     grpc.bin_dir = absl::GetFlag(FLAGS_bin_dir);
     grpc.clients = ParseList(absl::GetFlag(FLAGS_clients), "clients");
     grpc.modes = absl::StrSplit(absl::GetFlag(FLAGS_spec_modes), ',', absl::SkipEmpty());

@@ -96,6 +96,18 @@ RouterMetrics::RouterMetrics(prometheus::Registry& r)
       itl_(Family(prometheus::BuildHistogram(), "specserve_inter_token_latency_seconds",
                   "Seconds between consecutive generated tokens of a request", r)
                .Add({}, SecondsBuckets())),
+      stage_busy_(Family(prometheus::BuildCounter(), "specserve_stage_busy_seconds_total",
+                         "Seconds a stage was busy: draft (Propose calls), target (Verify and "
+                         "prefill calls)",
+                         r)),
+      stage_utilization_(Family(prometheus::BuildGauge(), "specserve_stage_utilization_ratio",
+                                "Share of the last second or more a stage was busy (with "
+                                "--pipeline draft and target overlap)",
+                                r)),
+      draft_busy_(stage_busy_.Add({{"stage", "draft"}})),
+      target_busy_(stage_busy_.Add({{"stage", "target"}})),
+      draft_utilization_(stage_utilization_.Add({{"stage", "draft"}})),
+      target_utilization_(stage_utilization_.Add({{"stage", "target"}})),
       rate_start_(std::chrono::steady_clock::now()) {
   draft_available_.Set(1);
 }
@@ -116,6 +128,10 @@ void RouterMetrics::SetDraftAvailable(bool available, int64_t failures) {
 
 void RouterMetrics::OnStep(const StepStats& step, const Planner& planner,
                            int speculated_sequences) {
+  draft_busy_.Increment(step.draft_seconds);
+  target_busy_.Increment(step.verify_seconds);
+  draft_busy_window_ += step.draft_seconds;
+  target_busy_window_ += step.verify_seconds;
   if (step.prefill_tokens > 0) {
     prefill_tokens_.Increment(step.prefill_tokens);
     steps_.Add({{"kind", "prefill"}}).Increment();
@@ -156,6 +172,9 @@ void RouterMetrics::AddTokens(int64_t tokens) {
   const double seconds = std::chrono::duration<double>(now - rate_start_).count();
   if (seconds >= 1.0) {
     tokens_per_second_.Set(static_cast<double>(rate_tokens_) / seconds);
+    draft_utilization_.Set(std::min(1.0, draft_busy_window_ / seconds));
+    target_utilization_.Set(std::min(1.0, target_busy_window_ / seconds));
+    draft_busy_window_ = target_busy_window_ = 0;
     rate_tokens_ = 0;
     rate_start_ = now;
   }

@@ -65,6 +65,16 @@ class RouterMetrics {
   prometheus::Gauge& tokens_per_second_;
   prometheus::Histogram& ttft_;
   prometheus::Histogram& itl_;
+  // Seconds the draft (Propose) and the target (Verify, prefill) were busy, and
+  // that time's share of the last second or more: with --pipeline both stages
+  // work at once, without it they take turns.
+  prometheus::Family<prometheus::Counter>& stage_busy_;
+  prometheus::Family<prometheus::Gauge>& stage_utilization_;
+  prometheus::Counter& draft_busy_;
+  prometheus::Counter& target_busy_;
+  prometheus::Gauge& draft_utilization_;
+  prometheus::Gauge& target_utilization_;
+  double draft_busy_window_ = 0, target_busy_window_ = 0;
 
   std::chrono::steady_clock::time_point rate_start_;
   int64_t rate_tokens_ = 0;

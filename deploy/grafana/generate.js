@@ -154,6 +154,12 @@ const rows = [
         targets: [t(q(0.99, "specserve_worker_call_seconds", "worker, method"), "{{worker}} {{method}}")] },
       { title: "Worker calls by outcome", type: "timeseries", unit: "ops", w: 12, h: 8,
         targets: [t(`sum by (worker, method, outcome) (${rate("specserve_worker_calls_total")})`, "{{worker}} {{method}} {{outcome}}")] },
+      { title: "Stage utilisation (draft and target)", type: "timeseries", unit: "percentunit", w: 12, h: 8,
+        description: "Share of the time each stage was busy. Without --pipeline the router runs Propose then Verify, so the two add up to at most 1; with --pipeline (two micro-batches in flight) they overlap and both can approach 1.",
+        targets: [
+          t(`max by (stage) (specserve_stage_utilization_ratio{${NS}})`, "{{stage}}"),
+          t(`sum by (stage) (${rate("specserve_stage_busy_seconds_total")})`, "{{stage}} (busy seconds per second)"),
+        ] },
     ],
   },
   {

@@ -168,6 +168,7 @@ TEST(Chart, EveryContainerCommandLinePassesItsDryRun) {
   renders.push_back({"", {"--set", "serving.kvType=bf16"}});
   renders.push_back({"", {"--set", "draft.kind=ngram"}});
   renders.push_back({"", {"--set", "mode=allInOne,draft.kind=ngram"}});
+  renders.push_back({"", {"--set", "router.pipeline=true"}});
   int checked = 0;
   for (const auto& [values, extra] : renders) {
     SCOPED_TRACE((values.empty() ? "default values" : values) + (extra.empty() ? "" : " allInOne"));
@@ -182,6 +183,8 @@ TEST(Chart, EveryContainerCommandLinePassesItsDryRun) {
     EXPECT_EQ(containers.size(), all_in_one ? 1u : 3u) << all.output;
     const bool ngram = !extra.empty() && extra[1].find("draft.kind=ngram") != std::string::npos;
     EXPECT_EQ(all.output.find("--draft=ngram") != std::string::npos, ngram) << all.output;
+    const bool pipelined = !extra.empty() && extra[1] == "router.pipeline=true";
+    EXPECT_EQ(all.output.find("\"--pipeline\"") != std::string::npos, pipelined) << all.output;
     for (const auto& [object, command] : containers.items()) {
       std::vector<std::string> argv = command.get<std::vector<std::string>>();
       ASSERT_FALSE(argv.empty()) << object;
@@ -199,7 +202,7 @@ TEST(Chart, EveryContainerCommandLinePassesItsDryRun) {
       ++checked;
     }
   }
-  EXPECT_EQ(checked, 6 * 3 + 4 * 1);  // split renders: 3 containers; allInOne: 1
+  EXPECT_EQ(checked, 7 * 3 + 4 * 1);  // split renders: 3 containers; allInOne: 1
 }
 
 TEST(Chart, SchemaRefusesBadValues) {
