@@ -232,7 +232,7 @@ double Planner::PredictDraft(StepClass c, int batch, const TreeShape& shape) con
   return seconds;
 }
 
-Plan Planner::Choose(int batch, double mean_context) {
+Plan Planner::Choose(int batch, double mean_context, int whole_batch) {
   ++steps_;
   Plan plan;
   switch (config_.mode) {
@@ -246,7 +246,7 @@ Plan Planner::Choose(int batch, double mean_context) {
       plan.shape = tables_->Shape(config_.tree_nodes + 1, config_.max_depth);
       break;
     case SpecMode::kAuto:
-      return ChooseAuto(batch, mean_context);
+      return ChooseAuto(batch, mean_context, whole_batch);
   }
   plan.nodes = plan.shape.speculated();
   plan.depth = plan.shape.depth();
@@ -258,7 +258,7 @@ Plan Planner::Choose(int batch, double mean_context) {
 
 namespace specserve {
 
-Plan Planner::ChooseAuto(int batch, double mean_context) {
+Plan Planner::ChooseAuto(int batch, double mean_context, int whole_batch) {
   MaybeRebuildTables();
   const StepClass c = ClassOf(batch, mean_context);
   // Decide from measurements, not the prior alone: first plain steps of this
@@ -289,17 +289,28 @@ Plan Planner::ChooseAuto(int batch, double mean_context) {
         (last_choice_speculates_
              ? 0.0
              : DraftPassCost(c, batch, prior_.draft_window_tokens) / kSwitchHorizonSteps);
-    const double plain_rate = 1.0 / (StepOverhead(c, false) + verify[1]);
+    // Tokens per second of the batch. Pipelined, plain decoding is one step for
+    // the whole batch, and a speculative step the slower of this group's draft
+    // and the other group's verify (of the same size).
+    const bool pipelined = whole_batch > batch;
+    double plain_rate = batch / (StepOverhead(c, false) + verify[1]);
+    if (pipelined) {
+      const StepClass whole = ClassOf(whole_batch, mean_context);
+      plain_rate = whole_batch / (StepOverhead(whole, false) +
+                                  PredictVerify(whole, whole_batch, mean_context, 1));
+    }
     double best_rate = plain_rate * (1 + kSwitchMargin);
     choice.n = 1;
     choice.d = 0;
     for (const Candidate& cand : candidates_) {
-      double seconds = overhead + verify[cand.n] + pass(1);
+      double draft = pass(1);
       for (size_t l = 1; l < cand.fed_per_level.size(); ++l) {
-        if (cand.fed_per_level[l] > 0) seconds += pass(cand.fed_per_level[l]);
+        if (cand.fed_per_level[l] > 0) draft += pass(cand.fed_per_level[l]);
       }
-      if (cand.expected / seconds > best_rate) {
-        best_rate = cand.expected / seconds;
+      const double seconds =
+          overhead + (pipelined ? std::max(verify[cand.n], draft) : verify[cand.n] + draft);
+      if (batch * cand.expected / seconds > best_rate) {
+        best_rate = batch * cand.expected / seconds;
         choice.n = cand.n;
         choice.d = cand.d;
       }

@@ -122,7 +122,11 @@ class Planner {
   Planner(SpecConfig config, CostPrior prior);
 
   const SpecConfig& config() const { return config_; }
-  Plan Choose(int batch, double mean_context);
+  // `whole_batch` > `batch`: pipelined (SpecEngineOptions::pipeline_groups): these
+  // `batch` sequences would draft while the rest of `whole_batch` is verified, so
+  // a speculative step costs the slower stage, max(draft, verify), and plain
+  // decoding is one step for the whole batch.
+  Plan Choose(int batch, double mean_context, int whole_batch = 0);
 
   void RecordAcceptance(const VerifyResult& result) { acceptance_.Record(result); }
   // Level widths of a draft: level 0 (catch-up) then fed nodes per level.
@@ -171,7 +175,7 @@ class Planner {
   // The analytic costs (bytes over bandwidth plus arithmetic over peak).
   double VerifyPrior(int batch, double context, int m) const;
   double DraftPrior(int batch, int m) const;
-  Plan ChooseAuto(int batch, double mean_context);
+  Plan ChooseAuto(int batch, double mean_context, int whole_batch);
   Plan PlainOrProbe(StepClass c, int batch, double mean_context);
   // Probing may take at most 1/kProbeBudgetFactor of the time while plain wins.
   static constexpr double kProbeBudgetFactor = 20;

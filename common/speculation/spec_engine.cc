@@ -467,9 +467,14 @@ absl::Status SpecEngine::DecodeStep(std::span<const std::pair<int, Sequence*>> d
   double mean_context = 0;
   for (auto& [id, seq] : decoding) mean_context += static_cast<double>(seq->state.tokens.size());
   mean_context /= decoding.size();
+  return RunDecodeStep(decoding, planner_->Choose(static_cast<int>(decoding.size()), mean_context),
+                       mean_context);
+}
+
+absl::Status SpecEngine::RunDecodeStep(std::span<const std::pair<int, Sequence*>> decoding,
+                                       const Plan& plan, double mean_context) {
   last_.mean_context = mean_context;
   const StepClass step_class = ClassOf(static_cast<int>(decoding.size()), mean_context);
-  const Plan plan = planner_->Choose(static_cast<int>(decoding.size()), mean_context);
 
   // 2. Propose: one draft call for every sequence that speculates this step.
   std::unique_ptr<ProposalBatch> proposals;
@@ -558,7 +563,14 @@ absl::Status SpecEngine::PipelinedDecodeStep(std::span<const std::pair<int, Sequ
   if (!ahead.empty()) {
     const double context = mean_context(ahead);
     const int n = static_cast<int>(ahead.size());
-    batch = BuildProposals(ahead, planner_->Choose(n, context), ClassOf(n, context));
+    const Plan plan = planner_->Choose(n, context, static_cast<int>(decoding.size()));
+    bool trees_pending = false;
+    for (const auto& [id, seq] : decoding) trees_pending = trees_pending || seq->has_proposal;
+    if (plan.nodes == 0 && !trees_pending) {
+      // Plain decoding: one step for the whole batch, not half of it per step.
+      return RunDecodeStep(decoding, plan, mean_context(decoding));
+    }
+    batch = BuildProposals(ahead, plan, ClassOf(n, context));
   }
   std::vector<const ProposeOutput*> trees;
   for (const auto& [id, seq] : verifying)

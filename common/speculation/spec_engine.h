@@ -153,6 +153,9 @@ class SpecEngine {
   absl::Status PrefillStep(std::span<const std::pair<int, Sequence*>> prefilling);
   void CatchUpDraft(std::span<const std::pair<int, Sequence*>> sequences);
   absl::Status DecodeStep(std::span<const std::pair<int, Sequence*>> decoding);
+  // One unpipelined decode step under `plan`: propose, verify, apply.
+  absl::Status RunDecodeStep(std::span<const std::pair<int, Sequence*>> decoding, const Plan& plan,
+                             double mean_context);
   // One draft call in three phases, so that a pipelined step can run the call
   // on another thread: Build (items and prefix hashes, on the engine's thread),
   // Run (the call alone: touches nothing else of the engine), Finish (planner

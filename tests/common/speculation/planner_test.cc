@@ -1,5 +1,7 @@
 #include "common/speculation/planner.h"
 
+#include <memory>
+
 #include "gtest/gtest.h"
 
 namespace specserve {
@@ -144,6 +146,25 @@ TEST(PlannerTest, SwitchesOnlyForAClearGain) {
   EXPECT_TRUE(speculates(5e-3));     // up to 1.8x
   EXPECT_FALSE(speculates(9.5e-3));  // under 5% better: not worth a switch
   EXPECT_FALSE(speculates(30e-3));   // a loss
+}
+
+TEST(PlannerTest, PipelinedStepsCostTheSlowerStage) {
+  // Drafting costs as much as it saves when draft and verify take turns; with
+  // two micro-batches the draft works while the other group is verified.
+  auto planner = [] {
+    auto p = std::make_unique<Planner>(SpecConfig{}, Prior());
+    Feed(*p, 1.0, 5000);
+    for (int m = 1; m <= 65; ++m) {
+      for (int k = 0; k < 3; ++k) {
+        p->RecordVerifyPass(ClassOf(8, 500), m, 10e-3 + 1e-3 * m);
+        p->RecordDraftPass(ClassOf(8, 500), m, 9.5e-3);
+      }
+    }
+    return p;
+  };
+  EXPECT_EQ(planner()->Choose(8, 500).nodes, 0) << "taking turns: under 5% better";
+  EXPECT_GT(planner()->Choose(8, 500, /*whole_batch=*/16).nodes, 0)
+      << "overlapped: the step costs max(draft, verify)";
 }
 
 TEST(PlannerTest, FixedModes) {
