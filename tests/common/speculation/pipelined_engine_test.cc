@@ -38,14 +38,15 @@ ModelConfig TinyConfig() {
 struct Overlap {
   std::atomic<int> now{0}, most{0};
   double floor = 2e-3;
+  double draft_floor = 2e-3;  // a Propose lasts at least this long
   void Enter() {
     const int n = ++now;
     int seen = most.load();
     while (n > seen && !most.compare_exchange_weak(seen, n)) {
     }
   }
-  void Leave(std::chrono::steady_clock::time_point start) {
-    std::this_thread::sleep_until(start + std::chrono::duration<double>(floor));
+  void Leave(std::chrono::steady_clock::time_point start, double at_least) {
+    std::this_thread::sleep_until(start + std::chrono::duration<double>(at_least));
     --now;
   }
 };
@@ -58,7 +59,10 @@ class CountedDraft final : public DraftBackend {
     const auto start = std::chrono::steady_clock::now();
     overlap_.Enter();
     absl::Status st = inner_.Propose(items, outputs, passes);
-    overlap_.Leave(start);
+    overlap_.Leave(start, overlap_.draft_floor);
+    const double seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    for (PassTime& p : *passes) p.seconds = seconds / passes->size();
     return st;
   }
   void Release(int64_t id) override { inner_.Release(id); }
@@ -76,7 +80,7 @@ class CountedTarget final : public TargetBackend {
     const auto start = std::chrono::steady_clock::now();
     overlap_.Enter();
     absl::Status st = inner_.Verify(items, outputs);
-    overlap_.Leave(start);
+    overlap_.Leave(start, overlap_.floor);
     return st;
   }
   void Release(int64_t id) override { inner_.Release(id); }
@@ -91,6 +95,7 @@ struct PipelinedRun {
   int most_in_flight = 0;
   int64_t speculated_steps = 0;
   double accepted_per_step = 0;
+  int64_t decode_steps = 0, whole_batch_steps = 0;  // steps that decoded every live sequence
 };
 
 // Draft and target on their own model objects and thread pools (as the split
@@ -98,7 +103,7 @@ struct PipelinedRun {
 // a few steps.
 PipelinedRun RunPipelined(const LoadedModel& model, const std::string& mode,
                           const std::vector<GenerationRequest>& requests, int join_late,
-                          int groups = 2) {
+                          int groups = 2, double draft_floor = 2e-3) {
   auto target_ops = MakeCpuOps(1);
   auto draft_ops = MakeCpuOps(1);
   LlamaModel target_model(model, *target_ops);
@@ -109,6 +114,7 @@ PipelinedRun RunPipelined(const LoadedModel& model, const std::string& mode,
   DraftWorker draft_worker(draft_model, d);
   TargetWorker target_worker(target_model, TargetWorkerOptions{});
   Overlap overlap;
+  overlap.draft_floor = draft_floor;
   CountedDraft draft(draft_worker, overlap);
   CountedTarget target(target_worker, overlap);
   SpecEngineOptions options;
@@ -130,6 +136,11 @@ PipelinedRun RunPipelined(const LoadedModel& model, const std::string& mode,
     EXPECT_TRUE(st.ok()) << st;
     if (!st.ok()) break;
     run.speculated_steps += engine->last_step().speculated ? 1 : 0;
+    const int live = engine->live_count() + static_cast<int>(engine->last_step().finished.size());
+    if (engine->last_step().batch > 0) {
+      ++run.decode_steps;
+      run.whole_batch_steps += engine->last_step().batch == live ? 1 : 0;
+    }
   }
   for (int id : ids) run.tokens.push_back(engine->state(id).tokens);
   run.most_in_flight = overlap.most.load();
@@ -190,6 +201,16 @@ TEST_F(PipelinedEngineTest, TheDraftProposesWhileTheTargetVerifies) {
   // differs (its group verifies before it has a tree: plain).
   EXPECT_GT(sequential.accepted_per_step, 0.3);
   EXPECT_GT(pipelined.accepted_per_step, 0.85 * sequential.accepted_per_step);
+}
+
+TEST_F(PipelinedEngineTest, PlainDecodingStepsTakeTheWholeBatch) {
+  // A draft so slow (40 ms a call against a 2 ms verify) that auto decodes
+  // plainly: then each step decodes every sequence, not one group per step.
+  const std::vector<GenerationRequest> requests = Requests(6);
+  const PipelinedRun run = RunPipelined(*model_, "auto", requests, 0, 2, 40e-3);
+  ASSERT_GT(run.decode_steps, 10);
+  EXPECT_GT(run.whole_batch_steps, 0.8 * run.decode_steps)
+      << run.whole_batch_steps << " of " << run.decode_steps << " steps decoded the whole batch";
 }
 
 }  // namespace
