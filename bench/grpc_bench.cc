@@ -95,6 +95,7 @@ std::unique_ptr<Deployment> StartDeployment(const std::string& kind,
     const std::string target = d->processes.back()->address();
     draft_flags.push_back(sinks);
     draft_flags.push_back(window);
+    if (!options.draft_model.empty()) draft_flags[0] = "--model=" + options.draft_model;
     d->processes.push_back(Spawn(bin, "specserve-draft", draft_flags));
     if (!d->processes.back()) return nullptr;
     const std::string draft = d->processes.back()->address();

@@ -28,6 +28,9 @@ struct GrpcBenchOptions {
   // Split deployments: the CPUs of the target and of the draft (--cpus LIST of
   // each service); empty: not pinned.
   std::string target_cpus, draft_cpus;
+  // Split deployments: the draft service's model (e.g. a Q8_0 copy of the target);
+  // empty: the target's.
+  std::string draft_model;
   std::string bin_dir;                     // empty: the folder of this executable (build/bin)
   std::vector<int> clients = {1, 16, 64};  // concurrent clients = batch size
   std::vector<std::string> modes = {"off", "auto"};  // "off" is added first when absent

@@ -76,6 +76,9 @@ ABSL_FLAG(std::vector<std::string>, spawn, {},
           "pipelined (split with the router's --pipeline)");
 ABSL_FLAG(std::string, target_cpus, "",
           "--mode grpc --spawn split/pipelined: the target's CPUs (its --cpus), e.g. 0");
+ABSL_FLAG(std::string, draft_model, "",
+          "--mode grpc --spawn split/pipelined: the draft service's model file (e.g. a Q8_0 "
+          "copy of the target); default: the target's");
 ABSL_FLAG(std::string, draft_cpus, "",
           "--mode grpc --spawn split/pipelined: the draft's CPUs (its --cpus), e.g. 1");
 ABSL_FLAG(std::string, bin_dir, "",
@@ -225,6 +228,7 @@ int Run() {
     grpc.spawn = absl::GetFlag(FLAGS_spawn);
     grpc.target_cpus = absl::GetFlag(FLAGS_target_cpus);
     grpc.draft_cpus = absl::GetFlag(FLAGS_draft_cpus);
+    grpc.draft_model = absl::GetFlag(FLAGS_draft_model);
     grpc.bin_dir = absl::GetFlag(FLAGS_bin_dir);
     grpc.clients = ParseList(absl::GetFlag(FLAGS_clients), "clients");
     grpc.modes = absl::StrSplit(absl::GetFlag(FLAGS_spec_modes), ',', absl::SkipEmpty());
