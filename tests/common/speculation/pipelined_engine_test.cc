@@ -10,28 +10,14 @@
 #include <vector>
 
 #include "common/engine/llama_model.h"
-#include "common/model/random_model.h"
 #include "common/ops/ops.h"
 #include "common/speculation/spec_engine.h"
 #include "gtest/gtest.h"
 #include "tests/testing/plain_greedy.h"
+#include "tests/testing/random_model.h"
 
 namespace specserve {
 namespace {
-
-ModelConfig TinyConfig() {
-  ModelConfig c;
-  c.dim = 32;
-  c.n_layers = 2;
-  c.n_heads = 4;
-  c.n_kv_heads = 2;
-  c.head_dim = 8;
-  c.ffn_dim = 64;
-  c.vocab_size = 200;
-  c.context_length = 256;
-  c.rope_dim = 8;
-  return c;
-}
 
 // Counts the calls in flight across both stages and keeps the most seen at once;
 // each call lasts at least `floor` seconds so that overlap is observable.
@@ -150,9 +136,7 @@ PipelinedRun RunPipelined(const LoadedModel& model, const std::string& mode,
 
 class PipelinedEngineTest : public ::testing::Test {
  protected:
-  PipelinedEngineTest()
-      : vocab_(MakeSyntheticVocabulary(200)),
-        model_(MakeRandomModel(TinyConfig(), TensorType::kF32, 5, vocab_)) {}
+  PipelinedEngineTest() : model_(testing::TinyRandomModel(TensorType::kF32, 5)) {}
 
   std::vector<GenerationRequest> Requests(int n) const {
     std::vector<GenerationRequest> requests;
@@ -167,7 +151,6 @@ class PipelinedEngineTest : public ::testing::Test {
     return requests;
   }
 
-  Vocabulary vocab_;
   std::unique_ptr<LoadedModel> model_;
 };
 
