@@ -515,6 +515,18 @@ absl::Status SpecEngine::RunDecodeStep(std::span<const std::pair<int, Sequence*>
 absl::Status SpecEngine::PipelinedDecodeStep(std::span<const std::pair<int, Sequence*>> decoding) {
   std::vector<std::pair<int, Sequence*>> groups[2];
   for (const auto& entry : decoding) groups[entry.second->group].push_back(entry);
+  // Sequences finish unevenly: keep the groups within one of each other by moving
+  // sequences that hold no tree (a tree must be verified in the group it was
+  // drafted for; a sequence without one may join either).
+  for (int big = groups[0].size() > groups[1].size() ? 0 : 1;
+       groups[big].size() > groups[big ^ 1].size() + 1;) {
+    auto it = std::find_if(groups[big].begin(), groups[big].end(),
+                           [](const auto& entry) { return !entry.second->has_proposal; });
+    if (it == groups[big].end()) break;
+    it->second->group = big ^ 1;
+    groups[big ^ 1].push_back(*it);
+    groups[big].erase(it);
+  }
   if (groups[turn_].empty()) turn_ ^= 1;
   const std::vector<std::pair<int, Sequence*>>& verifying = groups[turn_];
   const std::vector<std::pair<int, Sequence*>>& other = groups[turn_ ^ 1];

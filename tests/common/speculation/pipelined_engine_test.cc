@@ -82,6 +82,7 @@ struct PipelinedRun {
   int64_t speculated_steps = 0;
   double accepted_per_step = 0;
   int64_t decode_steps = 0, whole_batch_steps = 0;  // steps that decoded every live sequence
+  std::vector<std::pair<int, int>> batch_and_live;  // per decode step
 };
 
 // Draft and target on their own model objects and thread pools (as the split
@@ -126,6 +127,7 @@ PipelinedRun RunPipelined(const LoadedModel& model, const std::string& mode,
     if (engine->last_step().batch > 0) {
       ++run.decode_steps;
       run.whole_batch_steps += engine->last_step().batch == live ? 1 : 0;
+      run.batch_and_live.emplace_back(engine->last_step().batch, live);
     }
   }
   for (int id : ids) run.tokens.push_back(engine->state(id).tokens);
@@ -184,6 +186,27 @@ TEST_F(PipelinedEngineTest, TheDraftProposesWhileTheTargetVerifies) {
   // differs (its group verifies before it has a tree: plain).
   EXPECT_GT(sequential.accepted_per_step, 0.3);
   EXPECT_GT(pipelined.accepted_per_step, 0.85 * sequential.accepted_per_step);
+}
+
+TEST_F(PipelinedEngineTest, GroupsRebalanceWhenOneEmpties) {
+  // Requests join the groups alternately; the first group's requests are short.
+  // Once they finish, the long ones must be split again, or every step would be
+  // a lone group's draft-then-verify (no overlap, the whole batch per step).
+  std::vector<GenerationRequest> requests = Requests(8);
+  for (size_t i = 0; i < requests.size(); ++i) requests[i].max_new_tokens = i % 2 ? 60 : 4;
+  auto ops = MakeCpuOps(1);
+  LlamaModel reference_model(*model_, *ops);
+  const PipelinedRun run = RunPipelined(*model_, "chain:4", requests, 0);
+  EXPECT_EQ(run.tokens, testing::PlainTokens(reference_model, requests));
+  int late = 0, split = 0;
+  for (const auto& [batch, live] : run.batch_and_live) {
+    if (live != 4) continue;  // only the long ones left
+    ++late;
+    split += batch < live ? 1 : 0;
+  }
+  ASSERT_GT(late, 5);
+  EXPECT_GT(split, 0.8 * late) << split << " of " << late
+                               << " steps with the four long requests verified half of them";
 }
 
 TEST_F(PipelinedEngineTest, PlainDecodingStepsTakeTheWholeBatch) {
