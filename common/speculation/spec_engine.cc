@@ -612,9 +612,12 @@ absl::Status SpecEngine::PipelinedDecodeStep(std::span<const std::pair<int, Sequ
   const int n = static_cast<int>(verifying.size());
   StepClass verify_class = ClassOf(n, last_.mean_context);
   last_.verify_tokens_per_sequence = (tokens + n - 1) / n;
-  // Booked only when every sequence verified the same width (a probe or a
-  // newcomer decoding plainly beside trees makes a pass no width describes).
-  bool one_width = true;
+  // Booked only when every sequence verified the same tree width (a probe or a
+  // newcomer decoding plainly beside trees makes a pass no width describes), and
+  // not for a group decoding plainly beside a probe: plain widths are timed on
+  // whole-batch steps, and these half-batch ones, run while the probe's catch-up
+  // drafts, read 2x slow here and priced every tree out.
+  bool one_width = trees[0] != nullptr;
   for (size_t i = 1; i < trees.size(); ++i) {
     const int a = trees[i] ? trees[i]->tree.size() : 0, b = trees[0] ? trees[0]->tree.size() : 0;
     one_width = one_width && a == b;
