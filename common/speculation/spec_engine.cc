@@ -464,11 +464,27 @@ absl::Status SpecEngine::DecodeStep(std::span<const std::pair<int, Sequence*>> d
     return PipelinedDecodeStep(decoding);
   }
   // 1. The plan for this step's class (batch size x mean context).
-  double mean_context = 0;
-  for (auto& [id, seq] : decoding) mean_context += static_cast<double>(seq->state.tokens.size());
-  mean_context /= decoding.size();
+  const double mean_context = MeanContext(decoding);
   return RunDecodeStep(decoding, planner_->Choose(static_cast<int>(decoding.size()), mean_context),
                        mean_context);
+}
+
+double SpecEngine::MeanContext(std::span<const std::pair<int, Sequence*>> members) {
+  double total = 0;
+  for (const auto& [id, seq] : members) total += static_cast<double>(seq->state.tokens.size());
+  return members.empty() ? 0.0 : total / static_cast<double>(members.size());
+}
+
+void SpecEngine::BeginApply(int batch, const Plan* plan) {
+  last_.batch = batch;
+  if (plan != nullptr) {
+    last_.tree_nodes = plan->nodes;
+    last_.tree_depth = plan->depth;
+    last_.exploring = plan->exploring;
+    last_.predicted_tokens = plan->expected_tokens;
+  }
+  last_.hits_by_rank.assign(planner_->acceptance().k(), 0);
+  last_.visits_by_rank.assign(planner_->acceptance().k(), 0);
 }
 
 absl::Status SpecEngine::RunDecodeStep(std::span<const std::pair<int, Sequence*>> decoding,
@@ -497,13 +513,7 @@ absl::Status SpecEngine::RunDecodeStep(std::span<const std::pair<int, Sequence*>
   }
 
   // 4. Extend the histories with what each verification accepted.
-  last_.batch = n;
-  last_.tree_nodes = plan.nodes;
-  last_.tree_depth = plan.depth;
-  last_.exploring = plan.exploring;
-  last_.predicted_tokens = plan.expected_tokens;
-  last_.hits_by_rank.assign(planner_->acceptance().k(), 0);
-  last_.visits_by_rank.assign(planner_->acceptance().k(), 0);
+  BeginApply(n, &plan);
   for (size_t i = 0; i < decoding.size(); ++i) {
     ApplyVerified(decoding[i].first, *decoding[i].second, draft_of[i], verified[i]);
   }
@@ -530,11 +540,6 @@ absl::Status SpecEngine::PipelinedDecodeStep(std::span<const std::pair<int, Sequ
   if (groups[turn_].empty()) turn_ ^= 1;
   const std::vector<std::pair<int, Sequence*>>& verifying = groups[turn_];
   const std::vector<std::pair<int, Sequence*>>& other = groups[turn_ ^ 1];
-  auto mean_context = [](std::span<const std::pair<int, Sequence*>> members) {
-    double total = 0;
-    for (const auto& [id, seq] : members) total += static_cast<double>(seq->state.tokens.size());
-    return members.empty() ? 0.0 : total / static_cast<double>(members.size());
-  };
   // Keeps each drafted tree with its sequence until the sequence's verify turn.
   auto keep = [](ProposalBatch& batch, const std::vector<const ProposeOutput*>& trees) {
     for (size_t i = 0; i < batch.members.size(); ++i) {
@@ -545,7 +550,7 @@ absl::Status SpecEngine::PipelinedDecodeStep(std::span<const std::pair<int, Sequ
       seq->proposal_plan = batch.plan;
     }
   };
-  last_.mean_context = mean_context(verifying);
+  last_.mean_context = MeanContext(verifying);
   double draft_seconds = 0;
 
   // Sequences of the verifying group without a tree (new, or their draft
@@ -557,7 +562,7 @@ absl::Status SpecEngine::PipelinedDecodeStep(std::span<const std::pair<int, Sequ
       if (!entry.second->has_proposal) bare.push_back(entry);
     }
     if (!bare.empty()) {
-      const double context = mean_context(bare);
+      const double context = MeanContext(bare);
       const int n = static_cast<int>(bare.size());
       std::unique_ptr<ProposalBatch> batch;
       const auto trees =
@@ -573,14 +578,14 @@ absl::Status SpecEngine::PipelinedDecodeStep(std::span<const std::pair<int, Sequ
   }
   std::unique_ptr<ProposalBatch> batch;
   if (!ahead.empty()) {
-    const double context = mean_context(ahead);
+    const double context = MeanContext(ahead);
     const int n = static_cast<int>(ahead.size());
     const Plan plan = planner_->Choose(n, context, static_cast<int>(decoding.size()));
     bool trees_pending = false;
     for (const auto& [id, seq] : decoding) trees_pending = trees_pending || seq->has_proposal;
     if (plan.nodes == 0 && !trees_pending) {
       // Plain decoding: one step for the whole batch, not half of it per step.
-      return RunDecodeStep(decoding, plan, mean_context(decoding));
+      return RunDecodeStep(decoding, plan, MeanContext(decoding));
     }
     batch = BuildProposals(ahead, plan, ClassOf(n, context));
   }
@@ -610,7 +615,7 @@ absl::Status SpecEngine::PipelinedDecodeStep(std::span<const std::pair<int, Sequ
   RETURN_IF_ERROR(verify_status);
 
   const int n = static_cast<int>(verifying.size());
-  StepClass verify_class = ClassOf(n, last_.mean_context);
+  const StepClass verify_class = ClassOf(n, last_.mean_context);
   last_.verify_tokens_per_sequence = (tokens + n - 1) / n;
   // Booked only when every sequence verified the same tree width (a probe or a
   // newcomer decoding plainly beside trees makes a pass no width describes), and
@@ -618,25 +623,22 @@ absl::Status SpecEngine::PipelinedDecodeStep(std::span<const std::pair<int, Sequ
   // whole-batch steps, and these half-batch ones, run while the probe's catch-up
   // drafts, read 2x slow here and priced every tree out.
   bool one_width = trees[0] != nullptr;
-  for (size_t i = 1; i < trees.size(); ++i) {
-    const int a = trees[i] ? trees[i]->tree.size() : 0, b = trees[0] ? trees[0]->tree.size() : 0;
-    one_width = one_width && a == b;
+  for (size_t i = 1; i < trees.size() && one_width; ++i) {
+    one_width = (trees[i] ? trees[i]->tree.size() : 0) == trees[0]->tree.size();
   }
   if (one_width) {
     planner_->RecordVerifyPass(verify_class, last_.verify_tokens_per_sequence,
                                last_.verify_seconds);
   }
-  last_.batch = n;
+  // The step's plan stats: those the group's trees were drafted under.
+  const Plan* drafted_under = nullptr;
   for (const auto& [id, seq] : verifying) {
-    if (!seq->has_proposal) continue;
-    last_.tree_nodes = seq->proposal_plan.nodes;
-    last_.tree_depth = seq->proposal_plan.depth;
-    last_.exploring = seq->proposal_plan.exploring;
-    last_.predicted_tokens = seq->proposal_plan.expected_tokens;
-    break;
+    if (seq->has_proposal) {
+      drafted_under = &seq->proposal_plan;
+      break;
+    }
   }
-  last_.hits_by_rank.assign(planner_->acceptance().k(), 0);
-  last_.visits_by_rank.assign(planner_->acceptance().k(), 0);
+  BeginApply(n, drafted_under);
   for (size_t i = 0; i < verifying.size(); ++i) {
     Sequence& seq = *verifying[i].second;
     ApplyVerified(verifying[i].first, seq, trees[i], verified[i]);

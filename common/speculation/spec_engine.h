@@ -179,6 +179,10 @@ class SpecEngine {
   std::vector<const ProposeOutput*> ProposeTrees(
       std::span<const std::pair<int, Sequence*>> decoding, const Plan& plan, StepClass step_class,
       std::unique_ptr<ProposalBatch>* batch);
+  static double MeanContext(std::span<const std::pair<int, Sequence*>> members);
+  // Before applying a step's verify results: its batch, the plan it ran (null:
+  // plain), and the per-rank acceptance counters reset.
+  void BeginApply(int batch, const Plan* plan);
   // Two micro-batches in flight (SpecEngineOptions::pipeline_groups).
   absl::Status PipelinedDecodeStep(std::span<const std::pair<int, Sequence*>> decoding);
   // The verify items of `members`, each with its tree (null: plain).
