@@ -7,6 +7,7 @@
 // sink slots, the ring slots and the pending slots.
 #include <algorithm>
 #include <cstring>
+#include <memory>
 #include <vector>
 
 #include "absl/strings/str_format.h"
@@ -131,6 +132,47 @@ class WindowKvCache final : public KvCache {
     return absl::OkStatus();
   }
 
+  absl::Status BeginTentative() override {
+    if (undo_) return absl::FailedPreconditionError("the cache is already in tentative mode");
+    undo_ = std::make_unique<Undo>();
+    undo_->committed = committed_;
+    undo_->ring_valid_from = ring_valid_from_;
+    undo_->pending = pending_;
+    // Pending rows get rewritten by whatever is fed next: keep their contents.
+    const Region& p = regions_[kPending];
+    undo_->pending_rows.resize(static_cast<size_t>(pending_) * shape_.n_layers);
+    for (int row = 0; row < pending_; ++row) {
+      for (int layer = 0; layer < shape_.n_layers; ++layer) {
+        SavedRow& saved = undo_->pending_rows[static_cast<size_t>(row) * shape_.n_layers + layer];
+        Load(p, layer, row, &saved);
+      }
+    }
+    return absl::OkStatus();
+  }
+
+  void EndTentative(bool keep) override {
+    if (!undo_) return;
+    std::unique_ptr<Undo> undo = std::move(undo_);
+    if (keep) return;
+    // Newest first: a slot written twice gets its oldest contents back last.
+    for (auto it = undo->overwritten.rbegin(); it != undo->overwritten.rend(); ++it) {
+      for (int layer = 0; layer < shape_.n_layers; ++layer) {
+        Store(regions_[it->region], layer, it->slot, it->rows[layer]);
+      }
+    }
+    for (int row = 0; row < undo->pending; ++row) {
+      for (int layer = 0; layer < shape_.n_layers; ++layer) {
+        Store(regions_[kPending], layer, row,
+              undo->pending_rows[static_cast<size_t>(row) * shape_.n_layers + layer]);
+      }
+    }
+    committed_ = undo->committed;
+    ring_valid_from_ = undo->ring_valid_from;
+    pending_ = undo->pending;
+  }
+
+  bool tentative() const override { return undo_ != nullptr; }
+
   int64_t memory_bytes() const override {
     int64_t bytes = 0;
     for (const Region& r : regions_) bytes += 2 * static_cast<int64_t>(r.bytes);
@@ -163,8 +205,16 @@ class WindowKvCache final : public KvCache {
   void CommitRow(int pending_row) {
     const int64_t t = committed_++;
     if (t >= sinks_ && window_ == 0) return;  // nothing but sinks is kept
-    Region& to = regions_[t < sinks_ ? kSinks : kRing];
+    const int region = t < sinks_ ? kSinks : kRing;
+    Region& to = regions_[region];
     const int slot = t < sinks_ ? static_cast<int>(t) : RingSlot(t);
+    if (undo_) {
+      Overwritten& saved = undo_->overwritten.emplace_back();
+      saved.region = region;
+      saved.slot = slot;
+      saved.rows.resize(shape_.n_layers);
+      for (int layer = 0; layer < shape_.n_layers; ++layer) Load(to, layer, slot, &saved.rows[layer]);
+    }
     const Region& from = regions_[kPending];
     for (int layer = 0; layer < shape_.n_layers; ++layer) {
       KvCopyRow(from.layout, from.K(layer), from.V(layer), pending_row, to.layout, to.K(layer),
@@ -172,8 +222,34 @@ class WindowKvCache final : public KvCache {
     }
   }
 
+  // One row of one layer, widened to fp32 (exact for both element types, so
+  // storing it back restores the same bits).
+  struct SavedRow {
+    std::vector<float> k, v;
+  };
+  struct Overwritten {
+    int region = kRing;
+    int slot = 0;
+    std::vector<SavedRow> rows;  // per layer
+  };
+  struct Undo {
+    int64_t committed = 0, ring_valid_from = 0;
+    int pending = 0;
+    std::vector<SavedRow> pending_rows;  // row-major: row * n_layers + layer
+    std::vector<Overwritten> overwritten;
+  };
+  void Load(const Region& r, int layer, int slot, SavedRow* out) const {
+    out->k.resize(shape_.kv_dim);
+    out->v.resize(shape_.kv_dim);
+    KvLoadRow(r.layout, r.K(layer), r.V(layer), slot, out->k.data(), out->v.data());
+  }
+  void Store(Region& r, int layer, int slot, const SavedRow& row) {
+    KvStoreRow(r.layout, r.K(layer), r.V(layer), slot, row.k.data(), row.v.data());
+  }
+
   KvShape shape_;
   int sinks_, window_, max_pending_;
+  std::unique_ptr<Undo> undo_;  // in tentative mode: how to go back
   Region regions_[3];
   int64_t committed_ = 0;
   int64_t ring_valid_from_ = 0;  // first token index after the last SkipTokens gap
