@@ -213,7 +213,8 @@ class WindowKvCache final : public KvCache {
       saved.region = region;
       saved.slot = slot;
       saved.rows.resize(shape_.n_layers);
-      for (int layer = 0; layer < shape_.n_layers; ++layer) Load(to, layer, slot, &saved.rows[layer]);
+      for (int layer = 0; layer < shape_.n_layers; ++layer)
+        Load(to, layer, slot, &saved.rows[layer]);
     }
     const Region& from = regions_[kPending];
     for (int layer = 0; layer < shape_.n_layers; ++layer) {

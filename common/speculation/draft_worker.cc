@@ -124,8 +124,8 @@ absl::Status DraftWorker::Propose(std::span<const ProposeItem> items,
       ahead.push_back(i);
       continue;
     }
-    if (Sequence* known = sequences_.Find({item.router, item.sequence_id},
-                                          std::chrono::steady_clock::now())) {
+    if (Sequence* known =
+            sequences_.Find({item.router, item.sequence_id}, std::chrono::steady_clock::now())) {
       if (const DraftResult* drafted = TakeAhead(*known, item)) {
         out.tree = drafted->tree;
         out.q = drafted->q;
@@ -227,8 +227,8 @@ std::vector<int32_t> FirstChildPath(const TokenTree& tree) {
 }  // namespace
 
 const DraftResult* DraftWorker::TakeAhead(Sequence& seq, const ProposeItem& item) {
-  if (seq.ahead == nullptr || !HoldsExactly(seq.ahead->held, item) ||
-      item.shape == nullptr || item.shape->parents != seq.ahead->shape.parents ||
+  if (seq.ahead == nullptr || !HoldsExactly(seq.ahead->held, item) || item.shape == nullptr ||
+      item.shape->parents != seq.ahead->shape.parents ||
       item.shape->ranks != seq.ahead->shape.ranks ||
       !SameSampling(item.sampling, seq.ahead->sampling)) {
     return nullptr;  // SequenceFor rolls the cache back
@@ -282,8 +282,7 @@ void DraftWorker::DraftAhead(std::span<const ProposeItem> items, std::span<const
         sequences_.Find({item.router, item.sequence_id}, std::chrono::steady_clock::now());
     std::vector<int32_t> path =
         seq != nullptr ? FirstChildPath(seq->last.tree) : std::vector<int32_t>{};
-    if (seq == nullptr || seq->ahead != nullptr || path.empty() ||
-        !HoldsExactly(seq->held, item)) {
+    if (seq == nullptr || seq->ahead != nullptr || path.empty() || !HoldsExactly(seq->held, item)) {
       out.status = absl::FailedPreconditionError(absl::StrFormat(
           "sequence %d: nothing to draft ahead from (drafting ahead follows a proposal from "
           "exactly this history)",
@@ -333,8 +332,8 @@ void DraftWorker::DraftAhead(std::span<const ProposeItem> items, std::span<const
       const int64_t fed = g.seq->cache->committed_tokens() - g.ahead.held.size();
       if (!status.ok() || fed != static_cast<int64_t>(g.feed.size()) ||
           (round == 0 && results[k].tree.size() == 0)) {
-        fail(g, status.ok() ? absl::InternalError("the draft could not guess past the path")
-                            : status);
+        fail(g,
+             status.ok() ? absl::InternalError("the draft could not guess past the path") : status);
         continue;
       }
       if (round == 0) {

@@ -113,8 +113,8 @@ TEST_F(DraftAheadTest, ARightGuessGivesTheNextTreeAtOnceEqualToDraftingItThen) {
       // a chain of one drafted after the path gives).
       std::vector<int32_t> guessed = history_;
       for (int32_t node : path) guessed.push_back(first.tree.tokens[node]);
-      const ProposeOutput next = Propose(
-          *guesser, Item(guessed, n0, ChainShape(1), sampling, path));
+      const ProposeOutput next =
+          Propose(*guesser, Item(guessed, n0, ChainShape(1), sampling, path));
       ASSERT_TRUE(next.status.ok() && next.tree.size() == 1) << next.status;
       guessed.push_back(next.tree.tokens[0]);
 
