@@ -3,6 +3,10 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cstdlib>
+#include <filesystem>
+#include <mutex>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "common/model/synthetic_vocabulary.h"
@@ -26,9 +30,43 @@ ModelConfig TinyConfig() {
   return c;
 }
 
+namespace {
+
+// Paths handed out by TempPath, removed when the test process exits (some are
+// random models of real shapes, hundreds of MB each): a run must not leave
+// gigabytes in /tmp. SPECSERVE_KEEP_TEST_FILES=1 keeps them for debugging.
+struct TempFiles {
+  std::mutex mu;
+  std::vector<std::string> paths;
+  static TempFiles& Get() {
+    static TempFiles* files = [] {
+      auto* f = new TempFiles;  // never destroyed: the atexit handler uses it
+      std::atexit([] {
+        const char* keep = std::getenv("SPECSERVE_KEEP_TEST_FILES");
+        if (keep != nullptr && std::string(keep) == "1") return;
+        TempFiles& files = Get();
+        std::lock_guard<std::mutex> lock(files.mu);
+        for (const std::string& path : files.paths) {
+          std::error_code ignored;
+          std::filesystem::remove_all(path, ignored);
+        }
+      });
+      return f;
+    }();
+    return *files;
+  }
+};
+
+}  // namespace
+
 std::string TempPath(const std::string& name) {
   static std::atomic<int> counter{0};
-  return absl::StrCat(::testing::TempDir(), "/specserve_", getpid(), "_", counter++, "_", name);
+  std::string path =
+      absl::StrCat(::testing::TempDir(), "/specserve_", getpid(), "_", counter++, "_", name);
+  TempFiles& files = TempFiles::Get();
+  std::lock_guard<std::mutex> lock(files.mu);
+  files.paths.push_back(path);
+  return path;
 }
 
 std::unique_ptr<LoadedModel> TinyRandomModel(TensorType type, uint64_t seed,

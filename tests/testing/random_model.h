@@ -16,7 +16,8 @@ namespace specserve::testing {
 // (synthetic), context 256, tied embeddings.
 ModelConfig TinyConfig();
 
-// A fresh path under the test's temporary directory ("<TempDir>/<unique>_<name>").
+// A fresh path under the test's temporary directory ("<TempDir>/<unique>_<name>"),
+// removed (file or folder) when the test process exits.
 std::string TempPath(const std::string& name);
 
 // MakeRandomModel with the synthetic vocabulary; ADD_FAILUREs and returns null on error.
