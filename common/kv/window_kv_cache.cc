@@ -1,7 +1,8 @@
 // The draft's fixed-window cache (MagicDec / StreamingLLM): the first `sinks`
 // tokens stay forever, the most recent `window` tokens live in a ring. Rows keep
 // their true rotary positions, so attention over sinks + ring needs no ordering:
-// softmax attention is invariant to the order of its keys.
+// softmax attention is invariant to the order of its keys. Which token lives in
+// which slot is WindowSlots' (window_slots.h), shared with the CUDA cache.
 //
 // Three tiled regions per layer (kv_layout.h), each starting on a tile: the
 // sink slots, the ring slots and the pending slots.
@@ -10,9 +11,9 @@
 #include <vector>
 
 #include "absl/strings/str_format.h"
-#include "common/kv/kept_rows.h"
 #include "common/kv/kv_block_pool.h"
 #include "common/kv/kv_cache.h"
+#include "common/kv/window_slots.h"
 
 namespace specserve {
 namespace {
@@ -22,8 +23,8 @@ int WholeTiles(int rows) { return (rows + kKvTileRows - 1) / kKvTileRows * kKvTi
 class WindowKvCache final : public KvCache {
  public:
   WindowKvCache(const KvShape& shape, int sinks, int window, int max_pending)
-      : shape_(shape), sinks_(sinks), window_(window), max_pending_(max_pending) {
-    const int slots[3] = {WholeTiles(sinks_), WholeTiles(window_), WholeTiles(max_pending_)};
+      : shape_(shape), slots_(sinks, window, max_pending) {
+    const int slots[3] = {WholeTiles(sinks), WholeTiles(window), WholeTiles(max_pending)};
     for (int r = 0; r < 3; ++r) {
       Region& region = regions_[r];
       region.layout.type = shape.type;
@@ -39,25 +40,16 @@ class WindowKvCache final : public KvCache {
     }
   }
 
-  int64_t committed_tokens() const override { return committed_; }
-  int64_t stored_rows() const override { return SinkRows() + RingRows(); }
-  int64_t pending_rows() const override { return pending_; }
+  int64_t committed_tokens() const override { return slots_.committed_tokens(); }
+  int64_t stored_rows() const override { return slots_.stored_rows(); }
+  int64_t pending_rows() const override { return slots_.pending_rows(); }
 
-  absl::StatusOr<int> ReservePending(int n) override {
-    if (n < 0 || pending_ + n > max_pending_) {
-      return absl::OutOfRangeError(absl::StrFormat(
-          "cannot add %d rows to the %d pending in a window cache that holds at most %d pending", n,
-          pending_, max_pending_));
-    }
-    const int first = pending_;
-    pending_ += n;
-    return first;
-  }
+  absl::StatusOr<int> ReservePending(int n) override { return slots_.ReservePending(n); }
 
   void WritePending(int layer, int first, const float* k, const float* v, int n,
                     int stride) override {
     Region& p = regions_[kPending];
-    for (int i = 0; i < n && first + i < pending_; ++i) {
+    for (int i = 0; i < n && first + i < slots_.pending_rows(); ++i) {
       KvStoreRow(p.layout, p.K(layer), p.V(layer), first + i, k + static_cast<size_t>(i) * stride,
                  v + static_cast<size_t>(i) * stride);
     }
@@ -69,67 +61,37 @@ class WindowKvCache final : public KvCache {
     out->head_dim = shape_.head_dim();
     out->committed.clear();
     out->pending.clear();
-    const Region& s = regions_[kSinks];
-    if (SinkRows() > 0) out->committed.push_back(s.Run(layer, 0, SinkRows()));
-    const int rows = RingRows();
-    if (rows > 0) {
-      // The ring tokens [committed - rows, committed) occupy consecutive slots modulo W.
-      const int first = RingSlot(committed_ - rows);
-      const int head = std::min(rows, window_ - first);
-      out->committed.push_back(regions_[kRing].Run(layer, first, head));
-      if (rows > head) out->committed.push_back(regions_[kRing].Run(layer, 0, rows - head));
+    for (const SlotRun& run : slots_.StoredRuns()) {
+      const auto [region, first] = Locate(run.first_slot);
+      out->committed.push_back(regions_[region].Run(layer, first, run.n_rows));
     }
-    if (pending_ > 0) out->pending.push_back(regions_[kPending].Run(layer, 0, pending_));
+    const int pending = slots_.pending_rows();
+    if (pending > 0) out->pending.push_back(regions_[kPending].Run(layer, 0, pending));
     return true;
   }
 
   bool ReadRow(int layer, int64_t row, float* k, float* v) const override {
-    if (row < 0 || row >= stored_rows() + pending_) return false;
-    if (row < SinkRows()) {
-      const Region& s = regions_[kSinks];
-      KvLoadRow(s.layout, s.K(layer), s.V(layer), row, k, v);
-    } else if (row < stored_rows()) {
-      const Region& r = regions_[kRing];
-      const int slot = RingSlot(committed_ - RingRows() + (row - SinkRows()));
-      KvLoadRow(r.layout, r.K(layer), r.V(layer), slot, k, v);
-    } else {
-      const Region& p = regions_[kPending];
-      KvLoadRow(p.layout, p.K(layer), p.V(layer), row - stored_rows(), k, v);
-    }
+    if (row < 0 || row >= stored_rows() + slots_.pending_rows()) return false;
+    const auto [region, slot] = row < stored_rows()
+                                    ? Locate(slots_.StoredRowSlot(row))
+                                    : std::pair<int, int>(kPending, row - stored_rows());
+    const Region& r = regions_[region];
+    KvLoadRow(r.layout, r.K(layer), r.V(layer), slot, k, v);
     return true;
   }
 
   absl::Status Commit(std::span<const int32_t> keep) override {
-    if (absl::Status st = ValidateKeptRows(keep, pending_); !st.ok()) {
-      pending_ = 0;
-      return st;
-    }
-    for (int32_t src : keep) CommitRow(src);
-    pending_ = 0;
-    return absl::OkStatus();
+    absl::Status st = slots_.Commit(keep, &copies_);
+    Apply();
+    return st;
   }
 
   void CommitAll() override {
-    for (int i = 0; i < pending_; ++i) CommitRow(i);
-    pending_ = 0;
+    slots_.CommitAll(&copies_);
+    Apply();
   }
-  void TruncatePending(int n) override { pending_ = std::clamp(n, 0, pending_); }
-
-  absl::Status SkipTokens(int64_t n) override {
-    if (n < 0 || pending_ > 0) {
-      return absl::FailedPreconditionError(
-          absl::StrFormat("cannot skip %d tokens with %d rows pending", n, pending_));
-    }
-    // Skipped tokens would have left the ring anyway; sinks must be fed for real.
-    if (n > 0 && committed_ < sinks_) {
-      return absl::FailedPreconditionError(absl::StrFormat(
-          "cannot skip tokens before the %d sink tokens are stored (%d are)", sinks_, committed_));
-    }
-    // Rows in the ring from before the gap are no longer among the last W tokens.
-    committed_ += n;
-    if (n > 0) ring_valid_from_ = committed_;
-    return absl::OkStatus();
-  }
+  void TruncatePending(int n) override { slots_.TruncatePending(n); }
+  absl::Status SkipTokens(int64_t n) override { return slots_.SkipTokens(n); }
 
   int64_t memory_bytes() const override {
     int64_t bytes = 0;
@@ -153,31 +115,30 @@ class WindowKvCache final : public KvCache {
     }
   };
 
-  int SinkRows() const { return static_cast<int>(std::min<int64_t>(committed_, sinks_)); }
-  int RingRows() const {
-    const int64_t from = std::max<int64_t>({sinks_, committed_ - window_, ring_valid_from_});
-    return static_cast<int>(std::max<int64_t>(committed_ - from, 0));
+  // The region and row of a WindowSlots slot (sinks [0, S), ring [S, S + W)).
+  std::pair<int, int> Locate(int slot) const {
+    if (slot < slots_.sinks()) return {kSinks, slot};
+    return {kRing, slot - slots_.sinks()};
   }
-  // Ring slot of token `t` >= sinks.
-  int RingSlot(int64_t t) const { return static_cast<int>((t - sinks_) % window_); }
-  void CommitRow(int pending_row) {
-    const int64_t t = committed_++;
-    if (t >= sinks_ && window_ == 0) return;  // nothing but sinks is kept
-    Region& to = regions_[t < sinks_ ? kSinks : kRing];
-    const int slot = t < sinks_ ? static_cast<int>(t) : RingSlot(t);
+  // Moves the rows of the last commit from the pending slots to their slots.
+  void Apply() {
     const Region& from = regions_[kPending];
-    for (int layer = 0; layer < shape_.n_layers; ++layer) {
-      KvCopyRow(from.layout, from.K(layer), from.V(layer), pending_row, to.layout, to.K(layer),
-                to.V(layer), slot);
+    for (const PendingCopy& copy : copies_) {
+      const auto [region, first] = Locate(copy.slot);
+      Region& to = regions_[region];
+      for (int layer = 0; layer < shape_.n_layers; ++layer) {
+        for (int i = 0; i < copy.n_rows; ++i) {
+          KvCopyRow(from.layout, from.K(layer), from.V(layer), copy.pending_row + i, to.layout,
+                    to.K(layer), to.V(layer), first + i);
+        }
+      }
     }
   }
 
   KvShape shape_;
-  int sinks_, window_, max_pending_;
+  WindowSlots slots_;
   Region regions_[3];
-  int64_t committed_ = 0;
-  int64_t ring_valid_from_ = 0;  // first token index after the last SkipTokens gap
-  int pending_ = 0;
+  std::vector<PendingCopy> copies_;  // of the last commit, reused
 };
 
 }  // namespace
