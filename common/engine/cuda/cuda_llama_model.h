@@ -13,7 +13,8 @@
 // Rope scaling (linear, llama3, yarn) is supported; q/k/v biases and sliding-window
 // attention are refused (UNIMPLEMENTED, by name) until implemented here.
 //
-// Status: compiled but not yet run on a GPU.
+// Status: compiled but not yet run on a GPU; tests/gpu (cuda_ops_test.cc,
+// cuda_draft_test.cc) compare it with the CPU model as a target and as a draft.
 #pragma once
 
 #include <cstdint>
