@@ -33,6 +33,11 @@ ABSL_FLAG(bool, pipeline, false,
           "Two micro-batches in flight: the draft proposes for one half of the running "
           "sequences while the target verifies the other, so a step costs the slower "
           "stage's time instead of the sum (give draft and target their own cores: --cpus)");
+ABSL_FLAG(bool, draft_ahead, true,
+          "With --pipeline, when the running sequences are too few to split (or one group "
+          "finished): while the target verifies their trees, the draft drafts the next trees "
+          "ahead, guessing the most likely path is accepted; a right guess makes the next "
+          "proposal free");
 
 namespace specserve {
 namespace {
@@ -69,6 +74,7 @@ int Run() {
                         f.scheduler.target_retry_seconds, absl::GetFlag(FLAGS_connect_seconds)));
   }
   f.engine.pipeline_groups = absl::GetFlag(FLAGS_pipeline) ? 2 : 1;
+  f.engine.draft_ahead = absl::GetFlag(FLAGS_draft_ahead);
   if (DryRun()) return ReportDryRun(f, "specserve-router");
   const uint64_t fingerprint = VocabularyFingerprint(f.model->vocab.pieces);
   // Sequence ids are unique within this instance only: the workers key their caches
@@ -164,7 +170,10 @@ int Run() {
                target_address.c_str(), target_info->model().c_str(),
                draft_address.empty() ? "none" : draft_address.c_str(), f.engine.max_context,
                SpecModeName(f.engine.spec).c_str(),
-               f.engine.pipeline_groups > 1 ? ", pipelined (2 micro-batches)" : "",
+               f.engine.pipeline_groups > 1
+                   ? (f.engine.draft_ahead ? ", pipelined (2 micro-batches, drafting ahead)"
+                                           : ", pipelined (2 micro-batches)")
+                   : "",
                static_cast<unsigned long long>(instance));
   return Serve(f, MakeEngineFactory(draft.get(), *target, facts, f.engine), description, on_step,
                "specserve-router");

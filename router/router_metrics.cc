@@ -108,6 +108,12 @@ RouterMetrics::RouterMetrics(prometheus::Registry& r)
       target_busy_(stage_busy_.Add({{"stage", "target"}})),
       draft_utilization_(stage_utilization_.Add({{"stage", "draft"}})),
       target_utilization_(stage_utilization_.Add({{"stage", "target"}})),
+      ahead_trees_(Family(prometheus::BuildCounter(), "specserve_draft_ahead_trees_total",
+                          "Trees the draft drafted ahead while the target verified "
+                          "(outcome=drafted), and those a next proposal used (outcome=used)",
+                          r)),
+      ahead_drafted_(ahead_trees_.Add({{"outcome", "drafted"}})),
+      ahead_used_(ahead_trees_.Add({{"outcome", "used"}})),
       rate_start_(std::chrono::steady_clock::now()) {
   draft_available_.Set(1);
 }
@@ -128,6 +134,8 @@ void RouterMetrics::SetDraftAvailable(bool available, int64_t failures) {
 
 void RouterMetrics::OnStep(const StepStats& step, const Planner& planner,
                            int speculated_sequences) {
+  ahead_drafted_.Increment(step.ahead_drafted);
+  ahead_used_.Increment(step.ahead_used);
   draft_busy_.Increment(step.draft_seconds);
   target_busy_.Increment(step.verify_seconds);
   draft_busy_window_ += step.draft_seconds;

@@ -75,6 +75,10 @@ class RouterMetrics {
   prometheus::Gauge& draft_utilization_;
   prometheus::Gauge& target_utilization_;
   double draft_busy_window_ = 0, target_busy_window_ = 0;
+  // Drafting ahead (--draft-ahead): trees drafted ahead, and those a proposal used.
+  prometheus::Family<prometheus::Counter>& ahead_trees_;
+  prometheus::Counter& ahead_drafted_;
+  prometheus::Counter& ahead_used_;
 
   std::chrono::steady_clock::time_point rate_start_;
   int64_t rate_tokens_ = 0;

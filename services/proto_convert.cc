@@ -234,6 +234,7 @@ absl::Status FromProto(const v1::ProposeRequest& request, const WorkerLimits& li
         std::span<const int32_t>(in.previous_accepted().data(), in.previous_accepted_size());
     item.shape = &out->shapes[i];
     item.sampling = FromProto(in.sampling());
+    item.ahead = in.ahead();
   }
   return absl::OkStatus();
 }
@@ -246,6 +247,7 @@ void ToProto(std::span<const ProposeOutput> outputs, std::span<const PassTime> p
     if (!o.status.ok()) continue;
     ToProto(o.tree, r->mutable_tree());
     ToProto(o.q, r->mutable_q());
+    r->set_from_ahead(o.from_ahead);
   }
   for (const PassTime& p : passes) {
     v1::DraftPass* pass = out->add_passes();
@@ -322,6 +324,7 @@ void ToProto(std::span<const ProposeItem> items, uint64_t router_instance,
                                            item.previous_accepted.end());
     if (item.shape != nullptr) ToProto(*item.shape, p->mutable_shape());
     *p->mutable_sampling() = ToProto(item.sampling);
+    p->set_ahead(item.ahead);
   }
 }
 
@@ -340,6 +343,7 @@ absl::Status FromProto(const v1::ProposeResponse& response, std::span<const Prop
     ProposeOutput& out = (*outputs)[i];
     out.status = FromProto(r.status());
     if (!out.status.ok()) continue;
+    out.from_ahead = r.from_ahead();
     out.tree.tokens.assign(r.tree().tokens().begin(), r.tree().tokens().end());
     out.tree.parents.assign(r.tree().parents().begin(), r.tree().parents().end());
     const int limit = items[i].shape != nullptr ? items[i].shape->speculated() : 0;

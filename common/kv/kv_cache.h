@@ -86,6 +86,19 @@ class KvCache {
 
   // Bytes of K/V memory this cache holds now.
   virtual int64_t memory_bytes() const = 0;
+
+  // Tentative work: a draft drafting ahead of the target's verdict commits a
+  // guessed path and drafts on from it, and must be able to take all of that
+  // back. From BeginTentative until EndTentative every change (rows committed
+  // over evicted ones, pending rows rewritten, counts) can be undone:
+  // EndTentative(false) puts the cache back exactly as it was at
+  // BeginTentative, EndTentative(true) keeps the changes. Unimplemented where
+  // the cache cannot (the draft then simply does not draft ahead).
+  virtual absl::Status BeginTentative() {
+    return absl::UnimplementedError("this KV cache cannot undo changes (no tentative mode)");
+  }
+  virtual void EndTentative(bool keep) {}
+  virtual bool tentative() const { return false; }
 };
 
 // All tokens, in blocks of `block_rows` rows (rounded up to whole tiles) so

@@ -8,6 +8,7 @@
 // sink slots, the ring slots and the pending slots.
 #include <algorithm>
 #include <cstring>
+#include <memory>
 #include <vector>
 
 #include "absl/strings/str_format.h"
@@ -93,6 +94,43 @@ class WindowKvCache final : public KvCache {
   void TruncatePending(int n) override { slots_.TruncatePending(n); }
   absl::Status SkipTokens(int64_t n) override { return slots_.SkipTokens(n); }
 
+  absl::Status BeginTentative() override {
+    if (undo_) return absl::FailedPreconditionError("the cache is already in tentative mode");
+    undo_ = std::make_unique<Undo>(slots_);
+    // Pending rows get rewritten by whatever is fed next: keep their contents.
+    const int pending = slots_.pending_rows();
+    const Region& p = regions_[kPending];
+    undo_->pending_rows.resize(static_cast<size_t>(pending) * shape_.n_layers);
+    for (int row = 0; row < pending; ++row) {
+      for (int layer = 0; layer < shape_.n_layers; ++layer) {
+        SavedRow& saved = undo_->pending_rows[static_cast<size_t>(row) * shape_.n_layers + layer];
+        Load(p, layer, row, &saved);
+      }
+    }
+    return absl::OkStatus();
+  }
+
+  void EndTentative(bool keep) override {
+    if (!undo_) return;
+    std::unique_ptr<Undo> undo = std::move(undo_);
+    if (keep) return;
+    // Newest first: a slot written twice gets its oldest contents back last.
+    for (auto it = undo->overwritten.rbegin(); it != undo->overwritten.rend(); ++it) {
+      for (int layer = 0; layer < shape_.n_layers; ++layer) {
+        Store(regions_[it->region], layer, it->slot, it->rows[layer]);
+      }
+    }
+    for (int row = 0; row < undo->slots.pending_rows(); ++row) {
+      for (int layer = 0; layer < shape_.n_layers; ++layer) {
+        Store(regions_[kPending], layer, row,
+              undo->pending_rows[static_cast<size_t>(row) * shape_.n_layers + layer]);
+      }
+    }
+    slots_ = undo->slots;
+  }
+
+  bool tentative() const override { return undo_ != nullptr; }
+
   int64_t memory_bytes() const override {
     int64_t bytes = 0;
     for (const Region& r : regions_) bytes += 2 * static_cast<int64_t>(r.bytes);
@@ -120,12 +158,22 @@ class WindowKvCache final : public KvCache {
     if (slot < slots_.sinks()) return {kSinks, slot};
     return {kRing, slot - slots_.sinks()};
   }
-  // Moves the rows of the last commit from the pending slots to their slots.
+  // Moves the rows of the last commit from the pending slots to their slots
+  // (in tentative mode, saving what they overwrite first).
   void Apply() {
     const Region& from = regions_[kPending];
     for (const PendingCopy& copy : copies_) {
       const auto [region, first] = Locate(copy.slot);
       Region& to = regions_[region];
+      for (int i = 0; undo_ && i < copy.n_rows; ++i) {
+        Overwritten& saved = undo_->overwritten.emplace_back();
+        saved.region = region;
+        saved.slot = first + i;
+        saved.rows.resize(shape_.n_layers);
+        for (int layer = 0; layer < shape_.n_layers; ++layer) {
+          Load(to, layer, first + i, &saved.rows[layer]);
+        }
+      }
       for (int layer = 0; layer < shape_.n_layers; ++layer) {
         for (int i = 0; i < copy.n_rows; ++i) {
           KvCopyRow(from.layout, from.K(layer), from.V(layer), copy.pending_row + i, to.layout,
@@ -135,8 +183,34 @@ class WindowKvCache final : public KvCache {
     }
   }
 
+  // One row of one layer, widened to fp32 (exact for both element types, so
+  // storing it back restores the same bits).
+  struct SavedRow {
+    std::vector<float> k, v;
+  };
+  struct Overwritten {
+    int region = kRing;
+    int slot = 0;
+    std::vector<SavedRow> rows;  // per layer
+  };
+  struct Undo {
+    explicit Undo(const WindowSlots& s) : slots(s) {}
+    WindowSlots slots;                   // the counts at BeginTentative
+    std::vector<SavedRow> pending_rows;  // row-major: row * n_layers + layer
+    std::vector<Overwritten> overwritten;
+  };
+  void Load(const Region& r, int layer, int slot, SavedRow* out) const {
+    out->k.resize(shape_.kv_dim);
+    out->v.resize(shape_.kv_dim);
+    KvLoadRow(r.layout, r.K(layer), r.V(layer), slot, out->k.data(), out->v.data());
+  }
+  void Store(Region& r, int layer, int slot, const SavedRow& row) {
+    KvStoreRow(r.layout, r.K(layer), r.V(layer), slot, row.k.data(), row.v.data());
+  }
+
   KvShape shape_;
   WindowSlots slots_;
+  std::unique_ptr<Undo> undo_;  // in tentative mode: how to go back
   Region regions_[3];
   std::vector<PendingCopy> copies_;  // of the last commit, reused
 };

@@ -38,12 +38,20 @@ struct ProposeItem {
   std::span<const int32_t> previous_accepted;
   const TreeShape* shape = nullptr;
   SamplingParams sampling;
+  // Drafting ahead (sent while the target verifies the tree the draft proposed
+  // last from exactly this history): draft the tree that would come next if the
+  // target accepted that tree's most likely path (every node's first child) and
+  // then chose the token the draft itself would. The next proposal whose history
+  // is exactly that one gets this tree at once (ProposeOutput::from_ahead); any
+  // other history discards it. The answer's tree is for tests and reports only.
+  bool ahead = false;
 };
 
 struct ProposeOutput {
   absl::Status status;  // per sequence: e.g. FAILED_PRECONDITION "need history from N"
   TokenTree tree;
   std::vector<std::vector<TokenProb>> q;  // sampling: per expanded node (0 = root)
+  bool from_ahead = false;  // the tree was drafted ahead (ProposeItem::ahead), no pass now
 };
 
 class DraftBackend {

@@ -20,6 +20,7 @@ absl::StatusOr<std::unique_ptr<KvCache>> DraftWorker::NewCache() {
 }
 
 absl::Status DraftWorker::StartOver(Sequence& seq) {
+  seq.ahead.reset();
   ASSIGN_OR_RETURN(seq.cache, NewCache());
   seq.held.Clear();
   seq.last = DraftResult{};
@@ -62,6 +63,10 @@ absl::StatusOr<DraftWorker::Sequence*> DraftWorker::SequenceFor(const ProposeIte
                               return seq;
                             }));
   Sequence& seq = *found;
+  if (seq.ahead != nullptr) {  // not taken (TakeAhead): the guess was wrong
+    seq.ahead.reset();
+    seq.cache->EndTentative(false);
+  }
   // Commit the previous step's accepted path (the nodes that were fed: a prefix of
   // it), then catch up from our position.
   if (seq.cache->pending_rows() > 0) {
@@ -110,10 +115,24 @@ absl::Status DraftWorker::Propose(std::span<const ProposeItem> items,
   std::vector<Sequence*> seqs;
   std::vector<Rng> rngs;
   rngs.reserve(items.size());
+  std::vector<size_t> ahead;
   for (size_t i = 0; i < items.size(); ++i) {
     const ProposeItem& item = items[i];
     ProposeOutput& out = (*outputs)[i];
     if (out.status = ValidateItem(item); !out.status.ok()) continue;
+    if (item.ahead) {
+      ahead.push_back(i);
+      continue;
+    }
+    if (Sequence* known =
+            sequences_.Find({item.router, item.sequence_id}, std::chrono::steady_clock::now())) {
+      if (const DraftResult* drafted = TakeAhead(*known, item)) {
+        out.tree = drafted->tree;
+        out.q = drafted->q;
+        out.from_ahead = true;
+        continue;
+      }
+    }
     absl::StatusOr<Sequence*> seq = SequenceFor(item);
     if (!seq.ok()) {
       out.status = seq.status();
@@ -133,7 +152,10 @@ absl::Status DraftWorker::Propose(std::span<const ProposeItem> items,
     members.push_back(i);
     seqs.push_back(*seq);
   }
-  if (requests.empty()) return absl::OkStatus();
+  if (requests.empty()) {
+    DraftAhead(items, ahead, outputs, passes);
+    return absl::OkStatus();
+  }
 
   // 2. One drafted tree per sequence, one forward per tree level.
   std::vector<DraftResult> results;
@@ -171,7 +193,167 @@ absl::Status DraftWorker::Propose(std::span<const ProposeItem> items,
     out.q = results[k].q;
     seq.last = std::move(results[k]);
   }
+  DraftAhead(items, ahead, outputs, passes);
   return absl::OkStatus();
+}
+
+namespace {
+
+bool SameSampling(const SamplingParams& a, const SamplingParams& b) {
+  return a.temperature == b.temperature && a.top_k == b.top_k && a.top_p == b.top_p &&
+         a.min_p == b.min_p && a.seed == b.seed;
+}
+
+// True when `held` covers exactly the item's history (through its last token).
+bool HoldsExactly(const PrefixHashes& held, const ProposeItem& item) {
+  const int64_t end = item.start + static_cast<int64_t>(item.tokens.size());
+  return held.size() == end && held.at(item.start) == item.prefix_hash &&
+         held.at(end) == PrefixHash(item.tokens, item.prefix_hash);
+}
+
+// The tree's most likely path: from the root, each node's first child.
+std::vector<int32_t> FirstChildPath(const TokenTree& tree) {
+  std::vector<int32_t> path;
+  int32_t at = -1;
+  for (int32_t n = 0; n < tree.size(); ++n) {
+    if (tree.parents[n] == at) {
+      path.push_back(n);
+      at = n;
+    }
+  }
+  return path;
+}
+
+}  // namespace
+
+const DraftResult* DraftWorker::TakeAhead(Sequence& seq, const ProposeItem& item) {
+  if (seq.ahead == nullptr || !HoldsExactly(seq.ahead->held, item) || item.shape == nullptr ||
+      item.shape->parents != seq.ahead->shape.parents ||
+      item.shape->ranks != seq.ahead->shape.ranks ||
+      !SameSampling(item.sampling, seq.ahead->sampling)) {
+    return nullptr;  // SequenceFor rolls the cache back
+  }
+  seq.cache->EndTentative(true);
+  seq.held = std::move(seq.ahead->held);
+  seq.last = std::move(seq.ahead->last);
+  seq.ahead.reset();
+  return &seq.last;
+}
+
+void DraftWorker::DraftAhead(std::span<const ProposeItem> items, std::span<const size_t> which,
+                             std::vector<ProposeOutput>* outputs, std::vector<PassTime>* passes) {
+  // Per item: the guessed path and what of it the draft never fed.
+  struct Guess {
+    size_t item;
+    Sequence* seq;
+    std::vector<int32_t> path;
+    Sequence::Ahead ahead;
+    std::vector<int32_t> feed;  // the path's tokens never fed (its leaf at least), then the guess
+  };
+  std::vector<Guess> guesses;
+  auto fail = [&](Guess& g, absl::Status status) {
+    g.seq->cache->EndTentative(false);
+    (*outputs)[g.item].status = std::move(status);
+    g.seq = nullptr;
+  };
+  // Commits the guessed path tentatively; `feed` gets the path's unfed tail.
+  auto commit_path = [](Guess& g) -> absl::Status {
+    Sequence& seq = *g.seq;
+    RETURN_IF_ERROR(seq.cache->BeginTentative());
+    g.ahead.held = seq.held;
+    g.feed.clear();
+    const int64_t before = seq.cache->committed_tokens();
+    RETURN_IF_ERROR(TreeDrafter::CommitAccepted(*seq.cache, seq.last, g.path));
+    const size_t fed = static_cast<size_t>(seq.cache->committed_tokens() - before);
+    for (size_t j = 0; j < g.path.size(); ++j) {
+      const int32_t token = seq.last.tree.tokens[g.path[j]];
+      if (j < fed) {
+        g.ahead.held.Append(token);
+      } else {
+        g.feed.push_back(token);
+      }
+    }
+    return absl::OkStatus();
+  };
+  for (size_t i : which) {
+    const ProposeItem& item = items[i];
+    ProposeOutput& out = (*outputs)[i];
+    Sequence* seq =
+        sequences_.Find({item.router, item.sequence_id}, std::chrono::steady_clock::now());
+    std::vector<int32_t> path =
+        seq != nullptr ? FirstChildPath(seq->last.tree) : std::vector<int32_t>{};
+    if (seq == nullptr || seq->ahead != nullptr || path.empty() || !HoldsExactly(seq->held, item)) {
+      out.status = absl::FailedPreconditionError(absl::StrFormat(
+          "sequence %d: nothing to draft ahead from (drafting ahead follows a proposal from "
+          "exactly this history)",
+          item.sequence_id));
+      continue;
+    }
+    Guess& g = guesses.emplace_back();
+    g.item = i;
+    g.seq = seq;
+    g.path = std::move(path);
+    g.ahead.shape = *item.shape;
+    g.ahead.sampling = item.sampling;
+    if (absl::Status st = commit_path(g); !st.ok()) fail(g, st);
+  }
+  // Round 0 guesses the token after the path (a chain of one from the path's
+  // unfed tail), then puts the cache back. Round 1 commits the path again and
+  // feeds its tail and the guess in one pass, exactly as the proposal after a
+  // right guess would (the window a token attends to depends on how its
+  // catch-up is split into passes), and drafts the tree from there.
+  const TreeShape one = ChainShape(1);
+  for (int round = 0; round < 2; ++round) {
+    std::vector<DraftRequest> requests;
+    std::vector<Guess*> members;
+    std::vector<Rng> rngs;
+    rngs.reserve(guesses.size());
+    for (Guess& g : guesses) {
+      if (g.seq == nullptr) continue;
+      const ProposeItem& item = items[g.item];
+      // Keyed as a proposal rooted at the last token fed would be.
+      const int64_t root = g.ahead.held.size() + static_cast<int64_t>(g.feed.size()) - 1;
+      rngs.push_back(Rng::ForStep(item.sampling.seed, root, kDraftDraws));
+      DraftRequest& r = requests.emplace_back();
+      r.cache = g.seq->cache.get();
+      r.catch_up = g.feed;
+      r.shape = round == 0 ? &one : &g.ahead.shape;
+      r.sampling = &item.sampling;
+      r.rng = &rngs.back();
+      members.push_back(&g);
+    }
+    if (requests.empty()) return;
+    std::vector<DraftResult> results;
+    const absl::Status st = drafter_.Draft(requests, &results);
+    passes->insert(passes->end(), drafter_.last_passes().begin(), drafter_.last_passes().end());
+    for (size_t k = 0; k < members.size(); ++k) {
+      Guess& g = *members[k];
+      const absl::Status& status = st.ok() ? results[k].status : st;
+      const int64_t fed = g.seq->cache->committed_tokens() - g.ahead.held.size();
+      if (!status.ok() || fed != static_cast<int64_t>(g.feed.size()) ||
+          (round == 0 && results[k].tree.size() == 0)) {
+        fail(g,
+             status.ok() ? absl::InternalError("the draft could not guess past the path") : status);
+        continue;
+      }
+      if (round == 0) {
+        const int32_t guess = results[k].tree.tokens[0];
+        g.seq->cache->EndTentative(false);
+        if (absl::Status again = commit_path(g); !again.ok()) {
+          fail(g, again);
+          continue;
+        }
+        g.feed.push_back(guess);
+        continue;
+      }
+      g.ahead.held.Append(g.feed);
+      ProposeOutput& out = (*outputs)[g.item];
+      out.tree = results[k].tree;
+      out.q = results[k].q;
+      g.ahead.last = std::move(results[k]);
+      g.seq->ahead = std::make_unique<Sequence::Ahead>(std::move(g.ahead));
+    }
+  }
 }
 
 }  // namespace specserve

@@ -58,6 +58,15 @@ class DraftWorker final : public Drafter {
     // Of the history positions the cache has taken in (held.size() == committed_tokens).
     PrefixHashes held;
     DraftResult last;  // the previous tree, whose accepted path the next call commits
+    // A tree drafted ahead (ProposeItem::ahead); while set, the cache is in
+    // tentative mode past `last`'s guessed path.
+    struct Ahead {
+      PrefixHashes held;  // the history the tree was drafted from
+      DraftResult last;
+      TreeShape shape;
+      SamplingParams sampling;
+    };
+    std::unique_ptr<Ahead> ahead;
   };
 
   absl::StatusOr<std::unique_ptr<KvCache>> NewCache();
@@ -68,6 +77,13 @@ class DraftWorker final : public Drafter {
   // holds a prefix of the history sent; else FAILED_PRECONDITION naming the
   // position needed (0 when the cache was started over).
   absl::StatusOr<Sequence*> SequenceFor(const ProposeItem& item);
+  // The tree drafted ahead for this item's history, taken (the cache keeps the
+  // guessed path); nullptr when there is none or it was drafted from another
+  // history (then it is discarded and the cache rolled back).
+  const DraftResult* TakeAhead(Sequence& seq, const ProposeItem& item);
+  // Drafts ahead for the items marked so (ProposeItem::ahead).
+  void DraftAhead(std::span<const ProposeItem> items, std::span<const size_t> which,
+                  std::vector<ProposeOutput>* outputs, std::vector<PassTime>* passes);
 
   Model& draft_;
   DraftWorkerOptions options_;

@@ -116,6 +116,10 @@ absl::Status NgramDrafter::Propose(std::span<const ProposeItem> items,
     const ProposeItem& item = items[i];
     ProposeOutput& out = (*outputs)[i];
     if (out.status = ValidateProposeItem(item, limits); !out.status.ok()) continue;
+    if (item.ahead) {  // lookups cost next to nothing: nothing to gain ahead of time
+      out.status = absl::UnimplementedError("the n-gram drafter does not draft ahead");
+      continue;
+    }
     absl::StatusOr<Sequence*> seq =
         sequences_.FindOrMake({item.router, item.sequence_id}, std::chrono::steady_clock::now(),
                               options_.max_sequences, options_.idle_seconds, "the draft",

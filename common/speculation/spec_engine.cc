@@ -329,6 +329,28 @@ std::unique_ptr<SpecEngine::ProposalBatch> SpecEngine::BuildProposals(
   return batch;
 }
 
+std::unique_ptr<SpecEngine::ProposalBatch> SpecEngine::BuildAheadProposals(
+    std::span<const std::pair<int, Sequence*>> members) {
+  auto batch = std::make_unique<ProposalBatch>();
+  batch->members.assign(members.begin(), members.end());
+  for (size_t i = 0; i < members.size(); ++i) {
+    auto [id, seq] = members[i];
+    if (!seq->has_proposal || seq->proposal.tree.size() == 0) continue;
+    ProposeItem& item = batch->items.emplace_back();
+    item.sequence_id = id;
+    // The draft checks that it drafted the tree under verification from exactly
+    // this history (whose last token is the tree's root).
+    item.start = static_cast<int64_t>(seq->state.tokens.size()) - 1;
+    item.tokens = std::span<const int32_t>(seq->state.tokens).subspan(item.start);
+    item.prefix_hash = HashBefore(*seq, item.start);
+    item.shape = &seq->proposal_plan.shape;  // the next tree: this one's shape
+    item.sampling = seq->request.sampling;
+    item.ahead = true;
+    batch->proposed.push_back(i);
+  }
+  return batch;
+}
+
 void SpecEngine::RunProposals(ProposalBatch& batch) {
   if (batch.items.empty()) return;
   const auto start = Clock::now();
@@ -355,6 +377,7 @@ std::vector<const ProposeOutput*> SpecEngine::FinishProposals(ProposalBatch& bat
       for (size_t k = 0; k < batch.proposed.size(); ++k) {
         Sequence* seq = batch.members[batch.proposed[k]].second;
         const ProposeOutput& out = batch.outputs[k];
+        last_.ahead_used += out.status.ok() && out.from_ahead ? 1 : 0;
         if (out.status.ok()) {
           draft_of[batch.proposed[k]] = &out;
           seq->draft_from = static_cast<int64_t>(seq->state.tokens.size());
@@ -571,15 +594,19 @@ absl::Status SpecEngine::PipelinedDecodeStep(std::span<const std::pair<int, Sequ
       draft_seconds += batch->seconds;
     }
   }
+  // A lone group: the draft drafts the trees after this group's ahead while
+  // the target verifies them.
+  std::unique_ptr<ProposalBatch> guesses;
+  if (other.empty() && options_.draft_ahead) guesses = BuildAheadProposals(verifying);
   // The other group drafts its next trees while this one is verified.
-  std::vector<std::pair<int, Sequence*>> ahead;
+  std::vector<std::pair<int, Sequence*>> drafting_next;
   for (const auto& entry : other) {
-    if (!entry.second->has_proposal) ahead.push_back(entry);
+    if (!entry.second->has_proposal) drafting_next.push_back(entry);
   }
   std::unique_ptr<ProposalBatch> batch;
-  if (!ahead.empty()) {
-    const double context = MeanContext(ahead);
-    const int n = static_cast<int>(ahead.size());
+  if (!drafting_next.empty()) {
+    const double context = MeanContext(drafting_next);
+    const int n = static_cast<int>(drafting_next.size());
     const Plan plan = planner_->Choose(n, context, static_cast<int>(decoding.size()));
     bool trees_pending = false;
     for (const auto& [id, seq] : decoding) trees_pending = trees_pending || seq->has_proposal;
@@ -587,7 +614,7 @@ absl::Status SpecEngine::PipelinedDecodeStep(std::span<const std::pair<int, Sequ
       // Plain decoding: one step for the whole batch, not half of it per step.
       return RunDecodeStep(decoding, plan, MeanContext(decoding));
     }
-    batch = BuildProposals(ahead, plan, ClassOf(n, context));
+    batch = BuildProposals(drafting_next, plan, ClassOf(n, context));
   }
   std::vector<const ProposeOutput*> trees;
   for (const auto& [id, seq] : verifying)
@@ -597,11 +624,15 @@ absl::Status SpecEngine::PipelinedDecodeStep(std::span<const std::pair<int, Sequ
   std::vector<VerifyOutput> verified;
   const auto start = Clock::now();
   std::future<void> drafting;
-  if (batch != nullptr && !batch->items.empty()) {
-    // The draft call alone runs on the other thread (RunProposals touches
+  ProposalBatch* running = batch != nullptr && !batch->items.empty() ? batch.get() : nullptr;
+  ProposalBatch* guessing = guesses != nullptr && !guesses->items.empty() ? guesses.get() : nullptr;
+  if (running != nullptr || guessing != nullptr) {
+    // The draft calls alone run on the other thread (RunProposals touches
     // nothing else of the engine); everything else stays on this one.
-    ProposalBatch* running = batch.get();
-    drafting = std::async(std::launch::async, [this, running] { RunProposals(*running); });
+    drafting = std::async(std::launch::async, [this, running, guessing] {
+      if (running != nullptr) RunProposals(*running);
+      if (guessing != nullptr) RunProposals(*guessing);
+    });
   }
   const absl::Status verify_status = target_.Verify(items, &verified);
   last_.verify_seconds = SecondsSince(start);
@@ -611,7 +642,15 @@ absl::Status SpecEngine::PipelinedDecodeStep(std::span<const std::pair<int, Sequ
     keep(*batch, FinishProposals(*batch));
     draft_seconds += batch->seconds;
   }
+  // Draft time, overlapped or not (the stage's busy time); the wall below
+  // counts only what ran before the verify.
   last_.draft_seconds = draft_seconds;
+  if (guessing != nullptr) {
+    last_.draft_seconds += guessing->seconds;
+    if (guessing->status.ok()) {
+      for (const ProposeOutput& out : guessing->outputs) last_.ahead_drafted += out.status.ok();
+    }
+  }
   RETURN_IF_ERROR(verify_status);
 
   const int n = static_cast<int>(verifying.size());

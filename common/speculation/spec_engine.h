@@ -45,6 +45,14 @@ struct SpecEngineOptions {
   // clients (draft and target in their own processes), not for in-process
   // workers that share one model's thread pool. 1: one group, draft then verify.
   int pipeline_groups = 1;
+  // Pipelined only: when one group holds every running sequence (too few to
+  // split, or the other group finished), the draft drafts that group's next
+  // trees ahead while the target verifies its trees (ProposeItem::ahead); where
+  // the target then accepts the most likely path and the draft's guess of the
+  // next token, the next proposal costs no draft pass. It pays where the draft
+  // would otherwise idle during verification (the split deployment); a draft
+  // sharing the target's cores would compete with it.
+  bool draft_ahead = false;
   int max_candidates = 32;  // size of the draft distribution kept for sampling
   // Memory read bandwidth and arithmetic rate of this machine for the planner's
   // prior (before any step is measured); 0: typical CPU figures.
@@ -70,6 +78,8 @@ struct StepStats {
   // The passes this decode step ran, for cost models: the draft's (new tokens per
   // sequence each) and the target's verify width (root + tree nodes per sequence).
   std::vector<PassTime> draft_passes;
+  int ahead_drafted = 0;  // trees the draft drafted ahead this step (draft_ahead)
+  int ahead_used = 0;     // proposals this step answered by a tree drafted ahead
   int verify_tokens_per_sequence =
       0;  // the target's pass (a prefill step: target + draft catch-up)
   double mean_context = 0;
@@ -175,6 +185,10 @@ class SpecEngine {
                                                 const Plan& plan, StepClass step_class);
   void RunProposals(ProposalBatch& batch);
   std::vector<const ProposeOutput*> FinishProposals(ProposalBatch& batch);
+  // Drafting ahead for `members` (SpecEngineOptions::draft_ahead): an item per
+  // sequence holding a tree, for the tree after it; the answers are not used.
+  std::unique_ptr<ProposalBatch> BuildAheadProposals(
+      std::span<const std::pair<int, Sequence*>> members);
   // The drafted tree of each decoding sequence (null: plain this step).
   std::vector<const ProposeOutput*> ProposeTrees(
       std::span<const std::pair<int, Sequence*>> decoding, const Plan& plan, StepClass step_class,

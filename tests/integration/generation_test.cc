@@ -356,12 +356,34 @@ TEST(PipelinedSplitTest, ManyStreamsInEveryModeEqualTargetOnly) {
     speculated += r.stats.speculated_steps();
   }
   EXPECT_GT(speculated, 0) << "the pipelined router never speculated";
-  // A single stream (one micro-batch: draft then verify, as unpipelined).
+  // A single stream: one micro-batch, whose next trees the draft drafts ahead
+  // while the target verifies (--draft-ahead, on by default).
+  const std::string before = HttpGet(split->router->metrics_port(), "/metrics");
   auto stub = v1::Generation::NewStub(Connect(split->router->address()));
   StreamResult alone = Stream(*stub, TokenRequest(prompts[2], lengths[2], "chain:4"));
   ASSERT_TRUE(alone.status.ok()) << alone.status.error_message();
   EXPECT_EQ(alone.tokens, reference[2]);
   EXPECT_GT(alone.stats.speculated_steps(), 0);
+  const std::string after = HttpGet(split->router->metrics_port(), "/metrics");
+  const std::string drafted = "specserve_draft_ahead_trees_total{outcome=\"drafted\"}";
+  EXPECT_GT(MetricValue(after, drafted), MetricValue(before, drafted)) << after;
+}
+
+// Drafting ahead over gRPC, with a model whose draft agrees with the target
+// often enough that guesses come true: the trees drafted ahead are used, and
+// the output is still target-only greedy.
+TEST(PipelinedSplitTest, ALoneStreamUsesTreesDraftedAhead) {
+  auto split = Split::Start(SharedRandomModel(), {"--spec=chain:1", "--pipeline"});
+  ASSERT_NE(split, nullptr);
+  const std::vector<int32_t> prompt = Prompt(77, 12);
+  const auto reference = ReferenceGreedy(SharedRandomModel(), {prompt}, 80);
+  auto stub = v1::Generation::NewStub(Connect(split->router->address()));
+  StreamResult r = Stream(*stub, TokenRequest(prompt, 80, "chain:1"));
+  ASSERT_TRUE(r.status.ok()) << r.status.error_message();
+  EXPECT_EQ(r.tokens, reference.at(0));
+  const std::string metrics = HttpGet(split->router->metrics_port(), "/metrics");
+  EXPECT_GT(MetricValue(metrics, "specserve_draft_ahead_trees_total{outcome=\"used\"}"), 0)
+      << metrics;
 }
 
 }  // namespace

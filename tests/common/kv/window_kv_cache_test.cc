@@ -111,5 +111,72 @@ TEST(WindowKvCacheTest, SkippingTokensKeepsSinksAndOnlyRowsAfterTheGap) {
   EXPECT_EQ(Stored(*cache, 0), (std::vector<float>{0, 1, 102, 103, 104, 105}));
 }
 
+// Every row a layer holds, stored then pending, in read order, with the counts.
+struct Contents {
+  int64_t committed = 0, stored = 0, pending = 0;
+  std::vector<std::vector<float>> rows;
+  bool operator==(const Contents&) const = default;
+};
+Contents ContentsOf(const KvCache& cache) {
+  Contents c{cache.committed_tokens(), cache.stored_rows(), cache.pending_rows(), {}};
+  for (int l = 0; l < kShape.n_layers; ++l) {
+    for (int64_t r = 0; r < cache.stored_rows() + cache.pending_rows(); ++r) {
+      std::vector<float> k(kShape.kv_dim), v(kShape.kv_dim);
+      EXPECT_TRUE(cache.ReadRow(l, r, k.data(), v.data()));
+      k.insert(k.end(), v.begin(), v.end());
+      c.rows.push_back(k);
+    }
+  }
+  return c;
+}
+
+// What a draft drafting ahead does to its cache: commit a guessed path (the
+// ring wraps: evicted rows are overwritten), feed a new tree as pending rows.
+void DraftAhead(KvCache& cache, float base) {
+  const std::vector<int32_t> path = {0, 2};
+  ASSERT_TRUE(cache.Commit(path).ok());
+  AppendTokens(cache, {base, base + 1, base + 2, base + 3});
+  cache.CommitAll();
+  AppendTokens(cache, {base + 10, base + 11, base + 12});
+}
+
+TEST(WindowKvCacheTest, TentativeChangesRollBackExactly) {
+  for (KvType type : {KvType::kF32, KvType::kBF16}) {
+    const KvShape shape{kShape.n_layers, kShape.kv_dim, 1, type};
+    auto cache = MakeWindowKvCache(shape, 2, 3, 8);
+    AppendTokens(*cache, {0, 1, 2, 3, 4});
+    cache->CommitAll();
+    AppendTokens(*cache, {20, 21, 22, 23});  // the tree under verification
+    const Contents before = ContentsOf(*cache);
+    ASSERT_TRUE(cache->BeginTentative().ok());
+    EXPECT_TRUE(cache->tentative());
+    EXPECT_FALSE(cache->BeginTentative().ok());  // one level only
+    DraftAhead(*cache, 100);
+    ASSERT_NE(ContentsOf(*cache), before);
+    cache->EndTentative(false);
+    EXPECT_FALSE(cache->tentative());
+    EXPECT_EQ(ContentsOf(*cache), before) << KvTypeName(type);
+    // Rolled back, the cache goes on as if nothing happened.
+    ASSERT_TRUE(cache->Commit(std::vector<int32_t>{1}).ok());
+    EXPECT_EQ(Stored(*cache, 0), (std::vector<float>{0, 1, 3, 4, 21}));
+  }
+}
+
+TEST(WindowKvCacheTest, KeptTentativeChangesEqualTheSameChangesMadeDirectly) {
+  auto direct = MakeWindowKvCache(kShape, 2, 3, 8);
+  auto tentative = MakeWindowKvCache(kShape, 2, 3, 8);
+  for (KvCache* cache : {direct.get(), tentative.get()}) {
+    AppendTokens(*cache, {0, 1, 2, 3, 4});
+    cache->CommitAll();
+    AppendTokens(*cache, {20, 21, 22, 23});
+  }
+  DraftAhead(*direct, 100);
+  ASSERT_TRUE(tentative->BeginTentative().ok());
+  DraftAhead(*tentative, 100);
+  tentative->EndTentative(true);
+  EXPECT_EQ(ContentsOf(*tentative), ContentsOf(*direct));
+  EXPECT_FALSE(MakeFullKvCache(kShape)->BeginTentative().ok());  // only the draft's cache can
+}
+
 }  // namespace
 }  // namespace specserve

@@ -83,6 +83,7 @@ struct PipelinedRun {
   double accepted_per_step = 0;
   int64_t decode_steps = 0, whole_batch_steps = 0;  // steps that decoded every live sequence
   std::vector<std::pair<int, int>> batch_and_live;  // per decode step
+  int64_t ahead_drafted = 0, ahead_used = 0;        // drafting ahead, over the run
 };
 
 // Draft and target on their own model objects and thread pools (as the split
@@ -90,7 +91,7 @@ struct PipelinedRun {
 // a few steps.
 PipelinedRun RunPipelined(const LoadedModel& model, const std::string& mode,
                           const std::vector<GenerationRequest>& requests, int join_late,
-                          int groups = 2, double draft_floor = 2e-3) {
+                          int groups = 2, double draft_floor = 2e-3, bool draft_ahead = false) {
   auto target_ops = MakeCpuOps(1);
   auto draft_ops = MakeCpuOps(1);
   LlamaModel target_model(model, *target_ops);
@@ -109,6 +110,7 @@ PipelinedRun RunPipelined(const LoadedModel& model, const std::string& mode,
   options.sinks = d.sinks;
   options.window = d.window;
   options.pipeline_groups = groups;
+  options.draft_ahead = draft_ahead;
   auto engine =
       *SpecEngine::Create(&draft, target, FactsOf(model, &model, d.sinks, d.window), options);
   std::vector<int> ids;
@@ -123,6 +125,8 @@ PipelinedRun RunPipelined(const LoadedModel& model, const std::string& mode,
     EXPECT_TRUE(st.ok()) << st;
     if (!st.ok()) break;
     run.speculated_steps += engine->last_step().speculated ? 1 : 0;
+    run.ahead_drafted += engine->last_step().ahead_drafted;
+    run.ahead_used += engine->last_step().ahead_used;
     const int live = engine->live_count() + static_cast<int>(engine->last_step().finished.size());
     if (engine->last_step().batch > 0) {
       ++run.decode_steps;
@@ -217,6 +221,31 @@ TEST_F(PipelinedEngineTest, PlainDecodingStepsTakeTheWholeBatch) {
   ASSERT_GT(run.decode_steps, 10);
   EXPECT_GT(run.whole_batch_steps, 0.8 * run.decode_steps)
       << run.whole_batch_steps << " of " << run.decode_steps << " steps decoded the whole batch";
+}
+
+TEST_F(PipelinedEngineTest, ALoneGroupDraftsAheadWhileTheTargetVerifies) {
+  // One request: nothing to split. With drafting ahead the draft works during
+  // every verify, and where the target accepted the whole most likely path and
+  // the draft's guess of the next token, the next proposal is the tree drafted
+  // ahead. Output: target-only greedy, in every mode.
+  auto ops = MakeCpuOps(1);
+  LlamaModel reference_model(*model_, *ops);
+  std::vector<GenerationRequest> requests = Requests(1);
+  requests[0].max_new_tokens = 60;
+  const auto plain = testing::PlainTokens(reference_model, requests);
+  for (const char* mode : {"chain:1", "chain:4", "tree:12", "auto"}) {
+    const PipelinedRun run = RunPipelined(*model_, mode, requests, 0, 2, 2e-3, true);
+    EXPECT_EQ(run.tokens, plain) << mode;
+    if (std::string(mode) == "auto") continue;
+    EXPECT_EQ(run.most_in_flight, 2) << mode << ": the draft drafts ahead during the verify";
+    EXPECT_GT(run.ahead_drafted, run.speculated_steps / 2) << mode;
+    EXPECT_GT(run.ahead_used, 0) << mode;
+    EXPECT_LE(run.ahead_used, run.ahead_drafted) << mode;
+  }
+  const PipelinedRun without = RunPipelined(*model_, "chain:4", requests, 0, 2);
+  EXPECT_EQ(without.most_in_flight, 1);
+  EXPECT_EQ(without.ahead_drafted, 0);
+  EXPECT_EQ(without.tokens, plain);
 }
 
 }  // namespace
