@@ -84,7 +84,7 @@ std::unique_ptr<Deployment> StartDeployment(const std::string& kind,
     router_flags.insert(router_flags.end(), {threads, sinks, window});
     d->processes.push_back(Spawn(bin, "specserve-serve", router_flags));
     if (!d->processes.back()) return nullptr;
-  } else if (kind == "split" || kind == "pipelined") {
+  } else if (kind == "split" || kind == "pipelined" || kind == "pipelined-noahead") {
     std::vector<std::string> worker = {model, threads};
     if (!options.tokenizer.empty()) worker.push_back("--tokenizer=" + options.tokenizer);
     std::vector<std::string> target_flags = worker, draft_flags = worker;
@@ -104,11 +104,14 @@ std::unique_ptr<Deployment> StartDeployment(const std::string& kind,
     router_flags.insert(router_flags.end(),
                         {"--target=" + target, "--draft=" + draft, "--draft-timeout-ms=600000",
                          "--target-timeout-ms=600000"});
-    if (kind == "pipelined") router_flags.push_back("--pipeline");
+    if (kind != "split") router_flags.push_back("--pipeline");
+    if (kind == "pipelined-noahead") router_flags.push_back("--draft-ahead=false");
     d->processes.push_back(Spawn(bin, "specserve-router", router_flags));
     if (!d->processes.back()) return nullptr;
   } else {
-    std::fprintf(stderr, "error: --spawn: '%s' is not serve, split or pipelined\n", kind.c_str());
+    std::fprintf(stderr,
+                 "error: --spawn: '%s' is not serve, split, pipelined or pipelined-noahead\n",
+                 kind.c_str());
     return nullptr;
   }
   d->address = d->processes.back()->address();

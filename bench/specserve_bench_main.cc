@@ -73,7 +73,8 @@ ABSL_FLAG(std::string, server, "",
 ABSL_FLAG(std::vector<std::string>, spawn, {},
           "--mode grpc: start these on 127.0.0.1 from --bin_dir and drive each in turn: "
           "serve (specserve-serve), split (specserve-target + specserve-draft + specserve-router), "
-          "pipelined (split with the router's --pipeline)");
+          "pipelined (split with the router's --pipeline), pipelined-noahead (the same with "
+          "--draft-ahead=false)");
 ABSL_FLAG(std::string, target_cpus, "",
           "--mode grpc --spawn split/pipelined: the target's CPUs (its --cpus), e.g. 0");
 ABSL_FLAG(std::string, draft_model, "",

@@ -546,13 +546,21 @@ absl::Status SpecEngine::RunDecodeStep(std::span<const std::pair<int, Sequence*>
 }
 
 absl::Status SpecEngine::PipelinedDecodeStep(std::span<const std::pair<int, Sequence*>> decoding) {
+  const auto step_start = Clock::now();
+  // Two groups, or one (PipelineGrouping: whichever decoded faster here).
+  const StepClass whole_class = ClassOf(static_cast<int>(decoding.size()), MeanContext(decoding));
+  const bool split =
+      decoding.size() > 1 && (!options_.adapt_groups || grouping_.Split(whole_class));
+  if (!split) {
+    for (const auto& entry : decoding) entry.second->group = turn_;
+  }
   std::vector<std::pair<int, Sequence*>> groups[2];
   for (const auto& entry : decoding) groups[entry.second->group].push_back(entry);
   // Sequences finish unevenly: keep the groups within one of each other by moving
   // sequences that hold no tree (a tree must be verified in the group it was
   // drafted for; a sequence without one may join either).
   for (int big = groups[0].size() > groups[1].size() ? 0 : 1;
-       groups[big].size() > groups[big ^ 1].size() + 1;) {
+       split && groups[big].size() > groups[big ^ 1].size() + 1;) {
     auto it = std::find_if(groups[big].begin(), groups[big].end(),
                            [](const auto& entry) { return !entry.second->has_proposal; });
     if (it == groups[big].end()) break;
@@ -690,6 +698,12 @@ absl::Status SpecEngine::PipelinedDecodeStep(std::span<const std::pair<int, Sequ
   turn_ ^= 1;
   last_passes_seconds_ = overlapped + (other.empty() ? draft_seconds : 0.0);
   decode_seconds_ += last_passes_seconds_;
+  if (decoding.size() > 1 && options_.adapt_groups) {
+    last_.grouping_measured = grouping_.measuring(whole_class);
+    grouping_.Record(whole_class, split, static_cast<int>(verifying.size()),
+                     SecondsSince(step_start));
+  }
+  last_.pipeline_groups = other.empty() ? 1 : 2;
   return absl::OkStatus();
 }
 

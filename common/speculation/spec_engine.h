@@ -19,6 +19,7 @@
 #include "common/speculation/backends.h"
 #include "common/speculation/draft_worker.h"
 #include "common/speculation/drafter_factory.h"
+#include "common/speculation/grouping.h"
 #include "common/speculation/planner.h"
 #include "common/speculation/prefix_hash.h"
 #include "common/speculation/target_worker.h"
@@ -53,6 +54,9 @@ struct SpecEngineOptions {
   // would otherwise idle during verification (the split deployment); a draft
   // sharing the target's cores would compete with it.
   bool draft_ahead = false;
+  // Pipelined only: measure whether two groups or one decode faster and use
+  // that (PipelineGrouping); false: always two groups when there are two sequences.
+  bool adapt_groups = true;
   int max_candidates = 32;  // size of the draft distribution kept for sampling
   // Memory read bandwidth and arithmetic rate of this machine for the planner's
   // prior (before any step is measured); 0: typical CPU figures.
@@ -78,8 +82,10 @@ struct StepStats {
   // The passes this decode step ran, for cost models: the draft's (new tokens per
   // sequence each) and the target's verify width (root + tree nodes per sequence).
   std::vector<PassTime> draft_passes;
-  int ahead_drafted = 0;  // trees the draft drafted ahead this step (draft_ahead)
-  int ahead_used = 0;     // proposals this step answered by a tree drafted ahead
+  int ahead_drafted = 0;    // trees the draft drafted ahead this step (draft_ahead)
+  int ahead_used = 0;       // proposals this step answered by a tree drafted ahead
+  int pipeline_groups = 0;  // pipelined: the groups the running sequences formed (1 or 2)
+  bool grouping_measured = false;  // pipelined: a step PipelineGrouping timed (else it chose)
   int verify_tokens_per_sequence =
       0;  // the target's pass (a prefill step: target + draft catch-up)
   double mean_context = 0;
@@ -216,6 +222,7 @@ class SpecEngine {
   std::map<int, std::unique_ptr<Sequence>> sequences_;
   int next_id_ = 0;
   int turn_ = 0;                    // pipelined: the group that verifies next
+  PipelineGrouping grouping_;       // pipelined: two groups or one
   double last_passes_seconds_ = 0;  // the decode step's pass time (overlapped: the wall)
   bool last_step_prefilled_ = false;
   std::optional<std::chrono::steady_clock::time_point> last_decode_end_;

@@ -160,6 +160,9 @@ const rows = [
           t(`max by (stage) (specserve_stage_utilization_ratio{${NS}})`, "{{stage}}"),
           t(`sum by (stage) (${rate("specserve_stage_busy_seconds_total")})`, "{{stage}} (busy seconds per second)"),
         ] },
+      { title: "Trees drafted ahead", type: "timeseries", unit: "ops", w: 12, h: 8,
+        description: "With --pipeline and --draft-ahead: trees the draft drafted ahead while the target verified a lone micro-batch (drafted), and those the next proposal used because the target accepted the guessed path (used). Their ratio is the share of proposals that cost no draft pass.",
+        targets: [t(`sum by (outcome) (${rate("specserve_draft_ahead_trees_total")})`, "{{outcome}}")] },
     ],
   },
   {

@@ -25,6 +25,8 @@ struct Overlap {
   std::atomic<int> now{0}, most{0};
   double floor = 2e-3;
   double draft_floor = 2e-3;  // a Propose lasts at least this long
+  // More per item of the call (a stage whose cost grows with the batch).
+  double per_item = 0, draft_per_item = 0;
   void Enter() {
     const int n = ++now;
     int seen = most.load();
@@ -45,7 +47,7 @@ class CountedDraft final : public DraftBackend {
     const auto start = std::chrono::steady_clock::now();
     overlap_.Enter();
     absl::Status st = inner_.Propose(items, outputs, passes);
-    overlap_.Leave(start, overlap_.draft_floor);
+    overlap_.Leave(start, overlap_.draft_floor + overlap_.draft_per_item * items.size());
     const double seconds =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     for (PassTime& p : *passes) p.seconds = seconds / passes->size();
@@ -66,7 +68,7 @@ class CountedTarget final : public TargetBackend {
     const auto start = std::chrono::steady_clock::now();
     overlap_.Enter();
     absl::Status st = inner_.Verify(items, outputs);
-    overlap_.Leave(start, overlap_.floor);
+    overlap_.Leave(start, overlap_.floor + overlap_.per_item * items.size());
     return st;
   }
   void Release(int64_t id) override { inner_.Release(id); }
@@ -84,14 +86,26 @@ struct PipelinedRun {
   int64_t decode_steps = 0, whole_batch_steps = 0;  // steps that decoded every live sequence
   std::vector<std::pair<int, int>> batch_and_live;  // per decode step
   int64_t ahead_drafted = 0, ahead_used = 0;        // drafting ahead, over the run
+  std::vector<int> groups;                          // per decode step (pipelined: 1 or 2)
+  std::vector<bool> measured;                       // per decode step: timed by PipelineGrouping
 };
 
 // Draft and target on their own model objects and thread pools (as the split
 // deployment's two processes are), requests from `join_late` on added after
 // a few steps.
+struct RunOptions {
+  int join_late = 0;  // requests from this many before the end join after a few steps
+  int groups = 2;
+  double draft_floor = 2e-3, target_floor = 2e-3;  // seconds a call lasts at least
+  double draft_per_item = 0, target_per_item = 0;  // and per item
+  bool draft_ahead = false;
+  bool adapt_groups = false;  // most tests pin two groups (PipelineGrouping measures)
+};
+
 PipelinedRun RunPipelined(const LoadedModel& model, const std::string& mode,
-                          const std::vector<GenerationRequest>& requests, int join_late,
-                          int groups = 2, double draft_floor = 2e-3, bool draft_ahead = false) {
+                          const std::vector<GenerationRequest>& requests,
+                          const RunOptions& o = {}) {
+  const int join_late = o.join_late;
   auto target_ops = MakeCpuOps(1);
   auto draft_ops = MakeCpuOps(1);
   LlamaModel target_model(model, *target_ops);
@@ -102,15 +116,19 @@ PipelinedRun RunPipelined(const LoadedModel& model, const std::string& mode,
   DraftWorker draft_worker(draft_model, d);
   TargetWorker target_worker(target_model, TargetWorkerOptions{});
   Overlap overlap;
-  overlap.draft_floor = draft_floor;
+  overlap.draft_floor = o.draft_floor;
+  overlap.floor = o.target_floor;
+  overlap.draft_per_item = o.draft_per_item;
+  overlap.per_item = o.target_per_item;
   CountedDraft draft(draft_worker, overlap);
   CountedTarget target(target_worker, overlap);
   SpecEngineOptions options;
   options.spec = *ParseSpecMode(mode);
   options.sinks = d.sinks;
   options.window = d.window;
-  options.pipeline_groups = groups;
-  options.draft_ahead = draft_ahead;
+  options.pipeline_groups = o.groups;
+  options.draft_ahead = o.draft_ahead;
+  options.adapt_groups = o.adapt_groups;
   auto engine =
       *SpecEngine::Create(&draft, target, FactsOf(model, &model, d.sinks, d.window), options);
   std::vector<int> ids;
@@ -132,6 +150,8 @@ PipelinedRun RunPipelined(const LoadedModel& model, const std::string& mode,
       ++run.decode_steps;
       run.whole_batch_steps += engine->last_step().batch == live ? 1 : 0;
       run.batch_and_live.emplace_back(engine->last_step().batch, live);
+      run.groups.push_back(engine->last_step().pipeline_groups);
+      run.measured.push_back(engine->last_step().grouping_measured);
     }
   }
   for (int id : ids) run.tokens.push_back(engine->state(id).tokens);
@@ -167,7 +187,8 @@ TEST_F(PipelinedEngineTest, GreedyEqualsTargetOnlyInEveryModeWithJoiningRequests
     const std::vector<GenerationRequest> requests = Requests(batch);
     const auto plain = testing::PlainTokens(reference_model, requests);
     for (const char* mode : {"off", "chain:1", "chain:4", "tree:12", "auto"}) {
-      const PipelinedRun run = RunPipelined(*model_, mode, requests, batch > 2 ? 2 : 0);
+      const PipelinedRun run =
+          RunPipelined(*model_, mode, requests, {.join_late = batch > 2 ? 2 : 0});
       ASSERT_EQ(run.tokens, plain) << "mode " << mode << ", batch " << batch;
       if (std::string(mode) != "off" && std::string(mode) != "auto") {
         EXPECT_GT(run.speculated_steps, 0) << mode;
@@ -178,9 +199,9 @@ TEST_F(PipelinedEngineTest, GreedyEqualsTargetOnlyInEveryModeWithJoiningRequests
 
 TEST_F(PipelinedEngineTest, TheDraftProposesWhileTheTargetVerifies) {
   const std::vector<GenerationRequest> requests = Requests(6);
-  const PipelinedRun pipelined = RunPipelined(*model_, "chain:4", requests, 0, 2);
+  const PipelinedRun pipelined = RunPipelined(*model_, "chain:4", requests);
   EXPECT_EQ(pipelined.most_in_flight, 2) << "a Propose and a Verify must run at once";
-  const PipelinedRun sequential = RunPipelined(*model_, "chain:4", requests, 0, 1);
+  const PipelinedRun sequential = RunPipelined(*model_, "chain:4", requests, {.groups = 1});
   EXPECT_EQ(sequential.most_in_flight, 1);
   EXPECT_EQ(pipelined.tokens, sequential.tokens);
   // A fixed chain drafted on the same histories is the same chain: pipelining
@@ -200,7 +221,7 @@ TEST_F(PipelinedEngineTest, GroupsRebalanceWhenOneEmpties) {
   for (size_t i = 0; i < requests.size(); ++i) requests[i].max_new_tokens = i % 2 ? 60 : 4;
   auto ops = MakeCpuOps(1);
   LlamaModel reference_model(*model_, *ops);
-  const PipelinedRun run = RunPipelined(*model_, "chain:4", requests, 0);
+  const PipelinedRun run = RunPipelined(*model_, "chain:4", requests);
   EXPECT_EQ(run.tokens, testing::PlainTokens(reference_model, requests));
   int late = 0, split = 0;
   for (const auto& [batch, live] : run.batch_and_live) {
@@ -217,7 +238,7 @@ TEST_F(PipelinedEngineTest, PlainDecodingStepsTakeTheWholeBatch) {
   // A draft so slow (40 ms a call against a 2 ms verify) that auto decodes
   // plainly: then each step decodes every sequence, not one group per step.
   const std::vector<GenerationRequest> requests = Requests(6);
-  const PipelinedRun run = RunPipelined(*model_, "auto", requests, 0, 2, 40e-3);
+  const PipelinedRun run = RunPipelined(*model_, "auto", requests, {.draft_floor = 40e-3});
   ASSERT_GT(run.decode_steps, 10);
   EXPECT_GT(run.whole_batch_steps, 0.8 * run.decode_steps)
       << run.whole_batch_steps << " of " << run.decode_steps << " steps decoded the whole batch";
@@ -234,7 +255,10 @@ TEST_F(PipelinedEngineTest, ALoneGroupDraftsAheadWhileTheTargetVerifies) {
   requests[0].max_new_tokens = 60;
   const auto plain = testing::PlainTokens(reference_model, requests);
   for (const char* mode : {"chain:1", "chain:4", "tree:12", "auto"}) {
-    const PipelinedRun run = RunPipelined(*model_, mode, requests, 0, 2, 2e-3, true);
+    // A verify long enough that the draft's call, started on another thread
+    // as it begins, overlaps it even on a loaded machine.
+    const PipelinedRun run =
+        RunPipelined(*model_, mode, requests, {.target_floor = 10e-3, .draft_ahead = true});
     EXPECT_EQ(run.tokens, plain) << mode;
     if (std::string(mode) == "auto") continue;
     EXPECT_EQ(run.most_in_flight, 2) << mode << ": the draft drafts ahead during the verify";
@@ -242,10 +266,60 @@ TEST_F(PipelinedEngineTest, ALoneGroupDraftsAheadWhileTheTargetVerifies) {
     EXPECT_GT(run.ahead_used, 0) << mode;
     EXPECT_LE(run.ahead_used, run.ahead_drafted) << mode;
   }
-  const PipelinedRun without = RunPipelined(*model_, "chain:4", requests, 0, 2);
+  const PipelinedRun without = RunPipelined(*model_, "chain:4", requests);
   EXPECT_EQ(without.most_in_flight, 1);
   EXPECT_EQ(without.ahead_drafted, 0);
   EXPECT_EQ(without.tokens, plain);
+}
+
+// Share of the steps PipelineGrouping did not spend measuring that ran as
+// `groups` groups; `chosen` gets how many there were.
+double ChosenShare(const PipelinedRun& run, int groups, int* chosen) {
+  int hits = 0;
+  *chosen = 0;
+  for (size_t i = 0; i < run.groups.size(); ++i) {
+    if (run.measured[i] || run.groups[i] == 0) continue;
+    ++*chosen;
+    hits += run.groups[i] == groups;
+  }
+  return *chosen > 0 ? static_cast<double>(hits) / *chosen : 0.0;
+}
+
+TEST_F(PipelinedEngineTest, OneGroupWhenVerifyingHalfTheBatchCostsAsMuchAsAllOfIt) {
+  // A verify costs 6 ms whatever the batch, a Propose 0.5 ms: two groups verify
+  // the batch in two 6 ms steps, one group in one step of 6.5 ms. After
+  // measuring both, the engine keeps one group (drafting ahead meanwhile).
+  std::vector<GenerationRequest> requests = Requests(6);
+  for (GenerationRequest& r : requests) r.max_new_tokens = 140;
+  const PipelinedRun run = RunPipelined(
+      *model_, "chain:4", requests,
+      {.draft_floor = 0.5e-3, .target_floor = 6e-3, .draft_ahead = true, .adapt_groups = true});
+  EXPECT_GT(std::count(run.groups.begin(), run.groups.end(), 2), 0)
+      << "two groups were never measured";
+  int chosen = 0;
+  EXPECT_GT(ChosenShare(run, 1, &chosen), 0.9);
+  EXPECT_GT(chosen, 20);
+  auto ops = MakeCpuOps(1);
+  LlamaModel reference_model(*model_, *ops);
+  EXPECT_EQ(run.tokens, testing::PlainTokens(reference_model, requests));
+}
+
+TEST_F(PipelinedEngineTest, TwoGroupsWhenBothStagesCostInProportionToTheBatch) {
+  // Both stages cost 1.5 ms per sequence: two groups take 4.5 ms per half batch
+  // (overlapped), one group 9 + 9 ms for the whole: the engine keeps two.
+  std::vector<GenerationRequest> requests = Requests(6);
+  for (GenerationRequest& r : requests) r.max_new_tokens = 140;
+  const PipelinedRun run = RunPipelined(*model_, "chain:4", requests,
+                                        {.draft_floor = 0,
+                                         .target_floor = 0,
+                                         .draft_per_item = 1.5e-3,
+                                         .target_per_item = 1.5e-3,
+                                         .adapt_groups = true});
+  EXPECT_GT(std::count(run.groups.begin(), run.groups.end(), 1), 0)
+      << "one group was never measured";
+  int chosen = 0;
+  EXPECT_GT(ChosenShare(run, 2, &chosen), 0.9);
+  EXPECT_GT(chosen, 20);
 }
 
 }  // namespace

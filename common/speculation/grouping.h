@@ -1,0 +1,55 @@
+// Pipelined decoding's grouping (SpecEngineOptions::pipeline_groups): split the
+// running sequences into two micro-batches, or keep them in one?
+//
+// Two groups overlap the draft of one with the verify of the other, so a step
+// costs the slower stage, but each verify pass then covers half the batch, and
+// a pass costs much the same for half a batch as for all of it where its
+// weight reads dominate. One group verifies the whole batch at once and drafts
+// in turn (or ahead, SpecEngineOptions::draft_ahead). Which wins depends on the
+// models, the batch, the context and the machine, so it is measured: per batch
+// size class (powers of two), a block of steps under each grouping, then the
+// faster one for a while, then measured again (costs drift as contexts grow).
+// Not per context class as well: contexts grow every step, and a cycle per
+// context class would spend most steps measuring.
+#pragma once
+
+#include <cstdint>
+#include <map>
+
+#include "common/speculation/planner.h"
+
+namespace specserve {
+
+class PipelineGrouping {
+ public:
+  // Steps measured under each grouping per cycle, the first kSettleSteps of
+  // each block not counted (a switch leaves trees drafted for the other
+  // grouping), then steps held under the faster one.
+  static constexpr int kMeasureSteps = 12;
+  static constexpr int kSettleSteps = 2;
+  static constexpr int kHoldSteps = 200;
+
+  // Whether the next decode step of class `c` runs as two groups.
+  bool Split(StepClass c);
+  // Whether that step is one of the measured ones (else it runs the faster grouping).
+  bool measuring(StepClass c) const;
+  // What that step did: `sequences` sequences each advanced one step (verified),
+  // in `seconds` of wall time. Sequence steps, not tokens: the grouping does not
+  // change what a tree gains, while acceptance drifts as contexts grow and would
+  // favour whichever grouping was measured first.
+  void Record(StepClass c, bool split, int sequences, double seconds);
+
+  // The grouping class `c` holds to now, once both were measured (tests, reports).
+  bool decided(StepClass c) const;
+  bool split_rate_wins(StepClass c) const;
+
+ private:
+  struct Cycle {
+    int position = 0;                               // steps into the cycle
+    double steps[2] = {0, 0}, seconds[2] = {0, 0};  // sequence steps and seconds, [split]
+    bool split_wins = true;
+  };
+  std::map<int, Cycle> cycles_;  // by StepClass::batch_bucket
+};
+
+}  // namespace specserve
