@@ -1,7 +1,8 @@
 // The draft's fixed-window cache (MagicDec / StreamingLLM): the first `sinks`
 // tokens stay forever, the most recent `window` tokens live in a ring. Rows keep
 // their true rotary positions, so attention over sinks + ring needs no ordering:
-// softmax attention is invariant to the order of its keys.
+// softmax attention is invariant to the order of its keys. Which token lives in
+// which slot is WindowSlots' (window_slots.h), shared with the CUDA cache.
 //
 // Three tiled regions per layer (kv_layout.h), each starting on a tile: the
 // sink slots, the ring slots and the pending slots.
@@ -11,9 +12,9 @@
 #include <vector>
 
 #include "absl/strings/str_format.h"
-#include "common/kv/kept_rows.h"
 #include "common/kv/kv_block_pool.h"
 #include "common/kv/kv_cache.h"
+#include "common/kv/window_slots.h"
 
 namespace specserve {
 namespace {
@@ -23,8 +24,8 @@ int WholeTiles(int rows) { return (rows + kKvTileRows - 1) / kKvTileRows * kKvTi
 class WindowKvCache final : public KvCache {
  public:
   WindowKvCache(const KvShape& shape, int sinks, int window, int max_pending)
-      : shape_(shape), sinks_(sinks), window_(window), max_pending_(max_pending) {
-    const int slots[3] = {WholeTiles(sinks_), WholeTiles(window_), WholeTiles(max_pending_)};
+      : shape_(shape), slots_(sinks, window, max_pending) {
+    const int slots[3] = {WholeTiles(sinks), WholeTiles(window), WholeTiles(max_pending)};
     for (int r = 0; r < 3; ++r) {
       Region& region = regions_[r];
       region.layout.type = shape.type;
@@ -40,25 +41,16 @@ class WindowKvCache final : public KvCache {
     }
   }
 
-  int64_t committed_tokens() const override { return committed_; }
-  int64_t stored_rows() const override { return SinkRows() + RingRows(); }
-  int64_t pending_rows() const override { return pending_; }
+  int64_t committed_tokens() const override { return slots_.committed_tokens(); }
+  int64_t stored_rows() const override { return slots_.stored_rows(); }
+  int64_t pending_rows() const override { return slots_.pending_rows(); }
 
-  absl::StatusOr<int> ReservePending(int n) override {
-    if (n < 0 || pending_ + n > max_pending_) {
-      return absl::OutOfRangeError(absl::StrFormat(
-          "cannot add %d rows to the %d pending in a window cache that holds at most %d pending", n,
-          pending_, max_pending_));
-    }
-    const int first = pending_;
-    pending_ += n;
-    return first;
-  }
+  absl::StatusOr<int> ReservePending(int n) override { return slots_.ReservePending(n); }
 
   void WritePending(int layer, int first, const float* k, const float* v, int n,
                     int stride) override {
     Region& p = regions_[kPending];
-    for (int i = 0; i < n && first + i < pending_; ++i) {
+    for (int i = 0; i < n && first + i < slots_.pending_rows(); ++i) {
       KvStoreRow(p.layout, p.K(layer), p.V(layer), first + i, k + static_cast<size_t>(i) * stride,
                  v + static_cast<size_t>(i) * stride);
     }
@@ -70,78 +62,46 @@ class WindowKvCache final : public KvCache {
     out->head_dim = shape_.head_dim();
     out->committed.clear();
     out->pending.clear();
-    const Region& s = regions_[kSinks];
-    if (SinkRows() > 0) out->committed.push_back(s.Run(layer, 0, SinkRows()));
-    const int rows = RingRows();
-    if (rows > 0) {
-      // The ring tokens [committed - rows, committed) occupy consecutive slots modulo W.
-      const int first = RingSlot(committed_ - rows);
-      const int head = std::min(rows, window_ - first);
-      out->committed.push_back(regions_[kRing].Run(layer, first, head));
-      if (rows > head) out->committed.push_back(regions_[kRing].Run(layer, 0, rows - head));
+    for (const SlotRun& run : slots_.StoredRuns()) {
+      const auto [region, first] = Locate(run.first_slot);
+      out->committed.push_back(regions_[region].Run(layer, first, run.n_rows));
     }
-    if (pending_ > 0) out->pending.push_back(regions_[kPending].Run(layer, 0, pending_));
+    const int pending = slots_.pending_rows();
+    if (pending > 0) out->pending.push_back(regions_[kPending].Run(layer, 0, pending));
     return true;
   }
 
   bool ReadRow(int layer, int64_t row, float* k, float* v) const override {
-    if (row < 0 || row >= stored_rows() + pending_) return false;
-    if (row < SinkRows()) {
-      const Region& s = regions_[kSinks];
-      KvLoadRow(s.layout, s.K(layer), s.V(layer), row, k, v);
-    } else if (row < stored_rows()) {
-      const Region& r = regions_[kRing];
-      const int slot = RingSlot(committed_ - RingRows() + (row - SinkRows()));
-      KvLoadRow(r.layout, r.K(layer), r.V(layer), slot, k, v);
-    } else {
-      const Region& p = regions_[kPending];
-      KvLoadRow(p.layout, p.K(layer), p.V(layer), row - stored_rows(), k, v);
-    }
+    if (row < 0 || row >= stored_rows() + slots_.pending_rows()) return false;
+    const auto [region, slot] = row < stored_rows()
+                                    ? Locate(slots_.StoredRowSlot(row))
+                                    : std::pair<int, int>(kPending, row - stored_rows());
+    const Region& r = regions_[region];
+    KvLoadRow(r.layout, r.K(layer), r.V(layer), slot, k, v);
     return true;
   }
 
   absl::Status Commit(std::span<const int32_t> keep) override {
-    if (absl::Status st = ValidateKeptRows(keep, pending_); !st.ok()) {
-      pending_ = 0;
-      return st;
-    }
-    for (int32_t src : keep) CommitRow(src);
-    pending_ = 0;
-    return absl::OkStatus();
+    absl::Status st = slots_.Commit(keep, &copies_);
+    Apply();
+    return st;
   }
 
   void CommitAll() override {
-    for (int i = 0; i < pending_; ++i) CommitRow(i);
-    pending_ = 0;
+    slots_.CommitAll(&copies_);
+    Apply();
   }
-  void TruncatePending(int n) override { pending_ = std::clamp(n, 0, pending_); }
-
-  absl::Status SkipTokens(int64_t n) override {
-    if (n < 0 || pending_ > 0) {
-      return absl::FailedPreconditionError(
-          absl::StrFormat("cannot skip %d tokens with %d rows pending", n, pending_));
-    }
-    // Skipped tokens would have left the ring anyway; sinks must be fed for real.
-    if (n > 0 && committed_ < sinks_) {
-      return absl::FailedPreconditionError(absl::StrFormat(
-          "cannot skip tokens before the %d sink tokens are stored (%d are)", sinks_, committed_));
-    }
-    // Rows in the ring from before the gap are no longer among the last W tokens.
-    committed_ += n;
-    if (n > 0) ring_valid_from_ = committed_;
-    return absl::OkStatus();
-  }
+  void TruncatePending(int n) override { slots_.TruncatePending(n); }
+  absl::Status SkipTokens(int64_t n) override { return slots_.SkipTokens(n); }
 
   absl::Status BeginTentative() override {
     if (undo_) return absl::FailedPreconditionError("the cache is already in tentative mode");
-    undo_ = std::make_unique<Undo>();
-    undo_->committed = committed_;
-    undo_->ring_valid_from = ring_valid_from_;
-    undo_->pending = pending_;
+    undo_ = std::make_unique<Undo>(slots_);
     // Pending rows get rewritten by whatever is fed next: keep their contents.
+    const int pending = slots_.pending_rows();
     const Region& p = regions_[kPending];
-    undo_->pending_rows.resize(static_cast<size_t>(pending_) * shape_.n_layers);
-    for (int row = 0; row < pending_; ++row) {
+    undo_->pending_rows.resize(static_cast<size_t>(pending) * shape_.n_layers);
+    for (int row = 0; row < pending; ++row) {
       for (int layer = 0; layer < shape_.n_layers; ++layer) {
         SavedRow& saved = undo_->pending_rows[static_cast<size_t>(row) * shape_.n_layers + layer];
         Load(p, layer, row, &saved);
@@ -160,15 +120,13 @@ class WindowKvCache final : public KvCache {
         Store(regions_[it->region], layer, it->slot, it->rows[layer]);
       }
     }
-    for (int row = 0; row < undo->pending; ++row) {
+    for (int row = 0; row < undo->slots.pending_rows(); ++row) {
       for (int layer = 0; layer < shape_.n_layers; ++layer) {
         Store(regions_[kPending], layer, row,
               undo->pending_rows[static_cast<size_t>(row) * shape_.n_layers + layer]);
       }
     }
-    committed_ = undo->committed;
-    ring_valid_from_ = undo->ring_valid_from;
-    pending_ = undo->pending;
+    slots_ = undo->slots;
   }
 
   bool tentative() const override { return undo_ != nullptr; }
@@ -195,31 +153,33 @@ class WindowKvCache final : public KvCache {
     }
   };
 
-  int SinkRows() const { return static_cast<int>(std::min<int64_t>(committed_, sinks_)); }
-  int RingRows() const {
-    const int64_t from = std::max<int64_t>({sinks_, committed_ - window_, ring_valid_from_});
-    return static_cast<int>(std::max<int64_t>(committed_ - from, 0));
+  // The region and row of a WindowSlots slot (sinks [0, S), ring [S, S + W)).
+  std::pair<int, int> Locate(int slot) const {
+    if (slot < slots_.sinks()) return {kSinks, slot};
+    return {kRing, slot - slots_.sinks()};
   }
-  // Ring slot of token `t` >= sinks.
-  int RingSlot(int64_t t) const { return static_cast<int>((t - sinks_) % window_); }
-  void CommitRow(int pending_row) {
-    const int64_t t = committed_++;
-    if (t >= sinks_ && window_ == 0) return;  // nothing but sinks is kept
-    const int region = t < sinks_ ? kSinks : kRing;
-    Region& to = regions_[region];
-    const int slot = t < sinks_ ? static_cast<int>(t) : RingSlot(t);
-    if (undo_) {
-      Overwritten& saved = undo_->overwritten.emplace_back();
-      saved.region = region;
-      saved.slot = slot;
-      saved.rows.resize(shape_.n_layers);
-      for (int layer = 0; layer < shape_.n_layers; ++layer)
-        Load(to, layer, slot, &saved.rows[layer]);
-    }
+  // Moves the rows of the last commit from the pending slots to their slots
+  // (in tentative mode, saving what they overwrite first).
+  void Apply() {
     const Region& from = regions_[kPending];
-    for (int layer = 0; layer < shape_.n_layers; ++layer) {
-      KvCopyRow(from.layout, from.K(layer), from.V(layer), pending_row, to.layout, to.K(layer),
-                to.V(layer), slot);
+    for (const PendingCopy& copy : copies_) {
+      const auto [region, first] = Locate(copy.slot);
+      Region& to = regions_[region];
+      for (int i = 0; undo_ && i < copy.n_rows; ++i) {
+        Overwritten& saved = undo_->overwritten.emplace_back();
+        saved.region = region;
+        saved.slot = first + i;
+        saved.rows.resize(shape_.n_layers);
+        for (int layer = 0; layer < shape_.n_layers; ++layer) {
+          Load(to, layer, first + i, &saved.rows[layer]);
+        }
+      }
+      for (int layer = 0; layer < shape_.n_layers; ++layer) {
+        for (int i = 0; i < copy.n_rows; ++i) {
+          KvCopyRow(from.layout, from.K(layer), from.V(layer), copy.pending_row + i, to.layout,
+                    to.K(layer), to.V(layer), first + i);
+        }
+      }
     }
   }
 
@@ -234,8 +194,8 @@ class WindowKvCache final : public KvCache {
     std::vector<SavedRow> rows;  // per layer
   };
   struct Undo {
-    int64_t committed = 0, ring_valid_from = 0;
-    int pending = 0;
+    explicit Undo(const WindowSlots& s) : slots(s) {}
+    WindowSlots slots;                   // the counts at BeginTentative
     std::vector<SavedRow> pending_rows;  // row-major: row * n_layers + layer
     std::vector<Overwritten> overwritten;
   };
@@ -249,12 +209,10 @@ class WindowKvCache final : public KvCache {
   }
 
   KvShape shape_;
-  int sinks_, window_, max_pending_;
+  WindowSlots slots_;
   std::unique_ptr<Undo> undo_;  // in tentative mode: how to go back
   Region regions_[3];
-  int64_t committed_ = 0;
-  int64_t ring_valid_from_ = 0;  // first token index after the last SkipTokens gap
-  int pending_ = 0;
+  std::vector<PendingCopy> copies_;  // of the last commit, reused
 };
 
 }  // namespace

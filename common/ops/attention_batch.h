@@ -33,6 +33,13 @@ struct AttentionSequence {
   // Otherwise a tree: parents[i] < i, or -1 for a child of the cached context;
   // token i sees itself and its ancestors.
   const int32_t* parents = nullptr;
+  // Row-major form: rows left pending in the cache by earlier passes (a draft
+  // expanding a tree level by level). When > 0, k and v hold n_pending + n_new
+  // rows, those pending rows first, and new token t is row n_pending + t of
+  // them (q and out still hold the n_new new tokens only); causal, token t
+  // sees rows 0..n_pending + t; a tree, `parents` has n_pending + n_new
+  // entries in that row numbering.
+  int n_pending = 0;
 
   // The tiled form (the CPU caches, common/ops/kv_layout.h). When `runs` is
   // not empty, keys and values come from it and cached / k / v / parents are

@@ -35,45 +35,12 @@ namespace {
 using cuda::CudaOps;
 using cuda::DeviceBuffer;
 using cuda::DeviceType;
+using testing::GpuConfig;
+using testing::NewCudaOps;
+using testing::RandomVector;
+using testing::RelativeError;
 using testing::ToDevice;
 using testing::ToHost;
-
-std::vector<float> RandomVector(size_t n, uint64_t seed, float scale = 1.0f) {
-  Rng rng(seed);
-  std::vector<float> v(n);
-  for (float& x : v) x = scale * static_cast<float>(2.0 * rng.Uniform() - 1.0);
-  return v;
-}
-
-double RelativeError(const std::vector<float>& expected, const std::vector<float>& got) {
-  double diff = 0.0, scale = 1e-30;
-  for (size_t i = 0; i < expected.size(); ++i) {
-    diff = std::max(diff, std::abs(static_cast<double>(expected[i]) - got[i]));
-    scale = std::max(scale, std::abs(static_cast<double>(expected[i])));
-  }
-  return diff / scale;
-}
-
-ModelConfig GpuConfig() {
-  ModelConfig c;
-  c.name = "gpu-test";
-  c.dim = 128;
-  c.n_layers = 2;
-  c.n_heads = 8;
-  c.n_kv_heads = 2;
-  c.head_dim = 16;
-  c.ffn_dim = 256;
-  c.vocab_size = 512;
-  c.context_length = 4096;
-  c.rope_dim = 16;
-  return c;
-}
-
-std::unique_ptr<CudaOps> NewCudaOps(DeviceType type) {
-  auto ops = CudaOps::Create({.device = 0, .weight_type = type});
-  EXPECT_TRUE(ops.ok()) << ops.status();
-  return ops.ok() ? std::move(*ops) : nullptr;
-}
 
 TEST(CudaOpsTest, MatMulMatchesCpuForEveryWeightTypeAndDevicePrecision) {
   SPECSERVE_REQUIRE_GPU();

@@ -14,9 +14,9 @@
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
+#include "common/engine/cuda/cuda_llama_model.h"
 #include "common/engine/llama_model.h"
 #include "common/model/random_model.h"
-#include "common/engine/cuda/cuda_llama_model.h"
 #include "common/ops/cuda/cuda_ops.h"
 
 ABSL_FLAG(int, layers, 32, "layers of the 7B-shaped model");

@@ -1,12 +1,20 @@
-// Helpers for the CUDA tests: skipping without a device, device copies of host vectors.
+// Helpers for the CUDA tests: skipping without a device, device copies of host
+// vectors, random inputs, the relative error bound, a small model config and
+// the device Ops.
 #pragma once
 
 #include <cuda_runtime.h>
 
+#include <algorithm>
+#include <cmath>
+#include <memory>
 #include <vector>
 
+#include "common/model/model_config.h"
+#include "common/ops/cuda/cuda_ops.h"
 #include "common/ops/cuda/cuda_status.h"
 #include "common/ops/cuda/device_buffer.h"
+#include "common/sampling/rng.h"
 #include "gtest/gtest.h"
 
 // Skips the current test (visibly) when no CUDA device can be used here.
@@ -35,6 +43,46 @@ std::vector<T> ToHost(const cuda::DeviceBuffer& buffer, size_t n) {
   EXPECT_EQ(cudaMemcpy(host.data(), buffer.data(), n * sizeof(T), cudaMemcpyDeviceToHost),
             cudaSuccess);
   return host;
+}
+
+// `n` uniform values in [-scale, scale).
+inline std::vector<float> RandomVector(size_t n, uint64_t seed, float scale = 1.0f) {
+  Rng rng(seed);
+  std::vector<float> v(n);
+  for (float& x : v) x = scale * static_cast<float>(2.0 * rng.Uniform() - 1.0);
+  return v;
+}
+
+// max |expected - got| / max |expected|.
+inline double RelativeError(const std::vector<float>& expected, const std::vector<float>& got) {
+  double diff = 0.0, scale = 1e-30;
+  for (size_t i = 0; i < expected.size(); ++i) {
+    diff = std::max(diff, std::abs(static_cast<double>(expected[i]) - got[i]));
+    scale = std::max(scale, std::abs(static_cast<double>(expected[i])));
+  }
+  return diff / scale;
+}
+
+inline ModelConfig GpuConfig() {
+  ModelConfig c;
+  c.name = "gpu-test";
+  c.dim = 128;
+  c.n_layers = 2;
+  c.n_heads = 8;
+  c.n_kv_heads = 2;
+  c.head_dim = 16;
+  c.ffn_dim = 256;
+  c.vocab_size = 512;
+  c.context_length = 4096;
+  c.rope_dim = 16;
+  return c;
+}
+
+// CUDA Ops on device 0 (ADD_FAILURE and nullptr on error).
+inline std::unique_ptr<cuda::CudaOps> NewCudaOps(cuda::DeviceType type) {
+  auto ops = cuda::CudaOps::Create({.device = 0, .weight_type = type});
+  EXPECT_TRUE(ops.ok()) << ops.status();
+  return ops.ok() ? std::move(*ops) : nullptr;
 }
 
 }  // namespace specserve::testing

@@ -61,23 +61,22 @@ absl::StatusOr<std::unique_ptr<KvCache>> CudaLlamaModel::MakeFullCache(int64_t m
 
 absl::StatusOr<std::unique_ptr<KvCache>> CudaLlamaModel::MakeWindowCache(int sinks, int window,
                                                                          int max_pending) {
-  return absl::UnimplementedError(
-      "a window KV cache on CUDA is not implemented yet: run the draft with --device cpu");
+  RETURN_IF_ERROR(ValidateWindowCacheShape(sinks, window, max_pending));
+  RETURN_IF_ERROR(CheckSupported(model_.config));
+  RETURN_IF_ERROR(device_.MakeCurrent());
+  ASSIGN_OR_RETURN(
+      std::unique_ptr<CudaWindowKvCache> cache,
+      CudaWindowKvCache::Create(kv_shape(), sinks, window, max_pending, device_.stream()));
+  return std::unique_ptr<KvCache>(std::move(cache));
 }
 
 absl::Status CudaLlamaModel::Validate(std::span<const ForwardSequence> batch) const {
   RETURN_IF_ERROR(ValidateForwardBatch(model_.config, batch));
   RETURN_IF_ERROR(CheckSupported(model_.config));
   for (size_t s = 0; s < batch.size(); ++s) {
-    if (dynamic_cast<CudaKvCache*>(batch[s].cache) == nullptr) {
+    if (dynamic_cast<DeviceKvCache*>(batch[s].cache) == nullptr) {
       return absl::InvalidArgumentError(
           absl::StrFormat("sequence %d: the cache must be a device KV cache", s));
-    }
-    if (batch[s].cache->pending_rows() > 0) {
-      return absl::UnimplementedError(absl::StrFormat(
-          "sequence %d: passes over rows pending from an earlier pass are not supported on "
-          "CUDA yet",
-          s));
     }
   }
   return absl::OkStatus();
@@ -98,21 +97,32 @@ absl::Status CudaLlamaModel::ForwardOnDevice(std::span<const ForwardSequence> ba
   }
   const int T = offset.back();
   if (T == 0) return absl::OkStatus();
+  // Rows already pending in each cache (from earlier passes), and where this pass's rows start.
+  std::vector<int> pending_before(batch.size());
   for (size_t s = 0; s < batch.size(); ++s) {
+    pending_before[s] = static_cast<int>(batch[s].cache->pending_rows());
     absl::StatusOr<int> first =
         batch[s].cache->ReservePending(static_cast<int>(batch[s].tokens.size()));
     if (!first.ok()) {
-      for (size_t r = 0; r < s; ++r) batch[r].cache->TruncatePending(0);
+      for (size_t r = 0; r < s; ++r) batch[r].cache->TruncatePending(pending_before[r]);
       return absl::Status(first.status().code(),
                           absl::StrFormat("sequence %d: %s", s, first.status().message()));
     }
     first_row[s] = *first;
   }
+  // The attention block of a sequence is its pending rows then its new tokens;
+  // a tree numbers them the same way (forward_batch.h).
+  block_parents_.resize(batch.size());
+  for (size_t s = 0; s < batch.size(); ++s) {
+    const ForwardSequence& seq = batch[s];
+    block_parents_[s].assign(seq.pending_parents.begin(), seq.pending_parents.end());
+    block_parents_[s].insert(block_parents_[s].end(), seq.parents.begin(), seq.parents.end());
+  }
   tokens_.resize(T);
   positions_.resize(T);
   for (size_t s = 0; s < batch.size(); ++s) {
     const ForwardSequence& seq = batch[s];
-    const int64_t base = seq.cache->committed_tokens();
+    const int64_t base = seq.cache->committed_tokens() + pending_before[s];
     for (size_t i = 0; i < seq.tokens.size(); ++i) {
       tokens_[offset[s] + i] = seq.tokens[i];
       positions_[offset[s] + i] =
@@ -150,20 +160,24 @@ absl::Status CudaLlamaModel::ForwardOnDevice(std::span<const ForwardSequence> ba
     ops_.Rope(k, T, kv_dim, c.n_kv_heads, c.head_dim, positions_, rope_, c.rope_style);
     for (size_t s = 0; s < batch.size(); ++s) {
       const ForwardSequence& seq = batch[s];
+      const auto* cache = static_cast<const DeviceKvCache*>(seq.cache);
       const size_t row0 = offset[s];
       seq.cache->WritePending(l, first_row[s], k + row0 * kv_dim, v + row0 * kv_dim,
                               static_cast<int>(seq.tokens.size()), kv_dim);
       AttentionSequence& a = attention[s];
-      seq.cache->CommittedSegments(l, &a.cached);
+      cache->CommittedSegments(l, &a.cached);
+      // K and V of the pending rows, this pass's included (written just above).
+      const KvSegment block = cache->PendingSegment(l);
+      a.n_pending = pending_before[s];
       a.n_new = static_cast<int>(seq.tokens.size());
       a.q = q + row0 * q_dim;
       a.q_stride = q_dim;
-      a.k = k + row0 * kv_dim;
-      a.v = v + row0 * kv_dim;
+      a.k = block.k;
+      a.v = block.v;
       a.kv_stride = kv_dim;
       a.out = attn + row0 * q_dim;
       a.out_stride = q_dim;
-      a.parents = seq.parents.empty() ? nullptr : seq.parents.data();
+      a.parents = seq.parents.empty() ? nullptr : block_parents_[s].data();
     }
     ops_.Attention(attention, shape);
     ops_.MatMul(layer.wo, attn, T, xb);
@@ -176,8 +190,7 @@ absl::Status CudaLlamaModel::ForwardOnDevice(std::span<const ForwardSequence> ba
     ops_.Add(x, xb, static_cast<int64_t>(T) * dim);
   }
   for (size_t s = 0; s < batch.size(); ++s) {
-    const CudaKvCache* cache = static_cast<const CudaKvCache*>(batch[s].cache);
-    RETURN_IF_ERROR(cache->status());
+    RETURN_IF_ERROR(static_cast<const DeviceKvCache*>(batch[s].cache)->status());
   }
   if (*n_rows == 0) return device_.status();
 

@@ -1,17 +1,20 @@
 // The Llama forward pass on the CUDA backend: LlamaModel's contract
 // (ForwardSequence batches, pending rows, tree masks) with device scratch
-// activations and CudaKvCache caches, so that only token ids, positions and
-// the requested logits (or just the selected tokens) cross PCIe.
+// activations and device caches (CudaKvCache, CudaWindowKvCache), so that only
+// token ids, positions and the requested logits (or just the selected tokens)
+// cross PCIe.
 //
-// Supported: causal passes (prefill, decode, chunks) and tree-masked passes
-// over caches with no rows pending from an earlier pass (the target's verify
-// step). A pass over rows left pending by an earlier one (a draft expanding a
-// tree level by level) returns UNIMPLEMENTED for now.
+// Supported: causal passes (prefill, decode, chunks), tree-masked passes (the
+// target's verify step) and passes over rows left pending by an earlier pass
+// (a draft expanding a tree level by level over a window cache): the cache's
+// pending rows and the new tokens form one block for the attention kernel,
+// masked by the pending rows' and the new tokens' parents.
 //
 // Rope scaling (linear, llama3, yarn) is supported; q/k/v biases and sliding-window
 // attention are refused (UNIMPLEMENTED, by name) until implemented here.
 //
-// Status: compiled but not yet run on a GPU.
+// Status: compiled but not yet run on a GPU; tests/gpu (cuda_ops_test.cc,
+// cuda_draft_test.cc) compare it with the CPU model as a target and as a draft.
 #pragma once
 
 #include <cstdint>
@@ -25,6 +28,7 @@
 #include "common/model/loaded_model.h"
 #include "common/ops/cuda/cuda_kv_cache.h"
 #include "common/ops/cuda/cuda_ops.h"
+#include "common/ops/cuda/cuda_window_kv_cache.h"
 #include "common/ops/cuda/device_buffer.h"
 #include "common/ops/cuda/sampling.h"
 #include "common/sampling/rng.h"
@@ -47,11 +51,11 @@ class CudaLlamaModel final : public Model {
   // A device cache for one sequence of at most `max_tokens` tokens.
   absl::StatusOr<std::unique_ptr<CudaKvCache>> NewKvCache(int64_t max_tokens) const;
 
-  // Model: device caches; a device window cache is not implemented yet.
+  // Model: device caches (CudaKvCache, CudaWindowKvCache).
   absl::StatusOr<std::unique_ptr<KvCache>> MakeFullCache(int64_t max_tokens) override;
   absl::StatusOr<std::unique_ptr<KvCache>> MakeWindowCache(int sinks, int window,
                                                            int max_pending) override;
-  // As LlamaModel::Forward; every cache must be a CudaKvCache.
+  // As LlamaModel::Forward; every cache must be a device cache (DeviceKvCache).
   absl::Status Forward(std::span<const ForwardSequence> batch, std::vector<float>* logits) override;
   // The same pass, leaving the logits on the device (device_logits(), `*n_rows` rows).
   absl::Status ForwardOnDevice(std::span<const ForwardSequence> batch, int* n_rows);
@@ -73,6 +77,8 @@ class CudaLlamaModel final : public Model {
   const RopeFrequencies rope_;  // from the config, once
   DeviceBuffer x_, xb_, q_, k_, v_, attn_, gate_, up_, final_, logits_, selected_, params_;
   std::vector<int32_t> tokens_, positions_;
+  // Per sequence of a tree pass: the parents of its pending rows, then of its new tokens.
+  std::vector<std::vector<int32_t>> block_parents_;
 };
 
 }  // namespace specserve::cuda

@@ -46,7 +46,8 @@ const AttentionSequence& AttentionRunner::Tiled(const AttentionSequence& seq,
   const int d = shape.head_dim, kv_dim = shape.n_kv_heads * d;
   int64_t cached = 0;
   for (const KvSegment& s : seq.cached) cached += s.n_rows;
-  const int64_t rows = cached + seq.n_new;
+  const int block = seq.n_pending + seq.n_new;  // pending rows, then the new tokens
+  const int64_t rows = cached + block;
   const KvRegionLayout layout{KvType::kF32, shape.n_kv_heads, d, RoundUpTiles(rows) * d};
   c.k.assign(layout.head_stride * shape.n_kv_heads, 0.0f);
   c.v.assign(c.k.size(), 0.0f);
@@ -57,20 +58,21 @@ const AttentionSequence& AttentionRunner::Tiled(const AttentionSequence& seq,
                  s.v + static_cast<int64_t>(j) * kv_dim);
     }
   }
-  for (int t = 0; t < seq.n_new; ++t, ++row) {
-    KvStoreRow(layout, c.k.data(), c.v.data(), row, seq.k + static_cast<int64_t>(t) * seq.kv_stride,
-               seq.v + static_cast<int64_t>(t) * seq.kv_stride);
+  for (int j = 0; j < block; ++j, ++row) {
+    KvStoreRow(layout, c.k.data(), c.v.data(), row, seq.k + static_cast<int64_t>(j) * seq.kv_stride,
+               seq.v + static_cast<int64_t>(j) * seq.kv_stride);
   }
   c.visible.resize(seq.n_new);
   c.extra_begin.assign(1, 0);
   c.extra.clear();
   for (int t = 0; t < seq.n_new; ++t) {
+    const int self = seq.n_pending + t;  // the token's row in the block
     if (seq.parents == nullptr) {
-      c.visible[t] = static_cast<int32_t>(cached + t + 1);
+      c.visible[t] = static_cast<int32_t>(cached + self + 1);
     } else {
       c.visible[t] = static_cast<int32_t>(cached);
       const size_t first = c.extra.size();
-      for (int j = t; j >= 0; j = j > 0 && seq.parents[j] < j ? seq.parents[j] : -1) {
+      for (int j = self; j >= 0; j = j > 0 && seq.parents[j] < j ? seq.parents[j] : -1) {
         c.extra.push_back(static_cast<int32_t>(cached + j));
       }
       std::reverse(c.extra.begin() + first, c.extra.end());

@@ -9,9 +9,9 @@ namespace {
 constexpr int kWarps = 4;
 constexpr int kPerLane = kMaxAttentionHeadDim / 32;
 
-// Whether new row j of a sequence is visible to its new token i.
-__device__ bool NewRowVisible(const DeviceAttentionSequence& seq, const int32_t* parents, int i,
-                              int j) {
+// Whether block row j (pending, then new) of a sequence is visible to block row i.
+__device__ bool BlockRowVisible(const DeviceAttentionSequence& seq, const int32_t* parents, int i,
+                                int j) {
   if (seq.parents_offset < 0) return j <= i;
   if (j == i) return true;
   const int32_t* p = parents + seq.parents_offset;
@@ -21,7 +21,7 @@ __device__ bool NewRowVisible(const DeviceAttentionSequence& seq, const int32_t*
   return false;
 }
 
-// Row `row` (cached rows first, then new rows) of the sequence's K and V.
+// Row `row` (cached rows first, then the block's rows) of the sequence's K and V.
 __device__ void RowPointers(const DeviceAttentionArgs& args, const DeviceAttentionSequence& seq,
                             int row, int kv_head, const float** k, const float** v) {
   if (row >= seq.cached_rows) {
@@ -60,12 +60,14 @@ __global__ void AttentionPartialKernel(DeviceAttentionArgs args) {
     q[e] = c < d ? q_row[c] * args.scale : 0.0f;
   }
   float m = -FLT_MAX, l = 0.0f, acc[kPerLane] = {};
-  const int total = seq.cached_rows + seq.n_new;
+  // The token's row in the block; no later row is visible to it (causal or tree).
+  const int self = seq.n_pending + item.token;
+  const int total = seq.cached_rows + self + 1;
   const int begin = split * args.rows_per_split;
   const int end = min(total, begin + args.rows_per_split);
   for (int row = begin + warp; row < end; row += kWarps) {
     if (row >= seq.cached_rows &&
-        !NewRowVisible(seq, args.parents, item.token, row - seq.cached_rows)) {
+        !BlockRowVisible(seq, args.parents, self, row - seq.cached_rows)) {
       continue;
     }
     const float *k, *v;

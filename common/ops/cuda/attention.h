@@ -1,6 +1,7 @@
 // The CUDA attention kernel: every new token of every sequence against the
 // sequence's cached segments (full cache blocks, or window sinks + ring) and
-// its visible new rows (causal, or a tree mask by parents). Decode over a long
+// its visible rows of the block that follows them: rows pending from earlier
+// passes, then the new tokens (causal, or a tree mask by parents). Decode over a long
 // cache is split across thread blocks (split-K with an online-softmax merge),
 // so that a batch of one still fills the device.
 #pragma once
@@ -24,15 +25,16 @@ struct DeviceAttentionSequence {
   int segment_begin;  // into the segment array
   int segment_count;
   int cached_rows;  // sum of the segments' rows
-  int n_new;
+  int n_pending;    // block rows before the new tokens (pending from earlier passes)
+  int n_new;        // new tokens: block rows n_pending.., the rows of q and out
   const float* q;
   int q_stride;
-  const float* k;
+  const float* k;  // the block's n_pending + n_new rows
   const float* v;
   int kv_stride;
   float* out;
   int out_stride;
-  int parents_offset;  // into the parents array; -1: causal
+  int parents_offset;  // into the parents array (one per block row); -1: causal
 };
 
 // One item per new token: which sequence and which of its new tokens.

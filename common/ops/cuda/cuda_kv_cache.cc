@@ -65,6 +65,11 @@ KvSegment CudaKvCache::PendingRow(int layer, int row) const {
   return {K(layer) + offset, V(layer) + offset, 1};
 }
 
+KvSegment CudaKvCache::PendingSegment(int layer) const {
+  const int64_t offset = committed_ * shape_.kv_dim;
+  return {K(layer) + offset, V(layer) + offset, static_cast<int>(pending_)};
+}
+
 absl::Status CudaKvCache::Commit(std::span<const int32_t> keep) {
   RETURN_IF_ERROR(ValidateKeptRows(keep, pending_));
   const int n = static_cast<int>(keep.size());

@@ -17,10 +17,11 @@
 #include "absl/status/statusor.h"
 #include "common/kv/kv_cache.h"
 #include "common/ops/cuda/device_buffer.h"
+#include "common/ops/cuda/device_kv_cache.h"
 
 namespace specserve::cuda {
 
-class CudaKvCache : public KvCache {
+class CudaKvCache final : public DeviceKvCache {
  public:
   // Room for `max_tokens` rows (committed + pending) per layer, on the current device;
   // work is enqueued on `stream`.
@@ -36,14 +37,14 @@ class CudaKvCache : public KvCache {
                     int stride) override;
   void CommittedSegments(int layer, std::vector<KvSegment>* out) const override;
   KvSegment PendingRow(int layer, int row) const override;
+  KvSegment PendingSegment(int layer) const override;
   absl::Status Commit(std::span<const int32_t> keep) override;
   void CommitAll() override;
   void TruncatePending(int n) override;
   absl::Status SkipTokens(int64_t n) override;
   int64_t memory_bytes() const override { return static_cast<int64_t>(buffer_.bytes()); }
 
-  // The first error of a call that cannot return one (WritePending).
-  const absl::Status& status() const { return status_; }
+  const absl::Status& status() const override { return status_; }
 
  private:
   CudaKvCache(const KvShape& shape, int64_t max_tokens, cudaStream_t stream)

@@ -210,6 +210,7 @@ absl::Status CudaOps::AttentionImpl(std::span<const AttentionSequence> sequences
       d.cached_rows += s.n_rows;
     }
     d.segment_count = static_cast<int>(host_segments_.size()) - d.segment_begin;
+    d.n_pending = a.n_pending;
     d.n_new = a.n_new;
     d.q = a.q;
     d.q_stride = a.q_stride;
@@ -221,11 +222,11 @@ absl::Status CudaOps::AttentionImpl(std::span<const AttentionSequence> sequences
     d.parents_offset = -1;
     if (a.parents != nullptr) {
       d.parents_offset = static_cast<int>(host_parents_.size());
-      host_parents_.insert(host_parents_.end(), a.parents, a.parents + a.n_new);
+      host_parents_.insert(host_parents_.end(), a.parents, a.parents + a.n_pending + a.n_new);
     }
     const int index = static_cast<int>(host_sequences_.size());
     for (int t = 0; t < a.n_new; ++t) host_items_.push_back({index, t});
-    max_rows = std::max(max_rows, d.cached_rows + a.n_new);
+    max_rows = std::max(max_rows, d.cached_rows + a.n_pending + a.n_new);
     host_sequences_.push_back(d);
   }
   if (host_items_.empty()) return absl::OkStatus();

@@ -30,6 +30,7 @@ struct SeqSpec {
   std::vector<int> segment_rows;
   int n_new = 1;
   bool tree = false;
+  int n_pending = 0;  // rows pending from earlier passes, before the new ones in k/v
 };
 
 // Owns the buffers of one sequence.
@@ -54,8 +55,9 @@ SeqData MakeSequence(const SeqSpec& spec, const AttentionShape& shape, std::mt19
   // Strided new rows (q_stride, kv_stride, out_stride larger than the width).
   const int q_stride = q_dim + 3, kv_stride = kv_dim + 5, out_stride = q_dim + 7;
   data.q = RandomFloats(static_cast<int64_t>(spec.n_new) * q_stride, rng(), -2.0f, 2.0f);
-  data.k = RandomFloats(static_cast<int64_t>(spec.n_new) * kv_stride, rng(), -2.0f, 2.0f);
-  data.v = RandomFloats(static_cast<int64_t>(spec.n_new) * kv_stride, rng());
+  const int block = spec.n_pending + spec.n_new;
+  data.k = RandomFloats(static_cast<int64_t>(block) * kv_stride, rng(), -2.0f, 2.0f);
+  data.v = RandomFloats(static_cast<int64_t>(block) * kv_stride, rng());
   data.out.assign(static_cast<size_t>(spec.n_new) * out_stride, NAN);
   data.seq.n_new = spec.n_new;
   data.seq.q = data.q.data();
@@ -65,9 +67,10 @@ SeqData MakeSequence(const SeqSpec& spec, const AttentionShape& shape, std::mt19
   data.seq.kv_stride = kv_stride;
   data.seq.out = data.out.data();
   data.seq.out_stride = out_stride;
+  data.seq.n_pending = spec.n_pending;
   if (spec.tree) {
-    data.parents.resize(spec.n_new);
-    for (int i = 0; i < spec.n_new; ++i) {
+    data.parents.resize(block);
+    for (int i = 0; i < block; ++i) {
       data.parents[i] = static_cast<int32_t>(static_cast<int>(rng() % (i + 1)) - 1);
     }
     data.seq.parents = data.parents.data();
@@ -138,6 +141,23 @@ TEST_P(AttentionTest, MixedBatchCausalAndTree) {
       };
       RunAndCheck(*ops, MakeShape(c), specs, seed++);
     }
+  }
+}
+
+// A draft's later tree levels: new tokens after rows pending from earlier
+// passes, which they see by the tree (or all of them, causal).
+TEST_P(AttentionTest, NewTokensAfterPendingRows) {
+  auto ops = MakeCpuOpsWithIsa(2, GetParam());
+  uint32_t seed = 20;
+  for (const ShapeCase& c : {ShapeCase{4, 4, 8}, ShapeCase{6, 2, 16}, ShapeCase{8, 2, 64}}) {
+    const std::vector<SeqSpec> specs = {
+        {{}, 1, true, 1},       // second level of a chain, no cache
+        {{5, 40}, 4, true, 7},  // a tree's third level
+        {{17}, 3, false, 5},    // causal after pending rows
+        {{300}, 2, true, 12},   // long cache
+        {{8}, 0, true, 3},      // nothing new: untouched
+    };
+    RunAndCheck(*ops, MakeShape(c), specs, seed++);
   }
 }
 

@@ -145,13 +145,15 @@ inline void RefAttention(const AttentionSequence& seq, const AttentionShape& sha
             {seg.k + static_cast<int64_t>(j) * kv_dim, seg.v + static_cast<int64_t>(j) * kv_dim});
       }
     }
-    std::vector<bool> visible(seq.n_new, false);
+    // The block: seq.n_pending pending rows, then the new tokens; t is row n_pending + t.
+    const int block = seq.n_pending + seq.n_new, self = seq.n_pending + t;
+    std::vector<bool> visible(block, false);
     if (seq.parents == nullptr) {
-      for (int j = 0; j <= t; ++j) visible[j] = true;
+      for (int j = 0; j <= self; ++j) visible[j] = true;
     } else {
-      for (int j = t; j >= 0; j = seq.parents[j]) visible[j] = true;
+      for (int j = self; j >= 0; j = seq.parents[j]) visible[j] = true;
     }
-    for (int j = 0; j < seq.n_new; ++j) {
+    for (int j = 0; j < block; ++j) {
       if (visible[j]) {
         rows.push_back({seq.k + static_cast<int64_t>(j) * seq.kv_stride,
                         seq.v + static_cast<int64_t>(j) * seq.kv_stride});
