@@ -22,22 +22,26 @@ namespace specserve {
 
 class PipelineGrouping {
  public:
-  // Steps measured under each grouping per cycle, the first kSettleSteps of
-  // each block not counted (a switch leaves trees drafted for the other
-  // grouping), then steps held under the faster one.
-  static constexpr int kMeasureSteps = 12;
+  // A cycle: kBlocks blocks of kBlockSteps steps under each grouping,
+  // alternating (so that acceptance, which drifts as contexts grow, weighs on
+  // both alike), the first kSettleSteps of each block not counted (a switch
+  // leaves trees drafted for the other grouping), then kHoldSteps under the
+  // faster one.
+  static constexpr int kBlockSteps = 6;
+  static constexpr int kBlocks = 3;
   static constexpr int kSettleSteps = 2;
   static constexpr int kHoldSteps = 200;
+  static constexpr int kMeasureSteps = 2 * kBlocks * kBlockSteps;
 
   // Whether the next decode step of class `c` runs as two groups.
   bool Split(StepClass c);
   // Whether that step is one of the measured ones (else it runs the faster grouping).
   bool measuring(StepClass c) const;
-  // What that step did: `sequences` sequences each advanced one step (verified),
-  // in `seconds` of wall time. Sequence steps, not tokens: the grouping does not
-  // change what a tree gains, while acceptance drifts as contexts grow and would
-  // favour whichever grouping was measured first.
-  void Record(StepClass c, bool split, int sequences, double seconds);
+  // What that step did: `tokens` appended (all sequences) in `seconds` of wall
+  // time. Only speculative steps count: plain steps decode the whole batch at
+  // once either way, and a grouping under which the planner never speculates
+  // is no faster than plain decoding, so it loses to one under which it does.
+  void Record(StepClass c, bool split, bool speculated, int64_t tokens, double seconds);
 
   // The grouping class `c` holds to now, once both were measured (tests, reports).
   bool decided(StepClass c) const;
@@ -45,8 +49,8 @@ class PipelineGrouping {
 
  private:
   struct Cycle {
-    int position = 0;                               // steps into the cycle
-    double steps[2] = {0, 0}, seconds[2] = {0, 0};  // sequence steps and seconds, [split]
+    int position = 0;                                // steps into the cycle
+    double tokens[2] = {0, 0}, seconds[2] = {0, 0};  // counted steps, [split]
     bool split_wins = true;
   };
   std::map<int, Cycle> cycles_;  // by StepClass::batch_bucket

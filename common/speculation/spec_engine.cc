@@ -700,7 +700,7 @@ absl::Status SpecEngine::PipelinedDecodeStep(std::span<const std::pair<int, Sequ
   decode_seconds_ += last_passes_seconds_;
   if (decoding.size() > 1 && options_.adapt_groups) {
     last_.grouping_measured = grouping_.measuring(whole_class);
-    grouping_.Record(whole_class, split, static_cast<int>(verifying.size()),
+    grouping_.Record(whole_class, split, last_.speculated, last_.generated_tokens,
                      SecondsSince(step_start));
   }
   last_.pipeline_groups = other.empty() ? 1 : 2;
