@@ -237,7 +237,7 @@ double Planner::PredictDraft(StepClass c, int batch, const TreeShape& shape) con
   return seconds;
 }
 
-Plan Planner::Choose(int batch, double mean_context, int whole_batch) {
+Plan Planner::Choose(int batch, double mean_context, int whole_batch, bool draft_ahead) {
   ++steps_;
   Plan plan;
   switch (config_.mode) {
@@ -251,7 +251,7 @@ Plan Planner::Choose(int batch, double mean_context, int whole_batch) {
       plan.shape = tables_->Shape(config_.tree_nodes + 1, config_.max_depth);
       break;
     case SpecMode::kAuto:
-      return ChooseAuto(batch, mean_context, whole_batch);
+      return ChooseAuto(batch, mean_context, whole_batch, draft_ahead);
   }
   plan.nodes = plan.shape.speculated();
   plan.depth = plan.shape.depth();
@@ -263,7 +263,7 @@ Plan Planner::Choose(int batch, double mean_context, int whole_batch) {
 
 namespace specserve {
 
-Plan Planner::ChooseAuto(int batch, double mean_context, int whole_batch) {
+Plan Planner::ChooseAuto(int batch, double mean_context, int whole_batch, bool draft_ahead) {
   MaybeRebuildTables();
   const StepClass c = ClassOf(batch, mean_context);
   // Decide from measurements, not the prior alone: first plain steps of this
@@ -276,7 +276,12 @@ Plan Planner::ChooseAuto(int batch, double mean_context, int whole_batch) {
     return PlainOrProbe(c, batch, mean_context);
   }
   CachedChoice& choice = choices_[c];
-  if (steps_ > choice.valid_until_step) {
+  const bool pipelined = whole_batch > batch;
+  draft_ahead = draft_ahead && !pipelined;
+  if (steps_ > choice.valid_until_step || choice.pipelined != pipelined ||
+      choice.draft_ahead != draft_ahead) {
+    choice.pipelined = pipelined;
+    choice.draft_ahead = draft_ahead;
     // Costs per pass width, once per decision, then each candidate is a sum.
     const int max_n = config_.max_nodes + 1;
     std::vector<double> verify(max_n + 1), draft_pass(max_n + 1, -1.0);
@@ -297,7 +302,6 @@ Plan Planner::ChooseAuto(int batch, double mean_context, int whole_batch) {
     // Tokens per second of the batch. Pipelined, plain decoding is one step for
     // the whole batch, and a speculative step the slower of this group's draft
     // and the other group's verify (of the same size).
-    const bool pipelined = whole_batch > batch;
     double plain_rate = batch / (StepOverhead(c, false) + verify[1]);
     if (pipelined) {
       const StepClass whole = ClassOf(whole_batch, mean_context);
@@ -305,6 +309,8 @@ Plan Planner::ChooseAuto(int batch, double mean_context, int whole_batch) {
                                   PredictVerify(whole, whole_batch, mean_context, 1));
     }
     double best_rate = plain_rate * (1 + kSwitchMargin);
+    const std::vector<double> acceptance = acceptance_.Vector();
+    const double p1 = acceptance.empty() ? 0.0 : acceptance[0];
     choice.n = 1;
     choice.d = 0;
     for (const Candidate& cand : candidates_) {
@@ -312,8 +318,12 @@ Plan Planner::ChooseAuto(int batch, double mean_context, int whole_batch) {
       for (size_t l = 1; l < cand.fed_per_level.size(); ++l) {
         if (cand.fed_per_level[l] > 0) draft += pass(cand.fed_per_level[l]);
       }
-      const double seconds =
+      double seconds =
           overhead + (pipelined ? std::max(verify[cand.n], draft) : verify[cand.n] + draft);
+      if (draft_ahead) {
+        const double guessed = std::pow(p1, cand.d + 1);
+        seconds = overhead + std::max(verify[cand.n], draft + pass(1)) + (1 - guessed) * draft;
+      }
       if (batch * cand.expected / seconds > best_rate) {
         best_rate = batch * cand.expected / seconds;
         choice.n = cand.n;

@@ -126,7 +126,14 @@ class Planner {
   // `batch` sequences would draft while the rest of `whole_batch` is verified, so
   // a speculative step costs the slower stage, max(draft, verify), and plain
   // decoding is one step for the whole batch.
-  Plan Choose(int batch, double mean_context, int whole_batch = 0);
+  //
+  // `draft_ahead` (unpipelined steps of a lone group that drafts ahead,
+  // SpecEngineOptions::draft_ahead): the draft drafts the next tree while the
+  // target verifies this one, guessing that the tree's first-child path and the
+  // draft's next token are accepted (probability p1^(depth + 1) with p1 the
+  // rank-1 acceptance). A step then costs max(verify, draft + one pass), plus
+  // the draft again when the guess was wrong.
+  Plan Choose(int batch, double mean_context, int whole_batch = 0, bool draft_ahead = false);
 
   void RecordAcceptance(const VerifyResult& result) { acceptance_.Record(result); }
   // Level widths of a draft: level 0 (catch-up) then fed nodes per level.
@@ -169,13 +176,14 @@ class Planner {
   struct CachedChoice {
     int n = 1, d = 0;
     int64_t valid_until_step = -1;
+    bool pipelined = false, draft_ahead = false;  // the pricing it was made under
   };
   void RebuildTables();
   void MaybeRebuildTables();
   // The analytic costs (bytes over bandwidth plus arithmetic over peak).
   double VerifyPrior(int batch, double context, int m) const;
   double DraftPrior(int batch, int m) const;
-  Plan ChooseAuto(int batch, double mean_context, int whole_batch);
+  Plan ChooseAuto(int batch, double mean_context, int whole_batch, bool draft_ahead);
   Plan PlainOrProbe(StepClass c, int batch, double mean_context);
   // Probing may take at most 1/kProbeBudgetFactor of the time while plain wins.
   static constexpr double kProbeBudgetFactor = 20;

@@ -596,8 +596,8 @@ absl::Status SpecEngine::PipelinedDecodeStep(std::span<const std::pair<int, Sequ
       const double context = MeanContext(bare);
       const int n = static_cast<int>(bare.size());
       std::unique_ptr<ProposalBatch> batch;
-      const auto trees =
-          ProposeTrees(bare, planner_->Choose(n, context), ClassOf(n, context), &batch);
+      const auto trees = ProposeTrees(bare, planner_->Choose(n, context, 0, options_.draft_ahead),
+                                      ClassOf(n, context), &batch);
       keep(*batch, trees);
       draft_seconds += batch->seconds;
     }
