@@ -602,8 +602,8 @@ absl::Status SpecEngine::PipelinedDecodeStep(std::span<const std::pair<int, Sequ
       draft_seconds += batch->seconds;
     }
   }
-  // A lone group: the draft drafts the trees after this group's ahead while
-  // the target verifies them.
+  // A lone group: while the target verifies its trees, the draft drafts the
+  // trees that would follow them (SpecEngineOptions::draft_ahead).
   std::unique_ptr<ProposalBatch> guesses;
   if (other.empty() && options_.draft_ahead) guesses = BuildAheadProposals(verifying);
   // The other group drafts its next trees while this one is verified.
