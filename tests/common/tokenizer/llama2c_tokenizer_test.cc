@@ -2,8 +2,6 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
-#include <unistd.h>
-
 #include <fstream>
 #include <limits>
 #include <string>
@@ -12,6 +10,7 @@
 #include "common/tokenizer/tokenizer.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/testing/random_model.h"
 
 namespace specserve {
 namespace {
@@ -54,10 +53,11 @@ std::vector<Record> GoodRecords() {
 class Llama2cTokenizerTest : public ::testing::Test {
  protected:
   std::string Write(const std::string& name, const std::string& bytes) {
-    // Unique per process and test: ctest runs the tests of this binary in parallel.
-    const std::string path = ::testing::TempDir() + "/specserve_tok_" + std::to_string(getpid()) +
-                             "_" + ::testing::UnitTest::GetInstance()->current_test_info()->name() +
-                             "_" + name + ".bin";
+    // Unique per process and call (ctest runs this binary's tests in parallel);
+    // removed when the process exits.
+    const std::string path = testing::TempPath(
+        std::string(::testing::UnitTest::GetInstance()->current_test_info()->name()) + "_" + name +
+        ".bin");
     std::ofstream(path, std::ios::binary) << bytes;
     return path;
   }
