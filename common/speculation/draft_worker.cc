@@ -19,6 +19,22 @@ absl::StatusOr<std::unique_ptr<KvCache>> DraftWorker::NewCache() {
                                 options_.window + options_.max_tree_nodes + 8);
 }
 
+namespace {
+
+// Commits the fed prefix of `path` (nodes of `last`, in path order; the leaves
+// were never fed) in `cache` and appends those tokens to `held`; returns how
+// many. A refused commit commits nothing (CommitAccepted checks the nodes first).
+absl::StatusOr<size_t> CommitFedPath(KvCache& cache, const DraftResult& last,
+                                     std::span<const int32_t> path, PrefixHashes& held) {
+  const int64_t before = cache.committed_tokens();
+  RETURN_IF_ERROR(TreeDrafter::CommitAccepted(cache, last, path));
+  const size_t fed = static_cast<size_t>(cache.committed_tokens() - before);
+  for (size_t j = 0; j < fed; ++j) held.Append(last.tree.tokens[path[j]]);
+  return fed;
+}
+
+}  // namespace
+
 absl::Status DraftWorker::StartOver(Sequence& seq) {
   seq.ahead.reset();
   ASSIGN_OR_RETURN(seq.cache, NewCache());
@@ -69,15 +85,9 @@ absl::StatusOr<DraftWorker::Sequence*> DraftWorker::SequenceFor(const ProposeIte
   }
   // Commit the previous step's accepted path (the nodes that were fed: a prefix of
   // it), then catch up from our position.
-  if (seq.cache->pending_rows() > 0) {
-    const int64_t before = seq.cache->committed_tokens();
-    absl::Status st = TreeDrafter::CommitAccepted(*seq.cache, seq.last, item.previous_accepted);
-    if (!st.ok()) seq.cache->DropPending();
-    const int64_t added = seq.cache->committed_tokens() - before;
-    for (int64_t j = 0; j < added && j < static_cast<int64_t>(item.previous_accepted.size()); ++j) {
-      const int32_t node = item.previous_accepted[j];
-      if (node >= 0 && node < seq.last.tree.size()) seq.held.Append(seq.last.tree.tokens[node]);
-    }
+  if (seq.cache->pending_rows() > 0 &&
+      !CommitFedPath(*seq.cache, seq.last, item.previous_accepted, seq.held).ok()) {
+    seq.cache->DropPending();
   }
   const int64_t have = seq.cache->committed_tokens();
   const int64_t end = item.start + static_cast<int64_t>(item.tokens.size());
@@ -261,18 +271,9 @@ void DraftWorker::DraftAhead(std::span<const ProposeItem> items, std::span<const
     Sequence& seq = *g.seq;
     RETURN_IF_ERROR(seq.cache->BeginTentative());
     g.ahead.held = seq.held;
+    ASSIGN_OR_RETURN(const size_t fed, CommitFedPath(*seq.cache, seq.last, g.path, g.ahead.held));
     g.feed.clear();
-    const int64_t before = seq.cache->committed_tokens();
-    RETURN_IF_ERROR(TreeDrafter::CommitAccepted(*seq.cache, seq.last, g.path));
-    const size_t fed = static_cast<size_t>(seq.cache->committed_tokens() - before);
-    for (size_t j = 0; j < g.path.size(); ++j) {
-      const int32_t token = seq.last.tree.tokens[g.path[j]];
-      if (j < fed) {
-        g.ahead.held.Append(token);
-      } else {
-        g.feed.push_back(token);
-      }
-    }
+    for (size_t j = fed; j < g.path.size(); ++j) g.feed.push_back(seq.last.tree.tokens[g.path[j]]);
     return absl::OkStatus();
   };
   for (size_t i : which) {
