@@ -40,14 +40,4 @@ void PipelineGrouping::Record(StepClass c, bool split, bool speculated, int64_t 
   }
 }
 
-bool PipelineGrouping::decided(StepClass c) const {
-  auto it = cycles_.find(c.batch_bucket);
-  return it != cycles_.end() && it->second.position >= kMeasureSteps;
-}
-
-bool PipelineGrouping::split_rate_wins(StepClass c) const {
-  auto it = cycles_.find(c.batch_bucket);
-  return it == cycles_.end() || it->second.split_wins;
-}
-
 }  // namespace specserve

@@ -43,10 +43,6 @@ class PipelineGrouping {
   // is no faster than plain decoding, so it loses to one under which it does.
   void Record(StepClass c, bool split, bool speculated, int64_t tokens, double seconds);
 
-  // The grouping class `c` holds to now, once both were measured (tests, reports).
-  bool decided(StepClass c) const;
-  bool split_rate_wins(StepClass c) const;
-
  private:
   struct Cycle {
     int position = 0;                                // steps into the cycle
