@@ -35,12 +35,13 @@ namespace {
 using cuda::CudaOps;
 using cuda::DeviceBuffer;
 using cuda::DeviceType;
+using testing::AttentionInputs;
+using testing::ExpectAttentionMatchesCpu;
 using testing::GpuConfig;
 using testing::NewCudaOps;
 using testing::RandomVector;
 using testing::RelativeError;
 using testing::ToDevice;
-using testing::ToHost;
 
 // Every row (stored, then pending) of every layer of both caches, and the
 // device cache's segments against its stored rows.
@@ -138,12 +139,11 @@ TEST(CudaOpsTest, AttentionAfterPendingRowsMatchesCpu) {
   const std::vector<int32_t> parents = {-1, -1, 0, 0, 3, 4, 1, 5};
   for (int cached : {0, 7, 3000}) {
     for (bool tree : {false, true}) {
-      const std::vector<float> ck = RandomVector(static_cast<size_t>(cached) * kv_dim, 1);
-      const std::vector<float> cv = RandomVector(static_cast<size_t>(cached) * kv_dim, 2);
-      const std::vector<float> q = RandomVector(kNew * q_dim, 3, 2.0f);
-      const std::vector<float> k = RandomVector((kPending + kNew) * kv_dim, 4);
-      const std::vector<float> v = RandomVector((kPending + kNew) * kv_dim, 5);
-      std::vector<float> expected(kNew * q_dim);
+      const AttentionInputs in{RandomVector(static_cast<size_t>(cached) * kv_dim, 1),
+                               RandomVector(static_cast<size_t>(cached) * kv_dim, 2),
+                               RandomVector(kNew * q_dim, 3, 2.0f),
+                               RandomVector((kPending + kNew) * kv_dim, 4),
+                               RandomVector((kPending + kNew) * kv_dim, 5)};
       auto describe = [&](const float* bk, const float* bv, const float* bq, const float* nk,
                           const float* nv, float* o) {
         AttentionSequence a;
@@ -160,18 +160,9 @@ TEST(CudaOpsTest, AttentionAfterPendingRowsMatchesCpu) {
         a.parents = tree ? parents.data() : nullptr;
         return a;
       };
-      const AttentionSequence host =
-          describe(ck.data(), cv.data(), q.data(), k.data(), v.data(), expected.data());
-      cpu->Attention({&host, 1}, shape);
-      DeviceBuffer dck = ToDevice(ck), dcv = ToDevice(cv), dq = ToDevice(q), dk = ToDevice(k),
-                   dv = ToDevice(v), dout;
-      ASSERT_TRUE(dout.Reserve(expected.size() * sizeof(float)).ok());
-      const AttentionSequence device = describe(dck.as<float>(), dcv.as<float>(), dq.as<float>(),
-                                                dk.as<float>(), dv.as<float>(), dout.as<float>());
-      ops->Attention({&device, 1}, shape);
-      ASSERT_TRUE(ops->Synchronize().ok()) << ops->status();
-      EXPECT_LE(RelativeError(expected, ToHost<float>(dout, expected.size())), 1e-4)
-          << "cached " << cached << " tree " << tree;
+      ExpectAttentionMatchesCpu(
+          *cpu, *ops, shape, in, kNew * q_dim, describe,
+          "cached " + std::to_string(cached) + " tree " + std::to_string(tree));
     }
   }
 }

@@ -13,6 +13,7 @@
 #include <cstdio>
 #include <functional>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "common/engine/cuda/cuda_llama_model.h"
@@ -35,6 +36,8 @@ namespace {
 using cuda::CudaOps;
 using cuda::DeviceBuffer;
 using cuda::DeviceType;
+using testing::AttentionInputs;
+using testing::ExpectAttentionMatchesCpu;
 using testing::GpuConfig;
 using testing::NewCudaOps;
 using testing::RandomVector;
@@ -140,12 +143,10 @@ TEST(CudaOpsTest, AttentionMatchesCpu) {
       const int n_new = 6;
       const std::vector<int32_t> parents = {-1, 0, 0, 1, -1, 4};
       const int seg0 = cached / 3;
-      const std::vector<float> ck = RandomVector(static_cast<size_t>(cached) * kv_dim, 1);
-      const std::vector<float> cv = RandomVector(static_cast<size_t>(cached) * kv_dim, 2);
-      const std::vector<float> q = RandomVector(n_new * q_dim, 3, 2.0f);
-      const std::vector<float> k = RandomVector(n_new * kv_dim, 4);
-      const std::vector<float> v = RandomVector(n_new * kv_dim, 5);
-      std::vector<float> expected(n_new * q_dim);
+      const AttentionInputs in{RandomVector(static_cast<size_t>(cached) * kv_dim, 1),
+                               RandomVector(static_cast<size_t>(cached) * kv_dim, 2),
+                               RandomVector(n_new * q_dim, 3, 2.0f),
+                               RandomVector(n_new * kv_dim, 4), RandomVector(n_new * kv_dim, 5)};
       auto describe = [&](const float* bk, const float* bv, const float* bq, const float* nk,
                           const float* nv, float* o) {
         AttentionSequence a;
@@ -165,18 +166,9 @@ TEST(CudaOpsTest, AttentionMatchesCpu) {
         a.parents = tree ? parents.data() : nullptr;
         return a;
       };
-      const AttentionSequence host =
-          describe(ck.data(), cv.data(), q.data(), k.data(), v.data(), expected.data());
-      cpu->Attention({&host, 1}, shape);
-      DeviceBuffer dck = ToDevice(ck), dcv = ToDevice(cv), dq = ToDevice(q), dk = ToDevice(k),
-                   dv = ToDevice(v), dout;
-      ASSERT_TRUE(dout.Reserve(expected.size() * sizeof(float)).ok());
-      const AttentionSequence device = describe(dck.as<float>(), dcv.as<float>(), dq.as<float>(),
-                                                dk.as<float>(), dv.as<float>(), dout.as<float>());
-      ops->Attention({&device, 1}, shape);
-      ASSERT_TRUE(ops->Synchronize().ok()) << ops->status();
-      EXPECT_LE(RelativeError(expected, ToHost<float>(dout, expected.size())), 1e-4)
-          << "cached " << cached << " tree " << tree;
+      ExpectAttentionMatchesCpu(
+          *cpu, *ops, shape, in, n_new * q_dim, describe,
+          "cached " + std::to_string(cached) + " tree " + std::to_string(tree));
     }
   }
 }

@@ -8,12 +8,15 @@
 #include <algorithm>
 #include <cmath>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "common/model/model_config.h"
+#include "common/ops/attention_batch.h"
 #include "common/ops/cuda/cuda_ops.h"
 #include "common/ops/cuda/cuda_status.h"
 #include "common/ops/cuda/device_buffer.h"
+#include "common/ops/ops.h"
 #include "common/sampling/rng.h"
 #include "gtest/gtest.h"
 
@@ -83,6 +86,33 @@ inline std::unique_ptr<cuda::CudaOps> NewCudaOps(cuda::DeviceType type) {
   auto ops = cuda::CudaOps::Create({.device = 0, .weight_type = type});
   EXPECT_TRUE(ops.ok()) << ops.status();
   return ops.ok() ? std::move(*ops) : nullptr;
+}
+
+// The host inputs of one sequence's attention: cached K/V rows, then the
+// rows of the call (q of the new tokens; k and v of its block).
+struct AttentionInputs {
+  std::vector<float> cached_k, cached_v, q, k, v;
+};
+
+// `describe(cached_k, cached_v, q, k, v, out)` sets up that attention over
+// those buffers; it runs over the host vectors on `cpu` and over device copies
+// on `device`, and the `out_floats` outputs must agree.
+template <class Describe>
+void ExpectAttentionMatchesCpu(Ops& cpu, cuda::CudaOps& device, const AttentionShape& shape,
+                               const AttentionInputs& in, size_t out_floats,
+                               const Describe& describe, const std::string& what) {
+  std::vector<float> expected(out_floats);
+  const AttentionSequence host = describe(in.cached_k.data(), in.cached_v.data(), in.q.data(),
+                                          in.k.data(), in.v.data(), expected.data());
+  cpu.Attention({&host, 1}, shape);
+  cuda::DeviceBuffer ck = ToDevice(in.cached_k), cv = ToDevice(in.cached_v), q = ToDevice(in.q),
+                     k = ToDevice(in.k), v = ToDevice(in.v), out;
+  ASSERT_TRUE(out.Reserve(out_floats * sizeof(float)).ok());
+  const AttentionSequence on_device = describe(ck.as<float>(), cv.as<float>(), q.as<float>(),
+                                               k.as<float>(), v.as<float>(), out.as<float>());
+  device.Attention({&on_device, 1}, shape);
+  ASSERT_TRUE(device.Synchronize().ok()) << device.status();
+  EXPECT_LE(RelativeError(expected, ToHost<float>(out, out_floats)), 1e-4) << what;
 }
 
 }  // namespace specserve::testing
