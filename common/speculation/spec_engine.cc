@@ -269,6 +269,18 @@ uint64_t SpecEngine::HashBefore(Sequence& seq, int64_t n) {
   return seq.history_hashes.at(n);
 }
 
+ProposeItem SpecEngine::ItemFor(int id, Sequence& seq, int64_t start, int64_t end,
+                                const TreeShape* shape) {
+  ProposeItem item;
+  item.sequence_id = id;
+  item.start = start;
+  item.tokens = std::span<const int32_t>(seq.state.tokens).subspan(start, end - start);
+  item.prefix_hash = HashBefore(seq, start);
+  item.shape = shape;
+  item.sampling = seq.request.sampling;
+  return item;
+}
+
 void SpecEngine::CatchUpDraft(std::span<const std::pair<int, Sequence*>> sequences) {
   if (draft_ == nullptr || planner_->config().mode == SpecMode::kOff) return;
   // Auto mode decoding plainly would not use the draft soon: let it catch up
@@ -281,14 +293,7 @@ void SpecEngine::CatchUpDraft(std::span<const std::pair<int, Sequence*>> sequenc
     // All but the last token, which the first decode step feeds as its tree's root.
     const int64_t end = static_cast<int64_t>(seq->state.tokens.size()) - 1;
     if (seq->target_from != end || seq->draft_from >= end) continue;
-    ProposeItem& item = proposals.emplace_back();
-    item.sequence_id = id;
-    item.start = seq->draft_from;
-    item.tokens =
-        std::span<const int32_t>(seq->state.tokens).subspan(seq->draft_from, end - seq->draft_from);
-    item.prefix_hash = HashBefore(*seq, item.start);
-    item.shape = &kNoTree;
-    item.sampling = seq->request.sampling;
+    proposals.push_back(ItemFor(id, *seq, seq->draft_from, end, &kNoTree));
     members.push_back(seq);
   }
   if (proposals.empty()) return;
@@ -316,14 +321,11 @@ std::unique_ptr<SpecEngine::ProposalBatch> SpecEngine::BuildProposals(
     auto [id, seq] = members[i];
     // Sequences too close to their context limit for the tree decode plainly.
     if (static_cast<int>(seq->state.tokens.size()) + plan.nodes + 1 > max_context_) continue;
-    ProposeItem& item = batch->items.emplace_back();
-    item.sequence_id = id;
-    item.start = seq->draft_from;
-    item.tokens = std::span<const int32_t>(seq->state.tokens).subspan(seq->draft_from);
-    item.prefix_hash = HashBefore(*seq, item.start);
+    // The batch is never moved: the pointer to its plan's shape holds.
+    ProposeItem& item = batch->items.emplace_back(
+        ItemFor(id, *seq, seq->draft_from, static_cast<int64_t>(seq->state.tokens.size()),
+                &batch->plan.shape));
     item.previous_accepted = seq->previous_accepted;
-    item.shape = &batch->plan.shape;  // the batch is never moved: the pointer holds
-    item.sampling = seq->request.sampling;
     batch->proposed.push_back(i);
   }
   return batch;
@@ -336,15 +338,11 @@ std::unique_ptr<SpecEngine::ProposalBatch> SpecEngine::BuildAheadProposals(
   for (size_t i = 0; i < members.size(); ++i) {
     auto [id, seq] = members[i];
     if (!seq->has_proposal || seq->proposal.tree.size() == 0) continue;
-    ProposeItem& item = batch->items.emplace_back();
-    item.sequence_id = id;
-    // The draft checks that it drafted the tree under verification from exactly
-    // this history (whose last token is the tree's root).
-    item.start = static_cast<int64_t>(seq->state.tokens.size()) - 1;
-    item.tokens = std::span<const int32_t>(seq->state.tokens).subspan(item.start);
-    item.prefix_hash = HashBefore(*seq, item.start);
-    item.shape = &seq->proposal_plan.shape;  // the next tree: this one's shape
-    item.sampling = seq->request.sampling;
+    // Just the root of the tree under verification: the draft checks that it
+    // drafted that tree from exactly this history. The next tree: this one's shape.
+    const int64_t end = static_cast<int64_t>(seq->state.tokens.size());
+    ProposeItem& item =
+        batch->items.emplace_back(ItemFor(id, *seq, end - 1, end, &seq->proposal_plan.shape));
     item.ahead = true;
     batch->proposed.push_back(i);
   }

@@ -82,9 +82,9 @@ struct StepStats {
   // The passes this decode step ran, for cost models: the draft's (new tokens per
   // sequence each) and the target's verify width (root + tree nodes per sequence).
   std::vector<PassTime> draft_passes;
-  int ahead_drafted = 0;    // trees the draft drafted ahead this step (draft_ahead)
-  int ahead_used = 0;       // proposals this step answered by a tree drafted ahead
-  int pipeline_groups = 0;  // pipelined: the groups the running sequences formed (1 or 2)
+  int ahead_drafted = 0;           // trees the draft drafted ahead this step (draft_ahead)
+  int ahead_used = 0;              // proposals this step answered by a tree drafted ahead
+  int pipeline_groups = 0;         // pipelined: the groups the running sequences formed (1 or 2)
   bool grouping_measured = false;  // pipelined: a step PipelineGrouping timed (else it chose)
   int verify_tokens_per_sequence =
       0;  // the target's pass (a prefill step: target + draft catch-up)
@@ -159,6 +159,10 @@ class SpecEngine {
   // PrefixHash of the sequence's first n history tokens (items carry it so that a
   // worker reuses a cache only when it holds that prefix).
   static uint64_t HashBefore(Sequence& seq, int64_t n);
+  // A proposal for sequence `id` carrying history [start, end) (its last token
+  // the tree's root), with the request's sampling.
+  static ProposeItem ItemFor(int id, Sequence& seq, int64_t start, int64_t end,
+                             const TreeShape* shape);
 
   SpecEngine(DraftBackend* draft, TargetBackend& target, ModelFacts facts,
              SpecEngineOptions options);
