@@ -52,7 +52,9 @@ class RequestHandle {
   absl::Status cancel_reason() const;
 
   // Handler side. Waits up to `timeout` for a chunk or the end: returns true with
-  // a chunk, or false when there is none now (check done()).
+  // a chunk, or false when there is none now (check done()). Chunks pushed
+  // since the last call come as one (tokens, pieces and log-probabilities
+  // concatenated, up to 16 tokens) as long as each is one piece per token.
   bool Next(GenerationChunk* chunk, std::chrono::milliseconds timeout);
   bool done() const;
   // After done(): the final status and stats.
