@@ -9,14 +9,35 @@
 
 namespace specserve {
 
-AcceptanceStats::AcceptanceStats(int k) : hits_(std::max(1, k), 0), visits_(std::max(1, k), 0) {}
+AcceptanceStats::AcceptanceStats(int k)
+    : hits_(std::max(1, k), 0),
+      visits_(std::max(1, k), 0),
+      recent_hits_(std::max(1, k), 0.0),
+      recent_visits_(std::max(1, k), 0.0) {}
 
 void AcceptanceStats::Record(const VerifyResult& result) {
+  int64_t new_visits = 0;
+  for (size_t v = 0; v < result.visited_children.size(); ++v) {
+    if (result.visited_children[v] > 0) ++new_visits;
+  }
+  // Age the old evidence by this result's rank-1 visits (not by calls: a batch
+  // of 64 records 64 results per step), then add the result at full weight.
+  const double keep = std::pow(1.0 - 1.0 / kRecentVisits, static_cast<double>(new_visits));
+  for (int r = 0; r < k(); ++r) {
+    recent_hits_[r] *= keep;
+    recent_visits_[r] *= keep;
+  }
   for (size_t v = 0; v < result.visited_children.size(); ++v) {
     const int children = std::min<int>(result.visited_children[v], k());
-    for (int r = 0; r < children; ++r) ++visits_[r];
+    for (int r = 0; r < children; ++r) {
+      ++visits_[r];
+      recent_visits_[r] += 1.0;
+    }
     const int rank = result.accepted_rank[v];
-    if (rank >= 0 && rank < k()) ++hits_[rank];
+    if (rank >= 0 && rank < k()) {
+      ++hits_[rank];
+      recent_hits_[rank] += 1.0;
+    }
   }
 }
 
@@ -26,7 +47,7 @@ std::vector<double> AcceptanceStats::Vector() const {
   double total = 0.0;
   for (int r = 0; r < k(); ++r) {
     const double prior = 0.3 / (1 << r);
-    p[r] = (hits_[r] + 2.0 * prior) / (visits_[r] + 2.0);
+    p[r] = (recent_hits_[r] + 2.0 * prior) / (recent_visits_[r] + 2.0);
     // Candidates come in the draft's order of likelihood, so a later rank is not
     // believed to do better than an earlier one (this also keeps an unobserved
     // rank's prior from outliving evidence that the earlier ranks fail).
@@ -83,11 +104,13 @@ void Planner::RebuildTables() {
 
 void Planner::MaybeRebuildTables() {
   // Re-plan trees (the DP costs about a millisecond, more than a small model's
-  // step) when the acceptance evidence has grown by a quarter and the vector has
-  // moved by more than kReplanDelta in some position, or every 256 steps.
+  // step) when new evidence amounts to a quarter of what the vector rests on (all
+  // of it early on, the recent window later) and the vector has moved by more
+  // than kReplanDelta in some position, or every 256 steps.
   ++steps_since_rebuild_;
-  if (steps_since_rebuild_ < 256 &&
-      acceptance_.visits(0) <= visits_at_rebuild_ + visits_at_rebuild_ / 4 + 4) {
+  const int64_t basis =
+      std::min<int64_t>(visits_at_rebuild_, static_cast<int64_t>(AcceptanceStats::kRecentVisits));
+  if (steps_since_rebuild_ < 256 && acceptance_.visits(0) <= visits_at_rebuild_ + basis / 4 + 4) {
     return;
   }
   const std::vector<double> p = acceptance_.Vector();

@@ -202,6 +202,53 @@ TEST(PlannerTest, FixedModes) {
             std::string::npos);
 }
 
+// Acceptance drifts within a generation; the vector follows the recent evidence
+// while the counts keep all of it.
+TEST(PlannerTest, AcceptanceVectorFollowsRecentEvidence) {
+  AcceptanceStats stats(2);
+  VerifyResult miss, hit;
+  miss.visited_children = {1};
+  miss.accepted_rank = {-1};
+  hit.visited_children = {1};
+  hit.accepted_rank = {0};
+  for (int i = 0; i < 4000; ++i) stats.Record(i % 2 == 0 ? miss : hit);  // p1 = 0.5
+  EXPECT_NEAR(stats.Vector()[0], 0.5, 0.05);
+  for (int i = 0; i < 1000; ++i) stats.Record(i % 10 == 0 ? miss : hit);  // then p1 = 0.9
+  EXPECT_EQ(stats.visits(0), 5000);
+  EXPECT_EQ(stats.hits(0), 2900);
+  EXPECT_NEAR(stats.Vector()[0], 0.9, 0.03);  // the cumulative rate would be 0.58
+  // Ageing goes by visits, not by calls: one result with 4 visited nodes ages the
+  // evidence as much as 4 results with one each (to within the ageing of the
+  // result's own visits against each other, which a single result skips).
+  AcceptanceStats a(1), b(1);
+  VerifyResult four;
+  four.visited_children = {1, 1, 1, 1};
+  four.accepted_rank = {0, 0, 0, 0};
+  for (int i = 0; i < 500; ++i) a.Record(miss);
+  for (int i = 0; i < 500; ++i) b.Record(miss);
+  for (int i = 0; i < 100; ++i) a.Record(four);
+  for (int i = 0; i < 400; ++i) b.Record(hit);
+  EXPECT_NEAR(a.Vector()[0], b.Vector()[0], 0.005);
+  EXPECT_GT(a.Vector()[0], 0.75);  // ageing by calls would leave the misses more weight: ~0.66
+}
+
+// After a shift in acceptance the planner re-plans: its expected tokens for a
+// chain follow the new rate.
+TEST(PlannerTest, ReplansWhenAcceptanceShifts) {
+  Planner planner(*ParseSpecMode("chain:4"), Prior());
+  VerifyResult low, high;
+  low.visited_children = {1, 1, 0, 0};  // the first candidate rejected at depth 2
+  low.accepted_rank = {0, -1, -1, -1};
+  high.visited_children = {1, 1, 1, 1};
+  high.accepted_rank = {0, 0, 0, 0};
+  for (int i = 0; i < 2000; ++i) planner.RecordAcceptance(low);
+  const double before = planner.Choose(1, 100).expected_tokens;
+  for (int i = 0; i < 200; ++i) planner.RecordAcceptance(high);
+  const double after = planner.Choose(1, 100).expected_tokens;
+  EXPECT_LT(before, 2.8);
+  EXPECT_GT(after, before + 0.5);
+}
+
 TEST(PlannerTest, AcceptanceVectorFromCountsByPosition) {
   AcceptanceStats stats(3);
   VerifyResult r;
