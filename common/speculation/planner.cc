@@ -60,6 +60,12 @@ std::vector<double> AcceptanceStats::Vector() const {
   return p;
 }
 
+double AcceptanceStats::StandardError(int rank) const {
+  const double n = recent_visits_[rank] + 2.0;
+  const double p = std::clamp((recent_hits_[rank] + 1.0) / n, 0.0, 1.0);
+  return std::sqrt(p * (1.0 - p) / n);
+}
+
 StepClass ClassOf(int batch, double mean_context) {
   StepClass c;
   while (c.batch_bucket < batch) c.batch_bucket *= 2;
@@ -78,6 +84,7 @@ void Planner::RebuildTables() {
   const int nodes = std::max({config_.max_nodes, config_.tree_nodes, 1}) + 1;
   vector_at_rebuild_ = acceptance_.Vector();
   tables_ = std::make_unique<SequoiaTables>(vector_at_rebuild_, nodes, config_.max_depth);
+  ++table_rebuilds_;
   steps_since_rebuild_ = 0;
   visits_at_rebuild_ = acceptance_.visits(0);
   if (config_.mode != SpecMode::kAuto) return;
@@ -114,10 +121,12 @@ void Planner::MaybeRebuildTables() {
     return;
   }
   const std::vector<double> p = acceptance_.Vector();
-  double moved = 0;
-  for (size_t k = 0; k < p.size(); ++k)
-    moved = std::max(moved, std::abs(p[k] - vector_at_rebuild_[k]));
-  if (moved > kReplanDelta || steps_since_rebuild_ >= 256) {
+  bool moved = false;
+  for (size_t k = 0; k < p.size(); ++k) {
+    const double delta = std::abs(p[k] - vector_at_rebuild_[k]);
+    moved |= delta > kReplanDelta && delta > 2.0 * acceptance_.StandardError(static_cast<int>(k));
+  }
+  if (moved || steps_since_rebuild_ >= 256) {
     RebuildTables();
   } else {
     visits_at_rebuild_ = acceptance_.visits(0);  // the evidence agrees: look again later

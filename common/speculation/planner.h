@@ -37,6 +37,8 @@ class AcceptanceStats {
   // All evidence, unweighted.
   int64_t hits(int rank) const { return hits_[rank]; }
   int64_t visits(int rank) const { return visits_[rank]; }
+  // The sampling noise of Vector()[rank]: its standard error over the recent evidence.
+  double StandardError(int rank) const;
   int k() const { return static_cast<int>(hits_.size()); }
 
  private:
@@ -169,6 +171,8 @@ class Planner {
   bool last_choice_speculates() const { return last_choice_speculates_; }
 
   const AcceptanceStats& acceptance() const { return acceptance_; }
+  // Times the tree tables were rebuilt (each costs about a millisecond).
+  int64_t table_rebuilds() const { return table_rebuilds_; }
   double PredictVerify(StepClass c, int batch, double context, int m) const;
   double PredictDraft(StepClass c, int batch, const TreeShape& shape) const;
   // One draft pass with m new tokens per sequence.
@@ -225,8 +229,11 @@ class Planner {
   double plain_seconds_ = 0, probe_budget_factor_ = kProbeBudgetFactor;
   bool probed_once_ = false;
   int64_t visits_at_rebuild_ = 0;
+  int64_t table_rebuilds_ = 0;
   std::vector<double> vector_at_rebuild_;
-  // The acceptance vector must move this much in some position to re-plan.
+  // The acceptance vector must move this much in some position to re-plan, and
+  // more than twice its standard error (the recent window's sampling noise
+  // alone moves it by ~0.02 at p = 0.87).
   static constexpr double kReplanDelta = 0.01;
 };
 

@@ -1,6 +1,7 @@
 #include "common/speculation/planner.h"
 
 #include <memory>
+#include <random>
 
 #include "gtest/gtest.h"
 
@@ -247,6 +248,32 @@ TEST(PlannerTest, ReplansWhenAcceptanceShifts) {
   const double after = planner.Choose(1, 100).expected_tokens;
   EXPECT_LT(before, 2.8);
   EXPECT_GT(after, before + 0.5);
+}
+
+// Stationary acceptance re-plans rarely (each rebuild costs about a millisecond,
+// as much as a small model's step), although the recent window's estimate moves
+// with sampling noise: here 32 sequences x 4 nodes per step at p1 = 0.87.
+TEST(PlannerTest, StationaryAcceptanceDoesNotReplanEveryStep) {
+  Planner planner(*ParseSpecMode("tree:16"), Prior());
+  std::mt19937 rng(7);
+  std::bernoulli_distribution accept(0.87);
+  VerifyResult r;
+  for (int step = 0; step < 600; ++step) {
+    for (int s = 0; s < 32; ++s) {
+      r.visited_children.clear();
+      r.accepted_rank.clear();
+      for (int depth = 0; depth < 4; ++depth) {
+        const bool ok = accept(rng);
+        r.visited_children.push_back(2);
+        r.accepted_rank.push_back(ok ? 0 : -1);
+        if (!ok) break;
+      }
+      planner.RecordAcceptance(r);
+    }
+    planner.Choose(32, 1000);
+  }
+  EXPECT_LE(planner.table_rebuilds(), 30);  // 600 steps
+  EXPECT_GE(planner.table_rebuilds(), 2);   // the first evidence and the 256-step refresh
 }
 
 TEST(PlannerTest, AcceptanceVectorFromCountsByPosition) {
