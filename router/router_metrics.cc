@@ -59,7 +59,9 @@ RouterMetrics::RouterMetrics(prometheus::Registry& r)
       acceptance_by_position_(Family(prometheus::BuildGauge(),
                                      "specserve_acceptance_by_position_ratio",
                                      "Planner's acceptance vector: P(the k-th candidate of a "
-                                     "node is the accepted one), by candidate position",
+                                     "node is the accepted one), by candidate position, over "
+                                     "the recent evidence (~256 verified nodes); the "
+                                     "specserve_candidate_* counters hold all of it",
                                      r)),
       candidate_hits_(Family(prometheus::BuildCounter(), "specserve_candidate_accepted_total",
                              "Verified nodes whose accepted child was the k-th candidate", r)),
