@@ -135,8 +135,8 @@ void Scheduler::Admit(Pending pending) {
   // only once it has ended here, or when EraseEnded drops it from active_.
   if (pending.handle->cancel_requested()) {
     const absl::Status reason = pending.handle->cancel_reason();
-    pending.handle->Finish(reason, {});
     if (metrics_ != nullptr) metrics_->RequestDone(CancelOutcome(reason));
+    pending.handle->Finish(reason, {});
     --live_;
     return;
   }
@@ -144,8 +144,8 @@ void Scheduler::Admit(Pending pending) {
   absl::StatusOr<int> id = slot.ok() ? (*slot)->engine->Add(pending.request.generation)
                                      : absl::StatusOr<int>(slot.status());
   if (!id.ok()) {
-    pending.handle->Finish(id.status(), {});
     if (metrics_ != nullptr) metrics_->RequestDone("invalid");
+    pending.handle->Finish(id.status(), {});
     --live_;
     return;
   }
@@ -171,8 +171,10 @@ void Scheduler::End(Active& a, absl::Status status, const std::string& outcome) 
     engine.Remove(a.id);
   }
   a.stats.total_seconds = Seconds(Clock::now() - a.request.arrival);
-  a.handle->Finish(std::move(status), a.stats);
+  // Counted before the handler is woken: a client that has its answer must find
+  // the request in /metrics (the other order raced with a scrape right after).
   if (metrics_ != nullptr) metrics_->RequestDone(outcome);
+  a.handle->Finish(std::move(status), a.stats);
   a.slot = nullptr;  // marks it ended
 }
 
