@@ -85,17 +85,32 @@ TEST(FaultsTest, PipelinedRouterKeepsTheTokensWhenTheDraftDiesAndTheTargetRestar
   for (int i = 0; i < kStreams; ++i) prompts.push_back(Prompt(40 + i, 10 + 7 * i));
   const auto reference = ReferenceGreedy(SharedRandomModel(), prompts, kTokens);
   ASSERT_EQ(reference.size(), prompts.size());
+  // The faults follow the streams' progress, not a clock (a fixed delay let fast
+  // runs finish all 700 tokens before the target died): the draft dies once every
+  // stream has 20 tokens (speculative steps behind it), the target as soon as the
+  // router has decoded a step without the draft.
+  constexpr size_t kBeforeFaults = 20;
+  std::vector<std::promise<void>> started(kStreams);
   std::vector<std::future<StreamResult>> results;
   for (int i = 0; i < kStreams; ++i) {
     results.push_back(std::async(std::launch::async, [&, i] {
       auto stub = v1::Generation::NewStub(Connect(split->router->address()));
-      return Stream(*stub, TokenRequest(prompts[i], kTokens), {}, 120);
+      return Stream(
+          *stub, TokenRequest(prompts[i], kTokens), [&started, i] { started[i].set_value(); }, 120,
+          kBeforeFaults);
     }));
   }
   const int target_port = split->target->grpc_port();
-  std::this_thread::sleep_for(std::chrono::milliseconds(400));
+  for (std::promise<void>& s : started) {
+    ASSERT_EQ(s.get_future().wait_for(std::chrono::seconds(60)), std::future_status::ready);
+  }
   split->draft->Kill(SIGKILL);
-  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (MetricValue(HttpGet(split->router->metrics_port(), "/metrics"),
+                     "specserve_steps_total{kind=\"draft_failed\"}") <= 0 &&
+         std::chrono::steady_clock::now() < give_up) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
   split->target->Kill(SIGKILL);
   split->target = StartService("specserve-target",
                                {"--model=" + SharedRandomModel(), "--threads=1"}, target_port);

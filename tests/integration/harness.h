@@ -109,9 +109,11 @@ struct StreamResult {
 };
 
 // Streams a generation; `after_first` runs once, after the first message with tokens.
+// `after_first` runs once, in the reading thread, as soon as `after_tokens`
+// tokens have arrived (by default: the first message with a token).
 inline StreamResult Stream(v1::Generation::Stub& stub, const v1::GenerateRequest& request,
                            const std::function<void()>& after_first = {},
-                           double timeout_seconds = 60) {
+                           double timeout_seconds = 60, size_t after_tokens = 1) {
   StreamResult r;
   grpc::ClientContext context;
   SetTimeout(&context, timeout_seconds);
@@ -123,7 +125,7 @@ inline StreamResult Stream(v1::Generation::Stub& stub, const v1::GenerateRequest
     r.tokens.insert(r.tokens.end(), message.tokens().begin(), message.tokens().end());
     r.text += message.text();
     if (message.has_final()) r.stats = message.final();
-    if (first && message.tokens_size() > 0 && after_first) {
+    if (first && r.tokens.size() >= after_tokens && after_first) {
       first = false;
       after_first();
     }
