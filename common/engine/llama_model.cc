@@ -17,14 +17,40 @@ std::unique_ptr<KvCache> MakeKvCache(const ModelConfig& config, const KvShape& s
   return MakeFullKvCache(shape, max_tokens);
 }
 
+namespace {
+
+// Passes whose weights are at most this big may be cut into shards of whole
+// sequences, one per thread, each running every layer alone (see ShardBounds).
+constexpr int64_t kShardMaxWeightBytes = int64_t{16} << 20;
+// A cut is used only if no shard has more than this much over its fair share of
+// the work (a lone long prompt cannot be shared out by sequences).
+constexpr double kShardMaxImbalance = 1.25;
+
+int64_t LayerWeightBytes(const LlamaWeights& w) {
+  int64_t bytes = w.output.bytes();
+  for (const LayerWeights& lw : w.layers) {
+    for (const WeightTensor* m :
+         {&lw.wq, &lw.wk, &lw.wv, &lw.wo, &lw.w_gate, &lw.w_up, &lw.w_down}) {
+      bytes += m->bytes();
+    }
+  }
+  return bytes;
+}
+
+}  // namespace
+
 LlamaModel::LlamaModel(const LoadedModel& model, Ops& ops)
-    : model_(model), ops_(ops), rope_(ComputeRopeFrequencies(model.config)) {}
+    : model_(model),
+      ops_(ops),
+      rope_(ComputeRopeFrequencies(model.config)),
+      weight_bytes_(LayerWeightBytes(model.weights)) {}
 
 LlamaModel::LlamaModel(const LoadedModel& model, std::unique_ptr<Ops> ops)
     : model_(model),
       owned_ops_(std::move(ops)),
       ops_(*owned_ops_),
-      rope_(ComputeRopeFrequencies(model.config)) {}
+      rope_(ComputeRopeFrequencies(model.config)),
+      weight_bytes_(LayerWeightBytes(model.weights)) {}
 
 void LlamaModel::AddBias(const WeightTensor& bias, int n_rows, int width, float* x) {
   if (bias.data == nullptr) return;
@@ -98,9 +124,12 @@ class PhaseClock {
 absl::Status LlamaModel::Forward(std::span<const ForwardSequence> batch, std::vector<float>* logits,
                                  ForwardProfile* profile) {
   logits->clear();
-  return ForwardPass(batch, profile, [&](int n_logit_rows) {
-    logits->resize(static_cast<size_t>(n_logit_rows) * model_.config.vocab_size);
-    ops_.MatMul(model_.weights.output, final_.data(), n_logit_rows, logits->data());
+  int n_logit_rows = 0;
+  for (const ForwardSequence& seq : batch) n_logit_rows += static_cast<int>(seq.logit_rows.size());
+  const int64_t vocab = model_.config.vocab_size;
+  logits->resize(static_cast<size_t>(n_logit_rows) * vocab);
+  return ForwardPass(batch, profile, [&](Scratch& sc, int first, int n) {
+    ops_.MatMul(model_.weights.output, sc.final.data(), n, logits->data() + first * vocab);
   });
 }
 
@@ -114,44 +143,77 @@ int64_t LlamaModel::LogitChunkColumns(int n_rows) const {
 absl::Status LlamaModel::ForwardReduced(std::span<const ForwardSequence> batch, LogitRows* rows,
                                         ForwardProfile* profile) {
   RETURN_IF_ERROR(ValidateLogitRows(model_.config, batch, *rows));
-  return ForwardPass(batch, profile, [&](int n_logit_rows) {
-    // The output projection over vocabulary chunks: the weights are still read
-    // once per pass, and the pass holds n_logit_rows x columns floats (see
-    // set_logit_chunk_floats), never n_logit_rows x vocab.
+  // The output projection over vocabulary chunks: the weights are still read
+  // once per pass (per shard), and the pass holds n_logit_rows x columns floats
+  // (see set_logit_chunk_floats), never n_logit_rows x vocab.
+  int total_rows = 0;
+  for (const ForwardSequence& seq : batch) total_rows += static_cast<int>(seq.logit_rows.size());
+  const int64_t columns = LogitChunkColumns(std::max(total_rows, 1));
+  chunk_.resize(static_cast<size_t>(total_rows) * columns);
+  return ForwardPass(batch, profile, [&](Scratch& sc, int first_row, int n_logit_rows) {
+    float* chunk = chunk_.data() + static_cast<size_t>(first_row) * columns;
     const WeightTensor& output = model_.weights.output;
-    const int64_t columns = LogitChunkColumns(n_logit_rows);
-    chunk_.resize(static_cast<size_t>(n_logit_rows) * columns);
     for (int64_t first = 0; first < output.rows; first += columns) {
       WeightTensor part = output;  // rows [first, first + n) of the output matrix
       part.rows = std::min(columns, output.rows - first);
       part.data = output.row(first);
-      ops_.MatMul(part, final_.data(), n_logit_rows, chunk_.data());
-      rows->Consume(0, n_logit_rows, first, static_cast<int>(part.rows), chunk_.data());
+      ops_.MatMul(part, sc.final.data(), n_logit_rows, chunk);
+      rows->Consume(first_row, n_logit_rows, first, static_cast<int>(part.rows), chunk);
     }
   });
 }
 
-absl::Status LlamaModel::ForwardPass(std::span<const ForwardSequence> batch,
-                                     ForwardProfile* profile,
-                                     absl::FunctionRef<void(int n_logit_rows)> head) {
-  RETURN_IF_ERROR(Validate(batch));
-  PhaseClock clock(profile);
+std::vector<size_t> LlamaModel::ShardBounds(std::span<const ForwardSequence> batch,
+                                            std::span<const int> pending_before) const {
+  // Why shards: a small model's pass is dozens of calls of a few microseconds
+  // each (stories260K: 26 calls per pass), and sharing out every one of them
+  // costs about what it saves (a 32-sequence draft level ran 0.42 ms on one
+  // thread, 0.39 on two). Whole sequences per thread need no hand-off until the
+  // pass ends. Not for big weights: every thread then reads all of them, where
+  // shared calls read each weight once per pass. Every kernel's result for a
+  // row depends only on that row (and its sequence's keys), so the logits are
+  // the same bits either way.
+  const int threads = ops_.num_threads();
+  const size_t n = batch.size();
+  if (threads <= 1 || n < 2 || weight_bytes_ > kShardMaxWeightBytes) return {0, n};
   const ModelConfig& c = model_.config;
-  const LlamaWeights& w = model_.weights;
-
-  // Flatten the batch: row offsets of each sequence's new tokens.
-  std::vector<int> offset(batch.size() + 1, 0);
-  int n_logit_rows = 0;
-  for (size_t s = 0; s < batch.size(); ++s) {
-    offset[s + 1] = offset[s] + static_cast<int>(batch[s].tokens.size());
-    n_logit_rows += static_cast<int>(batch[s].logit_rows.size());
+  // Work per sequence: its rows' weight multiply-adds and attention over the keys.
+  const double per_row = static_cast<double>(weight_bytes_) / 4;
+  const double per_key = static_cast<double>(c.n_heads) * c.head_dim * c.n_layers;
+  std::vector<double> prefix(n + 1, 0);
+  for (size_t s = 0; s < n; ++s) {
+    const double rows = static_cast<double>(batch[s].tokens.size());
+    const double keys =
+        static_cast<double>(batch[s].cache->stored_rows()) + pending_before[s] + rows;
+    prefix[s + 1] = prefix[s] + rows * (per_row + per_key * keys);
   }
-  const int T = offset.back();
-  if (T == 0) return absl::OkStatus();
+  const int shards = static_cast<int>(std::min<size_t>(threads, n));
+  const double fair = prefix[n] / shards;
+  std::vector<size_t> bounds = {0};
+  for (int k = 1; k < shards; ++k) {
+    // The first boundary at or past k shares of the work, or the one before it if nearer.
+    const double target = fair * k;
+    size_t b = std::lower_bound(prefix.begin(), prefix.end(), target) - prefix.begin();
+    if (b > 0 && target - prefix[b - 1] < prefix[b] - target) --b;
+    b = std::clamp(b, bounds.back() + 1, n - static_cast<size_t>(shards - k));
+    bounds.push_back(b);
+  }
+  bounds.push_back(n);
+  for (size_t k = 0; k + 1 < bounds.size(); ++k) {
+    if (prefix[bounds[k + 1]] - prefix[bounds[k]] > kShardMaxImbalance * fair) return {0, n};
+  }
+  return bounds;
+}
+
+absl::Status LlamaModel::ForwardPass(std::span<const ForwardSequence> batch,
+                                     ForwardProfile* profile, HeadFn head) {
+  RETURN_IF_ERROR(Validate(batch));
 
   // Rows already pending in each cache, and where this pass's rows start.
   std::vector<int> pending_before(batch.size()), first_row(batch.size());
+  int T = 0;
   for (size_t s = 0; s < batch.size(); ++s) {
+    T += static_cast<int>(batch[s].tokens.size());
     pending_before[s] = static_cast<int>(batch[s].cache->pending_rows());
     absl::StatusOr<int> first =
         batch[s].cache->ReservePending(static_cast<int>(batch[s].tokens.size()));
@@ -162,53 +224,119 @@ absl::Status LlamaModel::ForwardPass(std::span<const ForwardSequence> batch,
     }
     first_row[s] = *first;
   }
+  if (T == 0) return absl::OkStatus();
 
-  tokens_.resize(T);
-  positions_.resize(T);
+  const auto start = std::chrono::steady_clock::now();
+  const std::vector<size_t> bounds = ShardBounds(batch, pending_before);
+  const int shards = static_cast<int>(bounds.size()) - 1;
+  last_pass_shards_ = shards;
+  if (static_cast<int>(shards_.size()) < shards) shards_.resize(shards);
+  std::vector<int> first_logit_row(shards + 1, 0);
+  for (int k = 0; k < shards; ++k) {
+    first_logit_row[k + 1] = first_logit_row[k];
+    for (size_t s = bounds[k]; s < bounds[k + 1]; ++s) {
+      first_logit_row[k + 1] += static_cast<int>(batch[s].logit_rows.size());
+    }
+  }
+  auto run = [&](int k) {
+    const size_t b = bounds[k], n = bounds[k + 1] - b;
+    Scratch& sc = shards_[k];
+    sc.profile = ForwardProfile{};
+    RunShard(batch.subspan(b, n), std::span<const int>(pending_before).subspan(b, n),
+             std::span<const int>(first_row).subspan(b, n), first_logit_row[k], sc,
+             profile != nullptr ? &sc.profile : nullptr, head);
+  };
+  if (shards == 1) {
+    run(0);
+  } else {
+    ops_.RunShards(shards, run);
+  }
+  if (profile != nullptr) {
+    // The shards ran side by side: their phases, scaled to the pass's wall time.
+    ForwardProfile sum;
+    for (int k = 0; k < shards; ++k) {
+      sum.matmul_seconds += shards_[k].profile.matmul_seconds;
+      sum.attention_seconds += shards_[k].profile.attention_seconds;
+      sum.other_seconds += shards_[k].profile.other_seconds;
+      profile->matmul_flops += shards_[k].profile.matmul_flops;
+      profile->attention_flops += shards_[k].profile.attention_flops;
+    }
+    const double wall =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    const double phases = sum.matmul_seconds + sum.attention_seconds + sum.other_seconds;
+    const double scale = phases > 0 ? wall / phases : 0;
+    profile->matmul_seconds += sum.matmul_seconds * scale;
+    profile->attention_seconds += sum.attention_seconds * scale;
+    profile->other_seconds += sum.other_seconds * scale;
+    profile->total_seconds += wall;
+    ++profile->passes;
+  }
+  return absl::OkStatus();
+}
+
+void LlamaModel::RunShard(std::span<const ForwardSequence> batch,
+                          std::span<const int> pending_before, std::span<const int> first_row,
+                          int first_logit_row, Scratch& sc, ForwardProfile* profile, HeadFn head) {
+  PhaseClock clock(profile);
+  const ModelConfig& c = model_.config;
+  const LlamaWeights& w = model_.weights;
+
+  // Flatten the shard: row offsets of each sequence's new tokens.
+  std::vector<int> offset(batch.size() + 1, 0);
+  int n_logit_rows = 0;
+  for (size_t s = 0; s < batch.size(); ++s) {
+    offset[s + 1] = offset[s] + static_cast<int>(batch[s].tokens.size());
+    n_logit_rows += static_cast<int>(batch[s].logit_rows.size());
+  }
+  const int T = offset.back();
+  if (T == 0) return;
+
+  sc.tokens.resize(T);
+  sc.positions.resize(T);
   for (size_t s = 0; s < batch.size(); ++s) {
     const ForwardSequence& seq = batch[s];
     const int64_t base = seq.cache->committed_tokens() + pending_before[s];
     for (size_t i = 0; i < seq.tokens.size(); ++i) {
-      tokens_[offset[s] + i] = seq.tokens[i];
-      positions_[offset[s] + i] =
+      sc.tokens[offset[s] + i] = seq.tokens[i];
+      sc.positions[offset[s] + i] =
           seq.positions.empty() ? static_cast<int32_t>(base + i) : seq.positions[i];
     }
   }
 
   const int dim = c.dim, q_dim = c.q_dim(), kv_dim = c.kv_dim(), ffn = c.ffn_dim;
-  x_.resize(static_cast<size_t>(T) * dim);
-  xb_.resize(static_cast<size_t>(T) * dim);
-  q_.resize(static_cast<size_t>(T) * q_dim);
-  k_.resize(static_cast<size_t>(T) * kv_dim);
-  v_.resize(static_cast<size_t>(T) * kv_dim);
-  attn_.resize(static_cast<size_t>(T) * q_dim);
-  gate_.resize(static_cast<size_t>(T) * ffn);
-  up_.resize(static_cast<size_t>(T) * ffn);
+  sc.x.resize(static_cast<size_t>(T) * dim);
+  sc.xb.resize(static_cast<size_t>(T) * dim);
+  sc.q.resize(static_cast<size_t>(T) * q_dim);
+  sc.k.resize(static_cast<size_t>(T) * kv_dim);
+  sc.v.resize(static_cast<size_t>(T) * kv_dim);
+  sc.attn.resize(static_cast<size_t>(T) * q_dim);
+  sc.gate.resize(static_cast<size_t>(T) * ffn);
+  sc.up.resize(static_cast<size_t>(T) * ffn);
 
-  ops_.EmbedRows(w.token_embedding, tokens_, x_.data());
+  ops_.EmbedRows(w.token_embedding, sc.tokens, sc.x.data());
 
-  visibility_.resize(batch.size());
-  tiles_.resize(batch.size());
+  sc.visibility.resize(batch.size());
+  sc.tiles.resize(batch.size());
   for (size_t s = 0; s < batch.size(); ++s) {
-    BuildVisibility(batch[s], pending_before[s], s);
+    BuildVisibility(batch[s], pending_before[s], &sc.visibility[s]);
     if (c.sliding_window > 0) {
       WindowKeys keys;
       keys.committed = batch[s].cache->committed_tokens();
       keys.stored = static_cast<int32_t>(batch[s].cache->stored_rows());
       keys.pending_before = pending_before[s];
       keys.positions =
-          std::span<const int32_t>(positions_).subspan(offset[s], batch[s].tokens.size());
+          std::span<const int32_t>(sc.positions).subspan(offset[s], batch[s].tokens.size());
       keys.tree = !batch[s].parents.empty();
-      ApplySlidingWindow(c.sliding_window, keys, &visibility_[s]);
+      ApplySlidingWindow(c.sliding_window, keys, &sc.visibility[s]);
     }
   }
 
   const AttentionShape shape{c.n_heads, c.n_kv_heads, c.head_dim,
                              1.0f / std::sqrt(static_cast<float>(c.head_dim))};
-  std::vector<AttentionSequence> attention;
+  std::vector<AttentionSequence>& attention = sc.attention;
   if (profile != nullptr) {
     double keys = 0;  // (token, visible key) pairs of one layer
-    for (const KeyVisibility& vis : visibility_) {
+    for (const KeyVisibility& vis : sc.visibility) {
       for (size_t i = 0; i < vis.visible.size(); ++i) {
         keys += vis.visible[i] +
                 (vis.extra_begin.empty() ? 0 : vis.extra_begin[i + 1] - vis.extra_begin[i]);
@@ -230,19 +358,19 @@ absl::Status LlamaModel::ForwardPass(std::span<const ForwardSequence> batch,
     const LayerWeights& layer = w.layers[l];
 
     // Attention block: x += Wo · attention(rope(Wq·n), rope(Wk·n), Wv·n), n = rmsnorm(x).
-    ops_.RmsNorm(x_.data(), layer.attn_norm, c.rms_eps, T, xb_.data());
+    ops_.RmsNorm(sc.x.data(), layer.attn_norm, c.rms_eps, T, sc.xb.data());
     clock.Charge(&ForwardProfile::other_seconds);
     {
       const WeightTensor* ws[] = {&layer.wq, &layer.wk, &layer.wv};
-      float* ys[] = {q_.data(), k_.data(), v_.data()};
-      ops_.MatMuls(ws, xb_.data(), T, ys);
+      float* ys[] = {sc.q.data(), sc.k.data(), sc.v.data()};
+      ops_.MatMuls(ws, sc.xb.data(), T, ys);
     }
     clock.Charge(&ForwardProfile::matmul_seconds);
-    AddBias(layer.bq, T, q_dim, q_.data());
-    AddBias(layer.bk, T, kv_dim, k_.data());
-    AddBias(layer.bv, T, kv_dim, v_.data());
-    ops_.Rope(q_.data(), T, q_dim, c.n_heads, c.head_dim, positions_, rope_, c.rope_style);
-    ops_.Rope(k_.data(), T, kv_dim, c.n_kv_heads, c.head_dim, positions_, rope_, c.rope_style);
+    AddBias(layer.bq, T, q_dim, sc.q.data());
+    AddBias(layer.bk, T, kv_dim, sc.k.data());
+    AddBias(layer.bv, T, kv_dim, sc.v.data());
+    ops_.Rope(sc.q.data(), T, q_dim, c.n_heads, c.head_dim, sc.positions, rope_, c.rope_style);
+    ops_.Rope(sc.k.data(), T, kv_dim, c.n_kv_heads, c.head_dim, sc.positions, rope_, c.rope_style);
     clock.Charge(&ForwardProfile::other_seconds);
 
     attention.resize(batch.size());
@@ -251,22 +379,22 @@ absl::Status LlamaModel::ForwardPass(std::span<const ForwardSequence> batch,
       const ForwardSequence& seq = batch[s];
       const int n = static_cast<int>(seq.tokens.size());
       const size_t row0 = offset[s];
-      seq.cache->WritePending(l, first_row[s], k_.data() + row0 * kv_dim, v_.data() + row0 * kv_dim,
-                              n, kv_dim);
+      seq.cache->WritePending(l, first_row[s], sc.k.data() + row0 * kv_dim,
+                              sc.v.data() + row0 * kv_dim, n, kv_dim);
       if (n == 0) continue;
       // Keys: the cache's stored rows, then its pending rows (this pass's included).
-      KvTiles& tiles = tiles_[s];
+      KvTiles& tiles = sc.tiles[s];
       seq.cache->Tiles(l, &tiles);
       AttentionSequence& a = attention[n_attention++];
       a.runs.assign(tiles.committed.begin(), tiles.committed.end());
       a.runs.insert(a.runs.end(), tiles.pending.begin(), tiles.pending.end());
       a.kv_type = tiles.type;
       a.n_new = n;
-      a.q = q_.data() + row0 * q_dim;
+      a.q = sc.q.data() + row0 * q_dim;
       a.q_stride = q_dim;
-      a.out = attn_.data() + row0 * q_dim;
+      a.out = sc.attn.data() + row0 * q_dim;
       a.out_stride = q_dim;
-      const KeyVisibility& vis = visibility_[s];
+      const KeyVisibility& vis = sc.visibility[s];
       a.visible = vis.visible.data();
       a.extra_begin = vis.extra_begin.empty() ? nullptr : vis.extra_begin.data();
       a.extra = vis.extra.data();
@@ -274,49 +402,49 @@ absl::Status LlamaModel::ForwardPass(std::span<const ForwardSequence> batch,
     attention.resize(n_attention);
     ops_.Attention(attention, shape);
     clock.Charge(&ForwardProfile::attention_seconds);
-    ops_.MatMul(layer.wo, attn_.data(), T, xb_.data());
+    ops_.MatMul(layer.wo, sc.attn.data(), T, sc.xb.data());
     clock.Charge(&ForwardProfile::matmul_seconds);
-    ops_.Add(x_.data(), xb_.data(), static_cast<int64_t>(T) * dim);
+    ops_.Add(sc.x.data(), sc.xb.data(), static_cast<int64_t>(T) * dim);
 
     // Feed-forward block: x += W_down · (silu(W_gate·n) * (W_up·n)), n = rmsnorm(x).
-    ops_.RmsNorm(x_.data(), layer.ffn_norm, c.rms_eps, T, xb_.data());
+    ops_.RmsNorm(sc.x.data(), layer.ffn_norm, c.rms_eps, T, sc.xb.data());
     clock.Charge(&ForwardProfile::other_seconds);
     {
       const WeightTensor* ws[] = {&layer.w_gate, &layer.w_up};
-      float* ys[] = {gate_.data(), up_.data()};
-      ops_.MatMuls(ws, xb_.data(), T, ys);
+      float* ys[] = {sc.gate.data(), sc.up.data()};
+      ops_.MatMuls(ws, sc.xb.data(), T, ys);
     }
     clock.Charge(&ForwardProfile::matmul_seconds);
-    ops_.SwiGlu(gate_.data(), up_.data(), static_cast<int64_t>(T) * ffn, gate_.data());
+    ops_.SwiGlu(sc.gate.data(), sc.up.data(), static_cast<int64_t>(T) * ffn, sc.gate.data());
     clock.Charge(&ForwardProfile::other_seconds);
-    ops_.MatMul(layer.w_down, gate_.data(), T, xb_.data());
+    ops_.MatMul(layer.w_down, sc.gate.data(), T, sc.xb.data());
     clock.Charge(&ForwardProfile::matmul_seconds);
-    ops_.Add(x_.data(), xb_.data(), static_cast<int64_t>(T) * dim);
+    ops_.Add(sc.x.data(), sc.xb.data(), static_cast<int64_t>(T) * dim);
   }
 
   if (n_logit_rows == 0) {
     clock.Finish();
-    return absl::OkStatus();
+    return;
   }
   // Only the rows asked for go through the final norm and the (large) output projection.
-  final_.resize(static_cast<size_t>(n_logit_rows) * dim);
+  sc.final.resize(static_cast<size_t>(n_logit_rows) * dim);
   int r = 0;
   for (size_t s = 0; s < batch.size(); ++s) {
     for (int32_t row : batch[s].logit_rows) {
-      std::copy_n(x_.data() + static_cast<size_t>(offset[s] + row) * dim, dim,
-                  final_.data() + static_cast<size_t>(r++) * dim);
+      std::copy_n(sc.x.data() + static_cast<size_t>(offset[s] + row) * dim, dim,
+                  sc.final.data() + static_cast<size_t>(r++) * dim);
     }
   }
-  ops_.RmsNorm(final_.data(), w.output_norm, c.rms_eps, n_logit_rows, final_.data());
+  ops_.RmsNorm(sc.final.data(), w.output_norm, c.rms_eps, n_logit_rows, sc.final.data());
   clock.Charge(&ForwardProfile::other_seconds);
-  head(n_logit_rows);
+  head(sc, first_logit_row, n_logit_rows);
   clock.Charge(&ForwardProfile::matmul_seconds);
   clock.Finish();
-  return absl::OkStatus();
 }
 
-void LlamaModel::BuildVisibility(const ForwardSequence& seq, int pending_before, size_t s) {
-  KeyVisibility& vis = visibility_[s];
+void LlamaModel::BuildVisibility(const ForwardSequence& seq, int pending_before,
+                                 KeyVisibility* out) {
+  KeyVisibility& vis = *out;
   const int n = static_cast<int>(seq.tokens.size());
   // Key-list indices: stored rows [0, C), then pending rows; the P rows pending
   // before this pass come first, new token i is pending row P + i.

@@ -96,6 +96,11 @@ class LlamaModel final : public Model {
   // Floats allocated for the chunk (tests and benchmarks check the bound).
   size_t logit_chunk_capacity() const { return chunk_.capacity(); }
 
+  // How many shards of whole sequences the last pass ran in, side by side (1:
+  // one shard, every call shared out over the threads instead). Small models
+  // with enough sequences shard; see ShardBounds.
+  int last_pass_shards() const { return last_pass_shards_; }
+
   // Model: host caches in this model's layout and KV type (MakeKvCache: a window
   // cache for sliding-window models).
   absl::StatusOr<std::unique_ptr<KvCache>> MakeFullCache(int64_t max_tokens) override;
@@ -103,14 +108,38 @@ class LlamaModel final : public Model {
                                                            int max_pending) override;
 
  private:
+  // One shard's scratch activations (rows = the shard's new tokens) and
+  // per-sequence lists. A pass of one shard uses shards_[0].
+  struct Scratch {
+    std::vector<float> x, xb, q, k, v, attn, gate, up, final;
+    std::vector<int32_t> tokens, positions;
+    std::vector<KeyVisibility> visibility;  // per sequence of the shard
+    std::vector<KvTiles> tiles;
+    std::vector<AttentionSequence> attention;
+    ForwardProfile profile;  // the shard's phases, merged into the caller's
+  };
+  // Calls `head` for the rows of one shard: final_ holds its n_logit_rows x dim
+  // normed rows, which are rows [first_logit_row, first_logit_row + n) of the pass.
+  using HeadFn = absl::FunctionRef<void(Scratch& sc, int first_logit_row, int n_logit_rows)>;
+
   absl::Status Validate(std::span<const ForwardSequence> batch) const;
-  // The pass up to the final norm of the logit rows (final_, n_logit_rows x
-  // dim), then `head` (the output projection) when there are logit rows.
+  // The pass up to the final norm of the logit rows, then `head` (the output
+  // projection) per shard that has logit rows.
   absl::Status ForwardPass(std::span<const ForwardSequence> batch, ForwardProfile* profile,
-                           absl::FunctionRef<void(int n_logit_rows)> head);
+                           HeadFn head);
+  // Sequence index boundaries of the shards a pass is cut into: {0, n} for one
+  // shard (the ops share out each call instead), else one contiguous range per
+  // thread with about equal work (see the .cc for when).
+  std::vector<size_t> ShardBounds(std::span<const ForwardSequence> batch,
+                                  std::span<const int> pending_before) const;
+  // Every layer for the sequences of one shard, whose caches have their rows
+  // reserved (first_row) behind pending_before rows already pending.
+  void RunShard(std::span<const ForwardSequence> batch, std::span<const int> pending_before,
+                std::span<const int> first_row, int first_logit_row, Scratch& sc,
+                ForwardProfile* profile, HeadFn head);
   // Which cache rows each new token of sequence `s` sees (AttentionSequence's
   // visible / extra lists), from its causal or tree structure.
-  void BuildVisibility(const ForwardSequence& seq, int pending_before, size_t s);
+  static void BuildVisibility(const ForwardSequence& seq, int pending_before, KeyVisibility* vis);
 
   // q/k/v biases (rows of width `width`), when the layer has them.
   void AddBias(const WeightTensor& bias, int n_rows, int width, float* x);
@@ -119,15 +148,15 @@ class LlamaModel final : public Model {
   std::unique_ptr<Ops> owned_ops_;
   Ops& ops_;
   const RopeFrequencies rope_;  // from the config, once
-  // Scratch activations, rows = all new tokens of the batch.
-  std::vector<float> x_, xb_, q_, k_, v_, attn_, gate_, up_, final_;
-  std::vector<float> chunk_;  // one vocabulary chunk of logits (ForwardReduced)
+  const int64_t weight_bytes_;  // the layers' matrices and the output head
+  std::vector<Scratch> shards_;
+  int last_pass_shards_ = 0;
+  // One vocabulary chunk of logits (ForwardReduced): rows x columns, each
+  // shard's rows at its first logit row.
+  std::vector<float> chunk_;
   static constexpr int64_t kMinLogitChunkColumns = 256;
   static constexpr int64_t kLogitChunkAlign = 64;  // whole weight panels and cache lines
   int64_t logit_chunk_floats_ = int64_t{1} << 20;
-  std::vector<int32_t> tokens_, positions_;
-  std::vector<KeyVisibility> visibility_;  // per sequence of the batch
-  std::vector<KvTiles> tiles_;
   KvType kv_type_ = KvType::kF32;
 };
 

@@ -8,6 +8,7 @@
 #include <span>
 #include <string>
 
+#include "absl/functional/function_ref.h"
 #include "common/model/model_config.h"
 #include "common/model/weight_tensor.h"
 #include "common/ops/attention_batch.h"
@@ -58,6 +59,16 @@ class Ops {
   // kv heads: query head h uses kv head h / (n_heads / n_kv_heads)).
   virtual void Attention(std::span<const AttentionSequence> sequences,
                          const AttentionShape& shape) = 0;
+
+  // Calls fn(shard) for every shard in [0, n), the shards side by side on the
+  // backend's threads, each on one thread; the calls a shard makes into this
+  // Ops run on its thread alone. For a pass cut into independent parts (whole
+  // sequences) where sharing out each small call would cost more in hand-offs
+  // than it saves. The calls must be safe to make from several shards at once
+  // (the CPU backend's are). Default: one shard after the other.
+  virtual void RunShards(int n, absl::FunctionRef<void(int shard)> fn) {
+    for (int i = 0; i < n; ++i) fn(i);
+  }
 };
 
 // The CPU backend with `num_threads` threads (0: all hardware threads).

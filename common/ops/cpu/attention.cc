@@ -40,9 +40,8 @@ void LoadHeadRow(const KvRun& run, KvType type, int head, int d, int64_t row, fl
 }  // namespace
 
 const AttentionSequence& AttentionRunner::Tiled(const AttentionSequence& seq,
-                                                const AttentionShape& shape, size_t index) {
+                                                const AttentionShape& shape, Converted& c) {
   if (!seq.runs.empty() || seq.n_new == 0) return seq;
-  Converted& c = converted_[index];
   const int d = shape.head_dim, kv_dim = shape.n_kv_heads * d;
   int64_t cached = 0;
   for (const KvSegment& s : seq.cached) cached += s.n_rows;
@@ -93,12 +92,15 @@ void AttentionRunner::Run(const KernelTable& kernels, ThreadPool& pool,
                           const AttentionShape& shape) {
   assert(shape.n_kv_heads > 0 && shape.n_heads % shape.n_kv_heads == 0);
   const int group = shape.n_heads / shape.n_kv_heads;
-  tiled_.clear();
-  items_.clear();
-  if (converted_.size() < sequences.size()) converted_.resize(sequences.size());
+  thread_local CallState state;
+  std::vector<const AttentionSequence*>& tiled = state.tiled;
+  std::vector<Item>& items = state.items;
+  tiled.clear();
+  items.clear();
+  if (state.converted.size() < sequences.size()) state.converted.resize(sequences.size());
   for (size_t s = 0; s < sequences.size(); ++s) {
-    const AttentionSequence& seq = Tiled(sequences[s], shape, s);
-    tiled_.push_back(&seq);
+    const AttentionSequence& seq = Tiled(sequences[s], shape, state.converted[s]);
+    tiled.push_back(&seq);
     if (seq.n_new == 0) continue;
     int64_t rows = 0;
     for (const KvRun& run : seq.runs) rows += run.n_rows;
@@ -108,20 +110,20 @@ void AttentionRunner::Run(const KernelTable& kernels, ThreadPool& pool,
         std::clamp<int64_t>(std::min<int64_t>(kMaxItemRows / group, by_budget), 1, seq.n_new));
     for (int g = 0; g < shape.n_kv_heads; ++g) {
       for (int t = 0; t < seq.n_new; t += tokens) {
-        items_.push_back({static_cast<int>(s), g, t, std::min(seq.n_new, t + tokens)});
+        items.push_back({static_cast<int>(s), g, t, std::min(seq.n_new, t + tokens)});
       }
     }
   }
-  if (items_.empty()) return;
+  if (items.empty()) return;
   // Contiguous ranges of items per thread, each item fetching the start of
   // the next one's K and V while it computes: a new item's streams otherwise
   // begin with a full memory latency (decode from DRAM ran at half the
   // sequential read rate).
-  pool.ParallelFor(static_cast<int64_t>(items_.size()), [&](int64_t begin, int64_t end) {
+  pool.ParallelFor(static_cast<int64_t>(items.size()), [&](int64_t begin, int64_t end) {
     thread_local Scratch sc;  // per pool thread, reused across calls
     for (int64_t i = begin; i < end; ++i) {
-      if (i + 1 < end) PrefetchItemStart(items_[i + 1], *tiled_[items_[i + 1].seq], shape);
-      RunItem(items_[i], *tiled_[items_[i].seq], shape, kernels, sc);
+      if (i + 1 < end) PrefetchItemStart(items[i + 1], *tiled[items[i + 1].seq], shape);
+      RunItem(items[i], *tiled[items[i].seq], shape, kernels, sc);
     }
   });
 }

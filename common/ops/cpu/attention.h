@@ -27,8 +27,9 @@ namespace specserve::cpu {
 
 class AttentionRunner {
  public:
-  void Run(const KernelTable& kernels, ThreadPool& pool,
-           std::span<const AttentionSequence> sequences, const AttentionShape& shape);
+  // Safe to call from several threads at once.
+  static void Run(const KernelTable& kernels, ThreadPool& pool,
+                  std::span<const AttentionSequence> sequences, const AttentionShape& shape);
 
  private:
   struct Item {
@@ -51,17 +52,21 @@ class AttentionRunner {
     std::vector<float*> out;
   };
 
-  const AttentionSequence& Tiled(const AttentionSequence& seq, const AttentionShape& shape,
-                                 size_t index);
-  void RunItem(const Item& item, const AttentionSequence& seq, const AttentionShape& shape,
-               const KernelTable& kernels, Scratch& sc);
+  // One Run's items and converted sequences. Kept per calling thread, so that
+  // several threads (Ops::RunShards) may call Run at once.
+  struct CallState {
+    std::vector<const AttentionSequence*> tiled;
+    std::vector<Converted> converted;
+    std::vector<Item> items;
+  };
+
+  static const AttentionSequence& Tiled(const AttentionSequence& seq, const AttentionShape& shape,
+                                        Converted& c);
+  static void RunItem(const Item& item, const AttentionSequence& seq, const AttentionShape& shape,
+                      const KernelTable& kernels, Scratch& sc);
   // Starts fetching the first K and V bytes `item` will read.
   static void PrefetchItemStart(const Item& item, const AttentionSequence& seq,
                                 const AttentionShape& shape);
-
-  std::vector<const AttentionSequence*> tiled_;
-  std::vector<Converted> converted_;
-  std::vector<Item> items_;
 };
 
 }  // namespace specserve::cpu

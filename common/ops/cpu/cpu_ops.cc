@@ -98,13 +98,16 @@ class CpuOps final : public Ops {
 
   void Attention(std::span<const AttentionSequence> sequences,
                  const AttentionShape& shape) override {
-    attention_.Run(kernels_, pool_, sequences, shape);
+    cpu::AttentionRunner::Run(kernels_, pool_, sequences, shape);
+  }
+
+  void RunShards(int n, absl::FunctionRef<void(int shard)> fn) override {
+    pool_.ParallelForEach(n, [&](int64_t i, int) { fn(static_cast<int>(i)); });
   }
 
  private:
   ThreadPool pool_;
   const cpu::KernelTable& kernels_;
-  cpu::AttentionRunner attention_;
 };
 
 }  // namespace

@@ -6,6 +6,7 @@
 // earlier pass (the draft's level-by-level expansion), and with the window
 // cache. Checked for fp32 and bf16 KV and for head sizes 8 (V tiles
 // transposed), 16 and 64 (V tiles row-major).
+#include <algorithm>
 #include <cstring>
 #include <memory>
 #include <string>
@@ -254,6 +255,55 @@ TEST_P(BatchInvarianceTest, LevelByLevelOverPendingRowsEqualsOnePassTree) {
             std::string(window ? "window" : "full") + " node " + std::to_string(first + i));
       }
       first += count;
+    }
+  }
+}
+
+// A small model on 2 threads runs a batch of many sequences as 2 shards of
+// whole sequences, each on its own thread; every row's logits are still those
+// of 1 thread, bit for bit. A batch whose work one sequence dominates (a long
+// prompt beside a few decode rows) is not cut, and keeps the same bits too.
+TEST_P(BatchInvarianceTest, ShardedPassesEqualOneThreadBitForBit) {
+  for (bool lopsided : {false, true}) {
+    Others others;
+    std::vector<ForwardSequence> seqs;
+    const int batch = lopsided ? 4 : 12;
+    for (int s = 0; s < batch; ++s) {
+      others.caches.push_back(s % 3 == 1 ? Window() : Full());
+      Prefill(*others.caches.back(), Tokens(20 + (s * 29) % 90, 300 + s), 32);
+      const int n = lopsided && s == 0 ? 300 : (s % 4 == 0 ? 4 : 1);
+      others.tokens.push_back(Tokens(n, 400 + s));
+      std::vector<int32_t> parents;
+      if (!lopsided && s % 4 == 0) parents = {-1, 0, 0, 1};  // a small tree
+      others.parents.push_back(parents);
+      others.rows.push_back(Range(n));
+    }
+    for (int s = 0; s < batch; ++s) {
+      seqs.push_back(ForwardSequence{
+          others.caches[s].get(), others.tokens[s], {}, others.parents[s], {}, others.rows[s]});
+    }
+    std::vector<float> one, two;
+    ASSERT_TRUE(llama(0).Forward(seqs, &one).ok());
+    EXPECT_EQ(llama(0).last_pass_shards(), 1);
+    for (const ForwardSequence& f : seqs) f.cache->DropPending();
+    ASSERT_TRUE(llama(1).Forward(seqs, &two).ok());
+    EXPECT_EQ(llama(1).last_pass_shards(), lopsided ? 1 : 2);
+    for (const ForwardSequence& f : seqs) f.cache->DropPending();
+    ASSERT_EQ(one.size(), two.size());
+    for (size_t r = 0; r < one.size() / vocab(); ++r) {
+      ExpectSameBits(one.data() + r * vocab(), two.data() + r * vocab(), vocab(),
+                     "row " + std::to_string(r) + (lopsided ? " lopsided" : " sharded"));
+    }
+    // The reduced path (vocabulary chunks, each shard's rows in its part of the chunk).
+    LogitRows reduced;
+    const int rows = static_cast<int>(one.size() / vocab());
+    reduced.Reset(std::vector<LogitRowNeeds>(rows, LogitRowNeeds{.top_n = 2}), vocab());
+    llama(1).set_logit_chunk_floats(1);  // the smallest chunks: 256 columns
+    ASSERT_TRUE(llama(1).ForwardReduced(seqs, &reduced).ok());
+    for (const ForwardSequence& f : seqs) f.cache->DropPending();
+    for (int r = 0; r < rows; ++r) {
+      const float* row = one.data() + static_cast<size_t>(r) * vocab();
+      EXPECT_EQ(reduced.argmax(r), std::max_element(row, row + vocab()) - row) << r;
     }
   }
 }
