@@ -18,21 +18,70 @@ int64_t VOffset(int head_dim, int64_t row, int c) {
   return row * head_dim + c;  // tiles of 16 row-major rows are plain rows
 }
 
-void Put(KvType type, void* base, int64_t index, float value) {
-  if (type == KvType::kF32) {
-    static_cast<float*>(base)[index] = value;
-  } else {
-    static_cast<uint16_t*>(base)[index] = FloatToBf16(value);
+// Element steps between consecutive dims c of one row: K tiles are [head_dim][16];
+// V tiles too when transposed, else 16 row-major rows.
+constexpr int64_t kKStep = kKvTileRows;
+int64_t VStep(int head_dim) { return KvValuesTransposed(head_dim) ? kKvTileRows : 1; }
+
+// The row functions below touch head_dim elements per kv head with a fixed
+// stride: offsets are worked out once per row (a window cache commit and every
+// pass's K/V writes run them per row and layer, hundreds of times a step).
+inline void PutF(float* p, float x) { *p = x; }
+inline void PutF(uint16_t* p, float x) { *p = FloatToBf16(x); }
+inline float GetF(const float* p) { return *p; }
+inline float GetF(const uint16_t* p) { return Bf16ToFloat(*p); }
+
+template <typename T>
+void StoreRow(const KvRegionLayout& l, T* k_region, T* v_region, int64_t row, const float* k,
+              const float* v) {
+  const int d = l.head_dim;
+  const int64_t v_step = VStep(d);
+  T* kd = k_region + KOffset(d, row, 0);
+  T* vd = v_region + VOffset(d, row, 0);
+  for (int h = 0; h < l.n_kv_heads; ++h, kd += l.head_stride, vd += l.head_stride) {
+    const float* ks = k + static_cast<int64_t>(h) * d;
+    const float* vs = v + static_cast<int64_t>(h) * d;
+    for (int c = 0; c < d; ++c) {
+      PutF(kd + c * kKStep, ks[c]);
+      PutF(vd + c * v_step, vs[c]);
+    }
   }
 }
-float Get(KvType type, const void* base, int64_t index) {
-  if (type == KvType::kF32) return static_cast<const float*>(base)[index];
-  return Bf16ToFloat(static_cast<const uint16_t*>(base)[index]);
+
+template <typename T>
+void LoadRow(const KvRegionLayout& l, const T* k_region, const T* v_region, int64_t row, float* k,
+             float* v) {
+  const int d = l.head_dim;
+  const int64_t v_step = VStep(d);
+  const T* ks = k_region + KOffset(d, row, 0);
+  const T* vs = v_region + VOffset(d, row, 0);
+  for (int h = 0; h < l.n_kv_heads; ++h, ks += l.head_stride, vs += l.head_stride) {
+    for (int c = 0; c < d; ++c) {
+      if (k != nullptr) k[h * d + c] = GetF(ks + c * kKStep);
+      if (v != nullptr) v[h * d + c] = GetF(vs + c * v_step);
+    }
+  }
 }
-void Move(KvType type, const void* from, int64_t i, void* to, int64_t j) {
-  const int bytes = KvTypeBytes(type);
-  std::memcpy(static_cast<char*>(to) + j * bytes, static_cast<const char*>(from) + i * bytes,
-              bytes);
+
+template <typename T>
+void CopyRow(const KvRegionLayout& l, const T* k_from, const T* v_from, int64_t from,
+             const KvRegionLayout& to_layout, T* k_to, T* v_to, int64_t to) {
+  const int d = l.head_dim;
+  const int64_t v_step = VStep(d);
+  const T* ks = k_from + KOffset(d, from, 0);
+  const T* vs = v_from + VOffset(d, from, 0);
+  T* kd = k_to + KOffset(d, to, 0);
+  T* vd = v_to + VOffset(d, to, 0);
+  for (int h = 0; h < l.n_kv_heads; ++h) {
+    for (int c = 0; c < d; ++c) {
+      kd[c * kKStep] = ks[c * kKStep];
+      vd[c * v_step] = vs[c * v_step];
+    }
+    ks += l.head_stride;
+    vs += l.head_stride;
+    kd += to_layout.head_stride;
+    vd += to_layout.head_stride;
+  }
 }
 
 }  // namespace
@@ -48,38 +97,31 @@ std::optional<KvType> KvTypeFromName(std::string_view name) {
 
 void KvStoreRow(const KvRegionLayout& l, void* k_region, void* v_region, int64_t row,
                 const float* k, const float* v) {
-  for (int h = 0; h < l.n_kv_heads; ++h) {
-    const int64_t head = h * l.head_stride;
-    for (int c = 0; c < l.head_dim; ++c) {
-      Put(l.type, k_region, head + KOffset(l.head_dim, row, c), k[h * l.head_dim + c]);
-      Put(l.type, v_region, head + VOffset(l.head_dim, row, c), v[h * l.head_dim + c]);
-    }
+  if (l.type == KvType::kF32) {
+    StoreRow(l, static_cast<float*>(k_region), static_cast<float*>(v_region), row, k, v);
+  } else {
+    StoreRow(l, static_cast<uint16_t*>(k_region), static_cast<uint16_t*>(v_region), row, k, v);
   }
 }
 
 void KvLoadRow(const KvRegionLayout& l, const void* k_region, const void* v_region, int64_t row,
                float* k, float* v) {
-  for (int h = 0; h < l.n_kv_heads; ++h) {
-    const int64_t head = h * l.head_stride;
-    for (int c = 0; c < l.head_dim; ++c) {
-      if (k != nullptr)
-        k[h * l.head_dim + c] = Get(l.type, k_region, head + KOffset(l.head_dim, row, c));
-      if (v != nullptr)
-        v[h * l.head_dim + c] = Get(l.type, v_region, head + VOffset(l.head_dim, row, c));
-    }
+  if (l.type == KvType::kF32) {
+    LoadRow(l, static_cast<const float*>(k_region), static_cast<const float*>(v_region), row, k, v);
+  } else {
+    LoadRow(l, static_cast<const uint16_t*>(k_region), static_cast<const uint16_t*>(v_region), row,
+            k, v);
   }
 }
 
 void KvCopyRow(const KvRegionLayout& l, const void* k_from, const void* v_from, int64_t from,
                const KvRegionLayout& to_layout, void* k_to, void* v_to, int64_t to) {
-  for (int h = 0; h < l.n_kv_heads; ++h) {
-    const int64_t head = h * l.head_stride, to_head = h * to_layout.head_stride;
-    for (int c = 0; c < l.head_dim; ++c) {
-      Move(l.type, k_from, head + KOffset(l.head_dim, from, c), k_to,
-           to_head + KOffset(l.head_dim, to, c));
-      Move(l.type, v_from, head + VOffset(l.head_dim, from, c), v_to,
-           to_head + VOffset(l.head_dim, to, c));
-    }
+  if (l.type == KvType::kF32) {
+    CopyRow(l, static_cast<const float*>(k_from), static_cast<const float*>(v_from), from,
+            to_layout, static_cast<float*>(k_to), static_cast<float*>(v_to), to);
+  } else {
+    CopyRow(l, static_cast<const uint16_t*>(k_from), static_cast<const uint16_t*>(v_from), from,
+            to_layout, static_cast<uint16_t*>(k_to), static_cast<uint16_t*>(v_to), to);
   }
 }
 
