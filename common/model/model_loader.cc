@@ -5,6 +5,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "common/model/align_weights.h"
 #include "common/model/gguf_model_loader.h"
 #include "common/model/gguf_reader.h"
 #include "common/model/hf_model_loader.h"
@@ -51,10 +52,8 @@ absl::Status RefuseOtherFormats(const MappedFile& file) {
   return absl::OkStatus();
 }
 
-}  // namespace
-
-absl::StatusOr<std::unique_ptr<LoadedModel>> LoadModel(const std::string& path,
-                                                       const LoadOptions& options) {
+absl::StatusOr<std::unique_ptr<LoadedModel>> LoadAnyFormat(const std::string& path,
+                                                           const LoadOptions& options) {
   namespace fs = std::filesystem;
   if (path.empty()) return absl::InvalidArgumentError("no model path given");
   std::error_code ec;
@@ -84,6 +83,15 @@ absl::StatusOr<std::unique_ptr<LoadedModel>> LoadModel(const std::string& path,
   }
   RETURN_IF_ERROR(RefuseOtherFormats(*file));
   return LoadLlama2cModel(std::move(file), options.tokenizer_path);
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<LoadedModel>> LoadModel(const std::string& path,
+                                                       const LoadOptions& options) {
+  ASSIGN_OR_RETURN(std::unique_ptr<LoadedModel> model, LoadAnyFormat(path, options));
+  AlignFp32Matrices(model.get());
+  return model;
 }
 
 }  // namespace specserve

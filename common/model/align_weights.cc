@@ -1,0 +1,64 @@
+#include "common/model/align_weights.h"
+
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <vector>
+
+namespace specserve {
+namespace {
+
+constexpr uintptr_t kAlignment = 64;
+
+struct AlignedBuffer final : StorageHandle {
+  explicit AlignedBuffer(size_t bytes)
+      : data(static_cast<uint8_t*>(std::aligned_alloc(kAlignment, bytes))) {}
+  ~AlignedBuffer() override { std::free(data); }
+  uint8_t* data;
+};
+
+bool NeedsMove(const WeightTensor& w) {
+  return w.type == TensorType::kF32 && w.data != nullptr &&
+         reinterpret_cast<uintptr_t>(w.data) % kAlignment != 0 && w.row_bytes() % kAlignment == 0;
+}
+
+}  // namespace
+
+int64_t AlignFp32Matrices(LoadedModel* model) {
+  LlamaWeights& w = model->weights;
+  std::vector<WeightTensor*> moving;
+  for (LayerWeights& lw : w.layers) {
+    for (WeightTensor* m : {&lw.wq, &lw.wk, &lw.wv, &lw.wo, &lw.w_gate, &lw.w_up, &lw.w_down}) {
+      if (NeedsMove(*m)) moving.push_back(m);
+    }
+  }
+  // A tied output head stays the same memory as the embedding table.
+  const bool tied = w.output.data == w.token_embedding.data;
+  if (NeedsMove(w.output)) moving.push_back(&w.output);
+  int64_t bytes = 0;
+  for (const WeightTensor* m : moving) bytes += m->bytes();
+  if (bytes == 0) return 0;
+  auto buffer = std::make_shared<AlignedBuffer>(static_cast<size_t>(bytes));
+  if (buffer->data == nullptr) return 0;  // no memory: the kernels copy panels instead
+  const uintptr_t page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
+  int64_t at = 0;
+  for (WeightTensor* m : moving) {
+    std::memcpy(buffer->data + at, m->data, static_cast<size_t>(m->bytes()));
+    // The file's pages of this tensor are not read again: let the kernel drop
+    // them now rather than when memory runs short (whole pages inside the
+    // tensor only; for anything but a read-only file map this is a no-op hint).
+    const uintptr_t begin = (reinterpret_cast<uintptr_t>(m->data) + page - 1) / page * page;
+    const uintptr_t end = (reinterpret_cast<uintptr_t>(m->data) + m->bytes()) / page * page;
+    if (end > begin) (void)madvise(reinterpret_cast<void*>(begin), end - begin, MADV_COLD);
+    m->data = buffer->data + at;
+    at += m->bytes();
+  }
+  if (tied) w.token_embedding.data = w.output.data;
+  model->storage.push_back(std::move(buffer));
+  return bytes;
+}
+
+}  // namespace specserve
