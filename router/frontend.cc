@@ -1,5 +1,6 @@
 #include "router/frontend.h"
 
+#include <cmath>
 #include <cstdio>
 
 #include "absl/flags/flag.h"
@@ -25,6 +26,10 @@ ABSL_FLAG(std::string, spec, "auto",
 ABSL_FLAG(int, max_batch, 64, "Requests decoded together at most");
 ABSL_FLAG(int, max_queue, 256,
           "Requests waiting beyond --max-batch at most; more are refused (RESOURCE_EXHAUSTED)");
+ABSL_FLAG(double, stream_interval_ms, 8,
+          "A stream sends at most one message per this many ms, with every token decoded since "
+          "(the first token at once); 0: one message per decoding step. Under load, writing a "
+          "message per step per stream costs more CPU than decoding");
 ABSL_FLAG(int, max_context, 0,
           "Tokens per request (prompt + generated) at most; 0: the target's context length");
 ABSL_FLAG(int, max_new_tokens, 4096, "Largest max_new_tokens a request may ask for");
@@ -75,6 +80,13 @@ absl::StatusOr<std::unique_ptr<Frontend>> LoadFrontend() {
         absl::StrFormat("--max-batch %d must be in [1, 4096] and --max-queue %d >= 0",
                         f->scheduler.max_batch, f->scheduler.max_queue));
   }
+  const double interval_ms = absl::GetFlag(FLAGS_stream_interval_ms);
+  if (!(interval_ms >= 0 && interval_ms <= 1000)) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("--stream-interval-ms %g must be in [0, 1000]", interval_ms));
+  }
+  f->scheduler.stream_interval =
+      std::chrono::microseconds(static_cast<int64_t>(std::llround(interval_ms * 1000)));
   f->limits.max_new_tokens_limit = absl::GetFlag(FLAGS_max_new_tokens);
   f->limits.default_max_new_tokens = absl::GetFlag(FLAGS_default_max_new_tokens);
   f->limits.max_prompt_bytes = absl::GetFlag(FLAGS_max_prompt_bytes);

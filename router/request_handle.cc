@@ -1,13 +1,25 @@
 #include "router/request_handle.h"
 
+#include <algorithm>
+
 namespace specserve {
 
+namespace {
+
+constexpr size_t kMaxMergedTokens = 16;
+
+}  // namespace
+
 void RequestHandle::Push(GenerationChunk chunk) {
+  bool wake;
   {
     std::lock_guard<std::mutex> lock(mu_);
+    queued_tokens_ += chunk.tokens.size();
     chunks_.push_back(std::move(chunk));
+    // A handler waiting out its stream interval is woken only by a full message.
+    wake = waiting_for_chunk_ || (pacing_ && queued_tokens_ >= kMaxMergedTokens);
   }
-  cv_.notify_all();
+  if (wake) cv_.notify_all();
 }
 
 void RequestHandle::Finish(absl::Status status, GenerationStats stats) {
@@ -22,8 +34,6 @@ void RequestHandle::Finish(absl::Status status, GenerationStats stats) {
 }
 
 namespace {
-
-constexpr size_t kMaxMergedTokens = 16;
 
 // A chunk whose pieces and log-probabilities go one per token (every chunk but
 // a final flush of held-back text, which has no token).
@@ -43,8 +53,18 @@ void Append(GenerationChunk& into, GenerationChunk&& next) {
 
 bool RequestHandle::Next(GenerationChunk* chunk, std::chrono::milliseconds timeout) {
   std::unique_lock<std::mutex> lock(mu_);
-  cv_.wait_for(lock, timeout, [&] { return !chunks_.empty() || done_; });
+  const auto start = std::chrono::steady_clock::now();
+  if (stream_interval_.count() > 0 && last_taken_ != std::chrono::steady_clock::time_point{}) {
+    const auto until = std::min(last_taken_ + stream_interval_, start + timeout);
+    pacing_ = true;
+    cv_.wait_until(lock, until, [&] { return done_ || queued_tokens_ >= kMaxMergedTokens; });
+    pacing_ = false;
+  }
+  waiting_for_chunk_ = true;
+  cv_.wait_until(lock, start + timeout, [&] { return !chunks_.empty() || done_; });
+  waiting_for_chunk_ = false;
   if (chunks_.empty()) return false;
+  last_taken_ = std::chrono::steady_clock::now();
   *chunk = std::move(chunks_.front());
   chunks_.pop_front();
   // Chunks that queued while the consumer was busy (a slow client, a loaded
@@ -57,6 +77,7 @@ bool RequestHandle::Next(GenerationChunk* chunk, std::chrono::milliseconds timeo
     Append(*chunk, std::move(chunks_.front()));
     chunks_.pop_front();
   }
+  queued_tokens_ -= std::min(queued_tokens_, chunk->tokens.size());
   return true;
 }
 

@@ -45,6 +45,16 @@ struct GenerationStats {
 
 class RequestHandle {
  public:
+  // `stream_interval`: after handing out a chunk, Next waits this long for more
+  // before handing out the next (0: every chunk as soon as it comes). A stream
+  // then sends at most one message per interval, with every token decoded in it:
+  // waking a handler and writing a message per decoding step cost more CPU
+  // than the step itself on a busy host (64 streams on 2 cores: 2.1 of a 2.7 ms
+  // step). The first chunk never waits, and a full message (16 tokens) or the
+  // end ends the wait early.
+  explicit RequestHandle(std::chrono::microseconds stream_interval = {})
+      : stream_interval_(stream_interval) {}
+
   // Scheduler side.
   void Push(GenerationChunk chunk);
   void Finish(absl::Status status, GenerationStats stats);
@@ -55,6 +65,8 @@ class RequestHandle {
   // a chunk, or false when there is none now (check done()). Chunks pushed
   // since the last call come as one (tokens, pieces and log-probabilities
   // concatenated, up to 16 tokens) as long as each is one piece per token.
+  // With a stream interval, the call first waits out what is left of it (the
+  // timeout bounds that wait too).
   bool Next(GenerationChunk* chunk, std::chrono::milliseconds timeout);
   bool done() const;
   // After done(): the final status and stats.
@@ -68,6 +80,11 @@ class RequestHandle {
   mutable std::mutex mu_;
   std::condition_variable cv_;
   std::deque<GenerationChunk> chunks_;
+  size_t queued_tokens_ = 0;  // tokens of chunks_
+  // What Next is waiting for, so that Push wakes it only when it matters.
+  bool waiting_for_chunk_ = false, pacing_ = false;
+  const std::chrono::microseconds stream_interval_;
+  std::chrono::steady_clock::time_point last_taken_;  // when Next last handed out a chunk
   bool done_ = false;
   absl::Status status_;
   GenerationStats stats_;

@@ -49,6 +49,9 @@ struct SchedulerOptions {
   // How long steps are retried while the target does not answer (UNAVAILABLE,
   // DEADLINE_EXCEEDED) before its requests fail with UNAVAILABLE.
   double target_retry_seconds = 10;
+  // Each stream's handler sends at most one message per interval, with every
+  // token decoded since (RequestHandle); 0: one message per decoding step.
+  std::chrono::microseconds stream_interval{0};
 };
 
 class Scheduler {

@@ -3,6 +3,7 @@
 
 #include <chrono>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/str_join.h"
@@ -95,6 +96,63 @@ TEST(RequestHandleTest, DoneOnlyOnceEveryChunkIsTaken) {
   ASSERT_TRUE(h.Next(&c, std::chrono::milliseconds(0)));
   EXPECT_TRUE(h.done());
   EXPECT_FALSE(h.Next(&c, std::chrono::milliseconds(0)));
+}
+
+using Clock = std::chrono::steady_clock;
+
+double MsSince(Clock::time_point t) {
+  return std::chrono::duration<double, std::milli>(Clock::now() - t).count();
+}
+
+// With a stream interval the first chunk goes out at once; what the scheduler
+// pushes next waits until the interval has passed since, then goes out as one.
+TEST(RequestHandleTest, AStreamIntervalSendsTheFirstChunkAtOnceThenOneMessagePerInterval) {
+  RequestHandle h(std::chrono::milliseconds(60));
+  GenerationChunk c;
+  h.Push(PerTokenChunk({1}, {"a"}));
+  const auto first = Clock::now();
+  ASSERT_TRUE(h.Next(&c, std::chrono::milliseconds(1000)));
+  EXPECT_LT(MsSince(first), 50.0);
+  EXPECT_EQ(c.tokens, (std::vector<int32_t>{1}));
+  std::thread steps([&] {
+    for (int32_t t = 2; t <= 4; ++t) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+      h.Push(PerTokenChunk({t}, {"b"}));
+    }
+  });
+  ASSERT_TRUE(h.Next(&c, std::chrono::milliseconds(1000)));
+  EXPECT_GE(MsSince(first), 55.0);  // not at the first of the three pushes
+  steps.join();
+  EXPECT_EQ(c.tokens, (std::vector<int32_t>{2, 3, 4}));
+  // The interval also bounds the wait by `timeout` (the handler checks for
+  // cancellation between calls).
+  const auto poll = Clock::now();
+  EXPECT_FALSE(h.Next(&c, std::chrono::milliseconds(10)));
+  EXPECT_LT(MsSince(poll), 50.0);
+}
+
+TEST(RequestHandleTest, AFullMessageOrTheEndCutsTheIntervalShort) {
+  RequestHandle h(std::chrono::seconds(30));
+  GenerationChunk c;
+  h.Push(PerTokenChunk({0}, {"a"}));
+  ASSERT_TRUE(h.Next(&c, std::chrono::seconds(60)));
+  std::thread steps([&] {
+    for (int32_t t = 1; t <= 16; ++t) h.Push(PerTokenChunk({t}, {"b"}));
+  });
+  const auto start = Clock::now();
+  ASSERT_TRUE(h.Next(&c, std::chrono::seconds(60)));
+  steps.join();
+  EXPECT_LT(MsSince(start), 10000.0);
+  EXPECT_EQ(c.tokens.size(), 16u);
+  std::thread end([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    h.Finish(absl::OkStatus(), {});
+  });
+  const auto wait = Clock::now();
+  EXPECT_FALSE(h.Next(&c, std::chrono::seconds(60)));
+  end.join();
+  EXPECT_LT(MsSince(wait), 10000.0);
+  EXPECT_TRUE(h.done());
 }
 
 }  // namespace

@@ -108,6 +108,7 @@ router
 - --max-context={{ .Values.serving.maxContext }}
 - --spec={{ .Values.serving.spec }}
 - --drain-seconds={{ .Values.serving.drainSeconds }}
+- --stream-interval-ms={{ .Values.serving.streamIntervalMs }}
 {{- end -}}
 
 {{- define "specserve.ports" -}}
