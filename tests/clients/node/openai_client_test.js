@@ -49,12 +49,23 @@ async function metric(url, series) {
   return -1;
 }
 
+// Polls until `series` reads `value`. A scrape that fails is retried like one
+// that reads another value: fetch reuses a keep-alive connection, which the
+// metrics server may close just as it is reused (seen once under CI load as
+// "fetch failed"); a scrape that never succeeds still fails the check.
 async function waitForMetric(url, series, value, seconds) {
   const until = Date.now() + seconds * 1000;
+  let failure = null;
   while (Date.now() < until) {
-    if ((await metric(url, series)) === value) return true;
+    try {
+      if ((await metric(url, series)) === value) return true;
+      failure = null;
+    } catch (e) {
+      failure = e;
+    }
     await new Promise((r) => setTimeout(r, 25));
   }
+  if (failure) throw new Error(`scraping ${url}: ${failure} (${failure.cause})`);
   return false;
 }
 
