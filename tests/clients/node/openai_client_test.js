@@ -50,9 +50,9 @@ async function metric(url, series) {
 }
 
 // Polls until `series` reads `value`. A scrape that fails is retried like one
-// that reads another value: fetch reuses a keep-alive connection, which the
-// metrics server may close just as it is reused (seen once under CI load as
-// "fetch failed"); a scrape that never succeeds still fails the check.
+// that reads another value (one failed once under CI load with "fetch failed",
+// cause unknown); a scrape that never succeeds still fails the check, with
+// the cause.
 async function waitForMetric(url, series, value, seconds) {
   const until = Date.now() + seconds * 1000;
   let failure = null;
