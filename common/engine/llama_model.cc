@@ -30,15 +30,17 @@ constexpr int64_t kShardMaxWeightBytes = int64_t{16} << 20;
 // batch often differ by a fifth.
 constexpr double kShardMaxImbalance = 1.5;
 
-int64_t LayerWeightBytes(const LlamaWeights& w) {
-  int64_t bytes = w.output.bytes();
+// Bytes (or elements) of the layers' matrices and the output head.
+int64_t MatrixSize(const LlamaWeights& w, bool bytes) {
+  auto size = [bytes](const WeightTensor& m) { return bytes ? m.bytes() : m.elements(); };
+  int64_t total = size(w.output);
   for (const LayerWeights& lw : w.layers) {
     for (const WeightTensor* m :
          {&lw.wq, &lw.wk, &lw.wv, &lw.wo, &lw.w_gate, &lw.w_up, &lw.w_down}) {
-      bytes += m->bytes();
+      total += size(*m);
     }
   }
-  return bytes;
+  return total;
 }
 
 }  // namespace
@@ -47,14 +49,16 @@ LlamaModel::LlamaModel(const LoadedModel& model, Ops& ops)
     : model_(model),
       ops_(ops),
       rope_(ComputeRopeFrequencies(model.config)),
-      weight_bytes_(LayerWeightBytes(model.weights)) {}
+      weight_bytes_(MatrixSize(model.weights, true)),
+      weight_elements_(MatrixSize(model.weights, false)) {}
 
 LlamaModel::LlamaModel(const LoadedModel& model, std::unique_ptr<Ops> ops)
     : model_(model),
       owned_ops_(std::move(ops)),
       ops_(*owned_ops_),
       rope_(ComputeRopeFrequencies(model.config)),
-      weight_bytes_(LayerWeightBytes(model.weights)) {}
+      weight_bytes_(MatrixSize(model.weights, true)),
+      weight_elements_(MatrixSize(model.weights, false)) {}
 
 void LlamaModel::AddBias(const WeightTensor& bias, int n_rows, int width, float* x) {
   if (bias.data == nullptr) return;
@@ -132,9 +136,11 @@ absl::Status LlamaModel::Forward(std::span<const ForwardSequence> batch, std::ve
   for (const ForwardSequence& seq : batch) n_logit_rows += static_cast<int>(seq.logit_rows.size());
   const int64_t vocab = model_.config.vocab_size;
   logits->resize(static_cast<size_t>(n_logit_rows) * vocab);
-  return ForwardPass(batch, profile, [&](Scratch& sc, int first, int n) {
+  const absl::Status st = ForwardPass(batch, profile, [&](Scratch& sc, int first, int n) {
     ops_.MatMul(model_.weights.output, sc.final.data(), n, logits->data() + first * vocab);
   });
+  if (!st.ok()) logits->clear();
+  return st;
 }
 
 int64_t LlamaModel::LogitChunkColumns(int n_rows) const {
@@ -182,7 +188,7 @@ std::vector<size_t> LlamaModel::ShardBounds(std::span<const ForwardSequence> bat
   if (threads <= 1 || n < 2 || weight_bytes_ > kShardMaxWeightBytes) return {0, n};
   const ModelConfig& c = model_.config;
   // Work per sequence: its rows' weight multiply-adds and attention over the keys.
-  const double per_row = static_cast<double>(weight_bytes_) / 4;
+  const double per_row = static_cast<double>(weight_elements_);
   const double per_key = static_cast<double>(c.n_heads) * c.head_dim * c.n_layers;
   std::vector<double> prefix(n + 1, 0);
   for (size_t s = 0; s < n; ++s) {

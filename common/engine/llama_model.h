@@ -148,7 +148,8 @@ class LlamaModel final : public Model {
   std::unique_ptr<Ops> owned_ops_;
   Ops& ops_;
   const RopeFrequencies rope_;  // from the config, once
-  const int64_t weight_bytes_;  // the layers' matrices and the output head
+  // The layers' matrices and the output head.
+  const int64_t weight_bytes_, weight_elements_;
   std::vector<Scratch> shards_;
   int last_pass_shards_ = 0;
   // One vocabulary chunk of logits (ForwardReduced): rows x columns, each

@@ -4,21 +4,16 @@
 #include <unistd.h>
 
 #include <cstdint>
-#include <cstdlib>
 #include <cstring>
+#include <new>
 #include <vector>
+
+#include "common/model/storage.h"
 
 namespace specserve {
 namespace {
 
-constexpr uintptr_t kAlignment = 64;
-
-struct AlignedBuffer final : StorageHandle {
-  explicit AlignedBuffer(size_t bytes)
-      : data(static_cast<uint8_t*>(std::aligned_alloc(kAlignment, bytes))) {}
-  ~AlignedBuffer() override { std::free(data); }
-  uint8_t* data;
-};
+constexpr uintptr_t kAlignment = OwnedBuffer::kAlignment;
 
 bool NeedsMove(const WeightTensor& w) {
   return w.type == TensorType::kF32 && w.data != nullptr &&
@@ -41,19 +36,23 @@ int64_t AlignFp32Matrices(LoadedModel* model) {
   int64_t bytes = 0;
   for (const WeightTensor* m : moving) bytes += m->bytes();
   if (bytes == 0) return 0;
-  auto buffer = std::make_shared<AlignedBuffer>(static_cast<size_t>(bytes));
-  if (buffer->data == nullptr) return 0;  // no memory: the kernels copy panels instead
+  std::shared_ptr<OwnedBuffer> buffer;
+  try {
+    buffer = std::make_shared<OwnedBuffer>(static_cast<size_t>(bytes));
+  } catch (const std::bad_alloc&) {
+    return 0;  // no memory for the copy: the kernels copy panels instead
+  }
   const uintptr_t page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
   int64_t at = 0;
   for (WeightTensor* m : moving) {
-    std::memcpy(buffer->data + at, m->data, static_cast<size_t>(m->bytes()));
+    std::memcpy(buffer->data() + at, m->data, static_cast<size_t>(m->bytes()));
     // The file's pages of this tensor are not read again: let the kernel drop
-    // them now rather than when memory runs short (whole pages inside the
-    // tensor only; for anything but a read-only file map this is a no-op hint).
+    // them first when memory runs short (whole pages inside the tensor only).
+    // Only file maps get here: owned buffers are already 64-byte aligned.
     const uintptr_t begin = (reinterpret_cast<uintptr_t>(m->data) + page - 1) / page * page;
     const uintptr_t end = (reinterpret_cast<uintptr_t>(m->data) + m->bytes()) / page * page;
     if (end > begin) (void)madvise(reinterpret_cast<void*>(begin), end - begin, MADV_COLD);
-    m->data = buffer->data + at;
+    m->data = buffer->data() + at;
     at += m->bytes();
   }
   if (tied) w.token_embedding.data = w.output.data;
