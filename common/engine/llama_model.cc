@@ -5,6 +5,7 @@
 #include <cmath>
 
 #include "absl/strings/str_format.h"
+#include "common/engine/pass_cost.h"
 #include "common/util/status_macros.h"
 
 namespace specserve {
@@ -30,35 +31,22 @@ constexpr int64_t kShardMaxWeightBytes = int64_t{16} << 20;
 // batch often differ by a fifth.
 constexpr double kShardMaxImbalance = 1.5;
 
-// Bytes (or elements) of the layers' matrices and the output head.
-int64_t MatrixSize(const LlamaWeights& w, bool bytes) {
-  auto size = [bytes](const WeightTensor& m) { return bytes ? m.bytes() : m.elements(); };
-  int64_t total = size(w.output);
-  for (const LayerWeights& lw : w.layers) {
-    for (const WeightTensor* m :
-         {&lw.wq, &lw.wk, &lw.wv, &lw.wo, &lw.w_gate, &lw.w_up, &lw.w_down}) {
-      total += size(*m);
-    }
-  }
-  return total;
-}
-
 }  // namespace
 
 LlamaModel::LlamaModel(const LoadedModel& model, Ops& ops)
     : model_(model),
       ops_(ops),
       rope_(ComputeRopeFrequencies(model.config)),
-      weight_bytes_(MatrixSize(model.weights, true)),
-      weight_elements_(MatrixSize(model.weights, false)) {}
+      weight_bytes_(WeightBytes(model)),
+      weight_elements_(WeightElements(model)) {}
 
 LlamaModel::LlamaModel(const LoadedModel& model, std::unique_ptr<Ops> ops)
     : model_(model),
       owned_ops_(std::move(ops)),
       ops_(*owned_ops_),
       rope_(ComputeRopeFrequencies(model.config)),
-      weight_bytes_(MatrixSize(model.weights, true)),
-      weight_elements_(MatrixSize(model.weights, false)) {}
+      weight_bytes_(WeightBytes(model)),
+      weight_elements_(WeightElements(model)) {}
 
 void LlamaModel::AddBias(const WeightTensor& bias, int n_rows, int width, float* x) {
   if (bias.data == nullptr) return;
@@ -188,7 +176,7 @@ std::vector<size_t> LlamaModel::ShardBounds(std::span<const ForwardSequence> bat
   if (threads <= 1 || n < 2 || weight_bytes_ > kShardMaxWeightBytes) return {0, n};
   const ModelConfig& c = model_.config;
   // Work per sequence: its rows' weight multiply-adds and attention over the keys.
-  const double per_row = static_cast<double>(weight_elements_);
+  const double per_row = weight_elements_;
   const double per_key = static_cast<double>(c.n_heads) * c.head_dim * c.n_layers;
   std::vector<double> prefix(n + 1, 0);
   for (size_t s = 0; s < n; ++s) {
@@ -352,14 +340,9 @@ void LlamaModel::RunShard(std::span<const ForwardSequence> batch,
                 (vis.extra_begin.empty() ? 0 : vis.extra_begin[i + 1] - vis.extra_begin[i]);
       }
     }
-    double weights = 0;  // weight elements of the layers' matrices
-    for (const LayerWeights& lw : w.layers) {
-      for (const WeightTensor* m :
-           {&lw.wq, &lw.wk, &lw.wv, &lw.wo, &lw.w_gate, &lw.w_up, &lw.w_down}) {
-        weights += static_cast<double>(m->elements());
-      }
-    }
-    profile->matmul_flops += 2.0 * T * weights + 2.0 * n_logit_rows * w.output.elements();
+    const double head = static_cast<double>(w.output.elements());
+    const double layers = weight_elements_ - head;
+    profile->matmul_flops += 2.0 * T * layers + 2.0 * n_logit_rows * head;
     profile->attention_flops += 4.0 * c.head_dim * c.n_heads * keys * c.n_layers;
   }
   clock.Charge(&ForwardProfile::other_seconds);

@@ -118,7 +118,7 @@ class LlamaModel final : public Model {
     std::vector<AttentionSequence> attention;
     ForwardProfile profile;  // the shard's phases, merged into the caller's
   };
-  // Calls `head` for the rows of one shard: final_ holds its n_logit_rows x dim
+  // Calls `head` for the rows of one shard: sc.final holds its n_logit_rows x dim
   // normed rows, which are rows [first_logit_row, first_logit_row + n) of the pass.
   using HeadFn = absl::FunctionRef<void(Scratch& sc, int first_logit_row, int n_logit_rows)>;
 
@@ -137,8 +137,8 @@ class LlamaModel final : public Model {
   void RunShard(std::span<const ForwardSequence> batch, std::span<const int> pending_before,
                 std::span<const int> first_row, int first_logit_row, Scratch& sc,
                 ForwardProfile* profile, HeadFn head);
-  // Which cache rows each new token of sequence `s` sees (AttentionSequence's
-  // visible / extra lists), from its causal or tree structure.
+  // Which cache rows each new token of `seq` sees (AttentionSequence's visible /
+  // extra lists), from its causal or tree structure.
   static void BuildVisibility(const ForwardSequence& seq, int pending_before, KeyVisibility* vis);
 
   // q/k/v biases (rows of width `width`), when the layer has them.
@@ -149,7 +149,7 @@ class LlamaModel final : public Model {
   Ops& ops_;
   const RopeFrequencies rope_;  // from the config, once
   // The layers' matrices and the output head.
-  const int64_t weight_bytes_, weight_elements_;
+  const double weight_bytes_, weight_elements_;
   std::vector<Scratch> shards_;
   int last_pass_shards_ = 0;
   // One vocabulary chunk of logits (ForwardReduced): rows x columns, each

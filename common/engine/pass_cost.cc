@@ -15,21 +15,23 @@ double KvBytesPerToken(const ModelConfig& config, int kv_element_bytes) {
 double WeightBytes(const LoadedModel& model) {
   double bytes = static_cast<double>(model.weights.output.bytes());
   for (const LayerWeights& l : model.weights.layers) {
-    for (const WeightTensor* w : {&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_down, &l.w_up}) {
-      bytes += static_cast<double>(w->bytes());
-    }
+    for (const WeightTensor* w : l.matrices()) bytes += static_cast<double>(w->bytes());
   }
   return bytes;
 }
 
+double WeightElements(const LoadedModel& model) {
+  double elements = static_cast<double>(model.weights.output.elements());
+  for (const LayerWeights& l : model.weights.layers) {
+    for (const WeightTensor* w : l.matrices()) elements += static_cast<double>(w->elements());
+  }
+  return elements;
+}
+
 PassCost EstimatePass(const LoadedModel& model, const PassShape& shape, int kv_element_bytes) {
   const ModelConfig& c = model.config;
-  double layer_params = 0;
-  for (const LayerWeights& l : model.weights.layers) {
-    for (const WeightTensor* w : {&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_down, &l.w_up}) {
-      layer_params += static_cast<double>(w->elements());
-    }
-  }
+  const double layer_params =
+      WeightElements(model) - static_cast<double>(model.weights.output.elements());
   const double rows = static_cast<double>(shape.batch) * shape.new_tokens;
   const double logit_rows = static_cast<double>(shape.batch) * shape.logit_rows;
   PassCost cost;

@@ -35,6 +35,8 @@ struct PassCost {
 double KvBytesPerToken(const ModelConfig& config, int kv_element_bytes = 4);
 // Bytes of the matrices a pass reads (layer projections and the output projection).
 double WeightBytes(const LoadedModel& model);
+// Elements of the same matrices (a row's multiply-adds through all of them).
+double WeightElements(const LoadedModel& model);
 
 PassCost EstimatePass(const LoadedModel& model, const PassShape& shape, int kv_element_bytes = 4);
 

@@ -26,7 +26,7 @@ int64_t AlignFp32Matrices(LoadedModel* model) {
   LlamaWeights& w = model->weights;
   std::vector<WeightTensor*> moving;
   for (LayerWeights& lw : w.layers) {
-    for (WeightTensor* m : {&lw.wq, &lw.wk, &lw.wv, &lw.wo, &lw.w_gate, &lw.w_up, &lw.w_down}) {
+    for (WeightTensor* m : lw.matrices()) {
       if (NeedsMove(*m)) moving.push_back(m);
     }
   }

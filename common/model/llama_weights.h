@@ -1,6 +1,7 @@
 // Every weight tensor of a Llama model, named as the forward pass uses it.
 #pragma once
 
+#include <array>
 #include <vector>
 
 #include "common/model/weight_tensor.h"
@@ -20,6 +21,12 @@ struct LayerWeights {
   // With config.attention_bias (Qwen2): [1 x q_dim], [1 x kv_dim], [1 x kv_dim], F32,
   // added after the projections; otherwise empty (data == nullptr).
   WeightTensor bq, bk, bv;
+
+  // The seven projection matrices (what MatMul reads), for code that treats them alike.
+  std::array<WeightTensor*, 7> matrices() { return {&wq, &wk, &wv, &wo, &w_gate, &w_up, &w_down}; }
+  std::array<const WeightTensor*, 7> matrices() const {
+    return {&wq, &wk, &wv, &wo, &w_gate, &w_up, &w_down};
+  }
 };
 
 struct LlamaWeights {

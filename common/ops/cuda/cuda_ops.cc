@@ -103,7 +103,7 @@ absl::Status CudaOps::UploadModel(const LoadedModel& model) {
   for (const LayerWeights& l : w.layers) {
     RETURN_IF_ERROR(Weight(l.attn_norm, DeviceType::kF32).status());
     RETURN_IF_ERROR(Weight(l.ffn_norm, DeviceType::kF32).status());
-    for (const WeightTensor* m : {&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down}) {
+    for (const WeightTensor* m : l.matrices()) {
       RETURN_IF_ERROR(Weight(*m, options_.weight_type).status());
     }
   }
