@@ -238,10 +238,22 @@ double Planner::PredictVerify(StepClass c, int batch, double context, int m) con
   return base > 0 ? nearest->second.Estimate(m, there) * here(m) / base : here(m);
 }
 
+double Planner::PriorSlowdown(StepClass c, int batch) const {
+  if (NearestMeasured(verify_costs_, c) == nullptr) return 1.0;
+  const double context = TypicalContext(c);
+  const double prior = VerifyPrior(batch, context, 1);
+  return prior > 0 ? PredictVerify(c, batch, context, 1) / prior : 1.0;
+}
+
 double Planner::DraftPassCost(StepClass c, int batch, int m) const {
   auto here = [&](int mm) { return DraftPrior(batch, mm); };
   const auto* nearest = NearestMeasured(draft_costs_, c);
-  if (nearest == nullptr) return here(m);
+  // Never measured: the prior; for a draft on the target's engine, slowed as
+  // the target's measured plain step is against its own prior (a small
+  // model's pass is mostly fixed cost, which bytes and FLOPs do not see).
+  if (nearest == nullptr) {
+    return prior_.draft_runs_like_target ? here(m) * PriorSlowdown(c, batch) : here(m);
+  }
   if (!(nearest->first < c) && !(c < nearest->first)) return nearest->second.Estimate(m, here);
   // The draft's window cost does not grow with the context: only the batch differs.
   const StepClass from = nearest->first;
@@ -295,6 +307,53 @@ Plan Planner::Choose(int batch, double mean_context, int whole_batch, bool draft
 
 namespace specserve {
 
+double Planner::SwitchOverhead(StepClass c, int batch) const {
+  // From plain decoding, speculating first costs every sequence a draft
+  // catch-up over its window: spread over the steps a switch is expected to
+  // last, it weighs against marginal gains (at batch 64 one catch-up took
+  // as long as ten plain steps).
+  return StepOverhead(c, true) +
+         (last_choice_speculates_
+              ? 0.0
+              : DraftPassCost(c, batch, prior_.draft_window_tokens) / kSwitchHorizonSteps);
+}
+
+double Planner::PlainRate(StepClass c, int batch, double mean_context, int whole_batch) const {
+  // Pipelined (whole_batch > batch), plain decoding is one step for the whole batch.
+  if (whole_batch > batch) {
+    const StepClass whole = ClassOf(whole_batch, mean_context);
+    return whole_batch /
+           (StepOverhead(whole, false) + PredictVerify(whole, whole_batch, mean_context, 1));
+  }
+  return batch / (StepOverhead(c, false) + PredictVerify(c, batch, mean_context, 1));
+}
+
+double Planner::SpeculativeSeconds(double overhead, double verify, double draft, double one_pass,
+                                   double guessed, bool pipelined, bool draft_ahead) {
+  // Pipelined: the slower of this group's draft and the other group's verify.
+  if (pipelined) return overhead + std::max(verify, draft);
+  // Drafting ahead: the next draft overlaps this verify, and is redone when
+  // the guess was wrong.
+  if (draft_ahead) return overhead + std::max(verify, draft + one_pass) + (1 - guessed) * draft;
+  return overhead + verify + draft;
+}
+
+bool Planner::SpeculationCouldPay(StepClass c, int batch, double mean_context, int whole_batch,
+                                  bool draft_ahead) const {
+  // Chains accepted whole: no tree does better with every first guess right.
+  const bool pipelined = whole_batch > batch;
+  const double overhead = SwitchOverhead(c, batch);
+  const double bar = PlainRate(c, batch, mean_context, whole_batch) * (1 + kSwitchMargin);
+  const double pass = DraftPassCost(c, batch, 1);
+  for (int d = 1; d <= config_.max_depth; ++d) {
+    const double seconds =
+        SpeculativeSeconds(overhead, PredictVerify(c, batch, mean_context, d + 1), d * pass, pass,
+                           1.0, pipelined, draft_ahead && !pipelined);
+    if (batch * (d + 1) / seconds > bar) return true;
+  }
+  return false;
+}
+
 Plan Planner::ChooseAuto(int batch, double mean_context, int whole_batch, bool draft_ahead) {
   MaybeRebuildTables();
   const StepClass c = ClassOf(batch, mean_context);
@@ -305,7 +364,7 @@ Plan Planner::ChooseAuto(int batch, double mean_context, int whole_batch, bool d
     // Decoding plainly until measured: the draft need not follow (no catch-up at prefill).
     last_choice_speculates_ = false;
     if (NearestMeasured(verify_costs_, c) == nullptr) return Plan{};
-    return PlainOrProbe(c, batch, mean_context);
+    return PlainOrProbe(c, batch, mean_context, whole_batch, draft_ahead);
   }
   CachedChoice& choice = choices_[c];
   const bool pipelined = whole_batch > batch;
@@ -322,25 +381,9 @@ Plan Planner::ChooseAuto(int batch, double mean_context, int whole_batch, bool d
       if (draft_pass[m] < 0) draft_pass[m] = DraftPassCost(c, batch, m);
       return draft_pass[m];
     };
-    // From plain decoding, speculating first costs every sequence a draft
-    // catch-up over its window: spread over the steps a switch is expected to
-    // last, it weighs against marginal gains (at batch 64 one catch-up took
-    // as long as ten plain steps).
-    const double overhead =
-        StepOverhead(c, true) +
-        (last_choice_speculates_
-             ? 0.0
-             : DraftPassCost(c, batch, prior_.draft_window_tokens) / kSwitchHorizonSteps);
-    // Tokens per second of the batch. Pipelined, plain decoding is one step for
-    // the whole batch, and a speculative step the slower of this group's draft
-    // and the other group's verify (of the same size).
-    double plain_rate = batch / (StepOverhead(c, false) + verify[1]);
-    if (pipelined) {
-      const StepClass whole = ClassOf(whole_batch, mean_context);
-      plain_rate = whole_batch / (StepOverhead(whole, false) +
-                                  PredictVerify(whole, whole_batch, mean_context, 1));
-    }
-    double best_rate = plain_rate * (1 + kSwitchMargin);
+    const double overhead = SwitchOverhead(c, batch);
+    // Tokens per second of the batch.
+    double best_rate = PlainRate(c, batch, mean_context, whole_batch) * (1 + kSwitchMargin);
     const std::vector<double> acceptance = acceptance_.Vector();
     const double p1 = acceptance.empty() ? 0.0 : acceptance[0];
     choice.n = 1;
@@ -350,12 +393,8 @@ Plan Planner::ChooseAuto(int batch, double mean_context, int whole_batch, bool d
       for (size_t l = 1; l < cand.fed_per_level.size(); ++l) {
         if (cand.fed_per_level[l] > 0) draft += pass(cand.fed_per_level[l]);
       }
-      double seconds =
-          overhead + (pipelined ? std::max(verify[cand.n], draft) : verify[cand.n] + draft);
-      if (draft_ahead) {
-        const double guessed = std::pow(p1, cand.d + 1);
-        seconds = overhead + std::max(verify[cand.n], draft + pass(1)) + (1 - guessed) * draft;
-      }
+      const double seconds = SpeculativeSeconds(overhead, verify[cand.n], draft, pass(1),
+                                                std::pow(p1, cand.d + 1), pipelined, draft_ahead);
       if (batch * cand.expected / seconds > best_rate) {
         best_rate = batch * cand.expected / seconds;
         choice.n = cand.n;
@@ -366,7 +405,7 @@ Plan Planner::ChooseAuto(int batch, double mean_context, int whole_batch, bool d
     choice.valid_until_step = steps_ + 8;
   }
   last_choice_speculates_ = choice.n > 1;
-  if (choice.n <= 1) return PlainOrProbe(c, batch, mean_context);
+  if (choice.n <= 1) return PlainOrProbe(c, batch, mean_context, whole_batch, draft_ahead);
   Plan plan;
   plan.shape = tables_->Shape(choice.n, choice.d);
   plain_seconds_ = 0;
@@ -377,7 +416,8 @@ Plan Planner::ChooseAuto(int batch, double mean_context, int whole_batch, bool d
   return plan;
 }
 
-Plan Planner::PlainOrProbe(StepClass c, int batch, double mean_context) {
+Plan Planner::PlainOrProbe(StepClass c, int batch, double mean_context, int whole_batch,
+                           bool draft_ahead) {
   // Plain decoding wins on what we know (or the draft was never timed). A probe
   // costs a draft catch-up over the window (the draft falls behind while it is
   // not used) plus a short chain, several plain steps' worth on a small model:
@@ -397,6 +437,14 @@ Plan Planner::PlainOrProbe(StepClass c, int batch, double mean_context) {
                                  PredictVerify(c, batch, mean_context, 1));
   Plan plan;
   if (plain_seconds_ < probe_budget_factor_ * probe_cost) return plan;
+  // Nothing to learn where speculation would lose with every guess right
+  // (stories260K at batch 1: a draft pass costs about a plain step, so
+  // chains of any depth lose, and each probe cost ~10% of a 128-token run).
+  if (!SpeculationCouldPay(c, batch, mean_context, whole_batch, draft_ahead)) {
+    plain_seconds_ = 0;
+    ++probes_skipped_;
+    return plan;
+  }
   if (probed_once_) probe_budget_factor_ = std::min(probe_budget_factor_ * 2, 1e4);
   probed_once_ = true;
   plain_seconds_ = 0;

@@ -62,6 +62,10 @@ struct CostPrior {
   double target_attention_flops = 0;
   double draft_attention_flops = 0;
   int draft_window_tokens = 0;  // sinks + window
+  // The draft runs on the target's engine and hardware (in-process
+  // self-speculation): until its passes are timed, they are taken to be as
+  // much slower than their prior as the target's measured ones are.
+  bool draft_runs_like_target = false;
 };
 
 struct StepClass {
@@ -173,6 +177,8 @@ class Planner {
   const AcceptanceStats& acceptance() const { return acceptance_; }
   // Times the tree tables were rebuilt (each costs about a millisecond).
   int64_t table_rebuilds() const { return table_rebuilds_; }
+  // Probes not run because no chain could pay even if every guess were right.
+  int64_t probes_skipped() const { return probes_skipped_; }
   double PredictVerify(StepClass c, int batch, double context, int m) const;
   double PredictDraft(StepClass c, int batch, const TreeShape& shape) const;
   // One draft pass with m new tokens per sequence.
@@ -197,7 +203,22 @@ class Planner {
   double VerifyPrior(int batch, double context, int m) const;
   double DraftPrior(int batch, int m) const;
   Plan ChooseAuto(int batch, double mean_context, int whole_batch, bool draft_ahead);
-  Plan PlainOrProbe(StepClass c, int batch, double mean_context);
+  Plan PlainOrProbe(StepClass c, int batch, double mean_context, int whole_batch, bool draft_ahead);
+  // The measured plain step over its prior in class c (1 when unmeasured):
+  // how much slower than bytes and FLOPs say this engine runs a pass.
+  double PriorSlowdown(StepClass c, int batch) const;
+  // Per-step cost a speculative step adds beyond its passes: the measured
+  // overhead, plus the catch-up of a switch from plain spread over its steps.
+  double SwitchOverhead(StepClass c, int batch) const;
+  // Tokens per second of plain decoding (for a pipelined group: of the whole batch).
+  double PlainRate(StepClass c, int batch, double mean_context, int whole_batch) const;
+  static double SpeculativeSeconds(double overhead, double verify, double draft, double one_pass,
+                                   double guessed, bool pipelined, bool draft_ahead);
+  // Whether some chain, with every draft token accepted, would beat plain
+  // decoding by kSwitchMargin at the costs known now: else a probe cannot
+  // find a winning plan.
+  bool SpeculationCouldPay(StepClass c, int batch, double mean_context, int whole_batch,
+                           bool draft_ahead) const;
   // Probing may take at most 1/kProbeBudgetFactor of the time while plain wins.
   static constexpr double kProbeBudgetFactor = 20;
   // Sequences a probe drafts for: acceptance is a property of the text and the
@@ -230,6 +251,7 @@ class Planner {
   bool probed_once_ = false;
   int64_t visits_at_rebuild_ = 0;
   int64_t table_rebuilds_ = 0;
+  int64_t probes_skipped_ = 0;
   std::vector<double> vector_at_rebuild_;
   // The acceptance vector must move this much in some position to re-plan, and
   // more than twice its standard error (the recent window's sampling noise

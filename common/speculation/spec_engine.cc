@@ -77,11 +77,13 @@ absl::StatusOr<std::unique_ptr<SpecEngine>> SpecEngine::Create(Model& target, Mo
   ASSIGN_OR_RETURN(std::unique_ptr<Drafter> draft_worker,
                    MakeDrafter(d, &draft, target.config().vocab_size));
   auto target_worker = std::make_unique<TargetWorker>(target, t);
+  ModelFacts facts =
+      FactsOf(target.loaded(), ngram ? nullptr : &draft.loaded(), options.sinks, options.window);
+  // Self-speculation in one process: the draft's passes run the target's
+  // weights through the same engine.
+  facts.prior.draft_runs_like_target = !ngram && &draft == &target;
   ASSIGN_OR_RETURN(std::unique_ptr<SpecEngine> engine,
-                   Create(draft_worker.get(), *target_worker,
-                          FactsOf(target.loaded(), ngram ? nullptr : &draft.loaded(), options.sinks,
-                                  options.window),
-                          options));
+                   Create(draft_worker.get(), *target_worker, std::move(facts), options));
   engine->owned_draft_ = std::move(draft_worker);
   engine->owned_target_ = std::move(target_worker);
   return engine;

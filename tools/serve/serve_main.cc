@@ -105,9 +105,10 @@ int Run() {
   WorkerMetrics draft_metrics(*f.registry, "draft");
   WorkerMetrics target_metrics(*f.registry, "target");
   // An n-gram drafter runs no model: the planner's prior gives its passes no cost.
-  const ModelFacts facts =
-      ngram ? FactsOf(*f.model, nullptr, 0, 0)
-            : FactsOf(*f.model, &draft.loaded(), f.engine.sinks, f.engine.window);
+  ModelFacts facts = ngram ? FactsOf(*f.model, nullptr, 0, 0)
+                           : FactsOf(*f.model, &draft.loaded(), f.engine.sinks, f.engine.window);
+  // Self-speculation: the draft's passes run on the target's engine.
+  facts.prior.draft_runs_like_target = !ngram && &draft == &**target;
   f.limits.max_spec_nodes = std::min(f.limits.max_spec_nodes, d.max_tree_nodes - 4);
 
   ServiceDescription description;

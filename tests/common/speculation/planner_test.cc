@@ -20,6 +20,9 @@ CostPrior Prior() {
   return p;
 }
 
+// The context a class's priors are taken at (planner.cc's TypicalContext).
+double TypicalContextForTest(StepClass c) { return 0.75 * c.context_bucket; }
+
 // Nodes with 3 candidates: rank 0 accepted with probability p, rank 1 with p / 4.
 void Feed(Planner& planner, double p, int visits) {
   for (int i = 0; i < visits; ++i) {
@@ -95,6 +98,63 @@ TEST(PlannerTest, ProbesDraftForAFewSequencesOnly) {
   ASSERT_TRUE(probe.exploring);
   EXPECT_EQ(probe.probe_sequences, 2);
   EXPECT_GT(probe.nodes, 0);
+}
+
+TEST(PlannerTest, NoProbesWhereEvenPerfectAcceptanceLoses) {
+  // Every draft pass costs as much as a plain step: a chain of k gives k + 1
+  // tokens for k + 1 + k steps' worth of time, whatever the acceptance.
+  SpecConfig config;
+  const StepClass c = ClassOf(1, 100);
+  Planner planner(config, Prior());
+  for (int m = 1; m <= 65; ++m) {
+    for (int k = 0; k < 3; ++k) {
+      planner.RecordVerifyPass(c, m, 1e-3 + 0.01e-3 * m);
+      planner.RecordDraftPass(c, m, 1e-3 + 0.01e-3 * m);
+    }
+  }
+  int probes = 0;
+  for (int step = 0; step < 20000; ++step) probes += planner.Choose(1, 100).nodes > 0 ? 1 : 0;
+  EXPECT_EQ(probes, 0);
+  EXPECT_GT(planner.probes_skipped(), 0);
+  // Where a cheap draft could pay, the same budget probes.
+  Planner cheap(config, Prior());
+  for (int m = 1; m <= 65; ++m) {
+    for (int k = 0; k < 3; ++k) {
+      cheap.RecordVerifyPass(c, m, 1e-3 + 0.01e-3 * m);
+      cheap.RecordDraftPass(c, m, 0.1e-3 + 0.01e-3 * m);
+    }
+  }
+  Feed(cheap, 0.0, 5000);  // measured acceptance says no: only probes speculate
+  probes = 0;
+  for (int step = 0; step < 20000; ++step) probes += cheap.Choose(1, 100).exploring ? 1 : 0;
+  EXPECT_GT(probes, 0);
+  EXPECT_EQ(cheap.probes_skipped(), 0);
+}
+
+TEST(PlannerTest, AnUntimedSelfDraftIsPricedLikeTheMeasuredTarget) {
+  // A self-draft runs the target's passes through the same engine: where the
+  // target's plain step measured 5x its prior, so is the draft taken to.
+  const StepClass c = ClassOf(1, 100);
+  CostPrior prior = Prior();
+  Planner unmeasured(SpecConfig{}, prior);
+  const double verify_prior = unmeasured.PredictVerify(c, 1, TypicalContextForTest(c), 1);
+  auto draft_cost = [&](bool self) {
+    prior.draft_runs_like_target = self;
+    Planner planner(SpecConfig{}, prior);
+    for (int k = 0; k < 3; ++k) planner.RecordVerifyPass(c, 1, 5 * verify_prior);
+    return planner.DraftPassCost(c, 1, 1);
+  };
+  const double raw = unmeasured.DraftPassCost(c, 1, 1);
+  EXPECT_DOUBLE_EQ(draft_cost(false), raw);  // another model or machine: its own prior
+  EXPECT_NEAR(draft_cost(true), 5 * raw, 1e-9 * raw);
+  // Once the draft is timed, the measurement rules.
+  prior.draft_runs_like_target = true;
+  Planner timed(SpecConfig{}, prior);
+  for (int k = 0; k < 3; ++k) {
+    timed.RecordVerifyPass(c, 1, 5 * verify_prior);
+    timed.RecordDraftPass(c, 1, 2e-3);
+  }
+  EXPECT_DOUBLE_EQ(timed.DraftPassCost(c, 1, 1), 2e-3);
 }
 
 TEST(PlannerTest, UnmeasuredWidthsFollowTheLineThroughTheMeasuredOnes) {
