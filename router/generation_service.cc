@@ -3,59 +3,11 @@
 #include <chrono>
 
 #include "absl/strings/str_format.h"
+#include "router/generate_stream_reactor.h"
+#include "router/generation_proto.h"
 #include "services/grpc_status.h"
 
 namespace specserve {
-namespace {
-
-v1::FinishReason ToProto(FinishReason r) {
-  switch (r) {
-    case FinishReason::kLength:
-      return v1::FINISH_REASON_LENGTH;
-    case FinishReason::kEos:
-      return v1::FINISH_REASON_EOS;
-    case FinishReason::kStop:
-      return v1::FINISH_REASON_STOP;
-    case FinishReason::kContext:
-      return v1::FINISH_REASON_CONTEXT;
-    case FinishReason::kCancelled:
-      return v1::FINISH_REASON_CANCELLED;
-    case FinishReason::kError:
-    case FinishReason::kNone:
-      break;
-  }
-  return v1::FINISH_REASON_UNSPECIFIED;
-}
-
-void ToProto(const GenerationStats& s, v1::GenerateStats* out) {
-  out->set_prompt_tokens(s.prompt_tokens);
-  out->set_generated_tokens(s.generated_tokens);
-  out->set_accepted_tokens(s.accepted_tokens);
-  out->set_steps(s.steps);
-  out->set_speculated_steps(s.speculated_steps);
-  out->set_time_to_first_token_seconds(s.time_to_first_token_seconds);
-  out->set_total_seconds(s.total_seconds);
-  out->set_finish_reason(ToProto(s.reason));
-  out->set_stop(s.stop);
-  out->set_seed(s.seed);
-}
-
-// Why a call ends early: its deadline (gRPC cancels a call whose deadline passed,
-// and a stream's writes fail then too) or the client. The client's clock and ours
-// differ by the transit time, so a cancellation within kDeadlineSlack of the
-// deadline counts as the deadline.
-constexpr std::chrono::milliseconds kDeadlineSlack(100);
-
-absl::Status CancelReason(std::chrono::system_clock::time_point deadline,
-                          const std::string& client_reason) {
-  if (deadline != std::chrono::system_clock::time_point::max() &&
-      std::chrono::system_clock::now() + kDeadlineSlack >= deadline) {
-    return absl::DeadlineExceededError("the request's deadline passed");
-  }
-  return absl::CancelledError(client_reason);
-}
-
-}  // namespace
 
 GenerationService::GenerationService(Scheduler& scheduler, const Tokenizer& tokenizer,
                                      RequestLimits limits, ServiceDescription description,
@@ -66,24 +18,34 @@ GenerationService::GenerationService(Scheduler& scheduler, const Tokenizer& toke
       description_(std::move(description)),
       metrics_(metrics) {}
 
-grpc::Status GenerationService::Run(grpc::ServerContext* context,
-                                    const v1::GenerateRequest& request,
-                                    const std::function<bool(const GenerationChunk&)>& on_chunk,
-                                    GenerationStats* stats) {
+grpc::Status GenerationService::Submit(const grpc::ServerContextBase& context,
+                                       const v1::GenerateRequest& request,
+                                       std::shared_ptr<RequestHandle>* handle) {
   auto scheduled = ToScheduledRequest(request, tokenizer_, limits_);
   if (!scheduled.ok()) {
     if (metrics_ != nullptr) metrics_->RequestDone("invalid");
     return ToGrpcStatus(scheduled.status());
   }
-  const auto deadline = context->deadline();
+  const auto deadline = context.deadline();
   if (deadline != std::chrono::system_clock::time_point::max()) {
     const auto left = deadline - std::chrono::system_clock::now();
     scheduled->deadline = std::chrono::steady_clock::now() +
                           std::chrono::duration_cast<std::chrono::nanoseconds>(left);
   }
-  auto handle = scheduler_.Submit(*std::move(scheduled));
-  if (!handle.ok()) return ToGrpcStatus(handle.status());
-  RequestHandle& h = **handle;
+  auto submitted = scheduler_.Submit(*std::move(scheduled));
+  if (!submitted.ok()) return ToGrpcStatus(submitted.status());
+  *handle = *std::move(submitted);
+  return grpc::Status::OK;
+}
+
+grpc::Status GenerationService::Run(grpc::ServerContext* context,
+                                    const v1::GenerateRequest& request,
+                                    const std::function<bool(const GenerationChunk&)>& on_chunk,
+                                    GenerationStats* stats) {
+  std::shared_ptr<RequestHandle> handle;
+  if (grpc::Status st = Submit(*context, request, &handle); !st.ok()) return st;
+  const auto deadline = context->deadline();
+  RequestHandle& h = *handle;
   bool cancel_sent = false;
   while (true) {
     GenerationChunk chunk;
@@ -123,24 +85,11 @@ grpc::Status GenerationService::Generate(grpc::ServerContext* context,
   return grpc::Status::OK;
 }
 
-grpc::Status GenerationService::GenerateStream(
-    grpc::ServerContext* context, const v1::GenerateRequest* request,
-    grpc::ServerWriter<v1::GenerateStreamResponse>* writer) {
-  GenerationStats stats;
-  grpc::Status st = Run(
-      context, *request,
-      [&](const GenerationChunk& chunk) {
-        v1::GenerateStreamResponse message;
-        message.set_text(chunk.text);
-        message.mutable_tokens()->Assign(chunk.tokens.begin(), chunk.tokens.end());
-        return writer->Write(message);
-      },
-      &stats);
-  if (!st.ok()) return st;
-  v1::GenerateStreamResponse last;
-  ToProto(stats, last.mutable_final());
-  writer->Write(last);
-  return grpc::Status::OK;
+grpc::ServerWriteReactor<v1::GenerateStreamResponse>* GenerationService::GenerateStream(
+    grpc::CallbackServerContext* context, const v1::GenerateRequest* request) {
+  std::shared_ptr<RequestHandle> handle;
+  grpc::Status st = Submit(*context, *request, &handle);
+  return new GenerateStreamReactor(context->deadline(), std::move(st), std::move(handle));
 }
 
 grpc::Status GenerationService::Tokenize(grpc::ServerContext*, const v1::TokenizeRequest* request,

@@ -20,6 +20,17 @@ void RequestHandle::Push(GenerationChunk chunk) {
     wake = waiting_for_chunk_ || (pacing_ && queued_tokens_ >= kMaxMergedTokens);
   }
   if (wake) cv_.notify_all();
+  Notify();
+}
+
+void RequestHandle::Notify() {
+  std::lock_guard<std::mutex> lock(listener_mu_);
+  if (listener_) listener_();
+}
+
+void RequestHandle::SetListener(std::function<void()> listener) {
+  std::lock_guard<std::mutex> lock(listener_mu_);
+  listener_ = std::move(listener);
 }
 
 void RequestHandle::Finish(absl::Status status, GenerationStats stats) {
@@ -31,6 +42,7 @@ void RequestHandle::Finish(absl::Status status, GenerationStats stats) {
     stats_ = std::move(stats);
   }
   cv_.notify_all();
+  Notify();
 }
 
 namespace {
@@ -64,6 +76,24 @@ bool RequestHandle::Next(GenerationChunk* chunk, std::chrono::milliseconds timeo
   cv_.wait_until(lock, start + timeout, [&] { return !chunks_.empty() || done_; });
   waiting_for_chunk_ = false;
   if (chunks_.empty()) return false;
+  TakeLocked(chunk);
+  return true;
+}
+
+RequestHandle::Take RequestHandle::TryNext(GenerationChunk* chunk) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (chunks_.empty()) return done_ ? Take::kDone : Take::kNone;
+  // The pacing of Next: the first chunk at once, then one per interval, sooner
+  // for a full message or the end.
+  if (stream_interval_.count() > 0 && last_taken_ != std::chrono::steady_clock::time_point{} &&
+      !done_ && queued_tokens_ < kMaxMergedTokens) {
+    if (std::chrono::steady_clock::now() < last_taken_ + stream_interval_) return Take::kPaced;
+  }
+  TakeLocked(chunk);
+  return Take::kChunk;
+}
+
+void RequestHandle::TakeLocked(GenerationChunk* chunk) {
   last_taken_ = std::chrono::steady_clock::now();
   *chunk = std::move(chunks_.front());
   chunks_.pop_front();
@@ -78,7 +108,6 @@ bool RequestHandle::Next(GenerationChunk* chunk, std::chrono::milliseconds timeo
     chunks_.pop_front();
   }
   queued_tokens_ -= std::min(queued_tokens_, chunk->tokens.size());
-  return true;
 }
 
 bool RequestHandle::done() const {

@@ -8,6 +8,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <mutex>
 #include <string>
 #include <vector>
@@ -68,6 +69,20 @@ class RequestHandle {
   // With a stream interval, the call first waits out what is left of it (the
   // timeout bounds that wait too).
   bool Next(GenerationChunk* chunk, std::chrono::milliseconds timeout);
+
+  // Handler side, for callers that must not block (the callback API's stream
+  // reactor). kChunk: `chunk` holds what Next would hand out now; kPaced:
+  // chunks wait for the stream interval to pass (a later Push or Finish tells
+  // the listener; so a paced chunk goes out at the first step's end after its
+  // interval); kNone: nothing queued yet; kDone: the generation ended and
+  // every chunk was taken.
+  enum class Take { kChunk, kPaced, kNone, kDone };
+  Take TryNext(GenerationChunk* chunk);
+  // Called after every Push and at Finish, on the scheduler's thread, so that a
+  // non-blocking consumer learns when to call TryNext. SetListener(nullptr)
+  // returns only once no call to the old listener is running.
+  void SetListener(std::function<void()> listener);
+
   bool done() const;
   // After done(): the final status and stats.
   absl::Status status() const;
@@ -90,6 +105,13 @@ class RequestHandle {
   GenerationStats stats_;
   std::atomic<bool> cancel_{false};
   absl::Status cancel_reason_;
+  // Held while the listener runs (never with mu_): clearing it waits for a call in flight.
+  std::mutex listener_mu_;
+  std::function<void()> listener_;
+
+  // Hands out the front chunk, merged with those queued behind it (mu_ held).
+  void TakeLocked(GenerationChunk* chunk);
+  void Notify();
 };
 
 }  // namespace specserve

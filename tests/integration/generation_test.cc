@@ -46,12 +46,17 @@ TEST_F(GenerationTest, StreamedGreedyEqualsTargetOnlyInEveryMode) {
     EXPECT_GT(r.messages, 2) << "tokens arrive as they are generated";
     if (mode == "off") {
       EXPECT_EQ(r.stats.speculated_steps(), 0);
-    } else {
-      // Greedy equality means little if nothing was speculated: every speculating
-      // mode, auto included (the draft is the target with a window longer than the
-      // context here, so speculation pays), must have verified trees.
+    } else if (mode != "auto") {
+      // Greedy equality means little if nothing was speculated: every fixed
+      // speculating mode must have verified trees. Whether auto speculates
+      // depends on the costs it measures: here, on a loaded 2-core machine, the
+      // draft's RPCs can cost about what a perfect chain saves, and auto then
+      // rightly decodes plainly after a probe (1 run in 5 to 12).
+      // AutoPlannerTest asserts both regimes with controlled costs.
       EXPECT_GT(r.stats.speculated_steps(), 0) << "mode '" << mode << "' did not speculate";
-      EXPECT_GT(r.stats.accepted_tokens(), 0) << "mode '" << mode << "'";
+      EXPECT_GT(r.stats.accepted_tokens(), 0)
+          << "mode '" << mode << "': " << r.stats.speculated_steps() << " speculated steps of "
+          << r.stats.steps();
     }
     speculated += r.stats.speculated_steps();
   }

@@ -1,6 +1,7 @@
 // RequestHandle: the channel between the scheduler and an RPC handler.
 #include "router/request_handle.h"
 
+#include <atomic>
 #include <chrono>
 #include <string>
 #include <thread>
@@ -153,6 +154,68 @@ TEST(RequestHandleTest, AFullMessageOrTheEndCutsTheIntervalShort) {
   end.join();
   EXPECT_LT(MsSince(wait), 10000.0);
   EXPECT_TRUE(h.done());
+}
+
+TEST(RequestHandleTest, TryNextPacesAsNextDoesWithoutBlocking) {
+  using Take = RequestHandle::Take;
+  RequestHandle h(std::chrono::milliseconds(200));
+  GenerationChunk c;
+  EXPECT_EQ(h.TryNext(&c), Take::kNone);
+  h.Push(PerTokenChunk({1}, {"a"}));
+  ASSERT_EQ(h.TryNext(&c), Take::kChunk);  // the first chunk at once
+  EXPECT_EQ(c.tokens, (std::vector<int32_t>{1}));
+  h.Push(PerTokenChunk({2}, {"b"}));
+  const auto start = std::chrono::steady_clock::now();
+  Take take = h.TryNext(&c);
+  if (std::chrono::steady_clock::now() - start < std::chrono::milliseconds(150)) {
+    EXPECT_EQ(take, Take::kPaced);  // within the interval (unless this machine stalled)
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(210));
+  ASSERT_EQ(h.TryNext(&c), Take::kChunk);  // the interval passed
+  EXPECT_EQ(c.tokens, (std::vector<int32_t>{2}));
+  // A full message goes out within the interval.
+  for (int32_t t = 0; t < 16; ++t) h.Push(PerTokenChunk({t}, {"p"}));
+  ASSERT_EQ(h.TryNext(&c), Take::kChunk);
+  EXPECT_EQ(c.tokens.size(), 16u);
+  // So does the rest at the end, then kDone.
+  h.Push(PerTokenChunk({3}, {"c"}));
+  h.Finish(absl::OkStatus(), GenerationStats{});
+  ASSERT_EQ(h.TryNext(&c), Take::kChunk);
+  EXPECT_EQ(c.tokens, (std::vector<int32_t>{3}));
+  EXPECT_EQ(h.TryNext(&c), Take::kDone);
+}
+
+TEST(RequestHandleTest, TheListenerHearsEveryPushAndTheEndUntilCleared) {
+  RequestHandle h;
+  int calls = 0;
+  h.SetListener([&] { ++calls; });
+  h.Push(PerTokenChunk({1}, {"a"}));
+  h.Push(PerTokenChunk({2}, {"b"}));
+  EXPECT_EQ(calls, 2);
+  h.Finish(absl::OkStatus(), GenerationStats{});
+  EXPECT_EQ(calls, 3);
+  RequestHandle other;
+  int other_calls = 0;
+  other.SetListener([&] { ++other_calls; });
+  other.SetListener(nullptr);
+  other.Push(PerTokenChunk({1}, {"a"}));
+  other.Finish(absl::CancelledError("gone"), GenerationStats{});
+  EXPECT_EQ(other_calls, 0);
+}
+
+TEST(RequestHandleTest, ClearingTheListenerWaitsForACallInFlight) {
+  RequestHandle h;
+  std::atomic<bool> inside{false}, finished{false};
+  h.SetListener([&] {
+    inside = true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    finished = true;
+  });
+  std::thread pusher([&] { h.Push(PerTokenChunk({1}, {"a"})); });
+  while (!inside) std::this_thread::yield();
+  h.SetListener(nullptr);  // the reactor deletes itself right after this
+  EXPECT_TRUE(finished);
+  pusher.join();
 }
 
 }  // namespace
