@@ -15,14 +15,18 @@ AcceptanceStats::AcceptanceStats(int k)
       recent_hits_(std::max(1, k), 0.0),
       recent_visits_(std::max(1, k), 0.0) {}
 
-void AcceptanceStats::Record(const VerifyResult& result) {
+void AcceptanceStats::Record(const VerifyResult& result, int64_t step) {
   int64_t new_visits = 0;
   for (size_t v = 0; v < result.visited_children.size(); ++v) {
     if (result.visited_children[v] > 0) ++new_visits;
   }
   // Age the old evidence by this result's rank-1 visits (not by calls: a batch
   // of 64 records 64 results per step), then add the result at full weight.
-  const double keep = std::pow(1.0 - 1.0 / kRecentVisits, static_cast<double>(new_visits));
+  double keep = std::pow(1.0 - 1.0 / kRecentVisits, static_cast<double>(new_visits));
+  if (step >= 0 && step != last_step_) {
+    if (last_step_ >= 0) keep *= 1.0 - 1.0 / kRecentSteps;
+    last_step_ = step;
+  }
   for (int r = 0; r < k(); ++r) {
     recent_hits_[r] *= keep;
     recent_visits_[r] *= keep;

@@ -27,11 +27,17 @@ namespace specserve {
 // start would keep the planner's prediction, and its choice, on the old regime.
 class AcceptanceStats {
  public:
-  // Evidence older than about this many rank-1 visits fades (weight 1/e).
+  // Evidence older than about this many rank-1 visits fades (weight 1/e)...
   static constexpr double kRecentVisits = 256;
+  // ... or than this many steps that recorded evidence, whichever is sooner:
+  // at batch 1, 256 visits span a whole 128-token story, and the vector lagged
+  // its second half (chain:4 predicted 3.6 tokens a step where 4.3 came).
+  static constexpr double kRecentSteps = 16;
 
   explicit AcceptanceStats(int k);
-  void Record(const VerifyResult& result);
+  // `step`: the decoding step the result comes from (results of one step share
+  // it); a new step ages the evidence by one step. -1: no step aging.
+  void Record(const VerifyResult& result, int64_t step = -1);
   // From the recent evidence, with a weak prior (so an unseen rank is neither 0 nor 1).
   std::vector<double> Vector() const;
   // All evidence, unweighted.
@@ -43,7 +49,8 @@ class AcceptanceStats {
 
  private:
   std::vector<int64_t> hits_, visits_;
-  std::vector<double> recent_hits_, recent_visits_;  // decayed per rank-1 visit
+  std::vector<double> recent_hits_, recent_visits_;  // decayed per rank-1 visit and per step
+  int64_t last_step_ = -1;
 };
 
 // What the analytic prior needs: bytes a pass reads over the machine's bandwidth,
@@ -150,7 +157,7 @@ class Planner {
   // the draft again when the guess was wrong.
   Plan Choose(int batch, double mean_context, int whole_batch = 0, bool draft_ahead = false);
 
-  void RecordAcceptance(const VerifyResult& result) { acceptance_.Record(result); }
+  void RecordAcceptance(const VerifyResult& result) { acceptance_.Record(result, steps_); }
   // Level widths of a draft: level 0 (catch-up) then fed nodes per level.
   void RecordDraftPass(StepClass c, int tokens_per_sequence, double seconds);
   void RecordVerifyPass(StepClass c, int tokens_per_sequence, double seconds);

@@ -293,6 +293,39 @@ TEST(PlannerTest, AcceptanceVectorFollowsRecentEvidence) {
   EXPECT_GT(a.Vector()[0], 0.75);  // ageing by calls would leave the misses more weight: ~0.66
 }
 
+TEST(PlannerTest, AtBatchOneEvidenceAlsoFadesByTheStep) {
+  // One sequence, a chain of 4 a step: 256 visits span about 60 steps, longer
+  // than the drift of acceptance within a story. Steps age the evidence too.
+  VerifyResult miss, hit;
+  miss.visited_children = {1};
+  miss.accepted_rank = {-1};
+  hit.visited_children = {1};
+  hit.accepted_rank = {0};
+  AcceptanceStats by_step(1), by_visit(1);
+  int64_t step = 0;
+  for (; step < 100; ++step) {  // p1 = 0.5
+    for (int v = 0; v < 4; ++v) {
+      by_step.Record(v % 2 == 0 ? miss : hit, step);
+      by_visit.Record(v % 2 == 0 ? miss : hit);
+    }
+  }
+  for (; step < 132; ++step) {  // then every node accepted, for 32 steps
+    for (int v = 0; v < 4; ++v) {
+      by_step.Record(hit, step);
+      by_visit.Record(hit);
+    }
+  }
+  EXPECT_LT(by_visit.Vector()[0], 0.85);  // 128 visits of 1.0 after 400 of 0.5: ~0.8
+  EXPECT_GT(by_step.Vector()[0], 0.9);
+  // Many results of one step age it once: at batch 64 the visits rule as before.
+  AcceptanceStats one_step(1), visits_only(1);
+  for (int i = 0; i < 64; ++i) {
+    one_step.Record(i % 2 == 0 ? miss : hit, 7);
+    visits_only.Record(i % 2 == 0 ? miss : hit);
+  }
+  EXPECT_DOUBLE_EQ(one_step.Vector()[0], visits_only.Vector()[0]);
+}
+
 // After a shift in acceptance the planner re-plans: its expected tokens for a
 // chain follow the new rate.
 TEST(PlannerTest, ReplansWhenAcceptanceShifts) {
