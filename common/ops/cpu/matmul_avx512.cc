@@ -27,6 +27,7 @@
 #endif
 #include <immintrin.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <cstring>
 #include <type_traits>
@@ -181,6 +182,29 @@ struct LoadQ4 {
   static __m512 Tail(const uint8_t*, int64_t, __mmask16) { return _mm512_setzero_ps(); }
 };
 
+// y[r * ldy + o] = Reduce(acc[r][o]): the tile's horizontal sums, many at once.
+template <int R, int O>
+inline void StoreSums(const __m512 (&acc)[R][O], float* y, int64_t ldy) {
+  if constexpr (R * O >= 8) {
+    constexpr int kN = R * O;
+    const __m512* flat = &acc[0][0];
+    float sums[kN];
+    ReduceMany<(kN < 16 ? kN : 16)>(flat, sums);
+    if constexpr (kN > 16) ReduceMany<kN - 16>(flat + 16, sums + 16);
+#pragma GCC unroll 16
+    for (int r = 0; r < R; ++r) {
+#pragma GCC unroll 16
+      for (int o = 0; o < O; ++o) y[r * ldy + o] = sums[r * O + o];
+    }
+  } else {
+#pragma GCC unroll 16
+    for (int r = 0; r < R; ++r) {
+#pragma GCC unroll 16
+      for (int o = 0; o < O; ++o) y[r * ldy + o] = Reduce(acc[r][o]);
+    }
+  }
+}
+
 // y[r * ldy + o] = dot(x[r * ldx ..], w row o) for r < R, o < O (w rows w_stride bytes apart).
 template <class L, int R, int O>
 void DotTile(const uint8_t* w, int64_t w_stride, const float* x, int64_t ldx, int64_t cols,
@@ -233,24 +257,60 @@ void DotTile(const uint8_t* w, int64_t w_stride, const float* x, int64_t ldx, in
       }
     }
   }
-  if constexpr (R * O >= 8) {
-    constexpr int kN = R * O;
-    const __m512* flat = &acc[0][0];
-    float sums[kN];
-    ReduceMany<(kN < 16 ? kN : 16)>(flat, sums);
-    if constexpr (kN > 16) ReduceMany<kN - 16>(flat + 16, sums + 16);
+  StoreSums<R, O>(acc, y, ldy);
+}
+
+// The GEMM path's tile over columns [k0, k1) of an fp32 panel (rows ws
+// floats apart): starts from zero at k0 == 0, else from the accumulators the
+// previous block left in `saved` (output (r, o) at saved[r * ld_saved + o]);
+// at k1 == cols adds the masked tail and writes y as DotTile does, else
+// leaves its accumulators in `saved`. Per output, the same FMAs in the same
+// order as DotTile<LoadF32>.
+template <int R, int O>
+void BlockTile(const float* w, int64_t ws, const float* x, int64_t ldx, int64_t k0, int64_t k1,
+               int64_t cols, __m512* saved, int64_t ld_saved, float* y, int64_t ldy) {
+  __m512 acc[R][O];
 #pragma GCC unroll 16
-    for (int r = 0; r < R; ++r) {
+  for (int r = 0; r < R; ++r) {
 #pragma GCC unroll 16
-      for (int o = 0; o < O; ++o) y[r * ldy + o] = sums[r * O + o];
-    }
-  } else {
-#pragma GCC unroll 16
-    for (int r = 0; r < R; ++r) {
-#pragma GCC unroll 16
-      for (int o = 0; o < O; ++o) y[r * ldy + o] = Reduce(acc[r][o]);
+    for (int o = 0; o < O; ++o) {
+      acc[r][o] = k0 == 0 ? _mm512_setzero_ps() : _mm512_load_ps(&saved[r * ld_saved + o]);
     }
   }
+  const int64_t full_end = k1 == cols ? cols / kLanes * kLanes : k1;
+  for (int64_t k = k0; k < full_end; k += kLanes) {
+    __m512 wv[O];
+#pragma GCC unroll 16
+    for (int o = 0; o < O; ++o) wv[o] = _mm512_loadu_ps(w + o * ws + k);
+#pragma GCC unroll 16
+    for (int r = 0; r < R; ++r) {
+      const __m512 xv = _mm512_loadu_ps(x + r * ldx + k);
+#pragma GCC unroll 16
+      for (int o = 0; o < O; ++o) acc[r][o] = _mm512_fmadd_ps(wv[o], xv, acc[r][o]);
+    }
+  }
+  if (k1 != cols) {
+#pragma GCC unroll 16
+    for (int r = 0; r < R; ++r) {
+#pragma GCC unroll 16
+      for (int o = 0; o < O; ++o) _mm512_store_ps(&saved[r * ld_saved + o], acc[r][o]);
+    }
+    return;
+  }
+  const int64_t rem = cols - full_end;
+  if (rem > 0) {
+    const __mmask16 m = static_cast<__mmask16>((1u << rem) - 1);
+    __m512 wv[O];
+#pragma GCC unroll 16
+    for (int o = 0; o < O; ++o) wv[o] = _mm512_maskz_loadu_ps(m, w + o * ws + full_end);
+#pragma GCC unroll 16
+    for (int r = 0; r < R; ++r) {
+      const __m512 xv = _mm512_maskz_loadu_ps(m, x + r * ldx + full_end);
+#pragma GCC unroll 16
+      for (int o = 0; o < O; ++o) acc[r][o] = _mm512_fmadd_ps(wv[o], xv, acc[r][o]);
+    }
+  }
+  StoreSums<R, O>(acc, y, ldy);
 }
 
 // The x rows of a call: n rows of `cols` floats, `ldx` apart.
@@ -260,64 +320,64 @@ struct XRows {
   int64_t n;
 };
 
-// All x rows against O weight rows starting at w; y points at output column o
-// of x row 0 (rows p.out_rows apart). Tiles of up to kRows x rows: 4 where
+// Tiles over `rows` x rows by `n_out` output columns, calling
+// tile.template operator()<R, O>(r, o) for each: R up to kRows x rows (4 where
 // the weights stream from memory (GEMV), 6 on the GEMM path's cached panel,
 // where the loads bound the tile: this CPU issues about one 64-byte load per
 // cycle against two FMAs, and a 6 x 4 tile needs 10 loads per 24 FMAs where
-// 4 x 4 needs 8 per 16.
-template <class L, int O, int kRows = 4>
-void RowTiles(const uint8_t* w, int64_t w_stride, const XRows& xr, int64_t cols, float* y,
-              int64_t ldy) {
-  const int64_t ldx = xr.ldx;
+// 4 x 4 needs 8 per 16), by O up to 4 outputs.
+template <int kRows, int O, class Tile>
+void RowTilesOf(int64_t rows, int64_t o, Tile& tile) {
   int64_t r = 0;
   // Never leave a lone pair behind a wide tile: 8 rows go as 4 + 4, not 6 + 2.
-  for (; xr.n - r >= kRows && xr.n - r != 8; r += kRows) {
-    DotTile<L, kRows, O>(w, w_stride, xr.x + r * ldx, ldx, cols, y + r * ldy, ldy);
-  }
-  for (; xr.n - r >= 4 && xr.n - r != 5; r += 4) {
-    DotTile<L, 4, O>(w, w_stride, xr.x + r * ldx, ldx, cols, y + r * ldy, ldy);
-  }
-  switch (xr.n - r) {
+  for (; rows - r >= kRows && rows - r != 8; r += kRows) tile.template operator()<kRows, O>(r, o);
+  for (; rows - r >= 4 && rows - r != 5; r += 4) tile.template operator()<4, O>(r, o);
+  switch (rows - r) {
     case 5:
-      DotTile<L, 5, O>(w, w_stride, xr.x + r * ldx, ldx, cols, y + r * ldy, ldy);
+      tile.template operator()<5, O>(r, o);
       break;
     case 3:
-      DotTile<L, 3, O>(w, w_stride, xr.x + r * ldx, ldx, cols, y + r * ldy, ldy);
+      tile.template operator()<3, O>(r, o);
       break;
     case 2:
-      DotTile<L, 2, O>(w, w_stride, xr.x + r * ldx, ldx, cols, y + r * ldy, ldy);
+      tile.template operator()<2, O>(r, o);
       break;
     case 1:
-      DotTile<L, 1, O>(w, w_stride, xr.x + r * ldx, ldx, cols, y + r * ldy, ldy);
+      tile.template operator()<1, O>(r, o);
+      break;
+    default:
+      break;
+  }
+}
+template <int kRows, class Tile>
+void OutputTilesOf(int64_t rows, int64_t n_out, Tile& tile) {
+  int64_t o = 0;
+  for (; o + 4 <= n_out; o += 4) RowTilesOf<kRows, 4>(rows, o, tile);
+  switch (n_out - o) {
+    case 3:
+      RowTilesOf<kRows, 3>(rows, o, tile);
+      break;
+    case 2:
+      RowTilesOf<kRows, 2>(rows, o, tile);
+      break;
+    case 1:
+      RowTilesOf<kRows, 1>(rows, o, tile);
       break;
     default:
       break;
   }
 }
 
-// Output columns [0, n_out) of weights `w` for all x rows; y as in RowTiles.
+// Output columns [0, n_out) of weights `w` for all x rows; y points at output
+// column 0 of x row 0 (rows ldy apart).
 template <class L, int kRows = 4>
 void OutputTiles(const uint8_t* w, int64_t w_stride, int64_t n_out, const XRows& xr, int64_t cols,
                  float* y, int64_t ldy) {
-  int64_t o = 0;
-  for (; o + 4 <= n_out; o += 4) {
-    RowTiles<L, 4, kRows>(w + o * w_stride, w_stride, xr, cols, y + o, ldy);
-  }
-  const uint8_t* wo = w + o * w_stride;
-  switch (n_out - o) {
-    case 3:
-      RowTiles<L, 3, kRows>(wo, w_stride, xr, cols, y + o, ldy);
-      break;
-    case 2:
-      RowTiles<L, 2, kRows>(wo, w_stride, xr, cols, y + o, ldy);
-      break;
-    case 1:
-      RowTiles<L, 1, kRows>(wo, w_stride, xr, cols, y + o, ldy);
-      break;
-    default:
-      break;
-  }
+  auto tile = [&]<int R, int O>(int64_t r, int64_t o) {
+    DotTile<L, R, O>(w + o * w_stride, w_stride, xr.x + r * xr.ldx, xr.ldx, cols, y + r * ldy + o,
+                     ldy);
+  };
+  OutputTilesOf<kRows>(xr.n, n_out, tile);
 }
 
 // Dequantises one weight row to fp32 exactly as L::Chunk does.
@@ -354,6 +414,7 @@ void Gemm(const MatMulProblem& p, int64_t o_begin, int64_t o_end, float* scratch
   const int64_t stride = (p.cols + 15) / 16 * 16;  // floats: whole cache lines per row
   float* panel = reinterpret_cast<float*>((reinterpret_cast<uintptr_t>(scratch) + 63) / 64 * 64);
   float* x_block = panel + kMatMulPanelRows * stride;
+  __m512* saved = reinterpret_cast<__m512*>(x_block + kMatMulGemmRowBlock * stride);
   const bool x_in_place = Aligned64(p.x) && p.cols % 16 == 0;
   bool w_in_place = false;
   if constexpr (std::is_same_v<L, LoadF32>) {
@@ -379,8 +440,23 @@ void Gemm(const MatMulProblem& p, int64_t o_begin, int64_t o_end, float* scratch
         w = reinterpret_cast<const uint8_t*>(panel);
         w_stride = stride * 4;
       }
-      OutputTiles<LoadF32, 6>(w, w_stride, n_out, xr, p.cols, p.y + rb * p.out_rows + ob,
-                              p.out_rows);
+      float* y = p.y + rb * p.out_rows + ob;
+      if (p.cols <= kMatMulGemmBlockCols) {
+        OutputTiles<LoadF32, 6>(w, w_stride, n_out, xr, p.cols, y, p.out_rows);
+        continue;
+      }
+      // Long rows: K blocks, each tile's x and weight columns staying in L1.
+      const float* wf = reinterpret_cast<const float*>(w);
+      const int64_t ws = w_stride / 4;
+      for (int64_t k0 = 0; k0 < p.cols; k0 += kMatMulGemmBlockCols) {
+        const int64_t k1 = std::min(p.cols, k0 + kMatMulGemmBlockCols);
+        auto tile = [&]<int R, int O>(int64_t r, int64_t o) {
+          BlockTile<R, O>(wf + o * ws, ws, xr.x + r * xr.ldx, xr.ldx, k0, k1, p.cols,
+                          saved + r * kMatMulPanelRows + o, kMatMulPanelRows,
+                          y + r * p.out_rows + o, p.out_rows);
+        };
+        OutputTilesOf<6>(rows, n_out, tile);
+      }
     }
   }
 }

@@ -177,11 +177,22 @@ TEST(MatMulQuantizedTest, MatchesReferenceOnQuantizedActivations) {
 
 // Every output is computed with the same operations whatever the batch size,
 // the path (GEMV or GEMM) and the thread split: bit-identical results.
+// Rows longer than kMatMulGemmBlockCols take the K-blocked GEMM tiles (1536:
+// two whole blocks; 1555: two blocks and a masked tail).
+void CheckBatchAndThreadInvariant(CpuIsa isa, TensorType type, int64_t cols);
 TEST_P(MatMulTest, BatchAndThreadInvariant) {
   const auto [isa, type] = GetParam();
+  const int64_t short_cols = IsQuantized(type) ? 544 : 531;
+  const int64_t tail_cols = IsQuantized(type) ? 1568 : 1555;
+  for (const int64_t cols : {short_cols, int64_t{1536}, tail_cols}) {
+    SCOPED_TRACE(cols);
+    CheckBatchAndThreadInvariant(isa, type, cols);
+  }
+}
+
+void CheckBatchAndThreadInvariant(CpuIsa isa, TensorType type, int64_t cols) {
   auto ops1 = MakeCpuOpsWithIsa(1, isa);
   auto ops3 = MakeCpuOpsWithIsa(3, isa);
-  const int64_t cols = IsQuantized(type) ? 544 : 531;
   const OwnedWeight w = RandomWeight(type, 203, cols, 11);
   const int n_rows = 70;
   const std::vector<float> x = RandomFloats(n_rows * cols, 12);
