@@ -1,0 +1,78 @@
+// The attention kernel alone (the selected ISA's AttentionRowsFn), one work
+// item on one thread with its K and V in cache: no item setup, no thread
+// pool, no memory stream. Against BM_Attention it shows what the driver and
+// the memory system add; against the FMA peak what the kernel itself leaves.
+// A verify item of stories260K (head_dim 8) is m = 10 rows: 5 chain tokens x
+// 2 query heads of a GQA group, each with one extra tile of its own chain.
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "benchmark/benchmark.h"
+#include "common/ops/cpu/kernels.h"
+#include "common/util/cpu_features.h"
+
+namespace specserve::bench {
+namespace {
+
+// Args: rows m, head_dim, key tiles (16 keys each), extra tiles (0/1 per row).
+void BM_AttentionKernel(benchmark::State& state) {
+  const int m = static_cast<int>(state.range(0));
+  const int d = static_cast<int>(state.range(1));
+  const int n_tiles = static_cast<int>(state.range(2));
+  const bool extras = state.range(3) != 0;
+  const int tile_floats = kKvTileRows * d;
+  std::vector<float> k(static_cast<size_t>(n_tiles) * tile_floats), v(k.size()),
+      ek(static_cast<size_t>(m) * tile_floats), ev(ek.size());
+  for (size_t i = 0; i < k.size(); ++i) {
+    k[i] = 0.001f * static_cast<float>(i % 97);
+    v[i] = 0.002f * static_cast<float>(i % 89);
+  }
+  std::vector<cpu::AttentionTile> tiles(n_tiles), extra(m);
+  for (int t = 0; t < n_tiles; ++t) {
+    tiles[t] = {k.data() + t * tile_floats, v.data() + t * tile_floats, 0, kKvTileRows,
+                t * kKvTileRows};
+  }
+  std::vector<int32_t> visible(m, n_tiles * kKvTileRows), offset(m + 1, 0);
+  for (int r = 0; r < m; ++r) {
+    // Row r's chain: 1 + r / 2 keys after the shared ones (2 query heads a token).
+    extra[r] = {ek.data() + r * tile_floats, ev.data() + r * tile_floats, 0, 1 + r / 2,
+                n_tiles * kKvTileRows};
+    offset[r + 1] = extras ? r + 1 : 0;
+  }
+  std::vector<float> q(static_cast<size_t>(m) * d, 0.1f), out(q.size());
+  std::vector<float> scratch(cpu::AttentionScratchFloats(m, n_tiles + 1));
+  std::vector<float*> outs(m);
+  for (int r = 0; r < m; ++r) outs[r] = out.data() + r * d;
+  cpu::AttentionRowsProblem p;
+  p.m = m;
+  p.d = d;
+  p.q = q.data();
+  p.tiles = tiles.data();
+  p.n_tiles = n_tiles;
+  p.visible = visible.data();
+  p.extra_tiles = extras ? extra.data() : nullptr;
+  p.extra_offset = extras ? offset.data() : nullptr;
+  p.out = outs.data();
+  p.scratch = scratch.data();
+  const cpu::KernelTable& kernels = cpu::KernelsFor(SelectedCpuIsa());
+  for (auto _ : state) {
+    kernels.attention_rows(p);
+    benchmark::DoNotOptimize(out.data());
+  }
+  state.SetLabel(std::string(CpuIsaName(SelectedCpuIsa())));
+  // A row-tile: one query row against 16 keys (2 x 16 x d FMAs of scores and
+  // values, 16 exps); 1e9 / this rate is the nanoseconds per row-tile.
+  state.counters["row-tiles"] = benchmark::Counter(static_cast<double>(m) * n_tiles,
+                                                   benchmark::Counter::kIsIterationInvariantRate);
+}
+BENCHMARK(BM_AttentionKernel)
+    ->ArgNames({"rows", "head_dim", "tiles", "extras"})
+    ->Args({2, 8, 64, 0})    // stories260K decode: 2 query heads of a kv head
+    ->Args({10, 8, 64, 1})   // stories260K verify of a 5-node chain
+    ->Args({10, 16, 32, 1})  // TinyStories-656K verify at context 512
+    ->Args({5, 64, 64, 1})   // the 125M model (no GQA) verify
+    ->Unit(benchmark::kMicrosecond);
+
+}  // namespace
+}  // namespace specserve::bench
