@@ -63,6 +63,11 @@ std::string TempPath(const std::string& name) {
   static std::atomic<int> counter{0};
   std::string path =
       absl::StrCat(::testing::TempDir(), "/specserve_", getpid(), "_", counter++, "_", name);
+  // A run that was killed leaves its files behind, and a later process may get
+  // its pid: start from nothing (a stale tokenizer.bin beside a model made a
+  // "no tokenizer" test load one).
+  std::error_code ignored;
+  std::filesystem::remove_all(path, ignored);
   TempFiles& files = TempFiles::Get();
   std::lock_guard<std::mutex> lock(files.mu);
   files.paths.push_back(path);
