@@ -38,50 +38,30 @@ grpc::Status GenerationService::Submit(const grpc::ServerContextBase& context,
   return grpc::Status::OK;
 }
 
-grpc::Status GenerationService::Run(grpc::ServerContext* context,
-                                    const v1::GenerateRequest& request,
-                                    const std::function<bool(const GenerationChunk&)>& on_chunk,
-                                    GenerationStats* stats) {
+grpc::Status GenerationService::Generate(grpc::ServerContext* context,
+                                         const v1::GenerateRequest* request,
+                                         v1::GenerateResponse* response) {
   std::shared_ptr<RequestHandle> handle;
-  if (grpc::Status st = Submit(*context, request, &handle); !st.ok()) return st;
-  const auto deadline = context->deadline();
+  if (grpc::Status st = Submit(*context, *request, &handle); !st.ok()) return st;
   RequestHandle& h = *handle;
+  std::string text;
   bool cancel_sent = false;
   while (true) {
     GenerationChunk chunk;
     if (h.Next(&chunk, std::chrono::milliseconds(20))) {
-      if (!on_chunk(chunk) && !cancel_sent) {
-        h.Cancel(CancelReason(deadline, "the client stopped reading the stream"));
-        cancel_sent = true;
-      }
+      text += chunk.text;
+      for (int32_t t : chunk.tokens) response->add_tokens(t);
       continue;
     }
     if (h.done()) break;
     if (!cancel_sent && context->IsCancelled()) {
-      h.Cancel(CancelReason(deadline, "the client cancelled the request"));
+      h.Cancel(CancelReason(context->deadline(), "the client cancelled the request"));
       cancel_sent = true;
     }
   }
-  *stats = h.stats();
-  return ToGrpcStatus(h.status());
-}
-
-grpc::Status GenerationService::Generate(grpc::ServerContext* context,
-                                         const v1::GenerateRequest* request,
-                                         v1::GenerateResponse* response) {
-  GenerationStats stats;
-  std::string text;
-  grpc::Status st = Run(
-      context, *request,
-      [&](const GenerationChunk& chunk) {
-        text += chunk.text;
-        for (int32_t t : chunk.tokens) response->add_tokens(t);
-        return true;
-      },
-      &stats);
-  if (!st.ok()) return st;
+  if (grpc::Status st = ToGrpcStatus(h.status()); !st.ok()) return st;
   response->set_text(text);
-  ToProto(stats, response->mutable_stats());
+  ToProto(h.stats(), response->mutable_stats());
   return grpc::Status::OK;
 }
 

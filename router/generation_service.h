@@ -50,11 +50,6 @@ class GenerationService final
   // Validates `request` and hands it to the scheduler, with the call's deadline.
   grpc::Status Submit(const grpc::ServerContextBase& context, const v1::GenerateRequest& request,
                       std::shared_ptr<RequestHandle>* handle);
-  // Runs one generation, handing each chunk to `on_chunk` (false: the client is
-  // gone, cancel). Fills `stats` at the end.
-  grpc::Status Run(grpc::ServerContext* context, const v1::GenerateRequest& request,
-                   const std::function<bool(const GenerationChunk&)>& on_chunk,
-                   GenerationStats* stats);
 
   Scheduler& scheduler_;
   const Tokenizer& tokenizer_;

@@ -352,7 +352,7 @@ bool Planner::SpeculationCouldPay(StepClass c, int batch, double mean_context, i
   for (int d = 1; d <= config_.max_depth; ++d) {
     const double seconds =
         SpeculativeSeconds(overhead, PredictVerify(c, batch, mean_context, d + 1), d * pass, pass,
-                           1.0, pipelined, draft_ahead && !pipelined);
+                           1.0, pipelined, draft_ahead);
     if (batch * (d + 1) / seconds > bar) return true;
   }
   return false;

@@ -404,9 +404,10 @@ void DequantizeRow(const uint8_t* row, int64_t cols, float* out) {
 // in L2 (copied to a 64-byte aligned buffer unless they already are: a zmm
 // load across two cache lines costs two), and for each block every panel of
 // kMatMulPanelRows weight rows passes over them: dequantised to fp32 (or,
-// for misaligned fp32, copied) into an aligned panel, then 4x4 register tiles
-// with the weight tile in L1 across the block's rows. The arithmetic per
-// output is DotTile's whatever the blocking.
+// for misaligned fp32, copied) into an aligned panel, then up to 6x4 register
+// tiles (BlockTile) over K blocks of kMatMulGemmBlockCols columns, with the
+// tile's x and weight columns in L1. The arithmetic per output is DotTile's
+// whatever the blocking.
 inline bool Aligned64(const void* p) { return reinterpret_cast<uintptr_t>(p) % 64 == 0; }
 
 template <class L>
@@ -441,11 +442,8 @@ void Gemm(const MatMulProblem& p, int64_t o_begin, int64_t o_end, float* scratch
         w_stride = stride * 4;
       }
       float* y = p.y + rb * p.out_rows + ob;
-      if (p.cols <= kMatMulGemmBlockCols) {
-        OutputTiles<LoadF32, 6>(w, w_stride, n_out, xr, p.cols, y, p.out_rows);
-        continue;
-      }
-      // Long rows: K blocks, each tile's x and weight columns staying in L1.
+      // K blocks (one when the rows are short), each tile's x and weight
+      // columns staying in L1.
       const float* wf = reinterpret_cast<const float*>(w);
       const int64_t ws = w_stride / 4;
       for (int64_t k0 = 0; k0 < p.cols; k0 += kMatMulGemmBlockCols) {
