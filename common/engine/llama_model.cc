@@ -5,6 +5,7 @@
 #include <cmath>
 
 #include "absl/strings/str_format.h"
+#include "common/engine/key_visibility.h"
 #include "common/engine/pass_cost.h"
 #include "common/util/status_macros.h"
 
@@ -316,7 +317,9 @@ void LlamaModel::RunShard(std::span<const ForwardSequence> batch,
   sc.visibility.resize(batch.size());
   sc.tiles.resize(batch.size());
   for (size_t s = 0; s < batch.size(); ++s) {
-    BuildVisibility(batch[s], pending_before[s], &sc.visibility[s]);
+    BuildKeyVisibility(static_cast<int32_t>(batch[s].cache->stored_rows()), pending_before[s],
+                       static_cast<int>(batch[s].tokens.size()), batch[s].parents,
+                       batch[s].pending_parents, &sc.visibility[s]);
     if (c.sliding_window > 0) {
       WindowKeys keys;
       keys.committed = batch[s].cache->committed_tokens();
@@ -324,7 +327,7 @@ void LlamaModel::RunShard(std::span<const ForwardSequence> batch,
       keys.pending_before = pending_before[s];
       keys.positions =
           std::span<const int32_t>(sc.positions).subspan(offset[s], batch[s].tokens.size());
-      keys.tree = !batch[s].parents.empty();
+      keys.tree = !sc.visibility[s].extra_begin.empty();  // a chain tree went causal
       ApplySlidingWindow(c.sliding_window, keys, &sc.visibility[s]);
     }
   }
@@ -433,36 +436,6 @@ void LlamaModel::RunShard(std::span<const ForwardSequence> batch,
   head(sc, first_logit_row, n_logit_rows);
   clock.Charge(&ForwardProfile::matmul_seconds);
   clock.Finish();
-}
-
-void LlamaModel::BuildVisibility(const ForwardSequence& seq, int pending_before,
-                                 KeyVisibility* out) {
-  KeyVisibility& vis = *out;
-  const int n = static_cast<int>(seq.tokens.size());
-  // Key-list indices: stored rows [0, C), then pending rows; the P rows pending
-  // before this pass come first, new token i is pending row P + i.
-  const int32_t stored = static_cast<int32_t>(seq.cache->stored_rows());
-  vis.visible.resize(n);
-  vis.extra_begin.clear();
-  vis.extra.clear();
-  if (seq.parents.empty()) {  // causal: every pending row and new tokens 0..i
-    for (int i = 0; i < n; ++i) vis.visible[i] = stored + pending_before + i + 1;
-    return;
-  }
-  // A tree: the stored rows, then the token's ancestors (pending rows or
-  // earlier new tokens) and itself, root first.
-  vis.extra_begin.push_back(0);
-  for (int i = 0; i < n; ++i) {
-    vis.visible[i] = stored;
-    const size_t first = vis.extra.size();
-    vis.extra.push_back(stored + pending_before + i);
-    for (int32_t p = seq.parents[i]; p >= 0;) {
-      vis.extra.push_back(stored + p);
-      p = p < pending_before ? seq.pending_parents[p] : seq.parents[p - pending_before];
-    }
-    std::reverse(vis.extra.begin() + first, vis.extra.end());
-    vis.extra_begin.push_back(static_cast<int32_t>(vis.extra.size()));
-  }
 }
 
 }  // namespace specserve

@@ -137,10 +137,6 @@ class LlamaModel final : public Model {
   void RunShard(std::span<const ForwardSequence> batch, std::span<const int> pending_before,
                 std::span<const int> first_row, int first_logit_row, Scratch& sc,
                 ForwardProfile* profile, HeadFn head);
-  // Which cache rows each new token of `seq` sees (AttentionSequence's visible /
-  // extra lists), from its causal or tree structure.
-  static void BuildVisibility(const ForwardSequence& seq, int pending_before, KeyVisibility* vis);
-
   // q/k/v biases (rows of width `width`), when the layer has them.
   void AddBias(const WeightTensor& bias, int n_rows, int width, float* x);
 

@@ -10,15 +10,9 @@
 #include <span>
 #include <vector>
 
-namespace specserve {
+#include "common/engine/key_visibility.h"
 
-// Which key-list rows each new token of one sequence sees: rows [0, visible[t]),
-// then extra[extra_begin[t] .. extra_begin[t + 1]) (no extras when extra_begin is
-// empty). The key list is the cache's stored rows in position order, then its
-// pending rows (those from earlier passes, then this pass's new tokens).
-struct KeyVisibility {
-  std::vector<int32_t> visible, extra_begin, extra;
-};
+namespace specserve {
 
 // Where the keys of one sequence sit: `committed` tokens of which the last `stored`
 // are stored (key rows 0..stored-1 hold positions committed - stored ..), then

@@ -214,10 +214,30 @@ void AttentionRunner::RunItem(const Item& item, const AttentionSequence& seq,
       run_start.push_back(start);
       start += run.n_rows;
     }
-    sc.k_row.resize(d);
-    sc.v_row.resize(d);
-    float* kr = sc.k_row.data();
-    float* vr = sc.v_row.data();
+    // Tree tokens share their ancestors: each distinct extra row is widened
+    // to fp32 once for the item (a chain of 5 lists 15 extras over 5 rows),
+    // into slot row_slot[index - lo].
+    int32_t lo = INT32_MAX, hi = -1;
+    for (int i = seq.extra_begin[item.tok_begin]; i < seq.extra_begin[item.tok_end]; ++i) {
+      lo = std::min(lo, seq.extra[i]);
+      hi = std::max(hi, seq.extra[i]);
+    }
+    sc.row_slot.assign(hi >= lo ? hi - lo + 1 : 0, -1);
+    sc.rows.clear();
+    const int row_floats = 2 * d;  // K then V
+    auto widened_row = [&](int64_t index) -> const float* {
+      int32_t& slot = sc.row_slot[index - lo];
+      if (slot < 0) {
+        slot = static_cast<int32_t>(sc.rows.size() / row_floats);
+        sc.rows.resize(sc.rows.size() + row_floats);
+        float* kr = sc.rows.data() + static_cast<int64_t>(slot) * row_floats;
+        const size_t r =
+            std::upper_bound(run_start.begin(), run_start.end(), index) - run_start.begin() - 1;
+        LoadHeadRow(seq.runs[r], seq.kv_type, g, d, seq.runs[r].first + (index - run_start[r]), kr,
+                    kr + d);
+      }
+      return sc.rows.data() + static_cast<int64_t>(slot) * row_floats;
+    };
     int used = 0;
     for (int t = item.tok_begin; t < item.tok_end; ++t) {
       const int first = seq.extra_begin[t], n = seq.extra_begin[t + 1] - first;
@@ -232,11 +252,8 @@ void AttentionRunner::RunItem(const Item& item, const AttentionSequence& seq,
         token[i] = AttentionTile{kt, kt + kKvTileRows * d, kKvTileRows, 0, 0};
       }
       for (int i = 0; i < n; ++i) {
-        const int64_t index = seq.extra[first + i];
-        const size_t r =
-            std::upper_bound(run_start.begin(), run_start.end(), index) - run_start.begin() - 1;
-        LoadHeadRow(seq.runs[r], seq.kv_type, g, d, seq.runs[r].first + (index - run_start[r]), kr,
-                    vr);
+        const float* kr = widened_row(seq.extra[first + i]);
+        const float* vr = kr + d;
         const int64_t virt = v0 + i;
         const int ti = static_cast<int>(virt / kKvTileRows - v0 / kKvTileRows);
         const int lane = static_cast<int>(virt % kKvTileRows);

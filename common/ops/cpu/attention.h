@@ -45,7 +45,8 @@ class AttentionRunner {
     AttentionSequence seq;
   };
   struct Scratch {
-    std::vector<float> q, s, extra_kv, k_row, v_row;
+    std::vector<float> q, s, extra_kv, rows;
+    std::vector<int32_t> row_slot;
     std::vector<AttentionTile> tiles, extra_tiles, token_tiles;
     std::vector<int64_t> run_start;
     std::vector<int32_t> visible, extra_offset;
