@@ -285,8 +285,10 @@ double Planner::PredictDraft(StepClass c, int batch, const TreeShape& shape) con
   return seconds;
 }
 
-Plan Planner::Choose(int batch, double mean_context, int whole_batch, bool draft_ahead) {
+Plan Planner::Choose(int batch, double mean_context, int whole_batch, bool draft_ahead,
+                     double remaining_tokens) {
   ++steps_;
+  remaining_tokens_ = std::max(remaining_tokens, 1.0);
   Plan plan;
   switch (config_.mode) {
     case SpecMode::kOff:
@@ -311,15 +313,26 @@ Plan Planner::Choose(int batch, double mean_context, int whole_batch, bool draft
 
 namespace specserve {
 
-double Planner::SwitchOverhead(StepClass c, int batch) const {
+double Planner::CatchUpCost(StepClass c, int batch) const {
+  // Never below the analytic cost at the measured arithmetic rate: a line
+  // through the narrow tree levels (mostly fixed cost) extrapolates to a
+  // fraction of it (served stories260K, 64 sequences: the sinks and window
+  // passes took 54 ms, about 40 plain steps, where the line gave ~9 ms).
+  const int tokens = prior_.draft_window_tokens;
+  return std::max(DraftPassCost(c, batch, tokens), DraftPrior(batch, tokens));
+}
+
+double Planner::SwitchSteps(double tokens_per_step) const {
+  return std::clamp(remaining_tokens_ / std::max(tokens_per_step, 1.0), 1.0, kSwitchHorizonSteps);
+}
+
+double Planner::SwitchOverhead(StepClass c, int batch, double tokens_per_step) const {
   // From plain decoding, speculating first costs every sequence a draft
-  // catch-up over its window: spread over the steps a switch is expected to
-  // last, it weighs against marginal gains (at batch 64 one catch-up took
-  // as long as ten plain steps).
-  return StepOverhead(c, true) +
-         (last_choice_speculates_
-              ? 0.0
-              : DraftPassCost(c, batch, prior_.draft_window_tokens) / kSwitchHorizonSteps);
+  // catch-up over its window: spread over the steps a switch can last, it
+  // weighs against marginal gains. A batch near its end (remaining tokens
+  // over the tokens a step gains) has few steps to spread it over.
+  if (last_choice_speculates_) return StepOverhead(c, true);
+  return StepOverhead(c, true) + CatchUpCost(c, batch) / SwitchSteps(tokens_per_step);
 }
 
 double Planner::PlainRate(StepClass c, int batch, double mean_context, int whole_batch) const {
@@ -346,13 +359,12 @@ bool Planner::SpeculationCouldPay(StepClass c, int batch, double mean_context, i
                                   bool draft_ahead) const {
   // Chains accepted whole: no tree does better with every first guess right.
   const bool pipelined = whole_batch > batch;
-  const double overhead = SwitchOverhead(c, batch);
   const double bar = PlainRate(c, batch, mean_context, whole_batch) * (1 + kSwitchMargin);
   const double pass = DraftPassCost(c, batch, 1);
   for (int d = 1; d <= config_.max_depth; ++d) {
-    const double seconds =
-        SpeculativeSeconds(overhead, PredictVerify(c, batch, mean_context, d + 1), d * pass, pass,
-                           1.0, pipelined, draft_ahead);
+    const double seconds = SpeculativeSeconds(SwitchOverhead(c, batch, d + 1),
+                                              PredictVerify(c, batch, mean_context, d + 1),
+                                              d * pass, pass, 1.0, pipelined, draft_ahead);
     if (batch * (d + 1) / seconds > bar) return true;
   }
   return false;
@@ -385,7 +397,9 @@ Plan Planner::ChooseAuto(int batch, double mean_context, int whole_batch, bool d
       if (draft_pass[m] < 0) draft_pass[m] = DraftPassCost(c, batch, m);
       return draft_pass[m];
     };
-    const double overhead = SwitchOverhead(c, batch);
+    // SwitchOverhead's parts, once per decision.
+    const double step_overhead = StepOverhead(c, true);
+    const double catch_up = last_choice_speculates_ ? 0.0 : CatchUpCost(c, batch);
     // Tokens per second of the batch.
     double best_rate = PlainRate(c, batch, mean_context, whole_batch) * (1 + kSwitchMargin);
     const std::vector<double> acceptance = acceptance_.Vector();
@@ -397,8 +411,9 @@ Plan Planner::ChooseAuto(int batch, double mean_context, int whole_batch, bool d
       for (size_t l = 1; l < cand.fed_per_level.size(); ++l) {
         if (cand.fed_per_level[l] > 0) draft += pass(cand.fed_per_level[l]);
       }
-      const double seconds = SpeculativeSeconds(overhead, verify[cand.n], draft, pass(1),
-                                                std::pow(p1, cand.d + 1), pipelined, draft_ahead);
+      const double seconds =
+          SpeculativeSeconds(step_overhead + catch_up / SwitchSteps(cand.expected), verify[cand.n],
+                             draft, pass(1), std::pow(p1, cand.d + 1), pipelined, draft_ahead);
       if (batch * cand.expected / seconds > best_rate) {
         best_rate = batch * cand.expected / seconds;
         choice.n = cand.n;
@@ -434,8 +449,7 @@ Plan Planner::PlainOrProbe(StepClass c, int batch, double mean_context, int whol
   // their share of the wider verify pass.
   const int k = std::min(batch, kProbeSequences);
   const StepClass probed = ClassOf(k, mean_context);
-  const double probe_cost = DraftPassCost(probed, k, prior_.draft_window_tokens) +
-                            kProbeChain * DraftPassCost(probed, k, 1) +
+  const double probe_cost = CatchUpCost(probed, k) + kProbeChain * DraftPassCost(probed, k, 1) +
                             static_cast<double>(k) / batch *
                                 (PredictVerify(c, batch, mean_context, kProbeChain + 1) -
                                  PredictVerify(c, batch, mean_context, 1));

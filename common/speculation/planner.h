@@ -155,7 +155,14 @@ class Planner {
   // draft's next token are accepted (probability p1^(depth + 1) with p1 the
   // rank-1 acceptance). A step then costs max(verify, draft + one pass), plus
   // the draft again when the guess was wrong.
-  Plan Choose(int batch, double mean_context, int whole_batch = 0, bool draft_ahead = false);
+  //
+  // `remaining_tokens`: how many tokens the batch's sequences may still
+  // generate, on average (their max_new_tokens or context left). A switch to
+  // speculation pays the draft's catch-up once, spread over the steps the
+  // switch can last: at most kSwitchHorizonSteps, fewer near the end.
+  Plan Choose(int batch, double mean_context, int whole_batch = 0, bool draft_ahead = false,
+              double remaining_tokens = kUnboundedTokens);
+  static constexpr double kUnboundedTokens = 1e18;
 
   void RecordAcceptance(const VerifyResult& result) { acceptance_.Record(result, steps_); }
   // Level widths of a draft: level 0 (catch-up) then fed nodes per level.
@@ -190,6 +197,9 @@ class Planner {
   double PredictDraft(StepClass c, int batch, const TreeShape& shape) const;
   // One draft pass with m new tokens per sequence.
   double DraftPassCost(StepClass c, int batch, int m) const;
+  // The draft's catch-up after plain steps: every sequence's sinks and window
+  // fed again, a prefill-like pass far wider than the draft's tree levels.
+  double CatchUpCost(StepClass c, int batch) const;
 
  private:
   // A tree the auto mode may choose: its size, depth, expected tokens and the
@@ -215,8 +225,11 @@ class Planner {
   // how much slower than bytes and FLOPs say this engine runs a pass.
   double PriorSlowdown(StepClass c, int batch) const;
   // Per-step cost a speculative step adds beyond its passes: the measured
-  // overhead, plus the catch-up of a switch from plain spread over its steps.
-  double SwitchOverhead(StepClass c, int batch) const;
+  // overhead, plus the catch-up of a switch from plain spread over its steps
+  // (the remaining tokens over `tokens_per_step`, at most kSwitchHorizonSteps).
+  double SwitchOverhead(StepClass c, int batch, double tokens_per_step) const;
+  // Steps a switch can last at `tokens_per_step`: 1 to kSwitchHorizonSteps.
+  double SwitchSteps(double tokens_per_step) const;
   // Tokens per second of plain decoding (for a pipelined group: of the whole batch).
   double PlainRate(StepClass c, int batch, double mean_context, int whole_batch) const;
   static double SpeculativeSeconds(double overhead, double verify, double draft, double one_pass,
@@ -255,6 +268,7 @@ class Planner {
   std::map<StepClass, CachedChoice> choices_;
   int64_t steps_ = 0, steps_since_rebuild_ = 0;
   double plain_seconds_ = 0, probe_budget_factor_ = kProbeBudgetFactor;
+  double remaining_tokens_ = kUnboundedTokens;  // of the latest Choose
   bool probed_once_ = false;
   int64_t visits_at_rebuild_ = 0;
   int64_t table_rebuilds_ = 0;

@@ -488,8 +488,20 @@ absl::Status SpecEngine::DecodeStep(std::span<const std::pair<int, Sequence*>> d
   }
   // 1. The plan for this step's class (batch size x mean context).
   const double mean_context = MeanContext(decoding);
-  return RunDecodeStep(decoding, planner_->Choose(static_cast<int>(decoding.size()), mean_context),
+  return RunDecodeStep(decoding,
+                       planner_->Choose(static_cast<int>(decoding.size()), mean_context, 0, false,
+                                        MeanRemaining(decoding)),
                        mean_context);
+}
+
+double SpecEngine::MeanRemaining(std::span<const std::pair<int, Sequence*>> members) const {
+  double total = 0;
+  for (const auto& [id, seq] : members) {
+    const int64_t by_length = seq->request.max_new_tokens - seq->state.generated();
+    const int64_t by_context = max_context_ - static_cast<int64_t>(seq->state.tokens.size());
+    total += static_cast<double>(std::max<int64_t>(std::min(by_length, by_context), 0));
+  }
+  return members.empty() ? 0.0 : total / static_cast<double>(members.size());
 }
 
 double SpecEngine::MeanContext(std::span<const std::pair<int, Sequence*>> members) {
@@ -596,8 +608,9 @@ absl::Status SpecEngine::PipelinedDecodeStep(std::span<const std::pair<int, Sequ
       const double context = MeanContext(bare);
       const int n = static_cast<int>(bare.size());
       std::unique_ptr<ProposalBatch> batch;
-      const auto trees = ProposeTrees(bare, planner_->Choose(n, context, 0, options_.draft_ahead),
-                                      ClassOf(n, context), &batch);
+      const auto trees = ProposeTrees(
+          bare, planner_->Choose(n, context, 0, options_.draft_ahead, MeanRemaining(bare)),
+          ClassOf(n, context), &batch);
       keep(*batch, trees);
       draft_seconds += batch->seconds;
     }
@@ -615,7 +628,8 @@ absl::Status SpecEngine::PipelinedDecodeStep(std::span<const std::pair<int, Sequ
   if (!drafting_next.empty()) {
     const double context = MeanContext(drafting_next);
     const int n = static_cast<int>(drafting_next.size());
-    const Plan plan = planner_->Choose(n, context, static_cast<int>(decoding.size()));
+    const Plan plan = planner_->Choose(n, context, static_cast<int>(decoding.size()), false,
+                                       MeanRemaining(drafting_next));
     bool trees_pending = false;
     for (const auto& [id, seq] : decoding) trees_pending = trees_pending || seq->has_proposal;
     if (plan.nodes == 0 && !trees_pending) {

@@ -209,6 +209,46 @@ TEST(PlannerTest, SwitchesOnlyForAClearGain) {
   EXPECT_FALSE(speculates(30e-3));   // a loss
 }
 
+TEST(PlannerTest, ASwitchNearTheBatchsEndMustRepayItsCatchUpSooner) {
+  // Perfect acceptance; verify(m) = 10 + m ms; tree levels 5 ms; the draft's
+  // catch-up over its window 200 ms (measured). Spread over the 32 steps a
+  // switch may last, a chain of 4 still gains (5 tokens per 35 + 6.25 ms
+  // against 11 ms a token plainly); with 8 tokens left per sequence the
+  // switch lasts about 2 steps and its catch-up sinks it.
+  auto speculates = [](double remaining_tokens) {
+    Planner planner(SpecConfig{}, Prior());
+    const StepClass c = ClassOf(8, 500);
+    EXPECT_EQ(planner.Choose(8, 500).nodes, 0);  // nothing measured: plain (the draft falls behind)
+    Feed(planner, 1.0, 5000);
+    for (int k = 0; k < 3; ++k) {
+      for (int m = 1; m <= 65; ++m) planner.RecordVerifyPass(c, m, 10e-3 + 1e-3 * m);
+      for (int m = 1; m <= 8; ++m) planner.RecordDraftPass(c, m, 5e-3);
+      planner.RecordDraftPass(c, 64, 200e-3);
+    }
+    return planner.Choose(8, 500, 0, false, remaining_tokens).nodes > 0;
+  };
+  EXPECT_TRUE(speculates(Planner::kUnboundedTokens));
+  EXPECT_TRUE(speculates(1000));
+  EXPECT_FALSE(speculates(8));
+}
+
+TEST(PlannerTest, CatchUpIsNeverPricedBelowItsArithmetic) {
+  // Tree levels of 1-4 tokens cost mostly their fixed part (1 ms + 0.01 ms a
+  // token): the line through them says 64 tokens a sequence cost 1.6 ms. The
+  // prior at the arithmetic rate says 32 x 64 tokens of 1 MFLOP each at
+  // 50 GFLOP/s: 41 ms, plus the reads.
+  Planner planner(SpecConfig{}, Prior());
+  const StepClass c = ClassOf(32, 500);
+  for (int k = 0; k < 3; ++k) {
+    for (int m = 1; m <= 4; ++m) planner.RecordDraftPass(c, m, 1e-3 + 0.01e-3 * m);
+  }
+  EXPECT_NEAR(planner.DraftPassCost(c, 32, 64), 1.64e-3, 1e-5);
+  EXPECT_GT(planner.CatchUpCost(c, 32), 40e-3);
+  // Once a catch-up was timed, a dearer measurement stands.
+  for (int k = 0; k < 3; ++k) planner.RecordDraftPass(c, 64, 90e-3);
+  EXPECT_NEAR(planner.CatchUpCost(c, 32), 90e-3, 1e-9);
+}
+
 TEST(PlannerTest, PipelinedStepsCostTheSlowerStage) {
   // Drafting costs as much as it saves when draft and verify take turns; with
   // two micro-batches the draft works while the other group is verified.
