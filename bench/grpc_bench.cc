@@ -429,11 +429,18 @@ bool RunModel(const std::string& path, const GrpcBenchOptions& options,
     }
     for (int clients : options.clients) {
       double grpc_off = 0, local_off = 0;
-      for (const std::string& mode : modes) {
-        // gRPC and in-process runs alternate, so that drift in the machine's load
-        // hits both alike; the median run of each is reported.
-        std::vector<RunResult> grpc_runs, local_runs;
-        for (int rep = 0; rep < std::max(1, options.repeats); ++rep) {
+      // Modes interleaved within each repetition, in reverse order every other
+      // one (A B, B A, ...), and gRPC and in-process runs alternating, so that
+      // drift in the machine's load (or the server's state) hits every mode
+      // alike; the median run of each is reported. (All repetitions of one mode
+      // and then the next put the later mode 10-25% behind on this machine.)
+      std::map<std::string, std::vector<RunResult>> grpc_by_mode, local_by_mode;
+      for (int rep = 0; rep < std::max(1, options.repeats); ++rep) {
+        std::vector<std::string> order = modes;
+        if (rep % 2 == 1) std::reverse(order.begin(), order.end());
+        for (const std::string& mode : order) {
+          std::vector<RunResult>& local_runs = local_by_mode[mode];
+          std::vector<RunResult>& grpc_runs = grpc_by_mode[mode];
           local_runs.push_back(RunInProcess(*engines[mode], prompts, clients, options.new_tokens));
           grpc_runs.push_back(
               RunOverGrpc(deployment->address, prompts, clients, mode, options.new_tokens));
@@ -446,6 +453,10 @@ bool RunModel(const std::string& path, const GrpcBenchOptions& options,
             }
           }
         }
+      }
+      for (const std::string& mode : modes) {
+        std::vector<RunResult>& grpc_runs = grpc_by_mode[mode];
+        std::vector<RunResult>& local_runs = local_by_mode[mode];
         Cell cell{
             name, kind, mode, clients, Median(std::move(grpc_runs)), Median(std::move(local_runs))};
         const double g = DecodeRate(cell.grpc), l = DecodeRate(cell.local);
