@@ -3,6 +3,7 @@
 #include "common/kv/kv_block_pool.h"
 
 #include <algorithm>
+#include <cstdint>
 #include <cstring>
 #include <vector>
 
@@ -43,6 +44,40 @@ TEST(KvBlockPoolTest, IdleMemoryStaysWithinTheBound) {
   blocks.clear();  // ten returned: three kept, seven freed
   EXPECT_EQ(pool.idle_bytes(), 3000);
   EXPECT_LE(pool.idle_bytes(), pool.max_idle_bytes());
+}
+
+TEST(KvBlockPoolTest, BlocksComeFromHugePageAlignedArenas) {
+  KvBlockPool pool(0);
+  KvBlock a = pool.Get(128 * 1024), b = pool.Get(128 * 1024);
+  const auto address = [](const KvBlock& k) { return reinterpret_cast<uintptr_t>(k.get()); };
+  EXPECT_EQ(address(a) % KvBlockPool::kHugePageBytes, 0u) << "the arena starts on a huge page";
+  EXPECT_EQ(address(b), address(a) + 128 * 1024) << "blocks of a size are packed";
+  EXPECT_EQ(pool.arena_bytes(), static_cast<int64_t>(KvBlockPool::kArenaBytes));
+  // A block larger than an arena gets an arena of its own, whole huge pages.
+  KvBlock big = pool.Get(KvBlockPool::kArenaBytes + 1);
+  EXPECT_EQ(address(big) % KvBlockPool::kHugePageBytes, 0u);
+  EXPECT_EQ(pool.arena_bytes(),
+            static_cast<int64_t>(2 * KvBlockPool::kArenaBytes + KvBlockPool::kHugePageBytes));
+  EXPECT_TRUE(AllZero(big.get(), KvBlockPool::kArenaBytes + 1));
+}
+
+TEST(KvBlockPoolTest, BlocksOverTheBoundReleaseTheirPagesAndComeBackZeroed) {
+  KvBlockPool pool(0);                  // no idle memory kept: every returned block is released
+  const size_t bytes = 3 * 4096 + 100;  // its last page only partly its own
+  KvBlock keep = pool.Get(bytes);
+  uint8_t* first = nullptr;
+  {
+    KvBlock block = pool.Get(bytes);
+    std::memset(block.get(), 0xCD, bytes);
+    std::memset(keep.get(), 0xEF, bytes);  // the neighbour's bytes stay its own
+    first = block.get();
+  }
+  EXPECT_EQ(pool.idle_bytes(), 0);
+  KvBlock again = pool.Get(bytes);
+  EXPECT_EQ(again.get(), first) << "a released block is reused before a new one";
+  EXPECT_TRUE(AllZero(again.get(), bytes));
+  EXPECT_TRUE(std::all_of(keep.get(), keep.get() + bytes, [](uint8_t x) { return x == 0xEF; }));
+  EXPECT_EQ(pool.arena_bytes(), static_cast<int64_t>(KvBlockPool::kArenaBytes));
 }
 
 TEST(KvBlockPoolTest, FullCachesReuseTheBlocksOfFinishedSequences) {
