@@ -322,17 +322,19 @@ double Planner::CatchUpCost(StepClass c, int batch) const {
   return std::max(DraftPassCost(c, batch, tokens), DraftPrior(batch, tokens));
 }
 
-double Planner::SwitchSteps(double tokens_per_step) const {
-  return std::clamp(remaining_tokens_ / std::max(tokens_per_step, 1.0), 1.0, kSwitchHorizonSteps);
-}
-
-double Planner::SwitchOverhead(StepClass c, int batch, double tokens_per_step) const {
+Planner::SwitchCost Planner::SwitchCostOf(StepClass c, int batch) const {
   // From plain decoding, speculating first costs every sequence a draft
   // catch-up over its window: spread over the steps a switch can last, it
-  // weighs against marginal gains. A batch near its end (remaining tokens
-  // over the tokens a step gains) has few steps to spread it over.
-  if (last_choice_speculates_) return StepOverhead(c, true);
-  return StepOverhead(c, true) + CatchUpCost(c, batch) / SwitchSteps(tokens_per_step);
+  // weighs against marginal gains.
+  return SwitchCost{StepOverhead(c, true), last_choice_speculates_ ? 0.0 : CatchUpCost(c, batch)};
+}
+
+double Planner::PerStep(const SwitchCost& s, double tokens_per_step) const {
+  // A batch near its end (remaining tokens over the tokens a step gains) has
+  // few steps to spread the catch-up over.
+  const double steps =
+      std::clamp(remaining_tokens_ / std::max(tokens_per_step, 1.0), 1.0, kSwitchHorizonSteps);
+  return s.step_overhead + s.catch_up / steps;
 }
 
 double Planner::PlainRate(StepClass c, int batch, double mean_context, int whole_batch) const {
@@ -361,8 +363,9 @@ bool Planner::SpeculationCouldPay(StepClass c, int batch, double mean_context, i
   const bool pipelined = whole_batch > batch;
   const double bar = PlainRate(c, batch, mean_context, whole_batch) * (1 + kSwitchMargin);
   const double pass = DraftPassCost(c, batch, 1);
+  const SwitchCost switch_cost = SwitchCostOf(c, batch);
   for (int d = 1; d <= config_.max_depth; ++d) {
-    const double seconds = SpeculativeSeconds(SwitchOverhead(c, batch, d + 1),
+    const double seconds = SpeculativeSeconds(PerStep(switch_cost, d + 1),
                                               PredictVerify(c, batch, mean_context, d + 1),
                                               d * pass, pass, 1.0, pipelined, draft_ahead);
     if (batch * (d + 1) / seconds > bar) return true;
@@ -397,9 +400,7 @@ Plan Planner::ChooseAuto(int batch, double mean_context, int whole_batch, bool d
       if (draft_pass[m] < 0) draft_pass[m] = DraftPassCost(c, batch, m);
       return draft_pass[m];
     };
-    // SwitchOverhead's parts, once per decision.
-    const double step_overhead = StepOverhead(c, true);
-    const double catch_up = last_choice_speculates_ ? 0.0 : CatchUpCost(c, batch);
+    const SwitchCost switch_cost = SwitchCostOf(c, batch);
     // Tokens per second of the batch.
     double best_rate = PlainRate(c, batch, mean_context, whole_batch) * (1 + kSwitchMargin);
     const std::vector<double> acceptance = acceptance_.Vector();
@@ -412,8 +413,8 @@ Plan Planner::ChooseAuto(int batch, double mean_context, int whole_batch, bool d
         if (cand.fed_per_level[l] > 0) draft += pass(cand.fed_per_level[l]);
       }
       const double seconds =
-          SpeculativeSeconds(step_overhead + catch_up / SwitchSteps(cand.expected), verify[cand.n],
-                             draft, pass(1), std::pow(p1, cand.d + 1), pipelined, draft_ahead);
+          SpeculativeSeconds(PerStep(switch_cost, cand.expected), verify[cand.n], draft, pass(1),
+                             std::pow(p1, cand.d + 1), pipelined, draft_ahead);
       if (batch * cand.expected / seconds > best_rate) {
         best_rate = batch * cand.expected / seconds;
         choice.n = cand.n;

@@ -224,12 +224,17 @@ class Planner {
   // The measured plain step over its prior in class c (1 when unmeasured):
   // how much slower than bytes and FLOPs say this engine runs a pass.
   double PriorSlowdown(StepClass c, int batch) const;
-  // Per-step cost a speculative step adds beyond its passes: the measured
-  // overhead, plus the catch-up of a switch from plain spread over its steps
-  // (the remaining tokens over `tokens_per_step`, at most kSwitchHorizonSteps).
-  double SwitchOverhead(StepClass c, int batch, double tokens_per_step) const;
-  // Steps a switch can last at `tokens_per_step`: 1 to kSwitchHorizonSteps.
-  double SwitchSteps(double tokens_per_step) const;
+  // What a speculative step adds beyond its passes: the measured overhead,
+  // plus (after plain steps) the draft's catch-up, spread over the steps the
+  // switch can last. Computed once per decision; PerStep prices one shape.
+  struct SwitchCost {
+    double step_overhead = 0;
+    double catch_up = 0;  // 0 when the last choice already speculated
+  };
+  SwitchCost SwitchCostOf(StepClass c, int batch) const;
+  // Per step at `tokens_per_step`: the catch-up over the remaining tokens'
+  // steps at that rate, 1 to kSwitchHorizonSteps of them.
+  double PerStep(const SwitchCost& s, double tokens_per_step) const;
   // Tokens per second of plain decoding (for a pipelined group: of the whole batch).
   double PlainRate(StepClass c, int batch, double mean_context, int whole_batch) const;
   static double SpeculativeSeconds(double overhead, double verify, double draft, double one_pass,
