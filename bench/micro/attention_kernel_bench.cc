@@ -10,6 +10,7 @@
 
 #include "benchmark/benchmark.h"
 #include "common/ops/cpu/kernels.h"
+#include "common/util/aligned_vector.h"
 #include "common/util/cpu_features.h"
 
 namespace specserve::bench {
@@ -22,7 +23,8 @@ void BM_AttentionKernel(benchmark::State& state) {
   const int n_tiles = static_cast<int>(state.range(2));
   const bool extras = state.range(3) != 0;
   const int tile_floats = kKvTileRows * d;
-  std::vector<float> k(static_cast<size_t>(n_tiles) * tile_floats), v(k.size()),
+  // Aligned as the caches' tiles and the attention's scratch are.
+  AlignedVector<float> k(static_cast<size_t>(n_tiles) * tile_floats), v(k.size()),
       ek(static_cast<size_t>(m) * tile_floats), ev(ek.size());
   for (size_t i = 0; i < k.size(); ++i) {
     k[i] = 0.001f * static_cast<float>(i % 97);
@@ -41,7 +43,7 @@ void BM_AttentionKernel(benchmark::State& state) {
     offset[r + 1] = extras ? r + 1 : 0;
   }
   std::vector<float> q(static_cast<size_t>(m) * d, 0.1f), out(q.size());
-  std::vector<float> scratch(cpu::AttentionScratchFloats(m, n_tiles + 1));
+  AlignedVector<float> scratch(cpu::AttentionScratchFloats(m, n_tiles + 1));
   std::vector<float*> outs(m);
   for (int r = 0; r < m; ++r) outs[r] = out.data() + r * d;
   cpu::AttentionRowsProblem p;

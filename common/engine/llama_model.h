@@ -19,6 +19,7 @@
 #include "common/kv/kv_cache.h"
 #include "common/model/loaded_model.h"
 #include "common/ops/ops.h"
+#include "common/util/aligned_vector.h"
 
 namespace specserve {
 
@@ -111,7 +112,9 @@ class LlamaModel final : public Model {
   // One shard's scratch activations (rows = the shard's new tokens) and
   // per-sequence lists. A pass of one shard uses shards_[0].
   struct Scratch {
-    std::vector<float> x, xb, q, k, v, attn, gate, up, final;
+    // Aligned: the GEMM reads its x rows in place only from 64-byte boundaries
+    // (otherwise it copies them, per call and thread).
+    AlignedVector<float> x, xb, q, k, v, attn, gate, up, final;
     std::vector<int32_t> tokens, positions;
     std::vector<KeyVisibility> visibility;  // per sequence of the shard
     std::vector<KvTiles> tiles;

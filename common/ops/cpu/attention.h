@@ -21,6 +21,7 @@
 
 #include "common/ops/attention_batch.h"
 #include "common/ops/cpu/kernels.h"
+#include "common/util/aligned_vector.h"
 #include "common/util/thread_pool.h"
 
 namespace specserve::cpu {
@@ -45,7 +46,7 @@ class AttentionRunner {
     AttentionSequence seq;
   };
   struct Scratch {
-    std::vector<float> q, s, extra_kv, rows;
+    AlignedVector<float> q, s, extra_kv, rows;
     std::vector<int32_t> row_slot;
     std::vector<AttentionTile> tiles, extra_tiles, token_tiles;
     std::vector<int64_t> run_start;
