@@ -9,11 +9,12 @@
 #include <random>
 #include <vector>
 
-#include "common/ops/ops.h"
 #include "common/model/tensor_type.h"
 #include "common/model/weight_tensor.h"
 #include "common/ops/cpu/cpu_ops.h"
 #include "common/ops/cpu/weight_layout.h"
+#include "common/ops/ops.h"
+#include "common/util/aligned_vector.h"
 #include "common/util/half.h"
 
 namespace specserve::bench {
@@ -37,7 +38,7 @@ inline double MinOf(const std::vector<double>& v) {
 }
 
 struct BenchWeight {
-  std::vector<uint8_t> bytes;
+  AlignedVector<uint8_t> bytes;  // aligned as a loaded model's fp32 matrices are
   WeightTensor tensor;
 };
 

@@ -38,7 +38,7 @@ void BM_MatMul(benchmark::State& state) {
   const TensorType type = kTypes[state.range(0)];
   const int n_rows = static_cast<int>(state.range(1));
   const WeightTensor& w = CachedWeight(type, state.range(2) != 0);
-  std::vector<float> x(n_rows * w.cols, 0.5f), y(n_rows * w.rows);
+  AlignedVector<float> x(n_rows * w.cols, 0.5f), y(n_rows * w.rows);  // as the model's activations
   Ops& ops = BenchOps();
   for (auto _ : state) {
     ops.MatMul(w, x.data(), n_rows, y.data());
