@@ -260,6 +260,11 @@ void DotTile(const uint8_t* w, int64_t w_stride, const float* x, int64_t ldx, in
   StoreSums<R, O>(acc, y, ldy);
 }
 
+// Weight rows after a tile's that its first row tile fetches (w_next), line by
+// line as it reads its own: in-place fp32 weights otherwise stream from memory
+// only when the next output group's first tile stalls on them.
+constexpr int kOutputsAhead = 4;
+
 // The GEMM path's tile over columns [k0, k1) of an fp32 panel (rows ws
 // floats apart): starts from zero at k0 == 0, else from the accumulators the
 // previous block left in `saved` (output (r, o) at saved[r * ld_saved + o]);
@@ -268,7 +273,8 @@ void DotTile(const uint8_t* w, int64_t w_stride, const float* x, int64_t ldx, in
 // order as DotTile<LoadF32>.
 template <int R, int O>
 void BlockTile(const float* w, int64_t ws, const float* x, int64_t ldx, int64_t k0, int64_t k1,
-               int64_t cols, __m512* saved, int64_t ld_saved, float* y, int64_t ldy) {
+               int64_t cols, __m512* saved, int64_t ld_saved, float* y, int64_t ldy,
+               const float* w_next) {
   __m512 acc[R][O];
 #pragma GCC unroll 16
   for (int r = 0; r < R; ++r) {
@@ -279,6 +285,12 @@ void BlockTile(const float* w, int64_t ws, const float* x, int64_t ldx, int64_t 
   }
   const int64_t full_end = k1 == cols ? cols / kLanes * kLanes : k1;
   for (int64_t k = k0; k < full_end; k += kLanes) {
+    if (w_next != nullptr) {
+#pragma GCC unroll 16
+      for (int o = 0; o < kOutputsAhead; ++o) {
+        _mm_prefetch(reinterpret_cast<const char*>(w_next + o * ws + k), _MM_HINT_T0);
+      }
+    }
     __m512 wv[O];
 #pragma GCC unroll 16
     for (int o = 0; o < O; ++o) wv[o] = _mm512_loadu_ps(w + o * ws + k);
@@ -449,9 +461,12 @@ void Gemm(const MatMulProblem& p, int64_t o_begin, int64_t o_end, float* scratch
       for (int64_t k0 = 0; k0 < p.cols; k0 += kMatMulGemmBlockCols) {
         const int64_t k1 = std::min(p.cols, k0 + kMatMulGemmBlockCols);
         auto tile = [&]<int R, int O>(int64_t r, int64_t o) {
+          // The next output group's rows: in place, the matrix's next rows
+          // (within this call's range).
+          const bool ahead = w_in_place && r == 0 && ob + o + O + kOutputsAhead <= o_end;
           BlockTile<R, O>(wf + o * ws, ws, xr.x + r * xr.ldx, xr.ldx, k0, k1, p.cols,
                           saved + r * kMatMulPanelRows + o, kMatMulPanelRows,
-                          y + r * p.out_rows + o, p.out_rows);
+                          y + r * p.out_rows + o, p.out_rows, ahead ? wf + (o + O) * ws : nullptr);
         };
         OutputTilesOf<6>(rows, n_out, tile);
       }
