@@ -217,7 +217,7 @@ void DotTile(const uint8_t* w, int64_t w_stride, const float* x, int64_t ldx, in
   }
   const int64_t steps = cols / L::kStep;
   for (int64_t s = 0; s < steps; ++s) {
-    if constexpr (R <= 2) {  // weight streams from memory: prefetch ahead of the rows
+    if constexpr (R <= 4) {  // weight streams from memory: prefetch ahead of the rows
 #pragma GCC unroll 16
       for (int o = 0; o < O; ++o) {
         _mm_prefetch(
