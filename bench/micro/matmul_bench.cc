@@ -55,7 +55,7 @@ void BM_MatMul(benchmark::State& state) {
 void MatMulArgs(benchmark::internal::Benchmark* b) {
   for (int big : {0, 1}) {
     for (int t = 0; t < 5; ++t) {
-      for (int n : {1, 4, 8, 32, 64}) b->Args({t, n, big});
+      for (int n : {1, 4, 8, 12, 16, 24, 32, 64}) b->Args({t, n, big});
     }
   }
 }

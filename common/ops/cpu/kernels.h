@@ -58,7 +58,12 @@ inline constexpr int64_t kMatMulPanelRows = 16;
 
 // From this many x rows on, the kernels take the GEMM path (dequantised panels);
 // below it the GEMV path (dequantising in registers, tiles of 4 output rows).
-inline constexpr int64_t kMatMulGemmMinRows = 8;
+// fp32 weights need no dequantising, so the GEMM path's register tiles win
+// from 8 rows; F16/BF16 weights pay for a panel written and read back, and the
+// GEMV path, converting in registers, stays ahead below 64 rows (BM_MatMul,
+// 4096 x 4096 F16 at 8 / 24 / 32 rows: 1.1 / 3.3 / 3.7-4.9 ms against
+// 1.8 / 3.9 / 5.0-5.2 through panels; even at 64).
+constexpr int64_t MatMulGemmMinRows(TensorType type) { return type == TensorType::kF32 ? 8 : 64; }
 
 // x rows per block of the GEMM path (the block stays in L2 while every weight
 // panel passes over it).

@@ -106,8 +106,8 @@ void MatMulMany(const KernelTable& kernels, ThreadPool& pool,
     for (MatMulProblem& p : problems) p.xq = xq;
   }
   // Units of whole panels / tiles (the kernels' results do not depend on the split).
-  const int64_t grain =
-      quantized ? kMatMulQuantizedTileRows : (n_rows >= kMatMulGemmMinRows ? kMatMulPanelRows : 4);
+  const int64_t grain = quantized ? kMatMulQuantizedTileRows
+                                  : (n_rows >= MatMulGemmMinRows(type) ? kMatMulPanelRows : 4);
   const int64_t unit_rows = (64 + grain - 1) / grain * grain;
   struct Unit {
     int weight;
@@ -146,7 +146,7 @@ void MatMul(const KernelTable& kernels, ThreadPool& pool, const WeightTensor& w,
     return;
   }
   // Ranges are whole panels (GEMM path) or whole 4-row tiles (GEMV path).
-  const int64_t grain = n_rows >= kMatMulGemmMinRows ? kMatMulPanelRows : 4;
+  const int64_t grain = n_rows >= MatMulGemmMinRows(w.type) ? kMatMulPanelRows : 4;
   pool.ParallelFor(
       w.rows,
       [&](int64_t begin, int64_t end) { kernel(p, begin, end, ThreadScratch(scratch_floats)); },

@@ -254,7 +254,7 @@ void Gemm(const MatMulProblem& p, int64_t o_begin, int64_t o_end, float* panel) 
 template <class L>
 void Range(const MatMulProblem& p, int64_t o_begin, int64_t o_end, float* scratch) {
   const uint8_t* w = p.w + o_begin * p.w_row_bytes;
-  if (p.n_rows >= kMatMulGemmMinRows) {
+  if (p.n_rows >= MatMulGemmMinRows(p.type)) {
     Gemm<L>(p, o_begin, o_end, scratch);
   } else if (p.n_rows == 1) {
     OutputTiles<L, 4>(w, p.w_row_bytes, p, o_begin, o_end, 0, 1);

@@ -493,7 +493,7 @@ void Gemm(const MatMulProblem& p, int64_t o_begin, int64_t o_end, float* scratch
 
 template <class L>
 void Range(const MatMulProblem& p, int64_t o_begin, int64_t o_end, float* scratch) {
-  if (p.n_rows >= kMatMulGemmMinRows) {
+  if (p.n_rows >= MatMulGemmMinRows(p.type)) {
     Gemm<L>(p, o_begin, o_end, scratch);
   } else {
     OutputTiles<L>(p.w + o_begin * p.w_row_bytes, p.w_row_bytes, o_end - o_begin,
