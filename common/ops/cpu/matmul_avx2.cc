@@ -49,6 +49,7 @@ inline __m128i LoadU16Tail(const uint8_t* p, int64_t rem) {
 
 struct LoadF32 {
   static constexpr int kStep = 8;
+  static constexpr int64_t kStepBytes = 32;
   static constexpr int kChunks = 1;
   static constexpr bool kHasTail = true;
   static __m256 Scale(const uint8_t*, int64_t) { return _mm256_setzero_ps(); }
@@ -62,6 +63,7 @@ struct LoadF32 {
 
 struct LoadF16 {
   static constexpr int kStep = 8;
+  static constexpr int64_t kStepBytes = 16;
   static constexpr int kChunks = 1;
   static constexpr bool kHasTail = true;
   static __m256 Scale(const uint8_t*, int64_t) { return _mm256_setzero_ps(); }
@@ -75,6 +77,7 @@ struct LoadF16 {
 
 struct LoadBF16 {
   static constexpr int kStep = 8;
+  static constexpr int64_t kStepBytes = 16;
   static constexpr int kChunks = 1;
   static constexpr bool kHasTail = true;
   static __m256 Widen(__m128i h) {
@@ -94,6 +97,7 @@ struct LoadQ8 {
   static constexpr int kChunks = 4;
   static constexpr bool kHasTail = false;
   static constexpr int64_t kBlockBytes = 34;
+  static constexpr int64_t kStepBytes = kBlockBytes;
   static __m256 Scale(const uint8_t* row, int64_t s) {
     return _mm256_set1_ps(LoadHalf(row + s * kBlockBytes));
   }
@@ -110,6 +114,7 @@ struct LoadQ4 {
   static constexpr int kChunks = 4;
   static constexpr bool kHasTail = false;
   static constexpr int64_t kBlockBytes = 18;
+  static constexpr int64_t kStepBytes = kBlockBytes;
   static __m256 Scale(const uint8_t* row, int64_t s) {
     return _mm256_set1_ps(LoadHalf(row + s * kBlockBytes));
   }
@@ -126,6 +131,9 @@ struct LoadQ4 {
   static __m256 Tail(const uint8_t*, int64_t, int64_t) { return _mm256_setzero_ps(); }
 };
 
+// Bytes ahead along a weight row that the GEMV tiles prefetch.
+constexpr int64_t kPrefetchBytes = 1024;
+
 template <class L, int R, int O>
 void DotTile(const uint8_t* w, int64_t w_stride, const float* x, int64_t ldx, int64_t cols,
              float* y, int64_t ldy) {
@@ -137,6 +145,16 @@ void DotTile(const uint8_t* w, int64_t w_stride, const float* x, int64_t ldx, in
   }
   const int64_t steps = cols / L::kStep;
   for (int64_t s = 0; s < steps; ++s) {
+    // Up to 4 rows the weights stream from memory: fetch ahead, once per
+    // line (the step that starts in a new line).
+    if (R <= 4 && (s * L::kStepBytes) % 64 < L::kStepBytes) {
+#pragma GCC unroll 16
+      for (int o = 0; o < O; ++o) {
+        _mm_prefetch(
+            reinterpret_cast<const char*>(w + o * w_stride + s * L::kStepBytes) + kPrefetchBytes,
+            _MM_HINT_T0);
+      }
+    }
     __m256 scale[O];
 #pragma GCC unroll 16
     for (int o = 0; o < O; ++o) scale[o] = L::Scale(w + o * w_stride, s);
