@@ -461,8 +461,7 @@ void Gemm(const MatMulProblem& p, int64_t o_begin, int64_t o_end, float* scratch
         for (int64_t o = 0; o < n_out; ++o) {
           // The same row of the next panel streams in meanwhile (in this
           // call's range): the dequantising loads would otherwise wait on
-          // memory row after row (an 8-row F16 pass read its weights at 16
-          // GB/s, a 1-row pass at 40).
+          // memory row after row.
           const int64_t next = ob + kMatMulPanelRows + o;
           DequantizeRow<L>(p.w + (ob + o) * p.w_row_bytes, p.cols, panel + o * stride,
                            next < o_end ? p.w + next * p.w_row_bytes : nullptr);
