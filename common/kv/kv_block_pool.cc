@@ -12,10 +12,12 @@ namespace {
 
 size_t RoundUp(size_t n, size_t to) { return (n + to - 1) / to * to; }
 
+size_t PageBytes() { return static_cast<size_t>(sysconf(_SC_PAGESIZE)); }
+
 // Where consecutive blocks of `bytes` start: page-aligned from a page up, so
 // that a returned block's pages can be released whole.
 size_t Stride(size_t bytes) {
-  const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
+  const size_t page = PageBytes();
   return bytes >= page ? RoundUp(bytes, page) : RoundUp(bytes, 64);
 }
 
@@ -95,7 +97,7 @@ void KvBlockPool::Put(uint8_t* block, size_t bytes) {
     return;
   }
   // Over the bound: the block's whole pages go back to the kernel.
-  const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
+  const size_t page = PageBytes();
   const uintptr_t first = RoundUp(reinterpret_cast<uintptr_t>(block), page);
   const uintptr_t last = (reinterpret_cast<uintptr_t>(block) + bytes) / page * page;
   if (last > first) (void)madvise(reinterpret_cast<void*>(first), last - first, MADV_DONTNEED);

@@ -56,6 +56,15 @@ using QuantizeActivationsFn = void (*)(const float* x, int64_t cols, TensorType 
 // path); the drivers split output rows across threads in multiples of this.
 inline constexpr int64_t kMatMulPanelRows = 16;
 
+// The GEMV tiles' software prefetch distance along a weight row.
+inline constexpr int64_t kMatMulPrefetchBytes = 1024;
+
+// Whether step s of a walk along a row in steps of `step_bytes` (at most a
+// cache line) starts in a new line: where a walk prefetches each line once.
+constexpr bool StepStartsLine(int64_t s, int64_t step_bytes) {
+  return (s * step_bytes) % 64 < step_bytes;
+}
+
 // From this many x rows on, the kernels take the GEMM path (dequantised panels);
 // below it the GEMV path (dequantising in registers, tiles of 4 output rows).
 // fp32 weights need no dequantising, so the GEMM path's register tiles win

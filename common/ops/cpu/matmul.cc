@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "common/ops/cpu/weight_layout.h"
+#include "common/util/aligned_vector.h"
 
 namespace specserve::cpu {
 namespace {
@@ -24,15 +25,11 @@ float* ThreadScratch(int64_t floats) {
 }
 
 // The calling thread's buffer for quantised activations (read by every worker
-// during the call). 64-byte units keep it aligned for the SIMD loads.
+// during the call), aligned for the SIMD loads.
 uint8_t* QuantizedActivationBuffer(int64_t bytes) {
-  struct alignas(64) Line {
-    uint8_t bytes[64];
-  };
-  thread_local std::vector<Line> buffer;
-  const int64_t lines = (bytes + 63) / 64;
-  if (static_cast<int64_t>(buffer.size()) < lines) buffer.resize(lines);
-  return buffer.data()->bytes;
+  thread_local AlignedVector<uint8_t> buffer;
+  if (static_cast<int64_t>(buffer.size()) < bytes) buffer.resize(bytes);
+  return buffer.data();
 }
 
 // Q8_0 / Q4_0 weights: quantise every x row once (rows are independent, so a

@@ -131,9 +131,6 @@ struct LoadQ4 {
   static __m256 Tail(const uint8_t*, int64_t, int64_t) { return _mm256_setzero_ps(); }
 };
 
-// Bytes ahead along a weight row that the GEMV tiles prefetch.
-constexpr int64_t kPrefetchBytes = 1024;
-
 template <class L, int R, int O>
 void DotTile(const uint8_t* w, int64_t w_stride, const float* x, int64_t ldx, int64_t cols,
              float* y, int64_t ldy) {
@@ -143,16 +140,17 @@ void DotTile(const uint8_t* w, int64_t w_stride, const float* x, int64_t ldx, in
 #pragma GCC unroll 16
     for (int o = 0; o < O; ++o) acc[r][o] = _mm256_setzero_ps();
   }
+  static_assert(L::kStepBytes <= 64, "StepStartsLine prefetches one line per step");
   const int64_t steps = cols / L::kStep;
   for (int64_t s = 0; s < steps; ++s) {
     // Up to 4 rows the weights stream from memory: fetch ahead, once per
     // line (the step that starts in a new line).
-    if (R <= 4 && (s * L::kStepBytes) % 64 < L::kStepBytes) {
+    if (R <= 4 && StepStartsLine(s, L::kStepBytes)) {
 #pragma GCC unroll 16
       for (int o = 0; o < O; ++o) {
-        _mm_prefetch(
-            reinterpret_cast<const char*>(w + o * w_stride + s * L::kStepBytes) + kPrefetchBytes,
-            _MM_HINT_T0);
+        _mm_prefetch(reinterpret_cast<const char*>(w + o * w_stride + s * L::kStepBytes) +
+                         kMatMulPrefetchBytes,
+                     _MM_HINT_T0);
       }
     }
     __m256 scale[O];

@@ -38,7 +38,6 @@ namespace specserve::cpu {
 namespace {
 
 constexpr int kLanes = 16;
-constexpr int64_t kPrefetchBytes = 1024;  // software prefetch distance along a weight row
 
 inline float Reduce(__m512 v) {
   const __m256 a = _mm256_add_ps(_mm512_castps512_ps256(v), _mm512_extractf32x8_ps(v, 1));
@@ -220,9 +219,9 @@ void DotTile(const uint8_t* w, int64_t w_stride, const float* x, int64_t ldx, in
     if constexpr (R <= 4) {  // weight streams from memory: prefetch ahead of the rows
 #pragma GCC unroll 16
       for (int o = 0; o < O; ++o) {
-        _mm_prefetch(
-            reinterpret_cast<const char*>(w + o * w_stride + s * L::kStepBytes) + kPrefetchBytes,
-            _MM_HINT_T0);
+        _mm_prefetch(reinterpret_cast<const char*>(w + o * w_stride + s * L::kStepBytes) +
+                         kMatMulPrefetchBytes,
+                     _MM_HINT_T0);
       }
     }
     __m512 scale[O];
@@ -396,17 +395,11 @@ void OutputTiles(const uint8_t* w, int64_t w_stride, int64_t n_out, const XRows&
 // `next` (nullable): a row to fetch meanwhile, step by step.
 template <class L>
 void DequantizeRow(const uint8_t* row, int64_t cols, float* out, const uint8_t* next) {
+  static_assert(L::kStepBytes <= 64, "StepStartsLine prefetches one line per step");
   const int64_t steps = cols / L::kStep;
   for (int64_t s = 0; s < steps; ++s) {
-    if (next != nullptr) {
-      // A line per step at most; steps smaller than a line fetch at its start.
-      if constexpr (L::kStepBytes >= 64) {
-        for (int64_t b = 0; b < L::kStepBytes; b += 64) {
-          _mm_prefetch(reinterpret_cast<const char*>(next + s * L::kStepBytes + b), _MM_HINT_T0);
-        }
-      } else if ((s * L::kStepBytes) % 64 == 0) {
-        _mm_prefetch(reinterpret_cast<const char*>(next + s * L::kStepBytes), _MM_HINT_T0);
-      }
+    if (next != nullptr && StepStartsLine(s, L::kStepBytes)) {
+      _mm_prefetch(reinterpret_cast<const char*>(next + s * L::kStepBytes), _MM_HINT_T0);
     }
     const __m512 scale = L::Scale(row, s);
 #pragma GCC unroll 4
