@@ -10,36 +10,47 @@
 
 #include "benchmark/benchmark.h"
 #include "common/ops/cpu/kernels.h"
+#include "common/ops/kv_layout.h"
 #include "common/util/aligned_vector.h"
 #include "common/util/cpu_features.h"
 
 namespace specserve::bench {
 namespace {
 
-// Args: rows m, head_dim, key tiles (16 keys each), extra tiles (0/1 per row).
+// Args: rows m, head_dim, key tiles (16 keys each), extra tiles (0/1 per
+// row), bf16 (0: fp32 tiles, 1: bf16 tiles in the cache's layout).
 void BM_AttentionKernel(benchmark::State& state) {
   const int m = static_cast<int>(state.range(0));
   const int d = static_cast<int>(state.range(1));
   const int n_tiles = static_cast<int>(state.range(2));
   const bool extras = state.range(3) != 0;
-  const int tile_floats = kKvTileRows * d;
+  const KvType type = state.range(4) != 0 ? KvType::kBF16 : KvType::kF32;
+  const int bytes = KvTypeBytes(type);
+  const int tile_floats = kKvTileRows * d;  // room for a tile of either type
   // Aligned as the caches' tiles and the attention's scratch are.
   AlignedVector<float> k(static_cast<size_t>(n_tiles) * tile_floats), v(k.size()),
       ek(static_cast<size_t>(m) * tile_floats), ev(ek.size());
-  for (size_t i = 0; i < k.size(); ++i) {
-    k[i] = 0.001f * static_cast<float>(i % 97);
-    v[i] = 0.002f * static_cast<float>(i % 89);
+  // Rows written as the caches write them (fp32, or bf16 in its layout).
+  const KvRegionLayout region{type, 1, d, static_cast<int64_t>(n_tiles) * tile_floats};
+  std::vector<float> kr(d), vr(d);
+  for (int64_t row = 0; row < static_cast<int64_t>(n_tiles) * kKvTileRows; ++row) {
+    for (int c = 0; c < d; ++c) {
+      kr[c] = 0.001f * static_cast<float>((row * d + c) % 97);
+      vr[c] = 0.002f * static_cast<float>((row * d + c) % 89);
+    }
+    KvStoreRow(region, k.data(), v.data(), row, kr.data(), vr.data());
   }
+  auto tile_at = [&](AlignedVector<float>& buf, int t) {
+    return reinterpret_cast<char*>(buf.data()) + static_cast<int64_t>(t) * kKvTileRows * d * bytes;
+  };
   std::vector<cpu::AttentionTile> tiles(n_tiles), extra(m);
   for (int t = 0; t < n_tiles; ++t) {
-    tiles[t] = {k.data() + t * tile_floats, v.data() + t * tile_floats, 0, kKvTileRows,
-                t * kKvTileRows};
+    tiles[t] = {tile_at(k, t), tile_at(v, t), 0, kKvTileRows, t * kKvTileRows};
   }
   std::vector<int32_t> visible(m, n_tiles * kKvTileRows), offset(m + 1, 0);
   for (int r = 0; r < m; ++r) {
     // Row r's chain: 1 + r / 2 keys after the shared ones (2 query heads a token).
-    extra[r] = {ek.data() + r * tile_floats, ev.data() + r * tile_floats, 0, 1 + r / 2,
-                n_tiles * kKvTileRows};
+    extra[r] = {tile_at(ek, r), tile_at(ev, r), 0, 1 + r / 2, n_tiles * kKvTileRows};
     offset[r + 1] = extras ? r + 1 : 0;
   }
   std::vector<float> q(static_cast<size_t>(m) * d, 0.1f), out(q.size());
@@ -49,6 +60,7 @@ void BM_AttentionKernel(benchmark::State& state) {
   cpu::AttentionRowsProblem p;
   p.m = m;
   p.d = d;
+  p.type = type;
   p.q = q.data();
   p.tiles = tiles.data();
   p.n_tiles = n_tiles;
@@ -69,11 +81,14 @@ void BM_AttentionKernel(benchmark::State& state) {
                                                    benchmark::Counter::kIsIterationInvariantRate);
 }
 BENCHMARK(BM_AttentionKernel)
-    ->ArgNames({"rows", "head_dim", "tiles", "extras"})
-    ->Args({2, 8, 64, 0})    // stories260K decode: 2 query heads of a kv head
-    ->Args({10, 8, 64, 1})   // stories260K verify of a 5-node chain
-    ->Args({10, 16, 32, 1})  // TinyStories-656K verify at context 512
-    ->Args({5, 64, 64, 1})   // the 125M model (no GQA) verify
+    ->ArgNames({"rows", "head_dim", "tiles", "extras", "bf16"})
+    ->Args({2, 8, 64, 0, 0})    // stories260K decode: 2 query heads of a kv head
+    ->Args({10, 8, 64, 1, 0})   // stories260K verify of a 5-node chain
+    ->Args({10, 8, 64, 1, 1})   // the same over a bf16 cache
+    ->Args({10, 16, 32, 1, 0})  // TinyStories-656K verify at context 512
+    ->Args({10, 16, 32, 1, 1})
+    ->Args({5, 64, 64, 1, 0})  // the 125M model (no GQA) verify
+    ->Args({5, 64, 64, 1, 1})
     ->Unit(benchmark::kMicrosecond);
 
 }  // namespace

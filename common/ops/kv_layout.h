@@ -9,6 +9,19 @@
 // window cache) holds whole tiles for every kv head: head h starts
 // h * head_stride elements after head 0. Elements are fp32 or bf16 (KvType).
 //
+// bf16 tiles of an even head_dim (KvBf16Pairs) hold pairs of elements for the
+// CPU's bf16 dot product (vdpbf16ps: per 32-bit lane, a pair of bf16 products
+// added to an fp32 lane, the pair's high element first), in the same bytes:
+//   K tile: [head_dim / 2][16][2]   element (c, lane) at (c / 2) * 32 + lane * 2 + c % 2
+//           (a lane's pair is two dims of one key: scores take 2 dims per product)
+//   V tile, head_dim < 16: [head_dim][16] with the keys of each pair swapped,
+//           element (c, lane) at c * 16 + (lane ^ 1)
+//   V tile, head_dim >= 16: [8][head_dim][2], element (lane, c) at
+//           (lane / 2) * 2 * head_dim + 2 * c + (1 - lane % 2)
+// V pairs hold two keys (2i + 1 low, 2i high), so that the product's
+// high-first order adds the keys in list order, as one fma chain would.
+// bf16 stores flush subnormals to signed zero (what vdpbf16ps reads them as).
+//
 // Why: attention reads each kv head's keys as 16-lane vectors of one
 // dimension (scores for 16 keys per FMA, no horizontal sums), and the tile a
 // row sits in fixes the SIMD lane it is reduced in (row % 16), which is part
@@ -27,6 +40,30 @@ inline constexpr int kKvTileRows = 16;
 
 constexpr int KvTypeBytes(KvType type) { return type == KvType::kF32 ? 4 : 2; }
 constexpr bool KvValuesTransposed(int head_dim) { return head_dim < 16; }
+// Whether tiles of this type and head_dim use the paired bf16 layout (above).
+constexpr bool KvBf16Pairs(KvType type, int head_dim) {
+  return type == KvType::kBF16 && head_dim % 2 == 0;
+}
+
+// Element offsets of (row, c) within the tiles of one kv head, the region's
+// row `row` (tile row / 16, lane row % 16), for K and V.
+inline int64_t KvKOffset(KvType type, int head_dim, int64_t row, int c) {
+  const int64_t tile = row / kKvTileRows * kKvTileRows * head_dim;
+  const int lane = static_cast<int>(row % kKvTileRows);
+  if (KvBf16Pairs(type, head_dim)) return tile + (c / 2) * 2 * kKvTileRows + lane * 2 + c % 2;
+  return tile + static_cast<int64_t>(c) * kKvTileRows + lane;
+}
+
+inline int64_t KvVOffset(KvType type, int head_dim, int64_t row, int c) {
+  const int64_t tile = row / kKvTileRows * kKvTileRows * head_dim;
+  const int lane = static_cast<int>(row % kKvTileRows);
+  const bool pairs = KvBf16Pairs(type, head_dim);
+  if (KvValuesTransposed(head_dim)) {
+    return tile + static_cast<int64_t>(c) * kKvTileRows + (pairs ? lane ^ 1 : lane);
+  }
+  if (pairs) return tile + (lane / 2) * 2 * head_dim + 2 * c + (1 - lane % 2);
+  return tile + static_cast<int64_t>(lane) * head_dim + c;  // 16 row-major rows
+}
 
 std::string_view KvTypeName(KvType type);                     // "f32", "bf16"
 std::optional<KvType> KvTypeFromName(std::string_view name);  // case-insensitive

@@ -22,11 +22,10 @@ int64_t RoundUpTiles(int64_t rows) { return (rows + kKvTileRows - 1) / kKvTileRo
 
 // Head `head`'s K and V of `row` of a tiled run region, widened to fp32.
 void LoadHeadRow(const KvRun& run, KvType type, int head, int d, int64_t row, float* k, float* v) {
-  const int64_t base = head * run.head_stride + row / kKvTileRows * kKvTileRows * d;
-  const int lane = static_cast<int>(row % kKvTileRows);
+  const int64_t base = head * run.head_stride;
   for (int c = 0; c < d; ++c) {
-    const int64_t ki = base + static_cast<int64_t>(c) * kKvTileRows + lane;
-    const int64_t vi = KvValuesTransposed(d) ? ki : base + static_cast<int64_t>(lane) * d + c;
+    const int64_t ki = base + KvKOffset(type, d, row, c);
+    const int64_t vi = base + KvVOffset(type, d, row, c);
     if (type == KvType::kF32) {
       k[c] = static_cast<const float*>(run.k)[ki];
       v[c] = static_cast<const float*>(run.v)[vi];
@@ -196,7 +195,10 @@ void AttentionRunner::RunItem(const Item& item, const AttentionSequence& seq,
   AttentionRowsProblem p;
   int max_extra_tiles = 0;
   if (seq.extra_begin != nullptr) {
-    const int64_t tile_floats = 2 * kKvTileRows * d;
+    // Extra tiles have the shared tiles' element type and layout (the kernel
+    // reads both alike): K then V, tile_elems elements each.
+    const int64_t tile_elems = kKvTileRows * d;
+    const int64_t tile_floats = (2 * tile_elems * bytes + 3) / 4;
     int total = 0;
     for (int t = item.tok_begin; t < item.tok_end; ++t) {
       const int n = seq.extra_begin[t + 1] - seq.extra_begin[t];
@@ -214,9 +216,9 @@ void AttentionRunner::RunItem(const Item& item, const AttentionSequence& seq,
       run_start.push_back(start);
       start += run.n_rows;
     }
-    // Tree tokens share their ancestors: each distinct extra row is widened
-    // to fp32 once for the item (a chain of 5 lists 15 extras over 5 rows),
-    // into slot row_slot[index - lo].
+    // Tree tokens share their ancestors: each distinct extra row is read
+    // (widened to fp32, which a bf16 tile stores back exactly) once for the item (a chain of 5
+    // lists 15 extras over 5 rows), into slot row_slot[index - lo].
     int32_t lo = INT32_MAX, hi = -1;
     for (int i = seq.extra_begin[item.tok_begin]; i < seq.extra_begin[item.tok_end]; ++i) {
       lo = std::min(lo, seq.extra[i]);
@@ -245,11 +247,12 @@ void AttentionRunner::RunItem(const Item& item, const AttentionSequence& seq,
       const int token_tiles =
           n == 0 ? 0 : static_cast<int>((v0 + n - 1) / kKvTileRows - v0 / kKvTileRows + 1);
       float* base = sc.extra_kv.data() + static_cast<int64_t>(used) * tile_floats;
+      const KvRegionLayout tile_layout{seq.kv_type, 1, d, tile_elems};
       std::vector<AttentionTile>& token = sc.token_tiles;
       token.resize(token_tiles);
       for (int i = 0; i < token_tiles; ++i) {
-        float* kt = base + i * tile_floats;
-        token[i] = AttentionTile{kt, kt + kKvTileRows * d, kKvTileRows, 0, 0};
+        char* kt = reinterpret_cast<char*>(base + i * tile_floats);
+        token[i] = AttentionTile{kt, kt + tile_elems * bytes, kKvTileRows, 0, 0};
       }
       for (int i = 0; i < n; ++i) {
         const float* kr = widened_row(seq.extra[first + i]);
@@ -257,12 +260,8 @@ void AttentionRunner::RunItem(const Item& item, const AttentionSequence& seq,
         const int64_t virt = v0 + i;
         const int ti = static_cast<int>(virt / kKvTileRows - v0 / kKvTileRows);
         const int lane = static_cast<int>(virt % kKvTileRows);
-        float* kt = base + ti * tile_floats;
-        float* vt = kt + kKvTileRows * d;
-        for (int c = 0; c < d; ++c) {
-          kt[c * kKvTileRows + lane] = kr[c];
-          vt[KvValuesTransposed(d) ? c * kKvTileRows + lane : lane * d + c] = vr[c];
-        }
+        char* kt = reinterpret_cast<char*>(base + ti * tile_floats);
+        KvStoreRow(tile_layout, kt, kt + tile_elems * bytes, lane, kr, vr);
         AttentionTile& tile = token[ti];
         tile.lane_begin = std::min(tile.lane_begin, lane);
         tile.lane_end = std::max(tile.lane_end, lane + 1);

@@ -4,6 +4,8 @@
 #include <immintrin.h>
 
 #include <cstdint>
+#include <cstring>
+#include <vector>
 
 #include "common/ops/cpu/kernels.h"
 
@@ -92,12 +94,79 @@ inline float VMaxAll(V16 v) {
 }
 inline void VPrefetch(const void* p) { _mm_prefetch(static_cast<const char*>(p), _MM_HINT_T0); }
 
+// bf16 pairs, widened: lane i's high element (2i + 1) and low element (2i).
+struct P16 {
+  V16 hi, lo;
+};
+inline __m256 PairHi(__m256i x) {
+  return _mm256_castsi256_ps(_mm256_and_si256(x, _mm256_set1_epi32(static_cast<int>(0xffff0000u))));
+}
+inline __m256 PairLo(__m256i x) { return _mm256_castsi256_ps(_mm256_slli_epi32(x, 16)); }
+inline P16 PFromInts(__m256i a, __m256i b) {  // lanes 0-7, 8-15
+  return {{PairHi(a), PairHi(b)}, {PairLo(a), PairLo(b)}};
+}
+inline P16 PLoad(const uint16_t* p) {
+  return PFromInts(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)),
+                   _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 16)));
+}
+inline P16 PLoadN(const uint16_t* p, int n) {
+  const M16 m = VLanes(0, n);
+  const int* q = reinterpret_cast<const int*>(p);
+  return PFromInts(_mm256_maskload_epi32(q, _mm256_castps_si256(m.lo)),
+                   _mm256_maskload_epi32(q + 8, _mm256_castps_si256(m.hi)));
+}
+inline float Bf16Value(uint16_t b) {
+  const uint32_t u = static_cast<uint32_t>(b) << 16;
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+}
+inline P16 PSet1(const uint16_t* pair) {
+  return {VSet1(Bf16Value(pair[1])), VSet1(Bf16Value(pair[0]))};
+}
+// p (probabilities: finite, >= 0, 0 or normal) rounded to bf16 to nearest
+// even: the bits, in the high half of each lane.
+inline __m256i RoundBf16(__m256 p) {
+  const __m256i u = _mm256_castps_si256(p);
+  const __m256i lsb = _mm256_and_si256(_mm256_srli_epi32(u, 16), _mm256_set1_epi32(1));
+  const __m256i r = _mm256_add_epi32(_mm256_add_epi32(u, _mm256_set1_epi32(0x7fff)), lsb);
+  return _mm256_and_si256(r, _mm256_set1_epi32(static_cast<int>(0xffff0000u)));
+}
+// Lanes (a0, a2, a4, a6, b0, b2, b4, b6) (kOdd: a1, a3, ...).
+template <int kOdd>
+inline __m256 EveryOther(__m256 a, __m256 b) {
+  const __m256 s = kOdd ? _mm256_shuffle_ps(a, b, _MM_SHUFFLE(3, 1, 3, 1))
+                        : _mm256_shuffle_ps(a, b, _MM_SHUFFLE(2, 0, 2, 0));
+  return _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(s), _MM_SHUFFLE(3, 1, 2, 0)));
+}
+inline P16 PDupSwapped(V16 p) {
+  const __m256 lo = _mm256_castsi256_ps(RoundBf16(p.lo)), hi = _mm256_castsi256_ps(RoundBf16(p.hi));
+  const __m256 even = EveryOther<0>(lo, hi), odd = EveryOther<1>(lo, hi);
+  return {{even, even}, {odd, odd}};
+}
+inline void PStoreSwapped(uint16_t* out, V16 p) {
+  // Per 64-bit lane (b_2i, b_2i+1): the word b_2i+1 | b_2i << 16, then the low words packed.
+  const __m256i idx = _mm256_setr_epi32(0, 2, 4, 6, 0, 2, 4, 6);
+  auto half = [&](__m256 x) {
+    const __m256i b = _mm256_srli_epi32(RoundBf16(x), 16);
+    const __m256i w = _mm256_or_si256(_mm256_srli_epi64(b, 32), _mm256_slli_epi64(b, 16));
+    return _mm256_castsi256_si128(_mm256_permutevar8x32_epi32(w, idx));
+  };
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(out), half(p.lo));
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(out + 8), half(p.hi));
+}
+inline V16 VDot(V16 acc, const P16& a, const P16& b) {
+  return VFma(a.lo, b.lo, VFma(a.hi, b.hi, acc));
+}
+
 #include "common/ops/cpu/attention_rows.inc"
 
 }  // namespace
 
 void AttentionRowsAvx2(const AttentionRowsProblem& p) {
-  if (p.type == KvType::kBF16) {
+  if (KvBf16Pairs(p.type, p.d)) {
+    attention_rows::Run<attention_rows::Bf16PairElems>(p);
+  } else if (p.type == KvType::kBF16) {
     attention_rows::Run<attention_rows::Bf16Elems>(p);
   } else {
     attention_rows::Run<attention_rows::F32Elems>(p);

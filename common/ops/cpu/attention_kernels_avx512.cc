@@ -1,5 +1,6 @@
 // AVX-512 attention kernel: the vector operations attention_rows.inc is
-// written over, on one zmm register per 16 lanes.
+// written over, on one zmm register per 16 lanes (attention_vec_avx512.inc),
+// bf16 pair products as FMAs.
 // GCC 12 (bug 105593): AVX-512 intrinsics built on _mm512_undefined_*() trip
 // -Wuninitialized / -Wmaybe-uninitialized once inlined. Fixed in GCC 13.
 #if defined(__GNUC__) && !defined(__clang__) && __GNUC__ < 13
@@ -9,70 +10,68 @@
 #include <immintrin.h>
 
 #include <cstdint>
+#include <cstring>
+#include <vector>
 
 #include "common/ops/cpu/kernels.h"
 
 namespace specserve::cpu {
 namespace {
 
-using V16 = __m512;
-using M16 = __mmask16;
+#include "common/ops/cpu/attention_vec_avx512.inc"
 
-inline V16 VZero() { return _mm512_setzero_ps(); }
-inline V16 VSet1(float x) { return _mm512_set1_ps(x); }
-inline V16 VLoad(const float* p) { return _mm512_loadu_ps(p); }
-inline V16 VWidenBf16(__m256i h) {
-  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+// bf16 pairs as two float vectors: lane i's high element (2i + 1) and low
+// element (2i); VDot is two FMAs (the CPUs without AVX512_BF16, or where the
+// instruction's result differs: see kernel_table.cc).
+struct P16 {
+  V16 hi, lo;
+};
+inline P16 PFromInts(__m512i x) {
+  return {
+      _mm512_castsi512_ps(_mm512_and_si512(x, _mm512_set1_epi32(static_cast<int>(0xffff0000u)))),
+      _mm512_castsi512_ps(_mm512_slli_epi32(x, 16))};
 }
-inline V16 VLoadBf16(const uint16_t* p) {
-  return VWidenBf16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+inline P16 PLoad(const uint16_t* p) { return PFromInts(_mm512_loadu_si512(p)); }
+inline P16 PLoadN(const uint16_t* p, int n) {
+  return PFromInts(_mm512_maskz_loadu_epi32(VFirst(n), p));
 }
-inline M16 VFirst(int n) {
-  return n >= 16 ? static_cast<M16>(0xffff) : static_cast<M16>((1u << n) - 1);
+inline P16 PSet1(const uint16_t* pair) {
+  uint32_t w;
+  std::memcpy(&w, pair, 4);
+  return PFromInts(_mm512_set1_epi32(static_cast<int>(w)));
 }
-inline V16 VLoadN(const float* p, int n) { return _mm512_maskz_loadu_ps(VFirst(n), p); }
-inline V16 VLoadNBf16(const uint16_t* p, int n) {
-  return VWidenBf16(_mm256_maskz_loadu_epi16(VFirst(n), p));
+// p (probabilities: finite, >= 0, 0 or normal) rounded to bf16 to nearest
+// even: the bits, in the high half of each lane.
+inline __m512i RoundBf16(V16 p) {
+  const __m512i u = _mm512_castps_si512(p);
+  const __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1));
+  const __m512i r = _mm512_add_epi32(_mm512_add_epi32(u, _mm512_set1_epi32(0x7fff)), lsb);
+  return _mm512_and_si512(r, _mm512_set1_epi32(static_cast<int>(0xffff0000u)));
 }
-inline void VStore(float* p, V16 v) { _mm512_storeu_ps(p, v); }
-inline V16 VFma(V16 a, V16 b, V16 c) { return _mm512_fmadd_ps(a, b, c); }
-inline V16 VAdd(V16 a, V16 b) { return _mm512_add_ps(a, b); }
-inline V16 VSub(V16 a, V16 b) { return _mm512_sub_ps(a, b); }
-inline V16 VMul(V16 a, V16 b) { return _mm512_mul_ps(a, b); }
-inline V16 VMax(V16 a, V16 b) { return _mm512_max_ps(a, b); }
-inline M16 VLanes(int begin, int end) { return static_cast<M16>(VFirst(end) & ~VFirst(begin)); }
-inline V16 VSelect(M16 m, V16 a, V16 b) { return _mm512_mask_blend_ps(m, b, a); }
-// The canonical exp2 of kernels.h on lanes m (x <= 0), 0 elsewhere.
-inline V16 VExp2(V16 x, M16 m) {
-  const M16 live = m & _mm512_cmp_ps_mask(x, _mm512_set1_ps(-125.0f), _CMP_GE_OQ);
-  const V16 n = _mm512_roundscale_ps(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  const V16 r = _mm512_sub_ps(x, n);
-  V16 p = _mm512_set1_ps(1.5345812004000534e-4f);
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3399931219124377e-3f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(9.618488957102513e-3f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.5503287769656406e-2f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(2.4022646890634405e-1f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(6.931472057372673e-1f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0000000005541665f));
-  return _mm512_maskz_scalef_ps(live, p, n);
+inline P16 PDupSwapped(V16 p) {
+  const V16 r = _mm512_castsi512_ps(RoundBf16(p));
+  const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 0, 2, 4, 6, 8, 10, 12, 14);
+  const __m512i odd = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 1, 3, 5, 7, 9, 11, 13, 15);
+  return {_mm512_permutexvar_ps(even, r), _mm512_permutexvar_ps(odd, r)};
 }
-// The fixed tree of kernels.h: lanes i + (i + 8), then + 4, + 2, + 1.
-inline float VSumTree(V16 v) {
-  const __m256 a = _mm256_add_ps(_mm512_castps512_ps256(v), _mm512_extractf32x8_ps(v, 1));
-  __m128 b = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
-  b = _mm_add_ps(b, _mm_movehl_ps(b, b));
-  b = _mm_add_ss(b, _mm_movehdup_ps(b));
-  return _mm_cvtss_f32(b);
+inline void PStoreSwapped(uint16_t* out, V16 p) {
+  // Per 64-bit lane (b_2i, b_2i+1): the word b_2i+1 | b_2i << 16, low words packed.
+  const __m512i b = _mm512_srli_epi32(RoundBf16(p), 16);
+  const __m512i w = _mm512_or_si512(_mm512_srli_epi64(b, 32), _mm512_slli_epi64(b, 16));
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(out), _mm512_cvtepi64_epi32(w));
 }
-inline float VMaxAll(V16 v) { return _mm512_reduce_max_ps(v); }
-inline void VPrefetch(const void* p) { _mm_prefetch(static_cast<const char*>(p), _MM_HINT_T0); }
+inline V16 VDot(V16 acc, const P16& a, const P16& b) {
+  return _mm512_fmadd_ps(a.lo, b.lo, _mm512_fmadd_ps(a.hi, b.hi, acc));
+}
 
 #include "common/ops/cpu/attention_rows.inc"
 
 }  // namespace
 
 void AttentionRowsAvx512(const AttentionRowsProblem& p) {
-  if (p.type == KvType::kBF16) {
+  if (KvBf16Pairs(p.type, p.d)) {
+    attention_rows::Run<attention_rows::Bf16PairElems>(p);
+  } else if (p.type == KvType::kBF16) {
     attention_rows::Run<attention_rows::Bf16Elems>(p);
   } else {
     attention_rows::Run<attention_rows::F32Elems>(p);

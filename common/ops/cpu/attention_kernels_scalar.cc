@@ -4,6 +4,8 @@
 #include <bit>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
+#include <vector>
 
 #include "common/ops/cpu/kernels.h"
 
@@ -105,12 +107,59 @@ inline float VMaxAll(const V16& v) {
 }
 inline void VPrefetch(const void* p) { __builtin_prefetch(p); }
 
+// bf16 pairs, widened: lane i's high element (2i + 1) and low element (2i).
+struct P16 {
+  float hi[16], lo[16];
+};
+inline float Bf16Value(uint16_t b) { return std::bit_cast<float>(static_cast<uint32_t>(b) << 16); }
+// x (a probability: finite, >= 0, 0 or normal) rounded to bf16, to nearest even.
+inline uint32_t Bf16Bits(float x) {
+  const uint32_t u = std::bit_cast<uint32_t>(x);
+  return (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
+}
+inline P16 PLoadN(const uint16_t* p, int n) {
+  P16 v{};
+  for (int i = 0; i < n && i < 16; ++i) {
+    v.lo[i] = Bf16Value(p[2 * i]);
+    v.hi[i] = Bf16Value(p[2 * i + 1]);
+  }
+  return v;
+}
+inline P16 PLoad(const uint16_t* p) { return PLoadN(p, 16); }
+inline P16 PSet1(const uint16_t* pair) {
+  P16 v;
+  for (int i = 0; i < 16; ++i) {
+    v.lo[i] = Bf16Value(pair[0]);
+    v.hi[i] = Bf16Value(pair[1]);
+  }
+  return v;
+}
+inline P16 PDupSwapped(const V16& p) {
+  P16 v;
+  for (int i = 0; i < 8; ++i) {
+    v.hi[i] = v.hi[i + 8] = Bf16Value(static_cast<uint16_t>(Bf16Bits(p.x[2 * i])));
+    v.lo[i] = v.lo[i + 8] = Bf16Value(static_cast<uint16_t>(Bf16Bits(p.x[2 * i + 1])));
+  }
+  return v;
+}
+inline void PStoreSwapped(uint16_t* out, const V16& p) {
+  for (int j = 0; j < 16; ++j) out[j] = static_cast<uint16_t>(Bf16Bits(p.x[j ^ 1]));
+}
+inline V16 VDot(const V16& acc, const P16& a, const P16& b) {
+  V16 v;
+  for (int i = 0; i < 16; ++i)
+    v.x[i] = std::fma(a.lo[i], b.lo[i], std::fma(a.hi[i], b.hi[i], acc.x[i]));
+  return v;
+}
+
 #include "common/ops/cpu/attention_rows.inc"
 
 }  // namespace
 
 void AttentionRowsScalar(const AttentionRowsProblem& p) {
-  if (p.type == KvType::kBF16) {
+  if (KvBf16Pairs(p.type, p.d)) {
+    attention_rows::Run<attention_rows::Bf16PairElems>(p);
+  } else if (p.type == KvType::kBF16) {
     attention_rows::Run<attention_rows::Bf16Elems>(p);
   } else {
     attention_rows::Run<attention_rows::F32Elems>(p);

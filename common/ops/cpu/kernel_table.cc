@@ -26,7 +26,12 @@ const KernelTable& KernelsFor(CpuIsa isa) {
       // vpdpbusd where the CPU has AVX-512 VNNI; both variants give identical results.
       .matmul_quantized = GetCpuFeatures().avx512_vnni ? MatMulQuantizedRangeAvx512Vnni
                                                        : MatMulQuantizedRangeAvx512,
-      .attention_rows = AttentionRowsAvx512,
+      // vdpbf16ps for bf16 caches where the CPU has it and it computes what
+      // the FMA variant does (it flushes subnormal results, which the others
+      // do not: only sums below 2^-126 can tell them apart).
+      .attention_rows = GetCpuFeatures().avx512_bf16 && Bf16DotAgreesWithFmas()
+                            ? AttentionRowsAvx512Bf16
+                            : AttentionRowsAvx512,
       .swiglu = SwiGluAvx512,
   };
   switch (isa) {

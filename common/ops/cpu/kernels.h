@@ -130,13 +130,13 @@ struct AttentionTile {
 struct AttentionRowsProblem {
   int m = 0;                   // query rows
   int d = 0;                   // head_dim
-  KvType type = KvType::kF32;  // element type of `tiles` (extra tiles are fp32)
+  KvType type = KvType::kF32;  // element type and layout of `tiles` and `extra_tiles`
   const float* q = nullptr;    // m x d, already multiplied by scale * log2(e)
   // The shared key list, in list order: row r sees list indices < visible[r].
   const AttentionTile* tiles = nullptr;
   int n_tiles = 0;
   const int32_t* visible = nullptr;
-  // Row r's own further keys (tree ancestors and itself): fp32 tiles
+  // Row r's own further keys (tree ancestors and itself): tiles
   // extra_tiles[extra_offset[r] .. extra_offset[r + 1]), every listed lane
   // visible, each tile at the lanes its list index gives. nullptr: none.
   const AttentionTile* extra_tiles = nullptr;
@@ -167,6 +167,20 @@ constexpr int64_t AttentionScratchFloats(int64_t m, int64_t tiles) {
 // Masked lanes add exact zeros, so a key list split between shared tiles and
 // a row's extra tiles (a tree node's ancestors) gives the bits of the same
 // list read as one (the same token decoded plainly).
+// bf16 tiles of an even head_dim (the pair layout of kv_layout.h) take bf16
+// products instead: with b(x) = x rounded to bf16 (nearest even, subnormal ->
+// 0) and dot2(acc; a1, b1; a0, b0) = fma(a0, b0, fma(a1, b1, acc)),
+//   s_j   = dot2 chain over dim pairs c = 0, 2, .. of
+//           (b(q[c + 1]), k_j[c + 1]; b(q[c]), k_j[c]), starting from 0;
+//   o[c]  = head_dim < 16: 8 lanes per dim, lane i over the keys of tile lanes
+//           2i, 2i + 1 in list order, dot2(acc; b(p_2i), v_2i[c]; b(p_2i+1),
+//           v_2i+1[c]) per tile, then the tree x_i + x_(i+4), + 2, + 1;
+//           otherwise dot2 over the key pairs (2i, 2i + 1) in list order:
+//           one fma chain over the keys, as for fp32;
+// with l from the fp32 p as above. A masked key gives p = 0 and adds an exact
+// zero wherever its pair is split. With AVX512_BF16, vdpbf16ps computes
+// dot2 (checked at start-up, kernel_table.cc) but flushes subnormal sums to
+// zero, so the levels can differ only where a partial sum falls below 2^-126.
 using AttentionRowsFn = void (*)(const AttentionRowsProblem& p);
 
 // out[i] = silu(gate[i]) * up[i] for i in [begin, end) (out may alias gate).
@@ -215,5 +229,10 @@ void SwiGluAvx512(const float* gate, const float* up, int64_t begin, int64_t end
 void AttentionRowsScalar(const AttentionRowsProblem& p);
 void AttentionRowsAvx2(const AttentionRowsProblem& p);
 void AttentionRowsAvx512(const AttentionRowsProblem& p);
+// The AVX-512 kernel with vdpbf16ps for bf16 pair tiles (CPUs with
+// AVX512_BF16), and whether this CPU's vdpbf16ps gives what the other levels
+// compute (two fmas, the high pair first) on a set of normal operands.
+void AttentionRowsAvx512Bf16(const AttentionRowsProblem& p);
+bool Bf16DotAgreesWithFmas();
 
 }  // namespace specserve::cpu

@@ -166,11 +166,10 @@ TEST(FullKvCacheTest, TiledLayoutPerHeadAndType) {
         for (int h = 0; h < 2; ++h) {
           for (int c = 0; c < head_dim; ++c) {
             const float want_k = rounded(k[row * shape.kv_dim + h * head_dim + c]);
-            const int64_t tile = h * run.head_stride + row / 16 * 16 * head_dim;
-            EXPECT_EQ(element(run.k, tile + c * 16 + row % 16), want_k);
-            const int64_t vi =
-                head_dim < 16 ? tile + c * 16 + row % 16 : tile + (row % 16) * head_dim + c;
-            EXPECT_EQ(element(run.v, vi), -want_k);
+            // Each head's rows in its own tiles, at the places kv_layout.h gives.
+            const int64_t head = h * run.head_stride;
+            EXPECT_EQ(element(run.k, head + KvKOffset(type, head_dim, row, c)), want_k);
+            EXPECT_EQ(element(run.v, head + KvVOffset(type, head_dim, row, c)), -want_k);
           }
         }
       }
