@@ -82,7 +82,8 @@ void BM_AttentionKernel(benchmark::State& state) {
 }
 BENCHMARK(BM_AttentionKernel)
     ->ArgNames({"rows", "head_dim", "tiles", "extras", "bf16"})
-    ->Args({2, 8, 64, 0, 0})    // stories260K decode: 2 query heads of a kv head
+    ->Args({2, 8, 64, 0, 0})  // stories260K decode: 2 query heads of a kv head
+    ->Args({2, 8, 64, 0, 1})
     ->Args({10, 8, 64, 1, 0})   // stories260K verify of a 5-node chain
     ->Args({10, 8, 64, 1, 1})   // the same over a bf16 cache
     ->Args({10, 16, 32, 1, 0})  // TinyStories-656K verify at context 512

@@ -61,23 +61,36 @@ inline V16 VMax(V16 a, V16 b) { return {_mm256_max_ps(a.lo, b.lo), _mm256_max_ps
 inline V16 VSelect(M16 m, V16 a, V16 b) {
   return {_mm256_blendv_ps(b.lo, a.lo, m.lo), _mm256_blendv_ps(b.hi, a.hi, m.hi)};
 }
+template <bool kShort>
 inline __m256 Exp2Half(__m256 x, __m256 m) {
   const __m256 live = _mm256_and_ps(m, _mm256_cmp_ps(x, _mm256_set1_ps(-125.0f), _CMP_GE_OQ));
   const __m256 n = _mm256_round_ps(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
   const __m256 r = _mm256_sub_ps(x, n);
-  __m256 p = _mm256_set1_ps(1.5345812004000534e-4f);
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3399931219124377e-3f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(9.618488957102513e-3f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.5503287769656406e-2f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(2.4022646890634405e-1f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(6.931472057372673e-1f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0000000005541665f));
+  __m256 p;
+  if constexpr (kShort) {
+    p = _mm256_set1_ps(5.517159869986902e-2f);
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(2.426111168318818e-1f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(6.932609984499194e-1f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(9.999280741996329e-1f));
+  } else {
+    p = _mm256_set1_ps(1.5345812004000534e-4f);
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3399931219124377e-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(9.618488957102513e-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.5503287769656406e-2f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(2.4022646890634405e-1f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(6.931472057372673e-1f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0000000005541665f));
+  }
   // 2^n for n in [-125, 0] built from its exponent bits (masked lanes are garbage).
   const __m256i bits = _mm256_slli_epi32(
       _mm256_add_epi32(_mm256_cvtps_epi32(_mm256_and_ps(n, live)), _mm256_set1_epi32(127)), 23);
   return _mm256_and_ps(_mm256_mul_ps(p, _mm256_castsi256_ps(bits)), live);
 }
-inline V16 VExp2(V16 x, M16 m) { return {Exp2Half(x.lo, m.lo), Exp2Half(x.hi, m.hi)}; }
+// The canonical exp2 of kernels.h; kShort: the cubic of the bf16 pair kernels.
+template <bool kShort = false>
+inline V16 VExp2(V16 x, M16 m) {
+  return {Exp2Half<kShort>(x.lo, m.lo), Exp2Half<kShort>(x.hi, m.hi)};
+}
 inline float VSumTree(V16 v) {
   const __m256 a = _mm256_add_ps(v.lo, v.hi);
   __m128 b = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));

@@ -73,6 +73,9 @@ inline V16 VSelect(M16 m, const V16& a, const V16& b) {
   for (int i = 0; i < 16; ++i) v.x[i] = (m >> i) & 1 ? a.x[i] : b.x[i];
   return v;
 }
+// The canonical exp2 of kernels.h; kShort: the cubic of the bf16 pair
+// kernels (their p is rounded to bf16: 7.5e-5 relative error is plenty).
+template <bool kShort = false>
 inline V16 VExp2(const V16& x, M16 m) {
   V16 v;
   for (int i = 0; i < 16; ++i) {
@@ -83,13 +86,21 @@ inline V16 VExp2(const V16& x, M16 m) {
     }
     const float n = std::nearbyint(xi);
     const float r = xi - n;
-    float p = 1.5345812004000534e-4f;
-    p = std::fma(p, r, 1.3399931219124377e-3f);
-    p = std::fma(p, r, 9.618488957102513e-3f);
-    p = std::fma(p, r, 5.5503287769656406e-2f);
-    p = std::fma(p, r, 2.4022646890634405e-1f);
-    p = std::fma(p, r, 6.931472057372673e-1f);
-    p = std::fma(p, r, 1.0000000005541665f);
+    float p;
+    if constexpr (kShort) {
+      p = 5.517159869986902e-2f;
+      p = std::fma(p, r, 2.426111168318818e-1f);
+      p = std::fma(p, r, 6.932609984499194e-1f);
+      p = std::fma(p, r, 9.999280741996329e-1f);
+    } else {
+      p = 1.5345812004000534e-4f;
+      p = std::fma(p, r, 1.3399931219124377e-3f);
+      p = std::fma(p, r, 9.618488957102513e-3f);
+      p = std::fma(p, r, 5.5503287769656406e-2f);
+      p = std::fma(p, r, 2.4022646890634405e-1f);
+      p = std::fma(p, r, 6.931472057372673e-1f);
+      p = std::fma(p, r, 1.0000000005541665f);
+    }
     v.x[i] = p * std::bit_cast<float>(static_cast<uint32_t>(static_cast<int>(n) + 127) << 23);
   }
   return v;

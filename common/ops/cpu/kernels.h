@@ -177,7 +177,9 @@ constexpr int64_t AttentionScratchFloats(int64_t m, int64_t tiles) {
 //           v_2i+1[c]) per tile, then the tree x_i + x_(i+4), + 2, + 1;
 //           otherwise dot2 over the key pairs (2i, 2i + 1) in list order:
 //           one fma chain over the keys, as for fp32;
-// with l from the fp32 p as above. A masked key gives p = 0 and adds an exact
+// p_j as above but with the cubic 0.9999280742 + r (0.6932609984 + r
+// (0.2426111168 + r 0.0551715987)) (7.5e-5 relative: p is rounded to bf16),
+// l from the fp32 p_j. A masked key gives p = 0 and adds an exact
 // zero wherever its pair is split. With AVX512_BF16, vdpbf16ps computes
 // dot2 (checked at start-up, kernel_table.cc) but flushes subnormal sums to
 // zero, so the levels can differ only where a partial sum falls below 2^-126.
