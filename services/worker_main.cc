@@ -30,7 +30,8 @@ ABSL_FLAG(int, max_tree_nodes, 256, "Nodes per tree at most");
 ABSL_FLAG(int, threads, 0, "CPU threads in all (0: all cores)");
 ABSL_FLAG(std::string, device, "cpu", "cpu or cuda (a build with CUDA and a GPU)");
 ABSL_FLAG(std::string, kv_type, "f32",
-          "KV cache elements: f32, or bf16 (half the memory; CPU only)");
+          "KV cache elements: f32, or bf16 (half the memory and bytes per step; attention in bf16 "
+          "products, q and p rounded to bf16; CPU only)");
 ABSL_FLAG(int, tensor_parallel, 1,
           "Tensor-parallel ranks: threads on the CPU, GPUs with --device=cuda (they must "
           "divide the model's heads)");

@@ -40,7 +40,8 @@ ABSL_FLAG(std::string, device, "cpu", "Where the models run: cpu or cuda");
 ABSL_FLAG(int, tensor_parallel, 1,
           "Shard the target over this many ranks (CPU: threads; CUDA: GPUs, NCCL)");
 ABSL_FLAG(std::string, kv_type, "f32",
-          "KV cache element type on the CPU: f32, or bf16 (half the bytes per decode step)");
+          "KV cache element type on the CPU: f32, or bf16 (half the bytes per decode step; "
+          "attention in bf16 products, q and p rounded to bf16)");
 ABSL_FLAG(int, sinks, 16, "Draft window cache: attention-sink tokens kept");
 ABSL_FLAG(int, window, 256, "Draft window cache: most recent tokens kept");
 ABSL_FLAG(std::string, spec, "auto",

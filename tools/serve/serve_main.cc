@@ -25,7 +25,8 @@ ABSL_FLAG(std::string, draft, "self",
 ABSL_FLAG(int, threads, 0, "CPU threads in all (0: all cores)");
 ABSL_FLAG(std::string, device, "cpu", "cpu or cuda (a build with CUDA and a GPU)");
 ABSL_FLAG(std::string, kv_type, "f32",
-          "KV cache elements: f32, or bf16 (half the memory; CPU only)");
+          "KV cache elements: f32, or bf16 (half the memory and bytes per step; attention in bf16 "
+          "products, q and p rounded to bf16; CPU only)");
 ABSL_FLAG(int, tensor_parallel, 1,
           "Tensor-parallel ranks of the target: threads on the CPU, GPUs with --device=cuda");
 ABSL_FLAG(int, sinks, 16, "Draft window cache: attention-sink tokens kept per sequence");
