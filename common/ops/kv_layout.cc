@@ -21,12 +21,14 @@ template <typename T>
 void StoreRow(const KvRegionLayout& l, T* k_region, T* v_region, int64_t row, const float* k,
               const float* v) {
   const int d = l.head_dim;
+  k_region += KvKRow(l.type, d, row);
+  v_region += KvVRow(l.type, d, row);
   for (int h = 0; h < l.n_kv_heads; ++h, k_region += l.head_stride, v_region += l.head_stride) {
     const float* ks = k + static_cast<int64_t>(h) * d;
     const float* vs = v + static_cast<int64_t>(h) * d;
     for (int c = 0; c < d; ++c) {
-      PutF(k_region + KvKOffset(l.type, d, row, c), ks[c]);
-      PutF(v_region + KvVOffset(l.type, d, row, c), vs[c]);
+      PutF(k_region + KvKDim(l.type, d, c), ks[c]);
+      PutF(v_region + KvVDim(l.type, d, c), vs[c]);
     }
   }
 }
@@ -35,10 +37,12 @@ template <typename T>
 void LoadRow(const KvRegionLayout& l, const T* k_region, const T* v_region, int64_t row, float* k,
              float* v) {
   const int d = l.head_dim;
+  k_region += KvKRow(l.type, d, row);
+  v_region += KvVRow(l.type, d, row);
   for (int h = 0; h < l.n_kv_heads; ++h, k_region += l.head_stride, v_region += l.head_stride) {
     for (int c = 0; c < d; ++c) {
-      if (k != nullptr) k[h * d + c] = GetF(k_region + KvKOffset(l.type, d, row, c));
-      if (v != nullptr) v[h * d + c] = GetF(v_region + KvVOffset(l.type, d, row, c));
+      if (k != nullptr) k[h * d + c] = GetF(k_region + KvKDim(l.type, d, c));
+      if (v != nullptr) v[h * d + c] = GetF(v_region + KvVDim(l.type, d, c));
     }
   }
 }
@@ -48,10 +52,14 @@ void CopyRow(const KvRegionLayout& l, const T* k_from, const T* v_from, int64_t 
              const KvRegionLayout& to_layout, T* k_to, T* v_to, int64_t to) {
   const int d = l.head_dim;
   const KvType t = l.type;
+  k_from += KvKRow(t, d, from);
+  v_from += KvVRow(t, d, from);
+  k_to += KvKRow(t, d, to);
+  v_to += KvVRow(t, d, to);
   for (int h = 0; h < l.n_kv_heads; ++h) {
     for (int c = 0; c < d; ++c) {
-      k_to[KvKOffset(t, d, to, c)] = k_from[KvKOffset(t, d, from, c)];
-      v_to[KvVOffset(t, d, to, c)] = v_from[KvVOffset(t, d, from, c)];
+      k_to[KvKDim(t, d, c)] = k_from[KvKDim(t, d, c)];
+      v_to[KvVDim(t, d, c)] = v_from[KvVDim(t, d, c)];
     }
     k_from += l.head_stride;
     v_from += l.head_stride;

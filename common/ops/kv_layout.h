@@ -47,22 +47,35 @@ constexpr bool KvBf16Pairs(KvType type, int head_dim) {
 
 // Element offsets of (row, c) within the tiles of one kv head, the region's
 // row `row` (tile row / 16, lane row % 16), for K and V.
-inline int64_t KvKOffset(KvType type, int head_dim, int64_t row, int c) {
+// An element's offset is a row's base plus a dim's offset, (row, c) at
+// KvKRow(row) + KvKDim(c) (the same for V): row functions work out the row's
+// base once.
+inline int64_t KvKRow(KvType type, int head_dim, int64_t row) {
   const int64_t tile = row / kKvTileRows * kKvTileRows * head_dim;
   const int lane = static_cast<int>(row % kKvTileRows);
-  if (KvBf16Pairs(type, head_dim)) return tile + (c / 2) * 2 * kKvTileRows + lane * 2 + c % 2;
-  return tile + static_cast<int64_t>(c) * kKvTileRows + lane;
+  return tile + (KvBf16Pairs(type, head_dim) ? 2 * lane : lane);
 }
-
-inline int64_t KvVOffset(KvType type, int head_dim, int64_t row, int c) {
+inline int64_t KvKDim(KvType type, int head_dim, int c) {
+  if (KvBf16Pairs(type, head_dim)) return (c / 2) * 2 * kKvTileRows + c % 2;
+  return static_cast<int64_t>(c) * kKvTileRows;
+}
+inline int64_t KvVRow(KvType type, int head_dim, int64_t row) {
   const int64_t tile = row / kKvTileRows * kKvTileRows * head_dim;
   const int lane = static_cast<int>(row % kKvTileRows);
   const bool pairs = KvBf16Pairs(type, head_dim);
-  if (KvValuesTransposed(head_dim)) {
-    return tile + static_cast<int64_t>(c) * kKvTileRows + (pairs ? lane ^ 1 : lane);
-  }
-  if (pairs) return tile + (lane / 2) * 2 * head_dim + 2 * c + (1 - lane % 2);
-  return tile + static_cast<int64_t>(lane) * head_dim + c;  // 16 row-major rows
+  if (KvValuesTransposed(head_dim)) return tile + (pairs ? lane ^ 1 : lane);
+  if (pairs) return tile + (lane / 2) * 2 * head_dim + (1 - lane % 2);
+  return tile + static_cast<int64_t>(lane) * head_dim;  // 16 row-major rows
+}
+inline int64_t KvVDim(KvType type, int head_dim, int c) {
+  if (KvValuesTransposed(head_dim)) return static_cast<int64_t>(c) * kKvTileRows;
+  return KvBf16Pairs(type, head_dim) ? 2 * c : c;
+}
+inline int64_t KvKOffset(KvType type, int head_dim, int64_t row, int c) {
+  return KvKRow(type, head_dim, row) + KvKDim(type, head_dim, c);
+}
+inline int64_t KvVOffset(KvType type, int head_dim, int64_t row, int c) {
+  return KvVRow(type, head_dim, row) + KvVDim(type, head_dim, c);
 }
 
 std::string_view KvTypeName(KvType type);                     // "f32", "bf16"

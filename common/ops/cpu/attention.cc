@@ -4,8 +4,6 @@
 #include <cassert>
 #include <cstring>
 
-#include "common/util/half.h"
-
 namespace specserve::cpu {
 namespace {
 
@@ -19,22 +17,6 @@ constexpr float kLog2e = 1.44269504088896341f;
 constexpr int64_t kPrefetchBytes = 4096;
 
 int64_t RoundUpTiles(int64_t rows) { return (rows + kKvTileRows - 1) / kKvTileRows * kKvTileRows; }
-
-// Head `head`'s K and V of `row` of a tiled run region, widened to fp32.
-void LoadHeadRow(const KvRun& run, KvType type, int head, int d, int64_t row, float* k, float* v) {
-  const int64_t base = head * run.head_stride;
-  for (int c = 0; c < d; ++c) {
-    const int64_t ki = base + KvKOffset(type, d, row, c);
-    const int64_t vi = base + KvVOffset(type, d, row, c);
-    if (type == KvType::kF32) {
-      k[c] = static_cast<const float*>(run.k)[ki];
-      v[c] = static_cast<const float*>(run.v)[vi];
-    } else {
-      k[c] = Bf16ToFloat(static_cast<const uint16_t*>(run.k)[ki]);
-      v[c] = Bf16ToFloat(static_cast<const uint16_t*>(run.v)[vi]);
-    }
-  }
-}
 
 }  // namespace
 
@@ -216,29 +198,22 @@ void AttentionRunner::RunItem(const Item& item, const AttentionSequence& seq,
       run_start.push_back(start);
       start += run.n_rows;
     }
-    // Tree tokens share their ancestors: each distinct extra row is read
-    // (widened to fp32, which a bf16 tile stores back exactly) once for the item (a chain of 5
-    // lists 15 extras over 5 rows), into slot row_slot[index - lo].
+    // Tree tokens share their ancestors: each distinct extra row's run is
+    // found once for the item (a chain of 5 lists 15 extras over 5 rows), in
+    // row_slot[index - lo]; the rows are copied as stored (no rounding).
     int32_t lo = INT32_MAX, hi = -1;
     for (int i = seq.extra_begin[item.tok_begin]; i < seq.extra_begin[item.tok_end]; ++i) {
       lo = std::min(lo, seq.extra[i]);
       hi = std::max(hi, seq.extra[i]);
     }
     sc.row_slot.assign(hi >= lo ? hi - lo + 1 : 0, -1);
-    sc.rows.clear();
-    const int row_floats = 2 * d;  // K then V
-    auto widened_row = [&](int64_t index) -> const float* {
-      int32_t& slot = sc.row_slot[index - lo];
-      if (slot < 0) {
-        slot = static_cast<int32_t>(sc.rows.size() / row_floats);
-        sc.rows.resize(sc.rows.size() + row_floats);
-        float* kr = sc.rows.data() + static_cast<int64_t>(slot) * row_floats;
-        const size_t r =
-            std::upper_bound(run_start.begin(), run_start.end(), index) - run_start.begin() - 1;
-        LoadHeadRow(seq.runs[r], seq.kv_type, g, d, seq.runs[r].first + (index - run_start[r]), kr,
-                    kr + d);
+    auto run_of = [&](int64_t index) -> int {
+      int32_t& r = sc.row_slot[index - lo];
+      if (r < 0) {
+        r = static_cast<int32_t>(std::upper_bound(run_start.begin(), run_start.end(), index) -
+                                 run_start.begin() - 1);
       }
-      return sc.rows.data() + static_cast<int64_t>(slot) * row_floats;
+      return r;
     };
     int used = 0;
     for (int t = item.tok_begin; t < item.tok_end; ++t) {
@@ -255,13 +230,18 @@ void AttentionRunner::RunItem(const Item& item, const AttentionSequence& seq,
         token[i] = AttentionTile{kt, kt + tile_elems * bytes, kKvTileRows, 0, 0};
       }
       for (int i = 0; i < n; ++i) {
-        const float* kr = widened_row(seq.extra[first + i]);
-        const float* vr = kr + d;
+        const int64_t index = seq.extra[first + i];
+        const int r = run_of(index);
+        const KvRun& run = seq.runs[r];
         const int64_t virt = v0 + i;
         const int ti = static_cast<int>(virt / kKvTileRows - v0 / kKvTileRows);
         const int lane = static_cast<int>(virt % kKvTileRows);
+        const int64_t head = g * run.head_stride * bytes;
         char* kt = reinterpret_cast<char*>(base + ti * tile_floats);
-        KvStoreRow(tile_layout, kt, kt + tile_elems * bytes, lane, kr, vr);
+        KvCopyRow(KvRegionLayout{seq.kv_type, 1, d, run.head_stride},
+                  static_cast<const char*>(run.k) + head, static_cast<const char*>(run.v) + head,
+                  run.first + (index - run_start[r]), tile_layout, kt, kt + tile_elems * bytes,
+                  lane);
         AttentionTile& tile = token[ti];
         tile.lane_begin = std::min(tile.lane_begin, lane);
         tile.lane_end = std::max(tile.lane_end, lane + 1);

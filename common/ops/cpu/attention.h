@@ -46,7 +46,7 @@ class AttentionRunner {
     AttentionSequence seq;
   };
   struct Scratch {
-    AlignedVector<float> q, s, extra_kv, rows;
+    AlignedVector<float> q, s, extra_kv;
     std::vector<int32_t> row_slot;
     std::vector<AttentionTile> tiles, extra_tiles, token_tiles;
     std::vector<int64_t> run_start;
