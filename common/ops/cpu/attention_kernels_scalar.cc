@@ -163,6 +163,7 @@ inline V16 VDot(const V16& acc, const P16& a, const P16& b) {
   return v;
 }
 
+#define ATTENTION_UNROLL(n)  // rolled: see attention_rows.inc
 #include "common/ops/cpu/attention_rows.inc"
 
 }  // namespace
