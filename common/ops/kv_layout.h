@@ -45,11 +45,9 @@ constexpr bool KvBf16Pairs(KvType type, int head_dim) {
   return type == KvType::kBF16 && head_dim % 2 == 0;
 }
 
-// Element offsets of (row, c) within the tiles of one kv head, the region's
-// row `row` (tile row / 16, lane row % 16), for K and V.
-// An element's offset is a row's base plus a dim's offset, (row, c) at
-// KvKRow(row) + KvKDim(c) (the same for V): row functions work out the row's
-// base once.
+// Element offsets within one kv head's tiles of a region: element (row, c)
+// (tile row / 16, lane row % 16) is at KvKRow(row) + KvKDim(c) in K, the same
+// with KvVRow / KvVDim in V; row functions work out a row's base once.
 inline int64_t KvKRow(KvType type, int head_dim, int64_t row) {
   const int64_t tile = row / kKvTileRows * kKvTileRows * head_dim;
   const int lane = static_cast<int>(row % kKvTileRows);

@@ -198,22 +198,10 @@ void AttentionRunner::RunItem(const Item& item, const AttentionSequence& seq,
       run_start.push_back(start);
       start += run.n_rows;
     }
-    // Tree tokens share their ancestors: each distinct extra row's run is
-    // found once for the item (a chain of 5 lists 15 extras over 5 rows), in
-    // row_slot[index - lo]; the rows are copied as stored (no rounding).
-    int32_t lo = INT32_MAX, hi = -1;
-    for (int i = seq.extra_begin[item.tok_begin]; i < seq.extra_begin[item.tok_end]; ++i) {
-      lo = std::min(lo, seq.extra[i]);
-      hi = std::max(hi, seq.extra[i]);
-    }
-    sc.row_slot.assign(hi >= lo ? hi - lo + 1 : 0, -1);
+    // The run holding list index `index` (extra rows are copied as stored).
     auto run_of = [&](int64_t index) -> int {
-      int32_t& r = sc.row_slot[index - lo];
-      if (r < 0) {
-        r = static_cast<int32_t>(std::upper_bound(run_start.begin(), run_start.end(), index) -
-                                 run_start.begin() - 1);
-      }
-      return r;
+      return static_cast<int>(std::upper_bound(run_start.begin(), run_start.end(), index) -
+                              run_start.begin() - 1);
     };
     int used = 0;
     for (int t = item.tok_begin; t < item.tok_end; ++t) {

@@ -47,7 +47,6 @@ class AttentionRunner {
   };
   struct Scratch {
     AlignedVector<float> q, s, extra_kv;
-    std::vector<int32_t> row_slot;
     std::vector<AttentionTile> tiles, extra_tiles, token_tiles;
     std::vector<int64_t> run_start;
     std::vector<int32_t> visible, extra_offset;
