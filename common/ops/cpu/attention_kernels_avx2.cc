@@ -172,6 +172,19 @@ inline V16 VDot(V16 acc, const P16& a, const P16& b) {
   return VFma(a.lo, b.lo, VFma(a.hi, b.hi, acc));
 }
 
+// 16 ymm registers hold only 8 V16: the blocks of attention_rows_narrow.inc.
+#define ATTENTION_NARROW_REGS 1
+// A row's running score maximum folded to 8 lanes (max is exact in any order).
+using RowMax = __m256;
+inline RowMax RowMaxInit() { return _mm256_set1_ps(-__builtin_inff()); }
+inline RowMax RowMaxAdd(RowMax m, V16 v) { return _mm256_max_ps(m, _mm256_max_ps(v.lo, v.hi)); }
+inline float RowMaxAll(RowMax m) {
+  __m128 b = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+  b = _mm_max_ps(b, _mm_movehl_ps(b, b));
+  b = _mm_max_ss(b, _mm_movehdup_ps(b));
+  return _mm_cvtss_f32(b);
+}
+
 #include "common/ops/cpu/attention_rows.inc"
 
 }  // namespace
