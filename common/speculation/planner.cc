@@ -318,7 +318,12 @@ double Planner::CatchUpCost(StepClass c, int batch) const {
   // through the narrow tree levels (mostly fixed cost) extrapolates to a
   // fraction of it (served stories260K, 64 sequences: the sinks and window
   // passes took 54 ms, about 40 plain steps, where the line gave ~9 ms).
-  const int tokens = prior_.draft_window_tokens;
+  // Only the tokens the draft has not seen: a few plain steps since it last
+  // ran cost a few tokens a sequence, not a whole window.
+  int tokens = prior_.draft_window_tokens;
+  if (draft_lag_tokens_ >= 0) {
+    tokens = std::min(tokens, std::max(1, static_cast<int>(std::ceil(draft_lag_tokens_))));
+  }
   return std::max(DraftPassCost(c, batch, tokens), DraftPrior(batch, tokens));
 }
 

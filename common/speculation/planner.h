@@ -197,9 +197,14 @@ class Planner {
   double PredictDraft(StepClass c, int batch, const TreeShape& shape) const;
   // One draft pass with m new tokens per sequence.
   double DraftPassCost(StepClass c, int batch, int m) const;
-  // The draft's catch-up after plain steps: every sequence's sinks and window
-  // fed again, a prefill-like pass far wider than the draft's tree levels.
+  // The draft's catch-up after plain steps: each sequence's history since its
+  // draft last ran fed (SetDraftLag; at most its sinks and window), a
+  // prefill-like pass far wider than the draft's tree levels.
   double CatchUpCost(StepClass c, int batch) const;
+  // Tokens per sequence, on average over the batch about to be planned, that
+  // its draft must feed before it can draft: 1 while speculating, more for
+  // each plain step since. < 0 (the default): unknown, a whole window.
+  void SetDraftLag(double tokens) { draft_lag_tokens_ = tokens; }
 
  private:
   // A tree the auto mode may choose: its size, depth, expected tokens and the
@@ -273,6 +278,7 @@ class Planner {
   std::map<StepClass, CachedChoice> choices_;
   int64_t steps_ = 0, steps_since_rebuild_ = 0;
   double plain_seconds_ = 0, probe_budget_factor_ = kProbeBudgetFactor;
+  double draft_lag_tokens_ = -1;
   double remaining_tokens_ = kUnboundedTokens;  // of the latest Choose
   bool probed_once_ = false;
   int64_t visits_at_rebuild_ = 0;

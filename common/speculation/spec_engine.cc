@@ -488,6 +488,7 @@ absl::Status SpecEngine::DecodeStep(std::span<const std::pair<int, Sequence*>> d
   }
   // 1. The plan for this step's class (batch size x mean context).
   const double mean_context = MeanContext(decoding);
+  planner_->SetDraftLag(MeanDraftLag(decoding));
   return RunDecodeStep(decoding,
                        planner_->Choose(static_cast<int>(decoding.size()), mean_context, 0, false,
                                         MeanRemaining(decoding)),
@@ -502,6 +503,15 @@ double SpecEngine::MeanRemaining(std::span<const std::pair<int, Sequence*>> memb
     total += static_cast<double>(std::max<int64_t>(std::min(by_length, by_context), 0));
   }
   return members.empty() ? 0.0 : total / static_cast<double>(members.size());
+}
+
+double SpecEngine::MeanDraftLag(std::span<const std::pair<int, Sequence*>> members) {
+  double total = 0;
+  for (const auto& [id, seq] : members) {
+    const int64_t behind = static_cast<int64_t>(seq->state.tokens.size()) - seq->draft_from;
+    total += static_cast<double>(std::max<int64_t>(behind, 1));
+  }
+  return members.empty() ? -1.0 : total / static_cast<double>(members.size());
 }
 
 double SpecEngine::MeanContext(std::span<const std::pair<int, Sequence*>> members) {
@@ -607,6 +617,7 @@ absl::Status SpecEngine::PipelinedDecodeStep(std::span<const std::pair<int, Sequ
     if (!bare.empty()) {
       const double context = MeanContext(bare);
       const int n = static_cast<int>(bare.size());
+      planner_->SetDraftLag(MeanDraftLag(bare));
       std::unique_ptr<ProposalBatch> batch;
       const auto trees = ProposeTrees(
           bare, planner_->Choose(n, context, 0, options_.draft_ahead, MeanRemaining(bare)),
@@ -628,6 +639,7 @@ absl::Status SpecEngine::PipelinedDecodeStep(std::span<const std::pair<int, Sequ
   if (!drafting_next.empty()) {
     const double context = MeanContext(drafting_next);
     const int n = static_cast<int>(drafting_next.size());
+    planner_->SetDraftLag(MeanDraftLag(drafting_next));
     const Plan plan = planner_->Choose(n, context, static_cast<int>(decoding.size()), false,
                                        MeanRemaining(drafting_next));
     bool trees_pending = false;

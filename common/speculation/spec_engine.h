@@ -204,6 +204,9 @@ class SpecEngine {
       std::span<const std::pair<int, Sequence*>> decoding, const Plan& plan, StepClass step_class,
       std::unique_ptr<ProposalBatch>* batch);
   static double MeanContext(std::span<const std::pair<int, Sequence*>> members);
+  // Tokens the members' drafts must feed before drafting (history since each
+  // last drafted, at least 1): what a switch to speculation catches up.
+  static double MeanDraftLag(std::span<const std::pair<int, Sequence*>> members);
   // Tokens the members may still generate, on average (max_new_tokens or the context left).
   double MeanRemaining(std::span<const std::pair<int, Sequence*>> members) const;
   // Before applying a step's verify results: its batch, the plan it ran (null:

@@ -232,6 +232,35 @@ TEST(PlannerTest, ASwitchNearTheBatchsEndMustRepayItsCatchUpSooner) {
   EXPECT_FALSE(speculates(8));
 }
 
+TEST(PlannerTest, ACatchUpCostsOnlyTheTokensTheDraftMissed) {
+  // As above, with 40 tokens left a sequence (a switch lasts about 8 steps): a
+  // catch-up over the whole window (200 ms) sinks the switch; one over the 4
+  // tokens decoded plainly since the draft last ran (a 5 ms level) does not.
+  auto plan = [](double lag, double* catch_up) {
+    Planner planner(SpecConfig{}, Prior());
+    const StepClass c = ClassOf(8, 500);
+    EXPECT_EQ(planner.Choose(8, 500).nodes, 0);
+    Feed(planner, 1.0, 5000);
+    for (int k = 0; k < 3; ++k) {
+      for (int m = 1; m <= 65; ++m) planner.RecordVerifyPass(c, m, 10e-3 + 1e-3 * m);
+      for (int m = 1; m <= 8; ++m) planner.RecordDraftPass(c, m, 5e-3);
+      planner.RecordDraftPass(c, 64, 200e-3);
+    }
+    planner.SetDraftLag(lag);
+    *catch_up = planner.CatchUpCost(c, 8);
+    return planner.Choose(8, 500, 0, false, 40).nodes > 0;
+  };
+  double catch_up = 0;
+  EXPECT_FALSE(plan(-1, &catch_up));  // unknown: the whole window
+  EXPECT_NEAR(catch_up, 200e-3, 1e-9);
+  EXPECT_FALSE(plan(1000, &catch_up));  // never more than the window
+  EXPECT_NEAR(catch_up, 200e-3, 1e-9);
+  EXPECT_TRUE(plan(4, &catch_up));
+  EXPECT_NEAR(catch_up, 5e-3, 1e-9);
+  EXPECT_TRUE(plan(3.2, &catch_up));  // a mean: whole tokens, rounded up
+  EXPECT_NEAR(catch_up, 5e-3, 1e-9);
+}
+
 TEST(PlannerTest, CatchUpIsNeverPricedBelowItsArithmetic) {
   // Tree levels of 1-4 tokens cost mostly their fixed part (1 ms + 0.01 ms a
   // token): the line through them says 64 tokens a sequence cost 1.6 ms. The
