@@ -98,13 +98,13 @@ inline float VSumTree(V16 v) {
   b = _mm_add_ss(b, _mm_movehdup_ps(b));
   return _mm_cvtss_f32(b);
 }
-inline float VMaxAll(V16 v) {
-  const __m256 a = _mm256_max_ps(v.lo, v.hi);
+inline float MaxAll8(__m256 a) {
   __m128 b = _mm_max_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
   b = _mm_max_ps(b, _mm_movehl_ps(b, b));
   b = _mm_max_ss(b, _mm_movehdup_ps(b));
   return _mm_cvtss_f32(b);
 }
+inline float VMaxAll(V16 v) { return MaxAll8(_mm256_max_ps(v.lo, v.hi)); }
 inline void VPrefetch(const void* p) { _mm_prefetch(static_cast<const char*>(p), _MM_HINT_T0); }
 
 // bf16 pairs, widened: lane i's high element (2i + 1) and low element (2i).
@@ -178,12 +178,7 @@ inline V16 VDot(V16 acc, const P16& a, const P16& b) {
 using RowMax = __m256;
 inline RowMax RowMaxInit() { return _mm256_set1_ps(-__builtin_inff()); }
 inline RowMax RowMaxAdd(RowMax m, V16 v) { return _mm256_max_ps(m, _mm256_max_ps(v.lo, v.hi)); }
-inline float RowMaxAll(RowMax m) {
-  __m128 b = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
-  b = _mm_max_ps(b, _mm_movehl_ps(b, b));
-  b = _mm_max_ss(b, _mm_movehdup_ps(b));
-  return _mm_cvtss_f32(b);
-}
+inline float RowMaxAll(RowMax m) { return MaxAll8(m); }
 
 #include "common/ops/cpu/attention_rows.inc"
 
