@@ -54,7 +54,7 @@ void BM_AttentionKernel(benchmark::State& state) {
     offset[r + 1] = extras ? r + 1 : 0;
   }
   std::vector<float> q(static_cast<size_t>(m) * d, 0.1f), out(q.size());
-  AlignedVector<float> scratch(cpu::AttentionScratchFloats(m, n_tiles + 1));
+  AlignedVector<float> scratch(cpu::AttentionScratchFloats(m, n_tiles + 1, d));
   std::vector<float*> outs(m);
   for (int r = 0; r < m; ++r) outs[r] = out.data() + r * d;
   cpu::AttentionRowsProblem p;

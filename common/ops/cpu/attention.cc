@@ -254,7 +254,7 @@ void AttentionRunner::RunItem(const Item& item, const AttentionSequence& seq,
   p.n_tiles = static_cast<int>(sc.tiles.size());
   p.visible = sc.visible.data();
   p.out = sc.out.data();
-  sc.s.resize(AttentionScratchFloats(m, p.n_tiles + max_extra_tiles));
+  sc.s.resize(AttentionScratchFloats(m, p.n_tiles + max_extra_tiles, d));
   p.scratch = sc.s.data();
   kernels.attention_rows(p);
 }

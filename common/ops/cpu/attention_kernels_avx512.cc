@@ -11,7 +11,6 @@
 
 #include <cstdint>
 #include <cstring>
-#include <vector>
 
 #include "common/ops/cpu/kernels.h"
 

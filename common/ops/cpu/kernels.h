@@ -145,9 +145,11 @@ struct AttentionRowsProblem {
   float* scratch = nullptr;     // AttentionScratchFloats(m, most tiles of a row)
 };
 
-// Floats of scratch for m rows that see at most `tiles` tiles each.
-constexpr int64_t AttentionScratchFloats(int64_t m, int64_t tiles) {
-  return m * (tiles * kKvTileRows + 16);
+// Floats of scratch for m rows of head_dim d that see at most `tiles` tiles
+// each: per row its scores, 16 of bookkeeping and its q in bf16, in 64-byte
+// multiples.
+constexpr int64_t AttentionScratchFloats(int64_t m, int64_t tiles, int64_t d) {
+  return m * (tiles * kKvTileRows + 16 + (d + 31) / 32 * 16);
 }
 
 // Every ISA level computes, for each row, exactly this (so a row's output
