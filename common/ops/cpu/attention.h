@@ -51,6 +51,7 @@ class AttentionRunner {
     std::vector<int64_t> run_start;
     std::vector<int32_t> visible, extra_offset;
     std::vector<float*> out;
+    std::vector<PrefetchSpan> next;  // the next item's K and V (ItemSpans)
   };
 
   // One Run's items and converted sequences. Kept per calling thread, so that
@@ -65,9 +66,9 @@ class AttentionRunner {
                                         Converted& c);
   static void RunItem(const Item& item, const AttentionSequence& seq, const AttentionShape& shape,
                       const KernelTable& kernels, Scratch& sc);
-  // Starts fetching the first K and V bytes `item` will read.
-  static void PrefetchItemStart(const Item& item, const AttentionSequence& seq,
-                                const AttentionShape& shape);
+  // Appends the K and V bytes `item` reads to `spans`.
+  static void ItemSpans(const Item& item, const AttentionSequence& seq, const AttentionShape& shape,
+                        std::vector<PrefetchSpan>& spans);
 };
 
 }  // namespace specserve::cpu

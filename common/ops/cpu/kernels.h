@@ -127,6 +127,12 @@ struct AttentionTile {
   int list_begin = 0;  // the key-list index of lane lane_begin
 };
 
+// Bytes of memory that a later work item reads.
+struct PrefetchSpan {
+  const void* begin = nullptr;
+  int64_t bytes = 0;
+};
+
 struct AttentionRowsProblem {
   int m = 0;                   // query rows
   int d = 0;                   // head_dim
@@ -143,6 +149,10 @@ struct AttentionRowsProblem {
   const int32_t* extra_offset = nullptr;
   float* const* out = nullptr;  // row r's d outputs
   float* scratch = nullptr;     // AttentionScratchFloats(m, most tiles of a row)
+  // What the thread's next work item reads (its K and V), fetched into L2 a
+  // little at a time over this item's work (none: nullptr).
+  const PrefetchSpan* prefetch = nullptr;
+  int n_prefetch = 0;
 };
 
 // Floats of scratch for m rows of head_dim d that see at most `tiles` tiles
