@@ -169,6 +169,19 @@ TEST(PlannerTest, UnmeasuredWidthsFollowTheLineThroughTheMeasuredOnes) {
   EXPECT_DOUBLE_EQ(table.Estimate(8, prior), 4.0);
 }
 
+TEST(PlannerTest, AFirstSlowPassDoesNotSetTheCost) {
+  // The first decode step after prefill faults in new KV blocks: 10x the usual.
+  CostTable table;
+  auto prior = [](int m) { return 1.0 + 0.1 * m; };
+  table.Record(1, 8.3);
+  table.Record(1, 92.0);
+  EXPECT_DOUBLE_EQ(table.Estimate(1, prior), 8.3);
+  table.Record(1, 7.3);
+  EXPECT_DOUBLE_EQ(table.Estimate(1, prior), 8.3);  // the median of three
+  table.Record(1, 7.2);
+  EXPECT_DOUBLE_EQ(table.Estimate(1, prior), 7.3);  // the lower middle of four
+}
+
 TEST(PlannerTest, PrefillCalibratesTheArithmeticRateOfThePrior) {
   CostPrior prior = Prior();
   prior.flops_per_second = 1e12;
