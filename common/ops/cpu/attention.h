@@ -66,7 +66,8 @@ class AttentionRunner {
                                         Converted& c);
   static void RunItem(const Item& item, const AttentionSequence& seq, const AttentionShape& shape,
                       const KernelTable& kernels, Scratch& sc);
-  // Appends the K and V bytes `item` reads to `spans`.
+  // Appends to `spans` the first K and V bytes `item` reads (kAheadBytes in
+  // all, in alternating pieces of K and V).
   static void ItemSpans(const Item& item, const AttentionSequence& seq, const AttentionShape& shape,
                         std::vector<PrefetchSpan>& spans);
 };

@@ -148,7 +148,7 @@ struct AttentionRowsProblem {
   const AttentionTile* extra_tiles = nullptr;
   const int32_t* extra_offset = nullptr;
   float* const* out = nullptr;  // row r's d outputs
-  float* scratch = nullptr;     // AttentionScratchFloats(m, most tiles of a row)
+  float* scratch = nullptr;     // AttentionScratchFloats(m, most tiles of a row, d)
   // What the thread's next work item reads (its K and V), fetched into L2 a
   // little at a time over this item's work (none: nullptr).
   const PrefetchSpan* prefetch = nullptr;
