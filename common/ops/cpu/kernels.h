@@ -216,6 +216,13 @@ const KernelTable& KernelsFor(CpuIsa isa);
 // The kernels of each level (defined in matmul_<isa>.cc and attention_kernels_<isa>.cc).
 void MatMulRangeScalar(const MatMulProblem& p, int64_t o_begin, int64_t o_end, float* scratch);
 void MatMulRangeAvx2(const MatMulProblem& p, int64_t o_begin, int64_t o_end, float* scratch);
+// fp32 weights of at most kMatMulLanesMaxCols columns (matmul_lanes_avx2.cc),
+// for MatMulRangeAvx2 alone. The column limit is a property of the weight, so
+// a weight takes the same kernel at every row count. At 384 columns the
+// packed panel (36 KB) outgrows L1 and the dot-product tiles were as fast
+// (BM_MatMulSmallModel 128 x 384).
+inline constexpr int64_t kMatMulLanesMaxCols = 256;
+void MatMulLanesRangeAvx2(const MatMulProblem& p, int64_t o_begin, int64_t o_end, float* scratch);
 void MatMulRangeAvx512(const MatMulProblem& p, int64_t o_begin, int64_t o_end, float* scratch);
 
 void QuantizeActivationsScalar(const float* x, int64_t cols, TensorType type, int64_t r_begin,

@@ -178,13 +178,15 @@ TEST(MatMulQuantizedTest, MatchesReferenceOnQuantizedActivations) {
 // Every output is computed with the same operations whatever the batch size,
 // the path (GEMV or GEMM) and the thread split: bit-identical results.
 // Rows longer than kMatMulGemmBlockCols take the K-blocked GEMM tiles (1536:
-// two whole blocks; 1555: two blocks and a masked tail).
+// two whole blocks; 1555: two blocks and a masked tail); rows of at most
+// kMatMulLanesMaxCols the AVX2 outputs-in-lanes tiles (100).
 void CheckBatchAndThreadInvariant(CpuIsa isa, TensorType type, int64_t cols);
 TEST_P(MatMulTest, BatchAndThreadInvariant) {
   const auto [isa, type] = GetParam();
   const int64_t short_cols = IsQuantized(type) ? 544 : 531;
   const int64_t tail_cols = IsQuantized(type) ? 1568 : 1555;
-  for (const int64_t cols : {short_cols, int64_t{1536}, tail_cols}) {
+  const int64_t lanes_cols = IsQuantized(type) ? 96 : 100;
+  for (const int64_t cols : {lanes_cols, short_cols, int64_t{1536}, tail_cols}) {
     SCOPED_TRACE(cols);
     CheckBatchAndThreadInvariant(isa, type, cols);
   }

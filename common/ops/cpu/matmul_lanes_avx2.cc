@@ -1,0 +1,161 @@
+// The AVX2 fp32 MatMul for short rows (cols <= kMatMulLanesMaxCols): outputs
+// in lanes. The dot-product tiles of matmul_avx2.cc end every output with a
+// horizontal sum of its 8 lanes (5 shuffles and adds, and a scalar store);
+// at 64-128 columns that is about as much work as the output's FMAs, and
+// those tiles reached 23-47% of the FMA peak on stories260K's shapes. Here
+// each output is one lane: a panel of 24 weight rows is transposed
+// (cols x 24 floats: each column's 24 outputs together), and a 4 x 3 tile (4 x
+// rows, 3 groups: 12 accumulators) takes, per column k, 3 panel vectors and 4
+// broadcast x values for 12 FMAs, then stores its results as they are (a
+// panel's last 8-16 outputs take 8 x 1 or 6 x 2 tiles).
+//
+// Every y[r][o] is fma(w[o][k], x[r][k], acc) for k = 0, 1, ..., cols - 1 in
+// order, from 0, in one lane whatever the tile, the row count or the output
+// range, so GEMV and GEMM calls agree bit for bit (batch invariance). The
+// panel is transposed per call: its cost is shared by all the x rows, and
+// small weights (what this path is for) sit in cache.
+#include <immintrin.h>
+
+#include <cstdint>
+
+#include "common/ops/cpu/kernels.h"
+
+namespace specserve::cpu {
+namespace {
+
+constexpr int kGroup = 8;                 // outputs per vector
+constexpr int kGroups = 3;                // vectors of outputs per tile and panel
+constexpr int kPanel = kGroup * kGroups;  // weight rows per panel
+
+// Transposes r[0..7] (rows) into columns: r[j][i] <- r[i][j].
+inline void Transpose8x8(__m256 (&r)[8]) {
+  const __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
+  const __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
+  const __m256 t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]);
+  const __m256 t6 = _mm256_unpacklo_ps(r[6], r[7]), t7 = _mm256_unpackhi_ps(r[6], r[7]);
+  const __m256 s0 = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(1, 0, 1, 0));
+  const __m256 s1 = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(3, 2, 3, 2));
+  const __m256 s2 = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(1, 0, 1, 0));
+  const __m256 s3 = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(3, 2, 3, 2));
+  const __m256 s4 = _mm256_shuffle_ps(t4, t6, _MM_SHUFFLE(1, 0, 1, 0));
+  const __m256 s5 = _mm256_shuffle_ps(t4, t6, _MM_SHUFFLE(3, 2, 3, 2));
+  const __m256 s6 = _mm256_shuffle_ps(t5, t7, _MM_SHUFFLE(1, 0, 1, 0));
+  const __m256 s7 = _mm256_shuffle_ps(t5, t7, _MM_SHUFFLE(3, 2, 3, 2));
+  r[0] = _mm256_permute2f128_ps(s0, s4, 0x20);
+  r[1] = _mm256_permute2f128_ps(s1, s5, 0x20);
+  r[2] = _mm256_permute2f128_ps(s2, s6, 0x20);
+  r[3] = _mm256_permute2f128_ps(s3, s7, 0x20);
+  r[4] = _mm256_permute2f128_ps(s0, s4, 0x31);
+  r[5] = _mm256_permute2f128_ps(s1, s5, 0x31);
+  r[6] = _mm256_permute2f128_ps(s2, s6, 0x31);
+  r[7] = _mm256_permute2f128_ps(s3, s7, 0x31);
+}
+
+// Weight rows [0, n) at w (n <= 8, rows `cols` floats apart) into group
+// `out` of a panel: out[k * 24 + i] = w[i][k], 0 for i >= n.
+void PackGroup(const float* w, int64_t cols, int n, float* out) {
+  int64_t k = 0;
+  if (n == kGroup) {
+    for (; k + 8 <= cols; k += 8) {
+      __m256 r[8];
+      for (int i = 0; i < 8; ++i) r[i] = _mm256_loadu_ps(w + i * cols + k);
+      Transpose8x8(r);
+      for (int j = 0; j < 8; ++j) _mm256_storeu_ps(out + (k + j) * kPanel, r[j]);
+    }
+  }
+  for (; k < cols; ++k) {
+    for (int i = 0; i < kGroup; ++i) out[k * kPanel + i] = i < n ? w[i * cols + k] : 0.0f;
+  }
+}
+
+inline __m256i FirstLanes(int n) {
+  return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+
+// y[r][o] for R x rows and the panel's first n_out (<= 8 * G) outputs. The
+// panel is cols x 24 floats: column k's 24 outputs together (groups a
+// multiple of 4 KB apart made the three loads of a column alias in L1).
+template <int R, int G>
+void LanesTile(const float* panel, const float* x, int64_t cols, float* y, int64_t ldy, int n_out) {
+  __m256 acc[R][G];
+#pragma GCC unroll 8
+  for (int r = 0; r < R; ++r) {
+#pragma GCC unroll 3
+    for (int g = 0; g < G; ++g) acc[r][g] = _mm256_setzero_ps();
+  }
+#pragma GCC unroll 4
+  for (int64_t k = 0; k < cols; ++k) {
+    __m256 wv[G];
+#pragma GCC unroll 3
+    for (int g = 0; g < G; ++g) wv[g] = _mm256_loadu_ps(panel + k * kPanel + g * kGroup);
+#pragma GCC unroll 8
+    for (int r = 0; r < R; ++r) {
+      const __m256 xb = _mm256_broadcast_ss(x + r * cols + k);
+#pragma GCC unroll 3
+      for (int g = 0; g < G; ++g) acc[r][g] = _mm256_fmadd_ps(wv[g], xb, acc[r][g]);
+    }
+  }
+#pragma GCC unroll 8
+  for (int r = 0; r < R; ++r) {
+#pragma GCC unroll 3
+    for (int g = 0; g < G; ++g) {
+      const int n = n_out - g * kGroup;
+      float* out = y + r * ldy + g * kGroup;
+      if (n >= kGroup) {
+        _mm256_storeu_ps(out, acc[r][g]);
+      } else if (n > 0) {
+        _mm256_maskstore_ps(out, FirstLanes(n), acc[r][g]);
+      }
+    }
+  }
+}
+
+// Every x row over a packed panel of G groups: R-row tiles (R x G = 8-12
+// accumulators, enough independent FMA chains to cover the FMA latency),
+// then 4-row tiles and the last 1-3 rows.
+template <int G, int R>
+void PanelRows(const MatMulProblem& p, const float* panel, int64_t o, int n_out) {
+  const int64_t cols = p.cols;
+  const int64_t ldy = p.out_rows;
+  auto at = [&](int64_t r) { return p.y + r * ldy + o; };
+  int64_t r = 0;
+  for (; r + R <= p.n_rows; r += R) LanesTile<R, G>(panel, p.x + r * cols, cols, at(r), ldy, n_out);
+  for (; r + 4 <= p.n_rows; r += 4) LanesTile<4, G>(panel, p.x + r * cols, cols, at(r), ldy, n_out);
+  switch (p.n_rows - r) {
+    case 3:
+      LanesTile<3, G>(panel, p.x + r * cols, cols, at(r), ldy, n_out);
+      break;
+    case 2:
+      LanesTile<2, G>(panel, p.x + r * cols, cols, at(r), ldy, n_out);
+      break;
+    case 1:
+      LanesTile<1, G>(panel, p.x + r * cols, cols, at(r), ldy, n_out);
+      break;
+    default:
+      break;
+  }
+}
+
+}  // namespace
+
+void MatMulLanesRangeAvx2(const MatMulProblem& p, int64_t o_begin, int64_t o_end, float* scratch) {
+  const float* w = reinterpret_cast<const float*>(p.w);
+  const int64_t cols = p.cols;
+  for (int64_t o = o_begin; o < o_end; o += kPanel) {
+    const int n_out = static_cast<int>(o_end - o < kPanel ? o_end - o : kPanel);
+    for (int g = 0; g * kGroup < n_out; ++g) {
+      const int n = n_out - g * kGroup;
+      PackGroup(w + (o + g * kGroup) * cols, cols, n > kGroup ? kGroup : n, scratch + g * kGroup);
+    }
+    // A panel's last rows may fill one or two groups: narrower tiles, more rows.
+    if (n_out > 2 * kGroup) {
+      PanelRows<3, 4>(p, scratch, o, n_out);
+    } else if (n_out > kGroup) {
+      PanelRows<2, 6>(p, scratch, o, n_out);
+    } else {
+      PanelRows<1, 8>(p, scratch, o, n_out);
+    }
+  }
+}
+
+}  // namespace specserve::cpu
