@@ -87,6 +87,7 @@ BENCHMARK(BM_Attention)
     ->Args({256, 1024, 8, 4, 8, 5, 0})
     ->Args({32, 1024, 8, 4, 8, 1, 0})  // stories260K decode
     ->Args({32, 1024, 8, 4, 8, 5, 0})  // stories260K verify of a 5-node chain
+    ->Args({32, 80, 8, 4, 8, 1, 0})  // stories260K draft level: 16 sinks + a window of 64
     ->Args({32, 1024, 8, 4, 8, 1, 1})
     ->Args({32, 1024, 8, 4, 8, 5, 1})
     ->Args({32, 512, 8, 4, 16, 1, 0})  // TinyStories-656K
