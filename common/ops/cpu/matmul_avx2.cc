@@ -315,10 +315,13 @@ inline __m256i BlockProducts(const PreparedBlock& pb, __m256i x, const uint8_t* 
   }
 }
 
-// Block b of an R x O tile into accumulator set acc[.][.][b % 2].
-template <TensorType kType, int R, int O>
+// Block b of an R x O tile into accumulator set acc[.][.][kParity] (b % 2).
+// The parity is a template argument: indexed at run time, the accumulators
+// lived on the stack, each FMA behind a store and a reload (2048 x 768 x 512
+// rows took 60 ms on one thread, 27 GFLOP/s).
+template <TensorType kType, int R, int O, int kParity>
 inline void BlockStep(const uint8_t* w, int64_t w_stride, const uint8_t* xq, int64_t ldq,
-                      int64_t cols, int64_t b, int parity, __m256 (&acc)[R][O][2]) {
+                      int64_t cols, int64_t b, __m256 (&acc)[R][O][2]) {
   constexpr int64_t kBlockBytes = kType == TensorType::kQ8_0 ? 34 : 18;
   PreparedBlock pb[O];
 #pragma GCC unroll 4
@@ -331,7 +334,7 @@ inline void BlockStep(const uint8_t* w, int64_t w_stride, const uint8_t* xq, int
 #pragma GCC unroll 4
     for (int o = 0; o < O; ++o) {
       const __m256 t = _mm256_cvtepi32_ps(BlockProducts<kType>(pb[o], x, xr + cols));
-      acc[r][o][parity] = _mm256_fmadd_ps(t, _mm256_mul_ps(pb[o].d, dx), acc[r][o][parity]);
+      acc[r][o][kParity] = _mm256_fmadd_ps(t, _mm256_mul_ps(pb[o].d, dx), acc[r][o][kParity]);
     }
   }
 }
@@ -346,9 +349,12 @@ void DotTile(const uint8_t* w, int64_t w_stride, const uint8_t* xq, int64_t ldq,
     for (int o = 0; o < O; ++o) acc[r][o][0] = acc[r][o][1] = _mm256_setzero_ps();
   }
   const int64_t blocks = cols / 32;
-  for (int64_t b = 0; b < blocks; ++b) {
-    BlockStep<kType, R, O>(w, w_stride, xq, ldq, cols, b, static_cast<int>(b & 1), acc);
+  int64_t b = 0;
+  for (; b + 2 <= blocks; b += 2) {
+    BlockStep<kType, R, O, 0>(w, w_stride, xq, ldq, cols, b, acc);
+    BlockStep<kType, R, O, 1>(w, w_stride, xq, ldq, cols, b + 1, acc);
   }
+  if (b < blocks) BlockStep<kType, R, O, 0>(w, w_stride, xq, ldq, cols, b, acc);
 #pragma GCC unroll 4
   for (int r = 0; r < R; ++r) {
 #pragma GCC unroll 4
