@@ -66,8 +66,10 @@ BENCHMARK(BM_MatMul)
     ->Unit(benchmark::kMillisecond);
 
 // The 125M model's shapes (dim 768, ffn 2048): prefill (512 rows), batch-64
-// decode and a verify of 32 x 5 rows. Args: type index, out rows, cols, n_rows.
-// Process CPU time: the rate per core-second holds on a shared machine.
+// decode and a verify of 32 x 5 rows. Args: type index, out rows, cols, n_rows,
+// x misalignment, and (optional) 1: the weight packed as a model's is
+// (Ops::PackMatrix). Process CPU time: the rate per core-second holds on a
+// shared machine.
 void BM_MatMulModel(benchmark::State& state) {
   const TensorType type = kTypes[state.range(0)];
   const int n_rows = static_cast<int>(state.range(3));
@@ -79,8 +81,11 @@ void BM_MatMulModel(benchmark::State& state) {
   while (reinterpret_cast<uintptr_t>(x) % 64 != 0) ++x;
   x += misalign;
   Ops& ops = BenchOps();
+  WeightTensor tensor = w->tensor;
+  std::shared_ptr<const void> packed;
+  if (state.range(5) != 0) packed = ops.PackMatrix(tensor);
   for (auto _ : state) {
-    ops.MatMul(w->tensor, x, n_rows, y.data());
+    ops.MatMul(tensor, x, n_rows, y.data());
     benchmark::DoNotOptimize(y.data());
   }
   state.SetLabel(std::string(TensorTypeName(type)) + " " + ops.name());
@@ -92,9 +97,9 @@ void MatMulModelArgs(benchmark::internal::Benchmark* b) {
   for (int t : {0, 3}) {
     for (int n : {512, 160, 64}) {
       for (int misalign : {0, 4}) {
-        b->Args({t, 768, 768, n, misalign});
-        b->Args({t, 2048, 768, n, misalign});
-        b->Args({t, 768, 2048, n, misalign});
+        b->Args({t, 768, 768, n, misalign, 0});
+        b->Args({t, 2048, 768, n, misalign, 0});
+        b->Args({t, 768, 2048, n, misalign, 0});
       }
     }
   }
@@ -104,13 +109,15 @@ void MatMulModelArgs(benchmark::internal::Benchmark* b) {
 // of 32 sequences and a verify of 32 x 5 rows: K of 64-384, where a dot
 // product's horizontal sum per output is a large share of the work.
 void MatMulSmallArgs(benchmark::internal::Benchmark* b) {
-  for (int n : {32, 160}) {
-    b->Args({0, 172, 64, n, 4});
-    b->Args({0, 64, 172, n, 4});
-    b->Args({0, 512, 64, n, 4});
-    b->Args({0, 384, 128, n, 4});
-    b->Args({0, 128, 384, n, 4});
-    b->Args({0, 2048, 128, n, 4});
+  for (int n : {16, 32, 160}) {
+    for (int packed : {0, 1}) {
+      b->Args({0, 172, 64, n, 4, packed});
+      b->Args({0, 64, 172, n, 4, packed});
+      b->Args({0, 512, 64, n, 4, packed});
+      b->Args({0, 384, 128, n, 4, packed});
+      b->Args({0, 128, 384, n, 4, packed});
+      b->Args({0, 2048, 128, n, 4, packed});
+    }
   }
 }
 BENCHMARK(BM_MatMulModel)

@@ -37,17 +37,33 @@ constexpr double kShardMaxImbalance = 1.5;
 LlamaModel::LlamaModel(const LoadedModel& model, Ops& ops)
     : model_(model),
       ops_(ops),
+      weights_(model.weights),
       rope_(ComputeRopeFrequencies(model.config)),
       weight_bytes_(WeightBytes(model)),
-      weight_elements_(WeightElements(model)) {}
+      weight_elements_(WeightElements(model)) {
+  PackWeights();
+}
 
 LlamaModel::LlamaModel(const LoadedModel& model, std::unique_ptr<Ops> ops)
     : model_(model),
       owned_ops_(std::move(ops)),
       ops_(*owned_ops_),
+      weights_(model.weights),
       rope_(ComputeRopeFrequencies(model.config)),
       weight_bytes_(WeightBytes(model)),
-      weight_elements_(WeightElements(model)) {}
+      weight_elements_(WeightElements(model)) {
+  PackWeights();
+}
+
+void LlamaModel::PackWeights() {
+  auto pack = [&](WeightTensor& w) {
+    if (std::shared_ptr<const void> owner = ops_.PackMatrix(w)) packed_.push_back(owner);
+  };
+  for (LayerWeights& layer : weights_.layers) {
+    for (WeightTensor* m : layer.matrices()) pack(*m);
+  }
+  pack(weights_.output);
+}
 
 void LlamaModel::AddBias(const WeightTensor& bias, int n_rows, int width, float* x) {
   if (bias.data == nullptr) return;
@@ -126,7 +142,7 @@ absl::Status LlamaModel::Forward(std::span<const ForwardSequence> batch, std::ve
   const int64_t vocab = model_.config.vocab_size;
   logits->resize(static_cast<size_t>(n_logit_rows) * vocab);
   const absl::Status st = ForwardPass(batch, profile, [&](Scratch& sc, int first, int n) {
-    ops_.MatMul(model_.weights.output, sc.final.data(), n, logits->data() + first * vocab);
+    ops_.MatMul(weights_.output, sc.final.data(), n, logits->data() + first * vocab);
   });
   if (!st.ok()) logits->clear();
   return st;
@@ -151,11 +167,9 @@ absl::Status LlamaModel::ForwardReduced(std::span<const ForwardSequence> batch, 
   chunk_.resize(static_cast<size_t>(total_rows) * columns);
   return ForwardPass(batch, profile, [&](Scratch& sc, int first_row, int n_logit_rows) {
     float* chunk = chunk_.data() + static_cast<size_t>(first_row) * columns;
-    const WeightTensor& output = model_.weights.output;
+    const WeightTensor& output = weights_.output;
     for (int64_t first = 0; first < output.rows; first += columns) {
-      WeightTensor part = output;  // rows [first, first + n) of the output matrix
-      part.rows = std::min(columns, output.rows - first);
-      part.data = output.row(first);
+      const WeightTensor part = output.RowSlice(first, std::min(columns, output.rows - first));
       ops_.MatMul(part, sc.final.data(), n_logit_rows, chunk);
       rows->Consume(first_row, n_logit_rows, first, static_cast<int>(part.rows), chunk);
     }
@@ -278,7 +292,7 @@ void LlamaModel::RunShard(std::span<const ForwardSequence> batch,
                           int first_logit_row, Scratch& sc, ForwardProfile* profile, HeadFn head) {
   PhaseClock clock(profile);
   const ModelConfig& c = model_.config;
-  const LlamaWeights& w = model_.weights;
+  const LlamaWeights& w = weights_;
 
   // Flatten the shard: row offsets of each sequence's new tokens.
   std::vector<int> offset(batch.size() + 1, 0);

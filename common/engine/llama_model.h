@@ -143,9 +143,16 @@ class LlamaModel final : public Model {
   // q/k/v biases (rows of width `width`), when the layer has them.
   void AddBias(const WeightTensor& bias, int n_rows, int width, float* x);
 
+  // The matrices repacked for ops_ where it has a faster layout (PackMatrix).
+  void PackWeights();
+
   const LoadedModel& model_;
   std::unique_ptr<Ops> owned_ops_;
   Ops& ops_;
+  // The model's weights as this model's passes read them: model_.weights
+  // with the packed layouts ops_ made (owned by packed_).
+  LlamaWeights weights_;
+  std::vector<std::shared_ptr<const void>> packed_;
   const RopeFrequencies rope_;  // from the config, once
   // The layers' matrices and the output head.
   const double weight_bytes_, weight_elements_;

@@ -120,7 +120,7 @@ absl::StatusOr<std::unique_ptr<LoadedModel>> ShardLlamaModel(const LoadedModel& 
 }
 
 TensorParallelOps::TensorParallelOps(Ops& inner, Communicator& comm,
-                                     absl::flat_hash_set<const WeightTensor*> row_parallel)
+                                     absl::flat_hash_set<const void*> row_parallel)
     : inner_(inner), comm_(comm), row_parallel_(std::move(row_parallel)) {}
 
 std::string TensorParallelOps::name() const {
@@ -129,7 +129,7 @@ std::string TensorParallelOps::name() const {
 
 void TensorParallelOps::MatMul(const WeightTensor& w, const float* x, int n_rows, float* y) {
   inner_.MatMul(w, x, n_rows, y);
-  if (!row_parallel_.contains(&w)) return;
+  if (!row_parallel_.contains(w.data)) return;
   absl::Status s = comm_.AllReduceSum(y, static_cast<int64_t>(n_rows) * w.rows);
   if (!s.ok() && status_.ok()) status_ = std::move(s);
 }
@@ -223,10 +223,10 @@ absl::StatusOr<std::unique_ptr<ShardedLlamaModel>> ShardedLlamaModel::Create(
     ASSIGN_OR_RETURN(rank.shard, ShardLlamaModel(model, degree, r));
     rank.ops = std::move(ops[r]);
     rank.comm = std::move(comms[r]);
-    absl::flat_hash_set<const WeightTensor*> row_parallel;
+    absl::flat_hash_set<const void*> row_parallel;
     for (const LayerWeights& layer : rank.shard->weights.layers) {
-      row_parallel.insert(&layer.wo);
-      row_parallel.insert(&layer.w_down);
+      row_parallel.insert(layer.wo.data);
+      row_parallel.insert(layer.w_down.data);
     }
     rank.tp_ops =
         std::make_unique<TensorParallelOps>(*rank.ops, *rank.comm, std::move(row_parallel));

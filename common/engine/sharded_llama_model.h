@@ -48,12 +48,12 @@ absl::StatusOr<std::unique_ptr<LoadedModel>> ShardLlamaModel(const LoadedModel& 
                                                              int rank);
 
 // A rank's Ops: `inner` plus an all-reduce over `comm` of the output of every
-// MatMul by one of the `row_parallel` weights (matched by address). Ops calls
-// cannot fail, so the first collective error is kept in status().
+// MatMul by one of the `row_parallel` weights (matched by their data pointer,
+// so that a model's copies of the views match too). Ops calls cannot fail, so
+// the first collective error is kept in status().
 class TensorParallelOps : public Ops {
  public:
-  TensorParallelOps(Ops& inner, Communicator& comm,
-                    absl::flat_hash_set<const WeightTensor*> row_parallel);
+  TensorParallelOps(Ops& inner, Communicator& comm, absl::flat_hash_set<const void*> row_parallel);
 
   std::string name() const override;
   int num_threads() const override { return inner_.num_threads(); }
@@ -65,6 +65,7 @@ class TensorParallelOps : public Ops {
     inner_.RmsNorm(x, weight, eps, n_rows, y);
   }
   void MatMul(const WeightTensor& w, const float* x, int n_rows, float* y) override;
+  std::shared_ptr<const void> PackMatrix(WeightTensor& w) override { return inner_.PackMatrix(w); }
   void Rope(float* x, int n_rows, int stride, int n_heads, int head_dim,
             std::span<const int32_t> positions, const RopeFrequencies& freqs,
             RopeStyle style) override {
@@ -86,7 +87,7 @@ class TensorParallelOps : public Ops {
  private:
   Ops& inner_;
   Communicator& comm_;
-  const absl::flat_hash_set<const WeightTensor*> row_parallel_;
+  const absl::flat_hash_set<const void*> row_parallel_;
   absl::Status status_;
 };
 

@@ -12,18 +12,54 @@ namespace specserve {
 // (GGUF's ne0 == cols). 1-D tensors (norm weights) have rows == 1.
 // For quantised types each row is cols / 32 blocks. `data` points into a memory
 // map or into memory owned by the LoadedModel that holds this view.
+// An fp32 matrix repacked for a backend's MatMul (Ops::PackMatrix): for the
+// AVX2 kernel of matmul_lanes_avx2.cc, rows in panels of 24, each cols x 24
+// floats (column k's 24 outputs together, zeros past the last row). It holds
+// for the view it was packed from: a view with another data pointer, row
+// length or more rows (a slice of other rows) ignores it (PackedFor).
+struct PackedPanels {
+  const float* panels = nullptr;
+  const void* source = nullptr;  // the data pointer it was packed from
+  int64_t rows = 0;
+  int64_t cols = 0;
+  int64_t panel_rows = 0;  // rows per panel: a row slice keeps the panels from a multiple of it
+};
+
 struct WeightTensor {
   std::string name;
   TensorType type = TensorType::kF32;
   int64_t rows = 0;
   int64_t cols = 0;
   const void* data = nullptr;
+  PackedPanels packed;  // optional (panels == nullptr: none)
 
   int64_t elements() const { return rows * cols; }
   int64_t row_bytes() const { return TensorBytes(type, cols); }
   int64_t bytes() const { return rows * row_bytes(); }
   const uint8_t* row(int64_t r) const {
     return static_cast<const uint8_t*>(data) + r * row_bytes();
+  }
+  // Rows [first, first + n) (row-major data: the same columns), with the
+  // packed panels that still apply.
+  WeightTensor RowSlice(int64_t first, int64_t n) const {
+    WeightTensor slice = *this;
+    slice.rows = n;
+    slice.data = row(first);
+    slice.packed = {};
+    const float* panels = PackedFor();
+    if (panels != nullptr && packed.panel_rows > 0 && first % packed.panel_rows == 0) {
+      slice.packed = {panels + first * cols, slice.data, packed.rows - first, cols,
+                      packed.panel_rows};
+    }
+    return slice;
+  }
+  // `packed` when it was made from this view's rows (a copy of the view that
+  // keeps the same first row and row length and has no more rows), else nullptr.
+  const float* PackedFor() const {
+    return packed.panels != nullptr && packed.source == data && packed.cols == cols &&
+                   rows <= packed.rows
+               ? packed.panels
+               : nullptr;
   }
 };
 

@@ -60,6 +60,15 @@ class Ops {
   virtual void Attention(std::span<const AttentionSequence> sequences,
                          const AttentionShape& shape) = 0;
 
+  // Repacks matrix `w` into a layout this backend's MatMul reads faster, where
+  // it has one (sets w.packed), and returns the owner of that memory (keep it
+  // while w is used); nullptr where it has none. MatMul's results are the same
+  // bits with or without it.
+  virtual std::shared_ptr<const void> PackMatrix(WeightTensor& w) {
+    (void)w;
+    return nullptr;
+  }
+
   // Calls fn(shard) for every shard in [0, n), the shards side by side on the
   // backend's threads, each on one thread; the calls a shard makes into this
   // Ops run on its thread alone. For a pass cut into independent parts (whole

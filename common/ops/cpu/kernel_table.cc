@@ -18,6 +18,7 @@ const KernelTable& KernelsFor(CpuIsa isa) {
       .matmul_quantized = MatMulQuantizedRangeAvx2,
       .attention_rows = AttentionRowsAvx2,
       .swiglu = SwiGluAvx2,
+      .pack_lanes = PackLanesAvx2,
   };
   static const KernelTable kAvx512 = {
       .isa = CpuIsa::kAvx512,

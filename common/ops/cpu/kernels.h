@@ -24,6 +24,7 @@ namespace specserve::cpu {
 struct MatMulProblem {
   TensorType type = TensorType::kF32;
   const uint8_t* w = nullptr;
+  const float* lanes = nullptr;  // w repacked by KernelTable::pack_lanes, or nullptr
   int64_t w_row_bytes = 0;
   int64_t out_rows = 0;
   int64_t cols = 0;
@@ -208,6 +209,9 @@ struct KernelTable {
   MatMulRangeFn matmul_quantized = nullptr;
   AttentionRowsFn attention_rows = nullptr;
   SwiGluFn swiglu = nullptr;
+  // Repacks an fp32 matrix of at most kMatMulLanesMaxCols columns into the
+  // panels `matmul` reads (PackedPanels); nullptr: the level has no such layout.
+  void (*pack_lanes)(const float* w, int64_t rows, int64_t cols, float* panels) = nullptr;
 };
 
 // The table for `isa`; the caller makes sure the CPU supports it.
@@ -222,7 +226,13 @@ void MatMulRangeAvx2(const MatMulProblem& p, int64_t o_begin, int64_t o_end, flo
 // packed panel (36 KB) outgrows L1 and the dot-product tiles were as fast
 // (BM_MatMulSmallModel 128 x 384).
 inline constexpr int64_t kMatMulLanesMaxCols = 256;
+// Rows per panel of that kernel's packed layout (PackedPanels).
+inline constexpr int64_t kMatMulLanesPanelRows = 24;
+constexpr int64_t MatMulLanesPackedFloats(int64_t rows, int64_t cols) {
+  return (rows + kMatMulLanesPanelRows - 1) / kMatMulLanesPanelRows * kMatMulLanesPanelRows * cols;
+}
 void MatMulLanesRangeAvx2(const MatMulProblem& p, int64_t o_begin, int64_t o_end, float* scratch);
+void PackLanesAvx2(const float* w, int64_t rows, int64_t cols, float* panels);
 void MatMulRangeAvx512(const MatMulProblem& p, int64_t o_begin, int64_t o_end, float* scratch);
 
 void QuantizeActivationsScalar(const float* x, int64_t cols, TensorType type, int64_t r_begin,

@@ -11,9 +11,10 @@
 //
 // Every y[r][o] is fma(w[o][k], x[r][k], acc) for k = 0, 1, ..., cols - 1 in
 // order, from 0, in one lane whatever the tile, the row count or the output
-// range, so GEMV and GEMM calls agree bit for bit (batch invariance). The
-// panel is transposed per call: its cost is shared by all the x rows, and
-// small weights (what this path is for) sit in cache.
+// range, so GEMV and GEMM calls agree bit for bit (batch invariance). A
+// model's matrices are packed once (PackLanesAvx2, through Ops::PackMatrix);
+// any other weight is packed a panel at a time per call, the cost shared by
+// all the x rows.
 #include <immintrin.h>
 
 #include <cstdint>
@@ -26,6 +27,7 @@ namespace {
 constexpr int kGroup = 8;                 // outputs per vector
 constexpr int kGroups = 3;                // vectors of outputs per tile and panel
 constexpr int kPanel = kGroup * kGroups;  // weight rows per panel
+static_assert(kPanel == kMatMulLanesPanelRows);
 
 // Transposes r[0..7] (rows) into columns: r[j][i] <- r[i][j].
 inline void Transpose8x8(__m256 (&r)[8]) {
@@ -68,15 +70,25 @@ void PackGroup(const float* w, int64_t cols, int n, float* out) {
   }
 }
 
-inline __m256i FirstLanes(int n) {
-  return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+// Lanes [begin, end) of 8 (either may fall outside 0..8).
+inline __m256i LaneRange(int begin, int end) {
+  const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+  return _mm256_andnot_si256(_mm256_cmpgt_epi32(_mm256_set1_epi32(begin), lane),
+                             _mm256_cmpgt_epi32(_mm256_set1_epi32(end), lane));
 }
 
-// y[r][o] for R x rows and the panel's first n_out (<= 8 * G) outputs. The
-// panel is cols x 24 floats: column k's 24 outputs together (groups a
-// multiple of 4 KB apart made the three loads of a column alias in L1).
+// The outputs of one panel a tile computes: G groups of 8 from `w` (column k
+// of group g at w[k * 24 + g * 8]), stored to y's outputs [lo, hi) of them
+// (0 <= lo < 8, hi <= 8 * G), y pointing at the first group's first output.
+struct PanelSlice {
+  const float* w;
+  int64_t y_column;  // the output index of the first group's first lane
+  int lo, hi;
+};
+
+// y[r][o] for R x rows and a panel slice of G groups.
 template <int R, int G>
-void LanesTile(const float* panel, const float* x, int64_t cols, float* y, int64_t ldy, int n_out) {
+void LanesTile(const PanelSlice& ps, const float* x, int64_t cols, float* y, int64_t ldy) {
   __m256 acc[R][G];
 #pragma GCC unroll 8
   for (int r = 0; r < R; ++r) {
@@ -87,7 +99,7 @@ void LanesTile(const float* panel, const float* x, int64_t cols, float* y, int64
   for (int64_t k = 0; k < cols; ++k) {
     __m256 wv[G];
 #pragma GCC unroll 3
-    for (int g = 0; g < G; ++g) wv[g] = _mm256_loadu_ps(panel + k * kPanel + g * kGroup);
+    for (int g = 0; g < G; ++g) wv[g] = _mm256_loadu_ps(ps.w + k * kPanel + g * kGroup);
 #pragma GCC unroll 8
     for (int r = 0; r < R; ++r) {
       const __m256 xb = _mm256_broadcast_ss(x + r * cols + k);
@@ -99,62 +111,90 @@ void LanesTile(const float* panel, const float* x, int64_t cols, float* y, int64
   for (int r = 0; r < R; ++r) {
 #pragma GCC unroll 3
     for (int g = 0; g < G; ++g) {
-      const int n = n_out - g * kGroup;
-      float* out = y + r * ldy + g * kGroup;
-      if (n >= kGroup) {
+      float* out = y + r * ldy + ps.y_column + g * kGroup;
+      if (ps.lo <= g * kGroup && ps.hi >= (g + 1) * kGroup) {
         _mm256_storeu_ps(out, acc[r][g]);
-      } else if (n > 0) {
-        _mm256_maskstore_ps(out, FirstLanes(n), acc[r][g]);
+      } else {
+        _mm256_maskstore_ps(out, LaneRange(ps.lo - g * kGroup, ps.hi - g * kGroup), acc[r][g]);
       }
     }
   }
 }
 
-// Every x row over a packed panel of G groups: R-row tiles (R x G = 8-12
+// Every x row over a panel slice of G groups: R-row tiles (R x G = 8-12
 // accumulators, enough independent FMA chains to cover the FMA latency),
 // then 4-row tiles and the last 1-3 rows.
 template <int G, int R>
-void PanelRows(const MatMulProblem& p, const float* panel, int64_t o, int n_out) {
+void PanelRows(const MatMulProblem& p, const PanelSlice& ps) {
   const int64_t cols = p.cols;
   const int64_t ldy = p.out_rows;
-  auto at = [&](int64_t r) { return p.y + r * ldy + o; };
   int64_t r = 0;
-  for (; r + R <= p.n_rows; r += R) LanesTile<R, G>(panel, p.x + r * cols, cols, at(r), ldy, n_out);
-  for (; r + 4 <= p.n_rows; r += 4) LanesTile<4, G>(panel, p.x + r * cols, cols, at(r), ldy, n_out);
+  for (; r + R <= p.n_rows; r += R) LanesTile<R, G>(ps, p.x + r * cols, cols, p.y + r * ldy, ldy);
+  for (; r + 4 <= p.n_rows; r += 4) LanesTile<4, G>(ps, p.x + r * cols, cols, p.y + r * ldy, ldy);
   switch (p.n_rows - r) {
     case 3:
-      LanesTile<3, G>(panel, p.x + r * cols, cols, at(r), ldy, n_out);
+      LanesTile<3, G>(ps, p.x + r * cols, cols, p.y + r * ldy, ldy);
       break;
     case 2:
-      LanesTile<2, G>(panel, p.x + r * cols, cols, at(r), ldy, n_out);
+      LanesTile<2, G>(ps, p.x + r * cols, cols, p.y + r * ldy, ldy);
       break;
     case 1:
-      LanesTile<1, G>(panel, p.x + r * cols, cols, at(r), ldy, n_out);
+      LanesTile<1, G>(ps, p.x + r * cols, cols, p.y + r * ldy, ldy);
       break;
     default:
       break;
   }
 }
 
+// Outputs [first + lo, first + hi) of the panel at w (whose output 0 is
+// `first`): only the groups they touch, narrower tiles for fewer groups.
+void PanelOutputs(const MatMulProblem& p, const float* w, int64_t first, int lo, int hi) {
+  const int g0 = lo / kGroup;
+  const PanelSlice ps{w + g0 * kGroup, first + g0 * kGroup, lo - g0 * kGroup, hi - g0 * kGroup};
+  const int groups = (hi + kGroup - 1) / kGroup - g0;
+  if (groups == 3) {
+    PanelRows<3, 4>(p, ps);
+  } else if (groups == 2) {
+    PanelRows<2, 6>(p, ps);
+  } else {
+    PanelRows<1, 8>(p, ps);
+  }
+}
+
+// Weight rows [0, n) (n <= 24) at w into one panel.
+void PackPanel(const float* w, int64_t cols, int n, float* panel) {
+  for (int g = 0; g * kGroup < n; ++g) {
+    const int rows = n - g * kGroup;
+    PackGroup(w + g * kGroup * cols, cols, rows > kGroup ? kGroup : rows, panel + g * kGroup);
+  }
+}
+
 }  // namespace
 
+void PackLanesAvx2(const float* w, int64_t rows, int64_t cols, float* panels) {
+  for (int64_t o = 0; o < rows; o += kPanel) {
+    float* panel = panels + o * cols;
+    const int n = static_cast<int>(rows - o < kPanel ? rows - o : kPanel);
+    for (int64_t i = 0; i < kPanel * cols; ++i) panel[i] = 0.0f;  // the rows past the end
+    PackPanel(w + o * cols, cols, n, panel);
+  }
+}
+
 void MatMulLanesRangeAvx2(const MatMulProblem& p, int64_t o_begin, int64_t o_end, float* scratch) {
+  if (p.lanes != nullptr) {  // packed once (PackLanesAvx2): panels start at multiples of 24
+    for (int64_t first = o_begin / kPanel * kPanel; first < o_end; first += kPanel) {
+      const int lo = static_cast<int>(o_begin > first ? o_begin - first : 0);
+      const int hi = static_cast<int>(o_end - first < kPanel ? o_end - first : kPanel);
+      PanelOutputs(p, p.lanes + first * p.cols, first, lo, hi);
+    }
+    return;
+  }
+  // Packed per call, panels from o_begin on.
   const float* w = reinterpret_cast<const float*>(p.w);
-  const int64_t cols = p.cols;
   for (int64_t o = o_begin; o < o_end; o += kPanel) {
-    const int n_out = static_cast<int>(o_end - o < kPanel ? o_end - o : kPanel);
-    for (int g = 0; g * kGroup < n_out; ++g) {
-      const int n = n_out - g * kGroup;
-      PackGroup(w + (o + g * kGroup) * cols, cols, n > kGroup ? kGroup : n, scratch + g * kGroup);
-    }
-    // A panel's last rows may fill one or two groups: narrower tiles, more rows.
-    if (n_out > 2 * kGroup) {
-      PanelRows<3, 4>(p, scratch, o, n_out);
-    } else if (n_out > kGroup) {
-      PanelRows<2, 6>(p, scratch, o, n_out);
-    } else {
-      PanelRows<1, 8>(p, scratch, o, n_out);
-    }
+    const int n = static_cast<int>(o_end - o < kPanel ? o_end - o : kPanel);
+    PackPanel(w + o * p.cols, p.cols, n, scratch);
+    PanelOutputs(p, scratch, o, 0, n);
   }
 }
 

@@ -24,6 +24,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <memory>
 #include <string>
 #include <tuple>
 #include <vector>
@@ -297,6 +298,42 @@ TEST_P(MatMulTest, SeveralWeightsInOneCallEqualSeparateCalls) {
       for (size_t i = 0; i < ws.size(); ++i) {
         EXPECT_EQ(0, std::memcmp(got[i].data(), want[i].data(), got[i].size() * sizeof(float)))
             << "weight " << i << " n_rows " << n_rows << (mixed ? " mixed" : "");
+      }
+    }
+  }
+}
+
+// Ops::PackMatrix: a matrix packed once gives the bits of the same matrix
+// unpacked (packed per call) at every row count and thread split, and so do
+// row slices of it, with the panels (at a multiple of the panel rows) or
+// without (elsewhere). Levels without a packed layout pack nothing.
+TEST(MatMulPackedTest, PackedMatricesGiveTheUnpackedBits) {
+  uint32_t seed = 900;
+  for (CpuIsa isa : AvailableIsas()) {
+    auto ops = MakeCpuOpsWithIsa(3, isa);
+    for (int64_t cols : {7, 64, 100, 256, 300}) {
+      for (int64_t rows : {5, 24, 53, 203}) {
+        const OwnedWeight w = RandomWeight(TensorType::kF32, rows, cols, seed++);
+        WeightTensor packed = w.tensor;
+        const std::shared_ptr<const void> owner = ops->PackMatrix(packed);
+        const bool packs = isa == CpuIsa::kAvx2 && cols <= cpu::kMatMulLanesMaxCols;
+        ASSERT_EQ(packs, owner != nullptr) << CpuIsaName(isa) << " cols " << cols;
+        ASSERT_EQ(packs, packed.PackedFor() != nullptr);
+        for (int n_rows : {1, 3, 8, 17, 70}) {
+          const std::vector<float> x = RandomFloats(n_rows * cols, seed++);
+          for (const int64_t first : {int64_t{0}, int64_t{24}, int64_t{3}}) {
+            if (first >= rows) continue;
+            const WeightTensor plain = w.tensor.RowSlice(first, rows - first);
+            const WeightTensor fast = packed.RowSlice(first, rows - first);
+            EXPECT_EQ(packs && first % 24 == 0, fast.PackedFor() != nullptr);
+            std::vector<float> want(n_rows * plain.rows), got(want.size());
+            ops->MatMul(plain, x.data(), n_rows, want.data());
+            ops->MatMul(fast, x.data(), n_rows, got.data());
+            EXPECT_EQ(0, std::memcmp(got.data(), want.data(), got.size() * sizeof(float)))
+                << CpuIsaName(isa) << " rows " << rows << " cols " << cols << " n_rows " << n_rows
+                << " first " << first;
+          }
+        }
       }
     }
   }
