@@ -8,10 +8,6 @@
 
 namespace specserve {
 
-// A 2-D weight of `rows` x `cols`, row-major: row r is `cols` contiguous elements
-// (GGUF's ne0 == cols). 1-D tensors (norm weights) have rows == 1.
-// For quantised types each row is cols / 32 blocks. `data` points into a memory
-// map or into memory owned by the LoadedModel that holds this view.
 // An fp32 matrix repacked for a backend's MatMul (Ops::PackMatrix): for the
 // AVX2 kernel of matmul_lanes_avx2.cc, rows in panels of 24, each cols x 24
 // floats (column k's 24 outputs together, zeros past the last row). It holds
@@ -25,6 +21,10 @@ struct PackedPanels {
   int64_t panel_rows = 0;  // rows per panel: a row slice keeps the panels from a multiple of it
 };
 
+// A 2-D weight of `rows` x `cols`, row-major: row r is `cols` contiguous elements
+// (GGUF's ne0 == cols). 1-D tensors (norm weights) have rows == 1.
+// For quantised types each row is cols / 32 blocks. `data` points into a memory
+// map or into memory owned by the LoadedModel that holds this view.
 struct WeightTensor {
   std::string name;
   TensorType type = TensorType::kF32;
