@@ -56,7 +56,11 @@ inline V16 VFma(V16 a, V16 b, V16 c) {
 inline V16 VAdd(V16 a, V16 b) { return {_mm256_add_ps(a.lo, b.lo), _mm256_add_ps(a.hi, b.hi)}; }
 inline V16 VSub(V16 a, V16 b) { return {_mm256_sub_ps(a.lo, b.lo), _mm256_sub_ps(a.hi, b.hi)}; }
 inline V16 VMul(V16 a, V16 b) { return {_mm256_mul_ps(a.lo, b.lo), _mm256_mul_ps(a.hi, b.hi)}; }
-inline V16 VMax(V16 a, V16 b) { return {_mm256_max_ps(a.lo, b.lo), _mm256_max_ps(a.hi, b.hi)}; }
+// VMax and VMaxAll serve the wide blocks' row maxima, which this level (narrow
+// registers, RowMax below) does not take: unused here, kept for the contract.
+[[maybe_unused]] inline V16 VMax(V16 a, V16 b) {
+  return {_mm256_max_ps(a.lo, b.lo), _mm256_max_ps(a.hi, b.hi)};
+}
 inline V16 VSelect(M16 m, V16 a, V16 b) {
   return {_mm256_blendv_ps(b.lo, a.lo, m.lo), _mm256_blendv_ps(b.hi, a.hi, m.hi)};
 }
@@ -103,7 +107,7 @@ inline float MaxAll8(__m256 a) {
   b = _mm_max_ss(b, _mm_movehdup_ps(b));
   return _mm_cvtss_f32(b);
 }
-inline float VMaxAll(V16 v) { return MaxAll8(_mm256_max_ps(v.lo, v.hi)); }
+[[maybe_unused]] inline float VMaxAll(V16 v) { return MaxAll8(_mm256_max_ps(v.lo, v.hi)); }
 inline void VPrefetch(const void* p) { _mm_prefetch(static_cast<const char*>(p), _MM_HINT_T0); }
 
 // bf16 pairs, widened: lane i's high element (2i + 1) and low element (2i).
