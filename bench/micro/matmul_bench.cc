@@ -33,13 +33,25 @@ const WeightTensor& CachedWeight(TensorType type, bool big) {
   return cached->tensor;
 }
 
-// Args: type index, n_rows, big (0/1).
+// Args: type index, n_rows, big (0/1), packed (0/1: as a model's fp32
+// matrices are, Ops::PackMatrix).
 void BM_MatMul(benchmark::State& state) {
   const TensorType type = kTypes[state.range(0)];
   const int n_rows = static_cast<int>(state.range(1));
-  const WeightTensor& w = CachedWeight(type, state.range(2) != 0);
-  AlignedVector<float> x(n_rows * w.cols, 0.5f), y(n_rows * w.rows);  // as the model's activations
   Ops& ops = BenchOps();
+  const WeightTensor* weight = &CachedWeight(type, state.range(2) != 0);
+  if (state.range(3) != 0) {  // packed once per cached weight
+    static WeightTensor packed;
+    static std::shared_ptr<const void> owner;
+    if (packed.data != weight->data || packed.rows != weight->rows) {
+      owner.reset();
+      packed = *weight;
+      owner = ops.PackMatrix(packed);
+    }
+    weight = &packed;
+  }
+  const WeightTensor& w = *weight;
+  AlignedVector<float> x(n_rows * w.cols, 0.5f), y(n_rows * w.rows);  // as the model's activations
   for (auto _ : state) {
     ops.MatMul(w, x.data(), n_rows, y.data());
     benchmark::DoNotOptimize(y.data());
@@ -55,7 +67,10 @@ void BM_MatMul(benchmark::State& state) {
 void MatMulArgs(benchmark::internal::Benchmark* b) {
   for (int big : {0, 1}) {
     for (int t = 0; t < 5; ++t) {
-      for (int n : {1, 4, 8, 12, 16, 24, 32, 64}) b->Args({t, n, big});
+      for (int n : {1, 4, 8, 12, 16, 24, 32, 64}) {
+        b->Args({t, n, big, 0});
+        if (t == 0) b->Args({t, n, big, 1});
+      }
     }
   }
 }
@@ -97,9 +112,12 @@ void MatMulModelArgs(benchmark::internal::Benchmark* b) {
   for (int t : {0, 3}) {
     for (int n : {512, 160, 64}) {
       for (int misalign : {0, 4}) {
-        b->Args({t, 768, 768, n, misalign, 0});
-        b->Args({t, 2048, 768, n, misalign, 0});
-        b->Args({t, 768, 2048, n, misalign, 0});
+        for (int packed : {0, 1}) {
+          if (packed == 1 && (t != 0 || misalign != 0)) continue;  // fp32 packs (AVX2)
+          b->Args({t, 768, 768, n, misalign, packed});
+          b->Args({t, 2048, 768, n, misalign, packed});
+          b->Args({t, 768, 2048, n, misalign, packed});
+        }
       }
     }
   }

@@ -7,6 +7,7 @@
 #include "absl/strings/str_format.h"
 #include "common/engine/key_visibility.h"
 #include "common/engine/pass_cost.h"
+#include "common/model/page_out.h"
 #include "common/util/status_macros.h"
 
 namespace specserve {
@@ -56,8 +57,15 @@ LlamaModel::LlamaModel(const LoadedModel& model, std::unique_ptr<Ops> ops)
 }
 
 void LlamaModel::PackWeights() {
+  // The packed copy is what this model reads: the file's pages of the
+  // original go back to the kernel (a read elsewhere faults them in again),
+  // so a packed fp32 model does not stay resident twice. A head tied to the
+  // embedding table keeps its pages: the table's rows are gathered per token.
   auto pack = [&](WeightTensor& w) {
-    if (std::shared_ptr<const void> owner = ops_.PackMatrix(w)) packed_.push_back(owner);
+    std::shared_ptr<const void> owner = ops_.PackMatrix(w);
+    if (owner == nullptr) return;
+    packed_.push_back(std::move(owner));
+    if (w.data != weights_.token_embedding.data) PageOutMappedBytes(model_, w.data, w.bytes());
   };
   for (LayerWeights& layer : weights_.layers) {
     for (WeightTensor* m : layer.matrices()) pack(*m);

@@ -10,6 +10,7 @@
 #include "common/model/gguf_reader.h"
 #include "common/model/hf_model_loader.h"
 #include "common/model/llama2c_loader.h"
+#include "common/util/cpu_features.h"
 #include "common/util/mapped_file.h"
 #include "common/util/status_macros.h"
 
@@ -90,7 +91,10 @@ absl::StatusOr<std::unique_ptr<LoadedModel>> LoadAnyFormat(const std::string& pa
 absl::StatusOr<std::unique_ptr<LoadedModel>> LoadModel(const std::string& path,
                                                        const LoadOptions& options) {
   ASSIGN_OR_RETURN(std::unique_ptr<LoadedModel> model, LoadAnyFormat(path, options));
-  AlignFp32Matrices(model.get());
+  // The AVX2 kernels read a packed copy of every fp32 matrix (the model's
+  // Ops::PackMatrix, aligned by construction), so an aligned copy here would
+  // only be a third one in memory; the other levels read the weights in place.
+  if (SelectedCpuIsa() != CpuIsa::kAvx2) AlignFp32Matrices(model.get());
   return model;
 }
 

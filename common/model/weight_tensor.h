@@ -11,14 +11,15 @@ namespace specserve {
 // An fp32 matrix repacked for a backend's MatMul (Ops::PackMatrix): for the
 // AVX2 kernel of matmul_lanes_avx2.cc, rows in panels of 24, each cols x 24
 // floats (column k's 24 outputs together, zeros past the last row). It holds
-// for the view it was packed from: a view with another data pointer, row
-// length or more rows (a slice of other rows) ignores it (PackedFor).
+// for the view it was packed from and its row slices (RowSlice); a view with
+// another data pointer, row length or more rows ignores it (PackedFor).
 struct PackedPanels {
-  const float* panels = nullptr;
-  const void* source = nullptr;  // the data pointer it was packed from
-  int64_t rows = 0;
+  const float* panels = nullptr;  // the panel that holds the view's first row
+  int64_t lead = 0;               // rows of that panel before the view's first row
+  const void* source = nullptr;   // the view's data pointer
+  int64_t rows = 0;               // rows packed from the view's first row on
   int64_t cols = 0;
-  int64_t panel_rows = 0;  // rows per panel: a row slice keeps the panels from a multiple of it
+  int64_t panel_rows = 0;
 };
 
 // A 2-D weight of `rows` x `cols`, row-major: row r is `cols` contiguous elements
@@ -39,17 +40,18 @@ struct WeightTensor {
   const uint8_t* row(int64_t r) const {
     return static_cast<const uint8_t*>(data) + r * row_bytes();
   }
-  // Rows [first, first + n) (row-major data: the same columns), with the
-  // packed panels that still apply.
+  // Rows [first, first + n) (row-major data: the same columns), with their
+  // packed panels.
   WeightTensor RowSlice(int64_t first, int64_t n) const {
     WeightTensor slice = *this;
     slice.rows = n;
     slice.data = row(first);
     slice.packed = {};
-    const float* panels = PackedFor();
-    if (panels != nullptr && packed.panel_rows > 0 && first % packed.panel_rows == 0) {
-      slice.packed = {panels + first * cols, slice.data, packed.rows - first, cols,
-                      packed.panel_rows};
+    if (const float* panels = PackedFor(); panels != nullptr) {
+      const int64_t at = packed.lead + first;  // rows from the view's first panel
+      const int64_t panel = at / packed.panel_rows * packed.panel_rows;
+      slice.packed = {panels + panel * cols, at - panel, slice.data,
+                      packed.rows - first,   cols,       packed.panel_rows};
     }
     return slice;
   }

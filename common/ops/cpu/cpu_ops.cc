@@ -62,18 +62,22 @@ class CpuOps final : public Ops {
     cpu::MatMul(kernels_, pool_, w, x, n_rows, y);
   }
 
-  // Short fp32 rows for the AVX2 outputs-in-lanes kernel: packed once here
-  // instead of per call (its transposes were a fifth to a third of a 16-row
-  // call's time at 64-128 columns).
+  // fp32 matrices for the AVX2 outputs-in-lanes kernel, packed once here:
+  // short rows were packed per call (a fifth to a third of a 16-row call's
+  // time at 64-128 columns), longer ones took the dot-product tiles (~50% of
+  // the FMA peak against ~80%). The packed copy is what the model reads: the
+  // loader makes no aligned copy for this level and LlamaModel hands the
+  // file's pages of the original back (PageOutMappedBytes), so a model stays
+  // resident about once.
   std::shared_ptr<const void> PackMatrix(WeightTensor& w) override {
     if (kernels_.pack_lanes == nullptr || w.type != TensorType::kF32 || w.rows <= 0 ||
-        w.cols <= 0 || w.cols > cpu::kMatMulLanesMaxCols) {
+        w.cols <= 0) {
       return nullptr;
     }
     auto panels = std::make_shared<AlignedVector<float>>(
         static_cast<size_t>(cpu::MatMulLanesPackedFloats(w.rows, w.cols)));
     kernels_.pack_lanes(static_cast<const float*>(w.data), w.rows, w.cols, panels->data());
-    w.packed = PackedPanels{panels->data(), w.data, w.rows, w.cols, cpu::kMatMulLanesPanelRows};
+    w.packed = PackedPanels{panels->data(), 0, w.data, w.rows, w.cols, cpu::kMatMulLanesPanelRows};
     return panels;
   }
 

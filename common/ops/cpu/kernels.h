@@ -24,7 +24,10 @@ namespace specserve::cpu {
 struct MatMulProblem {
   TensorType type = TensorType::kF32;
   const uint8_t* w = nullptr;
-  const float* lanes = nullptr;  // w repacked by KernelTable::pack_lanes, or nullptr
+  // w repacked by KernelTable::pack_lanes (its output o is packed row o +
+  // lanes_lead), or nullptr.
+  const float* lanes = nullptr;
+  int64_t lanes_lead = 0;
   int64_t w_row_bytes = 0;
   int64_t out_rows = 0;
   int64_t cols = 0;
@@ -209,8 +212,8 @@ struct KernelTable {
   MatMulRangeFn matmul_quantized = nullptr;
   AttentionRowsFn attention_rows = nullptr;
   SwiGluFn swiglu = nullptr;
-  // Repacks an fp32 matrix of at most kMatMulLanesMaxCols columns into the
-  // panels `matmul` reads (PackedPanels); nullptr: the level has no such layout.
+  // Repacks an fp32 matrix into the panels `matmul` reads (PackedPanels);
+  // nullptr: the level has no such layout.
   void (*pack_lanes)(const float* w, int64_t rows, int64_t cols, float* panels) = nullptr;
 };
 
@@ -220,11 +223,12 @@ const KernelTable& KernelsFor(CpuIsa isa);
 // The kernels of each level (defined in matmul_<isa>.cc and attention_kernels_<isa>.cc).
 void MatMulRangeScalar(const MatMulProblem& p, int64_t o_begin, int64_t o_end, float* scratch);
 void MatMulRangeAvx2(const MatMulProblem& p, int64_t o_begin, int64_t o_end, float* scratch);
-// fp32 weights of at most kMatMulLanesMaxCols columns (matmul_lanes_avx2.cc),
-// for MatMulRangeAvx2 alone. The column limit is a property of the weight, so
-// a weight takes the same kernel at every row count. At 384 columns the
-// packed panel (36 KB) outgrows L1 and the dot-product tiles were as fast
-// (BM_MatMulSmallModel 128 x 384).
+// fp32 weights packed by PackLanesAvx2, or of at most kMatMulLanesMaxCols
+// columns (packed per call), for MatMulRangeAvx2 alone (matmul_lanes_avx2.cc).
+// Both are properties of the weight, so a weight takes the same kernel at
+// every row count. Longer unpacked rows keep the dot-product tiles: packed
+// per call, a memory-bound GEMV could not overlap the transposes with the
+// memory stream (BM_MatMul 4096 x 4096, 1 row: 1.7-2x slower).
 inline constexpr int64_t kMatMulLanesMaxCols = 256;
 // Rows per panel of that kernel's packed layout (PackedPanels).
 inline constexpr int64_t kMatMulLanesPanelRows = 24;

@@ -64,6 +64,7 @@ MatMulProblem Problem(const WeightTensor& w, const float* x, int n_rows, float* 
   p.type = w.type;
   p.w = static_cast<const uint8_t*>(w.data);
   p.lanes = w.PackedFor();
+  p.lanes_lead = p.lanes != nullptr ? w.packed.lead : 0;
   p.w_row_bytes = WeightRowBytes(w.type, w.cols);
   p.out_rows = w.rows;
   p.cols = w.cols;

@@ -461,7 +461,9 @@ void MatMulQuantizedRangeAvx2(const MatMulProblem& p, int64_t o_begin, int64_t o
 void MatMulRangeAvx2(const MatMulProblem& p, int64_t o_begin, int64_t o_end, float* scratch) {
   switch (p.type) {
     case TensorType::kF32:
-      if (p.cols <= kMatMulLanesMaxCols) return MatMulLanesRangeAvx2(p, o_begin, o_end, scratch);
+      if (p.lanes != nullptr || p.cols <= kMatMulLanesMaxCols) {
+        return MatMulLanesRangeAvx2(p, o_begin, o_end, scratch);
+      }
       return Range<LoadF32>(p, o_begin, o_end, scratch);
     case TensorType::kF16:
       return Range<LoadF16>(p, o_begin, o_end, scratch);

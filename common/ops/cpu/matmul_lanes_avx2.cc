@@ -18,6 +18,7 @@
 #include <immintrin.h>
 
 #include <cstdint>
+#include <type_traits>
 
 #include "common/ops/cpu/kernels.h"
 
@@ -86,23 +87,45 @@ struct PanelSlice {
   int lo, hi;
 };
 
-// y[r][o] for R x rows and a panel slice of G groups.
+// Columns per block: a panel block of 24 x 256 floats (24 KB) stays in L1
+// while every x row passes over it.
+constexpr int64_t kBlockCols = 256;
+
+// Whether the tile stores group g whole (else masked to [lo, hi)).
+inline bool WholeGroup(const PanelSlice& ps, int g) {
+  return ps.lo <= g * kGroup && ps.hi >= (g + 1) * kGroup;
+}
+
+// y[r][o] for R x rows and a panel slice of G groups, over columns [k0, k0 +
+// kn) (x and y at the tile's first row). After the first block the
+// accumulators start from y: an fp32 value stored and loaded back is the same
+// value, so each output is one FMA chain over all its columns in order,
+// blocked or not.
 template <int R, int G>
-void LanesTile(const PanelSlice& ps, const float* x, int64_t cols, float* y, int64_t ldy) {
+void LanesTile(const PanelSlice& ps, const float* x, int64_t ldx, int64_t k0, int64_t kn, float* y,
+               int64_t ldy) {
   __m256 acc[R][G];
 #pragma GCC unroll 8
   for (int r = 0; r < R; ++r) {
 #pragma GCC unroll 3
-    for (int g = 0; g < G; ++g) acc[r][g] = _mm256_setzero_ps();
+    for (int g = 0; g < G; ++g) {
+      const float* at = y + r * ldy + ps.y_column + g * kGroup;
+      acc[r][g] = k0 == 0 ? _mm256_setzero_ps()
+                  : WholeGroup(ps, g)
+                      ? _mm256_loadu_ps(at)
+                      : _mm256_maskload_ps(at, LaneRange(ps.lo - g * kGroup, ps.hi - g * kGroup));
+    }
   }
+  const float* w = ps.w + k0 * kPanel;
+  const float* xk = x + k0;
 #pragma GCC unroll 4
-  for (int64_t k = 0; k < cols; ++k) {
+  for (int64_t k = 0; k < kn; ++k) {
     __m256 wv[G];
 #pragma GCC unroll 3
-    for (int g = 0; g < G; ++g) wv[g] = _mm256_loadu_ps(ps.w + k * kPanel + g * kGroup);
+    for (int g = 0; g < G; ++g) wv[g] = _mm256_loadu_ps(w + k * kPanel + g * kGroup);
 #pragma GCC unroll 8
     for (int r = 0; r < R; ++r) {
-      const __m256 xb = _mm256_broadcast_ss(x + r * cols + k);
+      const __m256 xb = _mm256_broadcast_ss(xk + r * ldx + k);
 #pragma GCC unroll 3
       for (int g = 0; g < G; ++g) acc[r][g] = _mm256_fmadd_ps(wv[g], xb, acc[r][g]);
     }
@@ -112,7 +135,7 @@ void LanesTile(const PanelSlice& ps, const float* x, int64_t cols, float* y, int
 #pragma GCC unroll 3
     for (int g = 0; g < G; ++g) {
       float* out = y + r * ldy + ps.y_column + g * kGroup;
-      if (ps.lo <= g * kGroup && ps.hi >= (g + 1) * kGroup) {
+      if (WholeGroup(ps, g)) {
         _mm256_storeu_ps(out, acc[r][g]);
       } else {
         _mm256_maskstore_ps(out, LaneRange(ps.lo - g * kGroup, ps.hi - g * kGroup), acc[r][g]);
@@ -121,28 +144,34 @@ void LanesTile(const PanelSlice& ps, const float* x, int64_t cols, float* y, int
   }
 }
 
-// Every x row over a panel slice of G groups: R-row tiles (R x G = 8-12
-// accumulators, enough independent FMA chains to cover the FMA latency),
-// then 4-row tiles and the last 1-3 rows.
+// Every x row over a panel slice of G groups, a column block at a time:
+// R-row tiles (R x G = 8-12 accumulators, enough independent FMA chains to
+// cover the FMA latency), then 4-row tiles and the last 1-3 rows.
 template <int G, int R>
 void PanelRows(const MatMulProblem& p, const PanelSlice& ps) {
   const int64_t cols = p.cols;
   const int64_t ldy = p.out_rows;
-  int64_t r = 0;
-  for (; r + R <= p.n_rows; r += R) LanesTile<R, G>(ps, p.x + r * cols, cols, p.y + r * ldy, ldy);
-  for (; r + 4 <= p.n_rows; r += 4) LanesTile<4, G>(ps, p.x + r * cols, cols, p.y + r * ldy, ldy);
-  switch (p.n_rows - r) {
-    case 3:
-      LanesTile<3, G>(ps, p.x + r * cols, cols, p.y + r * ldy, ldy);
-      break;
-    case 2:
-      LanesTile<2, G>(ps, p.x + r * cols, cols, p.y + r * ldy, ldy);
-      break;
-    case 1:
-      LanesTile<1, G>(ps, p.x + r * cols, cols, p.y + r * ldy, ldy);
-      break;
-    default:
-      break;
+  for (int64_t k0 = 0; k0 < cols; k0 += kBlockCols) {
+    const int64_t kn = cols - k0 < kBlockCols ? cols - k0 : kBlockCols;
+    auto tile = [&](auto rows, int64_t r) {
+      LanesTile<decltype(rows)::value, G>(ps, p.x + r * cols, cols, k0, kn, p.y + r * ldy, ldy);
+    };
+    int64_t r = 0;
+    for (; r + R <= p.n_rows; r += R) tile(std::integral_constant<int, R>(), r);
+    for (; r + 4 <= p.n_rows; r += 4) tile(std::integral_constant<int, 4>(), r);
+    switch (p.n_rows - r) {
+      case 3:
+        tile(std::integral_constant<int, 3>(), r);
+        break;
+      case 2:
+        tile(std::integral_constant<int, 2>(), r);
+        break;
+      case 1:
+        tile(std::integral_constant<int, 1>(), r);
+        break;
+      default:
+        break;
+    }
   }
 }
 
@@ -181,11 +210,15 @@ void PackLanesAvx2(const float* w, int64_t rows, int64_t cols, float* panels) {
 }
 
 void MatMulLanesRangeAvx2(const MatMulProblem& p, int64_t o_begin, int64_t o_end, float* scratch) {
-  if (p.lanes != nullptr) {  // packed once (PackLanesAvx2): panels start at multiples of 24
-    for (int64_t first = o_begin / kPanel * kPanel; first < o_end; first += kPanel) {
+  if (p.lanes != nullptr) {
+    // Packed once (PackLanesAvx2): output o is row o + lanes_lead of the
+    // panels, which start at multiples of 24 rows.
+    const int64_t lead = p.lanes_lead;
+    for (int64_t row = (o_begin + lead) / kPanel * kPanel; row < o_end + lead; row += kPanel) {
+      const int64_t first = row - lead;  // the output of the panel's row 0
       const int lo = static_cast<int>(o_begin > first ? o_begin - first : 0);
       const int hi = static_cast<int>(o_end - first < kPanel ? o_end - first : kPanel);
-      PanelOutputs(p, p.lanes + first * p.cols, first, lo, hi);
+      PanelOutputs(p, p.lanes + row * p.cols, first, lo, hi);
     }
     return;
   }

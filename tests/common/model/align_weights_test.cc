@@ -1,6 +1,7 @@
-// LoadModel moves fp32 matrices that a GGUF file leaves on 32-byte boundaries
-// to 64-byte aligned memory: same values, same logits bit for bit, and the
-// matrices the CPU kernels read in 64-byte rows all aligned.
+// AlignFp32Matrices moves fp32 matrices that a GGUF file leaves on 32-byte
+// boundaries to 64-byte aligned memory: same values, same logits bit for bit,
+// and the matrices the CPU kernels read in 64-byte rows all aligned. LoadModel
+// does so unless the AVX2 kernels are selected (they read packed copies).
 #include "common/model/align_weights.h"
 
 #include <cstdint>
@@ -11,6 +12,7 @@
 #include "common/model/gguf_model_loader.h"
 #include "common/model/gguf_reader.h"
 #include "common/model/model_loader.h"
+#include "common/util/cpu_features.h"
 #include "gtest/gtest.h"
 #include "tests/testing/random_model.h"
 
@@ -55,8 +57,11 @@ TEST(AlignWeightsTest, LoadModelAlignsFp32MatricesAndKeepsTheirValues) {
   for (const WeightTensor* w : Matrices(**mapped)) misaligned += Aligned64(w->data) ? 0 : 1;
   ASSERT_GT(misaligned, 0) << "the test file needs matrices off 64-byte boundaries";
 
-  absl::StatusOr<std::unique_ptr<LoadedModel>> loaded = LoadModel(path);
+  absl::StatusOr<std::unique_ptr<GgufFile>> file2 = GgufFile::Open(path);
+  ASSERT_TRUE(file2.ok()) << file2.status();
+  absl::StatusOr<std::unique_ptr<LoadedModel>> loaded = LoadGgufModel(std::move(*file2));
   ASSERT_TRUE(loaded.ok()) << loaded.status();
+  EXPECT_GT(AlignFp32Matrices(loaded->get()), 0);
   const std::vector<const WeightTensor*> before = Matrices(**mapped), after = Matrices(**loaded);
   ASSERT_EQ(before.size(), after.size());
   for (size_t i = 0; i < after.size(); ++i) {
@@ -69,6 +74,20 @@ TEST(AlignWeightsTest, LoadModelAlignsFp32MatricesAndKeepsTheirValues) {
   const std::vector<float> a = Logits(**mapped), b = Logits(**loaded);
   ASSERT_EQ(a.size(), b.size());
   EXPECT_EQ(std::memcmp(a.data(), b.data(), a.size() * sizeof(float)), 0);
+}
+
+TEST(AlignWeightsTest, LoadModelAlignsUnlessTheKernelsPackFp32Matrices) {
+  const std::string path = testing::WriteTinyRandomGguf("align_load.gguf");
+  ASSERT_FALSE(path.empty());
+  absl::StatusOr<std::unique_ptr<LoadedModel>> loaded = LoadModel(path);
+  ASSERT_TRUE(loaded.ok()) << loaded.status();
+  int misaligned = 0;
+  for (const WeightTensor* w : Matrices(**loaded)) misaligned += Aligned64(w->data) ? 0 : 1;
+  if (SelectedCpuIsa() == CpuIsa::kAvx2) {
+    EXPECT_GT(misaligned, 0) << "AVX2 packs every fp32 matrix: no aligned copy at load";
+  } else {
+    EXPECT_EQ(misaligned, 0) << CpuIsaName(SelectedCpuIsa());
+  }
 }
 
 TEST(AlignWeightsTest, OtherTypesStayInPlace) {

@@ -303,32 +303,53 @@ TEST_P(MatMulTest, SeveralWeightsInOneCallEqualSeparateCalls) {
   }
 }
 
-// Ops::PackMatrix: a matrix packed once gives the bits of the same matrix
-// unpacked (packed per call) at every row count and thread split, and so do
-// row slices of it, with the panels (at a multiple of the panel rows) or
-// without (elsewhere). Levels without a packed layout pack nothing.
-TEST(MatMulPackedTest, PackedMatricesGiveTheUnpackedBits) {
+// Ops::PackMatrix (AVX2 packs every fp32 matrix; the other levels nothing):
+// a packed matrix's results match the double reference, do not depend on the
+// row count or thread split, and its row slices (at panel boundaries or not)
+// give the bits of the whole; rows of at most kMatMulLanesMaxCols columns give
+// the bits of the unpacked matrix too (packed per call, the same kernel).
+TEST(MatMulPackedTest, PackedMatricesKeepTheirBitsAcrossRowsThreadsAndSlices) {
   uint32_t seed = 900;
   for (CpuIsa isa : AvailableIsas()) {
     auto ops = MakeCpuOpsWithIsa(3, isa);
-    for (int64_t cols : {7, 64, 100, 256, 300}) {
+    for (int64_t cols : {7, 64, 100, 256, 300, 531}) {
       for (int64_t rows : {5, 24, 53, 203}) {
         const OwnedWeight w = RandomWeight(TensorType::kF32, rows, cols, seed++);
         WeightTensor packed = w.tensor;
         const std::shared_ptr<const void> owner = ops->PackMatrix(packed);
-        const bool packs = isa == CpuIsa::kAvx2 && cols <= cpu::kMatMulLanesMaxCols;
+        const bool packs = isa == CpuIsa::kAvx2;
         ASSERT_EQ(packs, owner != nullptr) << CpuIsaName(isa) << " cols " << cols;
         ASSERT_EQ(packs, packed.PackedFor() != nullptr);
-        for (int n_rows : {1, 3, 8, 17, 70}) {
-          const std::vector<float> x = RandomFloats(n_rows * cols, seed++);
+        const int n_all = 70;
+        const std::vector<float> x = RandomFloats(n_all * cols, seed++);
+        std::vector<float> all(n_all * rows);
+        ops->MatMul(packed, x.data(), n_all, all.data());
+        std::vector<double> ref, abs_sum;
+        RefMatMul(w.dequantized, rows, cols, x.data(), n_all, ref, abs_sum);
+        const double rel = 4e-6 * std::sqrt(static_cast<double>(cols));
+        for (size_t i = 0; i < all.size(); ++i) {
+          ASSERT_LE(std::abs(all[i] - ref[i]), rel * abs_sum[i] + 1e-30)
+              << CpuIsaName(isa) << " rows " << rows << " cols " << cols << " at " << i;
+        }
+        for (int n_rows : {1, 3, 8, 17}) {
           for (const int64_t first : {int64_t{0}, int64_t{24}, int64_t{3}}) {
             if (first >= rows) continue;
-            const WeightTensor plain = w.tensor.RowSlice(first, rows - first);
             const WeightTensor fast = packed.RowSlice(first, rows - first);
-            EXPECT_EQ(packs && first % 24 == 0, fast.PackedFor() != nullptr);
-            std::vector<float> want(n_rows * plain.rows), got(want.size());
-            ops->MatMul(plain, x.data(), n_rows, want.data());
-            ops->MatMul(fast, x.data(), n_rows, got.data());
+            EXPECT_EQ(packs, fast.PackedFor() != nullptr);
+            std::vector<float> got(n_rows * fast.rows);
+            ops->MatMul(fast, x.data() + 5 * cols, n_rows, got.data());
+            std::vector<float> want(got.size());
+            for (int r = 0; r < n_rows; ++r) {
+              std::memcpy(&want[r * fast.rows], &all[(5 + r) * rows + first],
+                          fast.rows * sizeof(float));
+            }
+            if (cols <= cpu::kMatMulLanesMaxCols) {  // the unpacked matrix: the same bits
+              std::vector<float> plain(got.size());
+              ops->MatMul(w.tensor.RowSlice(first, rows - first), x.data() + 5 * cols, n_rows,
+                          plain.data());
+              EXPECT_EQ(0, std::memcmp(plain.data(), want.data(), want.size() * sizeof(float)))
+                  << CpuIsaName(isa) << " unpacked, rows " << rows << " cols " << cols;
+            }
             EXPECT_EQ(0, std::memcmp(got.data(), want.data(), got.size() * sizeof(float)))
                 << CpuIsaName(isa) << " rows " << rows << " cols " << cols << " n_rows " << n_rows
                 << " first " << first;

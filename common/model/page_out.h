@@ -1,0 +1,18 @@
+// Hands back the resident pages of a model file's bytes that this process
+// will not read again (a copy of them is kept elsewhere, e.g. packed panels).
+#pragma once
+
+#include <cstdint>
+
+#include "common/model/loaded_model.h"
+
+namespace specserve {
+
+// If [data, data + bytes) lies in one of `model`'s memory-mapped files, asks
+// the kernel to reclaim its whole pages now (MADV_PAGEOUT; pages other
+// processes also map stay). Always safe: a later read faults the bytes back
+// in from the file. Heap copies (converted tensors) are left alone. Returns
+// the bytes advised (0 if none).
+int64_t PageOutMappedBytes(const LoadedModel& model, const void* data, int64_t bytes);
+
+}  // namespace specserve
