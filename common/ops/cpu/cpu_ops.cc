@@ -76,8 +76,16 @@ class CpuOps final : public Ops {
     }
     auto panels = std::make_shared<AlignedVector<float>>(
         static_cast<size_t>(cpu::MatMulLanesPackedFloats(w.rows, w.cols)));
-    kernels_.pack_lanes(static_cast<const float*>(w.data), w.rows, w.cols, panels->data());
-    w.packed = PackedPanels{panels->data(), 0, w.data, w.rows, w.cols, cpu::kMatMulLanesPanelRows};
+    float* packed = panels->data();
+    // Whole panels per thread (a model's packing is part of its load time).
+    const int64_t panel_rows = cpu::kMatMulLanesPanelRows;
+    const float* source = static_cast<const float*>(w.data);
+    pool_.ParallelFor((w.rows + panel_rows - 1) / panel_rows, [&](int64_t begin, int64_t end) {
+      const int64_t first = begin * panel_rows;
+      kernels_.pack_lanes(source + first * w.cols, std::min(w.rows, end * panel_rows) - first,
+                          w.cols, packed + first * w.cols);
+    });
+    w.packed = PackedPanels{packed, 0, w.data, w.rows, w.cols, cpu::kMatMulLanesPanelRows};
     return panels;
   }
 

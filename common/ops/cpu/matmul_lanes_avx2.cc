@@ -204,7 +204,9 @@ void PackLanesAvx2(const float* w, int64_t rows, int64_t cols, float* panels) {
   for (int64_t o = 0; o < rows; o += kPanel) {
     float* panel = panels + o * cols;
     const int n = static_cast<int>(rows - o < kPanel ? rows - o : kPanel);
-    for (int64_t i = 0; i < kPanel * cols; ++i) panel[i] = 0.0f;  // the rows past the end
+    if (n < kPanel) {  // the rows past the end (a whole panel's are all written)
+      for (int64_t i = 0; i < kPanel * cols; ++i) panel[i] = 0.0f;
+    }
     PackPanel(w + o * cols, cols, n, panel);
   }
 }

@@ -1,18 +1,24 @@
 // Loading is a memory map plus validation: time to first token for a 300 MB+ random
 // model, in GGUF and Hugging Face form, against the time to read its file once,
-// measured in the same run. Slow (it writes ~700 MB), so it runs only with
-// SPECSERVE_LOAD_TIME_TEST=1; it prints the figures and checks the 2x bound.
+// measured in the same run. Where the AVX2 kernels are selected, the model
+// then packs its fp32 matrices once (a transposing copy into fresh memory, for
+// 1.25x prefill): that copy is allowed twice the time of copying the file
+// into fresh memory, measured in the same run. Slow (it writes ~700 MB), so it
+// runs only with SPECSERVE_LOAD_TIME_TEST=1; it prints the figures and checks
+// the bound.
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "common/model/gguf_converter.h"
 #include "common/model/model_loader.h"
 #include "common/model/synthetic_vocabulary.h"
+#include "common/util/cpu_features.h"
 #include "gtest/gtest.h"
 #include "tests/common/model/hf_test_files.h"
 #include "tests/common/model/model_runs.h"
@@ -45,10 +51,26 @@ std::vector<std::string> FilesOf(const std::string& path) {
   return files;
 }
 
+// Seconds to read every file once into fresh memory (its pages first touched).
+double CopyIntoFreshMemory(const std::vector<std::string>& paths, uint64_t bytes) {
+  const Clock::time_point start = Clock::now();
+  std::unique_ptr<char[]> copy(new char[bytes]);
+  uint64_t at = 0;
+  for (const std::string& path : paths) {
+    std::ifstream in(path, std::ios::binary);
+    in.read(copy.get() + at, static_cast<std::streamsize>(bytes - at));
+    at += in.gcount();
+  }
+  EXPECT_EQ(at, bytes);
+  return Seconds(start);
+}
+
 void Measure(const std::string& form, const std::string& path) {
   const Clock::time_point read_start = Clock::now();
   const uint64_t bytes = ReadAll(FilesOf(path));
   const double read_s = Seconds(read_start);
+  const bool packs = SelectedCpuIsa() == CpuIsa::kAvx2;  // every fp32 matrix (cpu_ops.cc)
+  const double copy_s = packs ? CopyIntoFreshMemory(FilesOf(path), bytes) : 0.0;
 
   const Clock::time_point start = Clock::now();
   absl::StatusOr<std::unique_ptr<LoadedModel>> model = LoadModel(path);
@@ -58,13 +80,14 @@ void Measure(const std::string& form, const std::string& path) {
   const double ttft_s = Seconds(start);
   ASSERT_EQ(first.size(), 1u);
   std::printf(
-      "%s: %.0f MB; read once %.3f s (%.0f MB/s); load %.3f s; time to first token "
-      "%.3f s = %.2fx the read\n",
-      form.c_str(), bytes / 1e6, read_s, bytes / 1e6 / read_s, load_s, ttft_s, ttft_s / read_s);
-  EXPECT_LE(ttft_s, 2.0 * read_s) << form;
+      "%s: %.0f MB; read once %.3f s (%.0f MB/s); into fresh memory %.3f s; load %.3f s; "
+      "time to first token %.3f s = %.2fx the read\n",
+      form.c_str(), bytes / 1e6, read_s, bytes / 1e6 / read_s, copy_s, load_s, ttft_s,
+      ttft_s / read_s);
+  EXPECT_LE(ttft_s, 2.0 * read_s + 2.0 * copy_s) << form;
 }
 
-TEST(LoadTimeTest, TimeToFirstTokenWithinTwiceTheFileRead) {
+TEST(LoadTimeTest, TimeToFirstTokenWithinTwiceTheFileReadAndTheFp32Packing) {
   if (std::getenv("SPECSERVE_LOAD_TIME_TEST") == nullptr) {
     GTEST_SKIP() << "set SPECSERVE_LOAD_TIME_TEST=1 to write a 340 MB model and time it";
   }
