@@ -1,13 +1,13 @@
 #include "common/model/align_weights.h"
 
 #include <sys/mman.h>
-#include <unistd.h>
 
 #include <cstdint>
 #include <cstring>
 #include <new>
 #include <vector>
 
+#include "common/model/page_out.h"
 #include "common/model/storage.h"
 
 namespace specserve {
@@ -42,16 +42,13 @@ int64_t AlignFp32Matrices(LoadedModel* model) {
   } catch (const std::bad_alloc&) {
     return 0;  // no memory for the copy: the kernels copy panels instead
   }
-  const uintptr_t page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
   int64_t at = 0;
   for (WeightTensor* m : moving) {
     std::memcpy(buffer->data() + at, m->data, static_cast<size_t>(m->bytes()));
     // The file's pages of this tensor are not read again: let the kernel drop
     // them first when memory runs short (whole pages inside the tensor only).
     // Only file maps get here: owned buffers are already 64-byte aligned.
-    const uintptr_t begin = (reinterpret_cast<uintptr_t>(m->data) + page - 1) / page * page;
-    const uintptr_t end = (reinterpret_cast<uintptr_t>(m->data) + m->bytes()) / page * page;
-    if (end > begin) (void)madvise(reinterpret_cast<void*>(begin), end - begin, MADV_COLD);
+    AdviseWholePages(m->data, m->bytes(), MADV_COLD);
     m->data = buffer->data() + at;
     at += m->bytes();
   }

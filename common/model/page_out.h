@@ -8,6 +8,10 @@
 
 namespace specserve {
 
+// Gives `advice` (madvise, e.g. MADV_COLD) for the whole pages inside
+// [data, data + bytes); returns the bytes advised (0 if no whole page).
+int64_t AdviseWholePages(const void* data, int64_t bytes, int advice);
+
 // If [data, data + bytes) lies in one of `model`'s memory-mapped files, asks
 // the kernel to reclaim its whole pages now (MADV_PAGEOUT; pages other
 // processes also map stay). Always safe: a later read faults the bytes back

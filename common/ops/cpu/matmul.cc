@@ -123,7 +123,7 @@ void MatMulMany(const KernelTable& kernels, ThreadPool& pool,
   for (size_t i = 0; i < ws.size(); ++i) {
     const int64_t grain = quantized ? kMatMulQuantizedTileRows : FloatGrain(problems[i], n_rows);
     const int64_t unit_rows = (64 + grain - 1) / grain * grain;
-    const int64_t lead = problems[i].lanes != nullptr ? problems[i].lanes_lead : 0;
+    const int64_t lead = problems[i].lanes_lead;  // 0 unless packed
     for (int64_t o = -lead; o < ws[i]->rows; o += unit_rows) {
       units.push_back(
           {static_cast<int>(i), std::max<int64_t>(o, 0), std::min(ws[i]->rows, o + unit_rows)});
@@ -158,7 +158,7 @@ void MatMul(const KernelTable& kernels, ThreadPool& pool, const WeightTensor& w,
   // Ranges are whole panels (GEMM path, packed panels from their lead row on)
   // or whole 4-row tiles (GEMV path).
   const int64_t grain = FloatGrain(p, n_rows);
-  const int64_t lead = p.lanes != nullptr ? p.lanes_lead : 0;
+  const int64_t lead = p.lanes_lead;  // 0 unless packed
   pool.ParallelFor(
       w.rows + lead,
       [&](int64_t begin, int64_t end) {
