@@ -58,15 +58,22 @@ double WeightBytes(const LoadedModel& m) {
 
 // `n` rows of random K/V committed into `cache` without running the model:
 // a pass's cost depends on how much KV there is, not on its values.
-void FillCache(KvCache& cache, const KvShape& shape, int n, Rng& rng) {
-  if (n <= 0) return;
-  std::vector<float> rows(static_cast<size_t>(n) * shape.kv_dim);
-  for (float& x : rows) x = static_cast<float>(rng.Uniform() - 0.5);
-  const int first = cache.ReservePending(n).value_or(0);
-  for (int l = 0; l < shape.n_layers; ++l) {
-    cache.WritePending(l, first, rows.data(), rows.data(), n, shape.kv_dim);
+// Appends n random rows to `cache`, at most `chunk` a pass (a window cache
+// takes no more pending rows than it was made for; one that is fed more than
+// it holds wraps its ring, as it does in use).
+void FillCache(KvCache& cache, const KvShape& shape, int n, int chunk, Rng& rng) {
+  std::vector<float> rows(static_cast<size_t>(std::min(n, chunk)) * shape.kv_dim);
+  for (int done = 0; done < n;) {
+    const int take = std::min(n - done, chunk);
+    for (float& x : rows) x = static_cast<float>(rng.Uniform() - 0.5);
+    const absl::StatusOr<int> first = cache.ReservePending(take);
+    if (!first.ok()) return;
+    for (int l = 0; l < shape.n_layers; ++l) {
+      cache.WritePending(l, *first, rows.data(), rows.data(), take, shape.kv_dim);
+    }
+    cache.CommitAll();
+    done += take;
   }
-  cache.CommitAll();
 }
 
 // One pass kind over a batch: its sequences and what they read.
@@ -192,10 +199,13 @@ std::vector<RooflineRow> RunRoofline(LlamaModel& llama, const std::string& name,
       for (Pass& pass : passes) {
         const bool draft = pass.kind == "draft";
         for (int b = 0; b < batch; ++b) {
-          pass.caches.push_back(draft ? MakeWindowKvCache(shape, options.sinks, options.window,
-                                                          std::max(64, pass.rows))
-                                      : MakeFullKvCache(shape, 0));
-          FillCache(*pass.caches.back(), shape, draft ? window_rows : context, rng);
+          const int max_pending = std::max(64, pass.rows);
+          pass.caches.push_back(
+              draft ? MakeWindowKvCache(shape, options.sinks, options.window, max_pending)
+                    : MakeFullKvCache(shape, 0));
+          // The draft's window cache holds the last window_rows of the whole
+          // context, its ring wrapped where the context puts it.
+          FillCache(*pass.caches.back(), shape, context, draft ? max_pending : context, rng);
           pass.tokens.emplace_back(pass.rows);
           for (int32_t& t : pass.tokens.back()) t = static_cast<int32_t>(rng.Next() % c.vocab_size);
         }

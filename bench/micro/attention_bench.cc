@@ -3,6 +3,7 @@
 // real models' shapes (stories260K: 8/4 heads of 8; TinyStories-656K: 8/4 of
 // 16; the random 125M model: 12/12 of 64) and a Llama-like 32/8 of 128.
 // Reports KV bytes read per second (each sequence's K and V once per pass).
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <memory>
@@ -16,7 +17,9 @@ namespace specserve::bench {
 namespace {
 
 // Args: batch, context, n_heads, n_kv_heads, head_dim, new tokens per sequence
-// (a chain if > 1), kv type (0 f32, 1 bf16).
+// (a chain if > 1), kv type (0 f32, 1 bf16), window (0: a full cache; W: a
+// draft's window cache of 16 sinks and W ring rows, fed the whole context 64
+// rows a pass, so that its ring has wrapped as it does in use).
 void BM_Attention(benchmark::State& state) {
   const int batch = static_cast<int>(state.range(0));
   const int ctx = static_cast<int>(state.range(1));
@@ -27,6 +30,8 @@ void BM_Attention(benchmark::State& state) {
   shape.scale = 1.0f / std::sqrt(static_cast<float>(shape.head_dim));
   const int n_new = static_cast<int>(state.range(5));
   const KvType type = state.range(6) == 0 ? KvType::kF32 : KvType::kBF16;
+  const int window = static_cast<int>(state.range(7));
+  constexpr int kSinks = 16, kChunk = 64;
   const int kv_dim = shape.n_kv_heads * shape.head_dim;
   const int q_dim = shape.n_heads * shape.head_dim;
   const KvShape kv{1, kv_dim, shape.n_kv_heads, type};
@@ -36,21 +41,28 @@ void BM_Attention(benchmark::State& state) {
   std::vector<std::unique_ptr<KvCache>> caches;
   std::vector<float> q(static_cast<size_t>(batch) * n_new * q_dim, 0.1f), out(q.size());
   std::vector<int32_t> visible(n_new), extra_begin(n_new + 1), extra;
+  const int stored = window > 0 ? std::min(ctx, kSinks + window) : ctx;
   for (int t = 0; t < n_new; ++t) {
-    visible[t] = n_new > 1 ? ctx : ctx + 1;
+    visible[t] = n_new > 1 ? stored : stored + 1;
     if (n_new > 1) {
-      for (int j = 0; j <= t; ++j) extra.push_back(ctx + j);
+      for (int j = 0; j <= t; ++j) extra.push_back(stored + j);
     }
     extra_begin[t + 1] = static_cast<int32_t>(extra.size());
   }
   std::vector<AttentionSequence> seqs(batch);
   KvTiles tiles;
   for (int s = 0; s < batch; ++s) {
-    caches.push_back(MakeFullKvCache(kv));
+    caches.push_back(window > 0 ? MakeWindowKvCache(kv, kSinks, window, kChunk)
+                                : MakeFullKvCache(kv));
     KvCache& cache = *caches.back();
-    (void)cache.ReservePending(ctx);
-    cache.WritePending(0, 0, rows.data(), rows.data(), ctx, kv_dim);
-    cache.CommitAll();
+    const int chunk = window > 0 ? kChunk : ctx;
+    for (int done = 0; done < ctx; done += chunk) {
+      const int n = std::min(chunk, ctx - done);
+      (void)cache.ReservePending(n);
+      cache.WritePending(0, 0, rows.data() + static_cast<size_t>(done) * kv_dim,
+                         rows.data() + static_cast<size_t>(done) * kv_dim, n, kv_dim);
+      cache.CommitAll();
+    }
     (void)cache.ReservePending(n_new);
     cache.WritePending(0, 0, rows.data(), rows.data(), n_new, kv_dim);
     cache.Tiles(0, &tiles);
@@ -73,31 +85,32 @@ void BM_Attention(benchmark::State& state) {
     benchmark::DoNotOptimize(out.data());
   }
   state.SetLabel(ops.name());
-  state.SetBytesProcessed(state.iterations() * static_cast<int64_t>(batch) * (ctx + n_new) *
+  state.SetBytesProcessed(state.iterations() * static_cast<int64_t>(batch) * (stored + n_new) *
                           kv_dim * 2 * KvTypeBytes(type));
   state.counters["GFLOP/s"] = benchmark::Counter(
-      4.0 * batch * n_new * shape.n_heads * (ctx + n_new) * shape.head_dim,
+      4.0 * batch * n_new * shape.n_heads * (stored + n_new) * shape.head_dim,
       benchmark::Counter::kIsIterationInvariantRate, benchmark::Counter::kIs1000);
 }
 BENCHMARK(BM_Attention)
-    ->ArgNames({"batch", "ctx", "heads", "kv_heads", "head_dim", "new", "bf16"})
-    ->Args({2, 1024, 8, 4, 8, 1, 0})  // cache-resident: the compute rate
-    ->Args({2, 1024, 8, 4, 8, 5, 0})
-    ->Args({256, 1024, 8, 4, 8, 1, 0})  // 67 MB: from DRAM, not L3
-    ->Args({256, 1024, 8, 4, 8, 5, 0})
-    ->Args({32, 1024, 8, 4, 8, 1, 0})  // stories260K decode
-    ->Args({32, 1024, 8, 4, 8, 5, 0})  // stories260K verify of a 5-node chain
-    ->Args({32, 80, 8, 4, 8, 1, 0})  // stories260K draft level: 16 sinks + a window of 64
-    ->Args({32, 1024, 8, 4, 8, 1, 1})
-    ->Args({32, 1024, 8, 4, 8, 5, 1})
-    ->Args({32, 512, 8, 4, 16, 1, 0})  // TinyStories-656K
-    ->Args({32, 512, 8, 4, 16, 5, 0})
-    ->Args({8, 1024, 12, 12, 64, 1, 0})  // the random 125M model
-    ->Args({8, 1024, 12, 12, 64, 5, 0})
-    ->Args({64, 160, 12, 12, 64, 1, 0})   // the 125M model's batch-64 decode, short context
-    ->Args({256, 160, 12, 12, 64, 1, 0})  // 250 MB: from DRAM (the 64-sequence case fits L3)
-    ->Args({8, 1024, 32, 8, 128, 1, 0})
-    ->Args({1, 16384, 32, 8, 128, 1, 0})
+    ->ArgNames({"batch", "ctx", "heads", "kv_heads", "head_dim", "new", "bf16", "window"})
+    ->Args({2, 1024, 8, 4, 8, 1, 0, 0})  // cache-resident: the compute rate
+    ->Args({2, 1024, 8, 4, 8, 5, 0, 0})
+    ->Args({256, 1024, 8, 4, 8, 1, 0, 0})  // 67 MB: from DRAM, not L3
+    ->Args({256, 1024, 8, 4, 8, 5, 0, 0})
+    ->Args({32, 1024, 8, 4, 8, 1, 0, 0})   // stories260K decode
+    ->Args({32, 1024, 8, 4, 8, 5, 0, 0})   // stories260K verify of a 5-node chain
+    ->Args({32, 80, 8, 4, 8, 1, 0, 0})     // stories260K draft level: 16 sinks + a window of 64
+    ->Args({32, 1024, 8, 4, 8, 1, 0, 64})  // the same in the draft's wrapped window cache
+    ->Args({32, 1024, 8, 4, 8, 1, 1, 0})
+    ->Args({32, 1024, 8, 4, 8, 5, 1, 0})
+    ->Args({32, 512, 8, 4, 16, 1, 0, 0})  // TinyStories-656K
+    ->Args({32, 512, 8, 4, 16, 5, 0, 0})
+    ->Args({8, 1024, 12, 12, 64, 1, 0, 0})  // the random 125M model
+    ->Args({8, 1024, 12, 12, 64, 5, 0, 0})
+    ->Args({64, 160, 12, 12, 64, 1, 0, 0})   // the 125M model's batch-64 decode, short context
+    ->Args({256, 160, 12, 12, 64, 1, 0, 0})  // 250 MB: from DRAM (the 64-sequence case fits L3)
+    ->Args({8, 1024, 32, 8, 128, 1, 0, 0})
+    ->Args({1, 16384, 32, 8, 128, 1, 0, 0})
     ->MeasureProcessCPUTime()  // CPU seconds of all threads: stable on a shared machine
     ->UseRealTime()
     ->ComputeStatistics("min", MinOf)
