@@ -161,7 +161,9 @@ template <int G, int R>
 void PanelRows(const MatMulProblem& p, const PanelSlice& ps) {
   const int64_t cols = p.cols;
   const int64_t ldy = p.out_rows;
-  const int64_t n_tiles = p.n_rows / R + (p.n_rows % R) / 4 + (p.n_rows % 4 != 0 ? 1 : 0);
+  // The tiles of a block as the loop below cuts the rows: R-row, 4-row, the rest.
+  const int64_t rest = p.n_rows % R;
+  const int64_t n_tiles = p.n_rows / R + rest / 4 + (rest % 4 != 0 ? 1 : 0);
   constexpr int64_t kBlockLines = kBlockCols * kPanel * 4 / 64;
   const int64_t lines_per_tile = n_tiles >= 4 ? (kBlockLines + n_tiles - 1) / n_tiles : 0;
   for (int64_t k0 = 0; k0 < cols; k0 += kBlockCols) {
