@@ -21,10 +21,12 @@ build() {
   cmake -S "$ROOT" -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release \
     -DCMAKE_CUDA_COMPILER=/usr/local/cuda/bin/nvcc -DCMAKE_CUDA_ARCHITECTURES="80;90" \
     -DCMAKE_CXX_COMPILER_LAUNCHER=ccache -DCMAKE_CUDA_COMPILER_LAUNCHER=ccache >/dev/null
-  ninja -C "$BUILD" gpu_test gpu_step_bench
+  ninja -C "$BUILD" gpu_test gpu_step_bench gpu_gemm_bench specserve-generate specserve-model
   rm -rf "$BUNDLE"
   mkdir -p "$BUNDLE/bin" "$BUNDLE/lib" "$BUNDLE/models"
-  cp "$BUILD/tests/gpu_test" "$BUILD/tests/gpu_step_bench" "$BUNDLE/bin/"
+  cp "$BUILD/tests/gpu_test" "$BUILD/tests/gpu_step_bench" "$BUILD/tests/gpu_gemm_bench" \
+    "$BUILD/bin/specserve-generate" \
+    "$BUILD/bin/specserve-model" "$BUNDLE/bin/"
   strip "$BUNDLE/bin/"*
   local skip='^(linux-vdso|ld-linux|libc\.|libm\.|libdl\.|libpthread\.|librt\.|libcuda\.|libcudart\.|libcublas\.|libcublasLt\.|libnccl\.)'
   for bin in "$BUNDLE/bin/"*; do
@@ -33,7 +35,11 @@ build() {
     done
   done
   local models="${SPECSERVE_MODELS_DIR:-$ROOT/../shared/models}"
-  if [[ -f "$models/stories260K.gguf" ]]; then cp "$models/stories260K.gguf" "$BUNDLE/models/"; fi
+  if [[ -f "$models/stories260K.gguf" ]]; then
+    cp "$models/stories260K.gguf" "$BUNDLE/models/"
+    cp -r "$models/TinyStories-656K" "$models/babyllama-tok105" "$BUNDLE/models/"
+    chmod -R u+w "$BUNDLE/models"
+  fi
   du -sh "$BUNDLE"
 }
 
@@ -47,13 +53,26 @@ run() {
   export LD_LIBRARY_PATH="$BUNDLE/lib:/usr/local/cuda/lib64${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
   export SPECSERVE_MODELS_DIR="$BUNDLE/models"
   nvidia-smi -L || true
+  # The CUDA libraries may live outside the toolkit's folder there (NCCL in
+  # Python's nvidia-* packages): add the folder of each one ldd cannot find.
+  local lib dir
+  for lib in $(ldd "$BUNDLE/bin/gpu_test" | awk '/not found/ {print $1}'); do
+    dir="$(find /usr /opt /lib* -name "$lib" -print -quit 2>/dev/null | xargs -r dirname)"
+    echo "$lib: ${dir:-not found anywhere}"
+    if [[ -n "$dir" ]]; then export LD_LIBRARY_PATH="$LD_LIBRARY_PATH:$dir"; fi
+  done
   local rc=0
-  "$BUNDLE/bin/gpu_test" --gtest_output="xml:$out/gpu_test.xml" 2>&1 | tee "$out/gpu_test.log" \
-    || rc=$?
+  timeout "${GPU_TEST_TIMEOUT:-150}" "$BUNDLE/bin/gpu_test" --gtest_output="xml:$out/gpu_test.xml" \
+    2>&1 | tee "$out/gpu_test.log" || rc=$?
+  timeout 90 "$BUNDLE/bin/gpu_gemm_bench" 2>&1 | tee "$out/gemm_bench.log" || rc=$?
+  if command -v python3 >/dev/null; then
+    timeout "${GPU_E2E_TIMEOUT:-200}" python3 "$ROOT/scripts/gpu/e2e_check.py" "$BUNDLE" "$out" \
+      2>&1 | tee "$out/e2e_summary.log" || rc=$?
+  fi
   {
     for cell in "4 32 4096" "8 32 8192" "8 128 4096" "4 64 16384"; do
       read -r layers batch context <<<"$cell"
-      "$BUNDLE/bin/gpu_step_bench" --layers="$layers" --batch="$batch" --context="$context" \
+      timeout 45 "$BUNDLE/bin/gpu_step_bench" --layers="$layers" --batch="$batch" --context="$context" \
         || echo "cell layers=$layers batch=$batch context=$context failed"
     done
   } 2>&1 | tee "$out/bench.log"

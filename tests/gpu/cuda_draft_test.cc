@@ -215,7 +215,8 @@ std::vector<float> RunDraftPasses(Model& model, int vocab) {
 
 TEST(CudaLlamaModelTest, DraftTreeLevelsOverAWindowCacheMatchTheCpuModel) {
   SPECSERVE_REQUIRE_GPU();
-  auto model = MakeRandomModel(GpuConfig(), TensorType::kQ8_0, /*seed=*/23);
+  auto model =
+      MakeRandomModel(GpuConfig(), TensorType::kF16, /*seed=*/23);  // see LogitsMatchTheCpuModel
   ASSERT_NE(model, nullptr);
   auto cpu_ops = MakeCpuOps(1);
   LlamaModel cpu(*model, *cpu_ops);

@@ -158,12 +158,31 @@ absl::Status CudaLlamaModel::ForwardOnDevice(std::span<const ForwardSequence> ba
     ops_.MatMul(layer.wv, xb, T, v);
     ops_.Rope(q, T, q_dim, c.n_heads, c.head_dim, positions_, rope_, c.rope_style);
     ops_.Rope(k, T, kv_dim, c.n_kv_heads, c.head_dim, positions_, rope_, c.rope_style);
+    // The new K and V rows of every sequence go to their caches' pending rows
+    // in one launch (a copy per sequence cost a call each, 2 x batch x layers a pass).
+    row_copies_.clear();
+    int max_copy = 0;
+    for (size_t s = 0; s < batch.size(); ++s) {
+      const KvSegment pending =
+          static_cast<const DeviceKvCache*>(batch[s].cache)->PendingSegment(l);
+      const int n =
+          std::min(static_cast<int>(batch[s].tokens.size()), pending.n_rows - first_row[s]);
+      if (n <= 0) continue;
+      const size_t at = static_cast<size_t>(first_row[s]) * kv_dim;
+      // The pending rows are the cache's own writable device memory (KvSegment is read-only
+      // for attention's sake).
+      row_copies_.push_back(
+          {const_cast<float*>(pending.k) + at, const_cast<float*>(pending.v) + at, offset[s], n});
+      max_copy = std::max(max_copy, n);
+    }
+    RETURN_IF_ERROR(device_.Upload(&row_copies_device_, row_copies_.data(),
+                                   row_copies_.size() * sizeof(DeviceRowCopy)));
+    RETURN_IF_ERROR(AppendKvRows(k, v, kv_dim, row_copies_device_.as<const DeviceRowCopy>(),
+                                 static_cast<int>(row_copies_.size()), max_copy, device_.stream()));
     for (size_t s = 0; s < batch.size(); ++s) {
       const ForwardSequence& seq = batch[s];
       const auto* cache = static_cast<const DeviceKvCache*>(seq.cache);
       const size_t row0 = offset[s];
-      seq.cache->WritePending(l, first_row[s], k + row0 * kv_dim, v + row0 * kv_dim,
-                              static_cast<int>(seq.tokens.size()), kv_dim);
       AttentionSequence& a = attention[s];
       cache->CommittedSegments(l, &a.cached);
       // K and V of the pending rows, this pass's included (written just above).

@@ -13,8 +13,9 @@
 // Rope scaling (linear, llama3, yarn) is supported; q/k/v biases and sliding-window
 // attention are refused (UNIMPLEMENTED, by name) until implemented here.
 //
-// Status: compiled but not yet run on a GPU; tests/gpu (cuda_ops_test.cc,
-// cuda_draft_test.cc) compare it with the CPU model as a target and as a draft.
+// tests/gpu (cuda_ops_test.cc, cuda_draft_test.cc) compare it with the CPU
+// model as a target and as a draft and check that a row's logits do not depend
+// on the rest of its pass; scripts/gpu/gpu_check.sh runs them on a GPU.
 #pragma once
 
 #include <cstdint>
@@ -30,6 +31,7 @@
 #include "common/ops/cuda/cuda_ops.h"
 #include "common/ops/cuda/cuda_window_kv_cache.h"
 #include "common/ops/cuda/device_buffer.h"
+#include "common/ops/cuda/kernels.h"
 #include "common/ops/cuda/sampling.h"
 #include "common/sampling/rng.h"
 #include "common/sampling/sampler.h"
@@ -79,6 +81,8 @@ class CudaLlamaModel final : public Model {
   std::vector<int32_t> tokens_, positions_;
   // Per sequence of a tree pass: the parents of its pending rows, then of its new tokens.
   std::vector<std::vector<int32_t>> block_parents_;
+  std::vector<DeviceRowCopy> row_copies_;  // a layer's new KV rows, per sequence
+  DeviceBuffer row_copies_device_;
 };
 
 }  // namespace specserve::cuda

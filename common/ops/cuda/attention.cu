@@ -9,18 +9,6 @@ namespace {
 constexpr int kWarps = 4;
 constexpr int kPerLane = kMaxAttentionHeadDim / 32;
 
-// Whether block row j (pending, then new) of a sequence is visible to block row i.
-__device__ bool BlockRowVisible(const DeviceAttentionSequence& seq, const int32_t* parents, int i,
-                                int j) {
-  if (seq.parents_offset < 0) return j <= i;
-  if (j == i) return true;
-  const int32_t* p = parents + seq.parents_offset;
-  for (int a = p[i]; a >= j; a = p[a]) {
-    if (a == j) return true;
-  }
-  return false;
-}
-
 // Row `row` (cached rows first, then the block's rows) of the sequence's K and V.
 __device__ void RowPointers(const DeviceAttentionArgs& args, const DeviceAttentionSequence& seq,
                             int row, int kv_head, const float** k, const float** v) {
@@ -60,16 +48,17 @@ __global__ void AttentionPartialKernel(DeviceAttentionArgs args) {
     q[e] = c < d ? q_row[c] * args.scale : 0.0f;
   }
   float m = -FLT_MAX, l = 0.0f, acc[kPerLane] = {};
-  // The token's row in the block; no later row is visible to it (causal or tree).
-  const int self = seq.n_pending + item.token;
-  const int total = seq.cached_rows + self + 1;
-  const int begin = split * args.rows_per_split;
-  const int end = min(total, begin + args.rows_per_split);
-  for (int row = begin + warp; row < end; row += kWarps) {
-    if (row >= seq.cached_rows &&
-        !BlockRowVisible(seq, args.parents, self, row - seq.cached_rows)) {
-      continue;
-    }
+  // Keys by number: the cached rows, then the block rows this token sees.
+  const bool causal = item.visible_begin < 0;
+  const int block_rows = causal ? seq.n_pending + item.token + 1 : item.visible_count;
+  const int total = seq.cached_rows + block_rows;
+  const int begin = split * kAttentionSplitRows;
+  const int end = min(total, begin + kAttentionSplitRows);
+  for (int key = begin + warp; key < end; key += kWarps) {
+    const int row =
+        key < seq.cached_rows || causal
+            ? key
+            : seq.cached_rows + args.visible[item.visible_begin + key - seq.cached_rows];
     const float *k, *v;
     RowPointers(args, seq, row, kv_head, &k, &v);
     float dot = 0.0f;

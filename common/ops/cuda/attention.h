@@ -14,6 +14,11 @@
 
 namespace specserve::cuda {
 
+// Keys per split of a row's visible keys. Fixed, so that how a row's softmax is
+// grouped depends on its own context alone, never on how many other rows share
+// the pass (batch invariance: DESIGN.md's lossless contract).
+inline constexpr int kAttentionSplitRows = 256;
+
 // Plain descriptors, built on the host and copied to the device.
 struct DeviceKvSegment {
   const float* k;
@@ -34,28 +39,34 @@ struct DeviceAttentionSequence {
   int kv_stride;
   float* out;
   int out_stride;
-  int parents_offset;  // into the parents array (one per block row); -1: causal
 };
 
-// One item per new token: which sequence and which of its new tokens.
+// One item per new token: which sequence and which of its new tokens, and the
+// block rows it sees: block rows [0, n_pending + token] when visible_begin < 0
+// (causal), else visible_count rows listed ascending from visible_begin in the
+// visible-row array (a tree node's ancestors and itself). A row's keys are
+// numbered cached rows first, then its visible block rows, and split and
+// walked by that number, so a tree node reduces exactly as the same token
+// decoded after its ancestors were committed.
 struct DeviceAttentionItem {
   int sequence;
   int token;
+  int visible_begin;
+  int visible_count;
 };
 
 struct DeviceAttentionArgs {
   const DeviceKvSegment* segments;
   const DeviceAttentionSequence* sequences;
   const DeviceAttentionItem* items;
-  const int32_t* parents;
+  const int32_t* visible;  // block rows of tree items (DeviceAttentionItem)
   int n_items;
   int n_heads;
   int n_kv_heads;
   int head_dim;  // at most kMaxAttentionHeadDim
   int kv_dim;    // row stride of cached segments (n_kv_heads * head_dim)
   float scale;
-  int splits;  // KV splits per (item, head)
-  int rows_per_split;
+  int splits;      // KV splits per (item, head): the longest row's keys / kAttentionSplitRows
   float* partial;  // n_items * n_heads * splits * (head_dim + 2) floats
 };
 

@@ -2,8 +2,6 @@
 // kv_dim floats, contiguous up to a fixed capacity (rows are read coalesced by
 // the attention kernel: a warp reads one head's row). Pending rows follow the
 // committed ones; committing a subset compacts the kept rows on the device.
-//
-// Status: compiled but not yet run on a GPU.
 #pragma once
 
 #include <cuda_runtime.h>

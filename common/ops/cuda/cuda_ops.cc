@@ -1,24 +1,15 @@
 #include "common/ops/cuda/cuda_ops.h"
 
 #include <algorithm>
+#include <cstring>
 
 #include "absl/strings/str_format.h"
 #include "common/ops/cuda/cuda_status.h"
+#include "common/ops/cuda/gemm.h"
 #include "common/util/status_macros.h"
 
 namespace specserve::cuda {
 namespace {
-
-cudaDataType_t CudaDataType(DeviceType type) {
-  switch (type) {
-    case DeviceType::kF16:
-      return CUDA_R_16F;
-    case DeviceType::kBF16:
-      return CUDA_R_16BF;
-    default:
-      return CUDA_R_32F;
-  }
-}
 
 const char* DeviceTypeName(DeviceType type) {
   switch (type) {
@@ -75,20 +66,40 @@ bool CudaOps::Check(absl::Status s) {
   return status_.ok();
 }
 
-absl::StatusOr<const CudaOps::DeviceWeight*> CudaOps::Weight(const WeightTensor& w,
-                                                             DeviceType type) {
-  const auto key = std::make_tuple(w.data, w.rows, w.cols, static_cast<int>(type));
+int64_t CudaOps::MatMulLeadingDim(const WeightTensor& w) const {
+  return options_.weight_type == DeviceType::kF32 ? w.cols : GemmLeadingDim(w.cols);
+}
+
+absl::StatusOr<const CudaOps::DeviceWeight*> CudaOps::Weight(const WeightTensor& w, DeviceType type,
+                                                             int64_t ld) {
+  const auto key = std::make_tuple(w.data, w.rows, w.cols, static_cast<int>(type), ld);
   if (auto it = weights_.find(key); it != weights_.end()) return &it->second;
   DeviceWeight weight;
   weight.type = type;
-  const size_t bytes = static_cast<size_t>(w.elements()) * DeviceTypeBytes(type);
+  weight.ld = ld;
+  // Rows padded to whole 16-row tiles and columns to ld, zero-filled (gemm.h).
+  const size_t element = DeviceTypeBytes(type);
+  const size_t bytes = static_cast<size_t>(GemmWeightRows(w.rows) * ld) * element;
   RETURN_IF_ERROR(weight.buffer.Reserve(std::max<size_t>(bytes, 1)));
+  RETURN_IF_ERROR(
+      CudaStatus(cudaMemsetAsync(weight.buffer.data(), 0, bytes, stream_), "clear weight"));
   RETURN_IF_ERROR(staging_.Reserve(static_cast<size_t>(w.bytes())));
   RETURN_IF_ERROR(CudaStatus(
       cudaMemcpyAsync(staging_.data(), w.data, w.bytes(), cudaMemcpyHostToDevice, stream_),
       "upload weight"));
-  RETURN_IF_ERROR(
-      ConvertWeights(w.type, staging_.data(), w.rows, w.cols, type, weight.buffer.data(), stream_));
+  if (ld == w.cols) {
+    RETURN_IF_ERROR(ConvertWeights(w.type, staging_.data(), w.rows, w.cols, type,
+                                   weight.buffer.data(), stream_));
+  } else {
+    RETURN_IF_ERROR(convert_scratch_.Reserve(static_cast<size_t>(w.elements()) * element));
+    RETURN_IF_ERROR(ConvertWeights(w.type, staging_.data(), w.rows, w.cols, type,
+                                   convert_scratch_.data(), stream_));
+    RETURN_IF_ERROR(
+        CudaStatus(cudaMemcpy2DAsync(weight.buffer.data(), ld * element, convert_scratch_.data(),
+                                     w.cols * element, w.cols * element, w.rows,
+                                     cudaMemcpyDeviceToDevice, stream_),
+                   "pad weight"));
+  }
   weight_bytes_ += static_cast<int64_t>(bytes);
   auto [it, inserted] = weights_.emplace(key, std::move(weight));
   return &it->second;
@@ -97,31 +108,34 @@ absl::StatusOr<const CudaOps::DeviceWeight*> CudaOps::Weight(const WeightTensor&
 absl::Status CudaOps::UploadModel(const LoadedModel& model) {
   RETURN_IF_ERROR(MakeCurrent());
   const LlamaWeights& w = model.weights;
-  RETURN_IF_ERROR(Weight(w.token_embedding, options_.weight_type).status());
-  RETURN_IF_ERROR(Weight(w.output_norm, DeviceType::kF32).status());
-  RETURN_IF_ERROR(Weight(w.output, options_.weight_type).status());
+  const DeviceType type = options_.weight_type;
+  RETURN_IF_ERROR(Weight(w.token_embedding, type, w.token_embedding.cols).status());
+  RETURN_IF_ERROR(Weight(w.output_norm, DeviceType::kF32, w.output_norm.cols).status());
+  RETURN_IF_ERROR(Weight(w.output, type, MatMulLeadingDim(w.output)).status());
   for (const LayerWeights& l : w.layers) {
-    RETURN_IF_ERROR(Weight(l.attn_norm, DeviceType::kF32).status());
-    RETURN_IF_ERROR(Weight(l.ffn_norm, DeviceType::kF32).status());
+    RETURN_IF_ERROR(Weight(l.attn_norm, DeviceType::kF32, l.attn_norm.cols).status());
+    RETURN_IF_ERROR(Weight(l.ffn_norm, DeviceType::kF32, l.ffn_norm.cols).status());
     for (const WeightTensor* m : l.matrices()) {
-      RETURN_IF_ERROR(Weight(*m, options_.weight_type).status());
+      RETURN_IF_ERROR(Weight(*m, type, MatMulLeadingDim(*m)).status());
     }
   }
   return Synchronize();
 }
 
+absl::Status CudaOps::Upload(DeviceBuffer* buffer, const void* data, size_t bytes) {
+  RETURN_IF_ERROR(buffer->Reserve(std::max<size_t>(bytes, 16)));
+  return host_staging_.CopyToDevice(buffer->data(), data, bytes, stream_);
+}
+
 absl::StatusOr<const int32_t*> CudaOps::UploadInts(std::span<const int32_t> values,
                                                    DeviceBuffer* buffer) {
-  RETURN_IF_ERROR(buffer->Reserve(std::max<size_t>(values.size_bytes(), 4)));
-  RETURN_IF_ERROR(CudaStatus(cudaMemcpyAsync(buffer->data(), values.data(), values.size_bytes(),
-                                             cudaMemcpyHostToDevice, stream_),
-                             "upload ints"));
+  RETURN_IF_ERROR(Upload(buffer, values.data(), values.size_bytes()));
   return buffer->as<const int32_t>();
 }
 
 void CudaOps::EmbedRows(const WeightTensor& table, std::span<const int32_t> tokens, float* out) {
   if (!status_.ok()) return;
-  absl::StatusOr<const DeviceWeight*> w = Weight(table, options_.weight_type);
+  absl::StatusOr<const DeviceWeight*> w = Weight(table, options_.weight_type, table.cols);
   if (!Check(w.status())) return;
   absl::StatusOr<const int32_t*> ids = UploadInts(tokens, &tokens_);
   if (!Check(ids.status())) return;
@@ -131,7 +145,7 @@ void CudaOps::EmbedRows(const WeightTensor& table, std::span<const int32_t> toke
 
 void CudaOps::RmsNorm(const float* x, const WeightTensor& weight, float eps, int n_rows, float* y) {
   if (!status_.ok()) return;
-  absl::StatusOr<const DeviceWeight*> w = Weight(weight, DeviceType::kF32);
+  absl::StatusOr<const DeviceWeight*> w = Weight(weight, DeviceType::kF32, weight.cols);
   if (!Check(w.status())) return;
   Check(cuda::RmsNorm(x, (*w)->buffer.as<const float>(), eps, n_rows, static_cast<int>(weight.cols),
                       y, stream_));
@@ -139,44 +153,57 @@ void CudaOps::RmsNorm(const float* x, const WeightTensor& weight, float eps, int
 
 void CudaOps::MatMul(const WeightTensor& w, const float* x, int n_rows, float* y) {
   if (!status_.ok() || n_rows == 0 || w.rows == 0) return;
-  absl::StatusOr<const DeviceWeight*> dw = Weight(w, options_.weight_type);
+  absl::StatusOr<const DeviceWeight*> dw = Weight(w, options_.weight_type, MatMulLeadingDim(w));
   if (!Check(dw.status())) return;
+  const DeviceType type = (*dw)->type;
+  if (type != DeviceType::kF32) {
+    // The production path: batch-invariant tensor-core GEMM (gemm.h).
+    const int64_t ld = (*dw)->ld;
+    const size_t bytes =
+        static_cast<size_t>(GemmActivationRows(n_rows) * ld) * DeviceTypeBytes(type);
+    if (!Check(activations_.Reserve(bytes))) return;
+    if (!Check(
+            ConvertActivationsForGemm(x, n_rows, w.cols, ld, type, activations_.data(), stream_))) {
+      return;
+    }
+    Check(BatchInvariantGemm((*dw)->buffer.data(), activations_.data(), type, w.rows, w.cols,
+                             n_rows, y, stream_));
+    return;
+  }
+  // fp32 weights (a test precision): cuBLAS, whose kernel choice depends on the
+  // row count, so not batch-invariant.
   // Row-major y[n x out] = x[n x in] . W^T is, column-major, y^T = W^T(cm) . x^T(cm):
   // m = out, n = n_rows, k = in; A = W (in x out column-major, transposed).
   const int m = static_cast<int>(w.rows), n = n_rows, k = static_cast<int>(w.cols);
   const float alpha = 1.0f, beta = 0.0f;
-  const DeviceType type = (*dw)->type;
-  const void* b = x;
-  if (type != DeviceType::kF32) {
-    const int64_t elements = static_cast<int64_t>(n) * k;
-    if (!Check(activations_.Reserve(static_cast<size_t>(elements) * DeviceTypeBytes(type)))) {
-      return;
-    }
-    if (!Check(ConvertActivations(x, elements, type, activations_.data(), stream_))) return;
-    b = activations_.data();
-  }
-  Check(CublasStatus(
-      cublasGemmEx(cublas_, CUBLAS_OP_T, CUBLAS_OP_N, m, n, k, &alpha, (*dw)->buffer.data(),
-                   CudaDataType(type), k, b, CudaDataType(type), k, &beta, y, CUDA_R_32F, m,
-                   CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
-      "cublasGemmEx"));
+  Check(CublasStatus(cublasGemmEx(cublas_, CUBLAS_OP_T, CUBLAS_OP_N, m, n, k, &alpha,
+                                  (*dw)->buffer.data(), CUDA_R_32F, k, x, CUDA_R_32F, k, &beta, y,
+                                  CUDA_R_32F, m, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+                     "cublasGemmEx"));
 }
 
 void CudaOps::Rope(float* x, int n_rows, int stride, int n_heads, int head_dim,
                    std::span<const int32_t> positions, const RopeFrequencies& freqs,
                    RopeStyle style) {
   if (!status_.ok()) return;
-  absl::StatusOr<const int32_t*> pos = UploadInts(positions.first(n_rows), &positions_);
-  if (!Check(pos.status())) return;
-  const size_t bytes = freqs.inv_freq.size() * sizeof(float);
-  if (!Check(rope_freqs_.Reserve(std::max<size_t>(bytes, 4)))) return;
-  if (!Check(CudaStatus(cudaMemcpyAsync(rope_freqs_.data(), freqs.inv_freq.data(), bytes,
-                                        cudaMemcpyHostToDevice, stream_),
-                        "upload rope frequencies"))) {
-    return;
+  // q and k of every layer turn by the same positions and frequencies: upload
+  // them when they change, not twice a layer.
+  const std::span<const int32_t> rows = positions.first(n_rows);
+  if (!std::equal(rows.begin(), rows.end(), uploaded_positions_.begin(),
+                  uploaded_positions_.end())) {
+    if (!Check(Upload(&positions_, rows.data(), rows.size_bytes()))) return;
+    uploaded_positions_.assign(rows.begin(), rows.end());
   }
+  if (freqs.inv_freq != uploaded_freqs_) {
+    if (!Check(
+            Upload(&rope_freqs_, freqs.inv_freq.data(), freqs.inv_freq.size() * sizeof(float)))) {
+      return;
+    }
+    uploaded_freqs_ = freqs.inv_freq;
+  }
+  const int32_t* pos = positions_.as<const int32_t>();
   Check(cuda::Rope(x, n_rows, stride, n_heads, head_dim, static_cast<int>(freqs.inv_freq.size()),
-                   *pos, rope_freqs_.as<const float>(), freqs.mscale, style == RopeStyle::kHalf,
+                   pos, rope_freqs_.as<const float>(), freqs.mscale, style == RopeStyle::kHalf,
                    stream_));
 }
 
@@ -200,8 +227,8 @@ absl::Status CudaOps::AttentionImpl(std::span<const AttentionSequence> sequences
   host_segments_.clear();
   host_sequences_.clear();
   host_items_.clear();
-  host_parents_.clear();
-  int max_rows = 1;
+  host_visible_.clear();
+  int max_keys = 1;
   for (const AttentionSequence& a : sequences) {
     DeviceAttentionSequence d{};
     d.segment_begin = static_cast<int>(host_segments_.size());
@@ -219,48 +246,61 @@ absl::Status CudaOps::AttentionImpl(std::span<const AttentionSequence> sequences
     d.kv_stride = a.kv_stride;
     d.out = a.out;
     d.out_stride = a.out_stride;
-    d.parents_offset = -1;
-    if (a.parents != nullptr) {
-      d.parents_offset = static_cast<int>(host_parents_.size());
-      host_parents_.insert(host_parents_.end(), a.parents, a.parents + a.n_pending + a.n_new);
-    }
     const int index = static_cast<int>(host_sequences_.size());
-    for (int t = 0; t < a.n_new; ++t) host_items_.push_back({index, t});
-    max_rows = std::max(max_rows, d.cached_rows + a.n_pending + a.n_new);
+    for (int t = 0; t < a.n_new; ++t) {
+      DeviceAttentionItem item{index, t, -1, 0};
+      const int self = a.n_pending + t;
+      if (a.parents != nullptr) {
+        // The node's ancestors and itself, ascending (parents precede children).
+        item.visible_begin = static_cast<int>(host_visible_.size());
+        for (int row = self; row >= 0; row = a.parents[row]) {
+          if (row >= self + 1 || ++item.visible_count > self + 1) {
+            return absl::InvalidArgumentError(absl::StrFormat(
+                "attention: block row %d's parents do not lead back to the cache", self));
+          }
+          host_visible_.push_back(row);
+        }
+        std::reverse(host_visible_.begin() + item.visible_begin, host_visible_.end());
+      } else {
+        item.visible_count = self + 1;
+      }
+      max_keys = std::max(max_keys, d.cached_rows + item.visible_count);
+      host_items_.push_back(item);
+    }
     host_sequences_.push_back(d);
   }
   if (host_items_.empty()) return absl::OkStatus();
+  const int splits = (max_keys + kAttentionSplitRows - 1) / kAttentionSplitRows;
 
-  // Enough blocks to fill the device twice over: long caches with few tokens
-  // (decode) are split across blocks, each split at least 32 rows.
-  const int units = static_cast<int>(host_items_.size()) * shape.n_heads;
-  const int wanted = std::clamp((2 * sm_count_ + units - 1) / units, 1, 64);
-  const int rows_per_split = std::max(32, (max_rows + wanted - 1) / wanted);
-  const int splits = (max_rows + rows_per_split - 1) / rows_per_split;
-
-  auto upload = [this](DeviceBuffer* buffer, const void* data, size_t bytes) -> absl::Status {
-    RETURN_IF_ERROR(buffer->Reserve(std::max<size_t>(bytes, 16)));
-    if (bytes == 0) return absl::OkStatus();
-    return CudaStatus(cudaMemcpyAsync(buffer->data(), data, bytes, cudaMemcpyHostToDevice, stream_),
-                      "upload attention descriptors");
-  };
-  RETURN_IF_ERROR(
-      upload(&segments_, host_segments_.data(), host_segments_.size() * sizeof(DeviceKvSegment)));
-  RETURN_IF_ERROR(upload(&sequences_, host_sequences_.data(),
-                         host_sequences_.size() * sizeof(DeviceAttentionSequence)));
-  RETURN_IF_ERROR(
-      upload(&items_, host_items_.data(), host_items_.size() * sizeof(DeviceAttentionItem)));
-  RETURN_IF_ERROR(upload(&parents_, host_parents_.data(), host_parents_.size() * sizeof(int32_t)));
+  // The four descriptor arrays go up in one staged copy.
+  auto aligned = [](size_t bytes) { return (bytes + 15) / 16 * 16; };
+  const size_t segment_bytes = aligned(host_segments_.size() * sizeof(DeviceKvSegment));
+  const size_t sequence_bytes = aligned(host_sequences_.size() * sizeof(DeviceAttentionSequence));
+  const size_t item_bytes = aligned(host_items_.size() * sizeof(DeviceAttentionItem));
+  const size_t visible_bytes = aligned(host_visible_.size() * sizeof(int32_t));
+  const size_t total = segment_bytes + sequence_bytes + item_bytes + visible_bytes;
+  host_args_.resize(total);
+  char* h = host_args_.data();
+  std::memcpy(h, host_segments_.data(), host_segments_.size() * sizeof(DeviceKvSegment));
+  std::memcpy(h + segment_bytes, host_sequences_.data(),
+              host_sequences_.size() * sizeof(DeviceAttentionSequence));
+  std::memcpy(h + segment_bytes + sequence_bytes, host_items_.data(),
+              host_items_.size() * sizeof(DeviceAttentionItem));
+  std::memcpy(h + segment_bytes + sequence_bytes + item_bytes, host_visible_.data(),
+              host_visible_.size() * sizeof(int32_t));
+  RETURN_IF_ERROR(Upload(&attention_args_, host_args_.data(), total));
+  const char* dev = attention_args_.as<const char>();
   const int n_items = static_cast<int>(host_items_.size());
   RETURN_IF_ERROR(partial_.Reserve(
       static_cast<size_t>(AttentionPartialFloats(n_items, shape.n_heads, splits, shape.head_dim)) *
       sizeof(float)));
 
   DeviceAttentionArgs args{};
-  args.segments = segments_.as<const DeviceKvSegment>();
-  args.sequences = sequences_.as<const DeviceAttentionSequence>();
-  args.items = items_.as<const DeviceAttentionItem>();
-  args.parents = parents_.as<const int32_t>();
+  args.segments = reinterpret_cast<const DeviceKvSegment*>(dev);
+  args.sequences = reinterpret_cast<const DeviceAttentionSequence*>(dev + segment_bytes);
+  args.items = reinterpret_cast<const DeviceAttentionItem*>(dev + segment_bytes + sequence_bytes);
+  args.visible =
+      reinterpret_cast<const int32_t*>(dev + segment_bytes + sequence_bytes + item_bytes);
   args.n_items = n_items;
   args.n_heads = shape.n_heads;
   args.n_kv_heads = shape.n_kv_heads;
@@ -268,7 +308,6 @@ absl::Status CudaOps::AttentionImpl(std::span<const AttentionSequence> sequences
   args.kv_dim = shape.n_kv_heads * shape.head_dim;
   args.scale = shape.scale;
   args.splits = splits;
-  args.rows_per_split = rows_per_split;
   args.partial = partial_.as<float>();
   return LaunchAttention(args, stream_);
 }

@@ -3,14 +3,15 @@
 // model's host views, uploaded once to the device on first use (or all at once
 // by UploadModel) and kept there in bf16 or fp16 (fp32 for norms), with Q8_0 and
 // Q4_0 dequantised on the device. Token ids, positions and tree parents are
-// host arrays, as in the interface. Projections are cuBLAS GEMMs with fp32
-// accumulation (activations rounded to the weight type first); the other ops
-// are this directory's kernels. All work is enqueued on one stream.
+// host arrays, as in the interface, staged through page-locked memory so that
+// the host never waits for the device inside a pass. Projections are
+// batch-invariant tensor-core GEMMs with fp32 accumulation (gemm.h;
+// activations rounded to the weight type first; cuBLAS for the fp32 test
+// precision); the other ops are this directory's kernels. All work is
+// enqueued on one stream.
 //
 // Ops calls cannot return errors: the first CUDA/cuBLAS error is kept in
 // status() (later calls become no-ops until ResetStatus()).
-//
-// Status: compiled for sm_80 and sm_90 but not yet run on a GPU.
 #pragma once
 
 #include <cublas_v2.h>
@@ -30,6 +31,7 @@
 #include "common/ops/cuda/attention.h"
 #include "common/ops/cuda/device_buffer.h"
 #include "common/ops/cuda/kernels.h"
+#include "common/ops/cuda/pinned_staging.h"
 #include "common/ops/ops.h"
 
 namespace specserve::cuda {
@@ -68,6 +70,9 @@ class CudaOps : public Ops {
   cudaStream_t stream() const { return stream_; }
   // Makes this object's device current on the calling thread.
   absl::Status MakeCurrent() const;
+  // Copies `bytes` of host memory to `buffer` (grown as needed) on the stream,
+  // staged through page-locked memory so that the host does not wait.
+  absl::Status Upload(DeviceBuffer* buffer, const void* data, size_t bytes);
   // Waits for the stream; returns the first error seen.
   absl::Status Synchronize();
   const absl::Status& status() const { return status_; }
@@ -77,11 +82,15 @@ class CudaOps : public Ops {
   struct DeviceWeight {
     DeviceBuffer buffer;
     DeviceType type = DeviceType::kF32;
+    int64_t ld = 0;  // elements between rows (gemm.h's padded layout for 16-bit matrices)
   };
 
   explicit CudaOps(const CudaOpsOptions& options) : options_(options) {}
-  // The device copy of `w` in `type`, uploading it on first use.
-  absl::StatusOr<const DeviceWeight*> Weight(const WeightTensor& w, DeviceType type);
+  // The device copy of `w` in `type` with rows `ld` elements apart, uploading it
+  // on first use.
+  absl::StatusOr<const DeviceWeight*> Weight(const WeightTensor& w, DeviceType type, int64_t ld);
+  // The row stride MatMul keeps `w` at (GemmLeadingDim for 16-bit weights).
+  int64_t MatMulLeadingDim(const WeightTensor& w) const;
   // Copies host ints to `buffer` on the stream.
   absl::StatusOr<const int32_t*> UploadInts(std::span<const int32_t> values, DeviceBuffer* buffer);
   // Records the first error; true when `s` is OK and no earlier error is pending.
@@ -94,15 +103,20 @@ class CudaOps : public Ops {
   cublasHandle_t cublas_ = nullptr;
   int sm_count_ = 1;
   absl::Status status_;
-  // Keyed by the host data pointer, the shape and the device type.
-  absl::flat_hash_map<std::tuple<const void*, int64_t, int64_t, int>, DeviceWeight> weights_;
+  // Keyed by the host data pointer, the shape, the device type and the row stride.
+  absl::flat_hash_map<std::tuple<const void*, int64_t, int64_t, int, int64_t>, DeviceWeight>
+      weights_;
   int64_t weight_bytes_ = 0;
-  DeviceBuffer staging_, activations_, tokens_, positions_, rope_freqs_;
-  DeviceBuffer segments_, sequences_, items_, parents_, partial_;
+  PinnedStaging host_staging_;
+  DeviceBuffer staging_, convert_scratch_, activations_, tokens_, positions_, rope_freqs_;
+  std::vector<int32_t> uploaded_positions_;
+  std::vector<float> uploaded_freqs_;
+  DeviceBuffer attention_args_, partial_;
   std::vector<DeviceKvSegment> host_segments_;
   std::vector<DeviceAttentionSequence> host_sequences_;
   std::vector<DeviceAttentionItem> host_items_;
-  std::vector<int32_t> host_parents_;
+  std::vector<int32_t> host_visible_;
+  std::vector<char> host_args_;
 };
 
 }  // namespace specserve::cuda

@@ -155,6 +155,19 @@ __global__ void ConvertActivationsKernel(const float* x, int64_t n, DeviceType t
 }
 
 // grid (chunks, n_keep); to_scratch: rows -> scratch, else scratch -> rows.
+__global__ void AppendKvRowsKernel(const float* k, const float* v, int64_t row_width,
+                                   const DeviceRowCopy* copies) {
+  const DeviceRowCopy copy = copies[blockIdx.x];
+  const int row = blockIdx.y;
+  if (row >= copy.n) return;
+  const int64_t src = (static_cast<int64_t>(copy.src_row) + row) * row_width;
+  const int64_t dst = static_cast<int64_t>(row) * row_width;
+  for (int64_t c = threadIdx.x; c < row_width; c += blockDim.x) {
+    copy.k_dst[dst + c] = k[src + c];
+    copy.v_dst[dst + c] = v[src + c];
+  }
+}
+
 __global__ void MoveRowsKernel(float* base, int64_t row_width, int64_t first, const int32_t* keep,
                                float* scratch, bool to_scratch) {
   const int i = blockIdx.y;
@@ -227,6 +240,15 @@ absl::Status ConvertActivations(const float* x, int64_t n, DeviceType type, void
   if (n == 0) return absl::OkStatus();
   ConvertActivationsKernel<<<Blocks(n), kThreads, 0, stream>>>(x, n, type, out);
   return LaunchStatus("ConvertActivations");
+}
+
+absl::Status AppendKvRows(const float* k, const float* v, int64_t row_width,
+                          const DeviceRowCopy* copies, int n_copies, int max_rows,
+                          cudaStream_t stream) {
+  if (n_copies == 0 || max_rows == 0) return absl::OkStatus();
+  const dim3 grid(n_copies, max_rows);
+  AppendKvRowsKernel<<<grid, 128, 0, stream>>>(k, v, row_width, copies);
+  return LaunchStatus("AppendKvRows");
 }
 
 absl::Status CompactRows(float* base, int64_t row_width, int64_t first, const int32_t* keep,

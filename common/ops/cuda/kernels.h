@@ -47,6 +47,21 @@ absl::Status Add(float* x, const float* y, int64_t n, cudaStream_t stream);
 absl::Status ConvertActivations(const float* x, int64_t n, DeviceType type, void* out,
                                 cudaStream_t stream);
 
+// One sequence's new K and V rows for one layer: n rows from row src_row of the
+// pass's k and v arrays to k_dst and v_dst (contiguous rows of the cache).
+struct DeviceRowCopy {
+  float* k_dst;
+  float* v_dst;
+  int src_row;
+  int n;
+};
+
+// Every copy of `copies` (device memory, n_copies entries, none longer than
+// max_rows) in one launch: rows of row_width floats from k and v.
+absl::Status AppendKvRows(const float* k, const float* v, int64_t row_width,
+                          const DeviceRowCopy* copies, int n_copies, int max_rows,
+                          cudaStream_t stream);
+
 // KV compaction of one layer's rows (row_width floats each): rows
 // first + keep[i] move to first + i for i < n_keep (keep ascending), through
 // `scratch` (n_keep rows) so that overlapping moves are safe.

@@ -1,0 +1,200 @@
+// Batch invariance of the CUDA forward pass in its serving precisions (bf16
+// and f16 weights), the property lossless speculation rests on: a row's logits
+// are bit-identical whether its sequence runs alone or inside a batch of 1-64
+// mixed sequences (other contexts long enough to change how many attention
+// splits a pass has, causal chunks, trees), and a node of a token tree (with
+// sibling decoys between it and its ancestors) equals the same token decoded
+// plainly after its path. Widths that are not whole 16-column tiles (ffn 172,
+// as stories260K's) take the padded GEMM layout.
+#include <cstring>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "common/engine/cuda/cuda_llama_model.h"
+#include "common/model/random_model.h"
+#include "common/sampling/rng.h"
+#include "gtest/gtest.h"
+#include "tests/gpu/gpu_test_util.h"
+
+namespace specserve {
+namespace {
+
+using cuda::DeviceType;
+
+struct Case {
+  DeviceType type;
+  int ffn_dim;
+};
+
+std::vector<int32_t> Tokens(int n, uint64_t seed, int vocab) {
+  Rng rng(seed);
+  std::vector<int32_t> out(n);
+  for (int32_t& t : out) t = static_cast<int32_t>(rng.Next() % vocab);
+  return out;
+}
+
+std::vector<int32_t> Range(int n) {
+  std::vector<int32_t> out(n);
+  for (int i = 0; i < n; ++i) out[i] = i;
+  return out;
+}
+
+void ExpectSameBits(const float* a, const float* b, int n, const std::string& what) {
+  ASSERT_EQ(std::memcmp(a, b, sizeof(float) * n), 0) << what;
+}
+
+class CudaBatchInvarianceTest : public ::testing::TestWithParam<Case> {
+ protected:
+  void SetUp() override {
+    SPECSERVE_REQUIRE_GPU();
+    config_ = testing::GpuConfig();
+    config_.ffn_dim = GetParam().ffn_dim;
+    model_ = MakeRandomModel(config_, TensorType::kF32, /*seed=*/31);
+    ASSERT_NE(model_, nullptr);
+    ops_ = testing::NewCudaOps(GetParam().type);
+    ASSERT_NE(ops_, nullptr);
+    gpu_ = std::make_unique<cuda::CudaLlamaModel>(*model_, *ops_);
+  }
+  std::unique_ptr<KvCache> Full() {
+    auto cache = gpu_->MakeFullCache(2048);
+    EXPECT_TRUE(cache.ok()) << cache.status();
+    return cache.ok() ? std::move(*cache) : nullptr;
+  }
+  std::unique_ptr<KvCache> Window() {
+    auto cache = gpu_->MakeWindowCache(4, 40, 64);
+    EXPECT_TRUE(cache.ok()) << cache.status();
+    return cache.ok() ? std::move(*cache) : nullptr;
+  }
+  void Prefill(KvCache& cache, const std::vector<int32_t>& tokens, int chunk) {
+    std::vector<float> logits;
+    for (size_t i = 0; i < tokens.size(); i += chunk) {
+      const size_t n = std::min<size_t>(chunk, tokens.size() - i);
+      ForwardSequence seq{&cache, std::span(tokens).subspan(i, n), {}, {}, {}, {}};
+      ASSERT_TRUE(gpu_->Forward({&seq, 1}, &logits).ok());
+      cache.CommitAll();
+    }
+  }
+  int vocab() const { return config_.vocab_size; }
+
+  ModelConfig config_;
+  std::unique_ptr<LoadedModel> model_;
+  std::unique_ptr<cuda::CudaOps> ops_;
+  std::unique_ptr<cuda::CudaLlamaModel> gpu_;
+};
+
+TEST_P(CudaBatchInvarianceTest, DecodeRowAloneEqualsInsideMixedBatches) {
+  for (bool window : {false, true}) {
+    auto target = window ? Window() : Full();
+    ASSERT_NE(target, nullptr);
+    Prefill(*target, Tokens(300, 1, vocab()), 60);  // window caches take 64 pending rows
+    const std::vector<int32_t> next = {42};
+    const std::vector<int32_t> row0 = {0};
+    std::vector<float> alone;
+    ForwardSequence seq{target.get(), next, {}, {}, {}, row0};
+    ASSERT_TRUE(gpu_->Forward({&seq, 1}, &alone).ok());
+    target->DropPending();
+
+    std::vector<std::unique_ptr<KvCache>> caches;
+    std::vector<std::vector<int32_t>> tokens, parents, rows;
+    for (int s = 0; s < 63; ++s) {
+      caches.push_back(s % 3 == 2 ? Window() : Full());
+      ASSERT_NE(caches.back(), nullptr);
+      // Contexts 1-900: some passes have four attention splits, the target's three.
+      Prefill(*caches.back(), Tokens(1 + (s * 137) % 900, 100 + s, vocab()), s % 3 == 2 ? 60 : 256);
+      const int n = s % 4 == 0 ? 3 : 1;
+      tokens.push_back(Tokens(n, 200 + s, vocab()));
+      parents.push_back(s % 8 == 4 ? std::vector<int32_t>{-1, 0, 0} : std::vector<int32_t>{});
+      rows.push_back(Range(n));
+    }
+    for (int batch : {1, 2, 5, 17, 33, 64}) {
+      std::vector<ForwardSequence> seqs;
+      const int place = (batch * 7) % batch;
+      int before = 0;
+      for (int s = 0, o = 0; s < batch; ++s, ++o) {
+        if (s == place) {
+          seqs.push_back(seq);
+          --o;
+          continue;
+        }
+        seqs.push_back(ForwardSequence{caches[o].get(), tokens[o], {}, parents[o], {}, rows[o]});
+        if (s < place) before += static_cast<int>(rows[o].size());
+      }
+      std::vector<float> logits;
+      ASSERT_TRUE(gpu_->Forward(seqs, &logits).ok());
+      for (const ForwardSequence& f : seqs) f.cache->DropPending();
+      ExpectSameBits(logits.data() + static_cast<size_t>(before) * vocab(), alone.data(), vocab(),
+                     "batch " + std::to_string(batch) + (window ? " window" : " full"));
+    }
+  }
+}
+
+TEST_P(CudaBatchInvarianceTest, TreeNodeAndChunkRowEqualPlainDecodeOfItsPath) {
+  // A context that ends just before a split boundary, so that the path crosses it.
+  const std::vector<int32_t> context = Tokens(253, 3, vocab());
+  const std::vector<int32_t> path = Tokens(6, 4, vocab());
+  const int k = static_cast<int>(path.size());
+  std::vector<std::vector<float>> plain;
+  {
+    auto cache = Full();
+    ASSERT_NE(cache, nullptr);
+    Prefill(*cache, context, 100);
+    const std::vector<int32_t> row0 = {0};
+    for (int i = 0; i < k; ++i) {
+      std::vector<float> logits;
+      ForwardSequence seq{cache.get(), std::span(&path[i], 1), {}, {}, {}, row0};
+      ASSERT_TRUE(gpu_->Forward({&seq, 1}, &logits).ok());
+      cache->CommitAll();
+      plain.push_back(logits);
+    }
+  }
+  {
+    auto cache = Full();
+    ASSERT_NE(cache, nullptr);
+    Prefill(*cache, context, 100);
+    std::vector<float> logits;
+    const std::vector<int32_t> rows = Range(k);
+    ForwardSequence seq{cache.get(), path, {}, {}, {}, rows};
+    ASSERT_TRUE(gpu_->Forward({&seq, 1}, &logits).ok());
+    for (int i = 0; i < k; ++i) {
+      ExpectSameBits(logits.data() + i * vocab(), plain[i].data(), vocab(),
+                     "chunk row " + std::to_string(i));
+    }
+  }
+  {
+    auto cache = Full();
+    ASSERT_NE(cache, nullptr);
+    Prefill(*cache, context, 100);
+    // Path node i at index 2i, a sibling decoy at 2i + 1.
+    std::vector<int32_t> tokens, parents;
+    for (int i = 0; i < k; ++i) {
+      tokens.push_back(path[i]);
+      parents.push_back(i == 0 ? -1 : 2 * (i - 1));
+      tokens.push_back((path[i] + 1) % vocab());
+      parents.push_back(i == 0 ? -1 : 2 * (i - 1) + 1);
+    }
+    const std::vector<int32_t> rows = Range(2 * k);
+    std::vector<int32_t> positions(2 * k);
+    for (int i = 0; i < 2 * k; ++i) positions[i] = static_cast<int32_t>(context.size()) + i / 2;
+    std::vector<float> logits;
+    ForwardSequence seq{cache.get(), tokens, positions, parents, {}, rows};
+    ASSERT_TRUE(gpu_->Forward({&seq, 1}, &logits).ok());
+    for (int i = 0; i < k; ++i) {
+      ExpectSameBits(logits.data() + 2 * i * vocab(), plain[i].data(), vocab(),
+                     "tree node at depth " + std::to_string(i + 1));
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(ServingPrecisions, CudaBatchInvarianceTest,
+                         ::testing::Values(Case{DeviceType::kBF16, 256},
+                                           Case{DeviceType::kBF16, 172},
+                                           Case{DeviceType::kF16, 256}),
+                         [](const ::testing::TestParamInfo<Case>& info) {
+                           return std::string(info.param.type == DeviceType::kBF16 ? "bf16"
+                                                                                   : "f16") +
+                                  "_ffn" + std::to_string(info.param.ffn_dim);
+                         });
+
+}  // namespace
+}  // namespace specserve
