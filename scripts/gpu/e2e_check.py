@@ -118,6 +118,25 @@ else:
                 base = out["ids"]
             elif base is not None and out["ids"] != base:
                 failures.append(f"random 1.1B batch {batch} {spec} differs from off")
+    # Long context, where MagicDec's window-cache draft is cheap beside the
+    # target's full-cache verify: 16 prompts of ~1500 tokens.
+    story = ("Once upon a time there was a little girl named Lily who loved to play in the park "
+             "with her dog and her friends, and one day she found a big red ball under a tree. ")
+    prompts = [f"{i} " + story * 27 for i in range(16)]
+    print("== random 1.1B-shape, batch 16, ~1500-token prompts, 128 new tokens")
+    base = None
+    for spec in ["off", "chain:4", "tree:16", "auto", "off", "chain:4", "tree:16", "auto"]:
+        out = generate(big, GPU, spec, 128, prompts=prompts)
+        if not out:
+            continue
+        t = out["timings"]
+        print(f"  {spec:8s}: decode {t['decode_tokens_per_second']:9.1f} tok/s, "
+              f"prefill {t['prefill_tokens_per_second']:9.1f} tok/s ({out['prompt_tokens']} tokens), "
+              f"tokens/step {out.get('mean_tokens_per_step', 0):.2f}")
+        if spec == "off":
+            base = out["ids"]
+        elif base is not None and out["ids"] != base:
+            failures.append(f"random 1.1B long context {spec} differs from off")
     os.remove(big)
 
 print("FAILURES:" if failures else "e2e: all lossless checks passed")

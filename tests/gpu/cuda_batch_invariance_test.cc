@@ -6,6 +6,9 @@
 // sibling decoys between it and its ancestors) equals the same token decoded
 // plainly after its path. Widths that are not whole 16-column tiles (ffn 172,
 // as stories260K's) take the padded GEMM layout.
+#include <cuda_bf16.h>
+
+#include <cmath>
 #include <cstring>
 #include <memory>
 #include <string>
@@ -13,6 +16,7 @@
 
 #include "common/engine/cuda/cuda_llama_model.h"
 #include "common/model/random_model.h"
+#include "common/ops/cuda/gemm.h"
 #include "common/sampling/rng.h"
 #include "gtest/gtest.h"
 #include "tests/gpu/gpu_test_util.h"
@@ -182,6 +186,62 @@ TEST_P(CudaBatchInvarianceTest, TreeNodeAndChunkRowEqualPlainDecodeOfItsPath) {
     for (int i = 0; i < k; ++i) {
       ExpectSameBits(logits.data() + 2 * i * vocab(), plain[i].data(), vocab(),
                      "tree node at depth " + std::to_string(i + 1));
+    }
+  }
+}
+
+// The GEMM's two kernels and every row count give the same bits for a row,
+// for widths of 1-11 chunks of 16 (fewer chunks than k-slices, odd counts)
+// and output counts that are not whole tiles.
+TEST(CudaGemmInvarianceTest, KernelsAndRowCountsGiveTheSameBits) {
+  SPECSERVE_REQUIRE_GPU();
+  cudaStream_t stream = nullptr;
+  for (auto [out, cols] : {std::pair{40, 16}, {100, 48}, {130, 172}, {257, 512}}) {
+    const int64_t ld = cuda::GemmLeadingDim(cols);
+    const int max_rows = 200;
+    Rng rng(out * 1000 + cols);
+    auto random_bf16 = [&](int64_t rows) {
+      std::vector<__nv_bfloat16> v(static_cast<size_t>(rows) * ld, __float2bfloat16(0.0f));
+      for (int64_t r = 0; r < rows; ++r) {
+        for (int64_t c = 0; c < cols; ++c) {
+          v[r * ld + c] = __float2bfloat16(static_cast<float>(rng.Uniform() * 2.0 - 1.0));
+        }
+      }
+      return v;
+    };
+    const auto w = random_bf16(cuda::GemmWeightRows(out));
+    const auto x = random_bf16(cuda::GemmActivationRows(max_rows));
+    cuda::DeviceBuffer dw = testing::ToDevice(w), dx = testing::ToDevice(x), dy;
+    ASSERT_TRUE(dy.Reserve(static_cast<size_t>(max_rows) * out * sizeof(float)).ok());
+    std::vector<float> reference;  // every row, from the 200-row split-warps pass
+    for (cuda::GemmVariant variant : {cuda::GemmVariant::kSplitWarps, cuda::GemmVariant::kTiled}) {
+      for (int rows : {max_rows, 1, 7, 16, 33, 64, 65, 129}) {
+        ASSERT_TRUE(cuda::BatchInvariantGemm(dw.data(), dx.data(), DeviceType::kBF16, out, cols,
+                                             rows, dy.as<float>(), stream, variant)
+                        .ok());
+        ASSERT_EQ(cudaStreamSynchronize(stream), cudaSuccess);
+        const std::vector<float> y = testing::ToHost<float>(dy, static_cast<size_t>(rows) * out);
+        if (reference.empty()) {
+          reference = y;
+          // And the sums are right: against a double-precision product.
+          double worst = 0, scale = 0;
+          for (int r = 0; r < rows; r += 37) {
+            for (int o = 0; o < out; ++o) {
+              double sum = 0;
+              for (int64_t c = 0; c < cols; ++c) {
+                sum += static_cast<double>(__bfloat162float(x[r * ld + c])) *
+                       __bfloat162float(w[o * ld + c]);
+              }
+              worst = std::max(worst, std::abs(sum - y[static_cast<size_t>(r) * out + o]));
+              scale = std::max(scale, std::abs(sum));
+            }
+          }
+          EXPECT_LE(worst / scale, 1e-4) << out << " x " << cols;
+        }
+        ASSERT_EQ(std::memcmp(y.data(), reference.data(), y.size() * sizeof(float)), 0)
+            << out << " x " << cols << ", " << rows << " rows, kernel "
+            << static_cast<int>(variant);
+      }
     }
   }
 }

@@ -81,6 +81,136 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
+__device__ __forceinline__ void CopyAsync16(void* smem, const void* global) {
+  const unsigned address = static_cast<unsigned>(__cvta_generic_to_shared(smem));
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(address), "l"(global));
+}
+__device__ __forceinline__ void CommitAsync() { asm volatile("cp.async.commit_group;\n" ::); }
+template <int kPending>
+__device__ __forceinline__ void WaitAsync() {
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(kPending));
+}
+
+// The same sums as GemmKernel for many rows, tiled: a block computes 64 rows x
+// 128 columns over the whole width, staging 32-wide k blocks of both operands
+// in shared memory (three stages, cp.async); each warp owns 32 x 32 of the
+// tile. To add exactly what GemmKernel adds, a warp sums each of the
+// kGemmWarps k-slices into fresh accumulators and folds them into the total in
+// slice order (an empty slice folds zeros, as an idle warp's partial does).
+constexpr int kTileRows = 64, kTileCols = 128, kTileK = 32, kStages = 3;
+constexpr int kSmemLd = kTileK + 8;  // 80-byte rows: conflict-free fragment loads
+
+template <typename T>
+__global__ void __launch_bounds__(kThreads)
+    TiledGemmKernel(const T* __restrict__ w, const T* __restrict__ x, int64_t out_rows,
+                    int64_t w_rows, int64_t ld, int n, float* __restrict__ y) {
+  struct Stage {
+    T a[kTileRows][kSmemLd];
+    T b[kTileCols][kSmemLd];
+  };
+  __shared__ __align__(128) unsigned char smem[kStages * sizeof(Stage)];
+  Stage* stages = reinterpret_cast<Stage*>(smem);
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int warp_row = (warp / 4) * 32, warp_col = (warp % 4) * 32;
+  const int64_t row0 = static_cast<int64_t>(blockIdx.y) * kTileRows;
+  const int64_t col0 = static_cast<int64_t>(blockIdx.x) * kTileCols;
+  const int steps = static_cast<int>(ld / 16);  // 16-wide k chunks
+  const int blocks = (steps + 1) / 2;           // 32-wide k blocks
+
+  auto load = [&](int block, int stage) {
+    Stage& st = stages[stage];
+    const int chunks = min(2, steps - 2 * block);
+    const int64_t k0 = static_cast<int64_t>(block) * kTileK;
+    // B: 128 rows x 4 pieces of 16 bytes (2 per chunk); rows past the padded
+    // weight repeat its last row (their columns are not stored).
+    for (int i = threadIdx.x; i < kTileCols * 4; i += kThreads) {
+      const int r = i / 4, piece = i % 4;
+      if (piece / 2 >= chunks) continue;
+      const int64_t gr = min(col0 + r, w_rows - 1);
+      CopyAsync16(&st.b[r][piece * 8], w + gr * ld + k0 + piece * 8);
+    }
+    for (int i = threadIdx.x; i < kTileRows * 4; i += kThreads) {
+      const int r = i / 4, piece = i % 4;
+      if (piece / 2 >= chunks) continue;
+      CopyAsync16(&st.a[r][piece * 8], x + (row0 + r) * ld + k0 + piece * 8);
+    }
+  };
+
+  using Acc = wmma::fragment<wmma::accumulator, 16, 16, 16, float>;
+  Acc total[2][2], slice[2][2];
+#pragma unroll
+  for (int i = 0; i < 2; ++i) {
+#pragma unroll
+    for (int j = 0; j < 2; ++j) {
+      wmma::fill_fragment(total[i][j], 0.0f);
+      wmma::fill_fragment(slice[i][j], 0.0f);
+    }
+  }
+  int q = 0;  // the slice being summed
+  auto slice_end = [&](int s) { return (s + 1) * steps / kGemmWarps; };
+  auto fold = [&] {
+#pragma unroll
+    for (int i = 0; i < 2; ++i) {
+#pragma unroll
+      for (int j = 0; j < 2; ++j) {
+#pragma unroll
+        for (int t = 0; t < total[i][j].num_elements; ++t) {
+          total[i][j].x[t] = q == 0 ? slice[i][j].x[t] : total[i][j].x[t] + slice[i][j].x[t];
+        }
+        wmma::fill_fragment(slice[i][j], 0.0f);
+      }
+    }
+    ++q;
+  };
+  while (q < kGemmWarps && slice_end(q) == 0) fold();
+
+  for (int st = 0; st < kStages - 1; ++st) {
+    if (st < blocks) load(st, st);
+    CommitAsync();
+  }
+  for (int block = 0; block < blocks; ++block) {
+    WaitAsync<kStages - 2>();
+    __syncthreads();
+    if (block + kStages - 1 < blocks) load(block + kStages - 1, (block + kStages - 1) % kStages);
+    CommitAsync();
+    const Stage& st = stages[block % kStages];
+    for (int c = 0; c < 2; ++c) {
+      const int s = 2 * block + c;
+      if (s >= steps) break;
+      wmma::fragment<wmma::matrix_a, 16, 16, 16, T, wmma::row_major> a[2];
+      wmma::fragment<wmma::matrix_b, 16, 16, 16, T, wmma::col_major> b[2];
+#pragma unroll
+      for (int i = 0; i < 2; ++i) {
+        wmma::load_matrix_sync(a[i], &st.a[warp_row + 16 * i][16 * c], kSmemLd);
+        wmma::load_matrix_sync(b[i], &st.b[warp_col + 16 * i][16 * c], kSmemLd);
+      }
+#pragma unroll
+      for (int i = 0; i < 2; ++i) {
+#pragma unroll
+        for (int j = 0; j < 2; ++j) wmma::mma_sync(slice[i][j], a[i], b[j], slice[i][j]);
+      }
+      while (q < kGemmWarps && slice_end(q) == s + 1) fold();
+    }
+  }
+  WaitAsync<0>();
+  __syncthreads();  // the stages' memory becomes the warps' output staging
+  float* staging = reinterpret_cast<float*>(smem) + warp * 256;
+#pragma unroll
+  for (int i = 0; i < 2; ++i) {
+#pragma unroll
+    for (int j = 0; j < 2; ++j) {
+      wmma::store_matrix_sync(staging, total[i][j], 16, wmma::mem_row_major);
+      __syncwarp();
+      for (int e = lane; e < 256; e += 32) {
+        const int64_t row = row0 + warp_row + 16 * i + e / 16;
+        const int64_t col = col0 + warp_col + 16 * j + e % 16;
+        if (row < n && col < out_rows) y[row * out_rows + col] = staging[e];
+      }
+      __syncwarp();
+    }
+  }
+}
+
 template <typename T, int kFragments>
 void Launch(const void* w, const void* x, int64_t out_rows, int64_t ld, int n, float* y,
             cudaStream_t stream) {
@@ -92,7 +222,23 @@ void Launch(const void* w, const void* x, int64_t out_rows, int64_t ld, int n, f
 
 template <typename T>
 void LaunchFor(const void* w, const void* x, int64_t out_rows, int64_t ld, int n, float* y,
-               cudaStream_t stream) {
+               GemmVariant variant, cudaStream_t stream) {
+  if (variant == GemmVariant::kAuto) {
+    // Tiles pay once there are enough of them to fill the device (H200,
+    // gpu_gemm_bench: 2048-32000 outputs x 2048-11008 wide, 16-4096 rows).
+    const int64_t tiles =
+        (out_rows + kTileCols - 1) / kTileCols * ((n + kTileRows - 1) / kTileRows);
+    variant = n > kGemmSplitMaxRows && tiles >= kGemmTiledMinTiles ? GemmVariant::kTiled
+                                                                   : GemmVariant::kSplitWarps;
+  }
+  if (variant == GemmVariant::kTiled) {
+    const dim3 grid(static_cast<unsigned>((out_rows + kTileCols - 1) / kTileCols),
+                    static_cast<unsigned>((n + kTileRows - 1) / kTileRows));
+    TiledGemmKernel<T><<<grid, kThreads, 0, stream>>>(static_cast<const T*>(w),
+                                                      static_cast<const T*>(x), out_rows,
+                                                      GemmWeightRows(out_rows), ld, n, y);
+    return;
+  }
   // Any tile height gives the same sums (the k order does not depend on it):
   // short passes take short tiles so that fewer padded rows are computed.
   if (n <= 16) {
@@ -125,13 +271,14 @@ absl::Status ConvertActivationsForGemm(const float* x, int n, int64_t cols, int6
 }
 
 absl::Status BatchInvariantGemm(const void* w, const void* x, DeviceType type, int64_t out_rows,
-                                int64_t cols, int n, float* y, cudaStream_t stream) {
+                                int64_t cols, int n, float* y, cudaStream_t stream,
+                                GemmVariant variant) {
   if (n == 0 || out_rows == 0) return absl::OkStatus();
   const int64_t ld = GemmLeadingDim(cols);
   if (type == DeviceType::kBF16) {
-    LaunchFor<__nv_bfloat16>(w, x, out_rows, ld, n, y, stream);
+    LaunchFor<__nv_bfloat16>(w, x, out_rows, ld, n, y, variant, stream);
   } else if (type == DeviceType::kF16) {
-    LaunchFor<__half>(w, x, out_rows, ld, n, y, stream);
+    LaunchFor<__half>(w, x, out_rows, ld, n, y, variant, stream);
   } else {
     return absl::InvalidArgumentError("BatchInvariantGemm: 16-bit types only");
   }

@@ -34,9 +34,19 @@ inline int64_t GemmActivationRows(int64_t n) { return (n + 63) / 64 * 64; }
 absl::Status ConvertActivationsForGemm(const float* x, int n, int64_t cols, int64_t ld,
                                        DeviceType type, void* out, cudaStream_t stream);
 
+// Two kernels with the same sums: kSplitWarps (a block's warps take the k
+// slices side by side: parallelism for few rows, where the weights' stream is
+// the cost) and kTiled (64 x 128 tiles through shared memory, each warp
+// folding the slices in turn: many rows). kAuto picks by the row count; the
+// choice never changes a result (tests/gpu checks them bit for bit).
+enum class GemmVariant { kAuto, kSplitWarps, kTiled };
+inline constexpr int kGemmSplitMaxRows = 16;   // kAuto: split warps up to this many rows,
+inline constexpr int kGemmTiledMinTiles = 96;  // and beyond while fewer 64 x 128 tiles than this
+
 // y (n x out_rows fp32, row-major) = x . w^T with w (out_rows x cols in the
 // padded layout above) and x from ConvertActivationsForGemm. `type` kF16 or kBF16.
 absl::Status BatchInvariantGemm(const void* w, const void* x, DeviceType type, int64_t out_rows,
-                                int64_t cols, int n, float* y, cudaStream_t stream);
+                                int64_t cols, int n, float* y, cudaStream_t stream,
+                                GemmVariant variant = GemmVariant::kAuto);
 
 }  // namespace specserve::cuda
