@@ -5,7 +5,8 @@
 // splits a pass has, causal chunks, trees), and a node of a token tree (with
 // sibling decoys between it and its ancestors) equals the same token decoded
 // plainly after its path. Widths that are not whole 16-column tiles (ffn 172,
-// as stories260K's) take the padded GEMM layout.
+// as stories260K's) take the padded GEMM layout; GQA groups of 4 and one query
+// head per KV head change how many rows share an attention block.
 #include <cuda_bf16.h>
 
 #include <cmath>
@@ -29,6 +30,7 @@ using cuda::DeviceType;
 struct Case {
   DeviceType type;
   int ffn_dim;
+  int n_kv_heads;  // of 8 query heads: 2 (GQA groups of 4) or 8 (one query head a KV head)
 };
 
 std::vector<int32_t> Tokens(int n, uint64_t seed, int vocab) {
@@ -54,6 +56,7 @@ class CudaBatchInvarianceTest : public ::testing::TestWithParam<Case> {
     SPECSERVE_REQUIRE_GPU();
     config_ = testing::GpuConfig();
     config_.ffn_dim = GetParam().ffn_dim;
+    config_.n_kv_heads = GetParam().n_kv_heads;
     model_ = MakeRandomModel(config_, TensorType::kF32, /*seed=*/31);
     ASSERT_NE(model_, nullptr);
     ops_ = testing::NewCudaOps(GetParam().type);
@@ -246,15 +249,14 @@ TEST(CudaGemmInvarianceTest, KernelsAndRowCountsGiveTheSameBits) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(ServingPrecisions, CudaBatchInvarianceTest,
-                         ::testing::Values(Case{DeviceType::kBF16, 256},
-                                           Case{DeviceType::kBF16, 172},
-                                           Case{DeviceType::kF16, 256}),
-                         [](const ::testing::TestParamInfo<Case>& info) {
-                           return std::string(info.param.type == DeviceType::kBF16 ? "bf16"
-                                                                                   : "f16") +
-                                  "_ffn" + std::to_string(info.param.ffn_dim);
-                         });
+INSTANTIATE_TEST_SUITE_P(
+    ServingPrecisions, CudaBatchInvarianceTest,
+    ::testing::Values(Case{DeviceType::kBF16, 256, 2}, Case{DeviceType::kBF16, 172, 2},
+                      Case{DeviceType::kBF16, 256, 8}, Case{DeviceType::kF16, 256, 2}),
+    [](const ::testing::TestParamInfo<Case>& info) {
+      return std::string(info.param.type == DeviceType::kBF16 ? "bf16" : "f16") + "_ffn" +
+             std::to_string(info.param.ffn_dim) + "_kv" + std::to_string(info.param.n_kv_heads);
+    });
 
 }  // namespace
 }  // namespace specserve

@@ -85,6 +85,7 @@ int Run() {
     caches.push_back(std::move(*cache));
   }
   const double copy = CopyBandwidth();
+  double decode_s = 0.0;
   for (int n_new : {1, verify}) {
     std::vector<int32_t> tokens(n_new, 7), rows(n_new), parents(n_new);
     for (int i = 0; i < n_new; ++i) {
@@ -119,10 +120,12 @@ int Run() {
     const double kv_bytes =
         2.0 * batch * static_cast<double>(context) * c.kv_dim() * 4 * c.n_layers;
     const double bytes = static_cast<double>((*ops)->weight_bytes()) + kv_bytes;
+    if (n_new == 1) decode_s = step_s;
     std::printf(
-        "%s batch %d context %d: %.3f ms/step, %.1f GB/s = %.1f%% of copy bandwidth %.1f GB/s\n",
-        n_new == 1 ? "decode" : "verify", batch, context, step_s * 1e3, bytes / step_s / 1e9,
-        100.0 * bytes / step_s / copy, copy / 1e9);
+        "%s batch %d context %d: %.3f ms/step (%.2fx decode), %.1f GB/s = %.1f%% of copy "
+        "bandwidth %.1f GB/s\n",
+        n_new == 1 ? "decode" : "verify", batch, context, step_s * 1e3, step_s / decode_s,
+        bytes / step_s / 1e9, 100.0 * bytes / step_s / copy, copy / 1e9);
   }
   return 0;
 }

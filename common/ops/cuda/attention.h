@@ -1,9 +1,12 @@
 // The CUDA attention kernel: every new token of every sequence against the
 // sequence's cached segments (full cache blocks, or window sinks + ring) and
 // its visible rows of the block that follows them: rows pending from earlier
-// passes, then the new tokens (causal, or a tree mask by parents). Decode over a long
-// cache is split across thread blocks (split-K with an online-softmax merge),
-// so that a batch of one still fills the device.
+// passes, then the new tokens (causal, or a tree mask by parents). The query
+// rows of a sequence that read one KV head (its tree nodes or chunk rows x the
+// query heads of a GQA group) share one pass over the keys they all see, so a
+// verify of 8 nodes reads the cache about once, not 8 times. Long caches are
+// split across thread blocks every kAttentionSplitRows keys (an online-softmax
+// merge), so that a batch of one still fills the device.
 #pragma once
 
 #include <cuda_runtime.h>
@@ -55,12 +58,27 @@ struct DeviceAttentionItem {
   int visible_count;
 };
 
+// Query rows that share their KV reads: n_items consecutive items (from
+// first_item, all of one sequence) x n_heads query heads (from first_head, all
+// reading one KV head); at most kAttentionGroupRows rows.
+struct DeviceAttentionGroup {
+  int sequence;
+  int first_item;
+  int n_items;
+  int first_head;
+  int n_heads;
+};
+inline constexpr int kAttentionGroupRows = 8;
+
 struct DeviceAttentionArgs {
   const DeviceKvSegment* segments;
   const DeviceAttentionSequence* sequences;
   const DeviceAttentionItem* items;
+  const DeviceAttentionGroup* groups;
   const int32_t* visible;  // block rows of tree items (DeviceAttentionItem)
   int n_items;
+  int n_groups;
+  int max_group_rows;  // the largest group's n_items * n_heads
   int n_heads;
   int n_kv_heads;
   int head_dim;  // at most kMaxAttentionHeadDim

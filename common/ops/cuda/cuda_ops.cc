@@ -271,14 +271,46 @@ absl::Status CudaOps::AttentionImpl(std::span<const AttentionSequence> sequences
   }
   if (host_items_.empty()) return absl::OkStatus();
   const int splits = (max_keys + kAttentionSplitRows - 1) / kAttentionSplitRows;
+  // Rows that read the same KV head share a block: a sequence's new tokens x
+  // the query heads of one KV head, up to kAttentionGroupRows at a time.
+  host_groups_.clear();
+  const int per_kv = shape.n_heads / shape.n_kv_heads;
+  for (int s = 0, first = 0; s < static_cast<int>(sequences.size()); ++s) {
+    const int n_new = sequences[s].n_new;
+    for (int kv = 0; kv < shape.n_kv_heads; ++kv) {
+      if (per_kv <= kAttentionGroupRows) {
+        const int items = kAttentionGroupRows / per_kv;
+        for (int i = 0; i < n_new; i += items) {
+          host_groups_.push_back(DeviceAttentionGroup{.sequence = s,
+                                                      .first_item = first + i,
+                                                      .n_items = std::min(items, n_new - i),
+                                                      .first_head = kv * per_kv,
+                                                      .n_heads = per_kv});
+        }
+      } else {
+        for (int i = 0; i < n_new; ++i) {
+          for (int h = 0; h < per_kv; h += kAttentionGroupRows) {
+            host_groups_.push_back(
+                DeviceAttentionGroup{.sequence = s,
+                                     .first_item = first + i,
+                                     .n_items = 1,
+                                     .first_head = kv * per_kv + h,
+                                     .n_heads = std::min(kAttentionGroupRows, per_kv - h)});
+          }
+        }
+      }
+    }
+    first += n_new;
+  }
 
-  // The four descriptor arrays go up in one staged copy.
+  // The descriptor arrays go up in one staged copy.
   auto aligned = [](size_t bytes) { return (bytes + 15) / 16 * 16; };
   const size_t segment_bytes = aligned(host_segments_.size() * sizeof(DeviceKvSegment));
   const size_t sequence_bytes = aligned(host_sequences_.size() * sizeof(DeviceAttentionSequence));
   const size_t item_bytes = aligned(host_items_.size() * sizeof(DeviceAttentionItem));
   const size_t visible_bytes = aligned(host_visible_.size() * sizeof(int32_t));
-  const size_t total = segment_bytes + sequence_bytes + item_bytes + visible_bytes;
+  const size_t group_bytes = aligned(host_groups_.size() * sizeof(DeviceAttentionGroup));
+  const size_t total = segment_bytes + sequence_bytes + item_bytes + visible_bytes + group_bytes;
   host_args_.resize(total);
   char* h = host_args_.data();
   std::memcpy(h, host_segments_.data(), host_segments_.size() * sizeof(DeviceKvSegment));
@@ -288,6 +320,8 @@ absl::Status CudaOps::AttentionImpl(std::span<const AttentionSequence> sequences
               host_items_.size() * sizeof(DeviceAttentionItem));
   std::memcpy(h + segment_bytes + sequence_bytes + item_bytes, host_visible_.data(),
               host_visible_.size() * sizeof(int32_t));
+  std::memcpy(h + segment_bytes + sequence_bytes + item_bytes + visible_bytes, host_groups_.data(),
+              host_groups_.size() * sizeof(DeviceAttentionGroup));
   RETURN_IF_ERROR(Upload(&attention_args_, host_args_.data(), total));
   const char* dev = attention_args_.as<const char>();
   const int n_items = static_cast<int>(host_items_.size());
@@ -301,7 +335,14 @@ absl::Status CudaOps::AttentionImpl(std::span<const AttentionSequence> sequences
   args.items = reinterpret_cast<const DeviceAttentionItem*>(dev + segment_bytes + sequence_bytes);
   args.visible =
       reinterpret_cast<const int32_t*>(dev + segment_bytes + sequence_bytes + item_bytes);
+  args.groups = reinterpret_cast<const DeviceAttentionGroup*>(dev + segment_bytes + sequence_bytes +
+                                                              item_bytes + visible_bytes);
   args.n_items = n_items;
+  args.n_groups = static_cast<int>(host_groups_.size());
+  args.max_group_rows = 1;
+  for (const DeviceAttentionGroup& g : host_groups_) {
+    args.max_group_rows = std::max(args.max_group_rows, g.n_items * g.n_heads);
+  }
   args.n_heads = shape.n_heads;
   args.n_kv_heads = shape.n_kv_heads;
   args.head_dim = shape.head_dim;

@@ -116,6 +116,7 @@ class CudaOps : public Ops {
   std::vector<DeviceAttentionSequence> host_sequences_;
   std::vector<DeviceAttentionItem> host_items_;
   std::vector<int32_t> host_visible_;
+  std::vector<DeviceAttentionGroup> host_groups_;
   std::vector<char> host_args_;
 };
 
