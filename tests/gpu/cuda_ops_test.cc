@@ -217,6 +217,63 @@ TEST(CudaKvCacheTest, CommitCompactsTheKeptRows) {
   EXPECT_EQ((*cache)->ReservePending(13).status().code(), absl::StatusCode::kResourceExhausted);
 }
 
+// Commits that keep a prefix in place, move the rest, or move more rows than
+// one launch takes (MovedRows::kMax), on every layer's K and V: the committed
+// rows equal a host model of the same operations.
+TEST(CudaKvCacheTest, CommitMovesOnlyRowsOutOfPlaceOnEveryLayer) {
+  SPECSERVE_REQUIRE_GPU();
+  auto ops = NewCudaOps(DeviceType::kF32);
+  ASSERT_NE(ops, nullptr);
+  constexpr int kLayers = 3, kKvDim = 8, kMax = 1200;
+  auto cache = cuda::CudaKvCache::Create({kLayers, kKvDim}, kMax, ops->stream());
+  ASSERT_TRUE(cache.ok()) << cache.status();
+  // host[layer][k or v]: the committed rows, as the cache should hold them.
+  std::vector<std::vector<float>> host(2 * kLayers);
+  float next_value = 1.0f;
+  auto pass = [&](int n, const std::vector<int32_t>& keep) {
+    ASSERT_TRUE((*cache)->ReservePending(n).ok());
+    std::vector<std::vector<float>> written(2 * kLayers);
+    for (int l = 0; l < kLayers; ++l) {
+      std::vector<float> k(static_cast<size_t>(n) * kKvDim), v(k.size());
+      for (float& x : k) x = next_value++;
+      for (float& x : v) x = next_value++;
+      DeviceBuffer dk = ToDevice(k), dv = ToDevice(v);
+      (*cache)->WritePending(l, 0, dk.as<float>(), dv.as<float>(), n, kKvDim);
+      ASSERT_TRUE(ops->Synchronize().ok());
+      written[2 * l] = k;
+      written[2 * l + 1] = v;
+    }
+    ASSERT_TRUE((*cache)->Commit(keep).ok());
+    for (int p = 0; p < 2 * kLayers; ++p) {
+      for (int32_t row : keep) {
+        host[p].insert(host[p].end(), written[p].begin() + row * kKvDim,
+                       written[p].begin() + (row + 1) * kKvDim);
+      }
+    }
+  };
+  pass(1, {0});           // a plain step: in place
+  pass(5, {0, 1, 2});     // an accepted chain prefix: in place
+  pass(6, {0, 1, 3, 5});  // a tree path: two rows move
+  pass(4, {2});           // nothing in place
+  std::vector<int32_t> every_other;
+  for (int i = 1; i < 700; i += 2) every_other.push_back(i);  // 350 moved rows
+  pass(700, every_other);
+  const int committed = static_cast<int>(host[0].size()) / kKvDim;
+  EXPECT_EQ((*cache)->committed_tokens(), committed);
+  for (int l = 0; l < kLayers; ++l) {
+    std::vector<KvSegment> segments;
+    (*cache)->CommittedSegments(l, &segments);
+    ASSERT_EQ(segments.size(), 1u);
+    for (int kv = 0; kv < 2; ++kv) {
+      std::vector<float> got(host[2 * l + kv].size());
+      ASSERT_EQ(cudaMemcpy(got.data(), kv == 0 ? segments[0].k : segments[0].v,
+                           got.size() * sizeof(float), cudaMemcpyDeviceToHost),
+                cudaSuccess);
+      EXPECT_EQ(got, host[2 * l + kv]) << "layer " << l << (kv == 0 ? " K" : " V");
+    }
+  }
+}
+
 // Prefill, decode and a tree verification on both backends.
 std::vector<float> RunModel(const std::function<absl::Status(std::span<const ForwardSequence>,
                                                              std::vector<float>*)>& forward,

@@ -215,16 +215,15 @@ absl::Status CudaLlamaModel::ForwardOnDevice(std::span<const ForwardSequence> ba
 
   RETURN_IF_ERROR(final_.Reserve(static_cast<size_t>(*n_rows) * dim * f));
   RETURN_IF_ERROR(logits_.Reserve(static_cast<size_t>(*n_rows) * c.vocab_size * f));
-  int r = 0;
+  // The rows that need logits, gathered in one launch (a copy per row cost a call each).
+  logit_source_rows_.clear();
   for (size_t s = 0; s < batch.size(); ++s) {
-    for (int32_t row : batch[s].logit_rows) {
-      RETURN_IF_ERROR(
-          CudaStatus(cudaMemcpyAsync(final_.as<float>() + static_cast<size_t>(r++) * dim,
-                                     x + static_cast<size_t>(offset[s] + row) * dim, dim * f,
-                                     cudaMemcpyDeviceToDevice, device_.stream()),
-                     "gather logit rows"));
-    }
+    for (int32_t row : batch[s].logit_rows) logit_source_rows_.push_back(offset[s] + row);
   }
+  RETURN_IF_ERROR(device_.Upload(&logit_source_rows_device_, logit_source_rows_.data(),
+                                 logit_source_rows_.size() * sizeof(int32_t)));
+  RETURN_IF_ERROR(GatherRows(x, dim, logit_source_rows_device_.as<const int32_t>(), *n_rows,
+                             final_.as<float>(), device_.stream()));
   ops_.RmsNorm(final_.as<float>(), w.output_norm, c.rms_eps, *n_rows, final_.as<float>());
   ops_.MatMul(w.output, final_.as<float>(), *n_rows, logits_.as<float>());
   return device_.status();

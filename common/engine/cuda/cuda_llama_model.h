@@ -83,6 +83,8 @@ class CudaLlamaModel final : public Model {
   std::vector<std::vector<int32_t>> block_parents_;
   std::vector<DeviceRowCopy> row_copies_;  // a layer's new KV rows, per sequence
   DeviceBuffer row_copies_device_;
+  std::vector<int32_t> logit_source_rows_;  // the pass's rows that need logits
+  DeviceBuffer logit_source_rows_device_;
 };
 
 }  // namespace specserve::cuda

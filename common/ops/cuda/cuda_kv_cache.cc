@@ -1,5 +1,7 @@
 #include "common/ops/cuda/cuda_kv_cache.h"
 
+#include <algorithm>
+
 #include "absl/strings/str_format.h"
 #include "common/kv/kept_rows.h"
 #include "common/ops/cuda/cuda_status.h"
@@ -73,18 +75,24 @@ KvSegment CudaKvCache::PendingSegment(int layer) const {
 absl::Status CudaKvCache::Commit(std::span<const int32_t> keep) {
   RETURN_IF_ERROR(ValidateKeptRows(keep, pending_));
   const int n = static_cast<int>(keep.size());
-  if (n > 0) {
-    RETURN_IF_ERROR(keep_.Reserve(keep.size_bytes()));
-    RETURN_IF_ERROR(scratch_.Reserve(static_cast<size_t>(n) * shape_.kv_dim * sizeof(float)));
-    RETURN_IF_ERROR(CudaStatus(cudaMemcpyAsync(keep_.data(), keep.data(), keep.size_bytes(),
-                                               cudaMemcpyHostToDevice, stream_),
-                               "upload kept rows"));
-    for (int l = 0; l < shape_.n_layers; ++l) {
-      for (float* base : {K(l), V(l)}) {
-        RETURN_IF_ERROR(CompactRows(base, shape_.kv_dim, committed_, keep_.as<const int32_t>(), n,
-                                    scratch_.as<float>(), stream_));
-      }
+  // Kept rows already in place (a plain step's row, a chain's accepted prefix)
+  // stay; the rest move, every layer's K and V in two launches, the indices
+  // passed by value. This runs for every sequence at every step: a copy of
+  // the indices from pageable memory made the host wait for the device there.
+  int in_place = 0;
+  while (in_place < n && keep[in_place] == in_place) ++in_place;
+  for (int begin = in_place; begin < n; begin += MovedRows::kMax) {
+    MovedRows moved;
+    moved.n = std::min(n - begin, MovedRows::kMax);
+    for (int i = 0; i < moved.n; ++i) {
+      moved.src[i] = keep[begin + i];
+      moved.dst[i] = begin + i;
     }
+    const int planes = 2 * shape_.n_layers;
+    RETURN_IF_ERROR(
+        scratch_.Reserve(static_cast<size_t>(moved.n) * planes * shape_.kv_dim * sizeof(float)));
+    RETURN_IF_ERROR(MoveKeptRows(buffer_.as<float>(), max_tokens_ * shape_.kv_dim, planes,
+                                 shape_.kv_dim, committed_, moved, scratch_.as<float>(), stream_));
   }
   committed_ += n;
   pending_ = 0;

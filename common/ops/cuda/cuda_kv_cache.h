@@ -53,7 +53,7 @@ class CudaKvCache final : public DeviceKvCache {
   const KvShape shape_;
   const int64_t max_tokens_;
   cudaStream_t stream_;
-  DeviceBuffer buffer_, keep_, scratch_;
+  DeviceBuffer buffer_, scratch_;
   int64_t committed_ = 0;
   int64_t pending_ = 0;
   absl::Status status_;

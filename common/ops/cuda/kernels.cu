@@ -168,11 +168,23 @@ __global__ void AppendKvRowsKernel(const float* k, const float* v, int64_t row_w
   }
 }
 
-__global__ void MoveRowsKernel(float* base, int64_t row_width, int64_t first, const int32_t* keep,
-                               float* scratch, bool to_scratch) {
-  const int i = blockIdx.y;
-  float* row = base + (first + (to_scratch ? keep[i] : i)) * row_width;
-  float* tmp = scratch + static_cast<int64_t>(i) * row_width;
+__global__ void GatherRowsKernel(const float* x, int64_t row_width, const int32_t* rows,
+                                 float* out) {
+  const float* src = x + static_cast<int64_t>(rows[blockIdx.y]) * row_width;
+  float* dst = out + static_cast<int64_t>(blockIdx.y) * row_width;
+  for (int64_t c = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; c < row_width;
+       c += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    dst[c] = src[c];
+  }
+}
+
+__global__ void MoveKeptRowsKernel(float* base, int64_t plane_stride, int64_t row_width,
+                                   int64_t first, MovedRows moved, float* scratch,
+                                   bool to_scratch) {
+  const int i = blockIdx.y, plane = blockIdx.z;
+  float* row = base + plane * plane_stride +
+               (first + (to_scratch ? moved.src[i] : moved.dst[i])) * row_width;
+  float* tmp = scratch + (static_cast<int64_t>(plane) * moved.n + i) * row_width;
   for (int64_t c = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; c < row_width;
        c += static_cast<int64_t>(gridDim.x) * blockDim.x) {
     if (to_scratch) {
@@ -251,13 +263,25 @@ absl::Status AppendKvRows(const float* k, const float* v, int64_t row_width,
   return LaunchStatus("AppendKvRows");
 }
 
-absl::Status CompactRows(float* base, int64_t row_width, int64_t first, const int32_t* keep,
-                         int n_keep, float* scratch, cudaStream_t stream) {
-  if (n_keep == 0) return absl::OkStatus();
-  const dim3 grid(Blocks(row_width), n_keep);
-  MoveRowsKernel<<<grid, kThreads, 0, stream>>>(base, row_width, first, keep, scratch, true);
-  MoveRowsKernel<<<grid, kThreads, 0, stream>>>(base, row_width, first, keep, scratch, false);
-  return LaunchStatus("CompactRows");
+absl::Status GatherRows(const float* x, int64_t row_width, const int32_t* rows, int n, float* out,
+                        cudaStream_t stream) {
+  if (n == 0) return absl::OkStatus();
+  const dim3 grid(Blocks(row_width), n);
+  GatherRowsKernel<<<grid, kThreads, 0, stream>>>(x, row_width, rows, out);
+  return LaunchStatus("GatherRows");
+}
+
+absl::Status MoveKeptRows(float* base, int64_t plane_stride, int n_planes, int64_t row_width,
+                          int64_t first, const MovedRows& moved, float* scratch,
+                          cudaStream_t stream) {
+  if (moved.n == 0 || n_planes == 0) return absl::OkStatus();
+  if (moved.n > MovedRows::kMax) return absl::InvalidArgumentError("MoveKeptRows: too many rows");
+  const dim3 grid(Blocks(row_width), moved.n, n_planes);
+  MoveKeptRowsKernel<<<grid, kThreads, 0, stream>>>(base, plane_stride, row_width, first, moved,
+                                                    scratch, true);
+  MoveKeptRowsKernel<<<grid, kThreads, 0, stream>>>(base, plane_stride, row_width, first, moved,
+                                                    scratch, false);
+  return LaunchStatus("MoveKeptRows");
 }
 
 }  // namespace specserve::cuda

@@ -62,10 +62,25 @@ absl::Status AppendKvRows(const float* k, const float* v, int64_t row_width,
                           const DeviceRowCopy* copies, int n_copies, int max_rows,
                           cudaStream_t stream);
 
-// KV compaction of one layer's rows (row_width floats each): rows
-// first + keep[i] move to first + i for i < n_keep (keep ascending), through
-// `scratch` (n_keep rows) so that overlapping moves are safe.
-absl::Status CompactRows(float* base, int64_t row_width, int64_t first, const int32_t* keep,
-                         int n_keep, float* scratch, cudaStream_t stream);
+// out[i] = x[rows[i]] (rows of row_width floats; rows in device memory).
+absl::Status GatherRows(const float* x, int64_t row_width, const int32_t* rows, int n, float* out,
+                        cudaStream_t stream);
+
+// Rows a commit moves: kept pending row src[i] goes to dst[i] (rows counted from
+// the first pending row), passed by value so that no upload precedes the launch.
+struct MovedRows {
+  static constexpr int kMax = 256;
+  int n = 0;
+  int32_t src[kMax];
+  int32_t dst[kMax];
+};
+
+// For each of n_planes planes (plane_stride floats apart from `base`): rows
+// first + moved.src[i] move to first + moved.dst[i] (dst ascending, dst[i] <=
+// src[i]), through `scratch` (moved.n x n_planes rows) so that overlapping
+// moves are safe. Two launches in all, whatever the number of planes.
+absl::Status MoveKeptRows(float* base, int64_t plane_stride, int n_planes, int64_t row_width,
+                          int64_t first, const MovedRows& moved, float* scratch,
+                          cudaStream_t stream);
 
 }  // namespace specserve::cuda
