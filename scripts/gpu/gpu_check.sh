@@ -3,11 +3,13 @@
 # runs them on a GPU machine that has CUDA 13 but none of our Debian libraries
 # (BUILD-NOTES "Taking binaries to the GPU machine").
 #
-#   scripts/gpu/gpu_check.sh build   # here: build-gpu/bundle/{bin,lib,models,run.sh}
+#   scripts/gpu/gpu_check.sh build   # here: build-gpu/bundle/{bin,lib,models}, and
+#                                    # build-gpu/bundle.tar.gz (the same, a third the size)
 #   scripts/gpu/gpu_check.sh run     # on the GPU machine, from the repository root
 #
 # With the device tool: run(command="scripts/gpu/gpu_check.sh run",
-# carry=["build-gpu/bundle"]). The bundle carries every shared library the
+# carry=["build-gpu/bundle.tar.gz"]) (the folder itself is near the 64 MiB a
+# call may carry; run unpacks the archive). The bundle carries every shared library the
 # binaries link except glibc and the CUDA libraries the GPU machine provides
 # (libcudart, libcublas, libcublasLt, libnccl, libcuda); results go to $OUT
 # when set (gpu_test.xml, gpu_test.log, bench.log).
@@ -40,12 +42,16 @@ build() {
     cp -r "$models/TinyStories-656K" "$models/babyllama-tok105" "$BUNDLE/models/"
     chmod -R u+w "$BUNDLE/models"
   fi
-  du -sh "$BUNDLE"
+  tar -C "$BUILD" -czf "$BUNDLE.tar.gz" bundle
+  du -sh "$BUNDLE" "$BUNDLE.tar.gz"
 }
 
 run() {
+  if [[ ! -x "$BUNDLE/bin/gpu_test" && -f "$BUNDLE.tar.gz" ]]; then
+    tar -C "$BUILD" -xzf "$BUNDLE.tar.gz"
+  fi
   if [[ ! -x "$BUNDLE/bin/gpu_test" ]]; then
-    echo "no bundle at $BUNDLE: run '$0 build' on the build machine and carry build-gpu/bundle" >&2
+    echo "no bundle at $BUNDLE: run '$0 build' on the build machine and carry build-gpu/bundle.tar.gz" >&2
     exit 2
   fi
   local out="${OUT:-$BUILD/results}"
