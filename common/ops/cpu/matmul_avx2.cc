@@ -294,6 +294,9 @@ void Range(const MatMulProblem& p, int64_t o_begin, int64_t o_end, float* scratc
 
 namespace quantized {
 
+// Bytes of quantised x rows a block of Tiles keeps in L2 (half of it).
+constexpr int64_t kQuantizedRowBlockBytes = 256 << 10;
+
 // One block of weights of an output row, prepared for every x row of a tile.
 struct PreparedBlock {
   __m256i q;  // Q8_0: the signed q8; Q4_0: the nibbles in element order
@@ -379,22 +382,30 @@ template <TensorType kType, int R, int O>
 void Tiles(const MatMulProblem& p, int64_t o_begin, int64_t o_end) {
   const int64_t ldq = QuantizedActivationBytes(p.cols);
   const int64_t ldy = p.out_rows;
-  int64_t o = o_begin;
-  for (; o + O <= o_end; o += O) {
-    int64_t r = 0;
-    for (; r + R <= p.n_rows; r += R) {
-      DotTile<kType, R, O>(p.w + o * p.w_row_bytes, p.w_row_bytes, p.xq + r * ldq, ldq, p.cols,
-                           p.y + r * ldy + o, ldy);
+  // x rows in blocks that stay in L2 while the range's weights pass over them
+  // (kQuantizedRowBlockBytes): a weight tile is read once per block, where
+  // walking all rows for each weight tile re-read every x row from L3 once per
+  // tile (prefill of 512 rows: the whole quantised x, 0.8-2 MB, per 2 outputs).
+  const int64_t block = std::max<int64_t>(R, kQuantizedRowBlockBytes / ldq / R * R);
+  for (int64_t r0 = 0; r0 < p.n_rows; r0 += block) {
+    const int64_t r1 = std::min(p.n_rows, r0 + block);
+    int64_t o = o_begin;
+    for (; o + O <= o_end; o += O) {
+      int64_t r = r0;
+      for (; r + R <= r1; r += R) {
+        DotTile<kType, R, O>(p.w + o * p.w_row_bytes, p.w_row_bytes, p.xq + r * ldq, ldq, p.cols,
+                             p.y + r * ldy + o, ldy);
+      }
+      for (; r < r1; ++r) {
+        DotTile<kType, 1, O>(p.w + o * p.w_row_bytes, p.w_row_bytes, p.xq + r * ldq, ldq, p.cols,
+                             p.y + r * ldy + o, ldy);
+      }
     }
-    for (; r < p.n_rows; ++r) {
-      DotTile<kType, 1, O>(p.w + o * p.w_row_bytes, p.w_row_bytes, p.xq + r * ldq, ldq, p.cols,
-                           p.y + r * ldy + o, ldy);
-    }
-  }
-  for (; o < o_end; ++o) {
-    for (int64_t r = 0; r < p.n_rows; ++r) {
-      DotTile<kType, 1, 1>(p.w + o * p.w_row_bytes, p.w_row_bytes, p.xq + r * ldq, ldq, p.cols,
-                           p.y + r * ldy + o, ldy);
+    for (; o < o_end; ++o) {
+      for (int64_t r = r0; r < r1; ++r) {
+        DotTile<kType, 1, 1>(p.w + o * p.w_row_bytes, p.w_row_bytes, p.xq + r * ldq, ldq, p.cols,
+                             p.y + r * ldy + o, ldy);
+      }
     }
   }
 }
