@@ -21,9 +21,17 @@
 #include "common/sampling/rng.h"
 #include "gtest/gtest.h"
 #include "tests/gpu/gpu_test_util.h"
+#include "tests/testing/token_rows.h"
 
 namespace specserve {
 namespace {
+
+using testing::AllRows;
+using testing::ExpectSameBits;
+
+std::vector<int32_t> Tokens(int n, uint64_t seed, int vocab) {
+  return testing::RandomTokens(n, vocab, seed);
+}
 
 using cuda::DeviceType;
 
@@ -32,23 +40,6 @@ struct Case {
   int ffn_dim;
   int n_kv_heads;  // of 8 query heads: 2 (GQA groups of 4) or 8 (one query head a KV head)
 };
-
-std::vector<int32_t> Tokens(int n, uint64_t seed, int vocab) {
-  Rng rng(seed);
-  std::vector<int32_t> out(n);
-  for (int32_t& t : out) t = static_cast<int32_t>(rng.Next() % vocab);
-  return out;
-}
-
-std::vector<int32_t> Range(int n) {
-  std::vector<int32_t> out(n);
-  for (int i = 0; i < n; ++i) out[i] = i;
-  return out;
-}
-
-void ExpectSameBits(const float* a, const float* b, int n, const std::string& what) {
-  ASSERT_EQ(std::memcmp(a, b, sizeof(float) * n), 0) << what;
-}
 
 class CudaBatchInvarianceTest : public ::testing::TestWithParam<Case> {
  protected:
@@ -112,7 +103,7 @@ TEST_P(CudaBatchInvarianceTest, DecodeRowAloneEqualsInsideMixedBatches) {
       const int n = s % 4 == 0 ? 3 : 1;
       tokens.push_back(Tokens(n, 200 + s, vocab()));
       parents.push_back(s % 8 == 4 ? std::vector<int32_t>{-1, 0, 0} : std::vector<int32_t>{});
-      rows.push_back(Range(n));
+      rows.push_back(AllRows(n));
     }
     for (int batch : {1, 2, 5, 17, 33, 64}) {
       std::vector<ForwardSequence> seqs;
@@ -160,7 +151,7 @@ TEST_P(CudaBatchInvarianceTest, TreeNodeAndChunkRowEqualPlainDecodeOfItsPath) {
     ASSERT_NE(cache, nullptr);
     Prefill(*cache, context, 100);
     std::vector<float> logits;
-    const std::vector<int32_t> rows = Range(k);
+    const std::vector<int32_t> rows = AllRows(k);
     ForwardSequence seq{cache.get(), path, {}, {}, {}, rows};
     ASSERT_TRUE(gpu_->Forward({&seq, 1}, &logits).ok());
     for (int i = 0; i < k; ++i) {
@@ -180,7 +171,7 @@ TEST_P(CudaBatchInvarianceTest, TreeNodeAndChunkRowEqualPlainDecodeOfItsPath) {
       tokens.push_back((path[i] + 1) % vocab());
       parents.push_back(i == 0 ? -1 : 2 * (i - 1) + 1);
     }
-    const std::vector<int32_t> rows = Range(2 * k);
+    const std::vector<int32_t> rows = AllRows(2 * k);
     std::vector<int32_t> positions(2 * k);
     for (int i = 0; i < 2 * k; ++i) positions[i] = static_cast<int32_t>(context.size()) + i / 2;
     std::vector<float> logits;

@@ -17,9 +17,16 @@
 #include "common/model/synthetic_vocabulary.h"
 #include "common/sampling/rng.h"
 #include "gtest/gtest.h"
+#include "tests/testing/token_rows.h"
 
 namespace specserve {
 namespace {
+
+using testing::AllRows;
+using testing::ExpectSameBits;
+
+// Token ids of the 256-token synthetic vocabulary.
+std::vector<int32_t> Tokens(int n, uint64_t seed) { return testing::RandomTokens(n, 256, seed); }
 
 struct Case {
   int dim, n_heads, n_kv_heads;
@@ -39,24 +46,6 @@ ModelConfig ConfigFor(const Case& c) {
   m.context_length = 1024;
   m.rope_dim = m.head_dim;
   return m;
-}
-
-std::vector<int32_t> Tokens(int n, uint64_t seed) {
-  Rng rng(seed);
-  std::vector<int32_t> out(n);
-  for (int32_t& t : out) t = static_cast<int32_t>(rng.Next() % 256);
-  return out;
-}
-
-std::vector<int32_t> Range(int n) {
-  std::vector<int32_t> out(n);
-  for (int i = 0; i < n; ++i) out[i] = i;
-  return out;
-}
-
-// Bitwise equality of two logit rows (the point: not "close", identical).
-void ExpectSameBits(const float* a, const float* b, int n, const std::string& what) {
-  ASSERT_EQ(std::memcmp(a, b, sizeof(float) * n), 0) << what;
 }
 
 class BatchInvarianceTest : public ::testing::TestWithParam<Case> {
@@ -119,7 +108,7 @@ TEST_P(BatchInvarianceTest, DecodeRowAloneEqualsInsideMixedBatchesOnOneAndTwoThr
       std::vector<int32_t> parents;
       if (s % 8 == 4) parents = {-1, 0, 0};  // a small tree
       others.parents.push_back(parents);
-      others.rows.push_back(Range(n));
+      others.rows.push_back(AllRows(n));
     }
     for (int batch : {1, 2, 5, 17, 64}) {
       for (int threads = 0; threads < 2; ++threads) {
@@ -173,7 +162,7 @@ TEST_P(BatchInvarianceTest, TreeNodeAndChunkRowEqualPlainDecodeOfItsPath) {
     auto cache = Full();
     Prefill(*cache, context);
     std::vector<float> logits;
-    const std::vector<int32_t> rows = Range(k);
+    const std::vector<int32_t> rows = AllRows(k);
     ForwardSequence seq{cache.get(), path, {}, {}, {}, rows};
     ASSERT_TRUE(llama(1).Forward({&seq, 1}, &logits).ok());
     for (int i = 0; i < k; ++i) {
@@ -192,7 +181,7 @@ TEST_P(BatchInvarianceTest, TreeNodeAndChunkRowEqualPlainDecodeOfItsPath) {
       tokens.push_back((path[i] + 1) % 256);
       parents.push_back(i == 0 ? -1 : 2 * (i - 1) + 1);
     }
-    const std::vector<int32_t> rows = Range(2 * k);
+    const std::vector<int32_t> rows = AllRows(2 * k);
     std::vector<int32_t> positions(2 * k);
     for (int i = 0; i < 2 * k; ++i) positions[i] = 45 + i / 2;
     for (int threads = 0; threads < 2; ++threads) {
@@ -232,7 +221,7 @@ TEST_P(BatchInvarianceTest, LevelByLevelOverPendingRowsEqualsOnePassTree) {
     {
       auto cache = make();
       Prefill(*cache, Tokens(60, 9), 25);
-      const std::vector<int32_t> rows = Range(n);
+      const std::vector<int32_t> rows = AllRows(n);
       ForwardSequence seq{cache.get(), tokens, positions, parents, {}, rows};
       ASSERT_TRUE(llama(0).Forward({&seq, 1}, &whole).ok());
     }
@@ -241,7 +230,7 @@ TEST_P(BatchInvarianceTest, LevelByLevelOverPendingRowsEqualsOnePassTree) {
     for (int level = 0, first = 0; level < 3; ++level) {
       const int count = 2 << level;
       std::vector<float> logits;
-      const std::vector<int32_t> rows = Range(count);
+      const std::vector<int32_t> rows = AllRows(count);
       ForwardSequence seq{cache.get(),
                           std::span(tokens).subspan(first, count),
                           std::span(positions).subspan(first, count),
@@ -276,7 +265,7 @@ TEST_P(BatchInvarianceTest, ShardedPassesEqualOneThreadBitForBit) {
       std::vector<int32_t> parents;
       if (!lopsided && s % 4 == 0) parents = {-1, 0, 0, 1};  // a small tree
       others.parents.push_back(parents);
-      others.rows.push_back(Range(n));
+      others.rows.push_back(AllRows(n));
     }
     for (int s = 0; s < batch; ++s) {
       seqs.push_back(ForwardSequence{

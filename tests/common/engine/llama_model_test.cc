@@ -1,6 +1,5 @@
 // The batched, cached forward pass against a plain double-precision reference,
 // and against itself under batching, chunking and tree masks.
-#include "common/ops/ops.h"
 #include "common/engine/llama_model.h"
 
 #include <algorithm>
@@ -11,12 +10,17 @@
 #include <vector>
 
 #include "common/model/random_model.h"
+#include "common/ops/ops.h"
 #include "common/sampling/rng.h"
 #include "gtest/gtest.h"
 #include "tests/testing/reference_llama.h"
+#include "tests/testing/token_rows.h"
 
 namespace specserve {
 namespace {
+
+using testing::AllRows;
+using testing::RandomTokens;
 
 ModelConfig SmallConfig() {
   ModelConfig c;
@@ -33,19 +37,6 @@ ModelConfig SmallConfig() {
   c.rope_theta = 10000.0f;
   c.rms_eps = 1e-5f;
   return c;
-}
-
-std::vector<int32_t> RandomTokens(int n, int vocab, uint64_t seed) {
-  Rng rng(seed);
-  std::vector<int32_t> out(n);
-  for (int32_t& t : out) t = static_cast<int32_t>(rng.Next() % vocab);
-  return out;
-}
-
-std::vector<int32_t> AllRows(int n) {
-  std::vector<int32_t> rows(n);
-  for (int i = 0; i < n; ++i) rows[i] = i;
-  return rows;
 }
 
 double MaxAbsDiff(const float* a, const float* b, int n) {
@@ -224,9 +215,9 @@ TEST_P(LlamaModelTest, TreeMaskGivesEachNodeTheLogitsOfItsOwnPath) {
   full.push_back(next[0]);
   auto fresh = NewCache();
   const std::vector<float> fresh_logits = Run(*fresh, full);
-  EXPECT_LT(MaxAbsDiff(after_commit.data(), fresh_logits.data() + (full.size() - 1) * vocab_,
-                       vocab_),
-            1e-4);
+  EXPECT_LT(
+      MaxAbsDiff(after_commit.data(), fresh_logits.data() + (full.size() - 1) * vocab_, vocab_),
+      1e-4);
 }
 
 TEST_P(LlamaModelTest, TreeExpandedLevelByLevelOverPendingRowsMatchesPaths) {
@@ -253,7 +244,8 @@ TEST_P(LlamaModelTest, TreeExpandedLevelByLevelOverPendingRowsMatchesPaths) {
       const std::vector<int32_t> pending_parents(parents.begin(),
                                                  parents.begin() + cache->pending_rows());
       const std::vector<int32_t> rows = AllRows(static_cast<int>(level.size()));
-      ForwardSequence seq{cache.get(), level_tokens, positions, level_parents, pending_parents, rows};
+      ForwardSequence seq{cache.get(),   level_tokens,    positions,
+                          level_parents, pending_parents, rows};
       std::vector<float> logits;
       ASSERT_TRUE(llama_->Forward({&seq, 1}, &logits).ok());
       for (size_t i = 0; i < level.size(); ++i) {
@@ -372,7 +364,9 @@ TEST(QuantisedModelTest, LogitsStayCloseToF32) {
   const struct {
     TensorType type;
     double bound;
-  } cases[] = {{TensorType::kF16, 0.003}, {TensorType::kBF16, 0.02}, {TensorType::kQ8_0, 0.05},
+  } cases[] = {{TensorType::kF16, 0.003},
+               {TensorType::kBF16, 0.02},
+               {TensorType::kQ8_0, 0.05},
                {TensorType::kQ4_0, 0.6}};
   for (const auto& c : cases) {
     auto q = MakeRandomModel(config, c.type, 7, vocab);
@@ -383,11 +377,12 @@ TEST(QuantisedModelTest, LogitsStayCloseToF32) {
       diff_sq += (static_cast<double>(logits[i]) - base[i]) * (logits[i] - base[i]);
     }
     const double rms_diff = std::sqrt(diff_sq / logits.size());
-    EXPECT_LT(rms_diff / rms, c.bound) << TensorTypeName(c.type) << ": max |diff| " << diff
-                                       << ", logit rms " << rms;
-    std::printf("[ bound    ] %s: rms(logit - f32 logit) / rms(f32 logits) = %.4f (bound %.3f), "
-                "max |diff| / rms = %.4f\n",
-                std::string(TensorTypeName(c.type)).c_str(), rms_diff / rms, c.bound, diff / rms);
+    EXPECT_LT(rms_diff / rms, c.bound)
+        << TensorTypeName(c.type) << ": max |diff| " << diff << ", logit rms " << rms;
+    std::printf(
+        "[ bound    ] %s: rms(logit - f32 logit) / rms(f32 logits) = %.4f (bound %.3f), "
+        "max |diff| / rms = %.4f\n",
+        std::string(TensorTypeName(c.type)).c_str(), rms_diff / rms, c.bound, diff / rms);
   }
 }
 

@@ -8,7 +8,6 @@
 // products in rank order instead of one, so logits may differ by float
 // rounding: max |TP - TP1| <= 1e-5 * max(1, max |logit|) (seen: about 4e-7).
 // Greedy tokens of the real model must match exactly over 64 tokens.
-#include "common/ops/ops.h"
 #include "common/engine/sharded_llama_model.h"
 
 #include <algorithm>
@@ -22,12 +21,17 @@
 #include "common/model/model_loader.h"
 #include "common/model/random_model.h"
 #include "common/ops/cpu/dequantize.h"
+#include "common/ops/ops.h"
 #include "common/sampling/rng.h"
 #include "gtest/gtest.h"
 #include "tests/testing/shared_models.h"
+#include "tests/testing/token_rows.h"
 
 namespace specserve {
 namespace {
+
+using testing::AllRows;
+using testing::RandomTokens;
 
 constexpr double kRelativeTolerance = 1e-5;
 // Q8_0/Q4_0 matmuls round their activations to int8 per 32-block: a last-bit
@@ -55,19 +59,6 @@ ModelConfig TpConfig() {
   c.context_length = 512;
   c.rope_dim = 16;
   return c;
-}
-
-std::vector<int32_t> RandomTokens(int n, int vocab, uint64_t seed) {
-  Rng rng(seed);
-  std::vector<int32_t> out(n);
-  for (int32_t& t : out) t = static_cast<int32_t>(rng.Next() % vocab);
-  return out;
-}
-
-std::vector<int32_t> AllRows(int n) {
-  std::vector<int32_t> rows(n);
-  for (int i = 0; i < n; ++i) rows[i] = i;
-  return rows;
 }
 
 // Forward and cache creation of either model, so that one scenario runs on both.
