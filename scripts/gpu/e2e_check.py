@@ -102,41 +102,34 @@ log.write(f"$ {' '.join(cmd)} rc {p.returncode}\n{p.stderr[-2000:]}\n")
 if p.returncode != 0:
     failures.append(f"specserve-model random: {p.stderr.strip()[-300:]}")
 else:
-    print("== random 1.1B-shape (dim 2048, 22 layers, GQA 32/4, bf16), greedy, decode tok/s")
-    for batch in [1, 32]:
-        prompts = [PROMPTS[i % len(PROMPTS)] + " and then" * (i % 3) for i in range(batch)]
+    def throughput(label, prompts, specs):
+        """Each mode twice, interleaved; every mode's tokens must equal plain decoding's."""
         base = None
-        for spec in ["off", "chain:4", "auto", "off", "chain:4", "auto"]:
+        for spec in specs * 2:
             out = generate(big, GPU, spec, 128, prompts=prompts)
             if not out:
                 continue
             t = out["timings"]
-            print(f"  batch {batch:3d} {spec:8s}: decode {t['decode_tokens_per_second']:9.1f} tok/s, "
-                  f"prefill {t['prefill_tokens_per_second']:9.1f} tok/s, tokens/step "
-                  f"{out.get('mean_tokens_per_step', 0):.2f}")
+            print(f"  {label} {spec:8s}: decode {t['decode_tokens_per_second']:9.1f} tok/s, "
+                  f"prefill {t['prefill_tokens_per_second']:9.1f} tok/s "
+                  f"({out['prompt_tokens']} tokens), "
+                  f"tokens/step {out.get('mean_tokens_per_step', 0):.2f}")
             if spec == "off":
                 base = out["ids"]
             elif base is not None and out["ids"] != base:
-                failures.append(f"random 1.1B batch {batch} {spec} differs from off")
+                failures.append(f"random 1.1B {label} {spec} differs from off")
+
+    print("== random 1.1B-shape (dim 2048, 22 layers, GQA 32/4, bf16), greedy, 128 new tokens")
+    for batch in [1, 32]:
+        throughput(f"batch {batch:2d}",
+                   [PROMPTS[i % len(PROMPTS)] + " and then" * (i % 3) for i in range(batch)],
+                   ["off", "chain:4", "auto"])
     # Long context, where MagicDec's window-cache draft is cheap beside the
     # target's full-cache verify: 16 prompts of ~1500 tokens.
     story = ("Once upon a time there was a little girl named Lily who loved to play in the park "
              "with her dog and her friends, and one day she found a big red ball under a tree. ")
-    prompts = [f"{i} " + story * 27 for i in range(16)]
-    print("== random 1.1B-shape, batch 16, ~1500-token prompts, 128 new tokens")
-    base = None
-    for spec in ["off", "chain:4", "tree:16", "auto", "off", "chain:4", "tree:16", "auto"]:
-        out = generate(big, GPU, spec, 128, prompts=prompts)
-        if not out:
-            continue
-        t = out["timings"]
-        print(f"  {spec:8s}: decode {t['decode_tokens_per_second']:9.1f} tok/s, "
-              f"prefill {t['prefill_tokens_per_second']:9.1f} tok/s ({out['prompt_tokens']} tokens), "
-              f"tokens/step {out.get('mean_tokens_per_step', 0):.2f}")
-        if spec == "off":
-            base = out["ids"]
-        elif base is not None and out["ids"] != base:
-            failures.append(f"random 1.1B long context {spec} differs from off")
+    throughput("batch 16 x ~1500", [f"{i} " + story * 27 for i in range(16)],
+               ["off", "chain:4", "tree:16", "auto"])
     os.remove(big)
 
 print("FAILURES:" if failures else "e2e: all lossless checks passed")
