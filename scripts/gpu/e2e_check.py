@@ -14,9 +14,12 @@ Exits 1 when a lossless check fails or a run errors.
 """
 import json
 import os
+import socket
 import subprocess
 import sys
+import threading
 import time
+import urllib.request
 
 BUNDLE = sys.argv[1]
 OUT = sys.argv[2] if len(sys.argv) > 2 else "."
@@ -83,7 +86,74 @@ def check_model(name, model, extra=()):
             failures.append(f"{name} cuda {spec} differs from cuda off")
 
 
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def http_json(url, body=None, timeout=60):
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=timeout) as response:
+        return json.loads(response.read())
+
+
+def serve_check(name, model, spec, extra=()):
+    """specserve-serve on the GPU answers concurrent OpenAI completions with the
+    tokens specserve-generate decodes plainly (greedy), whatever its speculation."""
+    want = generate(model, GPU, "off", 48, extra)
+    if not want:
+        return
+    port = free_port()
+    cmd = [os.path.join(BIN, "specserve-serve"), "--model", model, "--device", GPU,
+           "--listen", "127.0.0.1:0", "--http_listen", f"127.0.0.1:{port}", "--spec", spec, *extra]
+    server = subprocess.Popen(cmd, stdout=log, stderr=log)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        served = None
+        for _ in range(300):
+            try:
+                served = http_json(base + "/v1/models", timeout=2)["data"][0]["id"]
+                break
+            except Exception:
+                if server.poll() is not None:
+                    break
+                time.sleep(0.2)
+        if served is None:
+            failures.append(f"serve {name}: no HTTP answer (rc {server.poll()})")
+            return
+        got = [None] * len(PROMPTS)
+
+        def ask(i):
+            try:
+                answer = http_json(base + "/v1/completions",
+                                   {"model": served, "prompt": PROMPTS[i], "max_tokens": 48,
+                                    "temperature": 0, "ignore_eos": True})
+                got[i] = answer["choices"][0]["text"]
+            except Exception as e:  # recorded as a mismatch below
+                got[i] = f"<error {e}>"
+
+        threads = [threading.Thread(target=ask, args=(i,)) for i in range(len(PROMPTS))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        same = [PROMPTS[i] + (got[i] or "") == want["text"][i] for i in range(len(PROMPTS))]
+        print(f"  served ({spec}, {len(PROMPTS)} concurrent HTTP completions) equal generate's "
+              f"plain output: {same}")
+        if not all(same):
+            failures.append(f"serve {name} --spec {spec}: {got} vs {want['text']}")
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            server.kill()
+
+
 check_model("stories260K", os.path.join(MODELS, "stories260K.gguf"))
+serve_check("stories260K", os.path.join(MODELS, "stories260K.gguf"), "tree:16")
 check_model("TinyStories-656K", os.path.join(MODELS, "TinyStories-656K"))
 check_model("babyllama-tok105", os.path.join(MODELS, "babyllama-tok105", "model5000.bin"),
             ["--tokenizer", os.path.join(MODELS, "babyllama-tok105", "tok105.bin")])
@@ -120,6 +190,7 @@ else:
                 failures.append(f"random 1.1B {label} {spec} differs from off")
 
     print("== random 1.1B-shape (dim 2048, 22 layers, GQA 32/4, bf16), greedy, 128 new tokens")
+    serve_check("random 1.1B", big, "chain:4")
     for batch in [1, 32]:
         throughput(f"batch {batch:2d}",
                    [PROMPTS[i % len(PROMPTS)] + " and then" * (i % 3) for i in range(batch)],

@@ -23,12 +23,13 @@ build() {
   cmake -S "$ROOT" -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release \
     -DCMAKE_CUDA_COMPILER=/usr/local/cuda/bin/nvcc -DCMAKE_CUDA_ARCHITECTURES="80;90" \
     -DCMAKE_CXX_COMPILER_LAUNCHER=ccache -DCMAKE_CUDA_COMPILER_LAUNCHER=ccache >/dev/null
-  ninja -C "$BUILD" gpu_test gpu_step_bench gpu_gemm_bench specserve-generate specserve-model
+  ninja -C "$BUILD" gpu_test gpu_step_bench gpu_gemm_bench specserve-generate specserve-model \
+    specserve-serve
   rm -rf "$BUNDLE"
   mkdir -p "$BUNDLE/bin" "$BUNDLE/lib" "$BUNDLE/models"
   cp "$BUILD/tests/gpu_test" "$BUILD/tests/gpu_step_bench" "$BUILD/tests/gpu_gemm_bench" \
     "$BUILD/bin/specserve-generate" \
-    "$BUILD/bin/specserve-model" "$BUNDLE/bin/"
+    "$BUILD/bin/specserve-model" "$BUILD/bin/specserve-serve" "$BUNDLE/bin/"
   strip "$BUNDLE/bin/"*
   local skip='^(linux-vdso|ld-linux|libc\.|libm\.|libdl\.|libpthread\.|librt\.|libcuda\.|libcudart\.|libcublas\.|libcublasLt\.|libnccl\.)'
   for bin in "$BUNDLE/bin/"*; do
