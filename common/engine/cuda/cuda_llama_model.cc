@@ -153,9 +153,11 @@ absl::Status CudaLlamaModel::ForwardOnDevice(std::span<const ForwardSequence> ba
   for (int l = 0; l < c.n_layers; ++l) {
     const LayerWeights& layer = w.layers[l];
     ops_.RmsNorm(x, layer.attn_norm, c.rms_eps, T, xb);
-    ops_.MatMul(layer.wq, xb, T, q);
-    ops_.MatMul(layer.wk, xb, T, k);
-    ops_.MatMul(layer.wv, xb, T, v);
+    {
+      const WeightTensor* ws[] = {&layer.wq, &layer.wk, &layer.wv};
+      float* ys[] = {q, k, v};
+      ops_.MatMuls(ws, xb, T, ys);
+    }
     ops_.Rope(q, T, q_dim, c.n_heads, c.head_dim, positions_, rope_, c.rope_style);
     ops_.Rope(k, T, kv_dim, c.n_kv_heads, c.head_dim, positions_, rope_, c.rope_style);
     // The new K and V rows of every sequence go to their caches' pending rows
@@ -202,8 +204,11 @@ absl::Status CudaLlamaModel::ForwardOnDevice(std::span<const ForwardSequence> ba
     ops_.MatMul(layer.wo, attn, T, xb);
     ops_.Add(x, xb, static_cast<int64_t>(T) * dim);
     ops_.RmsNorm(x, layer.ffn_norm, c.rms_eps, T, xb);
-    ops_.MatMul(layer.w_gate, xb, T, gate);
-    ops_.MatMul(layer.w_up, xb, T, up);
+    {
+      const WeightTensor* ws[] = {&layer.w_gate, &layer.w_up};
+      float* ys[] = {gate, up};
+      ops_.MatMuls(ws, xb, T, ys);
+    }
     ops_.SwiGlu(gate, up, static_cast<int64_t>(T) * ffn, gate);
     ops_.MatMul(layer.w_down, gate, T, xb);
     ops_.Add(x, xb, static_cast<int64_t>(T) * dim);

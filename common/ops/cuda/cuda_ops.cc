@@ -152,24 +152,56 @@ void CudaOps::RmsNorm(const float* x, const WeightTensor& weight, float eps, int
 }
 
 void CudaOps::MatMul(const WeightTensor& w, const float* x, int n_rows, float* y) {
-  if (!status_.ok() || n_rows == 0 || w.rows == 0) return;
-  absl::StatusOr<const DeviceWeight*> dw = Weight(w, options_.weight_type, MatMulLeadingDim(w));
-  if (!Check(dw.status())) return;
-  const DeviceType type = (*dw)->type;
-  if (type != DeviceType::kF32) {
-    // The production path: batch-invariant tensor-core GEMM (gemm.h).
-    const int64_t ld = (*dw)->ld;
-    const size_t bytes =
-        static_cast<size_t>(GemmActivationRows(n_rows) * ld) * DeviceTypeBytes(type);
-    if (!Check(activations_.Reserve(bytes))) return;
-    if (!Check(
-            ConvertActivationsForGemm(x, n_rows, w.cols, ld, type, activations_.data(), stream_))) {
-      return;
-    }
-    Check(BatchInvariantGemm((*dw)->buffer.data(), activations_.data(), type, w.rows, w.cols,
-                             n_rows, y, stream_));
+  const WeightTensor* ws[] = {&w};
+  float* ys[] = {y};
+  MatMuls(ws, x, n_rows, ys);
+}
+
+void CudaOps::MatMuls(std::span<const WeightTensor* const> ws, const float* x, int n_rows,
+                      std::span<float* const> ys) {
+  if (!status_.ok() || n_rows == 0) return;
+  if (options_.weight_type == DeviceType::kF32) {
+    for (size_t i = 0; i < ws.size() && status_.ok(); ++i)
+      CublasMatMulF32(*ws[i], x, n_rows, ys[i]);
     return;
   }
+  // Weights of one width (the Q/K/V or gate/up projections) share one
+  // conversion of x.
+  for (size_t first = 0; first < ws.size() && status_.ok();) {
+    size_t end = first + 1;
+    while (end < ws.size() && ws[end]->cols == ws[first]->cols) ++end;
+    GemmSameWidth(ws.subspan(first, end - first), x, n_rows, ys.subspan(first, end - first));
+    first = end;
+  }
+}
+
+void CudaOps::GemmSameWidth(std::span<const WeightTensor* const> ws, const float* x, int n_rows,
+                            std::span<float* const> ys) {
+  // The production path: x rounded to the weight type once, then one
+  // batch-invariant tensor-core GEMM per weight (gemm.h).
+  const DeviceType type = options_.weight_type;
+  const int64_t cols = ws[0]->cols, ld = GemmLeadingDim(cols);
+  const size_t bytes = static_cast<size_t>(GemmActivationRows(n_rows) * ld) * DeviceTypeBytes(type);
+  if (!Check(activations_.Reserve(bytes))) return;
+  if (!Check(ConvertActivationsForGemm(x, n_rows, cols, ld, type, activations_.data(), stream_))) {
+    return;
+  }
+  for (size_t i = 0; i < ws.size(); ++i) {
+    const WeightTensor& w = *ws[i];
+    if (w.rows == 0) continue;
+    absl::StatusOr<const DeviceWeight*> dw = Weight(w, type, ld);
+    if (!Check(dw.status())) return;
+    if (!Check(BatchInvariantGemm((*dw)->buffer.data(), activations_.data(), type, w.rows, cols,
+                                  n_rows, ys[i], stream_))) {
+      return;
+    }
+  }
+}
+
+void CudaOps::CublasMatMulF32(const WeightTensor& w, const float* x, int n_rows, float* y) {
+  if (w.rows == 0) return;
+  absl::StatusOr<const DeviceWeight*> dw = Weight(w, DeviceType::kF32, w.cols);
+  if (!Check(dw.status())) return;
   // fp32 weights (a test precision): cuBLAS, whose kernel choice depends on the
   // row count, so not batch-invariant.
   // Row-major y[n x out] = x[n x in] . W^T is, column-major, y^T = W^T(cm) . x^T(cm):

@@ -54,6 +54,9 @@ class CudaOps : public Ops {
   void RmsNorm(const float* x, const WeightTensor& weight, float eps, int n_rows,
                float* y) override;
   void MatMul(const WeightTensor& w, const float* x, int n_rows, float* y) override;
+  // One conversion of x for each run of weights of one width.
+  void MatMuls(std::span<const WeightTensor* const> ws, const float* x, int n_rows,
+               std::span<float* const> ys) override;
   void Rope(float* x, int n_rows, int stride, int n_heads, int head_dim,
             std::span<const int32_t> positions, const RopeFrequencies& freqs,
             RopeStyle style) override;
@@ -89,6 +92,11 @@ class CudaOps : public Ops {
   // The device copy of `w` in `type` with rows `ld` elements apart, uploading it
   // on first use.
   absl::StatusOr<const DeviceWeight*> Weight(const WeightTensor& w, DeviceType type, int64_t ld);
+  // MatMuls of weights of one width, 16-bit weight type: one conversion of x.
+  void GemmSameWidth(std::span<const WeightTensor* const> ws, const float* x, int n_rows,
+                     std::span<float* const> ys);
+  // MatMul with fp32 weights (cuBLAS).
+  void CublasMatMulF32(const WeightTensor& w, const float* x, int n_rows, float* y);
   // The row stride MatMul keeps `w` at (GemmLeadingDim for 16-bit weights).
   int64_t MatMulLeadingDim(const WeightTensor& w) const;
   // Copies host ints to `buffer` on the stream.
