@@ -147,13 +147,6 @@ __global__ void AddKernel(float* x, const float* y, int64_t n) {
   }
 }
 
-__global__ void ConvertActivationsKernel(const float* x, int64_t n, DeviceType type, void* out) {
-  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
-       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
-    StoreAs(out, type, i, x[i]);
-  }
-}
-
 // grid (chunks, n_keep); to_scratch: rows -> scratch, else scratch -> rows.
 __global__ void AppendKvRowsKernel(const float* k, const float* v, int64_t row_width,
                                    const DeviceRowCopy* copies) {
@@ -245,13 +238,6 @@ absl::Status Add(float* x, const float* y, int64_t n, cudaStream_t stream) {
   if (n == 0) return absl::OkStatus();
   AddKernel<<<Blocks(n), kThreads, 0, stream>>>(x, y, n);
   return LaunchStatus("Add");
-}
-
-absl::Status ConvertActivations(const float* x, int64_t n, DeviceType type, void* out,
-                                cudaStream_t stream) {
-  if (n == 0) return absl::OkStatus();
-  ConvertActivationsKernel<<<Blocks(n), kThreads, 0, stream>>>(x, n, type, out);
-  return LaunchStatus("ConvertActivations");
 }
 
 absl::Status AppendKvRows(const float* k, const float* v, int64_t row_width,

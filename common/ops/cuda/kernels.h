@@ -43,10 +43,6 @@ absl::Status SwiGlu(const float* gate, const float* up, int64_t n, float* out, c
 // x[i] += y[i].
 absl::Status Add(float* x, const float* y, int64_t n, cudaStream_t stream);
 
-// out[i] = x[i] rounded to `type` (the GEMM input precision).
-absl::Status ConvertActivations(const float* x, int64_t n, DeviceType type, void* out,
-                                cudaStream_t stream);
-
 // One sequence's new K and V rows for one layer: n rows from row src_row of the
 // pass's k and v arrays to k_dst and v_dst (contiguous rows of the cache).
 struct DeviceRowCopy {
