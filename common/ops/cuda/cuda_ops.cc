@@ -76,7 +76,6 @@ absl::StatusOr<const CudaOps::DeviceWeight*> CudaOps::Weight(const WeightTensor&
   if (auto it = weights_.find(key); it != weights_.end()) return &it->second;
   DeviceWeight weight;
   weight.type = type;
-  weight.ld = ld;
   // Rows padded to whole 16-row tiles and columns to ld, zero-filled (gemm.h).
   const size_t element = DeviceTypeBytes(type);
   const size_t bytes = static_cast<size_t>(GemmWeightRows(w.rows) * ld) * element;

@@ -85,7 +85,6 @@ class CudaOps : public Ops {
   struct DeviceWeight {
     DeviceBuffer buffer;
     DeviceType type = DeviceType::kF32;
-    int64_t ld = 0;  // elements between rows (gemm.h's padded layout for 16-bit matrices)
   };
 
   explicit CudaOps(const CudaOpsOptions& options) : options_(options) {}
