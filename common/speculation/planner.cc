@@ -393,6 +393,7 @@ Plan Planner::ChooseAuto(int batch, double mean_context, int whole_batch, bool d
   CachedChoice& choice = choices_[c];
   const bool pipelined = whole_batch > batch;
   draft_ahead = draft_ahead && !pipelined;
+  bool explore = false;
   if (steps_ > choice.valid_until_step || choice.pipelined != pipelined ||
       choice.draft_ahead != draft_ahead) {
     choice.pipelined = pipelined;
@@ -428,6 +429,22 @@ Plan Planner::ChooseAuto(int batch, double mean_context, int whole_batch, bool d
     }
     // Decisions hold for a few steps: choosing costs more than a tiny model's step.
     choice.valid_until_step = steps_ + 8;
+    explore = choice.n <= 1 && ShouldExplore(c, batch, mean_context, whole_batch, draft_ahead);
+  }
+  if (explore) {
+    // One step of a chain for every sequence: the acceptance of the whole
+    // batch, and the draft current, so the next step decides afresh with no
+    // catch-up to pay (see ShouldExplore).
+    choice.explored = true;
+    choice.valid_until_step = -1;
+    last_choice_speculates_ = true;
+    Plan plan;
+    plan.shape = ChainShape(kProbeChain);
+    plan.nodes = kProbeChain;
+    plan.depth = kProbeChain;
+    plan.exploring = true;
+    plan.expected_tokens = ExpectedTokens(plan.shape, acceptance_.Vector());
+    return plan;
   }
   last_choice_speculates_ = choice.n > 1;
   if (choice.n <= 1) return PlainOrProbe(c, batch, mean_context, whole_batch, draft_ahead);
@@ -439,6 +456,27 @@ Plan Planner::ChooseAuto(int batch, double mean_context, int whole_batch, bool d
   plan.depth = plan.shape.depth();
   plan.expected_tokens = ExpectedTokens(plan.shape, acceptance_.Vector());
   return plan;
+}
+
+bool Planner::ShouldExplore(StepClass c, int batch, double mean_context, int whole_batch,
+                            bool draft_ahead) const {
+  // Plain decoding wins on the evidence, but that evidence may be a probe of
+  // two sequences (kProbeSequences): a noisy acceptance (stories260K, 64 x
+  // 1024: probes read p1 0.49-0.78 where the batch accepts 0.87). Deciding
+  // on it is a trap: every plain step adds a token per sequence to the
+  // draft's catch-up, so a switch later costs more and more (up to the whole
+  // window: ~90 ms, a dozen plain steps there) and auto stayed plain where
+  // chains paid 1.17x. Early, while the switch is still cheap, one step of
+  // the whole batch settles the acceptance; then the next decision prices
+  // speculation with no catch-up. Once per step class, where a chain could
+  // pay at all.
+  if (choices_.count(c) > 0 && choices_.at(c).explored) return false;
+  if (last_choice_speculates_ || acceptance_.StandardError(0) <= kExploreStandardError) {
+    return false;
+  }
+  const double plain_step = StepOverhead(c, false) + PredictVerify(c, batch, mean_context, 1);
+  if (CatchUpCost(c, batch) > kExploreCatchUpSteps * plain_step) return false;
+  return SpeculationCouldPay(c, batch, mean_context, whole_batch, draft_ahead);
 }
 
 Plan Planner::PlainOrProbe(StepClass c, int batch, double mean_context, int whole_batch,

@@ -218,6 +218,7 @@ class Planner {
     int n = 1, d = 0;
     int64_t valid_until_step = -1;
     bool pipelined = false, draft_ahead = false;  // the pricing it was made under
+    bool explored = false;  // a whole-batch exploration ran in this class (Explore)
   };
   void RebuildTables();
   void MaybeRebuildTables();
@@ -226,6 +227,11 @@ class Planner {
   double DraftPrior(int batch, int m) const;
   Plan ChooseAuto(int batch, double mean_context, int whole_batch, bool draft_ahead);
   Plan PlainOrProbe(StepClass c, int batch, double mean_context, int whole_batch, bool draft_ahead);
+  // Whether to speculate one step with the whole batch although the evidence
+  // says plain (see ChooseAuto): the switch is still cheap and the acceptance
+  // is known from a few probed sequences only.
+  bool ShouldExplore(StepClass c, int batch, double mean_context, int whole_batch,
+                     bool draft_ahead) const;
   // The measured plain step over its prior in class c (1 when unmeasured):
   // how much slower than bytes and FLOPs say this engine runs a pass.
   double PriorSlowdown(StepClass c, int batch) const;
@@ -258,6 +264,12 @@ class Planner {
   // A probe's chain: long enough that one probe of a few sequences gives the
   // acceptance vector several positions of evidence each.
   static constexpr int kProbeChain = 4;
+  // Explore (ShouldExplore) only while the rank-1 acceptance is this uncertain
+  // (its standard error: two probed sequences leave ~0.1, a whole batch of 64
+  // speculating one step ~0.02), and while the draft's catch-up costs at most
+  // this many plain steps.
+  static constexpr double kExploreStandardError = 0.04;
+  static constexpr double kExploreCatchUpSteps = 1.5;
   // Switching everyone to speculation costs a draft catch-up per sequence and
   // rests on extrapolated costs: it must promise this much more than plain.
   static constexpr double kSwitchMargin = 0.10;

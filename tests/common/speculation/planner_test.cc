@@ -274,6 +274,89 @@ TEST(PlannerTest, ACatchUpCostsOnlyTheTokensTheDraftMissed) {
   EXPECT_NEAR(catch_up, 5e-3, 1e-9);
 }
 
+// Rank-1 acceptance of exactly 1/2: every other visit accepted.
+void FeedHalf(Planner& planner, int visits) {
+  for (int i = 0; i < visits; ++i) {
+    VerifyResult r;
+    r.visited_children = {1};
+    r.accepted_rank = {i % 2 == 0 ? 0 : -1};
+    planner.RecordAcceptance(r);
+  }
+}
+
+// Batch 64, context 1000: verify(m) = 5 + 3m ms (a plain step 8 ms), draft
+// levels 1.2 ms and up, a catch-up over the whole window (80 tokens) 90 ms.
+// At rank-1 acceptance 0.5 plain decoding wins; at 0.9 chains do.
+Planner ExplorablePlanner() {
+  Planner planner(SpecConfig{}, Prior());
+  const StepClass c = ClassOf(64, 1000);
+  EXPECT_EQ(planner.Choose(64, 1000).nodes, 0);  // nothing measured: plain
+  for (int k = 0; k < 3; ++k) {
+    for (int m = 1; m <= 65; ++m) planner.RecordVerifyPass(c, m, 5e-3 + 3e-3 * m);
+    for (int m = 1; m <= 8; ++m) planner.RecordDraftPass(c, m, 1.2e-3 + 0.2e-3 * (m - 1));
+    planner.RecordDraftPass(c, 80, 90e-3);
+  }
+  return planner;
+}
+
+// Whether `plan` speculates for every sequence of the batch.
+bool WholeBatchExploration(const Plan& plan) {
+  return plan.exploring && plan.nodes > 0 && plan.probe_sequences == 0;
+}
+
+TEST(PlannerTest, ThinProbeEvidenceIsSettledByOneStepOfTheWholeBatch) {
+  // Probes of two sequences read a rank-1 acceptance of 0.5 from 20 visits
+  // (stories260K, 64 x 1024: probes read 0.49-0.78 where the batch accepts
+  // 0.87). While the draft is 4 tokens behind (a 1.8 ms catch-up), one step of
+  // a chain for the whole batch measures it; the next step decides on that
+  // evidence with no catch-up to pay, and speculates.
+  Planner planner = ExplorablePlanner();
+  FeedHalf(planner, 20);
+  planner.SetDraftLag(4);
+  const Plan explore = planner.Choose(64, 1000);
+  EXPECT_TRUE(WholeBatchExploration(explore));
+  Feed(planner, 0.9, 300);  // what the batch's step showed
+  planner.SetDraftLag(1);
+  const Plan next = planner.Choose(64, 1000);
+  EXPECT_GT(next.nodes, 0);
+  EXPECT_FALSE(next.exploring);
+}
+
+TEST(PlannerTest, ExploresOnceAClassAndOnlyWhileTheSwitchIsCheap) {
+  {
+    // The step of the whole batch confirms 0.5: plain from then on, and no
+    // second exploration however thin the evidence stays.
+    Planner planner = ExplorablePlanner();
+    FeedHalf(planner, 20);
+    planner.SetDraftLag(4);
+    ASSERT_TRUE(WholeBatchExploration(planner.Choose(64, 1000)));
+    FeedHalf(planner, 20);
+    for (int step = 0; step < 500; ++step) {
+      planner.SetDraftLag(std::min(1 + step, 80));
+      const Plan plan = planner.Choose(64, 1000);
+      EXPECT_FALSE(WholeBatchExploration(plan)) << "step " << step;
+      EXPECT_TRUE(plan.nodes == 0 || plan.exploring) << "step " << step;
+    }
+  }
+  {
+    // The draft a whole window behind: its catch-up (90 ms) is 11 plain
+    // steps, more than an exploration may cost; only small probes run.
+    Planner planner = ExplorablePlanner();
+    FeedHalf(planner, 20);
+    planner.SetDraftLag(80);
+    for (int step = 0; step < 500; ++step) {
+      EXPECT_FALSE(WholeBatchExploration(planner.Choose(64, 1000))) << "step " << step;
+    }
+  }
+  {
+    // Solid evidence of 0.5 (2000 visits): nothing to settle.
+    Planner planner = ExplorablePlanner();
+    FeedHalf(planner, 2000);
+    planner.SetDraftLag(4);
+    EXPECT_FALSE(WholeBatchExploration(planner.Choose(64, 1000)));
+  }
+}
+
 TEST(PlannerTest, CatchUpIsNeverPricedBelowItsArithmetic) {
   // Tree levels of 1-4 tokens cost mostly their fixed part (1 ms + 0.01 ms a
   // token): the line through them says 64 tokens a sequence cost 1.6 ms. The
