@@ -177,6 +177,9 @@ inline V16 VDot(V16 acc, const P16& a, const P16& b) {
 
 // 16 ymm registers hold only 8 V16: the blocks of attention_rows_narrow.inc.
 #define ATTENTION_NARROW_REGS 1
+// Keeps v in registers from here on: GCC otherwise folds a loaded vector
+// into every FMA that uses it, loading it again each time.
+inline void VPin(V16& v) { __asm__("" : "+x"(v.lo), "+x"(v.hi)); }
 // A row's running score maximum folded to 8 lanes (max is exact in any order).
 using RowMax = __m256;
 inline RowMax RowMaxInit() { return _mm256_set1_ps(-__builtin_inff()); }
