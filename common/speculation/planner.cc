@@ -213,6 +213,25 @@ double Planner::StepOverhead(StepClass c, bool speculated) const {
   return 0.0;
 }
 
+void Planner::RecordDraftStepExtra(StepClass c, double seconds) {
+  draft_extra_[c].Add(std::max(0.0, seconds));
+}
+
+double Planner::DraftStepExtra(StepClass c) const {
+  const StepClass* nearest = nullptr;
+  double best_distance = 0;
+  for (const auto& [key, median] : draft_extra_) {
+    if (median.empty()) continue;
+    const double d = ClassDistance(key, c);
+    if (nearest == nullptr || d < best_distance) {
+      nearest = &key;
+      best_distance = d;
+    }
+  }
+  if (nearest == nullptr) return 0.0;
+  return draft_extra_.at(*nearest).value() * c.batch_bucket / nearest->batch_bucket;
+}
+
 double Planner::VerifyPrior(int batch, double context, int m) const {
   const double bytes =
       prior_.target_weight_bytes + batch * (context + m) * prior_.target_kv_bytes_per_token;
@@ -368,11 +387,12 @@ bool Planner::SpeculationCouldPay(StepClass c, int batch, double mean_context, i
   const bool pipelined = whole_batch > batch;
   const double bar = PlainRate(c, batch, mean_context, whole_batch) * (1 + kSwitchMargin);
   const double pass = DraftPassCost(c, batch, 1);
+  const double draft_extra = DraftStepExtra(c);
   const SwitchCost switch_cost = SwitchCostOf(c, batch);
   for (int d = 1; d <= config_.max_depth; ++d) {
-    const double seconds = SpeculativeSeconds(PerStep(switch_cost, d + 1),
-                                              PredictVerify(c, batch, mean_context, d + 1),
-                                              d * pass, pass, 1.0, pipelined, draft_ahead);
+    const double seconds = SpeculativeSeconds(
+        PerStep(switch_cost, d + 1), PredictVerify(c, batch, mean_context, d + 1),
+        d * pass + draft_extra, pass, 1.0, pipelined, draft_ahead);
     if (batch * (d + 1) / seconds > bar) return true;
   }
   return false;
@@ -413,8 +433,9 @@ Plan Planner::ChooseAuto(int batch, double mean_context, int whole_batch, bool d
     const double p1 = acceptance.empty() ? 0.0 : acceptance[0];
     choice.n = 1;
     choice.d = 0;
+    const double draft_extra = DraftStepExtra(c);
     for (const Candidate& cand : candidates_) {
-      double draft = pass(1);
+      double draft = pass(1) + draft_extra;
       for (size_t l = 1; l < cand.fed_per_level.size(); ++l) {
         if (cand.fed_per_level[l] > 0) draft += pass(cand.fed_per_level[l]);
       }

@@ -185,6 +185,17 @@ class Planner {
   // what a plain one does.
   void RecordStepOverhead(StepClass c, bool speculated, double seconds);
   double StepOverhead(StepClass c, bool speculated) const;
+  // What a speculative step's draft costs beyond one-token passes per level:
+  // the drafter's own work between its passes (catch-up planning, tree
+  // expansion, commits) and a first level wider than one token (the last
+  // step's unfed leaf beside its bonus token). `seconds`: the draft call's
+  // time less its passes after the first and less DraftPassCost(c, batch, 1).
+  // Recorded from steady speculation (first level at most 2 tokens a
+  // sequence; not probes or explorations, whose first level is a catch-up).
+  void RecordDraftStepExtra(StepClass c, double seconds);
+  // This class's measurement, else the nearest class's scaled to this batch
+  // (the drafter's work is per sequence); 0 before any.
+  double DraftStepExtra(StepClass c) const;
   // Whether the latest decision (any class) was to speculate; true before any.
   bool last_choice_speculates() const { return last_choice_speculates_; }
 
@@ -283,6 +294,7 @@ class Planner {
   AcceptanceStats acceptance_;
   std::map<StepClass, CostTable> draft_costs_, verify_costs_;
   std::map<std::pair<StepClass, bool>, RecentMedian> overhead_;  // per class, speculated
+  std::map<StepClass, RecentMedian> draft_extra_;                // RecordDraftStepExtra
   RecentMedian compute_rate_;  // flops per second measured on prefill passes
   bool last_choice_speculates_ = true;
   std::unique_ptr<SequoiaTables> tables_;

@@ -373,6 +373,16 @@ std::vector<const ProposeOutput*> SpecEngine::FinishProposals(ProposalBatch& bat
       for (const PassTime& pass : batch.passes) {
         planner_->RecordDraftPass(pass_class, pass.tokens_per_sequence, pass.seconds);
       }
+      if (!batch.plan.exploring && !batch.passes.empty() &&
+          batch.passes[0].tokens_per_sequence <= 2) {
+        // The call beyond a one-token first level and its later passes, in
+        // steady speculation (a wider first level is a catch-up after plain
+        // steps, priced apart: Planner::CatchUpCost).
+        double extra = batch.seconds -
+                       planner_->DraftPassCost(pass_class, static_cast<int>(batch.items.size()), 1);
+        for (size_t i = 1; i < batch.passes.size(); ++i) extra -= batch.passes[i].seconds;
+        planner_->RecordDraftStepExtra(pass_class, extra);
+      }
       last_.draft_passes = batch.passes;
       for (size_t k = 0; k < batch.proposed.size(); ++k) {
         Sequence* seq = batch.members[batch.proposed[k]].second;

@@ -222,6 +222,37 @@ TEST(PlannerTest, SwitchesOnlyForAClearGain) {
   EXPECT_FALSE(speculates(30e-3));   // a loss
 }
 
+TEST(PlannerTest, TheDraftsWorkBeyondItsPassesIsPricedPerStep) {
+  // verify(m) = 10 + m ms, one-token draft levels 1 ms, rank-1 acceptance
+  // 0.8. The drafter's own work per step (planning, tree expansion, commits,
+  // a two-token first level: 0.5-1 ms on stories260K at batch 32, 13-25% of
+  // its passes) was priced at nothing. A fixed cost per step favours larger
+  // trees (more tokens to share it: 7 nodes at no extra cost, 11 at 10 ms);
+  // one larger than what speculation saves leaves plain decoding.
+  auto plan = [](double extra) {
+    Planner planner(SpecConfig{}, Prior());
+    Feed(planner, 0.8, 5000);
+    const StepClass c = ClassOf(8, 500);
+    for (int k = 0; k < 3; ++k) {
+      for (int m = 1; m <= 65; ++m) {
+        planner.RecordVerifyPass(c, m, 10e-3 + 1e-3 * m);
+        planner.RecordDraftPass(c, m, 1e-3);
+      }
+      if (extra > 0) planner.RecordDraftStepExtra(c, extra);
+    }
+    EXPECT_NEAR(planner.DraftStepExtra(c), extra, 1e-12);
+    // Another batch class reads it scaled to its batch (the work is per sequence).
+    EXPECT_NEAR(planner.DraftStepExtra(ClassOf(16, 500)), 2 * extra, 1e-12);
+    return planner.Choose(8, 500);
+  };
+  const Plan free = plan(0), dear = plan(10e-3), prohibitive = plan(200e-3);
+  ASSERT_GT(free.nodes, 0);
+  ASSERT_GT(dear.nodes, 0);
+  EXPECT_GT(dear.expected_tokens, free.expected_tokens);
+  EXPECT_GE(dear.nodes, free.nodes);
+  EXPECT_EQ(prohibitive.nodes, 0);
+}
+
 TEST(PlannerTest, ASwitchNearTheBatchsEndMustRepayItsCatchUpSooner) {
   // Perfect acceptance; verify(m) = 10 + m ms; tree levels 5 ms; the draft's
   // catch-up over its window 200 ms (measured). Spread over the 32 steps a

@@ -120,6 +120,28 @@ TEST_F(SpecEngineLosslessTest, GreedyOutputEqualsPlainForEveryModeWindowAndBatch
   }
 }
 
+TEST_F(SpecEngineLosslessTest, SpeculativeStepsPriceTheDraftsWorkBeyondItsPasses) {
+  // The planner learns what a draft call costs beyond its one-token passes
+  // (the drafter's own work between them), which it used to price at nothing.
+  SpecEngineOptions options;
+  options.spec = *ParseSpecMode("chain:4");
+  options.sinks = 4;
+  options.window = 32;
+  auto engine = SpecEngine::Create(target_, target_, options);
+  ASSERT_TRUE(engine.ok()) << engine.status();
+  for (int i = 0; i < 8; ++i) {
+    GenerationRequest r;
+    r.prompt = Prompt(20, i);
+    r.max_new_tokens = 60;
+    r.stop_at_eos = false;
+    ASSERT_TRUE((*engine)->Add(r).ok());
+  }
+  const StepClass c = ClassOf(8, 60);
+  EXPECT_EQ((*engine)->planner().DraftStepExtra(c), 0.0) << "nothing measured yet";
+  while ((*engine)->HasLive()) ASSERT_TRUE((*engine)->Step().ok());
+  EXPECT_GT((*engine)->planner().DraftStepExtra(c), 0.0);
+}
+
 TEST_F(SpecEngineLosslessTest, GreedyWithASeparateQuantisedDraftEqualsPlain) {
   std::vector<GenerationRequest> requests;
   for (int i = 0; i < 6; ++i) {
