@@ -229,7 +229,7 @@ class Planner {
     int n = 1, d = 0;
     int64_t valid_until_step = -1;
     bool pipelined = false, draft_ahead = false;  // the pricing it was made under
-    bool explored = false;  // a whole-batch exploration ran in this class (Explore)
+    bool explored = false;  // a whole-batch exploration ran in this class (ShouldExplore)
   };
   void RebuildTables();
   void MaybeRebuildTables();
