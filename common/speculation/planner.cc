@@ -218,18 +218,9 @@ void Planner::RecordDraftStepExtra(StepClass c, double seconds) {
 }
 
 double Planner::DraftStepExtra(StepClass c) const {
-  const StepClass* nearest = nullptr;
-  double best_distance = 0;
-  for (const auto& [key, median] : draft_extra_) {
-    if (median.empty()) continue;
-    const double d = ClassDistance(key, c);
-    if (nearest == nullptr || d < best_distance) {
-      nearest = &key;
-      best_distance = d;
-    }
-  }
+  const auto* nearest = NearestMeasured(draft_extra_, c);
   if (nearest == nullptr) return 0.0;
-  return draft_extra_.at(*nearest).value() * c.batch_bucket / nearest->batch_bucket;
+  return nearest->second.value() * c.batch_bucket / nearest->first.batch_bucket;
 }
 
 double Planner::VerifyPrior(int batch, double context, int m) const {
@@ -450,7 +441,8 @@ Plan Planner::ChooseAuto(int batch, double mean_context, int whole_batch, bool d
     }
     // Decisions hold for a few steps: choosing costs more than a tiny model's step.
     choice.valid_until_step = steps_ + 8;
-    explore = choice.n <= 1 && ShouldExplore(c, batch, mean_context, whole_batch, draft_ahead);
+    explore = choice.n <= 1 && !choice.explored &&
+              ShouldExplore(c, batch, mean_context, whole_batch, draft_ahead);
   }
   if (explore) {
     // One step of a chain for every sequence: the acceptance of the whole
@@ -490,8 +482,7 @@ bool Planner::ShouldExplore(StepClass c, int batch, double mean_context, int who
   // chains paid 1.17x. Early, while the switch is still cheap, one step of
   // the whole batch settles the acceptance; then the next decision prices
   // speculation with no catch-up. Once per step class, where a chain could
-  // pay at all.
-  if (choices_.count(c) > 0 && choices_.at(c).explored) return false;
+  // pay at all (ChooseAuto asks once per class: CachedChoice::explored).
   if (last_choice_speculates_ || acceptance_.StandardError(0) <= kExploreStandardError) {
     return false;
   }
