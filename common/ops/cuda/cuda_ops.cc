@@ -179,7 +179,7 @@ void CudaOps::GemmSameWidth(std::span<const WeightTensor* const> ws, const float
   // The production path: x rounded to the weight type once, then one
   // batch-invariant tensor-core GEMM per weight (gemm.h).
   const DeviceType type = options_.weight_type;
-  const int64_t cols = ws[0]->cols, ld = GemmLeadingDim(cols);
+  const int64_t cols = ws[0]->cols, ld = MatMulLeadingDim(*ws[0]);
   const size_t bytes = static_cast<size_t>(GemmActivationRows(n_rows) * ld) * DeviceTypeBytes(type);
   if (!Check(activations_.Reserve(bytes))) return;
   if (!Check(ConvertActivationsForGemm(x, n_rows, cols, ld, type, activations_.data(), stream_))) {
@@ -199,7 +199,7 @@ void CudaOps::GemmSameWidth(std::span<const WeightTensor* const> ws, const float
 
 void CudaOps::CublasMatMulF32(const WeightTensor& w, const float* x, int n_rows, float* y) {
   if (w.rows == 0) return;
-  absl::StatusOr<const DeviceWeight*> dw = Weight(w, DeviceType::kF32, w.cols);
+  absl::StatusOr<const DeviceWeight*> dw = Weight(w, DeviceType::kF32, MatMulLeadingDim(w));
   if (!Check(dw.status())) return;
   // fp32 weights (a test precision): cuBLAS, whose kernel choice depends on the
   // row count, so not batch-invariant.
