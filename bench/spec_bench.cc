@@ -91,6 +91,7 @@ ModeRun RunMode(Model& target, const std::vector<std::vector<int32_t>>& contexts
   eo.drafter = ngram ? DrafterKind::kNgram : DrafterKind::kModel;
   eo.sinks = options.sinks;
   eo.window = options.window;
+  eo.draft_takes_target_rows = !(variant.draft && variant.draft->own_rows);
   eo.prefill_before_decode = true;  // every decode step at the cell's batch size
   eo.bandwidth_bytes_per_second = roofline.bandwidth;
   eo.flops_per_second = roofline.peak_flops;

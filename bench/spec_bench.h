@@ -27,6 +27,9 @@ struct BenchDraft {
   std::string label;  // "self", "ngram" or the draft's file name
   DrafterKind kind = DrafterKind::kModel;
   Model* model = nullptr;  // kModel: the draft (must outlive the run); null for kNgram
+  // Self-speculation whose draft computes its own window rows ("self:own")
+  // instead of taking the target's (SpecEngineOptions::draft_takes_target_rows).
+  bool own_rows = false;
 };
 
 enum class BenchWorkload {

@@ -59,7 +59,9 @@ ABSL_FLAG(std::string, mode, "engine",
 ABSL_FLAG(std::string, spec_modes, "off,chain:4,tree:16,auto", "Modes compared by --mode spec");
 ABSL_FLAG(std::vector<std::string>, draft, {"self"},
           "--mode spec: the drafters compared, comma-separated: self (the target's weights "
-          "with a window KV cache), ngram (prompt lookup, no model), or a draft model file");
+          "with a window KV cache of the target's own rows, MagicDec), self:own (the same, "
+          "but the draft computes its window's rows itself, as a separate draft service "
+          "does), ngram (prompt lookup, no model), or a draft model file");
 ABSL_FLAG(std::string, workload, "stories",
           "--mode spec: stories (the target's own sampled text as contexts), or repetitive "
           "(a passage of half the context said twice, so the continuation quotes the prompt)");
@@ -141,8 +143,10 @@ int RunSpec(const std::vector<std::string>& models, const std::vector<int>& batc
       BenchDraft d;
       d.label = draft_flag;
       d.kind = DrafterKindOf(draft_flag);
-      if (draft_flag == "self") d.model = &target;
-      if (d.kind == DrafterKind::kModel && draft_flag != "self") {
+      const bool self = draft_flag == "self" || draft_flag == "self:own";
+      if (self) d.model = &target;
+      d.own_rows = draft_flag == "self:own";
+      if (d.kind == DrafterKind::kModel && !self) {
         auto loaded = LoadModel(draft_flag, load_options);
         if (!loaded.ok()) {
           std::fprintf(stderr, "error: --draft '%s' is not self, ngram or a model file: %s\n",

@@ -84,9 +84,11 @@ absl::StatusOr<DraftWorker::Sequence*> DraftWorker::SequenceFor(const ProposeIte
     seq.cache->EndTentative(false);
   }
   // Commit the previous step's accepted path (the nodes that were fed: a prefix of
-  // it), then catch up from our position.
+  // it), then catch up from our position. Sharing the target's rows, the draft
+  // keeps none of its own: the target's rows of that path come next.
   if (seq.cache->pending_rows() > 0 &&
-      !CommitFedPath(*seq.cache, seq.last, item.previous_accepted, seq.held).ok()) {
+      (options_.target_rows != nullptr ||
+       !CommitFedPath(*seq.cache, seq.last, item.previous_accepted, seq.held).ok())) {
     seq.cache->DropPending();
   }
   const int64_t have = seq.cache->committed_tokens();
@@ -111,6 +113,36 @@ absl::StatusOr<DraftWorker::Sequence*> DraftWorker::SequenceFor(const ProposeIte
         item.sequence_id, have, item.start, end));
   }
   return &seq;
+}
+
+void DraftWorker::TakeTargetRows(const ProposeItem& item, Sequence& seq) {
+  KvCache& cache = *seq.cache;
+  const int64_t end = item.start + static_cast<int64_t>(item.tokens.size()) - 1;
+  int64_t have = cache.committed_tokens();
+  if (have >= end) return;
+  const auto history = [&](int64_t from, int64_t to) {
+    return item.tokens.subspan(static_cast<size_t>(from - item.start),
+                               static_cast<size_t>(to - from));
+  };
+  const uint64_t hash_at_end = PrefixHash(history(item.start, end), item.prefix_hash);
+  const auto take = [&](int64_t to) {
+    if (!options_.target_rows->AppendRows(item.router, item.sequence_id, end, hash_at_end, have, to,
+                                          cache)) {
+      return false;
+    }
+    cache.CommitAll();
+    seq.held.Append(history(have, to));
+    have = to;
+    return true;
+  };
+  if (have < options_.sinks && !take(std::min<int64_t>(options_.sinks, end))) return;
+  if (end - have > options_.window) {
+    const int64_t to = end - options_.window;
+    if (!cache.SkipTokens(to - have).ok()) return;
+    seq.held.Append(history(have, to));
+    have = to;
+  }
+  take(end);
 }
 
 absl::Status DraftWorker::Propose(std::span<const ProposeItem> items,
@@ -148,6 +180,7 @@ absl::Status DraftWorker::Propose(std::span<const ProposeItem> items,
       out.status = seq.status();
       continue;
     }
+    if (options_.target_rows != nullptr) TakeTargetRows(item, **seq);
     const int64_t have = (*seq)->cache->committed_tokens();
     // Draws keyed by the root's position (the last history token).
     const int64_t root = item.start + static_cast<int64_t>(item.tokens.size()) - 1;
@@ -155,6 +188,8 @@ absl::Status DraftWorker::Propose(std::span<const ProposeItem> items,
     DraftRequest r;
     r.cache = (*seq)->cache.get();
     r.catch_up = item.tokens.subspan(static_cast<size_t>(have - item.start));
+    // The target's row of the root comes next step: the draft's stays pending.
+    r.root_pending = options_.target_rows != nullptr && r.catch_up.size() == 1;
     r.shape = item.shape;
     r.sampling = &item.sampling;
     r.rng = &rngs.back();
@@ -186,8 +221,10 @@ absl::Status DraftWorker::Propose(std::span<const ProposeItem> items,
     ProposeOutput& out = (*outputs)[members[k]];
     Sequence& seq = *seqs[k];
     const int64_t taken = seq.cache->committed_tokens() - seq.held.size();
-    if (taken == static_cast<int64_t>(requests[k].catch_up.size())) {
-      seq.held.Append(requests[k].catch_up);
+    const std::span<const int32_t> committed = requests[k].catch_up.subspan(
+        0, requests[k].catch_up.size() - (requests[k].root_pending ? 1 : 0));
+    if (taken == static_cast<int64_t>(committed.size())) {
+      seq.held.Append(committed);
     } else if (absl::Status restart = StartOver(seq); !restart.ok()) {
       out.status = restart;
       continue;

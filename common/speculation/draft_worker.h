@@ -17,6 +17,7 @@
 #include "common/speculation/prefix_hash.h"
 #include "common/speculation/sequence_table.h"
 #include "common/speculation/speculation_config.h"
+#include "common/speculation/target_rows.h"
 #include "common/speculation/tree_drafter.h"
 
 namespace specserve {
@@ -31,6 +32,11 @@ struct DraftWorkerOptions {
   // Caches no call has used for this long are dropped (ExpireIdle, and whenever
   // max_sequences is reached); 0: never.
   double idle_seconds = 0;
+  // Self-speculation in the target's process: the committed tokens' rows come
+  // from the target (target_rows.h) and the draft's own rows of each tree,
+  // its root's included, are dropped after the step. Null: the draft computes
+  // its window's rows itself (a separate draft service, another model).
+  TargetRows* target_rows = nullptr;
 };
 
 // The stream of the draft's random draws (Rng::ForStep).
@@ -77,6 +83,10 @@ class DraftWorker final : public Drafter {
   // holds a prefix of the history sent; else FAILED_PRECONDITION naming the
   // position needed (0 when the cache was started over).
   absl::StatusOr<Sequence*> SequenceFor(const ProposeItem& item);
+  // Takes the target's rows of the item's history that the cache lacks, up to
+  // its root (options_.target_rows): the missing sinks, then the last window.
+  // Stops at the first the target cannot give; the catch-up feeds the rest.
+  void TakeTargetRows(const ProposeItem& item, Sequence& seq);
   // The tree drafted ahead for this item's history, taken (the cache keeps the
   // guessed path); nullptr when there is none or it was drafted from another
   // history (then it is discarded and the cache rolled back).

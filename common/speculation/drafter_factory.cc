@@ -39,6 +39,7 @@ absl::StatusOr<std::unique_ptr<Drafter>> MakeDrafter(const DrafterOptions& optio
   d.max_depth = options.max_depth;
   d.max_sequences = options.max_sequences;
   d.idle_seconds = options.idle_seconds;
+  d.target_rows = options.target_rows;
   return std::unique_ptr<Drafter>(std::make_unique<DraftWorker>(*draft, d));
 }
 

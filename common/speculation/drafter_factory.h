@@ -11,6 +11,7 @@
 #include "common/engine/model.h"
 #include "common/speculation/drafter.h"
 #include "common/speculation/ngram_drafter.h"
+#include "common/speculation/target_rows.h"
 
 namespace specserve {
 
@@ -27,7 +28,10 @@ struct DrafterOptions {
   int max_tree_nodes = kMaxTreeNodes;
   int max_depth = kMaxTreeDepth;
   int max_sequences = 4096;
-  double idle_seconds = 0;    // state no call has used this long expires (0: never)
+  double idle_seconds = 0;  // state no call has used this long expires (0: never)
+  // model: the target's rows to share when the draft is the target itself, in
+  // its process (TargetWorker::RowsFor; draft_worker.h).
+  TargetRows* target_rows = nullptr;
   NgramDrafterOptions ngram;  // ngram: lookup settings (vocab and limits filled in)
 };
 

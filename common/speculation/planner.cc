@@ -330,6 +330,7 @@ double Planner::CatchUpCost(StepClass c, int batch) const {
   // passes took 54 ms, about 40 plain steps, where the line gave ~9 ms).
   // Only the tokens the draft has not seen: a few plain steps since it last
   // ran cost a few tokens a sequence, not a whole window.
+  if (draft_lag_tokens_ == 0) return 0;
   int tokens = prior_.draft_window_tokens;
   if (draft_lag_tokens_ >= 0) {
     tokens = std::min(tokens, std::max(1, static_cast<int>(std::ceil(draft_lag_tokens_))));

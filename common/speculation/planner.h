@@ -214,7 +214,8 @@ class Planner {
   double CatchUpCost(StepClass c, int batch) const;
   // Tokens per sequence, on average over the batch about to be planned, that
   // its draft must feed before it can draft: 1 while speculating, more for
-  // each plain step since. < 0 (the default): unknown, a whole window.
+  // each plain step since. < 0 (the default): unknown, a whole window. 0: the
+  // draft never lags (it takes the target's rows, target_rows.h): no catch-up.
   void SetDraftLag(double tokens) { draft_lag_tokens_ = tokens; }
 
  private:

@@ -74,14 +74,16 @@ absl::StatusOr<std::unique_ptr<SpecEngine>> SpecEngine::Create(Model& target, Mo
   t.max_context = options.max_context;
   t.max_tree_nodes = d.max_tree_nodes;
   t.acceptance_scale = options.verifier_acceptance_scale;
+  auto target_worker = std::make_unique<TargetWorker>(target, t);
+  if (!ngram && options.draft_takes_target_rows) d.target_rows = target_worker->RowsFor(draft);
   ASSIGN_OR_RETURN(std::unique_ptr<Drafter> draft_worker,
                    MakeDrafter(d, &draft, target.config().vocab_size));
-  auto target_worker = std::make_unique<TargetWorker>(target, t);
   ModelFacts facts =
       FactsOf(target.loaded(), ngram ? nullptr : &draft.loaded(), options.sinks, options.window);
   // Self-speculation in one process: the draft's passes run the target's
   // weights through the same engine.
   facts.prior.draft_runs_like_target = !ngram && &draft == &target;
+  facts.draft_takes_target_rows = d.target_rows != nullptr;
   ASSIGN_OR_RETURN(std::unique_ptr<SpecEngine> engine,
                    Create(draft_worker.get(), *target_worker, std::move(facts), options));
   engine->owned_draft_ = std::move(draft_worker);
@@ -284,7 +286,10 @@ ProposeItem SpecEngine::ItemFor(int id, Sequence& seq, int64_t start, int64_t en
 }
 
 void SpecEngine::CatchUpDraft(std::span<const std::pair<int, Sequence*>> sequences) {
-  if (draft_ == nullptr || planner_->config().mode == SpecMode::kOff) return;
+  if (draft_ == nullptr || planner_->config().mode == SpecMode::kOff ||
+      facts_.draft_takes_target_rows) {
+    return;  // (a draft that takes the target's rows has nothing to catch up)
+  }
   // Auto mode decoding plainly would not use the draft soon: let it catch up
   // when a probe or a tree needs it.
   if (!planner_->last_choice_speculates()) return;
@@ -390,7 +395,9 @@ std::vector<const ProposeOutput*> SpecEngine::FinishProposals(ProposalBatch& bat
         last_.ahead_used += out.status.ok() && out.from_ahead ? 1 : 0;
         if (out.status.ok()) {
           draft_of[batch.proposed[k]] = &out;
-          seq->draft_from = static_cast<int64_t>(seq->state.tokens.size());
+          // Taking the target's rows, the draft keeps none of its own for the root.
+          seq->draft_from = static_cast<int64_t>(seq->state.tokens.size()) -
+                            (facts_.draft_takes_target_rows ? 1 : 0);
         } else if (absl::IsFailedPrecondition(out.status)) {
           // The draft lost its state (restart) or is elsewhere: resend from the start.
           seq->draft_from = 0;
@@ -515,7 +522,8 @@ double SpecEngine::MeanRemaining(std::span<const std::pair<int, Sequence*>> memb
   return members.empty() ? 0.0 : total / static_cast<double>(members.size());
 }
 
-double SpecEngine::MeanDraftLag(std::span<const std::pair<int, Sequence*>> members) {
+double SpecEngine::MeanDraftLag(std::span<const std::pair<int, Sequence*>> members) const {
+  if (facts_.draft_takes_target_rows) return 0;  // it copies rows, feeds nothing
   double total = 0;
   for (const auto& [id, seq] : members) {
     const int64_t behind = static_cast<int64_t>(seq->state.tokens.size()) - seq->draft_from;

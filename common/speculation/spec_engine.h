@@ -58,6 +58,11 @@ struct SpecEngineOptions {
   // that (PipelineGrouping); false: always two groups when there are two sequences.
   bool adapt_groups = true;
   int max_candidates = 32;  // size of the draft distribution kept for sampling
+  // In-process self-speculation (Create(Model&, Model&) with the same model):
+  // the draft's window holds the target's own rows (MagicDec; target_rows.h)
+  // rather than rows it computes itself. false: the draft computes them, as a
+  // separate draft service must.
+  bool draft_takes_target_rows = true;
   // Memory read bandwidth and arithmetic rate of this machine for the planner's
   // prior (before any step is measured); 0: typical CPU figures.
   double bandwidth_bytes_per_second = 0;
@@ -99,6 +104,10 @@ struct ModelFacts {
   std::vector<int32_t> stop_ids;  // tokens that end a generation (EOS, end of turn)
   int context_length = 0;
   CostPrior prior;  // weights, KV bytes per token, flops (bandwidth/flops filled from options)
+  // The draft takes the target's rows of committed tokens (target_rows.h):
+  // it never lags behind the history, so a switch from plain decoding costs
+  // no catch-up, and it holds history up to (not including) each tree's root.
+  bool draft_takes_target_rows = false;
 };
 // `draft` null: a drafter without a model (ngram), whose passes cost next to nothing.
 ModelFacts FactsOf(const LoadedModel& target, const LoadedModel* draft, int sinks, int window);
@@ -206,7 +215,7 @@ class SpecEngine {
   static double MeanContext(std::span<const std::pair<int, Sequence*>> members);
   // Tokens the members' drafts must feed before drafting (history since each
   // last drafted, at least 1): what a switch to speculation catches up.
-  static double MeanDraftLag(std::span<const std::pair<int, Sequence*>> members);
+  double MeanDraftLag(std::span<const std::pair<int, Sequence*>> members) const;
   // Tokens the members may still generate, on average (max_new_tokens or the context left).
   double MeanRemaining(std::span<const std::pair<int, Sequence*>> members) const;
   // Before applying a step's verify results: its batch, the plan it ran (null:

@@ -15,6 +15,7 @@
 #include "common/speculation/prefix_hash.h"
 #include "common/speculation/sequence_table.h"
 #include "common/speculation/speculation_config.h"
+#include "common/speculation/target_rows.h"
 
 namespace specserve {
 
@@ -32,9 +33,17 @@ struct TargetWorkerOptions {
 // The stream of the target's random draws (Rng::ForStep).
 inline constexpr uint64_t kTargetDraws = 1;
 
-class TargetWorker final : public TargetBackend {
+class TargetWorker final : public TargetBackend, public TargetRows {
  public:
   TargetWorker(Model& target, TargetWorkerOptions options);
+
+  // Self-speculation in this process (target_rows.h): the rows this worker
+  // shares with a draft that runs its own model, or nullptr for any other
+  // draft and where the target's caches cannot read their rows back (device
+  // and tensor-parallel caches).
+  TargetRows* RowsFor(const Model& draft);
+  bool AppendRows(uint64_t router, int64_t sequence_id, int64_t length, uint64_t hash, int64_t from,
+                  int64_t to, KvCache& dst) override;
 
   absl::Status Verify(std::span<const VerifyItem> items,
                       std::vector<VerifyOutput>* outputs) override;
@@ -86,6 +95,7 @@ class TargetWorker final : public TargetBackend {
   SequenceTable<Sequence> sequences_;
   std::vector<LogitRowNeeds> needs_;  // per logit row of the pass
   LogitRows logit_rows_;
+  std::vector<float> shared_k_, shared_v_;  // AppendRows' staging rows
 };
 
 }  // namespace specserve

@@ -53,6 +53,8 @@ struct TreeDrafter::Work {
   // are fed first (their own pass), the middle is skipped, the last W fed.
   std::span<const int32_t> sink_feed, feed;
   int64_t skip = 0;
+  // The root's pending row (DraftRequest::root_pending), or -1: committed.
+  int32_t root_row = -1;
   bool active = false;  // false once this sequence failed (its status says why)
   // The shape nodes realised so far (shape node -> tree node, -2: not realised).
   std::vector<int32_t> tree_of_shape;
@@ -73,6 +75,7 @@ absl::Status TreeDrafter::PlanCatchUp(const DraftRequest& r, Work* w) const {
   const std::span<const int32_t> rest = r.catch_up.subspan(sink_feed);
   w->skip = std::max<int64_t>(static_cast<int64_t>(rest.size()) - window_, 0);
   w->feed = rest.subspan(w->skip);
+  w->root_row = r.root_pending && length == 1 && r.cache->pending_rows() == 0 ? 0 : -1;
   return absl::OkStatus();
 }
 
@@ -160,7 +163,7 @@ absl::Status TreeDrafter::FeedHistory(std::span<const DraftRequest> requests,
   RETURN_IF_ERROR(TimedForward(batch, needs));
   for (size_t b = 0; b < members.size(); ++b) {
     const size_t s = members[b];
-    requests[s].cache->CommitAll();
+    if (work[s].root_row < 0) requests[s].cache->CommitAll();
     Expand(requests[s], -1, static_cast<int>(b), &work[s], &(*results)[s]);
   }
   return absl::OkStatus();
@@ -178,26 +181,28 @@ bool TreeDrafter::BuildLevel(const DraftRequest& r, int depth, Work* w, DraftRes
     const int node = w->tree_of_shape[i];
     if (w->shape_depth[i] != depth || node < 0 || w->shape_children[i + 1].empty()) continue;
     const int parent = out->tree.parents[node];
-    w->parents.push_back(parent < 0 ? -1 : out->pending_row[parent]);
+    w->parents.push_back(parent < 0 ? w->root_row : out->pending_row[parent]);
     out->pending_row[node] = pending + static_cast<int32_t>(w->tokens.size());
     w->tokens.push_back(out->tree.tokens[node]);
     w->shape_nodes.push_back(i);
   }
   if (w->tokens.empty()) return false;
-  // Parents of the rows already pending: pending rows are tree nodes in feed order.
+  // Parents of the rows already pending: pending rows are tree nodes in feed
+  // order (after the root's, when it is pending: a child of the committed rows).
   w->pending_parents.assign(pending, -1);
   for (int n = 0; n < out->tree.size(); ++n) {
     const int row = out->pending_row[n];
     if (row >= 0 && row < pending) {
       const int parent = out->tree.parents[n];
-      w->pending_parents[row] = parent < 0 ? -1 : out->pending_row[parent];
+      w->pending_parents[row] = parent < 0 ? w->root_row : out->pending_row[parent];
     }
   }
   for (size_t i = 0; i < w->tokens.size(); ++i) w->rows.push_back(static_cast<int32_t>(i));
-  // The root is the last committed token (position committed - 1), so nodes at
-  // depth d sit at position committed + d - 1.
-  w->positions.assign(w->tokens.size(),
-                      static_cast<int32_t>(cache->committed_tokens()) + depth - 1);
+  // The root is the last committed token (position committed - 1) or the one
+  // after them while pending, so nodes at depth d sit at position
+  // committed + d - 1, or one further.
+  w->positions.assign(w->tokens.size(), static_cast<int32_t>(cache->committed_tokens()) + depth -
+                                            1 + (w->root_row >= 0 ? 1 : 0));
   return true;
 }
 

@@ -22,6 +22,10 @@ struct DraftRequest {
   // History tokens the draft cache has not seen yet, ending with the root (the
   // last committed token). Long catch-ups keep only the last `window` tokens.
   std::span<const int32_t> catch_up;
+  // With a catch-up of the root alone: its row stays pending under the tree's
+  // rows instead of being committed (a draft that takes the target's rows
+  // drops all of its own after the step; draft_worker.h).
+  bool root_pending = false;
   const TreeShape* shape = nullptr;  // what to expand; may come out smaller
   const SamplingParams* sampling = nullptr;
   Rng* rng = nullptr;
@@ -36,7 +40,8 @@ struct DraftResult {
   // from without replacement (0 = root, 1 + i = node i; empty for leaves).
   std::vector<std::vector<TokenProb>> q;
   // Pending row of each tree node in the draft cache, or -1 for nodes never fed
-  // (leaves). Rows of the accepted path are committed with CommitAccepted.
+  // (leaves). Rows of the accepted path are committed with CommitAccepted
+  // (not with DraftRequest::root_pending, whose root row is pending row 0).
   std::vector<int32_t> pending_row;
 };
 

@@ -33,9 +33,11 @@ ABSL_FLAG(int, threads, 0, "CPU threads (0 = all cores)");
 ABSL_FLAG(bool, json, false, "Print one JSON object on the last line instead of text");
 ABSL_FLAG(bool, ignore_eos, false, "Keep generating after EOS");
 ABSL_FLAG(std::string, draft, "self",
-          "Drafter: 'self' (the target's own weights with a window KV cache), 'ngram' (prompt "
-          "lookup: continuations found earlier in the prompt and output, no model) or a model "
-          "file with the target's vocabulary (e.g. a Q8_0/Q4_0 copy)");
+          "Drafter: 'self' (the target's own weights with a window KV cache holding the "
+          "target's rows, MagicDec), 'self:own' (the same, but the draft computes its window's "
+          "rows itself, as a separate draft service does), 'ngram' (prompt lookup: "
+          "continuations found earlier in the prompt and output, no model) or a model file with "
+          "the target's vocabulary (e.g. a Q8_0/Q4_0 copy)");
 ABSL_FLAG(std::string, device, "cpu", "Where the models run: cpu or cuda");
 ABSL_FLAG(int, tensor_parallel, 1,
           "Shard the target over this many ranks (CPU: threads; CUDA: GPUs, NCCL)");
@@ -104,11 +106,12 @@ int Run() {
   const std::string draft_flag = absl::GetFlag(FLAGS_draft);
   std::unique_ptr<LoadedModel> draft_model;
   std::unique_ptr<Model> draft_llama;
-  if (draft_flag != "self" && draft_flag != "ngram") {
+  const bool self = draft_flag == "self" || draft_flag == "self:own";
+  if (!self && draft_flag != "ngram") {
     auto loaded = LoadModel(draft_flag, load_options);
     if (!loaded.ok()) {
-      return Fail(absl::StrFormat("--draft '%s' is not self, ngram or a model file: %s", draft_flag,
-                                  loaded.status().message()));
+      return Fail(absl::StrFormat("--draft '%s' is not self, self:own, ngram or a model file: %s",
+                                  draft_flag, loaded.status().message()));
     }
     draft_model = *std::move(loaded);
     BackendOptions draft_backend = backend;
@@ -124,6 +127,7 @@ int Run() {
   spec_options.sinks = absl::GetFlag(FLAGS_sinks);
   spec_options.window = absl::GetFlag(FLAGS_window);
   spec_options.drafter = DrafterKindOf(draft_flag);
+  spec_options.draft_takes_target_rows = draft_flag != "self:own";
   // One batch known up front: the decode figures are for the whole batch.
   spec_options.prefill_before_decode = true;
   auto engine = SpecEngine::Create(**target, draft_llama ? *draft_llama : **target, spec_options);

@@ -19,9 +19,11 @@
 #include "services/worker_metrics.h"
 
 ABSL_FLAG(std::string, draft, "self",
-          "The drafter: self (the target's weights with a window KV cache, MagicDec), ngram "
-          "(prompt lookup in each sequence's own prompt and output; no model), or a draft "
-          "model file with the target's vocabulary");
+          "The drafter: self (the target's weights with a window KV cache holding the "
+          "target's rows, MagicDec), self:own (the same, but the draft computes its window's "
+          "rows itself, as a separate draft service does), ngram (prompt lookup in each "
+          "sequence's own prompt and output; no model), or a draft model file with the "
+          "target's vocabulary");
 ABSL_FLAG(int, threads, 0, "CPU threads in all (0: all cores)");
 ABSL_FLAG(std::string, device, "cpu", "cpu or cuda (a build with CUDA and a GPU)");
 ABSL_FLAG(std::string, kv_type, "f32",
@@ -66,11 +68,13 @@ int Run() {
   const std::string draft_flag = absl::GetFlag(FLAGS_draft);
   const DrafterKind drafter_kind = DrafterKindOf(draft_flag);
   std::unique_ptr<LoadedModel> draft_model;
-  if (drafter_kind == DrafterKind::kModel && draft_flag != "self") {
+  const bool self = draft_flag == "self" || draft_flag == "self:own";
+  f.engine.draft_takes_target_rows = draft_flag != "self:own";
+  if (drafter_kind == DrafterKind::kModel && !self) {
     auto loaded = LoadModel(draft_flag);
     if (!loaded.ok()) {
-      return Fail(absl::StrFormat("--draft '%s' is not self, ngram or a model file: %s", draft_flag,
-                                  loaded.status().message()));
+      return Fail(absl::StrFormat("--draft '%s' is not self, self:own, ngram or a model file: %s",
+                                  draft_flag, loaded.status().message()));
     }
     if (absl::Status st = CheckSameVocabulary(*f.model, **loaded); !st.ok()) {
       return Fail(absl::StrFormat("--draft %s: %s", draft_flag, st.message()));
@@ -99,10 +103,11 @@ int Run() {
   d.max_candidates = f.engine.max_candidates;
   TargetWorkerOptions t;
   t.max_context = f.engine.max_context;
+  TargetWorker target_worker(**target, t);
+  if (!ngram && f.engine.draft_takes_target_rows) d.target_rows = target_worker.RowsFor(draft);
   auto made_drafter = MakeDrafter(d, ngram ? nullptr : &draft, f.model->config.vocab_size);
   if (!made_drafter.ok()) return Fail(std::string(made_drafter.status().message()));
   Drafter& drafter = **made_drafter;
-  TargetWorker target_worker(**target, t);
   WorkerMetrics draft_metrics(*f.registry, "draft");
   WorkerMetrics target_metrics(*f.registry, "target");
   // An n-gram drafter runs no model: the planner's prior gives its passes no cost.
@@ -110,6 +115,7 @@ int Run() {
                            : FactsOf(*f.model, &draft.loaded(), f.engine.sinks, f.engine.window);
   // Self-speculation: the draft's passes run on the target's engine.
   facts.prior.draft_runs_like_target = !ngram && &draft == &**target;
+  facts.draft_takes_target_rows = d.target_rows != nullptr;
   f.limits.max_spec_nodes = std::min(f.limits.max_spec_nodes, d.max_tree_nodes - 4);
 
   ServiceDescription description;

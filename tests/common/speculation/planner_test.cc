@@ -303,6 +303,9 @@ TEST(PlannerTest, ACatchUpCostsOnlyTheTokensTheDraftMissed) {
   EXPECT_NEAR(catch_up, 5e-3, 1e-9);
   EXPECT_TRUE(plan(3.2, &catch_up));  // a mean: whole tokens, rounded up
   EXPECT_NEAR(catch_up, 5e-3, 1e-9);
+  // A draft taking the target's rows (target_rows.h) feeds nothing to catch up.
+  EXPECT_TRUE(plan(0, &catch_up));
+  EXPECT_EQ(catch_up, 0.0);
 }
 
 // Rank-1 acceptance of exactly 1/2: every other visit accepted.

@@ -108,13 +108,18 @@ TEST_F(SpecEngineLosslessTest, GreedyOutputEqualsPlainForEveryModeWindowAndBatch
     const auto plain = Plain(target_, requests);
     for (const char* mode : modes) {
       for (const auto& [sinks, window] : windows) {
-        SpecEngineOptions options;
-        options.spec = *ParseSpecMode(mode);
-        options.sinks = sinks;
-        options.window = window;
-        const SpecRun run = Speculative(target_, target_, options, requests, batch > 1 ? 1 : 0);
-        ASSERT_EQ(run.tokens, plain) << "self-speculation, mode " << mode << ", batch " << batch
-                                     << ", sinks " << sinks << ", window " << window;
+        // The draft's window of the target's rows (MagicDec), or of its own.
+        for (bool take_rows : {true, false}) {
+          SpecEngineOptions options;
+          options.spec = *ParseSpecMode(mode);
+          options.sinks = sinks;
+          options.window = window;
+          options.draft_takes_target_rows = take_rows;
+          const SpecRun run = Speculative(target_, target_, options, requests, batch > 1 ? 1 : 0);
+          ASSERT_EQ(run.tokens, plain)
+              << "self-speculation, mode " << mode << ", batch " << batch << ", sinks " << sinks
+              << ", window " << window << (take_rows ? ", target's rows" : ", own rows");
+        }
       }
     }
   }

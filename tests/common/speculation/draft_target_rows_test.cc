@@ -1,0 +1,267 @@
+// MagicDec's self-speculation in one process: the draft's window holds the
+// target's own K/V rows (TargetRows), so it never has a catch-up to feed, its
+// first tree level feeds the root alone, and its own rows of a tree are dropped
+// once the target has verified them. The rows it takes are exactly the
+// target's; another history or rows the target does not hold are refused, and
+// the draft then feeds its catch-up itself.
+#include <algorithm>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "common/engine/llama_model.h"
+#include "common/model/random_model.h"
+#include "common/ops/ops.h"
+#include "common/speculation/draft_worker.h"
+#include "common/speculation/prefix_hash.h"
+#include "common/speculation/spec_engine.h"
+#include "common/speculation/target_worker.h"
+#include "gtest/gtest.h"
+#include "tests/testing/plain_greedy.h"
+
+namespace specserve {
+namespace {
+
+constexpr int kSinks = 4, kWindow = 24;
+
+ModelConfig TinyConfig() {
+  ModelConfig c;
+  c.dim = 32;
+  c.n_layers = 2;
+  c.n_heads = 4;
+  c.n_kv_heads = 2;
+  c.head_dim = 8;
+  c.ffn_dim = 64;
+  c.vocab_size = 128;
+  c.context_length = 512;
+  c.rope_dim = 8;
+  return c;
+}
+
+std::vector<int32_t> History(int length, int salt) {
+  std::vector<int32_t> h = {1};
+  for (int i = 1; i < length; ++i) h.push_back(2 + (i * 29 + salt * 13) % 120);
+  return h;
+}
+
+class DraftTargetRowsTest : public ::testing::Test {
+ protected:
+  DraftTargetRowsTest()
+      : vocab_(MakeSyntheticVocabulary(128)),
+        model_(MakeRandomModel(TinyConfig(), TensorType::kF32, 5, vocab_)),
+        other_model_(MakeRandomModel(TinyConfig(), TensorType::kF32, 6, vocab_)),
+        ops_(MakeCpuOps(2)),
+        llama_(*model_, *ops_),
+        other_(*other_model_, *ops_),
+        target_(llama_, TargetWorkerOptions{}) {}
+
+  // The target caches history[0, n) of sequence `id` (a prefill).
+  void TargetHolds(int64_t id, const std::vector<int32_t>& history, int64_t n) {
+    VerifyItem item;
+    item.sequence_id = id;
+    item.kind = VerifyKind::kPrefill;
+    item.tokens = std::span<const int32_t>(history).subspan(0, n);
+    std::vector<VerifyOutput> out;
+    ASSERT_TRUE(target_.Verify({&item, 1}, &out).ok());
+    ASSERT_TRUE(out[0].status.ok()) << out[0].status;
+    ASSERT_EQ(out[0].cached_tokens, n);
+  }
+
+  // Rows [from, to) of `cache`, every layer, K then V, as floats.
+  static std::vector<float> Rows(KvCache& cache, int layers, int kv_dim, int64_t from, int64_t to) {
+    std::vector<float> rows;
+    std::vector<float> k(kv_dim), v(kv_dim);
+    for (int layer = 0; layer < layers; ++layer) {
+      for (int64_t r = from; r < to; ++r) {
+        EXPECT_TRUE(cache.ReadRow(layer, r, k.data(), v.data()));
+        rows.insert(rows.end(), k.begin(), k.end());
+        rows.insert(rows.end(), v.begin(), v.end());
+      }
+    }
+    return rows;
+  }
+
+  Vocabulary vocab_;
+  std::unique_ptr<LoadedModel> model_, other_model_;
+  std::unique_ptr<Ops> ops_;
+  LlamaModel llama_, other_;
+  TargetWorker target_;
+};
+
+TEST_F(DraftTargetRowsTest, OnlyTheTargetsOwnModelSharesItsRows) {
+  EXPECT_EQ(target_.RowsFor(llama_), &target_);
+  EXPECT_EQ(target_.RowsFor(other_), nullptr) << "another model's rows mean nothing to it";
+}
+
+TEST_F(DraftTargetRowsTest, AppendedRowsAreTheTargetsAndOtherHistoriesAreRefused) {
+  const std::vector<int32_t> history = History(40, 1);
+  TargetHolds(7, history, 39);
+  const int layers = llama_.config().n_layers, kv_dim = llama_.config().kv_dim();
+  // The target's rows, computed again by a plain prefill of the same tokens.
+  auto reference = *llama_.MakeFullCache(64);
+  ForwardSequence fs;
+  fs.cache = reference.get();
+  fs.tokens = std::span<const int32_t>(history).subspan(0, 39);
+  std::vector<float> no_logits;
+  ASSERT_TRUE(llama_.Forward({&fs, 1}, &no_logits).ok());
+  reference->CommitAll();
+
+  const uint64_t hash = PrefixHash(std::span<const int32_t>(history).subspan(0, 39));
+  auto window = *llama_.MakeWindowCache(kSinks, kWindow, 64);
+  ASSERT_TRUE(target_.AppendRows(0, 7, 39, hash, 0, kSinks, *window));
+  window->CommitAll();
+  ASSERT_TRUE(window->SkipTokens(39 - kWindow - kSinks).ok());
+  ASSERT_TRUE(target_.AppendRows(0, 7, 39, hash, 39 - kWindow, 39, *window));
+  window->CommitAll();
+  EXPECT_EQ(window->committed_tokens(), 39);
+  // The window's stored rows: the sinks, then the last kWindow, bit for bit.
+  std::vector<float> want = Rows(*reference, layers, kv_dim, 0, kSinks);
+  const std::vector<float> got_sinks = Rows(*window, layers, kv_dim, 0, kSinks);
+  EXPECT_EQ(got_sinks, want);
+  want = Rows(*reference, layers, kv_dim, 39 - kWindow, 39);
+  EXPECT_EQ(Rows(*window, layers, kv_dim, kSinks, kSinks + kWindow), want);
+
+  // Refused, the cache untouched: another history of the same length, rows
+  // past what the target holds, a sequence it does not know.
+  std::vector<int32_t> other = history;
+  other[20] = other[20] == 5 ? 6 : 5;
+  const uint64_t other_hash = PrefixHash(std::span<const int32_t>(other).subspan(0, 39));
+  EXPECT_FALSE(target_.AppendRows(0, 7, 39, other_hash, 30, 39, *window));
+  const uint64_t longer = PrefixHash(std::span<const int32_t>(history).subspan(0, 40));
+  EXPECT_FALSE(target_.AppendRows(0, 7, 40, longer, 39, 40, *window));
+  EXPECT_FALSE(target_.AppendRows(0, 7, 39, hash, 30, 40, *window));
+  EXPECT_FALSE(target_.AppendRows(0, 8, 39, hash, 30, 39, *window));
+  EXPECT_EQ(window->pending_rows(), 0);
+}
+
+TEST_F(DraftTargetRowsTest, TheDraftNeverFeedsACatchUpAndItsFirstLevelIsTheRootAlone) {
+  DraftWorkerOptions options;
+  options.sinks = kSinks;
+  options.window = kWindow;
+  options.target_rows = target_.RowsFor(llama_);
+  ASSERT_NE(options.target_rows, nullptr);
+  DraftWorker draft(llama_, options);
+  // Wide as well as deep: the order of many candidates shows any row that
+  // differs from the target's.
+  const TreeShape shape = KaryShape(6, 3, 14);
+  const int levels = shape.depth();
+  std::vector<int32_t> history = History(100, 2);
+  // The draft starts at position 60 of a history the target holds (a long
+  // prompt), and later finds the target 17 plain steps further on.
+  int64_t start = 0;
+  std::vector<int32_t> accepted;
+  for (int64_t end : {60, 61, 78}) {
+    TargetHolds(3, history, end - 1);
+    ProposeItem item;
+    item.sequence_id = 3;
+    item.start = start;
+    item.tokens = std::span<const int32_t>(history).subspan(start, end - start);
+    item.prefix_hash = PrefixHash(std::span<const int32_t>(history).subspan(0, start));
+    item.shape = &shape;
+    item.previous_accepted = accepted;
+    std::vector<ProposeOutput> out;
+    std::vector<PassTime> passes;
+    ASSERT_TRUE(draft.Propose({&item, 1}, &out, &passes).ok());
+    ASSERT_TRUE(out[0].status.ok()) << out[0].status;
+    EXPECT_EQ(out[0].tree.size(), 14);
+    // Its window holds exactly the target's rows, as a draft meeting this
+    // history for the first time would take them: the same tree, bit for bit.
+    DraftWorker fresh(llama_, options);
+    ProposeItem whole = item;
+    whole.start = 0;
+    whole.tokens = std::span<const int32_t>(history).subspan(0, end);
+    whole.prefix_hash = kEmptyPrefixHash;
+    std::vector<ProposeOutput> fresh_out;
+    std::vector<PassTime> fresh_passes;
+    ASSERT_TRUE(fresh.Propose({&whole, 1}, &fresh_out, &fresh_passes).ok());
+    EXPECT_EQ(out[0].tree.tokens, fresh_out[0].tree.tokens) << "history to " << end;
+    // One pass per tree level, the first feeding one token: no catch-up pass
+    // however far the target has moved on.
+    ASSERT_EQ(passes.size(), static_cast<size_t>(levels)) << "history to " << end;
+    EXPECT_EQ(passes[0].tokens_per_sequence, 1) << "history to " << end;
+    // The target accepts the first node (its row in the draft, computed under
+    // window attention, must give way to the target's); the draft keeps
+    // history up to the root, so the next call sends it from there.
+    history[end] = out[0].tree.tokens[0];
+    accepted = {0};
+    start = end - 1;
+  }
+  // Its cache is the window's, not the history's.
+  EXPECT_LE(draft.kv_bytes(), 2 * 1024 * 1024);
+}
+
+TEST_F(DraftTargetRowsTest, WhereTheTargetLacksTheRowsTheDraftFeedsItsCatchUpItself) {
+  DraftWorkerOptions shared;
+  shared.sinks = kSinks;
+  shared.window = kWindow;
+  shared.target_rows = target_.RowsFor(llama_);
+  DraftWorkerOptions own = shared;
+  own.target_rows = nullptr;
+  DraftWorker with_rows(llama_, shared), without(llama_, own);
+  const TreeShape chain = ChainShape(4);
+  const std::vector<int32_t> history = History(50, 3);
+  ProposeItem item;
+  item.sequence_id = 9;  // the target has never seen it
+  item.tokens = history;
+  item.shape = &chain;
+  std::vector<ProposeOutput> a, b;
+  std::vector<PassTime> passes_a, passes_b;
+  ASSERT_TRUE(with_rows.Propose({&item, 1}, &a, &passes_a).ok());
+  ASSERT_TRUE(without.Propose({&item, 1}, &b, &passes_b).ok());
+  ASSERT_TRUE(a[0].status.ok()) << a[0].status;
+  EXPECT_EQ(a[0].tree.tokens, b[0].tree.tokens);
+  EXPECT_EQ(a[0].tree.parents, b[0].tree.parents);
+  EXPECT_GT(passes_a[0].tokens_per_sequence, 1) << "the catch-up was fed";
+}
+
+TEST_F(DraftTargetRowsTest, GreedySpeculationEqualsPlainAndFeedsOneTokenFirstLevels) {
+  std::vector<GenerationRequest> requests;
+  for (int l : {3, kWindow - 1, kWindow + kSinks + 1, 3 * kWindow}) {
+    GenerationRequest r;
+    r.prompt = History(l, l);
+    r.max_new_tokens = 30;
+    r.stop_at_eos = false;
+    requests.push_back(r);
+  }
+  const std::vector<std::vector<int32_t>> plain = testing::PlainTokens(llama_, requests);
+  for (bool take_rows : {true, false}) {
+    for (const char* mode : {"chain:3", "tree:8", "auto"}) {
+      SpecEngineOptions options;
+      options.spec = *ParseSpecMode(mode);
+      options.sinks = kSinks;
+      options.window = kWindow;
+      options.draft_takes_target_rows = take_rows;
+      auto engine = *SpecEngine::Create(llama_, llama_, options);
+      std::vector<int> ids;
+      for (const auto& r : requests) ids.push_back(*engine->Add(r));
+      int widest_first_level = 0, speculative_steps = 0;
+      while (engine->HasLive()) {
+        ASSERT_TRUE(engine->Step().ok());
+        const StepStats& s = engine->last_step();
+        EXPECT_FALSE(s.draft_failed);
+        if (!s.speculated || s.draft_passes.empty() || s.exploring) continue;
+        ++speculative_steps;
+        if (speculative_steps > 1) {
+          widest_first_level = std::max(widest_first_level, s.draft_passes[0].tokens_per_sequence);
+        }
+      }
+      for (size_t i = 0; i < ids.size(); ++i) {
+        ASSERT_EQ(engine->state(ids[i]).tokens, plain[i])
+            << mode << (take_rows ? ", target's rows" : ", own rows") << ", request " << i;
+      }
+      if (std::string(mode) != "auto") {
+        ASSERT_GT(speculative_steps, 2) << mode;
+        // Own rows: the first level feeds the last step's unfed leaf and the
+        // bonus token; with the target's rows, the bonus token alone.
+        if (take_rows) {
+          EXPECT_EQ(widest_first_level, 1) << mode;
+        } else {
+          EXPECT_EQ(widest_first_level, 2) << mode;
+        }
+      }
+    }
+  }
+}
+
+}  // namespace
+}  // namespace specserve
