@@ -37,6 +37,7 @@ absl::StatusOr<size_t> CommitFedPath(KvCache& cache, const DraftResult& last,
 
 absl::Status DraftWorker::StartOver(Sequence& seq) {
   seq.ahead.reset();
+  seq.view = nullptr;
   ASSIGN_OR_RETURN(seq.cache, NewCache());
   seq.held.Clear();
   seq.last = DraftResult{};
@@ -79,16 +80,19 @@ absl::StatusOr<DraftWorker::Sequence*> DraftWorker::SequenceFor(const ProposeIte
                               return seq;
                             }));
   Sequence& seq = *found;
+  if (seq.view != nullptr) {
+    // It drafted over the target's rows, which no longer hold its history:
+    // from here on it keeps rows of its own, fed from the start.
+    RETURN_IF_ERROR(StartOver(seq));
+  }
   if (seq.ahead != nullptr) {  // not taken (TakeAhead): the guess was wrong
     seq.ahead.reset();
     seq.cache->EndTentative(false);
   }
   // Commit the previous step's accepted path (the nodes that were fed: a prefix of
-  // it), then catch up from our position. Sharing the target's rows, the draft
-  // keeps none of its own: the target's rows of that path come next.
+  // it), then catch up from our position.
   if (seq.cache->pending_rows() > 0 &&
-      (options_.target_rows != nullptr ||
-       !CommitFedPath(*seq.cache, seq.last, item.previous_accepted, seq.held).ok())) {
+      !CommitFedPath(*seq.cache, seq.last, item.previous_accepted, seq.held).ok()) {
     seq.cache->DropPending();
   }
   const int64_t have = seq.cache->committed_tokens();
@@ -115,34 +119,33 @@ absl::StatusOr<DraftWorker::Sequence*> DraftWorker::SequenceFor(const ProposeIte
   return &seq;
 }
 
-void DraftWorker::TakeTargetRows(const ProposeItem& item, Sequence& seq) {
-  KvCache& cache = *seq.cache;
+DraftWorker::Sequence* DraftWorker::TargetViewFor(const ProposeItem& item) {
   const int64_t end = item.start + static_cast<int64_t>(item.tokens.size()) - 1;
-  int64_t have = cache.committed_tokens();
-  if (have >= end) return;
-  const auto history = [&](int64_t from, int64_t to) {
-    return item.tokens.subspan(static_cast<size_t>(from - item.start),
-                               static_cast<size_t>(to - from));
-  };
-  const uint64_t hash_at_end = PrefixHash(history(item.start, end), item.prefix_hash);
-  const auto take = [&](int64_t to) {
-    if (!options_.target_rows->AppendRows(item.router, item.sequence_id, end, hash_at_end, have, to,
-                                          cache)) {
-      return false;
-    }
-    cache.CommitAll();
-    seq.held.Append(history(have, to));
-    have = to;
-    return true;
-  };
-  if (have < options_.sinks && !take(std::min<int64_t>(options_.sinks, end))) return;
-  if (end - have > options_.window) {
-    const int64_t to = end - options_.window;
-    if (!cache.SkipTokens(to - have).ok()) return;
-    seq.held.Append(history(have, to));
-    have = to;
+  const uint64_t hash =
+      PrefixHash(item.tokens.subspan(0, static_cast<size_t>(end - item.start)), item.prefix_hash);
+  const KvCache* rows =
+      options_.target_rows->CommittedRows(item.router, item.sequence_id, end, hash);
+  if (rows == nullptr) return nullptr;
+  absl::StatusOr<Sequence*> found = sequences_.FindOrMake(
+      {item.router, item.sequence_id}, std::chrono::steady_clock::now(), options_.max_sequences,
+      options_.idle_seconds, "the draft", [] { return absl::StatusOr<Sequence>(Sequence{}); });
+  if (!found.ok()) return nullptr;
+  Sequence& seq = **found;
+  if (seq.view == nullptr) {
+    // The tree's rows and the root's: nothing else is ever pending.
+    auto view = std::make_unique<KvWindowView>(draft_.config().n_layers, options_.sinks,
+                                               options_.window, options_.max_tree_nodes + 2);
+    seq.view = view.get();
+    seq.cache = std::move(view);
+    seq.ahead.reset();
+    seq.held.Clear();
+    seq.last = DraftResult{};
   }
-  take(end);
+  if (!seq.view->Bind(*rows, end).ok()) {
+    (void)StartOver(seq);
+    return nullptr;
+  }
+  return &seq;
 }
 
 absl::Status DraftWorker::Propose(std::span<const ProposeItem> items,
@@ -175,12 +178,12 @@ absl::Status DraftWorker::Propose(std::span<const ProposeItem> items,
         continue;
       }
     }
-    absl::StatusOr<Sequence*> seq = SequenceFor(item);
+    Sequence* viewed = options_.target_rows != nullptr ? TargetViewFor(item) : nullptr;
+    absl::StatusOr<Sequence*> seq = viewed != nullptr ? viewed : SequenceFor(item);
     if (!seq.ok()) {
       out.status = seq.status();
       continue;
     }
-    if (options_.target_rows != nullptr) TakeTargetRows(item, **seq);
     const int64_t have = (*seq)->cache->committed_tokens();
     // Draws keyed by the root's position (the last history token).
     const int64_t root = item.start + static_cast<int64_t>(item.tokens.size()) - 1;
@@ -188,8 +191,8 @@ absl::Status DraftWorker::Propose(std::span<const ProposeItem> items,
     DraftRequest r;
     r.cache = (*seq)->cache.get();
     r.catch_up = item.tokens.subspan(static_cast<size_t>(have - item.start));
-    // The target's row of the root comes next step: the draft's stays pending.
-    r.root_pending = options_.target_rows != nullptr && r.catch_up.size() == 1;
+    // Over the target's rows, the draft's row of the root stays pending.
+    r.root_pending = viewed != nullptr;
     r.shape = item.shape;
     r.sampling = &item.sampling;
     r.rng = &rngs.back();
@@ -210,7 +213,11 @@ absl::Status DraftWorker::Propose(std::span<const ProposeItem> items,
     for (size_t k = 0; k < members.size(); ++k) {
       requests[k].cache->DropPending();
       // The catch-up may be half taken in: the hashes no longer say what is held.
-      if (seqs[k]->held.size() != seqs[k]->cache->committed_tokens()) (void)StartOver(*seqs[k]);
+      if (seqs[k]->view != nullptr) {
+        seqs[k]->view->Unbind();
+      } else if (seqs[k]->held.size() != seqs[k]->cache->committed_tokens()) {
+        (void)StartOver(*seqs[k]);
+      }
     }
     return st;
   }
@@ -221,10 +228,10 @@ absl::Status DraftWorker::Propose(std::span<const ProposeItem> items,
     ProposeOutput& out = (*outputs)[members[k]];
     Sequence& seq = *seqs[k];
     const int64_t taken = seq.cache->committed_tokens() - seq.held.size();
-    const std::span<const int32_t> committed = requests[k].catch_up.subspan(
-        0, requests[k].catch_up.size() - (requests[k].root_pending ? 1 : 0));
-    if (taken == static_cast<int64_t>(committed.size())) {
-      seq.held.Append(committed);
+    if (seq.view != nullptr) {
+      // Its window was the target's: nothing of its own to record.
+    } else if (taken == static_cast<int64_t>(requests[k].catch_up.size())) {
+      seq.held.Append(requests[k].catch_up);
     } else if (absl::Status restart = StartOver(seq); !restart.ok()) {
       out.status = restart;
       continue;
@@ -239,6 +246,10 @@ absl::Status DraftWorker::Propose(std::span<const ProposeItem> items,
     out.tree = results[k].tree;
     out.q = results[k].q;
     seq.last = std::move(results[k]);
+  }
+  // The target's rows are read only during this call.
+  for (Sequence* seq : seqs) {
+    if (seq->view != nullptr) seq->view->Unbind();
   }
   DraftAhead(items, ahead, outputs, passes);
   return absl::OkStatus();

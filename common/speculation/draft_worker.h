@@ -12,6 +12,7 @@
 #include <mutex>
 
 #include "common/engine/model.h"
+#include "common/kv/kv_window_view.h"
 #include "common/speculation/backends.h"
 #include "common/speculation/drafter.h"
 #include "common/speculation/prefix_hash.h"
@@ -32,10 +33,12 @@ struct DraftWorkerOptions {
   // Caches no call has used for this long are dropped (ExpireIdle, and whenever
   // max_sequences is reached); 0: never.
   double idle_seconds = 0;
-  // Self-speculation in the target's process: the committed tokens' rows come
-  // from the target (target_rows.h) and the draft's own rows of each tree,
-  // its root's included, are dropped after the step. Null: the draft computes
-  // its window's rows itself (a separate draft service, another model).
+  // Self-speculation in the target's process: the draft's window is a view of
+  // the target's rows (KvWindowView over TargetRows::CommittedRows), and its
+  // own rows of each tree, the root's included, are dropped after the step.
+  // Where the target does not hold a sequence's history, that sequence falls
+  // back to a window cache of the draft's own. Null: always the draft's own
+  // (a separate draft service, another model).
   TargetRows* target_rows = nullptr;
 };
 
@@ -61,6 +64,7 @@ class DraftWorker final : public Drafter {
  private:
   struct Sequence {
     std::unique_ptr<KvCache> cache;
+    KvWindowView* view = nullptr;  // `cache`, when it is a view of the target's rows
     // Of the history positions the cache has taken in (held.size() == committed_tokens).
     PrefixHashes held;
     DraftResult last;  // the previous tree, whose accepted path the next call commits
@@ -83,10 +87,10 @@ class DraftWorker final : public Drafter {
   // holds a prefix of the history sent; else FAILED_PRECONDITION naming the
   // position needed (0 when the cache was started over).
   absl::StatusOr<Sequence*> SequenceFor(const ProposeItem& item);
-  // Takes the target's rows of the item's history that the cache lacks, up to
-  // its root (options_.target_rows): the missing sinks, then the last window.
-  // Stops at the first the target cannot give; the catch-up feeds the rest.
-  void TakeTargetRows(const ProposeItem& item, Sequence& seq);
+  // Self-speculation with the target's rows: the item's sequence, its cache a
+  // view of the target's rows of the history up to the root; nullptr where the
+  // target does not hold them (the sequence then keeps a cache of its own).
+  Sequence* TargetViewFor(const ProposeItem& item);
   // The tree drafted ahead for this item's history, taken (the cache keeps the
   // guessed path); nullptr when there is none or it was drafted from another
   // history (then it is discarded and the cache rolled back).

@@ -75,7 +75,10 @@ absl::StatusOr<std::unique_ptr<SpecEngine>> SpecEngine::Create(Model& target, Mo
   t.max_tree_nodes = d.max_tree_nodes;
   t.acceptance_scale = options.verifier_acceptance_scale;
   auto target_worker = std::make_unique<TargetWorker>(target, t);
-  if (!ngram && options.draft_takes_target_rows) d.target_rows = target_worker->RowsFor(draft);
+  // Two pipelined groups would read the target's rows while it verifies.
+  if (!ngram && options.draft_takes_target_rows && options.pipeline_groups == 1) {
+    d.target_rows = target_worker->RowsFor(draft);
+  }
   ASSIGN_OR_RETURN(std::unique_ptr<Drafter> draft_worker,
                    MakeDrafter(d, &draft, target.config().vocab_size));
   ModelFacts facts =

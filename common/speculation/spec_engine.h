@@ -58,10 +58,11 @@ struct SpecEngineOptions {
   // that (PipelineGrouping); false: always two groups when there are two sequences.
   bool adapt_groups = true;
   int max_candidates = 32;  // size of the draft distribution kept for sampling
-  // In-process self-speculation (Create(Model&, Model&) with the same model):
-  // the draft's window holds the target's own rows (MagicDec; target_rows.h)
-  // rather than rows it computes itself. false: the draft computes them, as a
-  // separate draft service must.
+  // In-process self-speculation (Create(Model&, Model&) with the same model,
+  // one pipeline group, CPU caches): the draft's window is the target's own
+  // rows, read in place (MagicDec; target_rows.h), rather than rows it
+  // computes itself. false: the draft computes them, as a separate draft
+  // service must.
   bool draft_takes_target_rows = true;
   // Memory read bandwidth and arithmetic rate of this machine for the planner's
   // prior (before any step is measured); 0: typical CPU figures.

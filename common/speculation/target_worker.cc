@@ -40,40 +40,23 @@ int TargetWorker::ExpireIdle() {
 }
 
 TargetRows* TargetWorker::RowsFor(const Model& draft) {
-  if (&draft != &target_) return nullptr;
-  // Whether this model's caches read rows back: a one-row probe.
+  // A sliding-window model's cache keeps only its window: rows are not positions.
+  if (&draft != &target_ || target_.config().sliding_window > 0) return nullptr;
+  // Whether this model's caches keep the CPU's tiled rows: a one-row probe.
   absl::StatusOr<std::unique_ptr<KvCache>> probe = target_.MakeFullCache(1);
-  if (!probe.ok() || !(*probe)->ReservePending(1).ok()) return nullptr;
-  std::vector<float> row(static_cast<size_t>(target_.config().kv_dim()));
-  return (*probe)->ReadRow(0, 0, row.data(), row.data()) ? this : nullptr;
+  KvTiles tiles;
+  return probe.ok() && (*probe)->Tiles(0, &tiles) ? this : nullptr;
 }
 
-bool TargetWorker::AppendRows(uint64_t router, int64_t sequence_id, int64_t length, uint64_t hash,
-                              int64_t from, int64_t to, KvCache& dst) {
+const KvCache* TargetWorker::CommittedRows(uint64_t router, int64_t sequence_id, int64_t length,
+                                           uint64_t hash) {
   std::lock_guard<std::mutex> lock(mu_);
   const Sequence* seq = sequences_.Find({router, sequence_id}, std::chrono::steady_clock::now());
-  if (seq == nullptr || from < 0 || from > to || to > length || seq->held.size() < length ||
-      seq->held.at(length) != hash) {
-    return false;
+  if (seq == nullptr || length < 0 || seq->held.size() < length || seq->held.at(length) != hash ||
+      seq->cache->stored_rows() != seq->cache->committed_tokens()) {
+    return nullptr;
   }
-  const int n = static_cast<int>(to - from);
-  if (n == 0) return true;
-  const absl::StatusOr<int> first = dst.ReservePending(n);
-  if (!first.ok()) return false;
-  const int kv_dim = target_.config().kv_dim();
-  shared_k_.resize(static_cast<size_t>(n) * kv_dim);
-  shared_v_.resize(shared_k_.size());
-  for (int layer = 0; layer < target_.config().n_layers; ++layer) {
-    for (int i = 0; i < n; ++i) {
-      const size_t at = static_cast<size_t>(i) * kv_dim;
-      if (!seq->cache->ReadRow(layer, from + i, shared_k_.data() + at, shared_v_.data() + at)) {
-        dst.TruncatePending(*first);
-        return false;
-      }
-    }
-    dst.WritePending(layer, *first, shared_k_.data(), shared_v_.data(), n, kv_dim);
-  }
-  return true;
+  return seq->cache.get();
 }
 
 namespace {

@@ -39,11 +39,11 @@ class TargetWorker final : public TargetBackend, public TargetRows {
 
   // Self-speculation in this process (target_rows.h): the rows this worker
   // shares with a draft that runs its own model, or nullptr for any other
-  // draft and where the target's caches cannot read their rows back (device
-  // and tensor-parallel caches).
+  // draft, for models whose caches keep a sliding window, and where the
+  // caches are not the CPU's tiled ones (device and tensor-parallel caches).
   TargetRows* RowsFor(const Model& draft);
-  bool AppendRows(uint64_t router, int64_t sequence_id, int64_t length, uint64_t hash, int64_t from,
-                  int64_t to, KvCache& dst) override;
+  const KvCache* CommittedRows(uint64_t router, int64_t sequence_id, int64_t length,
+                               uint64_t hash) override;
 
   absl::Status Verify(std::span<const VerifyItem> items,
                       std::vector<VerifyOutput>* outputs) override;
@@ -95,7 +95,6 @@ class TargetWorker final : public TargetBackend, public TargetRows {
   SequenceTable<Sequence> sequences_;
   std::vector<LogitRowNeeds> needs_;  // per logit row of the pass
   LogitRows logit_rows_;
-  std::vector<float> shared_k_, shared_v_;  // AppendRows' staging rows
 };
 
 }  // namespace specserve

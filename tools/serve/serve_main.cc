@@ -104,7 +104,10 @@ int Run() {
   TargetWorkerOptions t;
   t.max_context = f.engine.max_context;
   TargetWorker target_worker(**target, t);
-  if (!ngram && f.engine.draft_takes_target_rows) d.target_rows = target_worker.RowsFor(draft);
+  // Two pipelined groups would read the target's rows while it verifies.
+  if (!ngram && f.engine.draft_takes_target_rows && f.engine.pipeline_groups == 1) {
+    d.target_rows = target_worker.RowsFor(draft);
+  }
   auto made_drafter = MakeDrafter(d, ngram ? nullptr : &draft, f.model->config.vocab_size);
   if (!made_drafter.ok()) return Fail(std::string(made_drafter.status().message()));
   Drafter& drafter = **made_drafter;

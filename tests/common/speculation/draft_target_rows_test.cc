@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "common/engine/llama_model.h"
+#include "common/kv/kv_window_view.h"
 #include "common/model/random_model.h"
 #include "common/ops/ops.h"
 #include "common/speculation/draft_worker.h"
@@ -93,45 +94,99 @@ TEST_F(DraftTargetRowsTest, OnlyTheTargetsOwnModelSharesItsRows) {
   EXPECT_EQ(target_.RowsFor(other_), nullptr) << "another model's rows mean nothing to it";
 }
 
-TEST_F(DraftTargetRowsTest, AppendedRowsAreTheTargetsAndOtherHistoriesAreRefused) {
+TEST_F(DraftTargetRowsTest, ADraftPassOverTheTargetsRowsEqualsOneOverACopyOfThem) {
+  // The target holds 300 tokens (several KV blocks); the draft's view of its
+  // rows must attend as a window cache holding copies of the sinks and the
+  // last window would: the same logits for a token tree.
+  const std::vector<int32_t> history = History(301, 1);
+  const int64_t held = 300;
+  TargetHolds(7, history, held);
+  const uint64_t hash = PrefixHash(std::span<const int32_t>(history).subspan(0, held));
+  const KvCache* rows = target_.CommittedRows(0, 7, held, hash);
+  ASSERT_NE(rows, nullptr);
+  KvWindowView view(llama_.config().n_layers, kSinks, kWindow, 16);
+  ASSERT_TRUE(view.Bind(*rows, held).ok());
+  EXPECT_EQ(view.committed_tokens(), held);
+  EXPECT_EQ(view.stored_rows(), kSinks + kWindow);
+
+  const int layers = llama_.config().n_layers, kv_dim = llama_.config().kv_dim();
+  auto copy = *llama_.MakeWindowCache(kSinks, kWindow, 64);
+  std::vector<float> k(kv_dim), v(kv_dim);
+  const auto append = [&](int64_t from, int64_t to) {
+    const int first = *copy->ReservePending(static_cast<int>(to - from));
+    for (int layer = 0; layer < layers; ++layer) {
+      for (int64_t r = from; r < to; ++r) {
+        ASSERT_TRUE(rows->ReadRow(layer, r, k.data(), v.data()));
+        copy->WritePending(layer, first + static_cast<int>(r - from), k.data(), v.data(), 1,
+                           kv_dim);
+      }
+    }
+    copy->CommitAll();
+  };
+  append(0, kSinks);
+  ASSERT_TRUE(copy->SkipTokens(held - kWindow - kSinks).ok());
+  append(held - kWindow, held);
+  ASSERT_EQ(Rows(view, layers, kv_dim, 0, kSinks + kWindow),
+            Rows(*copy, layers, kv_dim, 0, kSinks + kWindow));
+
+  // The root, then a level of two children under it (the root's row pending).
+  std::vector<std::vector<float>> logits(2);
+  KvCache* caches[2] = {&view, copy.get()};
+  for (int c = 0; c < 2; ++c) {
+    const int32_t root = history[held];
+    ForwardSequence first;
+    first.cache = caches[c];
+    first.tokens = {&root, 1};
+    std::vector<float> out;
+    ASSERT_TRUE(llama_.Forward({&first, 1}, &out).ok());
+    const int32_t kids[2] = {5, 9}, parents[2] = {0, 0}, pending_parents[1] = {-1};
+    const int32_t positions[2] = {static_cast<int32_t>(held) + 1, static_cast<int32_t>(held) + 1};
+    ForwardSequence level;
+    level.cache = caches[c];
+    level.tokens = kids;
+    level.parents = parents;
+    level.pending_parents = pending_parents;
+    level.positions = positions;
+    const int32_t wanted[2] = {0, 1};
+    level.logit_rows = wanted;
+    ASSERT_TRUE(llama_.Forward({&level, 1}, &logits[c]).ok());
+    logits[c].insert(logits[c].begin(), out.begin(), out.end());
+  }
+  // Equal up to the order of the softmax sums: the view's ring starts inside
+  // a tile where the copy's starts on one, so the kernel groups keys apart.
+  ASSERT_EQ(logits[0].size(), logits[1].size());
+  for (size_t i = 0; i < logits[0].size(); ++i) {
+    ASSERT_NEAR(logits[0][i], logits[1][i], 1e-5) << "logit " << i;
+  }
+  EXPECT_EQ(view.pending_rows(), 3);
+  view.CommitAll();  // a view commits nothing: its rows are dropped
+  EXPECT_EQ(view.pending_rows(), 0);
+  EXPECT_EQ(view.committed_tokens(), held);
+}
+
+TEST_F(DraftTargetRowsTest, TheTargetSharesOnlyTheHistoryItHolds) {
   const std::vector<int32_t> history = History(40, 1);
   TargetHolds(7, history, 39);
-  const int layers = llama_.config().n_layers, kv_dim = llama_.config().kv_dim();
-  // The target's rows, computed again by a plain prefill of the same tokens.
-  auto reference = *llama_.MakeFullCache(64);
-  ForwardSequence fs;
-  fs.cache = reference.get();
-  fs.tokens = std::span<const int32_t>(history).subspan(0, 39);
-  std::vector<float> no_logits;
-  ASSERT_TRUE(llama_.Forward({&fs, 1}, &no_logits).ok());
-  reference->CommitAll();
-
-  const uint64_t hash = PrefixHash(std::span<const int32_t>(history).subspan(0, 39));
-  auto window = *llama_.MakeWindowCache(kSinks, kWindow, 64);
-  ASSERT_TRUE(target_.AppendRows(0, 7, 39, hash, 0, kSinks, *window));
-  window->CommitAll();
-  ASSERT_TRUE(window->SkipTokens(39 - kWindow - kSinks).ok());
-  ASSERT_TRUE(target_.AppendRows(0, 7, 39, hash, 39 - kWindow, 39, *window));
-  window->CommitAll();
-  EXPECT_EQ(window->committed_tokens(), 39);
-  // The window's stored rows: the sinks, then the last kWindow, bit for bit.
-  std::vector<float> want = Rows(*reference, layers, kv_dim, 0, kSinks);
-  const std::vector<float> got_sinks = Rows(*window, layers, kv_dim, 0, kSinks);
-  EXPECT_EQ(got_sinks, want);
-  want = Rows(*reference, layers, kv_dim, 39 - kWindow, 39);
-  EXPECT_EQ(Rows(*window, layers, kv_dim, kSinks, kSinks + kWindow), want);
-
-  // Refused, the cache untouched: another history of the same length, rows
-  // past what the target holds, a sequence it does not know.
+  const auto hash = [&](const std::vector<int32_t>& h, int64_t n) {
+    return PrefixHash(std::span<const int32_t>(h).subspan(0, n));
+  };
+  EXPECT_NE(target_.CommittedRows(0, 7, 39, hash(history, 39)), nullptr);
+  EXPECT_NE(target_.CommittedRows(0, 7, 20, hash(history, 20)), nullptr);
   std::vector<int32_t> other = history;
   other[20] = other[20] == 5 ? 6 : 5;
-  const uint64_t other_hash = PrefixHash(std::span<const int32_t>(other).subspan(0, 39));
-  EXPECT_FALSE(target_.AppendRows(0, 7, 39, other_hash, 30, 39, *window));
-  const uint64_t longer = PrefixHash(std::span<const int32_t>(history).subspan(0, 40));
-  EXPECT_FALSE(target_.AppendRows(0, 7, 40, longer, 39, 40, *window));
-  EXPECT_FALSE(target_.AppendRows(0, 7, 39, hash, 30, 40, *window));
-  EXPECT_FALSE(target_.AppendRows(0, 8, 39, hash, 30, 39, *window));
-  EXPECT_EQ(window->pending_rows(), 0);
+  EXPECT_EQ(target_.CommittedRows(0, 7, 39, hash(other, 39)), nullptr) << "another history";
+  EXPECT_EQ(target_.CommittedRows(0, 7, 40, hash(history, 40)), nullptr) << "rows not kept yet";
+  EXPECT_EQ(target_.CommittedRows(0, 8, 39, hash(history, 39)), nullptr) << "another sequence";
+  KvWindowView view(llama_.config().n_layers, kSinks, kWindow, 8);
+  const KvCache* rows = target_.CommittedRows(0, 7, 39, hash(history, 39));
+  EXPECT_FALSE(view.Bind(*rows, 40).ok()) << "past the rows the cache holds";
+  ASSERT_TRUE(view.Bind(*rows, 39).ok());
+  EXPECT_FALSE(view.SkipTokens(3).ok());
+  ASSERT_TRUE(view.ReservePending(2).ok());
+  const int32_t keep[1] = {0};
+  EXPECT_FALSE(view.Commit(keep).ok()) << "a view keeps none of its rows";
+  EXPECT_EQ(view.pending_rows(), 0);
+  EXPECT_FALSE(view.ReservePending(9).ok()) << "more than its pending rows";
 }
 
 TEST_F(DraftTargetRowsTest, TheDraftNeverFeedsACatchUpAndItsFirstLevelIsTheRootAlone) {
