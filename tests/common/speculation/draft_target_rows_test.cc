@@ -11,7 +11,6 @@
 
 #include "common/engine/llama_model.h"
 #include "common/kv/kv_window_view.h"
-#include "common/model/random_model.h"
 #include "common/ops/ops.h"
 #include "common/speculation/draft_worker.h"
 #include "common/speculation/prefix_hash.h"
@@ -19,23 +18,17 @@
 #include "common/speculation/target_worker.h"
 #include "gtest/gtest.h"
 #include "tests/testing/plain_greedy.h"
+#include "tests/testing/random_model.h"
 
 namespace specserve {
 namespace {
 
 constexpr int kSinks = 4, kWindow = 24;
 
-ModelConfig TinyConfig() {
-  ModelConfig c;
-  c.dim = 32;
-  c.n_layers = 2;
-  c.n_heads = 4;
-  c.n_kv_heads = 2;
-  c.head_dim = 8;
-  c.ffn_dim = 64;
-  c.vocab_size = 128;
+// The test helpers' tiny model with room for a 300-token history.
+ModelConfig Config() {
+  ModelConfig c = testing::TinyConfig();
   c.context_length = 512;
-  c.rope_dim = 8;
   return c;
 }
 
@@ -48,9 +41,8 @@ std::vector<int32_t> History(int length, int salt) {
 class DraftTargetRowsTest : public ::testing::Test {
  protected:
   DraftTargetRowsTest()
-      : vocab_(MakeSyntheticVocabulary(128)),
-        model_(MakeRandomModel(TinyConfig(), TensorType::kF32, 5, vocab_)),
-        other_model_(MakeRandomModel(TinyConfig(), TensorType::kF32, 6, vocab_)),
+      : model_(testing::TinyRandomModel(TensorType::kF32, 5, Config())),
+        other_model_(testing::TinyRandomModel(TensorType::kF32, 6, Config())),
         ops_(MakeCpuOps(2)),
         llama_(*model_, *ops_),
         other_(*other_model_, *ops_),
@@ -82,7 +74,6 @@ class DraftTargetRowsTest : public ::testing::Test {
     return rows;
   }
 
-  Vocabulary vocab_;
   std::unique_ptr<LoadedModel> model_, other_model_;
   std::unique_ptr<Ops> ops_;
   LlamaModel llama_, other_;
