@@ -4,7 +4,8 @@
 // only when it holds the history's prefix (by hash); caches unused for
 // `idle_seconds` expire. Random draws are keyed by (seed, step position)
 // (Rng::ForStep). One draft pass per tree level (TreeDrafter). The draft service
-// wraps this or an NgramDrafter.
+// wraps this or an NgramDrafter. In the target's own process a self-draft's
+// window is instead a view of the target's rows (options.target_rows).
 #pragma once
 
 #include <map>

@@ -526,7 +526,7 @@ double SpecEngine::MeanRemaining(std::span<const std::pair<int, Sequence*>> memb
 }
 
 double SpecEngine::MeanDraftLag(std::span<const std::pair<int, Sequence*>> members) const {
-  if (facts_.draft_takes_target_rows) return 0;  // it copies rows, feeds nothing
+  if (facts_.draft_takes_target_rows) return 0;  // it reads the target's rows, feeds nothing
   double total = 0;
   for (const auto& [id, seq] : members) {
     const int64_t behind = static_cast<int64_t>(seq->state.tokens.size()) - seq->draft_from;
