@@ -180,7 +180,9 @@ class Planner {
   // Time a decode step spends outside the draft and verify passes: the serving
   // path (scheduling, RPCs, streaming), paid once per step whatever the tree, so
   // it favours speculation, which needs fewer steps per token; and bookkeeping,
-  // which speculation adds to (planning, trees). Kept apart for plain and
+  // which speculation adds to (planning, trees; not the Sequoia tables'
+  // rebuilds, which come with new evidence whatever the mode: the time of
+  // those since the last call is taken out). Kept apart for plain and
   // speculative steps; a speculative step not yet measured is assumed to cost
   // what a plain one does.
   void RecordStepOverhead(StepClass c, bool speculated, double seconds);
@@ -232,7 +234,8 @@ class Planner {
     bool pipelined = false, draft_ahead = false;  // the pricing it was made under
     bool explored = false;  // a whole-batch exploration ran in this class (ShouldExplore)
   };
-  void RebuildTables();
+  void RebuildTables();  // timed: unrecorded_rebuild_seconds_
+  void RebuildTablesUntimed();
   void MaybeRebuildTables();
   // The analytic costs (bytes over bandwidth plus arithmetic over peak).
   double VerifyPrior(int batch, double context, int m) const;
@@ -308,6 +311,9 @@ class Planner {
   bool probed_once_ = false;
   int64_t visits_at_rebuild_ = 0;
   int64_t table_rebuilds_ = 0;
+  // Time spent rebuilding tables since the last RecordStepOverhead, which
+  // leaves it out of the step's overhead.
+  double unrecorded_rebuild_seconds_ = 0;
   int64_t probes_skipped_ = 0;
   std::vector<double> vector_at_rebuild_;
   // The acceptance vector must move this much in some position to re-plan, and

@@ -124,6 +124,28 @@ int SequoiaTables::ArgH(int d, int m, int j) const {
   return arg_[(static_cast<size_t>(d) * max_nodes_ + m) * (k_ + 2) + j];
 }
 
+std::vector<int> SequoiaTables::FedPerLevel(int n, int d) const {
+  std::vector<int> fed(1, 0);
+  AddFed(n, std::clamp(d, 0, max_depth_), 1, &fed);
+  return fed;
+}
+
+// The children of a subtree of `size` nodes (its root included) with depth
+// budget `depth`, whose root's children sit at depth `level`: Shape's walk.
+void SequoiaTables::AddFed(int size, int depth, int level, std::vector<int>* fed) const {
+  int m = size - 1;
+  for (int j = 1; m > 0 && j <= k_; ++j) {
+    const int a = ArgH(depth, m, j);
+    if (a <= 0) break;
+    if (static_cast<int>(fed->size()) <= level) fed->resize(level + 1, 0);
+    if (a > 1) {  // the child has children of its own: the draft feeds it
+      ++(*fed)[level];
+      AddFed(a, depth - 1, level + 1, fed);
+    }
+    m -= a;
+  }
+}
+
 TreeShape SequoiaTables::Shape(int n, int d) const {
   d = std::clamp(d, 0, max_depth_);
   // Build depth-first, then renumber breadth-first.

@@ -46,8 +46,13 @@ class SequoiaTables {
   double Expected(int n, int d) const;
   // The best tree itself (n - 1 speculated nodes). Requires Expected(n, d) finite.
   TreeShape Shape(int n, int d) const;
+  // Of Shape(n, d), without building it: per depth (index 0 = the root, not
+  // counted), the nodes that have children, i.e. the tokens the draft feeds
+  // at that level; as many entries as the tree is deep, plus one.
+  std::vector<int> FedPerLevel(int n, int d) const;
 
  private:
+  void AddFed(int size, int depth, int level, std::vector<int>* fed) const;
   double H(int d, int m, int j) const;
   int ArgH(int d, int m, int j) const;
 

@@ -308,6 +308,25 @@ TEST(PlannerTest, ACatchUpCostsOnlyTheTokensTheDraftMissed) {
   EXPECT_EQ(catch_up, 0.0);
 }
 
+TEST(PlannerTest, TableRebuildsAreNotCountedAsTheStepsOverhead) {
+  // New evidence rebuilds the Sequoia tables in the next Choose (a millisecond
+  // or two); the step that happens to pay for it must not teach the planner
+  // that steps of its mode cost that much more.
+  Planner planner(SpecConfig{}, Prior());
+  const StepClass c = ClassOf(8, 500);
+  Costs(planner, c, 1e-3, 0.1e-3);
+  Feed(planner, 0.9, 2000);
+  const int64_t before = planner.table_rebuilds();
+  planner.Choose(8, 500);
+  ASSERT_GT(planner.table_rebuilds(), before);
+  planner.RecordStepOverhead(c, true, 1.0);
+  EXPECT_LT(planner.StepOverhead(c, true), 1.0) << "the rebuild's time was left in";
+  EXPECT_GT(planner.StepOverhead(c, true), 0.9);
+  // Taken out once: the next step's overhead is its own.
+  planner.RecordStepOverhead(c, false, 1.0);
+  EXPECT_EQ(planner.StepOverhead(c, false), 1.0);
+}
+
 // Rank-1 acceptance of exactly 1/2: every other visit accepted.
 void FeedHalf(Planner& planner, int visits) {
   for (int i = 0; i < visits; ++i) {

@@ -111,5 +111,28 @@ TEST(SequoiaTest, ShapesAreBreadthFirstWithRankedSiblings) {
   }
 }
 
+TEST(SequoiaTest, FedPerLevelCountsTheShapesNodesWithChildrenPerDepth) {
+  // The planner prices a tree's draft passes by these counts without building
+  // the tree; they must be exactly the built tree's.
+  const std::vector<std::vector<double>> vectors = {
+      {0.99, 0.005}, {0.9, 0.05, 0.02}, {0.6, 0.2, 0.1, 0.05}, {0.3, 0.25, 0.2, 0.1, 0.05}};
+  for (const std::vector<double>& p : vectors) {
+    const SequoiaTables tables(p, 40, 8);
+    for (int d = 0; d <= 8; ++d) {
+      for (int n = 1; n <= 40; ++n) {
+        if (!std::isfinite(tables.Expected(n, d))) continue;
+        const TreeShape shape = tables.Shape(n, d);
+        const std::vector<int32_t> counts = shape.ChildCounts();
+        std::vector<int> want(shape.depth() + 1, 0), depth(shape.speculated());
+        for (int i = 0; i < shape.speculated(); ++i) {
+          depth[i] = shape.parents[i] < 0 ? 1 : depth[shape.parents[i]] + 1;
+          if (counts[i + 1] > 0) ++want[depth[i]];
+        }
+        ASSERT_EQ(tables.FedPerLevel(n, d), want) << "n " << n << ", d " << d << ", p1 " << p[0];
+      }
+    }
+  }
+}
+
 }  // namespace
 }  // namespace specserve
