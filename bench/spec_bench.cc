@@ -125,7 +125,6 @@ ModeRun RunMode(Model& target, const std::vector<std::vector<int32_t>>& contexts
     const double step_seconds =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - step_start).count();
     const StepStats& step = engine->last_step();
-    if (getenv("TRACE") && step.batch > 0) fprintf(stderr, "%s%d/%d%s%s %.2f %.2fms(d%.2f v%.2f)|", step.speculated ? "S" : "p", step.tree_nodes, step.tree_depth, step.exploring ? "x" : "", step.batch < batch ? "t" : "", static_cast<double>(step.generated_tokens) / step.batch, step_seconds * 1e3, step.draft_seconds*1e3, step.verify_seconds*1e3);
     if (step.batch == 0) continue;     // a prefill step
     if (step.batch < batch) continue;  // the tail (see full_seconds)
     ++decode_steps;

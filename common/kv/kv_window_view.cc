@@ -24,7 +24,7 @@ absl::Status KvWindowView::Bind(const KvCache& base, int64_t length) {
         "the base cache holds %d of %d tokens; the window needs rows [0, %d) at their positions",
         base.stored_rows(), base.committed_tokens(), length));
   }
-  const bool same_layout = k_ != nullptr && layout_.type == tiles.type &&
+  const bool same_layout = region_ != nullptr && layout_.type == tiles.type &&
                            layout_.n_kv_heads == tiles.n_kv_heads &&
                            layout_.head_dim == tiles.head_dim;
   if (!same_layout) {
@@ -35,8 +35,7 @@ absl::Status KvWindowView::Bind(const KvCache& base, int64_t length) {
     layout_.head_stride = static_cast<int64_t>(rows) * tiles.head_dim;
     layer_bytes_ = layout_.head_stride * tiles.n_kv_heads * KvTypeBytes(tiles.type);
     pending_bytes_ = static_cast<size_t>(layer_bytes_) * n_layers_;
-    k_ = KvBlockPool::Shared().Get(pending_bytes_);
-    v_ = KvBlockPool::Shared().Get(pending_bytes_);
+    region_.reset(new (std::align_val_t(64)) uint8_t[2 * pending_bytes_]());
   }
   base_ = &base;
   length_ = length;

@@ -10,10 +10,10 @@
 
 #include <cstdint>
 #include <memory>
+#include <new>
 #include <vector>
 
 #include "absl/status/status.h"
-#include "common/kv/kv_block_pool.h"
 #include "common/kv/kv_cache.h"
 
 namespace specserve {
@@ -48,19 +48,25 @@ class KvWindowView final : public KvCache {
   int64_t sink_rows() const { return std::min<int64_t>(sinks_, length_); }
   int64_t ring_rows() const { return std::clamp<int64_t>(length_ - sinks_, 0, window_); }
   // The pending region of `layer`.
-  uint8_t* PendingK(int layer) const { return k_.get() + layer * layer_bytes_; }
-  uint8_t* PendingV(int layer) const { return v_.get() + layer * layer_bytes_; }
+  uint8_t* PendingK(int layer) const { return region_.get() + layer * layer_bytes_; }
+  uint8_t* PendingV(int layer) const { return PendingK(layer) + pending_bytes_; }
 
   int n_layers_, sinks_, window_, max_pending_;
   const KvCache* base_ = nullptr;
   int64_t length_ = 0;
   int pending_ = 0;
   // The pending rows' tiled region, laid out like the base's rows (allocated
-  // at the first Bind, which tells the element type and head split).
+  // at the first Bind, which tells the element type and head split): K of
+  // every layer, then V. A few tens of KB, from the heap rather than the KV
+  // block pool, whose first block of a new size is a fresh huge-page arena
+  // (its first touch cost a self-draft's first pass 3 ms).
+  struct AlignedDelete {
+    void operator()(uint8_t* p) const { ::operator delete[](p, std::align_val_t(64)); }
+  };
   KvRegionLayout layout_;
   int64_t layer_bytes_ = 0;
   size_t pending_bytes_ = 0;
-  KvBlock k_, v_;
+  std::unique_ptr<uint8_t[], AlignedDelete> region_;
   mutable KvTiles base_tiles_;  // Tiles' scratch
 };
 
