@@ -102,15 +102,25 @@ TEST_F(GenerationTest, ServeGivesTheSameTokensAsTheSplitDeployment) {
   auto serve = StartService("specserve-serve", {"--model=" + SharedRandomModel(), "--threads=1",
                                                 "--window=32", "--sinks=4", "--spec=tree:8"});
   ASSERT_NE(serve, nullptr);
+  // The self-draft with rows of its own (as the split deployment's draft
+  // service has), instead of reading the target's.
+  auto serve_own = StartService("specserve-serve",
+                                {"--model=" + SharedRandomModel(), "--threads=1", "--window=32",
+                                 "--sinks=4", "--spec=tree:8", "--draft=self:own"});
+  ASSERT_NE(serve_own, nullptr);
   auto all_in_one = v1::Generation::NewStub(Connect(serve->address()));
+  auto all_in_one_own = v1::Generation::NewStub(Connect(serve_own->address()));
   auto split = Router();
   for (int i = 0; i < 3; ++i) {
     v1::GenerateRequest request = TokenRequest(Prompt(10 + i, 6 + 5 * i), 50);
     StreamResult a = Stream(*all_in_one, request);
     StreamResult b = Stream(*split, request);
+    StreamResult c = Stream(*all_in_one_own, request);
     ASSERT_TRUE(a.status.ok()) << a.status.error_message();
     ASSERT_TRUE(b.status.ok()) << b.status.error_message();
+    ASSERT_TRUE(c.status.ok()) << c.status.error_message();
     EXPECT_EQ(a.tokens, b.tokens) << "prompt " << i;
+    EXPECT_EQ(c.tokens, b.tokens) << "prompt " << i;
   }
   grpc::ClientContext context;
   v1::ModelInfoResponse info;
