@@ -1,6 +1,7 @@
 #include "common/kv/kv_window_view.h"
 
 #include <algorithm>
+#include <cstring>
 
 #include "absl/strings/str_format.h"
 
@@ -24,18 +25,12 @@ absl::Status KvWindowView::Bind(const KvCache& base, int64_t length) {
         "the base cache holds %d of %d tokens; the window needs rows [0, %d) at their positions",
         base.stored_rows(), base.committed_tokens(), length));
   }
-  const bool same_layout = region_ != nullptr && layout_.type == tiles.type &&
-                           layout_.n_kv_heads == tiles.n_kv_heads &&
-                           layout_.head_dim == tiles.head_dim;
-  if (!same_layout) {
+  if (layout_.type != tiles.type || layout_.n_kv_heads != tiles.n_kv_heads ||
+      layout_.head_dim != tiles.head_dim) {
     layout_.type = tiles.type;
     layout_.n_kv_heads = tiles.n_kv_heads;
     layout_.head_dim = tiles.head_dim;
-    const int rows = (max_pending_ + kKvTileRows - 1) / kKvTileRows * kKvTileRows;
-    layout_.head_stride = static_cast<int64_t>(rows) * tiles.head_dim;
-    layer_bytes_ = layout_.head_stride * tiles.n_kv_heads * KvTypeBytes(tiles.type);
-    pending_bytes_ = static_cast<size_t>(layer_bytes_) * n_layers_;
-    region_.reset(new (std::align_val_t(64)) uint8_t[2 * pending_bytes_]());
+    capacity_ = 0;  // the region is made anew for this layout
   }
   base_ = &base;
   length_ = length;
@@ -54,9 +49,42 @@ absl::StatusOr<int> KvWindowView::ReservePending(int n) {
     return absl::ResourceExhaustedError(absl::StrFormat(
         "window view: %d pending rows + %d new exceed its %d", pending_, n, max_pending_));
   }
+  if (pending_ + n > capacity_) Grow(std::max(pending_ + n, 2 * capacity_));
   const int first = pending_;
   pending_ += n;
   return first;
+}
+
+void KvWindowView::Grow(int rows) {
+  const int capacity = std::min((rows + kKvTileRows - 1) / kKvTileRows * kKvTileRows,
+                                (max_pending_ + kKvTileRows - 1) / kKvTileRows * kKvTileRows);
+  KvRegionLayout layout = layout_;
+  layout.head_stride = static_cast<int64_t>(capacity) * layout.head_dim;
+  const int bytes = KvTypeBytes(layout.type);
+  const int64_t layer_bytes = layout.head_stride * layout.n_kv_heads * bytes;
+  const size_t half = static_cast<size_t>(layer_bytes) * n_layers_;
+  std::unique_ptr<uint8_t[], AlignedDelete> region(new (std::align_val_t(64)) uint8_t[2 * half]());
+  // Keep the pending rows: per layer and kv head, a prefix of whole tiles.
+  if (region_ != nullptr && pending_ > 0) {
+    const int64_t keep = static_cast<int64_t>((pending_ + kKvTileRows - 1) / kKvTileRows) *
+                         kKvTileRows * layout.head_dim * bytes;
+    for (int kv = 0; kv < 2; ++kv) {
+      for (int layer = 0; layer < n_layers_; ++layer) {
+        for (int h = 0; h < layout.n_kv_heads; ++h) {
+          std::memcpy(
+              region.get() + kv * half + layer * layer_bytes + h * layout.head_stride * bytes,
+              region_.get() + kv * pending_bytes_ + layer * layer_bytes_ +
+                  h * layout_.head_stride * bytes,
+              static_cast<size_t>(keep));
+        }
+      }
+    }
+  }
+  layout_ = layout;
+  layer_bytes_ = layer_bytes;
+  pending_bytes_ = half;
+  capacity_ = capacity;
+  region_ = std::move(region);
 }
 
 void KvWindowView::WritePending(int layer, int first, const float* k, const float* v, int n,

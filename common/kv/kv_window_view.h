@@ -55,17 +55,24 @@ class KvWindowView final : public KvCache {
   const KvCache* base_ = nullptr;
   int64_t length_ = 0;
   int pending_ = 0;
-  // The pending rows' tiled region, laid out like the base's rows (allocated
-  // at the first Bind, which tells the element type and head split): K of
-  // every layer, then V. A few tens of KB, from the heap rather than the KV
-  // block pool, whose first block of a new size is a fresh huge-page arena
-  // (its first touch cost a self-draft's first pass 3 ms).
+  // Makes room for `rows` pending rows (whole tiles, at most max_pending),
+  // keeping those pending.
+  void Grow(int rows);
+
+  // The pending rows' tiled region, laid out like the base's rows (the first
+  // Bind tells the element type and head split): K of every layer, then V.
+  // It grows with the trees drafted (a tree's rows and its root's, 16 rows
+  // for most chains) rather than holding max_pending rows from the start
+  // (with 256, 70 MB a sequence for a 7B model's shape). From the heap
+  // rather than the KV block pool, whose first block of a new size is a
+  // fresh huge-page arena (its first touch cost a self-draft's first pass 3 ms).
   struct AlignedDelete {
     void operator()(uint8_t* p) const { ::operator delete[](p, std::align_val_t(64)); }
   };
   KvRegionLayout layout_;
   int64_t layer_bytes_ = 0;
-  size_t pending_bytes_ = 0;
+  size_t pending_bytes_ = 0;  // of K (and of V): every layer
+  int capacity_ = 0;          // rows the region holds per layer and kv head
   std::unique_ptr<uint8_t[], AlignedDelete> region_;
   mutable KvTiles base_tiles_;  // Tiles' scratch
 };

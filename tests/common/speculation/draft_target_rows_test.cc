@@ -180,6 +180,54 @@ TEST_F(DraftTargetRowsTest, TheTargetSharesOnlyTheHistoryItHolds) {
   EXPECT_FALSE(view.ReservePending(9).ok()) << "more than its pending rows";
 }
 
+TEST_F(DraftTargetRowsTest, TheViewsPendingRowsSurviveItsGrowth) {
+  // The view's own rows start at a tile and grow with the trees drafted; rows
+  // written before a growth read back the same after it.
+  const std::vector<int32_t> history = History(40, 2);
+  TargetHolds(4, history, 39);
+  const KvCache* rows =
+      target_.CommittedRows(0, 4, 39, PrefixHash(std::span<const int32_t>(history).subspan(0, 39)));
+  ASSERT_NE(rows, nullptr);
+  KvWindowView view(llama_.config().n_layers, kSinks, kWindow, 70);
+  ASSERT_TRUE(view.Bind(*rows, 39).ok());
+  const int layers = llama_.config().n_layers, kv_dim = llama_.config().kv_dim();
+  const auto value = [&](int row, int layer, int i, bool v) {
+    return static_cast<float>(row * 1000 + layer * 100 + i) * (v ? -1.0f : 1.0f);
+  };
+  const int64_t bytes_at_first = [&] {
+    (void)view.ReservePending(1);
+    view.TruncatePending(0);
+    return view.memory_bytes();
+  }();
+  std::vector<float> k(kv_dim), v(kv_dim);
+  for (int row = 0; row < 70;) {
+    const int n = std::min(1 + row % 3, 70 - row);  // 1, 2 or 3 rows a pass, as tree levels
+    ASSERT_EQ(*view.ReservePending(n), row);
+    for (int layer = 0; layer < layers; ++layer) {
+      std::vector<float> ks, vs;
+      for (int r = row; r < row + n; ++r) {
+        for (int i = 0; i < kv_dim; ++i) {
+          ks.push_back(value(r, layer, i, false));
+          vs.push_back(value(r, layer, i, true));
+        }
+      }
+      view.WritePending(layer, row, ks.data(), vs.data(), n, kv_dim);
+    }
+    row += n;
+  }
+  EXPECT_GT(view.memory_bytes(), bytes_at_first);
+  for (int row = 0; row < 70; ++row) {
+    for (int layer = 0; layer < layers; ++layer) {
+      ASSERT_TRUE(view.ReadRow(layer, view.stored_rows() + row, k.data(), v.data()));
+      for (int i = 0; i < kv_dim; ++i) {
+        ASSERT_EQ(k[i], value(row, layer, i, false)) << "row " << row << ", layer " << layer;
+        ASSERT_EQ(v[i], value(row, layer, i, true)) << "row " << row << ", layer " << layer;
+      }
+    }
+  }
+  EXPECT_FALSE(view.ReservePending(1).ok()) << "past its 70 rows";
+}
+
 TEST_F(DraftTargetRowsTest, TheDraftNeverFeedsACatchUpAndItsFirstLevelIsTheRootAlone) {
   DraftWorkerOptions options;
   options.sinks = kSinks;
