@@ -143,10 +143,9 @@ int RunSpec(const std::vector<std::string>& models, const std::vector<int>& batc
       BenchDraft d;
       d.label = draft_flag;
       d.kind = DrafterKindOf(draft_flag);
-      const bool self = draft_flag == "self" || draft_flag == "self:own";
-      if (self) d.model = &target;
-      d.own_rows = draft_flag == "self:own";
-      if (d.kind == DrafterKind::kModel && !self) {
+      if (IsSelfDraft(draft_flag)) d.model = &target;
+      d.own_rows = SelfDraftKeepsOwnRows(draft_flag);
+      if (d.kind == DrafterKind::kModel && !IsSelfDraft(draft_flag)) {
         auto loaded = LoadModel(draft_flag, load_options);
         if (!loaded.ok()) {
           std::fprintf(stderr, "error: --draft '%s' is not self, ngram or a model file: %s\n",

@@ -8,6 +8,12 @@ DrafterKind DrafterKindOf(const std::string& draft_flag) {
   return draft_flag == "ngram" ? DrafterKind::kNgram : DrafterKind::kModel;
 }
 
+bool IsSelfDraft(const std::string& draft_flag) {
+  return draft_flag == "self" || SelfDraftKeepsOwnRows(draft_flag);
+}
+
+bool SelfDraftKeepsOwnRows(const std::string& draft_flag) { return draft_flag == "self:own"; }
+
 const char* DrafterKindName(DrafterKind kind) {
   return kind == DrafterKind::kNgram ? "ngram" : "model";
 }

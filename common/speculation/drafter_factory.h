@@ -18,6 +18,11 @@ namespace specserve {
 enum class DrafterKind { kModel, kNgram };
 // "ngram" -> kNgram; anything else ("self", a path) is a model draft.
 DrafterKind DrafterKindOf(const std::string& draft_flag);
+// "self" or "self:own": the target's own weights drafting (no draft file to load).
+bool IsSelfDraft(const std::string& draft_flag);
+// "self:own": a self-draft that computes its window's rows itself instead of
+// reading the target's (SpecEngineOptions::draft_takes_target_rows false).
+bool SelfDraftKeepsOwnRows(const std::string& draft_flag);
 const char* DrafterKindName(DrafterKind kind);
 
 struct DrafterOptions {

@@ -18,6 +18,14 @@ double SecondsSince(Clock::time_point start) {
 
 }  // namespace
 
+TargetRows* SharedTargetRows(TargetWorker& target, const Model* draft,
+                             const SpecEngineOptions& options) {
+  if (draft == nullptr || !options.draft_takes_target_rows || options.pipeline_groups != 1) {
+    return nullptr;
+  }
+  return target.RowsFor(*draft);
+}
+
 ModelFacts FactsOf(const LoadedModel& target, const LoadedModel* draft, int sinks, int window) {
   ModelFacts f;
   f.vocab_size = target.config.vocab_size;
@@ -75,10 +83,7 @@ absl::StatusOr<std::unique_ptr<SpecEngine>> SpecEngine::Create(Model& target, Mo
   t.max_tree_nodes = d.max_tree_nodes;
   t.acceptance_scale = options.verifier_acceptance_scale;
   auto target_worker = std::make_unique<TargetWorker>(target, t);
-  // Two pipelined groups would read the target's rows while it verifies.
-  if (!ngram && options.draft_takes_target_rows && options.pipeline_groups == 1) {
-    d.target_rows = target_worker->RowsFor(draft);
-  }
+  d.target_rows = SharedTargetRows(*target_worker, ngram ? nullptr : &draft, options);
   ASSIGN_OR_RETURN(std::unique_ptr<Drafter> draft_worker,
                    MakeDrafter(d, &draft, target.config().vocab_size));
   ModelFacts facts =

@@ -112,6 +112,12 @@ struct ModelFacts {
 };
 // `draft` null: a drafter without a model (ngram), whose passes cost next to nothing.
 ModelFacts FactsOf(const LoadedModel& target, const LoadedModel* draft, int sinks, int window);
+// The target's rows for an in-process draft (DrafterOptions::target_rows), or
+// null: `draft` null (ngram), options.draft_takes_target_rows false, two
+// pipeline groups (the target would verify while the draft reads), or a draft
+// the target does not share with (TargetWorker::RowsFor).
+TargetRows* SharedTargetRows(TargetWorker& target, const Model* draft,
+                             const SpecEngineOptions& options);
 
 class SpecEngine {
  public:

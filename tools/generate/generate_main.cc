@@ -106,8 +106,7 @@ int Run() {
   const std::string draft_flag = absl::GetFlag(FLAGS_draft);
   std::unique_ptr<LoadedModel> draft_model;
   std::unique_ptr<Model> draft_llama;
-  const bool self = draft_flag == "self" || draft_flag == "self:own";
-  if (!self && draft_flag != "ngram") {
+  if (!IsSelfDraft(draft_flag) && draft_flag != "ngram") {
     auto loaded = LoadModel(draft_flag, load_options);
     if (!loaded.ok()) {
       return Fail(absl::StrFormat("--draft '%s' is not self, self:own, ngram or a model file: %s",
@@ -127,7 +126,7 @@ int Run() {
   spec_options.sinks = absl::GetFlag(FLAGS_sinks);
   spec_options.window = absl::GetFlag(FLAGS_window);
   spec_options.drafter = DrafterKindOf(draft_flag);
-  spec_options.draft_takes_target_rows = draft_flag != "self:own";
+  spec_options.draft_takes_target_rows = !SelfDraftKeepsOwnRows(draft_flag);
   // One batch known up front: the decode figures are for the whole batch.
   spec_options.prefill_before_decode = true;
   auto engine = SpecEngine::Create(**target, draft_llama ? *draft_llama : **target, spec_options);

@@ -68,9 +68,8 @@ int Run() {
   const std::string draft_flag = absl::GetFlag(FLAGS_draft);
   const DrafterKind drafter_kind = DrafterKindOf(draft_flag);
   std::unique_ptr<LoadedModel> draft_model;
-  const bool self = draft_flag == "self" || draft_flag == "self:own";
-  f.engine.draft_takes_target_rows = draft_flag != "self:own";
-  if (drafter_kind == DrafterKind::kModel && !self) {
+  f.engine.draft_takes_target_rows = !SelfDraftKeepsOwnRows(draft_flag);
+  if (drafter_kind == DrafterKind::kModel && !IsSelfDraft(draft_flag)) {
     auto loaded = LoadModel(draft_flag);
     if (!loaded.ok()) {
       return Fail(absl::StrFormat("--draft '%s' is not self, self:own, ngram or a model file: %s",
@@ -104,10 +103,7 @@ int Run() {
   TargetWorkerOptions t;
   t.max_context = f.engine.max_context;
   TargetWorker target_worker(**target, t);
-  // Two pipelined groups would read the target's rows while it verifies.
-  if (!ngram && f.engine.draft_takes_target_rows && f.engine.pipeline_groups == 1) {
-    d.target_rows = target_worker.RowsFor(draft);
-  }
+  d.target_rows = SharedTargetRows(target_worker, ngram ? nullptr : &draft, f.engine);
   auto made_drafter = MakeDrafter(d, ngram ? nullptr : &draft, f.model->config.vocab_size);
   if (!made_drafter.ok()) return Fail(std::string(made_drafter.status().message()));
   Drafter& drafter = **made_drafter;
