@@ -5,7 +5,6 @@
 
 #include <cstdint>
 #include <cstring>
-#include <type_traits>
 
 #include "common/ops/cpu/kernels.h"
 
@@ -85,12 +84,10 @@ inline __m256 Exp2Half(__m256 x, __m256 m) {
     p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(6.931472057372673e-1f));
     p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0000000005541665f));
   }
-  // p * 2^n by adding n to p's exponent bits: p is in [0.7, 1.42] and n in
-  // [-125, 0] on live lanes, so the product is a normal number and the
-  // multiply would be exact: the same bits, with an integer add in place of
-  // an FMA-port multiply (masked lanes are garbage until the final and).
-  const __m256i shift = _mm256_slli_epi32(_mm256_cvtps_epi32(_mm256_and_ps(n, live)), 23);
-  return _mm256_and_ps(_mm256_castsi256_ps(_mm256_add_epi32(_mm256_castps_si256(p), shift)), live);
+  // 2^n for n in [-125, 0] built from its exponent bits (masked lanes are garbage).
+  const __m256i bits = _mm256_slli_epi32(
+      _mm256_add_epi32(_mm256_cvtps_epi32(_mm256_and_ps(n, live)), _mm256_set1_epi32(127)), 23);
+  return _mm256_and_ps(_mm256_mul_ps(p, _mm256_castsi256_ps(bits)), live);
 }
 // The canonical exp2 of kernels.h; kShort: the cubic of the bf16 pair kernels.
 template <bool kShort = false>
@@ -178,21 +175,8 @@ inline V16 VDot(V16 acc, const P16& a, const P16& b) {
   return VFma(a.lo, b.lo, VFma(a.hi, b.hi, acc));
 }
 
-// 16 ymm registers hold only 8 V16: the blocks of attention_rows_narrow.inc,
-// which work on one 8-lane half of a V16 at a time (H8).
+// 16 ymm registers hold only 8 V16: the blocks of attention_rows_narrow.inc.
 #define ATTENTION_NARROW_REGS 1
-using H8 = __m256;
-inline H8 HZero() { return _mm256_setzero_ps(); }
-inline H8 HSet1(float x) { return _mm256_set1_ps(x); }
-inline H8 HLoad(const float* p) { return _mm256_loadu_ps(p); }
-inline void HStore(float* p, H8 v) { _mm256_storeu_ps(p, v); }
-inline H8 HAdd(H8 a, H8 b) { return _mm256_add_ps(a, b); }
-inline H8 HFma(H8 a, H8 b, H8 c) { return _mm256_fmadd_ps(a, b, c); }
-// exp2(x - max) on all 8 lanes: VExp2(VSub(x, max), all lanes) of one half.
-inline H8 HExp2Sub(H8 x, H8 max) {
-  return Exp2Half<false>(_mm256_sub_ps(x, max), _mm256_castsi256_ps(_mm256_set1_epi32(-1)));
-}
-inline V16 VJoin(H8 lo, H8 hi) { return {lo, hi}; }
 // Keeps v in registers from here on: GCC otherwise folds a loaded vector
 // into every FMA that uses it, loading it again each time.
 inline void VPin(V16& v) { __asm__("" : "+x"(v.lo), "+x"(v.hi)); }
