@@ -407,6 +407,7 @@ Plan Planner::ChooseAuto(int batch, double mean_context, int whole_batch, bool d
   if (NearestMeasured(verify_costs_, c) == nullptr || NearestMeasured(draft_costs_, c) == nullptr) {
     // Decoding plainly until measured: the draft need not follow (no catch-up at prefill).
     last_choice_speculates_ = false;
+    speculating_ = false;
     if (NearestMeasured(verify_costs_, c) == nullptr) return Plan{};
     return PlainOrProbe(c, batch, mean_context, whole_batch, draft_ahead);
   }
@@ -427,8 +428,9 @@ Plan Planner::ChooseAuto(int batch, double mean_context, int whole_batch, bool d
       return draft_pass[m];
     };
     const SwitchCost switch_cost = SwitchCostOf(c, batch);
-    // Tokens per second of the batch.
-    double best_rate = PlainRate(c, batch, mean_context, whole_batch) * (1 + kSwitchMargin);
+    // Tokens per second of the batch; a switch from plain must clear the margin.
+    const double margin = speculating_ ? 0.0 : kSwitchMargin;
+    double best_rate = PlainRate(c, batch, mean_context, whole_batch) * (1 + margin);
     const std::vector<double> acceptance = acceptance_.Vector();
     const double p1 = acceptance.empty() ? 0.0 : acceptance[0];
     choice.n = 1;
@@ -448,6 +450,7 @@ Plan Planner::ChooseAuto(int batch, double mean_context, int whole_batch, bool d
         choice.d = cand.d;
       }
     }
+    speculating_ = choice.n > 1;
     // Decisions hold for a few steps: choosing costs more than a tiny model's step.
     choice.valid_until_step = steps_ + 8;
     explore = choice.n <= 1 && !choice.explored &&

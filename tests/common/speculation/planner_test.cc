@@ -222,6 +222,37 @@ TEST(PlannerTest, SwitchesOnlyForAClearGain) {
   EXPECT_FALSE(speculates(30e-3));   // a loss
 }
 
+TEST(PlannerTest, ABatchThatSpeculatesStaysWithoutTheSwitchMargin) {
+  // As above: perfect acceptance, verify(m) = 10 + m ms, draft levels priced
+  // by what was measured last (9 samples fill a cost's median window).
+  Planner planner(SpecConfig{}, Prior());
+  Feed(planner, 1.0, 5000);
+  const StepClass c = ClassOf(8, 500);
+  auto measure = [&](double draft) {
+    for (int m = 1; m <= 65; ++m) {
+      for (int k = 0; k < RecentMedian::kWindow; ++k) {
+        planner.RecordVerifyPass(c, m, 10e-3 + 1e-3 * m);
+        planner.RecordDraftPass(c, m, draft);
+      }
+    }
+  };
+  auto speculates = [&] {  // past the steps a decision holds for
+    Plan plan;
+    for (int i = 0; i < 9; ++i) plan = planner.Choose(8, 500);
+    return plan.nodes > 0;
+  };
+  measure(5e-3);
+  EXPECT_TRUE(speculates());
+  // Under 5% better than plain: no switch from plain would be made for it
+  // (SwitchesOnlyForAClearGain), but speculating, the batch stays.
+  measure(9.5e-3);
+  EXPECT_TRUE(speculates());
+  measure(30e-3);  // a loss: back to plain decoding
+  EXPECT_FALSE(speculates());
+  measure(9.5e-3);  // from plain, the margin holds again
+  EXPECT_FALSE(speculates());
+}
+
 TEST(PlannerTest, TheDraftsWorkBeyondItsPassesIsPricedPerStep) {
   // verify(m) = 10 + m ms, one-token draft levels 1 ms, rank-1 acceptance
   // 0.8. The drafter's own work per step (planning, tree expansion, commits,
