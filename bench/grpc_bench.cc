@@ -138,6 +138,16 @@ struct RunResult {
   std::vector<Trace> traces;
   double wall = 0;    // seconds, first request sent to last token received
   std::string error;  // the first failure, if any
+  // In-process only: the seconds of the decode steps alone and the tokens they
+  // appended. A request's decode window (first token to last) also holds the
+  // prefill steps of requests still starting (SpecEngine alternates them with
+  // decode steps), and how many fall in it differs between modes (a
+  // speculating request finishes in fewer steps), so the windowed speedup is
+  // not the decode steps' speedup. This rate leaves the prefill steps out
+  // (its batch sizes still differ between modes: partial batches decode while
+  // the rest prefill).
+  double decode_step_seconds = 0;
+  int64_t decode_step_tokens = 0;
 };
 
 RunResult RunOverGrpc(const std::string& address, const std::vector<std::vector<int32_t>>& prompts,
@@ -207,11 +217,16 @@ RunResult RunInProcess(SpecEngine& engine, const std::vector<std::vector<int32_t
     ids.push_back(*id);
   }
   while (engine.HasLive()) {
+    const double before = SecondsSince(start);
     if (absl::Status st = engine.Step(); !st.ok()) {
       r.error = std::string(st.message());
       break;
     }
     const double now = SecondsSince(start);
+    if (engine.last_step().prefill_tokens == 0) {
+      r.decode_step_seconds += now - before;
+      r.decode_step_tokens += engine.last_step().generated_tokens;
+    }
     const bool speculated = engine.last_step().speculated;
     for (int i = 0; i < clients; ++i) {
       Trace& t = r.traces[i];
@@ -242,6 +257,10 @@ double DecodeRate(const RunResult& r) {
     }
   }
   return rate;
+}
+// Tokens/s of the in-process decode steps alone (prefill steps left out).
+double DecodeStepRate(const RunResult& r) {
+  return r.decode_step_seconds > 0 ? r.decode_step_tokens / r.decode_step_seconds : 0;
 }
 // Mean milliseconds per decoding step (the steps after each request's first token).
 double StepMs(const RunResult& r) {
@@ -338,10 +357,10 @@ struct Cell {
 };
 
 void PrintHeader() {
-  std::printf("%-6s %7s %-9s %10s %10s %7s %8s %8s %7s %6s %6s %5s %7s %7s %9s %7s %7s %5s\n",
+  std::printf("%-6s %7s %-9s %10s %10s %7s %8s %8s %7s %6s %6s %5s %7s %7s %7s %9s %7s %7s %5s\n",
               "deploy", "clients", "mode", "grpc t/s", "local t/s", "ratio", "step ms", "local ms",
-              "rpc ms", "t/step", "lc t/st", "spec%", "vs off", "lc off", "e2e t/s", "p50 s",
-              "p99 s", "same");
+              "rpc ms", "t/step", "lc t/st", "spec%", "vs off", "lc off", "lc dec", "e2e t/s",
+              "p50 s", "p99 s", "same");
 }
 
 void PrintLegend() {
@@ -351,7 +370,10 @@ void PrintLegend() {
       "SpecEngine in this process, timed the same way; ratio = grpc / local; step ms, local "
       "ms: mean time per decoding step; rpc ms = step ms - local ms; t/step, lc t/step: tokens "
       "per request per step; spec%%: steps that speculated; vs off, lc off: decode speedup over "
-      "plain decoding (gRPC, in-process); e2e t/s: generated tokens / wall time at the clients "
+      "plain decoding (gRPC, in-process); lc dec: the in-process speedup of the decode steps "
+      "alone (a request's window also holds prefill steps of requests still starting, as "
+      "many as fall in it, which differs between modes); e2e t/s: generated tokens / wall "
+      "time at the clients "
       "(prefill and delivery included); p50/p99: request latency at the clients; same: gRPC "
       "tokens == in-process tokens\n");
 }
@@ -428,7 +450,7 @@ bool RunModel(const std::string& path, const GrpcBenchOptions& options,
       (void)RunInProcess(*engines[mode], prompts, max_clients, 4);
     }
     for (int clients : options.clients) {
-      double grpc_off = 0, local_off = 0;
+      double grpc_off = 0, local_off = 0, dec_off = 0;
       // Modes interleaved within each repetition, in reverse order every other
       // one (A B, B A, ...), and gRPC and in-process runs alternating, so that
       // drift in the machine's load (or the server's state) hits every mode
@@ -460,18 +482,21 @@ bool RunModel(const std::string& path, const GrpcBenchOptions& options,
         Cell cell{
             name, kind, mode, clients, Median(std::move(grpc_runs)), Median(std::move(local_runs))};
         const double g = DecodeRate(cell.grpc), l = DecodeRate(cell.local);
+        const double dec = DecodeStepRate(cell.local);
         if (mode == "off") {
           grpc_off = g;
           local_off = l;
+          dec_off = dec;
         }
         const double l_off = local_off;
         std::printf(
             "%-6s %7d %-9s %10.1f %10.1f %7.3f %8.2f %8.2f %7.2f %6.2f %6.2f %4.0f%% %6.2fx "
-            "%6.2fx %9.1f %7.2f %7.2f %5s\n",
+            "%6.2fx %6.2fx %9.1f %7.2f %7.2f %5s\n",
             kind.c_str(), clients, mode.c_str(), g, l, l > 0 ? g / l : 0, StepMs(cell.grpc),
             StepMs(cell.local), StepMs(cell.grpc) - StepMs(cell.local), TokensPerStep(cell.grpc),
             TokensPerStep(cell.local), 100 * SpeculatedFraction(cell.grpc),
-            grpc_off > 0 ? g / grpc_off : 0, l_off > 0 ? l / l_off : 0, EndToEndRate(cell.grpc),
+            grpc_off > 0 ? g / grpc_off : 0, l_off > 0 ? l / l_off : 0,
+            dec_off > 0 ? dec / dec_off : 0, EndToEndRate(cell.grpc),
             LatencyPercentile(cell.grpc, 0.5), LatencyPercentile(cell.grpc, 0.99),
             SameTokens(cell.grpc, cell.local) ? "yes" : "NO");
         std::fflush(stdout);
@@ -519,7 +544,8 @@ int RunGrpcBench(const GrpcBenchOptions& options, Ops& ops) {
     std::ofstream csv(options.out + ".csv");
     csv << "model,deployment,clients,mode,grpc_tokens_per_second,local_tokens_per_second,"
            "grpc_over_local,grpc_step_ms,local_step_ms,rpc_ms_per_step,tokens_per_step,"
-           "local_tokens_per_step,speculated_fraction,end_to_end_tokens_per_second,"
+           "local_tokens_per_step,speculated_fraction,local_decode_step_tokens_per_second,"
+           "end_to_end_tokens_per_second,"
            "latency_p50_seconds,latency_p99_seconds,mean_time_to_first_token_seconds,"
            "same_tokens\n";
     for (const Cell& c : cells) {
@@ -537,18 +563,19 @@ int RunGrpcBench(const GrpcBenchOptions& options, Ops& ops) {
                       {"tokens_per_step", TokensPerStep(c.grpc)},
                       {"local_tokens_per_step", TokensPerStep(c.local)},
                       {"speculated_fraction", SpeculatedFraction(c.grpc)},
+                      {"local_decode_step_tokens_per_second", DecodeStepRate(c.local)},
                       {"end_to_end_tokens_per_second", EndToEndRate(c.grpc)},
                       {"latency_p50_seconds", LatencyPercentile(c.grpc, 0.5)},
                       {"latency_p99_seconds", LatencyPercentile(c.grpc, 0.99)},
                       {"mean_time_to_first_token_seconds", MeanFirstToken(c.grpc)},
                       {"same_tokens", SameTokens(c.grpc, c.local)}});
       csv << absl::StrFormat(
-          "%s,%s,%d,%s,%.3f,%.3f,%.4f,%.3f,%.3f,%.3f,%.3f,%.3f,%.3f,%.3f,%.4f,%.4f,%.4f,%d\n",
+          "%s,%s,%d,%s,%.3f,%.3f,%.4f,%.3f,%.3f,%.3f,%.3f,%.3f,%.3f,%.3f,%.3f,%.4f,%.4f,%.4f,%d\n",
           c.model, c.deployment, c.clients, c.mode, g, l, l > 0 ? g / l : 0, StepMs(c.grpc),
           StepMs(c.local), StepMs(c.grpc) - StepMs(c.local), TokensPerStep(c.grpc),
-          TokensPerStep(c.local), SpeculatedFraction(c.grpc), EndToEndRate(c.grpc),
-          LatencyPercentile(c.grpc, 0.5), LatencyPercentile(c.grpc, 0.99), MeanFirstToken(c.grpc),
-          SameTokens(c.grpc, c.local) ? 1 : 0);
+          TokensPerStep(c.local), SpeculatedFraction(c.grpc), DecodeStepRate(c.local),
+          EndToEndRate(c.grpc), LatencyPercentile(c.grpc, 0.5), LatencyPercentile(c.grpc, 0.99),
+          MeanFirstToken(c.grpc), SameTokens(c.grpc, c.local) ? 1 : 0);
     }
     std::ofstream(options.out + ".json")
         << nlohmann::json{{"backend", ops.name()}, {"threads", ops.num_threads()}, {"rows", rows}}
