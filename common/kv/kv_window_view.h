@@ -11,7 +11,6 @@
 #include <cstdint>
 #include <memory>
 #include <new>
-#include <vector>
 
 #include "absl/status/status.h"
 #include "common/kv/kv_cache.h"
@@ -28,7 +27,6 @@ class KvWindowView final : public KvCache {
   // rows committed, and outlive the binding.
   absl::Status Bind(const KvCache& base, int64_t length);
   void Unbind();
-  bool bound() const { return base_ != nullptr; }
 
   int64_t committed_tokens() const override { return length_; }
   int64_t stored_rows() const override { return sink_rows() + ring_rows(); }
