@@ -156,7 +156,7 @@ std::vector<RooflineRow> RunRoofline(LlamaModel& llama, const std::string& name,
   Rng rng(1);
   std::vector<float> logits;
 
-  {  // Prefill: one prompt in one pass.
+  if (options.passes.contains("prefill")) {  // Prefill: one prompt in one pass.
     Pass pass;
     pass.kind = "prefill";
     pass.rows = std::min(options.prefill_tokens, c.context_length - 1);
@@ -187,6 +187,7 @@ std::vector<RooflineRow> RunRoofline(LlamaModel& llama, const std::string& name,
     for (int batch : options.batches) {
       std::vector<Pass> passes;
       auto add = [&](const char* kind, bool reduced, int rows) {
+        if (!options.passes.contains(kind)) return;
         passes.emplace_back();
         passes.back().kind = kind;
         passes.back().reduced = reduced;
@@ -255,8 +256,10 @@ std::vector<RooflineRow> RunRoofline(LlamaModel& llama, const std::string& name,
             (pass.reduced ? llama.LogitChunkColumns(static_cast<int>(rows)) : c.vocab_size);
         Print(out.back());
       }
-      std::printf("  verify of %d / decode step: %.2fx (%s logits)\n", options.verify_nodes,
-                  out[first + 1].seconds / out[first].seconds, options.logits.c_str());
+      if (passes.size() >= 2 && passes[0].kind == "decode" && passes[1].kind == "verify") {
+        std::printf("  verify of %d / decode step: %.2fx (%s logits)\n", options.verify_nodes,
+                    out[first + 1].seconds / out[first].seconds, options.logits.c_str());
+      }
     }
   }
   return out;

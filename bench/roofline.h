@@ -19,6 +19,7 @@
 // Decode never includes prefill: caches are filled with random rows directly.
 #pragma once
 
+#include <set>
 #include <string>
 #include <vector>
 
@@ -43,6 +44,8 @@ struct RooflineOptions {
   bool cpu_clock = false;
   int threads = 1;
   std::string logits = "reduced";  // reduced or full
+  // The pass kinds timed (prefill, decode, verify, draft).
+  std::set<std::string> passes = {"prefill", "decode", "verify", "draft"};
 };
 
 struct RooflineRow {

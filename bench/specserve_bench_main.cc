@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <fstream>
 #include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -40,6 +41,9 @@ ABSL_FLAG(int, threads, 0, "CPU threads (0 = all cores)");
 ABSL_FLAG(int, verify_nodes, 5,
           "--mode engine: tree nodes per sequence of the verify pass (a chain)");
 ABSL_FLAG(int, draft_width, 4, "--mode engine: nodes per sequence of the draft-level pass");
+ABSL_FLAG(std::string, passes, "prefill,decode,verify,draft",
+          "--mode engine: the pass kinds timed (comma-separated: prefill, decode, verify, "
+          "draft); one kind alone, e.g. under perf record, times nothing else in the loop");
 ABSL_FLAG(std::string, logits, "reduced",
           "--mode engine: how decode, verify and draft take their logits: reduced (from "
           "vocabulary chunks, each row's argmax or top tokens, as served) or full (rows x vocab "
@@ -269,6 +273,25 @@ int Run() {
                  absl::GetFlag(FLAGS_clock).c_str());
     return 1;
   }
+  const std::string logits = absl::GetFlag(FLAGS_logits);
+  if (logits != "reduced" && logits != "full") {
+    std::fprintf(stderr, "error: --logits '%s' is not reduced or full\n", logits.c_str());
+    return 1;
+  }
+  std::set<std::string> passes;
+  for (absl::string_view kind :
+       absl::StrSplit(absl::GetFlag(FLAGS_passes), ',', absl::SkipWhitespace())) {
+    if (kind != "prefill" && kind != "decode" && kind != "verify" && kind != "draft") {
+      std::fprintf(stderr, "error: --passes: '%s' is not prefill, decode, verify or draft\n",
+                   std::string(kind).c_str());
+      return 1;
+    }
+    passes.insert(std::string(kind));
+  }
+  if (passes.empty()) {
+    std::fprintf(stderr, "error: --passes names no pass kind\n");
+    return 1;
+  }
   std::fprintf(stderr, "measuring memory read bandwidth with %d threads...\n", ops->num_threads());
   const double bandwidth = cpu_clock ? MeasureReadBandwidthPerCpuSecond(ops->num_threads())
                                      : MeasureReadBandwidth(ops->num_threads());
@@ -300,11 +323,8 @@ int Run() {
   roofline.window = absl::GetFlag(FLAGS_window);
   roofline.cpu_clock = cpu_clock;
   roofline.threads = ops->num_threads();
-  roofline.logits = absl::GetFlag(FLAGS_logits);
-  if (roofline.logits != "reduced" && roofline.logits != "full") {
-    std::fprintf(stderr, "error: --logits '%s' is not reduced or full\n", roofline.logits.c_str());
-    return 1;
-  }
+  roofline.logits = logits;
+  roofline.passes = passes;
   std::vector<RooflineRow> rows;
   for (const std::string& path : models) {
     LoadOptions options;
