@@ -43,7 +43,8 @@ ABSL_FLAG(int, verify_nodes, 5,
 ABSL_FLAG(int, draft_width, 4, "--mode engine: nodes per sequence of the draft-level pass");
 ABSL_FLAG(std::string, passes, "prefill,decode,verify,draft",
           "--mode engine: the pass kinds timed (comma-separated: prefill, decode, verify, "
-          "draft); one kind alone, e.g. under perf record, times nothing else in the loop");
+          "draft); one kind alone, e.g. under perf record, runs nothing else in the loop (its "
+          "data then stays in cache between steps, where other passes would evict it)");
 ABSL_FLAG(std::string, logits, "reduced",
           "--mode engine: how decode, verify and draft take their logits: reduced (from "
           "vocabulary chunks, each row's argmax or top tokens, as served) or full (rows x vocab "
