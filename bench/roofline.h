@@ -44,7 +44,7 @@ struct RooflineOptions {
   bool cpu_clock = false;
   int threads = 1;
   std::string logits = "reduced";  // reduced or full
-  // The pass kinds timed (prefill, decode, verify, draft).
+  // The pass kinds timed; the default is every kind there is.
   std::set<std::string> passes = {"prefill", "decode", "verify", "draft"};
 };
 

@@ -15,6 +15,7 @@
 #include "absl/flags/flag.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "bench/grpc_bench.h"
 #include "bench/http_bench.h"
@@ -279,12 +280,13 @@ int Run() {
     std::fprintf(stderr, "error: --logits '%s' is not reduced or full\n", logits.c_str());
     return 1;
   }
+  const std::set<std::string> all_passes = RooflineOptions{}.passes;  // every kind
   std::set<std::string> passes;
   for (absl::string_view kind :
        absl::StrSplit(absl::GetFlag(FLAGS_passes), ',', absl::SkipWhitespace())) {
-    if (kind != "prefill" && kind != "decode" && kind != "verify" && kind != "draft") {
-      std::fprintf(stderr, "error: --passes: '%s' is not prefill, decode, verify or draft\n",
-                   std::string(kind).c_str());
+    if (!all_passes.contains(std::string(kind))) {
+      std::fprintf(stderr, "error: --passes: '%s' is not one of %s\n", std::string(kind).c_str(),
+                   absl::StrJoin(all_passes, ", ").c_str());
       return 1;
     }
     passes.insert(std::string(kind));
