@@ -260,6 +260,19 @@ double Planner::PredictVerify(StepClass c, int batch, double context, int m) con
   return base > 0 ? nearest->second.Estimate(m, there) * here(m) / base : here(m);
 }
 
+bool Planner::VerifyWidthUntrusted(StepClass c, int m) const {
+  auto it = verify_costs_.find(c);
+  if (it == verify_costs_.end()) return false;
+  const int n = it->second.samples(m);
+  return n > 0 && n < kTrustedSamples;
+}
+
+double Planner::PredictVerifyFromOthers(StepClass c, int batch, double context, int m) const {
+  if (!VerifyWidthUntrusted(c, m)) return PredictVerify(c, batch, context, m);
+  auto here = [&](int mm) { return VerifyPrior(batch, context, mm); };
+  return verify_costs_.at(c).EstimateFromOthers(m, here);
+}
+
 double Planner::PriorSlowdown(StepClass c, int batch) const {
   if (NearestMeasured(verify_costs_, c) == nullptr) return 1.0;
   const double context = TypicalContext(c);
@@ -422,7 +435,13 @@ Plan Planner::ChooseAuto(int batch, double mean_context, int whole_batch, bool d
     // Costs per pass width, once per decision, then each candidate is a sum.
     const int max_n = config_.max_nodes + 1;
     std::vector<double> verify(max_n + 1), draft_pass(max_n + 1, -1.0);
-    for (int n = 1; n <= max_n; ++n) verify[n] = PredictVerify(c, batch, mean_context, n);
+    std::vector<double> verify_untrusted(max_n + 1, -1.0);  // > 0: from the other widths
+    for (int n = 1; n <= max_n; ++n) {
+      verify[n] = PredictVerify(c, batch, mean_context, n);
+      if (VerifyWidthUntrusted(c, n)) {
+        verify_untrusted[n] = PredictVerifyFromOthers(c, batch, mean_context, n);
+      }
+    }
     auto pass = [&](int m) {
       if (draft_pass[m] < 0) draft_pass[m] = DraftPassCost(c, batch, m);
       return draft_pass[m];
@@ -436,23 +455,41 @@ Plan Planner::ChooseAuto(int batch, double mean_context, int whole_batch, bool d
     choice.n = 1;
     choice.d = 0;
     const double draft_extra = DraftStepExtra(c);
+    // The best candidate whose verify width is untrusted, priced from the other widths.
+    double trial_rate = 0;
+    int trial_n = 1, trial_d = 0;
     for (const Candidate& cand : candidates_) {
       double draft = pass(1) + draft_extra;
       for (size_t l = 1; l < cand.fed_per_level.size(); ++l) {
         if (cand.fed_per_level[l] > 0) draft += pass(cand.fed_per_level[l]);
       }
-      const double seconds =
-          SpeculativeSeconds(PerStep(switch_cost, cand.expected), verify[cand.n], draft, pass(1),
-                             std::pow(p1, cand.d + 1), pipelined, draft_ahead);
-      if (batch * cand.expected / seconds > best_rate) {
-        best_rate = batch * cand.expected / seconds;
+      auto rate = [&](double verify_seconds) {
+        return batch * cand.expected /
+               SpeculativeSeconds(PerStep(switch_cost, cand.expected), verify_seconds, draft,
+                                  pass(1), std::pow(p1, cand.d + 1), pipelined, draft_ahead);
+      };
+      if (const double r = rate(verify[cand.n]); r > best_rate) {
+        best_rate = r;
         choice.n = cand.n;
         choice.d = cand.d;
       }
+      if (verify_untrusted[cand.n] > 0) {
+        if (const double r = rate(verify_untrusted[cand.n]); r > trial_rate) {
+          trial_rate = r;
+          trial_n = cand.n;
+          trial_d = cand.d;
+        }
+      }
     }
-    speculating_ = choice.n > 1;
     // Decisions hold for a few steps: choosing costs more than a tiny model's step.
     choice.valid_until_step = steps_ + 8;
+    if (trial_rate > best_rate) {
+      // Measure it: decide again once its width has kTrustedSamples passes.
+      choice.n = trial_n;
+      choice.d = trial_d;
+      choice.valid_until_step = steps_ + kTrustedSamples;
+    }
+    speculating_ = choice.n > 1;
     explore = choice.n <= 1 && !choice.explored &&
               ShouldExplore(c, batch, mean_context, whole_batch, draft_ahead);
   }

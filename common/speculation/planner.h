@@ -121,6 +121,18 @@ class CostTable {
     return base > 0 ? prior(m) * nearest->second.value() / base : nearest->second.value();
   }
   bool empty() const { return times_.empty(); }
+  // Samples held for width m (0: never measured).
+  int samples(int m) const {
+    auto it = times_.find(m);
+    return it == times_.end() ? 0 : it->second.count();
+  }
+  // The estimate for m from the other widths alone, m's own samples left out.
+  template <typename Prior>
+  double EstimateFromOthers(int m, const Prior& prior) const {
+    CostTable others = *this;
+    others.times_.erase(m);
+    return others.Estimate(m, prior);
+  }
 
  private:
   std::map<int, RecentMedian> times_;
@@ -207,6 +219,12 @@ class Planner {
   // Probes not run because no chain could pay even if every guess were right.
   int64_t probes_skipped() const { return probes_skipped_; }
   double PredictVerify(StepClass c, int batch, double context, int m) const;
+  // For a width of this class measured fewer than kTrustedSamples times: its
+  // cost from the class's other widths, as if it had not been measured (else
+  // PredictVerify). What the width may cost once measured properly.
+  double PredictVerifyFromOthers(StepClass c, int batch, double context, int m) const;
+  // Whether width m of class c has samples, but fewer than kTrustedSamples.
+  bool VerifyWidthUntrusted(StepClass c, int m) const;
   double PredictDraft(StepClass c, int batch, const TreeShape& shape) const;
   // One draft pass with m new tokens per sequence.
   double DraftPassCost(StepClass c, int batch, int m) const;
@@ -293,6 +311,14 @@ class Planner {
   // back to plain decoding, and stayed there, where chains measured 5-10%
   // better: stories260K, 32 x 1024, up to 54 of 80 steps plain).
   static constexpr double kSwitchMargin = 0.10;
+  // A verify width measured fewer times than this rests on one or two passes,
+  // and one slow pass (a hiccup of a shared machine) priced a shape out for
+  // good: at stories260K 64 x 1024 the single chain:4 exploration read 32.6 ms
+  // where its passes take 12-14, the line through it priced every chain
+  // longer than one token out, and auto kept chain:1 (1.86 tokens a step)
+  // where chain:4 measured 1.53x plain. ChooseAuto tries such a width for a
+  // few steps where its cost as the other widths predict it would win.
+  static constexpr int kTrustedSamples = 3;
   // Prefill passes shorter than this do not calibrate the arithmetic rate.
   static constexpr int64_t kMinCalibrationTokens = 256;
   // Steps a switch to speculation is expected to last (its catch-up is spread over them).

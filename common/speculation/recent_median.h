@@ -27,6 +27,8 @@ class RecentMedian {
   }
   double value() const { return median_; }
   bool empty() const { return count_ == 0; }
+  // Samples held (at most kWindow).
+  int count() const { return count_; }
 
  private:
   std::array<double, kWindow> samples_{};
