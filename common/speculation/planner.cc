@@ -260,17 +260,13 @@ double Planner::PredictVerify(StepClass c, int batch, double context, int m) con
   return base > 0 ? nearest->second.Estimate(m, there) * here(m) / base : here(m);
 }
 
-bool Planner::VerifyWidthUntrusted(StepClass c, int m) const {
+double Planner::UntrustedVerifyFromOthers(StepClass c, int batch, double context, int m) const {
   auto it = verify_costs_.find(c);
-  if (it == verify_costs_.end()) return false;
+  if (it == verify_costs_.end()) return -1;
   const int n = it->second.samples(m);
-  return n > 0 && n < kTrustedSamples;
-}
-
-double Planner::PredictVerifyFromOthers(StepClass c, int batch, double context, int m) const {
-  if (!VerifyWidthUntrusted(c, m)) return PredictVerify(c, batch, context, m);
+  if (n == 0 || n >= kTrustedSamples) return -1;
   auto here = [&](int mm) { return VerifyPrior(batch, context, mm); };
-  return verify_costs_.at(c).EstimateFromOthers(m, here);
+  return it->second.EstimateFromOthers(m, here);
 }
 
 double Planner::PriorSlowdown(StepClass c, int batch) const {
@@ -435,12 +431,10 @@ Plan Planner::ChooseAuto(int batch, double mean_context, int whole_batch, bool d
     // Costs per pass width, once per decision, then each candidate is a sum.
     const int max_n = config_.max_nodes + 1;
     std::vector<double> verify(max_n + 1), draft_pass(max_n + 1, -1.0);
-    std::vector<double> verify_untrusted(max_n + 1, -1.0);  // > 0: from the other widths
+    std::vector<double> verify_untrusted(max_n + 1);  // >= 0: from the other widths
     for (int n = 1; n <= max_n; ++n) {
       verify[n] = PredictVerify(c, batch, mean_context, n);
-      if (VerifyWidthUntrusted(c, n)) {
-        verify_untrusted[n] = PredictVerifyFromOthers(c, batch, mean_context, n);
-      }
+      verify_untrusted[n] = UntrustedVerifyFromOthers(c, batch, mean_context, n);
     }
     auto pass = [&](int m) {
       if (draft_pass[m] < 0) draft_pass[m] = DraftPassCost(c, batch, m);
@@ -473,7 +467,7 @@ Plan Planner::ChooseAuto(int batch, double mean_context, int whole_batch, bool d
         choice.n = cand.n;
         choice.d = cand.d;
       }
-      if (verify_untrusted[cand.n] > 0) {
+      if (verify_untrusted[cand.n] >= 0) {
         if (const double r = rate(verify_untrusted[cand.n]); r > trial_rate) {
           trial_rate = r;
           trial_n = cand.n;

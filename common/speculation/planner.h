@@ -219,12 +219,10 @@ class Planner {
   // Probes not run because no chain could pay even if every guess were right.
   int64_t probes_skipped() const { return probes_skipped_; }
   double PredictVerify(StepClass c, int batch, double context, int m) const;
-  // For a width of this class measured fewer than kTrustedSamples times: its
-  // cost from the class's other widths, as if it had not been measured (else
-  // PredictVerify). What the width may cost once measured properly.
-  double PredictVerifyFromOthers(StepClass c, int batch, double context, int m) const;
-  // Whether width m of class c has samples, but fewer than kTrustedSamples.
-  bool VerifyWidthUntrusted(StepClass c, int m) const;
+  // For a width of this class measured 1 to kTrustedSamples - 1 times: its
+  // cost from the class's other widths, as if it had not been measured (what
+  // it may cost once measured properly). -1 for any other width.
+  double UntrustedVerifyFromOthers(StepClass c, int batch, double context, int m) const;
   double PredictDraft(StepClass c, int batch, const TreeShape& shape) const;
   // One draft pass with m new tokens per sequence.
   double DraftPassCost(StepClass c, int batch, int m) const;

@@ -202,37 +202,34 @@ TEST(PlannerTest, OneSlowPassDoesNotPriceAWidthOutBeforeItIsMeasuredAgain) {
   // verify(m) = 10 + m ms, one-token draft levels 1 ms, rank-1 acceptance
   // 0.9: chains of several tokens pay. Widths 1 and 2 are measured in full;
   // width 5 once, at 3x its cost (a hiccup during the one exploration step).
-  Planner planner(SpecConfig{}, Prior());
-  Feed(planner, 0.9, 5000);
   const StepClass c = ClassOf(8, 500);
-  auto measure = [&](int m, double seconds, int times) {
-    for (int k = 0; k < times; ++k) planner.RecordVerifyPass(c, m, seconds);
+  auto measure = [&](Planner& p, int m, double seconds, int times) {
+    for (int k = 0; k < times; ++k) p.RecordVerifyPass(c, m, seconds);
   };
-  for (int m = 1; m <= 2; ++m) measure(m, 10e-3 + 1e-3 * m, RecentMedian::kWindow);
-  for (int m = 1; m <= 65; ++m) {
-    for (int k = 0; k < RecentMedian::kWindow; ++k) planner.RecordDraftPass(c, m, 1e-3);
-  }
-  measure(5, 45e-3, 1);
+  auto measured_in_full = [&](Planner& p) {  // acceptance, widths 1 and 2, draft passes
+    Feed(p, 0.9, 5000);
+    for (int m = 1; m <= 2; ++m) measure(p, m, 10e-3 + 1e-3 * m, RecentMedian::kWindow);
+    for (int m = 1; m <= 65; ++m) {
+      for (int k = 0; k < RecentMedian::kWindow; ++k) p.RecordDraftPass(c, m, 1e-3);
+    }
+  };
+  Planner planner(SpecConfig{}, Prior());
+  measured_in_full(planner);
+  measure(planner, 5, 45e-3, 1);
   // Priced by that pass, every width past 2 loses to a one-token chain (widths
   // 3 and 4 lie on the line up to it); priced by widths 1 and 2, the 5-wide
   // shapes win: they are tried.
   const Plan tried = planner.Choose(8, 500);
   EXPECT_EQ(tried.nodes, 4);
   // Measured at their real cost, they stay (the slow pass is outvoted)...
-  measure(5, 15e-3, 3);
+  measure(planner, 5, 15e-3, 3);
   Plan plan;
   for (int i = 0; i < 4; ++i) plan = planner.Choose(8, 500);
   EXPECT_GE(plan.nodes, 3);
   // ... and a width that is slow whenever measured is priced out for good.
   Planner slow(SpecConfig{}, Prior());
-  Feed(slow, 0.9, 5000);
-  for (int m = 1; m <= 2; ++m) {
-    for (int k = 0; k < RecentMedian::kWindow; ++k) slow.RecordVerifyPass(c, m, 10e-3 + 1e-3 * m);
-  }
-  for (int m = 1; m <= 65; ++m) {
-    for (int k = 0; k < RecentMedian::kWindow; ++k) slow.RecordDraftPass(c, m, 1e-3);
-  }
-  for (int k = 0; k < 3; ++k) slow.RecordVerifyPass(c, 5, 45e-3);
+  measured_in_full(slow);
+  measure(slow, 5, 45e-3, 3);
   for (int i = 0; i < 9; ++i) EXPECT_LE(slow.Choose(8, 500).nodes, 1) << "step " << i;
 }
 
