@@ -475,16 +475,31 @@ Plan Planner::ChooseAuto(int batch, double mean_context, int whole_batch, bool d
         }
       }
     }
+    // Plain decoding priced by one or two passes of its own: the first decode
+    // step after a prefill is slow (cold caches, new KV pages: 13.8 ms at
+    // stories260K 64 x 1024 where steady plain steps took 7.3), and while
+    // auto speculates it never times plain again, so every shape was weighed
+    // against a plain rate half the real one. Where the other widths' line
+    // says plain wins, decode plainly for kTrustedSamples steps to time it.
+    bool plain_trial = false;
+    if (!pipelined && verify_untrusted[1] >= 0 && (choice.n > 1 || trial_rate > best_rate)) {
+      const double plain_trial_rate = batch / (StepOverhead(c, false) + verify_untrusted[1]);
+      plain_trial = plain_trial_rate > std::max(best_rate, trial_rate);
+    }
     // Decisions hold for a few steps: choosing costs more than a tiny model's step.
     choice.valid_until_step = steps_ + 8;
-    if (trial_rate > best_rate) {
+    if (plain_trial) {
+      choice.n = 1;
+      choice.d = 0;
+      choice.valid_until_step = steps_ + kTrustedSamples;
+    } else if (trial_rate > best_rate) {
       // Measure it: decide again once its width has kTrustedSamples passes.
       choice.n = trial_n;
       choice.d = trial_d;
       choice.valid_until_step = steps_ + kTrustedSamples;
     }
     speculating_ = choice.n > 1;
-    explore = choice.n <= 1 && !choice.explored &&
+    explore = choice.n <= 1 && !plain_trial && !choice.explored &&
               ShouldExplore(c, batch, mean_context, whole_batch, draft_ahead);
   }
   if (explore) {

@@ -233,6 +233,37 @@ TEST(PlannerTest, OneSlowPassDoesNotPriceAWidthOutBeforeItIsMeasuredAgain) {
   for (int i = 0; i < 9; ++i) EXPECT_LE(slow.Choose(8, 500).nodes, 1) << "step " << i;
 }
 
+TEST(PlannerTest, ASlowFirstPlainStepIsTimedAgainBeforeSpeculationIsWeighedAgainstIt) {
+  // verify(m) = 10 + m ms for m >= 2, measured in full; one-token draft levels
+  // 6 ms; rank-1 acceptance 0.5: chain:1 gives 1.5 tokens for 18 ms, 12 ms a
+  // token, where plain decoding takes 11. Plain was timed once, at 40 ms (the
+  // first decode step after a prefill).
+  const StepClass c = ClassOf(8, 500);
+  auto setup = [&](Planner& p, double plain_seconds, int plain_times) {
+    Feed(p, 0.5, 5000);
+    for (int m = 2; m <= 65; ++m) {
+      for (int k = 0; k < RecentMedian::kWindow; ++k) {
+        p.RecordVerifyPass(c, m, 10e-3 + 1e-3 * m);
+        p.RecordDraftPass(c, m, 6e-3);
+      }
+    }
+    for (int k = 0; k < RecentMedian::kWindow; ++k) p.RecordDraftPass(c, 1, 6e-3);
+    for (int k = 0; k < plain_times; ++k) p.RecordVerifyPass(c, 1, plain_seconds);
+  };
+  // Priced by that pass, chain:1 wins 3.3x; priced by the other widths' line
+  // (11 ms), plain wins: plain steps are taken to time it...
+  Planner planner(SpecConfig{}, Prior());
+  setup(planner, 40e-3, 1);
+  EXPECT_EQ(planner.Choose(8, 500).nodes, 0);
+  // ... and once timed at its real cost, plain stays.
+  for (int k = 0; k < 3; ++k) planner.RecordVerifyPass(c, 1, 11e-3);
+  for (int i = 0; i < 9; ++i) EXPECT_EQ(planner.Choose(8, 500).nodes, 0) << "step " << i;
+  // Plain slow whenever timed: speculation.
+  Planner slow(SpecConfig{}, Prior());
+  setup(slow, 40e-3, 3);
+  for (int i = 0; i < 9; ++i) EXPECT_GE(slow.Choose(8, 500).nodes, 1) << "step " << i;
+}
+
 TEST(PlannerTest, PrefillCalibratesTheArithmeticRateOfThePrior) {
   CostPrior prior = Prior();
   prior.flops_per_second = 1e12;
