@@ -480,26 +480,27 @@ Plan Planner::ChooseAuto(int batch, double mean_context, int whole_batch, bool d
     // stories260K 64 x 1024 where steady plain steps took 7.3), and while
     // auto speculates it never times plain again, so every shape was weighed
     // against a plain rate half the real one. Where the other widths' line
-    // says plain wins, decode plainly for kTrustedSamples steps to time it.
-    bool plain_trial = false;
+    // says plain wins, it is the trial (width 1, where plain is not already
+    // the choice): plain steps for kTrustedSamples steps time it.
     if (!pipelined && verify_untrusted[1] >= 0 && (choice.n > 1 || trial_rate > best_rate)) {
-      const double plain_trial_rate = batch / (StepOverhead(c, false) + verify_untrusted[1]);
-      plain_trial = plain_trial_rate > std::max(best_rate, trial_rate);
+      if (const double r = batch / (StepOverhead(c, false) + verify_untrusted[1]);
+          r > std::max(best_rate, trial_rate)) {
+        trial_rate = r;
+        trial_n = 1;
+        trial_d = 0;
+      }
     }
     // Decisions hold for a few steps: choosing costs more than a tiny model's step.
     choice.valid_until_step = steps_ + 8;
-    if (plain_trial) {
-      choice.n = 1;
-      choice.d = 0;
-      choice.valid_until_step = steps_ + kTrustedSamples;
-    } else if (trial_rate > best_rate) {
+    const bool trial = trial_rate > best_rate;
+    if (trial) {
       // Measure it: decide again once its width has kTrustedSamples passes.
       choice.n = trial_n;
       choice.d = trial_d;
       choice.valid_until_step = steps_ + kTrustedSamples;
     }
     speculating_ = choice.n > 1;
-    explore = choice.n <= 1 && !plain_trial && !choice.explored &&
+    explore = choice.n <= 1 && !trial && !choice.explored &&
               ShouldExplore(c, batch, mean_context, whole_batch, draft_ahead);
   }
   if (explore) {
