@@ -91,10 +91,11 @@ absl::StatusOr<std::unique_ptr<LoadedModel>> LoadAnyFormat(const std::string& pa
 absl::StatusOr<std::unique_ptr<LoadedModel>> LoadModel(const std::string& path,
                                                        const LoadOptions& options) {
   ASSIGN_OR_RETURN(std::unique_ptr<LoadedModel> model, LoadAnyFormat(path, options));
-  // The AVX2 kernels read a packed copy of every fp32 matrix (the model's
-  // Ops::PackMatrix, aligned by construction), so an aligned copy here would
-  // only be a third one in memory; the other levels read the weights in place.
-  if (SelectedCpuIsa() != CpuIsa::kAvx2) AlignFp32Matrices(model.get());
+  // The AVX2 and AVX-512 kernels read a packed copy of every fp32 matrix (the
+  // model's Ops::PackMatrix, aligned by construction), so an aligned copy here
+  // would only be a third one in memory; the scalar level reads the weights in
+  // place.
+  if (SelectedCpuIsa() == CpuIsa::kScalar) AlignFp32Matrices(model.get());
   return model;
 }
 

@@ -62,7 +62,7 @@ class CpuOps final : public Ops {
     cpu::MatMul(kernels_, pool_, w, x, n_rows, y);
   }
 
-  // fp32 matrices for the AVX2 outputs-in-lanes kernel, packed once here:
+  // fp32 matrices for the outputs-in-lanes kernels (AVX2, AVX-512), packed once here:
   // short rows were packed per call (a fifth to a third of a 16-row call's
   // time at 64-128 columns), longer ones took the dot-product tiles (~50% of
   // the FMA peak against ~80%). The packed copy is what the model reads: the
@@ -74,18 +74,18 @@ class CpuOps final : public Ops {
         w.cols <= 0) {
       return nullptr;
     }
-    auto panels = std::make_shared<AlignedVector<float>>(
-        static_cast<size_t>(cpu::MatMulLanesPackedFloats(w.rows, w.cols)));
+    auto panels = std::make_shared<AlignedVector<float>>(static_cast<size_t>(
+        cpu::MatMulLanesPackedFloats(w.rows, w.cols, kernels_.lanes_panel_rows)));
     float* packed = panels->data();
     // Whole panels per thread (a model's packing is part of its load time).
-    const int64_t panel_rows = cpu::kMatMulLanesPanelRows;
+    const int64_t panel_rows = kernels_.lanes_panel_rows;
     const float* source = static_cast<const float*>(w.data);
     pool_.ParallelFor((w.rows + panel_rows - 1) / panel_rows, [&](int64_t begin, int64_t end) {
       const int64_t first = begin * panel_rows;
       kernels_.pack_lanes(source + first * w.cols, std::min(w.rows, end * panel_rows) - first,
                           w.cols, packed + first * w.cols);
     });
-    w.packed = PackedPanels{packed, 0, w.data, w.rows, w.cols, cpu::kMatMulLanesPanelRows};
+    w.packed = PackedPanels{packed, 0, w.data, w.rows, w.cols, panel_rows};
     return panels;
   }
 

@@ -19,6 +19,7 @@ const KernelTable& KernelsFor(CpuIsa isa) {
       .attention_rows = AttentionRowsAvx2,
       .swiglu = SwiGluAvx2,
       .pack_lanes = PackLanesAvx2,
+      .lanes_panel_rows = kMatMulLanesPanelRowsAvx2,
   };
   static const KernelTable kAvx512 = {
       .isa = CpuIsa::kAvx512,
@@ -34,6 +35,8 @@ const KernelTable& KernelsFor(CpuIsa isa) {
                             ? AttentionRowsAvx512Bf16
                             : AttentionRowsAvx512,
       .swiglu = SwiGluAvx512,
+      .pack_lanes = PackLanesAvx512,
+      .lanes_panel_rows = kMatMulLanesPanelRowsAvx512,
   };
   switch (isa) {
     case CpuIsa::kAvx512:

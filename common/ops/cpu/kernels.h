@@ -212,9 +212,10 @@ struct KernelTable {
   MatMulRangeFn matmul_quantized = nullptr;
   AttentionRowsFn attention_rows = nullptr;
   SwiGluFn swiglu = nullptr;
-  // Repacks an fp32 matrix into the panels `matmul` reads (PackedPanels);
-  // nullptr: the level has no such layout.
+  // Repacks an fp32 matrix into the panels `matmul` reads (PackedPanels) of
+  // lanes_panel_rows rows each; nullptr: the level has no such layout.
   void (*pack_lanes)(const float* w, int64_t rows, int64_t cols, float* panels) = nullptr;
+  int64_t lanes_panel_rows = 0;
 };
 
 // The table for `isa`; the caller makes sure the CPU supports it.
@@ -223,20 +224,24 @@ const KernelTable& KernelsFor(CpuIsa isa);
 // The kernels of each level (defined in matmul_<isa>.cc and attention_kernels_<isa>.cc).
 void MatMulRangeScalar(const MatMulProblem& p, int64_t o_begin, int64_t o_end, float* scratch);
 void MatMulRangeAvx2(const MatMulProblem& p, int64_t o_begin, int64_t o_end, float* scratch);
-// fp32 weights packed by PackLanesAvx2, or of at most kMatMulLanesMaxCols
-// columns (packed per call), for MatMulRangeAvx2 alone (matmul_lanes_avx2.cc).
-// Both are properties of the weight, so a weight takes the same kernel at
-// every row count. Longer unpacked rows keep the dot-product tiles: packed
-// per call, a memory-bound GEMV could not overlap the transposes with the
-// memory stream (BM_MatMul 4096 x 4096, 1 row: 1.7-2x slower).
+// fp32 weights packed by the level's pack_lanes, or of at most
+// kMatMulLanesMaxCols columns (packed per call), take the outputs-in-lanes
+// kernels (matmul_lanes_avx2.cc, matmul_lanes_avx512.cc). Both are properties
+// of the weight, so a weight takes the same kernel at every row count. Longer
+// unpacked rows keep the dot-product tiles: packed per call, a memory-bound
+// GEMV could not overlap the transposes with the memory stream (BM_MatMul
+// 4096 x 4096, 1 row: 1.7-2x slower).
 inline constexpr int64_t kMatMulLanesMaxCols = 256;
-// Rows per panel of that kernel's packed layout (PackedPanels).
-inline constexpr int64_t kMatMulLanesPanelRows = 24;
-constexpr int64_t MatMulLanesPackedFloats(int64_t rows, int64_t cols) {
-  return (rows + kMatMulLanesPanelRows - 1) / kMatMulLanesPanelRows * kMatMulLanesPanelRows * cols;
+// Rows per panel of each level's packed layout (PackedPanels::panel_rows).
+inline constexpr int64_t kMatMulLanesPanelRowsAvx2 = 24;
+inline constexpr int64_t kMatMulLanesPanelRowsAvx512 = 32;
+constexpr int64_t MatMulLanesPackedFloats(int64_t rows, int64_t cols, int64_t panel_rows) {
+  return (rows + panel_rows - 1) / panel_rows * panel_rows * cols;
 }
 void MatMulLanesRangeAvx2(const MatMulProblem& p, int64_t o_begin, int64_t o_end, float* scratch);
 void PackLanesAvx2(const float* w, int64_t rows, int64_t cols, float* panels);
+void MatMulLanesRangeAvx512(const MatMulProblem& p, int64_t o_begin, int64_t o_end, float* scratch);
+void PackLanesAvx512(const float* w, int64_t rows, int64_t cols, float* panels);
 void MatMulRangeAvx512(const MatMulProblem& p, int64_t o_begin, int64_t o_end, float* scratch);
 
 void QuantizeActivationsScalar(const float* x, int64_t cols, TensorType type, int64_t r_begin,

@@ -58,12 +58,15 @@ void MatMulQuantized(const KernelTable& kernels, ThreadPool& pool, MatMulProblem
       kMatMulQuantizedTileRows);
 }
 
-// The problem of one MatMul call (weights, shapes, x and y).
-MatMulProblem Problem(const WeightTensor& w, const float* x, int n_rows, float* y) {
+// The problem of one MatMul call (weights, shapes, x and y). Packed panels
+// are read only in the layout of `kernels`' level (a matrix packed by another
+// level's Ops is read unpacked).
+MatMulProblem Problem(const KernelTable& kernels, const WeightTensor& w, const float* x, int n_rows,
+                      float* y) {
   MatMulProblem p;
   p.type = w.type;
   p.w = static_cast<const uint8_t*>(w.data);
-  p.lanes = w.PackedFor();
+  p.lanes = w.packed.panel_rows == kernels.lanes_panel_rows ? w.PackedFor() : nullptr;
   p.lanes_lead = p.lanes != nullptr ? w.packed.lead : 0;
   p.w_row_bytes = WeightRowBytes(w.type, w.cols);
   p.out_rows = w.rows;
@@ -75,12 +78,12 @@ MatMulProblem Problem(const WeightTensor& w, const float* x, int n_rows, float* 
 }
 
 // Output rows per unit of work of an unquantised MatMul: a thread's range
-// is whole units. Packed panels (the AVX2 outputs-in-lanes kernel) are 24
-// rows: a panel cut between threads took narrower tiles on both sides (6 x 2
-// and 8 x 1: 14% of a 64-row decode's samples with 16-row units) and both
-// threads read its cache lines.
-int64_t FloatGrain(const MatMulProblem& p, int n_rows) {
-  if (p.lanes != nullptr) return kMatMulLanesPanelRows;
+// is whole units. Packed panels (the outputs-in-lanes kernels) are whole
+// units: a panel cut between threads took narrower tiles on both sides (AVX2:
+// 6 x 2 and 8 x 1, 14% of a 64-row decode's samples with 16-row units) and
+// both threads read its cache lines.
+int64_t FloatGrain(const KernelTable& kernels, const MatMulProblem& p, int n_rows) {
+  if (p.lanes != nullptr) return kernels.lanes_panel_rows;
   return n_rows >= MatMulGemmMinRows(p.type) ? kMatMulPanelRows : 4;
 }
 
@@ -104,7 +107,9 @@ void MatMulMany(const KernelTable& kernels, ThreadPool& pool,
     return;
   }
   std::vector<MatMulProblem> problems;
-  for (size_t i = 0; i < ws.size(); ++i) problems.push_back(Problem(*ws[i], x, n_rows, ys[i]));
+  for (size_t i = 0; i < ws.size(); ++i) {
+    problems.push_back(Problem(kernels, *ws[i], x, n_rows, ys[i]));
+  }
   const int64_t cols = ws[0]->cols;
   if (quantized) {  // x quantised once for all the weights
     const int64_t row_bytes = QuantizedActivationBytes(cols);
@@ -121,7 +126,8 @@ void MatMulMany(const KernelTable& kernels, ThreadPool& pool,
   };
   std::vector<Unit> units;
   for (size_t i = 0; i < ws.size(); ++i) {
-    const int64_t grain = quantized ? kMatMulQuantizedTileRows : FloatGrain(problems[i], n_rows);
+    const int64_t grain =
+        quantized ? kMatMulQuantizedTileRows : FloatGrain(kernels, problems[i], n_rows);
     const int64_t unit_rows = (64 + grain - 1) / grain * grain;
     const int64_t lead = problems[i].lanes_lead;  // 0 unless packed
     for (int64_t o = -lead; o < ws[i]->rows; o += unit_rows) {
@@ -143,7 +149,7 @@ void MatMul(const KernelTable& kernels, ThreadPool& pool, const WeightTensor& w,
             int n_rows, float* y) {
   if (n_rows <= 0 || w.rows <= 0) return;
   assert(!IsBlockQuantized(w.type) || w.cols % 32 == 0);
-  MatMulProblem p = Problem(w, x, n_rows, y);
+  MatMulProblem p = Problem(kernels, w, x, n_rows, y);
   if (IsBlockQuantized(w.type)) {
     MatMulQuantized(kernels, pool, p);
     return;
@@ -157,7 +163,7 @@ void MatMul(const KernelTable& kernels, ThreadPool& pool, const WeightTensor& w,
   }
   // Ranges are whole panels (GEMM path, packed panels from their lead row on)
   // or whole 4-row tiles (GEMV path).
-  const int64_t grain = FloatGrain(p, n_rows);
+  const int64_t grain = FloatGrain(kernels, p, n_rows);
   const int64_t lead = p.lanes_lead;  // 0 unless packed
   pool.ParallelFor(
       w.rows + lead,

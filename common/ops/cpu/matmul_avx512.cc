@@ -1,5 +1,8 @@
 // AVX-512 MatMul kernels (compiled with -mavx512f/bw/vl/dq -mfma -mf16c).
 //
+// (fp32 weights that are packed, or of at most kMatMulLanesMaxCols columns,
+// take the outputs-in-lanes kernel of matmul_lanes_avx512.cc instead.)
+//
 // Every output y[r][o] is one 16-lane fp32 accumulator: for k = 0, 16, 32, ...
 // acc = fma(w[o][k..k+15], x[r][k..k+15], acc), weights dequantised to fp32 in
 // registers (Q8_0: q * d; Q4_0: (nibble - 8) * d; F16/BF16: exact widening),
@@ -549,6 +552,9 @@ void MatMulQuantizedRangeAvx512(const MatMulProblem& p, int64_t o_begin, int64_t
 void MatMulRangeAvx512(const MatMulProblem& p, int64_t o_begin, int64_t o_end, float* scratch) {
   switch (p.type) {
     case TensorType::kF32:
+      if (p.lanes != nullptr || p.cols <= kMatMulLanesMaxCols) {
+        return MatMulLanesRangeAvx512(p, o_begin, o_end, scratch);
+      }
       return Range<LoadF32>(p, o_begin, o_end, scratch);
     case TensorType::kF16:
       return Range<LoadF16>(p, o_begin, o_end, scratch);

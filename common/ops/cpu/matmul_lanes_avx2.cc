@@ -28,7 +28,7 @@ namespace {
 constexpr int kGroup = 8;                 // outputs per vector
 constexpr int kGroups = 3;                // vectors of outputs per tile and panel
 constexpr int kPanel = kGroup * kGroups;  // weight rows per panel
-static_assert(kPanel == kMatMulLanesPanelRows);
+static_assert(kPanel == kMatMulLanesPanelRowsAvx2);
 
 // Transposes r[0..7] (rows) into columns: r[j][i] <- r[i][j].
 inline void Transpose8x8(__m256 (&r)[8]) {

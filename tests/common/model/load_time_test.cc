@@ -69,7 +69,7 @@ void Measure(const std::string& form, const std::string& path) {
   const Clock::time_point read_start = Clock::now();
   const uint64_t bytes = ReadAll(FilesOf(path));
   const double read_s = Seconds(read_start);
-  const bool packs = SelectedCpuIsa() == CpuIsa::kAvx2;  // every fp32 matrix (cpu_ops.cc)
+  const bool packs = SelectedCpuIsa() != CpuIsa::kScalar;  // every fp32 matrix (cpu_ops.cc)
   const double copy_s = packs ? CopyIntoFreshMemory(FilesOf(path), bytes) : 0.0;
 
   const Clock::time_point start = Clock::now();

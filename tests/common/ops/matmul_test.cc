@@ -180,7 +180,7 @@ TEST(MatMulQuantizedTest, MatchesReferenceOnQuantizedActivations) {
 // the path (GEMV or GEMM) and the thread split: bit-identical results.
 // Rows longer than kMatMulGemmBlockCols take the K-blocked GEMM tiles (1536:
 // two whole blocks; 1555: two blocks and a masked tail); rows of at most
-// kMatMulLanesMaxCols the AVX2 outputs-in-lanes tiles (100).
+// kMatMulLanesMaxCols the AVX2 / AVX-512 outputs-in-lanes tiles (100).
 void CheckBatchAndThreadInvariant(CpuIsa isa, TensorType type, int64_t cols);
 TEST_P(MatMulTest, BatchAndThreadInvariant) {
   const auto [isa, type] = GetParam();
@@ -303,7 +303,7 @@ TEST_P(MatMulTest, SeveralWeightsInOneCallEqualSeparateCalls) {
   }
 }
 
-// Ops::PackMatrix (AVX2 packs every fp32 matrix; the other levels nothing):
+// Ops::PackMatrix (AVX2 and AVX-512 pack every fp32 matrix; scalar nothing):
 // a packed matrix's results match the double reference, do not depend on the
 // row count or thread split, and its row slices (at panel boundaries or not)
 // give the bits of the whole; rows of at most kMatMulLanesMaxCols columns give
@@ -317,7 +317,7 @@ TEST(MatMulPackedTest, PackedMatricesKeepTheirBitsAcrossRowsThreadsAndSlices) {
         const OwnedWeight w = RandomWeight(TensorType::kF32, rows, cols, seed++);
         WeightTensor packed = w.tensor;
         const std::shared_ptr<const void> owner = ops->PackMatrix(packed);
-        const bool packs = isa == CpuIsa::kAvx2;
+        const bool packs = isa != CpuIsa::kScalar;
         ASSERT_EQ(packs, owner != nullptr) << CpuIsaName(isa) << " cols " << cols;
         ASSERT_EQ(packs, packed.PackedFor() != nullptr);
         const int n_all = 70;
@@ -332,7 +332,7 @@ TEST(MatMulPackedTest, PackedMatricesKeepTheirBitsAcrossRowsThreadsAndSlices) {
               << CpuIsaName(isa) << " rows " << rows << " cols " << cols << " at " << i;
         }
         for (int n_rows : {1, 3, 8, 17}) {
-          for (const int64_t first : {int64_t{0}, int64_t{24}, int64_t{3}}) {
+          for (const int64_t first : {int64_t{0}, int64_t{24}, int64_t{32}, int64_t{3}}) {
             if (first >= rows) continue;
             const WeightTensor fast = packed.RowSlice(first, rows - first);
             EXPECT_EQ(packs, fast.PackedFor() != nullptr);
@@ -355,6 +355,65 @@ TEST(MatMulPackedTest, PackedMatricesKeepTheirBitsAcrossRowsThreadsAndSlices) {
                 << " first " << first;
           }
         }
+      }
+    }
+  }
+}
+
+// A pass over a matrix that does not stay in cache (>= 2 MB) with up to 32 x
+// rows reads several packed panels side by side (matmul_lanes_avx512.cc);
+// its results keep the bits of a many-row pass and of a row slice.
+TEST(MatMulPackedTest, StreamedPassesKeepTheBitsOfManyRowPasses) {
+  uint32_t seed = 1500;
+  for (CpuIsa isa : AvailableIsas()) {
+    auto ops = MakeCpuOpsWithIsa(2, isa);
+    const int64_t rows = 1061, cols = 520;  // 2.2 MB, a partial last panel
+    const OwnedWeight w = RandomWeight(TensorType::kF32, rows, cols, seed++);
+    WeightTensor packed = w.tensor;
+    const std::shared_ptr<const void> owner = ops->PackMatrix(packed);
+    const int n_all = 40;
+    const std::vector<float> x = RandomFloats(n_all * cols, seed++);
+    std::vector<float> all(n_all * rows);
+    ops->MatMul(packed, x.data(), n_all, all.data());
+    for (int n_rows : {1, 2, 3, 4, 7, 16, 32}) {
+      for (const int64_t first : {int64_t{0}, int64_t{40}}) {
+        const WeightTensor view = packed.RowSlice(first, rows - first);
+        std::vector<float> got(n_rows * view.rows);
+        ops->MatMul(view, x.data() + 3 * cols, n_rows, got.data());
+        int bad = 0;
+        for (int r = 0; r < n_rows; ++r) {
+          bad += std::memcmp(&got[r * view.rows], &all[(3 + r) * rows + first],
+                             view.rows * sizeof(float)) != 0;
+        }
+        EXPECT_EQ(bad, 0) << CpuIsaName(isa) << " n_rows " << n_rows << " first " << first;
+      }
+    }
+  }
+}
+
+// A matrix packed by one level's Ops and multiplied by another's is read as
+// the other level reads it unpacked (the panel layouts differ: AVX2 24 rows,
+// AVX-512 32), never through the wrong layout.
+TEST(MatMulPackedTest, AnotherLevelsPanelsAreReadAsUnpacked) {
+  const std::vector<CpuIsa> isas = AvailableIsas();
+  uint32_t seed = 1700;
+  for (CpuIsa packer : isas) {
+    auto pack_ops = MakeCpuOpsWithIsa(1, packer);
+    for (CpuIsa reader : isas) {
+      if (reader == packer) continue;
+      auto ops = MakeCpuOpsWithIsa(2, reader);
+      for (int64_t cols : {64, 300}) {
+        const OwnedWeight w = RandomWeight(TensorType::kF32, 53, cols, seed++);
+        WeightTensor packed = w.tensor;
+        const std::shared_ptr<const void> owner = pack_ops->PackMatrix(packed);
+        const int n_rows = 9;
+        const std::vector<float> x = RandomFloats(n_rows * cols, seed++);
+        std::vector<float> got(n_rows * w.tensor.rows), want(got.size());
+        ops->MatMul(packed, x.data(), n_rows, got.data());
+        ops->MatMul(w.tensor, x.data(), n_rows, want.data());
+        EXPECT_EQ(0, std::memcmp(got.data(), want.data(), got.size() * sizeof(float)))
+            << "packed by " << CpuIsaName(packer) << ", read by " << CpuIsaName(reader) << ", cols "
+            << cols;
       }
     }
   }
