@@ -11,6 +11,7 @@
 #include "common/kv/kept_rows.h"
 #include "common/kv/kv_block_pool.h"
 #include "common/kv/kv_cache.h"
+#include "common/ops/kv_layout.h"
 
 namespace specserve {
 namespace {
@@ -38,15 +39,15 @@ class FullKvCache final : public KvCache {
                           needed, max_tokens_));
     }
     const int64_t blocks_needed = (needed + block_rows_ - 1) / block_rows_;
-    // Zeroed: attention multiplies masked lanes of a tile by zero, never by garbage.
     const size_t bytes = BlockElements() * KvTypeBytes(shape_.type);
     KvBlockPool& pool = KvBlockPool::Shared();
     for (Layer& layer : layers_) {
       while (static_cast<int64_t>(layer.k.size()) < blocks_needed) {
-        layer.k.push_back(pool.Get(bytes));
-        layer.v.push_back(pool.Get(bytes));
+        layer.k.push_back(pool.GetUnzeroed(bytes));
+        layer.v.push_back(pool.GetUnzeroed(bytes));
       }
     }
+    ZeroTilesBelow(needed);
     const int first = pending_;
     pending_ += n;
     return first;
@@ -118,6 +119,26 @@ class FullKvCache final : public KvCache {
     std::vector<KvBlock> k, v;
   };
   int64_t BlockElements() const { return region_.head_stride * region_.n_kv_heads; }
+  // Zeroes the tiles (every layer, K and V, every kv head) from zeroed_rows_
+  // up to the one holding row `rows` - 1. Attention reads whole tiles and
+  // multiplies their masked lanes by zero, so the lanes past the last row
+  // must hold numbers, never a recycled block's garbage; tiles past the
+  // reserved rows are never read, and are zeroed only when reached.
+  void ZeroTilesBelow(int64_t rows) {
+    const size_t tile_bytes =
+        static_cast<size_t>(kKvTileRows) * region_.head_dim * KvTypeBytes(shape_.type);
+    for (; zeroed_rows_ < rows; zeroed_rows_ += kKvTileRows) {
+      const int64_t at = zeroed_rows_ % block_rows_ * region_.head_dim;  // the tile's element
+      for (int layer = 0; layer < shape_.n_layers; ++layer) {
+        for (uint8_t* block : {K(layer, zeroed_rows_), V(layer, zeroed_rows_)}) {
+          for (int h = 0; h < region_.n_kv_heads; ++h) {
+            std::memset(block + (h * region_.head_stride + at) * KvTypeBytes(shape_.type), 0,
+                        tile_bytes);
+          }
+        }
+      }
+    }
+  }
   // The block holding `row`.
   uint8_t* K(int layer, int64_t row) const { return layers_[layer].k[row / block_rows_].get(); }
   uint8_t* V(int layer, int64_t row) const { return layers_[layer].v[row / block_rows_].get(); }
@@ -139,6 +160,7 @@ class FullKvCache final : public KvCache {
   std::vector<Layer> layers_;
   int64_t committed_ = 0;
   int pending_ = 0;
+  int64_t zeroed_rows_ = 0;  // a multiple of kKvTileRows (ZeroTilesBelow)
 };
 
 }  // namespace

@@ -62,30 +62,39 @@ uint8_t* KvBlockPool::Carve(SizeClass& c, size_t stride) {
   return block;  // never used: the arena's fresh pages read as zeros
 }
 
+uint8_t* KvBlockPool::Take(size_t bytes, bool* dirty) {
+  std::lock_guard<std::mutex> lock(mu_);
+  SizeClass& c = classes_[bytes];
+  *dirty = true;
+  if (!c.idle.empty()) {
+    uint8_t* block = c.idle.back();
+    c.idle.pop_back();
+    idle_bytes_ -= static_cast<int64_t>(bytes);
+    return block;
+  }
+  if (!c.released.empty()) {
+    // Pages wholly inside the block were released (zero on next touch); the
+    // parts it shares with neighbouring blocks were not.
+    uint8_t* block = c.released.back();
+    c.released.pop_back();
+    return block;
+  }
+  *dirty = false;
+  return Carve(c, Stride(bytes));
+}
+
 KvBlock KvBlockPool::Get(size_t bytes) {
   if (bytes == 0) bytes = 1;
-  uint8_t* block = nullptr;
   bool dirty = false;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    SizeClass& c = classes_[bytes];
-    if (!c.idle.empty()) {
-      block = c.idle.back();
-      c.idle.pop_back();
-      idle_bytes_ -= static_cast<int64_t>(bytes);
-      dirty = true;
-    } else if (!c.released.empty()) {
-      block = c.released.back();
-      c.released.pop_back();
-      // Pages wholly inside the block were released (zero on next touch);
-      // the parts it shares with neighbouring blocks were not.
-      dirty = true;
-    } else {
-      block = Carve(c, Stride(bytes));
-    }
-  }
+  uint8_t* block = Take(bytes, &dirty);
   if (dirty) std::memset(block, 0, bytes);
   return KvBlock(block, KvBlockReturn{this, bytes});
+}
+
+KvBlock KvBlockPool::GetUnzeroed(size_t bytes) {
+  if (bytes == 0) bytes = 1;
+  bool dirty = false;
+  return KvBlock(Take(bytes, &dirty), KvBlockReturn{this, bytes});
 }
 
 void KvBlockPool::Put(uint8_t* block, size_t bytes) {

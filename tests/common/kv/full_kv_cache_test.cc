@@ -1,6 +1,9 @@
+#include <cmath>
+#include <limits>
 #include <vector>
 
 #include "common/kv/kv_cache.h"
+#include "common/ops/kv_layout.h"
 #include "common/util/half.h"
 #include "gtest/gtest.h"
 
@@ -175,6 +178,74 @@ TEST(FullKvCacheTest, TiledLayoutPerHeadAndType) {
       }
       EXPECT_EQ(cache->memory_bytes(), 2 * 32 * shape.kv_dim * KvTypeBytes(type));
     }
+  }
+}
+
+// Blocks come from the pool unzeroed (a recycled block keeps its old bytes),
+// and the cache zeroes each tile as its rows are reserved: every tile
+// attention reads holds zeros, never the last owner's bytes, in the lanes
+// past the cache's rows, through appends, rejected rows and new blocks.
+TEST(FullKvCacheTest, TilesItReadsHoldNoRecycledBytes) {
+  for (KvType type : {KvType::kF32, KvType::kBF16}) {
+    const KvShape shape{2, 16, 2, type};  // 2 kv heads of 8
+    const float nan = std::numeric_limits<float>::quiet_NaN();
+    {
+      // Dirty blocks of this size into the pool: rows of NaN everywhere.
+      auto dirty = MakeFullKvCache(shape, 0, 64);
+      ASSERT_TRUE(dirty->ReservePending(200).ok());
+      const std::vector<float> junk(200 * shape.kv_dim, nan);
+      for (int l = 0; l < shape.n_layers; ++l) {
+        dirty->WritePending(l, 0, junk.data(), junk.data(), 200, shape.kv_dim);
+      }
+    }
+    auto cache = MakeFullKvCache(shape, 0, 64);
+    auto check = [&](const char* when) {
+      for (int l = 0; l < shape.n_layers; ++l) {
+        KvTiles tiles;
+        ASSERT_TRUE(cache->Tiles(l, &tiles));
+        std::vector<KvRun> runs = tiles.committed;
+        runs.insert(runs.end(), tiles.pending.begin(), tiles.pending.end());
+        for (const KvRun& run : runs) {
+          // Whole tiles from the run's first row's tile to its last row's.
+          const int64_t begin = run.first / kKvTileRows * kKvTileRows * 8;
+          const int64_t end = (run.first + run.n_rows + kKvTileRows - 1) / kKvTileRows *
+                              kKvTileRows * 8;
+          for (int h = 0; h < shape.heads(); ++h) {
+            for (int64_t i = begin; i < end; ++i) {
+              const int64_t at = h * run.head_stride + i;
+              const float kv[2] = {
+                  type == KvType::kF32 ? static_cast<const float*>(run.k)[at]
+                                       : Bf16ToFloat(static_cast<const uint16_t*>(run.k)[at]),
+                  type == KvType::kF32 ? static_cast<const float*>(run.v)[at]
+                                       : Bf16ToFloat(static_cast<const uint16_t*>(run.v)[at])};
+              for (float x : kv) {
+                ASSERT_FALSE(std::isnan(x)) << when << " layer " << l << " head " << h << " at "
+                                            << i << " type " << static_cast<int>(type);
+              }
+            }
+          }
+        }
+      }
+    };
+    const std::vector<float> ones(70 * shape.kv_dim, 1.0f);
+    auto append = [&](int n) {
+      absl::StatusOr<int> first = cache->ReservePending(n);
+      ASSERT_TRUE(first.ok());
+      for (int l = 0; l < shape.n_layers; ++l) {
+        cache->WritePending(l, *first, ones.data(), ones.data(), n, shape.kv_dim);
+      }
+    };
+    append(5);
+    check("after 5 rows");
+    cache->CommitAll();
+    append(20);  // rows 5-24, pending
+    check("with 20 pending");
+    ASSERT_TRUE(cache->Commit(std::vector<int32_t>{0, 3}).ok());  // 7 committed rows
+    append(3);
+    check("after a commit of 2 of 20");
+    cache->CommitAll();
+    append(70);  // into the second block
+    check("across blocks");
   }
 }
 

@@ -37,6 +37,23 @@ TEST(KvBlockPoolTest, RecycledBlocksComeBackZeroed) {
   EXPECT_TRUE(AllZero(other.get(), 8192));
 }
 
+// GetUnzeroed recycles the same way but leaves the bytes to the caller (the
+// full cache zeroes tiles as it reaches them); a never-used block is zero.
+TEST(KvBlockPoolTest, UnzeroedBlocksAreRecycledAsTheyWereLeft) {
+  KvBlockPool pool(1 << 20);
+  uint8_t* first = nullptr;
+  {
+    KvBlock block = pool.GetUnzeroed(4096);
+    ASSERT_TRUE(AllZero(block.get(), 4096)) << "fresh pages";
+    std::memset(block.get(), 0xAB, 4096);
+    first = block.get();
+  }
+  KvBlock again = pool.GetUnzeroed(4096);
+  EXPECT_EQ(again.get(), first);
+  EXPECT_EQ(again.get()[100], 0xAB) << "no memset of a block the caller zeroes itself";
+  EXPECT_EQ(pool.idle_bytes(), 0);
+}
+
 TEST(KvBlockPoolTest, IdleMemoryStaysWithinTheBound) {
   KvBlockPool pool(3 * 1000);
   std::vector<KvBlock> blocks;
