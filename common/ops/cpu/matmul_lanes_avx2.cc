@@ -25,6 +25,8 @@
 namespace specserve::cpu {
 namespace {
 
+#include "common/ops/cpu/lanes_row_tiles.inc"
+
 constexpr int kGroup = 8;                 // outputs per vector
 constexpr int kGroups = 3;                // vectors of outputs per tile and panel
 constexpr int kPanel = kGroup * kGroups;  // weight rows per panel
@@ -161,9 +163,7 @@ template <int G, int R>
 void PanelRows(const MatMulProblem& p, const PanelSlice& ps) {
   const int64_t cols = p.cols;
   const int64_t ldy = p.out_rows;
-  // The tiles of a block as the loop below cuts the rows: R-row, 4-row, the rest.
-  const int64_t rest = p.n_rows % R;
-  const int64_t n_tiles = p.n_rows / R + rest / 4 + (rest % 4 != 0 ? 1 : 0);
+  const int64_t n_tiles = RowTileCount<R>(p.n_rows);
   for (int64_t k0 = 0; k0 < cols; k0 += kBlockCols) {
     const int64_t kn = cols - k0 < kBlockCols ? cols - k0 : kBlockCols;
     const char* next = reinterpret_cast<const char*>(ps.w + (k0 + kn) * kPanel);
@@ -181,22 +181,7 @@ void PanelRows(const MatMulProblem& p, const PanelSlice& ps) {
       }
       LanesTile<decltype(rows)::value, G>(ps, p.x + r * cols, cols, k0, kn, p.y + r * ldy, ldy);
     };
-    int64_t r = 0;
-    for (; r + R <= p.n_rows; r += R) tile(std::integral_constant<int, R>(), r);
-    for (; r + 4 <= p.n_rows; r += 4) tile(std::integral_constant<int, 4>(), r);
-    switch (p.n_rows - r) {
-      case 3:
-        tile(std::integral_constant<int, 3>(), r);
-        break;
-      case 2:
-        tile(std::integral_constant<int, 2>(), r);
-        break;
-      case 1:
-        tile(std::integral_constant<int, 1>(), r);
-        break;
-      default:
-        break;
-    }
+    ForEachRowTile<R>(p.n_rows, tile);
   }
 }
 

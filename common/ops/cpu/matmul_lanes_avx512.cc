@@ -34,6 +34,8 @@
 namespace specserve::cpu {
 namespace {
 
+#include "common/ops/cpu/lanes_row_tiles.inc"
+
 constexpr int kGroup = 16;                // outputs per vector
 constexpr int kGroups = 2;                // vectors of outputs per panel
 constexpr int kPanel = kGroup * kGroups;  // weight rows per panel
@@ -179,8 +181,7 @@ template <int G, int R>
 void PanelRows(const MatMulProblem& p, const PanelSlice& ps) {
   const int64_t cols = p.cols;
   const int64_t ldy = p.out_rows;
-  const int64_t rest = p.n_rows % R;
-  const int64_t n_tiles = p.n_rows / R + rest / 4 + (rest % 4 != 0 ? 1 : 0);
+  const int64_t n_tiles = RowTileCount<R>(p.n_rows);
   // Blocks of the same bytes whatever the panels side by side.
   constexpr int64_t kCols = G <= kGroups ? kBlockCols : kBlockCols * kGroups / G;
   for (int64_t k0 = 0; k0 < cols; k0 += kCols) {
@@ -204,24 +205,7 @@ void PanelRows(const MatMulProblem& p, const PanelSlice& ps) {
                                  next + line * 64, lines);
       line += lines;
     };
-    int64_t r = 0;
-    for (; r + R <= p.n_rows; r += R) tile(std::integral_constant<int, R>(), r);
-    if constexpr (R > 4) {
-      for (; r + 4 <= p.n_rows; r += 4) tile(std::integral_constant<int, 4>(), r);
-    }
-    switch (p.n_rows - r) {
-      case 3:
-        tile(std::integral_constant<int, 3>(), r);
-        break;
-      case 2:
-        tile(std::integral_constant<int, 2>(), r);
-        break;
-      case 1:
-        tile(std::integral_constant<int, 1>(), r);
-        break;
-      default:
-        break;
-    }
+    ForEachRowTile<R>(p.n_rows, tile);
   }
 }
 
