@@ -8,9 +8,9 @@
 
 namespace specserve {
 
-// An fp32 matrix repacked for a backend's MatMul (Ops::PackMatrix): for the
-// AVX2 kernel of matmul_lanes_avx2.cc, rows in panels of 24, each cols x 24
-// floats (column k's 24 outputs together, zeros past the last row). It holds
+// An fp32 matrix repacked for a backend's MatMul (Ops::PackMatrix): for the lanes kernels
+// (matmul_lanes_avx2.cc / _avx512.cc), rows in panels of panel_rows (AVX2 24, AVX-512 32),
+// each cols x panel_rows floats (column k's outputs together, zeros past the last row). It holds
 // for the view it was packed from and its row slices (RowSlice); a view with
 // another data pointer, row length or more rows ignores it (PackedFor).
 struct PackedPanels {
