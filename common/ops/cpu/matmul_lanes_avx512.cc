@@ -100,8 +100,8 @@ inline __mmask16 LaneMask(int begin, int end) {
 // The outputs a tile computes: G groups of 16 from `w`, stored to y's
 // outputs [lo, hi) of them, y_column being the output of the first group's
 // first lane. Column k of group g is at w[k * 32 + g * 16] within a panel;
-// groups 2 and 3 (a memory-bound pass takes two panels at once) are the next
-// panel's, `panel_floats` further on.
+// groups 2 and up (a memory-bound pass takes up to four panels at once) are
+// the following panels', `panel_floats` apart.
 struct PanelSlice {
   const float* w;
   int64_t panel_floats;
@@ -173,10 +173,11 @@ void LanesTile(const PanelSlice& ps, const float* x, int64_t ldx, int64_t k0, in
 // latency on two ports), then 4-row tiles and the last 1-3 rows.
 //
 // While a block's tiles compute they fetch the next block's weights into L2,
-// a share before each tile, as the AVX2 kernel does (weights streamed from
-// memory otherwise arrive during a block's first tile, a burst the others
-// wait behind); with fewer than 4 tiles a block each tile prefetches its own
-// streams ahead (kStream).
+// each tile its share, one line per column (weights streamed from memory
+// otherwise arrive during a block's first tile, a burst the others wait
+// behind; the AVX2 kernel's burst of a share before each tile made the 125M
+// model's batch-64 GEMM 1.15x slower here); with fewer than 4 tiles a block
+// each tile prefetches its own streams ahead (kStream).
 template <int G, int R>
 void PanelRows(const MatMulProblem& p, const PanelSlice& ps) {
   const int64_t cols = p.cols;
@@ -198,9 +199,9 @@ void PanelRows(const MatMulProblem& p, const PanelSlice& ps) {
         LanesTile<kRows, G, true>(ps, p.x + r * cols, cols, k0, kn, p.y + r * ldy, ldy, nullptr, 0);
         return;
       }
-      const int64_t lines = line + lines_per_tile < block_lines ? lines_per_tile
-                            : line < block_lines                ? block_lines - line
-                                                                : 0;
+      // This tile's share: line never passes block_lines.
+      const int64_t lines =
+          block_lines - line < lines_per_tile ? block_lines - line : lines_per_tile;
       LanesTile<kRows, G, false>(ps, p.x + r * cols, cols, k0, kn, p.y + r * ldy, ldy,
                                  next + line * 64, lines);
       line += lines;
