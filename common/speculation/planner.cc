@@ -79,7 +79,10 @@ StepClass ClassOf(int batch, double mean_context) {
   return c;
 }
 
-void CostTable::Record(int m, double seconds) { times_[m].Add(seconds); }
+void CostTable::Record(int m, double seconds, int64_t step) {
+  times_[m].Add(seconds);
+  last_step_[m] = step;
+}
 
 Planner::Planner(SpecConfig config, CostPrior prior)
     : config_(config), prior_(prior), acceptance_(config.candidates) {
@@ -141,10 +144,10 @@ void Planner::MaybeRebuildTables() {
 }
 
 void Planner::RecordDraftPass(StepClass c, int m, double seconds) {
-  draft_costs_[c].Record(m, seconds);
+  draft_costs_[c].Record(m, seconds, steps_);
 }
 void Planner::RecordVerifyPass(StepClass c, int m, double seconds) {
-  verify_costs_[c].Record(m, seconds);
+  verify_costs_[c].Record(m, seconds, steps_);
 }
 void Planner::RecordStepOverhead(StepClass c, bool speculated, double seconds) {
   // A table rebuild lands in whichever step new evidence arrives in (1-2 ms
@@ -267,6 +270,32 @@ double Planner::UntrustedVerifyFromOthers(StepClass c, int batch, double context
   if (n == 0 || n >= kTrustedSamples) return -1;
   auto here = [&](int mm) { return VerifyPrior(batch, context, mm); };
   return it->second.EstimateFromOthers(m, here);
+}
+
+int64_t Planner::StaleHorizon(StepClass c, int m) {
+  Staleness& s = staleness_[std::pair(c, m)];
+  auto it = verify_costs_.find(c);
+  if (s.before > 0 && it != verify_costs_.end() && it->second.samples(m) >= kTrustedSamples) {
+    const double now = it->second.Estimate(m, [](int) { return 0.0; });
+    s.horizon =
+        now < kStaleCostDrop * s.before ? kStaleSteps : std::min(2 * s.horizon, kMaxStaleSteps);
+    s.before = 0;
+  }
+  return s.horizon;
+}
+
+double Planner::StaleVerifyFromFresher(StepClass c, int batch, double context, int m) {
+  auto it = verify_costs_.find(c);
+  if (m < 2 || it == verify_costs_.end()) return -1;
+  const CostTable& table = it->second;
+  const int64_t last = table.LastStep(m);
+  if (table.samples(m) < kTrustedSamples || last < 0 || steps_ - last <= StaleHorizon(c, m)) {
+    return -1;
+  }
+  auto fresher = [&](int w) { return table.LastStep(w) > last; };
+  if (table.CountWidths(fresher) == 0) return -1;
+  auto here = [&](int mm) { return VerifyPrior(batch, context, mm); };
+  return table.EstimateFromWidths(m, here, fresher);
 }
 
 double Planner::PriorSlowdown(StepClass c, int batch) const {
@@ -435,6 +464,11 @@ Plan Planner::ChooseAuto(int batch, double mean_context, int whole_batch, bool d
     for (int n = 1; n <= max_n; ++n) {
       verify[n] = PredictVerify(c, batch, mean_context, n);
       verify_untrusted[n] = UntrustedVerifyFromOthers(c, batch, mean_context, n);
+      // Only while decoding plainly: speculating, the widths in use are
+      // timed every step, and others are tried as above.
+      if (verify_untrusted[n] < 0 && !speculating_) {
+        verify_untrusted[n] = StaleVerifyFromFresher(c, batch, mean_context, n);
+      }
     }
     auto pass = [&](int m) {
       if (draft_pass[m] < 0) draft_pass[m] = DraftPassCost(c, batch, m);
@@ -498,6 +532,12 @@ Plan Planner::ChooseAuto(int batch, double mean_context, int whole_batch, bool d
       choice.n = trial_n;
       choice.d = trial_d;
       choice.valid_until_step = steps_ + kTrustedSamples;
+      // A stale width is measured afresh: its old samples go.
+      CostTable& table = verify_costs_[c];
+      if (trial_n >= 2 && table.samples(trial_n) >= kTrustedSamples) {
+        staleness_[std::pair(c, trial_n)].before = table.Estimate(trial_n, [](int) { return 0.0; });
+        table.Forget(trial_n);
+      }
     }
     speculating_ = choice.n > 1;
     explore = choice.n <= 1 && !trial && !choice.explored &&

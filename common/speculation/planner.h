@@ -91,7 +91,25 @@ StepClass ClassOf(int batch, double mean_context);
 // prior scaled to it.
 class CostTable {
  public:
-  void Record(int m, double seconds);
+  // `step`: when (the planner's decision count; -1: not tracked).
+  void Record(int m, double seconds, int64_t step = -1);
+  // The step of width m's newest sample (-1: never measured, or untracked).
+  int64_t LastStep(int m) const {
+    auto it = last_step_.find(m);
+    return it == last_step_.end() ? -1 : it->second;
+  }
+  // Widths measured that `keep(width)` accepts.
+  template <typename Keep>
+  int CountWidths(const Keep& keep) const {
+    int n = 0;
+    for (const auto& entry : times_) n += keep(entry.first) ? 1 : 0;
+    return n;
+  }
+  // Drops width m's samples (to be measured afresh).
+  void Forget(int m) {
+    times_.erase(m);
+    last_step_.erase(m);
+  }
   // `prior(m)` gives the analytic estimate.
   template <typename Prior>
   double Estimate(int m, const Prior& prior) const {
@@ -129,13 +147,21 @@ class CostTable {
   // The estimate for m from the other widths alone, m's own samples left out.
   template <typename Prior>
   double EstimateFromOthers(int m, const Prior& prior) const {
-    CostTable others = *this;
-    others.times_.erase(m);
+    return EstimateFromWidths(m, prior, [](int) { return true; });
+  }
+  // The same from the widths `keep(width)` accepts alone (m's own left out).
+  template <typename Prior, typename Keep>
+  double EstimateFromWidths(int m, const Prior& prior, const Keep& keep) const {
+    CostTable others;
+    for (const auto& [width, median] : times_) {
+      if (width != m && keep(width)) others.times_.emplace(width, median);
+    }
     return others.Estimate(m, prior);
   }
 
  private:
   std::map<int, RecentMedian> times_;
+  std::map<int, int64_t> last_step_;
 };
 
 struct Plan {
@@ -223,6 +249,12 @@ class Planner {
   // cost from the class's other widths, as if it had not been measured (what
   // it may cost once measured properly). -1 for any other width.
   double UntrustedVerifyFromOthers(StepClass c, int batch, double context, int m) const;
+  // For a speculative width (m >= 2) of this class measured in full, but not
+  // for more than its staleness horizon (kStaleSteps, doubled by each re-trial
+  // that finds the old cost right) while other widths were measured since:
+  // its cost from those fresher widths alone. -1 otherwise. (ChooseAuto asks
+  // only while the batch decodes plainly.)
+  double StaleVerifyFromFresher(StepClass c, int batch, double context, int m);
   double PredictDraft(StepClass c, int batch, const TreeShape& shape) const;
   // One draft pass with m new tokens per sequence.
   double DraftPassCost(StepClass c, int batch, int m) const;
@@ -317,6 +349,26 @@ class Planner {
   // where chain:4 measured 1.53x plain. ChooseAuto tries such a width for a
   // few steps where its cost as the other widths predict it would win.
   static constexpr int kTrustedSamples = 3;
+  // A speculative width's cost rests on the steps it was measured in, and
+  // while plain decoding wins nothing measures it again: passes timed during
+  // a slow spell (stories260K, 64 x 1024: the first speculative steps after a
+  // switch verified 2 tokens in 7.6-10.3 ms against 6.6 for 1, and drafted at
+  // twice the usual cost) kept auto plain for the rest of a run where
+  // chain:4 measured 1.4x plain. After this many steps without a sample, a
+  // width the fresher measurements say would win is tried again (a trial, as
+  // above, with its old samples dropped); each re-trial that finds the old
+  // cost right doubles the wait (where speculation really loses, re-trials
+  // cost ever less), one that finds it 15% lower resets it.
+  static constexpr int64_t kStaleSteps = 24;
+  static constexpr int64_t kMaxStaleSteps = 1024;
+  static constexpr double kStaleCostDrop = 0.85;
+  struct Staleness {
+    int64_t horizon = kStaleSteps;
+    double before = 0;  // > 0: a re-trial is measuring; the cost it replaced
+  };
+  // The horizon of width m in class c, settling a finished re-trial first.
+  int64_t StaleHorizon(StepClass c, int m);
+  std::map<std::pair<StepClass, int>, Staleness> staleness_;
   // Prefill passes shorter than this do not calibrate the arithmetic rate.
   static constexpr int64_t kMinCalibrationTokens = 256;
   // Steps a switch to speculation is expected to last (its catch-up is spread over them).

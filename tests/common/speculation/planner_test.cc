@@ -1,7 +1,9 @@
 #include "common/speculation/planner.h"
 
+#include <functional>
 #include <memory>
 #include <random>
+#include <vector>
 
 #include "gtest/gtest.h"
 
@@ -231,6 +233,55 @@ TEST(PlannerTest, OneSlowPassDoesNotPriceAWidthOutBeforeItIsMeasuredAgain) {
   measured_in_full(slow);
   measure(slow, 5, 45e-3, 3);
   for (int i = 0; i < 9; ++i) EXPECT_LE(slow.Choose(8, 500).nodes, 1) << "step " << i;
+}
+
+TEST(PlannerTest, AWidthPricedOutInASlowSpellIsTriedAgainLater) {
+  // verify(m) = 10 + m ms, one-token draft levels 1 ms, rank-1 acceptance
+  // 0.9: chains pay (chain:1 ~1.5x plain). But width 2 was timed only during
+  // a slow spell, at 30 ms: on that line every chain loses, so the batch
+  // decodes plainly, and nothing times width 2 again unless the planner
+  // tries it once its samples are old.
+  const StepClass c = ClassOf(8, 500);
+  // Runs `steps` decisions, timing each step as `verify(width)` says
+  // (width 1: plain); returns the steps that speculated (probes of a few
+  // sequences aside: their mixed widths are not booked).
+  auto run = [&](Planner& p, int steps, const std::function<double(int)>& verify) {
+    std::vector<int> speculated;
+    for (int i = 0; i < steps; ++i) {
+      const Plan plan = p.Choose(8, 500);
+      if (plan.probe_sequences > 0) continue;
+      if (plan.nodes > 0) speculated.push_back(i);
+      const int width = plan.nodes + 1;
+      p.RecordVerifyPass(c, width, verify(width));
+      for (int level = 0; level < plan.depth; ++level) p.RecordDraftPass(c, 1, 1e-3);
+    }
+    return speculated;
+  };
+  auto setup = [&](Planner& p) {
+    Feed(p, 0.9, 5000);
+    for (int k = 0; k < RecentMedian::kWindow; ++k) {
+      p.RecordVerifyPass(c, 1, 11e-3);
+      p.RecordVerifyPass(c, 2, 30e-3);
+      p.RecordDraftPass(c, 1, 1e-3);
+    }
+  };
+  auto real = [](int width) { return 10e-3 + 1e-3 * width; };
+  Planner planner(SpecConfig{}, Prior());
+  setup(planner);
+  const std::vector<int> first = run(planner, 40, real);
+  ASSERT_FALSE(first.empty()) << "never tried width 2 again";
+  EXPECT_GE(first.front(), 8) << "a width measured in full is trusted for a while";
+  // Once timed at its real cost, speculation stays.
+  const std::vector<int> later = run(planner, 20, real);
+  EXPECT_EQ(later.size(), 20u);
+  // Where width 2 really costs 30 ms, each re-trial finds it so and the next
+  // one waits twice as long: few steps are spent on them.
+  Planner slow(SpecConfig{}, Prior());
+  setup(slow);
+  const std::vector<int> retrials =
+      run(slow, 400, [&](int width) { return width == 1 ? 11e-3 : 30e-3 + 1e-3 * width; });
+  EXPECT_GE(retrials.size(), 2u);
+  EXPECT_LE(retrials.size(), 6u * 3u) << "at most a few re-trials of a few steps each";
 }
 
 TEST(PlannerTest, ASlowFirstPlainStepIsTimedAgainBeforeSpeculationIsWeighedAgainstIt) {
