@@ -305,15 +305,17 @@ double Planner::PriorSlowdown(StepClass c, int batch) const {
   return prior > 0 ? PredictVerify(c, batch, context, 1) / prior : 1.0;
 }
 
+double Planner::UntimedDraftPassCost(StepClass c, int batch, int m) const {
+  // A small model's pass is mostly fixed cost, which bytes and FLOPs do not
+  // see: the measured target's slowdown against its prior says how much.
+  const double prior = DraftPrior(batch, m);
+  return prior_.draft_runs_like_target ? prior * PriorSlowdown(c, batch) : prior;
+}
+
 double Planner::DraftPassCost(StepClass c, int batch, int m) const {
   auto here = [&](int mm) { return DraftPrior(batch, mm); };
   const auto* nearest = NearestMeasured(draft_costs_, c);
-  // Never measured: the prior; for a draft on the target's engine, slowed as
-  // the target's measured plain step is against its own prior (a small
-  // model's pass is mostly fixed cost, which bytes and FLOPs do not see).
-  if (nearest == nullptr) {
-    return prior_.draft_runs_like_target ? here(m) * PriorSlowdown(c, batch) : here(m);
-  }
+  if (nearest == nullptr) return UntimedDraftPassCost(c, batch, m);
   if (!(nearest->first < c) && !(c < nearest->first)) return nearest->second.Estimate(m, here);
   // The draft's window cost does not grow with the context: only the batch differs.
   const StepClass from = nearest->first;
@@ -460,7 +462,8 @@ Plan Planner::ChooseAuto(int batch, double mean_context, int whole_batch, bool d
     // Costs per pass width, once per decision, then each candidate is a sum.
     const int max_n = config_.max_nodes + 1;
     std::vector<double> verify(max_n + 1), draft_pass(max_n + 1, -1.0);
-    std::vector<double> verify_untrusted(max_n + 1);  // >= 0: from the other widths
+    std::vector<double> verify_untrusted(max_n + 1);   // >= 0: from the other widths
+    std::vector<bool> verify_stale(max_n + 1, false);  // ... because its samples are old
     for (int n = 1; n <= max_n; ++n) {
       verify[n] = PredictVerify(c, batch, mean_context, n);
       verify_untrusted[n] = UntrustedVerifyFromOthers(c, batch, mean_context, n);
@@ -468,11 +471,26 @@ Plan Planner::ChooseAuto(int batch, double mean_context, int whole_batch, bool d
       // timed every step, and others are tried as above.
       if (verify_untrusted[n] < 0 && !speculating_) {
         verify_untrusted[n] = StaleVerifyFromFresher(c, batch, mean_context, n);
+        verify_stale[n] = verify_untrusted[n] >= 0;
       }
     }
     auto pass = [&](int m) {
       if (draft_pass[m] < 0) draft_pass[m] = DraftPassCost(c, batch, m);
       return draft_pass[m];
+    };
+    // A stale width's re-trial prices the draft passes timed in the same
+    // spell no dearer than untimed ones (kStaleSteps: the draft is timed only
+    // while the batch speculates).
+    std::vector<double> fresh_pass(max_n + 1, -1.0);
+    auto optimistic_pass = [&](int m) {
+      if (fresh_pass[m] < 0) {
+        auto it = draft_costs_.find(c);
+        const int64_t last = it == draft_costs_.end() ? -1 : it->second.LastStep(m);
+        fresh_pass[m] = last >= 0 && steps_ - last > kStaleSteps
+                            ? std::min(pass(m), UntimedDraftPassCost(c, batch, m))
+                            : pass(m);
+      }
+      return fresh_pass[m];
     };
     const SwitchCost switch_cost = SwitchCostOf(c, batch);
     // Tokens per second of the batch; a switch from plain must clear the margin.
@@ -487,22 +505,31 @@ Plan Planner::ChooseAuto(int batch, double mean_context, int whole_batch, bool d
     double trial_rate = 0;
     int trial_n = 1, trial_d = 0;
     for (const Candidate& cand : candidates_) {
-      double draft = pass(1) + draft_extra;
-      for (size_t l = 1; l < cand.fed_per_level.size(); ++l) {
-        if (cand.fed_per_level[l] > 0) draft += pass(cand.fed_per_level[l]);
-      }
-      auto rate = [&](double verify_seconds) {
-        return batch * cand.expected /
-               SpeculativeSeconds(PerStep(switch_cost, cand.expected), verify_seconds, draft,
-                                  pass(1), std::pow(p1, cand.d + 1), pipelined, draft_ahead);
+      auto draft_of = [&](const auto& pass_cost) {
+        double draft = pass_cost(1) + draft_extra;
+        for (size_t l = 1; l < cand.fed_per_level.size(); ++l) {
+          if (cand.fed_per_level[l] > 0) draft += pass_cost(cand.fed_per_level[l]);
+        }
+        return draft;
       };
-      if (const double r = rate(verify[cand.n]); r > best_rate) {
+      const double draft = draft_of(pass);
+      auto rate = [&](double verify_seconds, double draft_seconds, double one_pass) {
+        return batch * cand.expected /
+               SpeculativeSeconds(PerStep(switch_cost, cand.expected), verify_seconds,
+                                  draft_seconds, one_pass, std::pow(p1, cand.d + 1), pipelined,
+                                  draft_ahead);
+      };
+      if (const double r = rate(verify[cand.n], draft, pass(1)); r > best_rate) {
         best_rate = r;
         choice.n = cand.n;
         choice.d = cand.d;
       }
       if (verify_untrusted[cand.n] >= 0) {
-        if (const double r = rate(verify_untrusted[cand.n]); r > trial_rate) {
+        const bool stale = verify_stale[cand.n];
+        if (const double r =
+                rate(verify_untrusted[cand.n], stale ? draft_of(optimistic_pass) : draft,
+                     stale ? optimistic_pass(1) : pass(1));
+            r > trial_rate) {
           trial_rate = r;
           trial_n = cand.n;
           trial_d = cand.d;

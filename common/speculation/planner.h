@@ -258,6 +258,10 @@ class Planner {
   double PredictDraft(StepClass c, int batch, const TreeShape& shape) const;
   // One draft pass with m new tokens per sequence.
   double DraftPassCost(StepClass c, int batch, int m) const;
+  // The same before any draft pass was timed: the prior (for a draft on the
+  // target's engine, slowed as the target's measured plain step is against
+  // its own prior).
+  double UntimedDraftPassCost(StepClass c, int batch, int m) const;
   // The draft's catch-up after plain steps: each sequence's history since its
   // draft last ran fed (SetDraftLag; at most its sinks and window), a
   // prefill-like pass far wider than the draft's tree levels.

@@ -237,10 +237,10 @@ TEST(PlannerTest, OneSlowPassDoesNotPriceAWidthOutBeforeItIsMeasuredAgain) {
 
 TEST(PlannerTest, AWidthPricedOutInASlowSpellIsTriedAgainLater) {
   // verify(m) = 10 + m ms, one-token draft levels 1 ms, rank-1 acceptance
-  // 0.9: chains pay (chain:1 ~1.5x plain). But width 2 was timed only during
-  // a slow spell, at 30 ms: on that line every chain loses, so the batch
-  // decodes plainly, and nothing times width 2 again unless the planner
-  // tries it once its samples are old.
+  // 0.9: chains pay (chain:1 ~1.5x plain). But width 2 and the draft were
+  // timed only during a slow spell, at 30 and 8 ms: on those every chain
+  // loses, so the batch decodes plainly, and nothing times them again unless
+  // the planner tries once their samples are old.
   const StepClass c = ClassOf(8, 500);
   // Runs `steps` decisions, timing each step as `verify(width)` says
   // (width 1: plain); returns the steps that speculated (probes of a few
@@ -259,10 +259,11 @@ TEST(PlannerTest, AWidthPricedOutInASlowSpellIsTriedAgainLater) {
   };
   auto setup = [&](Planner& p) {
     Feed(p, 0.9, 5000);
+    p.SetDraftLag(0);  // a self-draft over the target's rows: no catch-up
     for (int k = 0; k < RecentMedian::kWindow; ++k) {
       p.RecordVerifyPass(c, 1, 11e-3);
       p.RecordVerifyPass(c, 2, 30e-3);
-      p.RecordDraftPass(c, 1, 1e-3);
+      p.RecordDraftPass(c, 1, 8e-3);
     }
   };
   auto real = [](int width) { return 10e-3 + 1e-3 * width; };
