@@ -449,6 +449,19 @@ Plan Planner::ChooseAuto(int batch, double mean_context, int whole_batch, bool d
     last_choice_speculates_ = false;
     speculating_ = false;
     if (NearestMeasured(verify_costs_, c) == nullptr) return Plan{};
+    // A draft with nothing to catch up (it reads the target's rows) costs a
+    // step of the whole batch no more than a probe's few sequences would per
+    // sequence: one step of a chain for everyone then times the draft and
+    // the verify width and measures the whole batch's acceptance, where a
+    // probe timed neither and left the first choices to two sequences' evidence
+    // (stories260K 64 x 1024: a probe, then two steps of chain:1 on p1 0.7
+    // from it, where the batch accepts 0.89).
+    if (draft_lag_tokens_ == 0 && !first_explored_ &&
+        SpeculationCouldPay(c, batch, mean_context, whole_batch, draft_ahead)) {
+      first_explored_ = true;
+      last_choice_speculates_ = true;
+      return ChainProbe(0);
+    }
     return PlainOrProbe(c, batch, mean_context, whole_batch, draft_ahead);
   }
   CachedChoice& choice = choices_[c];
@@ -577,13 +590,7 @@ Plan Planner::ChooseAuto(int batch, double mean_context, int whole_batch, bool d
     choice.explored = true;
     choice.valid_until_step = -1;
     last_choice_speculates_ = true;
-    Plan plan;
-    plan.shape = ChainShape(kProbeChain);
-    plan.nodes = kProbeChain;
-    plan.depth = kProbeChain;
-    plan.exploring = true;
-    plan.expected_tokens = ExpectedTokens(plan.shape, acceptance_.Vector());
-    return plan;
+    return ChainProbe(0);
   }
   last_choice_speculates_ = choice.n > 1;
   if (choice.n <= 1) return PlainOrProbe(c, batch, mean_context, whole_batch, draft_ahead);
@@ -648,11 +655,16 @@ Plan Planner::PlainOrProbe(StepClass c, int batch, double mean_context, int whol
   if (probed_once_) probe_budget_factor_ = std::min(probe_budget_factor_ * 2, 1e4);
   probed_once_ = true;
   plain_seconds_ = 0;
+  return ChainProbe(k);
+}
+
+Plan Planner::ChainProbe(int sequences) const {
+  Plan plan;
   plan.shape = ChainShape(kProbeChain);
   plan.nodes = kProbeChain;
   plan.depth = kProbeChain;
   plan.exploring = true;
-  plan.probe_sequences = k;
+  plan.probe_sequences = sequences;
   plan.expected_tokens = ExpectedTokens(plan.shape, acceptance_.Vector());
   return plan;
 }

@@ -294,6 +294,9 @@ class Planner {
   double DraftPrior(int batch, int m) const;
   Plan ChooseAuto(int batch, double mean_context, int whole_batch, bool draft_ahead);
   Plan PlainOrProbe(StepClass c, int batch, double mean_context, int whole_batch, bool draft_ahead);
+  // A step of a kProbeChain chain, exploring: for `sequences` of the batch
+  // (a probe), or 0: for all of it.
+  Plan ChainProbe(int sequences) const;
   // Whether to speculate one step with the whole batch although the evidence
   // says plain (see ChooseAuto): the switch is still cheap and the acceptance
   // is known from a few probed sequences only.
@@ -397,6 +400,7 @@ class Planner {
   double draft_lag_tokens_ = -1;
   double remaining_tokens_ = kUnboundedTokens;  // of the latest Choose
   bool probed_once_ = false;
+  bool first_explored_ = false;  // the untimed draft's whole-batch step (ChooseAuto)
   int64_t visits_at_rebuild_ = 0;
   int64_t table_rebuilds_ = 0;
   // Time spent rebuilding tables since the last RecordStepOverhead, which

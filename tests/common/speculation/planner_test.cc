@@ -102,6 +102,27 @@ TEST(PlannerTest, ProbesDraftForAFewSequencesOnly) {
   EXPECT_GT(probe.nodes, 0);
 }
 
+TEST(PlannerTest, ADraftOfTheTargetsRowsExploresTheWholeBatchOnceTimedPlain) {
+  // Nothing to catch up (a self-draft reading the target's rows): the first
+  // speculative step is the whole batch's, as soon as plain is timed, not a
+  // probe of two sequences.
+  SpecConfig config;
+  Planner planner(config, Prior());
+  planner.SetDraftLag(0);
+  const StepClass c = ClassOf(32, 1000);
+  EXPECT_EQ(planner.Choose(32, 1000).nodes, 0);  // plain untimed
+  for (int k = 0; k < 3; ++k) planner.RecordVerifyPass(c, 1, 5e-3);
+  const Plan first = planner.Choose(32, 1000);
+  EXPECT_TRUE(first.exploring);
+  EXPECT_EQ(first.probe_sequences, 0);
+  EXPECT_GT(first.nodes, 0);
+  // Once: were the draft still untimed after it, a few sequences probe.
+  Plan next;
+  for (int step = 0; step < 10000 && !next.exploring; ++step) next = planner.Choose(32, 1000);
+  ASSERT_TRUE(next.exploring);
+  EXPECT_EQ(next.probe_sequences, 2);
+}
+
 TEST(PlannerTest, NoProbesWhereEvenPerfectAcceptanceLoses) {
   // Every draft pass costs as much as a plain step: a chain of k gives k + 1
   // tokens for k + 1 + k steps' worth of time, whatever the acceptance.
