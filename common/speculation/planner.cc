@@ -79,9 +79,12 @@ StepClass ClassOf(int batch, double mean_context) {
   return c;
 }
 
-void CostTable::Record(int m, double seconds, int64_t step) {
+void CostTable::Record(int m, double seconds, int64_t step, double context) {
   times_[m].Add(seconds);
   last_step_[m] = step;
+  if (context >= 0) {
+    recent_context_ = recent_context_ < 0 ? context : 0.8 * recent_context_ + 0.2 * context;
+  }
 }
 
 Planner::Planner(SpecConfig config, CostPrior prior)
@@ -146,8 +149,8 @@ void Planner::MaybeRebuildTables() {
 void Planner::RecordDraftPass(StepClass c, int m, double seconds) {
   draft_costs_[c].Record(m, seconds, steps_);
 }
-void Planner::RecordVerifyPass(StepClass c, int m, double seconds) {
-  verify_costs_[c].Record(m, seconds, steps_);
+void Planner::RecordVerifyPass(StepClass c, int m, double seconds, double context) {
+  verify_costs_[c].Record(m, seconds, steps_, context);
 }
 void Planner::RecordStepOverhead(StepClass c, bool speculated, double seconds) {
   // A table rebuild lands in whichever step new evidence arrives in (1-2 ms
@@ -252,15 +255,48 @@ double Planner::DraftPrior(int batch, int m) const {
 
 double Planner::PredictVerify(StepClass c, int batch, double context, int m) const {
   auto here = [&](int mm) { return VerifyPrior(batch, context, mm); };
+  // Another class's estimate of width w, scaled by the prior's ratio between
+  // this pass and that class's (at the context its passes were timed at,
+  // when told).
+  auto scaled_from = [&](const std::pair<const StepClass, CostTable>& entry, int w) {
+    const StepClass from = entry.first;
+    const double from_context =
+        entry.second.RecentContext() >= 0 ? entry.second.RecentContext() : TypicalContext(from);
+    auto there = [&](int mm) { return VerifyPrior(from.batch_bucket, from_context, mm); };
+    const double base = there(w);
+    return base > 0 ? entry.second.Estimate(w, there) * here(w) / base : here(w);
+  };
   const auto* nearest = NearestMeasured(verify_costs_, c);
   if (nearest == nullptr) return here(m);
-  if (!(nearest->first < c) && !(c < nearest->first)) return nearest->second.Estimate(m, here);
-  // Measured in another class only: its estimate, scaled by the prior's ratio
-  // between this class and that one (the context moved past a power of two).
-  const StepClass from = nearest->first;
-  auto there = [&](int mm) { return VerifyPrior(from.batch_bucket, TypicalContext(from), mm); };
-  const double base = there(m);
-  return base > 0 ? nearest->second.Estimate(m, there) * here(m) / base : here(m);
+  // Measured in another class only: the context moved past a power of two.
+  if (nearest->first < c || c < nearest->first) return scaled_from(*nearest, m);
+  const CostTable& table = nearest->second;
+  // Widths below every one timed in this class (plain decoding and short
+  // chains, after the context moved past a power of two while the batch
+  // speculated) lie on the line's extension, which went below plain's own
+  // cost (stories260K 64 x 1024, from chain:3 and one chain:4 pass: plain
+  // 4.3 ms where it takes 6.2, chain:1 2.5 ms): plain as the nearest class
+  // that timed it says, scaled, and the widths between it and the smallest
+  // timed here on the line joining the two.
+  const int smallest = table.SmallestWidth();
+  if (m < smallest) {
+    const std::pair<const StepClass, CostTable>* timed = nullptr;
+    double best = 0;
+    for (const auto& entry : verify_costs_) {
+      if (entry.second.samples(1) == 0) continue;
+      const double d = ClassDistance(entry.first, c);
+      if (timed == nullptr || d < best) {
+        timed = &entry;
+        best = d;
+      }
+    }
+    if (timed != nullptr) {
+      const double plain = scaled_from(*timed, 1);
+      const double rise = std::max(0.0, table.Estimate(smallest, here) - plain);
+      return plain + rise * (m - 1) / (smallest - 1);
+    }
+  }
+  return table.Estimate(m, here);
 }
 
 double Planner::UntrustedVerifyFromOthers(StepClass c, int batch, double context, int m) const {

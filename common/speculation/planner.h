@@ -91,13 +91,18 @@ StepClass ClassOf(int batch, double mean_context);
 // prior scaled to it.
 class CostTable {
  public:
-  // `step`: when (the planner's decision count; -1: not tracked).
-  void Record(int m, double seconds, int64_t step = -1);
+  // `step`: when (the planner's decision count; -1: not tracked); `context`:
+  // the pass's mean context (-1: unknown).
+  void Record(int m, double seconds, int64_t step = -1, double context = -1);
+  // The mean context of the recent passes (-1: none told).
+  double RecentContext() const { return recent_context_; }
   // The step of width m's newest sample (-1: never measured, or untracked).
   int64_t LastStep(int m) const {
     auto it = last_step_.find(m);
     return it == last_step_.end() ? -1 : it->second;
   }
+  // The narrowest width measured (0: none).
+  int SmallestWidth() const { return times_.empty() ? 0 : times_.begin()->first; }
   // Widths measured that `keep(width)` accepts.
   template <typename Keep>
   int CountWidths(const Keep& keep) const {
@@ -162,6 +167,7 @@ class CostTable {
  private:
   std::map<int, RecentMedian> times_;
   std::map<int, int64_t> last_step_;
+  double recent_context_ = -1;  // moving average over passes (their medians are recent)
 };
 
 struct Plan {
@@ -205,7 +211,9 @@ class Planner {
   void RecordAcceptance(const VerifyResult& result) { acceptance_.Record(result, steps_); }
   // Level widths of a draft: level 0 (catch-up) then fed nodes per level.
   void RecordDraftPass(StepClass c, int tokens_per_sequence, double seconds);
-  void RecordVerifyPass(StepClass c, int tokens_per_sequence, double seconds);
+  // `context`: the pass's mean context (-1: unknown): where another class
+  // borrows its costs, they are scaled from the context they were timed at.
+  void RecordVerifyPass(StepClass c, int tokens_per_sequence, double seconds, double context = -1);
   // A prefill pass of the target: `tokens` new tokens attending `attended` KV
   // rows in all (summed over the tokens), reading `kv_rows` rows, in `seconds`.
   // Prefill is arithmetic-bound, so it calibrates the rate the prior expects

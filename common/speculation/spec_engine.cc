@@ -580,7 +580,8 @@ absl::Status SpecEngine::RunDecodeStep(std::span<const std::pair<int, Sequence*>
   // A probe's pass mixed widths (a few sequences with trees, the rest plain):
   // no width of the table describes it.
   if (plan.probe_sequences == 0 || plan.probe_sequences >= n) {
-    planner_->RecordVerifyPass(step_class, last_.verify_tokens_per_sequence, last_.verify_seconds);
+    planner_->RecordVerifyPass(step_class, last_.verify_tokens_per_sequence, last_.verify_seconds,
+                               mean_context);
   }
 
   // 4. Extend the histories with what each verification accepted.
@@ -726,8 +727,8 @@ absl::Status SpecEngine::PipelinedDecodeStep(std::span<const std::pair<int, Sequ
     one_width = (trees[i] ? trees[i]->tree.size() : 0) == trees[0]->tree.size();
   }
   if (one_width) {
-    planner_->RecordVerifyPass(verify_class, last_.verify_tokens_per_sequence,
-                               last_.verify_seconds);
+    planner_->RecordVerifyPass(verify_class, last_.verify_tokens_per_sequence, last_.verify_seconds,
+                               last_.mean_context);
   }
   // The step's plan stats: those the group's trees were drafted under.
   const Plan* drafted_under = nullptr;

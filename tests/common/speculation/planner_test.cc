@@ -192,6 +192,29 @@ TEST(PlannerTest, UnmeasuredWidthsFollowTheLineThroughTheMeasuredOnes) {
   EXPECT_DOUBLE_EQ(table.Estimate(8, prior), 4.0);
 }
 
+TEST(PlannerTest, WidthsBelowAClassesTimedOnesStartFromPlainWhereItWasTimed) {
+  // A batch at context 1024 decodes plainly one step (class 1024), then
+  // speculates: from the next step on its context is past 1024 (class 2048),
+  // where chain:3 (width 4) and one chain:4 pass (width 5) are timed. The
+  // line through those goes below plain's cost at widths 1-3; the class below
+  // timed plain itself at 6.4 ms, 20 tokens of context ago.
+  Planner planner(SpecConfig{}, Prior());
+  const StepClass below = ClassOf(64, 1024), here = ClassOf(64, 1044);
+  ASSERT_LT(below.context_bucket, here.context_bucket);
+  for (int k = 0; k < 3; ++k) planner.RecordVerifyPass(below, 1, 6.4e-3, 1024);
+  for (int k = 0; k < 6; ++k) planner.RecordVerifyPass(here, 4, 7.3e-3, 1035);
+  planner.RecordVerifyPass(here, 5, 9.7e-3, 1040);
+  auto predict = [&](int m) { return planner.PredictVerify(here, 64, 1044, m); };
+  EXPECT_GT(predict(1), 6.4e-3);  // a little more context
+  EXPECT_LT(predict(1), 7.0e-3);  // scaled from 1024, not from the class's typical 768
+  // Widths 2 and 3 between plain and width 4; 5 and up on the class's line.
+  EXPECT_GT(predict(2), predict(1));
+  EXPECT_GT(predict(3), predict(2));
+  EXPECT_LT(predict(3), 7.3e-3);
+  EXPECT_DOUBLE_EQ(predict(4), 7.3e-3);
+  EXPECT_NEAR(predict(6), 12.1e-3, 1e-9);
+}
+
 TEST(PlannerTest, AFirstSlowPassDoesNotSetTheCost) {
   // The first decode step after prefill faults in new KV blocks: 10x the usual.
   CostTable table;
