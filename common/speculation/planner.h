@@ -253,6 +253,11 @@ class Planner {
   // Probes not run because no chain could pay even if every guess were right.
   int64_t probes_skipped() const { return probes_skipped_; }
   double PredictVerify(StepClass c, int batch, double context, int m) const;
+  // Verify passes of width m held for class c (at most RecentMedian::kWindow).
+  int VerifySamples(StepClass c, int m) const {
+    auto it = verify_costs_.find(c);
+    return it == verify_costs_.end() ? 0 : it->second.samples(m);
+  }
   // For a width of this class measured 1 to kTrustedSamples - 1 times: its
   // cost from the class's other widths, as if it had not been measured (what
   // it may cost once measured properly). -1 for any other width.

@@ -147,6 +147,30 @@ TEST_F(SpecEngineLosslessTest, SpeculativeStepsPriceTheDraftsWorkBeyondItsPasses
   EXPECT_GT((*engine)->planner().DraftStepExtra(c), 0.0);
 }
 
+TEST_F(SpecEngineLosslessTest, TheFirstDecodeStepAfterAPrefillDoesNotPricePlainDecoding) {
+  // It runs slow (new KV blocks, cold caches): plain's cost is timed from
+  // the next step on.
+  SpecEngineOptions options;
+  options.spec = *ParseSpecMode("off");
+  auto engine = SpecEngine::Create(target_, target_, options);
+  ASSERT_TRUE(engine.ok()) << engine.status();
+  for (int i = 0; i < 4; ++i) {
+    GenerationRequest r;
+    r.prompt = Prompt(20, i);
+    r.max_new_tokens = 8;
+    r.stop_at_eos = false;
+    ASSERT_TRUE((*engine)->Add(r).ok());
+  }
+  do {
+    ASSERT_TRUE((*engine)->Step().ok());
+  } while ((*engine)->last_step().batch == 0);  // prefill steps
+  const StepClass first = ClassOf(4, (*engine)->last_step().mean_context);
+  EXPECT_EQ((*engine)->planner().VerifySamples(first, 1), 0);
+  ASSERT_TRUE((*engine)->Step().ok());
+  const StepClass second = ClassOf(4, (*engine)->last_step().mean_context);
+  EXPECT_EQ((*engine)->planner().VerifySamples(second, 1), 1);
+}
+
 TEST_F(SpecEngineLosslessTest, GreedyWithASeparateQuantisedDraftEqualsPlain) {
   std::vector<GenerationRequest> requests;
   for (int i = 0; i < 6; ++i) {
