@@ -182,14 +182,14 @@ double ClassDistance(StepClass a, StepClass b) {
          std::abs(std::log2(static_cast<double>(a.context_bucket) / b.context_bucket));
 }
 
-// The class of `tables` with measurements nearest to `c` (c itself when it has
-// some), or null when nothing was measured yet.
-template <typename Map>
-const typename Map::value_type* NearestMeasured(const Map& tables, StepClass c) {
+// The class of `tables` nearest to `c` (c itself when it qualifies) among
+// those whose table `keep(table)` accepts, or null when none does.
+template <typename Map, typename Keep>
+const typename Map::value_type* NearestMeasured(const Map& tables, StepClass c, const Keep& keep) {
   const typename Map::value_type* best = nullptr;
   double best_distance = 0;
   for (const auto& entry : tables) {
-    if (entry.second.empty()) continue;
+    if (!keep(entry.second)) continue;
     const double d = ClassDistance(entry.first, c);
     if (best == nullptr || d < best_distance) {
       best = &entry;
@@ -197,6 +197,11 @@ const typename Map::value_type* NearestMeasured(const Map& tables, StepClass c) 
     }
   }
   return best;
+}
+// ... among those with measurements (null when nothing was measured yet).
+template <typename Map>
+const typename Map::value_type* NearestMeasured(const Map& tables, StepClass c) {
+  return NearestMeasured(tables, c, [](const auto& table) { return !table.empty(); });
 }
 
 // A typical mean context of a class (its bucket is the power of two above it).
@@ -280,16 +285,8 @@ double Planner::PredictVerify(StepClass c, int batch, double context, int m) con
   // timed here on the line joining the two.
   const int smallest = table.SmallestWidth();
   if (m < smallest) {
-    const std::pair<const StepClass, CostTable>* timed = nullptr;
-    double best = 0;
-    for (const auto& entry : verify_costs_) {
-      if (entry.second.samples(1) == 0) continue;
-      const double d = ClassDistance(entry.first, c);
-      if (timed == nullptr || d < best) {
-        timed = &entry;
-        best = d;
-      }
-    }
+    const auto* timed =
+        NearestMeasured(verify_costs_, c, [](const CostTable& t) { return t.samples(1) > 0; });
     if (timed != nullptr) {
       const double plain = scaled_from(*timed, 1);
       const double rise = std::max(0.0, table.Estimate(smallest, here) - plain);
@@ -312,7 +309,7 @@ int64_t Planner::StaleHorizon(StepClass c, int m) {
   Staleness& s = staleness_[std::pair(c, m)];
   auto it = verify_costs_.find(c);
   if (s.before > 0 && it != verify_costs_.end() && it->second.samples(m) >= kTrustedSamples) {
-    const double now = it->second.Estimate(m, [](int) { return 0.0; });
+    const double now = it->second.Measured(m);
     s.horizon =
         now < kStaleCostDrop * s.before ? kStaleSteps : std::min(2 * s.horizon, kMaxStaleSteps);
     s.before = 0;
@@ -611,7 +608,7 @@ Plan Planner::ChooseAuto(int batch, double mean_context, int whole_batch, bool d
       // A stale width is measured afresh: its old samples go.
       CostTable& table = verify_costs_[c];
       if (trial_n >= 2 && table.samples(trial_n) >= kTrustedSamples) {
-        staleness_[std::pair(c, trial_n)].before = table.Estimate(trial_n, [](int) { return 0.0; });
+        staleness_[std::pair(c, trial_n)].before = table.Measured(trial_n);
         table.Forget(trial_n);
       }
     }

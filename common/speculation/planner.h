@@ -101,6 +101,11 @@ class CostTable {
     auto it = last_step_.find(m);
     return it == last_step_.end() ? -1 : it->second;
   }
+  // Width m's measured cost (its recent median; 0: never measured).
+  double Measured(int m) const {
+    auto it = times_.find(m);
+    return it == times_.end() ? 0.0 : it->second.value();
+  }
   // The narrowest width measured (0: none).
   int SmallestWidth() const { return times_.empty() ? 0 : times_.begin()->first; }
   // Widths measured that `keep(width)` accepts.
