@@ -10,9 +10,13 @@
 #
 # SPECSERVE_FUZZ_BUILD_DIR: build directory (default build-fuzz);
 # SPECSERVE_FUZZ_SKIP_BUILD=1: use the targets already built there.
+# SPECSERVE_FUZZ_SEED: libFuzzer's -seed (default 1, so a commit's short CI run explores
+#   the same inputs each time and passes or fails on the code, not on the draw; 0 draws a
+#   new seed per run, for longer exploratory runs).
 set -euo pipefail
 
 SECONDS_PER_TARGET="${1:-20}"
+SEED="${SPECSERVE_FUZZ_SEED:-1}"
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 BUILD="${SPECSERVE_FUZZ_BUILD_DIR:-$ROOT/build-fuzz}"
 MODELS="${SPECSERVE_MODELS_DIR:-$ROOT/../shared/models}"
@@ -77,7 +81,7 @@ for t in "${TARGETS[@]}"; do
   rc=0
   (cd "$BUILD/fuzz" && ASAN_OPTIONS=detect_leaks=1 "./$t" "$corpus" "$SEEDS/$t" \
       -max_total_time="$SECONDS_PER_TARGET" -max_len=3000000 -rss_limit_mb=4096 \
-      -timeout=20 -artifact_prefix="$BUILD/fuzz/$t-" -print_final_stats=1) >"$log" 2>&1 || rc=$?
+      -timeout=20 -seed="$SEED" -artifact_prefix="$BUILD/fuzz/$t-" -print_final_stats=1) >"$log" 2>&1 || rc=$?
   grep -E "^#[0-9]+ +DONE|stat::number_of_executed_units|ERROR|SUMMARY|Test unit written" "$log" || true
   if [ "$rc" -ne 0 ]; then
     echo "!! $t exited with status $rc (log: $log)"

@@ -5,6 +5,7 @@
 #include <ctime>
 #include <set>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_format.h"
 
 namespace specserve::jinja {
@@ -354,8 +355,10 @@ std::string BraceFormat(const std::string& fmt, ValueList& args, Kwargs& kwargs)
       if (auto_index >= args.size()) Fail("format(): not enough arguments");
       v = args[auto_index++];
     } else if (std::isdigit(static_cast<unsigned char>(field[0]))) {
-      const size_t k = std::stoul(field);
-      if (k >= args.size()) Fail("format(): not enough arguments");
+      size_t k = 0;
+      if (!absl::SimpleAtoi(field, &k) || k >= args.size()) {
+        Fail(absl::StrFormat("format(): no argument {%s} among %d", field, args.size()));
+      }
       v = args[k];
     } else {
       bool found = false;
@@ -391,9 +394,11 @@ Value AttributePath(const Value& item, const Value& attribute) {
     const size_t dot = path.find('.', start);
     const std::string part =
         path.substr(start, dot == std::string::npos ? std::string::npos : dot - start);
-    v = !part.empty() && std::all_of(part.begin(), part.end(), ::isdigit)
-            ? GetItem(v, Value(static_cast<int64_t>(std::stoll(part))))
-            : GetItem(v, Value(part));
+    // An all-digit part is an index; one beyond int64 indexes nothing there is.
+    int64_t index = 0;
+    const bool digits = !part.empty() && std::all_of(part.begin(), part.end(), ::isdigit);
+    if (digits && !absl::SimpleAtoi(part, &index)) return Value();
+    v = digits ? GetItem(v, Value(index)) : GetItem(v, Value(part));
     if (dot == std::string::npos) return v;
     start = dot + 1;
   }

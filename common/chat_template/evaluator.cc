@@ -442,6 +442,10 @@ absl::StatusOr<std::string> Render(const Program& program, const Value& context,
     if (e.raised) return absl::InvalidArgumentError(e.message);
     return absl::InvalidArgumentError(
         absl::StrFormat("chat template line %d: %s", renderer.line(), e.message));
+  } catch (const std::exception& e) {
+    // As in ParseTemplate: an unforeseen library exception fails this render only.
+    return absl::InvalidArgumentError(
+        absl::StrFormat("chat template line %d: %s", renderer.line(), e.what()));
   }
 }
 

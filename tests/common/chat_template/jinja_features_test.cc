@@ -206,6 +206,32 @@ TEST(JinjaFeatures, RaiseExceptionGivesTheTemplatesMessage) {
   EXPECT_EQ(out.status().message(), "Conversation roles must alternate");
 }
 
+// Found by fuzzing: integers beyond int64 in a template threw std::out_of_range through
+// Parse and Render and aborted the process.
+TEST(JinjaFeatures, IntegersBeyondInt64AreRefusedNotFatal) {
+  for (const std::string source : {"{{ 99999999999999999999 }}", "{{ x.99999999999999999999 }}"}) {
+    auto parsed = ChatTemplate::Parse(source);
+    ASSERT_FALSE(parsed.ok()) << source;
+    EXPECT_NE(parsed.status().message().find("integer out of range: 99999999999999999999"),
+              std::string::npos)
+        << parsed.status();
+  }
+  auto format = ChatTemplate::Parse("{{ '{99999999999999999999}'.format(1) }}");
+  ASSERT_TRUE(format.ok()) << format.status();
+  auto out = (*format)->Render({});
+  ASSERT_FALSE(out.ok());
+  EXPECT_NE(out.status().message().find("no argument {99999999999999999999}"), std::string::npos)
+      << out.status();
+  // An attribute path's index beyond int64 indexes nothing, as a too-large index does.
+  auto path = ChatTemplate::Parse(
+      "{{ [[1]] | map(attribute='99999999999999999999') | list | length }}"
+      "{{ [[1]] | map(attribute='0') | first }}");
+  ASSERT_TRUE(path.ok()) << path.status();
+  auto rendered = (*path)->Render({});
+  ASSERT_TRUE(rendered.ok()) << rendered.status();
+  EXPECT_EQ(*rendered, "11");
+}
+
 TEST(JinjaFeatures, RuntimeLimitsStopRunawayTemplates) {
   auto t = ChatTemplate::Parse("{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}{{ f(0) }}");
   ASSERT_TRUE(t.ok());
