@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <deque>
 #include <limits>
+#include <queue>
 
 namespace specserve {
 namespace {
@@ -64,11 +65,70 @@ TreeShape KaryShape(int k, int depth, int max_nodes) {
   return shape;
 }
 
-SequoiaTables::SequoiaTables(std::vector<double> p, int max_nodes, int max_depth)
+SequoiaTables::SequoiaTables(std::vector<double> p, int max_nodes, int max_depth, Method method)
     : p_(std::move(p)),
       k_(static_cast<int>(p_.size())),
       max_nodes_(std::max(1, max_nodes)),
       max_depth_(std::max(0, max_depth)) {
+  bool non_increasing = method == Method::kAuto;
+  for (int k = 0; k < k_; ++k) {
+    non_increasing &= p_[k] >= 0 && (k == 0 || p_[k] <= p_[k - 1]);
+  }
+  if (non_increasing) {
+    BuildByWalk();
+  } else {
+    BuildByDp();
+  }
+}
+
+void SequoiaTables::BuildByWalk() {
+  const int N = max_nodes_, D = max_depth_;
+  g_.assign(static_cast<size_t>(N + 1) * (D + 1), kNegInf);
+  walk_.assign(D + 1, {});
+  struct Frontier {
+    double value;
+    int64_t order;  // ties go to the node that joined the frontier first
+    WalkedNode node;
+    double parent_value;
+    bool operator<(const Frontier& o) const {
+      return value != o.value ? value < o.value : order > o.order;
+    }
+  };
+  for (int d = 0; d <= D; ++d) {
+    std::vector<WalkedNode>& taken = walk_[d];
+    std::vector<double> values;
+    std::priority_queue<Frontier> frontier;
+    int64_t order = 0;
+    if (d > 0 && k_ > 0) frontier.push({p_[0], order++, {-1, 0, 1}, 1.0});
+    while (static_cast<int>(taken.size()) < N - 1 && !frontier.empty()) {
+      const Frontier f = frontier.top();
+      frontier.pop();
+      const int index = static_cast<int>(taken.size());
+      taken.push_back(f.node);
+      values.push_back(f.value);
+      // The walk's frontier: the node's first child and its next sibling, each
+      // worth at most the node itself.
+      if (f.node.level < d) {
+        frontier.push({f.value * p_[0], order++, {index, 0, f.node.level + 1}, f.value});
+      }
+      if (f.node.rank + 1 < k_) {
+        const int32_t rank = f.node.rank + 1;
+        frontier.push({f.parent_value * p_[rank],
+                       order++,
+                       {f.node.parent, rank, f.node.level},
+                       f.parent_value});
+      }
+    }
+    double total = 1.0;  // the root
+    g_[static_cast<size_t>(1) * (D + 1) + d] = total;
+    for (size_t i = 0; i < values.size(); ++i) {
+      total += values[i];
+      g_[(i + 2) * (D + 1) + d] = total;
+    }
+  }
+}
+
+void SequoiaTables::BuildByDp() {
   const int N = max_nodes_, D = max_depth_, K = k_;
   g_.assign(static_cast<size_t>(N + 1) * (D + 1), kNegInf);
   h_.assign(static_cast<size_t>(D + 1) * N * (K + 2), kNegInf);
@@ -117,16 +177,25 @@ double SequoiaTables::Expected(int n, int d) const {
   return g_[static_cast<size_t>(n) * (max_depth_ + 1) + d];
 }
 
-double SequoiaTables::H(int d, int m, int j) const {
-  return h_[(static_cast<size_t>(d) * max_nodes_ + m) * (k_ + 2) + j];
-}
 int SequoiaTables::ArgH(int d, int m, int j) const {
   return arg_[(static_cast<size_t>(d) * max_nodes_ + m) * (k_ + 2) + j];
 }
 
 std::vector<int> SequoiaTables::FedPerLevel(int n, int d) const {
   std::vector<int> fed(1, 0);
-  AddFed(n, std::clamp(d, 0, max_depth_), 1, &fed);
+  d = std::clamp(d, 0, max_depth_);
+  if (walk_.empty()) {
+    AddFed(n, d, 1, &fed);
+    return fed;
+  }
+  const std::vector<WalkedNode>& nodes = walk_[d];
+  const int count = std::clamp(n - 1, 0, static_cast<int>(nodes.size()));
+  std::vector<char> has_children(count, 0);
+  for (int i = 0; i < count; ++i) {
+    if (nodes[i].parent >= 0) has_children[nodes[i].parent] = 1;
+    if (static_cast<int>(fed.size()) <= nodes[i].level) fed.resize(nodes[i].level + 1, 0);
+  }
+  for (int i = 0; i < count; ++i) fed[nodes[i].level] += has_children[i];
   return fed;
 }
 
@@ -146,14 +215,21 @@ void SequoiaTables::AddFed(int size, int depth, int level, std::vector<int>* fed
   }
 }
 
-TreeShape SequoiaTables::Shape(int n, int d) const {
+std::vector<SequoiaTables::BuiltNode> SequoiaTables::BuiltNodes(int n, int d) const {
   d = std::clamp(d, 0, max_depth_);
-  // Build depth-first, then renumber breadth-first.
-  struct Node {
-    int parent, rank;
-    std::vector<int> children;
-  };
-  std::vector<Node> nodes = {{-1, 0, {}}};  // node 0 is the root
+  std::vector<BuiltNode> nodes = {{-1, 0, {}}};  // node 0 is the root
+  if (!walk_.empty()) {
+    // The walk takes siblings in rank order, so children lists come out ranked.
+    const std::vector<WalkedNode>& taken = walk_[d];
+    const int count = std::clamp(n - 1, 0, static_cast<int>(taken.size()));
+    for (int i = 0; i < count; ++i) {
+      const int parent = taken[i].parent + 1;  // walk index -> node index
+      nodes.push_back({parent, taken[i].rank, {}});
+      nodes[parent].children.push_back(i + 1);
+    }
+    return nodes;
+  }
+  // Depth-first along the DP's choices.
   struct Work {
     int node, size, depth;
   };
@@ -172,6 +248,12 @@ TreeShape SequoiaTables::Shape(int n, int d) const {
       m -= a;
     }
   }
+  return nodes;
+}
+
+TreeShape SequoiaTables::Shape(int n, int d) const {
+  // Renumber breadth-first.
+  const std::vector<BuiltNode> nodes = BuiltNodes(n, d);
   TreeShape shape;
   std::vector<int> index(nodes.size(), -1);
   std::deque<int> queue = {0};

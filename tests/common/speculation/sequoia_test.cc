@@ -3,6 +3,7 @@
 #include <cmath>
 #include <functional>
 #include <limits>
+#include <random>
 #include <vector>
 
 #include "gtest/gtest.h"
@@ -117,18 +118,53 @@ TEST(SequoiaTest, FedPerLevelCountsTheShapesNodesWithChildrenPerDepth) {
   const std::vector<std::vector<double>> vectors = {
       {0.99, 0.005}, {0.9, 0.05, 0.02}, {0.6, 0.2, 0.1, 0.05}, {0.3, 0.25, 0.2, 0.1, 0.05}};
   for (const std::vector<double>& p : vectors) {
-    const SequoiaTables tables(p, 40, 8);
-    for (int d = 0; d <= 8; ++d) {
-      for (int n = 1; n <= 40; ++n) {
-        if (!std::isfinite(tables.Expected(n, d))) continue;
-        const TreeShape shape = tables.Shape(n, d);
-        const std::vector<int32_t> counts = shape.ChildCounts();
-        std::vector<int> want(shape.depth() + 1, 0), depth(shape.speculated());
-        for (int i = 0; i < shape.speculated(); ++i) {
-          depth[i] = shape.parents[i] < 0 ? 1 : depth[shape.parents[i]] + 1;
-          if (counts[i + 1] > 0) ++want[depth[i]];
+    for (const auto method : {SequoiaTables::Method::kAuto, SequoiaTables::Method::kDp}) {
+      const SequoiaTables tables(p, 40, 8, method);
+      for (int d = 0; d <= 8; ++d) {
+        for (int n = 1; n <= 40; ++n) {
+          if (!std::isfinite(tables.Expected(n, d))) continue;
+          const TreeShape shape = tables.Shape(n, d);
+          const std::vector<int32_t> counts = shape.ChildCounts();
+          std::vector<int> want(shape.depth() + 1, 0), depth(shape.speculated());
+          for (int i = 0; i < shape.speculated(); ++i) {
+            depth[i] = shape.parents[i] < 0 ? 1 : depth[shape.parents[i]] + 1;
+            if (counts[i + 1] > 0) ++want[depth[i]];
+          }
+          ASSERT_EQ(tables.FedPerLevel(n, d), want) << "n " << n << ", d " << d << ", p1 " << p[0];
         }
-        ASSERT_EQ(tables.FedPerLevel(n, d), want) << "n " << n << ", d " << d << ", p1 " << p[0];
+      }
+    }
+  }
+}
+
+TEST(SequoiaTest, TheBestFirstWalkFindsTheDpsBestTreesForNonIncreasingVectors) {
+  // The walk (taken for non-increasing p) and the DP may break ties between equally
+  // good trees differently; their values and the validity of their trees must agree.
+  std::mt19937 rng(7);
+  std::uniform_real_distribution<double> u(0.0, 1.0);
+  for (int trial = 0; trial < 40; ++trial) {
+    const int k = 1 + trial % 8;
+    std::vector<double> p(k);
+    double left = 0.999;
+    for (int r = 0; r < k; ++r) {
+      p[r] = std::min(r == 0 ? left : p[r - 1], left) * u(rng);
+      if (trial % 5 == 0 && r > 0) p[r] = p[r - 1];  // ties between ranks
+      left -= p[r];
+    }
+    const SequoiaTables walk(p, 65, 10), dp(p, 65, 10, SequoiaTables::Method::kDp);
+    for (int d = 0; d <= 10; ++d) {
+      for (int n = 1; n <= 65; ++n) {
+        const double want = dp.Expected(n, d);
+        if (std::isinf(want)) {
+          EXPECT_TRUE(std::isinf(walk.Expected(n, d))) << "n " << n << " d " << d;
+          continue;
+        }
+        ASSERT_NEAR(walk.Expected(n, d), want, 1e-12)
+            << "trial " << trial << " n " << n << " d " << d;
+        const TreeShape shape = walk.Shape(n, d);
+        ASSERT_EQ(shape.speculated(), n - 1);
+        ASSERT_LE(shape.depth(), d);
+        ASSERT_NEAR(ExpectedTokens(shape, p), want, 1e-12);
       }
     }
   }
