@@ -24,7 +24,9 @@ void AcceptanceStats::Record(const VerifyResult& result, int64_t step) {
   }
   // Age the old evidence by this result's rank-1 visits (not by calls: a batch
   // of 64 records 64 results per step), then add the result at full weight.
-  double keep = std::pow(1.0 - 1.0 / kRecentVisits, static_cast<double>(new_visits));
+  // (Plain rows visit nothing: no std::pow for them, one per row per step.)
+  double keep =
+      new_visits == 0 ? 1.0 : std::pow(1.0 - 1.0 / kRecentVisits, static_cast<double>(new_visits));
   if (step >= 0 && step != last_step_) {
     if (last_step_ >= 0) keep *= 1.0 - 1.0 / kRecentSteps;
     last_step_ = step;
@@ -111,12 +113,13 @@ void Planner::RebuildTablesUntimed() {
   // so that choosing costs a few array lookups per candidate.
   candidates_.clear();
   for (int d = 1; d <= config_.max_depth; ++d) {
+    // (Not from Shape(n, d): building ~600 trees of up to 64 nodes took
+    // most of a 1-2 ms rebuild; nor one FedPerLevel call per tree.)
+    const std::vector<std::vector<int>> fed = tables_->FedPerLevelUpTo(config_.max_nodes + 1, d);
     for (int n = 2; n <= config_.max_nodes + 1; ++n) {
       const double g = tables_->Expected(n, d);
       if (!std::isfinite(g) || (d > 1 && g <= tables_->Expected(n, d - 1) + 1e-12)) continue;
-      // (Not from Shape(n, d): building ~600 trees of up to 64 nodes took
-      // most of a 1-2 ms rebuild.)
-      candidates_.push_back(Candidate{n, d, g, tables_->FedPerLevel(n, d)});
+      candidates_.push_back(Candidate{n, d, g, fed[n]});
     }
   }
   choices_.clear();
@@ -303,6 +306,13 @@ double Planner::UntrustedVerifyFromOthers(StepClass c, int batch, double context
   if (n == 0 || n >= kTrustedSamples) return -1;
   auto here = [&](int mm) { return VerifyPrior(batch, context, mm); };
   return it->second.EstimateFromOthers(m, here);
+}
+
+int Planner::DecisionHoldSteps(double decision_seconds, double step_seconds) {
+  if (!(step_seconds > 0)) return kMinDecisionHold;
+  const double steps = std::ceil(decision_seconds / (kDecisionShare * step_seconds));
+  return static_cast<int>(std::clamp(steps, static_cast<double>(kMinDecisionHold),
+                                     static_cast<double>(kMaxDecisionHold)));
 }
 
 int64_t Planner::StaleHorizon(StepClass c, int m) {
@@ -492,6 +502,7 @@ Plan Planner::ChooseAuto(int batch, double mean_context, int whole_batch, bool d
     if (draft_lag_tokens_ == 0 && !first_explored_ &&
         SpeculationCouldPay(c, batch, mean_context, whole_batch, draft_ahead)) {
       first_explored_ = true;
+      explored_.insert(c);
       last_choice_speculates_ = true;
       return ChainProbe(0);
     }
@@ -503,6 +514,7 @@ Plan Planner::ChooseAuto(int batch, double mean_context, int whole_batch, bool d
   bool explore = false;
   if (steps_ > choice.valid_until_step || choice.pipelined != pipelined ||
       choice.draft_ahead != draft_ahead) {
+    const auto decision_start = std::chrono::steady_clock::now();
     choice.pipelined = pipelined;
     choice.draft_ahead = draft_ahead;
     // Costs per pass width, once per decision, then each candidate is a sum.
@@ -544,6 +556,10 @@ Plan Planner::ChooseAuto(int batch, double mean_context, int whole_batch, bool d
     double best_rate = PlainRate(c, batch, mean_context, whole_batch) * (1 + margin);
     const std::vector<double> acceptance = acceptance_.Vector();
     const double p1 = acceptance.empty() ? 0.0 : acceptance[0];
+    // p1^(d + 1), the chance that a tree drafted ahead guessed right, per depth
+    // (std::pow per candidate: 600 candidates, two rates each).
+    std::vector<double> guessed(config_.max_depth + 2, 1.0);
+    for (size_t d = 1; d < guessed.size(); ++d) guessed[d] = guessed[d - 1] * p1;
     choice.n = 1;
     choice.d = 0;
     const double draft_extra = DraftStepExtra(c);
@@ -562,7 +578,7 @@ Plan Planner::ChooseAuto(int batch, double mean_context, int whole_batch, bool d
       auto rate = [&](double verify_seconds, double draft_seconds, double one_pass) {
         return batch * cand.expected /
                SpeculativeSeconds(PerStep(switch_cost, cand.expected), verify_seconds,
-                                  draft_seconds, one_pass, std::pow(p1, cand.d + 1), pipelined,
+                                  draft_seconds, one_pass, guessed[cand.d + 1], pipelined,
                                   draft_ahead);
       };
       if (const double r = rate(verify[cand.n], draft, pass(1)); r > best_rate) {
@@ -597,8 +613,6 @@ Plan Planner::ChooseAuto(int batch, double mean_context, int whole_batch, bool d
         trial_d = 0;
       }
     }
-    // Decisions hold for a few steps: choosing costs more than a tiny model's step.
-    choice.valid_until_step = steps_ + 8;
     const bool trial = trial_rate > best_rate;
     if (trial) {
       // Measure it: decide again once its width has kTrustedSamples passes.
@@ -612,15 +626,24 @@ Plan Planner::ChooseAuto(int batch, double mean_context, int whole_batch, bool d
         table.Forget(trial_n);
       }
     }
+    if (!trial) {
+      // Decisions hold for a few steps, more where choosing is dear against the
+      // step: a decision (65 widths priced, ~600 trees) takes ~15 us, a sixth
+      // of a plain step of stories260K at batch 1 x 128.
+      const double decision_seconds =
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - decision_start).count();
+      const double step_seconds = batch / PlainRate(c, batch, mean_context, whole_batch);
+      choice.valid_until_step = steps_ + DecisionHoldSteps(decision_seconds, step_seconds);
+    }
     speculating_ = choice.n > 1;
-    explore = choice.n <= 1 && !trial && !choice.explored &&
+    explore = choice.n <= 1 && !trial && explored_.count(c) == 0 &&
               ShouldExplore(c, batch, mean_context, whole_batch, draft_ahead);
   }
   if (explore) {
     // One step of a chain for every sequence: the acceptance of the whole
     // batch, and the draft current, so the next step decides afresh with no
     // catch-up to pay (see ShouldExplore).
-    choice.explored = true;
+    explored_.insert(c);
     choice.valid_until_step = -1;
     last_choice_speculates_ = true;
     return ChainProbe(0);
@@ -648,7 +671,7 @@ bool Planner::ShouldExplore(StepClass c, int batch, double mean_context, int who
   // chains paid 1.17x. Early, while the switch is still cheap, one step of
   // the whole batch settles the acceptance; then the next decision prices
   // speculation with no catch-up. Once per step class, where a chain could
-  // pay at all (ChooseAuto asks once per class: CachedChoice::explored).
+  // pay at all (ChooseAuto asks once per class: explored_).
   if (last_choice_speculates_ || acceptance_.StandardError(0) <= kExploreStandardError) {
     return false;
   }

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <utility>
 #include <vector>
@@ -190,6 +191,12 @@ struct Plan {
 
 class Planner {
  public:
+  // Steps a decision holds: at least kMinDecisionHold, and long enough that
+  // deciding costs at most kDecisionShare of the steps it covers, up to
+  // kMaxDecisionHold (a rebuild of the trees decides afresh sooner).
+  static constexpr int kMinDecisionHold = 8, kMaxDecisionHold = 32;
+  static constexpr double kDecisionShare = 0.01;
+  static int DecisionHoldSteps(double decision_seconds, double step_seconds);
   Planner(SpecConfig config, CostPrior prior);
 
   const SpecConfig& config() const { return config_; }
@@ -302,7 +309,6 @@ class Planner {
     int n = 1, d = 0;
     int64_t valid_until_step = -1;
     bool pipelined = false, draft_ahead = false;  // the pricing it was made under
-    bool explored = false;  // a whole-batch exploration ran in this class (ShouldExplore)
   };
   void RebuildTables();  // timed: unrecorded_rebuild_seconds_
   void RebuildTablesUntimed();
@@ -419,6 +425,11 @@ class Planner {
   double remaining_tokens_ = kUnboundedTokens;  // of the latest Choose
   bool probed_once_ = false;
   bool first_explored_ = false;  // the untimed draft's whole-batch step (ChooseAuto)
+  // Classes a whole-batch exploration ran in (ShouldExplore): not in choices_,
+  // which a table rebuild clears, and each rebuild after an exploration's
+  // evidence explored again (stories260K batch 1 x 1024: three in 30 steps,
+  // each four draft passes and a verify of 5 for about three tokens).
+  std::set<StepClass> explored_;
   int64_t visits_at_rebuild_ = 0;
   int64_t table_rebuilds_ = 0;
   // Time spent rebuilding tables since the last RecordStepOverhead, which

@@ -199,6 +199,32 @@ std::vector<int> SequoiaTables::FedPerLevel(int n, int d) const {
   return fed;
 }
 
+std::vector<std::vector<int>> SequoiaTables::FedPerLevelUpTo(int max_n, int d) const {
+  std::vector<std::vector<int>> all(std::max(max_n, 0) + 1);
+  d = std::clamp(d, 0, max_depth_);
+  if (walk_.empty()) {
+    for (int n = 1; n <= max_n; ++n) all[n] = FedPerLevel(n, d);
+    return all;
+  }
+  // The walk's trees nest: tree n + 1 is tree n and the walk's next node,
+  // whose parent feeds the draft from then on if it did not yet.
+  const std::vector<WalkedNode>& nodes = walk_[d];
+  std::vector<char> has_children(nodes.size(), 0);
+  std::vector<int> fed(1, 0);
+  for (int n = 1; n <= max_n; ++n) {
+    if (n >= 2 && n - 2 < static_cast<int>(nodes.size())) {
+      const WalkedNode& added = nodes[n - 2];
+      if (static_cast<int>(fed.size()) <= added.level) fed.resize(added.level + 1, 0);
+      if (added.parent >= 0 && !has_children[added.parent]) {
+        has_children[added.parent] = 1;
+        ++fed[nodes[added.parent].level];
+      }
+    }
+    all[n] = fed;
+  }
+  return all;
+}
+
 // The children of a subtree of `size` nodes (its root included) with depth
 // budget `depth`, whose root's children sit at depth `level`: Shape's walk.
 void SequoiaTables::AddFed(int size, int depth, int level, std::vector<int>* fed) const {

@@ -60,6 +60,8 @@ class SequoiaTables {
   // counted), the nodes that have children, i.e. the tokens the draft feeds
   // at that level; as many entries as the tree is deep, plus one.
   std::vector<int> FedPerLevel(int n, int d) const;
+  // FedPerLevel(n, d) for every n in 0..max_n (entries n < 1 empty), at once.
+  std::vector<std::vector<int>> FedPerLevelUpTo(int max_n, int d) const;
 
  private:
   // A node the best-first walk took: its parent (an earlier node of the walk,

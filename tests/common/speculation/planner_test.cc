@@ -46,6 +46,15 @@ void Costs(Planner& planner, StepClass c, double fixed, double per_node) {
   }
 }
 
+TEST(PlannerTest, DecisionsHoldLongerWhereDecidingIsDearAgainstTheStep) {
+  // 15 us to decide: against 6 ms steps the minimum hold, against 90 us steps
+  // long enough to keep deciding at 1% of the time, against 10 us the most.
+  EXPECT_EQ(Planner::DecisionHoldSteps(15e-6, 6e-3), Planner::kMinDecisionHold);
+  EXPECT_EQ(Planner::DecisionHoldSteps(15e-6, 90e-6), 17);
+  EXPECT_EQ(Planner::DecisionHoldSteps(15e-6, 10e-6), Planner::kMaxDecisionHold);
+  EXPECT_EQ(Planner::DecisionHoldSteps(15e-6, 0.0), Planner::kMinDecisionHold);
+}
+
 TEST(PlannerTest, LargerTreesWhenVerifiedNodesAreCheap) {
   SpecConfig config;
   config.max_nodes = 64;
@@ -599,6 +608,22 @@ TEST(PlannerTest, ExploresOnceAClassAndOnlyWhileTheSwitchIsCheap) {
       EXPECT_FALSE(WholeBatchExploration(plan)) << "step " << step;
       EXPECT_TRUE(plan.nodes == 0 || plan.exploring) << "step " << step;
     }
+  }
+  {
+    // Nor after the trees are rebuilt (every 256 steps, or when evidence
+    // moves the acceptance), which clears the cached choices, but not the
+    // fact that this class was explored: a batch of one, whose explorations
+    // add a few visits each and keep the evidence thin, explored three times
+    // in 30 steps, each four draft passes and a verify of 5 for ~3 tokens.
+    Planner planner = ExplorablePlanner();
+    FeedHalf(planner, 20);
+    planner.SetDraftLag(0);  // a draft of the target's rows: switching is free
+    ASSERT_TRUE(WholeBatchExploration(planner.Choose(64, 1000)));
+    const int64_t rebuilds = planner.table_rebuilds();
+    for (int step = 0; step < 600; ++step) {
+      EXPECT_FALSE(WholeBatchExploration(planner.Choose(64, 1000))) << "step " << step;
+    }
+    EXPECT_GT(planner.table_rebuilds(), rebuilds);
   }
   {
     // The draft a whole window behind: its catch-up (90 ms) is 11 plain

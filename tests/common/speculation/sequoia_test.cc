@@ -121,6 +121,7 @@ TEST(SequoiaTest, FedPerLevelCountsTheShapesNodesWithChildrenPerDepth) {
     for (const auto method : {SequoiaTables::Method::kAuto, SequoiaTables::Method::kDp}) {
       const SequoiaTables tables(p, 40, 8, method);
       for (int d = 0; d <= 8; ++d) {
+        const std::vector<std::vector<int>> all = tables.FedPerLevelUpTo(40, d);
         for (int n = 1; n <= 40; ++n) {
           if (!std::isfinite(tables.Expected(n, d))) continue;
           const TreeShape shape = tables.Shape(n, d);
@@ -131,6 +132,7 @@ TEST(SequoiaTest, FedPerLevelCountsTheShapesNodesWithChildrenPerDepth) {
             if (counts[i + 1] > 0) ++want[depth[i]];
           }
           ASSERT_EQ(tables.FedPerLevel(n, d), want) << "n " << n << ", d " << d << ", p1 " << p[0];
+          ASSERT_EQ(all[n], want) << "at once: n " << n << ", d " << d << ", p1 " << p[0];
         }
       }
     }
