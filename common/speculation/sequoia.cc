@@ -182,20 +182,9 @@ int SequoiaTables::ArgH(int d, int m, int j) const {
 }
 
 std::vector<int> SequoiaTables::FedPerLevel(int n, int d) const {
+  if (!walk_.empty()) return n < 1 ? std::vector<int>(1, 0) : FedPerLevelUpTo(n, d)[n];
   std::vector<int> fed(1, 0);
-  d = std::clamp(d, 0, max_depth_);
-  if (walk_.empty()) {
-    AddFed(n, d, 1, &fed);
-    return fed;
-  }
-  const std::vector<WalkedNode>& nodes = walk_[d];
-  const int count = std::clamp(n - 1, 0, static_cast<int>(nodes.size()));
-  std::vector<char> has_children(count, 0);
-  for (int i = 0; i < count; ++i) {
-    if (nodes[i].parent >= 0) has_children[nodes[i].parent] = 1;
-    if (static_cast<int>(fed.size()) <= nodes[i].level) fed.resize(nodes[i].level + 1, 0);
-  }
-  for (int i = 0; i < count; ++i) fed[nodes[i].level] += has_children[i];
+  AddFed(n, std::clamp(d, 0, max_depth_), 1, &fed);
   return fed;
 }
 
