@@ -308,6 +308,14 @@ double Planner::UntrustedVerifyFromOthers(StepClass c, int batch, double context
   return it->second.EstimateFromOthers(m, here);
 }
 
+bool Planner::PlainSamplesSuspect(StepClass c) const {
+  auto it = verify_costs_.find(c);
+  if (it == verify_costs_.end() || it->second.samples(1) == 0) return false;
+  const CostTable& table = it->second;
+  const double plain = table.Measured(1);
+  return table.CountWidths([&](int w) { return w >= 2 && table.Measured(w) < plain; }) > 0;
+}
+
 int Planner::DecisionHoldSteps(double decision_seconds, double step_seconds) {
   if (!(step_seconds > 0)) return kMinDecisionHold;
   const double steps = std::ceil(decision_seconds / (kDecisionShare * step_seconds));
@@ -604,8 +612,14 @@ Plan Planner::ChooseAuto(int batch, double mean_context, int whole_batch, bool d
     // auto speculates it never times plain again, so every shape was weighed
     // against a plain rate half the real one. Where the other widths' line
     // says plain wins, it is the trial (width 1, where plain is not already
-    // the choice): plain steps for kTrustedSamples steps time it.
-    if (!pipelined && verify_untrusted[1] >= 0 && (choice.n > 1 || trial_rate > best_rate)) {
+    // the choice): plain steps for kTrustedSamples steps time it. Only where
+    // plain's samples are suspect, dearer than a wider pass timed here (more
+    // rows never cost less): the line through wide passes falls well below a
+    // plain step (stories260K 64 x 1024: widths 3 and 5 put plain at 2.7 ms
+    // where its one normal sample read 6.6), and four plain steps were tried
+    // in the middle of the batch's speculation.
+    if (!pipelined && verify_untrusted[1] >= 0 && (choice.n > 1 || trial_rate > best_rate) &&
+        PlainSamplesSuspect(c)) {
       if (const double r = batch / (StepOverhead(c, false) + verify_untrusted[1]);
           r > std::max(best_rate, trial_rate)) {
         trial_rate = r;

@@ -398,6 +398,9 @@ class Planner {
     double before = 0;  // > 0: a re-trial is measuring; the cost it replaced
   };
   // The horizon of width m in class c, settling a finished re-trial first.
+  // Whether plain decoding's samples in class c read dearer than some wider
+  // pass timed there (a pass of more rows never costs less).
+  bool PlainSamplesSuspect(StepClass c) const;
   int64_t StaleHorizon(StepClass c, int m);
   std::map<std::pair<StepClass, int>, Staleness> staleness_;
   // Prefill passes shorter than this do not calibrate the arithmetic rate.

@@ -369,6 +369,27 @@ TEST(PlannerTest, ASlowFirstPlainStepIsTimedAgainBeforeSpeculationIsWeighedAgain
   for (int i = 0; i < 9; ++i) EXPECT_GE(slow.Choose(8, 500).nodes, 1) << "step " << i;
 }
 
+TEST(PlannerTest, APlainStepTimedBelowTheWiderPassesIsNotTimedAgainMidSpeculation) {
+  // stories260K 64 x 1024 as traced: plain timed once at 6.6 ms (a normal
+  // step), widths 3, 4 and 5 at 8.8, 11.8 and 12.4 ms: the line through the
+  // two narrowest puts plain at 2.8 ms. Draft levels 1.6 ms and up, rank-1
+  // acceptance 0.88: chains win, and plain's one sample, cheaper than every
+  // wider pass, is no reason to leave them for plain steps.
+  const StepClass c = ClassOf(64, 1000);
+  Planner planner(SpecConfig{}, Prior());
+  Feed(planner, 0.88, 5000);
+  for (int k = 0; k < 5; ++k) {
+    planner.RecordVerifyPass(c, 3, 8.8e-3);
+    planner.RecordVerifyPass(c, 4, 11.8e-3);
+    planner.RecordVerifyPass(c, 5, 12.4e-3);
+    for (int m = 1; m <= 8; ++m) planner.RecordDraftPass(c, m, 1.6e-3 + 1e-3 * (m - 1));
+  }
+  planner.RecordVerifyPass(c, 1, 6.6e-3);
+  int plain_steps = 0;
+  for (int step = 0; step < 60; ++step) plain_steps += planner.Choose(64, 1000).nodes == 0;
+  EXPECT_EQ(plain_steps, 0);
+}
+
 TEST(PlannerTest, PrefillCalibratesTheArithmeticRateOfThePrior) {
   CostPrior prior = Prior();
   prior.flops_per_second = 1e12;
