@@ -702,18 +702,24 @@ Plan Planner::PlainOrProbe(StepClass c, int batch, double mean_context, int whol
   // probe only once the plain time since the last probe is at least
   // probe_budget_factor_ times that cost, so probing stays under 1/factor of
   // the time; each probe that still loses doubles the factor.
-  const double plain_step = StepOverhead(c, false) + PredictVerify(c, batch, mean_context, 1);
-  plain_seconds_ += plain_step;
+  plain_seconds_ += StepOverhead(c, false) + PredictVerify(c, batch, mean_context, 1);
   // A probe drafts for a few sequences: their catch-up and a short chain, and
-  // their share of the wider verify pass.
+  // their share of the wider verify pass. (Priced again every kMinDecisionHold
+  // steps or for a new class or batch, not every step: ~1 us, 1% of a plain
+  // step of a small model; it only paces the probes.)
   const int k = std::min(batch, kProbeSequences);
-  const StepClass probed = ClassOf(k, mean_context);
-  const double probe_cost = CatchUpCost(probed, k) + kProbeChain * DraftPassCost(probed, k, 1) +
-                            static_cast<double>(k) / batch *
-                                (PredictVerify(c, batch, mean_context, kProbeChain + 1) -
-                                 PredictVerify(c, batch, mean_context, 1));
+  ProbePricing& pricing = probe_pricing_;
+  if (pricing.step_class < c || c < pricing.step_class || pricing.batch != batch ||
+      steps_ > pricing.until_step) {
+    const StepClass probed = ClassOf(k, mean_context);
+    pricing = ProbePricing{c, batch, steps_ + kMinDecisionHold,
+                           CatchUpCost(probed, k) + kProbeChain * DraftPassCost(probed, k, 1) +
+                               static_cast<double>(k) / batch *
+                                   (PredictVerify(c, batch, mean_context, kProbeChain + 1) -
+                                    PredictVerify(c, batch, mean_context, 1))};
+  }
   Plan plan;
-  if (plain_seconds_ < probe_budget_factor_ * probe_cost) return plan;
+  if (plain_seconds_ < probe_budget_factor_ * pricing.probe_cost) return plan;
   // Nothing to learn where speculation would lose with every guess right
   // (stories260K at batch 1: a draft pass costs about a plain step, so
   // chains of any depth lose, and each probe cost ~10% of a 128-token run).

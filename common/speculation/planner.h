@@ -4,10 +4,12 @@
 // per second, G(n, d) / (T_draft + T_verify(n)), against plain decoding 1 / T_verify(1).
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <map>
 #include <memory>
 #include <set>
+#include <span>
 #include <string>
 #include <utility>
 #include <vector>
@@ -126,28 +128,7 @@ class CostTable {
   double Estimate(int m, const Prior& prior) const {
     auto exact = times_.find(m);
     if (exact != times_.end()) return exact->second.value();
-    if (times_.empty()) return prior(m);
-    if (times_.size() >= 2) {
-      // The measured widths on either side of m, or the two nearest on one side.
-      auto hi = times_.lower_bound(m);
-      if (hi == times_.begin()) ++hi;
-      if (hi == times_.end()) --hi;
-      auto lo = std::prev(hi);
-      const double t_lo = lo->second.value(), t_hi = hi->second.value();
-      // Noise can make a wider pass look cheaper: never a negative slope.
-      const double slope = std::max(0.0, (t_hi - t_lo) / (hi->first - lo->first));
-      return std::max(0.0, t_lo + slope * (m - lo->first));
-    }
-    auto above = times_.lower_bound(m);
-    auto nearest =
-        above == times_.end() ? std::prev(above)
-        : above == times_.begin()
-            ? above
-            : (above->first - m < m - std::prev(above)->first ? above : std::prev(above));
-    // Scale the nearest measurement by the prior's ratio (a prior of 0, e.g. a
-    // drafter without a model, gives no ratio: take the measurement as it is).
-    const double base = prior(nearest->first);
-    return base > 0 ? prior(m) * nearest->second.value() / base : nearest->second.value();
+    return EstimateFromWidths(m, prior, [](int) { return true; });
   }
   bool empty() const { return times_.empty(); }
   // Samples held for width m (0: never measured).
@@ -163,14 +144,49 @@ class CostTable {
   // The same from the widths `keep(width)` accepts alone (m's own left out).
   template <typename Prior, typename Keep>
   double EstimateFromWidths(int m, const Prior& prior, const Keep& keep) const {
-    CostTable others;
+    // Only the two nearest widths below m and the two nearest above can
+    // matter (see EstimateFromPoints); gathered without copying the table,
+    // as a decision asks this for every width up to 65.
+    std::array<std::pair<int, double>, 4> points;
+    int below = 0, above = 0;
     for (const auto& [width, median] : times_) {
-      if (width != m && keep(width)) others.times_.emplace(width, median);
+      if (width == m || !keep(width)) continue;
+      if (width < m) {
+        if (below == 2) points[0] = points[1];
+        points[std::min(below, 1)] = {width, median.value()};
+        below = std::min(below + 1, 2);
+      } else {
+        points[below + above++] = {width, median.value()};
+        if (above == 2) break;
+      }
     }
-    return others.Estimate(m, prior);
+    return EstimateFromPoints(std::span(points.data(), below + above), m, prior);
   }
 
  private:
+  // m's cost from measured (width, cost) points in ascending width, m not among them.
+  template <typename Prior>
+  static double EstimateFromPoints(std::span<const std::pair<int, double>> points, int m,
+                                   const Prior& prior) {
+    if (points.empty()) return prior(m);
+    if (points.size() >= 2) {
+      // The measured widths on either side of m, or the two nearest on one side.
+      size_t hi = 0;
+      while (hi < points.size() && points[hi].first < m) ++hi;
+      if (hi == 0) ++hi;
+      if (hi == points.size()) --hi;
+      const auto [w_lo, t_lo] = points[hi - 1];
+      const auto [w_hi, t_hi] = points[hi];
+      // Noise can make a wider pass look cheaper: never a negative slope.
+      const double slope = std::max(0.0, (t_hi - t_lo) / (w_hi - w_lo));
+      return std::max(0.0, t_lo + slope * (m - w_lo));
+    }
+    // One point: scale it by the prior's ratio (a prior of 0, e.g. a drafter
+    // without a model, gives no ratio: take the measurement as it is).
+    const auto [width, cost] = points[0];
+    const double base = prior(width);
+    return base > 0 ? prior(m) * cost / base : cost;
+  }
   std::map<int, RecentMedian> times_;
   std::map<int, int64_t> last_step_;
   double recent_context_ = -1;  // moving average over passes (their medians are recent)
@@ -422,6 +438,14 @@ class Planner {
   std::unique_ptr<SequoiaTables> tables_;
   std::vector<Candidate> candidates_;
   std::map<StepClass, CachedChoice> choices_;
+  // PlainOrProbe's price of a probe, for a while.
+  struct ProbePricing {
+    StepClass step_class;
+    int batch = 0;
+    int64_t until_step = -1;
+    double probe_cost = 0;
+  };
+  ProbePricing probe_pricing_;
   int64_t steps_ = 0, steps_since_rebuild_ = 0;
   double plain_seconds_ = 0, probe_budget_factor_ = kProbeBudgetFactor;
   double draft_lag_tokens_ = -1;

@@ -1,5 +1,6 @@
 #include "common/speculation/planner.h"
 
+#include <algorithm>
 #include <functional>
 #include <memory>
 #include <random>
@@ -251,6 +252,43 @@ TEST(PlannerTest, AWidthEstimatedFromTheOtherWidths) {
   EXPECT_DOUBLE_EQ(table.Estimate(5, prior), 30.0);
   EXPECT_DOUBLE_EQ(table.EstimateFromOthers(5, prior), 6.0);       // the line through 1 and 2
   EXPECT_DOUBLE_EQ(table.Estimate(4, prior), 3.0 + 27.0 * 2 / 3);  // between 2 and the slow 5
+}
+
+TEST(PlannerTest, EstimatesFromSomeWidthsUseTheNearestOnesAmongManyMeasured) {
+  // Width m from the kept widths: the line through the nearest kept width
+  // below m and the nearest above, or the two nearest on m's one side, never
+  // sloping down; one kept width scaled by the prior; none: the prior.
+  CostTable table;
+  std::mt19937 rng(3);
+  std::uniform_real_distribution<double> cost(1.0, 9.0);
+  for (int w = 1; w <= 64; w += 1 + static_cast<int>(rng() % 4)) table.Record(w, cost(rng));
+  auto prior = [](int m) { return 2.0 + 0.5 * m; };
+  for (int parity = 0; parity < 3; ++parity) {
+    auto keep = [&](int w) { return parity == 2 ? w == 7 || w == 8 : w % 2 == parity; };
+    std::vector<std::pair<int, double>> kept;
+    for (int w = 1; w <= 64; ++w) {
+      if (table.samples(w) > 0 && keep(w)) kept.emplace_back(w, table.Measured(w));
+    }
+    for (int m = 1; m <= 70; ++m) {
+      std::vector<std::pair<int, double>> others;
+      for (const auto& point : kept) {
+        if (point.first != m) others.push_back(point);
+      }
+      double want = prior(m);
+      if (others.size() == 1) {
+        want = prior(m) * others[0].second / prior(others[0].first);
+      } else if (others.size() >= 2) {
+        size_t hi = 0;
+        while (hi < others.size() && others[hi].first < m) ++hi;
+        hi = std::clamp<size_t>(hi, 1, others.size() - 1);
+        const auto [w0, t0] = others[hi - 1];
+        const auto [w1, t1] = others[hi];
+        want = std::max(0.0, t0 + std::max(0.0, (t1 - t0) / (w1 - w0)) * (m - w0));
+      }
+      EXPECT_DOUBLE_EQ(table.EstimateFromWidths(m, prior, keep), want)
+          << "m " << m << ", parity " << parity;
+    }
+  }
 }
 
 TEST(PlannerTest, OneSlowPassDoesNotPriceAWidthOutBeforeItIsMeasuredAgain) {
