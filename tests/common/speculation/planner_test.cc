@@ -428,6 +428,31 @@ TEST(PlannerTest, APlainStepTimedBelowTheWiderPassesIsNotTimedAgainMidSpeculatio
   EXPECT_EQ(plain_steps, 0);
 }
 
+TEST(PlannerTest, AWidthTimedOnceIsNotRetriedOnThePriorsWordAlone) {
+  // stories260K 2 x 128: plain timed at 0.08 ms, width 5 once (the class's
+  // exploration) at 0.24 ms; one-token draft levels 0.05 ms; rank-1
+  // acceptance 0.86. As timed, plain wins (a chain of 4: 0.44 ms for ~3.8
+  // tokens). The prior, blind to the per-row cost, says width 5 costs about
+  // plain's: with only plain to draw a line from, that is no reason for a trial.
+  CostPrior prior = Prior();
+  prior.target_flops_per_token = 1e3;
+  prior.draft_flops_per_token = 1e3;
+  const StepClass c = ClassOf(2, 128);
+  Planner planner(SpecConfig{}, prior);
+  Feed(planner, 0.86, 5000);
+  for (int k = 0; k < 3; ++k) {
+    planner.RecordVerifyPass(c, 1, 0.08e-3);
+    for (int m = 1; m <= 4; ++m) planner.RecordDraftPass(c, m, 0.05e-3);
+  }
+  planner.RecordVerifyPass(c, 5, 0.24e-3);
+  int speculated = 0;
+  for (int step = 0; step < 64; ++step) {
+    const Plan plan = planner.Choose(2, 128);
+    speculated += plan.nodes > 0 && !plan.exploring;
+  }
+  EXPECT_EQ(speculated, 0);
+}
+
 TEST(PlannerTest, PrefillCalibratesTheArithmeticRateOfThePrior) {
   CostPrior prior = Prior();
   prior.flops_per_second = 1e12;
