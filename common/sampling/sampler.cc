@@ -54,6 +54,26 @@ std::vector<TokenProb> SamplingDistribution(std::span<const float> logits,
   return SamplingDistributionOfTop(top, params);
 }
 
+std::vector<TokenProb> SamplingSupport(std::span<const float> logits,
+                                       const SamplingParams& params) {
+  const int n = static_cast<int>(logits.size());
+  const bool cuts =
+      (params.top_k > 0 && params.top_k < n) || params.top_p < 1.0f || params.min_p > 0.0f;
+  if (params.greedy() || cuts || n == 0) return SamplingDistribution(logits, params);
+  // As SamplingDistributionOfTop over the whole vocabulary, in token order.
+  const double inv_t = 1.0 / params.temperature;
+  const double max_logit = logits[Argmax(logits)];
+  std::vector<double> p(n);
+  double sum = 0.0;
+  for (int i = 0; i < n; ++i) {
+    p[i] = std::exp((logits[i] - max_logit) * inv_t);
+    sum += p[i];
+  }
+  std::vector<TokenProb> dist(n);
+  for (int i = 0; i < n; ++i) dist[i] = {i, static_cast<float>(p[i] / sum)};
+  return dist;
+}
+
 std::vector<TokenProb> SamplingDistributionOfTop(std::span<const TokenLogit> top,
                                                  const SamplingParams& params) {
   if (top.empty()) return {};

@@ -47,36 +47,40 @@ VerifyResult VerifySampled(const VerifyInput& in,
   int row = 0;
   while (true) {
     const std::span<const float> logits = in.rows->full(in.first_row + row);
-    // p: the target's sampling distribution here, dense over its support.
-    std::unordered_map<int32_t, double> p;
-    for (const TokenProb& tp : SamplingDistribution(logits, *in.sampling)) p[tp.token] = tp.prob;
+    // p: the target's sampling distribution here, dense over the vocabulary
+    // (hash maps of the whole support cost more than the row's share of the
+    // target pass at vocabulary 32-128K).
+    std::vector<double> p(logits.size(), 0.0);
+    for (const TokenProb& tp : SamplingSupport(logits, *in.sampling)) p[tp.token] = tp.prob;
     const std::vector<int32_t>& kids = children[row];
     int32_t next = -1;
     if (!kids.empty()) {
+      // q: the draft's distribution, over its few candidates.
       std::unordered_map<int32_t, double> q;
       for (const TokenProb& tp : (*in.draft)[row]) q[tp.token] += tp.prob;
+      auto p_of = [&](int32_t t) {
+        return t >= 0 && t < static_cast<int32_t>(p.size()) ? p[t] : 0.0;
+      };
       for (size_t r = 0; r < kids.size() && next < 0; ++r) {
         const int32_t x = in.tree->tokens[kids[r]];
         const double qx = q.count(x) ? q[x] : 0.0;
-        const double px = p.count(x) ? p[x] : 0.0;
+        const double px = p_of(x);
         if (qx > 0.0 && in.rng->Uniform() * qx < px * in.acceptance_scale) {  // u < min(1, p/q)
           next = kids[r];
           result.accepted_rank.push_back(static_cast<int32_t>(r));
           break;
         }
         // Rejected: p <- norm(max(p - q, 0)); x leaves q.
-        double mass = 0.0;
-        std::unordered_map<int32_t, double> residual;
-        for (const auto& [t, pt] : p) {
-          auto it = q.find(t);
-          const double v = std::max(pt - (it == q.end() ? 0.0 : it->second), 0.0);
-          if (v > 0.0) {
-            residual[t] = v;
-            mass += v;
+        std::vector<double> residual = p;
+        for (const auto& [t, qt] : q) {
+          if (t >= 0 && t < static_cast<int32_t>(residual.size())) {
+            residual[t] = std::max(residual[t] - qt, 0.0);
           }
         }
+        double mass = 0.0;
+        for (double v : residual) mass += v;
         if (mass > 0.0) {
-          for (auto& [t, v] : residual) v /= mass;
+          for (double& v : residual) v /= mass;
           p = std::move(residual);
         }
         q.erase(x);
@@ -92,10 +96,9 @@ VerifyResult VerifySampled(const VerifyInput& in,
     if (next < 0) {
       // Draw the extra token from p, in token order so a seed gives one answer.
       std::vector<TokenProb> dist;
-      dist.reserve(p.size());
-      for (const auto& [t, v] : p) dist.push_back({t, static_cast<float>(v)});
-      std::sort(dist.begin(), dist.end(),
-                [](const TokenProb& a, const TokenProb& b) { return a.token < b.token; });
+      for (size_t t = 0; t < p.size(); ++t) {
+        if (p[t] > 0.0) dist.push_back({static_cast<int32_t>(t), static_cast<float>(p[t])});
+      }
       result.extra_token = SampleFrom(dist, *in.rng);
       return result;
     }
