@@ -277,7 +277,7 @@ double Planner::PredictVerify(StepClass c, int batch, double context, int m) con
   const auto* nearest = NearestMeasured(verify_costs_, c);
   if (nearest == nullptr) return here(m);
   // Measured in another class only: the context moved past a power of two.
-  if (nearest->first < c || c < nearest->first) return scaled_from(*nearest, m);
+  if (nearest->first != c) return scaled_from(*nearest, m);
   const CostTable& table = nearest->second;
   // Widths below every one timed in this class (plain decoding and short
   // chains, after the context moved past a power of two while the batch
@@ -372,7 +372,7 @@ double Planner::DraftPassCost(StepClass c, int batch, int m) const {
   auto here = [&](int mm) { return DraftPrior(batch, mm); };
   const auto* nearest = NearestMeasured(draft_costs_, c);
   if (nearest == nullptr) return UntimedDraftPassCost(c, batch, m);
-  if (!(nearest->first < c) && !(c < nearest->first)) return nearest->second.Estimate(m, here);
+  if (nearest->first == c) return nearest->second.Estimate(m, here);
   // The draft's window cost does not grow with the context: only the batch differs.
   const StepClass from = nearest->first;
   auto there = [&](int mm) { return DraftPrior(from.batch_bucket, mm); };
@@ -512,9 +512,10 @@ Plan Planner::ChooseAuto(int batch, double mean_context, int whole_batch, bool d
     // probe timed neither and left the first choices to two sequences' evidence
     // (stories260K 64 x 1024: a probe, then two steps of chain:1 on p1 0.7
     // from it, where the batch accepts 0.89).
-    if (draft_lag_tokens_ == 0 && !first_explored_ &&
+    // (Once: explored_ stays empty until then, as a class explored by
+    // ShouldExplore had its draft timed.)
+    if (draft_lag_tokens_ == 0 && explored_.empty() &&
         SpeculationCouldPay(c, batch, mean_context, whole_batch, draft_ahead)) {
-      first_explored_ = true;
       explored_.insert(c);
       last_choice_speculates_ = true;
       return ChainProbe(0);
@@ -644,8 +645,7 @@ Plan Planner::ChooseAuto(int batch, double mean_context, int whole_batch, bool d
         staleness_[std::pair(c, trial_n)].before = table.Measured(trial_n);
         table.Forget(trial_n);
       }
-    }
-    if (!trial) {
+    } else {
       // Decisions hold for a few steps, more where choosing is dear against the
       // step: a decision (65 widths priced, ~600 trees) takes ~15 us, a sixth
       // of a plain step of stories260K at batch 1 x 128.
@@ -714,8 +714,7 @@ Plan Planner::PlainOrProbe(StepClass c, int batch, double mean_context, int whol
   // step of a small model; it only paces the probes.)
   const int k = std::min(batch, kProbeSequences);
   ProbePricing& pricing = probe_pricing_;
-  if (pricing.step_class < c || c < pricing.step_class || pricing.batch != batch ||
-      steps_ > pricing.until_step) {
+  if (pricing.step_class != c || pricing.batch != batch || steps_ > pricing.until_step) {
     const StepClass probed = ClassOf(k, mean_context);
     pricing = ProbePricing{c, batch, steps_ + kMinDecisionHold,
                            CatchUpCost(probed, k) + kProbeChain * DraftPassCost(probed, k, 1) +

@@ -84,6 +84,7 @@ struct StepClass {
   bool operator<(const StepClass& o) const {
     return std::pair(batch_bucket, context_bucket) < std::pair(o.batch_bucket, o.context_bucket);
   }
+  bool operator==(const StepClass& o) const = default;
 };
 StepClass ClassOf(int batch, double mean_context);
 
@@ -128,7 +129,7 @@ class CostTable {
   double Estimate(int m, const Prior& prior) const {
     auto exact = times_.find(m);
     if (exact != times_.end()) return exact->second.value();
-    return EstimateFromWidths(m, prior, [](int) { return true; });
+    return EstimateFromOthers(m, prior);
   }
   bool empty() const { return times_.empty(); }
   // Samples held for width m (0: never measured).
@@ -413,10 +414,10 @@ class Planner {
     int64_t horizon = kStaleSteps;
     double before = 0;  // > 0: a re-trial is measuring; the cost it replaced
   };
-  // The horizon of width m in class c, settling a finished re-trial first.
   // Whether plain decoding's samples in class c read dearer than some wider
   // pass timed there (a pass of more rows never costs less).
   bool PlainSamplesSuspect(StepClass c) const;
+  // The horizon of width m in class c, settling a finished re-trial first.
   int64_t StaleHorizon(StepClass c, int m);
   std::map<std::pair<StepClass, int>, Staleness> staleness_;
   // Prefill passes shorter than this do not calibrate the arithmetic rate.
@@ -451,8 +452,8 @@ class Planner {
   double draft_lag_tokens_ = -1;
   double remaining_tokens_ = kUnboundedTokens;  // of the latest Choose
   bool probed_once_ = false;
-  bool first_explored_ = false;  // the untimed draft's whole-batch step (ChooseAuto)
-  // Classes a whole-batch exploration ran in (ShouldExplore): not in choices_,
+  // Classes a whole-batch exploration ran in (ShouldExplore, and the untimed
+  // draft's first step in ChooseAuto, taken while this is empty): not in choices_,
   // which a table rebuild clears, and each rebuild after an exploration's
   // evidence explored again (stories260K batch 1 x 1024: three in 30 steps,
   // each four draft passes and a verify of 5 for about three tokens).
