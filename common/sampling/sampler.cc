@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "absl/strings/str_format.h"
+#include "common/sampling/row_distribution.h"
 
 namespace specserve {
 
@@ -36,41 +37,20 @@ int32_t Argmax(std::span<const float> logits) {
 std::vector<TokenProb> SamplingDistribution(std::span<const float> logits,
                                             const SamplingParams& params) {
   if (params.greedy()) return {TokenProb{Argmax(logits), 1.0f}};
-  const int n = static_cast<int>(logits.size());
-  std::vector<int32_t> order(n);
-  for (int i = 0; i < n; ++i) order[i] = i;
-  auto by_logit = [&](int32_t a, int32_t b) {
+  thread_local RowDistribution row;
+  row.Assign(logits, params);
+  std::vector<int32_t> order;
+  for (size_t i = 0; i < logits.size(); ++i) {
+    if (!row.cut() || row.weight(static_cast<int32_t>(i)) > 0) {
+      order.push_back(static_cast<int32_t>(i));
+    }
+  }
+  std::sort(order.begin(), order.end(), [&](int32_t a, int32_t b) {
     return logits[a] > logits[b] || (logits[a] == logits[b] && a < b);
-  };
-  int keep = n;
-  if (params.top_k > 0 && params.top_k < n) {
-    keep = params.top_k;
-    std::partial_sort(order.begin(), order.begin() + keep, order.end(), by_logit);
-  } else {
-    std::sort(order.begin(), order.end(), by_logit);
-  }
-  std::vector<TokenLogit> top(keep);
-  for (int i = 0; i < keep; ++i) top[i] = {order[i], logits[order[i]]};
-  return SamplingDistributionOfTop(top, params);
-}
-
-std::vector<TokenProb> SamplingSupport(std::span<const float> logits,
-                                       const SamplingParams& params) {
-  const int n = static_cast<int>(logits.size());
-  const bool cuts =
-      (params.top_k > 0 && params.top_k < n) || params.top_p < 1.0f || params.min_p > 0.0f;
-  if (params.greedy() || cuts || n == 0) return SamplingDistribution(logits, params);
-  // As SamplingDistributionOfTop over the whole vocabulary, in token order.
-  const double inv_t = 1.0 / params.temperature;
-  const double max_logit = logits[Argmax(logits)];
-  std::vector<double> p(n);
-  double sum = 0.0;
-  for (int i = 0; i < n; ++i) {
-    p[i] = std::exp((logits[i] - max_logit) * inv_t);
-    sum += p[i];
-  }
-  std::vector<TokenProb> dist(n);
-  for (int i = 0; i < n; ++i) dist[i] = {i, static_cast<float>(p[i] / sum)};
+  });
+  std::vector<TokenProb> dist;
+  dist.reserve(order.size());
+  for (int32_t t : order) dist.push_back({t, static_cast<float>(row.prob(t))});
   return dist;
 }
 
@@ -80,39 +60,20 @@ std::vector<TokenProb> SamplingDistributionOfTop(std::span<const TokenLogit> top
   if (params.greedy()) return {TokenProb{top[0].token, 1.0f}};
   int keep = static_cast<int>(top.size());
   if (params.top_k > 0) keep = std::min(keep, params.top_k);
-  // Softmax over the kept tokens in double; the top-k cut does not change the ratios.
-  const double inv_t = 1.0 / params.temperature;
-  const double max_logit = top[0].logit;
-  std::vector<double> p(keep);
+  // The row's weights (RowDistribution's) over the kept tokens; the top-k cut
+  // does not change the ratios.
+  const float inv_t = 1.0f / params.temperature;
+  std::vector<float> w(keep);
   double sum = 0.0;
   for (int i = 0; i < keep; ++i) {
-    p[i] = std::exp((top[i].logit - max_logit) * inv_t);
-    sum += p[i];
+    w[i] = SamplingWeight((top[i].logit - top[0].logit) * inv_t);
+    sum += w[i];
   }
-  if (params.top_p < 1.0f) {
-    double cumulative = 0.0;
-    int cut = keep;
-    for (int i = 0; i < keep; ++i) {
-      cumulative += p[i] / sum;
-      if (cumulative >= params.top_p) {
-        cut = i + 1;
-        break;
-      }
-    }
-    keep = cut;
-    sum = 0.0;
-    for (int i = 0; i < keep; ++i) sum += p[i];
+  const KeptPrefix prefix = CutSortedWeights(w, sum, params);
+  std::vector<TokenProb> dist(prefix.keep);
+  for (int i = 0; i < prefix.keep; ++i) {
+    dist[i] = {top[i].token, static_cast<float>(w[i] / prefix.sum)};
   }
-  if (params.min_p > 0.0f) {
-    // p is sorted, p[0] the most likely: keep the prefix at or above min_p * p[0].
-    int cut = 1;
-    while (cut < keep && p[cut] >= params.min_p * p[0]) ++cut;
-    keep = cut;
-    sum = 0.0;
-    for (int i = 0; i < keep; ++i) sum += p[i];
-  }
-  std::vector<TokenProb> dist(keep);
-  for (int i = 0; i < keep; ++i) dist[i] = {top[i].token, static_cast<float>(p[i] / sum)};
   return dist;
 }
 
@@ -134,8 +95,9 @@ int32_t SampleFrom(std::span<const TokenProb> dist, Rng& rng) {
 
 int32_t SampleToken(std::span<const float> logits, const SamplingParams& params, Rng& rng) {
   if (params.greedy()) return Argmax(logits);
-  const std::vector<TokenProb> dist = SamplingDistribution(logits, params);
-  return SampleFrom(dist, rng);
+  thread_local RowDistribution row;
+  row.Assign(logits, params);
+  return row.Draw(rng);
 }
 
 }  // namespace specserve

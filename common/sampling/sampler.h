@@ -37,18 +37,13 @@ int32_t Argmax(std::span<const float> logits);
 
 // The distribution a sampled token is drawn from: softmax(logits / T), kept to
 // the top_k most likely, then to the smallest prefix whose mass reaches top_p, then
-// to the tokens at least min_p times as likely as the most likely one, renormalised. Sorted by
-// probability, descending (ties: lower token first). Greedy params give the argmax with
-// probability 1.
+// to the tokens at least min_p times as likely as the most likely one, renormalised
+// (RowDistribution's weights). Sorted by probability, descending (ties: lower token
+// first). Greedy params give the argmax with probability 1. Sorts the vocabulary
+// where no cut applies: for tests and small vocabularies; a draw needs no list
+// (SampleToken, RowDistribution).
 std::vector<TokenProb> SamplingDistribution(std::span<const float> logits,
                                             const SamplingParams& params);
-
-// The same tokens and probabilities as SamplingDistribution, in no promised
-// order: where no cut needs the vocabulary ordered (temperature alone: no
-// top_k below the vocabulary, top_p 1, min_p 0) in token order, without the sort
-// (O(n log n) a row, most of a sampled verify's own time at vocabulary 512,
-// more at 32-128K); the sums' rounding may differ in the last bits.
-std::vector<TokenProb> SamplingSupport(std::span<const float> logits, const SamplingParams& params);
 
 // The same distribution for non-greedy params from the most likely tokens alone,
 // sorted by logit, descending (ties: lower token first): min(top_k, vocab) of them
@@ -59,7 +54,8 @@ std::vector<TokenProb> SamplingDistributionOfTop(std::span<const TokenLogit> top
 // Draws one token from a distribution (probabilities summing to ~1).
 int32_t SampleFrom(std::span<const TokenProb> dist, Rng& rng);
 
-// Argmax when greedy, else a draw from SamplingDistribution.
+// Argmax when greedy, else a draw from SamplingDistribution's distribution, in
+// token order (RowDistribution::Draw): no sort of the vocabulary.
 int32_t SampleToken(std::span<const float> logits, const SamplingParams& params, Rng& rng);
 
 }  // namespace specserve

@@ -51,36 +51,6 @@ TEST(SamplerTest, TopKAndTopPCutTheTail) {
   EXPECT_NEAR(dist[1].prob, 0.3 / 0.8, 1e-6);
 }
 
-TEST(SamplerTest, TheSupportHasTheDistributionsTokensAndProbabilities) {
-  // SamplingSupport (the verifier's: no order promised) against SamplingDistribution,
-  // for temperature alone (in token order, unsorted) and with each cut (the same list).
-  std::mt19937 rng(11);
-  std::normal_distribution<float> normal(0.0f, 3.0f);
-  std::vector<float> logits(700);
-  for (float& l : logits) l = normal(rng);
-  logits[5] = logits[9];  // a tie
-  std::vector<SamplingParams> cases(5);
-  cases[0].temperature = 0.7f;
-  cases[1].temperature = 1.3f;
-  cases[1].top_k = 40;
-  cases[2].temperature = 0.7f;
-  cases[2].top_p = 0.9f;
-  cases[3].temperature = 0.7f;
-  cases[3].min_p = 0.05f;
-  cases[4].temperature = 0.0f;  // greedy
-  for (size_t c = 0; c < cases.size(); ++c) {
-    const std::vector<TokenProb> sorted = SamplingDistribution(logits, cases[c]);
-    const std::vector<TokenProb> support = SamplingSupport(logits, cases[c]);
-    ASSERT_EQ(support.size(), sorted.size()) << "case " << c;
-    std::vector<float> want(logits.size(), -1.0f), got(logits.size(), -1.0f);
-    for (const TokenProb& tp : sorted) want[tp.token] = tp.prob;
-    for (const TokenProb& tp : support) got[tp.token] = tp.prob;
-    for (size_t t = 0; t < logits.size(); ++t) {
-      EXPECT_NEAR(got[t], want[t], 1e-6f * std::max(want[t], 1e-3f)) << "case " << c << " t " << t;
-    }
-  }
-}
-
 TEST(SamplerTest, SamplesFollowTheDistributionAndSeedsRepeat) {
   const std::vector<float> logits = {std::log(0.6f), std::log(0.3f), std::log(0.1f)};
   SamplingParams params;
