@@ -11,6 +11,7 @@
 
 #include "benchmark/benchmark.h"
 #include "common/sampling/logit_rows.h"
+#include "common/sampling/logprobs.h"
 #include "common/sampling/sampler.h"
 #include "common/speculation/verifier.h"
 
@@ -75,6 +76,14 @@ BENCHMARK(BM_VerifyPlainRow)
     ->ArgNames({"vocab", "cut"})
     ->ArgsProduct({{32000, 128256}, {0, 1, 2}})
     ->Unit(benchmark::kMicrosecond);
+
+// A token's logprob and its 5 most likely alternatives from a whole row (a
+// request with logprobs and top_logprobs 5).
+void BM_Logprobs(benchmark::State& state) {
+  const std::vector<float> logits = LogitRow(static_cast<int>(state.range(0)));
+  for (auto _ : state) benchmark::DoNotOptimize(ComputeLogprobs(logits, 3, 5).logprob);
+}
+BENCHMARK(BM_Logprobs)->ArgNames({"vocab"})->Arg(32000)->Arg(128256)->Unit(benchmark::kMicrosecond);
 
 }  // namespace
 }  // namespace specserve::bench

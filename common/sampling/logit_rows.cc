@@ -4,6 +4,8 @@
 #include <cmath>
 #include <limits>
 
+#include "common/sampling/row_distribution.h"
+
 namespace specserve {
 
 namespace {
@@ -93,14 +95,13 @@ void LogitRows::AddExponentials(Row& row, std::span<const float> values) {
   // chunk this is ComputeLogprobs's arithmetic exactly; in chunks it differs by
   // double rounding only.
   float max = static_cast<float>(row.max);
-  for (float x : values) max = std::max(max, x);
+  const float chunk_max = MaxLogit(values);
+  max = std::max(max, chunk_max);
   if (row.sum != 0 && max != static_cast<float>(row.max)) {
     row.sum *= std::exp(row.max - static_cast<double>(max));
   }
   row.max = max;
-  double sum = 0;
-  for (float x : values) sum += std::exp(static_cast<double>(x) - max);
-  row.sum += sum;
+  row.sum += SumOfExponentials(values, max);
 }
 
 std::span<const float> LogitRows::full(int row) const {

@@ -98,7 +98,74 @@ bool ByLogit(std::span<const float> logits, int32_t a, int32_t b) {
 
 }  // namespace
 
+void TopTokensByLogit(std::span<const float> logits, int k, std::vector<int32_t>* out) {
+  // One pass keeping the candidates above a rising bar: whenever they reach
+  // 2k, the k best stay and the k-th's logit becomes the bar. A token equal to
+  // the bar loses to the kept one (an earlier token: a lower id). Runs of 16
+  // below the bar (nearly all of a row) are passed over on their maximum.
+  const int n = static_cast<int>(logits.size());
+  k = std::clamp(k, 0, n);
+  out->clear();
+  if (k == 0) return;
+  const float* x = logits.data();
+  auto by_logit = [x](int32_t a, int32_t b) { return x[a] > x[b] || (x[a] == x[b] && a < b); };
+  float bar = -std::numeric_limits<float>::infinity();
+  bool full = false;
+  auto admit = [&](int i) {
+    out->push_back(i);
+    if (static_cast<int>(out->size()) < 2 * k) return;
+    std::nth_element(out->begin(), out->begin() + (k - 1), out->end(), by_logit);
+    out->resize(k);
+    bar = x[(*out)[k - 1]];
+    full = true;
+  };
+  int i = 0;
+  for (; i < n && !full; ++i) admit(i);
+  for (; i + 16 <= n; i += 16) {
+    float m = x[i];
+    for (int j = 1; j < 16; ++j) m = x[i + j] > m ? x[i + j] : m;
+    if (!(m > bar)) continue;
+    for (int j = i; j < i + 16; ++j) {
+      if (x[j] > bar) admit(j);
+    }
+  }
+  for (; i < n; ++i) {
+    if (x[i] > bar) admit(i);
+  }
+  std::sort(out->begin(), out->end(), by_logit);
+  if (static_cast<int>(out->size()) > k) out->resize(k);
+}
+
 float SamplingWeight(float x) { return ExpNonPositive(x); }
+
+float MaxLogit(std::span<const float> logits) {
+  return logits.empty() ? 0.0f : MaxOf(logits.data(), static_cast<int>(logits.size()));
+}
+
+double SumOfExponentials(std::span<const float> logits, float max) {
+  // A chunk at a time through a small buffer (RowDistribution's loops, with
+  // T = 1), its blocks summed in order.
+  constexpr int kChunk = 64 * RowDistribution::kBlock;
+  float w[kChunk];
+  double blocks[kChunk / RowDistribution::kBlock];
+  double sum = 0;
+  const int n = static_cast<int>(logits.size());
+  for (int begin = 0; begin < n; begin += kChunk) {
+    const int len = std::min(kChunk, n - begin);
+    RowWeights(logits.data() + begin, len, max, 1.0f, w);
+    const int whole = len / RowDistribution::kBlock;
+    WholeBlockSums(w, whole, blocks);
+    for (int b = 0; b < whole; ++b) sum += blocks[b];
+    if (whole * RowDistribution::kBlock < len) {
+      double tail[RowDistribution::kBlock] = {};
+      for (int i = whole * RowDistribution::kBlock; i < len; ++i) {
+        tail[i - whole * RowDistribution::kBlock] = w[i];
+      }
+      sum += SumOfBlock(static_cast<const double*>(tail));
+    }
+  }
+  return sum;
+}
 
 KeptPrefix CutSortedWeights(std::span<const float> weights, double sum,
                             const SamplingParams& params) {
@@ -172,27 +239,7 @@ void RowDistribution::Assign(std::span<const float> logits, const SamplingParams
 }
 
 void RowDistribution::SelectTopK(std::span<const float> logits, int k) {
-  // One pass keeping the candidates above a rising threshold: whenever they
-  // reach 2k, the k best stay and the k-th's logit becomes the bar. A token
-  // equal to the bar loses to the kept one (an earlier token: a lower id).
-  const int n = static_cast<int>(logits.size());
-  auto by_logit = [&](int32_t a, int32_t b) { return ByLogit(logits, a, b); };
-  kept_.clear();
-  bool full = false;
-  float bar = 0;
-  for (int i = 0; i < n; ++i) {
-    if (full && !(logits[i] > bar)) continue;
-    kept_.push_back(i);
-    if (static_cast<int>(kept_.size()) >= 2 * k) {
-      std::nth_element(kept_.begin(), kept_.begin() + (k - 1), kept_.end(), by_logit);
-      kept_.resize(k);
-      bar = logits[kept_[k - 1]];
-      for (int32_t t : kept_) bar = logits[t] < bar ? logits[t] : bar;
-      full = true;
-    }
-  }
-  std::sort(kept_.begin(), kept_.end(), by_logit);
-  if (static_cast<int>(kept_.size()) > k) kept_.resize(k);
+  TopTokensByLogit(logits, k, &kept_);
 }
 
 void RowDistribution::KeepNucleus(std::span<const float> logits, float top_p) {

@@ -230,6 +230,41 @@ TEST(RowDistributionTest, SubtractClampedLeavesTheNormalisedResidual) {
   EXPECT_NEAR(two.prob(1), 0.5, 1e-12);
 }
 
+TEST(RowDistributionTest, TheTopTokensAreThePartialSortsPrefix) {
+  for (int n : {1, 5, 33, 1000, 40000}) {
+    for (uint32_t seed = 1; seed <= 3; ++seed) {
+      std::vector<float> logits = NormalLogits(n, seed + n);
+      // Ties, some of them across the bar, and rising runs (the bar moves often).
+      for (int i = 0; i + 7 < n; i += 7) logits[i + 3] = logits[i];
+      if (seed == 3) std::sort(logits.begin(), logits.end());
+      for (int k : {1, 2, 5, 40, n - 1, n, n + 3}) {
+        if (k < 1) continue;
+        std::vector<int32_t> want(n);
+        for (int i = 0; i < n; ++i) want[i] = i;
+        const int m = std::min(k, n);
+        std::partial_sort(want.begin(), want.begin() + m, want.end(), [&](int a, int b) {
+          return logits[a] > logits[b] || (logits[a] == logits[b] && a < b);
+        });
+        want.resize(m);
+        std::vector<int32_t> got;
+        TopTokensByLogit(logits, k, &got);
+        ASSERT_EQ(got, want) << "n " << n << " seed " << seed << " k " << k;
+      }
+    }
+  }
+}
+
+TEST(RowDistributionTest, TheSumOfExponentialsIsTheSoftmaxDenominator) {
+  for (int n : {1, 63, 64, 65, 5000, 128256}) {
+    const std::vector<float> logits = NormalLogits(n, 12 + n);
+    const float max = MaxLogit(logits);
+    EXPECT_EQ(max, *std::max_element(logits.begin(), logits.end()));
+    double want = 0;
+    for (float l : logits) want += std::exp(static_cast<double>(l) - max);
+    EXPECT_NEAR(SumOfExponentials(logits, max), want, 2e-6 * want) << n;
+  }
+}
+
 TEST(RowDistributionTest, ARowWithoutMassDrawsItsFirstToken) {
   const float inf = std::numeric_limits<float>::infinity();
   const std::vector<float> logits = {-inf, -inf, -inf};
