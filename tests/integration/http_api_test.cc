@@ -85,13 +85,13 @@ class HttpApiTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     template_path_ = new std::string(WriteFile("chatml.jinja", kChatMl));
-    serve_ = StartService(
-                 "specserve-serve",
-                 {"--model=" + SharedRandomModel(), "--threads=1", "--window=32", "--sinks=4",
-                  "--http-listen=127.0.0.1:0", "--chat-template=" + *template_path_,
-                  "--http-max-body-bytes=65536", "--http-max-header-bytes=4096",
-                  "--http-read-seconds=2", "--max-batch=64"})
-                 .release();
+    serve_ =
+        StartService("specserve-serve",
+                     {"--model=" + SharedRandomModel(), "--threads=1", "--window=32", "--sinks=4",
+                      "--http-listen=127.0.0.1:0", "--chat-template=" + *template_path_,
+                      "--http-max-body-bytes=65536", "--http-max-header-bytes=4096",
+                      "--http-read-seconds=2", "--max-batch=64"})
+            .release();
   }
   static void TearDownTestSuite() {
     delete serve_;
@@ -452,10 +452,10 @@ TEST_F(HttpApiTest, ChatCompletionsUseTheChatTemplate) {
 }
 
 TEST(HttpApiStandalone, QueueFullIs429AndNoTemplateIs400) {
-  auto serve = StartService(
-      "specserve-serve",
-      {"--model=" + SharedRandomModel(), "--threads=1", "--window=32", "--sinks=4",
-       "--http-listen=127.0.0.1:0", "--max-batch=1", "--max-queue=0"});
+  auto serve =
+      StartService("specserve-serve",
+                   {"--model=" + SharedRandomModel(), "--threads=1", "--window=32", "--sinks=4",
+                    "--http-listen=127.0.0.1:0", "--max-batch=1", "--max-queue=0"});
   ASSERT_NE(serve, nullptr);
   const int port = serve->http_port();
   const std::string model = ModelName(SharedRandomModel());
@@ -494,8 +494,8 @@ TEST(HttpApiStandalone, RefusesAnUnusableChatTemplateAtStart) {
 
 TEST(HttpApiStandalone, RealTokenizerStopStringsAcrossTokens) {
   SPECSERVE_REQUIRE_SHARED_MODEL(path, "stories260K.gguf");
-  auto serve = StartService(
-      "specserve-serve", {"--model=" + path, "--threads=1", "--http-listen=127.0.0.1:0"});
+  auto serve = StartService("specserve-serve",
+                            {"--model=" + path, "--threads=1", "--http-listen=127.0.0.1:0"});
   ASSERT_NE(serve, nullptr);
   json body = {{"model", "stories260K"},
                {"prompt", "Once upon a time"},
@@ -531,13 +531,21 @@ TEST(HttpApiStandalone, RealTokenizerStopStringsAcrossTokens) {
 }
 
 TEST(HttpApiStandalone, DrainingAnswers503AndFinishesRunningStreams) {
-  auto serve = StartService("specserve-serve",
-                                     {"--model=" + SharedRandomModel(), "--threads=1", "--window=32",
-                                      "--sinks=4", "--http-listen=127.0.0.1:0", "--drain-seconds=30"});
+  // The stream must still be running when the signal and the polls below come,
+  // even on a loaded machine: 400 tokens of the shared model (~30 ms) once
+  // finished first in CI, and the drained server had exited before the first
+  // poll. 8000 tokens over a context that grows to 8K take about a second.
+  ModelConfig config = TinyConfig();
+  config.context_length = 8192;
+  static const std::string long_model =
+      WriteTinyRandomGguf("drain.gguf", TensorType::kF32, 7, config);
+  auto serve = StartService("specserve-serve", {"--model=" + long_model, "--threads=1",
+                                                "--window=32", "--sinks=4", "--max-new-tokens=8000",
+                                                "--http-listen=127.0.0.1:0", "--drain-seconds=30"});
   ASSERT_NE(serve, nullptr);
   const int port = serve->http_port();
-  const std::string model = ModelName(SharedRandomModel());
-  json body = CompletionBody(model, Prompt(6, 6), 400);
+  const std::string model = ModelName(long_model);
+  json body = CompletionBody(model, Prompt(6, 6), 8000);
   body["stream"] = true;
   HttpConnection running(port);
   ASSERT_TRUE(running.SendRequest("POST", "/v1/completions", body.dump()));
@@ -551,7 +559,8 @@ TEST(HttpApiStandalone, DrainingAnswers503AndFinishesRunningStreams) {
     if (health == 200) std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
   EXPECT_EQ(health, 503);
-  const HttpResponse refused = Post(port, "/v1/completions", CompletionBody(model, Prompt(7, 6), 4));
+  const HttpResponse refused =
+      Post(port, "/v1/completions", CompletionBody(model, Prompt(7, 6), 4));
   EXPECT_EQ(refused.status, 503) << refused.body;
   EXPECT_EQ(json::parse(refused.body, nullptr, false)["error"]["code"], "unavailable");
   // The stream that was running when the signal came finishes.
