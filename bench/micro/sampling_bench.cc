@@ -77,6 +77,25 @@ BENCHMARK(BM_VerifyPlainRow)
     ->ArgsProduct({{32000, 128256}, {0, 1, 2}})
     ->Unit(benchmark::kMicrosecond);
 
+// A drafted node's row as the head's chunks feed it (LogitRows::Consume): the
+// argmax and the 8 most likely tokens (a tree's candidates).
+void BM_ConsumeTopRow(benchmark::State& state) {
+  const int vocab = static_cast<int>(state.range(0));
+  const std::vector<float> logits = LogitRow(vocab);
+  const std::vector<LogitRowNeeds> needs = {LogitRowNeeds{.top_n = 8}};
+  LogitRows rows;
+  for (auto _ : state) {
+    rows.Reset(needs, vocab);
+    rows.ConsumeFull(0, 1, logits.data());
+    benchmark::DoNotOptimize(rows.top(0).data());
+  }
+}
+BENCHMARK(BM_ConsumeTopRow)
+    ->ArgNames({"vocab"})
+    ->Arg(32000)
+    ->Arg(128256)
+    ->Unit(benchmark::kMicrosecond);
+
 // A token's logprob and its 5 most likely alternatives from a whole row (a
 // request with logprobs and top_logprobs 5).
 void BM_Logprobs(benchmark::State& state) {

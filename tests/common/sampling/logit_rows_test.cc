@@ -4,7 +4,9 @@
 // that ask.
 #include "common/sampling/logit_rows.h"
 
+#include <algorithm>
 #include <cmath>
+#include <limits>
 #include <vector>
 
 #include "common/sampling/logprobs.h"
@@ -108,6 +110,39 @@ TEST(LogitRows, ChunkedRowsKeepTheArgmaxLogprobsAndWholeRowsOfTheFullRows) {
         EXPECT_TRUE(std::isnan(rows.Logprobs(r, outside, 0).logprob));
       }
     }
+  }
+}
+
+TEST(LogitRows, TheTopListSkipsRunsBelowItAndKeepsWhatAPartialSortKeeps) {
+  // Rising values (the list changes often), ties (some straddling runs of 16),
+  // NaNs (never kept) and a few late winners, in chunks of several widths.
+  const int n = 5000;
+  std::vector<float> logits(n);
+  for (int i = 0; i < n; ++i) logits[i] = static_cast<float>((i * 7919) % 1000) / 100.0f;
+  for (int i = 0; i < n; i += 97) logits[i] = static_cast<float>(i) / 400.0f;
+  logits[4444] = logits[4445] = 50.0f;
+  logits[15] = logits[16] = 49.0f;
+  logits[33] = std::numeric_limits<float>::quiet_NaN();
+  logits[4998] = std::numeric_limits<float>::quiet_NaN();
+  std::vector<int32_t> want;
+  for (int i = 0; i < n; ++i) {
+    if (!std::isnan(logits[i])) want.push_back(i);
+  }
+  std::partial_sort(want.begin(), want.begin() + 8, want.end(), [&](int32_t a, int32_t b) {
+    return logits[a] > logits[b] || (logits[a] == logits[b] && a < b);
+  });
+  want.resize(8);
+  for (int columns : {1, 7, 16, 100, 4999, n}) {
+    LogitRows rows;
+    const std::vector<LogitRowNeeds> needs = {{.top_n = 8}};
+    rows.Reset(needs, n);
+    for (int c = 0; c < n; c += columns) {
+      const int len = std::min(columns, n - c);
+      rows.Consume(0, 1, c, len, logits.data() + c);
+    }
+    std::vector<int32_t> got;
+    for (const TokenLogit& t : rows.top(0)) got.push_back(t.token);
+    EXPECT_EQ(got, want) << "columns " << columns;
   }
 }
 
