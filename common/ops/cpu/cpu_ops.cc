@@ -4,6 +4,7 @@
 #include <cstring>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/strings/str_format.h"
 #include "common/ops/cpu/attention.h"
@@ -20,6 +21,35 @@ namespace {
 
 // Element-wise calls smaller than this run on the calling thread alone.
 constexpr int64_t kMinParallelElements = 1 << 15;
+
+// The rotary angles of the positions a calling thread last rotated: a pass
+// rotates q and k of every layer at one set of positions, so they are
+// computed once a pass. Per thread: shards (RunShards) and engines on other
+// threads rotate their own positions.
+struct RopeAngleCache {
+  std::vector<int32_t> positions;
+  std::vector<float> inv_freq;
+  float mscale = 0;
+  std::vector<float> cos, sin;  // RopeAngles' tables
+};
+
+const RopeAngleCache& Angles(std::span<const int32_t> positions, const RopeFrequencies& freqs) {
+  thread_local RopeAngleCache cache;
+  const bool same = cache.mscale == freqs.mscale && cache.inv_freq == freqs.inv_freq &&
+                    std::equal(positions.begin(), positions.end(), cache.positions.begin(),
+                               cache.positions.end());
+  if (!same) {
+    cache.positions.assign(positions.begin(), positions.end());
+    cache.inv_freq = freqs.inv_freq;
+    cache.mscale = freqs.mscale;
+    const size_t n = positions.size() * freqs.inv_freq.size();
+    cache.cos.resize(n);
+    cache.sin.resize(n);
+    cpu::RopeAngles(positions.data(), static_cast<int64_t>(positions.size()), freqs,
+                    cache.cos.data(), cache.sin.data());
+  }
+  return cache;
+}
 
 class CpuOps final : public Ops {
  public:
@@ -97,14 +127,17 @@ class CpuOps final : public Ops {
   void Rope(float* x, int n_rows, int stride, int n_heads, int head_dim,
             std::span<const int32_t> positions, const RopeFrequencies& freqs,
             RopeStyle style) override {
-    const int64_t rope_dim = 2 * static_cast<int64_t>(freqs.inv_freq.size());
-    if (static_cast<int64_t>(n_rows) * n_heads * rope_dim < kMinParallelElements) {
-      cpu::RopeRows(x, 0, n_rows, stride, n_heads, head_dim, positions.data(), freqs, style);
+    const int pairs = static_cast<int>(freqs.inv_freq.size());
+    const RopeAngleCache& angles = Angles(positions.first(n_rows), freqs);
+    auto rotate = [&](int64_t b, int64_t e) {
+      cpu::RopeRowsFromAngles(x, b, e, stride, n_heads, head_dim, pairs, angles.cos.data(),
+                              angles.sin.data(), style);
+    };
+    if (static_cast<int64_t>(n_rows) * n_heads * 2 * pairs < kMinParallelElements) {
+      rotate(0, n_rows);
       return;
     }
-    pool_.ParallelFor(n_rows, [&](int64_t b, int64_t e) {
-      cpu::RopeRows(x, b, e, stride, n_heads, head_dim, positions.data(), freqs, style);
-    });
+    pool_.ParallelFor(n_rows, rotate);
   }
 
   void SwiGlu(const float* gate, const float* up, int64_t n, float* out) override {

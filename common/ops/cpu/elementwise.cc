@@ -19,20 +19,28 @@ void RmsNormRows(const float* x, const float* w, int64_t dim, float eps, int64_t
   }
 }
 
-void RopeRows(float* x, int64_t r_begin, int64_t r_end, int stride, int n_heads, int head_dim,
-              const int32_t* positions, const RopeFrequencies& freqs, RopeStyle style) {
+void RopeAngles(const int32_t* positions, int64_t n_rows, const RopeFrequencies& freqs,
+                float* cos_out, float* sin_out) {
   const int pairs = static_cast<int>(freqs.inv_freq.size());
   const float* freq = freqs.inv_freq.data();
-  std::vector<float> cos_v(pairs), sin_v(pairs);
-  const int half_offset = style == RopeStyle::kHalf ? pairs : 1;
-  const int pair_step = style == RopeStyle::kHalf ? 1 : 2;
-  for (int64_t r = r_begin; r < r_end; ++r) {
+  for (int64_t r = 0; r < n_rows; ++r) {
     const float pos = static_cast<float>(positions[r]);
     for (int i = 0; i < pairs; ++i) {
       const float angle = pos * freq[i];
-      cos_v[i] = std::cos(angle) * freqs.mscale;
-      sin_v[i] = std::sin(angle) * freqs.mscale;
+      cos_out[r * pairs + i] = std::cos(angle) * freqs.mscale;
+      sin_out[r * pairs + i] = std::sin(angle) * freqs.mscale;
     }
+  }
+}
+
+void RopeRowsFromAngles(float* x, int64_t r_begin, int64_t r_end, int stride, int n_heads,
+                        int head_dim, int pairs, const float* cos_v, const float* sin_v,
+                        RopeStyle style) {
+  const int half_offset = style == RopeStyle::kHalf ? pairs : 1;
+  const int pair_step = style == RopeStyle::kHalf ? 1 : 2;
+  for (int64_t r = r_begin; r < r_end; ++r) {
+    const float* c = cos_v + r * pairs;
+    const float* s = sin_v + r * pairs;
     float* row = x + r * stride;
     for (int h = 0; h < n_heads; ++h) {
       float* head = row + static_cast<int64_t>(h) * head_dim;
@@ -41,10 +49,21 @@ void RopeRows(float* x, int64_t r_begin, int64_t r_end, int stride, int n_heads,
         float* b = a + half_offset;
         const float v0 = *a;
         const float v1 = *b;
-        *a = v0 * cos_v[i] - v1 * sin_v[i];
-        *b = v0 * sin_v[i] + v1 * cos_v[i];
+        *a = v0 * c[i] - v1 * s[i];
+        *b = v0 * s[i] + v1 * c[i];
       }
     }
+  }
+}
+
+void RopeRows(float* x, int64_t r_begin, int64_t r_end, int stride, int n_heads, int head_dim,
+              const int32_t* positions, const RopeFrequencies& freqs, RopeStyle style) {
+  const int pairs = static_cast<int>(freqs.inv_freq.size());
+  std::vector<float> cos_v(pairs), sin_v(pairs);
+  for (int64_t r = r_begin; r < r_end; ++r) {
+    RopeAngles(positions + r, 1, freqs, cos_v.data(), sin_v.data());
+    RopeRowsFromAngles(x + r * stride, 0, 1, stride, n_heads, head_dim, pairs, cos_v.data(),
+                       sin_v.data(), style);
   }
 }
 

@@ -1,5 +1,8 @@
 // EmbedRows, RmsNorm, Rope, SwiGlu and Add against references.
+#include "common/ops/cpu/elementwise.h"
+
 #include <cmath>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -120,6 +123,40 @@ TEST_P(ElementwiseTest, RopePartialAndHalfMatchDoubleReference) {
         }
       }
     }
+  }
+}
+
+// Ops::Rope keeps the angles of the last positions it rotated (a pass rotates q
+// and k of every layer at the same ones): never reused for other positions,
+// fewer rows or other frequencies; the same bits as RopeRows each time.
+TEST_P(ElementwiseTest, RopeReusesAnglesOnlyForTheSamePositionsAndFrequencies) {
+  auto ops = MakeCpuOpsWithIsa(2, GetParam());
+  const int n_heads = 4, head_dim = 16, stride = n_heads * head_dim;
+  const RopeFrequencies f1 = PlainRopeFrequencies(10000.0f, head_dim);
+  const RopeFrequencies f2 = PlainRopeFrequencies(500000.0f, head_dim);
+  std::vector<int32_t> p1(600), p2(600);
+  for (int r = 0; r < 600; ++r) {
+    p1[r] = r;
+    p2[r] = 1000 + 3 * r;
+  }
+  struct Call {
+    const std::vector<int32_t>* pos;
+    int rows;
+    const RopeFrequencies* freqs;
+  };
+  // Enough rows (600 x 4 heads x 16) for the parallel path, and a few for the serial one.
+  const Call calls[] = {{&p1, 600, &f1}, {&p1, 600, &f1}, {&p1, 600, &f2}, {&p2, 600, &f2},
+                        {&p2, 3, &f2},   {&p1, 3, &f2},   {&p1, 600, &f1}};
+  int seed = 40;
+  for (const Call& c : calls) {
+    std::vector<float> x = RandomFloats(static_cast<int64_t>(c.rows) * stride, seed++);
+    std::vector<float> want = x;
+    ops->Rope(x.data(), c.rows, stride, n_heads, head_dim,
+              std::span<const int32_t>(*c.pos).first(c.rows), *c.freqs, RopeStyle::kHalf);
+    cpu::RopeRows(want.data(), 0, c.rows, stride, n_heads, head_dim, c.pos->data(), *c.freqs,
+                  RopeStyle::kHalf);
+    for (size_t i = 0; i < x.size(); ++i)
+      ASSERT_EQ(x[i], want[i]) << "call " << seed - 40 << " " << i;
   }
 }
 
