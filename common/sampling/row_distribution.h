@@ -69,7 +69,7 @@ class RowDistribution {
   double weight(int32_t token) const;
   double prob(int32_t token) const { return total_ > 0 ? weight(token) / total_ : 0.0; }
   // Whether a cut (top_k, top_p, min_p) applies: then the kept tokens are those
-  // of non-zero weight (and a top_k's tokens of zero weight); without one, all.
+  // of non-zero weight; without one, every token.
   bool cut() const { return cut_; }
 
   // The rejection step of speculative sampling: p <- norm(max(p - q, 0)) over
