@@ -33,24 +33,36 @@ void RopeAngles(const int32_t* positions, int64_t n_rows, const RopeFrequencies&
   }
 }
 
+namespace {
+
+// One head's pairs (a_i, b_i) rotated by (c_i, s_i): a_i at a[i * step], b_i at
+// b[i * step]. Written per style with compile-time steps, so that the compiler
+// vectorises them (a runtime step and offset left it scalar).
+template <int kStep>
+inline void RotatePairs(float* a, float* b, int pairs, const float* c, const float* s) {
+  for (int i = 0; i < pairs; ++i) {
+    const float v0 = a[i * kStep];
+    const float v1 = b[i * kStep];
+    a[i * kStep] = v0 * c[i] - v1 * s[i];
+    b[i * kStep] = v0 * s[i] + v1 * c[i];
+  }
+}
+
+}  // namespace
+
 void RopeRowsFromAngles(float* x, int64_t r_begin, int64_t r_end, int stride, int n_heads,
                         int head_dim, int pairs, const float* cos_v, const float* sin_v,
                         RopeStyle style) {
-  const int half_offset = style == RopeStyle::kHalf ? pairs : 1;
-  const int pair_step = style == RopeStyle::kHalf ? 1 : 2;
   for (int64_t r = r_begin; r < r_end; ++r) {
     const float* c = cos_v + r * pairs;
     const float* s = sin_v + r * pairs;
     float* row = x + r * stride;
     for (int h = 0; h < n_heads; ++h) {
       float* head = row + static_cast<int64_t>(h) * head_dim;
-      for (int i = 0; i < pairs; ++i) {
-        float* a = head + i * pair_step;
-        float* b = a + half_offset;
-        const float v0 = *a;
-        const float v1 = *b;
-        *a = v0 * c[i] - v1 * s[i];
-        *b = v0 * s[i] + v1 * c[i];
+      if (style == RopeStyle::kHalf) {
+        RotatePairs<1>(head, head + pairs, pairs, c, s);
+      } else {
+        RotatePairs<2>(head, head + 1, pairs, c, s);
       }
     }
   }

@@ -126,6 +126,49 @@ TEST_P(ElementwiseTest, RopePartialAndHalfMatchDoubleReference) {
   }
 }
 
+// The rotation as RopeRows first wrote it, one pair at a time (angles in float,
+// llama2.c's expressions): the vectorised rotation must give these bits.
+void ScalarRope(float* x, int n_rows, int stride, int n_heads, int head_dim,
+                const std::vector<int32_t>& pos, const RopeFrequencies& f, RopeStyle style) {
+  const int pairs = static_cast<int>(f.inv_freq.size());
+  const int offset = style == RopeStyle::kHalf ? pairs : 1;
+  const int step = style == RopeStyle::kHalf ? 1 : 2;
+  for (int r = 0; r < n_rows; ++r) {
+    for (int h = 0; h < n_heads; ++h) {
+      float* head = x + static_cast<int64_t>(r) * stride + h * head_dim;
+      for (int i = 0; i < pairs; ++i) {
+        const float angle = static_cast<float>(pos[r]) * f.inv_freq[i];
+        const float c = std::cos(angle) * f.mscale, s = std::sin(angle) * f.mscale;
+        const float v0 = head[i * step], v1 = head[i * step + offset];
+        head[i * step] = v0 * c - v1 * s;
+        head[i * step + offset] = v0 * s + v1 * c;
+      }
+    }
+  }
+}
+
+TEST_P(ElementwiseTest, RopeHasTheBitsOfTheScalarRotation) {
+  auto ops = MakeCpuOpsWithIsa(2, GetParam());
+  for (RopeStyle style : {RopeStyle::kInterleaved, RopeStyle::kHalf}) {
+    for (int head_dim : {8, 16, 64, 128}) {
+      for (int rope_dim : {head_dim, head_dim / 2}) {
+        const int n_heads = 3, n_rows = 300, stride = n_heads * head_dim + 2;
+        std::vector<float> x = RandomFloats(static_cast<int64_t>(n_rows) * stride, head_dim);
+        std::vector<float> want = x;
+        std::vector<int32_t> pos(n_rows);
+        for (int r = 0; r < n_rows; ++r) pos[r] = (r * 131) % 9000;
+        const RopeFrequencies f = PlainRopeFrequencies(500000.0f, rope_dim);
+        ops->Rope(x.data(), n_rows, stride, n_heads, head_dim, pos, f, style);
+        ScalarRope(want.data(), n_rows, stride, n_heads, head_dim, pos, f, style);
+        for (size_t i = 0; i < x.size(); ++i) {
+          ASSERT_EQ(x[i], want[i])
+              << "head_dim " << head_dim << " rope_dim " << rope_dim << " " << i;
+        }
+      }
+    }
+  }
+}
+
 // Ops::Rope keeps the angles of the last positions it rotated (a pass rotates q
 // and k of every layer at the same ones): never reused for other positions,
 // fewer rows or other frequencies; the same bits as RopeRows each time.
