@@ -48,11 +48,12 @@ __attribute__((target_clones("avx512f", "avx2", "default"))) void RowWeights(con
   for (int i = 0; i < n; ++i) w[i] = ExpNonPositive((logits[i] - max) * inv_t);
 }
 
-// The largest of n floats (n > 0), in eight running maxima: a loop the
-// compiler vectorises (a single running maximum is a chain it may not reorder).
+// The largest of n floats, NaN ignored (-inf if none is larger), in eight
+// running maxima: a loop the compiler vectorises (a single running maximum
+// is a chain it may not reorder).
 float MaxOf(const float* x, int n) {
   float m[8];
-  for (int j = 0; j < 8; ++j) m[j] = x[0];
+  for (int j = 0; j < 8; ++j) m[j] = -std::numeric_limits<float>::infinity();
   int i = 0;
   for (; i + 8 <= n; i += 8) {
     for (int j = 0; j < 8; ++j) m[j] = x[i + j] > m[j] ? x[i + j] : m[j];
@@ -92,10 +93,6 @@ inline int Bucket(float w) {
   return b < kBuckets ? b : kBuckets - 1;
 }
 
-bool ByLogit(std::span<const float> logits, int32_t a, int32_t b) {
-  return logits[a] > logits[b] || (logits[a] == logits[b] && a < b);
-}
-
 }  // namespace
 
 void TopTokensByLogit(std::span<const float> logits, int k, std::vector<int32_t>* out) {
@@ -108,7 +105,7 @@ void TopTokensByLogit(std::span<const float> logits, int k, std::vector<int32_t>
   out->clear();
   if (k == 0) return;
   const float* x = logits.data();
-  auto by_logit = [x](int32_t a, int32_t b) { return x[a] > x[b] || (x[a] == x[b] && a < b); };
+  auto by_logit = [logits](int32_t a, int32_t b) { return MoreLikely(logits, a, b); };
   float bar = -std::numeric_limits<float>::infinity();
   bool full = false;
   auto admit = [&](int i) {
@@ -116,14 +113,15 @@ void TopTokensByLogit(std::span<const float> logits, int k, std::vector<int32_t>
     if (static_cast<int>(out->size()) < 2 * k) return;
     std::nth_element(out->begin(), out->begin() + (k - 1), out->end(), by_logit);
     out->resize(k);
-    bar = x[(*out)[k - 1]];
+    const float kth = x[(*out)[k - 1]];
+    bar = kth == kth ? kth : -std::numeric_limits<float>::infinity();  // NaN ranks as -inf
     full = true;
   };
   int i = 0;
   for (; i < n && !full; ++i) admit(i);
   for (; i + 16 <= n; i += 16) {
-    float m = x[i];
-    for (int j = 1; j < 16; ++j) m = x[i + j] > m ? x[i + j] : m;
+    float m = -std::numeric_limits<float>::infinity();  // a NaN never wins it
+    for (int j = 0; j < 16; ++j) m = x[i + j] > m ? x[i + j] : m;
     if (!(m > bar)) continue;
     for (int j = i; j < i + 16; ++j) {
       if (x[j] > bar) admit(j);
@@ -235,7 +233,13 @@ void RowDistribution::Assign(std::span<const float> logits, const SamplingParams
   }
   SumBlocks();
   // Drawn where no token has weight (every logit -inf or NaN).
-  most_likely_ = total_ > 0 || n == 0 ? 0 : Argmax(logits);
+  if (total_ > 0 || n == 0) {
+    most_likely_ = 0;
+  } else {  // NaN ranks last here, unlike in Argmax (where a NaN first is never beaten)
+    std::vector<int32_t> first;
+    TopTokensByLogit(logits, 1, &first);
+    most_likely_ = first[0];
+  }
 }
 
 void RowDistribution::SelectTopK(std::span<const float> logits, int k) {
@@ -291,7 +295,7 @@ void RowDistribution::KeepNucleus(std::span<const float> logits, float top_p) {
     if (k < sub) w[t] = 0.0f;
   }
   std::sort(tail_.begin(), tail_.end(),
-            [&](int32_t a, int32_t b) { return ByLogit(logits, a, b); });
+            [&](int32_t a, int32_t b) { return MoreLikely(logits, a, b); });
   double running = above;
   size_t kept = 0;
   while (kept < tail_.size() && running < target) running += w[tail_[kept++]];

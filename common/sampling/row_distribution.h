@@ -29,8 +29,7 @@ namespace specserve {
 // leaves its normal range) and for -inf or NaN. Exactly 1 at x = 0.
 float SamplingWeight(float x);
 
-// The largest logit (NaN only where the first is NaN, as std::max from the
-// first), vectorised.
+// The largest logit, NaN ignored (-inf where none is larger), vectorised.
 float MaxLogit(std::span<const float> logits);
 
 // The sum over the logits of exp(logit - max) (max >= every logit), in double:
@@ -38,6 +37,15 @@ float MaxLogit(std::span<const float> logits);
 // log-softmax denominators (logprobs): ~20x faster than std::exp in double at
 // 128K tokens, within a few float roundings of it.
 double SumOfExponentials(std::span<const float> logits, float max);
+
+// Whether token a ranks before token b: a higher logit, ties to the lower id,
+// NaN as -inf. A strict weak order whatever the row holds (a NaN compared raw
+// breaks the sorts' assumptions: out-of-range reads in std::sort).
+inline bool MoreLikely(std::span<const float> logits, int32_t a, int32_t b) {
+  const float la = logits[a] == logits[a] ? logits[a] : -__builtin_inff();
+  const float lb = logits[b] == logits[b] ? logits[b] : -__builtin_inff();
+  return la > lb || (la == lb && a < b);
+}
 
 // The k most likely tokens (ties: lower id first), most likely first, in one
 // pass and a few small sorts (a partial sort of the vocabulary's indices

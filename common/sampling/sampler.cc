@@ -45,9 +45,8 @@ std::vector<TokenProb> SamplingDistribution(std::span<const float> logits,
       order.push_back(static_cast<int32_t>(i));
     }
   }
-  std::sort(order.begin(), order.end(), [&](int32_t a, int32_t b) {
-    return logits[a] > logits[b] || (logits[a] == logits[b] && a < b);
-  });
+  std::sort(order.begin(), order.end(),
+            [&](int32_t a, int32_t b) { return MoreLikely(logits, a, b); });
   std::vector<TokenProb> dist;
   dist.reserve(order.size());
   for (int32_t t : order) dist.push_back({t, static_cast<float>(row.prob(t))});

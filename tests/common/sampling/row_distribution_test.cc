@@ -265,6 +265,43 @@ TEST(RowDistributionTest, TheSumOfExponentialsIsTheSoftmaxDenominator) {
   }
 }
 
+TEST(RowDistributionTest, NanLogitsRankLastAndAreNeverDrawn) {
+  // A broken model's row: NaNs first, in runs and scattered, beside -inf and
+  // ties. The sorts see NaN as -inf (a raw NaN comparison breaks their order
+  // and can read out of range); no cut keeps a NaN token with mass.
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  std::vector<float> logits = NormalLogits(3000, 21);
+  for (int i = 0; i < 3000; i += 7) logits[i] = nan;
+  for (int i = 0; i < 200; ++i) logits[i] = nan;
+  logits[500] = -std::numeric_limits<float>::infinity();
+  logits[600] = logits[601];
+  for (int k : {1, 5, 150, 2999, 3000}) {
+    std::vector<int32_t> want(3000);
+    for (int i = 0; i < 3000; ++i) want[i] = i;
+    std::stable_sort(want.begin(), want.end(),
+                     [&](int32_t a, int32_t b) { return MoreLikely(logits, a, b); });
+    want.resize(k);
+    std::vector<int32_t> got;
+    TopTokensByLogit(logits, k, &got);
+    ASSERT_EQ(got, want) << "k " << k;
+  }
+  std::vector<SamplingParams> params(4, Temperature(1.0f));
+  params[1].top_k = 50;
+  params[2].top_p = 0.9f;
+  params[3].min_p = 0.1f;
+  for (const SamplingParams& p : params) {
+    RowDistribution row;
+    row.Assign(logits, p);
+    EXPECT_GT(row.total(), 0);
+    Rng rng(5);
+    for (int i = 0; i < 2000; ++i) {
+      const int32_t t = row.Draw(rng);
+      ASSERT_FALSE(std::isnan(logits[t])) << "drew a NaN token, top_k " << p.top_k;
+    }
+    EXPECT_FALSE(SamplingDistribution(logits, p).empty());
+  }
+}
+
 TEST(RowDistributionTest, ARowWithoutMassDrawsItsFirstToken) {
   const float inf = std::numeric_limits<float>::infinity();
   const std::vector<float> logits = {-inf, -inf, -inf};
