@@ -55,10 +55,10 @@ void LogitRows::Consume(int first_row, int n_rows, int64_t column, int columns,
 
 void LogitRows::ConsumeRow(Row& row, int64_t column, std::span<const float> values) {
   if (values.empty()) return;
-  if (column == 0) {  // a row starts as Argmax and ComputeLogprobs do: at logit 0
+  if (column == 0) {  // a row's argmax starts as Argmax's does: at logit 0
     row.best = 0;
     row.best_logit = values[0];
-    row.max = values[0];
+    row.max = -std::numeric_limits<double>::infinity();  // MaxLogit's start (NaN ignored)
     row.sum = 0;
   }
   // Argmax: a later column wins only when strictly larger (the lowest index wins a
@@ -79,6 +79,9 @@ void LogitRows::ConsumeRow(Row& row, int64_t column, std::span<const float> valu
   std::vector<TokenLogit>& top = row.top;
   auto consider = [&](size_t j) {
     const float x = values[j];
+    // NaN never enters (it compares below nothing, so once last in a full list
+    // nothing could displace it).
+    if (!(x == x)) return;
     if (top.size() == cap) {
       if (!(x > top.back().logit)) return;
       top.pop_back();
@@ -105,13 +108,11 @@ void LogitRows::ConsumeRow(Row& row, int64_t column, std::span<const float> valu
 }
 
 void LogitRows::AddExponentials(Row& row, std::span<const float> values) {
-  // Logsumexp online: the running max as ComputeLogprobs takes it (std::max from
-  // logit 0), the sum rescaled whenever the max grows. With the whole row in one
+  // Logsumexp online: the running max as ComputeLogprobs takes it (MaxLogit: NaN
+  // ignored), the sum rescaled whenever the max grows. With the whole row in one
   // chunk this is ComputeLogprobs's arithmetic exactly; in chunks it differs by
   // double rounding only.
-  float max = static_cast<float>(row.max);
-  const float chunk_max = MaxLogit(values);
-  max = std::max(max, chunk_max);
+  const float max = std::max(static_cast<float>(row.max), MaxLogit(values));
   if (row.sum != 0 && max != static_cast<float>(row.max)) {
     row.sum *= std::exp(row.max - static_cast<double>(max));
   }

@@ -146,6 +146,26 @@ TEST(LogitRows, TheTopListSkipsRunsBelowItAndKeepsWhatAPartialSortKeeps) {
   }
 }
 
+TEST(LogitRows, ReducedLogprobsIgnoreNanAsTheFullRowsDo) {
+  // A NaN first (where the row's max used to start) and a NaN inside: the
+  // reduced row's logprobs are the whole row's, in one chunk and in several.
+  std::vector<float> logits(kVocab);
+  for (int i = 0; i < kVocab; ++i) logits[i] = static_cast<float>((i * 37) % 101) / 20.0f;
+  logits[0] = std::numeric_limits<float>::quiet_NaN();
+  logits[77] = std::numeric_limits<float>::quiet_NaN();
+  const TokenLogprobs want = ComputeLogprobs(logits, 5, 0);
+  ASSERT_TRUE(std::isfinite(want.logprob));
+  for (int columns : {1, 64, kVocab}) {
+    LogitRows rows;
+    const std::vector<LogitRowNeeds> needs = {{.top_n = 3, .logsumexp = true}};
+    rows.Reset(needs, kVocab);
+    FeedInChunks(logits, 1, columns, &rows);
+    const int32_t top = rows.top(0)[0].token;
+    EXPECT_NEAR(rows.Logprobs(0, top, 0).logprob, ComputeLogprobs(logits, top, 0).logprob, 2e-6f)
+        << columns;
+  }
+}
+
 TEST(LogitRows, TiesGoToTheLowestIndexAcrossChunks) {
   std::vector<float> logits(kVocab, 0.0f);
   logits[300] = logits[301] = logits[999] = 2.0f;
