@@ -1,5 +1,8 @@
 #include "common/speculation/grouping.h"
 
+#include <algorithm>
+#include <vector>
+
 namespace specserve {
 
 namespace {
@@ -8,6 +11,18 @@ namespace {
 bool SplitAt(int position) { return (position / PipelineGrouping::kBlockSteps) % 2 == 0; }
 
 }  // namespace
+
+double PipelineGrouping::MedianRate(const Cycle& cycle, bool split) {
+  std::vector<double> rates;
+  for (int b = 0; b < kBlocks; ++b) {
+    if (cycle.seconds[split][b] > 0)
+      rates.push_back(cycle.tokens[split][b] / cycle.seconds[split][b]);
+  }
+  if (rates.empty()) return 0;
+  std::sort(rates.begin(), rates.end());
+  const size_t n = rates.size();
+  return n % 2 == 1 ? rates[n / 2] : (rates[n / 2 - 1] + rates[n / 2]) / 2;
+}
 
 bool PipelineGrouping::Split(StepClass c) {
   const Cycle& cycle = cycles_[c.batch_bucket];
@@ -25,13 +40,12 @@ void PipelineGrouping::Record(StepClass c, bool split, bool speculated, int64_t 
   const int p = cycle.position;
   // Only steps run as the cycle asked count (the caller may have had one sequence).
   if (p < kMeasureSteps && speculated && split == SplitAt(p) && p % kBlockSteps >= kSettleSteps) {
-    cycle.tokens[split] += static_cast<double>(tokens);
-    cycle.seconds[split] += seconds;
+    const int block = p / kBlockSteps / 2;  // the grouping's own block number
+    cycle.tokens[split][block] += static_cast<double>(tokens);
+    cycle.seconds[split][block] += seconds;
   }
   if (++cycle.position == kMeasureSteps) {
-    const double split_rate = cycle.seconds[1] > 0 ? cycle.tokens[1] / cycle.seconds[1] : 0;
-    const double lone_rate = cycle.seconds[0] > 0 ? cycle.tokens[0] / cycle.seconds[0] : 0;
-    cycle.split_wins = split_rate >= lone_rate;
+    cycle.split_wins = MedianRate(cycle, true) >= MedianRate(cycle, false);
   }
   if (cycle.position >= kMeasureSteps + kHoldSteps) {
     const bool wins = cycle.split_wins;

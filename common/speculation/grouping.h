@@ -45,10 +45,17 @@ class PipelineGrouping {
 
  private:
   struct Cycle {
-    int position = 0;                                // steps into the cycle
-    double tokens[2] = {0, 0}, seconds[2] = {0, 0};  // counted steps, [split]
+    int position = 0;  // steps into the cycle
+    // Counted steps per block of each grouping: [split][block].
+    double tokens[2][kBlocks] = {}, seconds[2][kBlocks] = {};
     bool split_wins = true;
   };
+  // The median over a grouping's measured blocks of their token rates (0:
+  // none measured). A median, not the pooled rate: one block slowed by the
+  // host (a descheduled thread, another tenant) would otherwise decide the
+  // cycle: on a loaded 2-core machine two groups won a cycle where one group
+  // ran 1.85x faster, and held for the rest of the run.
+  static double MedianRate(const Cycle& cycle, bool split);
   std::map<int, Cycle> cycles_;  // by StepClass::batch_bucket
 };
 
