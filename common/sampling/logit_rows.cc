@@ -8,26 +8,6 @@
 
 namespace specserve {
 
-namespace {
-
-// The largest value (-inf when there is none but NaN), in independent lanes that
-// the compiler turns into SIMD max instructions: about 4x a branchy scan.
-float MaxIgnoringNan(std::span<const float> values) {
-  constexpr int kLanes = 16;
-  float lane[kLanes];
-  for (float& l : lane) l = -std::numeric_limits<float>::infinity();
-  size_t j = 0;
-  for (; j + kLanes <= values.size(); j += kLanes) {
-    for (int k = 0; k < kLanes; ++k) lane[k] = values[j + k] > lane[k] ? values[j + k] : lane[k];
-  }
-  for (; j < values.size(); ++j) lane[0] = values[j] > lane[0] ? values[j] : lane[0];
-  float max = lane[0];
-  for (int k = 1; k < kLanes; ++k) max = lane[k] > max ? lane[k] : max;
-  return max;
-}
-
-}  // namespace
-
 void LogitRows::Reset(std::span<const LogitRowNeeds> needs, int vocab) {
   vocab_ = vocab;
   rows_.resize(needs.size());
@@ -63,7 +43,7 @@ void LogitRows::ConsumeRow(Row& row, int64_t column, std::span<const float> valu
   }
   // Argmax: a later column wins only when strictly larger (the lowest index wins a
   // tie; NaN never wins, unless at column 0 where nothing beats it).
-  const float chunk_max = MaxIgnoringNan(values);
+  const float chunk_max = MaxLogit(values);  // NaN ignored
   if (chunk_max > row.best_logit) {
     const auto at = std::find(values.begin(), values.end(), chunk_max);
     row.best = static_cast<int32_t>(column + (at - values.begin()));
@@ -71,7 +51,7 @@ void LogitRows::ConsumeRow(Row& row, int64_t column, std::span<const float> valu
   }
   if (row.needs.full)
     std::copy(values.begin(), values.end(), full_.begin() + row.full_offset + column);
-  if (row.needs.logsumexp) AddExponentials(row, values);
+  if (row.needs.logsumexp) AddExponentials(row, values, chunk_max);
 
   // Top n: columns arrive in increasing order, so a tie never displaces a kept token.
   const size_t cap = static_cast<size_t>(row.needs.top_n);
@@ -107,12 +87,12 @@ void LogitRows::ConsumeRow(Row& row, int64_t column, std::span<const float> valu
   for (; j < n; ++j) consider(j);
 }
 
-void LogitRows::AddExponentials(Row& row, std::span<const float> values) {
+void LogitRows::AddExponentials(Row& row, std::span<const float> values, float chunk_max) {
   // Logsumexp online: the running max as ComputeLogprobs takes it (MaxLogit: NaN
   // ignored), the sum rescaled whenever the max grows. With the whole row in one
   // chunk this is ComputeLogprobs's arithmetic exactly; in chunks it differs by
   // double rounding only.
-  const float max = std::max(static_cast<float>(row.max), MaxLogit(values));
+  const float max = std::max(static_cast<float>(row.max), chunk_max);
   if (row.sum != 0 && max != static_cast<float>(row.max)) {
     row.sum *= std::exp(row.max - static_cast<double>(max));
   }

@@ -73,7 +73,8 @@ class LogitRows {
     int64_t full_offset = -1;     // into full_
   };
   void ConsumeRow(Row& row, int64_t column, std::span<const float> values);
-  static void AddExponentials(Row& row, std::span<const float> values);
+  // `chunk_max`: MaxLogit(values), which ConsumeRow already took for the argmax.
+  static void AddExponentials(Row& row, std::span<const float> values, float chunk_max);
 
   int vocab_ = 0;
   std::vector<Row> rows_;
