@@ -198,7 +198,6 @@ KeptPrefix CutSortedWeights(std::span<const float> weights, double sum,
 void RowDistribution::Assign(std::span<const float> logits, const SamplingParams& params) {
   const int n = static_cast<int>(logits.size());
   changed_.clear();
-  kept_.clear();
   weights_.resize(n);
   const float max = n > 0 ? MaxOf(logits.data(), n) : 0.0f;
   const float inv_t = 1.0f / params.temperature;
@@ -208,7 +207,7 @@ void RowDistribution::Assign(std::span<const float> logits, const SamplingParams
   if (top_k) {
     // The top_k most likely (ties: lower id first), then top_p and min_p
     // within them, on the list sorted most likely first; only they get weights.
-    SelectTopK(logits, params.top_k);
+    TopTokensByLogit(logits, params.top_k, &kept_);
     double sum = 0;
     kept_weights_.resize(kept_.size());
     for (size_t i = 0; i < kept_.size(); ++i) {
@@ -240,10 +239,6 @@ void RowDistribution::Assign(std::span<const float> logits, const SamplingParams
     TopTokensByLogit(logits, 1, &first);
     most_likely_ = first[0];
   }
-}
-
-void RowDistribution::SelectTopK(std::span<const float> logits, int k) {
-  TopTokensByLogit(logits, k, &kept_);
 }
 
 void RowDistribution::KeepNucleus(std::span<const float> logits, float top_p) {

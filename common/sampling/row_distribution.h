@@ -90,8 +90,6 @@ class RowDistribution {
   int32_t Draw(Rng& rng) const;
 
  private:
-  // Cuts (Assign): kept_ = the top k by logit, sorted most likely first.
-  void SelectTopK(std::span<const float> logits, int k);
   // Zeroes the weights outside the shortest most-likely prefix reaching top_p.
   void KeepNucleus(std::span<const float> logits, float top_p);
   double BlockSum(int block) const;
@@ -105,7 +103,7 @@ class RowDistribution {
   // Weights SubtractClamped changed (in double: the residual's precision).
   std::vector<std::pair<int32_t, double>> changed_;
   bool cut_ = false;
-  std::vector<int32_t> kept_;  // top_k: the kept tokens, most likely first
+  std::vector<int32_t> kept_;  // a top_k cut's tokens, most likely first (scratch)
   std::vector<float> kept_weights_;
   std::vector<int32_t> boundary_;  // a cut's tokens of the bucket it falls in
   std::vector<int32_t> tail_;      // and of the sub-bucket

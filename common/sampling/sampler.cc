@@ -34,10 +34,21 @@ int32_t Argmax(std::span<const float> logits) {
   return best;
 }
 
+namespace {
+
+// The calling thread's row buffers (a vocabulary of floats), shared by
+// SamplingDistribution and SampleToken, neither of which calls the other.
+RowDistribution& ThreadRow() {
+  thread_local RowDistribution row;
+  return row;
+}
+
+}  // namespace
+
 std::vector<TokenProb> SamplingDistribution(std::span<const float> logits,
                                             const SamplingParams& params) {
   if (params.greedy()) return {TokenProb{Argmax(logits), 1.0f}};
-  thread_local RowDistribution row;
+  RowDistribution& row = ThreadRow();
   row.Assign(logits, params);
   std::vector<int32_t> order;
   for (size_t i = 0; i < logits.size(); ++i) {
@@ -94,7 +105,7 @@ int32_t SampleFrom(std::span<const TokenProb> dist, Rng& rng) {
 
 int32_t SampleToken(std::span<const float> logits, const SamplingParams& params, Rng& rng) {
   if (params.greedy()) return Argmax(logits);
-  thread_local RowDistribution row;
+  RowDistribution& row = ThreadRow();
   row.Assign(logits, params);
   return row.Draw(rng);
 }
