@@ -1,7 +1,6 @@
 #include "common/ops/cpu/elementwise.h"
 
 #include <cmath>
-#include <vector>
 
 #include "common/ops/cpu/kernels.h"
 
@@ -65,17 +64,6 @@ void RopeRowsFromAngles(float* x, int64_t r_begin, int64_t r_end, int stride, in
         RotatePairs<2>(head, head + 1, pairs, c, s);
       }
     }
-  }
-}
-
-void RopeRows(float* x, int64_t r_begin, int64_t r_end, int stride, int n_heads, int head_dim,
-              const int32_t* positions, const RopeFrequencies& freqs, RopeStyle style) {
-  const int pairs = static_cast<int>(freqs.inv_freq.size());
-  std::vector<float> cos_v(pairs), sin_v(pairs);
-  for (int64_t r = r_begin; r < r_end; ++r) {
-    RopeAngles(positions + r, 1, freqs, cos_v.data(), sin_v.data());
-    RopeRowsFromAngles(x + r * stride, 0, 1, stride, n_heads, head_dim, pairs, cos_v.data(),
-                       sin_v.data(), style);
   }
 }
 

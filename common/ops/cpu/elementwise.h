@@ -14,17 +14,13 @@ namespace specserve::cpu {
 void RmsNormRows(const float* x, const float* w, int64_t dim, float eps, int64_t r_begin,
                  int64_t r_end, float* y);
 
-// Rotates rows [r_begin, r_end) in place, as llama2.c does: for pair i,
-// angle = pos * freqs.inv_freq[i], cosf / sinf in float (times freqs.mscale).
-// kInterleaved pairs (2i, 2i + 1); kHalf pairs (i, i + rope_dim / 2).
-void RopeRows(float* x, int64_t r_begin, int64_t r_end, int stride, int n_heads, int head_dim,
-              const int32_t* positions, const RopeFrequencies& freqs, RopeStyle style);
-
-// RopeRows in two parts: the scaled cos and sin of every (row, pair) angle
-// (row r's pair i at [r * pairs + i]), then the rotation of rows [r_begin,
-// r_end) with them. A pass rotates q and k of every layer at the same
-// positions: the angles once a pass instead of twice a layer (stories260K: ~2%
-// of a speculative step in sincosf and its caller).
+// Rotary embedding as llama2.c does it, in two parts: for pair i, angle =
+// pos * freqs.inv_freq[i], cosf / sinf in float (times freqs.mscale), for
+// every (row, pair) (row r's pair i at [r * pairs + i]); then rows [r_begin,
+// r_end) rotated in place with them, kInterleaved pairs (2i, 2i + 1), kHalf
+// pairs (i, i + rope_dim / 2). Apart because a pass rotates q and k of every
+// layer at the same positions: the angles once a pass instead of twice a
+// layer (stories260K: ~2% of a speculative step in sincosf and its caller).
 void RopeAngles(const int32_t* positions, int64_t n_rows, const RopeFrequencies& freqs,
                 float* cos_out, float* sin_out);
 void RopeRowsFromAngles(float* x, int64_t r_begin, int64_t r_end, int stride, int n_heads,

@@ -1,5 +1,4 @@
 // EmbedRows, RmsNorm, Rope, SwiGlu and Add against references.
-#include "common/ops/cpu/elementwise.h"
 
 #include <cmath>
 #include <span>
@@ -126,7 +125,7 @@ TEST_P(ElementwiseTest, RopePartialAndHalfMatchDoubleReference) {
   }
 }
 
-// The rotation as RopeRows first wrote it, one pair at a time (angles in float,
+// The rotation as the CPU first wrote it, one pair at a time (angles in float,
 // llama2.c's expressions): the vectorised rotation must give these bits.
 void ScalarRope(float* x, int n_rows, int stride, int n_heads, int head_dim,
                 const std::vector<int32_t>& pos, const RopeFrequencies& f, RopeStyle style) {
@@ -171,7 +170,7 @@ TEST_P(ElementwiseTest, RopeHasTheBitsOfTheScalarRotation) {
 
 // Ops::Rope keeps the angles of the last positions it rotated (a pass rotates q
 // and k of every layer at the same ones): never reused for other positions,
-// fewer rows or other frequencies; the same bits as RopeRows each time.
+// fewer rows or other frequencies; the bits of the scalar rotation each time.
 TEST_P(ElementwiseTest, RopeReusesAnglesOnlyForTheSamePositionsAndFrequencies) {
   auto ops = MakeCpuOpsWithIsa(2, GetParam());
   const int n_heads = 4, head_dim = 16, stride = n_heads * head_dim;
@@ -196,8 +195,7 @@ TEST_P(ElementwiseTest, RopeReusesAnglesOnlyForTheSamePositionsAndFrequencies) {
     std::vector<float> want = x;
     ops->Rope(x.data(), c.rows, stride, n_heads, head_dim,
               std::span<const int32_t>(*c.pos).first(c.rows), *c.freqs, RopeStyle::kHalf);
-    cpu::RopeRows(want.data(), 0, c.rows, stride, n_heads, head_dim, c.pos->data(), *c.freqs,
-                  RopeStyle::kHalf);
+    ScalarRope(want.data(), c.rows, stride, n_heads, head_dim, *c.pos, *c.freqs, RopeStyle::kHalf);
     for (size_t i = 0; i < x.size(); ++i)
       ASSERT_EQ(x[i], want[i]) << "call " << seed - 40 << " " << i;
   }
