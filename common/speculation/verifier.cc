@@ -58,9 +58,12 @@ VerifyResult VerifySampled(const VerifyInput& in,
     if (!kids.empty()) {
       // q: the draft's distribution, over its few candidates.
       std::vector<std::pair<int32_t, double>> q;
+      auto find_q = [&q](int32_t token) {
+        return std::find_if(q.begin(), q.end(),
+                            [token](const auto& e) { return e.first == token; });
+      };
       for (const TokenProb& tp : (*in.draft)[row]) {
-        auto it =
-            std::find_if(q.begin(), q.end(), [&](const auto& e) { return e.first == tp.token; });
+        auto it = find_q(tp.token);
         if (it != q.end()) {
           it->second += tp.prob;
         } else {
@@ -69,7 +72,7 @@ VerifyResult VerifySampled(const VerifyInput& in,
       }
       for (size_t r = 0; r < kids.size() && next < 0; ++r) {
         const int32_t x = in.tree->tokens[kids[r]];
-        auto qx_it = std::find_if(q.begin(), q.end(), [&](const auto& e) { return e.first == x; });
+        auto qx_it = find_q(x);
         const double qx = qx_it != q.end() ? qx_it->second : 0.0;
         if (qx > 0.0 && in.rng->Uniform() * qx < p.prob(x) * in.acceptance_scale) {
           // u < min(1, p/q)
