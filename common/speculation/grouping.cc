@@ -1,6 +1,7 @@
 #include "common/speculation/grouping.h"
 
 #include <algorithm>
+#include <limits>
 #include <vector>
 
 namespace specserve {
@@ -12,16 +13,15 @@ bool SplitAt(int position) { return (position / PipelineGrouping::kBlockSteps) %
 
 }  // namespace
 
-double PipelineGrouping::MedianRate(const Cycle& cycle, bool split) {
-  std::vector<double> rates;
+double PipelineGrouping::MedianSecondsPerToken(const Cycle& cycle, bool split) {
+  std::vector<double> times;
   for (int b = 0; b < kBlocks; ++b) {
-    if (cycle.seconds[split][b] > 0)
-      rates.push_back(cycle.tokens[split][b] / cycle.seconds[split][b]);
+    if (cycle.tokens[split][b] > 0)
+      times.push_back(cycle.seconds[split][b] / cycle.tokens[split][b]);
   }
-  if (rates.empty()) return 0;
-  std::sort(rates.begin(), rates.end());
-  const size_t n = rates.size();
-  return n % 2 == 1 ? rates[n / 2] : (rates[n / 2 - 1] + rates[n / 2]) / 2;
+  if (times.empty()) return std::numeric_limits<double>::infinity();
+  std::sort(times.begin(), times.end());
+  return times[(times.size() - 1) / 2];  // of an even count the lower, as RecentMedian takes it
 }
 
 bool PipelineGrouping::Split(StepClass c) {
@@ -45,7 +45,7 @@ void PipelineGrouping::Record(StepClass c, bool split, bool speculated, int64_t 
     cycle.seconds[split][block] += seconds;
   }
   if (++cycle.position == kMeasureSteps) {
-    cycle.split_wins = MedianRate(cycle, true) >= MedianRate(cycle, false);
+    cycle.split_wins = MedianSecondsPerToken(cycle, true) <= MedianSecondsPerToken(cycle, false);
   }
   if (cycle.position >= kMeasureSteps + kHoldSteps) {
     const bool wins = cycle.split_wins;

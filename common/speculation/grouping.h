@@ -50,12 +50,13 @@ class PipelineGrouping {
     double tokens[2][kBlocks] = {}, seconds[2][kBlocks] = {};
     bool split_wins = true;
   };
-  // The median over a grouping's measured blocks of their token rates (0:
-  // none measured). A median, not the pooled rate: one block slowed by the
-  // host (a descheduled thread, another tenant) would otherwise decide the
-  // cycle: on a loaded 2-core machine two groups won a cycle where one group
-  // ran 1.85x faster, and held for the rest of the run.
-  static double MedianRate(const Cycle& cycle, bool split);
+  // The median over a grouping's measured blocks of their seconds per token
+  // (RecentMedian's: of two, the faster), +inf where none was measured. A
+  // median, not the pooled time: one block slowed by the host (a descheduled
+  // thread, another tenant) would otherwise decide the cycle: on a loaded
+  // 2-core machine two groups won a cycle where one group ran 1.85x faster,
+  // and held for the rest of the run.
+  static double MedianSecondsPerToken(const Cycle& cycle, bool split);
   std::map<int, Cycle> cycles_;  // by StepClass::batch_bucket
 };
 
