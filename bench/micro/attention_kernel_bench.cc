@@ -25,6 +25,9 @@ void BM_AttentionKernel(benchmark::State& state) {
   const int n_tiles = static_cast<int>(state.range(2));
   const bool extras = state.range(3) != 0;
   const KvType type = state.range(4) != 0 ? KvType::kBF16 : KvType::kF32;
+  // A draft's window (a 7-tile item): 16 sinks, then a ring of 64 rows that
+  // wraps `ring` lanes into a tile, then the new row.
+  const int ring = static_cast<int>(state.range(5));
   const int bytes = KvTypeBytes(type);
   const int tile_floats = kKvTileRows * d;  // room for a tile of either type
   // Aligned as the caches' tiles and the attention's scratch are.
@@ -47,10 +50,20 @@ void BM_AttentionKernel(benchmark::State& state) {
   for (int t = 0; t < n_tiles; ++t) {
     tiles[t] = {tile_at(k, t), tile_at(v, t), 0, kKvTileRows, t * kKvTileRows};
   }
-  std::vector<int32_t> visible(m, n_tiles * kKvTileRows), offset(m + 1, 0);
+  int listed = n_tiles * kKvTileRows;
+  if (ring > 0) {
+    listed = 0;
+    for (int t = 0; t < n_tiles; ++t) {
+      tiles[t].lane_begin = t == 1 ? ring : 0;
+      tiles[t].lane_end = t == n_tiles - 2 ? ring : (t == n_tiles - 1 ? 1 : kKvTileRows);
+      tiles[t].list_begin = listed;
+      listed += tiles[t].lane_end - tiles[t].lane_begin;
+    }
+  }
+  std::vector<int32_t> visible(m, listed), offset(m + 1, 0);
   for (int r = 0; r < m; ++r) {
     // Row r's chain: 1 + r / 2 keys after the shared ones (2 query heads a token).
-    extra[r] = {tile_at(ek, r), tile_at(ev, r), 0, 1 + r / 2, n_tiles * kKvTileRows};
+    extra[r] = {tile_at(ek, r), tile_at(ev, r), 0, 1 + r / 2, listed};
     offset[r + 1] = extras ? r + 1 : 0;
   }
   std::vector<float> q(static_cast<size_t>(m) * d, 0.1f), out(q.size());
@@ -81,15 +94,16 @@ void BM_AttentionKernel(benchmark::State& state) {
                                                    benchmark::Counter::kIsIterationInvariantRate);
 }
 BENCHMARK(BM_AttentionKernel)
-    ->ArgNames({"rows", "head_dim", "tiles", "extras", "bf16"})
-    ->Args({2, 8, 64, 0, 0})  // stories260K decode: 2 query heads of a kv head
-    ->Args({2, 8, 64, 0, 1})
-    ->Args({10, 8, 64, 1, 0})   // stories260K verify of a 5-node chain
-    ->Args({10, 8, 64, 1, 1})   // the same over a bf16 cache
-    ->Args({10, 16, 32, 1, 0})  // TinyStories-656K verify at context 512
-    ->Args({10, 16, 32, 1, 1})
-    ->Args({5, 64, 64, 1, 0})  // the 125M model (no GQA) verify
-    ->Args({5, 64, 64, 1, 1})
+    ->ArgNames({"rows", "head_dim", "tiles", "extras", "bf16", "ring"})
+    ->Args({2, 8, 64, 0, 0, 0})  // stories260K decode: 2 query heads of a kv head
+    ->Args({2, 8, 64, 0, 1, 0})
+    ->Args({2, 8, 7, 0, 0, 5})     // its self-draft level: window 64 + 16 sinks, the ring wrapped
+    ->Args({10, 8, 64, 1, 0, 0})   // stories260K verify of a 5-node chain
+    ->Args({10, 8, 64, 1, 1, 0})   // the same over a bf16 cache
+    ->Args({10, 16, 32, 1, 0, 0})  // TinyStories-656K verify at context 512
+    ->Args({10, 16, 32, 1, 1, 0})
+    ->Args({5, 64, 64, 1, 0, 0})  // the 125M model (no GQA) verify
+    ->Args({5, 64, 64, 1, 1, 0})
     ->Unit(benchmark::kMicrosecond);
 
 }  // namespace

@@ -188,7 +188,9 @@ void AttentionRunner::RunItem(const Item& item, const AttentionSequence& seq,
 
   // Extra rows of tree tokens: copied (fp32) into tiles at the lanes their
   // list index after the token's visible rows gives.
-  AttentionRowsProblem p;
+  AttentionRowsProblem& p = sc.problem;
+  p.extra_tiles = nullptr;
+  p.extra_offset = nullptr;
   int max_extra_tiles = 0;
   if (seq.extra_begin != nullptr) {
     // Extra tiles have the shared tiles' element type and layout (the kernel

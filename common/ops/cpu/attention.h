@@ -53,6 +53,10 @@ class AttentionRunner {
     std::vector<int32_t> visible, extra_offset;
     std::vector<float*> out;
     std::vector<PrefetchSpan> next;  // the next item's K and V (ItemSpans)
+    // The kernel's problem, every field set by each item (a fresh one was
+    // zeroed with a rep stos per item: a seventh of RunItem's own time on a
+    // draft level's short items).
+    AttentionRowsProblem problem;
   };
 
   // One Run's items and converted sequences. Kept per calling thread, so that

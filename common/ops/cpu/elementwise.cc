@@ -11,10 +11,19 @@ void RmsNormRows(const float* x, const float* w, int64_t dim, float eps, int64_t
   for (int64_t r = r_begin; r < r_end; ++r) {
     const float* xr = x + r * dim;
     float* yr = y + r * dim;
-    double ss = 0.0;
-    for (int64_t i = 0; i < dim; ++i) ss += static_cast<double>(xr[i]) * xr[i];
+    // Eight running sums (i mod 8), then a fixed tree and the tail: the same
+    // order for every row and call, without one sum's chain of dependent adds
+    // (a row of 64 took ~4 cycles an element, the step's norms 2-3% of a draft pass).
+    double part[8] = {};
+    int64_t i = 0;
+    for (; i + 8 <= dim; i += 8) {
+      for (int j = 0; j < 8; ++j) part[j] += static_cast<double>(xr[i + j]) * xr[i + j];
+    }
+    double ss =
+        ((part[0] + part[4]) + (part[2] + part[6])) + ((part[1] + part[5]) + (part[3] + part[7]));
+    for (; i < dim; ++i) ss += static_cast<double>(xr[i]) * xr[i];
     const float scale = 1.0f / std::sqrt(static_cast<float>(ss / static_cast<double>(dim)) + eps);
-    for (int64_t i = 0; i < dim; ++i) yr[i] = w[i] * (scale * xr[i]);
+    for (int64_t c = 0; c < dim; ++c) yr[c] = w[c] * (scale * xr[c]);
   }
 }
 

@@ -10,7 +10,7 @@
 namespace specserve::cpu {
 
 // Rows [r_begin, r_end) of RmsNorm: y = x / sqrt(mean(x^2) + eps) * w (the sum
-// of squares in double); x and y may alias.
+// of squares in double, in a fixed order of the row alone); x and y may alias.
 void RmsNormRows(const float* x, const float* w, int64_t dim, float eps, int64_t r_begin,
                  int64_t r_end, float* y);
 
