@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 
 #include "absl/strings/str_format.h"
@@ -69,7 +70,7 @@ struct ModeRun {
   double predicted_tokens_per_step = 0, settled_tokens_per_step = 0;
   double roofline_seconds = 0;        // sum over decode steps of the passes' bounds
   double plain_roofline_seconds = 0;  // the same tokens decoded plainly, on the roofline
-  std::vector<double> acceptance;     // by candidate position
+  std::vector<double> acceptance;     // by candidate rank (NaN: never drafted)
   // Where a decode step's time goes (means over the decode steps, ms): the whole
   // step, the draft's passes and the target's verify (the rest is the engine's own).
   double step_ms = 0, draft_ms = 0, verify_ms = 0;
@@ -164,7 +165,9 @@ ModeRun RunMode(Model& target, const std::vector<std::vector<int32_t>>& contexts
   run.settled_tokens_per_step = speculated_steps ? measured / speculated_steps : 1.0;
   const AcceptanceStats& acc = engine->planner().acceptance();
   for (int k = 0; k < std::min(acc.k(), 4); ++k) {
-    run.acceptance.push_back(acc.visits(k) ? static_cast<double>(acc.hits(k)) / acc.visits(k) : 0);
+    // NaN: no child of this rank was ever drafted (a chain drafts only first children).
+    run.acceptance.push_back(acc.visits(k) ? static_cast<double>(acc.hits(k)) / acc.visits(k)
+                                           : std::nan(""));
   }
   return run;
 }
@@ -201,7 +204,7 @@ nlohmann::json RunSpecBench(Model& target, const Tokenizer& tokenizer,
       options.window, options.new_tokens, options.repetitions);
   std::printf("%6s %8s %-16s %11s %9s %9s %9s %9s %9s %9s %8s %8s %8s  %s\n", "batch", "context",
               "mode", "tokens/s", "tok/step", "settled", "predicted", "speedup", "roofline",
-              "of bound", "step ms", "draft", "verify", "acceptance by position");
+              "of bound", "step ms", "draft", "verify", "acceptance of children by rank");
   for (int context : options.contexts) {
     if (context + options.new_tokens + 80 >= target.config().context_length) {
       std::printf("(context %d skipped: the model's context is %d)\n", context,
@@ -242,8 +245,13 @@ nlohmann::json RunSpecBench(Model& target, const Tokenizer& tokenizer,
         nlohmann::json acceptance = nlohmann::json::array();
         for (size_t k = 0; k < runs[m].back().acceptance.size(); ++k) {
           const double p = runs[m].back().acceptance[k];
-          acceptance.push_back(p);
-          by_position += absl::StrFormat("%s%.2f", k ? " " : "", p);
+          if (std::isnan(p)) {
+            acceptance.push_back(nullptr);
+            by_position += absl::StrFormat("%s   -", k ? " " : "");
+          } else {
+            acceptance.push_back(p);
+            by_position += absl::StrFormat("%s%.2f", k ? " " : "", p);
+          }
         }
         const double tokens_per_step = median_of(m, &ModeRun::tokens_per_step);
         const double predicted_tokens = median_of(m, &ModeRun::predicted_tokens_per_step);
