@@ -8,6 +8,7 @@
 #include <memory>
 
 #include "common/kv/kv_cache.h"
+#include "common/kv/kv_window_view.h"
 #include "common/sampling/rng.h"
 
 namespace specserve {
@@ -82,6 +83,9 @@ struct Pass {
   bool reduced = false;  // logits as each row's argmax (ForwardReduced)
   int rows = 0;          // new tokens per sequence
   std::vector<std::unique_ptr<KvCache>> caches;
+  // A draft level's caches are windows over these (self-speculation reads the
+  // target's own rows: sinks and ring in place in its cache, as DraftWorker does).
+  std::vector<std::unique_ptr<KvCache>> bases;
   std::vector<std::vector<int32_t>> tokens;
   std::vector<int32_t> parents, logit_rows;
   std::vector<ForwardSequence> seqs;
@@ -201,12 +205,21 @@ std::vector<RooflineRow> RunRoofline(LlamaModel& llama, const std::string& name,
         const bool draft = pass.kind == "draft";
         for (int b = 0; b < batch; ++b) {
           const int max_pending = std::max(64, pass.rows);
-          pass.caches.push_back(
-              draft ? MakeWindowKvCache(shape, options.sinks, options.window, max_pending)
-                    : MakeFullKvCache(shape, 0));
-          // The draft's window cache holds the last window_rows of the whole
-          // context, its ring wrapped where the context puts it.
-          FillCache(*pass.caches.back(), shape, context, draft ? max_pending : context, rng);
+          if (draft) {
+            // The self-draft's view: the sinks and the last `window` rows of
+            // the target's full cache, read in place (not a compact copy: in
+            // the speculative loop its level's attention took 1.5x what a
+            // separate window cache's did here), and its own pending rows.
+            pass.bases.push_back(MakeFullKvCache(shape, 0));
+            FillCache(*pass.bases.back(), shape, context, context, rng);
+            auto view = std::make_unique<KvWindowView>(shape.n_layers, options.sinks,
+                                                       options.window, max_pending);
+            if (!view->Bind(*pass.bases.back(), context).ok()) return out;
+            pass.caches.push_back(std::move(view));
+          } else {
+            pass.caches.push_back(MakeFullKvCache(shape, 0));
+            FillCache(*pass.caches.back(), shape, context, context, rng);
+          }
           pass.tokens.emplace_back(pass.rows);
           for (int32_t& t : pass.tokens.back()) t = static_cast<int32_t>(rng.Next() % c.vocab_size);
         }

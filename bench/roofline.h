@@ -7,8 +7,9 @@
 // ratios between them hold under load:
 //   decode   one new token per sequence over `context` cached rows (full cache)
 //   verify   a chain of `verify_nodes` tree nodes per sequence over the same cache
-//   draft    one tree level of `draft_width` nodes over a window cache
-//            (sinks + window rows, MagicDec's draft)
+//   draft    one tree level of `draft_width` nodes over a window (sinks +
+//            window rows, MagicDec's draft) read in place from a full cache
+//            of the context, as the self-draft reads the target's rows
 //   prefill  one prompt of `prefill_tokens` tokens (batch 1), timed on its own.
 // Decode, verify and draft take their logits as `logits` says: "reduced", each
 // row's argmax (a draft row: its draft_width most likely tokens) from vocabulary
