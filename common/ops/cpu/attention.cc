@@ -97,8 +97,7 @@ void AttentionRunner::Run(const KernelTable& kernels, ThreadPool& pool,
         std::clamp<int64_t>(std::min<int64_t>(kMaxItemRows / group, by_budget), 1, seq.n_new));
     for (int g = 0; g < shape.n_kv_heads; ++g) {
       for (int t = 0; t < seq.n_new; t += tokens) {
-        items.push_back(
-            {static_cast<int>(s), g, t, std::min(seq.n_new, t + tokens), tiles > kFewKvTiles});
+        items.push_back({static_cast<int>(s), g, t, std::min(seq.n_new, t + tokens)});
       }
     }
   }
@@ -110,7 +109,7 @@ void AttentionRunner::Run(const KernelTable& kernels, ThreadPool& pool,
     thread_local Scratch sc;  // per pool thread, reused across calls
     for (int64_t i = begin; i < end; ++i) {
       sc.next.clear();
-      if (i + 1 < end && items[i + 1].prefetched) {
+      if (i + 1 < end) {
         ItemSpans(items[i + 1], *tiled[items[i + 1].seq], shape, sc.next);
       }
       RunItem(items[i], *tiled[items[i].seq], shape, kernels, sc);

@@ -38,7 +38,6 @@ class AttentionRunner {
     int kv_head = 0;
     int tok_begin = 0;  // tokens [tok_begin, tok_end) of the sequence's new tokens
     int tok_end = 0;
-    bool prefetched = true;  // by the item before it (not for kFewKvTiles or fewer)
   };
   // A row-major sequence copied into the tiled form.
   struct Converted {

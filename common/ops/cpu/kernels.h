@@ -137,14 +137,6 @@ struct PrefetchSpan {
   int64_t bytes = 0;
 };
 
-// An attention item over at most this many KV tiles (a draft's window of
-// sinks and recent rows) is not prefetched, neither by the item before it nor
-// by the kernel's first tiles: on items that short the prefetching cost more
-// than the misses it saved (stories260K 32 and 64 x 1024, a draft level of
-// 5-7 tiles an item: 0.83-0.85x the time without the item before's, 0.79-
-// 0.86x without the kernel's).
-constexpr int kFewKvTiles = 8;
-
 struct AttentionRowsProblem {
   int m = 0;                   // query rows
   int d = 0;                   // head_dim
