@@ -62,8 +62,9 @@ void BM_AttentionKernel(benchmark::State& state) {
   }
   std::vector<int32_t> visible(m, listed), offset(m + 1, 0);
   for (int r = 0; r < m; ++r) {
-    // Row r's chain: 1 + r / 2 keys after the shared ones (2 query heads a token).
-    extra[r] = {tile_at(ek, r), tile_at(ev, r), 0, 1 + r / 2, listed};
+    // Row r's chain: 1 + r / 2 keys after the shared ones, in its token's tile
+    // (2 query heads a token read the same one, as AttentionRunner lays them out).
+    extra[r] = {tile_at(ek, r / 2), tile_at(ev, r / 2), 0, 1 + r / 2, listed};
     offset[r + 1] = extras ? r + 1 : 0;
   }
   std::vector<float> q(static_cast<size_t>(m) * d, 0.1f), out(q.size());

@@ -164,6 +164,7 @@ inline V16 VDot(const V16& acc, const P16& a, const P16& b) {
 }
 
 #define ATTENTION_UNROLL(n)  // rolled: see attention_rows.inc
+#define ATTENTION_INLINE inline
 #include "common/ops/cpu/attention_rows.inc"
 
 }  // namespace
