@@ -129,6 +129,8 @@ struct AttentionTile {
   int lane_begin = 0;       // lanes [lane_begin, lane_end) hold rows of the key list
   int lane_end = 0;
   int list_begin = 0;  // the key-list index of lane lane_begin
+
+  bool operator==(const AttentionTile&) const = default;
 };
 
 // Bytes of memory that a later work item reads.
