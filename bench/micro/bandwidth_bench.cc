@@ -1,10 +1,16 @@
 // Baselines for the op benchmarks: how fast this machine reads memory with the
-// pool's threads (the ceiling for batch-1 MatMul and decode attention), and
-// what one fork-join call of the pool costs.
+// pool's threads (the ceiling for batch-1 MatMul and decode attention), how
+// long one dependent load takes from each level of the hierarchy and how far a
+// strided stream is helped by the hardware prefetchers (what bounds passes
+// too small or too scattered to stream: a self-draft level, the next item's
+// K and V), and what one fork-join call of the pool costs.
 #include <emmintrin.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <cstring>
+#include <numeric>
+#include <random>
 #include <vector>
 
 #include "bench/micro/bench_util.h"
@@ -58,6 +64,70 @@ void BM_ReadBandwidth(benchmark::State& state) {
 BENCHMARK(BM_ReadBandwidth)
     ->Arg(1)
     ->Arg(2)
+    ->UseRealTime()
+    ->ComputeStatistics("min", MinOf)
+    ->Unit(benchmark::kMillisecond);
+
+// One dependent load at a time (a pointer chase over 64-byte lines in random
+// order) in a buffer of Arg KB: the latency of whichever level holds it (L1,
+// L2, L3, memory). A core with F fill buffers reads at most F lines per
+// latency from beyond its L1, whatever the bandwidth.
+void BM_LoadLatency(benchmark::State& state) {
+  const int64_t lines = state.range(0) * 1024 / 64;
+  std::vector<int64_t> order(lines);
+  std::iota(order.begin(), order.end(), 0);
+  std::shuffle(order.begin(), order.end(), std::mt19937_64(1));
+  // Line order[i] holds the address of line order[i + 1] (a single cycle).
+  std::vector<uint8_t> buffer(lines * 64 + 64);
+  uint8_t* base = buffer.data() + (64 - reinterpret_cast<uintptr_t>(buffer.data()) % 64) % 64;
+  for (int64_t i = 0; i < lines; ++i) {
+    const void* next = base + order[(i + 1) % lines] * 64;
+    std::memcpy(base + order[i] * 64, &next, sizeof(next));
+  }
+  constexpr int64_t kLoads = 1 << 16;
+  const void* p = base + order[0] * 64;
+  for (auto _ : state) {
+    for (int64_t i = 0; i < kLoads; ++i) std::memcpy(&p, p, sizeof(p));
+    benchmark::DoNotOptimize(p);
+  }
+  state.counters["latency"] =
+      benchmark::Counter(static_cast<double>(state.iterations()) * kLoads,
+                         benchmark::Counter::kIsRate | benchmark::Counter::kInvert);
+}
+BENCHMARK(BM_LoadLatency)
+    ->ArgName("KB")
+    ->Arg(32)
+    ->Arg(1024)
+    ->Arg(8 << 10)
+    ->Arg(64 << 10)
+    ->Arg(256 << 10)
+    ->UseRealTime()
+    ->ComputeStatistics("min", MinOf)
+    ->Unit(benchmark::kMillisecond);
+
+// One byte loaded every Arg bytes over the 320 MB buffer, one thread. With
+// an L2 streamer the time stays that of reading every line up to strides of
+// a few lines; with only the adjacent-line prefetcher it halves from 128 bytes
+// on (each load then waits for its own line).
+void BM_ReadStride(benchmark::State& state) {
+  const std::vector<uint8_t>& buf = Buffer();
+  const int64_t stride = state.range(0);
+  for (auto _ : state) {
+    uint64_t sum = 0;
+    for (int64_t i = 0; i < kBufferBytes; i += stride) sum += buf[i];
+    benchmark::DoNotOptimize(sum);
+  }
+  state.counters["lines/s"] =
+      benchmark::Counter(static_cast<double>(state.iterations()) * (kBufferBytes / stride),
+                         benchmark::Counter::kIsRate);
+}
+BENCHMARK(BM_ReadStride)
+    ->ArgName("stride")
+    ->Arg(64)
+    ->Arg(128)
+    ->Arg(256)
+    ->Arg(512)
+    ->Arg(4096)
     ->UseRealTime()
     ->ComputeStatistics("min", MinOf)
     ->Unit(benchmark::kMillisecond);
