@@ -112,6 +112,7 @@ BENCHMARK(BM_Attention)
     ->Args({32, 512, 8, 4, 16, 5, 0, 0})
     ->Args({8, 1024, 12, 12, 64, 1, 0, 0})  // the random 125M model
     ->Args({8, 1024, 12, 12, 64, 5, 0, 0})
+    ->Args({32, 1024, 12, 12, 64, 1, 0, 0})  // its batch-32 decode: 200 MB a layer
     ->Args({64, 160, 12, 12, 64, 1, 0, 0})   // the 125M model's batch-64 decode, short context
     ->Args({256, 160, 12, 12, 64, 1, 0, 0})  // 250 MB: from DRAM (the 64-sequence case fits L3)
     ->Args({8, 1024, 32, 8, 128, 1, 0, 0})

@@ -101,6 +101,7 @@ BENCHMARK(BM_AttentionKernel)
     ->Args({2, 8, 7, 0, 0, 5})     // its self-draft level: window 64 + 16 sinks, the ring wrapped
     ->Args({10, 8, 64, 1, 0, 0})   // stories260K verify of a 5-node chain
     ->Args({10, 8, 64, 1, 1, 0})   // the same over a bf16 cache
+    ->Args({2, 16, 32, 0, 0, 0})   // TinyStories-656K decode at context 512
     ->Args({10, 16, 32, 1, 0, 0})  // TinyStories-656K verify at context 512
     ->Args({10, 16, 32, 1, 1, 0})
     ->Args({5, 64, 64, 1, 0, 0})  // the 125M model (no GQA) verify

@@ -307,8 +307,16 @@ double Planner::UntrustedVerifyFromOthers(StepClass c, int batch, double context
   // Other widths price it along their line; one other width alone prices it
   // by the prior's ratio, which on a CPU misses the per-row cost (stories260K
   // batch 2 x 128: width 5 at 1.2x plain by the prior, 2.9x as timed): the
-  // width's own pass then stands (a trial of it there lost 4.5% of the run).
-  if (it->second.CountWidths([m](int w) { return w != m; }) < 2) return -1;
+  // width's own pass then stands (a trial of it there lost 4.5% of the run),
+  // but only until it is kStaleSteps old. A lone pass is often the engine's
+  // first speculative one, which can be an outlier (stories260K 32 x 1024:
+  // the exploration's chain:4 verified in 4.7 ms where its passes take 2.8;
+  // priced by it, auto never speculated again, 0.94x plain where chain:3
+  // measured 1.26x). One trial then measures the width in full, once.
+  if (it->second.CountWidths([m](int w) { return w != m; }) < 2) {
+    const int64_t last = it->second.LastStep(m);
+    if (last < 0 || steps_ - last <= kStaleSteps) return -1;
+  }
   auto here = [&](int mm) { return VerifyPrior(batch, context, mm); };
   return it->second.EstimateFromOthers(m, here);
 }
@@ -333,9 +341,11 @@ int64_t Planner::StaleHorizon(StepClass c, int m) {
   auto it = verify_costs_.find(c);
   if (s.before > 0 && it != verify_costs_.end() && it->second.samples(m) >= kTrustedSamples) {
     const double now = it->second.Measured(m);
-    s.horizon =
-        now < kStaleCostDrop * s.before ? kStaleSteps : std::min(2 * s.horizon, kMaxStaleSteps);
+    s.horizon = now < kStaleCostDrop * s.before ? kStaleSteps
+                : s.lone                        ? kMaxStaleSteps
+                                                : std::min(2 * s.horizon, kMaxStaleSteps);
     s.before = 0;
+    s.lone = false;
   }
   return s.horizon;
 }
@@ -643,6 +653,14 @@ Plan Planner::ChooseAuto(int batch, double mean_context, int whole_batch, bool d
       CostTable& table = verify_costs_[c];
       if (trial_n >= 2 && table.samples(trial_n) >= kTrustedSamples) {
         staleness_[std::pair(c, trial_n)].before = table.Measured(trial_n);
+        table.Forget(trial_n);
+      } else if (trial_n >= 2 && table.CountWidths([&](int w) { return w != trial_n; }) < 2) {
+        // A lone pass, aged, tried on the prior's word (UntrustedVerifyFromOthers):
+        // measured afresh, without it; if it was right, that word is not
+        // heeded again for long (Staleness::lone).
+        Staleness& stale = staleness_[std::pair(c, trial_n)];
+        stale.before = table.Measured(trial_n);
+        stale.lone = true;
         table.Forget(trial_n);
       }
     } else {

@@ -289,7 +289,8 @@ class Planner {
   }
   // For a width of this class measured 1 to kTrustedSamples - 1 times: its
   // cost from the class's other widths, as if it had not been measured (what
-  // it may cost once measured properly). -1 for any other width.
+  // it may cost once measured properly); with only one other width, once
+  // its newest pass is kStaleSteps old. -1 for any other width.
   double UntrustedVerifyFromOthers(StepClass c, int batch, double context, int m) const;
   // For a speculative width (m >= 2) of this class measured in full, but not
   // for more than its staleness horizon (kStaleSteps, doubled by each re-trial
@@ -413,6 +414,11 @@ class Planner {
   struct Staleness {
     int64_t horizon = kStaleSteps;
     double before = 0;  // > 0: a re-trial is measuring; the cost it replaced
+    // The re-trial is of a lone pass priced by the prior's ratio alone (only
+    // plain timed beside it): found right, the next waits kMaxStaleSteps, as
+    // that ratio is what misses a CPU's per-row cost (stories260K 2 x 128:
+    // re-trials every 24, 48, ... steps lost 10% of a 128-token run).
+    bool lone = false;
   };
   // Whether plain decoding's samples in class c read dearer than some wider
   // pass timed there (a pass of more rows never costs less).
