@@ -326,6 +326,25 @@ TEST(PlannerTest, OneSlowPassDoesNotPriceAWidthOutBeforeItIsMeasuredAgain) {
   for (int i = 0; i < 9; ++i) EXPECT_LE(slow.Choose(8, 500).nodes, 1) << "step " << i;
 }
 
+// Runs `steps` decisions of class c at (batch, context), timing each step's
+// verify pass as `verify(width)` says (width 1: plain) and its draft levels at
+// `draft_level` seconds; returns the steps that speculated for the whole
+// batch (probes of a few sequences and explorations aside: the probes' mixed
+// widths are not booked).
+std::vector<int> RunSteps(Planner& p, StepClass c, int batch, double context, int steps,
+                          const std::function<double(int)>& verify, double draft_level) {
+  std::vector<int> speculated;
+  for (int i = 0; i < steps; ++i) {
+    const Plan plan = p.Choose(batch, context);
+    if (plan.probe_sequences > 0) continue;
+    if (plan.nodes > 0 && !plan.exploring) speculated.push_back(i);
+    const int width = plan.nodes + 1;
+    p.RecordVerifyPass(c, width, verify(width));
+    for (int level = 0; level < plan.depth; ++level) p.RecordDraftPass(c, 1, draft_level);
+  }
+  return speculated;
+}
+
 TEST(PlannerTest, AWidthPricedOutInASlowSpellIsTriedAgainLater) {
   // verify(m) = 10 + m ms, one-token draft levels 1 ms, rank-1 acceptance
   // 0.9: chains pay (chain:1 ~1.5x plain). But width 2 and the draft were
@@ -333,20 +352,8 @@ TEST(PlannerTest, AWidthPricedOutInASlowSpellIsTriedAgainLater) {
   // loses, so the batch decodes plainly, and nothing times them again unless
   // the planner tries once their samples are old.
   const StepClass c = ClassOf(8, 500);
-  // Runs `steps` decisions, timing each step as `verify(width)` says
-  // (width 1: plain); returns the steps that speculated (probes of a few
-  // sequences aside: their mixed widths are not booked).
   auto run = [&](Planner& p, int steps, const std::function<double(int)>& verify) {
-    std::vector<int> speculated;
-    for (int i = 0; i < steps; ++i) {
-      const Plan plan = p.Choose(8, 500);
-      if (plan.probe_sequences > 0) continue;
-      if (plan.nodes > 0) speculated.push_back(i);
-      const int width = plan.nodes + 1;
-      p.RecordVerifyPass(c, width, verify(width));
-      for (int level = 0; level < plan.depth; ++level) p.RecordDraftPass(c, 1, 1e-3);
-    }
-    return speculated;
+    return RunSteps(p, c, 8, 500, steps, verify, 1e-3);
   };
   auto setup = [&](Planner& p) {
     Feed(p, 0.9, 5000);
@@ -426,25 +433,6 @@ TEST(PlannerTest, APlainStepTimedBelowTheWiderPassesIsNotTimedAgainMidSpeculatio
   int plain_steps = 0;
   for (int step = 0; step < 60; ++step) plain_steps += planner.Choose(64, 1000).nodes == 0;
   EXPECT_EQ(plain_steps, 0);
-}
-
-// Runs `steps` decisions of class c at (batch, context), timing each step's
-// verify pass as `verify(width)` says (width 1: plain) and its draft levels at
-// `draft_level` seconds; returns the steps that speculated for the whole
-// batch (probes of a few sequences and explorations aside: the probes' mixed
-// widths are not booked).
-std::vector<int> RunSteps(Planner& p, StepClass c, int batch, double context, int steps,
-                          const std::function<double(int)>& verify, double draft_level) {
-  std::vector<int> speculated;
-  for (int i = 0; i < steps; ++i) {
-    const Plan plan = p.Choose(batch, context);
-    if (plan.probe_sequences > 0) continue;
-    if (plan.nodes > 0 && !plan.exploring) speculated.push_back(i);
-    const int width = plan.nodes + 1;
-    p.RecordVerifyPass(c, width, verify(width));
-    for (int level = 0; level < plan.depth; ++level) p.RecordDraftPass(c, 1, draft_level);
-  }
-  return speculated;
 }
 
 TEST(PlannerTest, AWidthTimedOnceIsRetriedOnThePriorsWordOnlyOnceItHasAged) {
