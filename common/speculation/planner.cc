@@ -299,6 +299,10 @@ double Planner::PredictVerify(StepClass c, int batch, double context, int m) con
   return table.Estimate(m, here);
 }
 
+bool Planner::PricedByPriorAlone(const CostTable& table, int m) {
+  return table.CountWidths([m](int w) { return w != m; }) < 2;
+}
+
 double Planner::UntrustedVerifyFromOthers(StepClass c, int batch, double context, int m) const {
   auto it = verify_costs_.find(c);
   if (it == verify_costs_.end()) return -1;
@@ -312,8 +316,9 @@ double Planner::UntrustedVerifyFromOthers(StepClass c, int batch, double context
   // first speculative one, which can be an outlier (stories260K 32 x 1024:
   // the exploration's chain:4 verified in 4.7 ms where its passes take 2.8;
   // priced by it, auto never speculated again, 0.94x plain where chain:3
-  // measured 1.26x). One trial then measures the width in full, once.
-  if (it->second.CountWidths([m](int w) { return w != m; }) < 2) {
+  // measured 1.26x in other runs). One trial then measures the width in
+  // full, once.
+  if (PricedByPriorAlone(it->second, m)) {
     const int64_t last = it->second.LastStep(m);
     if (last < 0 || steps_ - last <= kStaleSteps) return -1;
   }
@@ -654,7 +659,7 @@ Plan Planner::ChooseAuto(int batch, double mean_context, int whole_batch, bool d
       if (trial_n >= 2 && table.samples(trial_n) >= kTrustedSamples) {
         staleness_[std::pair(c, trial_n)].before = table.Measured(trial_n);
         table.Forget(trial_n);
-      } else if (trial_n >= 2 && table.CountWidths([&](int w) { return w != trial_n; }) < 2) {
+      } else if (trial_n >= 2 && PricedByPriorAlone(table, trial_n)) {
         // A lone pass, aged, tried on the prior's word (UntrustedVerifyFromOthers):
         // measured afresh, without it; if it was right, that word is not
         // heeded again for long (Staleness::lone).

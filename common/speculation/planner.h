@@ -292,6 +292,9 @@ class Planner {
   // it may cost once measured properly); with only one other width, once
   // its newest pass is kStaleSteps old. -1 for any other width.
   double UntrustedVerifyFromOthers(StepClass c, int batch, double context, int m) const;
+  // Whether the widths of `table` other than m are fewer than two: their line
+  // cannot price m, only the prior's ratio scaled to the one there is.
+  static bool PricedByPriorAlone(const CostTable& table, int m);
   // For a speculative width (m >= 2) of this class measured in full, but not
   // for more than its staleness horizon (kStaleSteps, doubled by each re-trial
   // that finds the old cost right) while other widths were measured since:
@@ -416,8 +419,9 @@ class Planner {
     double before = 0;  // > 0: a re-trial is measuring; the cost it replaced
     // The re-trial is of a lone pass priced by the prior's ratio alone (only
     // plain timed beside it): found right, the next waits kMaxStaleSteps, as
-    // that ratio is what misses a CPU's per-row cost (stories260K 2 x 128:
-    // re-trials every 24, 48, ... steps lost 10% of a 128-token run).
+    // that ratio is what misses a CPU's per-row cost (planner_test's 2 x 128
+    // case: with re-trials after 24, 48, ... steps, 12 of 200 steps
+    // speculated at a loss; with this, one trial of at most 4).
     bool lone = false;
   };
   // Whether plain decoding's samples in class c read dearer than some wider
