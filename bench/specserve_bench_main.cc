@@ -76,6 +76,11 @@ ABSL_FLAG(int, window, 64, "--mode spec: draft window tokens");
 ABSL_FLAG(int, repetitions, 3,
           "--mode spec: runs of every mode per cell, interleaved (medians are reported)");
 ABSL_FLAG(int, new_tokens, 128, "--mode spec, grpc: tokens generated per sequence");
+ABSL_FLAG(bool, warm, false,
+          "--mode spec: each run's engine first serves an untimed generation of the same cell, "
+          "as a server that has been running similar requests (its planner has timed the passes "
+          "and measured the acceptance); without it a run is a freshly started engine, whose "
+          "one-time costs (auto's first exploration) count");
 ABSL_FLAG(std::string, server, "",
           "--mode grpc: a running specserve-router or specserve-serve HOST:PORT to drive");
 ABSL_FLAG(std::vector<std::string>, spawn, {},
@@ -183,6 +188,7 @@ int RunSpec(const std::vector<std::string>& models, const std::vector<int>& batc
     options.modes = modes;
     options.new_tokens = absl::GetFlag(FLAGS_new_tokens);
     options.repetitions = absl::GetFlag(FLAGS_repetitions);
+    options.warm = absl::GetFlag(FLAGS_warm);
     options.sinks = absl::GetFlag(FLAGS_sinks);
     options.window = absl::GetFlag(FLAGS_window);
     std::printf("\n%s\n", path.c_str());
