@@ -2,41 +2,23 @@
 // default, or with --warm an engine that has served the cell once (a running
 // server's state), its per-step figures over the timed run alone, recorded in
 // --out's JSON.
-#include <sys/wait.h>
 #include <unistd.h>
 
-#include <cstdio>
 #include <fstream>
 #include <string>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
+#include "tests/testing/process.h"
 #include "tests/testing/random_model.h"
 
 namespace specserve {
 namespace {
 
 using ::testing::HasSubstr;
-
-struct Result {
-  int exit_code = -1;
-  std::string out;
-};
-
-Result Bench(const std::string& args) {
-  const std::string command = absl::StrCat(SPECSERVE_BIN_DIR, "/specserve-bench ", args, " 2>&1");
-  Result r;
-  FILE* pipe = popen(command.c_str(), "r");
-  if (pipe == nullptr) return r;
-  char buffer[4096];
-  size_t n;
-  while ((n = fread(buffer, 1, sizeof(buffer), pipe)) > 0) r.out.append(buffer, n);
-  const int status = pclose(pipe);
-  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return r;
-}
 
 nlohmann::json Rows(const std::string& out_prefix) {
   std::ifstream in(out_prefix + ".json");
@@ -51,15 +33,24 @@ TEST(SpecBenchTest, WarmAndFreshRunsReportPerStepFiguresOfTheTimedRun) {
     const std::string out =
         absl::StrCat(::testing::TempDir(), "/spec_bench_", getpid(), warm ? "_warm" : "_fresh");
     // The window (4 + 16) is shorter than the context: the draft differs from the target.
-    const Result r = Bench(absl::StrCat("--mode spec --model ", model,
-                                        " --batches 2 --contexts 40 --new_tokens 16 "
-                                        "--repetitions 1 --sinks 4 --window 16 --threads 1 "
-                                        "--spec_modes off,chain:2,auto --out ",
-                                        out, warm ? " --warm" : ""));
-    ASSERT_EQ(r.exit_code, 0) << r.out;
-    EXPECT_THAT(r.out, HasSubstr(warm ? "warmed by an untimed generation" : "a fresh engine"));
+    std::vector<std::string> argv = {testing::DefaultBinDir() + "/specserve-bench",
+                                     "--mode=spec",
+                                     "--model=" + model,
+                                     "--batches=2",
+                                     "--contexts=40",
+                                     "--new_tokens=16",
+                                     "--repetitions=1",
+                                     "--sinks=4",
+                                     "--window=16",
+                                     "--threads=1",
+                                     "--spec_modes=off,chain:2,auto",
+                                     "--out=" + out};
+    if (warm) argv.push_back("--warm");
+    const testing::ToolResult r = testing::RunTool(argv, 120);
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    EXPECT_THAT(r.output, HasSubstr(warm ? "warmed by an untimed generation" : "a fresh engine"));
     const nlohmann::json rows = Rows(out);
-    ASSERT_EQ(rows.size(), 3u) << r.out;
+    ASSERT_EQ(rows.size(), 3u) << r.output;
     for (const nlohmann::json& row : rows) {
       EXPECT_EQ(row["warm"], warm) << row.dump();
       const std::string mode = row["mode"];
