@@ -123,6 +123,18 @@ const std::string& LongRandomModel() {
   return path;
 }
 
+// specserve-serve over LongRandomModel, taking requests of up to 8000 tokens.
+std::unique_ptr<ServiceProcess> StartLongModelServe(std::vector<std::string> extra_flags = {}) {
+  std::vector<std::string> flags = {"--model=" + LongRandomModel(),
+                                    "--threads=1",
+                                    "--window=32",
+                                    "--sinks=4",
+                                    "--max-new-tokens=8000",
+                                    "--http-listen=127.0.0.1:0"};
+  flags.insert(flags.end(), extra_flags.begin(), extra_flags.end());
+  return StartService("specserve-serve", flags);
+}
+
 json CompletionBody(const std::string& model, const std::vector<int32_t>& prompt, int max_tokens) {
   return {{"model", model},
           {"prompt", prompt},
@@ -518,9 +530,7 @@ TEST(HttpApiStandalone, ClientThatHangsUpFreesItsKvAtOnce) {
   // The requests must still be generating when the client hangs up: on the shared
   // model (2K context) a 2,040-token request once finished within the test's 111 ms
   // in CI, ended "ok_context" instead of "cancelled", and failed the count below.
-  auto serve = StartService(
-      "specserve-serve", {"--model=" + LongRandomModel(), "--threads=1", "--window=32", "--sinks=4",
-                          "--max-new-tokens=8000", "--http-listen=127.0.0.1:0"});
+  auto serve = StartLongModelServe();
   ASSERT_NE(serve, nullptr);
   const int port = serve->http_port();
   const int metrics = serve->metrics_port();
@@ -555,13 +565,10 @@ TEST(HttpApiStandalone, DrainingAnswers503AndFinishesRunningStreams) {
   // even on a loaded machine: 400 tokens of the shared model (~30 ms) once
   // finished first in CI, and the drained server had exited before the first
   // poll.
-  const std::string& long_model = LongRandomModel();
-  auto serve = StartService("specserve-serve", {"--model=" + long_model, "--threads=1",
-                                                "--window=32", "--sinks=4", "--max-new-tokens=8000",
-                                                "--http-listen=127.0.0.1:0", "--drain-seconds=30"});
+  auto serve = StartLongModelServe({"--drain-seconds=30"});
   ASSERT_NE(serve, nullptr);
   const int port = serve->http_port();
-  const std::string model = ModelName(long_model);
+  const std::string model = ModelName(LongRandomModel());
   json body = CompletionBody(model, Prompt(6, 6), 8000);
   body["stream"] = true;
   HttpConnection running(port);
