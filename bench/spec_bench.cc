@@ -94,8 +94,13 @@ ModeRun RunMode(Model& target, const std::vector<std::vector<int32_t>>& contexts
   eo.window = options.window;
   eo.draft_takes_target_rows = !(variant.draft && variant.draft->own_rows);
   eo.prefill_before_decode = true;  // every decode step at the cell's batch size
+  // The planner's prior: this machine's bandwidth, but not its FMA peak, which
+  // no pass reaches (the prior's rate is what a pass's arithmetic runs at: a
+  // verify's extra rows at stories260K 1-2 x 128 run at ~50-90 GFLOP/s where
+  // the peak reads 450); priced at the peak, an extra row looked free and a
+  // fresh engine explored chains at 1-2 x 128 that cost 4-8% of the run. The
+  // engine's default rate stands until prefill calibrates it, as in a server.
   eo.bandwidth_bytes_per_second = roofline.bandwidth;
-  eo.flops_per_second = roofline.peak_flops;
   auto engine = *SpecEngine::Create(target, draft, eo);
   auto add_batch = [&] {
     std::vector<int> ids;
