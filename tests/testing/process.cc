@@ -15,6 +15,7 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 
 extern char** environ;
 
@@ -165,6 +166,17 @@ ToolResult RunTool(const std::vector<std::string>& argv, double timeout_seconds)
   std::filesystem::remove(log);
   r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
   return r;
+}
+
+ToolResult RunToolArgs(const std::string& binary, std::string_view args, double timeout_seconds) {
+  std::vector<std::string> argv = {
+      binary.find('/') != std::string::npos ? binary : DefaultBinDir() + "/" + binary};
+  // (absl's string_view is its own type in Debian's build: no std::string_view overload.)
+  const absl::string_view line(args.data(), args.size());
+  for (absl::string_view arg : absl::StrSplit(line, ' ', absl::SkipEmpty())) {
+    argv.emplace_back(arg.data(), arg.size());
+  }
+  return RunTool(argv, timeout_seconds);
 }
 
 absl::StatusOr<std::unique_ptr<ServiceProcess>> ServiceProcess::Launch(

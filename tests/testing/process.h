@@ -9,6 +9,7 @@
 
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -64,6 +65,10 @@ struct ToolResult {
 // Runs argv to completion (stdout and stderr together), killing it after
 // `timeout_seconds`.
 ToolResult RunTool(const std::vector<std::string>& argv, double timeout_seconds = 60);
+// The same for `binary` (a name in SPECSERVE_BIN_DIR, or a path) with `args`
+// split at spaces (no quoting: for flags and paths without spaces).
+ToolResult RunToolArgs(const std::string& binary, std::string_view args,
+                       double timeout_seconds = 60);
 
 struct ServiceOptions {
   std::string bin_dir;        // empty: DefaultBinDir()

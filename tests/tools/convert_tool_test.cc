@@ -1,12 +1,11 @@
 // specserve-model convert and info on Hugging Face directories, as a subprocess.
-#include <sys/wait.h>
-
-#include <cstdio>
 #include <string>
+#include <string_view>
 
 #include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/testing/process.h"
 #include "tests/testing/random_model.h"
 #include "tests/testing/shared_models.h"
 
@@ -20,17 +19,9 @@ struct Output {
   std::string text;  // stdout and stderr together
 };
 
-Output RunModelTool(const std::string& args) {
-  const std::string command = absl::StrCat(SPECSERVE_BIN_DIR, "/specserve-model ", args, " 2>&1");
-  Output r;
-  FILE* pipe = popen(command.c_str(), "r");
-  if (pipe == nullptr) return r;
-  char buffer[4096];
-  size_t n;
-  while ((n = fread(buffer, 1, sizeof(buffer), pipe)) > 0) r.text.append(buffer, n);
-  const int status = pclose(pipe);
-  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return r;
+Output RunModelTool(std::string_view args) {
+  const testing::ToolResult r = testing::RunToolArgs("specserve-model", args);
+  return Output{r.exit_code, r.output};
 }
 
 TEST(ConvertToolTest, HelpAndBadArguments) {

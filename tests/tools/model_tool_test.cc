@@ -1,13 +1,12 @@
 // specserve-model as a subprocess: help, info on good and bad files, random.
-#include <sys/wait.h>
-
-#include <cstdio>
 #include <string>
+#include <string_view>
 
 #include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
+#include "tests/testing/process.h"
 #include "tests/testing/random_model.h"
 #include "tests/testing/shared_models.h"
 
@@ -16,23 +15,9 @@ namespace {
 
 using ::testing::HasSubstr;
 
-struct Result {
-  int exit_code = -1;
-  std::string output;  // stdout and stderr together
-};
+using Result = testing::ToolResult;
 
-Result RunTool(const std::string& args) {
-  const std::string command = absl::StrCat(SPECSERVE_BIN_DIR, "/specserve-model ", args, " 2>&1");
-  Result r;
-  FILE* pipe = popen(command.c_str(), "r");
-  if (pipe == nullptr) return r;
-  char buffer[4096];
-  size_t n;
-  while ((n = fread(buffer, 1, sizeof(buffer), pipe)) > 0) r.output.append(buffer, n);
-  const int status = pclose(pipe);
-  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return r;
-}
+Result RunTool(std::string_view args) { return testing::RunToolArgs("specserve-model", args); }
 
 TEST(ModelToolTest, Help) {
   for (const char* args : {"--help", "info --help", "random --help"}) {
