@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <numeric>
 
 #include "absl/strings/str_format.h"
 #include "common/engine/key_visibility.h"
@@ -32,6 +33,11 @@ constexpr int64_t kShardMaxWeightBytes = int64_t{16} << 20;
 // and a draft's catch-up feeds 1 to 5 tokens per sequence, so halves of a
 // batch often differ by a fifth.
 constexpr double kShardMaxImbalance = 1.5;
+// Shards sized to their threads' speeds (ShardBounds) differ by at most this
+// factor from an equal share; each pass moves a thread's speed this far
+// towards what it measured (a pass's own timing is noisy).
+constexpr double kShardMaxSpeedSkew = 3.0;
+constexpr double kShardSpeedWeight = 0.2;
 
 }  // namespace
 
@@ -185,7 +191,8 @@ absl::Status LlamaModel::ForwardReduced(std::span<const ForwardSequence> batch, 
 }
 
 std::vector<size_t> LlamaModel::ShardBounds(std::span<const ForwardSequence> batch,
-                                            std::span<const int> pending_before) const {
+                                            std::span<const int> pending_before,
+                                            std::vector<double>* work) const {
   // Why shards: a small model's pass is dozens of calls of a few microseconds
   // each (stories260K: 26 calls per pass), and sharing out every one of them
   // costs about what it saves (a 32-sequence draft level ran 0.42 ms on one
@@ -209,19 +216,35 @@ std::vector<size_t> LlamaModel::ShardBounds(std::span<const ForwardSequence> bat
     prefix[s + 1] = prefix[s] + rows * (per_row + per_key * keys);
   }
   const int shards = static_cast<int>(std::min<size_t>(threads, n));
-  const double fair = prefix[n] / shards;
+  // Shard k (thread k's, Ops::RunShards) gets work in proportion to thread k's
+  // speed once every thread was timed, within kShardMaxSpeedSkew of the mean;
+  // else equal shares.
+  std::vector<double> share(shards, 1.0);
+  if (static_cast<int>(worker_speed_.size()) >= shards &&
+      std::all_of(worker_speed_.begin(), worker_speed_.begin() + shards,
+                  [](double v) { return v > 0; })) {
+    const double mean =
+        std::accumulate(worker_speed_.begin(), worker_speed_.begin() + shards, 0.0) / shards;
+    for (int k = 0; k < shards; ++k) {
+      share[k] = std::clamp(worker_speed_[k] / mean, 1 / kShardMaxSpeedSkew, kShardMaxSpeedSkew);
+    }
+  }
+  const double shares = std::accumulate(share.begin(), share.end(), 0.0);
   std::vector<size_t> bounds = {0};
+  double target = 0;
   for (int k = 1; k < shards; ++k) {
-    // The first boundary at or past k shares of the work, or the one before it if nearer.
-    const double target = fair * k;
+    // The first boundary at or past shard k's start, or the one before it if nearer.
+    target += prefix[n] * share[k - 1] / shares;
     size_t b = std::lower_bound(prefix.begin(), prefix.end(), target) - prefix.begin();
     if (b > 0 && target - prefix[b - 1] < prefix[b] - target) --b;
     b = std::clamp(b, bounds.back() + 1, n - static_cast<size_t>(shards - k));
     bounds.push_back(b);
   }
   bounds.push_back(n);
-  for (size_t k = 0; k + 1 < bounds.size(); ++k) {
-    if (prefix[bounds[k + 1]] - prefix[bounds[k]] > kShardMaxImbalance * fair) return {0, n};
+  work->assign(shards, 0.0);
+  for (int k = 0; k < shards; ++k) {
+    (*work)[k] = prefix[bounds[k + 1]] - prefix[bounds[k]];
+    if ((*work)[k] > kShardMaxImbalance * prefix[n] * share[k] / shares) return {0, n};
   }
   return bounds;
 }
@@ -248,7 +271,8 @@ absl::Status LlamaModel::ForwardPass(std::span<const ForwardSequence> batch,
   if (T == 0) return absl::OkStatus();
 
   const auto start = std::chrono::steady_clock::now();
-  const std::vector<size_t> bounds = ShardBounds(batch, pending_before);
+  std::vector<double> shard_work;
+  const std::vector<size_t> bounds = ShardBounds(batch, pending_before, &shard_work);
   const int shards = static_cast<int>(bounds.size()) - 1;
   last_pass_shards_ = shards;
   if (static_cast<int>(shards_.size()) < shards) shards_.resize(shards);
@@ -259,18 +283,26 @@ absl::Status LlamaModel::ForwardPass(std::span<const ForwardSequence> batch,
       first_logit_row[k + 1] += static_cast<int>(batch[s].logit_rows.size());
     }
   }
-  auto run = [&](int k) {
+  std::vector<double> shard_seconds(shards, 0.0);
+  std::vector<int> shard_worker(shards, 0);
+  auto run = [&](int k, int worker) {
     const size_t b = bounds[k], n = bounds[k + 1] - b;
     Scratch& sc = shards_[k];
     sc.profile = ForwardProfile{};
+    const auto shard_start = std::chrono::steady_clock::now();
     RunShard(batch.subspan(b, n), std::span<const int>(pending_before).subspan(b, n),
              std::span<const int>(first_row).subspan(b, n), first_logit_row[k], sc,
              profile != nullptr ? &sc.profile : nullptr, head);
+    shard_seconds[k] =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - shard_start).count();
+    shard_worker[k] = worker;
   };
+  last_pass_bounds_ = bounds;
   if (shards == 1) {
-    run(0);
+    run(0, 0);
   } else {
     ops_.RunShards(shards, run);
+    NoteShardSpeeds(shard_work, shard_seconds, shard_worker);
   }
   if (profile != nullptr) {
     // The shards ran side by side: their phases, scaled to the pass's wall time.
@@ -293,6 +325,18 @@ absl::Status LlamaModel::ForwardPass(std::span<const ForwardSequence> batch,
     ++profile->passes;
   }
   return absl::OkStatus();
+}
+
+void LlamaModel::NoteShardSpeeds(std::span<const double> work, std::span<const double> seconds,
+                                 std::span<const int> workers) {
+  for (size_t k = 0; k < work.size(); ++k) {
+    if (!(seconds[k] > 0) || !(work[k] > 0)) continue;
+    const size_t w = static_cast<size_t>(workers[k]);
+    if (worker_speed_.size() <= w) worker_speed_.resize(w + 1, 0.0);
+    const double speed = work[k] / seconds[k];
+    double& average = worker_speed_[w];
+    average = average > 0 ? (1 - kShardSpeedWeight) * average + kShardSpeedWeight * speed : speed;
+  }
 }
 
 void LlamaModel::RunShard(std::span<const ForwardSequence> batch,

@@ -101,6 +101,11 @@ class LlamaModel final : public Model {
   // one shard, every call shared out over the threads instead). Small models
   // with enough sequences shard; see ShardBounds.
   int last_pass_shards() const { return last_pass_shards_; }
+  // The sequence index boundaries of the last pass's shards ({0, n}: one shard).
+  const std::vector<size_t>& last_pass_bounds() const { return last_pass_bounds_; }
+  // The threads' speeds the next pass sizes its shards by (measured by every
+  // sharded pass; tests set them to make an uneven machine on demand).
+  void set_worker_speeds(std::vector<double> speeds) { worker_speed_ = std::move(speeds); }
 
   // Model: host caches in this model's layout and KV type (MakeKvCache: a window
   // cache for sliding-window models).
@@ -132,9 +137,14 @@ class LlamaModel final : public Model {
                            HeadFn head);
   // Sequence index boundaries of the shards a pass is cut into: {0, n} for one
   // shard (the ops share out each call instead), else one contiguous range per
-  // thread with about equal work (see the .cc for when).
+  // thread, shard k's work in proportion to thread k's measured speed (see the
+  // .cc for when); `work` gets each shard's work in the units speeds are in.
   std::vector<size_t> ShardBounds(std::span<const ForwardSequence> batch,
-                                  std::span<const int> pending_before) const;
+                                  std::span<const int> pending_before,
+                                  std::vector<double>* work) const;
+  // Folds one sharded pass's timings into worker_speed_.
+  void NoteShardSpeeds(std::span<const double> work, std::span<const double> seconds,
+                       std::span<const int> workers);
   // Every layer for the sequences of one shard, whose caches have their rows
   // reserved (first_row) behind pending_before rows already pending.
   void RunShard(std::span<const ForwardSequence> batch, std::span<const int> pending_before,
@@ -158,6 +168,12 @@ class LlamaModel final : public Model {
   const double weight_bytes_, weight_elements_;
   std::vector<Scratch> shards_;
   int last_pass_shards_ = 0;
+  std::vector<size_t> last_pass_bounds_;
+  // Per backend thread: a moving average of the shard work it did per second
+  // (0: not yet timed). The threads of one machine need not be equally fast
+  // (a VM's vCPU sharing its core: one ran a 16 x 1024 decode in 1.2 ms where
+  // the other took 0.8), and equal shards then wait for the slower one.
+  std::vector<double> worker_speed_;
   // One vocabulary chunk of logits (ForwardReduced): rows x columns, each
   // shard's rows at its first logit row.
   std::vector<float> chunk_;

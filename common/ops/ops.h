@@ -69,14 +69,16 @@ class Ops {
     return nullptr;
   }
 
-  // Calls fn(shard) for every shard in [0, n), the shards side by side on the
-  // backend's threads, each on one thread; the calls a shard makes into this
-  // Ops run on its thread alone. For a pass cut into independent parts (whole
-  // sequences) where sharing out each small call would cost more in hand-offs
-  // than it saves. The calls must be safe to make from several shards at once
-  // (the CPU backend's are). Default: one shard after the other.
-  virtual void RunShards(int n, absl::FunctionRef<void(int shard)> fn) {
-    for (int i = 0; i < n; ++i) fn(i);
+  // Calls fn(shard, worker) for every shard in [0, n), the shards side by side
+  // on the backend's threads, each on one thread (`worker`, 0 .. threads - 1);
+  // the calls a shard makes into this Ops run on its thread alone. Shard k runs
+  // on worker k where that thread takes part, so that a pass can size its
+  // shards to its threads' speeds. For a pass cut into independent parts
+  // (whole sequences) where sharing out each small call would cost more in
+  // hand-offs than it saves. The calls must be safe to make from several
+  // shards at once (the CPU backend's are). Default: one shard after the other.
+  virtual void RunShards(int n, absl::FunctionRef<void(int shard, int worker)> fn) {
+    for (int i = 0; i < n; ++i) fn(i, 0);
   }
 };
 

@@ -1,6 +1,7 @@
 #include "common/ops/cpu/cpu_ops.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cstring>
 #include <memory>
 #include <string>
@@ -163,8 +164,17 @@ class CpuOps final : public Ops {
     cpu::AttentionRunner::Run(kernels_, pool_, sequences, shape);
   }
 
-  void RunShards(int n, absl::FunctionRef<void(int shard)> fn) override {
-    pool_.ParallelForEach(n, [&](int64_t i, int) { fn(static_cast<int>(i)); });
+  void RunShards(int n, absl::FunctionRef<void(int shard, int worker)> fn) override {
+    // Shard k on thread k where that thread takes part; a thread that comes
+    // late (or a shard beyond the threads) takes the first shard still left.
+    std::vector<std::atomic<bool>> taken(n);
+    pool_.ParallelForEach(n, [&](int64_t, int worker) {
+      int shard = worker < n && !taken[worker].exchange(true) ? worker : -1;
+      for (int k = 0; shard < 0 && k < n; ++k) {
+        if (!taken[k].exchange(true)) shard = k;
+      }
+      fn(shard, worker);
+    });
   }
 
  private:

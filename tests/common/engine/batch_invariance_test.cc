@@ -251,7 +251,8 @@ TEST_P(BatchInvarianceTest, LevelByLevelOverPendingRowsEqualsOnePassTree) {
 // A small model on 2 threads runs a batch of many sequences as 2 shards of
 // whole sequences, each on its own thread; every row's logits are still those
 // of 1 thread, bit for bit. A batch whose work one sequence dominates (a long
-// prompt beside a few decode rows) is not cut, and keeps the same bits too.
+// prompt beside a few decode rows) is not cut between threads of equal speed,
+// and keeps the same bits too.
 TEST_P(BatchInvarianceTest, ShardedPassesEqualOneThreadBitForBit) {
   for (bool lopsided : {false, true}) {
     Others others;
@@ -275,6 +276,8 @@ TEST_P(BatchInvarianceTest, ShardedPassesEqualOneThreadBitForBit) {
     ASSERT_TRUE(llama(0).Forward(seqs, &one).ok());
     EXPECT_EQ(llama(0).last_pass_shards(), 1);
     for (const ForwardSequence& f : seqs) f.cache->DropPending();
+    // Threads of equal speed (the passes so far timed them, noisily).
+    llama(1).set_worker_speeds({});
     ASSERT_TRUE(llama(1).Forward(seqs, &two).ok());
     EXPECT_EQ(llama(1).last_pass_shards(), lopsided ? 1 : 2);
     for (const ForwardSequence& f : seqs) f.cache->DropPending();
@@ -295,6 +298,49 @@ TEST_P(BatchInvarianceTest, ShardedPassesEqualOneThreadBitForBit) {
       EXPECT_EQ(reduced.argmax(r), std::max_element(row, row + vocab()) - row) << r;
     }
   }
+}
+
+// Where one thread runs slower than the other (a VM's vCPU sharing its core),
+// shards follow the threads' measured speeds: the slower thread's shard holds
+// less of the work. Every row's logits keep the bits of one thread.
+TEST_P(BatchInvarianceTest, ShardsFollowTheThreadsSpeedsWithTheSameBits) {
+  Others others;
+  std::vector<ForwardSequence> seqs;
+  const int batch = 16;
+  for (int s = 0; s < batch; ++s) {
+    others.caches.push_back(Full());
+    Prefill(*others.caches.back(), Tokens(30, 500 + s), 32);
+    others.tokens.push_back(Tokens(1, 600 + s));
+    others.parents.emplace_back();
+    others.rows.push_back(AllRows(1));
+    seqs.push_back(ForwardSequence{
+        others.caches[s].get(), others.tokens[s], {}, others.parents[s], {}, others.rows[s]});
+  }
+  std::vector<float> one;
+  ASSERT_TRUE(llama(0).Forward(seqs, &one).ok());
+  for (const ForwardSequence& f : seqs) f.cache->DropPending();
+  // The first sequence of shard 1 after a pass with thread speeds `speeds`.
+  auto split = [&](std::vector<double> speeds) -> size_t {
+    llama(1).set_worker_speeds(std::move(speeds));
+    std::vector<float> two;
+    EXPECT_TRUE(llama(1).Forward(seqs, &two).ok());
+    for (const ForwardSequence& f : seqs) f.cache->DropPending();
+    EXPECT_EQ(one.size(), two.size());
+    for (size_t r = 0; r < std::min(one.size(), two.size()) / vocab(); ++r) {
+      ExpectSameBits(one.data() + r * vocab(), two.data() + r * vocab(), vocab(),
+                     "row " + std::to_string(r));
+    }
+    const std::vector<size_t>& bounds = llama(1).last_pass_bounds();
+    EXPECT_EQ(bounds.size(), 3u) << "two shards";
+    return bounds.size() == 3 ? bounds[1] : 0;
+  };
+  EXPECT_EQ(split({}), batch / 2) << "untimed threads: equal shares";
+  EXPECT_EQ(split({1.0, 1.0}), batch / 2);
+  EXPECT_EQ(split({1.0, 3.0}), batch / 4) << "thread 0 a third as fast: a quarter of the work";
+  EXPECT_EQ(split({2.0, 1.0}), 2 * batch / 3 + 1) << "thread 1 half as fast: a third";
+  // Every pass times its shards: the speeds are measured ones afterwards.
+  split({1.0, 3.0});
+  EXPECT_NE(split({}), 0u);
 }
 
 INSTANTIATE_TEST_SUITE_P(Shapes, BatchInvarianceTest,
