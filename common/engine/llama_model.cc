@@ -274,7 +274,7 @@ absl::Status LlamaModel::ForwardPass(std::span<const ForwardSequence> batch,
   std::vector<double> shard_work;
   const std::vector<size_t> bounds = ShardBounds(batch, pending_before, &shard_work);
   const int shards = static_cast<int>(bounds.size()) - 1;
-  last_pass_shards_ = shards;
+  last_pass_bounds_ = bounds;
   if (static_cast<int>(shards_.size()) < shards) shards_.resize(shards);
   std::vector<int> first_logit_row(shards + 1, 0);
   for (int k = 0; k < shards; ++k) {
@@ -297,7 +297,6 @@ absl::Status LlamaModel::ForwardPass(std::span<const ForwardSequence> batch,
         std::chrono::duration<double>(std::chrono::steady_clock::now() - shard_start).count();
     shard_worker[k] = worker;
   };
-  last_pass_bounds_ = bounds;
   if (shards == 1) {
     run(0, 0);
   } else {

@@ -100,7 +100,7 @@ class LlamaModel final : public Model {
   // How many shards of whole sequences the last pass ran in, side by side (1:
   // one shard, every call shared out over the threads instead). Small models
   // with enough sequences shard; see ShardBounds.
-  int last_pass_shards() const { return last_pass_shards_; }
+  int last_pass_shards() const { return static_cast<int>(last_pass_bounds_.size()) - 1; }
   // The sequence index boundaries of the last pass's shards ({0, n}: one shard).
   const std::vector<size_t>& last_pass_bounds() const { return last_pass_bounds_; }
   // The threads' speeds the next pass sizes its shards by (measured by every
@@ -167,8 +167,7 @@ class LlamaModel final : public Model {
   // The layers' matrices and the output head.
   const double weight_bytes_, weight_elements_;
   std::vector<Scratch> shards_;
-  int last_pass_shards_ = 0;
-  std::vector<size_t> last_pass_bounds_;
+  std::vector<size_t> last_pass_bounds_ = {0};  // before any pass: no shard
   // Per backend thread: a moving average of the shard work it did per second
   // (0: not yet timed). The threads of one machine need not be equally fast
   // (a VM's vCPU sharing its core: one ran a 16 x 1024 decode in 1.2 ms where

@@ -43,6 +43,11 @@ std::string DefaultBinDir() {
   return dir != nullptr && *dir != '\0' ? dir : SPECSERVE_BIN_DIR;
 }
 
+std::string BinaryPath(const std::string& binary, const std::string& bin_dir) {
+  if (binary.find('/') != std::string::npos) return binary;
+  return (bin_dir.empty() ? DefaultBinDir() : bin_dir) + "/" + binary;
+}
+
 std::string ReadWholeFile(const std::string& path) {
   std::ifstream in(path);
   std::stringstream ss;
@@ -169,8 +174,7 @@ ToolResult RunTool(const std::vector<std::string>& argv, double timeout_seconds)
 }
 
 ToolResult RunToolArgs(const std::string& binary, std::string_view args, double timeout_seconds) {
-  std::vector<std::string> argv = {
-      binary.find('/') != std::string::npos ? binary : DefaultBinDir() + "/" + binary};
+  std::vector<std::string> argv = {BinaryPath(binary)};
   // (absl's string_view is its own type in Debian's build: no std::string_view overload.)
   const absl::string_view line(args.data(), args.size());
   for (absl::string_view arg : absl::StrSplit(line, ' ', absl::SkipEmpty())) {
@@ -182,10 +186,7 @@ ToolResult RunToolArgs(const std::string& binary, std::string_view args, double 
 absl::StatusOr<std::unique_ptr<ServiceProcess>> ServiceProcess::Launch(
     const std::string& binary, std::vector<std::string> args, const ServiceOptions& options) {
   const std::string name = binary.substr(binary.rfind('/') + 1);
-  const std::string path =
-      binary.find('/') != std::string::npos
-          ? binary
-          : (options.bin_dir.empty() ? DefaultBinDir() : options.bin_dir) + "/" + binary;
+  const std::string path = BinaryPath(binary, options.bin_dir);
   const std::string port_file = UniquePath(options.log_dir, name + ".port");
   const std::string log = UniquePath(options.log_dir, name + ".log");
   std::filesystem::remove(port_file);

@@ -19,6 +19,9 @@ namespace specserve::testing {
 // build/bin of this build tree (where the service binaries are), or
 // $SPECSERVE_TEST_BIN_DIR (to run the tests against another build's binaries).
 std::string DefaultBinDir();
+// `binary` itself where it is a path (has a '/'), else that name in `bin_dir`
+// (empty: DefaultBinDir()).
+std::string BinaryPath(const std::string& binary, const std::string& bin_dir = "");
 std::string ReadWholeFile(const std::string& path);
 
 // A child process with stdin from /dev/null and stdout + stderr into a log file.
