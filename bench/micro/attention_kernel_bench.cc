@@ -1,14 +1,22 @@
 // The attention kernel alone (the selected ISA's AttentionRowsFn), one work
-// item on one thread with its K and V in cache: no item setup, no thread
-// pool, no memory stream. Against BM_Attention it shows what the driver and
-// the memory system add; against the FMA peak what the kernel itself leaves.
+// item on one thread: no item setup, no thread pool. BM_AttentionKernel keeps
+// the item's K and V in cache: against BM_Attention it shows what the driver
+// and the memory system add; against the FMA peak what the kernel itself
+// leaves. BM_AttentionKernelStreamed runs the same item over fresh copies of
+// its K and V (256 MB of them, past any L3), each fetching the next copy as
+// AttentionRunner has it fetch the next item: against the cached run it shows
+// how much of the memory time the kernel's arithmetic hides.
 // A verify item of stories260K (head_dim 8) is m = 10 rows: 5 chain tokens x
 // 2 query heads of a GQA group, each with one extra tile of its own chain.
+#include <sys/mman.h>
+
 #include <cstdint>
+#include <cstring>
 #include <string>
 #include <vector>
 
 #include "benchmark/benchmark.h"
+#include "common/ops/cpu/attention.h"
 #include "common/ops/cpu/kernels.h"
 #include "common/ops/kv_layout.h"
 #include "common/util/aligned_vector.h"
@@ -18,82 +26,200 @@ namespace specserve::bench {
 namespace {
 
 // Args: rows m, head_dim, key tiles (16 keys each), extra tiles (0/1 per
-// row), bf16 (0: fp32 tiles, 1: bf16 tiles in the cache's layout).
+// row), bf16 (0: fp32 tiles, 1: bf16 tiles in the cache's layout), ring (a
+// draft's window: see below).
+class KernelItem {
+ public:
+  explicit KernelItem(const benchmark::State& state)
+      : m_(static_cast<int>(state.range(0))),
+        d_(static_cast<int>(state.range(1))),
+        n_tiles_(static_cast<int>(state.range(2))),
+        type_(state.range(4) != 0 ? KvType::kBF16 : KvType::kF32) {
+    const bool extras = state.range(3) != 0;
+    // A draft's window (a 7-tile item): 16 sinks, then a ring of 64 rows that
+    // wraps `ring` lanes into a tile, then the new row.
+    const int ring = static_cast<int>(state.range(5));
+    const int tile_floats = kKvTileRows * d_;  // room for a tile of either type
+    // Aligned as the caches' tiles and the attention's scratch are.
+    k_.resize(static_cast<size_t>(n_tiles_) * tile_floats);
+    v_.resize(k_.size());
+    ek_.resize(static_cast<size_t>(m_) * tile_floats);
+    ev_.resize(ek_.size());
+    // Rows written as the caches write them (fp32, or bf16 in its layout).
+    const KvRegionLayout region{type_, 1, d_, static_cast<int64_t>(n_tiles_) * tile_floats};
+    std::vector<float> kr(d_), vr(d_);
+    for (int64_t row = 0; row < static_cast<int64_t>(n_tiles_) * kKvTileRows; ++row) {
+      for (int c = 0; c < d_; ++c) {
+        kr[c] = 0.001f * static_cast<float>((row * d_ + c) % 97);
+        vr[c] = 0.002f * static_cast<float>((row * d_ + c) % 89);
+      }
+      KvStoreRow(region, k_.data(), v_.data(), row, kr.data(), vr.data());
+    }
+    tiles_.resize(n_tiles_);
+    extra_.resize(m_);
+    for (int t = 0; t < n_tiles_; ++t) {
+      tiles_[t] = {TileAt(k_.data(), t), TileAt(v_.data(), t), 0, kKvTileRows, t * kKvTileRows};
+    }
+    int listed = n_tiles_ * kKvTileRows;
+    if (ring > 0) {
+      listed = 0;
+      for (int t = 0; t < n_tiles_; ++t) {
+        tiles_[t].lane_begin = t == 1 ? ring : 0;
+        tiles_[t].lane_end = t == n_tiles_ - 2 ? ring : (t == n_tiles_ - 1 ? 1 : kKvTileRows);
+        tiles_[t].list_begin = listed;
+        listed += tiles_[t].lane_end - tiles_[t].lane_begin;
+      }
+    }
+    visible_.assign(m_, listed);
+    offset_.assign(m_ + 1, 0);
+    for (int r = 0; r < m_; ++r) {
+      // Row r's chain: 1 + r / 2 keys after the shared ones, in its token's tile
+      // (2 query heads a token read the same one, as AttentionRunner lays them out).
+      extra_[r] = {TileAt(ek_.data(), r / 2), TileAt(ev_.data(), r / 2), 0, 1 + r / 2, listed};
+      offset_[r + 1] = extras ? r + 1 : 0;
+    }
+    q_.assign(static_cast<size_t>(m_) * d_, 0.1f);
+    out_.resize(q_.size());
+    scratch_.resize(cpu::AttentionScratchFloats(m_, n_tiles_ + 1, d_));
+    outs_.resize(m_);
+    for (int r = 0; r < m_; ++r) outs_[r] = out_.data() + r * d_;
+    p_.m = m_;
+    p_.d = d_;
+    p_.type = type_;
+    p_.q = q_.data();
+    p_.tiles = tiles_.data();
+    p_.n_tiles = n_tiles_;
+    p_.visible = visible_.data();
+    p_.extra_tiles = extras ? extra_.data() : nullptr;
+    p_.extra_offset = extras ? offset_.data() : nullptr;
+    p_.out = outs_.data();
+    p_.scratch = scratch_.data();
+  }
+  KernelItem(const KernelItem&) = delete;
+  KernelItem& operator=(const KernelItem&) = delete;
+
+  // One run of the kernel over tiles `tiles`, fetching `next` on the way.
+  void Run(const cpu::AttentionTile* tiles, const std::vector<cpu::PrefetchSpan>* next) {
+    p_.tiles = tiles;
+    p_.prefetch = next != nullptr ? next->data() : nullptr;
+    p_.n_prefetch = next != nullptr ? static_cast<int>(next->size()) : 0;
+    kernels_.attention_rows(p_);
+    benchmark::DoNotOptimize(out_.data());
+  }
+  void Report(benchmark::State& state) const {
+    state.SetLabel(std::string(CpuIsaName(SelectedCpuIsa())));
+    // A row-tile: one query row against 16 keys (2 x 16 x d FMAs of scores and
+    // values, 16 exps); 1e9 / this rate is the nanoseconds per row-tile.
+    state.counters["row-tiles"] = benchmark::Counter(static_cast<double>(m_) * n_tiles_,
+                                                     benchmark::Counter::kIsIterationInvariantRate);
+  }
+
+  const std::vector<cpu::AttentionTile>& tiles() const { return tiles_; }
+  // Bytes of the item's K (and as many of V), whole tiles.
+  size_t kv_bytes() const { return k_.size() * sizeof(float); }
+  const float* k() const { return k_.data(); }
+  const float* v() const { return v_.data(); }
+  int head_dim() const { return d_; }
+  int rows() const { return n_tiles_ * kKvTileRows; }
+  KvType type() const { return type_; }
+
+ private:
+  char* TileAt(float* base, int t) const {
+    return reinterpret_cast<char*>(base) +
+           static_cast<int64_t>(t) * kKvTileRows * d_ * KvTypeBytes(type_);
+  }
+
+  const int m_, d_, n_tiles_;
+  const KvType type_;
+  AlignedVector<float> k_, v_, ek_, ev_, scratch_;
+  std::vector<cpu::AttentionTile> tiles_, extra_;
+  std::vector<int32_t> visible_, offset_;
+  std::vector<float> q_, out_;
+  std::vector<float*> outs_;
+  cpu::AttentionRowsProblem p_;
+  const cpu::KernelTable& kernels_ = cpu::KernelsFor(SelectedCpuIsa());
+};
+
 void BM_AttentionKernel(benchmark::State& state) {
-  const int m = static_cast<int>(state.range(0));
-  const int d = static_cast<int>(state.range(1));
-  const int n_tiles = static_cast<int>(state.range(2));
-  const bool extras = state.range(3) != 0;
-  const KvType type = state.range(4) != 0 ? KvType::kBF16 : KvType::kF32;
-  // A draft's window (a 7-tile item): 16 sinks, then a ring of 64 rows that
-  // wraps `ring` lanes into a tile, then the new row.
-  const int ring = static_cast<int>(state.range(5));
-  const int bytes = KvTypeBytes(type);
-  const int tile_floats = kKvTileRows * d;  // room for a tile of either type
-  // Aligned as the caches' tiles and the attention's scratch are.
-  AlignedVector<float> k(static_cast<size_t>(n_tiles) * tile_floats), v(k.size()),
-      ek(static_cast<size_t>(m) * tile_floats), ev(ek.size());
-  // Rows written as the caches write them (fp32, or bf16 in its layout).
-  const KvRegionLayout region{type, 1, d, static_cast<int64_t>(n_tiles) * tile_floats};
-  std::vector<float> kr(d), vr(d);
-  for (int64_t row = 0; row < static_cast<int64_t>(n_tiles) * kKvTileRows; ++row) {
-    for (int c = 0; c < d; ++c) {
-      kr[c] = 0.001f * static_cast<float>((row * d + c) % 97);
-      vr[c] = 0.002f * static_cast<float>((row * d + c) % 89);
-    }
-    KvStoreRow(region, k.data(), v.data(), row, kr.data(), vr.data());
-  }
-  auto tile_at = [&](AlignedVector<float>& buf, int t) {
-    return reinterpret_cast<char*>(buf.data()) + static_cast<int64_t>(t) * kKvTileRows * d * bytes;
-  };
-  std::vector<cpu::AttentionTile> tiles(n_tiles), extra(m);
-  for (int t = 0; t < n_tiles; ++t) {
-    tiles[t] = {tile_at(k, t), tile_at(v, t), 0, kKvTileRows, t * kKvTileRows};
-  }
-  int listed = n_tiles * kKvTileRows;
-  if (ring > 0) {
-    listed = 0;
-    for (int t = 0; t < n_tiles; ++t) {
-      tiles[t].lane_begin = t == 1 ? ring : 0;
-      tiles[t].lane_end = t == n_tiles - 2 ? ring : (t == n_tiles - 1 ? 1 : kKvTileRows);
-      tiles[t].list_begin = listed;
-      listed += tiles[t].lane_end - tiles[t].lane_begin;
-    }
-  }
-  std::vector<int32_t> visible(m, listed), offset(m + 1, 0);
-  for (int r = 0; r < m; ++r) {
-    // Row r's chain: 1 + r / 2 keys after the shared ones, in its token's tile
-    // (2 query heads a token read the same one, as AttentionRunner lays them out).
-    extra[r] = {tile_at(ek, r / 2), tile_at(ev, r / 2), 0, 1 + r / 2, listed};
-    offset[r + 1] = extras ? r + 1 : 0;
-  }
-  std::vector<float> q(static_cast<size_t>(m) * d, 0.1f), out(q.size());
-  AlignedVector<float> scratch(cpu::AttentionScratchFloats(m, n_tiles + 1, d));
-  std::vector<float*> outs(m);
-  for (int r = 0; r < m; ++r) outs[r] = out.data() + r * d;
-  cpu::AttentionRowsProblem p;
-  p.m = m;
-  p.d = d;
-  p.type = type;
-  p.q = q.data();
-  p.tiles = tiles.data();
-  p.n_tiles = n_tiles;
-  p.visible = visible.data();
-  p.extra_tiles = extras ? extra.data() : nullptr;
-  p.extra_offset = extras ? offset.data() : nullptr;
-  p.out = outs.data();
-  p.scratch = scratch.data();
-  const cpu::KernelTable& kernels = cpu::KernelsFor(SelectedCpuIsa());
-  for (auto _ : state) {
-    kernels.attention_rows(p);
-    benchmark::DoNotOptimize(out.data());
-  }
-  state.SetLabel(std::string(CpuIsaName(SelectedCpuIsa())));
-  // A row-tile: one query row against 16 keys (2 x 16 x d FMAs of scores and
-  // values, 16 exps); 1e9 / this rate is the nanoseconds per row-tile.
-  state.counters["row-tiles"] = benchmark::Counter(static_cast<double>(m) * n_tiles,
-                                                   benchmark::Counter::kIsIterationInvariantRate);
+  KernelItem item(state);
+  for (auto _ : state) item.Run(item.tiles().data(), nullptr);
+  item.Report(state);
 }
+
+// Copies of an item's K and V in one region advised for huge pages, as the
+// KV block pool's arenas are.
+class StreamedCopies {
+ public:
+  static constexpr size_t kTotalBytes = size_t{256} << 20;
+  static constexpr size_t kHugePage = size_t{2} << 20;
+
+  explicit StreamedCopies(const KernelItem& item) {
+    const size_t each = 2 * item.kv_bytes();  // K then V
+    n_ = static_cast<int>(kTotalBytes / each);
+    bytes_ = static_cast<size_t>(n_) * each + kHugePage;
+    void* raw = mmap(nullptr, bytes_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (raw == MAP_FAILED) {
+      n_ = 0;
+      return;
+    }
+    raw_ = static_cast<char*>(raw);
+    char* base = reinterpret_cast<char*>((reinterpret_cast<uintptr_t>(raw_) + kHugePage - 1) &
+                                         ~uintptr_t{kHugePage - 1});
+    (void)madvise(base, static_cast<size_t>(n_) * each, MADV_HUGEPAGE);  // a hint
+    const char* k0 = reinterpret_cast<const char*>(item.k());
+    const char* v0 = reinterpret_cast<const char*>(item.v());
+    tiles_.resize(n_);
+    for (int c = 0; c < n_; ++c) {
+      char* k = base + static_cast<size_t>(c) * each;
+      char* v = k + item.kv_bytes();
+      std::memcpy(k, k0, item.kv_bytes());
+      std::memcpy(v, v0, item.kv_bytes());
+      tiles_[c] = item.tiles();
+      for (cpu::AttentionTile& t : tiles_[c]) {
+        t.k = k + (static_cast<const char*>(t.k) - k0);
+        t.v = v + (static_cast<const char*>(t.v) - v0);
+      }
+    }
+    next_.resize(n_);
+    for (int c = 0; c < n_; ++c) {
+      const cpu::AttentionTile& first = tiles_[(c + 1) % n_].front();
+      cpu::AttentionRunner::PrefetchSpansFor(first.k, first.v, item.rows(), item.head_dim(),
+                                             item.type(), next_[c]);
+    }
+  }
+  ~StreamedCopies() {
+    if (raw_ != nullptr) munmap(raw_, bytes_);
+  }
+  StreamedCopies(const StreamedCopies&) = delete;
+  StreamedCopies& operator=(const StreamedCopies&) = delete;
+
+  int size() const { return n_; }
+  const cpu::AttentionTile* tiles(int c) const { return tiles_[c].data(); }
+  const std::vector<cpu::PrefetchSpan>* next(int c) const { return &next_[c]; }
+
+ private:
+  char* raw_ = nullptr;
+  size_t bytes_ = 0;
+  int n_ = 0;
+  std::vector<std::vector<cpu::AttentionTile>> tiles_;
+  std::vector<std::vector<cpu::PrefetchSpan>> next_;
+};
+
+void BM_AttentionKernelStreamed(benchmark::State& state) {
+  KernelItem item(state);
+  StreamedCopies copies(item);
+  if (copies.size() == 0) {
+    state.SkipWithError("could not map the copies' 256 MB");
+    return;
+  }
+  int c = 0;
+  for (auto _ : state) {
+    item.Run(copies.tiles(c), copies.next(c));
+    c = c + 1 < copies.size() ? c + 1 : 0;
+  }
+  item.Report(state);
+}
+
 BENCHMARK(BM_AttentionKernel)
     ->ArgNames({"rows", "head_dim", "tiles", "extras", "bf16", "ring"})
     ->Args({2, 8, 64, 0, 0, 0})  // stories260K decode: 2 query heads of a kv head
@@ -106,6 +232,16 @@ BENCHMARK(BM_AttentionKernel)
     ->Args({10, 16, 32, 1, 1, 0})
     ->Args({5, 64, 64, 1, 0, 0})  // the 125M model (no GQA) verify
     ->Args({5, 64, 64, 1, 1, 0})
+    ->Unit(benchmark::kMicrosecond);
+
+// The memory-bound shapes, streamed: stories260K decode and verify of 5, the
+// 125M model's verify.
+BENCHMARK(BM_AttentionKernelStreamed)
+    ->ArgNames({"rows", "head_dim", "tiles", "extras", "bf16", "ring"})
+    ->Args({2, 8, 64, 0, 0, 0})
+    ->Args({10, 8, 64, 1, 0, 0})
+    ->Args({10, 8, 64, 1, 1, 0})
+    ->Args({5, 64, 64, 1, 0, 0})
     ->Unit(benchmark::kMicrosecond);
 
 }  // namespace

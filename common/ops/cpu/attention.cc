@@ -117,6 +117,16 @@ void AttentionRunner::Run(const KernelTable& kernels, ThreadPool& pool,
   });
 }
 
+void AttentionRunner::PrefetchSpansFor(const void* k, const void* v, int rows, int head_dim,
+                                       KvType type, std::vector<PrefetchSpan>& spans) {
+  AttentionSequence seq;
+  seq.kv_type = type;
+  seq.runs = {KvRun{k, v, 0, 0, rows}};
+  AttentionShape shape;
+  shape.head_dim = head_dim;
+  ItemSpans(Item{}, seq, shape, spans);
+}
+
 void AttentionRunner::ItemSpans(const Item& item, const AttentionSequence& seq,
                                 const AttentionShape& shape, std::vector<PrefetchSpan>& spans) {
   const int bytes = KvTypeBytes(seq.kv_type);

@@ -31,6 +31,11 @@ class AttentionRunner {
   // Safe to call from several threads at once.
   static void Run(const KernelTable& kernels, ThreadPool& pool,
                   std::span<const AttentionSequence> sequences, const AttentionShape& shape);
+  // The prefetch spans Run gives the item before one whose kv head reads
+  // `rows` rows of K and V tiles from `k` and `v` (benchmarks: the kernel fed
+  // as Run feeds it).
+  static void PrefetchSpansFor(const void* k, const void* v, int rows, int head_dim, KvType type,
+                               std::vector<PrefetchSpan>& spans);
 
  private:
   struct Item {
