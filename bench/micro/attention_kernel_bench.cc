@@ -8,14 +8,13 @@
 // how much of the memory time the kernel's arithmetic hides.
 // A verify item of stories260K (head_dim 8) is m = 10 rows: 5 chain tokens x
 // 2 query heads of a GQA group, each with one extra tile of its own chain.
-#include <sys/mman.h>
-
 #include <cstdint>
 #include <cstring>
 #include <string>
 #include <vector>
 
 #include "benchmark/benchmark.h"
+#include "common/kv/kv_block_pool.h"
 #include "common/ops/cpu/attention.h"
 #include "common/ops/cpu/kernels.h"
 #include "common/ops/kv_layout.h"
@@ -115,7 +114,7 @@ class KernelItem {
   }
 
   const std::vector<cpu::AttentionTile>& tiles() const { return tiles_; }
-  // Bytes of the item's K (and as many of V), whole tiles.
+  // Bytes of the item's K buffer (as many of V): room for its tiles as fp32.
   size_t kv_bytes() const { return k_.size() * sizeof(float); }
   const float* k() const { return k_.data(); }
   const float* v() const { return v_.data(); }
@@ -146,61 +145,45 @@ void BM_AttentionKernel(benchmark::State& state) {
   item.Report(state);
 }
 
-// Copies of an item's K and V in one region advised for huge pages, as the
-// KV block pool's arenas are.
+// Copies of an item's K and V in blocks of a KV block pool: huge-page
+// arenas, as the caches' blocks are.
 class StreamedCopies {
  public:
   static constexpr size_t kTotalBytes = size_t{256} << 20;
-  static constexpr size_t kHugePage = size_t{2} << 20;
 
+  // Throws std::bad_alloc when the pool cannot map an arena.
   explicit StreamedCopies(const KernelItem& item) {
-    const size_t each = 2 * item.kv_bytes();  // K then V
-    n_ = static_cast<int>(kTotalBytes / each);
-    bytes_ = static_cast<size_t>(n_) * each + kHugePage;
-    void* raw = mmap(nullptr, bytes_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (raw == MAP_FAILED) {
-      n_ = 0;
-      return;
-    }
-    raw_ = static_cast<char*>(raw);
-    char* base = reinterpret_cast<char*>((reinterpret_cast<uintptr_t>(raw_) + kHugePage - 1) &
-                                         ~uintptr_t{kHugePage - 1});
-    (void)madvise(base, static_cast<size_t>(n_) * each, MADV_HUGEPAGE);  // a hint
+    const size_t bytes = item.kv_bytes();
+    const int n = static_cast<int>(kTotalBytes / (2 * bytes));
     const char* k0 = reinterpret_cast<const char*>(item.k());
     const char* v0 = reinterpret_cast<const char*>(item.v());
-    tiles_.resize(n_);
-    for (int c = 0; c < n_; ++c) {
-      char* k = base + static_cast<size_t>(c) * each;
-      char* v = k + item.kv_bytes();
-      std::memcpy(k, k0, item.kv_bytes());
-      std::memcpy(v, v0, item.kv_bytes());
+    tiles_.resize(n);
+    for (int c = 0; c < n; ++c) {
+      uint8_t* k = blocks_.emplace_back(pool_.GetUnzeroed(bytes)).get();
+      uint8_t* v = blocks_.emplace_back(pool_.GetUnzeroed(bytes)).get();
+      std::memcpy(k, k0, bytes);
+      std::memcpy(v, v0, bytes);
       tiles_[c] = item.tiles();
       for (cpu::AttentionTile& t : tiles_[c]) {
         t.k = k + (static_cast<const char*>(t.k) - k0);
         t.v = v + (static_cast<const char*>(t.v) - v0);
       }
     }
-    next_.resize(n_);
-    for (int c = 0; c < n_; ++c) {
-      const cpu::AttentionTile& first = tiles_[(c + 1) % n_].front();
+    next_.resize(n);
+    for (int c = 0; c < n; ++c) {
+      const cpu::AttentionTile& first = tiles_[(c + 1) % n].front();
       cpu::AttentionRunner::PrefetchSpansFor(first.k, first.v, item.rows(), item.head_dim(),
                                              item.type(), next_[c]);
     }
   }
-  ~StreamedCopies() {
-    if (raw_ != nullptr) munmap(raw_, bytes_);
-  }
-  StreamedCopies(const StreamedCopies&) = delete;
-  StreamedCopies& operator=(const StreamedCopies&) = delete;
 
-  int size() const { return n_; }
+  int size() const { return static_cast<int>(tiles_.size()); }
   const cpu::AttentionTile* tiles(int c) const { return tiles_[c].data(); }
   const std::vector<cpu::PrefetchSpan>* next(int c) const { return &next_[c]; }
 
  private:
-  char* raw_ = nullptr;
-  size_t bytes_ = 0;
-  int n_ = 0;
+  KvBlockPool pool_{0};          // keeps nothing idle: the blocks' pages go back with them
+  std::vector<KvBlock> blocks_;  // declared after the pool: returned before it goes
   std::vector<std::vector<cpu::AttentionTile>> tiles_;
   std::vector<std::vector<cpu::PrefetchSpan>> next_;
 };
@@ -208,10 +191,6 @@ class StreamedCopies {
 void BM_AttentionKernelStreamed(benchmark::State& state) {
   KernelItem item(state);
   StreamedCopies copies(item);
-  if (copies.size() == 0) {
-    state.SkipWithError("could not map the copies' 256 MB");
-    return;
-  }
   int c = 0;
   for (auto _ : state) {
     item.Run(copies.tiles(c), copies.next(c));
