@@ -220,7 +220,8 @@ nlohmann::json RunSpecBench(Model& target, const Tokenizer& tokenizer,
   const bool repetitive = options.workload == BenchWorkload::kRepetitive;
   std::printf(
       "\nspeculative decoding, %s workload, drafts %s, sinks %d, window %d, %d new tokens per "
-      "sequence, %d interleaved runs per mode (medians) after an untimed plain run per cell%s; "
+      "sequence, %d interleaved runs per mode (medians; runs: the lowest and highest speedup of "
+      "one run against its side-by-side baseline run) after an untimed plain run per cell%s; "
       "tokens/s and step times over the decode steps at the full batch (before the first "
       "sequence finishes), a step timed whole (step ms - draft - verify: the engine's own "
       "work)\n",
@@ -228,9 +229,10 @@ nlohmann::json RunSpecBench(Model& target, const Tokenizer& tokenizer,
       options.window, options.new_tokens, options.repetitions,
       options.warm ? ", each run's engine warmed by an untimed generation of the cell (--warm)"
                    : ", each run a fresh engine");
-  std::printf("%6s %8s %-16s %11s %9s %9s %9s %9s %9s %9s %8s %8s %8s  %s\n", "batch", "context",
-              "mode", "tokens/s", "tok/step", "settled", "predicted", "speedup", "roofline",
-              "of bound", "step ms", "draft", "verify", "acceptance of children by rank");
+  std::printf("%6s %8s %-16s %11s %9s %9s %9s %9s %11s %9s %9s %8s %8s %8s  %s\n", "batch",
+              "context", "mode", "tokens/s", "tok/step", "settled", "predicted", "speedup",
+              "runs", "roofline", "of bound", "step ms", "draft", "verify",
+              "acceptance of children by rank");
   for (int context : options.contexts) {
     if (context + options.new_tokens + 80 >= target.config().context_length) {
       std::printf("(context %d skipped: the model's context is %d)\n", context,
@@ -263,6 +265,16 @@ nlohmann::json RunSpecBench(Model& target, const Tokenizer& tokenizer,
       for (size_t m = 0; m < variants.size(); ++m) {
         const double tps = median_of(m, &ModeRun::tokens_per_second);
         const double speedup = baseline > 0 ? tps / baseline : 0;
+        // Each repetition's own speedup, against the baseline's run of the same
+        // repetition (run side by side): their spread shows how far the
+        // machine's noise moves the median.
+        std::vector<double> per_run;
+        for (size_t rep = 0; rep < runs[m].size(); ++rep) {
+          const double base = runs[0][rep].tokens_per_second;
+          per_run.push_back(base > 0 ? runs[m][rep].tokens_per_second / base : 0);
+        }
+        const auto [low, high] = std::minmax_element(per_run.begin(), per_run.end());
+        const std::string spread = absl::StrFormat("%.2f-%.2f", *low, *high);
         // What the roofline predicts for the steps run: plain-decoding bound time
         // for the same tokens over the bound time of the passes this mode ran.
         const double predicted_speedup = median_of(m, &ModeRun::plain_roofline_seconds) /
@@ -286,9 +298,10 @@ nlohmann::json RunSpecBench(Model& target, const Tokenizer& tokenizer,
         const double draft_ms = median_of(m, &ModeRun::draft_ms);
         const double verify_ms = median_of(m, &ModeRun::verify_ms);
         std::printf(
-            "%6d %8d %-16s %11.1f %9.2f %9.2f %9.2f %8.2fx %8.2fx %8.0f%% %8.2f %8.2f %8.2f  %s\n",
+            "%6d %8d %-16s %11.1f %9.2f %9.2f %9.2f %8.2fx %11s %8.2fx %8.0f%% %8.2f %8.2f %8.2f  "
+            "%s\n",
             batch, context, variants[m].name().c_str(), tps, tokens_per_step, settled_tokens,
-            predicted_tokens, speedup, predicted_speedup,
+            predicted_tokens, speedup, spread.c_str(), predicted_speedup,
             predicted_speedup > 0 ? 100 * speedup / predicted_speedup : 0, step_ms, draft_ms,
             verify_ms, by_position.c_str());
         std::fflush(stdout);
@@ -303,6 +316,7 @@ nlohmann::json RunSpecBench(Model& target, const Tokenizer& tokenizer,
                         {"predicted_tokens_per_step", predicted_tokens},
                         {"accepted_per_step", median_of(m, &ModeRun::accepted_per_step)},
                         {"speedup_over_plain", speedup},
+                        {"speedup_per_run", per_run},
                         {"roofline_predicted_speedup", predicted_speedup},
                         {"repetitions", runs[m].size()},
                         {"warm", options.warm},

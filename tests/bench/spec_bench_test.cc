@@ -55,6 +55,15 @@ TEST(SpecBenchTest, WarmAndFreshRunsReportPerStepFiguresOfTheTimedRun) {
       EXPECT_EQ(row["warm"], warm) << row.dump();
       const std::string mode = row["mode"];
       const double per_step = row["tokens_per_step"];
+      // One repetition: its own speedup against the baseline's run is the
+      // cell's speedup, and the plain baseline's is exactly 1.
+      ASSERT_EQ(row["speedup_per_run"].size(), 1u) << row.dump();
+      EXPECT_DOUBLE_EQ(row["speedup_per_run"][0].get<double>(),
+                       row["speedup_over_plain"].get<double>())
+          << row.dump();
+      if (mode == "off") {
+        EXPECT_EQ(row["speedup_per_run"][0], 1.0) << row.dump();
+      }
       if (mode == "off") {
         EXPECT_EQ(per_step, 1.0) << row.dump();
       } else if (mode == "chain:2") {
