@@ -230,8 +230,8 @@ nlohmann::json RunSpecBench(Model& target, const Tokenizer& tokenizer,
       options.warm ? ", each run's engine warmed by an untimed generation of the cell (--warm)"
                    : ", each run a fresh engine");
   std::printf("%6s %8s %-16s %11s %9s %9s %9s %9s %11s %9s %9s %8s %8s %8s  %s\n", "batch",
-              "context", "mode", "tokens/s", "tok/step", "settled", "predicted", "speedup",
-              "runs", "roofline", "of bound", "step ms", "draft", "verify",
+              "context", "mode", "tokens/s", "tok/step", "settled", "predicted", "speedup", "runs",
+              "roofline", "of bound", "step ms", "draft", "verify",
               "acceptance of children by rank");
   for (int context : options.contexts) {
     if (context + options.new_tokens + 80 >= target.config().context_length) {
