@@ -152,7 +152,9 @@ TEST(Chart, EveryContainerCommandLinePassesItsDryRun) {
   REQUIRE_NODE();
   for (const char* bin :
        {"specserve-router", "specserve-draft", "specserve-target", "specserve-serve"}) {
-    if (!IsExecutable(BinPath(bin))) GTEST_SKIP() << BinPath(bin) << " is not built";
+    if (!IsExecutable(testing::BinaryPath(bin))) {
+      GTEST_SKIP() << testing::BinaryPath(bin) << " is not built";
+    }
   }
   // The longest context a value set asks for (tp2: 4096) must fit the model.
   ModelConfig config = specserve::testing::TinyConfig();
@@ -188,7 +190,7 @@ TEST(Chart, EveryContainerCommandLinePassesItsDryRun) {
     for (const auto& [object, command] : containers.items()) {
       std::vector<std::string> argv = command.get<std::vector<std::string>>();
       ASSERT_FALSE(argv.empty()) << object;
-      argv[0] = BinPath(argv[0].substr(argv[0].rfind('/') + 1));
+      argv[0] = testing::BinaryPath(argv[0].substr(argv[0].rfind('/') + 1));
       for (std::string& a : argv) {
         // The model files (a draft file is a path; --draft=self|ngram stay).
         for (const std::string flag : {"--model=", "--draft=/"}) {

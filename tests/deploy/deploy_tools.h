@@ -37,9 +37,6 @@ inline std::string DeployDir() { return SourceDir() + "/deploy"; }
 inline std::string ChartDir() { return DeployDir() + "/helm/specserve"; }
 inline std::string ToolsDir() { return DeployDir() + "/tools"; }
 inline std::string CheckScript() { return ToolsDir() + "/k8s-check.js"; }
-inline std::string BinPath(const std::string& name) {
-  return std::string(SPECSERVE_BIN_DIR) + "/" + name;
-}
 
 inline bool IsExecutable(const std::string& path) { return access(path.c_str(), X_OK) == 0; }
 

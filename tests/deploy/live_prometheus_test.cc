@@ -124,7 +124,9 @@ TEST(LivePrometheus, ScrapesTheServicesAndAnswersTheDashboardQueries) {
   }
   for (const char* bin :
        {"specserve-router", "specserve-draft", "specserve-target", "specserve-client"}) {
-    if (!IsExecutable(BinPath(bin))) GTEST_SKIP() << BinPath(bin) << " is not built";
+    if (!IsExecutable(testing::BinaryPath(bin))) {
+      GTEST_SKIP() << testing::BinaryPath(bin) << " is not built";
+    }
   }
   TempDir dir;
   ASSERT_FALSE(dir.path().empty());
@@ -229,10 +231,10 @@ TEST(LivePrometheus, ScrapesTheServicesAndAnswersTheDashboardQueries) {
         const int length =
             phase.prompt_min + (request * 53) % (phase.prompt_max - phase.prompt_min + 1);
         clients.push_back(std::make_unique<Background>(
-            std::vector<std::string>{BinPath("specserve-client"), "--server=" + router->address(),
-                                     "generate", "--ids=" + PromptIds(request, length),
-                                     "--max-new-tokens=96", "--ignore-eos", "--json",
-                                     "--timeout=30", "--spec=" + phase.spec},
+            std::vector<std::string>{
+                testing::BinaryPath("specserve-client"), "--server=" + router->address(),
+                "generate", "--ids=" + PromptIds(request, length), "--max-new-tokens=96",
+                "--ignore-eos", "--json", "--timeout=30", "--spec=" + phase.spec},
             dir / ("client" + std::to_string(c) + ".log")));
       }
       for (auto& c : clients) {
