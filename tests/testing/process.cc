@@ -57,7 +57,8 @@ std::string ReadWholeFile(const std::string& path) {
 
 absl::StatusOr<std::unique_ptr<Process>> Process::Spawn(const std::vector<std::string>& argv_in,
                                                         const std::string& log,
-                                                        bool die_with_parent) {
+                                                        bool die_with_parent,
+                                                        const std::string& stdout_log) {
   if (argv_in.empty()) return absl::InvalidArgumentError("no command to run");
   if (access(argv_in[0].c_str(), X_OK) != 0) {
     return absl::NotFoundError(absl::StrCat("no executable ", argv_in[0]));
@@ -68,6 +69,14 @@ absl::StatusOr<std::unique_ptr<Process>> Process::Spawn(const std::vector<std::s
   argv.push_back(nullptr);
   const int log_fd = open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (log_fd < 0) return absl::InternalError(absl::StrCat("cannot write ", log));
+  int out_fd = log_fd;
+  if (!stdout_log.empty()) {
+    out_fd = open(stdout_log.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (out_fd < 0) {
+      close(log_fd);
+      return absl::InternalError(absl::StrCat("cannot write ", stdout_log));
+    }
+  }
   const pid_t parent = getpid();
   const pid_t pid = fork();
   if (pid == 0) {
@@ -78,7 +87,7 @@ absl::StatusOr<std::unique_ptr<Process>> Process::Spawn(const std::vector<std::s
     }
     const int null_fd = open("/dev/null", O_RDONLY);
     if (null_fd >= 0) dup2(null_fd, 0);
-    dup2(log_fd, 1);
+    dup2(out_fd, 1);
     dup2(log_fd, 2);
     // Signals blocked in the parent (the services block SIGTERM for sigwait) must
     // not stay blocked in the child.
@@ -89,6 +98,7 @@ absl::StatusOr<std::unique_ptr<Process>> Process::Spawn(const std::vector<std::s
     _exit(127);
   }
   close(log_fd);
+  if (out_fd != log_fd) close(out_fd);
   if (pid < 0) return absl::InternalError(absl::StrCat("cannot start ", argv_in[0]));
   auto p = std::unique_ptr<Process>(new Process());
   p->pid_ = pid;
@@ -152,35 +162,40 @@ bool Process::Running() {
   return true;
 }
 
-ToolResult RunTool(const std::vector<std::string>& argv, double timeout_seconds) {
+ToolResult RunTool(const std::vector<std::string>& argv, double timeout_seconds,
+                   ToolOutput streams) {
   ToolResult r;
   const std::string log = UniquePath("", "tool.out");
-  auto p = Process::Spawn(argv, log, /*die_with_parent=*/true);
+  const std::string out_log = streams == ToolOutput::kSeparate ? UniquePath("", "tool.stdout") : "";
+  auto p = Process::Spawn(argv, log, /*die_with_parent=*/true, out_log);
   if (!p.ok()) {
     r.output = std::string(p.status().message());
+    std::filesystem::remove(log);
+    if (!out_log.empty()) std::filesystem::remove(out_log);
     return r;
   }
   int status = 0;
-  if (!(*p)->WaitFor(timeout_seconds, &status)) {
-    (*p)->Kill(SIGKILL);
-    r.output = ReadWholeFile(log) + "\n[timed out]";
-    std::filesystem::remove(log);
-    return r;
+  const bool finished = (*p)->WaitFor(timeout_seconds, &status);
+  if (!finished) (*p)->Kill(SIGKILL);
+  if (!out_log.empty()) {
+    r.out = ReadWholeFile(out_log);
+    std::filesystem::remove(out_log);
   }
-  r.output = ReadWholeFile(log);
+  r.output = r.out + ReadWholeFile(log) + (finished ? "" : "\n[timed out]");
   std::filesystem::remove(log);
-  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  if (finished) r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
   return r;
 }
 
-ToolResult RunToolArgs(const std::string& binary, std::string_view args, double timeout_seconds) {
+ToolResult RunToolArgs(const std::string& binary, std::string_view args, double timeout_seconds,
+                       ToolOutput streams) {
   std::vector<std::string> argv = {BinaryPath(binary)};
   // (absl's string_view is its own type in Debian's build: no std::string_view overload.)
   const absl::string_view line(args.data(), args.size());
   for (absl::string_view arg : absl::StrSplit(line, ' ', absl::SkipEmpty())) {
     argv.emplace_back(arg.data(), arg.size());
   }
-  return RunTool(argv, timeout_seconds);
+  return RunTool(argv, timeout_seconds, streams);
 }
 
 absl::StatusOr<std::unique_ptr<ServiceProcess>> ServiceProcess::Launch(

@@ -30,9 +30,11 @@ class Process {
  public:
   // `die_with_parent`: the child gets SIGTERM when this process dies, however it
   // dies (a benchmark killed by a timeout leaves no servers behind).
+  // `stdout_log` non-empty: stdout goes there instead, and only stderr to `log`.
   static absl::StatusOr<std::unique_ptr<Process>> Spawn(const std::vector<std::string>& argv,
                                                         const std::string& log,
-                                                        bool die_with_parent = true);
+                                                        bool die_with_parent = true,
+                                                        const std::string& stdout_log = "");
   ~Process();
 
   pid_t pid() const { return pid_; }
@@ -61,17 +63,22 @@ class Process {
 
 struct ToolResult {
   int exit_code = -1;  // -1: could not start or timed out
-  std::string output;  // stdout + stderr
+  std::string output;  // stdout + stderr (interleaved; stdout first when kept apart)
+  std::string out;     // stdout alone, when kept apart (ToolOutput::kSeparate)
   bool ok() const { return exit_code == 0; }
 };
 
-// Runs argv to completion (stdout and stderr together), killing it after
-// `timeout_seconds`.
-ToolResult RunTool(const std::vector<std::string>& argv, double timeout_seconds = 60);
+// Whether a tool's stdout is kept apart from its stderr (a tool whose stdout
+// is data, e.g. --json, with progress on stderr).
+enum class ToolOutput { kTogether, kSeparate };
+
+// Runs argv to completion, killing it after `timeout_seconds`.
+ToolResult RunTool(const std::vector<std::string>& argv, double timeout_seconds = 60,
+                   ToolOutput streams = ToolOutput::kTogether);
 // The same for `binary` (a name in SPECSERVE_BIN_DIR, or a path) with `args`
 // split at spaces (no quoting: for flags and paths without spaces).
 ToolResult RunToolArgs(const std::string& binary, std::string_view args,
-                       double timeout_seconds = 60);
+                       double timeout_seconds = 60, ToolOutput streams = ToolOutput::kTogether);
 
 struct ServiceOptions {
   std::string bin_dir;        // empty: DefaultBinDir()
