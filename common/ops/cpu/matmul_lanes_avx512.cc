@@ -222,18 +222,18 @@ void PanelOutputs(const MatMulProblem& p, const float* w, int64_t first, int lo,
   }
 }
 
-// Whether a pass streams its weights from memory: a few x rows, or up to 32
-// over a matrix that does not stay in L2. With one panel (one memory stream)
-// per thread a GEMV reached 0.80-0.93x the bandwidth of the dot-product
-// tiles, which read four weight rows at a time (BM_MatMul 4096 x 4096
-// streamed, 1-4 rows), with software prefetch or without; with 3-4 panels
-// side by side 0.93-1.02x at 1-32 rows (paired medians). Matrices in cache
-// at 8-16 rows ran 0.84-0.89x the time as single panels of 8-row tiles
-// (64-column ones 1.10-1.15x), hence the size.
-constexpr int64_t kStreamBytes = int64_t{2} << 20;
-inline bool Streams(const MatMulProblem& p) {
-  return p.n_rows <= 4 || (p.n_rows <= 32 && p.out_rows * p.cols * 4 >= kStreamBytes);
-}
+// Whether a pass streams its weights from memory: a few x rows (a GEMV).
+// With one panel (one memory stream) per thread a GEMV reached 0.80-0.93x
+// the bandwidth of the dot-product tiles, which read four weight rows at a
+// time (BM_MatMul 4096 x 4096 streamed, 1-4 rows), with software prefetch or
+// without; with 3-4 panels side by side 0.93-1.02x. From 5 rows on, single
+// panels of 8-row tiles, which fetch the next block into L2 while they
+// compute, are as fast or faster even over matrices far past the L2: 4096
+// columns x 320 MB at 8-16 rows the same, at 24-32 rows 0.75-0.85x the time
+// (4-row tiles over 3 panels re-read each block from L2 once per 4 rows);
+// the random 125M model's decode at 8-32 x 128 (768-column matrices) took
+// 0.88-0.96x the time a step (medians of 5, interleaved; AMD EPYC, 2 threads).
+inline bool Streams(const MatMulProblem& p) { return p.n_rows <= 4; }
 
 // Panels side by side in a streamed pass: 4 for 1-2 x rows (2-row tiles of 8
 // vectors), 3 for more (4-row tiles of 6: 24 accumulators).

@@ -360,9 +360,10 @@ TEST(MatMulPackedTest, PackedMatricesKeepTheirBitsAcrossRowsThreadsAndSlices) {
   }
 }
 
-// A pass over a matrix that does not stay in cache (>= 2 MB) with up to 32 x
-// rows reads several packed panels side by side (matmul_lanes_avx512.cc);
-// its results keep the bits of a many-row pass and of a row slice.
+// A pass of up to 4 x rows reads several packed panels side by side
+// (matmul_lanes_avx512.cc), a wider one single panels that fetch their next
+// block ahead; over a matrix that does not stay in cache (>= 2 MB) either
+// keeps the bits of a many-row pass and of a row slice.
 TEST(MatMulPackedTest, StreamedPassesKeepTheBitsOfManyRowPasses) {
   uint32_t seed = 1500;
   for (CpuIsa isa : AvailableIsas()) {
