@@ -512,6 +512,12 @@ bool Planner::SpeculationCouldPay(StepClass c, int batch, double mean_context, i
 Plan Planner::ChooseAuto(int batch, double mean_context, int whole_batch, bool draft_ahead) {
   MaybeRebuildTables();
   const StepClass c = ClassOf(batch, mean_context);
+  if (first_exploration_steps_left_ > 0) {
+    // The first exploration's further steps (kFirstExplorationSteps).
+    --first_exploration_steps_left_;
+    last_choice_speculates_ = true;
+    return ChainProbe(0);
+  }
   // Decide from measurements, not the prior alone: first plain steps of this
   // class, then (once probing is affordable, see below) a probe with a short
   // chain to time the draft, then choose.
@@ -528,11 +534,21 @@ Plan Planner::ChooseAuto(int batch, double mean_context, int whole_batch, bool d
     // (stories260K 64 x 1024: a probe, then two steps of chain:1 on p1 0.7
     // from it, where the batch accepts 0.89).
     // (Once: explored_ stays empty until then, as a class explored by
-    // ShouldExplore had its draft timed.)
+    // ShouldExplore had its draft timed.) Not before plain is timed
+    // kTrustedSamples times: the next decisions weigh every shape against
+    // it, and while the batch speculates nothing times plain again. An
+    // engine's first decode steps run slow (first touch of buffers and KV
+    // pages, cold caches: stories260K 32 x 256 read 0.53 ms on its first
+    // timed step, 0.37 once warm); on that one sample chains looked 10%
+    // cheaper a token than plain, and auto speculated a whole run at
+    // 0.80-0.88x plain.
+    const auto* timed = NearestMeasured(verify_costs_, c);
     if (draft_lag_tokens_ == 0 && explored_.empty() &&
+        timed->second.samples(1) >= kTrustedSamples &&
         SpeculationCouldPay(c, batch, mean_context, whole_batch, draft_ahead)) {
       explored_.insert(c);
       last_choice_speculates_ = true;
+      first_exploration_steps_left_ = kFirstExplorationSteps - 1;
       return ChainProbe(0);
     }
     return PlainOrProbe(c, batch, mean_context, whole_batch, draft_ahead);

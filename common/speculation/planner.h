@@ -462,6 +462,17 @@ class Planner {
   double draft_lag_tokens_ = -1;
   double remaining_tokens_ = kUnboundedTokens;  // of the latest Choose
   bool probed_once_ = false;
+  // Steps of a whole-batch chain the first exploration (the draft untimed)
+  // runs. Its first step is an engine's first speculative one, and first
+  // touches the buffers of the wider passes and the draft's (stories260K
+  // 32 x 1024: 277 minor page faults, 5.4 ms where the same step takes 3.0
+  // once warm; 14.6 against 3.0 in a noisier run): on those times alone
+  // chains were priced out, and auto decoded plainly for 30 steps at 64 x
+  // 1024 before a stale width was tried again. With a second step every
+  // width and draft level has a warm sample, which the median of two (the
+  // lower) takes.
+  static constexpr int kFirstExplorationSteps = 2;
+  int first_exploration_steps_left_ = 0;
   // Classes a whole-batch exploration ran in (ShouldExplore, and the untimed
   // draft's first step in ChooseAuto, taken while this is empty): not in choices_,
   // which a table rebuild clears, and each rebuild after an exploration's

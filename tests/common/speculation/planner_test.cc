@@ -47,6 +47,11 @@ void Costs(Planner& planner, StepClass c, double fixed, double per_node) {
   }
 }
 
+// Whether `plan` speculates for every sequence of the batch.
+bool WholeBatchExploration(const Plan& plan) {
+  return plan.exploring && plan.nodes > 0 && plan.probe_sequences == 0;
+}
+
 TEST(PlannerTest, DecisionsHoldLongerWhereDecidingIsDearAgainstTheStep) {
   // 15 us to decide: against 6 ms steps the minimum hold, against 90 us steps
   // long enough to keep deciding at 1% of the time, against 10 us the most.
@@ -126,11 +131,69 @@ TEST(PlannerTest, ADraftOfTheTargetsRowsExploresTheWholeBatchOnceTimedPlain) {
   EXPECT_TRUE(first.exploring);
   EXPECT_EQ(first.probe_sequences, 0);
   EXPECT_GT(first.nodes, 0);
-  // Once: were the draft still untimed after it, a few sequences probe.
+  // Two steps (see TheFirstExplorationTimesEveryPassWarmOnce) ...
+  const Plan second = planner.Choose(32, 1000);
+  EXPECT_TRUE(second.exploring);
+  EXPECT_EQ(second.probe_sequences, 0);
+  EXPECT_EQ(second.nodes, first.nodes);
+  // ... once: were the draft still untimed after them, a few sequences probe.
   Plan next;
   for (int step = 0; step < 10000 && !next.exploring; ++step) next = planner.Choose(32, 1000);
   ASSERT_TRUE(next.exploring);
   EXPECT_EQ(next.probe_sequences, 2);
+}
+
+TEST(PlannerTest, TheFirstExplorationWaitsForPlainToBeTimedInFull) {
+  // The first decisions weigh every shape against plain's cost, and while the
+  // batch speculates nothing times plain again: one sample, from an engine's
+  // first (cold) decode steps, is not enough to leave plain decoding on.
+  Planner planner(SpecConfig{}, Prior());
+  planner.SetDraftLag(0);
+  const StepClass c = ClassOf(32, 1000);
+  for (int k = 1; k < 3; ++k) {
+    planner.RecordVerifyPass(c, 1, 5e-3);
+    const Plan plan = planner.Choose(32, 1000);
+    EXPECT_EQ(plan.nodes, 0) << k << " plain samples";
+    EXPECT_FALSE(plan.exploring) << k << " plain samples";
+  }
+  planner.RecordVerifyPass(c, 1, 5e-3);
+  EXPECT_TRUE(WholeBatchExploration(planner.Choose(32, 1000)));
+}
+
+TEST(PlannerTest, TheFirstExplorationTimesEveryPassWarmOnce) {
+  // Batch 32, context 1000, plain 4 ms a step, rank-1 acceptance 0.9.
+  // Warm, a verify of 5 takes 6 ms and a draft level 0.5: chain:4 gives ~4.1
+  // tokens for 8 ms, 2x plain. The exploration's first step, an engine's
+  // first speculative one, first-touches the buffers of the wider passes and
+  // the draft's: it read 20 ms and 2 ms a level. On those times alone chains
+  // lose; its second step times every pass again, warm, and the planner
+  // speculates on those.
+  const StepClass c = ClassOf(32, 1000);
+  auto explore_step = [&](Planner& p, double verify, double level) {
+    const Plan plan = p.Choose(32, 1000);
+    EXPECT_TRUE(WholeBatchExploration(plan));
+    p.RecordVerifyPass(c, plan.nodes + 1, verify);
+    for (int level_index = 0; level_index < plan.depth; ++level_index) {
+      p.RecordDraftPass(c, 1, level);
+    }
+    Feed(p, 0.9, 4 * 32);
+    return plan;
+  };
+  auto setup = [&](Planner& p) {
+    p.SetDraftLag(0);
+    for (int k = 0; k < 3; ++k) p.RecordVerifyPass(c, 1, 4e-3);
+  };
+  Planner planner(SpecConfig{}, Prior());
+  setup(planner);
+  explore_step(planner, 20e-3, 2e-3);
+  explore_step(planner, 6e-3, 0.5e-3);
+  EXPECT_GT(planner.Choose(32, 1000).nodes, 0);
+  // Where the second step is as slow, the times are the passes' own: plain.
+  Planner slow(SpecConfig{}, Prior());
+  setup(slow);
+  explore_step(slow, 20e-3, 2e-3);
+  explore_step(slow, 20e-3, 2e-3);
+  EXPECT_EQ(slow.Choose(32, 1000).nodes, 0);
 }
 
 TEST(PlannerTest, NoProbesWhereEvenPerfectAcceptanceLoses) {
@@ -688,11 +751,6 @@ Planner ExplorablePlanner() {
     planner.RecordDraftPass(c, 80, 90e-3);
   }
   return planner;
-}
-
-// Whether `plan` speculates for every sequence of the batch.
-bool WholeBatchExploration(const Plan& plan) {
-  return plan.exploring && plan.nodes > 0 && plan.probe_sequences == 0;
 }
 
 TEST(PlannerTest, ThinProbeEvidenceIsSettledByOneStepOfTheWholeBatch) {
