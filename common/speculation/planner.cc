@@ -516,7 +516,7 @@ Plan Planner::ChooseAuto(int batch, double mean_context, int whole_batch, bool d
     // The first exploration's further steps (kFirstExplorationSteps).
     --first_exploration_steps_left_;
     last_choice_speculates_ = true;
-    return ChainProbe(0);
+    return ChainProbe(0, kFirstExplorationChain);
   }
   // Decide from measurements, not the prior alone: first plain steps of this
   // class, then (once probing is affordable, see below) a probe with a short
@@ -549,7 +549,7 @@ Plan Planner::ChooseAuto(int batch, double mean_context, int whole_batch, bool d
       explored_.insert(c);
       last_choice_speculates_ = true;
       first_exploration_steps_left_ = kFirstExplorationSteps - 1;
-      return ChainProbe(0);
+      return ChainProbe(0, kFirstExplorationChain);
     }
     return PlainOrProbe(c, batch, mean_context, whole_batch, draft_ahead);
   }
@@ -777,11 +777,11 @@ Plan Planner::PlainOrProbe(StepClass c, int batch, double mean_context, int whol
   return ChainProbe(k);
 }
 
-Plan Planner::ChainProbe(int sequences) const {
+Plan Planner::ChainProbe(int sequences, int depth) const {
   Plan plan;
-  plan.shape = ChainShape(kProbeChain);
-  plan.nodes = kProbeChain;
-  plan.depth = kProbeChain;
+  plan.shape = ChainShape(depth);
+  plan.nodes = depth;
+  plan.depth = depth;
   plan.exploring = true;
   plan.probe_sequences = sequences;
   plan.expected_tokens = ExpectedTokens(plan.shape, acceptance_.Vector());

@@ -162,12 +162,12 @@ TEST(PlannerTest, TheFirstExplorationWaitsForPlainToBeTimedInFull) {
 
 TEST(PlannerTest, TheFirstExplorationTimesEveryPassWarmOnce) {
   // Batch 32, context 1000, plain 4 ms a step, rank-1 acceptance 0.9.
-  // Warm, a verify of 5 takes 6 ms and a draft level 0.5: chain:4 gives ~4.1
-  // tokens for 8 ms, 2x plain. The exploration's first step, an engine's
-  // first speculative one, first-touches the buffers of the wider passes and
-  // the draft's: it read 20 ms and 2 ms a level. On those times alone chains
-  // lose; its second step times every pass again, warm, and the planner
-  // speculates on those.
+  // Warm, the exploration's verify takes 6 ms and a draft level 0.5: its
+  // chain of 2 gives ~2.7 tokens for 7 ms, 1.5x plain. Its first step, an
+  // engine's first speculative one, first-touches the buffers of the wider
+  // passes and the draft's: it read 20 ms and 2 ms a level. On those times
+  // alone chains lose; its second step times every pass again, warm, and
+  // the planner speculates on those.
   const StepClass c = ClassOf(32, 1000);
   auto explore_step = [&](Planner& p, double verify, double level) {
     const Plan plan = p.Choose(32, 1000);
