@@ -339,8 +339,8 @@ class Planner {
   double DraftPrior(int batch, int m) const;
   Plan ChooseAuto(int batch, double mean_context, int whole_batch, bool draft_ahead);
   Plan PlainOrProbe(StepClass c, int batch, double mean_context, int whole_batch, bool draft_ahead);
-  // A step of a kProbeChain chain, exploring: for `sequences` of the batch
-  // (a probe), or 0: for all of it.
+  // A step of a chain of `depth` tokens, exploring: for `sequences` of the
+  // batch (a probe), or 0: for all of it.
   Plan ChainProbe(int sequences, int depth = kProbeChain) const;
   // Whether to speculate one step with the whole batch although the evidence
   // says plain (see ChooseAuto): the switch is still cheap and the acceptance
@@ -474,10 +474,11 @@ class Planner {
   static constexpr int kFirstExplorationSteps = 2;
   // Its chain: shorter than a probe's (kProbeChain), as it runs for the
   // whole batch twice. Where speculation loses (TinyStories-656K 32 x 256:
-  // a draft level costs most of a plain step) a step of chain:4 cost ~0.7
-  // plain steps more than its tokens were worth warm, ~1.8 cold; a chain of
-  // 2 costs about a third of that, and still times the draft's one-token
-  // passes and a verify width, which with plain's prices the others.
+  // a draft level costs most of a plain step) a warm step of chain:4 cost
+  // ~2.3 plain steps more than its tokens were worth, one of chain:2 ~1.1
+  // (the two-step exploration 5.0% against 2.5% of a 128-token run), and
+  // it still times the draft's one-token passes and a verify width, which
+  // with plain's price the others.
   static constexpr int kFirstExplorationChain = 2;
   int first_exploration_steps_left_ = 0;
   // Classes a whole-batch exploration ran in (ShouldExplore, and the untimed
