@@ -170,10 +170,13 @@ ModeRun RunMode(Model& target, const std::vector<std::vector<int32_t>>& contexts
     const double plain_step = bound(target.loaded(), {step.batch, context, 1, 1});
     run.plain_roofline_seconds += plain_step * step.generated_tokens / step.batch;
     // Prediction against measurement once acceptance has settled: the second half
-    // of the run (tokens past half of each sequence's new tokens).
-    if (step.speculated && step.mean_context - context_start >= options.new_tokens / 2.0) {
+    // of the run (tokens past half of each sequence's new tokens), over the
+    // sequences that speculated (a probe's few: the plan's figure is theirs;
+    // counted over the whole batch, a probe of 4 tokens "gave" 1.1).
+    if (step.speculated_sequences > 0 &&
+        step.mean_context - context_start >= options.new_tokens / 2.0) {
       predicted += step.predicted_tokens;
-      measured += static_cast<double>(step.generated_tokens) / step.batch;
+      measured += static_cast<double>(step.speculated_generated_tokens) / step.speculated_sequences;
       ++speculated_steps;
     }
   }

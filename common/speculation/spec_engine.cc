@@ -501,6 +501,10 @@ void SpecEngine::ApplyVerified(int id, Sequence& seq, const ProposeOutput* draft
   last_.accepted_tokens += static_cast<int64_t>(result.accepted.size());
   accepted_total_ += static_cast<int64_t>(result.accepted.size());
   last_.generated_tokens += gained;
+  if (draft != nullptr) {
+    ++last_.speculated_sequences;
+    last_.speculated_generated_tokens += gained;
+  }
   decoded_tokens_ += gained;
   ++sequence_steps_;
   if (seq.state.finished()) last_.finished.push_back(id);

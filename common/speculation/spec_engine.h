@@ -83,6 +83,11 @@ struct StepStats {
   bool draft_failed = false;     // the draft did not answer: this step decoded plainly
   int64_t accepted_tokens = 0;   // tree tokens accepted, all sequences
   int64_t generated_tokens = 0;  // tokens appended, all sequences (accepted + extra)
+  // The sequences that verified a drafted tree this step (all of them, or a
+  // probe's few), and the tokens they appended: what predicted_tokens, a
+  // figure per speculating sequence, is measured against.
+  int speculated_sequences = 0;
+  int64_t speculated_generated_tokens = 0;
   double draft_seconds = 0;
   double verify_seconds = 0;
   // The passes this decode step ran, for cost models: the draft's (new tokens per

@@ -3,6 +3,7 @@
 // to the real workers (as an accelerator's memory-bound verify or a slow draft
 // would), so the outcome is asserted by tokens per step, not by luck.
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <thread>
 #include <vector>
@@ -79,7 +80,9 @@ struct Outcome {
 
 // Self-speculation with a window that covers the whole context: the draft is
 // the target, so every drafted token is accepted; only costs decide.
-Outcome RunAuto(double verify_base, double verify_per_node, double draft_per_pass) {
+// `on_step`, if set, sees every step's stats.
+Outcome RunAuto(double verify_base, double verify_per_node, double draft_per_pass,
+                const std::function<void(const StepStats&)>& on_step = nullptr) {
   const Vocabulary vocab = MakeSyntheticVocabulary(128);
   auto model = MakeRandomModel(TinyConfig(), TensorType::kF32, 9, vocab);
   auto ops = MakeCpuOps(1);
@@ -112,7 +115,10 @@ Outcome RunAuto(double verify_base, double verify_per_node, double draft_per_pas
   auto engine = *SpecEngine::Create(&draft, target, FactsOf(*model, model.get(), 4, 508), options);
   std::vector<int> ids;
   for (const auto& r : requests) ids.push_back(*engine->Add(r));
-  while (engine->HasLive()) EXPECT_TRUE(engine->Step().ok());
+  while (engine->HasLive()) {
+    EXPECT_TRUE(engine->Step().ok());
+    if (on_step) on_step(engine->last_step());
+  }
   Outcome out;
   out.tokens_per_step = engine->mean_tokens_per_step();
   out.equal_to_plain = true;
@@ -135,6 +141,31 @@ TEST(AutoPlannerTest, DecodesPlainlyWhereTheDraftCostsMoreThanItSaves) {
   EXPECT_TRUE(out.equal_to_plain);
   // Probes are allowed (bounded to a small share of the time), trees are not.
   EXPECT_LT(out.tokens_per_step, 1.15) << "auto should decode plainly here";
+}
+
+TEST(AutoPlannerTest, AProbesTokensAreCountedOverTheSequencesThatSpeculated) {
+  // Where auto decodes plainly it still probes a few sequences now and then.
+  // The draft is the target here, so a probing sequence's whole chain is
+  // accepted: it gains depth + 1 tokens, every other sequence one.
+  int probes = 0, whole_batch = 0;
+  const Outcome out = RunAuto(1e-3, 1e-4, 4e-3, [&](const StepStats& step) {
+    if (step.batch < 4 || step.prefill_tokens > 0) return;  // the ends of the run
+    if (step.speculated_sequences == 0) {
+      EXPECT_FALSE(step.speculated);
+      EXPECT_EQ(step.generated_tokens, step.batch);
+      return;
+    }
+    EXPECT_TRUE(step.speculated);
+    (step.speculated_sequences < step.batch ? probes : whole_batch) += 1;
+    EXPECT_EQ(step.speculated_generated_tokens,
+              static_cast<int64_t>(step.speculated_sequences) * (step.tree_depth + 1))
+        << "step with " << step.speculated_sequences << " of " << step.batch
+        << " speculating, depth " << step.tree_depth;
+    EXPECT_EQ(step.generated_tokens - step.speculated_generated_tokens,
+              step.batch - step.speculated_sequences);
+  });
+  EXPECT_TRUE(out.equal_to_plain);
+  EXPECT_GT(probes, 0) << "the planner should have probed a few sequences";
 }
 
 }  // namespace
