@@ -135,6 +135,29 @@ TEST(AutoPlannerTest, SpeculatesDeepWhereExtraNodesAreCheapAndTheDraftIsFast) {
   EXPECT_GT(out.tokens_per_step, 3.0) << "auto should speculate here";
 }
 
+TEST(AutoPlannerTest, PredictsTheTokensPerStepOfTheShapesItChooses) {
+  // Where it speculates deep, the planner's expected tokens per step for the
+  // shape it picked must match what the step gave within 10% once acceptance
+  // has settled (from the whole batch's sixth speculative step on; steps where
+  // a sequence ends are left out: its budget, not acceptance, cuts its chain).
+  int steps = 0, whole_batch = 0;
+  double predicted = 0, measured = 0;
+  const Outcome out = RunAuto(4e-3, 2e-5, 2e-4, [&](const StepStats& step) {
+    if (step.batch < 4 || step.speculated_sequences < step.batch || !step.finished.empty() ||
+        ++whole_batch <= 5) {
+      return;
+    }
+    ++steps;
+    predicted += step.predicted_tokens;
+    measured += static_cast<double>(step.speculated_generated_tokens) / step.speculated_sequences;
+  });
+  EXPECT_TRUE(out.equal_to_plain);
+  ASSERT_GT(steps, 10);
+  EXPECT_GT(measured / steps, 3.0);
+  EXPECT_NEAR(predicted / measured, 1.0, 0.10)
+      << "predicted " << predicted / steps << " tokens a step, measured " << measured / steps;
+}
+
 TEST(AutoPlannerTest, DecodesPlainlyWhereTheDraftCostsMoreThanItSaves) {
   // The draft's every pass costs four verify steps: even perfect acceptance loses.
   const Outcome out = RunAuto(1e-3, 1e-4, 4e-3);
