@@ -155,13 +155,15 @@ void Planner::RecordDraftPass(StepClass c, int m, double seconds) {
 void Planner::RecordVerifyPass(StepClass c, int m, double seconds, double context) {
   verify_costs_[c].Record(m, seconds, steps_, context);
 }
-void Planner::RecordStepOverhead(StepClass c, bool speculated, double seconds) {
+void Planner::RecordStepOverhead(StepClass c, bool speculated, double seconds,
+                                 double tokens_per_sequence) {
   // A table rebuild lands in whichever step new evidence arrives in (1-2 ms
   // with a 64-node limit: 3-4 plain steps at batch 8); it is not a cost of
   // that step's mode, and counted in it, it made the few steps of a first
   // exploration look as dear as several plain ones.
   seconds -= std::exchange(unrecorded_rebuild_seconds_, 0.0);
   overhead_[std::pair(c, speculated)].Add(std::max(0.0, seconds));
+  if (speculated) overhead_tokens_[c].Add(tokens_per_sequence);
 }
 void Planner::RecordPrefillPass(int64_t tokens, double attended, double kv_rows, double seconds) {
   // A short chunk times the pass's fixed costs (launches, RPCs), not its arithmetic.
@@ -212,12 +214,7 @@ double TypicalContext(StepClass c) { return 0.75 * c.context_bucket; }
 
 }  // namespace
 
-double Planner::StepOverhead(StepClass c, bool speculated) const {
-  // This class's measurement, else the nearest class's scaled to this batch:
-  // the serving path's cost is mostly per sequence per step (a message to
-  // stream, text to assemble), so a step of half the batch (a pipelined group)
-  // pays about half of it. Measured through specserve-serve: 0.45 ms a step at
-  // 16 streams, 3.8 ms at 64.
+const std::pair<StepClass, bool>* Planner::NearestOverhead(StepClass c, bool speculated) const {
   const std::pair<StepClass, bool>* nearest = nullptr;
   double best_distance = 0;
   for (const auto& [key, median] : overhead_) {
@@ -228,11 +225,36 @@ double Planner::StepOverhead(StepClass c, bool speculated) const {
       best_distance = d;
     }
   }
-  if (nearest != nullptr) {
+  return nearest;
+}
+
+double Planner::StepOverhead(StepClass c, bool speculated) const {
+  // This class's measurement, else the nearest class's scaled to this batch:
+  // the serving path's cost is mostly per sequence per step (a message to
+  // stream, text to assemble), so a step of half the batch (a pipelined group)
+  // pays about half of it. Measured through specserve-serve: 0.45 ms a step at
+  // 16 streams, 3.8 ms at 64.
+  if (const auto* nearest = NearestOverhead(c, speculated); nearest != nullptr) {
     return overhead_.at(*nearest).value() * c.batch_bucket / nearest->first.batch_bucket;
   }
   if (speculated) return StepOverhead(c, false);
   return 0.0;
+}
+
+Planner::OverheadLine Planner::SpeculativeOverhead(StepClass c) const {
+  const double plain = StepOverhead(c, false);
+  const double speculative = StepOverhead(c, true);  // plain's until measured
+  OverheadLine line{speculative, 0.0};
+  const auto* nearest = NearestOverhead(c, true);
+  if (nearest == nullptr || speculative <= plain) return line;
+  const double tokens = overhead_tokens_.at(nearest->first).value();
+  if (tokens < kMinOverheadSplitTokens) return line;
+  // Through (1, plain) and (tokens, speculative); a line that would cost a
+  // one-token step less than nothing is all per token.
+  line.per_token = (speculative - plain) / (tokens - 1);
+  line.fixed = speculative - line.per_token * tokens;
+  if (line.fixed < 0) line = OverheadLine{0.0, speculative / tokens};
+  return line;
 }
 
 void Planner::RecordDraftStepExtra(StepClass c, double seconds) {
@@ -461,7 +483,7 @@ Planner::SwitchCost Planner::SwitchCostOf(StepClass c, int batch) const {
   // From plain decoding, speculating first costs every sequence a draft
   // catch-up over its window: spread over the steps a switch can last, it
   // weighs against marginal gains.
-  return SwitchCost{StepOverhead(c, true), last_choice_speculates_ ? 0.0 : CatchUpCost(c, batch)};
+  return SwitchCost{SpeculativeOverhead(c), last_choice_speculates_ ? 0.0 : CatchUpCost(c, batch)};
 }
 
 double Planner::PerStep(const SwitchCost& s, double tokens_per_step) const {
@@ -469,7 +491,7 @@ double Planner::PerStep(const SwitchCost& s, double tokens_per_step) const {
   // few steps to spread the catch-up over.
   const double steps =
       std::clamp(remaining_tokens_ / std::max(tokens_per_step, 1.0), 1.0, kSwitchHorizonSteps);
-  return s.step_overhead + s.catch_up / steps;
+  return s.step_overhead.At(tokens_per_step) + s.catch_up / steps;
 }
 
 double Planner::PlainRate(StepClass c, int batch, double mean_context, int whole_batch) const {

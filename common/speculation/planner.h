@@ -260,8 +260,25 @@ class Planner {
   // those since the last call is taken out). Kept apart for plain and
   // speculative steps; a speculative step not yet measured is assumed to cost
   // what a plain one does.
-  void RecordStepOverhead(StepClass c, bool speculated, double seconds);
+  // `tokens_per_sequence`: what the step appended to each sequence (a mean).
+  void RecordStepOverhead(StepClass c, bool speculated, double seconds,
+                          double tokens_per_sequence = 1.0);
   double StepOverhead(StepClass c, bool speculated) const;
+  // A speculative step's overhead as a line in the tokens it appends to each
+  // sequence: what streaming, detokenising and the clients' share of the CPU
+  // cost per token does not shrink with fewer, longer steps; only the rest
+  // favours speculation. Through specserve-serve with 64 streams of short
+  // chats on 2 cores, plain steps spent 0.1-0.3 ms outside the passes and
+  // chains of 5-10 tokens 2-3.5 ms: priced as a fixed cost per step, chains
+  // of 10 looked 1.6x plain and ran at 0.79x. Split from the plain and the
+  // speculative medians and the speculative steps' median tokens (below
+  // kMinOverheadSplitTokens, probes mostly: all of it fixed).
+  struct OverheadLine {
+    double fixed = 0;
+    double per_token = 0;
+    double At(double tokens_per_sequence) const { return fixed + per_token * tokens_per_sequence; }
+  };
+  OverheadLine SpeculativeOverhead(StepClass c) const;
   // What a speculative step's draft costs beyond one-token passes per level:
   // the drafter's own work between its passes (catch-up planning, tree
   // expansion, commits) and a first level wider than one token (the last
@@ -354,7 +371,7 @@ class Planner {
   // plus (after plain steps) the draft's catch-up, spread over the steps the
   // switch can last. Computed once per decision; PerStep prices one shape.
   struct SwitchCost {
-    double step_overhead = 0;
+    OverheadLine step_overhead;
     double catch_up = 0;  // 0 when the last choice already speculated
   };
   SwitchCost SwitchCostOf(StepClass c, int batch) const;
@@ -440,8 +457,15 @@ class Planner {
   AcceptanceStats acceptance_;
   std::map<StepClass, CostTable> draft_costs_, verify_costs_;
   std::map<std::pair<StepClass, bool>, RecentMedian> overhead_;  // per class, speculated
-  std::map<StepClass, RecentMedian> draft_extra_;                // RecordDraftStepExtra
-  RecentMedian compute_rate_;  // flops per second measured on prefill passes
+  // The tokens per sequence of the speculative steps in overhead_, per class.
+  std::map<StepClass, RecentMedian> overhead_tokens_;
+  // The class nearest c with overhead samples of the mode, or null.
+  const std::pair<StepClass, bool>* NearestOverhead(StepClass c, bool speculated) const;
+  // Speculative steps appending fewer tokens per sequence than this (probes
+  // of a few sequences, mostly) do not split the overhead.
+  static constexpr double kMinOverheadSplitTokens = 1.5;
+  std::map<StepClass, RecentMedian> draft_extra_;  // RecordDraftStepExtra
+  RecentMedian compute_rate_;                      // flops per second measured on prefill passes
   bool last_choice_speculates_ = true;
   // Whether the latest decision (not an exploration or probe) chose a tree
   // for the whole batch: then staying needs no margin (kSwitchMargin).

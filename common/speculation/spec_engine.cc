@@ -222,8 +222,9 @@ void SpecEngine::RecordOverhead(Clock::time_point step_start) {
   last_decode_end_ = end;
   // A long gap is the caller idling or pausing, not the serving path's cost.
   if (outside <= 10 * passes) {
-    planner_->RecordStepOverhead(ClassOf(last_.batch, last_.mean_context),
-                                 last_.speculated || last_.draft_seconds > 0, outside);
+    planner_->RecordStepOverhead(
+        ClassOf(last_.batch, last_.mean_context), last_.speculated || last_.draft_seconds > 0,
+        outside, last_.batch > 0 ? static_cast<double>(last_.generated_tokens) / last_.batch : 1.0);
   }
 }
 

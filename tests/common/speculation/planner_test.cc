@@ -728,6 +728,57 @@ TEST(PlannerTest, TableRebuildsAreNotCountedAsTheStepsOverhead) {
   EXPECT_EQ(planner.StepOverhead(c, false), 1.0);
 }
 
+TEST(PlannerTest, AServingCostPerTokenIsNotSpreadOverTheTokensOfAStep) {
+  // Perfect acceptance; verify(m) = 10 + m ms and 10 ms draft levels: a chain
+  // of k nodes costs what k + 1 plain steps do, so only the cost outside the
+  // passes decides. Plain steps spend 5 ms outside. Where that is a fixed
+  // cost per step (speculative steps of 3 tokens a sequence spend the same
+  // 5 ms), chains share it and win; where it is per token (streaming: 15 ms
+  // for 3 tokens), fewer, longer steps save nothing and plain decoding stays
+  // (priced as a fixed 15 ms a step, a chain of 8 looked 1.26x plain).
+  auto plan = [](double speculative_outside, double tokens, Planner::OverheadLine* line) {
+    Planner planner(SpecConfig{}, Prior());
+    Feed(planner, 1.0, 5000);
+    const StepClass c = ClassOf(8, 500);
+    for (int k = 0; k < 3; ++k) {
+      for (int m = 1; m <= 65; ++m) {
+        planner.RecordVerifyPass(c, m, 10e-3 + 1e-3 * m);
+        planner.RecordDraftPass(c, m, 10e-3);
+      }
+    }
+    for (int k = 0; k < RecentMedian::kWindow; ++k) {
+      planner.RecordStepOverhead(c, false, 5e-3);
+      planner.RecordStepOverhead(c, true, speculative_outside, tokens);
+    }
+    *line = planner.SpeculativeOverhead(c);
+    return planner.Choose(8, 500);
+  };
+  Planner::OverheadLine line;
+  const Plan fixed = plan(5e-3, 3, &line);
+  EXPECT_NEAR(line.fixed, 5e-3, 1e-12);
+  EXPECT_EQ(line.per_token, 0.0);
+  EXPECT_GE(fixed.depth, 4) << "a fixed cost per step favours long chains";
+
+  const Plan per_token = plan(15e-3, 3, &line);
+  EXPECT_NEAR(line.per_token, 5e-3, 1e-12);
+  EXPECT_NEAR(line.fixed, 0.0, 1e-12);
+  EXPECT_NEAR(line.At(3), 15e-3, 1e-12);
+  EXPECT_EQ(per_token.nodes, 0) << "per token, the serving cost is no reason to speculate";
+
+  // Part fixed, part per token: through the plain (1 token, 5 ms) and the
+  // speculative medians (9 tokens, 13 ms): 1 ms a token over 4 ms a step.
+  plan(13e-3, 9, &line);
+  EXPECT_NEAR(line.per_token, 1e-3, 1e-12);
+  EXPECT_NEAR(line.fixed, 4e-3, 1e-12);
+
+  // Probes of a few sequences append ~1 token a sequence on the whole batch's
+  // mean: no line through two points so close; all of it a fixed cost.
+  const Plan probed = plan(6e-3, 1.1, &line);
+  EXPECT_NEAR(line.fixed, 6e-3, 1e-12);
+  EXPECT_EQ(line.per_token, 0.0);
+  EXPECT_GT(probed.nodes, 0);
+}
+
 // Rank-1 acceptance of exactly 1/2: every other visit accepted.
 void FeedHalf(Planner& planner, int visits) {
   for (int i = 0; i < visits; ++i) {
