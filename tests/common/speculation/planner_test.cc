@@ -47,6 +47,17 @@ void Costs(Planner& planner, StepClass c, double fixed, double per_node) {
   }
 }
 
+// Three samples of verify(m) = 10 + m ms for every width and of `draft` for
+// every draft level width.
+void TenPlusOneMsPerNode(Planner& planner, StepClass c, double draft) {
+  for (int k = 0; k < 3; ++k) {
+    for (int m = 1; m <= 65; ++m) {
+      planner.RecordVerifyPass(c, m, 10e-3 + 1e-3 * m);
+      planner.RecordDraftPass(c, m, draft);
+    }
+  }
+}
+
 // Whether `plan` speculates for every sequence of the batch.
 bool WholeBatchExploration(const Plan& plan) {
   return plan.exploring && plan.nodes > 0 && plan.probe_sequences == 0;
@@ -634,13 +645,8 @@ TEST(PlannerTest, TheDraftsWorkBeyondItsPassesIsPricedPerStep) {
     Planner planner(SpecConfig{}, Prior());
     Feed(planner, 0.8, 5000);
     const StepClass c = ClassOf(8, 500);
-    for (int k = 0; k < 3; ++k) {
-      for (int m = 1; m <= 65; ++m) {
-        planner.RecordVerifyPass(c, m, 10e-3 + 1e-3 * m);
-        planner.RecordDraftPass(c, m, 1e-3);
-      }
-      if (extra > 0) planner.RecordDraftStepExtra(c, extra);
-    }
+    TenPlusOneMsPerNode(planner, c, 1e-3);
+    for (int k = 0; k < 3 && extra > 0; ++k) planner.RecordDraftStepExtra(c, extra);
     EXPECT_NEAR(planner.DraftStepExtra(c), extra, 1e-12);
     // Another batch class reads it scaled to its batch (the work is per sequence).
     EXPECT_NEAR(planner.DraftStepExtra(ClassOf(16, 500)), 2 * extra, 1e-12);
@@ -740,12 +746,7 @@ TEST(PlannerTest, AServingCostPerTokenIsNotSpreadOverTheTokensOfAStep) {
     Planner planner(SpecConfig{}, Prior());
     Feed(planner, 1.0, 5000);
     const StepClass c = ClassOf(8, 500);
-    for (int k = 0; k < 3; ++k) {
-      for (int m = 1; m <= 65; ++m) {
-        planner.RecordVerifyPass(c, m, 10e-3 + 1e-3 * m);
-        planner.RecordDraftPass(c, m, 10e-3);
-      }
-    }
+    TenPlusOneMsPerNode(planner, c, 10e-3);
     for (int k = 0; k < RecentMedian::kWindow; ++k) {
       planner.RecordStepOverhead(c, false, 5e-3);
       planner.RecordStepOverhead(c, true, speculative_outside, tokens);
