@@ -686,7 +686,27 @@ Plan Planner::ChooseAuto(int batch, double mean_context, int whole_batch, bool d
         trial_d = 0;
       }
     }
-    const bool trial = trial_rate > best_rate;
+    // Plain timed in full and still dearer than a wider pass timed here: its
+    // samples came from a slow spell (TinyStories-656K 32 x 256: 0.50, 0.71
+    // and 3.1 ms, where plain steps take 0.4-0.45 and a verify of 2 took 0.57;
+    // served, a class's first plain steps while 64 streams started: 0.98 ms
+    // against 0.3-0.5). Priced by them, chains that lose won (chain:1 at
+    // 0.49 ms a token against plain's 0.45, the whole run), and while the
+    // batch speculates nothing times plain again. Where they decide for a
+    // tree, plain is timed afresh: its samples go and kTrustedSamples plain
+    // steps measure it; once per class, until kMaxStaleSteps later.
+    bool retime_plain = false;
+    if (!pipelined && choice.n > 1 && trial_rate <= best_rate && verify_untrusted[1] < 0 &&
+        PlainSamplesSuspect(c)) {
+      const auto [it, first] = plain_retimed_.try_emplace(c, steps_);
+      if (first || steps_ - it->second > kMaxStaleSteps) {
+        it->second = steps_;
+        retime_plain = true;
+        trial_n = 1;
+        trial_d = 0;
+      }
+    }
+    const bool trial = retime_plain || trial_rate > best_rate;
     if (trial) {
       // Measure it: decide again once its width has kTrustedSamples passes.
       choice.n = trial_n;
@@ -694,7 +714,9 @@ Plan Planner::ChooseAuto(int batch, double mean_context, int whole_batch, bool d
       choice.valid_until_step = steps_ + kTrustedSamples;
       // A stale width is measured afresh: its old samples go.
       CostTable& table = verify_costs_[c];
-      if (trial_n >= 2 && table.samples(trial_n) >= kTrustedSamples) {
+      if (retime_plain) {
+        table.Forget(1);
+      } else if (trial_n >= 2 && table.samples(trial_n) >= kTrustedSamples) {
         staleness_[std::pair(c, trial_n)].before = table.Measured(trial_n);
         table.Forget(trial_n);
       } else if (trial_n >= 2 && PricedByPriorAlone(table, trial_n)) {

@@ -447,6 +447,9 @@ class Planner {
   // The horizon of width m in class c, settling a finished re-trial first.
   int64_t StaleHorizon(StepClass c, int m);
   std::map<std::pair<StepClass, int>, Staleness> staleness_;
+  // The step a class's plain samples were last dropped to be timed afresh
+  // (ChooseAuto: trusted, yet dearer than a wider pass).
+  std::map<StepClass, int64_t> plain_retimed_;
   // Prefill passes shorter than this do not calibrate the arithmetic rate.
   static constexpr int64_t kMinCalibrationTokens = 256;
   // Steps a switch to speculation is expected to last (its catch-up is spread over them).

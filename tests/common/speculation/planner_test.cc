@@ -482,10 +482,48 @@ TEST(PlannerTest, ASlowFirstPlainStepIsTimedAgainBeforeSpeculationIsWeighedAgain
   // ... and once timed at its real cost, plain stays.
   for (int k = 0; k < 3; ++k) planner.RecordVerifyPass(c, 1, 11e-3);
   for (int i = 0; i < 9; ++i) EXPECT_EQ(planner.Choose(8, 500).nodes, 0) << "step " << i;
-  // Plain slow whenever timed: speculation.
+  // Plain slow whenever timed: timed afresh once (three samples dearer than
+  // every wider pass), then speculation.
   Planner slow(SpecConfig{}, Prior());
   setup(slow, 40e-3, 3);
-  for (int i = 0; i < 9; ++i) EXPECT_GE(slow.Choose(8, 500).nodes, 1) << "step " << i;
+  int plain_steps = 0;
+  for (; slow.Choose(8, 500).nodes == 0 && plain_steps < 10; ++plain_steps) {
+    slow.RecordVerifyPass(c, 1, 40e-3);
+  }
+  EXPECT_GE(plain_steps, 3);
+  EXPECT_LE(plain_steps, 4);
+  for (int i = 0; i < 30; ++i) EXPECT_GE(slow.Choose(8, 500).nodes, 1) << "step " << i;
+}
+
+TEST(PlannerTest, PlainTimedInASlowSpellIsTimedAgainBeforeTheBatchSpeculatesOnIt) {
+  // As above (verify(m) = 10 + m ms for m >= 2, 6 ms draft levels, rank-1
+  // acceptance 0.5: chain:1 costs 12 ms a token), but plain timed three times
+  // in a slow spell, at 20, 40 and 40 ms (TinyStories-656K 32 x 256: 0.50,
+  // 0.71 and 3.1 ms where plain steps take 0.4-0.45): trusted, yet dearer
+  // than every wider pass. Priced by them, chain:1 wins 2.5x and the batch
+  // would speculate at a loss for good; plain is timed afresh instead.
+  const StepClass c = ClassOf(8, 500);
+  Planner planner(SpecConfig{}, Prior());
+  Feed(planner, 0.5, 5000);
+  for (int m = 2; m <= 65; ++m) {
+    for (int k = 0; k < RecentMedian::kWindow; ++k) {
+      planner.RecordVerifyPass(c, m, 10e-3 + 1e-3 * m);
+      planner.RecordDraftPass(c, m, 6e-3);
+    }
+  }
+  for (int k = 0; k < RecentMedian::kWindow; ++k) planner.RecordDraftPass(c, 1, 6e-3);
+  for (const double plain : {20e-3, 40e-3, 40e-3}) planner.RecordVerifyPass(c, 1, plain);
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_EQ(planner.Choose(8, 500).nodes, 0) << "step " << i << ": plain timed afresh";
+    planner.RecordVerifyPass(c, 1, 11e-3);
+  }
+  // Plain from then on (a probe of a few sequences aside), until its
+  // samples age (kStaleSteps: other widths are then tried afresh).
+  for (int i = 0; i < 20; ++i) {
+    const Plan plan = planner.Choose(8, 500);
+    EXPECT_TRUE(plan.nodes == 0 || plan.probe_sequences > 0) << "step " << i;
+  }
+  EXPECT_NEAR(planner.PredictVerify(c, 8, 500, 1), 11e-3, 1e-9);
 }
 
 TEST(PlannerTest, APlainStepTimedBelowTheWiderPassesIsNotTimedAgainMidSpeculation) {
