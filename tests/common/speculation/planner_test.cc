@@ -457,6 +457,19 @@ TEST(PlannerTest, AWidthPricedOutInASlowSpellIsTriedAgainLater) {
   EXPECT_LE(retrials.size(), 6u * 3u) << "at most a few re-trials of a few steps each";
 }
 
+// Rank-1 acceptance 0.5; verify(m) = 10 + m ms for m >= 2 and 6 ms draft
+// levels, each timed kWindow times; plain not timed.
+void WiderPassesTimedInFull(Planner& planner, StepClass c) {
+  Feed(planner, 0.5, 5000);
+  for (int m = 2; m <= 65; ++m) {
+    for (int k = 0; k < RecentMedian::kWindow; ++k) {
+      planner.RecordVerifyPass(c, m, 10e-3 + 1e-3 * m);
+      planner.RecordDraftPass(c, m, 6e-3);
+    }
+  }
+  for (int k = 0; k < RecentMedian::kWindow; ++k) planner.RecordDraftPass(c, 1, 6e-3);
+}
+
 TEST(PlannerTest, ASlowFirstPlainStepIsTimedAgainBeforeSpeculationIsWeighedAgainstIt) {
   // verify(m) = 10 + m ms for m >= 2, measured in full; one-token draft levels
   // 6 ms; rank-1 acceptance 0.5: chain:1 gives 1.5 tokens for 18 ms, 12 ms a
@@ -464,14 +477,7 @@ TEST(PlannerTest, ASlowFirstPlainStepIsTimedAgainBeforeSpeculationIsWeighedAgain
   // first decode step after a prefill).
   const StepClass c = ClassOf(8, 500);
   auto setup = [&](Planner& p, double plain_seconds, int plain_times) {
-    Feed(p, 0.5, 5000);
-    for (int m = 2; m <= 65; ++m) {
-      for (int k = 0; k < RecentMedian::kWindow; ++k) {
-        p.RecordVerifyPass(c, m, 10e-3 + 1e-3 * m);
-        p.RecordDraftPass(c, m, 6e-3);
-      }
-    }
-    for (int k = 0; k < RecentMedian::kWindow; ++k) p.RecordDraftPass(c, 1, 6e-3);
+    WiderPassesTimedInFull(p, c);
     for (int k = 0; k < plain_times; ++k) p.RecordVerifyPass(c, 1, plain_seconds);
   };
   // Priced by that pass, chain:1 wins 3.3x; priced by the other widths' line
@@ -504,14 +510,7 @@ TEST(PlannerTest, PlainTimedInASlowSpellIsTimedAgainBeforeTheBatchSpeculatesOnIt
   // would speculate at a loss for good; plain is timed afresh instead.
   const StepClass c = ClassOf(8, 500);
   Planner planner(SpecConfig{}, Prior());
-  Feed(planner, 0.5, 5000);
-  for (int m = 2; m <= 65; ++m) {
-    for (int k = 0; k < RecentMedian::kWindow; ++k) {
-      planner.RecordVerifyPass(c, m, 10e-3 + 1e-3 * m);
-      planner.RecordDraftPass(c, m, 6e-3);
-    }
-  }
-  for (int k = 0; k < RecentMedian::kWindow; ++k) planner.RecordDraftPass(c, 1, 6e-3);
+  WiderPassesTimedInFull(planner, c);
   for (const double plain : {20e-3, 40e-3, 40e-3}) planner.RecordVerifyPass(c, 1, plain);
   for (int i = 0; i < 3; ++i) {
     EXPECT_EQ(planner.Choose(8, 500).nodes, 0) << "step " << i << ": plain timed afresh";
