@@ -134,8 +134,7 @@ void RouterMetrics::SetDraftAvailable(bool available, int64_t failures) {
   draft_failures_.Set(static_cast<double>(failures));
 }
 
-void RouterMetrics::OnStep(const StepStats& step, const Planner& planner,
-                           int speculated_sequences) {
+void RouterMetrics::OnStep(const StepStats& step, const Planner& planner) {
   ahead_drafted_.Increment(step.ahead_drafted);
   ahead_used_.Increment(step.ahead_used);
   draft_busy_.Increment(step.draft_seconds);
@@ -157,7 +156,8 @@ void RouterMetrics::OnStep(const StepStats& step, const Planner& planner,
   planner_depth_.Set(step.tree_depth);
   planner_exploring_.Set(step.exploring ? 1 : 0);
   speculation_active_.Set(step.speculated ? 1 : 0);
-  if (step.speculated) tree_nodes_proposed_.Increment(step.tree_nodes * speculated_sequences);
+  // Over the sequences that verified a tree (a probe's few, not the whole batch).
+  tree_nodes_proposed_.Increment(step.tree_nodes * step.speculated_sequences);
   tokens_accepted_.Increment(static_cast<double>(step.accepted_tokens));
   tokens_generated_.Increment(static_cast<double>(step.generated_tokens));
   const std::vector<double> p = planner.acceptance().Vector();

@@ -26,7 +26,7 @@ class RouterMetrics {
   // invalid, unavailable, error.
   void RequestDone(const std::string& outcome);
   void SetQueue(int queued, int live);
-  void OnStep(const StepStats& step, const Planner& planner, int speculated_sequences);
+  void OnStep(const StepStats& step, const Planner& planner);
   void SetDraftAvailable(bool available, int64_t failures);
   // Per request per step: tree tokens accepted (tokens gained minus the one a step gives).
   void ObserveAcceptedLength(int accepted) { accepted_length_.Observe(accepted); }

@@ -294,11 +294,7 @@ void Scheduler::StepSlot(Slot& slot) {
   slot.failing_since = {};
   slot.backoff_seconds = 0;
   const StepStats& step = engine.last_step();
-  if (metrics_ != nullptr) {
-    int speculated = 0;
-    for (auto& a : active_) speculated += a->slot == &slot ? 1 : 0;
-    metrics_->OnStep(step, engine.planner(), step.speculated ? speculated : 0);
-  }
+  if (metrics_ != nullptr) metrics_->OnStep(step, engine.planner());
   for (auto& a : active_) {
     if (a->slot == &slot) Collect(*a);
   }
