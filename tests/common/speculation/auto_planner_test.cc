@@ -170,7 +170,7 @@ TEST(AutoPlannerTest, AProbesTokensAreCountedOverTheSequencesThatSpeculated) {
   // Where auto decodes plainly it still probes a few sequences now and then.
   // The draft is the target here, so a probing sequence's whole chain is
   // accepted: it gains depth + 1 tokens, every other sequence one.
-  int probes = 0, whole_batch = 0;
+  int probes = 0;
   const Outcome out = RunAuto(1e-3, 1e-4, 4e-3, [&](const StepStats& step) {
     if (step.batch < 4 || step.prefill_tokens > 0) return;  // the ends of the run
     if (step.speculated_sequences == 0) {
@@ -179,7 +179,7 @@ TEST(AutoPlannerTest, AProbesTokensAreCountedOverTheSequencesThatSpeculated) {
       return;
     }
     EXPECT_TRUE(step.speculated);
-    (step.speculated_sequences < step.batch ? probes : whole_batch) += 1;
+    if (step.speculated_sequences < step.batch) ++probes;
     EXPECT_EQ(step.speculated_generated_tokens,
               static_cast<int64_t>(step.speculated_sequences) * (step.tree_depth + 1))
         << "step with " << step.speculated_sequences << " of " << step.batch
