@@ -624,13 +624,7 @@ TEST(PlannerTest, SwitchesOnlyForAClearGain) {
     SpecConfig config;
     Planner planner(config, Prior());
     Feed(planner, 1.0, 5000);
-    const StepClass c = ClassOf(8, 500);
-    for (int m = 1; m <= 65; ++m) {
-      for (int k = 0; k < 3; ++k) {
-        planner.RecordVerifyPass(c, m, 10e-3 + 1e-3 * m);
-        planner.RecordDraftPass(c, m, draft);
-      }
-    }
+    TenPlusOneMsPerNode(planner, ClassOf(8, 500), draft);
     return planner.Choose(8, 500).nodes > 0;
   };
   // A chain of k nodes gives k + 1 tokens for 11 + k + k * draft ms against
