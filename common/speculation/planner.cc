@@ -353,7 +353,20 @@ bool Planner::PlainSamplesSuspect(StepClass c) const {
   if (it == verify_costs_.end() || it->second.samples(1) == 0) return false;
   const CostTable& table = it->second;
   const double plain = table.Measured(1);
-  return table.CountWidths([&](int w) { return w >= 2 && table.Measured(w) < plain; }) > 0;
+  if (table.CountWidths([&](int w) { return w >= 2 && table.Measured(w) < plain; }) > 0) {
+    return true;
+  }
+  // The time outside the passes: served (specserve-serve, 64 streams), a
+  // class's plain steps read 0.32 ms there, taken in a slow spell, where
+  // plain steps spend 0.03-0.08 ms and chains of 2 tokens 0.08. Priced by
+  // it, chain:1 won 1.3x and ran for ten steps at 0.4x plain's throughput.
+  // Speculative steps of another batch size are no yardstick (the cost is
+  // mostly per sequence), of another context they are.
+  const auto own = overhead_.find(std::pair(c, false));
+  const auto* speculative = NearestOverhead(c, true);
+  return own != overhead_.end() && !own->second.empty() && speculative != nullptr &&
+         speculative->first.batch_bucket == c.batch_bucket &&
+         own->second.value() > overhead_.at(*speculative).value();
 }
 
 int Planner::DecisionHoldSteps(double decision_seconds, double step_seconds) {
@@ -716,6 +729,7 @@ Plan Planner::ChooseAuto(int batch, double mean_context, int whole_batch, bool d
       CostTable& table = verify_costs_[c];
       if (retime_plain) {
         table.Forget(1);
+        overhead_.erase(std::pair(c, false));  // its time outside the passes too
       } else if (trial_n >= 2 && table.samples(trial_n) >= kTrustedSamples) {
         staleness_[std::pair(c, trial_n)].before = table.Measured(trial_n);
         table.Forget(trial_n);

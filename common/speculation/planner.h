@@ -442,7 +442,9 @@ class Planner {
     bool lone = false;
   };
   // Whether plain decoding's samples in class c read dearer than some wider
-  // pass timed there (a pass of more rows never costs less).
+  // pass timed there (a pass of more rows never costs less), or its steps
+  // spent longer outside the passes than speculative steps of the batch's size
+  // (which append more tokens a sequence: never less to do).
   bool PlainSamplesSuspect(StepClass c) const;
   // The horizon of width m in class c, settling a finished re-trial first.
   int64_t StaleHorizon(StepClass c, int m);
