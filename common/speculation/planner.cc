@@ -353,20 +353,20 @@ bool Planner::PlainSamplesSuspect(StepClass c) const {
   if (it == verify_costs_.end() || it->second.samples(1) == 0) return false;
   const CostTable& table = it->second;
   const double plain = table.Measured(1);
-  if (table.CountWidths([&](int w) { return w >= 2 && table.Measured(w) < plain; }) > 0) {
-    return true;
-  }
-  // The time outside the passes: served (specserve-serve, 64 streams), a
-  // class's plain steps read 0.32 ms there, taken in a slow spell, where
-  // plain steps spend 0.03-0.08 ms and chains of 2 tokens 0.08. Priced by
-  // it, chain:1 won 1.3x and ran for ten steps at 0.4x plain's throughput.
+  return table.CountWidths([&](int w) { return w >= 2 && table.Measured(w) < plain; }) > 0;
+}
+
+double Planner::PlainOverheadCeiling(StepClass c) const {
   // Speculative steps of another batch size are no yardstick (the cost is
-  // mostly per sequence), of another context they are.
+  // mostly per sequence); of another context they are.
   const auto own = overhead_.find(std::pair(c, false));
   const auto* speculative = NearestOverhead(c, true);
-  return own != overhead_.end() && !own->second.empty() && speculative != nullptr &&
-         speculative->first.batch_bucket == c.batch_bucket &&
-         own->second.value() > overhead_.at(*speculative).value();
+  if (own == overhead_.end() || own->second.empty() || speculative == nullptr ||
+      speculative->first.batch_bucket != c.batch_bucket) {
+    return -1.0;
+  }
+  const double ceiling = overhead_.at(*speculative).value();
+  return own->second.value() > ceiling ? ceiling : -1.0;
 }
 
 int Planner::DecisionHoldSteps(double decision_seconds, double step_seconds) {
@@ -708,9 +708,20 @@ Plan Planner::ChooseAuto(int batch, double mean_context, int whole_batch, bool d
     // batch speculates nothing times plain again. Where they decide for a
     // tree, plain is timed afresh: its samples go and kTrustedSamples plain
     // steps measure it; once per class, until kMaxStaleSteps later.
+    // The same where plain's steps spent longer outside the passes than the
+    // batch's speculative ones, and plain priced at their time outside would
+    // win: served (specserve-serve, 64 streams), a class's plain steps read
+    // 0.32 ms outside, taken in a slow spell, where plain steps spend
+    // 0.03-0.08 ms and chains of 2 tokens 0.08; priced by it, chain:1 won
+    // 1.3x and ran for ten steps at ~0.4x plain's throughput. (Where the
+    // chains win even so, as a fresh engine's first plain steps in-process,
+    // a few hundredths of a ms slow, plain is not timed again for it.)
+    const double overhead_ceiling = PlainOverheadCeiling(c);
+    const bool overhead_decides =
+        overhead_ceiling >= 0 && batch / (overhead_ceiling + verify[1]) > best_rate;
     bool retime_plain = false;
     if (!pipelined && choice.n > 1 && trial_rate <= best_rate && verify_untrusted[1] < 0 &&
-        PlainSamplesSuspect(c)) {
+        (PlainSamplesSuspect(c) || overhead_decides)) {
       const auto [it, first] = plain_retimed_.try_emplace(c, steps_);
       if (first || steps_ - it->second > kMaxStaleSteps) {
         it->second = steps_;

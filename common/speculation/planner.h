@@ -442,10 +442,13 @@ class Planner {
     bool lone = false;
   };
   // Whether plain decoding's samples in class c read dearer than some wider
-  // pass timed there (a pass of more rows never costs less), or its steps
-  // spent longer outside the passes than speculative steps of the batch's size
-  // (which append more tokens a sequence: never less to do).
+  // pass timed there (a pass of more rows never costs less).
   bool PlainSamplesSuspect(StepClass c) const;
+  // Where class c's plain steps spent longer outside the passes than
+  // speculative steps of the same batch bucket (which append more tokens a
+  // sequence: never less to do), those steps' time outside: what plain's is
+  // at most. -1 where plain's is no more than theirs, or either is untimed.
+  double PlainOverheadCeiling(StepClass c) const;
   // The horizon of width m in class c, settling a finished re-trial first.
   int64_t StaleHorizon(StepClass c, int m);
   std::map<std::pair<StepClass, int>, Staleness> staleness_;

@@ -529,17 +529,18 @@ TEST(PlannerTest, PlainStepsThatSpentLongerOutsideThePassesThanChainsAreTimedAga
   // As above (verify(m) = 10 + m ms for m >= 2, 6 ms draft levels, rank-1
   // acceptance 0.5), plain's pass timed right at 11 ms, but its steps spent
   // 20 ms outside the passes (a slow spell of a server's) where speculative
-  // steps of 1.5 tokens a sequence spent 2. Priced so, chain:1 (13.3 ms a
-  // token) beats plain (31) and the batch would speculate for good; a step
-  // that appends fewer tokens has no more to do outside, so plain is timed
-  // afresh, and at 1 ms outside (12 ms a token) it wins.
+  // steps of 1.5 tokens a sequence spent 1.5. Priced so, chain:1 (13 ms a
+  // token) beats plain (31) and the batch would speculate for good; but a
+  // step that appends fewer tokens has no more to do outside, and at 1.5 ms
+  // outside plain would win (12.5 ms a token): plain is timed afresh, and at
+  // 1 ms outside (12 ms a token) it wins.
   const StepClass c = ClassOf(8, 500);
   Planner planner(SpecConfig{}, Prior());
   WiderPassesTimedInFull(planner, c);
   for (int k = 0; k < RecentMedian::kWindow; ++k) {
     planner.RecordVerifyPass(c, 1, 11e-3);
     planner.RecordStepOverhead(c, false, 20e-3);
-    planner.RecordStepOverhead(c, true, 2e-3, 1.5);
+    planner.RecordStepOverhead(c, true, 1.5e-3, 1.5);
   }
   for (int i = 0; i < 3; ++i) {
     EXPECT_EQ(planner.Choose(8, 500).nodes, 0) << "step " << i << ": plain timed afresh";
@@ -553,30 +554,30 @@ TEST(PlannerTest, PlainStepsThatSpentLongerOutsideThePassesThanChainsAreTimedAga
   }
 }
 
-TEST(PlannerTest, PlainStepsSpendingLessOutsideThanChainsAreNotTimedAgain) {
-  // The same passes, plain at 11 ms with 1 ms outside, perfect acceptance:
-  // chains win. Chains of 3 tokens spending 1.2 ms outside are no reason to
-  // time plain again, nor are chains of a smaller batch that spent less than
-  // plain (0.2 ms at 2 sequences: the cost is mostly per sequence).
-  auto plain_steps = [](StepClass speculated_in, double speculative_outside) {
+TEST(PlannerTest, PlainStepsAreNotTimedAgainWhereTheirTimeOutsideDoesNotDecide) {
+  // The same passes, plain at 11 ms, perfect acceptance: long chains win
+  // (a chain of 10: 82 ms for 11 tokens). Plain is not timed again where its
+  // steps spent less outside than the chains' (1 against 1.2 ms), nor where
+  // they spent more (5 ms, a fresh engine's first steps) but plain would
+  // lose even at the chains' 1.2 ms, nor where only a smaller batch's chains
+  // spent less (0.2 ms at 2 sequences: the cost is mostly per sequence).
+  auto plain_steps = [](double plain_outside, StepClass speculated_in, double speculative_outside) {
     const StepClass c = ClassOf(8, 500);
     Planner planner(SpecConfig{}, Prior());
     WiderPassesTimedInFull(planner, c);
     Feed(planner, 1.0, 5000);
     for (int k = 0; k < RecentMedian::kWindow; ++k) {
       planner.RecordVerifyPass(c, 1, 11e-3);
-      planner.RecordStepOverhead(c, false, 1e-3);
+      planner.RecordStepOverhead(c, false, plain_outside);
       planner.RecordStepOverhead(speculated_in, true, speculative_outside, 3);
     }
     int plain = 0;
     for (int i = 0; i < 20; ++i) plain += planner.Choose(8, 500).nodes == 0;
     return plain;
   };
-  EXPECT_EQ(plain_steps(ClassOf(8, 500), 1.2e-3), 0);
-  EXPECT_EQ(plain_steps(ClassOf(2, 500), 0.2e-3), 0);
-  // The yardstick itself: the same chains spending less outside than plain
-  // (0.5 ms at 8 sequences) do send plain to be timed again.
-  EXPECT_GT(plain_steps(ClassOf(8, 500), 0.5e-3), 0);
+  EXPECT_EQ(plain_steps(1e-3, ClassOf(8, 500), 1.2e-3), 0);
+  EXPECT_EQ(plain_steps(5e-3, ClassOf(8, 500), 1.2e-3), 0);
+  EXPECT_EQ(plain_steps(1e-3, ClassOf(2, 500), 0.2e-3), 0);
 }
 
 TEST(PlannerTest, APlainStepTimedBelowTheWiderPassesIsNotTimedAgainMidSpeculation) {
