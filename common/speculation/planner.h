@@ -325,6 +325,11 @@ class Planner {
   // target's engine, slowed as the target's measured plain step is against
   // its own prior).
   double UntimedDraftPassCost(StepClass c, int batch, int m) const;
+  // What a draft pass of m tokens a sequence costs at least: for the target
+  // speculating on itself where its window (sinks + window) covers the
+  // batch's context, the draft attends to every row a target pass does, so
+  // such a pass costs what the target's pass of m tokens does; 0 otherwise.
+  double DraftPassFloor(StepClass c, int batch, double mean_context, int m) const;
   // The draft's catch-up after plain steps: each sequence's history since its
   // draft last ran fed (SetDraftLag; at most its sinks and window), a
   // prefill-like pass far wider than the draft's tree levels.

@@ -580,6 +580,31 @@ TEST(PlannerTest, PlainStepsAreNotTimedAgainWhereTheirTimeOutsideDoesNotDecide) 
   EXPECT_EQ(plain_steps(1e-3, ClassOf(2, 500), 0.2e-3), 0);
 }
 
+TEST(PlannerTest, ASelfDraftWhoseWindowCoversTheContextCostsWhatTheTargetDoes) {
+  // The target speculating on itself, window 64 (sinks included): at context
+  // 40 a draft pass attends to every row a target pass does. Its passes were
+  // timed only in a probe of 2 sequences (0.05 ms), which scaled to 32
+  // sequences lies far below a plain step (1 ms; verify(m) = 0.9 + 0.1 m ms),
+  // and with every guess right chains looked 2-3x faster; priced at the
+  // target's passes they cannot win. At context 500, the same costs: they do.
+  auto speculating_steps = [](double context) {
+    CostPrior prior = Prior();
+    prior.draft_runs_like_target = true;
+    Planner planner(SpecConfig{}, prior);
+    Feed(planner, 1.0, 5000);
+    const StepClass c = ClassOf(32, context);
+    for (int k = 0; k < RecentMedian::kWindow; ++k) {
+      for (int m = 1; m <= 65; ++m) planner.RecordVerifyPass(c, m, 0.9e-3 + 0.1e-3 * m, context);
+      for (int m = 1; m <= 8; ++m) planner.RecordDraftPass(ClassOf(2, context), m, 0.05e-3);
+    }
+    int speculating = 0;
+    for (int i = 0; i < 30; ++i) speculating += planner.Choose(32, context).nodes > 0;
+    return speculating;
+  };
+  EXPECT_EQ(speculating_steps(40), 0);
+  EXPECT_GE(speculating_steps(500), 25);
+}
+
 TEST(PlannerTest, APlainStepTimedBelowTheWiderPassesIsNotTimedAgainMidSpeculation) {
   // stories260K 64 x 1024 as traced: plain timed once at 6.6 ms (a normal
   // step), widths 3, 4 and 5 at 8.8, 11.8 and 12.4 ms: the line through the
