@@ -730,12 +730,13 @@ Plan Planner::ChooseAuto(int batch, double mean_context, int whole_batch, bool d
     // 1.3x and ran for ten steps at ~0.4x plain's throughput. (Where the
     // chains win even so, as a fresh engine's first plain steps in-process,
     // a few hundredths of a ms slow, plain is not timed again for it.)
-    const double overhead_ceiling = PlainOverheadCeiling(c);
-    const bool overhead_decides =
-        overhead_ceiling >= 0 && batch / (overhead_ceiling + verify[1]) > best_rate;
+    auto overhead_decides = [&] {
+      const double ceiling = PlainOverheadCeiling(c);
+      return ceiling >= 0 && batch / (ceiling + verify[1]) > best_rate;
+    };
     bool retime_plain = false;
     if (!pipelined && choice.n > 1 && trial_rate <= best_rate && verify_untrusted[1] < 0 &&
-        (PlainSamplesSuspect(c) || overhead_decides)) {
+        (PlainSamplesSuspect(c) || overhead_decides())) {
       const auto [it, first] = plain_retimed_.try_emplace(c, steps_);
       if (first || steps_ - it->second > kMaxStaleSteps) {
         it->second = steps_;

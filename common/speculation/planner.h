@@ -458,7 +458,8 @@ class Planner {
   int64_t StaleHorizon(StepClass c, int m);
   std::map<std::pair<StepClass, int>, Staleness> staleness_;
   // The step a class's plain samples were last dropped to be timed afresh
-  // (ChooseAuto: trusted, yet dearer than a wider pass).
+  // (ChooseAuto: trusted, yet dearer than a wider pass or longer outside the
+  // passes than speculative steps, where that decides).
   std::map<StepClass, int64_t> plain_retimed_;
   // Prefill passes shorter than this do not calibrate the arithmetic rate.
   static constexpr int64_t kMinCalibrationTokens = 256;
