@@ -440,24 +440,6 @@ double Planner::DraftPassCost(StepClass c, int batch, int m) const {
                   : nearest->second.Estimate(m, there);
 }
 
-double Planner::PredictDraft(StepClass c, int batch, const TreeShape& shape) const {
-  auto pass = [&](int m) { return DraftPassCost(c, batch, m); };
-  // Level 0 feeds about one token (the pending one); level d feeds the nodes of
-  // depth d that have children.
-  const std::vector<int32_t> counts = shape.ChildCounts();
-  std::vector<int> fed_per_level(shape.depth() + 1, 0);
-  std::vector<int> depth(shape.speculated());
-  for (int i = 0; i < shape.speculated(); ++i) {
-    depth[i] = shape.parents[i] < 0 ? 1 : depth[shape.parents[i]] + 1;
-    if (counts[i + 1] > 0) ++fed_per_level[depth[i]];
-  }
-  double seconds = pass(1);
-  for (size_t d = 1; d < fed_per_level.size(); ++d) {
-    if (fed_per_level[d] > 0) seconds += pass(fed_per_level[d]);
-  }
-  return seconds;
-}
-
 Plan Planner::Choose(int batch, double mean_context, int whole_batch, bool draft_ahead,
                      double remaining_tokens) {
   ++steps_;

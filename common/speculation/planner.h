@@ -318,7 +318,6 @@ class Planner {
   // its cost from those fresher widths alone. -1 otherwise. (ChooseAuto asks
   // only while the batch decodes plainly.)
   double StaleVerifyFromFresher(StepClass c, int batch, double context, int m);
-  double PredictDraft(StepClass c, int batch, const TreeShape& shape) const;
   // One draft pass with m new tokens per sequence.
   double DraftPassCost(StepClass c, int batch, int m) const;
   // The same before any draft pass was timed: the prior (for a draft on the
