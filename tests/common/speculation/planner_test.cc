@@ -525,6 +525,16 @@ TEST(PlannerTest, PlainTimedInASlowSpellIsTimedAgainBeforeTheBatchSpeculatesOnIt
   EXPECT_NEAR(planner.PredictVerify(c, 8, 500, 1), 11e-3, 1e-9);
 }
 
+TEST(PlannerTest, TheTablesBuiltBeforeTheFirstStepAreNotChargedToIt) {
+  // A planner builds its trees when made (0.1 ms with the default 64 nodes),
+  // before any step; a step's time outside the passes loses only the rebuilds
+  // made during it. The first plain step's 0.5 ms outside stays 0.5 ms.
+  const StepClass c = ClassOf(8, 128);
+  Planner planner(SpecConfig{}, Prior());
+  planner.RecordStepOverhead(c, false, 0.5e-3);
+  EXPECT_DOUBLE_EQ(planner.StepOverhead(c, false), 0.5e-3);
+}
+
 TEST(PlannerTest, PlainStepsThatSpentLongerOutsideThePassesThanChainsAreTimedAgain) {
   // As above (verify(m) = 10 + m ms for m >= 2, 6 ms draft levels, rank-1
   // acceptance 0.5), plain's pass timed right at 11 ms, but its steps spent
