@@ -431,6 +431,10 @@ double Planner::DraftPassFloor(StepClass c, int batch, double mean_context, int 
   return PredictVerify(c, batch, mean_context, m);
 }
 
+double Planner::PricedDraftPass(StepClass c, int batch, double mean_context, int m) const {
+  return std::max(DraftPassCost(c, batch, m), DraftPassFloor(c, batch, mean_context, m));
+}
+
 double Planner::DraftPassCost(StepClass c, int batch, int m) const {
   auto here = [&](int mm) { return DraftPrior(batch, mm); };
   const auto* nearest = NearestMeasured(draft_costs_, c);
@@ -527,8 +531,7 @@ bool Planner::SpeculationCouldPay(StepClass c, int batch, double mean_context, i
   // Chains accepted whole: no tree does better with every first guess right.
   const bool pipelined = whole_batch > batch;
   const double bar = PlainRate(c, batch, mean_context, whole_batch) * (1 + kSwitchMargin);
-  const double pass =
-      std::max(DraftPassCost(c, batch, 1), DraftPassFloor(c, batch, mean_context, 1));
+  const double pass = PricedDraftPass(c, batch, mean_context, 1);
   const double draft_extra = DraftStepExtra(c);
   const SwitchCost switch_cost = SwitchCostOf(c, batch);
   for (int d = 1; d <= config_.max_depth; ++d) {
@@ -609,10 +612,7 @@ Plan Planner::ChooseAuto(int batch, double mean_context, int whole_batch, bool d
       }
     }
     auto pass = [&](int m) {
-      if (draft_pass[m] < 0) {
-        draft_pass[m] =
-            std::max(DraftPassCost(c, batch, m), DraftPassFloor(c, batch, mean_context, m));
-      }
+      if (draft_pass[m] < 0) draft_pass[m] = PricedDraftPass(c, batch, mean_context, m);
       return draft_pass[m];
     };
     // A stale width's re-trial prices the draft passes timed in the same

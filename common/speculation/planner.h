@@ -329,6 +329,10 @@ class Planner {
   // batch's context, the draft attends to every row a target pass does, so
   // such a pass costs what the target's pass of m tokens does; 0 otherwise.
   double DraftPassFloor(StepClass c, int batch, double mean_context, int m) const;
+  // A draft pass as the planner prices it: DraftPassCost, not below DraftPassFloor.
+  // (SpecEngine splits a step's draft time with DraftPassCost alone: the
+  // passes as measured.)
+  double PricedDraftPass(StepClass c, int batch, double mean_context, int m) const;
   // The draft's catch-up after plain steps: each sequence's history since its
   // draft last ran fed (SetDraftLag; at most its sinks and window), a
   // prefill-like pass far wider than the draft's tree levels.
