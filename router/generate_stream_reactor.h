@@ -1,9 +1,9 @@
 // GenerateStream on gRPC's callback API: one reactor per call and no thread of
-// its own. The scheduler's thread hands it chunks (RequestHandle's listener),
-// and it starts each write there or when the previous write completes, so a
-// stream costs no thread wake-up per message: with the sync API's handler per
-// stream, 64 streams on a 2-core server spent about half of its CPU in those
-// threads, mostly waking and sleeping.
+// its own. The scheduler's notify thread (NotifyThread) hands it chunks
+// (RequestHandle's listener), and it starts each write there or when the
+// previous write completes, so a stream costs no thread wake-up per message:
+// with the sync API's handler per stream, 64 streams on a 2-core server spent
+// about half of its CPU in those threads, mostly waking and sleeping.
 #pragma once
 
 #include <chrono>

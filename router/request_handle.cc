@@ -11,25 +11,50 @@ constexpr size_t kMaxMergedTokens = 16;
 }  // namespace
 
 void RequestHandle::Push(GenerationChunk chunk) {
-  bool wake;
+  bool wake, takeable;
   {
     std::lock_guard<std::mutex> lock(mu_);
     queued_tokens_ += chunk.tokens.size();
     chunks_.push_back(std::move(chunk));
     // A handler waiting out its stream interval is woken only by a full message.
     wake = waiting_for_chunk_ || (pacing_ && queued_tokens_ >= kMaxMergedTokens);
+    takeable = !PacedLocked(std::chrono::steady_clock::now());
   }
   if (wake) cv_.notify_all();
-  Notify();
+  Notify(takeable);
 }
 
-void RequestHandle::Notify() {
+bool RequestHandle::PacedLocked(std::chrono::steady_clock::time_point now) const {
+  return stream_interval_.count() > 0 && last_taken_ != std::chrono::steady_clock::time_point{} &&
+         !done_ && queued_tokens_ < kMaxMergedTokens && now < last_taken_ + stream_interval_;
+}
+
+void RequestHandle::Notify(bool takeable) {
+  if (notify_ == nullptr || !has_listener_.load()) {
+    CallListener();
+    return;
+  }
+  // A paced chunk waits for a later push (TryNext's kPaced): no thread
+  // hand-off for a listener that would take nothing (a step every 30 us
+  // against one message per 8 ms at batch 1).
+  if (!takeable) return;
+  // Pushes made before the queued call runs need no call of their own: the
+  // listener takes everything queued by then.
+  if (notify_posted_.exchange(true)) return;
+  notify_->Post([self = shared_from_this()] {
+    self->notify_posted_.store(false);  // a push from now on queues another call
+    self->CallListener();
+  });
+}
+
+void RequestHandle::CallListener() {
   std::lock_guard<std::mutex> lock(listener_mu_);
   if (listener_) listener_();
 }
 
 void RequestHandle::SetListener(std::function<void()> listener) {
   std::lock_guard<std::mutex> lock(listener_mu_);
+  has_listener_.store(listener != nullptr);
   listener_ = std::move(listener);
 }
 
@@ -42,7 +67,7 @@ void RequestHandle::Finish(absl::Status status, GenerationStats stats) {
     stats_ = std::move(stats);
   }
   cv_.notify_all();
-  Notify();
+  Notify(true);
 }
 
 namespace {
@@ -83,12 +108,7 @@ bool RequestHandle::Next(GenerationChunk* chunk, std::chrono::milliseconds timeo
 RequestHandle::Take RequestHandle::TryNext(GenerationChunk* chunk) {
   std::lock_guard<std::mutex> lock(mu_);
   if (chunks_.empty()) return done_ ? Take::kDone : Take::kNone;
-  // The pacing of Next: the first chunk at once, then one per interval, sooner
-  // for a full message or the end.
-  if (stream_interval_.count() > 0 && last_taken_ != std::chrono::steady_clock::time_point{} &&
-      !done_ && queued_tokens_ < kMaxMergedTokens) {
-    if (std::chrono::steady_clock::now() < last_taken_ + stream_interval_) return Take::kPaced;
-  }
+  if (PacedLocked(std::chrono::steady_clock::now())) return Take::kPaced;
   TakeLocked(chunk);
   return Take::kChunk;
 }

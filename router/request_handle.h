@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <deque>
 #include <functional>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <vector>
@@ -16,6 +17,7 @@
 #include "absl/status/status.h"
 #include "common/engine/batch_generator.h"
 #include "common/engine/generation.h"
+#include "router/notify_thread.h"
 
 namespace specserve {
 
@@ -44,7 +46,7 @@ struct GenerationStats {
   uint64_t seed = 0;  // sampled requests: the seed drawn with (0: greedy)
 };
 
-class RequestHandle {
+class RequestHandle : public std::enable_shared_from_this<RequestHandle> {
  public:
   // `stream_interval`: after handing out a chunk, Next waits this long for more
   // before handing out the next (0: every chunk as soon as it comes). A stream
@@ -53,8 +55,14 @@ class RequestHandle {
   // than the step itself on a busy host (64 streams on 2 cores: 2.1 of a 2.7 ms
   // step). The first chunk never waits, and a full message (16 tokens) or the
   // end ends the wait early.
-  explicit RequestHandle(std::chrono::microseconds stream_interval = {})
-      : stream_interval_(stream_interval) {}
+  //
+  // `notify` (may be null): the thread the listener runs on (SetListener);
+  // null: the scheduler's own thread, inside Push and Finish. A handle with a
+  // `notify` thread must be owned by a shared_ptr, and `notify` must outlive
+  // its Push and Finish calls.
+  explicit RequestHandle(std::chrono::microseconds stream_interval = {},
+                         NotifyThread* notify = nullptr)
+      : stream_interval_(stream_interval), notify_(notify) {}
 
   // Scheduler side.
   void Push(GenerationChunk chunk);
@@ -78,9 +86,11 @@ class RequestHandle {
   // every chunk was taken.
   enum class Take { kChunk, kPaced, kNone, kDone };
   Take TryNext(GenerationChunk* chunk);
-  // Called after every Push and at Finish, on the scheduler's thread, so that a
-  // non-blocking consumer learns when to call TryNext. SetListener(nullptr)
-  // returns only once no call to the old listener is running.
+  // Called after every Push and at Finish, so that a non-blocking consumer
+  // learns when to call TryNext: on the `notify` thread (once for any number
+  // of pushes made before it runs), else inside Push and Finish.
+  // SetListener(nullptr) returns only once no call to the old listener is
+  // running, and none runs after.
   void SetListener(std::function<void()> listener);
 
   bool done() const;
@@ -108,10 +118,21 @@ class RequestHandle {
   // Held while the listener runs (never with mu_): clearing it waits for a call in flight.
   std::mutex listener_mu_;
   std::function<void()> listener_;
+  NotifyThread* const notify_;
+  std::atomic<bool> has_listener_{false};
+  std::atomic<bool> notify_posted_{false};  // a listener call is queued on notify_
+
+  void CallListener();
 
   // Hands out the front chunk, merged with those queued behind it (mu_ held).
   void TakeLocked(GenerationChunk* chunk);
-  void Notify();
+  // Whether queued chunks wait for the stream interval (TryNext's kPaced): the
+  // first chunk goes at once, then one per interval, sooner for a full
+  // message or the end.
+  bool PacedLocked(std::chrono::steady_clock::time_point now) const;
+  // Tells the listener; with a notify thread, only when `takeable` (TryNext
+  // would hand something out) or at the end.
+  void Notify(bool takeable);
 };
 
 }  // namespace specserve

@@ -61,7 +61,7 @@ int Scheduler::queued() const {
 }
 
 absl::StatusOr<std::shared_ptr<RequestHandle>> Scheduler::Submit(ScheduledRequest request) {
-  auto handle = std::make_shared<RequestHandle>(options_.stream_interval);
+  auto handle = std::make_shared<RequestHandle>(options_.stream_interval, &notify_);
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (!accepting_) {

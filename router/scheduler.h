@@ -24,6 +24,7 @@
 #include "absl/status/statusor.h"
 #include "common/speculation/spec_engine.h"
 #include "common/tokenizer/tokenizer.h"
+#include "router/notify_thread.h"
 #include "router/request_handle.h"
 #include "router/router_metrics.h"
 #include "router/text_assembler.h"
@@ -113,6 +114,10 @@ class Scheduler {
   SchedulerOptions options_;
   RouterMetrics* metrics_;
   std::function<void()> on_step_;
+  // Runs the handles' listeners (the streams' writes) off the scheduler
+  // thread; declared before everything that holds handles, so that it
+  // outlives them and runs the calls still queued at the end.
+  NotifyThread notify_;
 
   mutable std::mutex mu_;
   std::condition_variable cv_;

@@ -3,6 +3,9 @@
 
 #include <atomic>
 #include <chrono>
+#include <future>
+#include <memory>
+#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
@@ -216,6 +219,84 @@ TEST(RequestHandleTest, ClearingTheListenerWaitsForACallInFlight) {
   h.SetListener(nullptr);  // the reactor deletes itself right after this
   EXPECT_TRUE(finished);
   pusher.join();
+}
+
+// With a notify thread (the scheduler's), the listener runs there, never inside
+// Push or Finish: a stream's write then does not hold up the scheduler's thread.
+TEST(RequestHandleTest, WithANotifyThreadTheListenerRunsThereOncePerBacklog) {
+  NotifyThread notify;
+  auto h = std::make_shared<RequestHandle>(std::chrono::microseconds(0), &notify);
+  std::mutex mu;
+  std::vector<std::thread::id> threads;
+  std::atomic<int> calls{0};
+  h->SetListener([&] {
+    std::lock_guard<std::mutex> lock(mu);
+    threads.push_back(std::this_thread::get_id());
+    ++calls;
+  });
+  // Hold the notify thread: pushes made meanwhile queue one listener call.
+  std::promise<void> release;
+  std::shared_future<void> gate = release.get_future().share();
+  notify.Post([gate] { gate.wait(); });
+  for (int32_t t = 0; t < 5; ++t) h->Push(PerTokenChunk({t}, {"p"}));
+  EXPECT_EQ(calls.load(), 0);  // nothing ran inside Push
+  release.set_value();
+  std::promise<void> drained;
+  notify.Post([&] { drained.set_value(); });  // after the listener call queued above
+  drained.get_future().wait();
+  EXPECT_EQ(calls.load(), 1);
+  h->Finish(absl::OkStatus(), GenerationStats{});
+  std::promise<void> drained_again;
+  notify.Post([&] { drained_again.set_value(); });
+  drained_again.get_future().wait();
+  EXPECT_EQ(calls.load(), 2);  // the end is heard too
+  std::lock_guard<std::mutex> lock(mu);
+  for (const std::thread::id& id : threads) EXPECT_NE(id, std::this_thread::get_id());
+  h->SetListener(nullptr);
+}
+
+TEST(RequestHandleTest, WithANotifyThreadAPacedChunkWaitsForALaterPushOrTheEnd) {
+  NotifyThread notify;
+  auto h = std::make_shared<RequestHandle>(std::chrono::hours(1), &notify);
+  std::atomic<int> calls{0};
+  h->SetListener([&] { ++calls; });
+  auto drain = [&] {
+    std::promise<void> p;
+    notify.Post([&] { p.set_value(); });
+    p.get_future().wait();
+  };
+  GenerationChunk c;
+  h->Push(PerTokenChunk({1}, {"a"}));
+  drain();
+  EXPECT_EQ(calls.load(), 1);  // the first chunk goes at once
+  ASSERT_EQ(h->TryNext(&c), RequestHandle::Take::kChunk);
+  h->Push(PerTokenChunk({2}, {"b"}));  // within the interval: TryNext would say kPaced
+  drain();
+  EXPECT_EQ(calls.load(), 1);  // so the listener is not woken for it
+  h->Finish(absl::OkStatus(), GenerationStats{});
+  drain();
+  EXPECT_EQ(calls.load(), 2);  // the end sends what waited
+  ASSERT_EQ(h->TryNext(&c), RequestHandle::Take::kChunk);
+  EXPECT_EQ(c.tokens, (std::vector<int32_t>{2}));
+  EXPECT_EQ(h->TryNext(&c), RequestHandle::Take::kDone);
+  h->SetListener(nullptr);
+}
+
+TEST(RequestHandleTest, WithANotifyThreadAClearedListenerMissesCallsQueuedBefore) {
+  NotifyThread notify;
+  auto h = std::make_shared<RequestHandle>(std::chrono::microseconds(0), &notify);
+  std::atomic<int> calls{0};
+  h->SetListener([&] { ++calls; });
+  std::promise<void> release;
+  std::shared_future<void> gate = release.get_future().share();
+  notify.Post([gate] { gate.wait(); });
+  h->Push(PerTokenChunk({1}, {"a"}));  // queues a listener call behind the gate
+  h->SetListener(nullptr);             // the reactor is gone before it runs
+  release.set_value();
+  std::promise<void> drained;
+  notify.Post([&] { drained.set_value(); });
+  drained.get_future().wait();
+  EXPECT_EQ(calls.load(), 0);
 }
 
 }  // namespace
