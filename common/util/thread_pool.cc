@@ -16,6 +16,12 @@ namespace {
 // single-threaded gaps between the calls of one decode step, short enough that
 // an idle engine goes quiet almost at once.
 constexpr auto kSpinTime = std::chrono::microseconds(300);
+// The first part of it a pure spin (the calls of one pass follow each other
+// within microseconds); after that each check yields the core, so that a
+// thread with work (a server's stream writes, its gRPC threads, another
+// process) runs instead of the spin, and the check costs a syscall only where
+// nothing else is runnable.
+constexpr auto kPureSpinTime = std::chrono::microseconds(50);
 
 // True on a thread while it runs a pool job: a nested parallel call runs inline.
 thread_local bool tls_in_job = false;
@@ -48,12 +54,22 @@ ThreadPool::~ThreadPool() {
 }
 
 uint32_t ThreadPool::WaitForJob(uint32_t seen) {
-  const auto spin_until = std::chrono::steady_clock::now() + kSpinTime;
+  const auto start = std::chrono::steady_clock::now();
+  const auto yield_from = start + kPureSpinTime, spin_until = start + kSpinTime;
+  bool yielding = false;
   for (int i = 0;; ++i) {
     const uint32_t g = generation_.load(std::memory_order_acquire);
     if (g != seen) return g;
-    CpuRelax();
-    if ((i & 255) == 255 && std::chrono::steady_clock::now() > spin_until) break;
+    if (yielding) {
+      std::this_thread::yield();
+    } else {
+      CpuRelax();
+    }
+    if ((i & 255) == 255 || yielding) {
+      const auto now = std::chrono::steady_clock::now();
+      if (now > spin_until) break;
+      yielding = now > yield_from;
+    }
   }
   // Block. sleeping_ is raised before generation_ is re-read (both seq_cst), and
   // the caller bumps generation_ before it reads sleeping_, so either we see the
