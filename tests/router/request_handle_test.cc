@@ -221,6 +221,26 @@ TEST(RequestHandleTest, ClearingTheListenerWaitsForACallInFlight) {
   pusher.join();
 }
 
+// Waits until every call posted to `notify` so far has run.
+void Drain(NotifyThread& notify) {
+  std::promise<void> done;
+  notify.Post([&] { done.set_value(); });
+  done.get_future().wait();
+}
+
+// Holds `notify`'s thread until Release(): calls posted meanwhile wait behind it.
+class HoldNotify {
+ public:
+  explicit HoldNotify(NotifyThread& notify) : gate_(release_.get_future().share()) {
+    notify.Post([gate = gate_] { gate.wait(); });
+  }
+  void Release() { release_.set_value(); }
+
+ private:
+  std::promise<void> release_;
+  std::shared_future<void> gate_;
+};
+
 // With a notify thread (the scheduler's), the listener runs there, never inside
 // Push or Finish: a stream's write then does not hold up the scheduler's thread.
 TEST(RequestHandleTest, WithANotifyThreadTheListenerRunsThereOncePerBacklog) {
@@ -234,21 +254,14 @@ TEST(RequestHandleTest, WithANotifyThreadTheListenerRunsThereOncePerBacklog) {
     threads.push_back(std::this_thread::get_id());
     ++calls;
   });
-  // Hold the notify thread: pushes made meanwhile queue one listener call.
-  std::promise<void> release;
-  std::shared_future<void> gate = release.get_future().share();
-  notify.Post([gate] { gate.wait(); });
+  HoldNotify hold(notify);  // pushes made meanwhile queue one listener call
   for (int32_t t = 0; t < 5; ++t) h->Push(PerTokenChunk({t}, {"p"}));
   EXPECT_EQ(calls.load(), 0);  // nothing ran inside Push
-  release.set_value();
-  std::promise<void> drained;
-  notify.Post([&] { drained.set_value(); });  // after the listener call queued above
-  drained.get_future().wait();
+  hold.Release();
+  Drain(notify);
   EXPECT_EQ(calls.load(), 1);
   h->Finish(absl::OkStatus(), GenerationStats{});
-  std::promise<void> drained_again;
-  notify.Post([&] { drained_again.set_value(); });
-  drained_again.get_future().wait();
+  Drain(notify);
   EXPECT_EQ(calls.load(), 2);  // the end is heard too
   std::lock_guard<std::mutex> lock(mu);
   for (const std::thread::id& id : threads) EXPECT_NE(id, std::this_thread::get_id());
@@ -260,21 +273,16 @@ TEST(RequestHandleTest, WithANotifyThreadAPacedChunkWaitsForALaterPushOrTheEnd) 
   auto h = std::make_shared<RequestHandle>(std::chrono::hours(1), &notify);
   std::atomic<int> calls{0};
   h->SetListener([&] { ++calls; });
-  auto drain = [&] {
-    std::promise<void> p;
-    notify.Post([&] { p.set_value(); });
-    p.get_future().wait();
-  };
   GenerationChunk c;
   h->Push(PerTokenChunk({1}, {"a"}));
-  drain();
+  Drain(notify);
   EXPECT_EQ(calls.load(), 1);  // the first chunk goes at once
   ASSERT_EQ(h->TryNext(&c), RequestHandle::Take::kChunk);
   h->Push(PerTokenChunk({2}, {"b"}));  // within the interval: TryNext would say kPaced
-  drain();
+  Drain(notify);
   EXPECT_EQ(calls.load(), 1);  // so the listener is not woken for it
   h->Finish(absl::OkStatus(), GenerationStats{});
-  drain();
+  Drain(notify);
   EXPECT_EQ(calls.load(), 2);  // the end sends what waited
   ASSERT_EQ(h->TryNext(&c), RequestHandle::Take::kChunk);
   EXPECT_EQ(c.tokens, (std::vector<int32_t>{2}));
@@ -287,15 +295,11 @@ TEST(RequestHandleTest, WithANotifyThreadAClearedListenerMissesCallsQueuedBefore
   auto h = std::make_shared<RequestHandle>(std::chrono::microseconds(0), &notify);
   std::atomic<int> calls{0};
   h->SetListener([&] { ++calls; });
-  std::promise<void> release;
-  std::shared_future<void> gate = release.get_future().share();
-  notify.Post([gate] { gate.wait(); });
-  h->Push(PerTokenChunk({1}, {"a"}));  // queues a listener call behind the gate
+  HoldNotify hold(notify);
+  h->Push(PerTokenChunk({1}, {"a"}));  // queues a listener call behind the hold
   h->SetListener(nullptr);             // the reactor is gone before it runs
-  release.set_value();
-  std::promise<void> drained;
-  notify.Post([&] { drained.set_value(); });
-  drained.get_future().wait();
+  hold.Release();
+  Drain(notify);
   EXPECT_EQ(calls.load(), 0);
 }
 
