@@ -91,15 +91,22 @@ void Append(GenerationChunk& into, GenerationChunk&& next) {
 bool RequestHandle::Next(GenerationChunk* chunk, std::chrono::milliseconds timeout) {
   std::unique_lock<std::mutex> lock(mu_);
   const auto start = std::chrono::steady_clock::now();
+  // Waits only until a time still ahead: wait_until with a deadline already
+  // passed still makes a futex call (and gives up and retakes the lock), and
+  // the HTTP pump polls with a timeout of 0 after every message it writes.
   if (stream_interval_.count() > 0 && last_taken_ != std::chrono::steady_clock::time_point{}) {
     const auto until = std::min(last_taken_ + stream_interval_, start + timeout);
-    pacing_ = true;
-    cv_.wait_until(lock, until, [&] { return done_ || queued_tokens_ >= kMaxMergedTokens; });
-    pacing_ = false;
+    if (until > start) {
+      pacing_ = true;
+      cv_.wait_until(lock, until, [&] { return done_ || queued_tokens_ >= kMaxMergedTokens; });
+      pacing_ = false;
+    }
   }
-  waiting_for_chunk_ = true;
-  cv_.wait_until(lock, start + timeout, [&] { return !chunks_.empty() || done_; });
-  waiting_for_chunk_ = false;
+  if (timeout.count() > 0) {
+    waiting_for_chunk_ = true;
+    cv_.wait_until(lock, start + timeout, [&] { return !chunks_.empty() || done_; });
+    waiting_for_chunk_ = false;
+  }
   if (chunks_.empty()) return false;
   TakeLocked(chunk);
   return true;

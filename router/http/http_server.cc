@@ -73,10 +73,11 @@ class ConnectionStream final : public httplib::Stream {
     return ::poll(&p, 1, MillisUntil(deadline_)) > 0;
   }
 
-  bool is_writable() const override {
-    pollfd p{fd_, POLLOUT, 0};
-    return ::poll(&p, 1, 0) >= 0 && (p.revents & (POLLERR | POLLHUP | POLLNVAL)) == 0;
-  }
+  // httplib asks before every chunk of a streamed response: a poll each was one
+  // system call per SSE message. A connection that broke fails its next send
+  // (write() returns -1, and this says so from then on); one that went quiet is
+  // found by HttpServer::ClientGone.
+  bool is_writable() const override { return !write_failed_; }
 
   ssize_t read(char* ptr, size_t size) override {
     if (!has_buffered()) {
@@ -127,9 +128,11 @@ class ConnectionStream final : public httplib::Stream {
       if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
         // A client that stops reading holds its stream only this long.
         pollfd p{fd_, POLLOUT, 0};
-        if (::poll(&p, 1, MillisUntil(until)) <= 0 || (p.revents & (POLLERR | POLLHUP))) return -1;
-        continue;
+        if (::poll(&p, 1, MillisUntil(until)) > 0 && (p.revents & (POLLERR | POLLHUP)) == 0) {
+          continue;
+        }
       }
+      write_failed_ = true;
       return -1;
     }
     return static_cast<ssize_t>(size);
@@ -172,6 +175,7 @@ class ConnectionStream final : public httplib::Stream {
   size_t head_bytes_ = 0, body_bytes_ = 0;
   Clock::time_point deadline_ = Clock::time_point::max();
   bool head_too_large_ = false, timed_out_ = false;
+  bool write_failed_ = false;  // a send failed: the connection is broken
 };
 
 // What the worker thread serving a connection knows about its current request.
