@@ -88,7 +88,9 @@ class RequestHandle : public std::enable_shared_from_this<RequestHandle> {
   Take TryNext(GenerationChunk* chunk);
   // Called after every Push and at Finish, so that a non-blocking consumer
   // learns when to call TryNext: on the `notify` thread (once for any number
-  // of pushes made before it runs), else inside Push and Finish.
+  // of pushes made before it runs, and not for a push whose chunks wait out
+  // the stream interval, for which TryNext would say kPaced), else inside
+  // Push and Finish.
   // SetListener(nullptr) returns only once no call to the old listener is
   // running, and none runs after.
   void SetListener(std::function<void()> listener);
