@@ -83,8 +83,32 @@ struct Variant {
   std::string name() const { return draft ? draft->label + " " + mode : mode; }
 };
 
+// One --step_log row (StepLogHeader's columns) for a decode step of `run`.
+void LogStep(const SpecBenchOptions& options, const Variant& variant, int context, int batch,
+             int run, int step_index, const StepStats& step, double step_seconds) {
+  std::string passes;
+  for (const PassTime& pass : step.draft_passes) {
+    passes += absl::StrFormat("%s%d:%.4f", passes.empty() ? "" : " ", pass.tokens_per_sequence,
+                              1e3 * pass.seconds);
+  }
+  const double gained =
+      step.speculated_sequences > 0
+          ? static_cast<double>(step.speculated_generated_tokens) / step.speculated_sequences
+          : 0.0;
+  *options.step_log << absl::StrFormat(
+      "%s,%s,%d,%d,%s,%d,%d,%d,%.1f,%d,%d,%d,%d,%.4f,%.4f,%.4f,%.4f,%.4f,%.4f,%s\n",
+      options.model_label, variant.draft ? variant.draft->label : "none", context, batch,
+      variant.mode, run, step_index, step.batch, step.mean_context, step.tree_nodes,
+      step.tree_depth, step.exploring ? 1 : 0, step.speculated_sequences,
+      step.speculated_sequences > 0 ? step.predicted_tokens : 0.0, gained,
+      static_cast<double>(step.generated_tokens) / step.batch, 1e3 * step.draft_seconds,
+      1e3 * step.verify_seconds, 1e3 * step_seconds, passes);
+}
+
+// `run`: the repetition (its steps go to --step_log), or -1 for an untimed run.
 ModeRun RunMode(Model& target, const std::vector<std::vector<int32_t>>& contexts, int batch,
-                const Variant& variant, const SpecBenchOptions& options, const Roofline& roofline) {
+                const Variant& variant, const SpecBenchOptions& options, const Roofline& roofline,
+                int run_index) {
   const bool ngram = variant.draft && variant.draft->kind == DrafterKind::kNgram;
   Model& draft = variant.draft && variant.draft->model ? *variant.draft->model : target;
   SpecEngineOptions eo;
@@ -135,6 +159,7 @@ ModeRun RunMode(Model& target, const std::vector<std::vector<int32_t>>& contexts
   // lengths, not of serving (where new requests fill the batch).
   double full_seconds = 0;
   int64_t full_tokens = 0;
+  int logged_steps = 0;
   const double window_rows = options.sinks + options.window;
   auto bound = [&](const LoadedModel& m, const PassShape& shape) {
     return EstimatePass(m, shape).RooflineSeconds(roofline.bandwidth, roofline.peak_flops);
@@ -148,6 +173,10 @@ ModeRun RunMode(Model& target, const std::vector<std::vector<int32_t>>& contexts
         std::chrono::duration<double>(std::chrono::steady_clock::now() - step_start).count();
     const StepStats& step = engine->last_step();
     if (step.batch == 0) continue;  // a prefill step
+    if (options.step_log != nullptr && run_index >= 0) {
+      LogStep(options, variant, static_cast<int>(contexts[0].size()), batch, run_index,
+              logged_steps++, step, step_seconds);
+    }
     sequence_steps += step.batch;
     generated += step.generated_tokens;
     accepted += step.accepted_tokens;
@@ -207,6 +236,12 @@ double Median(std::vector<double> v) {
 
 }  // namespace
 
+std::string StepLogHeader() {
+  return "model,draft,context,batch,mode,run,step,step_batch,mean_context,nodes,depth,exploring,"
+         "speculated_sequences,predicted_tokens,gained_tokens,tokens_per_sequence,draft_ms,"
+         "verify_ms,step_ms,draft_passes";
+}
+
 nlohmann::json RunSpecBench(Model& target, const Tokenizer& tokenizer,
                             const SpecBenchOptions& options, const Roofline& roofline) {
   nlohmann::json rows = nlohmann::json::array();
@@ -252,11 +287,11 @@ nlohmann::json RunSpecBench(Model& target, const Tokenizer& tokenizer,
       // blocks (about 10 us a page on these VMs; one step at 32 x 1024 took
       // 150 ms), which the pool then keeps for the runs that count. Without it
       // the first variant's first run (plain decoding) read up to 2x slow.
-      (void)RunMode(target, contexts, batch, Variant{"off", nullptr}, options, roofline);
+      (void)RunMode(target, contexts, batch, Variant{"off", nullptr}, options, roofline, -1);
       for (int rep = 0; rep < std::max(1, options.repetitions); ++rep) {
         for (size_t k = 0; k < variants.size(); ++k) {
           const size_t m = (k + rep) % variants.size();
-          runs[m].push_back(RunMode(target, contexts, batch, variants[m], options, roofline));
+          runs[m].push_back(RunMode(target, contexts, batch, variants[m], options, roofline, rep));
         }
       }
       auto median_of = [&](size_t m, double ModeRun::*field) {

@@ -81,6 +81,11 @@ ABSL_FLAG(bool, warm, false,
           "as a server that has been running similar requests (its planner has timed the passes "
           "and measured the acceptance); without it a run is a freshly started engine, whose "
           "one-time costs (auto's first exploration) count");
+ABSL_FLAG(std::string, step_log, "",
+          "--mode spec: write every decode step of the timed runs to this CSV file: the tree "
+          "the planner chose (nodes, depth, exploring, sequences that speculated), the tokens it "
+          "expected and gained per speculating sequence, and the draft passes', verify's and "
+          "whole step's milliseconds (what auto chose, and what each choice cost)");
 ABSL_FLAG(std::string, server, "",
           "--mode grpc: a running specserve-router or specserve-serve HOST:PORT to drive");
 ABSL_FLAG(std::vector<std::string>, spawn, {},
@@ -135,6 +140,15 @@ int RunSpec(const std::vector<std::string>& models, const std::vector<int>& batc
       return 1;
     }
     modes.emplace_back(m);
+  }
+  std::ofstream step_log;
+  if (const std::string log = absl::GetFlag(FLAGS_step_log); !log.empty()) {
+    step_log.open(log);
+    if (!step_log) {
+      std::fprintf(stderr, "error: --step_log: cannot write '%s'\n", log.c_str());
+      return 1;
+    }
+    step_log << StepLogHeader() << "\n";
   }
   LoadOptions load_options;
   load_options.tokenizer_path = absl::GetFlag(FLAGS_tokenizer);
@@ -191,6 +205,8 @@ int RunSpec(const std::vector<std::string>& models, const std::vector<int>& batc
     options.warm = absl::GetFlag(FLAGS_warm);
     options.sinks = absl::GetFlag(FLAGS_sinks);
     options.window = absl::GetFlag(FLAGS_window);
+    options.step_log = step_log.is_open() ? &step_log : nullptr;
+    options.model_label = path.substr(path.find_last_of('/') + 1);
     std::printf("\n%s\n", path.c_str());
     nlohmann::json rows = RunSpecBench(target, tokenizer, options, Roofline{bandwidth, peak_flops});
     for (auto& row : rows) {

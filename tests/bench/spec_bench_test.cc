@@ -5,10 +5,14 @@
 #include <unistd.h>
 
 #include <fstream>
+#include <map>
 #include <string>
+#include <utility>
 #include <vector>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
@@ -73,6 +77,99 @@ TEST(SpecBenchTest, WarmAndFreshRunsReportPerStepFiguresOfTheTimedRun) {
       }
     }
   }
+}
+
+// The --step_log CSV as rows of named fields (header first).
+std::vector<std::map<std::string, std::string>> StepLog(const std::string& path,
+                                                        std::vector<std::string>* header) {
+  std::ifstream in(path);
+  std::string line;
+  std::vector<std::map<std::string, std::string>> rows;
+  if (!std::getline(in, line)) return rows;
+  *header = absl::StrSplit(line, ',');
+  while (std::getline(in, line)) {
+    const std::vector<std::string> fields = absl::StrSplit(line, ',');
+    std::map<std::string, std::string>& row = rows.emplace_back();
+    for (size_t i = 0; i < fields.size() && i < header->size(); ++i) row[(*header)[i]] = fields[i];
+  }
+  return rows;
+}
+
+double Number(const std::map<std::string, std::string>& row, const std::string& name) {
+  double v = 0;
+  EXPECT_TRUE(absl::SimpleAtod(row.at(name), &v)) << name << "=" << row.at(name);
+  return v;
+}
+
+TEST(SpecBenchTest, StepLogHasEveryDecodeStepOfEachTimedRunWithItsPlanAndCosts) {
+  const std::string model = testing::WriteTinyRandomGguf("spec_bench.gguf", TensorType::kF32);
+  ASSERT_FALSE(model.empty());
+  const std::string log = absl::StrCat(::testing::TempDir(), "/spec_steps_", getpid(), ".csv");
+  const testing::ToolResult r = testing::RunTool(
+      {testing::DefaultBinDir() + "/specserve-bench", "--mode=spec", "--model=" + model,
+       "--batches=2", "--contexts=40", "--new_tokens=16", "--repetitions=2", "--sinks=4",
+       "--window=16", "--threads=1", "--spec_modes=off,chain:2", "--step_log=" + log},
+      120);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  std::vector<std::string> header;
+  const auto rows = StepLog(log, &header);
+  ASSERT_GE(header.size(), 20u);
+  EXPECT_EQ(header[0], "model");
+  EXPECT_EQ(header.back(), "draft_passes");
+  // Tokens appended over each run, and its step numbers in order.
+  std::map<std::pair<std::string, std::string>, double> tokens;  // by mode, run
+  using RunKey = std::pair<std::string, std::string>;            // mode, run
+  std::map<RunKey, int> next_step;
+  for (const auto& row : rows) {
+    const std::string mode = row.at("mode"), run = row.at("run");
+    ASSERT_TRUE(mode == "off" || mode == "chain:2") << mode;
+    ASSERT_TRUE(run == "0" || run == "1") << "only the timed runs: " << run;
+    EXPECT_EQ(row.at("model"), model.substr(model.find_last_of('/') + 1));
+    const RunKey key(mode, run);
+    EXPECT_EQ(Number(row, "step"), next_step[key]++);
+    const double per_sequence = Number(row, "tokens_per_sequence");
+    const double batch = Number(row, "step_batch");
+    EXPECT_GE(batch, 1);
+    EXPECT_LE(batch, 2);
+    tokens[key] += per_sequence * batch;
+    EXPECT_GT(Number(row, "verify_ms"), 0);
+    EXPECT_GE(Number(row, "step_ms"), Number(row, "verify_ms") + Number(row, "draft_ms") - 1e-3);
+    if (mode == "off") {
+      EXPECT_EQ(Number(row, "nodes"), 0);
+      EXPECT_EQ(Number(row, "draft_ms"), 0);
+      EXPECT_EQ(row.at("draft_passes"), "");
+      EXPECT_EQ(per_sequence, 1);
+    } else {
+      // Every sequence drafts two levels (a pass each) and gains 1-3 tokens.
+      EXPECT_EQ(Number(row, "nodes"), 2);
+      EXPECT_EQ(Number(row, "depth"), 2);
+      EXPECT_EQ(Number(row, "speculated_sequences"), batch);
+      EXPECT_GE(Number(row, "gained_tokens"), 1);
+      EXPECT_LE(Number(row, "gained_tokens"), 3);
+      EXPECT_GT(Number(row, "draft_ms"), 0);
+      const std::vector<std::string> passes = absl::StrSplit(row.at("draft_passes"), ' ');
+      EXPECT_EQ(passes.size(), 2u) << row.at("draft_passes");
+    }
+  }
+  // Both modes' runs append the same tokens: each run is logged whole, once.
+  ASSERT_EQ(tokens.size(), 4u);
+  const double plain = tokens[RunKey("off", "0")];
+  EXPECT_GE(plain, 2 * 15);
+  for (const auto& [key, total] : tokens)
+    EXPECT_EQ(total, plain) << key.first << " run " << key.second;
+  EXPECT_LT(next_step[RunKey("chain:2", "0")], next_step[RunKey("off", "0")])
+      << "a chain takes fewer steps";
+}
+
+TEST(SpecBenchTest, AStepLogThatCannotBeWrittenIsAnError) {
+  const std::string model = testing::WriteTinyRandomGguf("spec_bench.gguf", TensorType::kF32);
+  ASSERT_FALSE(model.empty());
+  const testing::ToolResult r = testing::RunTool(
+      {testing::DefaultBinDir() + "/specserve-bench", "--mode=spec", "--model=" + model,
+       "--batches=1", "--contexts=40", "--threads=1", "--step_log=/nonexistent-dir/steps.csv"},
+      120);
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_THAT(r.output, HasSubstr("--step_log: cannot write '/nonexistent-dir/steps.csv'"));
 }
 
 }  // namespace
