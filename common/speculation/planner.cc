@@ -380,6 +380,13 @@ int Planner::DecisionHoldSteps(double decision_seconds, double step_seconds) {
                                      static_cast<double>(kMaxDecisionHold)));
 }
 
+bool Planner::Mispriced(StepClass c, const CachedChoice& choice) const {
+  if (choice.untimed_verify <= 0) return false;
+  auto it = verify_costs_.find(c);
+  return it != verify_costs_.end() && it->second.samples(choice.n) >= kTrustedSamples &&
+         it->second.Measured(choice.n) > kMispricedFactor * choice.untimed_verify;
+}
+
 int64_t Planner::StaleHorizon(StepClass c, int m) {
   Staleness& s = staleness_[std::pair(c, m)];
   auto it = verify_costs_.find(c);
@@ -592,10 +599,11 @@ Plan Planner::ChooseAuto(int batch, double mean_context, int whole_batch, bool d
   draft_ahead = draft_ahead && !pipelined;
   bool explore = false;
   if (steps_ > choice.valid_until_step || choice.pipelined != pipelined ||
-      choice.draft_ahead != draft_ahead) {
+      choice.draft_ahead != draft_ahead || Mispriced(c, choice)) {
     const auto decision_start = std::chrono::steady_clock::now();
     choice.pipelined = pipelined;
     choice.draft_ahead = draft_ahead;
+    choice.untimed_verify = 0;
     // Costs per pass width, once per decision, then each candidate is a sum.
     const int max_n = config_.max_nodes + 1;
     std::vector<double> verify(max_n + 1), draft_pass(max_n + 1, -1.0);
@@ -762,6 +770,9 @@ Plan Planner::ChooseAuto(int batch, double mean_context, int whole_batch, bool d
           std::chrono::duration<double>(std::chrono::steady_clock::now() - decision_start).count();
       const double step_seconds = batch / PlainRate(c, batch, mean_context, whole_batch);
       choice.valid_until_step = steps_ + DecisionHoldSteps(decision_seconds, step_seconds);
+      if (choice.n > 1 && VerifySamples(c, choice.n) < kTrustedSamples) {
+        choice.untimed_verify = verify[choice.n];
+      }
     }
     speculating_ = choice.n > 1;
     explore = choice.n <= 1 && !trial && explored_.count(c) == 0 &&

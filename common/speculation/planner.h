@@ -355,7 +355,21 @@ class Planner {
     int n = 1, d = 0;
     int64_t valid_until_step = -1;
     bool pipelined = false, draft_ahead = false;  // the pricing it was made under
+    // > 0: the verify cost of width n the decision assumed without having
+    // timed it kTrustedSamples times (from other widths or the prior).
+    double untimed_verify = 0;
   };
+  // Whether `choice`'s verify width, priced without its own samples, has
+  // since been timed in full at more than kMispricedFactor times that price:
+  // the decision is taken again at once rather than held. A line through
+  // narrower widths can miss a wider pass badly (stories260K 32 x 1024, a
+  // fresh engine after its exploration of chain:2: a 6-node tree of width 7
+  // verified in 4.6 ms where chain:2's width 3 took 1.4, and was held for 9
+  // steps at 19 tokens/ms against plain's 24 and chain:2's 35, specserve-bench
+  // --step_log); re-deciding whenever a width is first timed, at any price,
+  // would instead follow the noise of its first few passes.
+  bool Mispriced(StepClass c, const CachedChoice& choice) const;
+  static constexpr double kMispricedFactor = 1.25;
   void RebuildTables();  // timed: unrecorded_rebuild_seconds_
   void RebuildTablesUntimed();
   void MaybeRebuildTables();

@@ -457,6 +457,53 @@ TEST(PlannerTest, AWidthPricedOutInASlowSpellIsTriedAgainLater) {
   EXPECT_LE(retrials.size(), 6u * 3u) << "at most a few re-trials of a few steps each";
 }
 
+TEST(PlannerTest, ATreeChosenOnTheLineAloneHoldsOnlyUntilItsWidthIsTimed) {
+  // Rank-1 acceptance 0.9, one-token draft levels 1 ms, verify(m) = 10 + m ms
+  // up to width 4, all timed: the line through them says wider chains pay
+  // more. But passes wider than 4 cost 30 ms more than the line says (a
+  // kernel whose rows stop fitting its cache). A shape chosen on the line's
+  // word is dropped once its width is timed, not held for a whole decision.
+  const StepClass c = ClassOf(8, 500);
+  // The verify widths of 40 steps, a pass wider than 4 costing `extra` more.
+  auto run = [&](double extra) {
+    Planner planner(SpecConfig{}, Prior());
+    Feed(planner, 0.9, 5000);
+    planner.SetDraftLag(0);
+    for (int k = 0; k < RecentMedian::kWindow; ++k) {
+      for (int m = 1; m <= 4; ++m) planner.RecordVerifyPass(c, m, 10e-3 + 1e-3 * m);
+      planner.RecordDraftPass(c, 1, 1e-3);
+    }
+    std::vector<int> widths;
+    for (int i = 0; i < 40; ++i) {
+      const Plan plan = planner.Choose(8, 500);
+      EXPECT_EQ(plan.probe_sequences, 0);
+      const int width = plan.nodes + 1;
+      widths.push_back(width);
+      planner.RecordVerifyPass(c, width, 10e-3 + 1e-3 * width + (width > 4 ? extra : 0.0));
+      for (int level = 0; level < plan.depth; ++level) planner.RecordDraftPass(c, 1, 1e-3);
+    }
+    return widths;
+  };
+  // Where the line was right, the shape holds for a whole decision.
+  const std::vector<int> right = run(0);
+  ASSERT_GT(right.front(), 4);
+  for (int i = 0; i < Planner::kMinDecisionHold; ++i) EXPECT_EQ(right[i], right.front());
+  const std::vector<int> widths = run(30e-3);
+  ASSERT_GT(widths.front(), 4) << "the line's word: a wide shape first";
+  // Each wide width tried runs until timed kTrustedSamples times, then goes.
+  int streak = 0, wide = 0;
+  for (int w : widths) {
+    streak = w > 4 ? streak + 1 : 0;
+    wide += w > 4 ? 1 : 0;
+    EXPECT_LE(streak, 3) << "a wide shape held past its timing";
+  }
+  EXPECT_LE(wide, 3 * 3) << "at most a few wide widths tried";
+  for (size_t i = 30; i < widths.size(); ++i) {
+    EXPECT_GE(widths[i], 2) << "step " << i;
+    EXPECT_LE(widths[i], 4) << "step " << i;
+  }
+}
+
 // Rank-1 acceptance 0.5; verify(m) = 10 + m ms for m >= 2 and 6 ms draft
 // levels, each timed kWindow times; plain not timed.
 void WiderPassesTimedInFull(Planner& planner, StepClass c) {
