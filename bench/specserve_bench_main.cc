@@ -127,8 +127,10 @@ std::vector<int> ParseList(const std::string& text, const char* flag) {
   return out;
 }
 
+// `step_log`: --step_log's file, open, its header written (null: none).
 int RunSpec(const std::vector<std::string>& models, const std::vector<int>& batches,
-            const std::vector<int>& contexts, Ops& ops, double bandwidth, double peak_flops) {
+            const std::vector<int>& contexts, Ops& ops, double bandwidth, double peak_flops,
+            std::ostream* step_log) {
   nlohmann::json all = nlohmann::json::array();
   std::vector<std::string> modes = {"off"};
   for (absl::string_view m :
@@ -140,15 +142,6 @@ int RunSpec(const std::vector<std::string>& models, const std::vector<int>& batc
       return 1;
     }
     modes.emplace_back(m);
-  }
-  std::ofstream step_log;
-  if (const std::string log = absl::GetFlag(FLAGS_step_log); !log.empty()) {
-    step_log.open(log);
-    if (!step_log) {
-      std::fprintf(stderr, "error: --step_log: cannot write '%s'\n", log.c_str());
-      return 1;
-    }
-    step_log << StepLogHeader() << "\n";
   }
   LoadOptions load_options;
   load_options.tokenizer_path = absl::GetFlag(FLAGS_tokenizer);
@@ -205,7 +198,7 @@ int RunSpec(const std::vector<std::string>& models, const std::vector<int>& batc
     options.warm = absl::GetFlag(FLAGS_warm);
     options.sinks = absl::GetFlag(FLAGS_sinks);
     options.window = absl::GetFlag(FLAGS_window);
-    options.step_log = step_log.is_open() ? &step_log : nullptr;
+    options.step_log = step_log;
     options.model_label = path.substr(path.find_last_of('/') + 1);
     std::printf("\n%s\n", path.c_str());
     nlohmann::json rows = RunSpecBench(target, tokenizer, options, Roofline{bandwidth, peak_flops});
@@ -252,6 +245,21 @@ int Run() {
     return 1;
   }
   const KvType kv_type = *parsed_kv_type;
+  // Opened before the measurements below: a path that cannot be written fails at once.
+  std::ofstream step_log;
+  if (const std::string log = absl::GetFlag(FLAGS_step_log); !log.empty()) {
+    if (absl::GetFlag(FLAGS_mode) != "spec") {
+      std::fprintf(stderr, "error: --step_log is for --mode spec (not '%s')\n",
+                   absl::GetFlag(FLAGS_mode).c_str());
+      return 1;
+    }
+    step_log.open(log);
+    if (!step_log) {
+      std::fprintf(stderr, "error: --step_log: cannot write '%s'\n", log.c_str());
+      return 1;
+    }
+    step_log << StepLogHeader() << "\n";
+  }
   if (absl::GetFlag(FLAGS_mode) == "grpc") {
     GrpcBenchOptions grpc;
     grpc.models = models;
@@ -326,7 +334,8 @@ int Run() {
   if (absl::GetFlag(FLAGS_mode) == "spec") {
     const PeakFlops peak = MeasurePeakFlops(ops->num_threads());
     std::printf("peak fp32 %.1f GFLOP/s (FMA)\n", peak.fp32 / 1e9);
-    return RunSpec(models, batches, contexts, *ops, bandwidth, peak.fp32);
+    return RunSpec(models, batches, contexts, *ops, bandwidth, peak.fp32,
+                   step_log.is_open() ? &step_log : nullptr);
   }
   if (absl::GetFlag(FLAGS_mode) != "engine") {
     std::fprintf(stderr, "error: --mode '%s' is not engine, spec, grpc or http\n",

@@ -161,7 +161,7 @@ TEST(SpecBenchTest, StepLogHasEveryDecodeStepOfEachTimedRunWithItsPlanAndCosts) 
       << "a chain takes fewer steps";
 }
 
-TEST(SpecBenchTest, AStepLogThatCannotBeWrittenIsAnError) {
+TEST(SpecBenchTest, AStepLogThatCannotBeWrittenOrOutsideModeSpecIsAnError) {
   const std::string model = testing::WriteTinyRandomGguf("spec_bench.gguf", TensorType::kF32);
   ASSERT_FALSE(model.empty());
   const testing::ToolResult r = testing::RunTool(
@@ -170,6 +170,14 @@ TEST(SpecBenchTest, AStepLogThatCannotBeWrittenIsAnError) {
       120);
   EXPECT_NE(r.exit_code, 0);
   EXPECT_THAT(r.output, HasSubstr("--step_log: cannot write '/nonexistent-dir/steps.csv'"));
+  // Only --mode spec has decode steps to log.
+  const std::string log = absl::StrCat(::testing::TempDir(), "/engine_steps_", getpid(), ".csv");
+  const testing::ToolResult engine = testing::RunTool(
+      {testing::DefaultBinDir() + "/specserve-bench", "--mode=engine", "--model=" + model,
+       "--batches=1", "--contexts=40", "--threads=1", "--step_log=" + log},
+      120);
+  EXPECT_NE(engine.exit_code, 0);
+  EXPECT_THAT(engine.output, HasSubstr("--step_log is for --mode spec (not 'engine')"));
 }
 
 }  // namespace
