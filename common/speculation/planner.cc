@@ -669,11 +669,7 @@ Plan Planner::ChooseAuto(int batch, double mean_context, int whole_batch, bool d
                                   draft_seconds, one_pass, guessed[cand.d + 1], pipelined,
                                   draft_ahead);
       };
-      // A width never timed here is priced by the line through others,
-      // which runs optimistic for wider passes: it must promise
-      // kUntimedMargin more than the shapes priced by their own passes.
-      const double untimed = VerifySamples(c, cand.n) == 0 ? 1 + kUntimedMargin : 1.0;
-      if (const double r = rate(verify[cand.n], draft, pass(1)) / untimed; r > best_rate) {
+      if (const double r = rate(verify[cand.n], draft, pass(1)); r > best_rate) {
         best_rate = r;
         choice.n = cand.n;
         choice.d = cand.d;

@@ -370,14 +370,6 @@ class Planner {
   // would instead follow the noise of its first few passes.
   bool Mispriced(StepClass c, const CachedChoice& choice) const;
   static constexpr double kMispricedFactor = 1.25;
-  // What a shape whose verify width was never timed in its class must promise
-  // beyond the best shape priced by timed widths (and plain, with the switch
-  // margin) to be chosen. stories260K 64 x 1024, 7 fresh engines of
-  // specserve-bench --step_log: the untimed trees and long chains auto tried
-  // (15/8, 8/6, 7/5, 7/7, 5/5) ran at 14-22 tokens/ms where the chains of 2-4
-  // it was choosing among ran at 26-27, the line through narrower widths
-  // having put them ahead; 9% of auto's time, ~3% of its throughput.
-  static constexpr double kUntimedMargin = 0.10;
   void RebuildTables();  // timed: unrecorded_rebuild_seconds_
   void RebuildTablesUntimed();
   void MaybeRebuildTables();
