@@ -272,8 +272,12 @@ TEST(PlannerTest, UnmeasuredWidthsFollowTheLineThroughTheMeasuredOnes) {
   table.Record(3, 4.0);  // measured: a row costs 1.0
   EXPECT_DOUBLE_EQ(table.Estimate(2, prior), 3.0);
   EXPECT_DOUBLE_EQ(table.Estimate(9, prior), 10.0);
-  table.Record(5, 3.5);  // noise: wider looked cheaper; never a negative slope
-  EXPECT_DOUBLE_EQ(table.Estimate(8, prior), 4.0);
+  // Noise: wider looked cheaper. Never a negative slope, and past the widest
+  // width timed never below the prior's arithmetic (0.001 a width).
+  table.Record(5, 3.5);
+  EXPECT_DOUBLE_EQ(table.Estimate(8, prior), 4.0 + 0.001 * (8 - 3));
+  // Between timed widths, the line alone.
+  EXPECT_DOUBLE_EQ(table.Estimate(4, prior), 4.0);
 }
 
 TEST(PlannerTest, WidthsBelowAClassesTimedOnesStartFromPlainWhereItWasTimed) {
@@ -331,7 +335,8 @@ TEST(PlannerTest, AWidthEstimatedFromTheOtherWidths) {
 TEST(PlannerTest, EstimatesFromSomeWidthsUseTheNearestOnesAmongManyMeasured) {
   // Width m from the kept widths: the line through the nearest kept width
   // below m and the nearest above, or the two nearest on m's one side, never
-  // sloping down; one kept width scaled by the prior; none: the prior.
+  // sloping down, nor less steeply than the prior past the widest kept width;
+  // one kept width scaled by the prior; none: the prior.
   CostTable table;
   std::mt19937 rng(3);
   std::uniform_real_distribution<double> cost(1.0, 9.0);
@@ -357,7 +362,9 @@ TEST(PlannerTest, EstimatesFromSomeWidthsUseTheNearestOnesAmongManyMeasured) {
         hi = std::clamp<size_t>(hi, 1, others.size() - 1);
         const auto [w0, t0] = others[hi - 1];
         const auto [w1, t1] = others[hi];
-        want = std::max(0.0, t0 + std::max(0.0, (t1 - t0) / (w1 - w0)) * (m - w0));
+        double slope = std::max(0.0, (t1 - t0) / (w1 - w0));
+        if (m > w1) slope = std::max(slope, (prior(m) - prior(w1)) / (m - w1));
+        want = std::max(0.0, t0 + slope * (m - w0));
       }
       EXPECT_DOUBLE_EQ(table.EstimateFromWidths(m, prior, keep), want)
           << "m " << m << ", parity " << parity;
@@ -1046,13 +1053,15 @@ TEST(PlannerTest, CatchUpIsNeverPricedBelowItsArithmetic) {
   // Tree levels of 1-4 tokens cost mostly their fixed part (1 ms + 0.01 ms a
   // token): the line through them says 64 tokens a sequence cost 1.6 ms. The
   // prior at the arithmetic rate says 32 x 64 tokens of 1 MFLOP each at
-  // 50 GFLOP/s: 41 ms, plus the reads.
+  // 50 GFLOP/s: 41 ms, plus the reads. Past the widest level timed, each
+  // token costs at least that arithmetic.
   Planner planner(SpecConfig{}, Prior());
   const StepClass c = ClassOf(32, 500);
   for (int k = 0; k < 3; ++k) {
     for (int m = 1; m <= 4; ++m) planner.RecordDraftPass(c, m, 1e-3 + 0.01e-3 * m);
   }
-  EXPECT_NEAR(planner.DraftPassCost(c, 32, 64), 1.64e-3, 1e-5);
+  EXPECT_GT(planner.DraftPassCost(c, 32, 64), 39e-3);
+  EXPECT_NEAR(planner.DraftPassCost(c, 32, 3), 1.03e-3, 1e-9);  // between timed levels: the line
   EXPECT_GT(planner.CatchUpCost(c, 32), 40e-3);
   // Once a catch-up was timed, a dearer measurement stands.
   for (int k = 0; k < 3; ++k) planner.RecordDraftPass(c, 64, 90e-3);
