@@ -91,7 +91,8 @@ StepClass ClassOf(int batch, double mean_context);
 // Measured seconds of a pass with m new tokens per sequence, per step class:
 // the median of the recent passes per m. Where m was never measured: a straight
 // line through the two nearest measured widths (a pass costs its reads, shared
-// by its rows, plus arithmetic per row), or, with one width measured, the
+// by its rows, plus arithmetic per row), rising past the widest measured width
+// at least as steeply as the prior does, or, with one width measured, the
 // prior scaled to it.
 class CostTable {
  public:
