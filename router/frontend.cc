@@ -7,6 +7,7 @@
 #include "absl/strings/str_format.h"
 #include "common/model/model_loader.h"
 #include "common/util/cpu_affinity.h"
+#include "router/stream_pacing.h"
 #include "router/http/http_server.h"
 #include "router/http/openai_api.h"
 #include "services/server_runner.h"
@@ -30,6 +31,10 @@ ABSL_FLAG(double, stream_interval_ms, 8,
           "A stream sends at most one message per this many ms, with every token decoded since "
           "(the first token at once); 0: one message per decoding step. Under load, writing a "
           "message per step per stream costs more CPU than decoding");
+ABSL_FLAG(double, stream_messages_per_second, 0,
+          "All streams together send about this many messages a second at most: with more "
+          "streams than that allows at --stream-interval-ms, each stream's interval grows to "
+          "streams / this (0: 2000 per CPU the process may use; -1: no limit)");
 ABSL_FLAG(int, max_context, 0,
           "Tokens per request (prompt + generated) at most; 0: the target's context length");
 ABSL_FLAG(int, max_new_tokens, 4096, "Largest max_new_tokens a request may ask for");
@@ -87,6 +92,15 @@ absl::StatusOr<std::unique_ptr<Frontend>> LoadFrontend() {
   }
   f->scheduler.stream_interval =
       std::chrono::microseconds(static_cast<int64_t>(std::llround(interval_ms * 1000)));
+  const double messages = absl::GetFlag(FLAGS_stream_messages_per_second);
+  if (!(messages == -1 || (messages >= 0 && messages <= 1e9))) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "--stream-messages-per-second %g must be -1 (no limit), 0 (automatic) or in (0, 1e9]",
+        messages));
+  }
+  f->scheduler.stream_messages_per_second =
+      messages == 0 ? StreamPacing::kMessagesPerSecondPerCpu * AllowedCpus().size()
+                    : (messages < 0 ? 0 : messages);
   f->limits.max_new_tokens_limit = absl::GetFlag(FLAGS_max_new_tokens);
   f->limits.default_max_new_tokens = absl::GetFlag(FLAGS_default_max_new_tokens);
   f->limits.max_prompt_bytes = absl::GetFlag(FLAGS_max_prompt_bytes);

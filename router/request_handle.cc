@@ -25,8 +25,9 @@ void RequestHandle::Push(GenerationChunk chunk) {
 }
 
 bool RequestHandle::PacedLocked(std::chrono::steady_clock::time_point now) const {
-  return stream_interval_.count() > 0 && last_taken_ != std::chrono::steady_clock::time_point{} &&
-         !done_ && queued_tokens_ < kMaxMergedTokens && now < last_taken_ + stream_interval_;
+  const std::chrono::microseconds interval = stream_pacing_->interval();
+  return interval.count() > 0 && last_taken_ != std::chrono::steady_clock::time_point{} &&
+         !done_ && queued_tokens_ < kMaxMergedTokens && now < last_taken_ + interval;
 }
 
 void RequestHandle::Notify(bool takeable) {
@@ -94,8 +95,9 @@ bool RequestHandle::Next(GenerationChunk* chunk, std::chrono::milliseconds timeo
   // Waits only until a time still ahead: wait_until with a deadline already
   // passed still makes a futex call (and gives up and retakes the lock), and
   // the HTTP pump polls with a timeout of 0 after every message it writes.
-  if (stream_interval_.count() > 0 && last_taken_ != std::chrono::steady_clock::time_point{}) {
-    const auto until = std::min(last_taken_ + stream_interval_, start + timeout);
+  const std::chrono::microseconds interval = stream_pacing_->interval();
+  if (interval.count() > 0 && last_taken_ != std::chrono::steady_clock::time_point{}) {
+    const auto until = std::min(last_taken_ + interval, start + timeout);
     if (until > start) {
       pacing_ = true;
       cv_.wait_until(lock, until, [&] { return done_ || queued_tokens_ >= kMaxMergedTokens; });

@@ -18,6 +18,7 @@
 #include "common/engine/batch_generator.h"
 #include "common/engine/generation.h"
 #include "router/notify_thread.h"
+#include "router/stream_pacing.h"
 
 namespace specserve {
 
@@ -62,7 +63,11 @@ class RequestHandle : public std::enable_shared_from_this<RequestHandle> {
   // its Push and Finish calls.
   explicit RequestHandle(std::chrono::microseconds stream_interval = {},
                          NotifyThread* notify = nullptr)
-      : stream_interval_(stream_interval), notify_(notify) {}
+      : stream_pacing_(std::make_shared<StreamPacing>(stream_interval, 0)), notify_(notify) {}
+  // The same with the interval `pacing` gives at each message (it changes as
+  // streams come and go: StreamPacing).
+  RequestHandle(std::shared_ptr<const StreamPacing> pacing, NotifyThread* notify)
+      : stream_pacing_(std::move(pacing)), notify_(notify) {}
 
   // Scheduler side.
   void Push(GenerationChunk chunk);
@@ -110,7 +115,7 @@ class RequestHandle : public std::enable_shared_from_this<RequestHandle> {
   size_t queued_tokens_ = 0;  // tokens of chunks_
   // What Next is waiting for, so that Push wakes it only when it matters.
   bool waiting_for_chunk_ = false, pacing_ = false;
-  const std::chrono::microseconds stream_interval_;
+  const std::shared_ptr<const StreamPacing> stream_pacing_;  // the stream interval
   std::chrono::steady_clock::time_point last_taken_;  // when Next last handed out a chunk
   bool done_ = false;
   absl::Status status_;

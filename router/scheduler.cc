@@ -49,6 +49,8 @@ Scheduler::Scheduler(const Tokenizer& tokenizer, EngineFactory factory, Schedule
     : tokenizer_(tokenizer),
       factory_(std::move(factory)),
       options_(options),
+      pacing_(std::make_shared<StreamPacing>(options.stream_interval,
+                                             options.stream_messages_per_second)),
       metrics_(metrics),
       on_step_(std::move(on_step)),
       thread_([this] { Loop(); }) {}
@@ -61,7 +63,7 @@ int Scheduler::queued() const {
 }
 
 absl::StatusOr<std::shared_ptr<RequestHandle>> Scheduler::Submit(ScheduledRequest request) {
-  auto handle = std::make_shared<RequestHandle>(options_.stream_interval, &notify_);
+  auto handle = std::make_shared<RequestHandle>(pacing_, &notify_);
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (!accepting_) {
@@ -342,6 +344,8 @@ void Scheduler::Loop() {
       StepSlot(slot);
       stepped = true;
     }
+    // Every stream's interval for the chunks of the next step.
+    pacing_->SetStreams(static_cast<int>(active_.size()));
     if (on_step_) on_step_();
     if (metrics_ != nullptr) {
       metrics_->SetQueue(queued(), live_.load());

@@ -26,6 +26,7 @@
 #include "common/tokenizer/tokenizer.h"
 #include "router/notify_thread.h"
 #include "router/request_handle.h"
+#include "router/stream_pacing.h"
 #include "router/router_metrics.h"
 #include "router/text_assembler.h"
 
@@ -53,6 +54,10 @@ struct SchedulerOptions {
   // Each stream's handler sends at most one message per interval, with every
   // token decoded since (RequestHandle); 0: one message per decoding step.
   std::chrono::microseconds stream_interval{0};
+  // All streams together send about this many messages a second at most: each
+  // stream's interval grows to (running requests) / this where that is longer
+  // (StreamPacing). <= 0: no budget.
+  double stream_messages_per_second = 0;
 };
 
 class Scheduler {
@@ -74,6 +79,8 @@ class Scheduler {
   int queued() const;
   int live() const { return live_.load(); }
   const SchedulerOptions& options() const { return options_; }
+  // Each stream's interval between messages now (StreamPacing).
+  std::chrono::microseconds stream_interval() const { return pacing_->interval(); }
 
  private:
   struct Slot {
@@ -112,6 +119,8 @@ class Scheduler {
   const Tokenizer& tokenizer_;
   EngineFactory factory_;
   SchedulerOptions options_;
+  // Shared with every handle; set to the running requests each loop.
+  std::shared_ptr<StreamPacing> pacing_;
   RouterMetrics* metrics_;
   std::function<void()> on_step_;
   // Runs the handles' listeners (the streams' writes) off the scheduler

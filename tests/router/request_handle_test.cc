@@ -188,6 +188,35 @@ TEST(RequestHandleTest, TryNextPacesAsNextDoesWithoutBlocking) {
   EXPECT_EQ(h.TryNext(&c), Take::kDone);
 }
 
+TEST(RequestHandleTest, APacedStreamFollowsItsSharedPacingAsStreamsComeAndGo) {
+  using Take = RequestHandle::Take;
+  // No floor, 10 messages a second for all streams together.
+  auto pacing = std::make_shared<StreamPacing>(std::chrono::microseconds(0), 10);
+  RequestHandle h(pacing, nullptr);
+  GenerationChunk c;
+  h.Push(PerTokenChunk({1}, {"a"}));
+  ASSERT_EQ(h.TryNext(&c), Take::kChunk);
+  h.Push(PerTokenChunk({2}, {"b"}));
+  ASSERT_EQ(h.TryNext(&c), Take::kChunk);  // no streams counted yet: no interval
+  pacing->SetStreams(5);                   // 500 ms a stream
+  h.Push(PerTokenChunk({3}, {"c"}));
+  const auto start = std::chrono::steady_clock::now();
+  const Take take = h.TryNext(&c);
+  if (std::chrono::steady_clock::now() - start < std::chrono::milliseconds(400)) {
+    EXPECT_EQ(take, Take::kPaced);  // within the interval (unless this machine stalled)
+  }
+  pacing->SetStreams(0);  // the others ended: the chunk is due at once
+  ASSERT_EQ(h.TryNext(&c), Take::kChunk);
+  EXPECT_EQ(c.tokens, (std::vector<int32_t>{3}));
+  // Next waits out the interval the pacing gives when it is called.
+  pacing->SetStreams(2);  // 200 ms
+  h.Push(PerTokenChunk({4}, {"d"}));
+  const auto waited_from = std::chrono::steady_clock::now();
+  ASSERT_TRUE(h.Next(&c, std::chrono::milliseconds(5000)));
+  EXPECT_GE(std::chrono::steady_clock::now() - waited_from, std::chrono::milliseconds(150));
+  EXPECT_EQ(c.tokens, (std::vector<int32_t>{4}));
+}
+
 TEST(RequestHandleTest, TheListenerHearsEveryPushAndTheEndUntilCleared) {
   RequestHandle h;
   int calls = 0;

@@ -126,5 +126,42 @@ TEST_F(SchedulerTest, ManyAdmissionsRacingADrainAllFinish) {
   EXPECT_GT(accepted.size(), 0u);
 }
 
+TEST_F(SchedulerTest, EachStreamsIntervalGrowsWithTheRequestsRunningPastTheMessageBudget) {
+  SchedulerOptions options;
+  options.stream_interval = std::chrono::milliseconds(1);
+  options.stream_messages_per_second = 100;  // 4 streams: 40 ms each
+  // Making the engine (once, at the first admission) takes 300 ms: the other
+  // requests queue meanwhile and join the first one's batch.
+  Scheduler scheduler(tokenizer_, SlowFactory(std::chrono::milliseconds(300)), options, nullptr);
+  EXPECT_EQ(scheduler.stream_interval(), std::chrono::milliseconds(1));
+  std::vector<std::shared_ptr<RequestHandle>> handles;
+  for (int i = 0; i < 4; ++i) {
+    ScheduledRequest r = Request(i);
+    r.generation.max_new_tokens = 200;  // long enough to run side by side
+    auto h = scheduler.Submit(std::move(r));
+    ASSERT_TRUE(h.ok()) << h.status();
+    handles.push_back(*h);
+  }
+  std::chrono::microseconds widest{0};
+  for (const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+       std::chrono::steady_clock::now() < give_up;) {
+    widest = std::max(widest, scheduler.stream_interval());
+    bool all_done = true;
+    for (const auto& h : handles) all_done = Finished(*h) && all_done;
+    if (all_done) break;
+    std::this_thread::sleep_for(std::chrono::microseconds(200));
+  }
+  EXPECT_EQ(widest, std::chrono::milliseconds(40));
+  for (const auto& h : handles) EXPECT_TRUE(Await(*h).ok()) << h->status();
+  // Once they ended, a new stream gets the floor again.
+  for (const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+       scheduler.stream_interval() != std::chrono::milliseconds(1) &&
+       std::chrono::steady_clock::now() < give_up;) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  EXPECT_EQ(scheduler.stream_interval(), std::chrono::milliseconds(1));
+  scheduler.Stop();
+}
+
 }  // namespace
 }  // namespace specserve

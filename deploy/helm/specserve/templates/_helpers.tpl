@@ -109,6 +109,7 @@ router
 - --spec={{ .Values.serving.spec }}
 - --drain-seconds={{ .Values.serving.drainSeconds }}
 - --stream-interval-ms={{ .Values.serving.streamIntervalMs }}
+- --stream-messages-per-second={{ .Values.serving.streamMessagesPerSecond }}
 {{- end -}}
 
 {{- define "specserve.ports" -}}
