@@ -4,10 +4,12 @@
 #include "absl/flags/usage.h"
 #include "absl/flags/usage_config.h"
 #include "absl/strings/match.h"
+#include "common/util/process_defaults.h"
 
 namespace specserve {
 
 std::vector<std::string> ParseCommandLine(int argc, char** argv, const std::string& usage) {
+  ApplyProcessDefaults();
   absl::FlagsUsageConfig config;
   // Flags defined under tools/, bench/ or the services are the tool's own.
   config.contains_help_flags = [](absl::string_view path) {

@@ -7,8 +7,9 @@
 
 namespace specserve {
 
-// Parses argv; returns the positional arguments (argv[0] excluded). Exits with
-// status 1 and a message naming the flag on an unknown flag or a bad value.
+// Applies the process defaults (process_defaults.h), then parses argv; returns
+// the positional arguments (argv[0] excluded). Exits with status 1 and a
+// message naming the flag on an unknown flag or a bad value.
 std::vector<std::string> ParseCommandLine(int argc, char** argv, const std::string& usage);
 
 }  // namespace specserve
