@@ -7,9 +7,9 @@
 #include "absl/strings/str_format.h"
 #include "common/model/model_loader.h"
 #include "common/util/cpu_affinity.h"
-#include "router/stream_pacing.h"
 #include "router/http/http_server.h"
 #include "router/http/openai_api.h"
+#include "router/stream_pacing.h"
 #include "services/server_runner.h"
 
 ABSL_FLAG(std::string, model, "",

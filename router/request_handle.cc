@@ -26,8 +26,8 @@ void RequestHandle::Push(GenerationChunk chunk) {
 
 bool RequestHandle::PacedLocked(std::chrono::steady_clock::time_point now) const {
   const std::chrono::microseconds interval = stream_pacing_->interval();
-  return interval.count() > 0 && last_taken_ != std::chrono::steady_clock::time_point{} &&
-         !done_ && queued_tokens_ < kMaxMergedTokens && now < last_taken_ + interval;
+  return interval.count() > 0 && last_taken_ != std::chrono::steady_clock::time_point{} && !done_ &&
+         queued_tokens_ < kMaxMergedTokens && now < last_taken_ + interval;
 }
 
 void RequestHandle::Notify(bool takeable) {

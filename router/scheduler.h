@@ -26,8 +26,8 @@
 #include "common/tokenizer/tokenizer.h"
 #include "router/notify_thread.h"
 #include "router/request_handle.h"
-#include "router/stream_pacing.h"
 #include "router/router_metrics.h"
+#include "router/stream_pacing.h"
 #include "router/text_assembler.h"
 
 namespace specserve {

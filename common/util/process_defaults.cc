@@ -4,8 +4,6 @@
 
 namespace specserve {
 
-void ApplyProcessDefaults() {
-  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
-}
+void ApplyProcessDefaults() { absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore); }
 
 }  // namespace specserve
