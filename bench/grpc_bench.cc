@@ -1,6 +1,7 @@
 #include "bench/grpc_bench.h"
 
 #include <grpcpp/grpcpp.h>
+#include <sys/resource.h>
 
 #include <algorithm>
 #include <chrono>
@@ -148,13 +149,42 @@ struct RunResult {
   // the rest prefill).
   double decode_step_seconds = 0;
   int64_t decode_step_tokens = 0;
+  // CPU seconds over the run: of this process (the clients' threads over gRPC,
+  // the engine in-process), and of the served deployment's processes (-1: not
+  // known, e.g. a --server the bench did not start).
+  double own_cpu = 0;
+  double server_cpu = -1;
 };
 
-RunResult RunOverGrpc(const std::string& address, const std::vector<std::vector<int32_t>>& prompts,
-                      int clients, const std::string& mode, int new_tokens) {
+// CPU seconds this process has used (all threads, user and system).
+double OwnCpuSeconds() {
+  rusage usage{};
+  getrusage(RUSAGE_SELF, &usage);
+  auto seconds = [](const timeval& t) { return t.tv_sec + 1e-6 * t.tv_usec; };
+  return seconds(usage.ru_utime) + seconds(usage.ru_stime);
+}
+
+// CPU seconds the processes have used, all together (-1 when there are none or
+// one cannot be read).
+double ServerCpuSeconds(const std::vector<pid_t>& pids) {
+  if (pids.empty()) return -1;
+  double sum = 0;
+  for (pid_t pid : pids) {
+    const double s = testing::CpuSeconds(pid);
+    if (s < 0) return -1;
+    sum += s;
+  }
+  return sum;
+}
+
+// `server_pids`: the deployment's processes, whose CPU the run counts (empty: not known).
+RunResult RunOverGrpc(const std::string& address, const std::vector<pid_t>& server_pids,
+                      const std::vector<std::vector<int32_t>>& prompts, int clients,
+                      const std::string& mode, int new_tokens) {
   RunResult r;
   r.traces.resize(clients);
   auto channel = grpc::CreateChannel(address, grpc::InsecureChannelCredentials());
+  const double own_before = OwnCpuSeconds(), server_before = ServerCpuSeconds(server_pids);
   const auto start = Clock::now();
   std::vector<std::thread> threads;
   for (int i = 0; i < clients; ++i) {
@@ -190,6 +220,9 @@ RunResult RunOverGrpc(const std::string& address, const std::vector<std::vector<
   }
   for (std::thread& th : threads) th.join();
   r.wall = SecondsSince(start);
+  r.own_cpu = OwnCpuSeconds() - own_before;
+  const double server_after = ServerCpuSeconds(server_pids);
+  if (server_before >= 0 && server_after >= 0) r.server_cpu = server_after - server_before;
   for (const Trace& t : r.traces) {
     if (!t.error.empty() && r.error.empty()) r.error = t.error;
   }
@@ -202,6 +235,7 @@ RunResult RunInProcess(SpecEngine& engine, const std::vector<std::vector<int32_t
                        int clients, int new_tokens) {
   RunResult r;
   r.traces.resize(clients);
+  const double own_before = OwnCpuSeconds();
   const auto start = Clock::now();
   std::vector<int> ids;
   for (int i = 0; i < clients; ++i) {
@@ -240,6 +274,7 @@ RunResult RunInProcess(SpecEngine& engine, const std::vector<std::vector<int32_t
     }
   }
   r.wall = SecondsSince(start);
+  r.own_cpu = OwnCpuSeconds() - own_before;
   for (int id : ids) engine.Remove(id);
   return r;
 }
@@ -278,6 +313,16 @@ int64_t Generated(const RunResult& r) {
   int64_t n = 0;
   for (const Trace& t : r.traces) n += static_cast<int64_t>(t.tokens.size());
   return n;
+}
+// Microseconds of CPU per generated token (-1: unknown).
+double CpuPerToken(double cpu_seconds, const RunResult& r) {
+  const int64_t n = Generated(r);
+  return cpu_seconds >= 0 && n > 0 ? 1e6 * cpu_seconds / n : -1;
+}
+// The served processes' CPU per generated token (-1: unknown, or under 50 ms
+// counted: /proc counts in 10 ms ticks).
+double ServerCpuPerToken(const RunResult& r) {
+  return r.server_cpu >= 0.05 ? CpuPerToken(r.server_cpu, r) : -1;
 }
 // Generated tokens over wall time, prefill and delivery included.
 double EndToEndRate(const RunResult& r) { return r.wall > 0 ? Generated(r) / r.wall : 0; }
@@ -357,10 +402,12 @@ struct Cell {
 };
 
 void PrintHeader() {
-  std::printf("%-6s %7s %-9s %10s %10s %7s %8s %8s %7s %6s %6s %5s %7s %7s %7s %9s %7s %7s %5s\n",
-              "deploy", "clients", "mode", "grpc t/s", "local t/s", "ratio", "step ms", "local ms",
-              "rpc ms", "t/step", "lc t/st", "spec%", "vs off", "lc off", "lc dec", "e2e t/s",
-              "p50 s", "p99 s", "same");
+  std::printf(
+      "%-6s %7s %-9s %10s %10s %7s %8s %8s %7s %6s %6s %5s %7s %7s %7s %9s %7s %7s %8s %8s %8s "
+      "%5s\n",
+      "deploy", "clients", "mode", "grpc t/s", "local t/s", "ratio", "step ms", "local ms",
+      "rpc ms", "t/step", "lc t/st", "spec%", "vs off", "lc off", "lc dec", "e2e t/s", "p50 s",
+      "p99 s", "srv us/t", "cli us/t", "lc us/t", "same");
 }
 
 void PrintLegend() {
@@ -374,8 +421,12 @@ void PrintLegend() {
       "alone (a request's window also holds prefill steps of requests still starting, as "
       "many as fall in it, which differs between modes); e2e t/s: generated tokens / wall "
       "time at the clients "
-      "(prefill and delivery included); p50/p99: request latency at the clients; same: gRPC "
-      "tokens == in-process tokens\n");
+      "(prefill and delivery included); p50/p99: request latency at the clients; srv us/t, "
+      "cli us/t: CPU microseconds per generated token of the served processes (those the bench "
+      "started; -: a --server, or a run too short for /proc's 10 ms ticks) and of this "
+      "process's client threads, over the gRPC run; lc "
+      "us/t: of the in-process run (srv / lc: the CPU serving costs beyond decoding; cli: what "
+      "the clients take from the same cores here); same: gRPC tokens == in-process tokens\n");
 }
 
 // Measures one model; appends its cells. Returns false on an error (printed).
@@ -439,9 +490,11 @@ bool RunModel(const std::string& path, const GrpcBenchOptions& options,
       deployment = StartDeployment(kind, served);
       if (!deployment) return false;
     }
+    std::vector<pid_t> pids;  // the deployment's processes (none for --server)
+    for (const auto& process : deployment->processes) pids.push_back(process->pid());
     // Warm-up, both ways: connections, scratch memory, one engine per mode.
     for (const std::string& mode : modes) {
-      RunResult warm = RunOverGrpc(deployment->address, prompts, max_clients, mode, 4);
+      RunResult warm = RunOverGrpc(deployment->address, pids, prompts, max_clients, mode, 4);
       if (!warm.error.empty()) {
         std::fprintf(stderr, "error: %s at %s: %s\n", kind.c_str(), deployment->address.c_str(),
                      warm.error.c_str());
@@ -465,7 +518,7 @@ bool RunModel(const std::string& path, const GrpcBenchOptions& options,
           std::vector<RunResult>& grpc_runs = grpc_by_mode[mode];
           local_runs.push_back(RunInProcess(*engines[mode], prompts, clients, options.new_tokens));
           grpc_runs.push_back(
-              RunOverGrpc(deployment->address, prompts, clients, mode, options.new_tokens));
+              RunOverGrpc(deployment->address, pids, prompts, clients, mode, options.new_tokens));
           for (const RunResult* r : {&local_runs.back(), &grpc_runs.back()}) {
             if (!r->error.empty()) {
               std::fprintf(stderr, "error: %s, %d clients, %s: %s\n",
@@ -489,15 +542,18 @@ bool RunModel(const std::string& path, const GrpcBenchOptions& options,
           dec_off = dec;
         }
         const double l_off = local_off;
+        const double server_us = ServerCpuPerToken(cell.grpc);
         std::printf(
             "%-6s %7d %-9s %10.1f %10.1f %7.3f %8.2f %8.2f %7.2f %6.2f %6.2f %4.0f%% %6.2fx "
-            "%6.2fx %6.2fx %9.1f %7.2f %7.2f %5s\n",
+            "%6.2fx %6.2fx %9.1f %7.2f %7.2f %8s %8.1f %8.1f %5s\n",
             kind.c_str(), clients, mode.c_str(), g, l, l > 0 ? g / l : 0, StepMs(cell.grpc),
             StepMs(cell.local), StepMs(cell.grpc) - StepMs(cell.local), TokensPerStep(cell.grpc),
             TokensPerStep(cell.local), 100 * SpeculatedFraction(cell.grpc),
             grpc_off > 0 ? g / grpc_off : 0, l_off > 0 ? l / l_off : 0,
             dec_off > 0 ? dec / dec_off : 0, EndToEndRate(cell.grpc),
             LatencyPercentile(cell.grpc, 0.5), LatencyPercentile(cell.grpc, 0.99),
+            server_us >= 0 ? absl::StrFormat("%.1f", server_us).c_str() : "-",
+            CpuPerToken(cell.grpc.own_cpu, cell.grpc), CpuPerToken(cell.local.own_cpu, cell.local),
             SameTokens(cell.grpc, cell.local) ? "yes" : "NO");
         std::fflush(stdout);
         cells.push_back(std::move(cell));
@@ -547,7 +603,7 @@ int RunGrpcBench(const GrpcBenchOptions& options, Ops& ops) {
            "local_tokens_per_step,speculated_fraction,local_decode_step_tokens_per_second,"
            "end_to_end_tokens_per_second,"
            "latency_p50_seconds,latency_p99_seconds,mean_time_to_first_token_seconds,"
-           "same_tokens\n";
+           "server_cpu_us_per_token,client_cpu_us_per_token,local_cpu_us_per_token,same_tokens\n";
     for (const Cell& c : cells) {
       const double g = DecodeRate(c.grpc), l = DecodeRate(c.local);
       rows.push_back({{"model", c.model},
@@ -568,14 +624,19 @@ int RunGrpcBench(const GrpcBenchOptions& options, Ops& ops) {
                       {"latency_p50_seconds", LatencyPercentile(c.grpc, 0.5)},
                       {"latency_p99_seconds", LatencyPercentile(c.grpc, 0.99)},
                       {"mean_time_to_first_token_seconds", MeanFirstToken(c.grpc)},
+                      {"server_cpu_us_per_token", ServerCpuPerToken(c.grpc)},
+                      {"client_cpu_us_per_token", CpuPerToken(c.grpc.own_cpu, c.grpc)},
+                      {"local_cpu_us_per_token", CpuPerToken(c.local.own_cpu, c.local)},
                       {"same_tokens", SameTokens(c.grpc, c.local)}});
       csv << absl::StrFormat(
-          "%s,%s,%d,%s,%.3f,%.3f,%.4f,%.3f,%.3f,%.3f,%.3f,%.3f,%.3f,%.3f,%.3f,%.4f,%.4f,%.4f,%d\n",
+          "%s,%s,%d,%s,%.3f,%.3f,%.4f,%.3f,%.3f,%.3f,%.3f,%.3f,%.3f,%.3f,%.3f,%.4f,%.4f,%.4f,%.2f,"
+          "%.2f,%.2f,%d\n",
           c.model, c.deployment, c.clients, c.mode, g, l, l > 0 ? g / l : 0, StepMs(c.grpc),
           StepMs(c.local), StepMs(c.grpc) - StepMs(c.local), TokensPerStep(c.grpc),
           TokensPerStep(c.local), SpeculatedFraction(c.grpc), DecodeStepRate(c.local),
           EndToEndRate(c.grpc), LatencyPercentile(c.grpc, 0.5), LatencyPercentile(c.grpc, 0.99),
-          MeanFirstToken(c.grpc), SameTokens(c.grpc, c.local) ? 1 : 0);
+          MeanFirstToken(c.grpc), ServerCpuPerToken(c.grpc), CpuPerToken(c.grpc.own_cpu, c.grpc),
+          CpuPerToken(c.local.own_cpu, c.local), SameTokens(c.grpc, c.local) ? 1 : 0);
     }
     std::ofstream(options.out + ".json")
         << nlohmann::json{{"backend", ops.name()}, {"threads", ops.num_threads()}, {"rows", rows}}

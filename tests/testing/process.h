@@ -122,5 +122,8 @@ class ServiceProcess {
 
 // Resident set size of a process in bytes (from /proc), or -1.
 int64_t ResidentBytes(pid_t pid);
+// CPU seconds a process has used so far, all its threads, user and system
+// (from /proc, in clock ticks: 10 ms steps), or -1.
+double CpuSeconds(pid_t pid);
 
 }  // namespace specserve::testing
