@@ -216,6 +216,29 @@ const typename Map::value_type* NearestMeasured(const Map& tables, StepClass c) 
 // A typical mean context of a class (its bucket is the power of two above it).
 double TypicalContext(StepClass c) { return 0.75 * c.context_bucket; }
 
+// The class of `tables` nearest to `c` among the others of c's batch bucket
+// whose table `keep(table)` accepts, or null when none does.
+template <typename Map, typename Keep>
+const typename Map::value_type* NearestOfItsBatch(const Map& tables, StepClass c,
+                                                  const Keep& keep) {
+  const typename Map::value_type* best = nullptr;
+  for (const auto& entry : tables) {
+    if (entry.first == c || entry.first.batch_bucket != c.batch_bucket || !keep(entry.second)) {
+      continue;
+    }
+    if (best == nullptr || ClassDistance(entry.first, c) < ClassDistance(best->first, c)) {
+      best = &entry;
+    }
+  }
+  return best;
+}
+
+// The mean context a class's passes were timed at (typical, where untold).
+double ContextOf(const std::pair<const StepClass, CostTable>& entry) {
+  return entry.second.RecentContext() >= 0 ? entry.second.RecentContext()
+                                           : TypicalContext(entry.first);
+}
+
 }  // namespace
 
 const std::pair<StepClass, bool>* Planner::NearestOverhead(StepClass c, bool speculated) const {
@@ -322,7 +345,33 @@ double Planner::PredictVerify(StepClass c, int batch, double context, int m) con
       return plain + rise * (m - 1) / (smallest - 1);
     }
   }
+  if (table.samples(m) == 0 && PricedByPriorAlone(table, m)) {
+    if (const double borrowed = FromNeighboursShape(c, batch, context, m); borrowed > 0) {
+      return borrowed;
+    }
+  }
   return table.Estimate(m, here);
+}
+
+double Planner::FromNeighboursShape(StepClass c, int batch, double context, int m) const {
+  const CostTable& own = verify_costs_.at(c);
+  const int w0 = own.SmallestWidth();
+  if (w0 == 0 || w0 == m) return -1;
+  // The nearest class of the same batch bucket whose widths draw a line.
+  const auto* neighbour = NearestOfItsBatch(verify_costs_, c, [](const CostTable& t) {
+    return t.CountWidths([](int) { return true; }) >= 2;
+  });
+  if (neighbour == nullptr) return -1;
+  const CostTable& there_table = neighbour->second;
+  const double from_context = ContextOf(*neighbour);
+  auto there = [&](int mm) { return VerifyPrior(batch, from_context, mm); };
+  auto here = [&](int mm) { return VerifyPrior(batch, context, mm); };
+  const double there_w0 = there_table.Estimate(w0, there);
+  if (!(there_w0 > 0) || !(there(m) > 0) || !(here(w0) > 0)) return -1;
+  // The neighbour's measured ratio, corrected by the prior's for the two contexts.
+  const double ratio =
+      there_table.Estimate(m, there) / there_w0 * (here(m) / here(w0)) / (there(m) / there(w0));
+  return own.Measured(w0) * ratio;
 }
 
 bool Planner::PricedByPriorAlone(const CostTable& table, int m) {
@@ -357,7 +406,16 @@ bool Planner::PlainSamplesSuspect(StepClass c) const {
   if (it == verify_costs_.end() || it->second.samples(1) == 0) return false;
   const CostTable& table = it->second;
   const double plain = table.Measured(1);
-  return table.CountWidths([&](int w) { return w >= 2 && table.Measured(w) < plain; }) > 0;
+  if (table.CountWidths([&](int w) { return w >= 2 && table.Measured(w) < plain; }) > 0) {
+    return true;
+  }
+  const auto* neighbour =
+      NearestOfItsBatch(verify_costs_, c, [](const CostTable& t) { return t.samples(1) > 0; });
+  if (neighbour == nullptr) return false;
+  const double there = VerifyPrior(c.batch_bucket, ContextOf(*neighbour), 1);
+  const double here = VerifyPrior(c.batch_bucket, ContextOf(*it), 1);
+  if (!(there > 0)) return false;
+  return plain > kSuspectPlainFactor * neighbour->second.Measured(1) * here / there;
 }
 
 double Planner::PlainOverheadCeiling(StepClass c) const {
@@ -475,7 +533,7 @@ Plan Planner::Choose(int batch, double mean_context, int whole_batch, bool draft
   }
   plan.nodes = plan.shape.speculated();
   plan.depth = plan.shape.depth();
-  plan.expected_tokens = ExpectedTokens(plan.shape, acceptance_.Vector());
+  plan.expected_tokens = KeptTokens(ExpectedTokens(plan.shape, acceptance_.Vector()));
   return plan;
 }
 
@@ -543,9 +601,9 @@ bool Planner::SpeculationCouldPay(StepClass c, int batch, double mean_context, i
   const SwitchCost switch_cost = SwitchCostOf(c, batch);
   for (int d = 1; d <= config_.max_depth; ++d) {
     const double seconds = SpeculativeSeconds(
-        PerStep(switch_cost, d + 1), PredictVerify(c, batch, mean_context, d + 1),
+        PerStep(switch_cost, KeptTokens(d + 1)), PredictVerify(c, batch, mean_context, d + 1),
         d * pass + draft_extra, pass, 1.0, pipelined, draft_ahead);
-    if (batch * (d + 1) / seconds > bar) return true;
+    if (batch * KeptTokens(d + 1) / seconds > bar) return true;
   }
   return false;
 }
@@ -598,8 +656,11 @@ Plan Planner::ChooseAuto(int batch, double mean_context, int whole_batch, bool d
   const bool pipelined = whole_batch > batch;
   draft_ahead = draft_ahead && !pipelined;
   bool explore = false;
+  // A tree deeper than the tokens left (the batch nearing its end) is
+  // decided afresh at once, as the tokens it would gain shrink.
   if (steps_ > choice.valid_until_step || choice.pipelined != pipelined ||
-      choice.draft_ahead != draft_ahead || Mispriced(c, choice)) {
+      choice.draft_ahead != draft_ahead || Mispriced(c, choice) ||
+      (choice.n > 1 && remaining_tokens_ < choice.d + 1)) {
     const auto decision_start = std::chrono::steady_clock::now();
     choice.pipelined = pipelined;
     choice.draft_ahead = draft_ahead;
@@ -655,6 +716,7 @@ Plan Planner::ChooseAuto(int batch, double mean_context, int whole_batch, bool d
     double trial_rate = 0;
     int trial_n = 1, trial_d = 0;
     for (const Candidate& cand : candidates_) {
+      const double expected = KeptTokens(cand.expected);
       auto draft_of = [&](const auto& pass_cost) {
         double draft = pass_cost(1) + draft_extra;
         for (size_t l = 1; l < cand.fed_per_level.size(); ++l) {
@@ -664,10 +726,9 @@ Plan Planner::ChooseAuto(int batch, double mean_context, int whole_batch, bool d
       };
       const double draft = draft_of(pass);
       auto rate = [&](double verify_seconds, double draft_seconds, double one_pass) {
-        return batch * cand.expected /
-               SpeculativeSeconds(PerStep(switch_cost, cand.expected), verify_seconds,
-                                  draft_seconds, one_pass, guessed[cand.d + 1], pipelined,
-                                  draft_ahead);
+        return batch * expected /
+               SpeculativeSeconds(PerStep(switch_cost, expected), verify_seconds, draft_seconds,
+                                  one_pass, guessed[cand.d + 1], pipelined, draft_ahead);
       };
       if (const double r = rate(verify[cand.n], draft, pass(1)); r > best_rate) {
         best_rate = r;
@@ -795,7 +856,7 @@ Plan Planner::ChooseAuto(int batch, double mean_context, int whole_batch, bool d
   probe_budget_factor_ = kProbeBudgetFactor;
   plan.nodes = plan.shape.speculated();
   plan.depth = plan.shape.depth();
-  plan.expected_tokens = ExpectedTokens(plan.shape, acceptance_.Vector());
+  plan.expected_tokens = KeptTokens(ExpectedTokens(plan.shape, acceptance_.Vector()));
   return plan;
 }
 
@@ -865,7 +926,7 @@ Plan Planner::ChainProbe(int sequences, int depth) const {
   plan.depth = depth;
   plan.exploring = true;
   plan.probe_sequences = sequences;
-  plan.expected_tokens = ExpectedTokens(plan.shape, acceptance_.Vector());
+  plan.expected_tokens = KeptTokens(ExpectedTokens(plan.shape, acceptance_.Vector()));
   return plan;
 }
 

@@ -317,6 +317,14 @@ class Planner {
   // it may cost once measured properly); with only one other width, once
   // its newest pass is kStaleSteps old. -1 for any other width.
   double UntrustedVerifyFromOthers(StepClass c, int batch, double context, int m) const;
+  // Width m's cost in class c, where c timed one other width w0 alone: w0's
+  // cost times the ratio m : w0 of the nearest class of the same batch bucket
+  // whose widths draw a line (its contexts' difference taken from the prior).
+  // The prior's ratio alone misses a CPU's cost per row: stories260K 64 x
+  // 257, plain timed at 0.79 ms, put a tree of 11 nodes at 1.7 ms (2.1x)
+  // where it verified in 4.1-4.8; the class below had timed widths 1 and 3 at
+  // 0.74 and 1.12 ms. -1 where no such class is measured.
+  double FromNeighboursShape(StepClass c, int batch, double context, int m) const;
   // Whether the widths of `table` other than m are fewer than two: their line
   // cannot price m, only the prior's ratio scaled to the one there is.
   static bool PricedByPriorAlone(const CostTable& table, int m);
@@ -408,6 +416,13 @@ class Planner {
   // Per step at `tokens_per_step`: the catch-up over the remaining tokens'
   // steps at that rate, 1 to kSwitchHorizonSteps of them.
   double PerStep(const SwitchCost& s, double tokens_per_step) const;
+  // `tokens` a sequence would gain in a step, at most the tokens the batch's
+  // sequences may still generate (remaining_tokens_, a mean): a tree's tokens
+  // past a sequence's limit are never kept. (specserve-bench --mode grpc's
+  // in-process run, 64 requests of 256 new tokens: the last steps, one token
+  // left a sequence, chose trees of 11 nodes for an expected 9.3 tokens and
+  // took ~7 ms where a plain step of those 31 sequences takes 0.3.)
+  double KeptTokens(double tokens) const { return std::min(tokens, remaining_tokens_); }
   // Tokens per second of plain decoding (for a pipelined group: of the whole batch).
   double PlainRate(StepClass c, int batch, double mean_context, int whole_batch) const;
   static double SpeculativeSeconds(double overhead, double verify, double draft, double one_pass,
@@ -472,8 +487,14 @@ class Planner {
     bool lone = false;
   };
   // Whether plain decoding's samples in class c read dearer than some wider
-  // pass timed there (a pass of more rows never costs less).
+  // pass timed there (a pass of more rows never costs less), or more than
+  // kSuspectPlainFactor times plain in the nearest class of the same batch
+  // bucket, scaled by the prior to this class's context: in-process at
+  // stories260K 64 x 257-287, plain read 1.84 ms (its median of 9) where
+  // the class below had 0.79 and its steps before and after took 0.7-0.9;
+  // priced against it, trees of 8 nodes won 1.7x and ran at 0.6x plain.
   bool PlainSamplesSuspect(StepClass c) const;
+  static constexpr double kSuspectPlainFactor = 1.5;
   // Where class c's plain steps spent longer outside the passes than
   // speculative steps of the same batch bucket (which append more tokens a
   // sequence: never less to do), those steps' time outside: what plain's is

@@ -335,8 +335,11 @@ std::unique_ptr<SpecEngine::ProposalBatch> SpecEngine::BuildProposals(
       break;  // a probe: the rest decode plainly
     }
     auto [id, seq] = members[i];
-    // Sequences too close to their context limit for the tree decode plainly.
+    // Sequences too close to their context limit for the tree decode plainly,
+    // and so do those with one token left to generate: the verify pass's own
+    // token is all they can keep.
     if (static_cast<int>(seq->state.tokens.size()) + plan.nodes + 1 > max_context_) continue;
+    if (Remaining(*seq) <= 1) continue;
     // The batch is never moved: the pointer to its plan's shape holds.
     ProposeItem& item = batch->items.emplace_back(
         ItemFor(id, *seq, seq->draft_from, static_cast<int64_t>(seq->state.tokens.size()),
@@ -525,13 +528,15 @@ absl::Status SpecEngine::DecodeStep(std::span<const std::pair<int, Sequence*>> d
                        mean_context);
 }
 
+int64_t SpecEngine::Remaining(const Sequence& seq) const {
+  const int64_t by_length = seq.request.max_new_tokens - seq.state.generated();
+  const int64_t by_context = max_context_ - static_cast<int64_t>(seq.state.tokens.size());
+  return std::max<int64_t>(std::min(by_length, by_context), 0);
+}
+
 double SpecEngine::MeanRemaining(std::span<const std::pair<int, Sequence*>> members) const {
   double total = 0;
-  for (const auto& [id, seq] : members) {
-    const int64_t by_length = seq->request.max_new_tokens - seq->state.generated();
-    const int64_t by_context = max_context_ - static_cast<int64_t>(seq->state.tokens.size());
-    total += static_cast<double>(std::max<int64_t>(std::min(by_length, by_context), 0));
-  }
+  for (const auto& [id, seq] : members) total += static_cast<double>(Remaining(*seq));
   return members.empty() ? 0.0 : total / static_cast<double>(members.size());
 }
 

@@ -228,7 +228,9 @@ class SpecEngine {
   // Tokens the members' drafts must feed before drafting (history since each
   // last drafted, at least 1): what a switch to speculation catches up.
   double MeanDraftLag(std::span<const std::pair<int, Sequence*>> members) const;
-  // Tokens the members may still generate, on average (max_new_tokens or the context left).
+  // Tokens a sequence may still generate (max_new_tokens or the context left).
+  int64_t Remaining(const Sequence& seq) const;
+  // The same on average over the members.
   double MeanRemaining(std::span<const std::pair<int, Sequence*>> members) const;
   // Before applying a step's verify results: its batch, the plan it ran (null:
   // plain), and the per-rank acceptance counters reset.

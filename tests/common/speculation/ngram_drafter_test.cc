@@ -170,11 +170,13 @@ TEST(NgramDrafterTest, AStepWithoutAMatchCountsAsARejectedFirstCandidate) {
   auto engine = *SpecEngine::Create(llama, llama, options);
   GenerationRequest r;
   for (int t = 0; t < 20; ++t) r.prompt.push_back(3 + t);  // no n-gram occurs twice
-  r.max_new_tokens = 1;
+  // Two tokens: the first step drafts (and finds nothing); the second, with
+  // one token left, does not draft at all.
+  r.max_new_tokens = 2;
   r.stop_at_eos = false;
   const int id = *engine->Add(r);
   while (engine->HasLive()) ASSERT_TRUE(engine->Step().ok());
-  EXPECT_EQ(engine->state(id).tokens.size(), 21u);
+  EXPECT_EQ(engine->state(id).tokens.size(), 22u);
   const AcceptanceStats& acceptance = engine->planner().acceptance();
   EXPECT_EQ(acceptance.visits(0), 1);
   EXPECT_EQ(acceptance.hits(0), 0);

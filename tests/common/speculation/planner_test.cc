@@ -316,6 +316,38 @@ TEST(PlannerTest, AFirstSlowPassDoesNotSetTheCost) {
   EXPECT_DOUBLE_EQ(table.Estimate(1, prior), 7.3);  // the lower middle of four
 }
 
+TEST(PlannerTest, AClassThatTimedPlainAloneTakesItsWiderPassesShapeFromItsBatchsNeighbour) {
+  // stories260K 64 x 257 (the class above 64 x 256) timed plain at 0.79 ms;
+  // the prior's ratio put a tree of 11 nodes at 2.1x that, where it verified
+  // at 5-6x; the class below had timed widths 1 and 3 at 0.74 and 1.12 ms.
+  // The prior here has next to no arithmetic, so its ratio is ~1.
+  CostPrior prior = Prior();
+  prior.target_flops_per_token = 1e3;
+  const StepClass below = ClassOf(64, 200), c = ClassOf(64, 270);
+  ASSERT_NE(below, c);
+  auto predict = [&](StepClass neighbour, bool neighbour_timed_wider) {
+    Planner planner(SpecConfig{}, prior);
+    for (int k = 0; k < 3; ++k) {
+      planner.RecordVerifyPass(neighbour, 1, 0.74e-3, 200);
+      if (neighbour_timed_wider) planner.RecordVerifyPass(neighbour, 3, 1.12e-3, 200);
+      planner.RecordVerifyPass(c, 1, 0.79e-3, 270);
+    }
+    EXPECT_NEAR(planner.PredictVerify(c, 64, 270, 1), 0.79e-3, 1e-12);
+    return std::pair(planner.PredictVerify(c, 64, 270, 11),
+                     planner.PredictVerify(neighbour, 64, 200, 11) /
+                         planner.PredictVerify(neighbour, 64, 200, 1));
+  };
+  const auto [by_prior, unused] = predict(below, false);
+  EXPECT_LT(by_prior, 1.2 * 0.79e-3) << "the prior's ratio alone";
+  const auto [borrowed, ratio] = predict(below, true);
+  // The line through the neighbour's widths: 0.74 + 0.19 x 10 = 2.64 ms, 3.6x.
+  EXPECT_NEAR(ratio, (0.74 + 10 * 0.19) / 0.74, 0.02);
+  EXPECT_NEAR(borrowed, 0.79e-3 * ratio, 0.05 * borrowed);
+  // A class of another batch bucket lends nothing: rows cost another share there.
+  const auto [other_batch, unused2] = predict(ClassOf(16, 200), true);
+  EXPECT_NEAR(other_batch, by_prior, 1e-12);
+}
+
 TEST(PlannerTest, AWidthEstimatedFromTheOtherWidths) {
   CostTable table;
   auto prior = [](int m) { return 1.0 + 0.1 * m; };
@@ -577,6 +609,35 @@ TEST(PlannerTest, PlainTimedInASlowSpellIsTimedAgainBeforeTheBatchSpeculatesOnIt
     EXPECT_TRUE(plan.nodes == 0 || plan.probe_sequences > 0) << "step " << i;
   }
   EXPECT_NEAR(planner.PredictVerify(c, 8, 500, 1), 11e-3, 1e-9);
+}
+
+TEST(PlannerTest, PlainTimedFarAboveItsNeighbourClassIsTimedAgainBeforeTheBatchSpeculatesOnIt) {
+  // Class (8, 256) timed every width at 10 + m ms; the next context class,
+  // (8, 512), timed plain alone, three times at 30 ms in a slow spell, where
+  // the prior puts it within a few percent of the class below. Its wider
+  // passes are priced from that class's shape, scaled to 30 ms, and a chain
+  // of 4 (9 ms draft levels, acceptance 0.9) wins 1.6x; priced at the 11 ms
+  // plain really takes, plain wins. Plain is timed afresh first.
+  const StepClass below = ClassOf(8, 200), c = ClassOf(8, 300);
+  ASSERT_NE(below, c);
+  Planner planner(SpecConfig{}, Prior());
+  Feed(planner, 0.9, 5000);
+  for (int k = 0; k < 3; ++k) {
+    for (int m = 1; m <= 65; ++m) {
+      planner.RecordVerifyPass(below, m, 10e-3 + 1e-3 * m, 200);
+      planner.RecordDraftPass(c, m, 9e-3);
+    }
+    planner.RecordVerifyPass(c, 1, 30e-3, 300);
+  }
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_EQ(planner.Choose(8, 300).nodes, 0) << "step " << i << ": plain timed afresh";
+    planner.RecordVerifyPass(c, 1, 11.2e-3, 300);
+  }
+  EXPECT_NEAR(planner.PredictVerify(c, 8, 300, 1), 11.2e-3, 1e-9);
+  for (int i = 0; i < 20; ++i) {
+    const Plan plan = planner.Choose(8, 300);
+    EXPECT_TRUE(plan.nodes == 0 || plan.probe_sequences > 0) << "step " << i;
+  }
 }
 
 TEST(PlannerTest, TheTablesBuiltBeforeTheFirstStepAreNotChargedToIt) {
@@ -856,6 +917,25 @@ TEST(PlannerTest, ASwitchNearTheBatchsEndMustRepayItsCatchUpSooner) {
   EXPECT_TRUE(speculates(Planner::kUnboundedTokens));
   EXPECT_TRUE(speculates(1000));
   EXPECT_FALSE(speculates(8));
+}
+
+TEST(PlannerTest, TreesGainNoMoreThanTheTokensLeftToGenerate) {
+  // Perfect acceptance, verify(m) = 10 + m ms, 1 ms draft levels: deep trees
+  // win while tokens are plenty. With 3 tokens left a sequence, a deeper tree
+  // than 2 gains nothing more (its tokens past the limit are dropped), and the
+  // held decision is taken afresh at once; with 1 left, no tree gains at all.
+  Planner planner(SpecConfig{}, Prior());
+  const StepClass c = ClassOf(8, 500);
+  Feed(planner, 1.0, 5000);
+  TenPlusOneMsPerNode(planner, c, 1e-3);
+  planner.SetDraftLag(0);
+  const Plan deep = planner.Choose(8, 500, 0, false, 200);
+  EXPECT_GT(deep.depth, 4);
+  const Plan near_end = planner.Choose(8, 500, 0, false, 3);
+  EXPECT_GT(near_end.nodes, 0);
+  EXPECT_LE(near_end.depth, 2);
+  EXPECT_LE(near_end.expected_tokens, 3.0);
+  EXPECT_EQ(planner.Choose(8, 500, 0, false, 1).nodes, 0);
 }
 
 TEST(PlannerTest, ACatchUpCostsOnlyTheTokensTheDraftMissed) {

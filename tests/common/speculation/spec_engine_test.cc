@@ -171,6 +171,34 @@ TEST_F(SpecEngineLosslessTest, TheFirstDecodeStepAfterAPrefillDoesNotPricePlainD
   EXPECT_EQ((*engine)->planner().VerifySamples(second, 1), 1);
 }
 
+TEST_F(SpecEngineLosslessTest, ASequenceWithOneTokenLeftDecodesPlainlyBesideTrees) {
+  // The verify pass's own token is all such a sequence can keep: a tree
+  // drafted for it would be work thrown away. Of two sequences decoding
+  // together under chain:4, one with a single token left and one with many,
+  // only the second drafts; output stays the plain one.
+  SpecEngineOptions options;
+  options.spec = *ParseSpecMode("chain:4");
+  std::vector<GenerationRequest> requests(2);
+  for (int i = 0; i < 2; ++i) {
+    requests[i].prompt = Prompt(12, i);
+    requests[i].stop_at_eos = false;
+  }
+  requests[0].max_new_tokens = 1;
+  requests[1].max_new_tokens = 20;
+  const auto plain = Plain(target_, requests);
+  auto engine = *SpecEngine::Create(target_, target_, options);
+  std::vector<int> ids;
+  for (const auto& r : requests) ids.push_back(*engine->Add(r));
+  do {
+    ASSERT_TRUE(engine->Step().ok());
+  } while (engine->last_step().batch == 0);  // prefill
+  EXPECT_EQ(engine->last_step().batch, 2);
+  EXPECT_EQ(engine->last_step().speculated_sequences, 1) << "the one-token sequence drafted";
+  EXPECT_TRUE(engine->state(ids[0]).finished());
+  while (engine->HasLive()) ASSERT_TRUE(engine->Step().ok());
+  for (int i = 0; i < 2; ++i) EXPECT_EQ(engine->state(ids[i]).tokens, plain[i]) << i;
+}
+
 TEST_F(SpecEngineLosslessTest, GreedyWithASeparateQuantisedDraftEqualsPlain) {
   std::vector<GenerationRequest> requests;
   for (int i = 0; i < 6; ++i) {
