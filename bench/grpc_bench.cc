@@ -17,6 +17,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "bench/step_log.h"
 #include "common/engine/batch_generator.h"
 #include "common/engine/llama_model.h"
 #include "common/model/model_loader.h"
@@ -231,8 +232,10 @@ RunResult RunOverGrpc(const std::string& address, const std::vector<pid_t>& serv
 
 // `engine` lives as long as the bench, like the service's engine of a mode: the
 // planner's acceptance and cost measurements carry over from run to run.
+// `log`: where its decode steps go (bench/step_log.h), labelled `labels`; null: nowhere.
 RunResult RunInProcess(SpecEngine& engine, const std::vector<std::vector<int32_t>>& prompts,
-                       int clients, int new_tokens) {
+                       int clients, int new_tokens, std::ostream* log = nullptr,
+                       const StepLogRun& labels = {}) {
   RunResult r;
   r.traces.resize(clients);
   const double own_before = OwnCpuSeconds();
@@ -250,6 +253,7 @@ RunResult RunInProcess(SpecEngine& engine, const std::vector<std::vector<int32_t
     }
     ids.push_back(*id);
   }
+  int logged_steps = 0;
   while (engine.HasLive()) {
     const double before = SecondsSince(start);
     if (absl::Status st = engine.Step(); !st.ok()) {
@@ -260,6 +264,9 @@ RunResult RunInProcess(SpecEngine& engine, const std::vector<std::vector<int32_t
     if (engine.last_step().prefill_tokens == 0) {
       r.decode_step_seconds += now - before;
       r.decode_step_tokens += engine.last_step().generated_tokens;
+    }
+    if (log != nullptr && engine.last_step().batch > 0) {
+      WriteStepLogRow(*log, labels, logged_steps++, engine.last_step(), now - before);
     }
     const bool speculated = engine.last_step().speculated;
     for (int i = 0; i < clients; ++i) {
@@ -516,7 +523,10 @@ bool RunModel(const std::string& path, const GrpcBenchOptions& options,
         for (const std::string& mode : order) {
           std::vector<RunResult>& local_runs = local_by_mode[mode];
           std::vector<RunResult>& grpc_runs = grpc_by_mode[mode];
-          local_runs.push_back(RunInProcess(*engines[mode], prompts, clients, options.new_tokens));
+          const StepLogRun labels{
+              name, mode == "off" ? "none" : "self", mode, options.prompt_tokens, clients, rep};
+          local_runs.push_back(RunInProcess(*engines[mode], prompts, clients, options.new_tokens,
+                                            options.step_log, labels));
           grpc_runs.push_back(
               RunOverGrpc(deployment->address, pids, prompts, clients, mode, options.new_tokens));
           for (const RunResult* r : {&local_runs.back(), &grpc_runs.back()}) {

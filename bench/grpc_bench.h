@@ -6,6 +6,7 @@
 // speculative against plain decoding through the services.
 #pragma once
 
+#include <ostream>
 #include <string>
 #include <vector>
 
@@ -41,6 +42,10 @@ struct GrpcBenchOptions {
   int sinks = 16;   // draft window of the spawned services and the baseline
   int window = 64;
   std::string out;  // write OUT.json and OUT.csv when set
+  // Where to write every decode step of the timed in-process runs (their
+  // engines are the services' twins: what the planner chose and what it
+  // cost, bench/step_log.h), labelled with the model file's name; null: nowhere.
+  std::ostream* step_log = nullptr;
 };
 
 // Runs every model x deployment x client count x mode with its in-process twin,

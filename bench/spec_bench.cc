@@ -6,6 +6,7 @@
 #include <cstdio>
 
 #include "absl/strings/str_format.h"
+#include "bench/step_log.h"
 #include "common/engine/batch_generator.h"
 #include "common/engine/llama_model.h"
 #include "common/engine/pass_cost.h"
@@ -83,28 +84,6 @@ struct Variant {
   std::string name() const { return draft ? draft->label + " " + mode : mode; }
 };
 
-// One --step_log row (StepLogHeader's columns) for a decode step of `run`.
-void LogStep(const SpecBenchOptions& options, const Variant& variant, int context, int batch,
-             int run, int step_index, const StepStats& step, double step_seconds) {
-  std::string passes;
-  for (const PassTime& pass : step.draft_passes) {
-    passes += absl::StrFormat("%s%d:%.4f", passes.empty() ? "" : " ", pass.tokens_per_sequence,
-                              1e3 * pass.seconds);
-  }
-  const double gained =
-      step.speculated_sequences > 0
-          ? static_cast<double>(step.speculated_generated_tokens) / step.speculated_sequences
-          : 0.0;
-  *options.step_log << absl::StrFormat(
-      "%s,%s,%d,%d,%s,%d,%d,%d,%.1f,%d,%d,%d,%d,%.4f,%.4f,%.4f,%.4f,%.4f,%.4f,%s\n",
-      options.model_label, variant.draft ? variant.draft->label : "none", context, batch,
-      variant.mode, run, step_index, step.batch, step.mean_context, step.tree_nodes,
-      step.tree_depth, step.exploring ? 1 : 0, step.speculated_sequences,
-      step.speculated_sequences > 0 ? step.predicted_tokens : 0.0, gained,
-      static_cast<double>(step.generated_tokens) / step.batch, 1e3 * step.draft_seconds,
-      1e3 * step.verify_seconds, 1e3 * step_seconds, passes);
-}
-
 // `run`: the repetition (its steps go to --step_log), or -1 for an untimed run.
 ModeRun RunMode(Model& target, const std::vector<std::vector<int32_t>>& contexts, int batch,
                 const Variant& variant, const SpecBenchOptions& options, const Roofline& roofline,
@@ -174,8 +153,13 @@ ModeRun RunMode(Model& target, const std::vector<std::vector<int32_t>>& contexts
     const StepStats& step = engine->last_step();
     if (step.batch == 0) continue;  // a prefill step
     if (options.step_log != nullptr && run_index >= 0) {
-      LogStep(options, variant, static_cast<int>(contexts[0].size()), batch, run_index,
-              logged_steps++, step, step_seconds);
+      const StepLogRun labels{options.model_label,
+                              variant.draft ? variant.draft->label : "none",
+                              variant.mode,
+                              static_cast<int>(contexts[0].size()),
+                              batch,
+                              run_index};
+      WriteStepLogRow(*options.step_log, labels, logged_steps++, step, step_seconds);
     }
     sequence_steps += step.batch;
     generated += step.generated_tokens;
@@ -235,12 +219,6 @@ double Median(std::vector<double> v) {
 }
 
 }  // namespace
-
-std::string StepLogHeader() {
-  return "model,draft,context,batch,mode,run,step,step_batch,mean_context,nodes,depth,exploring,"
-         "speculated_sequences,predicted_tokens,gained_tokens,tokens_per_sequence,draft_ms,"
-         "verify_ms,step_ms,draft_passes";
-}
 
 nlohmann::json RunSpecBench(Model& target, const Tokenizer& tokenizer,
                             const SpecBenchOptions& options, const Roofline& roofline) {

@@ -52,16 +52,10 @@ struct SpecBenchOptions {
   int sinks = 16;
   int window = 64;
   // Where to write every timed decode step of every run as a CSV row
-  // (StepLogHeader's columns), labelled with `model_label`; null: nowhere.
+  // (bench/step_log.h), labelled with `model_label`; null: nowhere.
   std::ostream* step_log = nullptr;
   std::string model_label;
 };
-
-// The first line of the --step_log CSV: one row per decode step of a timed
-// run: what the planner chose (the tree's nodes and depth, an exploration,
-// the sequences that speculated), the tokens it expected and what came, and
-// where the step's time went (draft passes, verify, the whole step).
-std::string StepLogHeader();
 
 struct Roofline {
   double bandwidth = 0;   // bytes/s, measured in the same run

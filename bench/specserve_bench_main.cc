@@ -23,6 +23,7 @@
 #include "bench/peak_flops.h"
 #include "bench/roofline.h"
 #include "bench/spec_bench.h"
+#include "bench/step_log.h"
 #include "common/engine/llama_model.h"
 #include "common/model/model_loader.h"
 #include "common/ops/ops.h"
@@ -82,7 +83,8 @@ ABSL_FLAG(bool, warm, false,
           "and measured the acceptance); without it a run is a freshly started engine, whose "
           "one-time costs (auto's first exploration) count");
 ABSL_FLAG(std::string, step_log, "",
-          "--mode spec: write every decode step of the timed runs to this CSV file: the tree "
+          "--mode spec, and --mode grpc's in-process runs: write every decode step of the timed "
+          "runs to this CSV file: the tree "
           "the planner chose (nodes, depth, exploring, sequences that speculated), the tokens it "
           "expected and gained per speculating sequence, and the draft passes', verify's and "
           "whole step's milliseconds (what auto chose, and what each choice cost)");
@@ -248,8 +250,8 @@ int Run() {
   // Opened before the measurements below: a path that cannot be written fails at once.
   std::ofstream step_log;
   if (const std::string log = absl::GetFlag(FLAGS_step_log); !log.empty()) {
-    if (absl::GetFlag(FLAGS_mode) != "spec") {
-      std::fprintf(stderr, "error: --step_log is for --mode spec (not '%s')\n",
+    if (absl::GetFlag(FLAGS_mode) != "spec" && absl::GetFlag(FLAGS_mode) != "grpc") {
+      std::fprintf(stderr, "error: --step_log is for --mode spec or grpc (not '%s')\n",
                    absl::GetFlag(FLAGS_mode).c_str());
       return 1;
     }
@@ -279,6 +281,7 @@ int Run() {
     grpc.sinks = absl::GetFlag(FLAGS_sinks);
     grpc.window = absl::GetFlag(FLAGS_window);
     grpc.out = absl::GetFlag(FLAGS_out);
+    grpc.step_log = step_log.is_open() ? &step_log : nullptr;
     return RunGrpcBench(grpc, *ops);
   }
   if (absl::GetFlag(FLAGS_mode) == "http") {

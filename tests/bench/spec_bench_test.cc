@@ -16,6 +16,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
+#include "tests/bench/step_log_csv.h"
 #include "tests/testing/process.h"
 #include "tests/testing/random_model.h"
 
@@ -79,27 +80,7 @@ TEST(SpecBenchTest, WarmAndFreshRunsReportPerStepFiguresOfTheTimedRun) {
   }
 }
 
-// The --step_log CSV as rows of named fields (header first).
-std::vector<std::map<std::string, std::string>> StepLog(const std::string& path,
-                                                        std::vector<std::string>* header) {
-  std::ifstream in(path);
-  std::string line;
-  std::vector<std::map<std::string, std::string>> rows;
-  if (!std::getline(in, line)) return rows;
-  *header = absl::StrSplit(line, ',');
-  while (std::getline(in, line)) {
-    const std::vector<std::string> fields = absl::StrSplit(line, ',');
-    std::map<std::string, std::string>& row = rows.emplace_back();
-    for (size_t i = 0; i < fields.size() && i < header->size(); ++i) row[(*header)[i]] = fields[i];
-  }
-  return rows;
-}
-
-double Number(const std::map<std::string, std::string>& row, const std::string& name) {
-  double v = 0;
-  EXPECT_TRUE(absl::SimpleAtod(row.at(name), &v)) << name << "=" << row.at(name);
-  return v;
-}
+constexpr auto Number = &testing::StepLogNumber;
 
 TEST(SpecBenchTest, StepLogHasEveryDecodeStepOfEachTimedRunWithItsPlanAndCosts) {
   const std::string model = testing::WriteTinyRandomGguf("spec_bench.gguf", TensorType::kF32);
@@ -112,7 +93,7 @@ TEST(SpecBenchTest, StepLogHasEveryDecodeStepOfEachTimedRunWithItsPlanAndCosts) 
       120);
   ASSERT_EQ(r.exit_code, 0) << r.output;
   std::vector<std::string> header;
-  const auto rows = StepLog(log, &header);
+  const auto rows = testing::ReadStepLog(log, &header);
   ASSERT_GE(header.size(), 20u);
   EXPECT_EQ(header[0], "model");
   EXPECT_EQ(header.back(), "draft_passes");
@@ -172,7 +153,7 @@ TEST(SpecBenchTest, StepLogHasEveryDecodeStepOfEachTimedRunWithItsPlanAndCosts) 
       << "a chain takes fewer steps";
 }
 
-TEST(SpecBenchTest, AStepLogThatCannotBeWrittenOrOutsideModeSpecIsAnError) {
+TEST(SpecBenchTest, AStepLogThatCannotBeWrittenOrOutsideModeSpecAndGrpcIsAnError) {
   const std::string model = testing::WriteTinyRandomGguf("spec_bench.gguf", TensorType::kF32);
   ASSERT_FALSE(model.empty());
   const testing::ToolResult r = testing::RunTool(
@@ -181,14 +162,14 @@ TEST(SpecBenchTest, AStepLogThatCannotBeWrittenOrOutsideModeSpecIsAnError) {
       120);
   EXPECT_NE(r.exit_code, 0);
   EXPECT_THAT(r.output, HasSubstr("--step_log: cannot write '/nonexistent-dir/steps.csv'"));
-  // Only --mode spec has decode steps to log.
+  // Only --mode spec and grpc have decode steps to log.
   const std::string log = absl::StrCat(::testing::TempDir(), "/engine_steps_", getpid(), ".csv");
   const testing::ToolResult engine = testing::RunTool(
       {testing::DefaultBinDir() + "/specserve-bench", "--mode=engine", "--model=" + model,
        "--batches=1", "--contexts=40", "--threads=1", "--step_log=" + log},
       120);
   EXPECT_NE(engine.exit_code, 0);
-  EXPECT_THAT(engine.output, HasSubstr("--step_log is for --mode spec (not 'engine')"));
+  EXPECT_THAT(engine.output, HasSubstr("--step_log is for --mode spec or grpc (not 'engine')"));
 }
 
 }  // namespace
